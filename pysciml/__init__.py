@@ -1,0 +1,39 @@
+"""pysciml: stiff ODE solvers on PyTorch tensors, with adjoint gradients and an optional Julia engine.
+
+The public API, re-exported explicitly; implementation modules are private.
+"""
+
+from .algorithms import (
+    BS3,
+    DP5,
+    RK4,
+    ROS3P,
+    Algorithm,
+    Euler,
+    KenCarp3,
+    KenCarp4,
+    KenCarp5,
+    Kvaerno5,
+    Midpoint,
+    Rodas4,
+    Rodas5P,
+    Rosenbrock23,
+    Tsit5,
+    Vern7,
+)
+from .engine.controller import PIController
+from .errors import InputError, JuliaNotAvailableError, SolverError
+from .linsolve_options import GMRES, DenseLU
+from .problem import ODEProblem, SplitODEProblem
+from .solution import ODESolution, ReturnCode, Stats
+from .solve import solve
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Algorithm", "BS3", "DP5", "Euler", "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno5", "Midpoint", "RK4",
+    "ROS3P", "Rodas4", "Rodas5P", "Rosenbrock23", "Tsit5", "Vern7",
+    "PIController", "DenseLU", "GMRES",
+    "InputError", "SolverError", "JuliaNotAvailableError",
+    "ODEProblem", "SplitODEProblem", "ODESolution", "ReturnCode", "Stats", "solve",
+]

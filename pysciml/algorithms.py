@@ -1,0 +1,246 @@
+"""Algorithm descriptors: backend-neutral objects with SciML names and their options.
+
+An algorithm object says *what* method to use and with which options; it holds no per-solve state. The
+native engine looks up the method's tableau (``alg.tableau``); the Julia engine maps ``alg.julia_name``.
+Capabilities are types, not flags to probe: :class:`ExplicitAlgorithm`, :class:`RosenbrockAlgorithm`,
+:class:`ESDIRKAlgorithm` and the :class:`IMEXAlgorithm` marker (accepts a :class:`SplitODEProblem`
+additively).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar
+
+from .errors import InputError
+from .linsolve_options import GMRES, DenseLU, LinearSolver
+
+__all__ = [
+    "Algorithm", "ExplicitAlgorithm", "ImplicitAlgorithm", "RosenbrockAlgorithm", "ESDIRKAlgorithm",
+    "IMEXAlgorithm",
+    "Tsit5", "DP5", "BS3", "Vern7", "RK4", "Midpoint", "Euler",
+    "Rosenbrock23", "ROS3P", "Rodas4", "Rodas5P",
+    "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno5",
+    "ALGORITHMS",
+]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """Base of all algorithms. Subclasses set ``_tableau`` ("module:CONSTANT") and ``julia_name``."""
+
+    _tableau: ClassVar[str] = ""
+    julia_name: ClassVar[str] = ""
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def tableau(self) -> Any:
+        """The coefficient data this method runs on (a frozen tableau dataclass)."""
+        module, const = self._tableau.split(":")
+        return getattr(importlib.import_module(f"pysciml.engine.tableaus.{module}"), const)
+
+    @property
+    def order(self) -> int:
+        return int(self.tableau.order)
+
+    @property
+    def is_adaptive(self) -> bool:
+        """True if the method has an error estimator (it can run with ``adaptive=True``)."""
+        return getattr(self.tableau, "btilde", None) is not None
+
+    @property
+    def is_implicit(self) -> bool:
+        return isinstance(self, ImplicitAlgorithm)
+
+    def __repr__(self) -> str:  # Rodas5P() rather than a dump of every default option
+        opts = []
+        for fld in fields(self):
+            default = fld.default_factory() if fld.default_factory is not MISSING else fld.default
+            value = getattr(self, fld.name)
+            if value != default:
+                opts.append(f"{fld.name}={value!r}")
+        return f"{self.name}({', '.join(opts)})"
+
+
+@dataclass(frozen=True, repr=False)
+class ExplicitAlgorithm(Algorithm):
+    """Explicit Runge-Kutta method (non-stiff problems)."""
+
+
+@dataclass(frozen=True, repr=False)
+class ImplicitAlgorithm(Algorithm):
+    """Method that needs the Jacobian ``df/du`` and linear solves.
+
+    Args:
+        autodiff: compute the Jacobian with forward-mode autodiff (torch.func) when the problem gives no
+            ``jac``; ``False`` uses finite differences.
+        linsolve: ``DenseLU()`` (batched LU, the default) or ``GMRES(...)`` (matrix-free Newton-Krylov on
+            Jacobian-vector products, for large systems).
+    """
+
+    autodiff: bool = True
+    linsolve: LinearSolver = field(default_factory=DenseLU)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.linsolve, str):
+            choices = {"lu": DenseLU(), "gmres": GMRES()}
+            if self.linsolve.lower() not in choices:
+                raise InputError(f"linsolve={self.linsolve!r} is unknown; use DenseLU() or GMRES(rtol=...)")
+            object.__setattr__(self, "linsolve", choices[self.linsolve.lower()])
+        if not isinstance(self.linsolve, (DenseLU, GMRES)):
+            raise InputError(f"linsolve must be DenseLU() or GMRES(...), got {self.linsolve!r}")
+
+
+@dataclass(frozen=True, repr=False)
+class RosenbrockAlgorithm(ImplicitAlgorithm):
+    """Linearly implicit Rosenbrock(-Wanner) method: one LU per step, no Newton iteration."""
+
+
+@dataclass(frozen=True, repr=False)
+class ESDIRKAlgorithm(ImplicitAlgorithm):
+    """Singly diagonally implicit RK with explicit first stage; stages solved by simplified Newton.
+
+    Args:
+        max_newton_iters: iterations per stage before the step is rejected and ``dt`` shrunk.
+        newton_kappa: stop when the estimated Newton error is below ``kappa`` (in units of the tolerance).
+    """
+
+    max_newton_iters: int = 10
+    newton_kappa: float = 0.01
+
+
+@dataclass(frozen=True, repr=False)
+class IMEXAlgorithm(ESDIRKAlgorithm):
+    """Additive (IMEX) method: on a :class:`SplitODEProblem` the implicit part is solved by the ESDIRK
+    tableau and the explicit part by the explicit tableau; on an :class:`ODEProblem` it is fully implicit."""
+
+
+@dataclass(frozen=True, repr=False)
+class Tsit5(ExplicitAlgorithm):
+    """Tsitouras 5(4), FSAL, 4th-order free interpolant. The default non-stiff method."""
+
+    _tableau: ClassVar[str] = "explicit:TSIT5"
+    julia_name: ClassVar[str] = "Tsit5"
+
+
+@dataclass(frozen=True, repr=False)
+class DP5(ExplicitAlgorithm):
+    """Dormand-Prince 5(4) (torchdiffeq's 'dopri5'), with Shampine's 4th-order dense output."""
+
+    _tableau: ClassVar[str] = "explicit:DP5"
+    julia_name: ClassVar[str] = "DP5"
+
+
+@dataclass(frozen=True, repr=False)
+class BS3(ExplicitAlgorithm):
+    """Bogacki-Shampine 3(2) (torchdiffeq's 'bosh3'), for loose tolerances."""
+
+    _tableau: ClassVar[str] = "explicit:BS3"
+    julia_name: ClassVar[str] = "BS3"
+
+
+@dataclass(frozen=True, repr=False)
+class Vern7(ExplicitAlgorithm):
+    """Verner's 'most efficient' 7(6) pair, for tight tolerances on non-stiff problems."""
+
+    _tableau: ClassVar[str] = "explicit:VERN7"
+    julia_name: ClassVar[str] = "Vern7"
+
+
+@dataclass(frozen=True, repr=False)
+class RK4(ExplicitAlgorithm):
+    """Classic 4th-order Runge-Kutta, fixed step only."""
+
+    _tableau: ClassVar[str] = "explicit:RK4"
+    julia_name: ClassVar[str] = "RK4"
+
+
+@dataclass(frozen=True, repr=False)
+class Midpoint(ExplicitAlgorithm):
+    """Explicit midpoint rule (2nd order), fixed step only."""
+
+    _tableau: ClassVar[str] = "explicit:MIDPOINT"
+    julia_name: ClassVar[str] = "Midpoint"
+
+
+@dataclass(frozen=True, repr=False)
+class Euler(ExplicitAlgorithm):
+    """Forward Euler (1st order), fixed step only."""
+
+    _tableau: ClassVar[str] = "explicit:EULER"
+    julia_name: ClassVar[str] = "Euler"
+
+
+@dataclass(frozen=True, repr=False)
+class Rosenbrock23(RosenbrockAlgorithm):
+    """Shampine-Reichelt ode23s: L-stable order 2(3) W-method, for loose tolerances."""
+
+    _tableau: ClassVar[str] = "rosenbrock:ROSENBROCK23"
+    julia_name: ClassVar[str] = "Rosenbrock23"
+
+
+@dataclass(frozen=True, repr=False)
+class ROS3P(RosenbrockAlgorithm):
+    """Lang-Verwer 3(2) Rosenbrock method, no order reduction on parabolic problems."""
+
+    _tableau: ClassVar[str] = "rosenbrock:ROS3P"
+    julia_name: ClassVar[str] = "ROS3P"
+
+
+@dataclass(frozen=True, repr=False)
+class Rodas4(RosenbrockAlgorithm):
+    """Hairer-Wanner Rodas 4(3), stiffly accurate, stiff-aware 3rd-order interpolant."""
+
+    _tableau: ClassVar[str] = "rosenbrock:RODAS4"
+    julia_name: ClassVar[str] = "Rodas4"
+
+
+@dataclass(frozen=True, repr=False)
+class Rodas5P(RosenbrockAlgorithm):
+    """Steinebach's Rodas5P 5(4), stiffly accurate, 4th-order stiff-aware interpolant. The default stiff method."""
+
+    _tableau: ClassVar[str] = "rosenbrock:RODAS5P"
+    julia_name: ClassVar[str] = "Rodas5P"
+
+
+@dataclass(frozen=True, repr=False)
+class KenCarp3(IMEXAlgorithm):
+    """Kennedy-Carpenter ARK3(2)4L[2]SA: L-stable ESDIRK + explicit pair, order 3."""
+
+    _tableau: ClassVar[str] = "ark:KENCARP3"
+    julia_name: ClassVar[str] = "KenCarp3"
+
+
+@dataclass(frozen=True, repr=False)
+class KenCarp4(IMEXAlgorithm):
+    """Kennedy-Carpenter ARK4(3)6L[2]SA: L-stable ESDIRK + explicit pair, order 4."""
+
+    _tableau: ClassVar[str] = "ark:KENCARP4"
+    julia_name: ClassVar[str] = "KenCarp4"
+
+
+@dataclass(frozen=True, repr=False)
+class KenCarp5(IMEXAlgorithm):
+    """Kennedy-Carpenter ARK5(4)8L[2]SA: L-stable ESDIRK + explicit pair, order 5."""
+
+    _tableau: ClassVar[str] = "ark:KENCARP5"
+    julia_name: ClassVar[str] = "KenCarp5"
+
+
+@dataclass(frozen=True, repr=False)
+class Kvaerno5(ESDIRKAlgorithm):
+    """Kvaerno's ESDIRK 5(4), L-stable, stiffly accurate (implicit only)."""
+
+    _tableau: ClassVar[str] = "ark:KVAERNO5"
+    julia_name: ClassVar[str] = "Kvaerno5"
+
+
+ALGORITHMS: dict[str, type] = {
+    c.__name__: c
+    for c in (Tsit5, DP5, BS3, Vern7, RK4, Midpoint, Euler, Rosenbrock23, ROS3P, Rodas4, Rodas5P,
+              KenCarp3, KenCarp4, KenCarp5, Kvaerno5)
+}

@@ -1,0 +1,97 @@
+"""Step-size control: the error norm, the PI controller and the automatic initial step (per trajectory).
+
+Both follow OrdinaryDiffEq.jl's documented defaults: the RMS norm of ``err / (atol + rtol max(|u|, |u1|))``;
+the PI controller ``q = EEst^beta1 / qold^beta2`` with ``beta1 = 7/(10 p)``, ``beta2 = 2/(5 p)``,
+``qmin = 1/5``, ``qmax = 10``, safety ``gamma = 9/10``; and Hairer & Wanner's initial step
+(Solving ODEs I, II.4), all vectorised over the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def error_norm(err: Tensor, u0: Tensor, u1: Tensor, atol: Tensor, rtol: float) -> Tensor:
+    """RMS norm per trajectory of the scaled error: ``(B, n) -> (B,)``."""
+    scale = atol + rtol * torch.maximum(u0.abs(), u1.abs())
+    return (err / scale).pow(2).mean(dim=1).sqrt()
+
+
+@dataclass(frozen=True)
+class PIController:
+    """Proportional-integral step-size controller (Gustafsson; Hairer-Wanner II, IV.2).
+
+    ``beta1``/``beta2`` default to ``7/(10 p)`` and ``2/(5 p)`` for a method of order ``p``.
+    """
+
+    beta1: float | None = None
+    beta2: float | None = None
+    qmin: float = 0.2
+    qmax: float = 10.0
+    gamma: float = 0.9
+    qoldinit: float = 1e-4
+
+    def gains(self, order: int) -> tuple[float, float]:
+        b1 = self.beta1 if self.beta1 is not None else 7.0 / (10.0 * order)
+        b2 = self.beta2 if self.beta2 is not None else 2.0 / (5.0 * order)
+        return b1, b2
+
+    def propose(self, dt: Tensor, eest: Tensor, qold: Tensor, accept: Tensor, order: int) -> tuple[Tensor, Tensor]:
+        """Next step sizes and updated ``qold`` for each trajectory (accepted or not)."""
+        b1, b2 = self.gains(order)
+        q11 = eest.pow(b1)
+        q = (q11 / qold.pow(b2) / self.gamma).clamp(1.0 / self.qmax, 1.0 / self.qmin)
+        q_rej = torch.minimum(torch.full_like(q11, 1.0 / self.qmin), q11 / self.gamma)
+        dt_new = torch.where(accept, dt / q, dt / q_rej)
+        qold = torch.where(accept, torch.clamp(eest, min=self.qoldinit), qold)
+        return dt_new, qold
+
+
+    def propose_scalar(self, dt: float, eest: float, qold: float, accept: bool, order: int) -> tuple[float, float]:
+        """The same rule as :meth:`propose` for one trajectory, on Python floats (the unbatched fast path)."""
+        b1, b2 = self.gains(order)
+        q11 = eest**b1 if eest != float("inf") else float("inf")
+        if accept:
+            q = min(max(q11 / qold**b2 / self.gamma, 1.0 / self.qmax), 1.0 / self.qmin)
+            return dt / q, max(eest, self.qoldinit)
+        return dt / min(1.0 / self.qmin, q11 / self.gamma), qold
+
+
+def initial_dt(
+    f: Callable[[Tensor, Tensor], Tensor],
+    t0: Tensor,
+    u0: Tensor,
+    f0: Tensor,
+    span: Tensor,
+    order: int,
+    atol: Tensor,
+    rtol: float,
+) -> Tensor:
+    """Hairer-Wanner starting step (signed like ``span = t1 - t0``), one per trajectory: ``(B,)``."""
+    sk = atol + rtol * u0.abs()
+
+    def rms(x: Tensor) -> Tensor:
+        return (x / sk).pow(2).mean(dim=1).sqrt()
+
+    d0, d1 = rms(u0), rms(f0)
+    direction = torch.sign(span)
+    tiny = (d0 < 1e-5) | (d1 < 1e-5)
+    dt0 = torch.where(tiny, torch.full_like(d0, 1e-6), 0.01 * d0 / torch.clamp(d1, min=1e-300))
+    dt0 = torch.minimum(dt0, span.abs())
+    u1 = u0 + (direction * dt0)[:, None] * f0
+    f1 = f(t0 + direction * dt0, u1)
+    d2 = rms(f1 - f0) / dt0
+    dmax = torch.maximum(d1, d2)
+    dt1 = torch.where(
+        dmax <= 1e-15,
+        torch.clamp(dt0 * 1e-3, min=1e-6),
+        (0.01 / torch.clamp(dmax, min=1e-300)).pow(1.0 / (order + 1)),
+    )
+    dt = torch.minimum(torch.minimum(100 * dt0, dt1), span.abs())
+    dt = torch.where(torch.isfinite(dt) & (dt > 0), dt, torch.full_like(dt, 1e-6) * span.abs())
+    return direction * dt

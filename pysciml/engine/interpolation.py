@@ -1,0 +1,90 @@
+"""Dense output: piecewise polynomials in ``theta = (t - t_n) / dt``, recorded step by step.
+
+Every family's continuous extension is stored the same way: for each attempted step the coefficients
+``P[0..q]`` of ``u(theta) = sum_j theta**j P[j]`` (``P[0] = u_n``), shape ``(q+1, B, n)``. Rejected
+steps and finished trajectories are recorded with zero width, so each trajectory's step ends stay sorted
+and a single batched ``searchsorted`` finds the step that holds a query time.
+"""
+
+from __future__ import annotations
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def hermite_coefficients(u0: Tensor, u1: Tensor, f0: Tensor, f1: Tensor, dt: Tensor) -> Tensor:
+    """Cubic Hermite interpolant through ``(u0, dt f0)`` and ``(u1, dt f1)``: ``(4, B, n)`` coefficients."""
+    h = dt[:, None]
+    du = u1 - u0
+    hf0 = h * f0
+    hf1 = h * f1
+    return torch.stack((u0, hf0, 3 * du - 2 * hf0 - hf1, hf0 + hf1 - 2 * du))
+
+
+def polynomial_coefficients(u0: Tensor, dense: Tensor, stages: Tensor) -> Tensor:
+    """Coefficients from a tableau's dense matrix ``(q, s)`` and stage increments ``(s, B, n)``."""
+    s, b, n = stages.shape
+    terms = (dense @ stages.reshape(s, b * n)).reshape(dense.shape[0], b, n)
+    return torch.cat((u0[None], terms))
+
+
+def evaluate(coeffs: Tensor, theta: Tensor) -> Tensor:
+    """Horner evaluation: ``coeffs (q+1, ..., n)``, ``theta`` broadcastable to ``coeffs.shape[1:-1]``."""
+    out = coeffs[-1]
+    th = theta[..., None]
+    for j in range(coeffs.shape[0] - 2, -1, -1):
+        out = out * th + coeffs[j]
+    return out
+
+
+class DenseOutput:
+    """The recorded continuous solution of a (batched) solve. Call it with times to interpolate.
+
+    Shapes: ``t_start``/``t_end`` ``(N, B)``, ``coeffs`` ``(N, q+1, B, n)`` after :meth:`finalize`.
+    """
+
+    def __init__(self, direction: float) -> None:
+        self.direction = direction
+        self._t0: list[Tensor] = []
+        self._t1: list[Tensor] = []
+        self._c: list[Tensor] = []
+        self.t_start: Tensor | None = None
+        self.t_end: Tensor | None = None
+        self.coeffs: Tensor | None = None
+
+    def record(self, t0: Tensor, t1: Tensor, coeffs: Tensor) -> None:
+        self._t0.append(t0)
+        self._t1.append(t1)
+        self._c.append(coeffs)
+
+    def finalize(self) -> None:
+        if self._c:
+            q = max(c.shape[0] for c in self._c)
+            padded = [c if c.shape[0] == q else torch.cat((c, c.new_zeros((q - c.shape[0], *c.shape[1:]))))
+                      for c in self._c]
+            self.t_start = torch.stack(self._t0)
+            self.t_end = torch.stack(self._t1)
+            self.coeffs = torch.stack(padded)
+        self._t0, self._t1, self._c = [], [], []
+
+    def __call__(self, t: Tensor) -> Tensor:
+        """Interpolate at times ``t`` (shape ``(M,)``) for every trajectory: returns ``(M, B, n)``."""
+        if self.coeffs is None:
+            self.finalize()
+        assert self.coeffs is not None and self.t_start is not None and self.t_end is not None
+        d = self.direction
+        ends = (d * self.t_end).T.contiguous()  # (B, N), sorted per trajectory
+        nb = ends.shape[0]
+        tq = t.to(self.t_end.dtype)
+        idx = torch.searchsorted(ends, (d * tq).expand(nb, -1).contiguous())  # (B, M)
+        idx = idx.clamp(max=ends.shape[1] - 1)
+        b_idx = torch.arange(nb, device=idx.device)[:, None].expand_as(idx)
+        t0 = self.t_start[idx, b_idx]
+        t1 = self.t_end[idx, b_idx]
+        width = t1 - t0
+        safe = torch.where(width == 0, torch.ones_like(width), width)
+        theta = torch.where(width == 0, torch.zeros_like(width), (tq[None, :] - t0) / safe)
+        c = self.coeffs.permute(0, 2, 1, 3)[idx, b_idx]  # (B, M, q+1, n)
+        vals = evaluate(c.permute(2, 0, 1, 3), theta)  # (B, M, n)
+        return vals.transpose(0, 1)

@@ -1,0 +1,164 @@
+"""Linear solves with ``W = M / (gamma dt) - J`` for Rosenbrock and ESDIRK steps, batched.
+
+:class:`DenseLUSolver` forms ``W`` from the Jacobian and factors it once per step (``torch.linalg``);
+:class:`KrylovSolver` never forms ``J``: restarted GMRES on ``W v = M v / (gamma dt) - J v`` with ``J v`` from
+:meth:`RHS.jvp`. Both report per-trajectory failure (singular ``W``, GMRES not converged) so the loop can
+reject the step and shrink ``dt`` instead of carrying on with a wrong stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..linsolve_options import GMRES, DenseLU
+from ..solution import Stats
+from .rhs import RHS
+
+Tensor = torch.Tensor
+
+
+class DenseLUSolver:
+    """Batched dense LU of ``W``; ``factor`` once per step, ``solve`` per stage.
+
+    For tiny systems (``n <= SMALL``) the factorization is turned into ``W^{-1}`` once per step (``n`` solves
+    with the LU factors, one call) so each stage costs a single batched mat-vec: the per-call overhead of
+    ``lu_solve`` dominates there, and the accuracy is that of the LU solve to within a small factor.
+    """
+
+    SMALL = 8
+
+    def __init__(self, stats: Stats, mass: Tensor | None) -> None:
+        self.stats = stats
+        self.mass = mass
+        self.lu: tuple[Tensor, Tensor] | None = None
+        self.J: Tensor | None = None
+        self.inverse: Tensor | None = None
+        self._factored_at: Tensor | None = None  # inv_gamma_dt of the current factorization
+        self._ok: Tensor | None = None
+
+    def set_jacobian(self, rhs: RHS, t: Tensor, u: Tensor, f0: Tensor) -> None:
+        if rhs.linear is not None and self.J is not None and self.J.shape[0] == u.shape[0]:
+            return  # constant linear operator: its Jacobian never changes
+        self.J = rhs.jac(t, u, f0)
+        self._factored_at = None
+
+    def factor(self, inv_gamma_dt: Tensor) -> Tensor:
+        """Factor ``W = M inv_gamma_dt - J``; returns ``(B,)`` True where ``W`` is usable.
+
+        Reuses the previous factorization when neither ``J`` nor the step size changed (fixed steps on a
+        linear implicit part factor once)."""
+        assert self.J is not None
+        if self._factored_at is not None and self._ok is not None and torch.equal(self._factored_at, inv_gamma_dt):
+            return self._ok
+        b, n, _ = self.J.shape
+        if self.mass is None:
+            W = torch.diag_embed(inv_gamma_dt[:, None].expand(b, n)) - self.J
+        else:
+            W = inv_gamma_dt[:, None, None] * self.mass - self.J
+        self.stats.nlu += 1
+        lu, piv, info = torch.linalg.lu_factor_ex(W)
+        self.lu = (lu, piv)
+        self.inverse = None
+        if n <= self.SMALL:
+            eye = torch.eye(n, dtype=W.dtype, device=W.device).expand(b, n, n)
+            self.inverse = torch.linalg.lu_solve(lu, piv, eye)
+        diag = lu.diagonal(dim1=-2, dim2=-1)
+        self._ok = (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
+        self._factored_at = inv_gamma_dt
+        return self._ok
+
+    def solve(self, rhs_vec: Tensor) -> tuple[Tensor, Tensor | None]:
+        assert self.lu is not None
+        self.stats.nsolve += 1
+        if self.inverse is not None:
+            return torch.bmm(self.inverse, rhs_vec.unsqueeze(2)).squeeze(2), None
+        x = torch.linalg.lu_solve(self.lu[0], self.lu[1], rhs_vec.unsqueeze(2)).squeeze(2)
+        return x, None
+
+
+class KrylovSolver:
+    """Matrix-free restarted GMRES (Saad & Schultz 1986) on ``W v``, one Krylov space per trajectory."""
+
+    def __init__(self, stats: Stats, mass: Tensor | None, opts: GMRES) -> None:
+        self.stats = stats
+        self.mass = mass
+        self.opts = opts
+        self.matvec: Callable[[Tensor], Tensor] | None = None
+        self._point: tuple[RHS, Tensor, Tensor, Tensor] | None = None
+
+    def set_jacobian(self, rhs: RHS, t: Tensor, u: Tensor, f0: Tensor) -> None:
+        self._point = (rhs, t, u, f0)
+
+    def factor(self, inv_gamma_dt: Tensor) -> Tensor:
+        assert self._point is not None
+        rhs, t, u, f0 = self._point
+        mass = self.mass
+
+        def matvec(v: Tensor) -> Tensor:
+            mv = v if mass is None else v @ mass.T
+            return inv_gamma_dt[:, None] * mv - rhs.jvp(t, u, v, f0)
+
+        self.matvec = matvec
+        return torch.ones_like(inv_gamma_dt, dtype=torch.bool)
+
+    def solve(self, rhs_vec: Tensor) -> tuple[Tensor, Tensor | None]:
+        assert self.matvec is not None
+        self.stats.nsolve += 1
+        return gmres(self.matvec, rhs_vec, rtol=self.opts.rtol, restart=self.opts.restart,
+                     maxiter=self.opts.maxiter)
+
+
+def gmres(matvec: Callable[[Tensor], Tensor], b: Tensor, *, rtol: float, restart: int,
+          maxiter: int) -> tuple[Tensor, Tensor]:
+    """Solve ``A x = b`` for each row of ``b (B, n)``; returns ``x`` and a ``(B,)`` converged mask.
+
+    Arnoldi with modified Gram-Schmidt; the small least-squares problem is solved per trajectory with
+    ``torch.linalg.lstsq``. Converged trajectories stop changing (their columns get zero weight).
+    """
+    bsz, n = b.shape
+    x = torch.zeros_like(b)
+    bnorm = b.norm(dim=1)
+    target = rtol * bnorm
+    tiny = torch.finfo(b.dtype).tiny
+    m = min(restart, n)
+    done = bnorm <= tiny
+    for _ in range(maxiter):
+        r = b - matvec(x)
+        beta = r.norm(dim=1)
+        done = done | (beta <= target)
+        if bool(done.all()):
+            break
+        V = [r / beta.clamp(min=tiny)[:, None]]
+        cols: list[Tensor] = []
+        y = None
+        for j in range(m):
+            w = matvec(V[j])
+            hcol = []
+            for vi in V:
+                hij = (w * vi).sum(dim=1)
+                w = w - hij[:, None] * vi
+                hcol.append(hij)
+            hnext = w.norm(dim=1)
+            hcol.append(hnext)
+            cols.append(torch.stack(hcol + [torch.zeros_like(hnext)] * (m - j - 1), dim=1))
+            V.append(w / hnext.clamp(min=tiny)[:, None])
+            H = torch.stack(cols, dim=2)[:, : j + 2, :]  # (B, j+2, j+1)
+            rhs = torch.zeros(bsz, j + 2, dtype=b.dtype, device=b.device)
+            rhs[:, 0] = beta
+            y = torch.linalg.lstsq(H, rhs[:, :, None]).solution[:, :, 0]
+            res = (rhs - (H @ y[:, :, None])[:, :, 0]).norm(dim=1)
+            if bool(((res <= target) | done).all()) or bool((hnext <= tiny * 1e3).all()):
+                break
+        assert y is not None
+        update = torch.stack(V[: y.shape[1]], dim=2) @ y[:, :, None]
+        x = torch.where(done[:, None], x, x + update[:, :, 0])
+    converged = done | ((b - matvec(x)).norm(dim=1) <= 10 * target)
+    return x, converged
+
+
+def make_linear_solver(opts: DenseLU | GMRES, stats: Stats, mass: Tensor | None) -> DenseLUSolver | KrylovSolver:
+    if isinstance(opts, GMRES):
+        return KrylovSolver(stats, mass, opts)
+    return DenseLUSolver(stats, mass)

@@ -1,0 +1,232 @@
+"""The one integration loop shared by every method family, vectorised over a batch of trajectories.
+
+Each trajectory has its own time, step size, error norm, accept/reject decision and status; a finished
+or failed trajectory stops changing while the others go on, so a batched solve gives the same numbers as
+a loop of single solves. The loop owns saving (``saveat`` answered by each step's interpolant, never by
+shortening steps), dense-output recording, step control and the numerical-failure return codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..solution import ReturnCode, Stats
+from .controller import PIController, error_norm, initial_dt
+from .interpolation import DenseOutput, evaluate
+from .loop_scalar import integrate_single
+from .stepper import Stepper
+
+Tensor = torch.Tensor
+
+RUNNING = 0
+_CODES = [None, ReturnCode.Success, ReturnCode.MaxIters, ReturnCode.DtLessThanMin, ReturnCode.Unstable,
+          ReturnCode.ConvergenceFailure]
+SUCCESS, MAXITERS, DTMIN, UNSTABLE, CONVFAIL = 1, 2, 3, 4, 5
+
+
+@dataclass
+class LoopOptions:
+    """Everything the loop needs besides the stepper; validated by ``solve`` beforehand."""
+
+    t0: float
+    t1: float
+    adaptive: bool
+    dt: float | None
+    atol: Tensor  # (1, n) or (B, n)
+    rtol: float
+    maxiters: int
+    dtmin: float
+    dtmax: float | None
+    saveat: Tensor | None  # (S,), sorted in the direction of integration
+    save_everystep: bool
+    dense: bool
+    controller: PIController
+
+
+@dataclass
+class LoopResult:
+    t: Tensor  # (S,)
+    u: Tensor  # (S, B, n)
+    status: list[ReturnCode]
+    fail_info: list[tuple[float, float] | None]  # (t, dt) where a trajectory failed
+    unstable_hint: list[bool]
+    dense: DenseOutput | None
+
+
+def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
+              batched_path: bool = False) -> LoopResult:
+    """Integrate ``u0`` (``(B, n)``) from ``opts.t0`` to ``opts.t1`` with ``stepper``.
+
+    A single trajectory (``B == 1``) takes the scalar fast path unless ``batched_path`` is forced."""
+    bsz = u0.shape[0]
+    n_fixed = _fixed_step_count(opts) if not opts.adaptive else 0
+    if bsz == 1 and not batched_path:
+        return integrate_single(stepper, u0, opts, stats, n_fixed)
+    dtype, device = u0.dtype, u0.device
+    direction = 1.0 if opts.t1 > opts.t0 else -1.0
+    t = torch.full((bsz,), opts.t0, dtype=dtype, device=device)
+    t1 = torch.full_like(t, opts.t1)
+    u = u0
+    stepper.init(t, u)
+    assert stepper.f0 is not None
+
+    if opts.adaptive and opts.dt is None:
+        dt = initial_dt(stepper.f_total, t, u, stepper.f0, t1 - t, stepper.order, opts.atol, opts.rtol)
+    else:
+        assert opts.dt is not None
+        dt = torch.full_like(t, direction * abs(opts.dt))
+    if opts.dtmax is not None:
+        dt = direction * dt.abs().clamp(max=opts.dtmax)
+    qold = torch.full_like(t, opts.controller.qoldinit)
+    status = torch.zeros(bsz, dtype=torch.long, device=device)
+    nonfinite_seen = torch.zeros(bsz, dtype=torch.bool, device=device)
+    fail_t = torch.zeros_like(t)
+    fail_dt = torch.zeros_like(t)
+
+    dense = DenseOutput(direction) if opts.dense else None
+    saver = _Saver(opts, u0, direction)
+
+    while True:
+        active = status == RUNNING
+        if not bool(active.any()):
+            break
+        if stats.nloop >= opts.maxiters:
+            fail_t = torch.where(active, t, fail_t)
+            fail_dt = torch.where(active, dt, fail_dt)
+            status = torch.where(active, torch.full_like(status, MAXITERS), status)
+            break
+        stats.nloop += 1
+        remaining = t1 - t
+        if opts.adaptive:
+            last = direction * remaining <= direction * dt * (1.0 + 1e-12)
+        else:
+            last = torch.full_like(active, stats.nloop >= n_fixed)
+        dt_step = torch.where(last & active, remaining, dt)
+        res = stepper.step(t, u, dt_step)
+
+        ok = torch.isfinite(res.u_new).all(dim=1)
+        nonfinite_seen = nonfinite_seen | (active & ~ok)
+        if res.ok is not None:
+            ok = ok & res.ok
+        if opts.adaptive:
+            assert res.err is not None
+            eest = error_norm(res.err, u, res.u_new, opts.atol, opts.rtol)
+            eest = torch.where(ok & torch.isfinite(eest), eest, torch.full_like(eest, float("inf")))
+            accepted = active & (eest <= 1.0)
+        else:
+            eest = None
+            accepted = active & ok
+
+        t_prev, u_prev = t, u
+        t_new = torch.where(last, t1, t + dt_step)
+        t = torch.where(accepted, t_new, t)
+        u = torch.where(accepted[:, None], res.u_new, u)
+        stepper.accept(accepted, t, u, res)
+        n_acc = int(accepted.sum())
+        stats.naccept += n_acc
+        stats.nreject += int(active.sum()) - n_acc
+
+        coeffs = None
+        if dense is not None or saver.wants(accepted, t_prev, t):
+            coeffs = stepper.interpolant(u_prev, dt_step, res)
+            if dense is not None:
+                dense.record(t_prev, t, coeffs)
+        saver.save(accepted, t_prev, t, dt_step, u, coeffs)
+
+        finished = accepted & last
+        status = torch.where(finished, torch.full_like(status, SUCCESS), status)
+        if opts.adaptive:
+            assert eest is not None
+            dt_new, qold = opts.controller.propose(dt_step, eest, qold, accepted, stepper.order)
+            if opts.dtmax is not None:
+                dt_new = direction * dt_new.abs().clamp(max=opts.dtmax)
+            rejected = active & ~accepted
+            too_small = rejected & ((dt_new.abs() < opts.dtmin) | (t + dt_new == t))
+            code = torch.where(nonfinite_seen, torch.full_like(status, UNSTABLE), torch.full_like(status, DTMIN))
+            status = torch.where(too_small, code, status)
+            fail_t = torch.where(too_small, t, fail_t)
+            fail_dt = torch.where(too_small, dt_new, fail_dt)
+            dt = torch.where(active & ~finished, dt_new, dt)
+            nonfinite_seen = nonfinite_seen & ~accepted
+        else:
+            failed = active & ~ok
+            code = torch.where(nonfinite_seen, torch.full_like(status, UNSTABLE), torch.full_like(status, CONVFAIL))
+            status = torch.where(failed, code, status)
+            fail_t = torch.where(failed, t, fail_t)
+            fail_dt = torch.where(failed, dt_step, fail_dt)
+
+    if dense is not None:
+        dense.finalize()
+    codes = [_CODES[int(s)] for s in status.tolist()]
+    infos: list[tuple[float, float] | None] = [
+        None if c is ReturnCode.Success else (float(a), float(b))
+        for c, a, b in zip(codes, fail_t.tolist(), fail_dt.tolist(), strict=True)
+    ]
+    ts, us = saver.result(u)
+    return LoopResult(t=ts, u=us, status=codes, fail_info=infos, unstable_hint=nonfinite_seen.tolist(), dense=dense)
+
+
+def _fixed_step_count(opts: LoopOptions) -> int:
+    assert opts.dt is not None
+    ratio = abs(opts.t1 - opts.t0) / abs(opts.dt)
+    n = int(round(ratio))
+    return n if abs(ratio - n) <= 1e-9 * max(ratio, 1.0) else int(ratio) + 1
+
+
+class _Saver:
+    """Collects the solution at ``saveat`` (interpolated inside each accepted step) or at every step."""
+
+    def __init__(self, opts: LoopOptions, u0: Tensor, direction: float) -> None:
+        self.direction = direction
+        self.everystep = opts.save_everystep
+        self.ts_list = [torch.tensor(opts.t0, dtype=u0.dtype, device=u0.device)]
+        self.us_list = [u0]
+        self.saveat = opts.saveat
+        if self.saveat is not None:
+            s = self.saveat.shape[0]
+            bsz = u0.shape[0]
+            self.out = torch.full((s, bsz, u0.shape[1]), float("nan"), dtype=u0.dtype, device=u0.device)
+            at_start = (self.saveat == opts.t0).nonzero().flatten()
+            if at_start.numel():
+                self.out[at_start] = u0[None].expand(at_start.numel(), -1, -1)
+            first = int(at_start.max()) + 1 if at_start.numel() else 0
+            self.idx = torch.full((bsz,), first, dtype=torch.long, device=u0.device)
+            self.keyed = self.direction * self.saveat
+
+    def wants(self, accepted: Tensor, t_prev: Tensor, t: Tensor) -> bool:
+        if self.saveat is None:
+            return False
+        inside = self.idx < self.saveat.shape[0]
+        nxt = self.keyed[self.idx.clamp(max=self.saveat.shape[0] - 1)]
+        return bool((accepted & inside & (nxt <= self.direction * t)).any())
+
+    def save(self, accepted: Tensor, t_prev: Tensor, t: Tensor, dt: Tensor, u: Tensor, coeffs: Tensor | None) -> None:
+        if self.everystep:
+            if bool(accepted.any()):
+                self.ts_list.append(t[0])
+                self.us_list.append(u)
+            return
+        if self.saveat is None or coeffs is None:
+            return
+        s = self.saveat.shape[0]
+        bidx = torch.arange(u.shape[0], device=u.device)
+        while True:
+            inside = self.idx < s
+            ci = self.idx.clamp(max=s - 1)
+            ts = self.saveat[ci]
+            mask = accepted & inside & (self.keyed[ci] <= self.direction * t)
+            if not bool(mask.any()):
+                return
+            theta = (ts - t_prev) / dt
+            vals = evaluate(coeffs, theta)
+            vals = torch.where((ts == t)[:, None], u, vals)
+            sel = mask.nonzero().flatten()
+            self.out[ci[sel], bidx[sel]] = vals[sel]
+            self.idx = self.idx + mask.long()
+
+    def result(self, u_final: Tensor) -> tuple[Tensor, Tensor]:
+        if self.saveat is not None:
+            return self.saveat, self.out
+        return torch.stack(self.ts_list), torch.stack(self.us_list)

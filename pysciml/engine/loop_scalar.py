@@ -1,0 +1,140 @@
+"""The unbatched fast path of the integration loop: one trajectory, control logic on Python floats.
+
+Same rules as :func:`pysciml.engine.loop.integrate` (the batched loop; ``tests/test_batch.py`` checks the two
+agree), but time, step size, error norm and status are Python numbers, so a step costs only the stepper's
+tensor work: this matters for small stiff systems, where per-step overhead dominates.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..solution import ReturnCode, Stats
+from .controller import error_norm, initial_dt
+from .interpolation import DenseOutput, evaluate
+from .stepper import Stepper
+
+if TYPE_CHECKING:
+    from .loop import LoopOptions, LoopResult
+
+Tensor = torch.Tensor
+
+
+def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats,
+                     n_fixed: int) -> LoopResult:
+    from .loop import LoopResult
+
+    dtype, device = u0.dtype, u0.device
+    direction = 1.0 if opts.t1 > opts.t0 else -1.0
+
+    def vec(x: float) -> Tensor:
+        return torch.full((1,), x, dtype=dtype, device=device)
+
+    t, u = opts.t0, u0
+    stepper.init(vec(t), u)
+    assert stepper.f0 is not None
+    if opts.adaptive and opts.dt is None:
+        dt = float(initial_dt(stepper.f_total, vec(t), u, stepper.f0, vec(opts.t1 - t), stepper.order, opts.atol,
+                              opts.rtol)[0])
+    else:
+        assert opts.dt is not None
+        dt = direction * abs(opts.dt)
+    if opts.dtmax is not None:
+        dt = direction * min(abs(dt), opts.dtmax)
+    qold = opts.controller.qoldinit
+    code, fail = ReturnCode.Success, None
+    nonfinite = False
+
+    dense = DenseOutput(direction) if opts.dense else None
+    saveat = opts.saveat
+    save_t: list[float] = [] if saveat is None else saveat.tolist()
+    save_vals: list[Tensor] = [u0[0]]
+    ts_every: list[float] = [opts.t0]
+    idx = 0
+    if saveat is not None:
+        save_vals = []
+        while idx < len(save_t) and save_t[idx] == opts.t0:
+            save_vals.append(u0[0])
+            idx += 1
+
+    while True:
+        if stats.nloop >= opts.maxiters:
+            code, fail = ReturnCode.MaxIters, (t, dt)
+            break
+        stats.nloop += 1
+        remaining = opts.t1 - t
+        last = (direction * remaining <= direction * dt * (1.0 + 1e-12)) if opts.adaptive else stats.nloop >= n_fixed
+        dt_step = remaining if last else dt
+        dtv = vec(dt_step)
+        res = stepper.step(vec(t), u, dtv)
+        ok = math.isfinite(float(res.u_new.sum()))
+        nonfinite = nonfinite or not ok
+        if res.ok is not None:
+            ok = ok and bool(res.ok)
+        if opts.adaptive:
+            assert res.err is not None
+            eest = float(error_norm(res.err, u, res.u_new, opts.atol, opts.rtol)) if ok else math.inf
+            if not math.isfinite(eest):
+                eest = math.inf
+            accepted = eest <= 1.0
+        else:
+            eest, accepted = 0.0, ok
+
+        t_prev, u_prev = t, u
+        if accepted:
+            t = opts.t1 if last else t + dt_step
+            u = res.u_new
+            stats.naccept += 1
+        else:
+            stats.nreject += 1
+        stepper.accept(accepted, vec(t), u, res)
+
+        if accepted:
+            coeffs = None
+            if dense is not None or (idx < len(save_t) and direction * save_t[idx] <= direction * t):
+                coeffs = stepper.interpolant(u_prev, dtv, res)
+                if dense is not None:
+                    dense.record(vec(t_prev), vec(t), coeffs)
+            if saveat is None:
+                ts_every.append(t)
+                save_vals.append(u[0])
+            while idx < len(save_t) and direction * save_t[idx] <= direction * t:
+                assert coeffs is not None
+                ts = save_t[idx]
+                val = u[0] if ts == t else evaluate(coeffs, vec((ts - t_prev) / dt_step))[0]
+                save_vals.append(val)
+                idx += 1
+            if last:
+                break
+
+        if opts.adaptive:
+            dt_new, qold = opts.controller.propose_scalar(dt_step, eest, qold, accepted, stepper.order)
+            if opts.dtmax is not None:
+                dt_new = direction * min(abs(dt_new), opts.dtmax)
+            if not accepted and (abs(dt_new) < opts.dtmin or t + dt_new == t):
+                code = ReturnCode.Unstable if nonfinite else ReturnCode.DtLessThanMin
+                fail = (t, dt_new)
+                break
+            if accepted:
+                nonfinite = False
+            dt = dt_new
+        elif not accepted:
+            code = ReturnCode.Unstable if nonfinite else ReturnCode.ConvergenceFailure
+            fail = (t, dt_step)
+            break
+
+    if dense is not None:
+        dense.finalize()
+    n = u0.shape[1]
+    if saveat is None:
+        t_out = torch.tensor(ts_every, dtype=dtype, device=device)
+        u_out = torch.stack(save_vals)[:, None, :]
+    else:
+        missing = len(save_t) - len(save_vals)
+        if missing:
+            save_vals += [torch.full((n,), float("nan"), dtype=dtype, device=device)] * missing
+        t_out, u_out = saveat, torch.stack(save_vals)[:, None, :]
+    return LoopResult(t=t_out, u=u_out, status=[code], fail_info=[fail], unstable_hint=[nonfinite], dense=dense)

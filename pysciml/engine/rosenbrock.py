@@ -1,0 +1,77 @@
+"""The generic Rosenbrock step (Rosenbrock23, ROS3P, Rodas4, Rodas5P), transformed Hairer-Wanner form.
+
+One Jacobian (and ``df/dt``) per accepted point, one factorization of ``W = M/(gamma dt) - J`` per attempted
+step, one linear solve per stage; see :class:`~pysciml.engine.tableaus._base.RosenbrockTableau`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .linsolve import DenseLUSolver, KrylovSolver
+from .rhs import RHS
+from .stepper import Stepper, StepResult, any_true, combine, stage_rows
+from .tableaus._base import RosenbrockTableau, as_tensor
+
+Tensor = torch.Tensor
+
+
+class RosenbrockStepper(Stepper):
+    def __init__(self, tab: RosenbrockTableau, rhs: RHS, linsolve: DenseLUSolver | KrylovSolver,
+                 mass: Tensor | None) -> None:
+        super().__init__(rhs)
+        self.tab = tab
+        self.order = tab.order
+        self.linsolve = linsolve
+        self.mass = mass
+        self.needs_tgrad = any(d != 0.0 for d in tab.d)
+        self.fsal = tab.c[-1] == 1.0 and tuple(tab.a[-1]) == tuple(tab.b[: len(tab.a[-1])]) and tab.b[-1] == 0.0
+        self.fresh = False  # Jacobian at the current point already computed
+        self.ft: Tensor | None = None
+        if tab.dense is not None:
+            self.dense_matrix = as_tensor(tab.dense, rhs.dtype, rhs.device)
+        # stage i needs (a[i][:i], C[i][:i]) . (k_0..k_{i-1}); the end of the step needs (b, btilde) . k
+        self.stage_coef = stage_rows((tab.a, tab.C), rhs.dtype, rhs.device)
+        self.final_coef = as_tensor((tuple(tab.b), tuple(tab.btilde)), rhs.dtype, rhs.device)
+
+    def _mass_times(self, v: Tensor) -> Tensor:
+        return v if self.mass is None else v @ self.mass.T
+
+    def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
+        tab = self.tab
+        f0 = self.f0
+        assert f0 is not None
+        if not self.fresh:
+            self.linsolve.set_jacobian(self.rhs, t, u, f0)
+            if self.needs_tgrad:
+                self.ft = self.rhs.tgrad(t, u, f0)
+            self.fresh = True
+        ok = self.linsolve.factor(1.0 / (tab.gamma * dt))
+        inv_dt = (1.0 / dt)[:, None]
+        ks: list[Tensor] = []
+        f_last = f0
+        for i in range(tab.stages):
+            if i == 0:
+                rhs_i = f0
+            else:
+                coef = self.stage_coef[i]
+                assert coef is not None
+                a_k, c_k = combine(coef, ks)
+                f_last = self.rhs(t + tab.c[i] * dt, u + a_k)
+                rhs_i = torch.addcmul(f_last, inv_dt, self._mass_times(c_k))
+            if self.needs_tgrad and tab.d[i] != 0.0:
+                assert self.ft is not None
+                rhs_i = torch.addcmul(rhs_i, (tab.d[i] * dt)[:, None], self.ft)
+            k, converged = self.linsolve.solve(rhs_i)
+            if converged is not None:
+                ok = ok & converged
+            ks.append(k)
+        b_k, err = combine(self.final_coef, ks)
+        return StepResult(
+            u_new=u + b_k, err=err, ok=ok, stages=ks, f_start=f0, f_end=f_last if self.fsal else None,
+        )
+
+    def accept(self, accepted: Tensor | bool, t: Tensor, u: Tensor, res: StepResult) -> None:
+        super().accept(accepted, t, u, res)
+        if any_true(accepted):
+            self.fresh = False

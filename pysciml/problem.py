@@ -1,0 +1,270 @@
+"""Problem definitions: what to solve, independent of how.
+
+An :class:`ODEProblem` holds ``du/dt = f(t, u, p)`` with its initial value and time span; a
+:class:`SplitODEProblem` holds ``du/dt = f_implicit(t, u, p) + f_explicit(t, u, p)`` for IMEX methods,
+where the implicit part may also be a matrix (a linear operator ``L``, so ``f_implicit = L @ u``).
+
+Both are plain containers. Input is checked here once (types, shapes, finiteness); everything that needs
+the algorithm (tolerances, save points, the first call of ``f``) is checked by :func:`pysciml.solve`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .errors import InputError
+
+__all__ = ["ODEProblem", "SplitODEProblem"]
+
+Tensor = torch.Tensor
+
+
+def _as_tensor_u0(u0: Any) -> Tensor:
+    if isinstance(u0, Tensor):
+        t = u0
+    else:
+        try:
+            t = torch.as_tensor(u0)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InputError(
+                f"u0 must be a torch.Tensor (or something torch.as_tensor accepts), got {type(u0).__name__}"
+            ) from exc
+        if not t.is_floating_point() and not t.is_complex():
+            t = t.to(torch.get_default_dtype())
+    if not t.is_floating_point():
+        raise InputError(
+            f"u0 must have a floating dtype (float32 or float64), got {t.dtype}; "
+            "pass e.g. u0.to(torch.float64)"
+        )
+    if t.numel() == 0:
+        raise InputError("u0 is empty; give at least one state component")
+    if not bool(torch.isfinite(t).all()):
+        raise InputError("u0 contains NaN or Inf; every initial value must be finite")
+    return t
+
+
+def _as_tspan(tspan: Any) -> tuple[float, float]:
+    if isinstance(tspan, Tensor):
+        if tspan.numel() != 2:
+            raise InputError(f"tspan must hold exactly two times (t0, t1), got {tspan.numel()} values")
+        vals = [float(v) for v in tspan.detach().reshape(-1).tolist()]
+    else:
+        try:
+            vals = [float(v) for v in tspan]
+        except TypeError as exc:
+            raise InputError(f"tspan must be a pair (t0, t1), got {tspan!r}") from exc
+        if len(vals) != 2:
+            raise InputError(f"tspan must be a pair (t0, t1), got {len(vals)} values")
+    t0, t1 = vals
+    if not (math.isfinite(t0) and math.isfinite(t1)):
+        raise InputError(f"tspan must be finite, got ({t0}, {t1})")
+    if t0 == t1:
+        raise InputError(f"tspan has t0 == t1 == {t0}; give an interval of nonzero length")
+    return t0, t1
+
+
+def _check_params(p: Any) -> None:
+    tensors: list[Tensor] = []
+    if isinstance(p, Tensor):
+        tensors = [p]
+    elif isinstance(p, (tuple, list)):
+        tensors = [x for x in p if isinstance(x, Tensor)]
+    elif isinstance(p, dict):
+        tensors = [x for x in p.values() if isinstance(x, Tensor)]
+    for x in tensors:
+        if x.is_floating_point() and not bool(torch.isfinite(x.detach()).all()):
+            raise InputError("p contains NaN or Inf; every parameter must be finite")
+
+
+def _wants_p(f: Callable[..., Any], name: str) -> bool:
+    """True if ``f`` takes (t, u, p), False if it takes (t, u)."""
+    if not callable(f):
+        raise InputError(f"{name} must be callable as {name}(t, u, p) or {name}(t, u), got {type(f).__name__}")
+    target = f.forward if isinstance(f, torch.nn.Module) else f
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return True
+    params = list(sig.parameters.values())
+    if any(q.kind == q.VAR_POSITIONAL for q in params):
+        return True
+    positional = [q for q in params if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+    required = [q for q in positional if q.default is q.empty]
+    if len(positional) >= 3:
+        return True
+    if len(required) == 2 or len(positional) == 2:
+        return False
+    raise InputError(
+        f"{name} must take (t, u, p) or (t, u); its signature is {sig}. "
+        f"Wrap it, e.g. lambda t, u, p: {name}(u)"
+    )
+
+
+class ODEProblem:
+    """``du/dt = f(t, u, p)`` on ``tspan`` from ``u0``.
+
+    Args:
+        f: right-hand side, ``f(t, u, p) -> du`` or torchdiffeq-style ``f(t, u) -> du``; may be an
+            ``nn.Module``. Out of place: it returns a new tensor shaped like ``u``. For an unbatched problem
+            ``t`` is a 0-d tensor and ``u`` has ``u0``'s shape. For ``batched=True`` problems ``t`` has shape
+            ``(B,)`` (each trajectory has its own time) and ``u`` has shape ``(B, *state)``.
+        u0: initial state, floating tensor of any shape; its dtype and device are the solve's. With
+            ``batched=True`` the leading dimension indexes independent trajectories.
+        tspan: ``(t0, t1)``; ``t1 < t0`` integrates backwards.
+        p: parameters handed to ``f`` unchanged (a tensor, tuple, dict, or anything). For batched problems
+            a tensor with a leading batch dimension gives each trajectory its own parameters.
+        jac: optional Jacobian ``jac(t, u, p) -> J`` of ``f`` with respect to ``u``: shape ``(n, n)`` with
+            ``n = u0.numel()`` (``(B, n, n)`` when batched, ``n`` the per-trajectory size). Without it the
+            implicit methods use forward-mode autodiff (torch.func) or finite differences.
+        tgrad: optional ``tgrad(t, u, p) -> df/dt`` (shaped like ``u``) for Rosenbrock methods on
+            non-autonomous problems; otherwise computed by autodiff or finite differences.
+        mass_matrix: optional constant ``M`` (``(n, n)`` tensor) for ``M du/dt = f``; may be singular
+            (index-1 DAE). Rosenbrock methods only.
+        batched: whether ``u0``'s leading dimension is a batch of independent trajectories, each with its
+            own step size, error control and return code. ``f`` must not mix batch entries.
+    """
+
+    def __init__(
+        self,
+        f: Callable[..., Tensor],
+        u0: Any,
+        tspan: Any,
+        p: Any = None,
+        *,
+        jac: Callable[..., Tensor] | None = None,
+        tgrad: Callable[..., Tensor] | None = None,
+        mass_matrix: Tensor | None = None,
+        batched: bool = False,
+    ) -> None:
+        self.f = f
+        self.f_takes_p = _wants_p(f, "f")
+        self.u0 = _as_tensor_u0(u0)
+        self.tspan = _as_tspan(tspan)
+        _check_params(p)
+        self.p = p
+        if jac is not None and not callable(jac):
+            raise InputError(f"jac must be callable as jac(t, u, p), got {type(jac).__name__}")
+        if tgrad is not None and not callable(tgrad):
+            raise InputError(f"tgrad must be callable as tgrad(t, u, p), got {type(tgrad).__name__}")
+        self.jac = jac
+        self.jac_takes_p = _wants_p(jac, "jac") if jac is not None else True
+        self.tgrad = tgrad
+        self.batched = bool(batched)
+        if self.batched and self.u0.ndim < 2:
+            raise InputError(
+                f"batched=True needs u0 of shape (B, *state) with at least 2 dims, got {tuple(self.u0.shape)}; "
+                "add a batch dimension with u0[None] or set batched=False"
+            )
+        n = self.state_size
+        if mass_matrix is not None:
+            if not isinstance(mass_matrix, Tensor) or mass_matrix.shape != (n, n):
+                got = tuple(mass_matrix.shape) if isinstance(mass_matrix, Tensor) else type(mass_matrix).__name__
+                raise InputError(f"mass_matrix must be a ({n}, {n}) tensor for a state of {n} values, got {got}")
+            mass_matrix = mass_matrix.to(dtype=self.u0.dtype, device=self.u0.device)
+        self.mass_matrix = mass_matrix
+
+    @property
+    def batch_size(self) -> int | None:
+        """Number of trajectories for batched problems, ``None`` otherwise."""
+        return int(self.u0.shape[0]) if self.batched else None
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        """Shape of one trajectory's state (``u0.shape`` without the batch dimension)."""
+        return tuple(self.u0.shape[1:]) if self.batched else tuple(self.u0.shape)
+
+    @property
+    def state_size(self) -> int:
+        """Number of scalar unknowns of one trajectory."""
+        return math.prod(self.state_shape)
+
+    def remake(self, **changes: Any) -> ODEProblem:
+        """A copy with some fields replaced (``u0``, ``tspan``, ``p``, ...), like SciML's ``remake``."""
+        fields = dict(
+            f=self.f, u0=self.u0, tspan=self.tspan, p=self.p, jac=self.jac, tgrad=self.tgrad,
+            mass_matrix=self.mass_matrix, batched=self.batched,
+        )
+        fields.update(changes)
+        return ODEProblem(**fields)
+
+    def __repr__(self) -> str:
+        b = f", batch={self.batch_size}" if self.batched else ""
+        return (
+            f"{type(self).__name__}(state={self.state_shape}{b}, tspan={self.tspan}, "
+            f"dtype={self.u0.dtype}, device={self.u0.device})"
+        )
+
+
+class SplitODEProblem(ODEProblem):
+    """``du/dt = f_implicit(t, u, p) + f_explicit(t, u, p)``, for IMEX methods (KenCarp3/4/5).
+
+    ``f_implicit`` is the stiff part, treated implicitly: a callable like ``f`` in :class:`ODEProblem`, or a
+    matrix ``L`` of shape ``(n, n)`` (dense or sparse tensor) meaning ``f_implicit(t, u, p) = L @ u`` on the
+    flattened state (a constant, exact Jacobian: Newton converges in one iteration). ``f_explicit`` is the
+    non-stiff rest, treated explicitly. ``jac`` (optional) is the Jacobian of ``f_implicit`` only.
+
+    Non-IMEX algorithms solve a split problem as the unsplit sum only when asked to explicitly:
+    ``solve(prob, alg, unsplit=True)``.
+    """
+
+    def __init__(
+        self,
+        f_implicit: Callable[..., Tensor] | Tensor,
+        f_explicit: Callable[..., Tensor],
+        u0: Any,
+        tspan: Any,
+        p: Any = None,
+        *,
+        jac: Callable[..., Tensor] | None = None,
+        batched: bool = False,
+    ) -> None:
+        self.f_explicit = f_explicit
+        self.f_explicit_takes_p = _wants_p(f_explicit, "f_explicit")
+        if isinstance(f_implicit, Tensor):
+            self.linear_operator: Tensor | None = f_implicit
+            implicit_fn: Callable[..., Tensor] = self._apply_linear
+        else:
+            self.linear_operator = None
+            implicit_fn = f_implicit
+        self.f_implicit = implicit_fn
+        super().__init__(self._sum, u0, tspan, p, jac=jac, batched=batched)
+        self.f_implicit_takes_p = _wants_p(implicit_fn, "f_implicit")
+        if self.linear_operator is not None:
+            n = self.state_size
+            L = self.linear_operator
+            if L.ndim != 2 or tuple(L.shape) != (n, n):
+                raise InputError(
+                    f"f_implicit given as a matrix must have shape ({n}, {n}) for a state of {n} values, "
+                    f"got {tuple(L.shape)}"
+                )
+            self.linear_operator = L.to(dtype=self.u0.dtype, device=self.u0.device)
+
+    def _apply_linear(self, t: Tensor, u: Tensor, p: Any) -> Tensor:
+        L = self.linear_operator
+        assert L is not None
+        if self.batched:
+            flat = u.reshape(u.shape[0], -1)
+            return (L @ flat.T).T.reshape(u.shape)
+        return (L @ u.reshape(-1)).reshape(u.shape)
+
+    def _call_part(self, f: Callable[..., Tensor], takes_p: bool, t: Tensor, u: Tensor, p: Any) -> Tensor:
+        return f(t, u, p) if takes_p else f(t, u)
+
+    def _sum(self, t: Tensor, u: Tensor, p: Any) -> Tensor:
+        return self._call_part(self.f_implicit, self.f_implicit_takes_p, t, u, p) + self._call_part(
+            self.f_explicit, self.f_explicit_takes_p, t, u, p
+        )
+
+    def remake(self, **changes: Any) -> SplitODEProblem:
+        fields = dict(
+            f_implicit=self.linear_operator if self.linear_operator is not None else self.f_implicit,
+            f_explicit=self.f_explicit, u0=self.u0, tspan=self.tspan, p=self.p, jac=self.jac,
+            batched=self.batched,
+        )
+        fields.update(changes)
+        return SplitODEProblem(**fields)

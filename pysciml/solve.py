@@ -1,0 +1,153 @@
+"""``solve(prob, alg, ...)``: validate once, build the engine's pieces, run the loop, package the solution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._validate import advice, check_algorithm, check_saveat, check_steps, check_tolerances
+from .algorithms import Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, KenCarp4, RosenbrockAlgorithm, Tsit5
+from .engine.ark import ARKStepper
+from .engine.controller import PIController
+from .engine.explicit_rk import ExplicitRKStepper
+from .engine.linsolve import make_linear_solver
+from .engine.loop import LoopOptions, LoopResult, integrate
+from .engine.rhs import RHS
+from .engine.rosenbrock import RosenbrockStepper
+from .engine.stepper import Stepper
+from .errors import InputError, SolverError
+from .problem import ODEProblem, SplitODEProblem
+from .solution import ODESolution, ReturnCode, Stats
+
+__all__ = ["solve"]
+
+Tensor = torch.Tensor
+
+
+def solve(
+    prob: ODEProblem,
+    alg: Algorithm | None = None,
+    *,
+    rtol: float = 1e-3,
+    atol: float | Tensor = 1e-6,
+    saveat: Any = None,
+    dt: float | None = None,
+    adaptive: bool | None = None,
+    maxiters: int = 100_000,
+    dtmin: float = 0.0,
+    dtmax: float | None = None,
+    dense: bool | None = None,
+    throw: bool = False,
+    unsplit: bool = False,
+    controller: PIController | None = None,
+    backend: str = "torch",
+) -> ODESolution:
+    """Solve an ODE problem.
+
+    Args:
+        prob: :class:`ODEProblem` or :class:`SplitODEProblem`.
+        alg: algorithm object (``Tsit5()``, ``Rodas5P()``, ``KenCarp4()``, ...). Default: ``Tsit5()`` for
+            an ODEProblem, ``KenCarp4()`` for a SplitODEProblem.
+        rtol, atol: tolerances of the RMS error norm ``err / (atol + rtol * max(|u_n|, |u_{n+1}|))``;
+            ``atol`` may be a tensor of the state's shape.
+        saveat: ``None`` (every step for unbatched problems; ``t0`` and ``t1`` for batched ones), a
+            number of equally spaced points, or a sequence of times inside ``tspan`` in integration order.
+            Values are interpolated inside steps, never forced step ends.
+        dt: initial step (adaptive) or the fixed step (``adaptive=False``).
+        adaptive: error-controlled steps (default if the method has an error estimator).
+        maxiters: most loop iterations before returning ``ReturnCode.MaxIters``.
+        dtmin, dtmax: bounds on ``|dt|``; a rejected step that would need ``|dt| < dtmin`` (or that no
+            longer changes ``t``) ends with ``ReturnCode.DtLessThanMin``.
+        dense: keep the continuous extension for ``sol(t)`` (default: ``True`` when saveat is not given).
+        throw: raise :class:`SolverError` on numerical failure instead of returning a failed retcode.
+        unsplit: allow a non-IMEX method on a SplitODEProblem by solving the summed right-hand side.
+        controller: step-size controller options (:class:`PIController`).
+        backend: ``"torch"`` (native engine) or ``"julia"`` (DifferentialEquations.jl through juliacall).
+
+    Returns:
+        :class:`ODESolution` on the problem's dtype and device.
+    """
+    if backend == "julia":
+        from .julia import solve_julia  # lazy: importing pysciml never starts Julia
+
+        return solve_julia(prob, alg, rtol=rtol, atol=atol, saveat=saveat, dt=dt, adaptive=adaptive,
+                           maxiters=maxiters, dense=dense, throw=throw)
+    if backend != "torch":
+        raise InputError(f"backend must be 'torch' or 'julia', got {backend!r}")
+    if alg is None:
+        alg = KenCarp4() if isinstance(prob, SplitODEProblem) else Tsit5()
+    alg = check_algorithm(alg, prob, unsplit)
+    rtol_f, atol_t = check_tolerances(rtol, atol, prob)
+    save_times = check_saveat(saveat, prob)
+    adaptive_b, dt_f = check_steps(alg, adaptive, dt, maxiters, dtmin, dtmax)
+    if dense is None:
+        dense = save_times is None
+    save_everystep = save_times is None and not prob.batched
+    if save_times is None and prob.batched:
+        save_times = torch.tensor(prob.tspan, dtype=prob.u0.dtype, device=prob.u0.device)
+
+    stats = Stats()
+    stepper = _make_stepper(alg, prob, stats, atol_t, rtol_f, unsplit)
+    opts = LoopOptions(
+        t0=prob.tspan[0], t1=prob.tspan[1], adaptive=adaptive_b, dt=dt_f, atol=atol_t, rtol=rtol_f,
+        maxiters=maxiters, dtmin=float(dtmin), dtmax=dtmax, saveat=save_times, save_everystep=save_everystep,
+        dense=bool(dense), controller=controller or PIController(),
+    )
+    u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
+    result = integrate(stepper, u0, opts, stats)
+    return _package(result, prob, alg, stats, throw)
+
+
+def _make_stepper(alg: Algorithm, prob: ODEProblem, stats: Stats, atol: Tensor, rtol: float,
+                  unsplit: bool) -> Stepper:
+    autodiff = getattr(alg, "autodiff", True)
+    split = isinstance(prob, SplitODEProblem) and not unsplit
+    if isinstance(alg, ExplicitAlgorithm):
+        return ExplicitRKStepper(alg.tableau, RHS(prob.f, prob.f_takes_p, prob, stats, name="f"))
+    solver = make_linear_solver(alg.linsolve, stats, prob.mass_matrix)  # type: ignore[attr-defined]
+    if isinstance(alg, RosenbrockAlgorithm):
+        rhs = RHS(prob.f, prob.f_takes_p, prob, stats, jac=prob.jac, jac_takes_p=prob.jac_takes_p,
+                  tgrad=prob.tgrad, autodiff=autodiff)
+        return RosenbrockStepper(alg.tableau, rhs, solver, prob.mass_matrix)
+    assert isinstance(alg, ESDIRKAlgorithm)
+    if split:
+        assert isinstance(prob, SplitODEProblem)
+        rhs_i = RHS(prob.f_implicit, prob.f_implicit_takes_p, prob, stats, jac=prob.jac,
+                    jac_takes_p=prob.jac_takes_p, linear=prob.linear_operator, autodiff=autodiff, name="f_implicit")
+        rhs_e: RHS | None = RHS(prob.f_explicit, prob.f_explicit_takes_p, prob, stats, name="f_explicit")
+    else:
+        rhs_i = RHS(prob.f, prob.f_takes_p, prob, stats, jac=prob.jac, jac_takes_p=prob.jac_takes_p,
+                    autodiff=autodiff)
+        rhs_e = None
+    return ARKStepper(alg.tableau, rhs_i, rhs_e, solver, stats, atol=atol, rtol=rtol,
+                      max_iters=alg.max_newton_iters, kappa=alg.newton_kappa)
+
+
+def _package(result: LoopResult, prob: ODEProblem, alg: Algorithm, stats: Stats, throw: bool) -> ODESolution:
+    t, u = result.t, result.u  # (S,), (S, B, n)
+    failures = [(b, c, info) for b, (c, info) in enumerate(zip(result.status, result.fail_info, strict=True))
+                if c is not ReturnCode.Success]
+    if not failures:
+        message = f"{alg!r}: Success ({stats.naccept} accepted, {stats.nreject} rejected steps)"
+    else:
+        parts = []
+        for b, code, info in failures[:3]:
+            tf, dtf = info if info is not None else (float("nan"), float("nan"))
+            who = f"trajectory {b}: " if prob.batched else ""
+            parts.append(f"{who}{code.value} at t={tf:.6g} with dt={dtf:.3g}")
+        more = f" (and {len(failures) - 3} more trajectories)" if len(failures) > 3 else ""
+        message = (f"{alg!r} failed: " + "; ".join(parts) + more +
+                   f" after {stats.naccept} accepted and {stats.nreject} rejected steps. "
+                   + advice(alg, failures[0][1].value))
+        if throw:
+            raise SolverError(message, failures[0][1])
+    if not prob.batched:
+        u = u[:, 0]
+        if failures and result.dense is None and t.shape[0] and bool(torch.isnan(u).any()):
+            keep = ~torch.isnan(u.reshape(u.shape[0], -1)).any(dim=1)
+            t, u = t[keep], u[keep]
+        u = u.reshape(u.shape[0], *prob.state_shape)
+    else:
+        u = u.reshape(u.shape[0], *prob.u0.shape)
+    return ODESolution(t, u, tuple(result.status), message, stats, alg, prob, result.dense)
