@@ -1,0 +1,1 @@
+"""Analysis of the tableau data: Butcher rooted-tree order conditions (explicit, additive, Rosenbrock)."""

@@ -1,0 +1,165 @@
+"""Checks of the explicit RK tableau data (:mod:`pysciml.engine.tableaus.explicit`) by the order conditions
+and by a fixed-step convergence study in plain numpy (independent of the torch engine)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pysciml.analysis.order_conditions import (
+    continuous_order_residuals,
+    max_order_satisfied,
+    rk_order_residuals,
+    tree_order,
+)
+from pysciml.engine.tableaus._base import ExplicitRKTableau, dense_matrix
+from pysciml.engine.tableaus.explicit import EXPLICIT_TABLEAUS
+
+TABLEAUS = list(EXPLICIT_TABLEAUS.values())
+IDS = [tab.name for tab in TABLEAUS]
+ADAPTIVE = [tab for tab in TABLEAUS if tab.btilde is not None]
+WITH_DENSE = [tab for tab in TABLEAUS if tab.dense is not None]
+
+# Methods expected to carry data (guards against an entry silently disappearing).
+EXPECTED = {"Tsit5", "DP5", "BS3", "Vern7", "RK4", "Midpoint", "Heun", "Euler"}
+
+
+def _A(tab: ExplicitRKTableau) -> np.ndarray:
+    return np.array(dense_matrix(tab.a, tab.stages))
+
+
+def _worst_by_order(residuals: dict) -> dict[int, float]:
+    worst: dict[int, float] = {}
+    for t, r in residuals.items():
+        worst[tree_order(t)] = max(worst.get(tree_order(t), 0.0), abs(r))
+    return worst
+
+
+def test_registry() -> None:
+    assert set(EXPLICIT_TABLEAUS) == EXPECTED
+    for name, tab in EXPLICIT_TABLEAUS.items():
+        assert tab.name == name
+        assert tab.reference.strip()
+    assert {tab.name for tab in ADAPTIVE} == {"Tsit5", "DP5", "BS3", "Vern7"}
+    assert {tab.name for tab in WITH_DENSE} == {"Tsit5", "DP5"}
+
+
+# --------------------------------------------------------------------------------------------- structure
+@pytest.mark.parametrize("tab", TABLEAUS, ids=IDS)
+def test_shapes(tab: ExplicitRKTableau) -> None:
+    s = tab.stages
+    assert len(tab.a) == s and len(tab.b) == s
+    assert [len(row) for row in tab.a] == list(range(s))
+    assert tab.c[0] == 0.0
+    if tab.btilde is None:
+        assert tab.embedded_order is None
+    else:
+        assert len(tab.btilde) == s and tab.embedded_order is not None and tab.embedded_order < tab.order
+    if tab.dense is None:
+        assert tab.dense_order is None
+    else:
+        assert all(len(row) == s for row in tab.dense) and tab.dense_order is not None
+    for value in (*tab.c, *tab.b, *(v for row in tab.a for v in row)):
+        assert isinstance(value, float) and math.isfinite(value)
+
+
+@pytest.mark.parametrize("tab", TABLEAUS, ids=IDS)
+def test_row_sums_equal_nodes(tab: ExplicitRKTableau) -> None:
+    """``c_i = sum_j a_ij`` to 1e-14, relative to the row's size (Vern7 rows reach sum |a_ij| ~ 400)."""
+    for ci, row in zip(tab.c, tab.a, strict=True):
+        scale = max(1.0, math.fsum(abs(v) for v in row))
+        assert abs(ci - math.fsum(row)) <= 1e-14 * scale
+
+
+@pytest.mark.parametrize("tab", TABLEAUS, ids=IDS)
+def test_fsal_flag(tab: ExplicitRKTableau) -> None:
+    structure = tab.c[-1] == 1.0 and tab.a[-1] == tab.b[:-1] and tab.b[-1] == 0.0
+    assert tab.fsal == structure
+
+
+# ------------------------------------------------------------------------------------------------ orders
+@pytest.mark.parametrize("tab", TABLEAUS, ids=IDS)
+def test_order_exact(tab: ExplicitRKTableau) -> None:
+    """All conditions up to ``order`` hold, some of order ``order + 1`` fail (no method here does better)."""
+    residuals = rk_order_residuals(_A(tab), tab.b, tab.order + 1)
+    assert max_order_satisfied(residuals) == tab.order, _worst_by_order(residuals)
+    assert _worst_by_order(residuals)[tab.order + 1] > 1e-7
+
+
+@pytest.mark.parametrize("tab", ADAPTIVE, ids=[t.name for t in ADAPTIVE])
+def test_embedded_order_exact(tab: ExplicitRKTableau) -> None:
+    b_hat = np.array(tab.b) - np.array(tab.btilde)
+    residuals = rk_order_residuals(_A(tab), b_hat, tab.embedded_order + 1)
+    assert max_order_satisfied(residuals) == tab.embedded_order, _worst_by_order(residuals)
+    assert _worst_by_order(residuals)[tab.embedded_order + 1] > 1e-7
+
+
+# ------------------------------------------------------------------------------------------------- dense
+@pytest.mark.parametrize("tab", WITH_DENSE, ids=[t.name for t in WITH_DENSE])
+def test_dense_ends_at_b(tab: ExplicitRKTableau) -> None:
+    """``u(theta=1)`` is the step's result: ``sum_j dense[j][i] == b[i]`` (``b_i(0) = 0`` by construction)."""
+    column_sums = np.array(tab.dense).sum(axis=0)
+    np.testing.assert_allclose(column_sums, tab.b, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("tab", WITH_DENSE, ids=[t.name for t in WITH_DENSE])
+@pytest.mark.parametrize("theta", [0.2, 0.5, 0.77])
+def test_dense_order(tab: ExplicitRKTableau, theta: float) -> None:
+    """``b(theta) . Phi(t) = theta**|t| / gamma(t)`` for ``|t| <= dense_order``, and not beyond."""
+    residuals = continuous_order_residuals(_A(tab), tab.dense, theta, tab.dense_order + 1)
+    assert max_order_satisfied(residuals) == tab.dense_order, _worst_by_order(residuals)
+
+
+@pytest.mark.parametrize("tab", WITH_DENSE, ids=[t.name for t in WITH_DENSE])
+def test_dense_derivative_at_ends(tab: ExplicitRKTableau) -> None:
+    """FSAL dense outputs interpolate the slopes too: ``u'(0) = k_1`` and ``u'(1) = k_s = f(t1, u1)``."""
+    D = np.array(tab.dense)
+
+    def derivative(theta: float) -> np.ndarray:
+        return sum((j + 1) * theta**j * D[j] for j in range(D.shape[0]))
+
+    e_first, e_last = np.eye(tab.stages)[0], np.eye(tab.stages)[-1]
+    np.testing.assert_allclose(derivative(0.0), e_first, atol=1e-12)
+    np.testing.assert_allclose(derivative(1.0), e_last, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------- convergence
+OMEGA = 3.0
+T_END = 2.0
+# Smallest step count of the study (then 2x, 4x): inside the asymptotic range, errors well above roundoff.
+FIRST_STEPS = {
+    "Euler": 80, "Midpoint": 40, "Heun": 80, "RK4": 80, "BS3": 40, "DP5": 40, "Tsit5": 40, "Vern7": 20
+}
+
+
+def _rhs(t: float, y: np.ndarray) -> np.ndarray:
+    return np.array([OMEGA * y[0] * np.cos(OMEGA * t), -2.0 * OMEGA**2 * t * y[1] ** 2])
+
+
+def _exact(t: float) -> np.ndarray:
+    """``y1 = exp(sin(omega t))`` and ``y2 = 1 / (1 + (omega t)^2)``: smooth, nonlinear, non-autonomous."""
+    return np.array([np.exp(np.sin(OMEGA * t)), 1.0 / (1.0 + (OMEGA * t) ** 2)])
+
+
+def _fixed_step_error(tab: ExplicitRKTableau, n: int) -> float:
+    h = T_END / n
+    y = _exact(0.0)
+    for step in range(n):
+        t = step * h
+        ks: list[np.ndarray] = []
+        for ci, row in zip(tab.c, tab.a, strict=True):
+            stage = y + h * sum((a * k for a, k in zip(row, ks, strict=True)), np.zeros_like(y))
+            ks.append(_rhs(t + ci * h, stage))
+        y = y + h * sum(bi * k for bi, k in zip(tab.b, ks, strict=True))
+    return float(np.max(np.abs(y - _exact(T_END))))
+
+
+@pytest.mark.parametrize("tab", TABLEAUS, ids=IDS)
+def test_convergence_slope(tab: ExplicitRKTableau) -> None:
+    steps = np.array([1, 2, 4]) * FIRST_STEPS[tab.name]
+    errors = np.array([_fixed_step_error(tab, int(n)) for n in steps])
+    assert np.all(errors > 1e-13), errors  # still above roundoff
+    slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert abs(slope - tab.order) <= 0.3, (slope, errors)
