@@ -1,0 +1,64 @@
+"""Dense output: sol(t) is as accurate as the steps themselves, for every family's interpolant."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import nonlinear_problem
+
+import pysciml as ps
+
+ALGS = [ps.Tsit5(), ps.DP5(), ps.BS3(), ps.Vern7(), ps.Rosenbrock23(), ps.ROS3P(), ps.Rodas4(), ps.Rodas5P(),
+        ps.KenCarp3(), ps.KenCarp4(), ps.KenCarp5(), ps.Kvaerno5()]
+
+
+@pytest.mark.parametrize("alg", ALGS, ids=lambda a: a.name)
+def test_dense_error_comparable_to_step_error(alg):
+    prob, exact = nonlinear_problem()
+    sol = ps.solve(prob, alg, rtol=1e-7, atol=1e-9)
+    step_err = max(float((u - exact(float(t))).abs().max()) for t, u in zip(sol.t, sol.u, strict=True))
+    ts = torch.linspace(0.0, 2.0, 301, dtype=torch.float64)
+    vals = sol(ts)
+    dense_err = max(float((v - exact(float(t))).abs().max()) for t, v in zip(ts, vals, strict=True))
+    assert dense_err <= 10 * step_err + 1e-12, (alg.name, step_err, dense_err)
+    torch.testing.assert_close(sol(sol.t), sol.u, rtol=1e-10, atol=1e-12)  # hits the saved states at step ends
+
+
+def test_saveat_equals_dense_interpolation():
+    prob, exact = nonlinear_problem()
+    save = torch.linspace(0.0, 2.0, 11, dtype=torch.float64)
+    a = ps.solve(prob, ps.Rodas5P(), rtol=1e-8, atol=1e-10, saveat=save)
+    b = ps.solve(prob, ps.Rodas5P(), rtol=1e-8, atol=1e-10)
+    assert a.stats.naccept == b.stats.naccept  # saveat does not change the steps
+    torch.testing.assert_close(a.u, b(save), rtol=1e-12, atol=1e-14)
+    for t, u in zip(save, a.u, strict=True):
+        assert float((u - exact(float(t))).abs().max()) < 1e-6
+
+
+def test_backward_integration():
+    prob, exact = nonlinear_problem()
+    back = ps.ODEProblem(prob.f, exact(2.0), (2.0, 0.0))
+    for alg in (ps.Tsit5(), ps.Rodas5P(), ps.KenCarp4()):
+        sol = ps.solve(back, alg, rtol=1e-9, atol=1e-11, saveat=[2.0, 1.0, 0.0])
+        assert sol.retcode
+        torch.testing.assert_close(sol.u[-1], exact(0.0), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(sol.u[1], exact(1.0), rtol=1e-6, atol=1e-7)
+        dense = ps.solve(back, alg, rtol=1e-9, atol=1e-11)
+        torch.testing.assert_close(dense(torch.tensor(0.5, dtype=torch.float64)), exact(0.5), rtol=1e-6, atol=1e-7)
+
+
+def test_plot_writes_png(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prob, _ = nonlinear_problem()
+    sol = ps.solve(prob, ps.Rodas5P(), rtol=1e-6)
+    ax = sol.plot()
+    path = tmp_path / "sol.png"
+    ax.figure.savefig(path)
+    plt.close(ax.figure)
+    assert path.stat().st_size > 5000
+    lines = ax.get_lines()
+    assert len(lines) == 2 and len(lines[0].get_xdata()) == 400
