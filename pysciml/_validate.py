@@ -127,13 +127,18 @@ def check_steps(alg: Algorithm, adaptive: bool | None, dt: Any, maxiters: Any, d
 
 
 def advice(alg: Algorithm, code: str) -> str:
-    if isinstance(alg, ExplicitAlgorithm) and code in ("MaxIters", "DtLessThanMin", "Unstable"):
-        return "The problem looks stiff for an explicit method: try Rodas5P() or KenCarp4()."
+    """What to try next after a numerical failure with ``code`` (a ReturnCode value)."""
+    explicit = isinstance(alg, ExplicitAlgorithm)
     if code == "MaxIters":
+        if explicit:
+            return ("Many tiny steps with an explicit method: the problem looks stiff; try Rodas5P() or "
+                    "KenCarp4(). Otherwise increase maxiters.")
         return "Increase maxiters, loosen rtol/atol, or check whether the solution blows up."
     if code == "ConvergenceFailure":
         return "Newton did not converge with the fixed step: use a smaller dt or adaptive=True."
     if code == "Unstable":
-        return "The solution became NaN/Inf: check f near this t (division by zero, overflow) or tighten rtol."
-    return ("Check f for a singularity or finite-time blow-up near this t, loosen rtol/atol, or try another "
-            "method (Rodas5P() for stiff problems).")
+        return ("The solution became NaN/Inf: check f near this t (division by zero, overflow, a finite-time "
+                "blow-up) or tighten rtol.")
+    tail = " If the solution stays bounded there, the problem may be stiff: try Rodas5P()." if explicit else ""
+    return ("The step size collapsed: f likely has a singularity or the solution blows up near this t; check f "
+            "or loosen rtol/atol." + tail)

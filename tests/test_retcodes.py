@@ -21,7 +21,7 @@ def test_blowup_reports_where(alg):
     tfail = float(sol.message.split("at t=")[1].split()[0])
     assert abs(tfail - 1.0) < 1e-3
     assert "dt=" in sol.message
-    assert float(sol.t[-1]) < 1.0 and bool(torch.isfinite(sol.u).all())
+    assert float(sol.t[-1]) < 1.001 and bool(torch.isfinite(sol.u).all())
 
 
 def test_stiff_problem_with_explicit_method_says_try_stiff_solver():
