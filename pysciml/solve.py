@@ -50,7 +50,8 @@ def solve(
         alg: algorithm object (``Tsit5()``, ``Rodas5P()``, ``KenCarp4()``, ...). Default: ``Tsit5()`` for
             an ODEProblem, ``KenCarp4()`` for a SplitODEProblem.
         rtol, atol: tolerances of the RMS error norm ``err / (atol + rtol * max(|u_n|, |u_{n+1}|))``;
-            ``atol`` may be a tensor of the state's shape.
+            ``atol`` may be a tensor of the state's shape. They also set the Newton tolerance of implicit
+            stages, with fixed steps too (as in OrdinaryDiffEq): tighten them for accurate fixed-step runs.
         saveat: ``None`` (every step for unbatched problems; ``t0`` and ``t1`` for batched ones), a
             number of equally spaced points, or a sequence of times inside ``tspan`` in integration order.
             Values are interpolated inside steps, never forced step ends.
