@@ -15,14 +15,18 @@ ALGS = [ps.Tsit5(), ps.DP5(), ps.BS3(), ps.Vern7(), ps.Rosenbrock23(), ps.ROS3P(
 @pytest.mark.parametrize("rtol", [1e-5, 1e-8])
 @pytest.mark.parametrize("alg", ALGS, ids=lambda a: a.name)
 def test_dense_error_comparable_to_step_error(alg, rtol):
-    """Kepler orbit: the interpolant between steps is within 10x the error at the step ends."""
+    """Kepler orbit: the interpolant between steps is within 10x the error at the step ends, or 100x for the
+    methods whose continuous extension is two or more orders below the method (KenCarp5: 3rd-order dense output
+    of Kennedy & Carpenter; Kvaerno5: cubic Hermite; the same interpolants OrdinaryDiffEq uses)."""
     prob, exact = kepler_problem()
     sol = ps.solve(prob, alg, rtol=rtol, atol=rtol)
     step_err = max(float((u - exact(float(t))).abs().max()) for t, u in zip(sol.t, sol.u, strict=True))
     ts = torch.linspace(0.0, 3.0, 301, dtype=torch.float64)
     vals = sol(ts)
     dense_err = max(float((v - exact(float(t))).abs().max()) for t, v in zip(ts, vals, strict=True))
-    assert dense_err <= 10 * step_err + 1e-12, (alg.name, step_err, dense_err)
+    dense_order = alg.tableau.dense_order or 3
+    factor = 10 if dense_order >= alg.order - 1 else 100
+    assert dense_err <= factor * step_err + 1e-12, (alg.name, step_err, dense_err)
     torch.testing.assert_close(sol(sol.t), sol.u, rtol=1e-10, atol=1e-12)  # hits the saved states at step ends
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .interpolation import polynomial_coefficients
 from .rhs import RHS
 from .stepper import Stepper, StepResult, lincomb
 from .tableaus._base import ExplicitRKTableau, as_tensor
@@ -12,7 +13,12 @@ Tensor = torch.Tensor
 
 
 class ExplicitRKStepper(Stepper):
-    """``k_i = f(t + c_i dt, u + dt sum_j a_ij k_j)``; error ``dt sum_i btilde_i k_i``."""
+    """``k_i = f(t + c_i dt, u + dt sum_j a_ij k_j)``; error ``dt sum_i btilde_i k_i``.
+
+    A tableau whose continuous extension needs extra stages (``extra_c``/``extra_a``, e.g. Vern7) has them
+    evaluated lazily in :meth:`interpolant`, i.e. only for steps the loop interpolates (dense output or a
+    save point inside the step); they go through ``self.rhs`` and are counted like every other call.
+    """
 
     def __init__(self, tab: ExplicitRKTableau, rhs: RHS) -> None:
         super().__init__(rhs)
@@ -21,6 +27,14 @@ class ExplicitRKStepper(Stepper):
         self.adaptive = tab.btilde is not None
         if tab.dense is not None:
             self.dense_matrix = as_tensor(tab.dense, rhs.dtype, rhs.device)
+        s = tab.stages
+        # An extra stage at c = 1 whose row is b is f(t + dt, u_new): after accept() that is self.f0 for
+        # every accepted trajectory, the only ones whose interpolant is used (rejected steps are recorded
+        # with zero width and never saved from), so it costs no further f call.
+        self._end_stage = [
+            cj == 1.0 and tuple(row[:s]) == tuple(tab.b) and not any(row[s:])
+            for cj, row in zip(tab.extra_c, tab.extra_a, strict=True)
+        ]
 
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
         tab = self.tab
@@ -42,4 +56,22 @@ class ExplicitRKStepper(Stepper):
         if tab.btilde is not None:
             e = lincomb(tab.btilde, ks)
             err = h * e if e is not None else torch.zeros_like(u)
-        return StepResult(u_new=u_new, err=err, ok=None, stages=ks, f_start=self.f0, f_end=f_end, stage_scale=h)
+        return StepResult(u_new=u_new, err=err, ok=None, stages=ks, f_start=self.f0, f_end=f_end, stage_scale=h,
+                          t_start=t)
+
+    def interpolant(self, u: Tensor, dt: Tensor, res: StepResult) -> Tensor:
+        """Dense-output coefficients ``(q+1, B, n)``; evaluates the tableau's extra stages first, if any."""
+        tab = self.tab
+        if not tab.extra_c or self.dense_matrix is None:
+            return super().interpolant(u, dt, res)
+        assert res.t_start is not None and self.f0 is not None
+        h = dt[:, None]
+        ks = list(res.stages)
+        for j, (cj, row) in enumerate(zip(tab.extra_c, tab.extra_a, strict=True)):
+            if self._end_stage[j]:
+                ks.append(self.f0)  # f(t + dt, u_new), refreshed by accept()
+                continue
+            acc = lincomb(row, ks)
+            ui = u if acc is None else torch.addcmul(u, h, acc)
+            ks.append(self.rhs(res.t_start + cj * dt, ui))
+        return polynomial_coefficients(u, self.dense_matrix, torch.stack(ks) * h)

@@ -73,7 +73,8 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
     assert stepper.f0 is not None
 
     if opts.adaptive and opts.dt is None:
-        dt = initial_dt(stepper.f_total, t, u, stepper.f0, t1 - t, stepper.order, opts.atol, opts.rtol)
+        with torch.no_grad():  # step-size control is never differentiated
+            dt = initial_dt(stepper.f_total, t, u, stepper.f0, t1 - t, stepper.order, opts.atol, opts.rtol)
     else:
         assert opts.dt is not None
         dt = torch.full_like(t, direction * abs(opts.dt))
@@ -106,13 +107,13 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
         dt_step = torch.where(last & active, remaining, dt)
         res = stepper.step(t, u, dt_step)
 
-        ok = torch.isfinite(res.u_new).all(dim=1)
+        ok = torch.isfinite(res.u_new.detach()).all(dim=1)
         nonfinite_seen = nonfinite_seen | (active & ~ok)
         if res.ok is not None:
             ok = ok & res.ok
         if opts.adaptive:
             assert res.err is not None
-            eest = error_norm(res.err, u, res.u_new, opts.atol, opts.rtol)
+            eest = error_norm(res.err.detach(), u.detach(), res.u_new.detach(), opts.atol, opts.rtol)
             eest = torch.where(ok & torch.isfinite(eest), eest, torch.full_like(eest, float("inf")))
             accepted = active & (eest <= 1.0)
         else:

@@ -37,8 +37,9 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
     stepper.init(vec(t), u)
     assert stepper.f0 is not None
     if opts.adaptive and opts.dt is None:
-        dt = float(initial_dt(stepper.f_total, vec(t), u, stepper.f0, vec(opts.t1 - t), stepper.order, opts.atol,
-                              opts.rtol)[0])
+        with torch.no_grad():  # step-size control is never differentiated
+            dt = float(initial_dt(stepper.f_total, vec(t), u, stepper.f0, vec(opts.t1 - t), stepper.order,
+                                  opts.atol, opts.rtol)[0])
     else:
         assert opts.dt is not None
         dt = direction * abs(opts.dt)
@@ -70,13 +71,15 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
         dt_step = remaining if last else dt
         dtv = vec(dt_step)
         res = stepper.step(vec(t), u, dtv)
-        ok = math.isfinite(float(res.u_new.sum()))
+        ok = math.isfinite(float(res.u_new.detach().sum()))
         nonfinite = nonfinite or not ok
         if res.ok is not None:
             ok = ok and bool(res.ok)
         if opts.adaptive:
             assert res.err is not None
-            eest = float(error_norm(res.err, u, res.u_new, opts.atol, opts.rtol)) if ok else math.inf
+            eest = math.inf
+            if ok:
+                eest = float(error_norm(res.err.detach(), u.detach(), res.u_new.detach(), opts.atol, opts.rtol))
             if not math.isfinite(eest):
                 eest = math.inf
             accepted = eest <= 1.0

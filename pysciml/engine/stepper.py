@@ -28,6 +28,8 @@ class StepResult:
             RK families, ``None`` for Rosenbrock) they are the increments the family's dense matrix expects.
         f_start: ``f(t, u)`` at the step's start ``(B, n)``; f_end: ``f(t + dt, u_new)`` if the method
             produced it (FSAL), else ``None``.
+        t_start: the step's start times ``(B,)``, set by steppers whose interpolant evaluates ``f`` again
+            (explicit RK with extra interpolation stages); ``None`` otherwise.
     """
 
     u_new: Tensor
@@ -37,6 +39,7 @@ class StepResult:
     f_start: Tensor
     f_end: Tensor | None = None
     stage_scale: Tensor | None = None
+    t_start: Tensor | None = None
 
 
 def lincomb(coeffs: tuple[float, ...], vectors: list[Tensor]) -> Tensor | None:

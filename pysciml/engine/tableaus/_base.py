@@ -11,6 +11,10 @@ Conventions (the steppers in ``pysciml.engine`` rely on exactly these):
   with ``K_i = dt * k_i`` for explicit and additive RK (``k_i`` the stage derivatives; for ARK
   ``k_i = kI_i + kE_i``) and ``K_i = k_i`` (the transformed stage increments) for Rosenbrock methods.
   ``None`` means the engine uses cubic Hermite interpolation from ``u_n, u_{n+1}, f_n, f_{n+1}``.
+* Explicit RK interpolants may need extra ("lazy") stages, evaluated only when the step is interpolated:
+  ``k_{s+j} = f(t_n + extra_c[j] dt, u_n + dt sum_{i<s+j} extra_a[j][i] k_i)``, row ``j`` of length
+  ``s + j`` (main stages, then earlier extra stages). ``dense`` then has ``s + len(extra_c)`` columns, the
+  extra stages' last; their column sums are 0, so ``u(1)`` is still ``u_{n+1}``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ class ExplicitRKTableau:
         order: order of ``b``; embedded_order: order of ``b_hat`` (``None`` if no embedded method).
         fsal: first-same-as-last (``c[-1] == 1`` and ``a[-1] == b``): stage ``s`` is ``f(t1, u1)``.
         dense: continuous extension (see module docstring) or ``None``; dense_order its order.
+            ``dense`` has ``stages + extra_stages`` columns.
+        extra_c, extra_a: the interpolant's extra stages (module docstring), ``()`` when it needs none:
+            ``extra_a[j]`` has ``stages + j`` entries.
     """
 
     name: str
@@ -60,10 +67,17 @@ class ExplicitRKTableau:
     fsal: bool = False
     dense: Rows | None = None
     dense_order: int | None = None
+    extra_c: tuple[float, ...] = ()
+    extra_a: Rows = ()
 
     @property
     def stages(self) -> int:
         return len(self.c)
+
+    @property
+    def extra_stages(self) -> int:
+        """Number of extra stages the continuous extension needs (0 for most methods)."""
+        return len(self.extra_c)
 
 
 @dataclass(frozen=True)
