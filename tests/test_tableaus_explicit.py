@@ -30,6 +30,15 @@ def _A(tab: ExplicitRKTableau) -> np.ndarray:
     return np.array(dense_matrix(tab.a, tab.stages))
 
 
+def _A_extended(tab: ExplicitRKTableau) -> np.ndarray:
+    """The ``(s+e) x (s+e)`` matrix of the main stages followed by the interpolant's extra stages."""
+    return np.array(dense_matrix(tab.a + tab.extra_a, tab.stages + tab.extra_stages))
+
+
+def _b_extended(tab: ExplicitRKTableau) -> np.ndarray:
+    return np.array([*tab.b, *(0.0 for _ in tab.extra_c)])
+
+
 def _worst_by_order(residuals: dict) -> dict[int, float]:
     worst: dict[int, float] = {}
     for t, r in residuals.items():
@@ -43,7 +52,8 @@ def test_registry() -> None:
         assert tab.name == name
         assert tab.reference.strip()
     assert {tab.name for tab in ADAPTIVE} == {"Tsit5", "DP5", "BS3", "Vern7"}
-    assert {tab.name for tab in WITH_DENSE} == {"Tsit5", "DP5"}
+    assert {tab.name for tab in WITH_DENSE} == {"Tsit5", "DP5", "Vern7"}
+    assert {tab.name for tab in TABLEAUS if tab.extra_c} == {"Vern7"}
 
 
 # --------------------------------------------------------------------------------------------- structure
@@ -57,20 +67,36 @@ def test_shapes(tab: ExplicitRKTableau) -> None:
         assert tab.embedded_order is None
     else:
         assert len(tab.btilde) == s and tab.embedded_order is not None and tab.embedded_order < tab.order
+    e = tab.extra_stages
+    assert len(tab.extra_a) == e
+    assert [len(row) for row in tab.extra_a] == [s + j for j in range(e)]
     if tab.dense is None:
-        assert tab.dense_order is None
+        assert tab.dense_order is None and e == 0
     else:
-        assert all(len(row) == s for row in tab.dense) and tab.dense_order is not None
-    for value in (*tab.c, *tab.b, *(v for row in tab.a for v in row)):
+        assert all(len(row) == s + e for row in tab.dense) and tab.dense_order is not None
+    extra = (*tab.extra_c, *(v for row in tab.extra_a for v in row))
+    for value in (*tab.c, *tab.b, *(v for row in tab.a for v in row), *extra):
         assert isinstance(value, float) and math.isfinite(value)
 
 
 @pytest.mark.parametrize("tab", TABLEAUS, ids=IDS)
 def test_row_sums_equal_nodes(tab: ExplicitRKTableau) -> None:
     """``c_i = sum_j a_ij`` to 1e-14, relative to the row's size (Vern7 rows reach sum |a_ij| ~ 400)."""
-    for ci, row in zip(tab.c, tab.a, strict=True):
+    for ci, row in zip(tab.c + tab.extra_c, tab.a + tab.extra_a, strict=True):
         scale = max(1.0, math.fsum(abs(v) for v in row))
         assert abs(ci - math.fsum(row)) <= 1e-14 * scale
+
+
+def test_vern7_extra_stage_structure() -> None:
+    """Vern7's first extra stage is ``f(t + dt, u1)`` (c = 1, row = b, exactly: the stepper reuses the cached
+    ``f(t1, u1)`` for it); the others use only stages 1, 4-9 and earlier extra stages."""
+    tab = EXPLICIT_TABLEAUS["Vern7"]
+    s = tab.stages
+    assert tab.extra_c[0] == 1.0 and tab.extra_a[0] == (*tab.b,)
+    for row in tab.extra_a:
+        assert row[1] == row[2] == row[s - 1] == 0.0
+    dense = np.array(tab.dense)
+    assert np.all(dense[:, [1, 2, s - 1]] == 0.0)
 
 
 @pytest.mark.parametrize("tab", TABLEAUS, ids=IDS)
@@ -99,30 +125,51 @@ def test_embedded_order_exact(tab: ExplicitRKTableau) -> None:
 # ------------------------------------------------------------------------------------------------- dense
 @pytest.mark.parametrize("tab", WITH_DENSE, ids=[t.name for t in WITH_DENSE])
 def test_dense_ends_at_b(tab: ExplicitRKTableau) -> None:
-    """``u(theta=1)`` is the step's result: ``sum_j dense[j][i] == b[i]`` (``b_i(0) = 0`` by construction)."""
-    column_sums = np.array(tab.dense).sum(axis=0)
-    np.testing.assert_allclose(column_sums, tab.b, rtol=0, atol=1e-13)
+    """``u(theta=1)`` is the step's result: ``sum_j dense[j][i] == b[i]`` for the main stages and 0 for the
+    extra stages (``b_i(0) = 0`` by construction). Tolerance relative to the column's size (Vern7's reach
+    sum_j |dense[j][i]| ~ 3400)."""
+    D = np.array(tab.dense)
+    for column, target in zip(D.T, _b_extended(tab), strict=True):
+        scale = max(1.0, math.fsum(abs(v) for v in column))
+        assert abs(math.fsum(column) - target) <= 1e-15 * scale, (column, target)
+
+
+# Largest residual of the order-``dense_order`` conditions accepted per method (default 1e-12, round-off).
+# Vern7: Verner's published interpolant (same digits in OrdinaryDiffEq.jl and in the qutip copy of Verner's
+# coefficient file) meets every condition of order <= 6 exactly (1e-39 in exact rational arithmetic on the
+# 40-digit values) but the order-7 ones only to ~3e-7, against ~4e-5 for the order-8 ones: a defect
+# far below the h^8 term at practical step sizes (see tests/test_vern7_dense.py), not round-off.
+DENSE_TOP_ORDER_TOL = {"Vern7": 5e-7}
 
 
 @pytest.mark.parametrize("tab", WITH_DENSE, ids=[t.name for t in WITH_DENSE])
 @pytest.mark.parametrize("theta", [0.2, 0.5, 0.77])
 def test_dense_order(tab: ExplicitRKTableau, theta: float) -> None:
-    """``b(theta) . Phi(t) = theta**|t| / gamma(t)`` for ``|t| <= dense_order``, and not beyond."""
-    residuals = continuous_order_residuals(_A(tab), tab.dense, theta, tab.dense_order + 1)
-    assert max_order_satisfied(residuals) == tab.dense_order, _worst_by_order(residuals)
+    """``b(theta) . Phi(t) = theta**|t| / gamma(t)`` for ``|t| <= dense_order``, and not beyond; the
+    weights run over the main stages and the extra stages (``A`` extended by ``extra_a``)."""
+    residuals = continuous_order_residuals(_A_extended(tab), tab.dense, theta, tab.dense_order + 1)
+    worst = _worst_by_order(residuals)
+    top_tol = DENSE_TOP_ORDER_TOL.get(tab.name, 1e-12)
+    assert max_order_satisfied(residuals) >= tab.dense_order - 1, worst
+    assert worst[tab.dense_order] <= top_tol, worst
+    assert worst[tab.dense_order + 1] > 10 * top_tol, worst
 
 
 @pytest.mark.parametrize("tab", WITH_DENSE, ids=[t.name for t in WITH_DENSE])
 def test_dense_derivative_at_ends(tab: ExplicitRKTableau) -> None:
-    """FSAL dense outputs interpolate the slopes too: ``u'(0) = k_1`` and ``u'(1) = k_s = f(t1, u1)``."""
+    """The dense outputs interpolate the slopes too: ``u'(0) = k_1`` and ``u'(1) = f(t1, u1)``, which is
+    ``k_s`` for FSAL methods and the first extra stage for Vern7."""
     D = np.array(tab.dense)
 
     def derivative(theta: float) -> np.ndarray:
         return sum((j + 1) * theta**j * D[j] for j in range(D.shape[0]))
 
-    e_first, e_last = np.eye(tab.stages)[0], np.eye(tab.stages)[-1]
-    np.testing.assert_allclose(derivative(0.0), e_first, atol=1e-12)
-    np.testing.assert_allclose(derivative(1.0), e_last, atol=1e-12)
+    m = tab.stages + tab.extra_stages
+    end = tab.stages - 1 if tab.fsal else tab.stages + tab.extra_c.index(1.0)
+    assert tab.fsal or tab.extra_a[end - tab.stages] == (*tab.b, *(0.0 for _ in range(end - tab.stages)))
+    scale = max(1.0, float(np.abs(D).sum(axis=0).max()))
+    np.testing.assert_allclose(derivative(0.0), np.eye(m)[0], atol=1e-12)
+    np.testing.assert_allclose(derivative(1.0), np.eye(m)[end], atol=1e-15 * 7 * scale)
 
 
 # ------------------------------------------------------------------------------------------- convergence
