@@ -1,0 +1,256 @@
+"""``odeint`` / ``odeint_adjoint``: torchdiffeq's calls, answered by pysciml's solvers and sensitivities.
+
+``odeint(func, y0, t)`` returns ``(len(t), *y0.shape)`` (a tuple of such tensors for tuple states) and is
+differentiable with respect to ``y0``, ``func``'s parameters (or ``adjoint_params``) and ``t``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from .algorithms import BS3, DP5, RK4, Algorithm, Euler, ImplicitAlgorithm, Midpoint, Tsit5, Vern7
+from .errors import InputError
+from .problem import ODEProblem
+from .sensealg import (
+    BacksolveAdjoint,
+    DiscreteAdjoint,
+    GaussAdjoint,
+    InterpolatingAdjoint,
+    SensitivityAlgorithm,
+)
+from .sensitivity.continuous import AdjointSetup, ContinuousAdjoint
+from .sensitivity.discrete import discrete_solve
+
+__all__ = ["odeint", "odeint_adjoint", "METHOD_ALIASES", "default_sensealg"]
+
+Tensor = torch.Tensor
+
+METHOD_ALIASES: dict[str, type[Algorithm]] = {
+    "dopri5": DP5, "tsit5": Tsit5, "bosh3": BS3, "vern7": Vern7, "rk4": RK4, "euler": Euler,
+    "midpoint": Midpoint,
+}
+_UNAVAILABLE = {
+    "dopri8": "use method='vern7' (Vern7(), a 7(6) pair) for tight tolerances",
+    "adaptive_heun": "use method='bosh3' (BS3())", "fehlberg2": "use method='bosh3' (BS3())",
+    "explicit_adams": "use method='tsit5'", "implicit_adams": "use alg=Rodas5P() or KenCarp4() for stiff problems",
+    "fixed_adams": "use method='rk4'", "scipy_solver": "use pysciml's own solvers (alg=Rodas5P())",
+}
+_OPTION_KEYS = {"step_size", "first_step", "max_num_steps", "dtmin", "dtmax"}
+
+
+def default_sensealg(alg: Algorithm) -> SensitivityAlgorithm:
+    """Stiff (implicit) methods: ``InterpolatingAdjoint(checkpointing=True)``; others: ``DiscreteAdjoint()``."""
+    return InterpolatingAdjoint(checkpointing=True) if isinstance(alg, ImplicitAlgorithm) else DiscreteAdjoint()
+
+
+def _resolve_alg(method: str | Algorithm | None, alg: Algorithm | None) -> Algorithm:
+    if alg is not None and method is not None:
+        raise InputError("give either method= (a torchdiffeq string) or alg= (an algorithm object), not both")
+    choice = alg if alg is not None else method
+    if choice is None:
+        return DP5()
+    if isinstance(choice, Algorithm):
+        return choice
+    if isinstance(choice, type) and issubclass(choice, Algorithm):
+        raise InputError(f"alg must be an algorithm object: write {choice.__name__}() with parentheses")
+    if isinstance(choice, str):
+        key = choice.lower()
+        if key in METHOD_ALIASES:
+            return METHOD_ALIASES[key]()
+        if key in _UNAVAILABLE:
+            raise InputError(f"method={choice!r} is not available in pysciml: {_UNAVAILABLE[key]}")
+        raise InputError(f"unknown method={choice!r}; choose one of {sorted(METHOD_ALIASES)} or pass alg=Rodas5P()")
+    raise InputError(f"method/alg must be a string or an algorithm object, got {type(choice).__name__}")
+
+
+def _solve_options(alg: Algorithm, options: dict[str, Any] | None, rtol: float, atol: Any) -> dict[str, Any]:
+    opts = dict(options or {})
+    unknown = set(opts) - _OPTION_KEYS
+    if unknown:
+        raise InputError(f"unknown options {sorted(unknown)}; accepted keys: {sorted(_OPTION_KEYS)}")
+    kw: dict[str, Any] = {"rtol": rtol, "atol": atol}
+    if not alg.is_adaptive:
+        if "step_size" not in opts:
+            raise InputError(f"{alg.name}() is fixed-step: pass options={{'step_size': dt}}")
+        kw.update(adaptive=False, dt=float(opts["step_size"]))
+    elif "step_size" in opts:
+        kw.update(adaptive=False, dt=float(opts["step_size"]))
+    if "first_step" in opts:
+        kw["dt"] = float(opts["first_step"])
+    if "max_num_steps" in opts:
+        kw["maxiters"] = int(opts["max_num_steps"])
+    for key in ("dtmin", "dtmax"):
+        if key in opts:
+            kw[key] = float(opts[key])
+    return kw
+
+
+def _check_t(t: Any, y0: Tensor) -> Tensor:
+    if not isinstance(t, Tensor):
+        t = torch.as_tensor(t, dtype=y0.dtype, device=y0.device)
+    if t.ndim != 1 or t.numel() < 2:
+        raise InputError(f"t must be a 1-D tensor of at least 2 times, got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        t = t.to(y0.dtype)
+    d = t[1:] - t[:-1]
+    if not (bool((d > 0).all()) or bool((d < 0).all())):
+        raise InputError("t must be strictly increasing or strictly decreasing")
+    if not bool(torch.isfinite(t).all()):
+        raise InputError("t contains NaN or Inf")
+    return t
+
+
+def _flatten_tuple(func: Callable[..., Any], y0: Sequence[Tensor]) -> tuple[Callable[..., Tensor], Tensor, Callable]:
+    shapes = [y.shape for y in y0]
+    sizes = [math.prod(s) for s in shapes]
+
+    def unflatten(flat: Tensor) -> tuple[Tensor, ...]:
+        lead = flat.shape[:-1]
+        return tuple(p.reshape(*lead, *s) for p, s in zip(torch.split(flat, sizes, dim=-1), shapes, strict=True))
+
+    def f(t: Tensor, y: Tensor) -> Tensor:
+        return torch.cat([d.reshape(-1) for d in func(t, unflatten(y))])
+
+    return f, torch.cat([y.reshape(-1) for y in y0]), unflatten
+
+
+def odeint(
+    func: Callable[..., Any],
+    y0: Tensor | tuple[Tensor, ...],
+    t: Tensor | Sequence[float],
+    *,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    method: str | Algorithm | None = None,
+    options: dict[str, Any] | None = None,
+    alg: Algorithm | None = None,
+    sensealg: SensitivityAlgorithm | None = None,
+    adjoint_params: Sequence[Tensor] | None = None,
+    adjoint_rtol: float | None = None,
+    adjoint_atol: float | None = None,
+    adjoint_alg: Algorithm | None = None,
+    backend: str = "torch",
+    event_fn: Any = None,
+) -> Tensor | tuple[Tensor, ...]:
+    """Solve ``dy/dt = func(t, y)`` and return ``y`` at the times ``t`` (torchdiffeq's ``odeint``).
+
+    Args:
+        func: ``func(t, y)``, an ``nn.Module`` or callable; ``t`` is a 0-d tensor, ``y`` shaped like ``y0``.
+        y0: initial state (any shape), or a tuple of tensors.
+        t: 1-D increasing or decreasing save times; ``t[0]`` is the initial time.
+        rtol, atol: tolerances (torchdiffeq's defaults, 1e-7 and 1e-9).
+        method: torchdiffeq method string ('dopri5' default, 'tsit5', 'bosh3', 'rk4', 'euler', 'midpoint',
+            'vern7') or an algorithm object; alg: an algorithm object (``Rodas5P()``, ``KenCarp4()``, ...).
+        options: torchdiffeq options: ``step_size`` (fixed step), ``first_step``, ``max_num_steps``,
+            ``dtmin``, ``dtmax``.
+        sensealg: how gradients are computed (``pysciml.sensealg``); default :func:`default_sensealg`.
+        adjoint_params: tensors to differentiate for the continuous adjoints (default: ``func``'s
+            parameters). DiscreteAdjoint differentiates every tensor ``func`` uses.
+        adjoint_rtol, adjoint_atol, adjoint_alg: the backward (adjoint) solve's settings (default: the
+            forward ones).
+        backend: ``"torch"`` or ``"julia"``.
+
+    Returns:
+        ``(len(t), *y0.shape)`` tensor (a tuple of them for tuple ``y0``), dtype and device of ``y0``.
+    """
+    if event_fn is not None:
+        raise InputError("event_fn is not supported yet; integrate to a fixed t and locate events on the dense output")
+    unflatten = None
+    if isinstance(y0, tuple):
+        func, y0, unflatten = _flatten_tuple(func, y0)
+    if not isinstance(y0, Tensor):
+        raise InputError(f"y0 must be a torch.Tensor or a tuple of tensors, got {type(y0).__name__}")
+    t = _check_t(t, y0)
+    algorithm = _resolve_alg(method, alg)
+    if sensealg is None:
+        sensealg = default_sensealg(algorithm)
+    if not isinstance(sensealg, SensitivityAlgorithm):
+        raise InputError(f"sensealg must be an object from pysciml.sensealg, got {type(sensealg).__name__}")
+    if backend == "julia":
+        from .julia import odeint_julia
+
+        return odeint_julia(func, y0, t, rtol=rtol, atol=atol, alg=algorithm, sensealg=sensealg,
+                            adjoint_params=adjoint_params)
+    if backend != "torch":
+        raise InputError(f"backend must be 'torch' or 'julia', got {backend!r}")
+    if isinstance(sensealg, GaussAdjoint):
+        raise InputError("GaussAdjoint runs on the Julia engine only; use QuadratureAdjoint() with backend='torch'")
+    kw = _solve_options(algorithm, options, rtol, atol)
+    prob = ODEProblem(func, y0, (float(t[0].detach()), float(t[-1].detach())))
+    if isinstance(sensealg, DiscreteAdjoint):
+        if t.requires_grad:  # y0 + eps f(t0, y0) with eps = 0 carries dL/dt0 (see _StartTimeProbe)
+            f0 = _call(prob, t[0].detach(), y0.detach()).detach()
+            prob = prob.remake(u0=y0 + _StartTimeProbe.apply(t) * f0)
+        ys = discrete_solve(prob, algorithm, t.detach(), sensealg, kw)
+        ys = _TimeGradient.apply(ys, t, prob) if t.requires_grad else ys
+    else:
+        params = list(adjoint_params) if adjoint_params is not None else (
+            [q for q in func.parameters() if q.requires_grad] if isinstance(func, torch.nn.Module) else [])
+        adj_kw = {"rtol": adjoint_rtol or rtol, "atol": adjoint_atol or atol}
+        if "maxiters" in kw:
+            adj_kw["maxiters"] = kw["maxiters"]
+        setup = AdjointSetup(prob=prob, alg=algorithm, adj_alg=adjoint_alg or algorithm, sensealg=sensealg,
+                             save_t=t.detach(), params=params, solve_kw=kw, adj_kw=adj_kw)
+        ys = ContinuousAdjoint.apply(setup, y0, t, *params)
+    return unflatten(ys) if unflatten is not None else ys
+
+
+def odeint_adjoint(func: Callable[..., Any], y0: Tensor | tuple[Tensor, ...], t: Tensor, *, rtol: float = 1e-7,
+                   atol: float = 1e-9, method: str | Algorithm | None = None, options: dict[str, Any] | None = None,
+                   adjoint_rtol: float | None = None, adjoint_atol: float | None = None,
+                   adjoint_method: str | Algorithm | None = None, adjoint_options: dict[str, Any] | None = None,
+                   adjoint_params: Sequence[Tensor] | None = None, **kwargs: Any) -> Tensor | tuple[Tensor, ...]:
+    """torchdiffeq's ``odeint_adjoint``: O(1)-memory backsolve adjoint for explicit methods; for implicit
+    (stiff) methods the checkpointed interpolating adjoint, since backsolve is unstable on stiff problems."""
+    if adjoint_options:
+        raise InputError("adjoint_options is not supported; pass adjoint_rtol/adjoint_atol/adjoint_method")
+    algorithm = _resolve_alg(method, kwargs.pop("alg", None))
+    adj_alg = _resolve_alg(adjoint_method, None) if adjoint_method is not None else None
+    sensealg = kwargs.pop("sensealg", None) or (
+        InterpolatingAdjoint(checkpointing=True) if isinstance(algorithm, ImplicitAlgorithm) else BacksolveAdjoint())
+    return odeint(func, y0, t, rtol=rtol, atol=atol, alg=algorithm, options=options, sensealg=sensealg,
+                  adjoint_params=adjoint_params, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
+                  adjoint_alg=adj_alg, **kwargs)
+
+
+def _call(prob: ODEProblem, t: Tensor, y: Tensor) -> Tensor:
+    return prob.f(t, y, prob.p) if prob.f_takes_p else prob.f(t, y)
+
+
+class _TimeGradient(torch.autograd.Function):
+    """Pass ``ys`` through; add ``dL/dt_i = <dL/dy_i, f(t_i, y_i)>`` for ``i >= 1`` and ``<dL/dy_0, f_0>`` for
+    ``t_0`` (completed by :class:`_StartTimeProbe` to ``dL/dt_0 = -<a(t_0), f(t_0, y_0)>``)."""
+
+    @staticmethod
+    def forward(ctx: Any, ys: Tensor, t: Tensor, prob: ODEProblem) -> Tensor:
+        ctx.prob = prob
+        ctx.save_for_backward(ys.detach(), t.detach())
+        return ys.view_as(ys)
+
+    @staticmethod
+    def backward(ctx: Any, grad_ys: Tensor) -> tuple[Tensor | None, ...]:
+        ys, t = ctx.saved_tensors
+        with torch.no_grad():
+            fs = torch.stack([_call(ctx.prob, ti, yi) for ti, yi in zip(t, ys, strict=True)])
+            grad_t = (grad_ys * fs).reshape(len(t), -1).sum(dim=1)
+        return grad_ys, grad_t, None
+
+
+class _StartTimeProbe(torch.autograd.Function):
+    """A zero scalar ``eps`` whose gradient ``dL/deps`` (with ``u0 = y0 + eps f(t0, y0)``) is the sensitivity
+    of the solution to shifting the start: ``dL/dt_0`` receives ``-dL/deps`` (d Phi / d t0 = -Phi_y0 f_0)."""
+
+    @staticmethod
+    def forward(ctx: Any, t: Tensor) -> Tensor:
+        ctx.n = t.shape[0]
+        return t.new_zeros(())
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> Tensor:
+        grad_t = g.new_zeros(ctx.n)
+        grad_t[0] = -g
+        return grad_t

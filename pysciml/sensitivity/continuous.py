@@ -1,0 +1,297 @@
+"""Continuous adjoints (Backsolve, Interpolating, Quadrature) as one ``torch.autograd.Function``.
+
+Between save times ``t_i`` the adjoint ``a`` solves ``a' = -(df/dy)^T a`` backwards, jumping by ``dL/dy(t_i)``
+at each save time; the parameter gradient is ``int a^T df/dp dt``. What differs is where ``y(t)`` comes from:
+
+* ``InterpolatingAdjoint()``: the forward solve's dense output; with ``checkpointing=True`` only checkpoint
+  states are kept and each piece is re-solved forwards, with dense output, during the backward pass.
+* ``QuadratureAdjoint()``: like Interpolating, and the parameter integral by Gauss-Legendre quadrature on
+  the adjoint solution's own steps.
+* ``BacksolveAdjoint()``: ``y`` is re-solved backwards together with ``a`` (O(1) memory; unstable when the
+  forward problem is stiff or dissipative, as the backward state solve then blows up).
+
+Explicit adjoint methods integrate ``[a, g]`` (or ``[y, a, g]``) as one system. Implicit ones solve only the
+``n``-dimensional ``a`` (or ``[y, a]``) system, stiffly, with Jacobian ``-J^T`` (the forward Jacobian at
+``y(t)``, from the problem's ``jac``, forward-mode autodiff or finite differences), and obtain ``g`` by
+quadrature on its steps: the parameter part never feeds back, so it needs no implicit treatment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..algorithms import Algorithm, ImplicitAlgorithm
+from ..problem import ODEProblem, SplitODEProblem
+from ..sensealg import BacksolveAdjoint, InterpolatingAdjoint, QuadratureAdjoint, SensitivityAlgorithm
+from ..solution import Stats
+from ..solve import solve
+from .vjp import call_f, vjp
+
+Tensor = torch.Tensor
+GAUSS_NODES = 5  # Gauss-Legendre nodes per adjoint step: exact for polynomials of degree 9
+
+
+@dataclass
+class AdjointSetup:
+    """Everything the backward pass needs besides tensors."""
+
+    prob: ODEProblem
+    alg: Algorithm
+    adj_alg: Algorithm
+    sensealg: SensitivityAlgorithm
+    save_t: Tensor
+    params: list[Tensor]
+    solve_kw: dict[str, Any]
+    adj_kw: dict[str, Any]
+    checkpoint_every: int = 50
+    stats: Stats = field(default_factory=Stats)  # work of the backward pass (adjoint solves)
+
+
+def _f(prob: ODEProblem, t: Tensor, y: Tensor) -> Tensor:
+    return call_f(prob.f, prob.f_takes_p, prob.p, t, y)
+
+
+class ContinuousAdjoint(torch.autograd.Function):
+    """``ys = ContinuousAdjoint.apply(setup, y0, t, *params)``: save-time states ``(S, *y0.shape)``."""
+
+    @staticmethod
+    def forward(ctx: Any, setup: AdjointSetup, y0: Tensor, t: Tensor, *params: Tensor) -> Tensor:
+        sa = setup.sensealg
+        prob0 = setup.prob.remake(u0=y0.detach())
+        ctx.setup = setup
+        ctx.dense = None
+        ckpt_t = ckpt_y = None
+        if isinstance(sa, BacksolveAdjoint):
+            sol = solve(prob0, setup.alg, saveat=setup.save_t, **setup.solve_kw)
+            ys = sol.u
+        else:
+            sol = solve(prob0, setup.alg, dense=True, **setup.solve_kw)
+            ys = sol(setup.save_t)
+            if isinstance(sa, InterpolatingAdjoint) and sa.checkpointing:
+                keep = sorted(set(range(0, len(sol.t), setup.checkpoint_every)) | {len(sol.t) - 1})
+                ckpt_t, ckpt_y = sol.t[keep], sol.u[keep]
+            else:
+                ctx.dense = sol
+        _raise_if_failed(sol)
+        saved = [ys] + ([ckpt_t, ckpt_y] if ckpt_t is not None else [])
+        if ctx.dense is not None:  # held until backward: count it like any saved tensor
+            dense = sol._dense
+            saved += [dense.t_start, dense.t_end, dense.coeffs]
+        ctx.save_for_backward(*saved)
+        ctx.has_ckpt = ckpt_t is not None
+        return ys.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad_ys: Tensor) -> tuple[Tensor | None, ...]:
+        setup: AdjointSetup = ctx.setup
+        saved = ctx.saved_tensors
+        ys = saved[0]
+        ckpt = (saved[1], saved[2]) if ctx.has_ckpt else None
+        prob, ts = setup.prob, setup.save_t
+        need_t = ctx.needs_input_grad[2]
+        a = grad_ys[-1].clone()
+        g: list[Tensor | None] = [None] * len(setup.params)
+        grad_t = torch.zeros_like(ts) if need_t else None
+        for i in range(len(ts) - 1, 0, -1):
+            if grad_t is not None:
+                grad_t[i] = (grad_ys[i] * _f(prob, ts[i], ys[i])).sum()
+            provider = _state_provider(ctx, setup, ckpt, ts[i - 1], ts[i])
+            a, g_inc = _adjoint_interval(setup, provider, ys[i], a, ts[i], ts[i - 1])
+            g = [gi if inc is None else (inc if gi is None else gi + inc) for gi, inc in zip(g, g_inc, strict=True)]
+            if grad_t is not None and i == 1:
+                grad_t[0] = -(a * _f(prob, ts[0], ys[0])).sum()
+            a = a + grad_ys[i - 1]
+        return (None, a, grad_t, *g)
+
+
+def _raise_if_failed(sol: Any) -> None:
+    if not sol.success:
+        from ..errors import SolverError
+
+        raise SolverError("forward solve for the adjoint failed: " + sol.message, sol.retcode)
+
+
+def _state_provider(ctx: Any, setup: AdjointSetup, ckpt: tuple[Tensor, Tensor] | None, t_lo: Tensor,
+                    t_hi: Tensor) -> Callable[[Tensor], Tensor] | None:
+    """``y(t)`` on ``[t_lo, t_hi]`` (``None`` for Backsolve, which carries ``y`` in its state)."""
+    if isinstance(setup.sensealg, BacksolveAdjoint):
+        return None
+    if ctx.dense is not None:
+        return _interpolator(ctx.dense)
+    assert ckpt is not None
+    ct, cy = ckpt
+    direction = 1.0 if float(ct[-1]) > float(ct[0]) else -1.0
+    lo, hi = sorted((float(t_lo), float(t_hi)), key=lambda v: direction * v)
+    keyed = direction * ct
+    start = int(torch.searchsorted(keyed, torch.tensor(direction * lo, dtype=ct.dtype), right=True)) - 1
+    end = int(torch.searchsorted(keyed, torch.tensor(direction * hi, dtype=ct.dtype)))
+    start, end = max(start, 0), min(end, len(ct) - 1)
+    pieces = []
+    for k in range(start, end):  # re-solve each checkpoint piece forwards with dense output
+        with torch.no_grad():
+            piece = setup.prob.remake(u0=cy[k], tspan=(float(ct[k]), float(ct[k + 1])))
+            pieces.append((float(ct[k]), float(ct[k + 1]), solve(piece, setup.alg, dense=True, **setup.solve_kw)))
+
+    def y_of_t(tt: Tensor) -> Tensor:
+        out = []
+        for tv in tt.reshape(-1):
+            x = direction * float(tv)
+            for a0, a1, sol in pieces:
+                if direction * a0 <= x <= direction * a1:
+                    out.append(_interpolator(sol)(tv))
+                    break
+            else:  # a finite-difference probe just past the end: the last piece's polynomial extrapolates
+                out.append(_interpolator(pieces[-1][2])(tv))
+        return torch.stack(out).reshape(*tt.shape, *setup.prob.state_shape)
+
+    return y_of_t
+
+
+def _interpolator(sol: Any) -> Callable[[Tensor], Tensor]:
+    """``y(t)`` from a solution's dense output without the tspan check: finite-difference probes of
+    ``df/dt`` may step a hair past an end, where the end step's polynomial extrapolates smoothly."""
+    dense, shape = sol._dense, sol.prob.state_shape
+
+    def y_of_t(tt: Tensor) -> Tensor:
+        flat = tt.reshape(-1).to(sol.t.dtype)
+        return dense(flat)[:, 0].reshape(*tt.shape, *shape)
+
+    return y_of_t
+
+
+def _adjoint_interval(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] | None, y_hi: Tensor, a: Tensor,
+                      t_hi: Tensor, t_lo: Tensor) -> tuple[Tensor, list[Tensor | None]]:
+    """Solve the adjoint from ``t_hi`` back to ``t_lo``; returns ``a(t_lo)`` and the parameter increments."""
+    implicit = isinstance(setup.adj_alg, ImplicitAlgorithm)
+    quadrature = implicit or isinstance(setup.sensealg, QuadratureAdjoint)
+    if quadrature:
+        return _core_then_quadrature(setup, y_of_t, y_hi, a, t_hi, t_lo)
+    return _augmented_explicit(setup, y_of_t, y_hi, a, t_hi, t_lo)
+
+
+def _augmented_explicit(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] | None, y_hi: Tensor,
+                        a: Tensor, t_hi: Tensor, t_lo: Tensor) -> tuple[Tensor, list[Tensor | None]]:
+    """``[a, g]`` (Interpolating) or ``[y, a, g]`` (Backsolve) as one explicit system, torchdiffeq-style."""
+    prob, params = setup.prob, setup.params
+    shape, n = prob.state_shape, prob.state_size
+    sizes = [q.numel() for q in params]
+    backsolve = y_of_t is None
+    offset = 2 * n if backsolve else n
+    used: list[bool] = [False] * len(params)
+
+    def rhs(t: Tensor, z: Tensor) -> Tensor:
+        y = z[:n].reshape(shape) if backsolve else y_of_t(t)
+        aa = z[offset - n: offset].reshape(shape)
+        fy, gy, gp, _ = vjp(prob.f, prob.f_takes_p, prob.p, t, y, aa, params)
+        parts = [fy.reshape(-1)] if backsolve else []
+        parts.append(-gy.reshape(-1))
+        for k, (gk, q) in enumerate(zip(gp, params, strict=True)):
+            used[k] = used[k] or gk is not None
+            parts.append(-(gk if gk is not None else torch.zeros_like(q)).reshape(-1))
+        return torch.cat(parts)
+
+    z0 = torch.cat([y_hi.reshape(-1)] * backsolve + [a.reshape(-1)] + [a.new_zeros(sum(sizes))])
+    adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)))
+    sol = solve(adj, setup.adj_alg, saveat=[float(t_lo)], **setup.adj_kw)
+    _raise_if_failed(sol)
+    _add_stats(setup.stats, sol.stats)
+    z = sol.u[-1]
+    a_lo = z[offset - n: offset].reshape(shape)
+    g_inc: list[Tensor | None] = []
+    pos = offset
+    for k, (sz, q) in enumerate(zip(sizes, params, strict=True)):
+        g_inc.append(z[pos: pos + sz].reshape(q.shape) if used[k] else None)
+        pos += sz
+    return a_lo, g_inc
+
+
+def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] | None, y_hi: Tensor,
+                          a: Tensor, t_hi: Tensor, t_lo: Tensor) -> tuple[Tensor, list[Tensor | None]]:
+    """Solve the ``a`` (or ``[y, a]``) system stiffly with dense output, then ``g`` by quadrature on its steps."""
+    prob = setup.prob
+    shape, n = prob.state_shape, prob.state_size
+    backsolve = y_of_t is None
+    jac_rhs = _forward_jacobian(prob)
+
+    def state_at(t: Tensor, z: Tensor) -> Tensor:
+        return z[:n].reshape(shape) if backsolve else y_of_t(t)
+
+    def rhs(t: Tensor, z: Tensor) -> Tensor:
+        y = state_at(t, z)
+        aa = z[n:].reshape(shape) if backsolve else z.reshape(shape)
+        fy, gy, _, _ = vjp(prob.f, prob.f_takes_p, prob.p, t, y, aa, [])
+        return torch.cat([fy.reshape(-1), -gy.reshape(-1)]) if backsolve else -gy.reshape(-1)
+
+    def jac(t: Tensor, z: Tensor) -> Tensor:  # the a-system is linear: its Jacobian is -J(t, y(t))^T
+        return -jac_rhs(t, state_at(t, z).reshape(-1)).T
+
+    z0 = torch.cat([y_hi.reshape(-1), a.reshape(-1)]) if backsolve else a.reshape(-1)
+    adj_alg = setup.adj_alg
+    if backsolve and isinstance(adj_alg, ImplicitAlgorithm):
+        adj_alg = type(adj_alg)(autodiff=False)  # vjp inside forward-mode AD is not supported by torch.func
+        adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)))
+    else:
+        adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)), jac=None if backsolve else jac)
+    with torch.no_grad():
+        sol = solve(adj, adj_alg, dense=True, **setup.adj_kw)
+    _raise_if_failed(sol)
+    _add_stats(setup.stats, sol.stats)
+    a_lo = sol.u[-1][n:].reshape(shape) if backsolve else sol.u[-1].reshape(shape)
+    if not setup.params:
+        return a_lo, []
+    nodes, weights = _gauss_nodes(sol)
+    zs = _interpolator(sol)(nodes)
+    ys = zs[:, :n].reshape(-1, *shape) if backsolve else y_of_t(nodes)
+    aas = (zs[:, n:] if backsolve else zs).reshape(-1, *shape)
+    return a_lo, _weighted_param_vjp(prob, nodes, ys, aas, weights, setup.params)
+
+
+def _gauss_nodes(sol: Any) -> tuple[Tensor, Tensor]:
+    """Gauss-Legendre nodes and weights on every accepted step of ``sol`` (weights include |step|/2)."""
+    dense = sol._dense
+    t0, t1 = dense.t_start[:, 0], dense.t_end[:, 0]
+    real = t1 != t0
+    t0, t1 = t0[real], t1[real]
+    x, w = np.polynomial.legendre.leggauss(GAUSS_NODES)
+    x = torch.as_tensor(x, dtype=t0.dtype, device=t0.device)
+    w = torch.as_tensor(w, dtype=t0.dtype, device=t0.device)
+    half = (t1 - t0) / 2
+    nodes = (t0[:, None] + half[:, None] * (x[None, :] + 1)).reshape(-1)
+    weights = (half.abs()[:, None] * w[None, :]).reshape(-1)
+    return nodes, weights
+
+
+def _weighted_param_vjp(prob: ODEProblem, ts: Tensor, ys: Tensor, aas: Tensor, weights: Tensor,
+                        params: list[Tensor]) -> list[Tensor | None]:
+    """``sum_k w_k a_k^T df/dp (t_k, y_k)``: all nodes in one graph, one reverse pass."""
+    with torch.enable_grad():
+        total = 0.0
+        for tk, yk, ak, wk in zip(ts, ys, aas, weights, strict=True):
+            total = total + wk * (ak * _f(prob, tk, yk.detach())).sum()
+        grads = torch.autograd.grad(total, params, allow_unused=True)
+    return list(grads)
+
+
+def _forward_jacobian(prob: ODEProblem) -> Callable[[Tensor, Tensor], Tensor]:
+    """``J(t, y)`` of the forward problem, ``(n, n)``, from its jac / forward-mode AD / finite differences."""
+    from ..engine.rhs import RHS
+
+    split = isinstance(prob, SplitODEProblem)  # its jac is the implicit part's only: differentiate the sum
+    rhs = RHS(prob.f, prob.f_takes_p, prob, Stats(), jac=None if split else prob.jac,
+              jac_takes_p=prob.jac_takes_p)
+
+    def jac(t: Tensor, y_flat: Tensor) -> Tensor:
+        with torch.no_grad():
+            return rhs.jac(t.reshape(1), y_flat.reshape(1, -1))[0]
+
+    return jac
+
+
+def _add_stats(total: Stats, part: Stats) -> None:
+    for k, v in part.as_dict().items():
+        setattr(total, k, getattr(total, k) + v)
