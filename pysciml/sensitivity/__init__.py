@@ -1,0 +1,1 @@
+"""Gradients of solves: discrete (backprop through steps) and continuous adjoints."""
