@@ -24,7 +24,15 @@ from .algorithms import (
 from .engine.controller import PIController
 from .errors import InputError, JuliaNotAvailableError, SolverError
 from .linsolve_options import GMRES, DenseLU
+from .odeint import odeint, odeint_adjoint
 from .problem import ODEProblem, SplitODEProblem
+from .sensealg import (
+    BacksolveAdjoint,
+    DiscreteAdjoint,
+    GaussAdjoint,
+    InterpolatingAdjoint,
+    QuadratureAdjoint,
+)
 from .solution import ODESolution, ReturnCode, Stats
 from .solve import solve
 
@@ -35,5 +43,6 @@ __all__ = [
     "ROS3P", "Rodas4", "Rodas5P", "Rosenbrock23", "Tsit5", "Vern7",
     "PIController", "DenseLU", "GMRES",
     "InputError", "SolverError", "JuliaNotAvailableError",
-    "ODEProblem", "SplitODEProblem", "ODESolution", "ReturnCode", "Stats", "solve",
+    "ODEProblem", "SplitODEProblem", "ODESolution", "ReturnCode", "Stats", "solve", "odeint", "odeint_adjoint",
+    "DiscreteAdjoint", "BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint", "GaussAdjoint",
 ]

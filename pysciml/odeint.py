@@ -24,6 +24,7 @@ from .sensealg import (
 )
 from .sensitivity.continuous import AdjointSetup, ContinuousAdjoint
 from .sensitivity.discrete import discrete_solve
+from .sensitivity.vjp import discover_params
 
 __all__ = ["odeint", "odeint_adjoint", "METHOD_ALIASES", "default_sensealg"]
 
@@ -110,7 +111,7 @@ def _flatten_tuple(func: Callable[..., Any], y0: Sequence[Tensor]) -> tuple[Call
 
     def unflatten(flat: Tensor) -> tuple[Tensor, ...]:
         lead = flat.shape[:-1]
-        return tuple(p.reshape(*lead, *s) for p, s in zip(torch.split(flat, sizes, dim=-1), shapes, strict=True))
+        return tuple(p.reshape((*lead, *s)) for p, s in zip(torch.split(flat, sizes, dim=-1), shapes, strict=True))
 
     def f(t: Tensor, y: Tensor) -> Tensor:
         return torch.cat([d.reshape(-1) for d in func(t, unflatten(y))])
@@ -148,8 +149,9 @@ def odeint(
         options: torchdiffeq options: ``step_size`` (fixed step), ``first_step``, ``max_num_steps``,
             ``dtmin``, ``dtmax``.
         sensealg: how gradients are computed (``pysciml.sensealg``); default :func:`default_sensealg`.
-        adjoint_params: tensors to differentiate for the continuous adjoints (default: ``func``'s
-            parameters). DiscreteAdjoint differentiates every tensor ``func`` uses.
+        adjoint_params: tensors the continuous adjoints differentiate (default: every tensor requiring grad
+            that ``func`` uses, found from its autograd graph: module parameters and captured tensors alike).
+            DiscreteAdjoint always differentiates every tensor ``func`` uses.
         adjoint_rtol, adjoint_atol, adjoint_alg: the backward (adjoint) solve's settings (default: the
             forward ones).
         backend: ``"torch"`` or ``"julia"``.
@@ -188,8 +190,7 @@ def odeint(
         ys = discrete_solve(prob, algorithm, t.detach(), sensealg, kw)
         ys = _TimeGradient.apply(ys, t, prob) if t.requires_grad else ys
     else:
-        params = list(adjoint_params) if adjoint_params is not None else (
-            [q for q in func.parameters() if q.requires_grad] if isinstance(func, torch.nn.Module) else [])
+        params = discover_params(prob.f, prob.f_takes_p, prob.p, t[0], y0, adjoint_params)
         adj_kw = {"rtol": adjoint_rtol or rtol, "atol": adjoint_atol or atol}
         if "maxiters" in kw:
             adj_kw["maxiters"] = kw["maxiters"]

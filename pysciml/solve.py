@@ -18,6 +18,7 @@ from .engine.rosenbrock import RosenbrockStepper
 from .engine.stepper import Stepper
 from .errors import InputError, SolverError
 from .problem import ODEProblem, SplitODEProblem
+from .sensealg import DiscreteAdjoint
 from .solution import ODESolution, ReturnCode, Stats
 
 __all__ = ["solve"]
@@ -41,6 +42,7 @@ def solve(
     throw: bool = False,
     unsplit: bool = False,
     controller: PIController | None = None,
+    sensealg: Any = None,
     backend: str = "torch",
 ) -> ODESolution:
     """Solve an ODE problem.
@@ -64,6 +66,10 @@ def solve(
         throw: raise :class:`SolverError` on numerical failure instead of returning a failed retcode.
         unsplit: allow a non-IMEX method on a SplitODEProblem by solving the summed right-hand side.
         controller: step-size controller options (:class:`PIController`).
+        sensealg: how gradients flow when ``u0`` or tensors in ``p`` (or a matrix implicit part) require
+            grad: ``None``/``DiscreteAdjoint()`` backpropagate through the steps; ``InterpolatingAdjoint()``,
+            ``QuadratureAdjoint()``, ``BacksolveAdjoint()`` solve the continuous adjoint (``saveat`` needed;
+            the result then has no dense output). See ``pysciml.sensealg``.
         backend: ``"torch"`` (native engine) or ``"julia"`` (DifferentialEquations.jl through juliacall).
 
     Returns:
@@ -79,6 +85,11 @@ def solve(
     if alg is None:
         alg = KenCarp4() if isinstance(prob, SplitODEProblem) else Tsit5()
     alg = check_algorithm(alg, prob, unsplit)
+    if sensealg is not None and not isinstance(sensealg, DiscreteAdjoint):
+        from .sensitivity.problem_adjoint import solve_with_adjoint  # lazy: avoids an import cycle
+
+        return solve_with_adjoint(prob, alg, sensealg, rtol=rtol, atol=atol, saveat=saveat, dt=dt,
+                                  adaptive=adaptive, maxiters=maxiters, unsplit=unsplit)
     rtol_f, atol_t = check_tolerances(rtol, atol, prob)
     save_times = check_saveat(saveat, prob)
     adaptive_b, dt_f = check_steps(alg, adaptive, dt, maxiters, dtmin, dtmax)

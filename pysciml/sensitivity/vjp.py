@@ -45,3 +45,46 @@ def check_params(params: Sequence[Tensor]) -> list[Tensor]:
             raise InputError(f"adjoint_params[{i}] must be a torch.Tensor, got {type(q).__name__}")
         out.append(q)
     return out
+
+
+def graph_leaves(out: Tensor, exclude: Sequence[Tensor] = ()) -> list[Tensor]:
+    """Leaf tensors requiring grad that ``out`` depends on (walking its autograd graph), minus ``exclude``."""
+    seen: set[int] = set()
+    leaves: list[Tensor] = []
+    skip = {id(x) for x in exclude}
+    stack = [out.grad_fn] if out.grad_fn is not None else []
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        var = getattr(node, "variable", None)
+        if var is not None:
+            if id(var) not in skip and all(var is not x for x in leaves):
+                leaves.append(var)
+            continue
+        stack.extend(n for n, _ in node.next_functions)
+    return leaves
+
+
+def discover_params(f: Callable[..., Tensor], takes_p: bool, p: object, t: Tensor, y: Tensor,
+                    given: Sequence[Tensor] | None) -> list[Tensor]:
+    """The tensors a continuous adjoint must differentiate: ``given`` (adjoint_params) or, if ``None``, every
+    leaf tensor requiring grad that ``f`` uses (found from one evaluation's autograd graph). Leaves used by
+    ``f`` but left out of an explicit ``given`` get a warning: their gradient will be ``None``."""
+    import warnings
+
+    with torch.enable_grad():
+        out = call_f(f, takes_p, p, t.detach(), y.detach())
+        found = graph_leaves(out) if isinstance(out, Tensor) else []
+    if given is None:
+        return found
+    given = check_params(given)
+    missing = [x for x in found if all(x is not g for g in given)]
+    if missing:
+        warnings.warn(
+            f"func uses {len(missing)} tensor(s) that require grad but are not in adjoint_params; they will get "
+            "no gradient (pass adjoint_params=None to differentiate everything func uses)", UserWarning,
+            stacklevel=3,
+        )
+    return given

@@ -1,0 +1,190 @@
+"""Differentiable Julia solves: a ``torch.autograd.Function`` whose backward pass is SciMLSensitivity.
+
+Forward: a dense Julia solve with the flattened parameters as ``p``, values at the requested times by
+the method's interpolant. Backward: ``adjoint_sensitivities`` with the incoming gradients as the
+discrete loss and every vector-Jacobian product supplied by torch through the ``ODEFunction``'s
+``vjp``/``vjp_p`` hooks (without them SciMLSensitivity would try to differentiate the Python callback
+with Julia AD and silently return zeros).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+
+from .._validate import check_algorithm, check_tolerances
+from ..algorithms import Algorithm, ImplicitAlgorithm, Tsit5
+from ..engine.rhs import RHS
+from ..errors import InputError, SolverError
+from ..problem import ODEProblem
+from ..sensealg import InterpolatingAdjoint, QuadratureAdjoint, SensitivityAlgorithm
+from ..solution import Stats
+from ._callbacks import TorchCallbacks, reraise_callback_error, to_julia
+from ._mapping import algorithm_options, julia_algorithm, julia_sensealg
+from ._startup import ensure_cuda, start
+
+__all__ = ["odeint_julia"]
+
+Tensor = torch.Tensor
+
+
+def _tensors(x: Any) -> list[Tensor]:
+    if isinstance(x, Tensor):
+        return [x]
+    if isinstance(x, (tuple, list)):
+        return [v for v in x if isinstance(v, Tensor)]
+    if isinstance(x, dict):
+        return [v for v in x.values() if isinstance(v, Tensor)]
+    return []
+
+
+def _differentiable(p: Any, func: Any, adjoint_params: Iterable[Tensor] | None) -> tuple[Tensor, ...]:
+    """Tensors requiring grad that the solution depends on: those in ``p`` and ``adjoint_params``
+    (default: ``func.parameters()`` when ``func`` is an ``nn.Module``), without duplicates."""
+    extra = list(adjoint_params) if adjoint_params is not None else (
+        list(func.parameters()) if isinstance(func, torch.nn.Module) else [])
+    seen: set[int] = set()
+    out = []
+    for x in [*_tensors(p), *extra]:
+        if x.requires_grad and id(x) not in seen:
+            seen.add(id(x))
+            out.append(x)
+    return tuple(out)
+
+
+class _Run:
+    """One differentiable solve: the forward Julia solve, then its adjoint on demand."""
+
+    def __init__(self, prob: ODEProblem, t: Tensor, alg: Algorithm, sensealg: SensitivityAlgorithm,
+                 rtol: float, atol: Tensor, params: tuple[Tensor, ...], maxiters: int) -> None:
+        self.prob, self.t, self.alg, self.params = prob, t, alg, params
+        self.rtol, self.atol, self.maxiters = rtol, atol, maxiters
+        self.sensealg_name, self.sensealg_options = julia_sensealg(sensealg)
+        rhs = RHS(prob.f, prob.f_takes_p, prob, Stats(), jac=prob.jac, jac_takes_p=prob.jac_takes_p,
+                  tgrad=prob.tgrad, autodiff=getattr(alg, "autodiff", True))
+        self.callbacks = TorchCallbacks(rhs, params)
+        self.pkg: Any = None
+        self.sol: Any = None
+
+    def _abstol(self) -> Any:
+        row = self.atol[0]
+        return float(row[0]) if bool((row == row[0]).all()) else to_julia(row)
+
+    def forward(self) -> Tensor:
+        self.pkg = start()
+        if self.prob.u0.is_cuda:
+            ensure_cuda(self.pkg)
+        u0 = self.prob.u0
+        theta = (torch.cat([p.detach().reshape(-1).to(u0.dtype) for p in self.params]).to(u0.device)
+                 if self.params else None)
+        try:
+            _t, u, code, _counts, self.sol = self.pkg.solve_ode(
+                self.callbacks, to_julia(u0.reshape(-1)), float(self.prob.tspan[0]), float(self.prob.tspan[1]),
+                julia_algorithm(self.alg), params=None if theta is None else to_julia(theta),
+                reltol=self.rtol, abstol=self._abstol(), saveat=to_julia(self.t.cpu()), dense=True,
+                maxiters=self.maxiters, **algorithm_options(self.alg),
+            )
+        except Exception as exc:
+            reraise_callback_error(exc, self.callbacks)
+            raise
+        if str(code) not in ("Success", "Terminated") or u.shape[0] != self.t.shape[0]:
+            raise SolverError(
+                f"{self.alg!r} (Julia) failed with ReturnCode.{code} before reaching t={float(self.t[-1]):.6g}; "
+                "no gradient of a failed solve. Loosen rtol/atol, raise maxiters or use a stiff method.",
+                str(code),
+            )
+        return u.reshape(self.t.shape[0], *self.prob.state_shape)
+
+    def backward(self, grad_out: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``(dL/du0, [dL/dparam ...])`` for ``dL/du(t)`` = ``grad_out`` (shape ``(S, *state)``)."""
+        s, n = self.t.shape[0], self.prob.state_size
+        grads = grad_out.detach().reshape(s, n).to(self.prob.u0.dtype)
+        try:
+            du0, dp = self.pkg.adjoint_gradients(
+                self.sol, to_julia(self.t.cpu()), to_julia(grads), self.sensealg_name, julia_algorithm(self.alg),
+                reltol=self.rtol, abstol=self._abstol(), **self.sensealg_options, **algorithm_options(self.alg),
+            )
+        except Exception as exc:
+            reraise_callback_error(exc, self.callbacks)
+            raise
+        dparams: list[Tensor] = []
+        if self.params:
+            flat = dp.to(self.prob.u0.device)
+            offset = 0
+            for p in self.params:
+                dparams.append(flat[offset:offset + p.numel()].reshape(p.shape).to(p.dtype))
+                offset += p.numel()
+        return du0.reshape(self.prob.state_shape), dparams
+
+
+class _JuliaAdjoint(torch.autograd.Function):
+    """``u(t) = solve(u0, params)``; backward by SciMLSensitivity with torch-supplied VJPs."""
+
+    @staticmethod
+    def forward(ctx: Any, run: _Run, u0: Tensor, *params: Tensor) -> Tensor:
+        ctx.run = run
+        return run.forward()
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Any, ...]:
+        du0, dparams = ctx.run.backward(grad_out)
+        return (None, du0.to(grad_out.dtype), *dparams)
+
+
+def odeint_julia(
+    func: Callable[..., Tensor],
+    y0: Tensor,
+    t: Tensor | Sequence[float],
+    *,
+    p: Any = None,
+    alg: Algorithm | None = None,
+    sensealg: SensitivityAlgorithm | None = None,
+    rtol: float = 1e-6,
+    atol: float | Tensor = 1e-8,
+    adjoint_params: Iterable[Tensor] | None = None,
+    jac: Callable[..., Tensor] | None = None,
+    tgrad: Callable[..., Tensor] | None = None,
+    maxiters: int = 100_000,
+) -> Tensor:
+    """Solve ``dy/dt = func(t, y, p)`` with DifferentialEquations.jl, differentiably (SciMLSensitivity).
+
+    Args:
+        func: ``func(t, y, p)`` or ``func(t, y)``, may be an ``nn.Module``.
+        y0: initial state, float32/float64 tensor of any (unbatched) shape, CPU or CUDA.
+        t: save times, shape ``(S,)``, strictly monotone; the solve runs from ``t[0]`` to ``t[-1]``.
+        p: passed to ``func``; tensors in it that require grad are differentiated.
+        alg: the method (default ``Tsit5()``); the adjoint ODE is solved backwards by the same method.
+        sensealg: ``InterpolatingAdjoint()`` (default for explicit methods), ``QuadratureAdjoint()``
+            (default for implicit ones: its adjoint ODE has ``n`` unknowns, not ``n + n_params``, so its
+            finite-difference Jacobian is cheap), ``GaussAdjoint()`` or ``BacksolveAdjoint()``.
+        rtol, atol: tolerances of the forward and the adjoint solves.
+        adjoint_params: further tensors to differentiate (default: ``func.parameters()`` for modules).
+        jac, tgrad: optional analytic Jacobian / time derivative of ``func`` (as for ``ODEProblem``).
+        maxiters: most steps of each solve.
+
+    Returns:
+        ``y(t)`` of shape ``(S, *y0.shape)``, dtype and device of ``y0``, differentiable with respect to
+        ``y0``, the tensors in ``p`` and ``adjoint_params``.
+
+    Raises:
+        JuliaNotAvailableError: Julia cannot start here. InputError: invalid input or a sensitivity
+        algorithm with no Julia counterpart (``DiscreteAdjoint``). SolverError: the forward solve failed.
+    """
+    if not isinstance(y0, Tensor):
+        raise InputError(f"y0 must be a torch.Tensor, got {type(y0).__name__}")
+    tt = torch.as_tensor(t, dtype=y0.dtype).detach()
+    if tt.ndim != 1 or tt.numel() < 2:
+        raise InputError(f"t must be a 1-D tensor of at least 2 times, got shape {tuple(tt.shape)}")
+    diffs = tt[1:] - tt[:-1]
+    if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
+        raise InputError("t must be strictly increasing or strictly decreasing")
+    prob = ODEProblem(func, y0.detach(), (float(tt[0]), float(tt[-1])), p, jac=jac, tgrad=tgrad)
+    alg = check_algorithm(Tsit5() if alg is None else alg, prob, False)
+    if sensealg is None:
+        sensealg = QuadratureAdjoint() if isinstance(alg, ImplicitAlgorithm) else InterpolatingAdjoint()
+    rtol_f, atol_t = check_tolerances(rtol, atol, prob)
+    params = _differentiable(p, func, adjoint_params)
+    run = _Run(prob, tt.to(y0.device), alg, sensealg, rtol_f, atol_t, params, int(maxiters))
+    return _JuliaAdjoint.apply(run, y0, *params)

@@ -1,0 +1,85 @@
+# Algorithm and sensitivity-algorithm names, as pysciml's `julia_name`s spell them.
+
+"Explicit methods: constructed without options."
+const EXPLICIT_ALGORITHMS = Dict{String, Any}(
+    "Tsit5" => Tsit5, "DP5" => DP5, "BS3" => BS3, "Vern7" => Vern7,
+    "RK4" => RK4, "Midpoint" => Midpoint, "Euler" => Euler,
+)
+
+"Methods that need Jacobians and linear solves: constructed with `autodiff` and `linsolve`."
+const IMPLICIT_ALGORITHMS = Dict{String, Any}(
+    "Rosenbrock23" => Rosenbrock23, "ROS3P" => ROS3P, "Rodas4" => Rodas4, "Rodas5P" => Rodas5P,
+    "KenCarp3" => KenCarp3, "KenCarp4" => KenCarp4, "KenCarp5" => KenCarp5, "Kvaerno5" => Kvaerno5,
+)
+
+"IMEX methods: on a `SplitODEProblem` they treat `f₁` implicitly and `f₂` explicitly."
+const IMEX_ALGORITHMS = ("KenCarp3", "KenCarp4", "KenCarp5")
+
+"ESDIRK methods: their stages are solved by (simplified) Newton iterations, `NLNewton`."
+const NEWTON_ALGORITHMS = ("KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno5")
+
+"Names of the methods the Julia engine provides (pysciml checks its mapping against this list)."
+algorithm_names() = sort!(vcat(collect(keys(EXPLICIT_ALGORITHMS)), collect(keys(IMPLICIT_ALGORITHMS))))
+
+"""
+    make_algorithm(name; linsolve = "lu", restart = 30, newton_kappa = 0.01, max_newton_iters = 10)
+
+The OrdinaryDiffEq algorithm called `name`. Implicit methods get `autodiff = AutoFiniteDiff()`:
+their Jacobian and time derivative come from torch through the `ODEFunction` (never from Julia AD,
+which cannot differentiate Python code), and anything else that would differentiate `f` falls back
+to finite differences instead of pushing dual numbers into Python. `linsolve = "gmres"` selects
+Krylov.jl's restarted GMRES (`KrylovJL_GMRES(gmres_restart = restart)`), otherwise the default LU.
+ESDIRK methods get `NLNewton(κ = newton_kappa, max_iter = max_newton_iters)`, the same stopping
+rule as pysciml's native Newton iteration (whose defaults are Julia's).
+"""
+function make_algorithm(
+        name::AbstractString; linsolve::AbstractString = "lu", restart::Integer = 30,
+        newton_kappa::Real = 0.01, max_newton_iters::Integer = 10
+    )
+    haskey(EXPLICIT_ALGORITHMS, name) && return EXPLICIT_ALGORITHMS[name]()
+    ctor = get(IMPLICIT_ALGORITHMS, name, nothing)
+    ctor === nothing && throw(ArgumentError(
+        "PySciML: unknown algorithm $(repr(name)); available: $(join(algorithm_names(), ", "))"
+    ))
+    linsolve in ("lu", "gmres") ||
+        throw(ArgumentError("PySciML: linsolve must be \"lu\" or \"gmres\", got $(repr(linsolve))"))
+    linear_solver = linsolve == "gmres" ? KrylovJL_GMRES(gmres_restart = Int(restart)) : nothing
+    if name in NEWTON_ALGORITHMS
+        newton = NLNewton(; κ = Float64(newton_kappa), max_iter = Int(max_newton_iters))
+        return ctor(; autodiff = AutoFiniteDiff(), linsolve = linear_solver, nlsolve = newton)
+    end
+    return ctor(; autodiff = AutoFiniteDiff(), linsolve = linear_solver)
+end
+
+"Names of the SciMLSensitivity adjoints the Julia engine provides."
+sensealg_names() = ["BacksolveAdjoint", "GaussAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint"]
+
+"""
+    make_sensealg(name; checkpointing = false, abstol = 1e-8, reltol = 1e-6)
+
+The SciMLSensitivity adjoint called `name`. `autojacvec = false` and `autodiff = false` keep
+SciMLSensitivity from setting up AD of the Python function (ReverseDiff/Enzyme/Zygote tapes or
+ForwardDiff configurations); the vector-Jacobian products it needs come from the `ODEFunction`'s
+`vjp`/`vjp_p` hooks, which SciMLSensitivity prefers whenever they are present. Without those hooks
+it would differentiate the Python callback and silently get zeros. `abstol`/`reltol` are the
+quadrature tolerances of `QuadratureAdjoint`; `checkpointing` applies to the other three.
+"""
+function make_sensealg(
+        name::AbstractString; checkpointing::Bool = false,
+        abstol::Real = 1.0e-8, reltol::Real = 1.0e-6
+    )
+    if name == "InterpolatingAdjoint"
+        return InterpolatingAdjoint(; autodiff = false, autojacvec = false, checkpointing)
+    elseif name == "QuadratureAdjoint"
+        return QuadratureAdjoint(;
+            autodiff = false, autojacvec = false, abstol = Float64(abstol), reltol = Float64(reltol)
+        )
+    elseif name == "GaussAdjoint"
+        return GaussAdjoint(; autodiff = false, autojacvec = false, checkpointing)
+    elseif name == "BacksolveAdjoint"
+        return BacksolveAdjoint(; autodiff = false, autojacvec = false, checkpointing)
+    end
+    throw(ArgumentError(
+        "PySciML: unknown sensitivity algorithm $(repr(name)); available: $(join(sensealg_names(), ", "))"
+    ))
+end

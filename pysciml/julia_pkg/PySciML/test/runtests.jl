@@ -1,0 +1,71 @@
+# Julia-side tests of PySciML. The parts that need no Python run everywhere; the end-to-end solve needs
+# a Python with torch visible to PythonCall (e.g. JULIA_PYTHONCALL_EXE pointing at it) and is skipped
+# otherwise. The full cross-language tests live in pysciml's tests/test_julia_e2e.py.
+
+using PySciML
+using PySciML: make_algorithm, make_sensealg, build_problem, null_callback_set, solve_kwargs, ViewCache,
+    IMEX_ALGORITHMS, DiscreteLoss
+using PythonCall: pyimport, pyconvert, PyException
+using SciMLBase: NullParameters, ODEProblem, SplitODEProblem
+using LinearAlgebra: I
+using Test
+
+@testset "PySciML" begin
+    @testset "algorithms" begin
+        names = algorithm_names()
+        @test length(names) == 15
+        for name in names
+            @test make_algorithm(name) !== nothing
+        end
+        @test make_algorithm("Rodas5P"; linsolve = "gmres", restart = 10) !== nothing
+        @test_throws ArgumentError make_algorithm("NotAMethod")
+        @test_throws ArgumentError make_algorithm("Rodas5P"; linsolve = "qr")
+        @test all(in(names), IMEX_ALGORITHMS)
+    end
+
+    @testset "sensitivity algorithms" begin
+        for name in sensealg_names()
+            @test make_sensealg(name; checkpointing = true) !== nothing
+        end
+        @test_throws ArgumentError make_sensealg("DiscreteAdjoint")
+    end
+
+    @testset "problems and keywords" begin
+        cbs = null_callback_set()
+        u0 = zeros(3)
+        @test build_problem(cbs, nothing, u0, (0.0, 1.0), NullParameters(), I, ViewCache()) isa ODEProblem
+        @test build_problem(cbs, cbs, u0, (0.0, 1.0), NullParameters(), I, ViewCache()) isa SplitODEProblem
+        kw = solve_kwargs(;
+            reltol = 1.0e-6, abstol = 1.0e-8, saveat = [0.0, 0.5], dt = nothing, adaptive = true,
+            maxiters = 10, dense = false, dtmax = 0.1
+        )
+        @test kw.saveat == [0.0, 0.5] && !kw.save_everystep && kw.dtmax == 0.1 && !haskey(kw, :dt)
+        dense = solve_kwargs(;
+            reltol = 1.0e-6, abstol = 1.0e-8, saveat = [0.5], dt = 0.01, adaptive = false,
+            maxiters = 10, dense = true
+        )
+        @test isempty(dense.saveat) && dense.save_everystep && dense.dt == 0.01
+        G = [1.0 2.0; 3.0 4.0]
+        out = zeros(2)
+        DiscreteLoss(G)(out, nothing, nothing, 0.0, 2)
+        @test out == [2.0, 4.0]
+    end
+
+    torch = try
+        pyimport("torch")
+    catch err
+        err isa PyException || rethrow()
+        nothing
+    end
+    if torch === nothing
+        @info "torch is not importable from PythonCall: skipping the end-to-end tests"
+    else
+        @testset "zero copy" begin
+            x = torch.arange(4, dtype = torch.float64)
+            jl_ptr, y, y_ptr = zero_copy_roundtrip(x)
+            @test jl_ptr == pyconvert(UInt, x.data_ptr())
+            @test y_ptr == pyconvert(UInt, y.data_ptr())
+            @test pyconvert(Vector{Float64}, y.tolist()) == [1.0, 2.0, 3.0, 4.0]
+        end
+    end
+end

@@ -1,0 +1,100 @@
+"""Reference solutions: a small record type and the lookup ``reference(name, t, **params)``.
+
+Each problem module registers its references (float literals) with :func:`register`; the values, how they
+were computed and their estimated accuracy are documented next to the literals and in
+``scripts/compute_references.py``, which recomputes them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["Reference", "reference", "reference_record", "references", "register"]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference solution ``u(t)`` of a named problem at one time.
+
+    Attributes:
+        name: problem constructor name, e.g. ``"rober"``.
+        t: the time of the reference value.
+        params: the problem parameters it holds for (complete, defaults filled in).
+        values: the reference state (flat, in the problem's state ordering).
+        method: how it was computed (solver, tolerances, date) or where it was transcribed from.
+        accuracy: estimated bound on the componentwise relative error, ``max_i |ref_i - exact_i| / |ref_i|``.
+        source: literature source of the problem / published value.
+        agreement: observed agreement with the independent check(s), as text.
+    """
+
+    name: str
+    t: float
+    params: dict[str, float] = field(default_factory=dict)
+    values: tuple[float, ...] = ()
+    method: str = ""
+    accuracy: float = math.nan
+    source: str = ""
+    agreement: str = ""
+
+    def tensor(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> torch.Tensor:
+        """The values as a 1-D tensor."""
+        return torch.tensor(self.values, dtype=dtype, device=device)
+
+
+_REGISTRY: list[Reference] = []
+_DEFAULTS: dict[str, dict[str, float]] = {}
+
+
+def register(ref: Reference, defaults: dict[str, float] | None = None) -> Reference:
+    """Add ``ref`` to the registry; ``defaults`` are the problem's default parameters (used by the lookup)."""
+    if defaults is not None:
+        _DEFAULTS.setdefault(ref.name, {}).update(defaults)
+    _REGISTRY.append(ref)
+    return ref
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
+
+
+def references(name: str | None = None) -> list[Reference]:
+    """All registered references (of problem ``name`` if given)."""
+    return [r for r in _REGISTRY if name is None or r.name == name]
+
+
+def reference_record(name: str, t: float, **params: float) -> Reference:
+    """The :class:`Reference` of problem ``name`` at time ``t`` with parameters ``params``.
+
+    Parameters not given take the problem's defaults (e.g. ``mu=1e3`` for ``van_der_pol``).
+
+    Raises:
+        KeyError: no such reference; the message lists the available ones.
+    """
+    wanted = dict(_DEFAULTS.get(name, {}))
+    wanted.update(params)
+    for r in _REGISTRY:
+        if r.name != name or not _close(r.t, t) or set(r.params) != set(wanted):
+            continue
+        if all(_close(r.params[k], wanted[k]) for k in wanted):
+            return r
+    have = ", ".join(f"{r.name}(t={r.t:g}, {r.params})" for r in _REGISTRY) or "none"
+    raise KeyError(f"no reference for {name} at t={t:g} with params {wanted}; available: {have}")
+
+
+def reference(
+    name: str,
+    t: float,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+    **params: float,
+) -> torch.Tensor:
+    """The reference solution of problem ``name`` at time ``t`` as a 1-D tensor (the flat state).
+
+    Example: ``reference("van_der_pol", 6.3, mu=1e6)``, ``reference("brusselator_1d", 10.0, N=64)``.
+    See :func:`reference_record` for how it was computed and its accuracy.
+    """
+    return reference_record(name, t, **params).tensor(dtype=dtype, device=device)
