@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-TASKS = {"rober": "benchmarks.rober"}
+TASKS = {"rober": "benchmarks.rober", "neural_ode": "benchmarks.neural_ode"}
 
 
 def main() -> None:

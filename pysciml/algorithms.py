@@ -32,6 +32,9 @@ class Algorithm:
 
     _tableau: ClassVar[str] = ""
     julia_name: ClassVar[str] = ""
+    #: PI-controller beta2 when it differs from 2/(5 p) (OrdinaryDiffEq uses 0.04 for DP5 and Tsit5,
+    #: with beta1 = 1/p - 3 beta2/4); ``None`` keeps the general defaults.
+    default_beta2: ClassVar[float | None] = None
 
     @property
     def name(self) -> str:
@@ -125,6 +128,7 @@ class Tsit5(ExplicitAlgorithm):
 
     _tableau: ClassVar[str] = "explicit:TSIT5"
     julia_name: ClassVar[str] = "Tsit5"
+    default_beta2: ClassVar[float | None] = 0.04
 
 
 @dataclass(frozen=True, repr=False)
@@ -133,6 +137,7 @@ class DP5(ExplicitAlgorithm):
 
     _tableau: ClassVar[str] = "explicit:DP5"
     julia_name: ClassVar[str] = "DP5"
+    default_beta2: ClassVar[float | None] = 0.04
 
 
 @dataclass(frozen=True, repr=False)

@@ -104,11 +104,18 @@ def solve(
     opts = LoopOptions(
         t0=prob.tspan[0], t1=prob.tspan[1], adaptive=adaptive_b, dt=dt_f, atol=atol_t, rtol=rtol_f,
         maxiters=maxiters, dtmin=float(dtmin), dtmax=dtmax, saveat=save_times, save_everystep=save_everystep,
-        dense=bool(dense), controller=controller or PIController(),
+        dense=bool(dense), controller=controller or default_controller(alg),
     )
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
     result = integrate(stepper, u0, opts, stats)
     return _package(result, prob, alg, stats, throw)
+
+
+def default_controller(alg: Algorithm) -> PIController:
+    """OrdinaryDiffEq's PI gains for ``alg``: ``beta1 = 7/(10 p)``, ``beta2 = 2/(5 p)``, except where the
+    algorithm names its own ``beta2`` (DP5, Tsit5: 0.04, with ``beta1 = 1/p - 3 beta2 / 4``)."""
+    b2 = alg.default_beta2
+    return PIController() if b2 is None else PIController(beta1=1.0 / alg.order - 0.75 * b2, beta2=b2)
 
 
 def _make_stepper(alg: Algorithm, prob: ODEProblem, stats: Stats, atol: Tensor, rtol: float,
