@@ -3,6 +3,9 @@
 The public API, re-exported explicitly; implementation modules are private.
 """
 
+from .julia import _eager  # noqa: F401  (first: starts Julia before torch if PYSCIML_JULIA_EAGER=1)
+
+# isort: split
 from .algorithms import (
     BS3,
     DP5,
@@ -21,6 +24,7 @@ from .algorithms import (
     Tsit5,
     Vern7,
 )
+from .analysis.crossvalidate import CrossValidation, crossvalidate
 from .engine.controller import PIController
 from .errors import InputError, JuliaNotAvailableError, SolverError
 from .linsolve_options import GMRES, DenseLU
@@ -41,7 +45,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Algorithm", "BS3", "DP5", "Euler", "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno5", "Midpoint", "RK4",
     "ROS3P", "Rodas4", "Rodas5P", "Rosenbrock23", "Tsit5", "Vern7",
-    "PIController", "DenseLU", "GMRES",
+    "PIController", "DenseLU", "GMRES", "crossvalidate", "CrossValidation",
     "InputError", "SolverError", "JuliaNotAvailableError",
     "ODEProblem", "SplitODEProblem", "ODESolution", "ReturnCode", "Stats", "solve", "odeint", "odeint_adjoint",
     "DiscreteAdjoint", "BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint", "GaussAdjoint",

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ._validate import advice, check_algorithm, check_saveat, check_steps, check_tolerances
+from ._validate import advice, check_algorithm, check_saveat, check_steps, check_tolerances, check_tstops
 from .algorithms import Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, KenCarp4, RosenbrockAlgorithm, Tsit5
 from .engine.ark import ARKStepper
 from .engine.controller import PIController
@@ -43,6 +43,7 @@ def solve(
     unsplit: bool = False,
     controller: PIController | None = None,
     sensealg: Any = None,
+    tstops: Any = None,
     backend: str = "torch",
 ) -> ODESolution:
     """Solve an ODE problem.
@@ -70,6 +71,8 @@ def solve(
             grad: ``None``/``DiscreteAdjoint()`` backpropagate through the steps; ``InterpolatingAdjoint()``,
             ``QuadratureAdjoint()``, ``BacksolveAdjoint()`` solve the continuous adjoint (``saveat`` needed;
             the result then has no dense output). See ``pysciml.sensealg``.
+        tstops: times the steps must land on exactly (where ``f`` has a kink or jump in ``t``); adaptive
+            unbatched solves.
         backend: ``"torch"`` (native engine) or ``"julia"`` (DifferentialEquations.jl through juliacall).
 
     Returns:
@@ -78,8 +81,10 @@ def solve(
     if backend == "julia":
         from .julia import solve_julia  # lazy: importing pysciml never starts Julia
 
+        if controller is not None:
+            raise InputError("controller= applies to the native engine only; the Julia engine uses its own defaults")
         return solve_julia(prob, alg, rtol=rtol, atol=atol, saveat=saveat, dt=dt, adaptive=adaptive,
-                           maxiters=maxiters, dense=dense, throw=throw)
+                           maxiters=maxiters, dense=dense, throw=throw, dtmin=dtmin, dtmax=dtmax, unsplit=unsplit)
     if backend != "torch":
         raise InputError(f"backend must be 'torch' or 'julia', got {backend!r}")
     if alg is None:
@@ -93,6 +98,7 @@ def solve(
     rtol_f, atol_t = check_tolerances(rtol, atol, prob)
     save_times = check_saveat(saveat, prob)
     adaptive_b, dt_f = check_steps(alg, adaptive, dt, maxiters, dtmin, dtmax)
+    stops = check_tstops(tstops, prob, adaptive_b)
     if dense is None:
         dense = save_times is None
     save_everystep = save_times is None and not prob.batched
@@ -104,7 +110,7 @@ def solve(
     opts = LoopOptions(
         t0=prob.tspan[0], t1=prob.tspan[1], adaptive=adaptive_b, dt=dt_f, atol=atol_t, rtol=rtol_f,
         maxiters=maxiters, dtmin=float(dtmin), dtmax=dtmax, saveat=save_times, save_everystep=save_everystep,
-        dense=bool(dense), controller=controller or default_controller(alg),
+        dense=bool(dense), controller=controller or default_controller(alg), tstops=stops,
     )
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
     result = integrate(stepper, u0, opts, stats)
@@ -169,4 +175,6 @@ def _package(result: LoopResult, prob: ODEProblem, alg: Algorithm, stats: Stats,
         u = u.reshape(u.shape[0], *prob.state_shape)
     else:
         u = u.reshape(u.shape[0], *prob.u0.shape)
-    return ODESolution(t, u, tuple(result.status), message, stats, alg, prob, result.dense)
+    sol = ODESolution(t, u, tuple(result.status), message, stats, alg, prob, result.dense)
+    sol.dt_next = result.dt_next
+    return sol

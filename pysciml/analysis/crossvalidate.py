@@ -101,7 +101,7 @@ class CrossValidation:
         lines = [f"crossvalidate: {len(self.t)} save points in [{t0:.4g}, {t1:.4g}], "
                  f"relative differences floored by atol={self.atol:.1e}"]
         width = max((len(n) for n in [*self.solutions, *self.skipped, *self.failed]), default=8)
-        lines.append("engines:")
+        lines.append("engines:" if self.solutions else "engines: none solved")
         for name in self.solutions:
             lines.append(f"  {name:<{width}}  solved in {self.seconds.get(name, math.nan):.3g} s")
         if self.pairwise:

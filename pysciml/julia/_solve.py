@@ -184,8 +184,8 @@ def solve_julia(
     if prob.u0.is_cuda:
         ensure_cuda(pkg)
     options: dict[str, Any] = dict(adaptive=adaptive_b, maxiters=int(maxiters), dtmin=float(dtmin))
-    if dt_f is not None:
-        options["dt"] = dt_f
+    if dt_f is not None:  # signed in the direction of integration (Julia's fixed-step loop wants that)
+        options["dt"] = dt_f if prob.tspan[1] > prob.tspan[0] else -dt_f
     if dtmax is not None:
         options["dtmax"] = float(dtmax)
     batch = range(prob.batch_size) if prob.batched else [None]

@@ -1,0 +1,110 @@
+"""The algorithm and sensitivity-algorithm mappings to Julia are complete and name things that exist.
+
+Checked against the parsed PySciML.jl source: each Julia name must be a key of the package's algorithm
+tables and be imported from a package declared in Project.toml.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_julia_static import julia_source, project_toml
+
+from pysciml import algorithms, sensealg
+from pysciml.algorithms import ALGORITHMS, Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, IMEXAlgorithm
+from pysciml.errors import InputError
+from pysciml.julia import JULIA_ALGORITHMS, JULIA_SENSEALGS, JULIA_UNSUPPORTED_SENSEALGS
+from pysciml.julia._mapping import SENSEALG_CLASSES, algorithm_options, julia_algorithm, julia_sensealg
+from pysciml.linsolve_options import GMRES
+
+
+def _concrete_algorithm_classes() -> set[type]:
+    """Every algorithm class defined in pysciml.algorithms that names a tableau (a runnable method)."""
+    return {obj for obj in vars(algorithms).values()
+            if isinstance(obj, type) and issubclass(obj, Algorithm) and obj._tableau}
+
+
+def _imported_names() -> set[str]:
+    src = julia_source()
+    declared = set(project_toml()["deps"])
+    return set().union(*(names for pkg, names in src.imports.items() if pkg in declared))
+
+
+def test_every_algorithm_has_a_julia_name():
+    classes = _concrete_algorithm_classes()
+    assert classes == set(ALGORITHMS.values()), "ALGORITHMS must list every concrete algorithm"
+    for cls in classes:
+        assert cls.julia_name, f"{cls.__name__} has no julia_name"
+        assert JULIA_ALGORITHMS[cls.__name__] == cls.julia_name
+        assert julia_algorithm(cls()) == cls.julia_name
+
+
+def test_julia_names_exist_in_the_julia_package():
+    src = julia_source()
+    tables = src.string_keys("EXPLICIT_ALGORITHMS") | src.string_keys("IMPLICIT_ALGORITHMS")
+    assert set(JULIA_ALGORITHMS.values()) == tables, "PySciML.jl's tables and pysciml's algorithms differ"
+    imported = _imported_names()
+    for name in JULIA_ALGORITHMS.values():
+        assert name in imported, f"{name} is not imported from an OrdinaryDiffEq package in PySciML.jl"
+
+
+def test_julia_tables_split_explicit_and_implicit_like_python():
+    src = julia_source()
+    explicit = src.string_keys("EXPLICIT_ALGORITHMS")
+    for name, cls in ALGORITHMS.items():
+        assert (cls.julia_name in explicit) == issubclass(cls, ExplicitAlgorithm), name
+    imex = {cls.julia_name for cls in ALGORITHMS.values() if issubclass(cls, IMEXAlgorithm)}
+    assert src.string_keys("IMEX_ALGORITHMS") == imex
+    esdirk = {cls.julia_name for cls in ALGORITHMS.values() if issubclass(cls, ESDIRKAlgorithm)}
+    assert src.string_keys("NEWTON_ALGORITHMS") == esdirk
+
+
+def test_every_sensealg_is_mapped_or_explained():
+    classes = {obj for obj in vars(sensealg).values()
+               if isinstance(obj, type) and issubclass(obj, sensealg.SensitivityAlgorithm)
+               and obj is not sensealg.SensitivityAlgorithm}
+    assert set(SENSEALG_CLASSES.values()) == classes
+    for cls in classes:
+        name = cls.__name__
+        mapped, unsupported = name in JULIA_SENSEALGS, name in JULIA_UNSUPPORTED_SENSEALGS
+        assert mapped != unsupported, f"{name} must be either mapped or listed as unsupported"
+        if mapped:
+            assert JULIA_SENSEALGS[name] == cls.julia_name
+        else:
+            assert not cls.julia_name and len(JULIA_UNSUPPORTED_SENSEALGS[name]) > 40
+
+
+def test_sensealg_names_exist_in_the_julia_package():
+    src = julia_source()
+    assert set(JULIA_SENSEALGS.values()) == src.returned_strings("sensealg_names")
+    imported = src.imports["SciMLSensitivity"]
+    for name in JULIA_SENSEALGS.values():
+        assert name in imported
+    assert "adjoint_sensitivities" in imported
+
+
+def test_unsupported_sensealg_raises_with_the_reason():
+    with pytest.raises(InputError, match="DiscreteAdjoint.*backend='torch'"):
+        julia_sensealg(sensealg.DiscreteAdjoint())
+    with pytest.raises(InputError, match="sensitivity algorithm"):
+        julia_sensealg("InterpolatingAdjoint")  # type: ignore[arg-type]
+
+
+def test_sensealg_options():
+    assert julia_sensealg(sensealg.InterpolatingAdjoint(checkpointing=True)) == (
+        "InterpolatingAdjoint", {"checkpointing": True})
+    assert julia_sensealg(sensealg.QuadratureAdjoint(abstol=1e-9, reltol=1e-7)) == (
+        "QuadratureAdjoint", {"quad_abstol": 1e-9, "quad_reltol": 1e-7})
+    assert julia_sensealg(sensealg.BacksolveAdjoint())[1] == {"checkpointing": True}
+    assert julia_sensealg(sensealg.GaussAdjoint())[0] == "GaussAdjoint"
+
+
+def test_algorithm_options():
+    assert algorithm_options(algorithms.Tsit5()) == {}
+    assert algorithm_options(algorithms.Rodas5P()) == {"linsolve": "lu"}
+    assert algorithm_options(algorithms.Rodas5P(linsolve=GMRES(restart=12))) == {
+        "linsolve": "gmres", "restart": 12}
+    assert algorithm_options(algorithms.KenCarp4(max_newton_iters=7, newton_kappa=0.05)) == {
+        "linsolve": "lu", "newton_kappa": 0.05, "max_newton_iters": 7}
+    # the native Newton defaults are Julia's NLNewton defaults (kappa = 1//100, max_iter = 10)
+    assert algorithm_options(algorithms.Kvaerno5())["newton_kappa"] == 0.01
+    assert algorithm_options(algorithms.Kvaerno5())["max_newton_iters"] == 10
