@@ -110,10 +110,13 @@ class ESDIRKAlgorithm(ImplicitAlgorithm):
     Args:
         max_newton_iters: iterations per stage before the step is rejected and ``dt`` shrunk.
         newton_kappa: stop when the estimated Newton error is below ``kappa`` (in units of the tolerance).
+        smooth_est: filter the error estimate by ``(I - gamma dt J)^{-1}`` (OrdinaryDiffEq's default): fewer
+            rejected steps on very stiff problems, less reliable accuracy on moderately stiff ones.
     """
 
     max_newton_iters: int = 10
     newton_kappa: float = 0.01
+    smooth_est: bool = False
 
 
 @dataclass(frozen=True, repr=False)

@@ -146,7 +146,7 @@ def _make_stepper(alg: Algorithm, prob: ODEProblem, stats: Stats, atol: Tensor, 
                     autodiff=autodiff)
         rhs_e = None
     return ARKStepper(alg.tableau, rhs_i, rhs_e, solver, stats, atol=atol, rtol=rtol,
-                      max_iters=alg.max_newton_iters, kappa=alg.newton_kappa)
+                      max_iters=alg.max_newton_iters, kappa=alg.newton_kappa, smooth_est=alg.smooth_est)
 
 
 def _package(result: LoopResult, prob: ODEProblem, alg: Algorithm, stats: Stats, throw: bool) -> ODESolution:

@@ -5,7 +5,10 @@ with the step's single factorization of ``W = I/(gamma h) - J_I`` (the diagonal 
 on Hairer & Wanner's rate-based test (``eta * ||dz|| <= kappa``, Solving ODEs II, IV.8) and a stage that
 diverges or exhausts ``max_newton_iters`` marks the step failed: the loop rejects it and shrinks ``dt``.
 A linear implicit part (``SplitODEProblem`` with a matrix) needs one solve per stage, no iteration.
-The error estimate is filtered by ``(I - gamma h J)^{-1}`` (Shampine's smoothing), as OrdinaryDiffEq does.
+With ``smooth_est=True`` the error estimate is filtered by ``(I - gamma h J)^{-1}`` (Shampine's smoothing,
+OrdinaryDiffEq's default): fewer steps on very stiff problems, but it underestimates the error of the
+moderately stiff components (HIRES with KenCarp4: global error 10-20x the tolerance with it, under 1x
+without), so the default here is the raw estimate.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class ARKStepper(Stepper):
         rtol: float,
         max_iters: int,
         kappa: float,
+        smooth_est: bool = False,
     ) -> None:
         super().__init__(rhs_implicit)
         self.tab = tab
@@ -44,6 +48,7 @@ class ARKStepper(Stepper):
         self.stats = stats
         self.atol, self.rtol = atol, rtol
         self.max_iters, self.kappa = max_iters, kappa
+        self.smooth_est = smooth_est
         self.linear = rhs_implicit.linear is not None
         self.adaptive = True
         self.fresh = False
@@ -87,7 +92,7 @@ class ARKStepper(Stepper):
             if ndz_old is not None:
                 theta = ndz / torch.clamp(ndz_old, min=torch.finfo(z.dtype).tiny)
                 failed = failed | (active & ((theta > 2.0) | ~torch.isfinite(ndz)))
-                eta = torch.where(theta < 1.0, theta / (1.0 - theta).clamp(min=1e-12), eta)
+                eta = torch.where(active & (theta < 1.0), theta / (1.0 - theta).clamp(min=1e-12), eta)
             ok_now = active & ~failed & ((eta * ndz <= self.kappa) | (ndz <= 1e-12))
             converged = converged | ok_now
             ndz_old = torch.where(active, ndz, ndz_old if ndz_old is not None else ndz)
@@ -135,7 +140,8 @@ class ARKStepper(Stepper):
         u_new = U if self.fsal else (u if acc is None else torch.addcmul(u, h, acc))
         e = lincomb(tab.btilde, ks)
         err = torch.zeros_like(u) if e is None else h * e
-        err, _ = self.linsolve.solve(err * inv[:, None])  # (I - gamma h J)^{-1} err
+        if self.smooth_est:
+            err, _ = self.linsolve.solve(err * inv[:, None])  # (I - gamma h J)^{-1} err
         self._last = (kI[-1], kE[-1] if kE else None)
         return StepResult(u_new=u_new, err=err, ok=ok, stages=ks, f_start=self.f0,
                           f_end=ks[-1] if self.fsal else None, stage_scale=h)
