@@ -25,7 +25,8 @@ class Reference:
         params: the problem parameters it holds for (complete, defaults filled in).
         values: the reference state (flat, in the problem's state ordering).
         method: how it was computed (solver, tolerances, date) or where it was transcribed from.
-        accuracy: estimated bound on the componentwise relative error, ``max_i |ref_i - exact_i| / |ref_i|``.
+        accuracy: estimated bound on the componentwise relative error, ``max_i |ref_i - exact_i| / |ref_i|``:
+            the largest disagreement with the independent checks, rounded up to a power of ten (>= 1e-12).
         source: literature source of the problem / published value.
         agreement: observed agreement with the independent check(s), as text.
     """
