@@ -109,3 +109,13 @@ def test_no_warnings_on_plain_stiff_solve():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ps.solve(problems.rober((0.0, 10.0)), ps.Rodas5P())
+
+
+def test_sparse_linear_implicit_part():
+    dense = problems.brusselator_1d(N=16, tspan=(0.0, 1.0), split=True)
+    sparse = ps.SplitODEProblem(dense.linear_operator.to_sparse(), dense.f_explicit, dense.u0, dense.tspan)
+    a = ps.solve(dense, ps.KenCarp4(), rtol=1e-8, atol=1e-10, saveat=[1.0])
+    b = ps.solve(sparse, ps.KenCarp4(), rtol=1e-8, atol=1e-10, saveat=[1.0])
+    c = ps.solve(sparse, ps.KenCarp4(linsolve=ps.GMRES()), rtol=1e-8, atol=1e-10, saveat=[1.0])
+    torch.testing.assert_close(b.u, a.u, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(c.u, a.u, rtol=1e-7, atol=1e-8)

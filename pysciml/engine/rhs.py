@@ -121,8 +121,9 @@ class RHS:
         """Jacobian ``df/du`` per trajectory: ``(B, n, n)``."""
         self.stats.njac += 1
         b, n = u.shape
-        if self.linear is not None:
-            return self.linear.expand(b, n, n)
+        if self.linear is not None:  # a sparse operator is densified here; use GMRES() to keep it sparse
+            L = self.linear.to_dense() if self.linear.is_sparse else self.linear
+            return L.expand(b, n, n)
         if self.user_jac is not None:
             return self._user_jacobian(t, u)
         if self.autodiff:
@@ -178,7 +179,7 @@ class RHS:
     def jvp(self, t: Tensor, u: Tensor, v: Tensor, f0: Tensor | None = None) -> Tensor:
         """``J v`` per trajectory (``(B, n)``), by autodiff or a finite-difference directional derivative."""
         if self.linear is not None:
-            return v @ self.linear.T
+            return (self.linear @ v.T).T
         if self.autodiff:
             return torch.func.jvp(lambda x: self.raw(t, x), (u,), (v,))[1].to(self.dtype)
         if f0 is None:

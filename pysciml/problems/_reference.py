@@ -99,3 +99,8 @@ def reference(
     See :func:`reference_record` for how it was computed and its accuracy.
     """
     return reference_record(name, t, **params).tensor(dtype=dtype, device=device)
+
+
+def autonomous(t: torch.Tensor, u: torch.Tensor, p: object) -> torch.Tensor:
+    """``df/dt = 0``: given as ``tgrad`` by the autonomous problems, so Rosenbrock methods skip computing it."""
+    return torch.zeros_like(u)

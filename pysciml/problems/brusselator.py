@@ -7,7 +7,7 @@ import math
 import torch
 
 from ..problem import ODEProblem, SplitODEProblem
-from ._reference import Reference, register
+from ._reference import Reference, autonomous, register
 
 __all__ = ["brusselator_1d"]
 
@@ -97,7 +97,7 @@ def brusselator_1d(
 
     if split:
         return SplitODEProblem(L, f_explicit, u0, tspan)
-    return ODEProblem(f, u0, tspan, jac=jac)
+    return ODEProblem(f, u0, tspan, jac=jac, tgrad=autonomous)
 
 
 # ----------------------------------------------------------------------------------------------- references

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..problem import ODEProblem
-from ._reference import Reference, register
+from ._reference import Reference, autonomous, register
 
 __all__ = ["hires"]
 
@@ -85,7 +85,7 @@ def hires(
     to 3e-12 relative; certified accuracy 1e-11.
     """
     u0 = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057], dtype=dtype, device=device)
-    return ODEProblem(_f, u0, tspan, jac=_jac)
+    return ODEProblem(_f, u0, tspan, jac=_jac, tgrad=autonomous)
 
 
 # ----------------------------------------------------------------------------------------------- reference

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..problem import ODEProblem
-from ._reference import Reference, register
+from ._reference import Reference, autonomous, register
 
 __all__ = ["lotka_volterra"]
 
@@ -55,7 +55,7 @@ def lotka_volterra(
     pt = p.to(dtype=dtype, device=device) if isinstance(p, Tensor) else torch.tensor(p, dtype=dtype, device=device)
     u0t = u0.to(dtype=dtype, device=device) if isinstance(u0, Tensor) else torch.tensor(u0, dtype=dtype,
                                                                                        device=device)
-    return ODEProblem(_f, u0t, tspan, pt, jac=_jac)
+    return ODEProblem(_f, u0t, tspan, pt, jac=_jac, tgrad=autonomous)
 
 
 # ----------------------------------------------------------------------------------------------- reference

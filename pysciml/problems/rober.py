@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..problem import ODEProblem
-from ._reference import Reference, register
+from ._reference import Reference, autonomous, register
 
 __all__ = ["rober"]
 
@@ -77,7 +77,7 @@ def rober(
     batched = kt.ndim == 2
     if batched:
         u0 = u0.repeat(kt.shape[0], 1)
-    return ODEProblem(_f, u0, tspan, kt, jac=_jac, batched=batched)
+    return ODEProblem(_f, u0, tspan, kt, jac=_jac, tgrad=autonomous, batched=batched)
 
 
 # ----------------------------------------------------------------------------------------------- references

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from ..problem import ODEProblem
-from ._reference import Reference, register
+from ._reference import Reference, autonomous, register
 
 __all__ = ["van_der_pol"]
 
@@ -74,7 +74,7 @@ def van_der_pol(
         u0 = (math.sqrt(3.0), 0.0)
     u0t = u0.to(dtype=dtype, device=device) if isinstance(u0, Tensor) else torch.tensor(u0, dtype=dtype,
                                                                                        device=device)
-    return ODEProblem(_f, u0t, (0.0, 6.3) if tspan is None else tspan, p, jac=_jac)
+    return ODEProblem(_f, u0t, (0.0, 6.3) if tspan is None else tspan, p, jac=_jac, tgrad=autonomous)
 
 
 # ----------------------------------------------------------------------------------------------- references
