@@ -1,22 +1,37 @@
-"""``python -m benchmarks [TASK ...] [--size full|smoke]``: run benchmark tasks, write benchmarks/results/."""
+"""``python -m benchmarks [TASK ...] [--size full|smoke] [--device cpu|cuda]``: run benchmark tasks, write
+markdown tables and PNG plots to benchmarks/results/.
+
+Each task module exposes ``main(size: str, device: str) -> str`` returning its markdown report (also written to
+``benchmarks/results/<task>[_smoke][_cuda].md``). Peers missing from the environment are skipped with a note.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 
-TASKS = {"rober": "benchmarks.rober", "neural_ode": "benchmarks.neural_ode"}
+TASKS = {
+    "stiff": "benchmarks.stiff",  # 1. stiff work-precision: ROBER, HIRES, VdP, Brusselator-1D
+    "overhead": "benchmarks.overhead",  # 2. per-step solver overhead, VdP mu=2, batch 256
+    "ensemble": "benchmarks.ensemble",  # 3. batched stiff ensemble: 1024 perturbed ROBER
+    "neural_ode": "benchmarks.neural_ode",  # 4. neural-ODE training: spiral + stiff surrogate
+    "floor": "benchmarks.floor",  # 5. solver overhead over the f/Jacobian/LU floor, MLP right-hand side
+    "rober": "benchmarks.rober",  # ROBER single trajectory + work-precision + batch (first benchmark)
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("tasks", nargs="*", default=list(TASKS), help=f"any of {sorted(TASKS)} (default: all)")
     parser.add_argument("--size", choices=("full", "smoke"), default="full")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
     for name in args.tasks:
         if name not in TASKS:
             parser.error(f"unknown task {name!r}; choose from {sorted(TASKS)}")
-        print(importlib.import_module(TASKS[name]).main(args.size))
+    for name in args.tasks:
+        module = importlib.import_module(TASKS[name])
+        print(module.main(args.size, args.device))
 
 
 if __name__ == "__main__":

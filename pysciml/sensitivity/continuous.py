@@ -130,8 +130,9 @@ def _state_provider(ctx: Any, setup: AdjointSetup, ckpt: tuple[Tensor, Tensor] |
     direction = 1.0 if float(ct[-1]) > float(ct[0]) else -1.0
     lo, hi = sorted((float(t_lo), float(t_hi)), key=lambda v: direction * v)
     keyed = direction * ct
-    start = int(torch.searchsorted(keyed, torch.tensor(direction * lo, dtype=ct.dtype), right=True)) - 1
-    end = int(torch.searchsorted(keyed, torch.tensor(direction * hi, dtype=ct.dtype)))
+    lo_t, hi_t = (torch.tensor(direction * v, dtype=ct.dtype, device=ct.device) for v in (lo, hi))
+    start = int(torch.searchsorted(keyed, lo_t, right=True)) - 1
+    end = int(torch.searchsorted(keyed, hi_t))
     start, end = max(start, 0), min(max(end, start + 1), len(ct) - 1)
     cache: dict[int, Any] = ctx.pieces  # re-solved pieces, shared by neighbouring save intervals
     for k in [k for k in cache if k >= end]:  # the backward pass only moves towards t0: drop what is behind
