@@ -19,6 +19,7 @@ from ..solution import Stats
 from .controller import error_norm
 from .linsolve import DenseLUSolver, KrylovSolver
 from .rhs import RHS
+from .stage_gradient import attach_stage_gradient
 from .stepper import Stepper, StepResult, any_true, lincomb, select
 from .tableaus._base import ARKTableau, as_tensor
 
@@ -101,6 +102,16 @@ class ARKStepper(Stepper):
         self.eta = torch.where(converged, eta, self.eta)
         return z, converged
 
+    def _stage(self, t_i: Tensor, psi: Tensor, z: Tensor, gh: Tensor, inv: Tensor) -> tuple[Tensor, Tensor]:
+        """Newton solve of one implicit stage. When a graph is being recorded (the discrete adjoint), Newton
+        runs without one and the converged stage gets its exact derivative (``stage_gradient``)."""
+        if not torch.is_grad_enabled():
+            return self._newton(t_i, psi, z, gh, inv)
+        with torch.no_grad():
+            z, conv = self._newton(t_i.detach(), psi.detach(), z.detach(), gh.detach(), inv.detach())
+        krylov = self.linsolve.opts if isinstance(self.linsolve, KrylovSolver) else None
+        return attach_stage_gradient(self.rhs, t_i, psi, z, gh, krylov), conv
+
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
         tab = self.tab
         assert self.fI0 is not None and self.f0 is not None
@@ -127,7 +138,7 @@ class ARKStepper(Stepper):
                     ok = ok & lin_ok
                 z = U - psi
             else:
-                z, conv = self._newton(t_i, psi, gh * kI[-1], gh, inv)
+                z, conv = self._stage(t_i, psi, gh * kI[-1], gh, inv)
                 ok = ok & conv
                 U = psi + z
             kI.append(z / gh)
