@@ -36,6 +36,11 @@ def central_fd(fn, x: torch.Tensor, h: float) -> torch.Tensor:
     return g
 
 
+def richardson_fd(fn, x: torch.Tensor, h: float) -> torch.Tensor:
+    """Central differences at steps ``h`` and ``2h``, Richardson-extrapolated: truncation error O(h^4)."""
+    return (4 * central_fd(fn, x, h) - central_fd(fn, x, 2 * h)) / 3
+
+
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp(min=1e-300))
 
@@ -94,8 +99,7 @@ def rober_fd_gradient():
     2e-4, Richardson-extrapolated (plain central differences at 1e-4 carry a 1.3e-6 truncation error here)."""
     k = torch.tensor([0.04, 3e7, 1e4], dtype=torch.float64)
     with torch.no_grad():
-        d1, d2 = (central_fd(lambda: rober_loss(k, None, ps.Rodas5P(), 1e-10), k, h) for h in (1e-4, 2e-4))
-    return (4 * d1 - d2) / 3
+        return richardson_fd(lambda: rober_loss(k, None, ps.Rodas5P(), 1e-10), k, 1e-4)
 
 
 @pytest.mark.parametrize(("alg", "sensealgs"), [
@@ -156,17 +160,18 @@ def test_split_problem_with_matrix_implicit_part_is_differentiable():
     w = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     u0 = torch.tensor([1.0, 0.5], dtype=torch.float64, requires_grad=True)
 
-    def loss(sa):
+    def loss(sa, rtol=1e-10):
         prob = ps.SplitODEProblem(L, lambda t, u, p: p * torch.sin(u) + 0.1 * torch.cos(t), u0, (0.0, 1.0), w)
-        return (ps.solve(prob, ps.KenCarp4(), rtol=1e-10, atol=1e-12, saveat=[0.5, 1.0], sensealg=sa).u ** 2).sum()
+        sol = ps.solve(prob, ps.KenCarp4(), rtol=rtol, atol=rtol * 1e-2, saveat=[0.5, 1.0], sensealg=sa)
+        return (sol.u ** 2).sum()
 
-    with torch.no_grad():
-        fds = [central_fd(lambda: loss(None), x, 1e-5) for x in (L, w, u0)]
+    with torch.no_grad():  # differences of tighter solves: at rtol 1e-10 they carry ~1e-6 of solver noise
+        fds = [richardson_fd(lambda: loss(None, 1e-12), x, 1e-4) for x in (L, w, u0)]
     fd = torch.cat([x.reshape(-1) for x in fds])
     grads = []
     for sa in (None, InterpolatingAdjoint(), QuadratureAdjoint(), BacksolveAdjoint()):
         g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(loss(sa), (L, w, u0))])
-        assert rel(g, fd) < 2e-6, (sa, g, fd)  # FD of the adaptive solve: ~1e-6
+        assert rel(g, fd) < 1e-6, (sa, g, fd)
         grads.append(g)
     for g in grads[1:]:
         assert rel(g, grads[0]) < 1e-7
