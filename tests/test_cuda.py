@@ -19,8 +19,10 @@ def test_rober_on_cuda_matches_cpu(alg):
     cpu = ps.solve(problems.rober((0.0, 1e3)), alg, rtol=1e-6, atol=1e-10, saveat=[1.0, 1e3])
     gpu = ps.solve(problems.rober((0.0, 1e3), device="cuda"), alg, rtol=1e-6, atol=1e-10, saveat=[1.0, 1e3])
     assert gpu.u.device.type == "cuda" and gpu.u.dtype == torch.float64
-    # GPU and CPU round differently (cuSOLVER vs LAPACK LU); differences stay far below the solve's atol
-    torch.testing.assert_close(gpu.u.cpu(), cpu.u, rtol=1e-8, atol=1e-11)
+    # GPU and CPU round differently (cuSOLVER vs LAPACK LU) and the step sequences drift apart: the high-order
+    # methods still agree far below the tolerance; second-order Rosenbrock23 only to within its tolerance
+    tol = dict(rtol=1e-6, atol=1e-10) if isinstance(alg, ps.Rosenbrock23) else dict(rtol=1e-8, atol=1e-11)
+    torch.testing.assert_close(gpu.u.cpu(), cpu.u, **tol)
 
 
 def test_batched_rober_on_cuda_and_gradients():

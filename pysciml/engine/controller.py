@@ -8,6 +8,7 @@ the PI controller ``q = EEst^beta1 / qold^beta2`` with ``beta1 = 7/(10 p)``, ``b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,8 +19,15 @@ Tensor = torch.Tensor
 
 def error_norm(err: Tensor, u0: Tensor, u1: Tensor, atol: Tensor, rtol: float) -> Tensor:
     """RMS norm per trajectory of the scaled error: ``(B, n) -> (B,)``."""
-    scale = atol + rtol * torch.maximum(u0.abs(), u1.abs())
-    return (err / scale).pow(2).mean(dim=1).sqrt()
+    root_n = math.sqrt(err.shape[1])
+    return scaled_error_norm(err, u0, u1, atol * root_n, rtol * root_n)
+
+
+def scaled_error_norm(err: Tensor, u0: Tensor, u1: Tensor, atol_n: Tensor, rtol_n: float) -> Tensor:
+    """:func:`error_norm` with the tolerances premultiplied by ``sqrt(n)`` (the loops do it once per solve),
+    so the RMS norm is one vector 2-norm of ``err / (atol_n + rtol_n max(|u0|, |u1|))``."""
+    scale = torch.add(atol_n, torch.maximum(u0.abs(), u1.abs()), alpha=rtol_n)
+    return torch.linalg.vector_norm(err / scale, dim=1)
 
 
 @dataclass(frozen=True)
@@ -44,22 +52,21 @@ class PIController:
     def propose(self, dt: Tensor, eest: Tensor, qold: Tensor, accept: Tensor, order: int) -> tuple[Tensor, Tensor]:
         """Next step sizes and updated ``qold`` for each trajectory (accepted or not)."""
         b1, b2 = self.gains(order)
-        q11 = eest.pow(b1)
-        q = (q11 / qold.pow(b2) / self.gamma).clamp(1.0 / self.qmax, 1.0 / self.qmin)
-        q_rej = torch.minimum(torch.full_like(q11, 1.0 / self.qmin), q11 / self.gamma)
-        dt_new = torch.where(accept, dt / q, dt / q_rej)
-        qold = torch.where(accept, torch.clamp(eest, min=self.qoldinit), qold)
+        q11 = eest.pow(b1) * (1.0 / self.gamma)
+        q_acc = (q11 / qold.pow(b2)).clamp(1.0 / self.qmax, 1.0 / self.qmin)
+        q_rej = q11.clamp(max=1.0 / self.qmin)
+        dt_new = dt / torch.where(accept, q_acc, q_rej)
+        qold = torch.where(accept, eest.clamp(min=self.qoldinit), qold)
         return dt_new, qold
-
 
     def propose_scalar(self, dt: float, eest: float, qold: float, accept: bool, order: int) -> tuple[float, float]:
         """The same rule as :meth:`propose` for one trajectory, on Python floats (the unbatched fast path)."""
         b1, b2 = self.gains(order)
-        q11 = eest**b1 if eest != float("inf") else float("inf")
+        q11 = eest**b1 * (1.0 / self.gamma) if eest != float("inf") else float("inf")
         if accept:
-            q = min(max(q11 / qold**b2 / self.gamma, 1.0 / self.qmax), 1.0 / self.qmin)
+            q = min(max(q11 / qold**b2, 1.0 / self.qmax), 1.0 / self.qmin)
             return dt / q, max(eest, self.qoldinit)
-        return dt / min(1.0 / self.qmin, q11 / self.gamma), qold
+        return dt / min(1.0 / self.qmin, q11), qold
 
 
 def initial_dt(

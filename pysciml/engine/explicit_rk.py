@@ -6,7 +6,7 @@ import torch
 
 from .interpolation import polynomial_coefficients
 from .rhs import RHS
-from .stepper import Stepper, StepResult, lincomb
+from .stepper import Combination, Stepper, StepResult, lincomb
 from .tableaus._base import ExplicitRKTableau, as_tensor
 
 Tensor = torch.Tensor
@@ -35,26 +35,33 @@ class ExplicitRKStepper(Stepper):
             cj == 1.0 and tuple(row[:s]) == tuple(tab.b) and not any(row[s:])
             for cj, row in zip(tab.extra_c, tab.extra_a, strict=True)
         ]
+        # per-step constants: the stage rows as prepared combinations, the nodes as a column (s, 1)
+        dtype, device = rhs.dtype, rhs.device
+        self._rows = [Combination(tuple(tab.a[i]), dtype, device) for i in range(s)]
+        self._b = Combination(tuple(tab.b), dtype, device)
+        self._btilde = Combination(tuple(tab.btilde), dtype, device) if tab.btilde is not None else None
+        self._c = torch.tensor([[float(c)] for c in tab.c], dtype=dtype, device=device)
 
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
         tab = self.tab
         assert self.f0 is not None
         h = dt[:, None]
+        tc = torch.addcmul(t, self._c, dt).unbind(0)  # stage times t + c_i dt, (B,) each
         ks = [self.f0]
         ui = u
         for i in range(1, tab.stages):
-            acc = lincomb(tab.a[i], ks)
+            acc = self._rows[i](ks)
             ui = u if acc is None else torch.addcmul(u, h, acc)
-            ks.append(self.rhs(t + tab.c[i] * dt, ui))
+            ks.append(self.rhs(tc[i], ui))
         if tab.fsal:
             u_new, f_end = ui, ks[-1]
         else:
-            acc = lincomb(tab.b, ks)
+            acc = self._b(ks)
             assert acc is not None
             u_new, f_end = torch.addcmul(u, h, acc), None
         err = None
-        if tab.btilde is not None:
-            e = lincomb(tab.btilde, ks)
+        if self._btilde is not None:
+            e = self._btilde(ks)
             err = h * e if e is not None else torch.zeros_like(u)
         return StepResult(u_new=u_new, err=err, ok=None, stages=ks, f_start=self.f0, f_end=f_end, stage_scale=h,
                           t_start=t)

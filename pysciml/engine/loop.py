@@ -8,12 +8,15 @@ shortening steps), dense-output recording, step control and the numerical-failur
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from ..solution import ReturnCode, Stats
-from .controller import PIController, error_norm, initial_dt
+from .controller import PIController, initial_dt, scaled_error_norm
 from .interpolation import DenseOutput, evaluate
 from .loop_scalar import integrate_single
 from .stepper import Stepper
@@ -84,82 +87,92 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
         dt = direction * dt.abs().clamp(max=opts.dtmax)
     qold = torch.full_like(t, opts.controller.qoldinit)
     status = torch.zeros(bsz, dtype=torch.long, device=device)
+    # Per-step work is a few dozen tiny tensor ops: each is written to cost as few dispatches as possible
+    # (no host syncs besides the loop test and the save test, counters summed at the end).
+    active = torch.ones(bsz, dtype=torch.bool, device=device)
     nonfinite_seen = torch.zeros(bsz, dtype=torch.bool, device=device)
+    n_accepted = torch.zeros(bsz, dtype=torch.long, device=device)
+    n_attempted = torch.zeros(bsz, dtype=torch.long, device=device)
     fail_t = torch.zeros_like(t)
     fail_dt = torch.zeros_like(t)
+    inf = torch.full_like(t, math.inf)
+    root_n = math.sqrt(u0.shape[1])
+    atol_n, rtol_n = opts.atol * root_n, opts.rtol * root_n
+    reach = 1.0 + 1e-12  # a step within this factor of the remaining span ends on t1
 
     dense = DenseOutput(direction) if opts.dense else None
     saver = _Saver(opts, u0, direction)
 
-    while True:
-        active = status == RUNNING
-        if not bool(active.any()):
-            break
+    while bool(active.any()):
         if stats.nloop >= opts.maxiters:
             fail_t = torch.where(active, t, fail_t)
             fail_dt = torch.where(active, dt, fail_dt)
-            status = torch.where(active, torch.full_like(status, MAXITERS), status)
+            status = torch.where(active, MAXITERS, status)
             break
         stats.nloop += 1
         remaining = t1 - t
         if opts.adaptive:
-            last = direction * remaining <= direction * dt * (1.0 + 1e-12)
+            last = active & ((remaining <= dt * reach) if direction > 0 else (remaining >= dt * reach))
         else:
-            last = torch.full_like(active, stats.nloop >= n_fixed)
-        dt_step = torch.where(last & active, remaining, dt)
+            last = active if stats.nloop >= n_fixed else torch.zeros_like(active)
+        dt_step = torch.where(last, remaining, dt)
         res = stepper.step(t, u, dt_step)
 
-        ok = torch.isfinite(res.u_new.detach()).all(dim=1)
-        nonfinite_seen = nonfinite_seen | (active & ~ok)
-        if res.ok is not None:
-            ok = ok & res.ok
+        u_new = _nograd(res.u_new)
+        finite = u_new.mul(0.0).eq(0.0).all(dim=1)  # x * 0 is NaN for inf and NaN
+        seen = nonfinite_seen | ~finite
+        ok = finite if res.ok is None else finite & res.ok
         if opts.adaptive:
             assert res.err is not None
-            eest = error_norm(res.err.detach(), u.detach(), res.u_new.detach(), opts.atol, opts.rtol)
-            eest = torch.where(ok & torch.isfinite(eest), eest, torch.full_like(eest, float("inf")))
+            eest = scaled_error_norm(_nograd(res.err), _nograd(u), u_new, atol_n, rtol_n)
+            eest = torch.where(ok, eest, inf).nan_to_num_(nan=math.inf, posinf=math.inf)
             accepted = active & (eest <= 1.0)
         else:
             eest = None
             accepted = active & ok
 
         t_prev, u_prev = t, u
-        t_new = torch.where(last, t1, t + dt_step)
-        t = torch.where(accepted, t_new, t)
+        t = torch.where(accepted, torch.where(last, t1, t + dt_step), t)
         u = torch.where(accepted[:, None], res.u_new, u)
         stepper.accept(accepted, t, u, res)
-        n_acc = int(accepted.sum())
-        stats.naccept += n_acc
-        stats.nreject += int(active.sum()) - n_acc
+        n_accepted += accepted
+        n_attempted += active
 
         coeffs = None
-        if dense is not None or saver.wants(accepted, t_prev, t):
+        if dense is not None:
             coeffs = stepper.interpolant(u_prev, dt_step, res)
-            if dense is not None:
-                dense.record(t_prev, t, coeffs)
-        saver.save(accepted, t_prev, t, dt_step, u, coeffs)
+            dense.record(t_prev, t, coeffs)
+        if saver.everystep or saver.wants(accepted, t):
+            saver.save(accepted, t_prev, t, dt_step, u,
+                       coeffs if coeffs is not None else partial(stepper.interpolant, u_prev, dt_step, res))
 
-        finished = accepted & last
-        status = torch.where(finished, torch.full_like(status, SUCCESS), status)
+        rejected = active ^ accepted  # accepted is a subset of active
+        active = active ^ (accepted & last)  # finished trajectories stop (their status is set at the end)
         if opts.adaptive:
             assert eest is not None
             dt_new, qold = opts.controller.propose(dt_step, eest, qold, accepted, stepper.order)
             if opts.dtmax is not None:
                 dt_new = direction * dt_new.abs().clamp(max=opts.dtmax)
-            rejected = active & ~accepted
-            too_small = rejected & ((dt_new.abs() < opts.dtmin) | (t + dt_new == t))
-            code = torch.where(nonfinite_seen, torch.full_like(status, UNSTABLE), torch.full_like(status, DTMIN))
-            status = torch.where(too_small, code, status)
-            fail_t = torch.where(too_small, t, fail_t)
-            fail_dt = torch.where(too_small, dt_new, fail_dt)
-            dt = torch.where(active & ~finished, dt_new, dt)
-            nonfinite_seen = nonfinite_seen & ~accepted
+            failed = t + dt_new == t
+            if opts.dtmin > 0.0:
+                failed = failed | (dt_new.abs() < opts.dtmin)
+            failed = failed & rejected
+            dt = torch.where(active, dt_new, dt)
+            fail_code, fail_step = DTMIN, dt_new
         else:
             failed = active & ~ok
-            code = torch.where(nonfinite_seen, torch.full_like(status, UNSTABLE), torch.full_like(status, CONVFAIL))
+            fail_code, fail_step = CONVFAIL, dt_step
+        if bool(failed.any()):
+            code = torch.where(seen, UNSTABLE, fail_code)
             status = torch.where(failed, code, status)
             fail_t = torch.where(failed, t, fail_t)
-            fail_dt = torch.where(failed, dt_step, fail_dt)
+            fail_dt = torch.where(failed, fail_step, fail_dt)
+            active = active & ~failed
+        nonfinite_seen = seen & ~accepted
 
+    status = torch.where((status == RUNNING) & ~active, SUCCESS, status)
+    stats.naccept += int(n_accepted.sum())
+    stats.nreject += int(n_attempted.sum()) - int(n_accepted.sum())
     if dense is not None:
         dense.finalize()
     codes = [_CODES[int(s)] for s in status.tolist()]
@@ -169,6 +182,10 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
     ]
     ts, us = saver.result(u)
     return LoopResult(t=ts, u=us, status=codes, fail_info=infos, unstable_hint=nonfinite_seen.tolist(), dense=dense)
+
+
+def _nograd(x: Tensor) -> Tensor:
+    return x.detach() if x.requires_grad else x
 
 
 def _fixed_step_count(opts: LoopOptions) -> int:
@@ -197,37 +214,51 @@ class _Saver:
             first = int(at_start.max()) + 1 if at_start.numel() else 0
             self.idx = torch.full((bsz,), first, dtype=torch.long, device=u0.device)
             self.keyed = self.direction * self.saveat
+            self._update_next()
 
-    def wants(self, accepted: Tensor, t_prev: Tensor, t: Tensor) -> bool:
+    def _update_next(self) -> None:
+        """``next_keyed`` (``(B,)``): each trajectory's next save time times ``direction``, inf when done."""
+        assert self.saveat is not None
+        s = self.saveat.shape[0]
+        nxt = self.keyed[self.idx.clamp(max=s - 1)]
+        self.next_keyed = torch.where(self.idx < s, nxt, math.inf)
+
+    def wants(self, accepted: Tensor, t: Tensor) -> bool:
+        """Whether some trajectory's accepted step passed its next save time (it needs the interpolant)."""
         if self.saveat is None:
             return False
-        inside = self.idx < self.saveat.shape[0]
-        nxt = self.keyed[self.idx.clamp(max=self.saveat.shape[0] - 1)]
-        return bool((accepted & inside & (nxt <= self.direction * t)).any())
+        return bool((accepted & (self.next_keyed <= (t if self.direction > 0 else -t))).any())
 
-    def save(self, accepted: Tensor, t_prev: Tensor, t: Tensor, dt: Tensor, u: Tensor, coeffs: Tensor | None) -> None:
+    def save(self, accepted: Tensor, t_prev: Tensor, t: Tensor, dt: Tensor, u: Tensor,
+             coeffs: Tensor | Callable[[], Tensor]) -> None:
+        """Store the save points passed by this step's accepted trajectories. ``coeffs``: the step's
+        interpolant, or a function computing it (called only if some save point lies strictly inside)."""
         if self.everystep:
             if bool(accepted.any()):
                 self.ts_list.append(t[0])
                 self.us_list.append(u)
             return
-        if self.saveat is None or coeffs is None:
+        if self.saveat is None:
             return
         s = self.saveat.shape[0]
         bidx = torch.arange(u.shape[0], device=u.device)
         while True:
-            inside = self.idx < s
             ci = self.idx.clamp(max=s - 1)
             ts = self.saveat[ci]
-            mask = accepted & inside & (self.keyed[ci] <= self.direction * t)
+            mask = accepted & (self.next_keyed <= self.direction * t)
             if not bool(mask.any()):
                 return
-            theta = (ts - t_prev) / dt
-            vals = evaluate(coeffs, theta)
-            vals = torch.where((ts == t)[:, None], u, vals)
+            at_end = ts == t
+            if bool((mask & ~at_end).any()):
+                if callable(coeffs):
+                    coeffs = coeffs()
+                vals = torch.where(at_end[:, None], u, evaluate(coeffs, (ts - t_prev) / dt))
+            else:
+                vals = u
             sel = mask.nonzero().flatten()
             self.out[ci[sel], bidx[sel]] = vals[sel]
             self.idx = self.idx + mask.long()
+            self._update_next()
 
     def result(self, u_final: Tensor) -> tuple[Tensor, Tensor]:
         if self.saveat is not None:

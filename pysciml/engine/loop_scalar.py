@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..solution import ReturnCode, Stats
-from .controller import error_norm, initial_dt
+from .controller import initial_dt, scaled_error_norm
 from .interpolation import DenseOutput, evaluate
 from .stepper import Stepper
 
@@ -46,6 +46,8 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
     if opts.dtmax is not None:
         dt = direction * min(abs(dt), opts.dtmax)
     qold = opts.controller.qoldinit
+    root_n = math.sqrt(u0.shape[1])
+    atol_n, rtol_n = opts.atol * root_n, opts.rtol * root_n
     code, fail = ReturnCode.Success, None
     nonfinite = False
 
@@ -88,7 +90,7 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
             assert res.err is not None
             eest = math.inf
             if ok:
-                eest = float(error_norm(res.err.detach(), u.detach(), res.u_new.detach(), opts.atol, opts.rtol))
+                eest = float(scaled_error_norm(res.err.detach(), u.detach(), res.u_new.detach(), atol_n, rtol_n))
             if not math.isfinite(eest):
                 eest = math.inf
             accepted = eest <= 1.0

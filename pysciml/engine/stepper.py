@@ -52,6 +52,29 @@ def lincomb(coeffs: tuple[float, ...], vectors: list[Tensor]) -> Tensor | None:
     return acc
 
 
+STACK_LIMIT = 1 << 16
+
+
+class Combination:
+    """``sum_j coeffs[j] * vectors[j]`` prepared for one coefficient row: rows with up to three nonzero terms
+    run as scaled adds (:func:`lincomb`), longer ones as one stacked matrix-vector product, so a stage costs
+    three tensor ops whatever its length (for states up to ``STACK_LIMIT`` numbers; larger ones, memory-bound,
+    add in place of copying). Calling it returns ``None`` when every coefficient is zero."""
+
+    def __init__(self, coeffs: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> None:
+        self.coeffs = tuple(float(c) for c in coeffs)
+        nonzero = [j for j, c in enumerate(self.coeffs) if c != 0.0]
+        self.m = nonzero[-1] + 1 if nonzero else 0
+        self.row = (torch.tensor([self.coeffs[: self.m]], dtype=dtype, device=device)
+                    if len(nonzero) > 3 else None)
+
+    def __call__(self, vectors: list[Tensor]) -> Tensor | None:
+        if self.row is None or vectors[0].numel() > STACK_LIMIT:  # large states: stacking costs a copy
+            return lincomb(self.coeffs, vectors)
+        stacked = torch.stack(vectors[: self.m])
+        return (self.row @ stacked.reshape(self.m, -1)).reshape(vectors[0].shape)
+
+
 def combine(coef: Tensor, vectors: list[Tensor]) -> Tensor:
     """``coef (r, m) @ stack(vectors[:m])``: ``r`` linear combinations of ``(B, n)`` vectors in one matmul."""
     m = coef.shape[1]
