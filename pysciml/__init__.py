@@ -24,6 +24,7 @@ from .algorithms import (
     Tsit5,
     Vern7,
 )
+from .algorithms_native import ARS222, IMEXSSP2
 from .analysis.crossvalidate import CrossValidation, crossvalidate
 from .engine.controller import PIController
 from .errors import InputError, JuliaNotAvailableError, SolverError
@@ -44,7 +45,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Algorithm", "BS3", "DP5", "Euler", "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno5", "Midpoint", "RK4",
-    "ROS3P", "Rodas4", "Rodas5P", "Rosenbrock23", "Tsit5", "Vern7",
+    "ROS3P", "Rodas4", "Rodas5P", "Rosenbrock23", "Tsit5", "Vern7", "IMEXSSP2", "ARS222",
     "PIController", "DenseLU", "GMRES", "crossvalidate", "CrossValidation",
     "InputError", "SolverError", "JuliaNotAvailableError",
     "ODEProblem", "SplitODEProblem", "ODESolution", "ReturnCode", "Stats", "solve", "odeint", "odeint_adjoint",

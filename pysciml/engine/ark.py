@@ -51,15 +51,16 @@ class ARKStepper(Stepper):
         self.max_iters, self.kappa = max_iters, kappa
         self.smooth_est = smooth_est
         self.linear = rhs_implicit.linear is not None
-        self.adaptive = True
+        self.adaptive = tab.btilde is not None
         self.fresh = False
         self.eta: Tensor | None = None
         self.fI0: Tensor | None = None
         self.fE0: Tensor | None = None
         last_e = tuple(tab.aE[-1]) + (0.0,) if tab.aE is not None else None
+        self.bE = tab.bE if tab.bE is not None and rhs_explicit is not None else None
         self.fsal = (
             tab.c[-1] == 1.0 and tuple(tab.aI[-1]) == tuple(tab.b)
-            and (rhs_explicit is None or last_e == tuple(tab.b))
+            and (rhs_explicit is None or last_e == tuple(self.bE or tab.b))
         )
         if tab.dense is not None:
             self.dense_matrix = as_tensor(tab.dense, rhs_implicit.dtype, rhs_implicit.device)
@@ -147,9 +148,13 @@ class ARKStepper(Stepper):
         if not bool(ok.all()):
             self.stats.nnonlinconvfail += 1
         ks = [a + b for a, b in zip(kI, kE, strict=True)] if kE else kI
-        acc = lincomb(tab.b, ks)
+        if self.bE is not None:  # the parts have their own weights (ARS222)
+            acc_i, acc_e = lincomb(tab.b, kI), lincomb(self.bE, kE)
+            acc = acc_i if acc_e is None else (acc_e if acc_i is None else acc_i + acc_e)
+        else:
+            acc = lincomb(tab.b, ks)
         u_new = U if self.fsal else (u if acc is None else torch.addcmul(u, h, acc))
-        e = lincomb(tab.btilde, ks)
+        e = lincomb(tab.btilde, ks) if tab.btilde is not None else None
         err = torch.zeros_like(u) if e is None else h * e
         if self.smooth_est:
             err, _ = self.linsolve.solve(err * inv[:, None])  # (I - gamma h J)^{-1} err

@@ -25,6 +25,10 @@ class DenseLUSolver:
     For tiny systems (``n <= SMALL``) the factorization is turned into ``W^{-1}`` once per step (``n`` solves
     with the LU factors, one call) so each stage costs a single batched mat-vec: the per-call overhead of
     ``lu_solve`` dominates there, and the accuracy is that of the LU solve to within a small factor.
+
+    A constant linear operator (``SplitODEProblem`` with a matrix) is the same for every trajectory: while
+    all trajectories share one step size (fixed steps, or one trajectory), ``W`` is factored once as a single
+    ``(n, n)`` matrix and every stage is one solve with ``B`` right-hand sides, instead of ``B`` copies.
     """
 
     SMALL = 8
@@ -37,10 +41,13 @@ class DenseLUSolver:
         self.inverse: Tensor | None = None
         self._factored_at: Tensor | None = None  # inv_gamma_dt of the current factorization
         self._ok: Tensor | None = None
+        self.shared = False  # one factorization for the whole batch (constant operator, one step size)
 
     def set_jacobian(self, rhs: RHS, t: Tensor, u: Tensor, f0: Tensor) -> None:
-        if rhs.linear is not None and self.J is not None and self.J.shape[0] == u.shape[0]:
-            return  # constant linear operator: its Jacobian never changes
+        if rhs.linear is not None:
+            if self.J is None:  # constant linear operator: one (1, n, n) Jacobian for the whole solve
+                self.J = rhs.jac(t[:1], u[:1])
+            return
         self.J = rhs.jac(t, u, f0)
         self._factored_at = None
 
@@ -51,13 +58,20 @@ class DenseLUSolver:
         linear implicit part factor once)."""
         assert self.J is not None
         if (self._factored_at is not None and self._ok is not None
+                and self._factored_at.shape == inv_gamma_dt.shape
                 and torch.allclose(self._factored_at, inv_gamma_dt, rtol=1e-13, atol=0.0)):
             return self._ok
-        b, n, _ = self.J.shape
+        J, inv = self.J, inv_gamma_dt
+        shared = J.shape[0] == 1 and bool((inv == inv[0]).all())
+        if shared:
+            inv = inv[:1]
+        elif J.shape[0] == 1:
+            J = J.expand(inv.shape[0], -1, -1)
+        b, n, _ = J.shape
         if self.mass is None:
-            W = torch.diag_embed(inv_gamma_dt[:, None].expand(b, n)) - self.J
+            W = torch.diag_embed(inv[:, None].expand(b, n)) - J
         else:
-            W = inv_gamma_dt[:, None, None] * self.mass - self.J
+            W = inv[:, None, None] * self.mass - J
         self.stats.nlu += 1
         lu, piv, info = torch.linalg.lu_factor_ex(W)
         self.lu = (lu, piv)
@@ -66,13 +80,19 @@ class DenseLUSolver:
             eye = torch.eye(n, dtype=W.dtype, device=W.device).expand(b, n, n)
             self.inverse = torch.linalg.lu_solve(lu, piv, eye)
         diag = lu.diagonal(dim1=-2, dim2=-1)
-        self._ok = (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
+        ok = (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
+        self._ok = ok.expand(inv_gamma_dt.shape[0]) if shared else ok
+        self.shared = shared
         self._factored_at = inv_gamma_dt
         return self._ok
 
     def solve(self, rhs_vec: Tensor) -> tuple[Tensor, Tensor | None]:
         assert self.lu is not None
         self.stats.nsolve += 1
+        if self.shared:  # one (n, n) factorization, B right-hand sides
+            if self.inverse is not None:
+                return rhs_vec @ self.inverse[0].T, None
+            return torch.linalg.lu_solve(self.lu[0][0], self.lu[1][0], rhs_vec.T).T, None
         if self.inverse is not None:
             return torch.bmm(self.inverse, rhs_vec.unsqueeze(2)).squeeze(2), None
         x = torch.linalg.lu_solve(self.lu[0], self.lu[1], rhs_vec.unsqueeze(2)).squeeze(2)

@@ -145,7 +145,7 @@ class ARKTableau:
     aI: Rows
     aE: Rows | None
     b: tuple[float, ...]
-    btilde: tuple[float, ...]
+    btilde: tuple[float, ...] | None  # None: no embedded method (fixed steps only)
     order: int
     embedded_order: int
     stiffly_accurate: bool = True

@@ -253,4 +253,59 @@ KVAERNO3 = ARKTableau(
 ARK_TABLEAUS: dict[str, ARKTableau] = {t.name: t for t in (KENCARP3, KENCARP4, KENCARP5, KVAERNO3, KVAERNO5)}
 """All additive / ESDIRK tableaus by SciML name."""
 
-__all__ = ["ARK_TABLEAUS", "KENCARP3", "KENCARP4", "KENCARP5", "KVAERNO3", "KVAERNO5"]
+# --------------------------------------------------------------------------------------------------------
+# Second-order L-stable IMEX pairs (the SINODE paper, Zhang, Liu & Maulik, AAAI 2025, trains with PETSc's
+# TSARKIMEX types l2, 3, 4, 5; 3/4/5 are KenCarp3/4/5 above).  Neither is stiffly accurate in the sense of
+# the KenCarp tests (c_2 = 2 gamma, b == last implicit row), so they are kept out of ARK_TABLEAUS and tested
+# in tests/test_sinode.py.
+_PR_G = 1.0 - 2.0 ** -0.5  # gamma = 1 - 1/sqrt(2)
+
+# IMEX-SSP2(2,2,2), L. Pareschi, G. Russo, "Implicit-explicit Runge-Kutta schemes and applications to
+# hyperbolic systems with relaxation", J. Sci. Comput. 25 (2005) 129-155, Table II; PETSc's TSARKIMEXL2
+# (the paper's "l2"), whose embedded weights b_hat = (0, 1) give a first-order error estimate.  The method
+# has two implicit SDIRK stages (A~ = [[g, 0], [1 - 2g, g]]) and an explicit part A = [[0, 0], [1, 0]],
+# b = (1/2, 1/2) for both.  To fit the ESDIRK layout a zero-weight explicit first stage is prepended (its
+# f values are never used).  The explicit nodes (0, 1) differ from the implicit ones (g, 1 - g); the engine
+# evaluates both parts at the implicit nodes, which keeps order 2 (b.c = 1/2 for either node vector).
+_PR_B = (0.0, 0.5, 0.5)
+IMEXSSP2 = ARKTableau(
+    name="IMEXSSP2",
+    reference="L. Pareschi, G. Russo, J. Sci. Comput. 25 (2005) 129-155, IMEX-SSP2(2,2,2) (PETSc TSARKIMEXL2)",
+    gamma=_PR_G,
+    c=(0.0, _PR_G, 1.0 - _PR_G),
+    aI=_esdirk(_PR_G, ((0.0,), (0.0, 1.0 - 2.0 * _PR_G))),
+    aE=_explicit(((0.0,), (0.0, 1.0))),
+    b=_PR_B,
+    btilde=_minus(_PR_B, (0.0, 0.0, 1.0)),
+    order=2,
+    embedded_order=1,
+    stiffly_accurate=False,
+    notes="explicit nodes (0, 0, 1) differ from c; both parts are evaluated at c",
+)
+
+# ARS(2,2,2), U. M. Ascher, S. J. Ruuth, R. J. Spiteri, "Implicit-explicit Runge-Kutta methods for
+# time-dependent partial differential equations", Appl. Numer. Math. 25 (1997) 151-167, section 2.6:
+# gamma = 1 - 1/sqrt(2), delta = 1 - 1/(2 gamma).  Both parts are stiffly accurate (b = last row), so
+# u_{n+1} is the last stage and the step is FSAL; the two parts have different weights (bE), and there is
+# no embedded method (fixed steps only).
+_ARS_D = 1.0 - 1.0 / (2.0 * _PR_G)
+ARS222 = ARKTableau(
+    name="ARS222",
+    reference="U. M. Ascher, S. J. Ruuth, R. J. Spiteri, Appl. Numer. Math. 25 (1997) 151-167, ARS(2,2,2)",
+    gamma=_PR_G,
+    c=(0.0, _PR_G, 1.0),
+    aI=_esdirk(_PR_G, ((0.0,), (0.0, 1.0 - _PR_G))),
+    aE=_explicit(((_PR_G,), (_ARS_D, 1.0 - _ARS_D))),
+    b=(0.0, 1.0 - _PR_G, _PR_G),
+    bE=(_ARS_D, 1.0 - _ARS_D, 0.0),
+    btilde=None,
+    order=2,
+    embedded_order=0,
+    stiffly_accurate=True,
+)
+
+IMEX2_TABLEAUS: dict[str, ARKTableau] = {t.name: t for t in (IMEXSSP2, ARS222)}
+"""Second-order IMEX pairs (not in ``ARK_TABLEAUS``: they lack the KenCarp structure its tests check)."""
+
+__all__ = ["ARK_TABLEAUS", "ARS222", "IMEX2_TABLEAUS", "IMEXSSP2", "KENCARP3", "KENCARP4", "KENCARP5",
+           "KVAERNO3", "KVAERNO5"]
