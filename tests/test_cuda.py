@@ -95,3 +95,27 @@ def test_odeint_neural_ode_on_cuda():
     torch.testing.assert_close(ys.cpu(), ys_cpu, rtol=1e-4, atol=1e-5)
     ys.pow(2).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+def test_odeint_adjoint_finds_module_parameters_on_cuda():
+    """odeint_adjoint (backsolve) discovers the module's parameters from the autograd graph on CUDA too (a
+    graph walk keyed on ids of transient node wrappers once lost them there)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 50), torch.nn.Tanh(), torch.nn.Linear(50, 2)).cuda()
+
+    class Field(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, t, y):
+            return self.net(y**3)
+
+    y0 = torch.randn(20, 2, device="cuda")
+    t = torch.linspace(0, 0.5, 10, device="cuda")
+    for _ in range(3):
+        ys = ps.odeint_adjoint(Field(), y0, t, method="dopri5")
+        assert ys.requires_grad
+        ys.abs().mean().backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+        net.zero_grad()

@@ -8,6 +8,7 @@ differences, exactly like the forward solve.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -49,7 +50,9 @@ def check_params(params: Sequence[Tensor]) -> list[Tensor]:
 
 def graph_leaves(out: Tensor, exclude: Sequence[Tensor] = ()) -> list[Tensor]:
     """Leaf tensors requiring grad that ``out`` depends on (walking its autograd graph), minus ``exclude``."""
-    seen: set[int] = set()
+    # seen keeps the node objects alive: Python wrappers of autograd nodes are created on access, and the id
+    # of a freed wrapper can be reused by the next one, which would then be skipped as already seen
+    seen: dict[int, Any] = {}
     leaves: list[Tensor] = []
     skip = {id(x) for x in exclude}
     stack = [out.grad_fn] if out.grad_fn is not None else []
@@ -57,7 +60,7 @@ def graph_leaves(out: Tensor, exclude: Sequence[Tensor] = ()) -> list[Tensor]:
         node = stack.pop()
         if node is None or id(node) in seen:
             continue
-        seen.add(id(node))
+        seen[id(node)] = node
         var = getattr(node, "variable", None)
         if var is not None:
             if id(var) not in skip and all(var is not x for x in leaves):
