@@ -16,7 +16,6 @@ TASKS = {
     "ensemble": "benchmarks.ensemble",  # 3. batched stiff ensemble: 1024 perturbed ROBER
     "neural_ode": "benchmarks.neural_ode",  # 4. neural-ODE training: spiral + stiff surrogate
     "floor": "benchmarks.floor",  # 5. solver overhead over the f/Jacobian/LU floor, MLP right-hand side
-    "rober": "benchmarks.rober",  # ROBER single trajectory + work-precision + batch (first benchmark)
 }
 
 

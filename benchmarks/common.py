@@ -58,3 +58,46 @@ def write_result(name: str, text: str) -> Path:
     path = RESULTS / f"{name}.md"
     path.write_text(text)
     return path
+
+
+def result_name(task: str, size: str, device: str) -> str:
+    """``<task>[_smoke][_cuda]``: the results file stem for a run (smoke files are gitignored)."""
+    return task + ("_smoke" if size == "smoke" else "") + ("_cuda" if device == "cuda" else "")
+
+
+def cuda_skip(task: str, device: str) -> str | None:
+    """A skip notice when ``device == "cuda"`` but torch sees no CUDA device, else ``None``."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        return f"# {task}: skipped\n\n--device cuda requested but torch.cuda.is_available() is False on this machine.\n"
+    return None
+
+
+def synced(fn: Callable[[], Any], device: str) -> Callable[[], Any]:
+    """``fn`` followed by ``torch.cuda.synchronize()`` when ``device`` is CUDA, so wall times include the
+    queued kernels; ``fn`` itself on CPU."""
+    if not str(device).startswith("cuda"):
+        return fn
+    import torch
+
+    def run() -> Any:
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return run
+
+
+def start_task(task: str, device: str) -> str | None:
+    """The prelude of a task's ``main``: the skip notice (printed, then returned) when ``device`` is CUDA and
+    none is present; otherwise ``None``, after limiting torch to one thread on the CPU (the tables' setting)."""
+    import torch
+
+    skip = cuda_skip(task, device)
+    if skip is not None:
+        print(skip)
+        return skip
+    if device == "cpu":
+        torch.set_num_threads(1)
+    return None

@@ -5,8 +5,8 @@ Spiral (torchdiffeq's ``examples/ode_demo.py`` setup): true dynamics ``dy/dt = (
    tanh MLP; batches of 20 random starts x 10 time points; Adam (lr 1e-3); dopri5 at torchdiffeq's default
    tolerances (rtol 1e-7, atol 1e-9), float32. Reported: time per iteration (median over the run after 3
    warm-up iterations), f evaluations forward / backward per iteration, final loss.
-The stiff-surrogate comparison (issue 3: Rodas5P + InterpolatingAdjoint vs dopri5 on an MLP-corrected ROBER)
-is not in this runner yet; ``examples/stiff_neural_ode.py`` trains that model with pysciml.
+diffrax (full size, CPU): :mod:`benchmarks.neural_ode_jax`. The stiff surrogate (an MLP-corrected ROBER,
+Rodas5P vs dopri5): :mod:`benchmarks.neural_ode_stiff`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import torch
 
 import pysciml as ps
 
-from .common import environment, markdown_table, write_result
+from .common import environment, markdown_table, result_name, start_task, write_result
+from .neural_ode_stiff import stiff_surrogate
 
 TRUE_A = torch.tensor([[-0.1, 2.0], [-2.0, -0.1]])
 
@@ -49,7 +50,7 @@ class SpiralField(torch.nn.Module):
         return self.net(y**3)
 
 
-def spiral_data(n: int = 1000):
+def spiral_data(n: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     t = torch.linspace(0.0, 25.0, n)
     y0 = torch.tensor([[2.0, 0.0]])
     with torch.no_grad():
@@ -62,16 +63,25 @@ def get_batch(t, true_y, gen, batch_size=20, batch_time=10):
     return true_y[s], t[:batch_time], torch.stack([true_y[s + i] for i in range(batch_time)], dim=0)
 
 
-def train_spiral(solver: str, iters: int, seed: int = 0) -> dict[str, float]:
-    torch.manual_seed(seed)
+def spiral_batches(iters: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The ``iters`` training batches every solver sees (the same random starts)."""
     gen = torch.Generator().manual_seed(seed)
     t, true_y = spiral_data()
-    field = Counted(SpiralField())
+    return [get_batch(t, true_y, gen) for _ in range(iters)]
+
+
+def spiral_model(seed: int = 0) -> SpiralField:
+    torch.manual_seed(seed)
+    return SpiralField()
+
+
+def train_spiral(solver: str, batches: list, seed: int = 0, device: str = "cpu") -> dict[str, float]:
+    field = Counted(spiral_model(seed)).to(device)
     opt = torch.optim.Adam(field.parameters(), lr=1e-3)
     integrate = _spiral_integrator(solver, field)
     times, fwd, bwd, loss = [], [], [], float("nan")
-    for it in range(iters):
-        by0, bt, by = get_batch(t, true_y, gen)
+    for it, (by0, bt, by) in enumerate(batches):
+        by0, bt, by = by0.to(device), bt.to(device), by.to(device)
         t0 = time.perf_counter()
         opt.zero_grad()
         field.calls = 0
@@ -80,12 +90,12 @@ def train_spiral(solver: str, iters: int, seed: int = 0) -> dict[str, float]:
         lossv = (pred - by).abs().mean()
         lossv.backward()
         opt.step()
+        loss = float(lossv.detach())  # synchronises the device
         elapsed = time.perf_counter() - t0
         if it >= 3:
             times.append(elapsed)
         fwd.append(nf)
         bwd.append(field.calls - nf)
-        loss = float(lossv)
     return {"time": statistics.median(times), "nfe_f": statistics.mean(fwd), "nfe_b": statistics.mean(bwd),
             "loss": loss}
 
@@ -117,34 +127,55 @@ def _spiral_integrator(solver: str, field: torch.nn.Module):
     raise ValueError(solver)
 
 
-def spiral(iters: int) -> tuple[str, dict]:
+def spiral(iters: int, device: str, with_jax: bool) -> tuple[str, dict]:
     solvers = ["pysciml", "torchdiffeq", "pysciml-adjoint", "torchdiffeq-adjoint", "torchode"]
+    batches = spiral_batches(iters)
     res, rows = {}, []
     for s in solvers:
         try:
-            res[s] = train_spiral(s, iters)
+            res[s] = train_spiral(s, batches, device=device)
         except ImportError as exc:
             rows.append([s, f"skipped: {exc}", "", "", ""])
             continue
         r = res[s]
         rows.append([s, r["time"] * 1e3, r["nfe_f"], r["nfe_b"], r["loss"]])
+    if with_jax:
+        try:
+            from .neural_ode_jax import train_spiral_diffrax
+
+            r = res["diffrax"] = train_spiral_diffrax(spiral_model(), batches)
+            rows.append([f"diffrax (jit; compile {r['compile']:.1f} s)", r["time"] * 1e3, r["nfe_f"], "n/a",
+                         r["loss"]])
+        except ImportError as exc:
+            rows.append(["diffrax", f"skipped: {exc}", "", "", ""])
     table = markdown_table(["solver (dopri5)", "time / iter [ms]", "NFE fwd", "NFE bwd", "final loss"], rows)
     return table, res
 
 
-def main(size: str = "full") -> str:
-    torch.set_num_threads(1)
-    iters = 100 if size == "full" else 6
-    t_spiral, r = spiral(iters)
-    summary = "torchdiffeq not installed (pip install -e .[bench]): no ratio."
+def main(size: str = "full", device: str = "cpu") -> str:
+    skip = start_task("Task 4 (neural ODE)", device)
+    if skip is not None:
+        return skip
+    full = size == "full"
+    iters = 100 if full else 4  # smoke: 3 warm-up iterations + 1 timed
+    t_spiral, r = spiral(iters, device, with_jax=full and device == "cpu")
+    lines = []
     if "torchdiffeq" in r:
-        ratio = r["torchdiffeq"]["time"] / r["pysciml"]["time"]
-        ratio_adj = r["torchdiffeq-adjoint"]["time"] / r["pysciml-adjoint"]["time"]
-        summary = f"Speed-up per iteration over torchdiffeq: odeint {ratio:.2f}x, odeint_adjoint {ratio_adj:.2f}x."
-    text = (f"# Neural ODE training\n\nMachine: {environment()}. Torch limited to 1 thread.\n\n"
+        lines.append(f"Spiral, speed-up per iteration over torchdiffeq: odeint "
+                     f"{r['torchdiffeq']['time'] / r['pysciml']['time']:.2f}x, odeint_adjoint "
+                     f"{r['torchdiffeq-adjoint']['time'] / r['pysciml-adjoint']['time']:.2f}x (target >= 3x).")
+    else:
+        lines.append("torchdiffeq not installed (pip install -e .[bench]): no ratio.")
+    if "diffrax" not in r:
+        lines.append("diffrax: run only at full size on the CPU (its jitted training step takes seconds to compile).")
+    stiff_text = stiff_surrogate(full, device)
+    text = (f"# Task 4: neural-ODE training\n\nMachine: {environment()}. Device {device}, torch threads "
+            f"{torch.get_num_threads()}.\n\n"
             f"## Spiral (torchdiffeq ode_demo), {iters} Adam iterations, float32, dopri5, rtol 1e-7, atol 1e-9\n\n"
-            f"{t_spiral}\n\n{summary}\n")
-    write_result("neural_ode" if size == "full" else "neural_ode_smoke", text)
+            f"Time per iteration: median after 3 warm-up iterations (forward, loss, backward, Adam step). NFE bwd: "
+            f"calls of the vector field during backward (discrete adjoints differentiate the forward calls "
+            f"instead).\n\n{t_spiral}\n\n" + "\n".join(lines) + "\n\n" + stiff_text)
+    write_result(result_name("neural_ode", size, device), text)
     return text
 
 

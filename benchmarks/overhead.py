@@ -1,0 +1,339 @@
+"""Task 2: per-step solver overhead on Van der Pol (mu = 2), a batch of trajectories, rtol = atol = 1e-5.
+
+Every solver integrates the same ``B`` initial states (uniform in ``[-2, 2]^2``, seed 0) over ``[0, 10]`` in
+float64 and returns the states at ``t = 10``. In the same run the right-hand side alone is timed on the same
+batch. Timing goes in rounds (5 at full size), each running every solver once and then ``f`` alone, so load
+changes on a shared machine hit all alike; totals are medians over the rounds, ``t_f`` the median per call, and
+
+    overhead per step = (total time - nf * t_f) / steps
+
+where ``steps`` are the solver's loop iterations over the batch (each costs 6 calls of ``f`` for the FSAL
+5(4) pairs used here) and ``nf`` counts calls of ``f`` on the whole batch.
+
+How each library steps the batch:
+- pysciml ``solve(ODEProblem(..., batched=True), Tsit5())``: per trajectory (own ``t``, ``dt``, error norm,
+  accept/reject); one loop iteration evaluates ``f`` on the whole batch.
+- pysciml ``odeint`` / torchdiffeq ``odeint`` (dopri5; 0.2.5 has no tsit5): the ``(B, 2)`` state is one
+  system with one ``dt`` and one RMS error norm over all ``2 B`` components.
+- torchode ``Tsit5`` + ``IntegralController`` (eager, and ``torch.compile``d): per trajectory, like pysciml.
+- diffrax ``Tsit5`` + ``PIDController`` under ``jax.vmap`` of ``jit``: per trajectory (the vmapped while loop
+  runs until the last trajectory finishes); compile time is reported separately. f calls are derived:
+  ``6 * steps + 2`` (FSAL start + the initial-step trial), the same count the torch solvers report.
+
+``--device cuda``: the torch solvers on the GPU with ``B = 100_000`` (diffrax is CPU-only here and skipped);
+timings synchronise the device around every run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+import pysciml as ps
+
+from .common import environment, markdown_table, result_name, start_task, synced, time_call, write_result
+
+MU = 2.0
+T1 = 10.0
+TOL = 1e-5
+
+
+@dataclass
+class Size:
+    batch: int
+    t1: float
+    repeats: int
+    compile_torchode: bool
+    with_diffrax: bool
+
+
+SIZES = {("full", "cpu"): Size(256, T1, 5, True, True), ("smoke", "cpu"): Size(16, 2.0, 2, False, False),
+         ("full", "cuda"): Size(100_000, T1, 5, True, False), ("smoke", "cuda"): Size(1024, 2.0, 2, False, False)}
+
+
+def vdp(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Van der Pol, batched: ``u (B, 2) -> (B, 2)``, ``(u2, mu (1 - u1^2) u2 - u1)``; ``t`` is unused."""
+    x, y = u[:, 0], u[:, 1]
+    return torch.stack((y, MU * (1.0 - x * x) * y - x), dim=1)
+
+
+class Counted:
+    """``vdp`` with a call counter (the counted run is the untimed warm-up)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return vdp(t, u)
+
+
+def initial_states(batch: int, device: str) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    return (torch.rand(batch, 2, generator=gen, dtype=torch.float64) * 4.0 - 2.0).to(device)
+
+
+@dataclass
+class Row:
+    solver: str
+    stepping: str
+    total: float  # median seconds
+    steps: float  # loop iterations over the batch
+    nf: float
+    t_f: float
+    err: float
+    note: str = ""
+
+    @property
+    def overhead(self) -> float:
+        return (self.total - self.nf * self.t_f) / self.steps
+
+
+def f_loop(nf: int, u0: torch.Tensor) -> Callable[[], None]:
+    """``nf`` calls of ``vdp`` on ``u0`` (the right-hand side alone, for ``t_f``)."""
+    t = torch.zeros((), dtype=u0.dtype, device=u0.device)
+
+    def loop() -> None:
+        for _ in range(nf):
+            vdp(t, u0)
+
+    return loop
+
+
+def reference(u0: torch.Tensor, t1: float) -> torch.Tensor:
+    """``u(t1)`` for every trajectory by pysciml Vern7 at rtol = atol = 1e-12 (the error yardstick)."""
+    prob = ps.ODEProblem(vdp, u0, (0.0, t1), batched=True)
+    return ps.solve(prob, ps.Vern7(), rtol=1e-12, atol=1e-12, saveat=[t1]).u[-1]
+
+
+# ----------------------------------------------------------------------------------------- torch solvers
+
+
+Run = Callable[[Callable], tuple[torch.Tensor, float | None, int | None]]
+
+
+@dataclass
+class Prepared:
+    """A solver after its warm-up run: its counts, its error, and its timed runs so far."""
+
+    solver: str
+    stepping: str
+    run: Run
+    steps: float
+    nf: int
+    err: float
+    note: str = ""
+    times: list[float] = field(default_factory=list)
+
+
+def prepare(solver: str, stepping: str, run: Run, ref: torch.Tensor) -> Prepared:
+    """One untimed run with a counting ``f``: ``run(f)`` returns ``(u(t1), steps, nf)``, ``None`` where the
+    library does not report them (``nf`` is then counted and ``steps = (nf - 2) / 6``)."""
+    counted = Counted()
+    u1, steps, nf = run(counted)
+    nf = nf if nf is not None else counted.calls
+    return Prepared(solver, stepping, run, steps if steps is not None else (nf - 2) / 6, nf,
+                    float((u1 - ref).abs().max()))
+
+
+def time_rounds(cases: list[Prepared], u0: torch.Tensor, repeats: int, device: str) -> float:
+    """``repeats`` rounds, each timing every solver once and then ``f`` alone (``max nf`` calls), so a change in
+    the machine's load hits all of them alike. Fills ``case.times``; returns ``t_f`` (median per call)."""
+    nf = max(c.nf for c in cases)
+    loop = synced(f_loop(nf, u0), device)
+    per_call = []
+    for _ in range(repeats):
+        for c in cases:
+            go = synced(lambda c=c: c.run(vdp), device)
+            t0 = time.perf_counter()
+            go()
+            c.times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        loop()
+        per_call.append((time.perf_counter() - t0) / nf)
+    return statistics.median(per_call)
+
+
+def pysciml_solve(u0: torch.Tensor, t1: float) -> Run:
+    def run(f: Callable) -> tuple[torch.Tensor, float, int]:
+        prob = ps.ODEProblem(f, u0, (0.0, t1), batched=True)
+        sol = ps.solve(prob, ps.Tsit5(), rtol=TOL, atol=TOL, saveat=[t1])
+        return sol.u[-1], float(sol.stats.nloop), sol.stats.nf
+
+    return run
+
+
+def pysciml_odeint(u0: torch.Tensor, t1: float) -> Run:
+    ts = torch.tensor([0.0, t1], dtype=u0.dtype, device=u0.device)
+    return lambda f: (ps.odeint(f, u0, ts, method="tsit5", rtol=TOL, atol=TOL)[-1], None, None)
+
+
+def torchdiffeq_odeint(u0: torch.Tensor, t1: float) -> Run:
+    import torchdiffeq
+
+    ts = torch.tensor([0.0, t1], dtype=u0.dtype, device=u0.device)
+    return lambda f: (torchdiffeq.odeint(f, u0, ts, method="dopri5", rtol=TOL, atol=TOL)[-1], None, None)
+
+
+def torchode_solver(u0: torch.Tensor, t1: float, compiled: bool = False) -> Run:
+    """torchode Tsit5 + IntegralController, steps and f calls from its own stats (the loop runs until the
+    slowest trajectory is done: ``max`` over the batch). ``compiled``: the solve under ``torch.compile``,
+    always with the plain ``f`` (a counting wrapper would force recompilation); the first call compiles."""
+    import torchode as to
+
+    t_eval = torch.tensor([0.0, t1], dtype=u0.dtype, device=u0.device).expand(u0.shape[0], 2)
+    problem = to.InitialValueProblem(y0=u0, t_eval=t_eval)
+    term = to.ODETerm(vdp)
+    adj = to.AutoDiffAdjoint(to.Tsit5(term=term), to.IntegralController(atol=TOL, rtol=TOL, term=term))
+    solve = torch.compile(adj.solve) if compiled else adj.solve
+
+    def run(f: Callable) -> tuple[torch.Tensor, float, int]:
+        sol = solve(problem)
+        return sol.ys[:, -1], float(sol.stats["n_steps"].max()), int(sol.stats["n_f_evals"].max())
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ diffrax
+
+
+def diffrax_row(u0: torch.Tensor, ref: torch.Tensor, size: Size) -> Row:
+    """diffrax Tsit5 under vmap + jit on the CPU; compile time goes in the note."""
+    import diffrax
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+
+    def vector_field(t: Any, y: Any, args: Any) -> Any:
+        return jnp.stack((y[1], MU * (1.0 - y[0] ** 2) * y[1] - y[0]))
+
+    term = diffrax.ODETerm(vector_field)
+    ctrl = diffrax.PIDController(rtol=TOL, atol=TOL)
+
+    def one(y0: Any) -> tuple[Any, Any]:
+        sol = diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, size.t1, None, y0, stepsize_controller=ctrl,
+                                  saveat=diffrax.SaveAt(t1=True), max_steps=100_000)
+        return sol.ys[-1], sol.stats["num_steps"]
+
+    solve = jax.jit(jax.vmap(one))
+    y0 = jnp.asarray(u0.cpu().numpy())
+    t0 = time.perf_counter()
+    ys, nsteps = jax.block_until_ready(solve(y0))
+    compile_s = time.perf_counter() - t0
+    timing, _ = time_call(lambda: jax.block_until_ready(solve(y0)), repeats=size.repeats)
+    steps = int(nsteps.max())
+    nf = 6 * steps + 2
+
+    @jax.jit
+    def f_loop(y: Any) -> Any:  # nf chained calls of the vmapped field inside one compiled loop
+        vf = jax.vmap(lambda v: vector_field(0.0, v, None))
+        return jax.lax.fori_loop(0, nf, lambda i, acc: vf(y + 1e-300 * acc), jnp.zeros_like(y))
+
+    jax.block_until_ready(f_loop(y0))
+    t_f_total, _ = time_call(lambda: jax.block_until_ready(f_loop(y0)), repeats=size.repeats)
+    err = float((torch.tensor(np.array(ys)) - ref.cpu()).abs().max())
+    return Row("diffrax Tsit5 (jit, vmap)", "per trajectory", timing.median, steps, nf, t_f_total.median / nf,
+               err, f"compile {compile_s:.2f} s; nf derived")
+
+
+# -------------------------------------------------------------------------------------------------- runner
+
+
+def run_all(size: Size, device: str) -> list[Row | tuple[str, str]]:
+    """One row per solver, or ``(solver, reason)`` where it could not run."""
+    u0 = initial_states(size.batch, device)
+    ref = reference(u0, size.t1)
+    per, joint = "per trajectory", "joint (one dt)"
+    torch_cases: list[tuple[str, str, Callable[[], Run]]] = [
+        ("pysciml Tsit5 (solve, batched)", per, lambda: pysciml_solve(u0, size.t1)),
+        ("pysciml odeint tsit5", joint, lambda: pysciml_odeint(u0, size.t1)),
+        ("torchdiffeq odeint dopri5", joint, lambda: torchdiffeq_odeint(u0, size.t1)),
+        ("torchode Tsit5 (eager)", per, lambda: torchode_solver(u0, size.t1)),
+    ]
+    if size.compile_torchode:
+        torch_cases.append(("torchode Tsit5 (torch.compile)", per, lambda: torchode_solver(u0, size.t1, True)))
+    prepared: list[Prepared] = []
+    failed: list[tuple[str, str]] = []
+    for name, stepping, make in torch_cases:
+        try:
+            t_start = time.perf_counter()
+            case = prepare(name, stepping, make(), ref)
+            if "compile" in name:
+                case.note = f"first call (compiles) took {time.perf_counter() - t_start:.1f} s"
+            prepared.append(case)
+        except ImportError as exc:
+            failed.append((name, f"skipped: {exc}"))
+        except Exception as exc:  # a peer failing (e.g. torch.compile without a compiler) must not stop the run
+            failed.append((name, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"))
+    t_f = time_rounds(prepared, u0, size.repeats, device)
+    rows: list[Row | tuple[str, str]] = [
+        Row(c.solver, c.stepping, statistics.median(c.times), c.steps, c.nf, t_f, c.err, c.note) for c in prepared]
+    rows += failed
+    if device != "cpu":
+        rows.append(("diffrax Tsit5 (jit, vmap)", "skipped: JAX here is CPU-only"))
+    elif not size.with_diffrax:
+        rows.append(("diffrax Tsit5 (jit, vmap)", "skipped at smoke size (importing JAX and compiling take ~10 s)"))
+    else:
+        try:
+            rows.append(diffrax_row(u0, ref, size))
+        except ImportError as exc:
+            rows.append(("diffrax Tsit5 (jit, vmap)", f"skipped: {exc}"))
+    return rows
+
+
+def report(rows: list[Row | tuple[str, str]], size: Size, device: str) -> str:
+    table_rows = []
+    for r in rows:
+        if isinstance(r, tuple):
+            table_rows.append([r[0], r[1], "", "", "", "", "", "", ""])
+            continue
+        table_rows.append([r.solver, r.stepping, r.total * 1e3, r.steps, r.nf, r.t_f * 1e6, r.overhead * 1e6,
+                           r.err, r.note])
+    table = markdown_table(["solver", "stepping", "total [ms]", "steps", "nf", "t_f [us]", "overhead / step [us]",
+                            "max error at t1", "note"], table_rows)
+    by = {r.solver: r for r in rows if isinstance(r, Row)}
+    ours = by.get("pysciml Tsit5 (solve, batched)")
+    lines = []
+    for peer in ("torchdiffeq odeint dopri5", "torchode Tsit5 (eager)", "torchode Tsit5 (torch.compile)",
+                 "diffrax Tsit5 (jit, vmap)"):
+        if ours is not None and peer in by:
+            p = by[peer]
+            lines.append(f"- vs {peer}: total time {p.total / ours.total:.2f}x, overhead per step "
+                         f"{p.overhead / ours.overhead:.2f}x (peer / pysciml; > 1 means pysciml is faster)")
+    threads = torch.get_num_threads()
+    return (f"# Task 2: per-step solver overhead, Van der Pol mu = {MU:g}\n\n"
+            f"Machine: {environment()}. Device {device}, torch threads {threads}.\n\n"
+            f"Batch {size.batch}, tspan (0, {size.t1:g}), float64, rtol = atol = {TOL:g}; medians of {size.repeats} "
+            f"runs after a warm-up. overhead / step = (total - nf t_f) / steps; errors against Vern7 at 1e-12.\n\n"
+            f"{table}\n\nRatios (pysciml solve, batched):\n" + "\n".join(lines) + "\n")
+
+
+def main(size: str = "full", device: str = "cpu") -> str:
+    skip = start_task("Task 2 (overhead)", device)
+    if skip is not None:
+        return skip
+    cfg = SIZES[(size, device)]
+    text = report(run_all(cfg, device), cfg, device)
+    write_result(result_name("overhead", size, device), text)
+    return text
+
+
+def summary_numbers(text: str) -> dict[str, float]:
+    """Overhead per step [us] by solver, parsed back from a report (for tests)."""
+    out = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 9 and cells[6] and cells[6][0].isdigit():
+            out[cells[0]] = float(cells[6])
+    return out
+
+
+if __name__ == "__main__":
+    print(main())

@@ -1,0 +1,270 @@
+"""Task 1: stiff work-precision diagrams. ROBER, HIRES, Van der Pol (mu = 1e3), Brusselator-1D (N = 64, 256).
+
+Solvers, each at rtol = 1e-4 .. 1e-8 with atol = 1e-4 * rtol:
+- pysciml Rodas5P, Rodas4, Rosenbrock23 (analytic Jacobian) and KenCarp4 (IMEX on the Brusselator's split:
+  diffusion implicit, reaction explicit; fully implicit elsewhere);
+- SciPy ``solve_ivp`` Radau, BDF, LSODA with the same analytic Jacobian (dense, as pysciml's);
+- diffrax Kvaerno5 and KenCarp4 (same split; ``MultiTerm(0, f)`` elsewhere; root finder optimistix.Newton,
+  see ``peers.DiffraxSolver``), jitted, 64-bit, Jacobians by ``jax.jacfwd``; compile time reported
+  separately, the jitted solve timed.
+Error: ``max_i |u_i(t1) - ref_i| / |ref_i|`` against ``stiff_problems.reference``. Times: medians after one
+warm-up solve per (problem, solver), 5 runs (3 for runs over 0.5 s, 1 over 2 s; the table says how many);
+after a run over ``SLOW_CAP`` (5 s) a solver skips the tighter tolerances (listed in the report).
+Torch runs on one thread. Summary: Rodas5P's time at its own errors vs the peers' times interpolated (log-log)
+to the same error on their curves.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import pysciml as ps
+
+from .common import RESULTS, environment, markdown_table, result_name, write_result
+from .peers import DiffraxSolver, Outcome, jax_modules, pysciml_solver, scipy_solver, time_runs
+from .stiff_problems import StiffCase, make_cases, max_rel_err, reference
+
+RTOLS = (1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
+ATOL_PER_RTOL = 1e-4
+PYSCIML = (ps.Rodas5P(), ps.Rodas4(), ps.KenCarp4(), ps.Rosenbrock23())
+SCIPY = ("Radau", "BDF", "LSODA")
+DIFFRAX = ("Kvaerno5", "KenCarp4")
+SLOW_CAP = 5.0  # seconds: a solver whose run took longer skips the tighter tolerances (keeps the 12-min budget)
+
+
+@dataclass
+class Run:
+    """One (solver, rtol) point of a work-precision curve."""
+
+    solver: str
+    rtol: float
+    time: float
+    runs: int
+    err: float
+    out: Outcome
+
+
+def solvers(case: StiffCase, jaxmods) -> list[tuple[str, Callable[[float, float], Outcome]]]:
+    """The ``(label, (rtol, atol) -> Outcome)`` of every solver on ``case`` (diffrax only when installed)."""
+    out = []
+    for alg in PYSCIML:
+        split = alg.name == "KenCarp4" and case.torch_split is not None
+        out.append((f"pysciml {alg.name}" + (" (IMEX)" if split else ""), pysciml_solver(case, alg, split)))
+    out += [(f"SciPy {m}", scipy_solver(case, m)) for m in SCIPY]
+    if jaxmods is not None:
+        for name in DIFFRAX:
+            imex = name == "KenCarp4" and case.split is not None
+            label = f"diffrax {name}" + (" (IMEX, Newton)" if imex else " (Newton)" if name == "KenCarp4" else "")
+            out.append((label, DiffraxSolver(case, name, jaxmods)))
+    return out
+
+
+def sweep(case: StiffCase, rtols: tuple[float, ...], jaxmods, max_runs: int, skipped: list[str]
+          ) -> tuple[list[Run], list[list]]:
+    """Every solver over ``rtols``; returns the runs and the diffrax compile-time rows. Once a solver's run takes
+    over ``SLOW_CAP`` seconds its tighter tolerances are skipped (appended to ``skipped``)."""
+    ref, _ = reference(case)
+    runs, compile_rows = [], []
+    for label, fn in solvers(case, jaxmods):
+        t_start = time.perf_counter()
+        fn(rtols[0], ATOL_PER_RTOL * rtols[0])  # warm-up (for diffrax: the compilation)
+        for rtol in rtols:
+            if runs and runs[-1].solver == label and runs[-1].time > SLOW_CAP:
+                skipped.append(f"{label} at rtol {rtol:g}")  # a tighter tolerance would take longer still
+                continue
+            atol = ATOL_PER_RTOL * rtol
+            med, n, out = time_runs(lambda fn=fn, rtol=rtol, atol=atol: fn(rtol, atol), max_runs)
+            if isinstance(fn, DiffraxSolver) and out.ok:
+                out.nf = fn.count_nf(rtol, atol)
+                if rtol == rtols[0]:
+                    compile_rows.append([case.title, label, fn.first_call - med])
+            runs.append(Run(label, rtol, med, n, max_rel_err(out.u, ref) if out.ok else float("nan"), out))
+        print(f"  {case.key}: {label} done in {time.perf_counter() - t_start:.1f} s", file=sys.stderr, flush=True)
+    return runs, compile_rows
+
+
+def curve(runs: list[Run], solver: str) -> list[tuple[float, float]]:
+    """``(error, time)`` points of ``solver`` (finite errors only), sorted by error."""
+    return sorted((r.err, r.time) for r in runs if r.solver == solver and np.isfinite(r.err) and r.err > 0)
+
+
+def time_at_error(points: list[tuple[float, float]], err: float) -> float | None:
+    """A solver's time at error ``err``, log-log interpolated between its measured points; ``None`` outside them."""
+    if not points or not points[0][0] <= err <= points[-1][0]:
+        return None
+    e, t = np.log([p[0] for p in points]), np.log([p[1] for p in points])
+    return float(np.exp(np.interp(np.log(err), e, t)))
+
+
+def matched(runs: list[Run]) -> tuple[list[list], float | None, float | None]:
+    """Rodas5P vs SciPy at Rodas5P's own errors: rows, and the median time ratios Rodas5P / best(Radau, BDF)
+    and Rodas5P / LSODA over the errors both reach (``None`` if none)."""
+    peers = {m: curve(runs, f"SciPy {m}") for m in SCIPY}
+    rows, r_best, r_lsoda = [], [], []
+    for r in runs:
+        if r.solver != "pysciml Rodas5P" or not np.isfinite(r.err):
+            continue
+        at = {m: time_at_error(pts, r.err) for m, pts in peers.items()}
+        best = min((t for m, t in at.items() if m != "LSODA" and t is not None), default=None)
+        rb = None if best is None else r.time / best
+        rl = None if at["LSODA"] is None else r.time / at["LSODA"]
+        r_best += [rb] if rb is not None else []
+        r_lsoda += [rl] if rl is not None else []
+        rows.append([r.rtol, r.err, r.time * 1e3] + [fmt_ms(at[m]) for m in SCIPY] + [fmt_x(rb), fmt_x(rl)])
+    return rows, median_or_none(r_best), median_or_none(r_lsoda)
+
+
+def median_or_none(v: list[float]) -> float | None:
+    return float(np.median(v)) if v else None
+
+
+def met(ratio: float | None, target: float) -> str:
+    return "-" if ratio is None else "yes" if ratio <= target else "no"
+
+
+def fmt_ms(t: float | None) -> str:
+    return "outside its range" if t is None else f"{t * 1e3:.3g}"
+
+
+def fmt_x(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}x"
+
+
+def run_rows(runs: list[Run]) -> list[list]:
+    def c(v):
+        return "-" if v is None else v
+
+    return [[r.solver, r.rtol, r.time * 1e3, r.runs, r.err if r.out.ok else "failed", c(r.out.nf), c(r.out.naccept),
+             c(r.out.nreject), c(r.out.njac), c(r.out.nlu)] for r in runs]
+
+
+RUN_HEADERS = ["solver", "rtol", "time [ms]", "runs", "max rel. error", "f evals", "accepted steps", "rejected",
+               "Jacobians", "LUs"]
+
+
+def plot_case(case: StiffCase, runs: list[Run], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    draw(axes[0], runs, "time")
+    draw(axes[1], runs, "nf")
+    axes[0].set_ylabel("wall time [ms]")
+    axes[1].set_ylabel("f evaluations")
+    for ax in axes:
+        ax.set_xlabel(f"max relative error at t = {case.t1:g}")
+    axes[1].legend(fontsize="x-small", loc="best")
+    fig.suptitle(f"{case.title}: rtol {RTOLS[0]:g}..{RTOLS[-1]:g}, atol = {ATOL_PER_RTOL:g} rtol")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+STYLE = {"pysciml": "o-", "SciPy": "s--", "diffrax": "^:"}
+
+
+def draw(ax, runs: list[Run], what: str) -> None:
+    for name in dict.fromkeys(r.solver for r in runs):
+        pts = sorted((r.err, r.time * 1e3 if what == "time" else r.out.nf) for r in runs
+                     if r.solver == name and np.isfinite(r.err) and r.err > 0 and r.out.nf is not None)
+        if pts:
+            e, y = zip(*pts, strict=True)
+            ax.loglog(e, y, STYLE[name.split()[0]], label=name, markersize=4)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def plot_overview(results: list[tuple[StiffCase, list[Run]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(3, len(results))
+    rows = (len(results) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
+    for ax, (case, runs) in zip(axes.flat, results, strict=False):
+        draw(ax, runs, "time")
+        ax.set_title(case.title, fontsize="small")
+        ax.set_xlabel("max rel. error")
+        ax.set_ylabel("time [ms]")
+    for ax in list(axes.flat)[len(results):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", fontsize="small")
+    fig.suptitle(f"Stiff work-precision (rtol {RTOLS[0]:g}..{RTOLS[-1]:g}, atol = {ATOL_PER_RTOL:g} rtol)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(size: str = "full", device: str = "cpu") -> str:
+    """Run task 1 at ``size`` ``"full"`` (5 problems, 5 tolerances) or ``"smoke"`` (Brusselator N=8 to t=1,
+    rtol 1e-6, no diffrax);
+    write ``benchmarks/results/stiff[_smoke].md`` and PNGs; return the markdown."""
+    if device != "cpu":
+        return "Task 1 (stiff work-precision) is single-trajectory CPU work; it is not run with --device cuda.\n"
+    torch.set_num_threads(1)
+    t_task, cpu_task = time.perf_counter(), time.process_time()
+    suffix = "" if size == "full" else "_smoke"
+    rtols = RTOLS if size == "full" else (1e-6,)
+    jaxmods = jax_modules() if size == "full" else None  # a diffrax compile alone takes seconds per solver
+    results, compile_rows, sections, summary = [], [], [], []
+    for case in make_cases(size):
+        print(f"stiff: {case.title}", file=sys.stderr, flush=True)
+        _, ref_how = reference(case)
+        skipped: list[str] = []
+        runs, crows = sweep(case, rtols, jaxmods, 5 if size == "full" else 1, skipped)
+        results.append((case, runs))
+        compile_rows += crows
+        png = RESULTS / f"stiff_{case.key}{suffix}.png"
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        plot_case(case, runs, png)
+        mrows, rb, rl = matched(runs)
+        summary.append([case.title, fmt_x(rb), met(rb, 0.5), fmt_x(rl), met(rl, 2.0)])
+        sections.append(
+            f"### {case.title}\n\nReference: {ref_how}.\n\n![{case.key}]({png.name})\n\n"
+            f"{markdown_table(RUN_HEADERS, run_rows(runs))}\n\n"
+            + (f"Skipped (the previous tolerance took > {SLOW_CAP:g} s): {'; '.join(skipped)}.\n\n" if skipped else "")
+            +
+            "Rodas5P at matched error (peer times log-log interpolated on their curves to Rodas5P's error):\n\n"
+            + markdown_table(["rtol", "Rodas5P error", "Rodas5P [ms]"] + [f"SciPy {m} [ms]" for m in SCIPY]
+                             + ["Rodas5P / best(Radau, BDF)", "Rodas5P / LSODA"], mrows))
+    overview = RESULTS / f"stiff_work_precision{suffix}.png"
+    plot_overview(results, overview)
+    peers_note = ("" if jaxmods is not None else " diffrax skipped at smoke size (compile time)." if size != "full"
+                  else " diffrax/jax not installed: diffrax skipped.")
+    compile_txt = (markdown_table(["problem", "solver", "compile time [s] (first call - timed run)"], compile_rows)
+                   if compile_rows else "diffrax not run.")
+    text = (
+        f"# Task 1: stiff work-precision ({size})\n\n"
+        f"Machine: {environment()}. Torch limited to 1 thread.{peers_note}\n\n"
+        f"rtol {', '.join(f'{r:g}' for r in rtols)}; atol = {ATOL_PER_RTOL:g} * rtol (scalar) for every solver. "
+        "Analytic Jacobian for pysciml and SciPy (dense); diffrax differentiates f with jax.jacfwd. Error: "
+        "max componentwise relative error at t1. Times: median of `runs` runs after one warm-up solve per "
+        "(problem, solver): 5 runs, 3 when a run takes > 0.5 s, 1 when > 2 s; after a run over "
+        f"{SLOW_CAP:g} s a solver skips the tighter tolerances (listed per problem). f evals: each library's counter "
+        "(diffrax: host-callback count in a separate untimed run, a jacfwd Jacobian counting as one call).\n\n"
+        f"![overview]({overview.name})\n\n"
+        "## Summary: pysciml Rodas5P time at matched error (median over its tolerances; target <= 0.5x best of "
+        "SciPy Radau/BDF, <= 2x LSODA)\n\n"
+        + markdown_table(["problem", "Rodas5P / best(Radau, BDF)", "<= 0.5x?", "Rodas5P / LSODA", "<= 2x?"],
+                         summary)
+        + f"\n\n## diffrax compile times\n\n{compile_txt}\n\n## Per problem\n\n" + "\n\n".join(sections)
+        + f"\n\nTotal benchmark wall time: {time.perf_counter() - t_task:.0f} s (CPU time of this process: "
+        f"{time.process_time() - cpu_task:.0f} s).\n"
+    )
+    write_result(result_name("stiff", size, device), text)
+    return text
+
+
+if __name__ == "__main__":
+    print(main(sys.argv[1] if len(sys.argv) > 1 else "full"))
