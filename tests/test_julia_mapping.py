@@ -108,3 +108,18 @@ def test_algorithm_options():
     # the native Newton defaults are Julia's NLNewton defaults (kappa = 1//100, max_iter = 10)
     assert algorithm_options(algorithms.Kvaerno5())["newton_kappa"] == 0.01
     assert algorithm_options(algorithms.Kvaerno5())["max_newton_iters"] == 10
+
+
+def test_native_only_algorithms_are_refused_by_the_julia_engine_with_a_clear_error():
+    """IMEXSSP2 and ARS222 (SINODE's second-order pairs) exist only in the torch engine: asking the Julia
+    engine for them fails before Julia is started, naming the algorithm and the way out."""
+    import torch
+
+    import pysciml as ps
+    from pysciml.algorithms_native import NATIVE_ALGORITHMS
+
+    prob = ps.SplitODEProblem(-torch.eye(2, dtype=torch.float64), lambda t, u: 0 * u,
+                              torch.ones(2, dtype=torch.float64), (0.0, 1.0))
+    for cls in NATIVE_ALGORITHMS.values():
+        with pytest.raises(ps.InputError, match=rf"{cls.__name__}\(\) has no Julia counterpart.*backend='torch'"):
+            ps.solve(prob, cls(), dt=0.1, backend="julia")
