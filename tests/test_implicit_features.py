@@ -119,3 +119,18 @@ def test_sparse_linear_implicit_part():
     c = ps.solve(sparse, ps.KenCarp4(linsolve=ps.GMRES()), rtol=1e-8, atol=1e-10, saveat=[1.0])
     torch.testing.assert_close(b.u, a.u, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(c.u, a.u, rtol=1e-7, atol=1e-8)
+
+
+def test_matrix_free_newton_in_float32_uses_a_reachable_gmres_tolerance():
+    """GMRES's default rtol (1e-10) is below float32's resolution; the solver raises it to 100 eps so a float32
+    matrix-free solve converges instead of rejecting every step, and agrees with float64 to float32 accuracy."""
+    def run(dtype):
+        L = torch.tensor([[-50.0, 10.0], [0.0, -80.0]], dtype=dtype)
+        prob = ps.SplitODEProblem(lambda t, u: L @ u, lambda t, u: 0.5 * torch.sin(u),
+                                  torch.tensor([1.0, -0.5], dtype=dtype), (0.0, 1.0))
+        return ps.solve(prob, ps.KenCarp4(linsolve=ps.GMRES()), rtol=1e-4, atol=1e-6)
+
+    s32, s64 = run(torch.float32), run(torch.float64)
+    assert s32.retcode is ps.ReturnCode.Success and s32.u.dtype == torch.float32
+    assert s32.stats.nreject <= s64.stats.nreject + 2
+    torch.testing.assert_close(s32.u[-1].double(), s64.u[-1], rtol=1e-4, atol=1e-5)

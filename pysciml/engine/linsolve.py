@@ -127,7 +127,9 @@ class KrylovSolver:
     def solve(self, rhs_vec: Tensor) -> tuple[Tensor, Tensor | None]:
         assert self.matvec is not None
         self.stats.nsolve += 1
-        return gmres(self.matvec, rhs_vec, rtol=self.opts.rtol, restart=self.opts.restart,
+        # a residual below ~100 eps cannot be certified in the state's dtype (float32: 1e-10 never converges)
+        rtol = max(self.opts.rtol, 100 * torch.finfo(rhs_vec.dtype).eps)
+        return gmres(self.matvec, rhs_vec, rtol=rtol, restart=self.opts.restart,
                      maxiter=self.opts.maxiter)
 
 
