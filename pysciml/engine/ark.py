@@ -54,6 +54,7 @@ class ARKStepper(Stepper):
         self.adaptive = tab.btilde is not None
         self.fresh = False
         self.eta: Tensor | None = None
+        self.f_tracked = False
         self.fI0: Tensor | None = None
         self.fE0: Tensor | None = None
         last_e = tuple(tab.aE[-1]) + (0.0,) if tab.aE is not None else None
@@ -70,6 +71,8 @@ class ARKStepper(Stepper):
         self.fE0 = self.rhs_e(t, u) if self.rhs_e is not None else None
         self.f0 = self.fI0 if self.fE0 is None else self.fI0 + self.fE0
         self.eta = torch.ones(u.shape[0], dtype=u.dtype, device=u.device)
+        # f_I carries a graph (its parameters or u0 require grad): stages need their exact derivatives
+        self.f_tracked = bool(self.fI0.requires_grad)
 
     def f_total(self, t: Tensor, u: Tensor) -> Tensor:
         fi = self.rhs(t, u)
@@ -105,9 +108,10 @@ class ARKStepper(Stepper):
 
     def _stage(self, t_i: Tensor, psi: Tensor, z: Tensor, gh: Tensor, inv: Tensor) -> tuple[Tensor, Tensor]:
         """Newton solve of one implicit stage. When a graph is being recorded (the discrete adjoint), Newton
-        runs without one and the converged stage gets its exact derivative (``stage_gradient``)."""
-        if not torch.is_grad_enabled():
-            return self._newton(t_i, psi, z, gh, inv)
+        runs without one and the converged stage gets its exact derivative (``stage_gradient``, one more call of
+        ``f_I``); a plain solve, with nothing requiring grad, pays nothing for this."""
+        if not (torch.is_grad_enabled() and (self.f_tracked or psi.requires_grad)):
+            return self._newton(t_i, psi, z, gh, inv)  # nothing to differentiate: no extra f call
         with torch.no_grad():
             z, conv = self._newton(t_i.detach(), psi.detach(), z.detach(), gh.detach(), inv.detach())
         krylov = self.linsolve.opts if isinstance(self.linsolve, KrylovSolver) else None
