@@ -8,7 +8,14 @@ from typing import Any
 
 import torch
 
-from .algorithms import Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, IMEXAlgorithm, RosenbrockAlgorithm
+from .algorithms import (
+    Algorithm,
+    ESDIRKAlgorithm,
+    ExplicitAlgorithm,
+    IMEXAlgorithm,
+    ImplicitAlgorithm,
+    RosenbrockAlgorithm,
+)
 from .errors import InputError
 from .problem import ODEProblem, SplitODEProblem
 
@@ -37,6 +44,11 @@ def check_algorithm(alg: Any, prob: ODEProblem, unsplit: bool) -> Algorithm:
             f"{alg.name}() does not support a mass matrix; use a Rosenbrock method (Rodas5P(), Rodas4(), "
             "ROS3P(), Rosenbrock23())"
         )
+    if isinstance(alg, ImplicitAlgorithm) and prob.u0.dtype in (torch.float16, torch.bfloat16):
+        raise InputError(
+            f"{alg.name}() needs float32 or float64: its linear solves (LU) have no {prob.u0.dtype} kernels in "
+            "torch; solve in float32 (u0.float()) or use an explicit method (Tsit5())"
+        )
     if isinstance(alg, ESDIRKAlgorithm):
         if alg.max_newton_iters < 1:
             raise InputError(f"max_newton_iters must be >= 1, got {alg.max_newton_iters}")
@@ -46,24 +58,37 @@ def check_algorithm(alg: Any, prob: ODEProblem, unsplit: bool) -> Algorithm:
 
 
 def check_tolerances(rtol: Any, atol: Any, prob: ODEProblem) -> tuple[float, Tensor]:
-    """Returns ``rtol`` as a float and ``atol`` as ``(1, n)`` or ``(B, n)``."""
+    """Returns ``rtol`` as a float and ``atol`` as ``(1, n)`` or ``(B, n)``.
+
+    ``atol = 0`` (pure relative control, as in SciPy and OrdinaryDiffEq) is kept as the dtype's smallest
+    normal number, so a component that is exactly zero never divides by zero in the error norm."""
     dtype, device = prob.u0.dtype, prob.u0.device
     if isinstance(rtol, Tensor):
         if rtol.numel() != 1:
             raise InputError("rtol must be a scalar; give per-component scales through atol")
         rtol = float(rtol)
-    if not isinstance(rtol, (int, float)) or not math.isfinite(rtol) or rtol <= 0:
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not math.isfinite(rtol) or rtol <= 0:
         raise InputError(f"rtol must be a positive finite number, got {rtol!r}")
-    eps = torch.finfo(dtype).eps
-    if rtol < 0.5 * eps:  # odeint's default 1e-7 on float32 is within rounding of eps: no warning
+    finfo = torch.finfo(dtype)
+    if rtol < 0.5 * finfo.eps:  # odeint's default 1e-7 on float32 is within rounding of eps: no warning
         warnings.warn(
-            f"rtol={rtol:g} is below the resolution of {dtype} (eps={eps:.2g}); using rtol={eps:.2g}. "
+            f"rtol={rtol:g} is below the resolution of {dtype} (eps={finfo.eps:.2g}); using rtol={finfo.eps:.2g}. "
             "Use float64 for tighter tolerances.", UserWarning, stacklevel=3,
         )
-        rtol = eps
-    a = torch.as_tensor(atol, dtype=dtype, device=device)
-    if not bool(torch.isfinite(a).all()) or bool((a <= 0).any()):
-        raise InputError(f"atol must be positive and finite everywhere, got {atol!r}")
+        rtol = finfo.eps
+    if isinstance(atol, bool):
+        raise InputError(f"atol must be a number or a tensor, got {atol!r}")
+    raw = torch.as_tensor(atol, dtype=torch.float64).detach().cpu()
+    if not bool(torch.isfinite(raw).all()) or bool((raw < 0).any()):
+        raise InputError(f"atol must be finite and >= 0 everywhere, got {atol!r}")
+    a = raw.to(dtype=dtype, device=device)
+    if bool(((raw > 0) & (a.cpu() == 0)).any()):
+        warnings.warn(
+            f"atol={atol!r} underflows to 0 in {dtype}; using atol={finfo.tiny:.3g} (the smallest normal "
+            f"number). Pass an atol representable in {dtype} or solve in float32/float64.",
+            UserWarning, stacklevel=3,
+        )
+    a = a.clamp(min=finfo.tiny)
     n = prob.state_size
     if a.numel() == 1:
         return float(rtol), a.reshape(1, 1).expand(1, n)
@@ -76,18 +101,37 @@ def check_tolerances(rtol: Any, atol: Any, prob: ODEProblem) -> tuple[float, Ten
     )
 
 
+def check_method_tolerance(alg: Algorithm, rtol: float, adaptive: bool) -> None:
+    """Warn when ``rtol`` is tighter than a low-order method is meant for (its global error then exceeds
+    the tolerance by far through error accumulation, although each step meets it)."""
+    if adaptive and alg.min_rtol is not None and rtol < alg.min_rtol:
+        warnings.warn(
+            f"rtol={rtol:g} is below what {alg.name}() is meant for (rtol >= {alg.min_rtol:g}): a method of order "
+            f"{alg.order} accumulates a global error that can exceed rtol many times over; use Rodas5P() "
+            "(stiff) or Vern7() (non-stiff) for tight tolerances", UserWarning, stacklevel=3,
+        )
+
+
 def check_saveat(saveat: Any, prob: ODEProblem) -> Tensor | None:
+    """Save times as a 1-D tensor, or ``None`` (save every step). SciML's meaning: a number is a spacing
+    (``saveat=10`` on ``(0, 100)`` saves at 0, 10, ..., 100; ``t1`` is always saved), a sequence lists the
+    times."""
     if saveat is None:
         return None
     t0, t1 = prob.tspan
     dtype, device = prob.u0.dtype, prob.u0.device
-    if isinstance(saveat, int) and not isinstance(saveat, bool):
-        if saveat < 2:
-            raise InputError(f"saveat as a number of points must be >= 2, got {saveat}")
-        return torch.linspace(t0, t1, saveat, dtype=dtype, device=device)
+    if isinstance(saveat, bool):
+        raise InputError(f"saveat={saveat!r} is ambiguous; pass a spacing (saveat=0.1), a list of times, or None "
+                         "(every step)")
+    if isinstance(saveat, Tensor) and saveat.requires_grad:
+        raise InputError("saveat requires grad, but solve does not differentiate with respect to save times; "
+                         "use pysciml.odeint(func, y0, t) for gradients with respect to t")
+    if isinstance(saveat, (int, float)):
+        return _spaced_times(float(saveat), t0, t1, dtype, device)
     s = torch.as_tensor(saveat, dtype=dtype, device=device).detach()
     if s.ndim == 0:
-        s = s.reshape(1)
+        raise InputError(f"saveat is a 0-d tensor ({float(s):g}); pass a Python number for a spacing or "
+                         f"[{float(s):g}] for a single save time")
     if s.ndim != 1 or s.numel() == 0:
         raise InputError(f"saveat must be a 1-D sequence of times, got shape {tuple(s.shape)}")
     if not bool(torch.isfinite(s).all()):
@@ -103,6 +147,25 @@ def check_saveat(saveat: Any, prob: ODEProblem) -> Tensor | None:
     return s
 
 
+def _spaced_times(step: float, t0: float, t1: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``t0, t0 +- step, ...`` inside ``tspan``, then ``t1`` (a last grid point within rounding of ``t1`` is
+    ``t1``)."""
+    span = abs(t1 - t0)
+    if not math.isfinite(step) or step <= 0:
+        raise InputError(f"saveat as a number is the spacing of the save times and must be positive, got {step!r}")
+    count = math.floor(span / step * (1 + 1e-12))
+    if count > 10_000_000:
+        raise InputError(f"saveat={step:g} on a span of {span:g} asks for {count} save times; pass a larger spacing")
+    direction = 1.0 if t1 > t0 else -1.0
+    ks = torch.arange(count + 1, dtype=torch.float64)
+    times = t0 + direction * step * ks
+    if abs(float(times[-1]) - t1) <= 1e-12 * max(span, abs(t1)):
+        times[-1] = t1
+    else:
+        times = torch.cat((times, torch.tensor([t1], dtype=torch.float64)))
+    return times.to(dtype=dtype, device=device)
+
+
 def check_tstops(tstops: Any, prob: ODEProblem, adaptive: bool) -> list[float] | None:
     if tstops is None:
         return None
@@ -114,31 +177,52 @@ def check_tstops(tstops: Any, prob: ODEProblem, adaptive: bool) -> list[float] |
     if not bool(torch.isfinite(vals).all()):
         raise InputError("tstops contains NaN or Inf")
     t0, t1 = prob.tspan
+    lo, hi = min(t0, t1), max(t0, t1)
+    outside = [float(v) for v in vals if not lo <= float(v) <= hi]
+    if outside:
+        raise InputError(f"tstops time {outside[0]:g} lies outside tspan ({t0:g}, {t1:g}); every stop must be "
+                         "inside (the integration never reaches it)")
     direction = 1.0 if t1 > t0 else -1.0
     return sorted({float(v) for v in vals}, key=lambda v: direction * v)
 
 
 def check_steps(alg: Algorithm, adaptive: bool | None, dt: Any, maxiters: Any, dtmin: Any,
-                dtmax: Any) -> tuple[bool, float | None]:
+                dtmax: Any, span: float | None = None) -> tuple[bool, float | None]:
+    """Returns ``(adaptive, |dt|)``. ``span`` (``|t1 - t0|``) lets ``dtmin`` be checked against it."""
     if adaptive is None:
         adaptive = alg.is_adaptive
+    fixed_why = alg.no_adaptivity_reason or "it has no error estimator"
     if adaptive and not alg.is_adaptive:
-        raise InputError(f"{alg.name}() has no error estimator; pass adaptive=False with a fixed dt")
+        raise InputError(f"{alg.name}() cannot choose its own steps: {fixed_why}; pass adaptive=False with a "
+                         "fixed dt, or use an adaptive method (Rodas5P(), Tsit5())")
     if dt is not None:
         if isinstance(dt, Tensor):
             dt = float(dt)
-        if not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt == 0:
+        if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt == 0:
             raise InputError(f"dt must be a nonzero finite number, got {dt!r}")
         dt = abs(float(dt))
     elif not adaptive:
-        raise InputError(f"{alg.name}() with adaptive=False needs a step size: pass dt=...")
-    if not isinstance(maxiters, int) or maxiters < 1:
+        why = "" if alg.is_adaptive else f" ({alg.name}() is fixed-step only: {fixed_why})"
+        raise InputError(f"{alg.name}() with adaptive=False needs a step size: pass dt=...{why}")
+    if isinstance(maxiters, bool) or not isinstance(maxiters, int) or maxiters < 1:
         raise InputError(f"maxiters must be a positive integer, got {maxiters!r}")
-    if not isinstance(dtmin, (int, float)) or dtmin < 0 or not math.isfinite(dtmin):
+    if isinstance(dtmin, bool) or not isinstance(dtmin, (int, float)) or dtmin < 0 or not math.isfinite(dtmin):
         raise InputError(f"dtmin must be a finite number >= 0, got {dtmin!r}")
-    if dtmax is not None and (not isinstance(dtmax, (int, float)) or dtmax <= 0):
+    if dtmax is not None and (isinstance(dtmax, bool) or not isinstance(dtmax, (int, float)) or not dtmax > 0):
         raise InputError(f"dtmax must be a positive number, got {dtmax!r}")
+    if dtmax is not None and dtmin > dtmax:
+        raise InputError(f"dtmin={dtmin:g} is larger than dtmax={dtmax:g}; no step size satisfies both")
+    if span is not None and dtmin >= span:
+        raise InputError(f"dtmin={dtmin:g} is not smaller than the span |t1 - t0| = {span:g}; every step would be "
+                         "below the minimum (dtmin bounds rejected steps: use a value well below the span)")
     return bool(adaptive), dt
+
+
+def check_controller(controller: Any) -> None:
+    from .engine.controller import PIController
+
+    if controller is not None and not isinstance(controller, PIController):
+        raise InputError(f"controller must be a PIController(...), got {type(controller).__name__}")
 
 
 def advice(alg: Algorithm, code: str) -> str:

@@ -35,6 +35,11 @@ class Algorithm:
     #: PI-controller beta2 when it differs from 2/(5 p) (OrdinaryDiffEq uses 0.04 for DP5 and Tsit5,
     #: with beta1 = 1/p - 3 beta2/4); ``None`` keeps the general defaults.
     default_beta2: ClassVar[float | None] = None
+    #: Why the method's embedded estimate cannot control the step (the method is then fixed-step only).
+    no_adaptivity_reason: ClassVar[str | None] = None
+    #: The tightest ``rtol`` the method is meant for: below it the global error of a low-order method can
+    #: exceed the tolerance by far (error accumulation), and ``solve`` warns.
+    min_rtol: ClassVar[float | None] = None
 
     @property
     def name(self) -> str:
@@ -52,8 +57,8 @@ class Algorithm:
 
     @property
     def is_adaptive(self) -> bool:
-        """True if the method has an error estimator (it can run with ``adaptive=True``)."""
-        return getattr(self.tableau, "btilde", None) is not None
+        """True if the method has an error estimator that can control the step (``adaptive=True``)."""
+        return self.no_adaptivity_reason is None and getattr(self.tableau, "btilde", None) is not None
 
     @property
     def is_implicit(self) -> bool:
@@ -185,18 +190,29 @@ class Euler(ExplicitAlgorithm):
 
 @dataclass(frozen=True, repr=False)
 class Rosenbrock23(RosenbrockAlgorithm):
-    """Shampine-Reichelt ode23s: L-stable order 2(3) W-method, for loose tolerances."""
+    """Shampine-Reichelt ode23s: L-stable order 2(3) W-method, for loose tolerances (``rtol >= 1e-6``)."""
 
     _tableau: ClassVar[str] = "rosenbrock:ROSENBROCK23"
     julia_name: ClassVar[str] = "Rosenbrock23"
+    min_rtol: ClassVar[float | None] = 1e-6
 
 
 @dataclass(frozen=True, repr=False)
 class ROS3P(RosenbrockAlgorithm):
-    """Lang-Verwer 3(2) Rosenbrock method, no order reduction on parabolic problems."""
+    """Lang-Verwer 3rd-order Rosenbrock method, no order reduction on parabolic problems. Fixed steps only.
+
+    Its published embedded formula has the same stability function as the method itself, so on every linear
+    constant-coefficient problem the error estimate is rounding noise and adaptive steps are not controlled
+    (OrdinaryDiffEq.jl has the same defect open, issue 4291). pysciml therefore runs ROS3P with
+    ``adaptive=False`` and a given ``dt`` only; use ``Rodas4()``/``Rodas5P()`` for adaptive stiff solves.
+    """
 
     _tableau: ClassVar[str] = "rosenbrock:ROS3P"
     julia_name: ClassVar[str] = "ROS3P"
+    no_adaptivity_reason: ClassVar[str | None] = (
+        "its embedded formula (Lang & Verwer 2001) has the same stability function as the method, so the "
+        "error estimate vanishes on linear problems and cannot control the step"
+    )
 
 
 @dataclass(frozen=True, repr=False)

@@ -6,7 +6,16 @@ from typing import Any
 
 import torch
 
-from ._validate import advice, check_algorithm, check_saveat, check_steps, check_tolerances, check_tstops
+from ._validate import (
+    advice,
+    check_algorithm,
+    check_controller,
+    check_method_tolerance,
+    check_saveat,
+    check_steps,
+    check_tolerances,
+    check_tstops,
+)
 from .algorithms import Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, KenCarp4, RosenbrockAlgorithm, Tsit5
 from .engine.ark import ARKStepper
 from .engine.controller import PIController
@@ -97,7 +106,9 @@ def solve(
                                   adaptive=adaptive, maxiters=maxiters, unsplit=unsplit)
     rtol_f, atol_t = check_tolerances(rtol, atol, prob)
     save_times = check_saveat(saveat, prob)
-    adaptive_b, dt_f = check_steps(alg, adaptive, dt, maxiters, dtmin, dtmax)
+    adaptive_b, dt_f = check_steps(alg, adaptive, dt, maxiters, dtmin, dtmax, abs(prob.tspan[1] - prob.tspan[0]))
+    check_method_tolerance(alg, rtol_f, adaptive_b)
+    check_controller(controller)
     stops = check_tstops(tstops, prob, adaptive_b)
     if dense is None:
         dense = save_times is None

@@ -47,7 +47,7 @@ def rober_cv(tmp_path_factory) -> tuple[CrossValidation, object]:
     prob = problems.rober((0.0, T_END))
     png = tmp_path_factory.mktemp("cv") / "rober.png"
     cv = crossvalidate(prob, ps.Rodas5P(), backends=("torch", "julia"),
-                       solvers={"radau": radau(1e-10, 1e-14)}, saveat=11, rtol=1e-8, atol=1e-12,
+                       solvers={"radau": radau(1e-10, 1e-14)}, saveat=T_END / 10, rtol=1e-8, atol=1e-12,
                        reference="radau", plot=png)
     return cv, png
 
@@ -106,14 +106,14 @@ def test_callable_reference_and_a_failed_engine():
     """Exact solution of u' = -u as a callable reference; a step budget that is too small makes a solve
     fail, which is reported with the solver's message, not raised."""
     prob = ps.ODEProblem(lambda t, u, p: -u, torch.ones(2, dtype=torch.float64), (0.0, 2.0))
-    cv = crossvalidate(prob, [ps.Tsit5(), ps.BS3()], backends=("torch",), saveat=5, rtol=1e-9, atol=1e-12,
+    cv = crossvalidate(prob, [ps.Tsit5(), ps.BS3()], backends=("torch",), saveat=0.5, rtol=1e-9, atol=1e-12,
                        reference=lambda t: torch.exp(-t)[:, None].expand(-1, 2))
     assert set(cv.errors) == {"Tsit5()[torch]", "BS3()[torch]"}
     assert cv.errors["Tsit5()[torch]"].max_rel < 1e-7
     assert ("Tsit5()[torch]", "BS3()[torch]") in cv.pairwise
 
     stiff = problems.rober((0.0, 1e3))
-    failed = crossvalidate(stiff, [ps.Tsit5(), ps.Rodas5P()], backends=("torch",), saveat=3, rtol=1e-6,
+    failed = crossvalidate(stiff, [ps.Tsit5(), ps.Rodas5P()], backends=("torch",), saveat=500.0, rtol=1e-6,
                            atol=1e-10, solve_options={"maxiters": 20})
     assert set(failed.failed) == {"Tsit5()[torch]", "Rodas5P()[torch]"}
     assert "MaxIters" in failed.failed["Tsit5()[torch]"]
@@ -126,6 +126,6 @@ def test_bad_input_is_an_error():
     with pytest.raises(InputError, match="backends"):
         crossvalidate(prob, ps.Rodas5P(), backends=("cuda",))
     with pytest.raises(InputError, match=r"shape \(S, \*u0.shape\)"):
-        crossvalidate(prob, [], backends=(), solvers={"bad": lambda p, t: torch.zeros(3)}, saveat=3)
+        crossvalidate(prob, [], backends=(), solvers={"bad": lambda p, t: torch.zeros(3)}, saveat=0.5)
     with pytest.raises(InputError, match="not one of the solved engines"):
-        crossvalidate(prob, ps.Rodas5P(), backends=("torch",), saveat=3, reference="nope")
+        crossvalidate(prob, ps.Rodas5P(), backends=("torch",), saveat=0.5, reference="nope")

@@ -8,7 +8,7 @@ from helpers import kepler_problem, nonlinear_problem
 
 import pysciml as ps
 
-ALGS = [ps.Tsit5(), ps.DP5(), ps.BS3(), ps.Vern7(), ps.Rosenbrock23(), ps.ROS3P(), ps.Rodas4(), ps.Rodas5P(),
+ALGS = [ps.Tsit5(), ps.DP5(), ps.BS3(), ps.Vern7(), ps.Rosenbrock23(), ps.Rodas4(), ps.Rodas5P(),
         ps.KenCarp3(), ps.KenCarp4(), ps.KenCarp5(), ps.Kvaerno5()]
 
 

@@ -59,9 +59,18 @@ def test_rtol_not_positive(rtol):
         ps.solve(ps.ODEProblem(f, U0, (0.0, 1.0)), ps.Tsit5(), rtol=rtol)
 
 
-def test_atol_not_positive():
-    with pytest.raises(ps.InputError, match="atol must be positive"):
-        ps.solve(ps.ODEProblem(f, U0, (0.0, 1.0)), ps.Tsit5(), atol=0.0)
+@pytest.mark.parametrize("atol", [-1e-6, math.nan, math.inf])
+def test_atol_negative_or_nonfinite(atol):
+    with pytest.raises(ps.InputError, match="atol must be finite and >= 0"):
+        ps.solve(ps.ODEProblem(f, U0, (0.0, 1.0)), ps.Tsit5(), atol=atol)
+
+
+def test_atol_zero_is_pure_relative_control():
+    """SciPy and OrdinaryDiffEq accept atol=0; a component that is exactly 0 must not divide by zero."""
+    u0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    sol = ps.solve(ps.ODEProblem(f, u0, (0.0, 1.0)), ps.Tsit5(), rtol=1e-8, atol=0.0)
+    assert sol.retcode == ps.ReturnCode.Success
+    assert abs(float(sol.u[-1, 0]) - math.exp(-1.0)) < 1e-7 and float(sol.u[-1, 1]) == 0.0
 
 
 def test_atol_wrong_shape():

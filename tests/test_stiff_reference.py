@@ -14,7 +14,7 @@ def weighted_error(u: torch.Tensor, ref: torch.Tensor, rtol: float, atol: float)
     return float(((u - ref).abs() / (atol + rtol * ref.abs())).max())
 
 
-STIFF_ALGS = [ps.Rodas5P(), ps.Rodas4(), ps.KenCarp4(), ps.ROS3P()]
+STIFF_ALGS = [ps.Rodas5P(), ps.Rodas4(), ps.KenCarp4()]  # ROS3P is fixed-step only (its estimator)
 
 
 def _check(prob, name, t1, alg, rtol, atol, **ref_params):
@@ -28,7 +28,7 @@ def _check(prob, name, t1, alg, rtol, atol, **ref_params):
 
 def sol_conserves(prob, alg, rtol) -> bool:
     """ROBER conserves y1 + y2 + y3 = 1; every method here preserves linear invariants up to round-off."""
-    sol = ps.solve(prob, alg, rtol=rtol, atol=rtol * 1e-4, saveat=20)
+    sol = ps.solve(prob, alg, rtol=rtol, atol=rtol * 1e-4, saveat=prob.tspan[1] / 20)
     return bool((sol.u.sum(dim=-1) - 1.0).abs().max() < 1e-10)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..algorithms import Algorithm
+from .._validate import check_saveat
 from ..errors import InputError, JuliaNotAvailableError
 from ..problem import ODEProblem
 from ..solve import solve
@@ -169,16 +170,13 @@ class CrossValidation:
 
 
 def _save_times(saveat: Any, prob: ODEProblem) -> Tensor:
+    """float64 CPU save times: 21 equally spaced by default, else as ``solve`` reads ``saveat`` (a number is
+    a spacing, a sequence the times)."""
     t0, t1 = prob.tspan
     if saveat is None:
-        saveat = 21
-    if isinstance(saveat, int) and not isinstance(saveat, bool):
-        if saveat < 2:
-            raise InputError(f"saveat as a number of points must be >= 2, got {saveat}")
-        return torch.linspace(t0, t1, saveat, dtype=torch.float64)
-    ts = torch.as_tensor(saveat, dtype=torch.float64).detach().cpu().reshape(-1)
-    if ts.numel() < 1:
-        raise InputError("saveat must hold at least one time")
+        return torch.linspace(t0, t1, 21, dtype=torch.float64)
+    ts = check_saveat(saveat, prob.remake(u0=prob.u0.detach().to("cpu", torch.float64)))
+    assert ts is not None
     return ts
 
 
@@ -204,7 +202,7 @@ def crossvalidate(
     backends: Iterable[str] = ("torch", "julia"),
     *,
     solvers: Mapping[str, Solver] | None = None,
-    saveat: int | Sequence[float] | Tensor | None = None,
+    saveat: float | Sequence[float] | Tensor | None = None,
     reference: Tensor | Callable[[Tensor], Any] | str | None = None,
     rtol: float = 1e-6,
     atol: float = 1e-9,
@@ -219,7 +217,8 @@ def crossvalidate(
         backends: engines to use, ``"torch"`` and/or ``"julia"``; an unavailable one is skipped with a note.
         solvers: user solvers, name -> ``solver(prob, saveat) -> (S, *u0.shape)`` (``saveat`` a float64
             CPU tensor). Exceptions they raise propagate.
-        saveat: number of equally spaced save points (default 21) or the save times.
+        saveat: the save times, or a number: their spacing (SciML's meaning, as in :func:`pysciml.solve`);
+            default 21 equally spaced points.
         reference: the true solution, as a tensor ``(S, *u0.shape)`` at the save points or
             ``u0.shape`` at the final save time only, a callable ``t -> (S, *u0.shape)``, or the name of
             one of the engines; ``None`` for pairwise differences only.

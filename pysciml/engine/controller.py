@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
+
 Tensor = torch.Tensor
 
 
@@ -43,6 +45,23 @@ class PIController:
     qmax: float = 10.0
     gamma: float = 0.9
     qoldinit: float = 1e-4
+
+    def __post_init__(self) -> None:
+        def bad(name: str, want: str) -> InputError:
+            return InputError(f"PIController({name}={getattr(self, name)!r}): {name} must be {want}")
+
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or not 0 <= value < math.inf):
+                raise bad(name, "a finite number >= 0 (a negative gain grows the step when the error grows)")
+        if not 0 < self.qmin <= 1:
+            raise bad("qmin", "in (0, 1]: the largest factor a rejected or accepted step may shrink by is 1/qmin")
+        if not 1 < self.qmax < math.inf:
+            raise bad("qmax", "a finite number > 1 (with qmax <= 1 the step could never grow)")
+        if not 0 < self.gamma <= 1:
+            raise bad("gamma", "a safety factor in (0, 1]")
+        if not 0 < self.qoldinit <= 1:
+            raise bad("qoldinit", "in (0, 1]")
 
     def gains(self, order: int) -> tuple[float, float]:
         b1 = self.beta1 if self.beta1 is not None else 7.0 / (10.0 * order)

@@ -206,7 +206,7 @@ def _augmented_explicit(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] 
 
     z0 = torch.cat([y_hi.reshape(-1)] * backsolve + [a.reshape(-1)] + [a.new_zeros(sum(sizes))])
     adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)))
-    sol = solve(adj, setup.adj_alg, saveat=[float(t_lo)], dt=_carried_dt(setup, t_hi, t_lo), tstops=_kinks(y_of_t),
+    sol = solve(adj, setup.adj_alg, saveat=[float(t_lo)], dt=_carried_dt(setup, t_hi, t_lo), tstops=_kinks(y_of_t, t_hi, t_lo),
                 **setup.adj_kw)
     setup.dt_carry = sol.dt_next
     _raise_if_failed(sol)
@@ -249,7 +249,7 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
     else:
         adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)), jac=None if backsolve else jac)
     with torch.no_grad():  # land on the forward steps: y(t) is only C0 across them (OrdinaryDiffEq does the same)
-        sol = solve(adj, adj_alg, dense=True, dt=_carried_dt(setup, t_hi, t_lo), tstops=_kinks(y_of_t), **setup.adj_kw)
+        sol = solve(adj, adj_alg, dense=True, dt=_carried_dt(setup, t_hi, t_lo), tstops=_kinks(y_of_t, t_hi, t_lo), **setup.adj_kw)
     setup.dt_carry = sol.dt_next
     _raise_if_failed(sol)
     _add_stats(setup.stats, sol.stats)
@@ -263,9 +263,13 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
     return a_lo, _weighted_param_vjp(prob, nodes, ys, aas, weights, setup.params)
 
 
-def _kinks(y_of_t: Any) -> list[float] | None:
-    """The forward step times behind an interpolated ``y(t)`` (``None`` for Backsolve)."""
-    return getattr(y_of_t, "kinks", None)
+def _kinks(y_of_t: Any, t_hi: Tensor, t_lo: Tensor) -> list[float] | None:
+    """The forward step times behind an interpolated ``y(t)`` inside ``[t_lo, t_hi]`` (``None`` for Backsolve)."""
+    kinks = getattr(y_of_t, "kinks", None)
+    if kinks is None:
+        return None
+    lo, hi = sorted((float(t_lo), float(t_hi)))
+    return [k for k in kinks if lo <= k <= hi]
 
 
 def _carried_dt(setup: AdjointSetup, t_hi: Tensor, t_lo: Tensor) -> float | None:
@@ -277,7 +281,7 @@ def _carried_dt(setup: AdjointSetup, t_hi: Tensor, t_lo: Tensor) -> float | None
 
 
 def _gauss_nodes(sol: Any) -> tuple[Tensor, Tensor]:
-    """Gauss-Legendre nodes and weights on every accepted step of ``sol`` (weights include |step|/2)."""
+    """Gauss-Legendre nodes and weights on every accepted step of ``sol`` (weights include the oriented step/2)."""
     dense = sol._dense
     t0, t1 = dense.t_start[:, 0], dense.t_end[:, 0]
     real = t1 != t0
@@ -287,7 +291,9 @@ def _gauss_nodes(sol: Any) -> tuple[Tensor, Tensor]:
     w = torch.as_tensor(w, dtype=t0.dtype, device=t0.device)
     half = (t1 - t0) / 2
     nodes = (t0[:, None] + half[:, None] * (x[None, :] + 1)).reshape(-1)
-    weights = (half.abs()[:, None] * w[None, :]).reshape(-1)
+    # the adjoint runs against the forward direction: each of its steps contributes the integral oriented
+    # like the forward solve, i.e. -(t1 - t0) (positive for a forward solve in increasing t, negative backwards)
+    weights = (-half[:, None] * w[None, :]).reshape(-1)
     return nodes, weights
 
 
