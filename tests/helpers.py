@@ -1,12 +1,17 @@
-"""Test helpers: problems with closed-form solutions and the observed-order fit."""
+"""Test helpers: problems with closed-form solutions, the observed-order fit, and stub steppers for the loop."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 import pysciml as ps
+from pysciml.engine.controller import PIController
+from pysciml.engine.loop import LoopOptions, LoopResult, integrate
+from pysciml.engine.stepper import Stepper, StepResult
 
 
 def observed_order(dts: list[float], errors: list[float]) -> float:
@@ -72,3 +77,86 @@ def split_problem(stiffness: float = 10.0) -> tuple[ps.SplitODEProblem, object]:
         return torch.tensor([math.cos(t), math.sin(t)], dtype=torch.float64)
 
     return ps.SplitODEProblem(L, g, torch.tensor([1.0, 0.0], dtype=torch.float64), (0.0, 1.0)), exact
+
+
+# --- stub steppers for the integration loop (tests/test_loop.py, tests/test_controller.py) ---
+
+LOOP_PATHS = ("scalar", "batched1", "batch3")  # one trajectory (fast path), one on the batched loop, three
+
+
+@dataclass
+class Script:
+    """What one trajectory of a :class:`StubStepper` does. ``errors``: the error norm of the k-th attempted step
+    (the last value repeats; with ``atol=1, rtol=0`` the loop's norm of the returned ``err`` is exactly this
+    value); ``None``: ``err_scale * dt**2``. ``fail_calls``: attempts whose ``StepResult.ok`` is False.
+    ``nan_after``: ``u_new`` is NaN for a step ending beyond this time."""
+
+    errors: tuple[float, ...] | None = None
+    err_scale: float = 1.0
+    fail_calls: tuple[int, ...] = ()
+    nan_after: float | None = None
+
+
+class StubStepper(Stepper):
+    """Steps u' = -u exactly (``u exp(-dt)``) with scripted errors and failures; logs every attempt's ``(t, dt)``
+    per trajectory. ``scripts``: one per trajectory, or one for all."""
+
+    def __init__(self, *scripts: Script, order: int = 1) -> None:
+        self.scripts = scripts or (Script(),)
+        self.order = order
+        self.f0: torch.Tensor | None = None
+        self.log: list[tuple[list[float], list[float]]] = []
+
+    def script(self, b: int) -> Script:
+        return self.scripts[b if len(self.scripts) > 1 else 0]
+
+    def init(self, t: torch.Tensor, u: torch.Tensor) -> None:
+        self.f0 = -u
+
+    def f_total(self, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return -u
+
+    def step(self, t: torch.Tensor, u: torch.Tensor, dt: torch.Tensor) -> StepResult:
+        k = len(self.log)
+        self.log.append((t.tolist(), dt.tolist()))
+        u_new = u * torch.exp(-dt)[:, None]
+        errs, oks = [], []
+        for b in range(u.shape[0]):
+            s = self.script(b)
+            errs.append(s.errors[min(k, len(s.errors) - 1)] if s.errors is not None else s.err_scale * dt[b] ** 2)
+            oks.append(k not in s.fail_calls)
+            if s.nan_after is not None and float(t[b] + dt[b]) > s.nan_after:
+                u_new[b] = math.nan
+        err = torch.stack([torch.as_tensor(e, dtype=u.dtype) for e in errs])[:, None].expand_as(u).clone()
+        ok = torch.tensor(oks) if not all(oks) else None
+        return StepResult(u_new=u_new, err=err, ok=ok, stages=[], f_start=self.f0)
+
+    def accept(self, accepted: torch.Tensor | bool, t: torch.Tensor, u: torch.Tensor, res: StepResult) -> None:
+        self.f0 = -u
+
+    def interpolant(self, u: torch.Tensor, dt: torch.Tensor, res: StepResult) -> torch.Tensor:
+        return torch.stack((u, res.u_new - u))  # linear: exact at both ends, enough for bookkeeping checks
+
+    def attempts(self, b: int = 0) -> list[tuple[float, float]]:
+        """Trajectory ``b``'s attempted steps ``(t, dt)`` in order (a batch keeps stepping finished rows: callers
+        cut the list at that trajectory's own count)."""
+        return [(ts[b], dts[b]) for ts, dts in self.log]
+
+
+def loop_options(**kw: Any) -> LoopOptions:
+    """The loop's options for u' = -u on (0, 1) with the tolerances of ``Script.errors`` (atol 1, rtol 0)."""
+    base: dict[str, Any] = dict(
+        t0=0.0, t1=1.0, adaptive=True, dt=None, atol=torch.ones((1, 1), dtype=torch.float64), rtol=0.0,
+        maxiters=10_000, dtmin=0.0, dtmax=None, saveat=None, save_everystep=True, dense=False,
+        controller=PIController())
+    base.update(kw)
+    return LoopOptions(**base)
+
+
+def run_loop(stepper: Stepper, path: str, opts: LoopOptions, u0: float = 1.0) -> tuple[LoopResult, ps.Stats]:
+    """Integrate with the stub on one of :data:`LOOP_PATHS` (``batch3``: three equal trajectories)."""
+    bsz = 3 if path == "batch3" else 1
+    stats = ps.Stats()
+    res = integrate(stepper, torch.full((bsz, 1), u0, dtype=torch.float64), opts, stats,
+                    batched_path=path != "scalar")
+    return res, stats
