@@ -92,22 +92,42 @@ def test_unsupported_sensealg_raises_with_the_reason():
 def test_sensealg_options():
     assert julia_sensealg(sensealg.InterpolatingAdjoint(checkpointing=True)) == (
         "InterpolatingAdjoint", {"checkpointing": True})
-    assert julia_sensealg(sensealg.QuadratureAdjoint(abstol=1e-9, reltol=1e-7)) == (
-        "QuadratureAdjoint", {"quad_abstol": 1e-9, "quad_reltol": 1e-7})
+    # QuadratureAdjoint's tolerances depend on the solve as well: pysciml.julia._arguments.adjoint_settings
+    assert julia_sensealg(sensealg.QuadratureAdjoint(abstol=1e-9, reltol=1e-7)) == ("QuadratureAdjoint", {})
     assert julia_sensealg(sensealg.BacksolveAdjoint())[1] == {"checkpointing": True}
-    assert julia_sensealg(sensealg.GaussAdjoint())[0] == "GaussAdjoint"
+    assert julia_sensealg(sensealg.GaussAdjoint()) == ("GaussAdjoint", {"checkpointing": False})
 
 
 def test_algorithm_options():
     assert algorithm_options(algorithms.Tsit5()) == {}
     assert algorithm_options(algorithms.Rodas5P()) == {"linsolve": "lu"}
     assert algorithm_options(algorithms.Rodas5P(linsolve=GMRES(restart=12))) == {
-        "linsolve": "gmres", "restart": 12}
+        "linsolve": "gmres", "restart": 12, "gmres_rtol": 1e-10, "gmres_itmax": 120}
     assert algorithm_options(algorithms.KenCarp4(max_newton_iters=7, newton_kappa=0.05)) == {
-        "linsolve": "lu", "newton_kappa": 0.05, "max_newton_iters": 7}
+        "linsolve": "lu", "newton_kappa": 0.05, "max_newton_iters": 7, "smooth_est": False}
     # the native Newton defaults are Julia's NLNewton defaults (kappa = 1//100, max_iter = 10)
     assert algorithm_options(algorithms.Kvaerno5())["newton_kappa"] == 0.01
     assert algorithm_options(algorithms.Kvaerno5())["max_newton_iters"] == 10
+
+
+def test_esdirk_smooth_est_is_always_sent():
+    """OrdinaryDiffEq's KenCarp3/4/5 and Kvaerno5 default to smooth_est = true, pysciml's to False: the
+    option must reach Julia whatever its value, or the two engines control the error differently."""
+    for cls in (algorithms.KenCarp3, algorithms.KenCarp4, algorithms.KenCarp5, algorithms.Kvaerno5):
+        assert algorithm_options(cls())["smooth_est"] is False
+        assert algorithm_options(cls(smooth_est=True))["smooth_est"] is True
+
+
+def test_gmres_tolerance_and_budget_follow_the_native_gmres():
+    """Krylov.jl's ``itmax`` counts iterations, pysciml's ``maxiter`` counts restart cycles; the residual
+    tolerance is floored at 100 eps of the state's dtype, as natively."""
+    alg = algorithms.Rodas5P(linsolve=GMRES(rtol=1e-6, restart=8, maxiter=5))
+    opts = algorithm_options(alg)
+    assert (opts["restart"], opts["gmres_rtol"], opts["gmres_itmax"]) == (8, 1e-6, 40)
+    eps32 = 2.0**-23
+    tight = algorithm_options(algorithms.KenCarp4(linsolve=GMRES(rtol=1e-10)), eps32)
+    assert tight["gmres_rtol"] == pytest.approx(100 * eps32)
+    assert algorithm_options(algorithms.KenCarp4(linsolve=GMRES(rtol=1e-10)))["gmres_rtol"] == 1e-10
 
 
 def test_native_only_algorithms_are_refused_by_the_julia_engine_with_a_clear_error():

@@ -9,6 +9,7 @@ Public names:
 
 * :func:`solve_julia`, :func:`odeint_julia`: the engine's solve and differentiable solve;
 * :func:`julia_status`, :func:`require_julia`, :func:`start`: availability check and start-up;
+* :func:`add_cuda`: add CUDA.jl to the Julia environment (once, before Julia starts) for CUDA tensors;
 * :data:`JULIA_ALGORITHMS`, :data:`JULIA_SENSEALGS`, :data:`JULIA_UNSUPPORTED_SENSEALGS`: name maps.
 
 See ``docs/julia.md`` for installation, the first-start cost and the torch/juliacall import order.
@@ -23,6 +24,7 @@ from ._startup import (
     ENV_EAGER,
     JULIA_ENTRY_POINTS,
     JuliaStatus,
+    add_cuda,
     configure_juliacall,
     julia_status,
     maybe_start_eagerly,
@@ -31,7 +33,7 @@ from ._startup import (
 )
 
 __all__ = [
-    "ENV_EAGER", "JULIA_ENTRY_POINTS", "JuliaStatus", "configure_juliacall", "julia_status",
+    "ENV_EAGER", "JULIA_ENTRY_POINTS", "JuliaStatus", "add_cuda", "configure_juliacall", "julia_status",
     "maybe_start_eagerly", "require_julia", "start",
     "JULIA_ALGORITHMS", "JULIA_SENSEALGS", "JULIA_UNSUPPORTED_SENSEALGS",
     "solve_julia", "odeint_julia", "JuliaDense",

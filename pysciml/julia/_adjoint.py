@@ -20,12 +20,14 @@ from ..engine.rhs import RHS
 from ..errors import InputError, SolverError
 from ..problem import ODEProblem
 from ..sensealg import InterpolatingAdjoint, QuadratureAdjoint, SensitivityAlgorithm
-from ..solution import Stats
-from ._callbacks import TorchCallbacks, reraise_callback_error, to_julia
-from ._mapping import algorithm_options, julia_algorithm, julia_sensealg
-from ._startup import ensure_cuda, start
+from ..solution import ReturnCode, Stats
+from ._arguments import adjoint_call, adjoint_settings, solve_ode_call
+from ._callbacks import TorchCallbacks, reraise_callback_error
+from ._cuda import ensure_cuda
+from ._retcodes import retcode_from_julia
+from ._startup import start
 
-__all__ = ["odeint_julia"]
+__all__ = ["odeint_julia", "plan_odeint"]
 
 Tensor = torch.Tensor
 
@@ -55,45 +57,51 @@ def _differentiable(p: Any, func: Any, adjoint_params: Iterable[Tensor] | None) 
 
 
 class _Run:
-    """One differentiable solve: the forward Julia solve, then its adjoint on demand."""
+    """One differentiable solve: the forward Julia solve, then its adjoint on demand.
+
+    Both calls are built by :mod:`pysciml.julia._arguments` (:meth:`forward_call`, :meth:`adjoint_call`);
+    the sensitivity algorithm and its tolerances are settled here, before Julia starts.
+    """
 
     def __init__(self, prob: ODEProblem, t: Tensor, alg: Algorithm, sensealg: SensitivityAlgorithm,
                  rtol: float, atol: Tensor, params: tuple[Tensor, ...], maxiters: int) -> None:
         self.prob, self.t, self.alg, self.params = prob, t, alg, params
-        self.rtol, self.atol, self.maxiters = rtol, atol, maxiters
-        self.sensealg_name, self.sensealg_options = julia_sensealg(sensealg)
+        self.rtol, self.atol, self.maxiters = rtol, atol[0], maxiters
         rhs = RHS(prob.f, prob.f_takes_p, prob, Stats(), jac=prob.jac, jac_takes_p=prob.jac_takes_p,
                   tgrad=prob.tgrad, autodiff=getattr(alg, "autodiff", True))
         self.callbacks = TorchCallbacks(rhs, params)
+        self.sensealg_name, self.sensealg_options = adjoint_settings(
+            sensealg, n_params=self.callbacks.n_params, rtol=rtol, atol=self.atol)
         self.pkg: Any = None
         self.sol: Any = None
 
-    def _abstol(self) -> Any:
-        row = self.atol[0]
-        return float(row[0]) if bool((row == row[0]).all()) else to_julia(row)
+    def forward_call(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Arguments of the forward ``solve_ode``: dense, with the flattened parameters as ``p``."""
+        u0 = self.prob.u0
+        theta = (torch.cat([p.detach().reshape(-1).to(u0.dtype) for p in self.params]).to(u0.device)
+                 if self.params else None)
+        return solve_ode_call(self.callbacks, None, self.prob, self.alg, rtol=self.rtol, atol=self.atol,
+                              save_times=self.t, dense=True, options={"maxiters": self.maxiters}, params=theta)
+
+    def adjoint_call(self, sol: Any, grads: Tensor) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Arguments of ``adjoint_gradients`` for the incoming gradients ``grads (S, n)``."""
+        return adjoint_call(sol, self.t, grads, self.alg, self.sensealg_name, self.sensealg_options)
 
     def forward(self) -> Tensor:
         self.pkg = start()
         if self.prob.u0.is_cuda:
-            ensure_cuda(self.pkg)
-        u0 = self.prob.u0
-        theta = (torch.cat([p.detach().reshape(-1).to(u0.dtype) for p in self.params]).to(u0.device)
-                 if self.params else None)
+            ensure_cuda(self.pkg, self.prob.u0.device)
+        args, kwargs = self.forward_call()
         try:
-            _t, u, code, _counts, self.sol = self.pkg.solve_ode(
-                self.callbacks, to_julia(u0.reshape(-1)), float(self.prob.tspan[0]), float(self.prob.tspan[1]),
-                julia_algorithm(self.alg), params=None if theta is None else to_julia(theta),
-                reltol=self.rtol, abstol=self._abstol(), saveat=to_julia(self.t.cpu()), dense=True,
-                maxiters=self.maxiters, **algorithm_options(self.alg),
-            )
+            _t, u, code, _counts, self.sol = self.pkg.solve_ode(*args, **kwargs)
         except Exception as exc:
             reraise_callback_error(exc, self.callbacks)
             raise
-        if str(code) not in ("Success", "Terminated") or u.shape[0] != self.t.shape[0]:
+        if retcode_from_julia(str(code)) is not ReturnCode.Success or u.shape[0] != self.t.shape[0]:
             raise SolverError(
                 f"{self.alg!r} (Julia) failed with ReturnCode.{code} before reaching t={float(self.t[-1]):.6g}; "
                 "no gradient of a failed solve. Loosen rtol/atol, raise maxiters or use a stiff method.",
-                str(code),
+                retcode_from_julia(str(code)),
             )
         return u.reshape(self.t.shape[0], *self.prob.state_shape)
 
@@ -101,11 +109,9 @@ class _Run:
         """``(dL/du0, [dL/dparam ...])`` for ``dL/du(t)`` = ``grad_out`` (shape ``(S, *state)``)."""
         s, n = self.t.shape[0], self.prob.state_size
         grads = grad_out.detach().reshape(s, n).to(self.prob.u0.dtype)
+        args, kwargs = self.adjoint_call(self.sol, grads)
         try:
-            du0, dp = self.pkg.adjoint_gradients(
-                self.sol, to_julia(self.t.cpu()), to_julia(grads), self.sensealg_name, julia_algorithm(self.alg),
-                reltol=self.rtol, abstol=self._abstol(), **self.sensealg_options, **algorithm_options(self.alg),
-            )
+            du0, dp = self.pkg.adjoint_gradients(*args, **kwargs)
         except Exception as exc:
             reraise_callback_error(exc, self.callbacks)
             raise
@@ -157,9 +163,14 @@ def odeint_julia(
         p: passed to ``func``; tensors in it that require grad are differentiated.
         alg: the method (default ``Tsit5()``); the adjoint ODE is solved backwards by the same method.
         sensealg: ``InterpolatingAdjoint()`` (default for explicit methods), ``QuadratureAdjoint()``
-            (default for implicit ones: its adjoint ODE has ``n`` unknowns, not ``n + n_params``, so its
-            finite-difference Jacobian is cheap), ``GaussAdjoint()`` or ``BacksolveAdjoint()``.
-        rtol, atol: tolerances of the forward and the adjoint solves.
+            (default for implicit ones, with ``abstol``/``reltol`` from ``atol``/``rtol``: its adjoint ODE has
+            ``n`` unknowns, not ``n + n_params``, so its finite-difference Jacobian is cheap),
+            ``GaussAdjoint()`` or ``BacksolveAdjoint()``. A given ``QuadratureAdjoint(abstol, reltol)`` sets
+            the tolerances of its backward solve and of its quadrature (SciMLSensitivity's meaning). Without
+            differentiable parameters ``GaussAdjoint()`` runs as ``QuadratureAdjoint`` (the same adjoint ODE).
+        rtol, atol: tolerances of the forward solve; the other adjoints solve backwards with ``rtol`` and
+            the smallest component of ``atol`` (the adjoint state is not the forward state, so a
+            per-component ``atol`` cannot be carried over).
         adjoint_params: further tensors to differentiate (default: ``func.parameters()`` for modules).
         jac, tgrad: optional analytic Jacobian / time derivative of ``func`` (as for ``ODEProblem``).
         maxiters: most steps of each solve.
@@ -172,6 +183,24 @@ def odeint_julia(
         JuliaNotAvailableError: Julia cannot start here. InputError: invalid input or a sensitivity
         algorithm with no Julia counterpart (``DiscreteAdjoint``). SolverError: the forward solve failed.
     """
+    run = plan_odeint(func, y0, t, p=p, alg=alg, sensealg=sensealg, rtol=rtol, atol=atol,
+                      adjoint_params=adjoint_params, jac=jac, tgrad=tgrad, maxiters=maxiters)
+    return _JuliaAdjoint.apply(run, y0, *run.params)
+
+
+def plan_odeint(func: Callable[..., Tensor], y0: Tensor, t: Tensor | Sequence[float], **options: Any) -> _Run:
+    """Validate the arguments of :func:`odeint_julia` (the same, by keyword) and settle the algorithm, the
+    sensitivity algorithm and the tolerances, without starting Julia.
+
+    Returns:
+        The :class:`_Run` whose :meth:`~_Run.forward_call` and :meth:`~_Run.adjoint_call` build the Julia calls.
+
+    Raises:
+        InputError: invalid input or a sensitivity algorithm with no Julia counterpart.
+    """
+    unknown = set(options) - {"p", "alg", "sensealg", "rtol", "atol", "adjoint_params", "jac", "tgrad", "maxiters"}
+    if unknown:
+        raise InputError(f"unknown option(s) {sorted(unknown)} for odeint_julia")
     if not isinstance(y0, Tensor):
         raise InputError(f"y0 must be a torch.Tensor, got {type(y0).__name__}")
     tt = torch.as_tensor(t, dtype=y0.dtype).detach()
@@ -180,11 +209,15 @@ def odeint_julia(
     diffs = tt[1:] - tt[:-1]
     if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
         raise InputError("t must be strictly increasing or strictly decreasing")
-    prob = ODEProblem(func, y0.detach(), (float(tt[0]), float(tt[-1])), p, jac=jac, tgrad=tgrad)
+    p = options.get("p")
+    prob = ODEProblem(func, y0.detach(), (float(tt[0]), float(tt[-1])), p, jac=options.get("jac"),
+                      tgrad=options.get("tgrad"))
+    alg = options.get("alg")
     alg = check_algorithm(Tsit5() if alg is None else alg, prob, False)
+    rtol_f, atol_t = check_tolerances(options.get("rtol", 1e-6), options.get("atol", 1e-8), prob)
+    sensealg = options.get("sensealg")
     if sensealg is None:
-        sensealg = QuadratureAdjoint() if isinstance(alg, ImplicitAlgorithm) else InterpolatingAdjoint()
-    rtol_f, atol_t = check_tolerances(rtol, atol, prob)
-    params = _differentiable(p, func, adjoint_params)
-    run = _Run(prob, tt.to(y0.device), alg, sensealg, rtol_f, atol_t, params, int(maxiters))
-    return _JuliaAdjoint.apply(run, y0, *params)
+        sensealg = (QuadratureAdjoint(abstol=float(atol_t.min()), reltol=rtol_f) if isinstance(alg, ImplicitAlgorithm)
+                    else InterpolatingAdjoint())
+    params = _differentiable(p, func, options.get("adjoint_params"))
+    return _Run(prob, tt.to(y0.device), alg, sensealg, rtol_f, atol_t, params, int(options.get("maxiters", 100_000)))

@@ -4,13 +4,15 @@ Every array argument Julia passes is a torch tensor viewing the solver's own mem
 copy: see PySciML.jl's ``views.jl``); results are written into the first argument with ``copy_``. The
 right-hand side, its Jacobian and ``df/dt`` go through the native engine's :class:`~pysciml.engine.rhs.RHS`
 (the same shapes, checks, error messages, user ``jac``/``tgrad``, torch.func Jacobians or finite
-differences), so both engines evaluate the user's ``f`` identically. The vector-Jacobian products for
-SciMLSensitivity come from ``torch.autograd``.
+differences), so both engines evaluate the user's ``f`` identically; so does the Jacobian-vector product
+that Julia's matrix-free GMRES applies (:meth:`~pysciml.engine.rhs.RHS.jvp`, as the native GMRES). The
+vector-Jacobian products for SciMLSensitivity come from ``torch.autograd``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -58,7 +60,7 @@ def to_julia(x: Tensor) -> DLPackView:
 
 
 class TorchCallbacks:
-    """The Python side of one Julia solve: ``rhs``, ``jac``, ``tgrad``, ``vjp``, ``vjp_p``.
+    """The Python side of one Julia solve: ``rhs``, ``jac``, ``tgrad``, ``jvp``, ``vjp``, ``vjp_p``.
 
     Julia calls each method with torch views (1-D ``(n,)`` for states, ``(n, n)`` for the Jacobian
     buffer) and the time as a float. A raised exception is remembered in :attr:`error` before it
@@ -87,41 +89,50 @@ class TorchCallbacks:
         if self.error is None:
             self.error = exc
 
-    def _done(self) -> None:
-        if self._sync:  # Julia reads the results on its own stream
-            torch.cuda.current_stream(self._rhs.device).synchronize()
+    @contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """Run one callback body: remember an exception before it propagates into Julia; on CUDA, finish
+        torch's stream before returning (Julia reads the results on its own stream)."""
+        try:
+            yield
+            if self._sync:
+                torch.cuda.current_stream(self._rhs.device).synchronize()
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    def evaluate(self, t: float, u: Tensor) -> Tensor:
+        """``f(t, u, p)`` for a flat state ``u (n,)`` outside any solve (the same checks as in a solve)."""
+        with torch.no_grad():
+            return self._rhs.raw(self._time(t), u.reshape(1, -1)).reshape(-1)
 
     def rhs(self, du: Tensor, u: Tensor, t: float) -> None:
         """``du <- f(t, u, p)``."""
-        try:
+        with self._guarded():
             with torch.no_grad():
                 du.copy_(self._rhs.raw(self._time(t), u.view(1, -1)).reshape(-1))
-            self._done()
-        except BaseException as exc:
-            self._fail(exc)
-            raise
 
     def jac(self, jt: Tensor, u: Tensor, t: float) -> None:
         """``jt <- (df/du)^T``: ``jt`` views Julia's column-major ``J``, which reads transposed in torch."""
-        try:
+        with self._guarded():
             with torch.no_grad():
                 jt.copy_(self._rhs.jac(self._time(t), u.view(1, -1))[0].T)
-            self._done()
-        except BaseException as exc:
-            self._fail(exc)
-            raise
 
     def tgrad(self, dT: Tensor, u: Tensor, t: float) -> None:
         """``dT <- df/dt`` (user ``tgrad``, forward-mode autodiff, or a finite difference in ``t``)."""
-        try:
+        with self._guarded():
             tt, uu = self._time(t), u.view(1, -1)
             with torch.no_grad():
                 f0 = self._rhs.raw(tt, uu)
                 dT.copy_(self._rhs.tgrad(tt, uu, f0).reshape(-1))
-            self._done()
-        except BaseException as exc:
-            self._fail(exc)
-            raise
+
+    def jvp(self, out: Tensor, v: Tensor, u: Tensor, t: float) -> None:
+        """``out <- (df/du) v``: the ``ODEFunction``'s ``jvp`` hook, which OrdinaryDiffEq's matrix-free
+        GMRES applies (forward-mode autodiff, a finite difference in torch with ``autodiff=False``, or
+        ``L v`` for a matrix ``f_implicit``: the native GMRES's product)."""
+        with self._guarded():
+            with torch.no_grad():
+                out.copy_(self._rhs.jvp(self._time(t), u.view(1, -1), v.view(1, -1)).reshape(-1))
 
     def _vjps(self, lam: Tensor, u: Tensor, t: float) -> tuple[Tensor, Tensor]:
         """``((df/du)^T lam, (df/dp)^T lam)`` from one backward pass, cached for the pair of calls
@@ -143,21 +154,13 @@ class TorchCallbacks:
 
     def vjp(self, out: Tensor, lam: Tensor, u: Tensor, t: float) -> None:
         """``out <- (df/du)^T lam`` (SciMLSensitivity's ``ODEFunction(vjp=...)`` hook)."""
-        try:
+        with self._guarded():
             out.copy_(self._vjps(lam, u, t)[0])
-            self._done()
-        except BaseException as exc:
-            self._fail(exc)
-            raise
 
     def vjp_p(self, out: Tensor, lam: Tensor, u: Tensor, t: float) -> None:
         """``out <- (df/dp)^T lam`` over the flat parameter vector (the ``vjp_p`` hook)."""
-        try:
+        with self._guarded():
             out.copy_(self._vjps(lam, u, t)[1])
-            self._done()
-        except BaseException as exc:
-            self._fail(exc)
-            raise
 
 
 def reraise_callback_error(exc: BaseException, *callbacks: TorchCallbacks | None) -> None:

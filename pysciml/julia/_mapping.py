@@ -17,7 +17,7 @@ from ..linsolve_options import GMRES
 from ..sensealg import SensitivityAlgorithm
 
 __all__ = [
-    "JULIA_ALGORITHMS", "JULIA_SENSEALGS", "JULIA_UNSUPPORTED_SENSEALGS", "SENSEALG_CLASSES",
+    "DOUBLE_EPS", "JULIA_ALGORITHMS", "JULIA_SENSEALGS", "JULIA_UNSUPPORTED_SENSEALGS", "SENSEALG_CLASSES",
     "algorithm_options", "julia_algorithm", "julia_sensealg",
 ]
 
@@ -55,27 +55,42 @@ def julia_algorithm(alg: Algorithm) -> str:
     return name
 
 
-def algorithm_options(alg: Algorithm) -> dict[str, Any]:
-    """Keyword options of PySciML.jl's ``make_algorithm`` for ``alg``.
+DOUBLE_EPS = 2.0**-52
+"""Machine epsilon of float64, the default state dtype."""
 
-    ``linsolve``/``restart`` for implicit methods (``DenseLU()`` -> LU, ``GMRES(restart=...)`` ->
-    ``KrylovJL_GMRES``), ``newton_kappa``/``max_newton_iters`` for ESDIRK methods (``NLNewton``).
-    ``autodiff`` needs no mapping: Julia never differentiates the Python function, the Jacobian comes
-    from torch (forward-mode autodiff or, with ``autodiff=False``, finite differences in torch).
+
+def algorithm_options(alg: Algorithm, eps: float = DOUBLE_EPS) -> dict[str, Any]:
+    """Keyword options of PySciML.jl's ``make_algorithm`` for ``alg`` (every option the algorithm has).
+
+    * implicit methods: ``linsolve`` (``DenseLU()`` -> ``"lu"``, ``GMRES(...)`` -> ``"gmres"``); with GMRES
+      also ``restart``, ``gmres_rtol`` (``GMRES.rtol`` raised to ``100 eps`` of the state's dtype, as the
+      native GMRES does; ``eps`` is that dtype's machine epsilon) and ``gmres_itmax`` (Krylov.jl counts
+      iterations, pysciml's ``maxiter`` counts restart cycles: ``maxiter * restart``);
+    * ESDIRK methods: ``newton_kappa``, ``max_newton_iters`` (``NLNewton``) and ``smooth_est`` (sent
+      always: OrdinaryDiffEq's default is ``true``, pysciml's ``False``).
+
+    ``autodiff`` needs no mapping: Julia never differentiates the Python function, the Jacobian and
+    the Jacobian-vector products come from torch (forward-mode autodiff or, with ``autodiff=False``,
+    finite differences in torch), through the ``ODEFunction``'s ``jac`` and ``jvp`` hooks.
     """
     opts: dict[str, Any] = {}
     if isinstance(alg, ImplicitAlgorithm):
         if isinstance(alg.linsolve, GMRES):
-            opts.update(linsolve="gmres", restart=int(alg.linsolve.restart))
+            gmres = alg.linsolve
+            opts.update(linsolve="gmres", restart=int(gmres.restart), gmres_rtol=max(float(gmres.rtol), 100 * eps),
+                        gmres_itmax=int(gmres.maxiter) * int(gmres.restart))
         else:
             opts["linsolve"] = "lu"
     if isinstance(alg, ESDIRKAlgorithm):
-        opts.update(newton_kappa=float(alg.newton_kappa), max_newton_iters=int(alg.max_newton_iters))
+        opts.update(newton_kappa=float(alg.newton_kappa), max_newton_iters=int(alg.max_newton_iters),
+                    smooth_est=bool(alg.smooth_est))
     return opts
 
 
 def julia_sensealg(sensealg: SensitivityAlgorithm) -> tuple[str, dict[str, Any]]:
-    """The SciMLSensitivity name and PySciML.jl ``adjoint_gradients`` options for ``sensealg``.
+    """The SciMLSensitivity name of ``sensealg`` and its structural options for ``adjoint_gradients``
+    (``checkpointing``). The tolerances depend on the solve too: see
+    :func:`pysciml.julia._arguments.adjoint_settings`.
 
     Raises:
         InputError: ``sensealg`` has no Julia counterpart (the message says why and what to use).
@@ -95,6 +110,4 @@ def julia_sensealg(sensealg: SensitivityAlgorithm) -> tuple[str, dict[str, Any]]
     opts: dict[str, Any] = {}
     if hasattr(sensealg, "checkpointing"):
         opts["checkpointing"] = bool(sensealg.checkpointing)
-    if hasattr(sensealg, "abstol"):
-        opts.update(quad_abstol=float(sensealg.abstol), quad_reltol=float(sensealg.reltol))
     return name, opts

@@ -19,25 +19,17 @@ from ..engine.rhs import RHS
 from ..errors import InputError, SolverError
 from ..problem import ODEProblem, SplitODEProblem
 from ..solution import ODESolution, ReturnCode, Stats
+from ._arguments import atol_row, check_consistent_u0, solve_ode_call
 from ._callbacks import TorchCallbacks, reraise_callback_error, to_julia
-from ._mapping import algorithm_options, julia_algorithm
-from ._startup import ensure_cuda, start
+from ._cuda import ensure_cuda
+from ._mapping import julia_algorithm
+from ._retcodes import retcode_from_julia
+from ._startup import start
 
-__all__ = ["JuliaDense", "solve_julia", "retcode_from_julia", "stats_from_julia"]
+__all__ = ["JuliaDense", "SolvePlan", "TrajectoryCall", "plan_solve", "retcode_from_julia", "solve_julia",
+           "stats_from_julia"]
 
 Tensor = torch.Tensor
-
-_RETCODES = {
-    "Success": ReturnCode.Success, "Terminated": ReturnCode.Success, "Default": ReturnCode.Success,
-    "MaxIters": ReturnCode.MaxIters, "DtLessThanMin": ReturnCode.DtLessThanMin,
-    "Unstable": ReturnCode.Unstable, "DtNaN": ReturnCode.Unstable,
-    "ConvergenceFailure": ReturnCode.ConvergenceFailure,
-}
-
-
-def retcode_from_julia(name: str) -> ReturnCode:
-    """SciMLBase ``ReturnCode`` name -> :class:`ReturnCode` (other failures count as ConvergenceFailure)."""
-    return _RETCODES.get(name, ReturnCode.ConvergenceFailure)
 
 
 def stats_from_julia(counts: Any) -> Stats:
@@ -111,33 +103,27 @@ def _callbacks(prob: ODEProblem, alg: Algorithm, unsplit: bool) -> tuple[TorchCa
     return TorchCallbacks(rhs), None
 
 
-def _abstol(atol: Tensor, b: int | None) -> Any:
-    """A scalar when every component shares the tolerance, else the ``(n,)`` row for Julia."""
-    row = atol[0 if b is None or atol.shape[0] == 1 else b]
-    if bool((row == row[0]).all()):
-        return float(row[0])
-    return to_julia(row)
+@dataclass
+class TrajectoryCall:
+    """One ``PySciML.solve_ode`` call: its arguments and the Python callbacks Julia will call."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    callbacks: tuple[TorchCallbacks, TorchCallbacks | None]
+    device: torch.device
 
 
-def _solve_one(pkg: Any, prob: ODEProblem, alg: Algorithm, b: int | None, *, unsplit: bool, rtol: float,
-               atol: Tensor, save_times: Tensor | None, dense: bool, **options: Any) -> _Result:
-    sub = _trajectory_problem(prob, b)
-    cb, ecb = _callbacks(sub, alg, unsplit)
-    mass = None if sub.mass_matrix is None else to_julia(sub.mass_matrix.T)  # Julia reads it transposed
-    saveat = None if save_times is None else to_julia(save_times.cpu())
-    try:
-        t, u, code, counts, sol = pkg.solve_ode(
-            cb, to_julia(sub.u0.reshape(-1)), float(sub.tspan[0]), float(sub.tspan[1]), julia_algorithm(alg),
-            explicit=ecb, mass=mass, reltol=rtol, abstol=_abstol(atol, b), saveat=saveat, dense=dense,
-            **options, **algorithm_options(alg),
-        )
-    except Exception as exc:
-        reraise_callback_error(exc, cb, ecb)
-        raise
-    return _Result(t.to(sub.u0.device), u, str(code), stats_from_julia(counts), sol)
+@dataclass
+class SolvePlan:
+    """Everything :func:`solve_julia` hands to Julia, validated and built without starting it."""
+
+    alg: Algorithm
+    save_times: Tensor | None
+    dense: bool
+    calls: list[TrajectoryCall]
 
 
-def solve_julia(
+def plan_solve(
     prob: ODEProblem,
     alg: Algorithm | None = None,
     *,
@@ -148,26 +134,15 @@ def solve_julia(
     adaptive: bool | None = None,
     maxiters: int = 100_000,
     dense: bool | None = None,
-    throw: bool = False,
     dtmin: float = 0.0,
     dtmax: float | None = None,
     unsplit: bool = False,
-) -> ODESolution:
-    """Solve ``prob`` with DifferentialEquations.jl (``solve(..., backend="julia")`` lands here).
-
-    The arguments mean what they mean for :func:`pysciml.solve`. ``u0`` must be float32 or float64, on
-    the CPU or a CUDA device (then CUDA.jl is added to the Julia environment on first use and the
-    solve runs on CuArrays). Tensors cross to Julia and back without copies (DLPack).
-
-    Returns:
-        :class:`~pysciml.ODESolution` with ``engine="julia"``: ``t (S,)``, ``u (S, *u0.shape)`` on the
-        problem's dtype and device, per-trajectory return codes, summed :class:`~pysciml.Stats`, and
-        ``sol(t)`` through the Julia method's own dense output when ``dense``.
+) -> SolvePlan:
+    """Validate the input (the native engine's checks, plus a consistent ``u0`` under a singular mass
+    matrix) and build the ``solve_ode`` call of every trajectory. Pure Python: Julia is not started.
 
     Raises:
-        JuliaNotAvailableError: Julia cannot start here (the message says what is missing).
-        InputError: invalid input (the same checks as the native engine).
-        SolverError: numerical failure with ``throw=True``.
+        InputError: invalid input.
     """
     if alg is None:
         alg = KenCarp4() if isinstance(prob, SplitODEProblem) else Tsit5()
@@ -180,18 +155,59 @@ def solve_julia(
         dense = save_times is None
     if save_times is None and prob.batched:
         save_times = torch.tensor(prob.tspan, dtype=prob.u0.dtype, device=prob.u0.device)
-    pkg = start()
-    if prob.u0.is_cuda:
-        ensure_cuda(pkg)
     options: dict[str, Any] = dict(adaptive=adaptive_b, maxiters=int(maxiters), dtmin=float(dtmin))
     if dt_f is not None:  # signed in the direction of integration (Julia's fixed-step loop wants that)
         options["dt"] = dt_f if prob.tspan[1] > prob.tspan[0] else -dt_f
     if dtmax is not None:
         options["dtmax"] = float(dtmax)
-    batch = range(prob.batch_size) if prob.batched else [None]
-    results = [_solve_one(pkg, prob, alg, b, unsplit=unsplit, rtol=rtol_f, atol=atol_t, save_times=save_times,
-                          dense=bool(dense), **options) for b in batch]
-    return _package(pkg, prob, alg, results, save_times, bool(dense), throw)
+    calls = []
+    for b in range(prob.batch_size) if prob.batched else [None]:
+        sub = _trajectory_problem(prob, b)
+        cb, ecb = _callbacks(sub, alg, unsplit)
+        row = atol_row(atol_t, b)
+        check_consistent_u0(cb, sub, row)
+        args, kwargs = solve_ode_call(cb, ecb, sub, alg, rtol=rtol_f, atol=row, save_times=save_times,
+                                      dense=bool(dense), options=options)
+        calls.append(TrajectoryCall(args, kwargs, (cb, ecb), sub.u0.device))
+    return SolvePlan(alg, save_times, bool(dense), calls)
+
+
+def _run(pkg: Any, call: TrajectoryCall) -> _Result:
+    try:
+        t, u, code, counts, sol = pkg.solve_ode(*call.args, **call.kwargs)
+    except Exception as exc:
+        reraise_callback_error(exc, *call.callbacks)
+        raise
+    return _Result(t.to(call.device), u, str(code), stats_from_julia(counts), sol)
+
+
+def solve_julia(prob: ODEProblem, alg: Algorithm | None = None, *, throw: bool = False, **options: Any) -> ODESolution:
+    """Solve ``prob`` with DifferentialEquations.jl (``solve(..., backend="julia")`` lands here).
+
+    The arguments mean what they mean for :func:`pysciml.solve`; ``options`` are its keywords ``rtol``,
+    ``atol``, ``saveat``, ``dt``, ``adaptive``, ``maxiters``, ``dense``, ``dtmin``, ``dtmax`` and ``unsplit``
+    (see :func:`plan_solve`, which checks them). ``u0`` must be float32 or float64, on
+    the CPU or a CUDA device (then CUDA.jl must have been added beforehand, :func:`pysciml.julia.add_cuda`,
+    and the solve runs on CuArrays; unexercised, see ``docs/julia.md``). Tensors cross to Julia and back
+    without copies (DLPack). With a singular mass matrix, ``u0`` must satisfy the algebraic equations: the
+    solve starts from it unchanged.
+
+    Returns:
+        :class:`~pysciml.ODESolution` with ``engine="julia"``: ``t (S,)``, ``u (S, *u0.shape)`` on the
+        problem's dtype and device, per-trajectory return codes, summed :class:`~pysciml.Stats`, and
+        ``sol(t)`` through the Julia method's own dense output when ``dense``.
+
+    Raises:
+        JuliaNotAvailableError: Julia cannot start here (the message says what is missing).
+        InputError: invalid input (the same checks as the native engine, and an inconsistent DAE ``u0``).
+        SolverError: numerical failure with ``throw=True``.
+    """
+    plan = plan_solve(prob, alg, **options)
+    pkg = start()
+    if prob.u0.is_cuda:
+        ensure_cuda(pkg, prob.u0.device)
+    results = [_run(pkg, call) for call in plan.calls]
+    return _package(pkg, prob, plan.alg, results, plan.save_times, plan.dense, throw)
 
 
 def _package(pkg: Any, prob: ODEProblem, alg: Algorithm, results: list[_Result], save_times: Tensor | None,

@@ -29,8 +29,8 @@ from typing import Any
 from ..errors import JuliaNotAvailableError
 
 __all__ = [
-    "CUDA_UUID", "ENV_EAGER", "JULIA_ENTRY_POINTS", "JuliaStatus", "configure_juliacall", "ensure_cuda",
-    "julia_status", "maybe_start_eagerly", "require_julia", "start",
+    "CUDA_MISSING", "CUDA_UUID", "ENV_EAGER", "JULIA_ENTRY_POINTS", "JuliaStatus", "add_cuda", "add_cuda_refusal",
+    "configure_juliacall", "julia_status", "maybe_start_eagerly", "require_julia", "start",
 ]
 
 ENV_EAGER = "PYSCIML_JULIA_EAGER"
@@ -43,7 +43,7 @@ JULIA_ENTRY_POINTS = (
 """The PySciML.jl functions the Python side calls (tests check that the Julia package defines them)."""
 
 CUDA_UUID = "052768ef-5323-5732-b1bb-66c8b64840ba"
-"""CUDA.jl, added to the Julia environment only when a CUDA tensor is solved."""
+"""CUDA.jl, added to the Julia environment only on request (:func:`add_cuda`), for CUDA tensors."""
 
 JULIA_VERSIONS_URL = "https://julialang-s3.julialang.org/bin/versions.json"
 _PROBE_TIMEOUT_S = 4.0
@@ -268,25 +268,46 @@ def maybe_start_eagerly() -> None:
     start()
 
 
-def ensure_cuda(pkg: Any) -> None:
-    """Make CUDA tensors work in Julia: add CUDA.jl through juliapkg on first use (saying so), load it.
+CUDA_MISSING = (
+    "backend='julia' with CUDA tensors needs CUDA.jl in the Julia environment, and it is not installed. "
+    "Add it once, in a fresh Python process (before Julia starts; juliapkg's resolve rewrites the Julia "
+    "manifest, which must not happen under packages already loaded):\n"
+    "    python -c \"import pysciml.julia as j; j.add_cuda()\"\n"
+    "(it downloads the CUDA runtime and precompiles, which can take many minutes), then restart Python. Or "
+    "solve on the CPU (u0.cpu()), or use backend='torch', which runs on CUDA natively."
+)
+"""What a CUDA solve says when CUDA.jl is not installed."""
+
+
+def add_cuda_refusal(loaded_modules: Any) -> str | None:
+    """Why :func:`add_cuda` must not run now (``None`` if it may): Julia already runs in this process when
+    ``juliacall`` is among ``loaded_modules`` (the names of ``sys.modules``)."""
+    if "juliacall" in loaded_modules:
+        return ("add_cuda() must run before Julia starts in this process: juliapkg's resolve rewrites the Julia "
+                "manifest, and packages already loaded (SciMLBase, PythonCall, ...) would no longer match it. "
+                "Run it in a fresh Python process: python -c \"import pysciml.julia as j; j.add_cuda()\", "
+                "then restart Python.")
+    return None
+
+
+def add_cuda() -> None:
+    """Add CUDA.jl to the Julia environment of this Python environment (juliapkg), once, before Julia starts.
+
+    Run it in a fresh Python process (``python -c "import pysciml.julia as j; j.add_cuda()"``): it writes
+    CUDA.jl into juliapkg's project file and resolves the environment (downloads, precompilation).
 
     Raises:
-        JuliaNotAvailableError: CUDA.jl could not be installed or sees no GPU.
+        JuliaNotAvailableError: Julia already runs in this process, juliapkg is not installed, or resolving
+            failed.
     """
+    refusal = add_cuda_refusal(sys.modules)
+    if refusal is not None:
+        raise JuliaNotAvailableError(refusal)
+    require_julia()
     try:
-        if not bool(pkg.cuda_installed()):
-            _say("a CUDA tensor was given to backend='julia': adding CUDA.jl to the Julia environment "
-                 "through juliapkg. This happens once; it downloads the CUDA runtime and precompiles, "
-                 "which can take many minutes.")
-            import juliapkg
+        import juliapkg
 
-            juliapkg.add("CUDA", CUDA_UUID)
-            juliapkg.resolve()
-        pkg.enable_cuda()
+        juliapkg.add("CUDA", CUDA_UUID)
+        juliapkg.resolve()
     except Exception as exc:
-        raise JuliaNotAvailableError(
-            f"backend='julia' with CUDA tensors: loading CUDA.jl failed ({type(exc).__name__}: {_summary(exc)}). "
-            "If it was just installed, restart Python; or solve on the CPU (u0.cpu()), or use "
-            "backend='torch', which runs on CUDA natively."
-        ) from (None if isinstance(exc, OSError) else exc)
+        raise JuliaNotAvailableError(f"adding CUDA.jl failed ({type(exc).__name__}: {_summary(exc)})") from exc

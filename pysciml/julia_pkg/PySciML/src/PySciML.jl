@@ -14,9 +14,9 @@ Entry points called from Python (by name; `tests/test_julia_static.py` checks th
 [`sensealg_names`](@ref).
 
 Julia's AD cannot see through a Python function, so every derivative comes from torch: the Jacobian
-`jac`, the time derivative `tgrad`, and for adjoints the vector-Jacobian products `vjp` (state) and
-`vjp_p` (parameters) of the `ODEFunction`. Solvers get `autodiff = AutoFiniteDiff()` so that nothing
-ever pushes dual numbers into Python.
+`jac`, the time derivative `tgrad`, the Jacobian-vector product `jvp` (matrix-free GMRES), and for
+adjoints the vector-Jacobian products `vjp` (state) and `vjp_p` (parameters) of the `ODEFunction`.
+Solvers get `autodiff = AutoFiniteDiff()` so that nothing ever pushes dual numbers into Python.
 """
 module PySciML
 
@@ -32,8 +32,8 @@ using OrdinaryDiffEqTsit5: Tsit5
 using OrdinaryDiffEqVerner: Vern7
 using PrecompileTools: @compile_workload, @setup_workload
 using PythonCall: PythonCall, Py, pyimport
-using SciMLBase: SciMLBase, NullParameters, ODEFunction, ODEProblem, SplitFunction, SplitODEProblem,
-    solve
+using SciMLBase: SciMLBase, NoInit, NullParameters, ODEFunction, ODEProblem, SplitFunction,
+    SplitODEProblem, solve
 using SciMLSensitivity: BacksolveAdjoint, GaussAdjoint, InterpolatingAdjoint, QuadratureAdjoint,
     adjoint_sensitivities
 

@@ -22,19 +22,28 @@ const NEWTON_ALGORITHMS = ("KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno5")
 algorithm_names() = sort!(vcat(collect(keys(EXPLICIT_ALGORITHMS)), collect(keys(IMPLICIT_ALGORITHMS))))
 
 """
-    make_algorithm(name; linsolve = "lu", restart = 30, newton_kappa = 0.01, max_newton_iters = 10)
+    make_algorithm(name; linsolve = "lu", restart = 30, gmres_rtol = 1e-10, gmres_itmax = 300,
+                   newton_kappa = 0.01, max_newton_iters = 10, smooth_est = false)
 
 The OrdinaryDiffEq algorithm called `name`. Implicit methods get `autodiff = AutoFiniteDiff()`:
 their Jacobian and time derivative come from torch through the `ODEFunction` (never from Julia AD,
 which cannot differentiate Python code), and anything else that would differentiate `f` falls back
-to finite differences instead of pushing dual numbers into Python. `linsolve = "gmres"` selects
-Krylov.jl's restarted GMRES (`KrylovJL_GMRES(gmres_restart = restart)`), otherwise the default LU.
-ESDIRK methods get `NLNewton(κ = newton_kappa, max_iter = max_newton_iters)`, the same stopping
-rule as pysciml's native Newton iteration (whose defaults are Julia's).
+to finite differences instead of pushing dual numbers into Python.
+
+`linsolve = "gmres"` selects Krylov.jl's restarted GMRES, `KrylovJL_GMRES(gmres_restart = restart,
+rtol = gmres_rtol, atol = 0, itmax = gmres_itmax)`: pysciml's stopping rule (the residual relative to
+the right-hand side only) and iteration budget, which override the tolerance OrdinaryDiffEq would set
+from the step's `reltol`. Its Jacobian-vector products are the `jvp` hook of the `ODEFunction` (torch,
+see callbacks.jl), not finite differences. Otherwise the default LU.
+
+ESDIRK methods get `NLNewton(κ = newton_kappa, max_iter = max_newton_iters)` and `smooth_est`, the
+same stopping rule and error estimate as pysciml's native Newton iteration. `smooth_est` defaults to
+pysciml's `false`; OrdinaryDiffEq's own default for KenCarp3/4/5 and Kvaerno5 is `true`.
 """
 function make_algorithm(
         name::AbstractString; linsolve::AbstractString = "lu", restart::Integer = 30,
-        newton_kappa::Real = 0.01, max_newton_iters::Integer = 10
+        gmres_rtol::Real = 1.0e-10, gmres_itmax::Integer = 300,
+        newton_kappa::Real = 0.01, max_newton_iters::Integer = 10, smooth_est::Bool = false
     )
     haskey(EXPLICIT_ALGORITHMS, name) && return EXPLICIT_ALGORITHMS[name]()
     ctor = get(IMPLICIT_ALGORITHMS, name, nothing)
@@ -43,10 +52,12 @@ function make_algorithm(
     ))
     linsolve in ("lu", "gmres") ||
         throw(ArgumentError("PySciML: linsolve must be \"lu\" or \"gmres\", got $(repr(linsolve))"))
-    linear_solver = linsolve == "gmres" ? KrylovJL_GMRES(gmres_restart = Int(restart)) : nothing
+    linear_solver = linsolve == "gmres" ? KrylovJL_GMRES(;
+            gmres_restart = Int(restart), rtol = Float64(gmres_rtol), atol = 0.0, itmax = Int(gmres_itmax)
+        ) : nothing
     if name in NEWTON_ALGORITHMS
         newton = NLNewton(; κ = Float64(newton_kappa), max_iter = Int(max_newton_iters))
-        return ctor(; autodiff = AutoFiniteDiff(), linsolve = linear_solver, nlsolve = newton)
+        return ctor(; autodiff = AutoFiniteDiff(), linsolve = linear_solver, nlsolve = newton, smooth_est)
     end
     return ctor(; autodiff = AutoFiniteDiff(), linsolve = linear_solver)
 end
@@ -62,7 +73,9 @@ SciMLSensitivity from setting up AD of the Python function (ReverseDiff/Enzyme/Z
 ForwardDiff configurations); the vector-Jacobian products it needs come from the `ODEFunction`'s
 `vjp`/`vjp_p` hooks, which SciMLSensitivity prefers whenever they are present. Without those hooks
 it would differentiate the Python callback and silently get zeros. `abstol`/`reltol` are the
-quadrature tolerances of `QuadratureAdjoint`; `checkpointing` applies to the other three.
+tolerances of `QuadratureAdjoint` (SciMLSensitivity uses the same pair for its backward solve of λ
+and for the `quadgk` parameter integral; [`adjoint_gradients`](@ref) passes them explicitly too);
+`checkpointing` applies to the other three.
 """
 function make_sensealg(
         name::AbstractString; checkpointing::Bool = false,

@@ -5,6 +5,7 @@
 #   rhs(du, u, t)          du .= f(t, u, p)
 #   jac(Jt, u, t)          Jt .= (df/du)ᵀ   (the view of a column-major J reads as Jᵀ in torch)
 #   tgrad(dT, u, t)        dT .= ∂f/∂t
+#   jvp(out, v, u, t)      out .= (df/du) v    (GMRES: OrdinaryDiffEq's JVPCache uses `f.jvp` if set)
 #   vjp(out, λ, u, t)      out .= (df/du)ᵀ λ
 #   vjp_p(out, λ, u, t)    out .= (df/dp)ᵀ λ   (p flattened in the order pysciml.julia chose)
 #
@@ -16,7 +17,7 @@
 
 A Python function called in place with torch views of its array arguments. Called as
 `cb(out, u, p, t)` (right-hand side, Jacobian, time derivative) or `cb(out, v, u, p, t)`
-(vector-Jacobian products); `p` is not passed on (see the file header).
+(Jacobian-vector and vector-Jacobian products); `p` is not passed on (see the file header).
 """
 struct PyCallback
     fn::Py
@@ -48,26 +49,28 @@ end
 """
     CallbackSet
 
-The five bound Python methods of one `TorchCallbacks` object, in the order of the file header.
+The six bound Python methods of one `TorchCallbacks` object, in the order of the file header.
 """
 struct CallbackSet
     rhs::Py
     jac::Py
     tgrad::Py
+    jvp::Py
     vjp::Py
     vjp_p::Py
 end
 
 "Look up the bound methods of a Python `TorchCallbacks` object (calls into Python)."
-callback_set(cb::Py) = CallbackSet(cb.rhs, cb.jac, cb.tgrad, cb.vjp, cb.vjp_p)
+callback_set(cb::Py) = CallbackSet(cb.rhs, cb.jac, cb.tgrad, cb.jvp, cb.vjp, cb.vjp_p)
 
 "A `CallbackSet` of null `Py` objects, for the precompile workload (nothing is called)."
-null_callback_set() = CallbackSet(ntuple(_ -> PythonCall.pynew(), 5)...)
+null_callback_set() = CallbackSet(ntuple(_ -> PythonCall.pynew(), 6)...)
 
 """
     ode_function(cbs, views, mass) -> ODEFunction
 
-In-place `ODEFunction` whose `f`, `jac`, `tgrad`, `vjp` and `vjp_p` are the Python callbacks.
+In-place `ODEFunction` whose `f`, `jac`, `tgrad`, `jvp`, `vjp` and `vjp_p` are the Python callbacks.
+`jvp` is only used by matrix-free (GMRES) Newton-Krylov solves, `vjp`/`vjp_p` only by adjoints.
 `FullSpecialize`: no FunctionWrappers (SciMLSensitivity would otherwise rebuild the function without
 its `vjp` hooks) and one compiled solver per algorithm, cached by the precompile workload.
 """
@@ -76,6 +79,7 @@ function ode_function(cbs::CallbackSet, views::ViewCache, mass)
         PyCallback(cbs.rhs, views);
         jac = PyCallback(cbs.jac, views),
         tgrad = PyCallback(cbs.tgrad, views),
+        jvp = PyCallback(cbs.jvp, views),
         vjp = PyCallback(cbs.vjp, views),
         vjp_p = PyCallback(cbs.vjp_p, views),
         mass_matrix = mass
@@ -85,15 +89,19 @@ end
 """
     split_function(implicit, explicit, views) -> SplitFunction
 
-`du/dt = f₁ + f₂` for IMEX methods: `f₁` (stiff, with its Jacobian and time derivative from the
-`implicit` callbacks) is treated implicitly, `f₂` (the `rhs` of the `explicit` callbacks) explicitly.
+`du/dt = f₁ + f₂` for IMEX methods: `f₁` (stiff, with its Jacobian, time derivative and
+Jacobian-vector product from the `implicit` callbacks) is treated implicitly, `f₂` (the `rhs` of the
+`explicit` callbacks) explicitly. OrdinaryDiffEq builds its GMRES operator from the `SplitFunction`
+itself, so the `jvp` (of `f₁` only) goes on the `SplitFunction` as well as on `f₁`.
 """
 function split_function(implicit::CallbackSet, explicit::CallbackSet, views::ViewCache)
-    f1 = ODEFunction{true, SciMLBase.FullSpecialize}(PyCallback(implicit.rhs, views))
+    jvp = PyCallback(implicit.jvp, views)
+    f1 = ODEFunction{true, SciMLBase.FullSpecialize}(PyCallback(implicit.rhs, views); jvp)
     f2 = ODEFunction{true, SciMLBase.FullSpecialize}(PyCallback(explicit.rhs, views))
     return SplitFunction{true, SciMLBase.FullSpecialize}(
         f1, f2;
         jac = PyCallback(implicit.jac, views),
-        tgrad = PyCallback(implicit.tgrad, views)
+        tgrad = PyCallback(implicit.tgrad, views),
+        jvp
     )
 end

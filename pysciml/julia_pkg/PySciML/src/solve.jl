@@ -26,6 +26,12 @@ Keyword arguments of `solve`, matching pysciml's native semantics:
 - `dense = false` with `saveat`: only the save points are stored;
 - `dense = false` without `saveat`: every step, no interpolant.
 `dt`, `dtmin > 0` and `dtmax` are passed only when given, so Julia's own defaults apply otherwise.
+
+`initializealg = NoInit()`: the solve starts from `u0` as given, as the native engine does.
+OrdinaryDiffEq's default changed between majors (v1 adjusted the algebraic components of an
+inconsistent `u0` under a singular mass matrix, v2 raises `CheckInitFailureError`); pysciml checks
+consistency itself before calling Julia (`pysciml.julia._arguments.check_consistent_u0`, the same
+rule as SciMLBase's `CheckInit`) and refuses an inconsistent `u0` with a clear error.
 """
 function solve_kwargs(;
         reltol::Real, abstol, saveat::Union{Nothing, Vector{Float64}}, dt, adaptive::Bool,
@@ -35,6 +41,7 @@ function solve_kwargs(;
     kw = (;
         reltol = Float64(reltol), abstol, adaptive, maxiters = Int(maxiters), dense,
         save_everystep = everystep, saveat = everystep ? Float64[] : saveat,
+        initializealg = NoInit(),
     )
     dt === nothing || (kw = merge(kw, (; dt = Float64(dt))))
     dtmin > 0 && (kw = merge(kw, (; dtmin = Float64(dtmin))))

@@ -4,9 +4,10 @@
 
 using PySciML
 using PySciML: make_algorithm, make_sensealg, build_problem, null_callback_set, solve_kwargs, ViewCache,
-    IMEX_ALGORITHMS, DiscreteLoss
+    IMEX_ALGORITHMS, NEWTON_ALGORITHMS, DiscreteLoss
 using PythonCall: pyimport, pyconvert, PyException
-using SciMLBase: NullParameters, ODEProblem, SplitODEProblem
+using SciMLBase: NoInit, NullParameters, ODEProblem, SplitFunction, SplitODEProblem
+using LinearSolve: KrylovJL
 using LinearAlgebra: I
 using Test
 
@@ -17,7 +18,16 @@ using Test
         for name in names
             @test make_algorithm(name) !== nothing
         end
-        @test make_algorithm("Rodas5P"; linsolve = "gmres", restart = 10) !== nothing
+        gmres = make_algorithm("Rodas5P"; linsolve = "gmres", restart = 10, gmres_rtol = 1.0e-8, gmres_itmax = 40)
+        @test gmres.linsolve isa KrylovJL && gmres.linsolve.gmres_restart == 10
+        @test gmres.linsolve.kwargs[:rtol] == 1.0e-8 && gmres.linsolve.kwargs[:itmax] == 40
+        @test gmres.linsolve.kwargs[:atol] == 0.0
+        @test make_algorithm("Rodas5P").linsolve === nothing
+        for name in NEWTON_ALGORITHMS  # pysciml's default, not OrdinaryDiffEq's (true)
+            @test make_algorithm(name).smooth_est == false
+            @test make_algorithm(name; smooth_est = true).smooth_est == true
+            @test make_algorithm(name; newton_kappa = 0.05, max_newton_iters = 7).nlsolve.max_iter == 7
+        end
         @test_throws ArgumentError make_algorithm("NotAMethod")
         @test_throws ArgumentError make_algorithm("Rodas5P"; linsolve = "qr")
         @test all(in(names), IMEX_ALGORITHMS)
@@ -33,13 +43,19 @@ using Test
     @testset "problems and keywords" begin
         cbs = null_callback_set()
         u0 = zeros(3)
-        @test build_problem(cbs, nothing, u0, (0.0, 1.0), NullParameters(), I, ViewCache()) isa ODEProblem
-        @test build_problem(cbs, cbs, u0, (0.0, 1.0), NullParameters(), I, ViewCache()) isa SplitODEProblem
+        plain = build_problem(cbs, nothing, u0, (0.0, 1.0), NullParameters(), I, ViewCache())
+        @test plain isa ODEProblem && !(plain.problem_type isa SplitODEProblem)
+        @test plain.f.jvp !== nothing && plain.f.vjp !== nothing && plain.f.vjp_p !== nothing
+        # SplitODEProblem is a tag in `problem_type`: its constructor returns an ODEProblem
+        split = build_problem(cbs, cbs, u0, (0.0, 1.0), NullParameters(), I, ViewCache())
+        @test split isa ODEProblem && split.problem_type isa SplitODEProblem && split.f isa SplitFunction
+        @test split.f.jvp !== nothing && split.f.f1.jvp !== nothing
         kw = solve_kwargs(;
             reltol = 1.0e-6, abstol = 1.0e-8, saveat = [0.0, 0.5], dt = nothing, adaptive = true,
             maxiters = 10, dense = false, dtmax = 0.1
         )
         @test kw.saveat == [0.0, 0.5] && !kw.save_everystep && kw.dtmax == 0.1 && !haskey(kw, :dt)
+        @test kw.initializealg isa NoInit
         dense = solve_kwargs(;
             reltol = 1.0e-6, abstol = 1.0e-8, saveat = [0.5], dt = 0.01, adaptive = false,
             maxiters = 10, dense = true

@@ -1,0 +1,46 @@
+"""SciMLBase ``ReturnCode`` names -> pysciml's :class:`~pysciml.ReturnCode`.
+
+Every member of SciMLBase's ``ReturnCode`` enum (SciMLBase 3.49, ``src/retcodes.jl``) is listed. The codes
+SciMLBase's ``successful_retcode`` accepts map to ``Success``; every other code is a failure, among them
+``Default``: the enum's initial value, which a finished solve never carries (SciMLBase: "the solve is
+unfinished or its outcome is unknown"). A name missing here (a future SciMLBase) is a failure as well.
+The Julia name itself always stays in the solution's message.
+"""
+
+from __future__ import annotations
+
+from ..solution import ReturnCode
+
+__all__ = ["JULIA_RETCODES", "JULIA_SUCCESS_RETCODES", "retcode_from_julia"]
+
+JULIA_SUCCESS_RETCODES = frozenset({
+    "Success", "Terminated", "ExactSolutionLeft", "ExactSolutionRight", "FloatingPointLimit", "StalledSuccess",
+})
+"""The codes SciMLBase's ``successful_retcode`` accepts."""
+
+JULIA_RETCODES: dict[str, ReturnCode] = {
+    **{name: ReturnCode.Success for name in JULIA_SUCCESS_RETCODES},
+    "Default": ReturnCode.ConvergenceFailure,  # never set by a finished solve: outcome unknown
+    "MaxIters": ReturnCode.MaxIters,
+    "MaxNumSub": ReturnCode.MaxIters,  # sub-iteration budget exhausted
+    "MaxTime": ReturnCode.MaxIters,  # time budget exhausted
+    "DtLessThanMin": ReturnCode.DtLessThanMin,
+    "DtNaN": ReturnCode.Unstable,
+    "Unstable": ReturnCode.Unstable,
+    "InitialFailure": ReturnCode.ConvergenceFailure,
+    "ConvergenceFailure": ReturnCode.ConvergenceFailure,
+    "Failure": ReturnCode.ConvergenceFailure,
+    "Infeasible": ReturnCode.ConvergenceFailure,
+    "InternalLineSearchFailed": ReturnCode.ConvergenceFailure,
+    "ShrinkThresholdExceeded": ReturnCode.ConvergenceFailure,
+    "Stalled": ReturnCode.ConvergenceFailure,
+    "InternalLinearSolveFailed": ReturnCode.ConvergenceFailure,
+    "APosterioriSafetyFailure": ReturnCode.ConvergenceFailure,
+}
+"""Every SciMLBase ``ReturnCode`` name and the pysciml code it becomes."""
+
+
+def retcode_from_julia(name: str) -> ReturnCode:
+    """The pysciml :class:`~pysciml.ReturnCode` of a SciMLBase ``ReturnCode`` name (an unknown name is a
+    failure: ``ConvergenceFailure``)."""
+    return JULIA_RETCODES.get(str(name), ReturnCode.ConvergenceFailure)
