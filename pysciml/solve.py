@@ -21,7 +21,8 @@ from .engine.ark import ARKStepper
 from .engine.controller import PIController
 from .engine.explicit_rk import ExplicitRKStepper
 from .engine.linsolve import make_linear_solver
-from .engine.loop import LoopOptions, LoopResult, integrate
+from .engine.loop import integrate
+from .engine.loop_records import LoopOptions, LoopResult
 from .engine.rhs import RHS
 from .engine.rosenbrock import RosenbrockStepper
 from .engine.stepper import Stepper
@@ -144,7 +145,7 @@ def _make_stepper(alg: Algorithm, prob: ODEProblem, stats: Stats, atol: Tensor, 
     solver = make_linear_solver(alg.linsolve, stats, prob.mass_matrix)  # type: ignore[attr-defined]
     if isinstance(alg, RosenbrockAlgorithm):
         rhs = RHS(prob.f, prob.f_takes_p, prob, stats, jac=prob.jac, jac_takes_p=prob.jac_takes_p,
-                  tgrad=prob.tgrad, autodiff=autodiff)
+                  tgrad=prob.tgrad, tgrad_takes_p=prob.tgrad_takes_p, autodiff=autodiff)
         return RosenbrockStepper(alg.tableau, rhs, solver, prob.mass_matrix)
     assert isinstance(alg, ESDIRKAlgorithm)
     if split:
@@ -171,11 +172,13 @@ def _package(result: LoopResult, prob: ODEProblem, alg: Algorithm, stats: Stats,
         for b, code, info in failures[:3]:
             tf, dtf = info if info is not None else (float("nan"), float("nan"))
             who = f"trajectory {b}: " if prob.batched else ""
-            parts.append(f"{who}{code.value} at t={tf:.6g} with dt={dtf:.3g}")
+            why = f" ({result.reasons[b]})" if result.reasons[b] else ""
+            parts.append(f"{who}{code.value} at t={tf:.6g} with dt={dtf:.3g}{why}")
         more = f" (and {len(failures) - 3} more trajectories)" if len(failures) > 3 else ""
+        b0, code0, _ = failures[0]
         message = (f"{alg!r} failed: " + "; ".join(parts) + more +
-                   f" after {stats.naccept} accepted and {stats.nreject} rejected steps. "
-                   + advice(alg, failures[0][1].value))
+                   f" after {stats.naccept} accepted and {stats.nreject} rejected steps."
+                   + ("" if result.reasons[b0] else " " + advice(alg, code0.value)))
         if throw:
             raise SolverError(message, failures[0][1])
     if not prob.batched:

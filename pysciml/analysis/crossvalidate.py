@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from ..algorithms import Algorithm
 from .._validate import check_saveat
+from ..algorithms import Algorithm
 from ..errors import InputError, JuliaNotAvailableError
 from ..problem import ODEProblem
 from ..solve import solve

@@ -43,6 +43,7 @@ class ARKStepper(Stepper):
     ) -> None:
         super().__init__(rhs_implicit)
         self.tab = tab
+        self.name = tab.name
         self.order = tab.order
         self.rhs_e = rhs_explicit
         self.linsolve = linsolve

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .fixed_step_check import real_stability_boundary
 from .interpolation import polynomial_coefficients
 from .rhs import RHS
 from .stepper import Combination, Stepper, StepResult, lincomb
@@ -23,6 +24,8 @@ class ExplicitRKStepper(Stepper):
     def __init__(self, tab: ExplicitRKTableau, rhs: RHS) -> None:
         super().__init__(rhs)
         self.tab = tab
+        self.name = tab.name
+        self.stability_boundary = real_stability_boundary(tab)
         self.order = tab.order
         self.adaptive = tab.btilde is not None
         if tab.dense is not None:

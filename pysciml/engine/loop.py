@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 
 import torch
 
 from ..solution import ReturnCode, Stats
-from .controller import PIController, initial_dt, scaled_error_norm
+from .controller import initial_dt, scaled_error_norm
+from .fixed_step_check import FixedStepCheck, describe
 from .interpolation import DenseOutput, evaluate
+from .loop_records import LoopOptions, LoopResult
 from .loop_scalar import integrate_single
 from .stepper import Stepper
 
@@ -27,37 +28,6 @@ RUNNING = 0
 _CODES = [None, ReturnCode.Success, ReturnCode.MaxIters, ReturnCode.DtLessThanMin, ReturnCode.Unstable,
           ReturnCode.ConvergenceFailure]
 SUCCESS, MAXITERS, DTMIN, UNSTABLE, CONVFAIL = 1, 2, 3, 4, 5
-
-
-@dataclass
-class LoopOptions:
-    """Everything the loop needs besides the stepper; validated by ``solve`` beforehand."""
-
-    t0: float
-    t1: float
-    adaptive: bool
-    dt: float | None
-    atol: Tensor  # (1, n) or (B, n)
-    rtol: float
-    maxiters: int
-    dtmin: float
-    dtmax: float | None
-    saveat: Tensor | None  # (S,), sorted in the direction of integration
-    save_everystep: bool
-    dense: bool
-    controller: PIController
-    tstops: list[float] | None = None  # times steps must land on (unbatched solves)
-
-
-@dataclass
-class LoopResult:
-    t: Tensor  # (S,)
-    u: Tensor  # (S, B, n)
-    status: list[ReturnCode]
-    fail_info: list[tuple[float, float] | None]  # (t, dt) where a trajectory failed
-    unstable_hint: list[bool]
-    dense: DenseOutput | None
-    dt_next: float | None = None  # the step size planned before the last step was clipped to t1 (unbatched)
 
 
 def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
@@ -99,6 +69,11 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
     root_n = math.sqrt(u0.shape[1])
     atol_n, rtol_n = opts.atol * root_n, opts.rtol * root_n
     reach = 1.0 + 1e-12  # a step within this factor of the remaining span ends on t1
+
+    eps_t = torch.finfo(dtype).eps  # time has the state's dtype here: a step below eps |t| no longer moves it
+    check = None if opts.adaptive else FixedStepCheck(bsz, stepper.stability_boundary, opts.atol, dtype, device)
+    fail_kind = torch.zeros(bsz, dtype=torch.long, device=device)
+    fail_z = torch.zeros_like(t)
 
     dense = DenseOutput(direction) if opts.dense else None
     saver = _Saver(opts, u0, direction)
@@ -153,15 +128,25 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
             dt_new, qold = opts.controller.propose(dt_step, eest, qold, accepted, stepper.order)
             if opts.dtmax is not None:
                 dt_new = direction * dt_new.abs().clamp(max=opts.dtmax)
-            failed = t + dt_new == t
+            failed = dt_new.abs() <= eps_t * t.abs()
             if opts.dtmin > 0.0:
-                failed = failed | (dt_new.abs() < opts.dtmin)
-            failed = failed & rejected
+                failed = failed | ((dt_new.abs() < opts.dtmin) & rejected)
+            failed = failed & active
             dt = torch.where(active, dt_new, dt)
             fail_code, fail_step = DTMIN, dt_new
         else:
             failed = active & ~ok
             fail_code, fail_step = CONVFAIL, dt_step
+            if check is not None and (stats.nloop % check.every == 0 or stats.nloop >= n_fixed):
+                assert stepper.f0 is not None
+                kind, z = check.check(_nograd(u_prev), u_new, _nograd(res.f_start), _nograd(stepper.f0), dt_step,
+                                      None if res.err is None else _nograd(res.err))
+                flagged = accepted & (kind > 0)
+                fail_kind, fail_z = torch.where(flagged, kind, fail_kind), torch.where(flagged, z, fail_z)
+                status = torch.where(flagged, UNSTABLE, status)
+                fail_t = torch.where(flagged, t, fail_t)
+                fail_dt = torch.where(flagged, dt_step, fail_dt)
+                active = active & ~flagged
         if bool(failed.any()):
             code = torch.where(seen, UNSTABLE, fail_code)
             status = torch.where(failed, code, status)
@@ -180,8 +165,10 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
         None if c is ReturnCode.Success else (float(a), float(b))
         for c, a, b in zip(codes, fail_t.tolist(), fail_dt.tolist(), strict=True)
     ]
+    reasons = [describe(k, z, stepper.name, stepper.stability_boundary)
+               for k, z in zip(fail_kind.tolist(), fail_z.tolist(), strict=True)]
     ts, us = saver.result(u)
-    return LoopResult(t=ts, u=us, status=codes, fail_info=infos, unstable_hint=nonfinite_seen.tolist(), dense=dense)
+    return LoopResult(t=ts, u=us, status=codes, fail_info=infos, reasons=reasons, dense=dense)
 
 
 def _nograd(x: Tensor) -> Tensor:

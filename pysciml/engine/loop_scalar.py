@@ -8,25 +8,23 @@ tensor work: this matters for small stiff systems, where per-step overhead domin
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+import sys
 
 import torch
 
 from ..solution import ReturnCode, Stats
 from .controller import initial_dt, scaled_error_norm
+from .fixed_step_check import FixedStepCheck, describe
 from .interpolation import DenseOutput, evaluate
+from .loop_records import LoopOptions, LoopResult
 from .stepper import Stepper
 
-if TYPE_CHECKING:
-    from .loop import LoopOptions, LoopResult
-
 Tensor = torch.Tensor
+EPS = sys.float_info.epsilon  # time is a Python float here: a step below EPS |t| no longer moves it
 
 
 def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats,
                      n_fixed: int) -> LoopResult:
-    from .loop import LoopResult
-
     dtype, device = u0.dtype, u0.device
     direction = 1.0 if opts.t1 > opts.t0 else -1.0
 
@@ -48,8 +46,9 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
     qold = opts.controller.qoldinit
     root_n = math.sqrt(u0.shape[1])
     atol_n, rtol_n = opts.atol * root_n, opts.rtol * root_n
-    code, fail = ReturnCode.Success, None
+    code, fail, reason = ReturnCode.Success, None, ""
     nonfinite = False
+    check = None if opts.adaptive else FixedStepCheck(1, stepper.stability_boundary, opts.atol, dtype, device)
 
     dense = DenseOutput(direction) if opts.dense else None
     saveat = opts.saveat
@@ -107,6 +106,14 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
             stats.nreject += 1
         stepper.accept(accepted, vec(t), u, res)
 
+        if check is not None and accepted and (stats.nloop % check.every == 0 or last):
+            assert stepper.f0 is not None
+            kind, z = check.check(u_prev.detach(), u.detach(), res.f_start.detach(), stepper.f0.detach(), dtv,
+                                  None if res.err is None else res.err.detach())
+            if int(kind[0]):
+                code, fail = ReturnCode.Unstable, (t, dt_step)
+                reason = describe(int(kind[0]), float(z[0]), stepper.name, stepper.stability_boundary)
+                break
         if accepted:
             coeffs = None
             if dense is not None or (idx < len(save_t) and direction * save_t[idx] <= direction * t):
@@ -127,9 +134,11 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
 
         if opts.adaptive:
             dt_new, qold = opts.controller.propose_scalar(dt_step, eest, qold, accepted, stepper.order)
+            if accepted and at_stop:  # a step shortened to land on a tstop says nothing about the next one
+                dt_new = direction * max(abs(dt_new), abs(dt))
             if opts.dtmax is not None:
                 dt_new = direction * min(abs(dt_new), opts.dtmax)
-            if not accepted and (abs(dt_new) < opts.dtmin or t + dt_new == t):
+            if (not accepted and abs(dt_new) < opts.dtmin) or abs(dt_new) <= EPS * abs(t):
                 code = ReturnCode.Unstable if nonfinite else ReturnCode.DtLessThanMin
                 fail = (t, dt_new)
                 break
@@ -152,5 +161,5 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
         if missing:
             save_vals += [torch.full((n,), float("nan"), dtype=dtype, device=device)] * missing
         t_out, u_out = saveat, torch.stack(save_vals)[:, None, :]
-    return LoopResult(t=t_out, u=u_out, status=[code], fail_info=[fail], unstable_hint=[nonfinite], dense=dense,
+    return LoopResult(t=t_out, u=u_out, status=[code], fail_info=[fail], reasons=[reason], dense=dense,
                       dt_next=abs(dt))

@@ -21,6 +21,7 @@ class RosenbrockStepper(Stepper):
                  mass: Tensor | None) -> None:
         super().__init__(rhs)
         self.tab = tab
+        self.name = tab.name
         self.order = tab.order
         self.linsolve = linsolve
         self.mass = mass
@@ -44,7 +45,7 @@ class RosenbrockStepper(Stepper):
         if not self.fresh:
             self.linsolve.set_jacobian(self.rhs, t, u, f0)
             if self.needs_tgrad:
-                self.ft = self.rhs.tgrad(t, u, f0)
+                self.ft = self.rhs.tgrad(t, u, f0, dt)
             self.fresh = True
         ok = self.linsolve.factor(1.0 / (tab.gamma * dt))
         inv_dt = (1.0 / dt)[:, None]

@@ -109,6 +109,10 @@ class Stepper:
     order: int = 1
     adaptive: bool = True
     dense_matrix: Tensor | None = None
+    #: the method's name (from its tableau), for messages
+    name: str = ""
+    #: ``x_s`` of the real stability interval ``[-x_s, 0]`` of an explicit method; ``None`` for implicit ones
+    stability_boundary: float | None = None
 
     def __init__(self, rhs: RHS) -> None:
         self.rhs = rhs

@@ -206,8 +206,8 @@ def _augmented_explicit(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] 
 
     z0 = torch.cat([y_hi.reshape(-1)] * backsolve + [a.reshape(-1)] + [a.new_zeros(sum(sizes))])
     adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)))
-    sol = solve(adj, setup.adj_alg, saveat=[float(t_lo)], dt=_carried_dt(setup, t_hi, t_lo), tstops=_kinks(y_of_t, t_hi, t_lo),
-                **setup.adj_kw)
+    sol = solve(adj, setup.adj_alg, saveat=[float(t_lo)], dt=_carried_dt(setup, t_hi, t_lo),
+                tstops=_kinks(y_of_t, t_hi, t_lo), **setup.adj_kw)
     setup.dt_carry = sol.dt_next
     _raise_if_failed(sol)
     _add_stats(setup.stats, sol.stats)
@@ -249,7 +249,8 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
     else:
         adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)), jac=None if backsolve else jac)
     with torch.no_grad():  # land on the forward steps: y(t) is only C0 across them (OrdinaryDiffEq does the same)
-        sol = solve(adj, adj_alg, dense=True, dt=_carried_dt(setup, t_hi, t_lo), tstops=_kinks(y_of_t, t_hi, t_lo), **setup.adj_kw)
+        sol = solve(adj, adj_alg, dense=True, dt=_carried_dt(setup, t_hi, t_lo), tstops=_kinks(y_of_t, t_hi, t_lo),
+                    **setup.adj_kw)
     setup.dt_carry = sol.dt_next
     _raise_if_failed(sol)
     _add_stats(setup.stats, sol.stats)

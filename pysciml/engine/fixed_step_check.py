@@ -1,0 +1,112 @@
+"""Fixed-step solves that went wrong but stayed finite: the check that turns them into ``Unstable``.
+
+An adaptive solve rejects steps whose error estimate exceeds the tolerance; a fixed-step solve takes every
+step it is given, so a step far beyond the method's stability region (``dt * lambda = -5`` for RK4 returns
+``5e22`` where the solution is ``4e-44``) or across a singularity returns a finite, meaningless number. Two
+signs, checked every :data:`CHECK_EVERY` steps (explicit methods) and on the last step (a few tensor
+operations each time):
+
+* **Error estimate as large as the solution** (methods with an embedded estimator; implicit methods check
+  every step, their steps being expensive anyway): the estimate's 2-norm, relative to the solution's
+  (``|atol| + max(|u_n|, |u_{n+1}|)``: the solution itself, not the tolerance, which fixed-step users rarely
+  set; norm-wise, so a component passing through zero does not count as a large relative error), exceeds
+  :data:`MAX_RELATIVE_ERROR`. Coarse but stable fixed steps stay orders of magnitude below (a Tsit5 step of
+  one radian on a rotation: 4e-4).
+* **Growth against a contracting field** (explicit methods): along the step's increment
+  ``delta = u_{n+1} - u_n`` the field's rate is the Rayleigh quotient
+  ``z = dt <f(u_{n+1}) - f(u_n), delta> / <delta, delta>`` (exactly ``dt * lambda`` on ``u' = lambda u``).
+  If ``z`` lies beyond the method's real stability interval ``[-x_s, 0]`` (by the factor
+  :data:`STABILITY_MARGIN`) while the increments keep growing, at :data:`PERSIST` consecutive checks, the
+  solution is being amplified by the method, not by the ODE: the field contracts along that direction.
+  A forced but stable run (``z`` inside the interval) never trips it, however fast its increments grow.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import torch
+
+from .tableaus._base import ExplicitRKTableau, dense_matrix
+
+Tensor = torch.Tensor
+
+CHECK_EVERY = 4
+MAX_RELATIVE_ERROR = 0.5
+STABILITY_MARGIN = 1.2
+PERSIST = 2
+
+NONE, TOO_COARSE, BEYOND_STABILITY = 0, 1, 2
+
+
+@cache
+def real_stability_boundary(tab: ExplicitRKTableau) -> float:
+    """``x_s > 0`` such that ``|R(x)| <= 1`` on ``[-x_s, 0]`` for the stability function
+    ``R(z) = 1 + z b^T (I - z A)^{-1} 1`` of an explicit tableau (2 for Euler, 2.785 for RK4), to 1e-6."""
+    s = tab.stages
+    A = np.array(dense_matrix(tab.a, s))
+    b = np.array(tab.b, dtype=float)
+
+    def unstable(x: float) -> bool:
+        z = -x
+        return abs(1.0 + z * b @ np.linalg.solve(np.eye(s) - z * A, np.ones(s))) > 1.0 + 1e-12
+
+    grid = np.arange(1, 5001) * 1e-2  # scan [0, 50] for the first unstable point, then bisect
+    first = next((x for x in grid if unstable(float(x))), None)
+    if first is None:
+        return math.inf
+    lo, hi = float(first) - 1e-2, float(first)
+    while hi - lo > 1e-6:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if unstable(mid) else (mid, hi)
+    return lo
+
+
+def describe(kind: int, z: float, alg_name: str, boundary: float | None) -> str:
+    """The sentence a failed solve's message carries for a fixed-step failure ``kind``."""
+    if kind == TOO_COARSE:
+        return (f"a fixed step's error estimate exceeds {MAX_RELATIVE_ERROR:.0%} of the solution itself (a "
+                "singularity, a fast transient or a step far too large): use adaptive=True or a smaller dt")
+    if kind == BEYOND_STABILITY:
+        return (f"the fixed step is beyond {alg_name}()'s stability region: dt * lambda ~ {z:.3g} along the "
+                f"solution, outside its real stability interval [-{boundary:.3g}, 0], and the solution is being "
+                "amplified by the method: use a smaller dt, adaptive=True, or an implicit method (Rodas5P())")
+    return ""
+
+
+class FixedStepCheck:
+    """Per-trajectory state of the two checks above for one fixed-step solve (batched: ``(B,)`` tensors).
+
+    ``boundary`` is the explicit method's real stability interval ``x_s`` (``None``: no growth check, e.g.
+    for A-stable implicit methods); ``atol`` the absolute tolerance, ``(1, n)`` or ``(B, n)``."""
+
+    def __init__(self, bsz: int, boundary: float | None, atol: Tensor, dtype: torch.dtype,
+                 device: torch.device) -> None:
+        self.limit = None if boundary is None or not math.isfinite(boundary) else -STABILITY_MARGIN * boundary
+        self.boundary = boundary
+        self.every = 1 if boundary is None else CHECK_EVERY  # check after every step, or every few
+        self.atol_norm = torch.linalg.vector_norm(atol, dim=1)
+        self.prev_dd = torch.full((bsz,), math.inf, dtype=dtype, device=device)
+        self.streak = torch.zeros(bsz, dtype=torch.long, device=device)
+
+    def check(self, u: Tensor, u_new: Tensor, f_start: Tensor, f_end: Tensor, dt: Tensor,
+              err: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``(kind, z)`` per trajectory after one accepted fixed step from ``u`` to ``u_new`` (all detached):
+        ``kind`` is :data:`NONE`, :data:`TOO_COARSE` or :data:`BEYOND_STABILITY`."""
+        kind = torch.zeros_like(self.streak)
+        z = torch.zeros_like(dt)
+        if err is not None:
+            size = torch.maximum(torch.linalg.vector_norm(u, dim=1), torch.linalg.vector_norm(u_new, dim=1))
+            rel = torch.linalg.vector_norm(err, dim=1) / (self.atol_norm + size)
+            kind = torch.where(rel > MAX_RELATIVE_ERROR, TOO_COARSE, kind)
+        if self.limit is not None:
+            d = u_new - u
+            dd = torch.linalg.vecdot(d, d)
+            z = dt * torch.linalg.vecdot(f_end - f_start, d) / dd
+            bad = (z < self.limit) & (dd > self.prev_dd)
+            self.streak = torch.where(bad, self.streak + 1, 0)
+            self.prev_dd = dd
+            kind = torch.where((self.streak >= PERSIST) & (kind == NONE), BEYOND_STABILITY, kind)
+        return kind, z
