@@ -27,7 +27,7 @@ from .algorithms import (
 from .algorithms_native import ARS222, IMEXSSP2
 from .analysis.crossvalidate import CrossValidation, crossvalidate
 from .engine.controller import PIController
-from .errors import InputError, JuliaNotAvailableError, SolverError
+from .errors import InputError, JuliaNotAvailableError, RHSError, SolverError
 from .linsolve_options import GMRES, DenseLU
 from .odeint import odeint, odeint_adjoint
 from .problem import ODEProblem, SplitODEProblem
@@ -47,7 +47,7 @@ __all__ = [
     "Algorithm", "BS3", "DP5", "Euler", "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno5", "Midpoint", "RK4",
     "ROS3P", "Rodas4", "Rodas5P", "Rosenbrock23", "Tsit5", "Vern7", "IMEXSSP2", "ARS222",
     "PIController", "DenseLU", "GMRES", "crossvalidate", "CrossValidation",
-    "InputError", "SolverError", "JuliaNotAvailableError",
+    "InputError", "SolverError", "RHSError", "JuliaNotAvailableError",
     "ODEProblem", "SplitODEProblem", "ODESolution", "ReturnCode", "Stats", "solve", "odeint", "odeint_adjoint",
     "DiscreteAdjoint", "BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint", "GaussAdjoint",
 ]

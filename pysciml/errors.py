@@ -3,7 +3,7 @@ fix); :class:`SolverError` for numerical failure when ``throw=True`` (otherwise 
 
 from __future__ import annotations
 
-__all__ = ["InputError", "SolverError", "JuliaNotAvailableError"]
+__all__ = ["InputError", "SolverError", "RHSError", "JuliaNotAvailableError"]
 
 
 class InputError(ValueError):
@@ -16,6 +16,11 @@ class SolverError(RuntimeError):
     def __init__(self, message: str, retcode: object = None) -> None:
         super().__init__(message)
         self.retcode = retcode
+
+
+class RHSError(RuntimeError):
+    """A user function (``f``, ``jac``, ``tgrad``) raised during a solve; the message says which and at which
+    ``t``, and the original exception is chained as ``__cause__``."""
 
 
 class JuliaNotAvailableError(RuntimeError):

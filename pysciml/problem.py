@@ -23,6 +23,11 @@ __all__ = ["ODEProblem", "SplitODEProblem"]
 
 Tensor = torch.Tensor
 
+#: Attribute by which a wrapper around ``f`` made anew for every solve (a call counter, a reshaping closure)
+#: names the object that does the work (a module), so that the one-time check that ``f`` is differentiable
+#: by autograd, run when gradients are requested, is not repeated for every solve.
+OWNER_ATTR = "_pysciml_owner"
+
 
 def _as_tensor_u0(u0: Any) -> Tensor:
     if isinstance(u0, Tensor):
@@ -121,7 +126,7 @@ class ODEProblem:
         jac: optional Jacobian ``jac(t, u, p) -> J`` of ``f`` with respect to ``u``: shape ``(n, n)`` with
             ``n = u0.numel()`` (``(B, n, n)`` when batched, ``n`` the per-trajectory size). Without it the
             implicit methods use forward-mode autodiff (torch.func) or finite differences.
-        tgrad: optional ``tgrad(t, u, p) -> df/dt`` (shaped like ``u``) for Rosenbrock methods on
+        tgrad: optional ``tgrad(t, u, p) -> df/dt`` (or ``tgrad(t, u)``; shaped like ``u``) for Rosenbrock methods on
             non-autonomous problems; otherwise computed by autodiff or finite differences.
         mass_matrix: optional constant ``M`` (``(n, n)`` tensor) for ``M du/dt = f``; may be singular
             (index-1 DAE). Rosenbrock methods only.
@@ -154,6 +159,7 @@ class ODEProblem:
         self.jac = jac
         self.jac_takes_p = _wants_p(jac, "jac") if jac is not None else True
         self.tgrad = tgrad
+        self.tgrad_takes_p = _wants_p(tgrad, "tgrad") if tgrad is not None else True
         self.batched = bool(batched)
         if self.batched and self.u0.ndim < 2:
             raise InputError(

@@ -14,14 +14,18 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, RHSError
 from ..solution import Stats
+from .graph_check import ensure_differentiable
 
 Tensor = torch.Tensor
 
+__all__ = ["RHS", "RHSError"]
 
-class RHSError(RuntimeError):
-    """The user's function raised; the message says at which ``t``."""
+# exceptions that are not the user's error: ours, and torch.utils.checkpoint's signal that a recomputation
+# has produced what the backward pass needs (raised from inside f, it must reach the checkpoint machinery)
+_PASS_THROUGH: tuple[type[BaseException], ...] = (InputError,) + tuple(
+    e for e in (getattr(torch.utils.checkpoint, "_StopRecomputationError", None),) if e is not None)
 
 
 class RHS:
@@ -46,6 +50,7 @@ class RHS:
         jac: Callable[..., Tensor] | None = None,
         jac_takes_p: bool = True,
         tgrad: Callable[..., Tensor] | None = None,
+        tgrad_takes_p: bool = True,
         linear: Tensor | None = None,
         autodiff: bool = True,
         name: str = "f",
@@ -60,10 +65,14 @@ class RHS:
         self.user_jac = jac
         self.jac_takes_p = jac_takes_p
         self.user_tgrad = tgrad
+        self.tgrad_takes_p = tgrad_takes_p
         self.linear = linear
         self.autodiff = autodiff
         self.name = name
         self.checked = False
+        self.jac_checked = False
+        self.tgrad_checked = False
+        self._last: tuple[Tensor, int] | None = None  # the latest output and its version counter
         self.flat = len(self.shape) == 1  # state is a vector: no reshapes needed
         self.dtype = prob.u0.dtype
         self.device = prob.u0.device
@@ -76,26 +85,50 @@ class RHS:
             tu, uu = t[0], (u[0] if self.flat else u[0].reshape(self.shape))
         return fn(tu, uu, self.p) if takes_p else fn(tu, uu)
 
-    def raw(self, t: Tensor, u: Tensor) -> Tensor:
-        """``f`` at engine-layout ``t (B,)``, ``u (B, n)`` -> ``(B, n)``, without counting."""
+    def _guarded(self, what: str, fn: Callable[..., Tensor], takes_p: bool, t: Tensor, u: Tensor) -> Any:
+        """Call the user's ``fn`` in engine layout; its errors come back as :class:`RHSError` with the time,
+        and an ``fn`` that writes into ``u`` in place is refused (the engine's stages share that tensor)."""
         try:
-            out = self._user_call(self.f, self.takes_p, t, u)
-        except InputError:
+            version = u._version
+            out = self._user_call(fn, takes_p, t, u)
+        except _PASS_THROUGH:
             raise
         except Exception as exc:  # re-raise with where it happened
             tv = float(t.detach().reshape(-1)[0]) if t.numel() else float("nan")
-            raise RHSError(f"{self.name}(t, u, p) raised {type(exc).__name__} at t={tv:.6g}: {exc}") from exc
-        if not self.checked:
-            self._check_output(out, u)
+            raise RHSError(f"{what}(t, u, p) raised {type(exc).__name__} at t={tv:.6g}: {exc}") from exc
+        if u._version != version:
+            raise InputError(
+                f"{what} modified its input u in place (u += ..., u[i] = ..., u.mul_(...)); the solver's stages "
+                f"share that tensor, so the answer would be wrong. {what} must leave u unchanged and return a "
+                "new tensor (du = ...; return du)"
+            )
+        return out
+
+    def raw(self, t: Tensor, u: Tensor) -> Tensor:
+        """``f`` at engine-layout ``t (B,)``, ``u (B, n)`` -> ``(B, n)``, without counting."""
+        if not self.checked:  # the first call sees a copy: an f that writes into u cannot touch the caller's u0
+            out = self._guarded(self.name, self.f, self.takes_p, t, u.clone())
+            self._check_output(out, t, u)
+        else:
+            out = self._guarded(self.name, self.f, self.takes_p, t, u)
         if self.flat:
             return out if self.batched else out.unsqueeze(0)
         return out.reshape(u.shape[0], self.n)
 
     def __call__(self, t: Tensor, u: Tensor) -> Tensor:
         self.stats.nf += 1
-        return self.raw(t, u)
+        last = self._last
+        if last is not None and last[0]._version != last[1]:
+            raise InputError(
+                f"{self.name} changed a tensor it returned earlier (it fills one buffer in place and returns it "
+                "each call); the solver keeps earlier results as stages, so they must not change. Return a new "
+                "tensor from every call"
+            )
+        out = self.raw(t, u)
+        self._last = (out, out._version)
+        return out
 
-    def _check_output(self, out: Any, u: Tensor) -> None:
+    def _check_output(self, out: Any, t: Tensor, u: Tensor) -> None:
         want = (u.shape[0], *self.shape) if self.batched else self.shape
         if not isinstance(out, Tensor):
             raise InputError(f"{self.name} must return a torch.Tensor shaped like u {want}, got {type(out).__name__}")
@@ -115,6 +148,19 @@ class RHS:
                 "create tensors inside f on u.device"
             )
         self.checked = True
+        if torch.is_grad_enabled() and (u.requires_grad or out.requires_grad) and self.linear is None:
+            ensure_differentiable(self.f, self._counted_raw, t, u, self.name)
+
+    def _ensure_checked(self, t: Tensor, u: Tensor) -> None:
+        """Check ``f``'s first output (:meth:`_check_output`) outside any torch.func transform: a solver part
+        whose first use of ``f`` is a Jacobian would otherwise run the checks on transformed tensors."""
+        if not self.checked:
+            self(t, u)
+
+    def _counted_raw(self, t: Tensor, u: Tensor) -> Tensor:
+        """:meth:`raw`, counted in ``stats.nf`` (the differentiability check's calls are calls of f too)."""
+        self.stats.nf += 1
+        return self.raw(t, u)
 
     # ------------------------------------------------------------------ derivatives
     def jac(self, t: Tensor, u: Tensor, f0: Tensor | None = None) -> Tensor:
@@ -143,11 +189,16 @@ class RHS:
     def _user_jacobian(self, t: Tensor, u: Tensor) -> Tensor:
         assert self.user_jac is not None
         b, n = u.shape
-        out = self._user_call(self.user_jac, self.jac_takes_p, t, u)
-        want = (b, n, n) if self.batched else (n, n)
-        if not isinstance(out, Tensor) or tuple(out.shape) != want:
-            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise InputError(f"jac must return a tensor of shape {want} (n = {n} state values), got {got}")
+        out = self._guarded("jac", self.user_jac, self.jac_takes_p, t, u)
+        if not self.jac_checked:
+            want = (b, n, n) if self.batched else (n, n)
+            if not isinstance(out, Tensor) or tuple(out.shape) != want:
+                got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise InputError(f"jac must return a tensor of shape {want} (n = {n} state values), got {got}")
+            if not bool(torch.isfinite(out.detach()).all()):
+                raise InputError(f"jac returned NaN or Inf at t={float(t.reshape(-1)[0]):.6g} (the first call, at "
+                                 "the initial state): check jac's formula there")
+            self.jac_checked = True
         return out.reshape(b, n, n).to(self.dtype)
 
     def _jac_forward(self, t: Tensor, u: Tensor) -> Tensor:
@@ -155,6 +206,7 @@ class RHS:
         trajectory's cotangent hitting only its own outputs. Reverse mode is several times cheaper than
         torch.func's forward mode through ``nn.Module``s for the small-to-moderate ``n`` of stiff problems."""
         b, n = u.shape
+        self._ensure_checked(t, u)
         _, pullback = torch.func.vjp(lambda x: self.raw(t, x), u)
         basis = torch.eye(n, dtype=u.dtype, device=u.device)[:, None, :].expand(n, b, n)
         rows = torch.func.vmap(lambda v: pullback(v)[0])(basis)  # (n_i, B, n_j) = dF_i/du_j
@@ -181,6 +233,7 @@ class RHS:
         if self.linear is not None:
             return (self.linear @ v.T).T
         if self.autodiff:
+            self._ensure_checked(t, u)
             return torch.func.jvp(lambda x: self.raw(t, x), (u,), (v,))[1].to(self.dtype)
         if f0 is None:
             f0 = self(t, u)
@@ -188,14 +241,26 @@ class RHS:
         h = math.sqrt(torch.finfo(u.dtype).eps) * (1.0 + u.norm(dim=1)) / vn
         return (self(t, u + h[:, None] * v) - f0) / h[:, None]
 
-    def tgrad(self, t: Tensor, u: Tensor, f0: Tensor) -> Tensor:
-        """``df/dt`` per trajectory, ``(B, n)``: the problem's ``tgrad``, else one forward difference (one
-        extra call of ``f``; its O(sqrt(eps)) error enters a Rosenbrock step only through the ``h d f_t``
-        term)."""
+    def tgrad(self, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor | None = None) -> Tensor:
+        """``df/dt`` per trajectory, ``(B, n)``: the problem's ``tgrad``, else one forward difference (one extra
+        call of ``f``) with a step relative to the solver's step ``dt`` (``sqrt(eps) |dt|``, at least
+        ``100 eps |t|`` so ``t + h`` differs from ``t``; the step actually taken is ``(t + h) - t``): a step
+        relative to ``|t|`` would be far too coarse at large ``t`` (``t0 = 1e8``: ``h = 1.5``). Its error enters
+        a Rosenbrock step only through the ``dt d f_t`` term. Without ``dt`` (callers outside the step
+        loop) the scale is ``max(|t|, 1)``."""
         if self.linear is not None:
             return torch.zeros_like(u)
         if self.user_tgrad is not None:
-            out = self._user_call(self.user_tgrad, True, t, u)
+            out = self._guarded("tgrad", self.user_tgrad, self.tgrad_takes_p, t, u)
+            if not self.tgrad_checked:
+                want = (u.shape[0], *self.shape) if self.batched else self.shape
+                if not isinstance(out, Tensor) or tuple(out.shape) != tuple(want):
+                    got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                    raise InputError(f"tgrad must return df/dt shaped like u {tuple(want)}, got {got}")
+                self.tgrad_checked = True
             return out.reshape(u.shape[0], self.n).to(self.dtype)
-        h = self._fd_step(t)
+        eps = torch.finfo(t.dtype).eps
+        scale = t.abs().clamp(min=1.0) if dt is None else dt.abs()
+        h = torch.maximum(math.sqrt(eps) * scale, 100 * eps * t.abs()).clamp(min=torch.finfo(t.dtype).tiny)
+        h = (t + h) - t
         return (self(t + h, u) - f0) / h[:, None]

@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..algorithms import Algorithm, Tsit5
 from ..errors import InputError, SolverError
-from ..problem import ODEProblem
+from ..problem import OWNER_ATTR, ODEProblem
 from ..sensealg import DiscreteAdjoint, SensitivityAlgorithm
 from ..solution import ODESolution, Stats
 from ..solve import solve
@@ -29,9 +29,10 @@ Tensor = torch.Tensor
 class CallCounter:
     """``fn(t, u)`` that counts its calls (``.count``), for the NFE a model reports."""
 
-    def __init__(self, fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+    def __init__(self, fn: Callable[[Tensor, Tensor], Tensor], wraps: Any = None) -> None:
         self.fn = fn
         self.count = 0
+        setattr(self, OWNER_ATTR, fn if wraps is None else wraps)  # what computes the values (the module behind fn)
 
     def __call__(self, t: Tensor, u: Tensor) -> Tensor:
         self.count += 1
@@ -159,7 +160,7 @@ class NeuralODE(nn.Module):
         self.batched = bool(batched)
         self.kw = make_solve_kwargs(dt, adaptive, solve_kwargs)
         self.kw.update(rtol=rtol, atol=atol)
-        self._counter = CallCounter(lambda t, y: self.vector_field(t, y))
+        self._counter = CallCounter(lambda t, y: self.vector_field(t, y), wraps=vector_field)
         self.last_solution: ODESolution | None = None
         self.nfe = 0
 

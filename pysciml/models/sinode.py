@@ -29,7 +29,7 @@ from torch import nn
 from ..algorithms import Algorithm, IMEXAlgorithm, KenCarp4
 from ..errors import InputError
 from ..linsolve_options import GMRES, DenseLU, LinearSolver
-from ..problem import SplitODEProblem
+from ..problem import OWNER_ATTR, SplitODEProblem
 from ..sensealg import DiscreteAdjoint, SensitivityAlgorithm
 from ..solution import ODESolution
 from .neural_ode import CallCounter, check_times, make_solve_kwargs, solve_at
@@ -145,6 +145,8 @@ class SemiImplicitNeuralODE(nn.Module):
             def rows_n(tb: Tensor, u: Tensor) -> Tensor:
                 return n_calls(tb[0], u.reshape(shape)).reshape(-1, n)
 
+            setattr(rows_n, OWNER_ATTR, n_calls)
+
             prob = SplitODEProblem(L, rows_n, y0.reshape(-1, n), tspan, batched=True)
             return prob, self._with_linsolve(default), lambda ys: ys.reshape(ys.shape[0], *shape)
         l_calls.fn = lambda u: u @ L.transpose(0, 1)  # row-wise, matrix-free
@@ -156,7 +158,7 @@ class SemiImplicitNeuralODE(nn.Module):
         if not isinstance(y0, Tensor):
             raise InputError(f"y0 must be a torch.Tensor, got {type(y0).__name__}")
         t = check_times(t, y0)
-        n_calls = CallCounter(lambda tt, u: self.nonlinear(tt, u))
+        n_calls = CallCounter(lambda tt, u: self.nonlinear(tt, u), wraps=self.nonlinear)
         l_calls = _LinearPart(lambda u: self.linear(u))
         prob, alg, reshape = self._problem(y0, t, n_calls, l_calls)
         ys, sol = solve_at(prob, alg, t, self.sensealg, self.kw)
