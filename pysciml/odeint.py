@@ -190,12 +190,13 @@ def odeint(
         ys = discrete_solve(prob, algorithm, t.detach(), sensealg, kw)
         ys = _TimeGradient.apply(ys, t, prob) if t.requires_grad else ys
     else:
-        params = discover_params(prob.f, prob.f_takes_p, prob.p, t[0], y0, adjoint_params)
+        params = discover_params(prob.f, prob.f_takes_p, prob.p, t[0], y0, adjoint_params, t[-1])
         adj_kw = {"rtol": adjoint_rtol or rtol, "atol": adjoint_atol or atol}
         if "maxiters" in kw:
             adj_kw["maxiters"] = kw["maxiters"]
         setup = AdjointSetup(prob=prob, alg=algorithm, adj_alg=adjoint_alg or algorithm, sensealg=sensealg,
-                             save_t=t.detach(), params=params, solve_kw=kw, adj_kw=adj_kw)
+                             save_t=t.detach(), params=params, solve_kw=kw, adj_kw=adj_kw,
+                             discovered=adjoint_params is None)
         ys = ContinuousAdjoint.apply(setup, y0, t, *params)
     return unflatten(ys) if unflatten is not None else ys
 

@@ -53,7 +53,17 @@ def _as_tensor_u0(u0: Any) -> Tensor:
     return t
 
 
+def _items(x: Any) -> list[Any]:
+    if isinstance(x, Tensor):
+        return [x]
+    return list(x) if isinstance(x, (tuple, list)) else []
+
+
 def _as_tspan(tspan: Any) -> tuple[float, float]:
+    if any(isinstance(v, Tensor) and v.requires_grad for v in _items(tspan)):
+        raise InputError("tspan requires grad, but a problem holds its times as numbers and solve does not "
+                         "differentiate with respect to them; use pysciml.odeint(func, y0, t) for gradients "
+                         "with respect to the times")
     if isinstance(tspan, Tensor):
         if tspan.numel() != 2:
             raise InputError(f"tspan must hold exactly two times (t0, t1), got {tspan.numel()} values")
@@ -73,17 +83,30 @@ def _as_tspan(tspan: Any) -> tuple[float, float]:
     return t0, t1
 
 
+def tensors_in(x: Any, depth: int = 0) -> list[Tensor]:
+    """The tensors inside ``p``: a tensor, or nested tuples/lists/dicts of them (``nn.Module``s excluded)."""
+    if isinstance(x, Tensor):
+        return [x]
+    if depth > 8:
+        return []
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, (tuple, list)) else ()
+    return [t for item in items for t in tensors_in(item, depth + 1)]
+
+
 def _check_params(p: Any) -> None:
-    tensors: list[Tensor] = []
-    if isinstance(p, Tensor):
-        tensors = [p]
-    elif isinstance(p, (tuple, list)):
-        tensors = [x for x in p if isinstance(x, Tensor)]
-    elif isinstance(p, dict):
-        tensors = [x for x in p.values() if isinstance(x, Tensor)]
-    for x in tensors:
+    for x in tensors_in(p):
         if x.is_floating_point() and not bool(torch.isfinite(x.detach()).all()):
             raise InputError("p contains NaN or Inf; every parameter must be finite")
+    numbers = [v for v in (p.values() if isinstance(p, dict) else p if isinstance(p, (tuple, list)) else [p])
+               if isinstance(v, float)]
+    if any(not math.isfinite(v) for v in numbers):
+        raise InputError("p contains NaN or Inf; every parameter must be finite")
+
+
+def _check_finite_matrix(M: Tensor, name: str) -> None:
+    values = M.coalesce().values() if M.is_sparse else M
+    if not bool(torch.isfinite(values.detach()).all()):
+        raise InputError(f"{name} contains NaN or Inf; every entry must be finite")
 
 
 def _wants_p(f: Callable[..., Any], name: str) -> bool:
@@ -172,6 +195,7 @@ class ODEProblem:
                 got = tuple(mass_matrix.shape) if isinstance(mass_matrix, Tensor) else type(mass_matrix).__name__
                 raise InputError(f"mass_matrix must be a ({n}, {n}) tensor for a state of {n} values, got {got}")
             mass_matrix = mass_matrix.to(dtype=self.u0.dtype, device=self.u0.device)
+            _check_finite_matrix(mass_matrix, "mass_matrix")
         self.mass_matrix = mass_matrix
 
     @property
@@ -248,6 +272,7 @@ class SplitODEProblem(ODEProblem):
                     f"f_implicit given as a matrix must have shape ({n}, {n}) for a state of {n} values, "
                     f"got {tuple(L.shape)}"
                 )
+            _check_finite_matrix(L, "f_implicit (the matrix L)")
             self.linear_operator = L.to(dtype=self.u0.dtype, device=self.u0.device)
 
     def _apply_linear(self, t: Tensor, u: Tensor, p: Any) -> Tensor:

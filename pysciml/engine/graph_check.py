@@ -32,7 +32,7 @@ Tensor = torch.Tensor
 _VERIFIED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _key(f: Any) -> Any:
+def owner_of(f: Any) -> Any:
     """What identifies ``f`` across solves: the object named by its ``OWNER_ATTR`` chain (the models' call
     counters, made for every solve, name the module they call), then the instance behind a bound method."""
     while hasattr(f, OWNER_ATTR):
@@ -44,7 +44,7 @@ def ensure_differentiable(f: Any, call: Callable[[Tensor, Tensor], Tensor], t: T
                           name: str = "f") -> None:
     """Raise :class:`InputError` if ``call(t, u)`` (``f`` in any layout) is not differentiable by autograd
     with respect to ``u``: its reverse-mode directional derivative disagrees with finite differences."""
-    key = _key(f)
+    key = owner_of(f)
     try:
         if key in _VERIFIED:
             return

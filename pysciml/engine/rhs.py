@@ -117,6 +117,7 @@ class RHS:
 
     def __call__(self, t: Tensor, u: Tensor) -> Tensor:
         self.stats.nf += 1
+        out = self.raw(t, u)
         last = self._last
         if last is not None and last[0]._version != last[1]:
             raise InputError(
@@ -124,7 +125,6 @@ class RHS:
                 "each call); the solver keeps earlier results as stages, so they must not change. Return a new "
                 "tensor from every call"
             )
-        out = self.raw(t, u)
         self._last = (out, out._version)
         return out
 

@@ -30,7 +30,7 @@ from ..problem import ODEProblem, SplitODEProblem
 from ..sensealg import BacksolveAdjoint, InterpolatingAdjoint, QuadratureAdjoint, SensitivityAlgorithm
 from ..solution import Stats
 from ..solve import solve
-from .vjp import call_f, vjp
+from .vjp import call_f, refuse_new_leaves, vjp
 
 Tensor = torch.Tensor
 GAUSS_NODES = 5  # Gauss-Legendre nodes per adjoint step: exact for polynomials of degree 9
@@ -47,6 +47,9 @@ class AdjointSetup:
     save_t: Tensor
     params: list[Tensor]
     solve_kw: dict[str, Any]
+    #: the parameters were discovered, not given (adjoint_params): a tensor requiring grad that f uses only at
+    #: other times is then refused in the backward pass instead of silently getting no gradient
+    discovered: bool
     adj_kw: dict[str, Any]
     checkpoint_every: int = 50
     dt_carry: float | None = None  # last step size of the previous adjoint interval
@@ -108,14 +111,16 @@ class ContinuousAdjoint(torch.autograd.Function):
             if grad_t is not None and i == 1:
                 grad_t[0] = -(a * _f(prob, ts[0], ys[0])).sum()
             a = a + grad_ys[i - 1]
-        return (None, a, grad_t, *g)
+        # a parameter f never uses has gradient exactly zero (it is an input of this Function: not None)
+        grads = [torch.zeros_like(q) if gi is None else gi for gi, q in zip(g, setup.params, strict=True)]
+        return (None, a, grad_t, *grads)
 
 
-def _raise_if_failed(sol: Any) -> None:
+def _raise_if_failed(sol: Any, what: str = "forward solve for the adjoint") -> None:
     if not sol.success:
         from ..errors import SolverError
 
-        raise SolverError("forward solve for the adjoint failed: " + sol.message, sol.retcode)
+        raise SolverError(f"{what} failed: " + sol.message, sol.retcode)
 
 
 def _state_provider(ctx: Any, setup: AdjointSetup, ckpt: tuple[Tensor, Tensor] | None, t_lo: Tensor,
@@ -196,7 +201,8 @@ def _augmented_explicit(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] 
     def rhs(t: Tensor, z: Tensor) -> Tensor:
         y = z[:n].reshape(shape) if backsolve else y_of_t(t)
         aa = z[offset - n: offset].reshape(shape)
-        fy, gy, gp, _ = vjp(prob.f, prob.f_takes_p, prob.p, t, y, aa, params)
+        fy, gy, gp, _ = vjp(prob.f, prob.f_takes_p, prob.p, t, y, aa, params,
+                            known=params if setup.discovered else None)
         parts = [fy.reshape(-1)] if backsolve else []
         parts.append(-gy.reshape(-1))
         for k, (gk, q) in enumerate(zip(gp, params, strict=True)):
@@ -209,7 +215,7 @@ def _augmented_explicit(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] 
     sol = solve(adj, setup.adj_alg, saveat=[float(t_lo)], dt=_carried_dt(setup, t_hi, t_lo),
                 tstops=_kinks(y_of_t, t_hi, t_lo), **setup.adj_kw)
     setup.dt_carry = sol.dt_next
-    _raise_if_failed(sol)
+    _raise_if_failed(sol, f"backward (adjoint) solve from t={float(t_hi):.6g} to t={float(t_lo):.6g}")
     _add_stats(setup.stats, sol.stats)
     z = sol.u[-1]
     a_lo = z[offset - n: offset].reshape(shape)
@@ -228,6 +234,9 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
     shape, n = prob.state_shape, prob.state_size
     backsolve = y_of_t is None
     jac_rhs = _forward_jacobian(prob)
+    # tensors f uses only at some times: with parameters, the quadrature's graph shows them; without, the
+    # adjoint's own f evaluations are watched
+    watch = [] if setup.discovered and not setup.params else None
 
     def state_at(t: Tensor, z: Tensor) -> Tensor:
         return z[:n].reshape(shape) if backsolve else y_of_t(t)
@@ -235,7 +244,7 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
     def rhs(t: Tensor, z: Tensor) -> Tensor:
         y = state_at(t, z)
         aa = z[n:].reshape(shape) if backsolve else z.reshape(shape)
-        fy, gy, _, _ = vjp(prob.f, prob.f_takes_p, prob.p, t, y, aa, [])
+        fy, gy, _, _ = vjp(prob.f, prob.f_takes_p, prob.p, t, y, aa, [], known=watch)
         return torch.cat([fy.reshape(-1), -gy.reshape(-1)]) if backsolve else -gy.reshape(-1)
 
     def jac(t: Tensor, z: Tensor) -> Tensor:  # the a-system is linear: its Jacobian is -J(t, y(t))^T
@@ -252,7 +261,7 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
         sol = solve(adj, adj_alg, dense=True, dt=_carried_dt(setup, t_hi, t_lo), tstops=_kinks(y_of_t, t_hi, t_lo),
                     **setup.adj_kw)
     setup.dt_carry = sol.dt_next
-    _raise_if_failed(sol)
+    _raise_if_failed(sol, f"backward (adjoint) solve from t={float(t_hi):.6g} to t={float(t_lo):.6g}")
     _add_stats(setup.stats, sol.stats)
     a_lo = sol.u[-1][n:].reshape(shape) if backsolve else sol.u[-1].reshape(shape)
     if not setup.params:
@@ -261,7 +270,7 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
     zs = _interpolator(sol)(nodes)
     ys = zs[:, :n].reshape(-1, *shape) if backsolve else y_of_t(nodes)
     aas = (zs[:, n:] if backsolve else zs).reshape(-1, *shape)
-    return a_lo, _weighted_param_vjp(prob, nodes, ys, aas, weights, setup.params)
+    return a_lo, _weighted_param_vjp(prob, nodes, ys, aas, weights, setup.params, setup.discovered)
 
 
 def _kinks(y_of_t: Any, t_hi: Tensor, t_lo: Tensor) -> list[float] | None:
@@ -299,12 +308,15 @@ def _gauss_nodes(sol: Any) -> tuple[Tensor, Tensor]:
 
 
 def _weighted_param_vjp(prob: ODEProblem, ts: Tensor, ys: Tensor, aas: Tensor, weights: Tensor,
-                        params: list[Tensor]) -> list[Tensor | None]:
-    """``sum_k w_k a_k^T df/dp (t_k, y_k)``: all nodes in one graph, one reverse pass."""
+                        params: list[Tensor], strict: bool) -> list[Tensor | None]:
+    """``sum_k w_k a_k^T df/dp (t_k, y_k)``: all nodes in one graph, one reverse pass (which also shows, with
+    ``strict``, any tensor requiring grad that f uses at these nodes but that is not among ``params``)."""
     with torch.enable_grad():
-        total = 0.0
+        total = ts.new_zeros(())
         for tk, yk, ak, wk in zip(ts, ys, aas, weights, strict=True):
             total = total + wk * (ak * _f(prob, tk, yk.detach())).sum()
+        if strict:
+            refuse_new_leaves(total, params, ts[0])
         grads = torch.autograd.grad(total, params, allow_unused=True)
     return list(grads)
 

@@ -9,7 +9,7 @@ import torch
 from .._validate import check_saveat
 from ..algorithms import Algorithm
 from ..errors import InputError
-from ..problem import ODEProblem, SplitODEProblem
+from ..problem import ODEProblem, SplitODEProblem, tensors_in
 from ..sensealg import GaussAdjoint, SensitivityAlgorithm
 from ..solution import ODESolution, ReturnCode
 from .continuous import AdjointSetup, ContinuousAdjoint
@@ -19,16 +19,9 @@ Tensor = torch.Tensor
 
 
 def problem_params(prob: ODEProblem) -> list[Tensor]:
-    """The tensors of a problem that gradients can flow to: those in ``p`` (a tensor, sequence or dict of
-    tensors) and a matrix implicit part, when they require grad."""
-    p = prob.p
-    found: list[Tensor] = []
-    if isinstance(p, Tensor):
-        found = [p]
-    elif isinstance(p, (tuple, list)):
-        found = [x for x in p if isinstance(x, Tensor)]
-    elif isinstance(p, dict):
-        found = [x for x in p.values() if isinstance(x, Tensor)]
+    """The tensors of a problem that gradients can flow to: those in ``p`` (a tensor, or nested sequences and
+    dicts of them) and a matrix implicit part, when they require grad."""
+    found = tensors_in(prob.p)
     if isinstance(prob, SplitODEProblem) and prob.linear_operator is not None:
         found.append(prob.linear_operator)
     return [x for x in found if x.requires_grad]
@@ -55,10 +48,12 @@ def solve_with_adjoint(prob: ODEProblem, alg: Algorithm, sensealg: SensitivityAl
         prob = ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)
     params = problem_params(prob)
     t0v = torch.tensor(prob.tspan[0], dtype=prob.u0.dtype, device=prob.u0.device)
-    params += [x for x in discover_params(prob.f, prob.f_takes_p, prob.p, t0v, prob.u0, None)
+    t1v = torch.tensor(prob.tspan[1], dtype=prob.u0.dtype, device=prob.u0.device)
+    params += [x for x in discover_params(prob.f, prob.f_takes_p, prob.p, t0v, prob.u0, None, t1v)
                if all(x is not q for q in params)]
     setup = AdjointSetup(prob=prob, alg=alg, adj_alg=alg, sensealg=sensealg, save_t=times, params=params,
-                         solve_kw=kw, adj_kw={k: kw[k] for k in ("rtol", "atol", "maxiters") if k in kw})
+                         solve_kw=kw, adj_kw={k: kw[k] for k in ("rtol", "atol", "maxiters") if k in kw},
+                         discovered=True)
     ys = ContinuousAdjoint.apply(setup, prob.u0, times, *params)
     if not starts_at_t0:
         ys = ys[1:]

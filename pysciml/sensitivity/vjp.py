@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ..engine.graph_check import ensure_differentiable, owner_of
 from ..errors import InputError
 
 Tensor = torch.Tensor
@@ -22,15 +23,20 @@ def call_f(f: Callable[..., Tensor], takes_p: bool, p: object, t: Tensor, u: Ten
 
 
 def vjp(f: Callable[..., Tensor], takes_p: bool, p: object, t: Tensor, y: Tensor, a: Tensor,
-        params: Sequence[Tensor], *, need_t: bool = False) -> tuple[Tensor, Tensor, list[Tensor | None], Tensor | None]:
+        params: Sequence[Tensor], *, need_t: bool = False, known: Sequence[Tensor] | None = None
+        ) -> tuple[Tensor, Tensor, list[Tensor | None], Tensor | None]:
     """``(f(t, y), a^T df/dy, [a^T df/dp_k], a^T df/dt)`` with ``y`` shaped like the state.
 
     Parameters that ``f`` does not use get ``None`` (their gradient is not silently zero: the caller decides).
+    ``known``: every tensor whose gradient the adjoint computes; if given, an ``f`` that uses another tensor
+    requiring grad here is refused (:func:`refuse_new_leaves`).
     """
     with torch.enable_grad():
         yv = y.detach().requires_grad_(True)
         tv = t.detach().requires_grad_(need_t)
         out = call_f(f, takes_p, p, tv, yv)
+        if known is not None:
+            refuse_new_leaves(out, [yv, tv, *known], t)
         inputs = [yv, *params] + ([tv] if need_t else [])
         grads = torch.autograd.grad(out, inputs, a, allow_unused=True)
     gy = grads[0] if grads[0] is not None else torch.zeros_like(y)
@@ -70,20 +76,47 @@ def graph_leaves(out: Tensor, exclude: Sequence[Tensor] = ()) -> list[Tensor]:
     return leaves
 
 
+def refuse_new_leaves(out: Tensor, known: Sequence[Tensor], t: Tensor) -> None:
+    """Raise :class:`InputError` if ``out`` depends on a tensor requiring grad outside ``known``: one that
+    ``f`` did not use when the adjoint's parameters were discovered, whose gradient can no longer be added."""
+    extra = graph_leaves(out, known) if isinstance(out, Tensor) else []
+    if extra:
+        shapes = ", ".join(str(tuple(x.shape)) for x in extra[:4])
+        tv = float(t.detach().reshape(-1)[0])
+        raise InputError(
+            f"f uses {len(extra)} tensor(s) requiring grad (shapes {shapes}) at t={tv:.6g} that it did not use "
+            "where the adjoint looked for parameters (t0, t1 and the module's parameters), so their gradient "
+            "cannot be computed. Pass adjoint_params=[...] listing every tensor f uses, or use DiscreteAdjoint()"
+        )
+
+
 def discover_params(f: Callable[..., Tensor], takes_p: bool, p: object, t: Tensor, y: Tensor,
-                    given: Sequence[Tensor] | None) -> list[Tensor]:
+                    given: Sequence[Tensor] | None, t_end: Tensor | None = None) -> list[Tensor]:
     """The tensors a continuous adjoint must differentiate: ``given`` (adjoint_params) or, if ``None``, every
-    leaf tensor requiring grad that ``f`` uses (found from one evaluation's autograd graph). Leaves used by
-    ``f`` but left out of an explicit ``given`` get a warning: their gradient will be ``None``."""
+    tensor requiring grad that ``f`` uses: the parameters of the ``nn.Module`` behind ``f`` (all of them, used
+    or not, as torchdiffeq does) and the leaves of ``f``'s autograd graph at ``t`` and ``t_end``. A tensor
+    ``f`` uses only at other times is caught during the backward pass (:func:`refuse_new_leaves`).
+    Leaves used by ``f`` but left out of an explicit ``given`` get a warning: their gradient will be ``None``.
+
+    Also checks, once per function, that ``f`` is differentiable by autograd with respect to the state
+    (:func:`~pysciml.engine.graph_check.ensure_differentiable`) when gradients are requested."""
     import warnings
 
+    owner = owner_of(f)
+    module = [q for q in owner.parameters() if q.requires_grad] if isinstance(owner, torch.nn.Module) else []
+    used: list[Tensor] = []
     with torch.enable_grad():
-        out = call_f(f, takes_p, p, t.detach(), y.detach())
-        found = graph_leaves(out) if isinstance(out, Tensor) else []
+        for tt in (t, t_end) if t_end is not None else (t,):
+            out = call_f(f, takes_p, p, tt.detach(), y.detach())
+            if isinstance(out, Tensor):
+                used += graph_leaves(out, used)
+    found = module + [x for x in used if all(x is not q for q in module)]
+    if y.requires_grad or found or given:
+        ensure_differentiable(f, lambda tt, yy: call_f(f, takes_p, p, tt, yy), t.detach(), y.detach())
     if given is None:
         return found
     given = check_params(given)
-    missing = [x for x in found if all(x is not g for g in given)]
+    missing = [x for x in used if all(x is not g for g in given)]
     if missing:
         warnings.warn(
             f"func uses {len(missing)} tensor(s) that require grad but are not in adjoint_params; they will get "
