@@ -58,16 +58,13 @@ def exempt(alg: ps.Algorithm, rtol: float) -> bool:
 # The exemptions as measured and documented; test_exemptions_are_documented keeps them equal to what
 # min_rtol implies, so raising a min_rtol to hide a failure shows up here. Rosenbrock23 (order 2) at 1e-8:
 # 78 of 200 systems over 100x (worst 516x, seed 140), error accumulation rather than a bad estimate.
-EXEMPT = {("Rosenbrock23", 1e-8)}
+# At 1e-6: 3 of 200 over 100x (seed 140 111x, 158 102x, 81 100.2x; u' = -u/2 to t = 10 gives 95x); at 1e-5 the
+# worst of 200 is 51x, hence Rosenbrock23's min_rtol = 1e-5.
+EXEMPT = {("Rosenbrock23", 1e-6), ("Rosenbrock23", 1e-8)}
 
-# Known failures of the property, marked xfail(strict=True) until fixed in the library:
-KNOWN_FAILURES = {
-    ("Rosenbrock23", 1e-6): (
-        "Rosenbrock23 at rtol 1e-6 returns Success with errors over 100x rtol (full run: 3 of 200 systems, "
-        "seed 140 111x, 158 102x, 81 100.2x; u' = -u/2 to t = 10 gives 95x) but does not warn: its min_rtol "
-        "(1e-6) is too low. At rtol 1e-5 the worst of 200 is 51x, so min_rtol = 1e-5 would make 1e-6 warn."
-    ),
-}
+# Known failures of the property, marked xfail(strict=True) until fixed in the library (none at present; the
+# last one, Rosenbrock23 at 1e-6 without a warning, was fixed by raising its min_rtol):
+KNOWN_FAILURES: dict[tuple[str, float], str] = {}
 
 
 def lambda_range(alg: ps.Algorithm) -> tuple[float, float]:
@@ -187,18 +184,11 @@ def test_success_means_accurate_full(alg, rtol):
 # Between steps: the same property for values interpolated by the dense output (saveat without tstops), on
 # seeds 0-5 and the systems whose interpolated values were worst in a scan of seeds 0-199 (KenCarp5) and 140.
 INTERP_SEEDS = (0, 1, 2, 3, 4, 5, 77, 140, 160)
-_KENCARP5_INTERP = (
-    "KenCarp5's third-order dense output (Kennedy-Carpenter's p* = 3) is far less accurate than its fifth-order "
-    "steps on stiff transients: saveat values between steps up to {x} x rtol (full scan at rtol {r}: {n} of 200 "
-    "systems over 100x) while the step values stay under 29x. Smallest reproducer: u' = (-100 u1, -0.1 u2), "
-    "u(0) = (1, 1), saveat = geomspace(1e-4, 1, 13): 754x at rtol 1e-6, 3300x at 1e-8 (KenCarp4 12x, Rodas5P "
-    "0.3x). The solve says Success."
-)
-KNOWN_INTERP_FAILURES = {
-    **KNOWN_FAILURES,
-    ("KenCarp5", 1e-6): _KENCARP5_INTERP.format(x=311, r="1e-6", n=6),
-    ("KenCarp5", 1e-8): _KENCARP5_INTERP.format(x=1350, r="1e-8", n=69),
-}
+# KenCarp5's third-order dense output (Kennedy-Carpenter's p* = 3) was far less accurate than its fifth-order
+# steps on stiff transients: saveat values between steps up to 311x rtol at 1e-6 (6 of 200 systems over 100x)
+# and 1350x at 1e-8 (69 of 200) while the step values stayed under 29x. solve now lands the steps of methods
+# whose interpolant is two orders below the method (KenCarp5, Kvaerno5) on the save times.
+KNOWN_INTERP_FAILURES = KNOWN_FAILURES
 
 
 @pytest.mark.parametrize(("alg", "rtol"), list(cases(KNOWN_INTERP_FAILURES)))
