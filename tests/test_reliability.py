@@ -175,13 +175,6 @@ def test_saveat_number_is_a_spacing_as_in_sciml():
     torch.testing.assert_close(sol.u[:, 0], torch.exp(-sol.t), rtol=1e-3, atol=1e-6)
 
 
-@pytest.mark.parametrize("saveat,match", [(True, "ambiguous"), (torch.tensor(2.0), "0-d tensor"),
-                                          (-1.0, "must be positive"), (0, "must be positive")])
-def test_ambiguous_saveat_is_refused(saveat, match):
-    with pytest.raises(ps.InputError, match=match):
-        ps.solve(decay(), ps.Tsit5(), saveat=saveat)
-
-
 # ------------------------------------------------------------------------------------------------ save values
 @pytest.mark.parametrize("alg", [ps.KenCarp5(), ps.Kvaerno5()], ids=lambda a: a.name)
 @pytest.mark.parametrize("rtol", [1e-6, 1e-8])
