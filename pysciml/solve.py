@@ -72,8 +72,9 @@ def solve(
         dt: initial step (adaptive) or the fixed step (``adaptive=False``).
         adaptive: error-controlled steps (default if the method has an error estimator).
         maxiters: most loop iterations before returning ``ReturnCode.MaxIters``.
-        dtmin, dtmax: bounds on ``|dt|``; a rejected step that would need ``|dt| < dtmin`` (or that no
-            longer changes ``t``) ends with ``ReturnCode.DtLessThanMin``.
+        dtmin, dtmax: bounds on ``|dt|``: when the controller asks for a step below ``dtmin`` (after an
+            accepted or a rejected step, as in OrdinaryDiffEq), or below the resolution of ``t``
+            (``eps |t|``), the solve ends with ``ReturnCode.DtLessThanMin``.
         dense: keep the continuous extension for ``sol(t)`` (default: ``True`` when saveat is not given).
         throw: raise :class:`SolverError` on numerical failure instead of returning a failed retcode.
         unsplit: allow a non-IMEX method on a SplitODEProblem by solving the summed right-hand side.

@@ -161,15 +161,23 @@ def test_loop_dt_less_than_min_when_the_step_collapses(path: str) -> None:
 
 
 @paths
-def test_loop_dtmin_stops_a_rejected_step_below_it(path: str) -> None:
+def test_loop_dtmin_stops_a_step_below_it(path: str) -> None:
     # 1e2 rejects dt = 0.1; the next try is 0.1 * max(0.9 / 100^0.7, qmin) = 0.02
     res, stats = run_loop(StubStepper(Script(errors=(100.0, 0.5))), path, loop_options(dt=0.1, dtmin=0.03))
     assert res.status == [DTMIN] * nb(path)
     assert stats.nloop == 1
     for info in res.fail_info:
         assert info is not None and info[0] == 0.0 and close(info[1], 0.02)
+    # dtmin bounds every proposal, as in OrdinaryDiffEq: after the accepted 0.02 step the controller (qold still
+    # qoldinit = 1e-4) asks for 0.02 / 5 = 0.004, below 0.01 ...
     stub = StubStepper(Script(errors=(100.0, 0.5)))
     res, stats = run_loop(stub, path, loop_options(dt=0.1, dtmin=0.01))
+    assert res.status == [DTMIN] * nb(path) and stats.nloop == 2
+    for info in res.fail_info:
+        assert info is not None and close(info[0], 0.02) and close(info[1], 0.004)
+    # ... and above 0.001
+    stub = StubStepper(Script(errors=(100.0, 0.5)))
+    res, stats = run_loop(stub, path, loop_options(dt=0.1, dtmin=0.001))
     assert res.status == [SUCCESS] * nb(path)
     assert close(dts_of(stub)[1], 0.02) and per_trajectory(res, stats, path)[1] == 1
 

@@ -108,14 +108,15 @@ def blowup(u0: torch.Tensor, t1: float = 2.0, batched: bool = False) -> ps.ODEPr
     return ps.ODEProblem(lambda t, u, p: u * u, u0, (0.0, t1), batched=batched)
 
 
-# measured (dtmin = 1e-3): Tsit5 fails at t = 0.9951 after 27 accepted steps, KenCarp4 at 0.99566 after 29;
-# with dtmin = 0 both go on to t = 1 +- 2e-5 and fail after about 170 accepted steps
-@pytest.mark.parametrize(("alg", "steps"), [("Tsit5", 27), ("KenCarp4", 29)])
-def test_dtmin_ends_the_solve_when_a_rejected_step_would_need_less(alg: str, steps: int) -> None:
+# measured (dtmin = 1e-3): Tsit5 fails at t = 0.9951 after 27 accepted steps, KenCarp4 at 0.99566 after 29,
+# Rodas5P at 0.98948 after 50 (it never rejects here: dtmin bounds accepted steps' proposals too, as in
+# OrdinaryDiffEq; it used to accept 352 steps down to dt ~ 2e-16); with dtmin = 0 they go on to t = 1 +- 2e-5
+@pytest.mark.parametrize(("alg", "steps"), [("Tsit5", 27), ("KenCarp4", 29), ("Rodas5P", 50)])
+def test_dtmin_ends_the_solve_when_a_step_would_need_less(alg: str, steps: int) -> None:
     sol = ps.solve(blowup(one()), getattr(ps, alg)(), dtmin=1e-3, **TOL)
     assert sol.retcode is ps.ReturnCode.DtLessThanMin
     assert within(sol.stats.naccept, steps)
-    assert 0.99 < float(sol.t[-1]) < 0.999  # the step needed near t = 1 - dtmin is about dtmin
+    assert 0.985 < float(sol.t[-1]) < 0.999  # the step needed near t = 1 - dtmin is about dtmin
     assert "DtLessThanMin" in sol.message
     free = ps.solve(blowup(one()), getattr(ps, alg)(), **TOL)
     assert free.retcode is ps.ReturnCode.DtLessThanMin

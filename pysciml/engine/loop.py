@@ -130,7 +130,7 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
                 dt_new = direction * dt_new.abs().clamp(max=opts.dtmax)
             failed = dt_new.abs() <= eps_t * t.abs()
             if opts.dtmin > 0.0:
-                failed = failed | ((dt_new.abs() < opts.dtmin) & rejected)
+                failed = failed | (dt_new.abs() < opts.dtmin)
             failed = failed & active
             dt = torch.where(active, dt_new, dt)
             fail_code, fail_step = DTMIN, dt_new

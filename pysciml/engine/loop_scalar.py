@@ -138,7 +138,7 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
                 dt_new = direction * max(abs(dt_new), abs(dt))
             if opts.dtmax is not None:
                 dt_new = direction * min(abs(dt_new), opts.dtmax)
-            if (not accepted and abs(dt_new) < opts.dtmin) or abs(dt_new) <= EPS * abs(t):
+            if abs(dt_new) < opts.dtmin or abs(dt_new) <= EPS * abs(t):
                 code = ReturnCode.Unstable if nonfinite else ReturnCode.DtLessThanMin
                 fail = (t, dt_new)
                 break
