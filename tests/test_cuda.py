@@ -119,3 +119,47 @@ def test_odeint_adjoint_finds_module_parameters_on_cuda():
         ys.abs().mean().backward()
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
         net.zero_grad()
+
+
+# ------------------------------------------------------------------------------------ issue 10 checks on CUDA
+def test_fixed_step_instability_flagged_per_trajectory_on_cuda():
+    """dt * lambda = -5 for two of three trajectories (RK4's interval is [-2.79, 0]): those two Unstable."""
+    lam = torch.tensor([[-50.0], [-1.0], [-50.0]], dtype=torch.float64, device="cuda")
+    prob = ps.ODEProblem(lambda t, u, p: lam * u, torch.ones(3, 1, dtype=torch.float64, device="cuda"), (0.0, 2.0),
+                         batched=True)
+    sol = ps.solve(prob, ps.RK4(), adaptive=False, dt=0.1)
+    assert sol.retcodes == (ps.ReturnCode.Unstable, ps.ReturnCode.Success, ps.ReturnCode.Unstable)
+    assert abs(float(sol.u[-1, 1, 0]) - math.exp(-2.0)) < 1e-6
+
+
+def test_blowup_stops_at_the_time_resolution_in_float32_on_cuda():
+    prob = ps.ODEProblem(lambda t, u, p: u**2, torch.ones(4, 1, dtype=torch.float32, device="cuda"), (0.0, 2.0),
+                         batched=True)
+    sol = ps.solve(prob, ps.Tsit5(), rtol=1e-4, atol=1e-6)
+    assert all(c in (ps.ReturnCode.DtLessThanMin, ps.ReturnCode.Unstable) for c in sol.retcodes)
+    assert sol.stats.nloop < 600
+
+
+def test_graph_and_aliasing_checks_on_cuda():
+    y0 = torch.ones(2, dtype=torch.float64, device="cuda", requires_grad=True)
+    with pytest.raises(ps.InputError, match="not differentiable by autograd"):
+        ps.odeint(lambda t, y: -y * y.sum().item(), y0, torch.tensor([0.0, 1.0], device="cuda"))
+
+    def inplace(t, u, p):
+        return u.mul_(-1.0)
+
+    u0 = torch.ones(2, dtype=torch.float64, device="cuda")
+    with pytest.raises(ps.InputError, match="in place"):
+        ps.solve(ps.ODEProblem(inplace, u0, (0.0, 1.0)), ps.Rodas5P())
+    assert u0.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("sensealg", [ps.InterpolatingAdjoint(), ps.QuadratureAdjoint()], ids=lambda s: s.name)
+def test_backward_time_parameter_gradient_on_cuda(sensealg):
+    """y' = -k y from t = 1 back to t = 0: y(0) = exp(k), dy(0)/dk = exp(k) (the sign that was wrong)."""
+    k = torch.tensor(0.7, dtype=torch.float64, device="cuda", requires_grad=True)
+    ys = ps.odeint(lambda t, y: -k * y, torch.ones(1, dtype=torch.float64, device="cuda"),
+                   torch.tensor([1.0, 0.0], dtype=torch.float64, device="cuda"), alg=ps.Rodas5P(),
+                   sensealg=sensealg, rtol=1e-10, atol=1e-12)
+    (g,) = torch.autograd.grad(ys[-1].sum(), k)
+    assert abs(float(g) / math.exp(0.7) - 1) < 1e-6
