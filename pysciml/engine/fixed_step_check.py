@@ -91,23 +91,55 @@ class FixedStepCheck:
         self.atol_norm = torch.linalg.vector_norm(atol, dim=1)
         self.prev_dd = torch.full((bsz,), math.inf, dtype=dtype, device=device)
         self.streak = torch.zeros(bsz, dtype=torch.long, device=device)
+        self.atol_scalar = float(self.atol_norm[0])
+        self.prev_dd_one, self.streak_one = math.inf, 0  # check_one's state
+
+    def _products(self, u: Tensor, u_new: Tensor, f_start: Tensor, f_end: Tensor, err: Tensor | None) -> Tensor:
+        """The inner products the checks need, per trajectory, in one reduction: ``(k, B)`` with rows
+        ``<d, d>, <f_end - f_start, d>`` (growth check) then ``|u|^2, |u_new|^2, |err|^2`` (error check)."""
+        d = u_new - u
+        left: list[Tensor] = [d, f_end - f_start] if self.limit is not None else []
+        right: list[Tensor] = [d, d] if self.limit is not None else []
+        if err is not None:
+            left += [u, u_new, err]
+            right += [u, u_new, err]
+        return torch.linalg.vecdot(torch.stack(left), torch.stack(right))
 
     def check(self, u: Tensor, u_new: Tensor, f_start: Tensor, f_end: Tensor, dt: Tensor,
               err: Tensor | None) -> tuple[Tensor, Tensor]:
-        """``(kind, z)`` per trajectory after one accepted fixed step from ``u`` to ``u_new`` (all detached):
-        ``kind`` is :data:`NONE`, :data:`TOO_COARSE` or :data:`BEYOND_STABILITY`."""
+        """``(kind, z)`` per trajectory after one accepted fixed step from ``u`` to ``u_new`` (all detached,
+        ``(B, n)``; ``dt`` ``(B,)``): ``kind`` is :data:`NONE`, :data:`TOO_COARSE` or :data:`BEYOND_STABILITY`."""
+        prods = self._products(u, u_new, f_start, f_end, err)
         kind = torch.zeros_like(self.streak)
         z = torch.zeros_like(dt)
         if err is not None:
-            before, after = torch.linalg.vector_norm(u, dim=1), torch.linalg.vector_norm(u_new, dim=1)
-            rel = torch.linalg.vector_norm(err, dim=1) / (self.atol_norm + torch.maximum(before, after))
+            before, after, e2 = prods[-3:].sqrt()
+            rel = e2 / (self.atol_norm + torch.maximum(before, after))
             kind = torch.where((rel > MAX_RELATIVE_ERROR) & (after > before), TOO_COARSE, kind)
         if self.limit is not None:
-            d = u_new - u
-            dd = torch.linalg.vecdot(d, d)
-            z = dt * torch.linalg.vecdot(f_end - f_start, d) / dd
+            dd, gd = prods[0], prods[1]
+            z = dt * gd / dd
             bad = (z < self.limit) & (dd > self.prev_dd)
             self.streak = torch.where(bad, self.streak + 1, 0)
             self.prev_dd = dd
             kind = torch.where((self.streak >= PERSIST) & (kind == NONE), BEYOND_STABILITY, kind)
+        return kind, z
+
+    def check_one(self, u: Tensor, u_new: Tensor, f_start: Tensor, f_end: Tensor, dt: float,
+                  err: Tensor | None) -> tuple[int, float]:
+        """:meth:`check` for one trajectory (``(1, n)`` tensors), the logic on Python floats after a single
+        transfer of the inner products: the unbatched loop's cheaper path."""
+        prods = [row[0] for row in self._products(u, u_new, f_start, f_end, err).tolist()]
+        kind, z = NONE, 0.0
+        if err is not None:
+            before, after, e = (math.sqrt(x) for x in prods[-3:])
+            if after > before and e > MAX_RELATIVE_ERROR * (self.atol_scalar + after):
+                kind = TOO_COARSE
+        if self.limit is not None:
+            dd, gd = prods[0], prods[1]
+            z = dt * gd / dd if dd > 0 else 0.0
+            self.streak_one = self.streak_one + 1 if z < self.limit and dd > self.prev_dd_one else 0
+            self.prev_dd_one = dd
+            if kind == NONE and self.streak_one >= PERSIST:
+                kind = BEYOND_STABILITY
         return kind, z

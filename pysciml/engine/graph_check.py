@@ -5,9 +5,9 @@ A right-hand side that leaves torch's autograd graph (numpy inside ``f``, ``.ite
 wrong (the discrete adjoint then differentiates only the ``u + dt * k`` skeleton of the steps) or missing.
 The check compares ``w^T J v`` from one reverse pass with central finite differences along a random
 direction ``v`` (and a random output weight ``w``), at the first call of ``f`` with gradients requested:
-three extra calls of ``f`` and one backward pass, once per function object (cached by identity: a module,
-a function, the instance behind a bound method, or what a wrapper names as its owner; a lambda
-made anew for every solve is checked at every solve).
+three extra calls of ``f`` and one backward pass, once per function (cached: a module, the instance behind a
+bound method, what a wrapper names as its owner, or a plain function's code together with the identities of
+what it captures, so a lambda remade for every solve of a training loop is checked once).
 
 A deterministic smooth ``f`` agrees to ~1e-10 (float64); a ReLU network agrees unless a kink falls within
 the tiny probe step of one of its units (it then differs by that unit's share only, far below the
@@ -18,7 +18,9 @@ checked and is skipped.
 from __future__ import annotations
 
 import inspect
+import types
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +32,27 @@ from ..problem import OWNER_ATTR
 Tensor = torch.Tensor
 
 _VERIFIED: weakref.WeakSet[Any] = weakref.WeakSet()
+# plain functions made anew for every solve (``odeint(lambda t, y: model(y), ...)`` in a training loop) are
+# identified by their code and the identities of what they capture (closure, defaults, the globals they name);
+# bounded, least recently used first out
+_VERIFIED_FUNCTIONS: OrderedDict[tuple[int, ...], types.CodeType] = OrderedDict()
+_MAX_FUNCTIONS = 4096
+
+
+def _function_key(f: Any) -> tuple[int, ...] | None:
+    if not isinstance(f, types.FunctionType):
+        return None
+    captured = [c.cell_contents for c in f.__closure__ or () if _filled(c)] + list(f.__defaults__ or ())
+    captured += [f.__globals__[n] for n in f.__code__.co_names if n in f.__globals__]  # rebinding a global shows
+    return (id(f.__code__), *(id(x) for x in captured))
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:  # an empty cell
+        return False
+    return True
 
 
 def owner_of(f: Any) -> Any:
@@ -45,6 +68,10 @@ def ensure_differentiable(f: Any, call: Callable[[Tensor, Tensor], Tensor], t: T
     """Raise :class:`InputError` if ``call(t, u)`` (``f`` in any layout) is not differentiable by autograd
     with respect to ``u``: its reverse-mode directional derivative disagrees with finite differences."""
     key = owner_of(f)
+    fkey = _function_key(key)
+    if fkey is not None and fkey in _VERIFIED_FUNCTIONS:
+        _VERIFIED_FUNCTIONS.move_to_end(fkey)
+        return
     try:
         if key in _VERIFIED:
             return
@@ -56,7 +83,11 @@ def ensure_differentiable(f: Any, call: Callable[[Tensor, Tensor], Tensor], t: T
     # torch.utils.checkpoint region, whose recomputation (with f already verified) skips the check
     with torch.autograd.graph.saved_tensors_hooks(lambda x: x, lambda x: x):
         _check(call, t, u, name)
-    if key is not None:
+    if fkey is not None:
+        _VERIFIED_FUNCTIONS[fkey] = key.__code__  # holding the code keeps its id from being reused
+        if len(_VERIFIED_FUNCTIONS) > _MAX_FUNCTIONS:
+            _VERIFIED_FUNCTIONS.popitem(last=False)
+    elif key is not None:
         _VERIFIED.add(key)
 
 

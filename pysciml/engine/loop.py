@@ -121,7 +121,6 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
             saver.save(accepted, t_prev, t, dt_step, u,
                        coeffs if coeffs is not None else partial(stepper.interpolant, u_prev, dt_step, res))
 
-        rejected = active ^ accepted  # accepted is a subset of active
         active = active ^ (accepted & last)  # finished trajectories stop (their status is set at the end)
         if opts.adaptive:
             assert eest is not None

@@ -108,11 +108,11 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
 
         if check is not None and accepted and (stats.nloop % check.every == 0 or last):
             assert stepper.f0 is not None
-            kind, z = check.check(u_prev.detach(), u.detach(), res.f_start.detach(), stepper.f0.detach(), dtv,
-                                  None if res.err is None else res.err.detach())
-            if int(kind[0]):
+            kind, z = check.check_one(u_prev.detach(), u.detach(), res.f_start.detach(), stepper.f0.detach(),
+                                      dt_step, None if res.err is None else res.err.detach())
+            if kind:
                 code, fail = ReturnCode.Unstable, (t, dt_step)
-                reason = describe(int(kind[0]), float(z[0]), stepper.name, stepper.stability_boundary)
+                reason = describe(kind, z, stepper.name, stepper.stability_boundary)
                 break
         if accepted:
             coeffs = None
