@@ -103,12 +103,12 @@ def test_dense_output_and_every_step(pkg):
 
 def test_float32_batched_split_and_mass_matrix(pkg):
     prob32 = problems.rober((0.0, 40.0), dtype=torch.float32)
-    sol = ps.solve(prob32, ps.Rodas5P(), backend="julia", rtol=1e-4, atol=1e-7, saveat=5)
+    sol = ps.solve(prob32, ps.Rodas5P(), backend="julia", rtol=1e-4, atol=1e-7, saveat=10.0)
     assert sol.u.dtype == torch.float32 and sol.t.dtype == torch.float32 and sol.success
 
     k = torch.tensor([[0.04, 3e7, 1e4], [0.05, 3e7, 1e4]], dtype=F64)
     batched = problems.rober((0.0, 40.0), k=k)
-    native, julia = both(batched, ps.Rodas5P(), rtol=1e-8, atol=1e-12, saveat=6)
+    native, julia = both(batched, ps.Rodas5P(), rtol=1e-8, atol=1e-12, saveat=8.0)  # 0, 8, ..., 40
     assert julia.u.shape == (6, 2, 3) and len(julia.retcodes) == 2
     assert rel_diff(julia.u, native.u, 1e-10) < 1e-5
 
@@ -292,13 +292,13 @@ def test_cuda_tensors_solve_on_cuarrays(pkg):
 
     prob = problems.rober((0.0, 40.0), device="cuda")
     try:
-        sol = ps.solve(prob, ps.Rodas5P(), backend="julia", rtol=1e-8, atol=1e-12, saveat=5)
+        sol = ps.solve(prob, ps.Rodas5P(), backend="julia", rtol=1e-8, atol=1e-12, saveat=10.0)
     except JuliaNotAvailableError as exc:
         if "add_cuda()" in str(exc) and "not installed" in str(exc):
             pytest.skip(f"CUDA.jl is not in the Julia environment: {exc}")
         raise
     cpu = ps.solve(problems.rober((0.0, 40.0)), ps.Rodas5P(), backend="julia", rtol=1e-8, atol=1e-12,
-                   saveat=5)
+                   saveat=10.0)
     assert sol.u.is_cuda and rel_diff(sol.u.cpu(), cpu.u, 1e-10) < 1e-6
 
 
