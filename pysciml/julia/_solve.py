@@ -13,7 +13,14 @@ from typing import Any
 
 import torch
 
-from .._validate import advice, check_algorithm, check_saveat, check_steps, check_tolerances
+from .._validate import (
+    advice,
+    check_algorithm,
+    check_method_tolerance,
+    check_saveat,
+    check_steps,
+    check_tolerances,
+)
 from ..algorithms import Algorithm, KenCarp4, Tsit5
 from ..engine.rhs import RHS
 from ..errors import InputError, SolverError
@@ -150,7 +157,8 @@ def plan_solve(
     julia_algorithm(alg)
     rtol_f, atol_t = check_tolerances(rtol, atol, prob)
     save_times = check_saveat(saveat, prob)
-    adaptive_b, dt_f = check_steps(alg, adaptive, dt, maxiters, dtmin, dtmax)
+    adaptive_b, dt_f = check_steps(alg, adaptive, dt, maxiters, dtmin, dtmax, abs(prob.tspan[1] - prob.tspan[0]))
+    check_method_tolerance(alg, rtol_f, adaptive_b)
     if dense is None:
         dense = save_times is None
     if save_times is None and prob.batched:
