@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fd import central_fd, rel, richardson_fd
 
 import pysciml as ps
 from pysciml import odeint, odeint_adjoint, problems
@@ -18,31 +19,6 @@ from pysciml.sensealg import (
 SENSEALGS = [DiscreteAdjoint(), DiscreteAdjoint(checkpoints=2), InterpolatingAdjoint(),
              InterpolatingAdjoint(checkpointing=True), QuadratureAdjoint(), BacksolveAdjoint()]
 IDS = ["discrete", "discrete-ckpt", "interp", "interp-ckpt", "quadrature", "backsolve"]
-
-
-def central_fd(fn, x: torch.Tensor, h: float) -> torch.Tensor:
-    """Central finite differences of the scalar fn() with respect to every entry of x (in place)."""
-    g = torch.zeros_like(x)
-    flat, gflat = x.data.view(-1), g.view(-1)
-    for i in range(flat.numel()):
-        old = float(flat[i])
-        step = h * max(abs(old), 1.0)
-        flat[i] = old + step
-        up = float(fn())
-        flat[i] = old - step
-        down = float(fn())
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * step)
-    return g
-
-
-def richardson_fd(fn, x: torch.Tensor, h: float) -> torch.Tensor:
-    """Central differences at steps ``h`` and ``2h``, Richardson-extrapolated: truncation error O(h^4)."""
-    return (4 * central_fd(fn, x, h) - central_fd(fn, x, 2 * h)) / 3
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm().clamp(min=1e-300))
 
 
 class Linear(torch.nn.Module):
