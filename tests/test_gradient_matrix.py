@@ -110,11 +110,11 @@ def vdp_rtol(alg) -> float:
     return 1e-6 if isinstance(alg, ps.Rosenbrock23) else 1e-8
 
 
-# Measured relative errors / rtol (rtol 1e-8; Rosenbrock23 1e-6): discrete 3e-2 (Rosenbrock23), <= 5e-2 others;
+# Measured relative errors / rtol (rtol 1e-8; Rosenbrock23 1e-6): discrete <= 0.14 (KenCarp3), Rosenbrock23 0.04;
 # continuous (every variant takes the same stiff quadrature path: a-system solved by the method itself, the
-# parameter integral by 5-node Gauss on its steps) Rosenbrock23 2.7, Rodas4 0.04, Rodas5P 0.004, KenCarp3 0.24,
-# KenCarp4 0.14, Kvaerno5 1.7, KenCarp5 38: its third-order dense output (which supplies y(t) to the adjoint)
-# is up to 1350 x rtol off on stiff transients (test_property_adaptive's xfail), hence 100 x rtol for it.
+# parameter integral by 5-node Gauss on its steps) Rosenbrock23 1.1, Rodas4 0.02, Rodas5P 0.002, KenCarp3 0.09,
+# KenCarp4 0.05, Kvaerno5 0.7, KenCarp5 16: its third-order dense output, which supplies y(t) to the adjoint, is
+# the least accurate (cf. test_property_adaptive), hence 100 x rtol for it; 10 x rtol for the rest.
 def vdp_bound(alg, sensealg) -> float:
     loose = isinstance(alg, ps.KenCarp5) and not isinstance(sensealg, DiscreteAdjoint | None)
     return (100 if loose else 10) * vdp_rtol(alg)
@@ -320,8 +320,8 @@ def test_continuous_adjoints_refuse_batched_problems(sensealg):
 MASS = [[2.0, 0.5], [0.5, 1.0]]
 MASS_CONTINUOUS_BUG = (
     "continuous adjoints ignore the mass matrix: they solve a' = -J^T a instead of M^T a' = -J^T a, silently "
-    "(u' = -k u with M = [[2]]: InterpolatingAdjoint gives dL/du0 = exp(-1.5) = 0.223 for exp(-0.75) = 0.472); "
-    "they should handle M or refuse it with InputError")
+    "(u' = -k u with M = [[2]]: InterpolatingAdjoint gives dL/du0 = exp(-1.5) = 0.223 for exp(-0.75) = 0.472), "
+    "and a mass matrix requiring grad gets None; they should handle M or refuse it with InputError")
 
 
 def mass_f(t, u, k):
@@ -378,17 +378,23 @@ def _mass_cases():
 @pytest.mark.filterwarnings("ignore:rtol=.*is below what:UserWarning")
 @pytest.mark.parametrize(("singular", "alg", "sensealg"), list(_mass_cases()))
 def test_mass_matrix_gradients(singular, alg, sensealg):
-    """Measured (discrete): nonsingular M, to (k, u0, M): Rodas5P 3e-11, Rodas4 2.5e-10 at rtol 1e-8,
-    Rosenbrock23 2.7e-6 at rtol 1e-6; DAE, to (k, x0): Rodas5P 1.1e-9, Rodas4 1.7e-7 (rtol 1e-8; Rodas4 is
-    order 3 on the algebraic part), Rosenbrock23 2.3e-7 (rtol 1e-6). Bound 10 x rtol, 30 x for Rodas4 on the DAE
-    and 50 x for Rosenbrock23 (order 2: its global error accumulates to ~17 x rtol here, cf. its rtol warning)."""
+    """Right, or (continuous adjoints only) refused with an InputError naming the mass matrix.
+
+    Measured (discrete): nonsingular M, to (k, u0, M): Rodas5P 1.4e-9, Rodas4 2.6e-9 at rtol 1e-8, Rosenbrock23
+    1.7e-5 at rtol 1e-6; DAE, to (k, x0): Rodas5P 1.7e-9, Rodas4 2.0e-7 (rtol 1e-8; Rodas4 is order 3 on the
+    algebraic part), Rosenbrock23 5.5e-7 (rtol 1e-6). Bound 10 x rtol, 30 x for Rodas4 on the DAE and 50 x for
+    Rosenbrock23 (order 2: its global error accumulates to ~17 x rtol here, cf. its rtol warning)."""
     rtol = 1e-6 if isinstance(alg, ps.Rosenbrock23) else 1e-8
     tensors = mass_tensors(singular)
     directions = random_directions(tensors, seed=6)
     ref_t = mass_tensors(singular)
     key = "dae" if singular else "mass"
     fd = Reference.get(key, mass_loss(ref_t, ps.Rodas5P(), None, 1e-12, singular), ref_t, directions)
-    ad = autograd_projection(mass_loss(tensors, alg, sensealg, rtol, singular), tensors, directions)
+    try:
+        ad = autograd_projection(mass_loss(tensors, alg, sensealg, rtol, singular), tensors, directions)
+    except ps.InputError as err:  # refusing a mass matrix is acceptable for a continuous adjoint
+        assert not isinstance(sensealg, DiscreteAdjoint) and "mass" in str(err).lower(), err
+        return
     factor = 50 if isinstance(alg, ps.Rosenbrock23) else 30 if singular and isinstance(alg, ps.Rodas4) else 10
     bound = factor * rtol
     assert report(f"{key} {alg.name} {sensealg}", ad, fd) < bound
