@@ -150,8 +150,10 @@ def odeint(
             ``dtmin``, ``dtmax``.
         sensealg: how gradients are computed (``pysciml.sensealg``); default :func:`default_sensealg`.
         adjoint_params: tensors the continuous adjoints differentiate (default: every tensor requiring grad
-            that ``func`` uses, found from its autograd graph: module parameters and captured tensors alike).
-            DiscreteAdjoint always differentiates every tensor ``func`` uses.
+            that ``func`` uses: the parameters of an ``nn.Module`` func, and the tensors in its autograd graph at
+            ``t[0]`` and ``t[-1]``; a tensor used only at other times is refused in the backward pass).
+            DiscreteAdjoint always differentiates every tensor ``func`` uses; with either, an entry ``func``
+            never uses gets a zero gradient. Under ``torch.no_grad()`` every sensealg is a plain solve.
         adjoint_rtol, adjoint_atol, adjoint_alg: the backward (adjoint) solve's settings (default: the
             forward ones).
         backend: ``"torch"`` or ``"julia"``.
@@ -183,12 +185,15 @@ def odeint(
         raise InputError("GaussAdjoint runs on the Julia engine only; use QuadratureAdjoint() with backend='torch'")
     kw = _solve_options(algorithm, options, rtol, atol)
     prob = ODEProblem(func, y0, (float(t[0].detach()), float(t[-1].detach())))
-    if isinstance(sensealg, DiscreteAdjoint):
+    if isinstance(sensealg, DiscreteAdjoint) or not torch.is_grad_enabled():  # no gradient wanted: plain solve
         if t.requires_grad:  # y0 + eps f(t0, y0) with eps = 0 carries dL/dt0 (see _StartTimeProbe)
             f0 = _call(prob, t[0].detach(), y0.detach()).detach()
             prob = prob.remake(u0=y0 + _StartTimeProbe.apply(t) * f0)
-        ys = discrete_solve(prob, algorithm, t.detach(), sensealg, kw)
+        discrete = sensealg if isinstance(sensealg, DiscreteAdjoint) else DiscreteAdjoint()
+        ys = discrete_solve(prob, algorithm, t.detach(), discrete, kw)
         ys = _TimeGradient.apply(ys, t, prob) if t.requires_grad else ys
+        if adjoint_params is not None and torch.is_grad_enabled():  # entries f never uses: zero, not None
+            ys = _ZeroGradients.apply(ys, *[q for q in adjoint_params if isinstance(q, Tensor) and q.requires_grad])
     else:
         params = discover_params(prob.f, prob.f_takes_p, prob.p, t[0], y0, adjoint_params, t[-1])
         adj_kw = {"rtol": adjoint_rtol or rtol, "atol": adjoint_atol or atol}
@@ -256,3 +261,18 @@ class _StartTimeProbe(torch.autograd.Function):
         grad_t = g.new_zeros(ctx.n)
         grad_t[0] = -g
         return grad_t
+
+
+class _ZeroGradients(torch.autograd.Function):
+    """Pass ``ys`` through and give each of ``params`` a zero gradient, so an ``adjoint_params`` entry that ``f``
+    never uses gets zeros (as with the continuous adjoints and torchdiffeq), while the ones it uses keep their
+    gradient from the solve's own graph."""
+
+    @staticmethod
+    def forward(ctx: Any, ys: Tensor, *params: Tensor) -> Tensor:
+        ctx.shapes = [(q.shape, q.dtype, q.device) for q in params]
+        return ys.view_as(ys)
+
+    @staticmethod
+    def backward(ctx: Any, grad_ys: Tensor) -> tuple[Tensor | None, ...]:
+        return (grad_ys, *[torch.zeros(s, dtype=d, device=v) for s, d, v in ctx.shapes])

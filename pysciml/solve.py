@@ -102,7 +102,7 @@ def solve(
     if alg is None:
         alg = KenCarp4() if isinstance(prob, SplitODEProblem) else Tsit5()
     alg = check_algorithm(alg, prob, unsplit)
-    if sensealg is not None and not isinstance(sensealg, DiscreteAdjoint):
+    if sensealg is not None and not isinstance(sensealg, DiscreteAdjoint) and torch.is_grad_enabled():
         from .sensitivity.problem_adjoint import solve_with_adjoint  # lazy: avoids an import cycle
 
         return solve_with_adjoint(prob, alg, sensealg, rtol=rtol, atol=atol, saveat=saveat, dt=dt,

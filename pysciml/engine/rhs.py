@@ -70,6 +70,7 @@ class RHS:
         self.autodiff = autodiff
         self.name = name
         self.checked = False
+        self.jac_modes = ["reverse", "forward"]  # autodiff Jacobians: what this solve tries, in order
         self.jac_checked = False
         self.tgrad_checked = False
         self._last: tuple[Tensor, int] | None = None  # the latest output and its version counter
@@ -173,17 +174,20 @@ class RHS:
         if self.user_jac is not None:
             return self._user_jacobian(t, u)
         if self.autodiff:
-            try:
-                return self._jac_forward(t, u)
-            except InputError:
-                raise
-            except Exception as exc:  # f is not torch.func-compatible: fall back, once, and say so
-                self.autodiff = False
-                warnings.warn(
-                    f"forward-mode autodiff of {self.name} failed ({type(exc).__name__}: {exc}); "
-                    "using finite-difference Jacobians instead (pass autodiff=False to silence this, "
-                    "or give the problem a jac)", RuntimeWarning, stacklevel=4,
-                )
+            for mode in self.jac_modes[:]:
+                try:
+                    return self._jac_reverse(t, u) if mode == "reverse" else self._jac_forward_mode(t, u)
+                except InputError:
+                    raise
+                except Exception as exc:  # noqa: PERF203  (the next mode, for the rest of this solve)
+                    self.jac_modes.remove(mode)
+                    failure = exc
+            self.autodiff = False  # f is not torch.func-compatible: fall back, once, and say so
+            warnings.warn(
+                f"autodiff of {self.name} failed ({type(failure).__name__}: {failure}); "
+                "using finite-difference Jacobians instead (pass autodiff=False to silence this, "
+                "or give the problem a jac)", RuntimeWarning, stacklevel=4,
+            )
         return self._jac_fd(t, u, f0)
 
     def _user_jacobian(self, t: Tensor, u: Tensor) -> Tensor:
@@ -201,7 +205,7 @@ class RHS:
             self.jac_checked = True
         return out.reshape(b, n, n).to(self.dtype)
 
-    def _jac_forward(self, t: Tensor, u: Tensor) -> Tensor:
+    def _jac_reverse(self, t: Tensor, u: Tensor) -> Tensor:
         """Rows of ``df/du`` by reverse mode: one VJP per output component, vmapped (torch.func), each
         trajectory's cotangent hitting only its own outputs. Reverse mode is several times cheaper than
         torch.func's forward mode through ``nn.Module``s for the small-to-moderate ``n`` of stiff problems."""
@@ -211,6 +215,16 @@ class RHS:
         basis = torch.eye(n, dtype=u.dtype, device=u.device)[:, None, :].expand(n, b, n)
         rows = torch.func.vmap(lambda v: pullback(v)[0])(basis)  # (n_i, B, n_j) = dF_i/du_j
         return rows.permute(1, 0, 2).to(self.dtype)
+
+    def _jac_forward_mode(self, t: Tensor, u: Tensor) -> Tensor:
+        """Columns of ``df/du`` by forward mode (vmapped JVPs): the fallback where torch.func's reverse mode is
+        refused, inside ``torch.utils.checkpoint`` (it does not support saved-tensor hooks; forward mode
+        saves nothing), so checkpointed discrete adjoints keep exact Jacobians."""
+        b, n = u.shape
+        self._ensure_checked(t, u)
+        basis = torch.eye(n, dtype=u.dtype, device=u.device)[:, None, :].expand(n, b, n)
+        cols = torch.func.vmap(lambda v: torch.func.jvp(lambda x: self.raw(t, x), (u,), (v,))[1])(basis)
+        return cols.permute(1, 2, 0).to(self.dtype)  # (n_j, B, n_i) -> (B, n_i, n_j)
 
     def _fd_step(self, x: Tensor) -> Tensor:
         eps = math.sqrt(torch.finfo(x.dtype).eps)

@@ -317,7 +317,7 @@ def _weighted_param_vjp(prob: ODEProblem, ts: Tensor, ys: Tensor, aas: Tensor, w
             total = total + wk * (ak * _f(prob, tk, yk.detach())).sum()
         if strict:
             refuse_new_leaves(total, params, ts[0])
-        grads = torch.autograd.grad(total, params, allow_unused=True)
+        grads = torch.autograd.grad(total, params, allow_unused=True, retain_graph=True)  # see vjp()
     return list(grads)
 
 

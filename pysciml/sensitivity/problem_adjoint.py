@@ -13,18 +13,23 @@ from ..problem import ODEProblem, SplitODEProblem, tensors_in
 from ..sensealg import GaussAdjoint, SensitivityAlgorithm
 from ..solution import ODESolution, ReturnCode
 from .continuous import AdjointSetup, ContinuousAdjoint
-from .vjp import discover_params
+from .vjp import discover_params, graph_leaves
 
 Tensor = torch.Tensor
 
 
 def problem_params(prob: ODEProblem) -> list[Tensor]:
-    """The tensors of a problem that gradients can flow to: those in ``p`` (a tensor, or nested sequences and
-    dicts of them) and a matrix implicit part, when they require grad."""
+    """The leaf tensors of a problem that gradients can flow to: those in ``p`` (a tensor, or nested sequences
+    and dicts of them) and a matrix implicit part when they require grad, or the leaves behind them when they are
+    computed from others."""
     found = tensors_in(prob.p)
     if isinstance(prob, SplitODEProblem) and prob.linear_operator is not None:
         found.append(prob.linear_operator)
-    return [x for x in found if x.requires_grad]
+    leaves: list[Tensor] = []
+    for x in found:  # leaves only: a non-leaf (A.reshape(2, 2)) stands for the leaves behind it, which the
+        if x.requires_grad:  # vector-Jacobian products reach through it (differentiating both counted it twice)
+            leaves += [q for q in ([x] if x.is_leaf else graph_leaves(x)) if all(q is not r for r in leaves)]
+    return leaves
 
 
 def solve_with_adjoint(prob: ODEProblem, alg: Algorithm, sensealg: SensitivityAlgorithm, *, saveat: Any,
@@ -36,6 +41,10 @@ def solve_with_adjoint(prob: ODEProblem, alg: Algorithm, sensealg: SensitivityAl
     if prob.batched:
         raise InputError(f"{sensealg.name} does not support batched problems yet; use DiscreteAdjoint() "
                          "(sensealg=None) or loop over trajectories")
+    if prob.mass_matrix is not None:  # its adjoint is M^T a' = -J^T a (an index-1 DAE when M is singular)
+        raise InputError(f"{sensealg.name} does not support a mass matrix yet (the adjoint would need M^T a' = "
+                         "-J^T a); use sensealg=DiscreteAdjoint() (or None), which differentiates the Rosenbrock "
+                         "steps exactly, M included")
     save_t = check_saveat(saveat, prob)
     if save_t is None:
         raise InputError(f"{sensealg.name} needs saveat (the times at which the loss sees the solution)")

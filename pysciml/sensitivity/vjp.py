@@ -38,7 +38,9 @@ def vjp(f: Callable[..., Tensor], takes_p: bool, p: object, t: Tensor, y: Tensor
         if known is not None:
             refuse_new_leaves(out, [yv, tv, *known], t)
         inputs = [yv, *params] + ([tv] if need_t else [])
-        grads = torch.autograd.grad(out, inputs, a, allow_unused=True)
+        # retain_graph: a parameter may sit behind a graph made outside f (k = exp(log_k) captured by f), which
+        # every vector-Jacobian product traverses; this call's own nodes still go when `out` does
+        grads = torch.autograd.grad(out, inputs, a, allow_unused=True, retain_graph=True)
     gy = grads[0] if grads[0] is not None else torch.zeros_like(y)
     gp = list(grads[1: 1 + len(params)])
     gt = grads[-1] if need_t else None
@@ -111,7 +113,7 @@ def discover_params(f: Callable[..., Tensor], takes_p: bool, p: object, t: Tenso
             if isinstance(out, Tensor):
                 used += graph_leaves(out, used)
     found = module + [x for x in used if all(x is not q for q in module)]
-    if y.requires_grad or found or given:
+    if torch.is_grad_enabled() and (y.requires_grad or found or given):
         ensure_differentiable(f, lambda tt, yy: call_f(f, takes_p, p, tt, yy), t.detach(), y.detach())
     if given is None:
         return found
