@@ -4,7 +4,8 @@ Each case is either right or refused with :class:`pysciml.InputError`, never sil
 
 * f written as an ``nn.Module`` with parameters, as a closure over tensors requiring grad, through ``p`` of an
   ``ODEProblem``, and with a parameter used only part of the time (``w if t > 0.25 else 1.0``, only before
-  0.25, only inside the window 0.4 < t < 0.6);
+  0.25, only inside the window 0.4 < t < 0.6), and through tensors computed from the leaves (a closure over
+  k = exp(log_k); p holding views of leaves);
 * the continuous adjoints discover parameters from the module and from f's graph at t0 and t1, so a tensor
   that f uses only inside the window is refused (the message names adjoint_params); given in
   ``adjoint_params`` (or as a module parameter) it is differentiated;
@@ -17,9 +18,9 @@ Reference: the directional derivative along one seeded random direction in the s
 cases agree to 1e-10). The gradients under test come from Tsit5 at rtol 1e-10.
 
 Measured relative errors (2-core CPU, torch 2.13), all six sensealgs:
-smooth f (module, closure, p): <= 8.1e-11; f with a jump in t at 0.25 or 0.4/0.6: <= 8.4e-8 (the jump is
-crossed by an adaptive step whose embedded estimate underrates its error: the loss itself is off by ~7e-9).
-Bounds: 1e-8 smooth (100 x rtol), 1e-6 with a jump in t (>10x the measured worst).
+smooth f (module, closure, p, derived tensors): <= 1.1e-10; f with a jump in t at 0.25 or 0.4/0.6: <= 2e-8 (the
+jump is crossed by an adaptive step whose embedded estimate underrates its error: the loss itself is off by ~1e-8).
+Bounds: 1e-8 smooth (100 x rtol), 1e-6 with a jump in t (50x the measured worst).
 """
 
 from __future__ import annotations
@@ -155,27 +156,12 @@ def reference(style: str, directions: list[torch.Tensor]) -> float:
     return _REFERENCE[style]
 
 
-# Bugs found by this test (continuous adjoints only; the discrete adjoint is right on both):
-KNOWN_BUGS = {
-    "derived": "continuous adjoints crash on f closing over a tensor computed from a leaf (k = exp(log_k)): "
-               "RuntimeError 'Trying to backward through the graph a second time' (wrapped in RHSError by Interp/"
-               "Backsolve), since every VJP of f backpropagates through k's own graph, freed by the first one",
-    "solve-p-derived": "continuous adjoints via ps.solve with p holding non-leaf views of leaves (A.reshape(2, 2); "
-                       "problems.van_der_pol(mu=tensor) builds p = mu.reshape(1)): the leaves' gradient is counted "
-                       "twice, silently (problem_params differentiates the non-leaf p and discover_params adds the "
-                       "leaves behind it as well)",
-}
-
-
-def _cases():
-    for style in STYLES:
-        for sa, name in zip(SENSEALGS, IDS, strict=True):
-            bug = KNOWN_BUGS.get(style) if not isinstance(sa, DiscreteAdjoint) else None
-            marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
-            yield pytest.param(style, sa, id=f"{style}-{name}", marks=marks)
-
-
-@pytest.mark.parametrize(("style", "sensealg"), list(_cases()))
+# "derived" and "solve-p-derived" found two bugs of the continuous adjoints, fixed in 5c68894: f closing over a
+# tensor computed from a leaf (k = exp(log_k)) crashed ("Trying to backward through the graph a second time"),
+# and ps.solve with p holding non-leaf views of leaves (problems.van_der_pol(mu=tensor) builds p = mu.reshape(1))
+# counted the leaves' gradient twice, silently.
+@pytest.mark.parametrize("sensealg", SENSEALGS, ids=IDS)
+@pytest.mark.parametrize("style", STYLES)
 def test_gradient_is_right_or_refused(style, sensealg):
     case = make_case(style)
     directions = random_directions(case.tensors, seed=STYLES.index(style))
@@ -209,9 +195,6 @@ def _torch_item_f(c):
 
 
 LEAVING = {"numpy": (_numpy_f, _torch_f), "item": (_item_f, _torch_item_f)}
-NO_GRAD_BUG = ("continuous adjoints run discover_params (and its autograd check of f) whenever y0 requires grad, "
-               "even under torch.no_grad(), so an f that leaves the graph is refused although no gradient is "
-               "requested")
 
 
 @pytest.mark.parametrize("sensealg", SENSEALGS, ids=IDS)
@@ -226,17 +209,11 @@ def test_f_leaving_the_graph_is_refused_when_gradients_are_requested(how, sensea
         torch.autograd.grad(ys.sum(), [y0, c])
 
 
-def _no_grad_cases():
-    for how in LEAVING:
-        for sa, name in zip(SENSEALGS, IDS, strict=True):
-            marks = [] if isinstance(sa, DiscreteAdjoint) else [pytest.mark.xfail(strict=True, reason=NO_GRAD_BUG)]
-            yield pytest.param(how, sa, id=f"{how}-{name}", marks=marks)
-
-
-@pytest.mark.parametrize(("how", "sensealg"), list(_no_grad_cases()))
+@pytest.mark.parametrize("sensealg", SENSEALGS, ids=IDS)
+@pytest.mark.parametrize("how", list(LEAVING))
 def test_f_leaving_the_graph_works_under_no_grad(how, sensealg):
-    """The same f under ``torch.no_grad()`` (inputs still requiring grad): no gradient requested, so it solves,
-    and agrees with the pure-torch f to the solve's accuracy (100 x rtol)."""
+    """The same f under ``torch.no_grad()`` (inputs still requiring grad): no gradient requested, so it solves
+    (the continuous adjoints refused it before 5c68894) and agrees with the pure-torch f to 100 x rtol."""
     c = torch.tensor(0.7, dtype=F64, requires_grad=True)
     y0 = torch.tensor([1.0, 0.5], dtype=F64, requires_grad=True)
     leaving, pure = LEAVING[how]
@@ -248,19 +225,10 @@ def test_f_leaving_the_graph_works_under_no_grad(how, sensealg):
 
 
 # ------------------------------------------------------------------------------ adjoint_params never used
-DISCRETE_UNUSED = ("DiscreteAdjoint ignores adjoint_params (it differentiates what f uses): an entry f never "
-                   "uses is outside the graph and autograd gives None, where the continuous adjoints give zeros")
-
-
-def _unused_cases():
-    for sa, name in zip(SENSEALGS, IDS, strict=True):
-        marks = [pytest.mark.xfail(strict=True, reason=DISCRETE_UNUSED)] if isinstance(sa, DiscreteAdjoint) else []
-        yield pytest.param(sa, id=name, marks=marks)
-
-
-@pytest.mark.parametrize("sensealg", list(_unused_cases()))
+@pytest.mark.parametrize("sensealg", SENSEALGS, ids=IDS)
 def test_unused_adjoint_params_get_zero_and_used_ones_are_right(sensealg):
-    """``adjoint_params=[A, unused]``: ``unused`` gets an exact zero (not None); A the right gradient."""
+    """``adjoint_params=[A, unused]``: ``unused`` gets an exact zero (not None; DiscreteAdjoint gave None before
+    5c68894); A the right gradient."""
     A = _A().requires_grad_()
     unused = torch.tensor([1.0, 2.0], dtype=F64, requires_grad=True)
     y0 = torch.tensor([1.0, -0.5], dtype=F64)
