@@ -102,6 +102,10 @@ def solve(
     if alg is None:
         alg = KenCarp4() if isinstance(prob, SplitODEProblem) else Tsit5()
     alg = check_algorithm(alg, prob, unsplit)
+    if isinstance(sensealg, DiscreteAdjoint) and sensealg.checkpoints not in (None, 0, 1):
+        raise InputError("solve does not honour DiscreteAdjoint(checkpoints=K) yet (it would keep the whole step "
+                         "graph); use pysciml.odeint(..., sensealg=DiscreteAdjoint(checkpoints=K)) or the models, "
+                         "which run K checkpointed segments, or sensealg=InterpolatingAdjoint(checkpointing=True)")
     if sensealg is not None and not isinstance(sensealg, DiscreteAdjoint) and torch.is_grad_enabled():
         from .sensitivity.problem_adjoint import solve_with_adjoint  # lazy: avoids an import cycle
 

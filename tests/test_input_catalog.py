@@ -333,3 +333,10 @@ def test_backsolve_backward_failure_is_named_backward():
                    adjoint_rtol=1e-13, adjoint_atol=1e-15)
     with pytest.raises(ps.SolverError, match=r"backward \(adjoint\) solve from t=1 to t=0 failed: .*MaxIters"):
         ys.sum().backward()
+
+
+def test_solve_refuses_checkpoints_it_cannot_honour():
+    """solve used to ignore DiscreteAdjoint(checkpoints=K) without a word (odeint and the models honour it)."""
+    with pytest.raises(ps.InputError, match="checkpoints=K"):
+        ps.solve(ps.ODEProblem(f, U0, (0.0, 1.0)), ps.Tsit5(), saveat=[1.0],
+                 sensealg=ps.DiscreteAdjoint(checkpoints=3))

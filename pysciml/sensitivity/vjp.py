@@ -88,7 +88,8 @@ def refuse_new_leaves(out: Tensor, known: Sequence[Tensor], t: Tensor) -> None:
         raise InputError(
             f"f uses {len(extra)} tensor(s) requiring grad (shapes {shapes}) at t={tv:.6g} that it did not use "
             "where the adjoint looked for parameters (t0, t1 and the module's parameters), so their gradient "
-            "cannot be computed. Pass adjoint_params=[...] listing every tensor f uses, or use DiscreteAdjoint()"
+            "cannot be computed. With odeint pass adjoint_params=[...] listing every tensor f uses; with solve put "
+            "the tensor in p; or use DiscreteAdjoint()"
         )
 
 
