@@ -174,7 +174,7 @@ def rober_loss(tensors, alg, sensealg, rtol) -> Callable[[], torch.Tensor]:
 @pytest.mark.slow
 @pytest.mark.filterwarnings(NO_FD_JACOBIAN)
 @pytest.mark.parametrize(("alg", "rtol", "factor"), [
-    pytest.param(ps.Rodas5P(), 1e-8, 10, id="Rodas5P"),
+    pytest.param(ps.Rodas5P(), 1e-8, 10, id="Rodas5P", marks=pytest.mark.exhaustive),  # test_gradients covers it
     pytest.param(ps.KenCarp4(), 1e-8, 30, id="KenCarp4"),
     pytest.param(ps.Kvaerno5(), 1e-8, 10, id="Kvaerno5", marks=pytest.mark.exhaustive),
 ])
