@@ -20,8 +20,8 @@ from helpers import kepler_exact, split_problem
 
 import pysciml as ps
 from pysciml.algorithms import ALGORITHMS, IMEXAlgorithm
+from pysciml.native import make_stepper as _make_stepper
 from pysciml.solution import Stats
-from pysciml.solve import _make_stepper
 
 F64 = torch.float64
 ESTIMATED = [cls() for cls in ALGORITHMS.values() if cls().tableau.btilde is not None]

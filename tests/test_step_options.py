@@ -12,7 +12,7 @@ import torch
 from helpers import nonlinear_problem
 
 import pysciml as ps
-from pysciml.solve import default_controller
+from pysciml.native import default_controller
 
 F64 = torch.float64
 TOL = dict(rtol=1e-6, atol=1e-6)

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from ..algorithms import Algorithm, ImplicitAlgorithm
+from ..native import solve_native as solve
 from ..problem import ODEProblem, SplitODEProblem
 from ..sensealg import BacksolveAdjoint, InterpolatingAdjoint, QuadratureAdjoint, SensitivityAlgorithm
 from ..solution import Stats
-from ..solve import solve
 from .vjp import call_f, refuse_new_leaves, vjp
 
 Tensor = torch.Tensor

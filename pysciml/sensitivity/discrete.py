@@ -14,9 +14,9 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from ..algorithms import Algorithm
+from ..native import solve_native as solve
 from ..problem import ODEProblem
 from ..sensealg import DiscreteAdjoint
-from ..solve import solve
 
 Tensor = torch.Tensor
 
