@@ -169,8 +169,6 @@ def _spaced_times(step: float, t0: float, t1: float, dtype: torch.dtype, device:
 def check_tstops(tstops: Any, prob: ODEProblem, adaptive: bool) -> list[float] | None:
     if tstops is None:
         return None
-    if prob.batched:
-        raise InputError("tstops is not supported for batched problems yet; solve the trajectories separately")
     if not adaptive:
         raise InputError("tstops needs adaptive=True (with fixed steps, choose dt so steps hit the stops)")
     vals = torch.as_tensor(tstops, dtype=torch.float64).detach().reshape(-1)

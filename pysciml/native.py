@@ -6,7 +6,6 @@ sensitivity code calls :func:`solve_native` directly, so it never reaches back u
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -57,6 +56,7 @@ def solve_native(
     unsplit: bool = False,
     controller: PIController | None = None,
     tstops: Any = None,
+    progress: bool = False,
 ) -> ODESolution:
     """:func:`pysciml.solve` on the native engine, without gradients through a continuous adjoint (the
     arguments mean the same; ``alg`` is required)."""
@@ -79,6 +79,7 @@ def solve_native(
         t0=prob.tspan[0], t1=prob.tspan[1], adaptive=adaptive_b, dt=dt_f, atol=atol_t, rtol=rtol_f,
         maxiters=maxiters, dtmin=float(dtmin), dtmax=dtmax, saveat=save_times, save_everystep=save_everystep,
         dense=bool(dense), controller=controller or default_controller(alg), tstops=stops,
+        progress=bool(progress),
     )
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
     result = integrate(stepper, u0, opts, stats)
@@ -89,17 +90,8 @@ def _land_on_saves(alg: Algorithm, prob: ODEProblem, adaptive: bool, save_times:
                    stops: list[float] | None) -> list[float] | None:
     """Steps of a method whose interpolant is two or more orders below the method (KenCarp5, Kvaerno5: cubic
     for order 5) land on the save times, so saved values are step values: interpolated ones were up to 1000x
-    rtol off on stiff transients at rtol 1e-8 while the steps met it. Batched solves cannot land per
-    trajectory yet, so they warn."""
+    rtol off on stiff transients at rtol 1e-8 while the steps met it."""
     if save_times is None or not adaptive or alg.interpolant_order >= alg.order - 1:
-        return stops
-    if prob.batched:
-        warnings.warn(
-            f"saveat values between steps come from {alg.name}()'s order-{alg.interpolant_order} interpolant, far "
-            "less accurate than its steps on stiff transients (up to 1000x rtol at rtol 1e-8); for accurate saved "
-            "values use KenCarp4() or Rodas5P(), or solve the trajectories unbatched (steps then land on saveat)",
-            UserWarning, stacklevel=3,
-        )
         return stops
     direction = 1.0 if prob.tspan[1] > prob.tspan[0] else -1.0
     return sorted(set(stops or []) | set(save_times.tolist()), key=lambda v: direction * v)

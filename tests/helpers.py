@@ -10,7 +10,9 @@ import torch
 
 import pysciml as ps
 from pysciml.engine.controller import PIController
-from pysciml.engine.loop import LoopOptions, LoopResult, integrate
+from pysciml.engine.loop import integrate_batched
+from pysciml.engine.loop_records import LoopOptions, LoopResult
+from pysciml.engine.loop_scalar import integrate_single
 from pysciml.engine.stepper import Stepper, StepResult
 
 
@@ -157,6 +159,6 @@ def run_loop(stepper: Stepper, path: str, opts: LoopOptions, u0: float = 1.0) ->
     """Integrate with the stub on one of :data:`LOOP_PATHS` (``batch3``: three equal trajectories)."""
     bsz = 3 if path == "batch3" else 1
     stats = ps.Stats()
-    res = integrate(stepper, torch.full((bsz, 1), u0, dtype=torch.float64), opts, stats,
-                    batched_path=path != "scalar")
+    loop = integrate_single if path == "scalar" else integrate_batched
+    res = loop(stepper, torch.full((bsz, 1), u0, dtype=torch.float64), opts, stats)
     return res, stats

@@ -11,7 +11,7 @@ import torch
 from helpers import LOOP_PATHS, Script, StubStepper, loop_options, run_loop
 
 import pysciml as ps
-from pysciml.engine.loop import LoopResult
+from pysciml.engine.loop_records import LoopResult
 
 REL = 1e-12
 F64 = torch.float64
@@ -247,14 +247,29 @@ def test_loop_dtmax_bounds_the_automatic_initial_step(path: str) -> None:
     assert max(dts_of(stub)) <= 0.05
 
 
-def test_loop_tstops_on_the_scalar_path() -> None:
+@paths
+@pytest.mark.parametrize("span", [(0.0, 1.0), (1.0, 0.0)], ids=["forward", "backward"])
+def test_loop_steps_land_on_tstops(path: str, span: tuple[float, float]) -> None:
     stub = StubStepper(Script(errors=(1e-6,)))
-    res, _ = run_loop(stub, "scalar", loop_options(dt=0.01, tstops=[0.123, 0.5]))
-    assert 0.123 in res.t.tolist() and 0.5 in res.t.tolist()
-    attempts = stub.attempts()
-    assert close(sum(attempts[2]), 0.123)  # 0.01, 0.1, then a step cut short to end on the stop
-    for stop in (0.123, 0.5):  # no attempted step straddles a stop
-        assert not any(t < stop - 1e-12 and t + dt > stop + 1e-12 for t, dt in attempts)
+    stops = [0.123, 0.5] if span[0] == 0.0 else [0.877, 0.5]
+    d = 1.0 if span[1] > span[0] else -1.0
+    res, stats = run_loop(stub, path, loop_options(t0=span[0], t1=span[1], dt=0.01, tstops=stops))
+    assert res.status == [SUCCESS] * nb(path)
+    for stop in stops:
+        assert stop in res.t.tolist()
+    attempts = [(t, dt) for t, dt in stub.attempts()][: per_trajectory(res, stats, path)[0]]
+    assert close(sum(attempts[2]), stops[0])  # 0.01, 0.1, then a step cut short to end on the stop
+    for stop in stops:  # no attempted step straddles a stop
+        assert not any(d * t < d * stop - 1e-12 and d * (t + dt) > d * stop + 1e-12 for t, dt in attempts)
+
+
+@paths
+def test_loop_dt_next_is_the_step_planned_before_t1(path: str) -> None:
+    stub = StubStepper(Script(errors=(1e-6,)))  # tiny errors: each step may grow by qmax = 10
+    res, _ = run_loop(stub, path, loop_options(dt=0.3))
+    assert [round(dt, 12) for _, dt in stub.attempts()] == [0.3, 0.7]  # 3.0 planned, clipped to end on t1
+    dt_next = [res.dt_next] if path == "scalar" else res.dt_next.tolist()
+    assert len(dt_next) == nb(path) and all(close(v, 3.0) for v in dt_next)
 
 
 # --- batches whose trajectories differ ---------------------------------------------------------------------------
@@ -331,4 +346,18 @@ def test_batch_fixed_steps_each_trajectory_gets_its_own_failure_code() -> None:
     assert res.status == [SUCCESS, CONVFAIL, UNSTABLE]
     assert stats.naccept == 4 + 2 + 1 and stats.nreject == 2
     assert res.t[-1].item() == 1.0 and res.u[-1, 0, 0].item() == pytest.approx(math.exp(-1.0), rel=1e-14)
+    assert_rows_match_single_runs(scripts, res, stub, **kw)
+
+
+def test_batch_tstops_each_trajectory_lands_on_them_as_alone() -> None:
+    scripts = [Script(errors=(1e-6,)), Script(err_scale=1.0), Script(errors=(1e-9, 2e-6, 5e-7, 1e-9))]
+    kw = dict(**TOLS, tstops=[0.123, 0.5, 0.75])
+    kw["atol"] = torch.full((3, 1), 1e-6, dtype=F64)
+    stub = StubStepper(*scripts)
+    res, _ = run_loop(stub, "batch3", loop_options(**kw))
+    assert res.status == [SUCCESS] * 3
+    for b in range(3):  # each row has a step ending on each stop
+        ends = [t + dt for t, dt in stub.attempts(b)]
+        assert all(any(close(e, s) for e in ends) for s in (0.123, 0.5, 0.75)), b
+    kw["atol"] = TOLS["atol"]
     assert_rows_match_single_runs(scripts, res, stub, **kw)

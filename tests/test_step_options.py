@@ -211,9 +211,25 @@ def test_tstops_on_a_smooth_problem_cost_at_most_one_step_each() -> None:
     assert sol.u[-1, 0].item() == pytest.approx(math.exp(-1.0), rel=1e-6)
 
 
+@pytest.mark.parametrize("alg", ["Tsit5", "Rodas5P", "KenCarp4"])
+def test_tstops_in_a_batch_each_trajectory_as_alone(alg: str) -> None:
+    prob, exact = kinked()
+    u0 = torch.tensor([[1.0], [0.5], [2.0]], dtype=F64)
+    def f_batch(t, u, p):  # t is (B,) in a batch
+        return prob.f(t[:, None] if t.ndim else t, u, p)
+
+    batch = ps.solve(ps.ODEProblem(f_batch, u0, (0.0, 1.0), batched=True), getattr(ps, alg)(), tstops=list(KINKS),
+                     saveat=torch.linspace(0, 1, 11, dtype=F64), **TOL)
+    assert batch.retcodes == (ps.ReturnCode.Success,) * 3
+    for b in range(3):
+        alone = ps.solve(ps.ODEProblem(prob.f, u0[b], (0.0, 1.0)), getattr(ps, alg)(), tstops=list(KINKS),
+                         saveat=torch.linspace(0, 1, 11, dtype=F64), **TOL)
+        torch.testing.assert_close(batch.u[:, b], alone.u, rtol=1e-12, atol=1e-14)
+    _, exact1 = kinked()
+    assert abs(float(batch.u[-1, 0, 0]) - exact1(1.0)) <= 2 * TSTOP_RUNS[alg][1] + 1e-7
+
+
 def test_tstops_refused_where_they_cannot_be_honoured() -> None:
-    with pytest.raises(ps.InputError, match="tstops"):
-        ps.solve(decay(three(), batched=True), ps.Tsit5(), tstops=[0.5])
     with pytest.raises(ps.InputError, match="tstops"):
         ps.solve(decay(one()), ps.Tsit5(), adaptive=False, dt=0.1, tstops=[0.5])
     with pytest.raises(ps.InputError, match="outside"):

@@ -1,9 +1,12 @@
-"""The one integration loop shared by every method family, vectorised over a batch of trajectories.
+"""The integration loop shared by every method family: :func:`integrate` picks the single-trajectory loop
+(:mod:`.loop_scalar`, control on Python floats) or the batched one here (:func:`integrate_batched`).
 
-Each trajectory has its own time, step size, error norm, accept/reject decision and status; a finished
-or failed trajectory stops changing while the others go on, so a batched solve gives the same numbers as
-a loop of single solves. The loop owns saving (``saveat`` answered by each step's interpolant, never by
-shortening steps), dense-output recording, step control and the numerical-failure return codes.
+Both follow the same rules, and ``tests/test_loop.py`` runs every stub test on both. In a batch each trajectory
+has its own time, step size, error norm, accept/reject decision, next ``tstop`` and status; a finished or failed
+trajectory stops changing while the others go on, so a batched solve gives the same numbers as a loop of single
+solves. The loops own saving (``saveat`` answered by each step's interpolant, never by shortening steps; steps
+land on ``tstops``), dense-output recording, step control, the progress bar and the numerical-failure return
+codes.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from ..solution import ReturnCode, Stats
 from .controller import initial_dt, scaled_error_norm
 from .fixed_step_check import FixedStepCheck, describe
 from .interpolation import DenseOutput, evaluate
-from .loop_records import LoopOptions, LoopResult
+from .loop_records import LoopOptions, LoopResult, fixed_step_count
 from .loop_scalar import integrate_single
+from .progress import make_progress
 from .stepper import Stepper
 
 Tensor = torch.Tensor
@@ -30,15 +34,18 @@ _CODES = [None, ReturnCode.Success, ReturnCode.MaxIters, ReturnCode.DtLessThanMi
 SUCCESS, MAXITERS, DTMIN, UNSTABLE, CONVFAIL = 1, 2, 3, 4, 5
 
 
-def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
-              batched_path: bool = False) -> LoopResult:
-    """Integrate ``u0`` (``(B, n)``) from ``opts.t0`` to ``opts.t1`` with ``stepper``.
+def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult:
+    """Integrate ``u0`` (``(B, n)``) from ``opts.t0`` to ``opts.t1`` with ``stepper``: one trajectory
+    (``B == 1``) on the scalar loop, a batch on :func:`integrate_batched`."""
+    if u0.shape[0] == 1:
+        return integrate_single(stepper, u0, opts, stats)
+    return integrate_batched(stepper, u0, opts, stats)
 
-    A single trajectory (``B == 1``) takes the scalar fast path unless ``batched_path`` is forced."""
+
+def integrate_batched(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult:
+    """The loop with tensor control: ``t``, ``dt``, error norms and statuses are ``(B,)`` tensors."""
     bsz = u0.shape[0]
-    n_fixed = _fixed_step_count(opts) if not opts.adaptive else 0
-    if bsz == 1 and not batched_path:
-        return integrate_single(stepper, u0, opts, stats, n_fixed)
+    n_fixed = fixed_step_count(opts) if not opts.adaptive else 0
     dtype, device = u0.dtype, u0.device
     direction = 1.0 if opts.t1 > opts.t0 else -1.0
     t = torch.full((bsz,), opts.t0, dtype=dtype, device=device)
@@ -77,6 +84,13 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
 
     dense = DenseOutput(direction) if opts.dense else None
     saver = _Saver(opts, u0, direction)
+    # steps land on each tstop, the last stop being t1; `stop` is each trajectory's next one
+    stop_list = [s for s in (opts.tstops or []) if direction * opts.t0 < direction * s < direction * opts.t1]
+    n_stops = len(stop_list) + 1
+    stops = torch.tensor([*stop_list, opts.t1], dtype=dtype, device=device)
+    stop = torch.zeros(bsz, dtype=torch.long, device=device)
+    target = t1
+    bar = make_progress(opts.progress, opts.t0, opts.t1, stepper.name)
 
     while bool(active.any()):
         if stats.nloop >= opts.maxiters:
@@ -85,12 +99,15 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
             status = torch.where(active, MAXITERS, status)
             break
         stats.nloop += 1
-        remaining = t1 - t
+        if n_stops > 1:
+            target = stops[stop.clamp(max=n_stops - 1)]
+        remaining = target - t
         if opts.adaptive:
-            last = active & ((remaining <= dt * reach) if direction > 0 else (remaining >= dt * reach))
+            at_stop = active & ((remaining <= dt * reach) if direction > 0 else (remaining >= dt * reach))
+            last = at_stop & (stop == n_stops - 1) if n_stops > 1 else at_stop
         else:
-            last = active if stats.nloop >= n_fixed else torch.zeros_like(active)
-        dt_step = torch.where(last, remaining, dt)
+            last = at_stop = active if stats.nloop >= n_fixed else torch.zeros_like(active)
+        dt_step = torch.where(at_stop, remaining, dt)
         res = stepper.step(t, u, dt_step)
 
         u_new = _nograd(res.u_new)
@@ -107,7 +124,9 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
             accepted = active & ok
 
         t_prev, u_prev = t, u
-        t = torch.where(accepted, torch.where(last, t1, t + dt_step), t)
+        t = torch.where(accepted, torch.where(at_stop, target, t + dt_step), t)
+        if n_stops > 1:
+            stop = stop + (accepted & at_stop)
         u = torch.where(accepted[:, None], res.u_new, u)
         stepper.accept(accepted, t, u, res)
         n_accepted += accepted
@@ -122,9 +141,13 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
                        coeffs if coeffs is not None else partial(stepper.interpolant, u_prev, dt_step, res))
 
         active = active ^ (accepted & last)  # finished trajectories stop (their status is set at the end)
+        if bar is not None:
+            bar.update(t, active)
         if opts.adaptive:
             assert eest is not None
             dt_new, qold = opts.controller.propose(dt_step, eest, qold, accepted, stepper.order)
+            if n_stops > 1:  # a step shortened to land on a tstop says nothing about the next one
+                dt_new = torch.where(accepted & at_stop, direction * torch.maximum(dt_new.abs(), dt.abs()), dt_new)
             if opts.dtmax is not None:
                 dt_new = direction * dt_new.abs().clamp(max=opts.dtmax)
             failed = dt_new.abs() <= eps_t * t.abs()
@@ -154,6 +177,8 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
             active = active & ~failed
         nonfinite_seen = seen & ~accepted
 
+    if bar is not None:
+        bar.close()
     status = torch.where((status == RUNNING) & ~active, SUCCESS, status)
     stats.naccept += int(n_accepted.sum())
     stats.nreject += int(n_attempted.sum()) - int(n_accepted.sum())
@@ -167,18 +192,11 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats, *,
     reasons = [describe(k, z, stepper.name, stepper.stability_boundary)
                for k, z in zip(fail_kind.tolist(), fail_z.tolist(), strict=True)]
     ts, us = saver.result(u)
-    return LoopResult(t=ts, u=us, status=codes, fail_info=infos, reasons=reasons, dense=dense)
+    return LoopResult(t=ts, u=us, status=codes, fail_info=infos, reasons=reasons, dense=dense, dt_next=dt.abs())
 
 
 def _nograd(x: Tensor) -> Tensor:
     return x.detach() if x.requires_grad else x
-
-
-def _fixed_step_count(opts: LoopOptions) -> int:
-    assert opts.dt is not None
-    ratio = abs(opts.t1 - opts.t0) / abs(opts.dt)
-    n = int(round(ratio))
-    return n if abs(ratio - n) <= 1e-9 * max(ratio, 1.0) else int(ratio) + 1
 
 
 class _Saver:

@@ -1,4 +1,5 @@
-"""The records both integration loops share: what the loop is asked to do and what it returns."""
+"""The records both integration loops share: what the loop is asked to do (:class:`LoopOptions`), what it
+returns (:class:`LoopResult`), and the fixed-step count both use."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class LoopOptions:
     save_everystep: bool
     dense: bool
     controller: PIController
-    tstops: list[float] | None = None  # times steps must land on (unbatched solves)
+    tstops: list[float] | None = None  # times every trajectory's steps land on, in integration order
+    progress: bool = False  # a tqdm bar over t (see engine/progress.py)
 
 
 @dataclass
@@ -44,4 +46,14 @@ class LoopResult:
     fail_info: list[tuple[float, float] | None]
     reasons: list[str]
     dense: DenseOutput | None
-    dt_next: float | None = None  # the step size planned before the last step was clipped to t1 (unbatched)
+    dt_next: float | Tensor | None = None  # |dt| planned before the last step was clipped to t1: a float for one
+    # trajectory, a (B,) tensor for a batch
+
+
+def fixed_step_count(opts: LoopOptions) -> int:
+    """How many fixed steps of ``opts.dt`` cover ``[t0, t1]``: ``round`` when the span is a whole number of steps
+    (to 1e-9 relative), else one more (the last step is shortened to end on ``t1``)."""
+    assert opts.dt is not None
+    ratio = abs(opts.t1 - opts.t0) / abs(opts.dt)
+    n = int(round(ratio))
+    return n if abs(ratio - n) <= 1e-9 * max(ratio, 1.0) else int(ratio) + 1

@@ -16,15 +16,17 @@ from ..solution import ReturnCode, Stats
 from .controller import initial_dt, scaled_error_norm
 from .fixed_step_check import FixedStepCheck, describe
 from .interpolation import DenseOutput, evaluate
-from .loop_records import LoopOptions, LoopResult
+from .loop_records import LoopOptions, LoopResult, fixed_step_count
+from .progress import make_progress
 from .stepper import Stepper
 
 Tensor = torch.Tensor
 EPS = sys.float_info.epsilon  # time is a Python float here: a step below EPS |t| no longer moves it
 
 
-def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats,
-                     n_fixed: int) -> LoopResult:
+def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult:
+    """Integrate one trajectory ``u0`` (``(1, n)``) from ``opts.t0`` to ``opts.t1`` with ``stepper``."""
+    n_fixed = fixed_step_count(opts) if not opts.adaptive else 0
     dtype, device = u0.dtype, u0.device
     direction = 1.0 if opts.t1 > opts.t0 else -1.0
 
@@ -65,6 +67,7 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
     stops = [s for s in (opts.tstops or []) if direction * opts.t0 < direction * s < direction * opts.t1]
     stops.append(opts.t1)
     si = 0  # next stop: steps land exactly on each tstop (a kink or jump in f), the last one being t1
+    bar = make_progress(opts.progress, opts.t0, opts.t1, stepper.name)
 
     while True:
         if stats.nloop >= opts.maxiters:
@@ -123,6 +126,8 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
             if saveat is None:
                 ts_every.append(t)
                 save_vals.append(u[0])
+            if bar is not None:
+                bar.update(t)
             while idx < len(save_t) and direction * save_t[idx] <= direction * t:
                 assert coeffs is not None
                 ts = save_t[idx]
@@ -150,6 +155,8 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
             fail = (t, dt_step)
             break
 
+    if bar is not None:
+        bar.close()
     if dense is not None:
         dense.finalize()
     n = u0.shape[1]
