@@ -361,3 +361,14 @@ def test_batch_tstops_each_trajectory_lands_on_them_as_alone() -> None:
         assert all(any(close(e, s) for e in ends) for s in (0.123, 0.5, 0.75)), b
     kw["atol"] = TOLS["atol"]
     assert_rows_match_single_runs(scripts, res, stub, **kw)
+
+
+@pytest.mark.parametrize("bsz", [1, 3])
+def test_huge_finite_states_are_not_taken_for_overflow(bsz: int) -> None:
+    """Finiteness is tested per element on both loops: a state whose sum overflows (2 x 1e308) is still finite
+    (the scalar loop summed the state before and failed such a solve as Unstable)."""
+    u0 = torch.full((bsz, 2) if bsz > 1 else (2,), 1e308, dtype=F64)
+    prob = ps.ODEProblem(lambda t, u, p: -1e-3 * u, u0, (0.0, 1.0), batched=bsz > 1)
+    sol = ps.solve(prob, ps.Tsit5())
+    assert sol.retcodes == (SUCCESS,) * bsz
+    assert float(sol.u[-1].flatten()[0]) == pytest.approx(1e308 * math.exp(-1e-3), rel=1e-6)

@@ -21,7 +21,7 @@ from ..solution import ReturnCode, Stats
 from .controller import initial_dt, scaled_error_norm
 from .fixed_step_check import FixedStepCheck, describe
 from .interpolation import DenseOutput, evaluate
-from .loop_records import LoopOptions, LoopResult, fixed_step_count
+from .loop_records import LoopOptions, LoopResult, finite_rows, fixed_step_count
 from .loop_scalar import integrate_single
 from .progress import make_progress
 from .stepper import Stepper
@@ -111,7 +111,7 @@ def integrate_batched(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: St
         res = stepper.step(t, u, dt_step)
 
         u_new = _nograd(res.u_new)
-        finite = u_new.mul(0.0).eq(0.0).all(dim=1)  # x * 0 is NaN for inf and NaN
+        finite = finite_rows(u_new)
         seen = nonfinite_seen | ~finite
         ok = finite if res.ok is None else finite & res.ok
         if opts.adaptive:

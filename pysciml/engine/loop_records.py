@@ -1,5 +1,5 @@
 """The records both integration loops share: what the loop is asked to do (:class:`LoopOptions`), what it
-returns (:class:`LoopResult`), and the fixed-step count both use."""
+returns (:class:`LoopResult`), and the small rules both apply the same way (fixed-step count, finiteness)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,9 @@ def fixed_step_count(opts: LoopOptions) -> int:
     ratio = abs(opts.t1 - opts.t0) / abs(opts.dt)
     n = int(round(ratio))
     return n if abs(ratio - n) <= 1e-9 * max(ratio, 1.0) else int(ratio) + 1
+
+
+def finite_rows(u: Tensor) -> Tensor:
+    """``(B,)`` bool: whether row ``b`` of ``u`` (``(B, n)``) is free of inf and NaN (a step that produced either
+    is rejected, and its trajectory fails as ``Unstable`` if the step size then collapses)."""
+    return torch.isfinite(u).all(dim=1)
