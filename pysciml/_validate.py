@@ -22,6 +22,28 @@ from .problem import ODEProblem, SplitODEProblem
 Tensor = torch.Tensor
 
 
+def check_times(t: Any, like: Tensor) -> Tensor:
+    """Output times (``odeint``'s and the models' ``t``): a 1-D tensor of at least two finite, strictly monotone
+    times. A sequence becomes a tensor on ``like``'s dtype and device, an integer tensor takes ``like``'s dtype;
+    ``t`` is not detached (``odeint`` differentiates the times)."""
+    if not isinstance(t, Tensor):
+        try:
+            t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InputError(f"t must be a 1-D tensor (or sequence) of output times, got {type(t).__name__}") from exc
+    if t.ndim != 1 or t.numel() < 2:
+        raise InputError(f"t must be a 1-D tensor of at least two times (t[0] is the initial time), got shape "
+                         f"{tuple(t.shape)}")
+    if not t.is_floating_point():
+        t = t.to(like.dtype)
+    if not bool(torch.isfinite(t).all()):
+        raise InputError("t contains NaN or Inf")
+    d = t[1:] - t[:-1]
+    if not (bool((d > 0).all()) or bool((d < 0).all())):
+        raise InputError("t must be strictly increasing or strictly decreasing; sort it and drop duplicates")
+    return t
+
+
 def check_algorithm(alg: Any, prob: ODEProblem, unsplit: bool) -> Algorithm:
     if isinstance(alg, type) and issubclass(alg, Algorithm):
         raise InputError(f"alg must be an algorithm object: write {alg.__name__}() with parentheses")

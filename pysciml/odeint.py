@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ._validate import check_times
 from .algorithms import BS3, DP5, RK4, Algorithm, Euler, ImplicitAlgorithm, Midpoint, Tsit5, Vern7
 from .errors import InputError
 from .problem import ODEProblem
@@ -90,21 +91,6 @@ def _solve_options(alg: Algorithm, options: dict[str, Any] | None, rtol: float, 
     return kw
 
 
-def _check_t(t: Any, y0: Tensor) -> Tensor:
-    if not isinstance(t, Tensor):
-        t = torch.as_tensor(t, dtype=y0.dtype, device=y0.device)
-    if t.ndim != 1 or t.numel() < 2:
-        raise InputError(f"t must be a 1-D tensor of at least 2 times, got shape {tuple(t.shape)}")
-    if not t.is_floating_point():
-        t = t.to(y0.dtype)
-    d = t[1:] - t[:-1]
-    if not (bool((d > 0).all()) or bool((d < 0).all())):
-        raise InputError("t must be strictly increasing or strictly decreasing")
-    if not bool(torch.isfinite(t).all()):
-        raise InputError("t contains NaN or Inf")
-    return t
-
-
 def _flatten_tuple(func: Callable[..., Any], y0: Sequence[Tensor]) -> tuple[Callable[..., Tensor], Tensor, Callable]:
     shapes = [y.shape for y in y0]
     sizes = [math.prod(s) for s in shapes]
@@ -168,7 +154,7 @@ def odeint(
         func, y0, unflatten = _flatten_tuple(func, y0)
     if not isinstance(y0, Tensor):
         raise InputError(f"y0 must be a torch.Tensor or a tuple of tensors, got {type(y0).__name__}")
-    t = _check_t(t, y0)
+    t = check_times(t, y0)
     algorithm = _resolve_alg(method, alg)
     if sensealg is None:
         sensealg = default_sensealg(algorithm)
@@ -187,7 +173,7 @@ def odeint(
     prob = ODEProblem(func, y0, (float(t[0].detach()), float(t[-1].detach())))
     if isinstance(sensealg, DiscreteAdjoint) or not torch.is_grad_enabled():  # no gradient wanted: plain solve
         if t.requires_grad:  # y0 + eps f(t0, y0) with eps = 0 carries dL/dt0 (see _StartTimeProbe)
-            f0 = _call(prob, t[0].detach(), y0.detach()).detach()
+            f0 = prob.rhs(t[0].detach(), y0.detach()).detach()
             prob = prob.remake(u0=y0 + _StartTimeProbe.apply(t) * f0)
         discrete = sensealg if isinstance(sensealg, DiscreteAdjoint) else DiscreteAdjoint()
         ys = discrete_solve(prob, algorithm, t.detach(), discrete, kw)
@@ -224,10 +210,6 @@ def odeint_adjoint(func: Callable[..., Any], y0: Tensor | tuple[Tensor, ...], t:
                   adjoint_alg=adj_alg, **kwargs)
 
 
-def _call(prob: ODEProblem, t: Tensor, y: Tensor) -> Tensor:
-    return prob.f(t, y, prob.p) if prob.f_takes_p else prob.f(t, y)
-
-
 class _TimeGradient(torch.autograd.Function):
     """Pass ``ys`` through; add ``dL/dt_i = <dL/dy_i, f(t_i, y_i)>`` for ``i >= 1`` and ``<dL/dy_0, f_0>`` for
     ``t_0`` (completed by :class:`_StartTimeProbe` to ``dL/dt_0 = -<a(t_0), f(t_0, y_0)>``)."""
@@ -242,7 +224,7 @@ class _TimeGradient(torch.autograd.Function):
     def backward(ctx: Any, grad_ys: Tensor) -> tuple[Tensor | None, ...]:
         ys, t = ctx.saved_tensors
         with torch.no_grad():
-            fs = torch.stack([_call(ctx.prob, ti, yi) for ti, yi in zip(t, ys, strict=True)])
+            fs = torch.stack([ctx.prob.rhs(ti, yi) for ti, yi in zip(t, ys, strict=True)])
             grad_t = (grad_ys * fs).reshape(len(t), -1).sum(dim=1)
         return grad_ys, grad_t, None
 

@@ -93,6 +93,11 @@ def tensors_in(x: Any, depth: int = 0) -> list[Tensor]:
     return [t for item in items for t in tensors_in(item, depth + 1)]
 
 
+def call_f(f: Callable[..., Tensor], takes_p: bool, p: Any, t: Tensor, u: Tensor) -> Tensor:
+    """``f(t, u, p)``, or ``f(t, u)`` for a function that takes no parameters (``takes_p`` from its signature)."""
+    return f(t, u, p) if takes_p else f(t, u)
+
+
 def _check_params(p: Any) -> None:
     for x in tensors_in(p):
         if x.is_floating_point() and not bool(torch.isfinite(x.detach()).all()):
@@ -213,6 +218,10 @@ class ODEProblem:
         """Number of scalar unknowns of one trajectory."""
         return math.prod(self.state_shape)
 
+    def rhs(self, t: Tensor, u: Tensor) -> Tensor:
+        """``f(t, u, p)`` (or ``f(t, u)``) in the user's layout: ``t`` 0-d, ``u`` shaped like ``u0``."""
+        return call_f(self.f, self.f_takes_p, self.p, t, u)
+
     def remake(self, **changes: Any) -> ODEProblem:
         """A copy with some fields replaced (``u0``, ``tspan``, ``p``, ...), like SciML's ``remake``."""
         fields = dict(
@@ -283,13 +292,9 @@ class SplitODEProblem(ODEProblem):
             return (L @ flat.T).T.reshape(u.shape)
         return (L @ u.reshape(-1)).reshape(u.shape)
 
-    def _call_part(self, f: Callable[..., Tensor], takes_p: bool, t: Tensor, u: Tensor, p: Any) -> Tensor:
-        return f(t, u, p) if takes_p else f(t, u)
-
     def _sum(self, t: Tensor, u: Tensor, p: Any) -> Tensor:
-        return self._call_part(self.f_implicit, self.f_implicit_takes_p, t, u, p) + self._call_part(
-            self.f_explicit, self.f_explicit_takes_p, t, u, p
-        )
+        return (call_f(self.f_implicit, self.f_implicit_takes_p, p, t, u)
+                + call_f(self.f_explicit, self.f_explicit_takes_p, p, t, u))
 
     def remake(self, **changes: Any) -> SplitODEProblem:
         fields = dict(

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, SolverError
 
 if TYPE_CHECKING:
     from .engine.interpolation import DenseOutput
 
-__all__ = ["ReturnCode", "Stats", "ODESolution"]
+__all__ = ["ReturnCode", "Stats", "ODESolution", "raise_if_failed"]
 
 Tensor = torch.Tensor
 
@@ -55,6 +55,17 @@ class Stats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+    def __iadd__(self, other: Stats) -> Stats:
+        """Add ``other``'s counts into these (the work of several solves, or segments of one)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    def __add__(self, other: Stats) -> Stats:
+        total = Stats(**asdict(self))
+        total += other
+        return total
 
     def __str__(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
@@ -174,3 +185,11 @@ class ODESolution:
         if len(chosen) <= 12:
             ax.legend(loc="best", fontsize="small")
         return ax
+
+
+def raise_if_failed(sol: ODESolution, what: str = "") -> ODESolution:
+    """Return ``sol`` if it succeeded, else raise :class:`SolverError` with its return code and message
+    (prefixed by ``"<what> failed: "`` when ``what`` names the solve)."""
+    if not sol.success:
+        raise SolverError(f"{what} failed: {sol.message}" if what else sol.message, sol.retcode)
+    return sol

@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from .._validate import check_algorithm, check_tolerances
+from .._validate import check_algorithm, check_times, check_tolerances
 from ..algorithms import Algorithm, ImplicitAlgorithm, Tsit5
 from ..engine.rhs import RHS
 from ..errors import InputError, SolverError
-from ..problem import ODEProblem
+from ..problem import ODEProblem, tensors_in
 from ..sensealg import InterpolatingAdjoint, QuadratureAdjoint, SensitivityAlgorithm
 from ..solution import ReturnCode, Stats
 from ._arguments import adjoint_call, adjoint_settings, solve_ode_call
@@ -32,16 +32,6 @@ __all__ = ["odeint_julia", "plan_odeint"]
 Tensor = torch.Tensor
 
 
-def _tensors(x: Any) -> list[Tensor]:
-    if isinstance(x, Tensor):
-        return [x]
-    if isinstance(x, (tuple, list)):
-        return [v for v in x if isinstance(v, Tensor)]
-    if isinstance(x, dict):
-        return [v for v in x.values() if isinstance(v, Tensor)]
-    return []
-
-
 def _differentiable(p: Any, func: Any, adjoint_params: Iterable[Tensor] | None) -> tuple[Tensor, ...]:
     """Tensors requiring grad that the solution depends on: those in ``p`` and ``adjoint_params``
     (default: ``func.parameters()`` when ``func`` is an ``nn.Module``), without duplicates."""
@@ -49,7 +39,7 @@ def _differentiable(p: Any, func: Any, adjoint_params: Iterable[Tensor] | None) 
         list(func.parameters()) if isinstance(func, torch.nn.Module) else [])
     seen: set[int] = set()
     out = []
-    for x in [*_tensors(p), *extra]:
+    for x in [*tensors_in(p), *extra]:
         if x.requires_grad and id(x) not in seen:
             seen.add(id(x))
             out.append(x)
@@ -203,12 +193,7 @@ def plan_odeint(func: Callable[..., Tensor], y0: Tensor, t: Tensor | Sequence[fl
         raise InputError(f"unknown option(s) {sorted(unknown)} for odeint_julia")
     if not isinstance(y0, Tensor):
         raise InputError(f"y0 must be a torch.Tensor, got {type(y0).__name__}")
-    tt = torch.as_tensor(t, dtype=y0.dtype).detach()
-    if tt.ndim != 1 or tt.numel() < 2:
-        raise InputError(f"t must be a 1-D tensor of at least 2 times, got shape {tuple(tt.shape)}")
-    diffs = tt[1:] - tt[:-1]
-    if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
-        raise InputError("t must be strictly increasing or strictly decreasing")
+    tt = check_times(t, y0).detach().to(y0.dtype)
     p = options.get("p")
     prob = ODEProblem(func, y0.detach(), (float(tt[0]), float(tt[-1])), p, jac=options.get("jac"),
                       tgrad=options.get("tgrad"))

@@ -220,10 +220,7 @@ def solve_julia(prob: ODEProblem, alg: Algorithm | None = None, *, throw: bool =
 
 def _package(pkg: Any, prob: ODEProblem, alg: Algorithm, results: list[_Result], save_times: Tensor | None,
              dense: bool, throw: bool) -> ODESolution:
-    stats = Stats()
-    for r in results:
-        for key, value in r.stats.as_dict().items():
-            setattr(stats, key, getattr(stats, key) + value)
+    stats = sum((r.stats for r in results), Stats())
     codes = tuple(retcode_from_julia(r.code) for r in results)
     if prob.batched:
         assert save_times is not None

@@ -29,8 +29,8 @@ from ..algorithms import Algorithm, ImplicitAlgorithm
 from ..native import solve_native as solve
 from ..problem import ODEProblem, SplitODEProblem
 from ..sensealg import BacksolveAdjoint, InterpolatingAdjoint, QuadratureAdjoint, SensitivityAlgorithm
-from ..solution import Stats
-from .vjp import call_f, refuse_new_leaves, vjp
+from ..solution import Stats, raise_if_failed
+from .vjp import refuse_new_leaves, vjp
 
 Tensor = torch.Tensor
 GAUSS_NODES = 5  # Gauss-Legendre nodes per adjoint step: exact for polynomials of degree 9
@@ -56,10 +56,6 @@ class AdjointSetup:
     stats: Stats = field(default_factory=Stats)  # work of the backward pass (adjoint solves)
 
 
-def _f(prob: ODEProblem, t: Tensor, y: Tensor) -> Tensor:
-    return call_f(prob.f, prob.f_takes_p, prob.p, t, y)
-
-
 class ContinuousAdjoint(torch.autograd.Function):
     """``ys = ContinuousAdjoint.apply(setup, y0, t, *params)``: save-time states ``(S, *y0.shape)``."""
 
@@ -81,7 +77,7 @@ class ContinuousAdjoint(torch.autograd.Function):
                 ckpt_t, ckpt_y = sol.t[keep], sol.u[keep]
             else:
                 ctx.dense = sol
-        _raise_if_failed(sol)
+        raise_if_failed(sol, "forward solve for the adjoint")
         saved = [ys] + ([ckpt_t, ckpt_y] if ckpt_t is not None else [])
         if ctx.dense is not None:  # held until backward: count it like any saved tensor
             dense = sol._dense
@@ -104,23 +100,16 @@ class ContinuousAdjoint(torch.autograd.Function):
         grad_t = torch.zeros_like(ts) if need_t else None
         for i in range(len(ts) - 1, 0, -1):
             if grad_t is not None:
-                grad_t[i] = (grad_ys[i] * _f(prob, ts[i], ys[i])).sum()
+                grad_t[i] = (grad_ys[i] * prob.rhs(ts[i], ys[i])).sum()
             provider = _state_provider(ctx, setup, ckpt, ts[i - 1], ts[i])
             a, g_inc = _adjoint_interval(setup, provider, ys[i], a, ts[i], ts[i - 1])
             g = [gi if inc is None else (inc if gi is None else gi + inc) for gi, inc in zip(g, g_inc, strict=True)]
             if grad_t is not None and i == 1:
-                grad_t[0] = -(a * _f(prob, ts[0], ys[0])).sum()
+                grad_t[0] = -(a * prob.rhs(ts[0], ys[0])).sum()
             a = a + grad_ys[i - 1]
         # a parameter f never uses has gradient exactly zero (it is an input of this Function: not None)
         grads = [torch.zeros_like(q) if gi is None else gi for gi, q in zip(g, setup.params, strict=True)]
         return (None, a, grad_t, *grads)
-
-
-def _raise_if_failed(sol: Any, what: str = "forward solve for the adjoint") -> None:
-    if not sol.success:
-        from ..errors import SolverError
-
-        raise SolverError(f"{what} failed: " + sol.message, sol.retcode)
 
 
 def _state_provider(ctx: Any, setup: AdjointSetup, ckpt: tuple[Tensor, Tensor] | None, t_lo: Tensor,
@@ -215,8 +204,8 @@ def _augmented_explicit(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] 
     sol = solve(adj, setup.adj_alg, saveat=[float(t_lo)], dt=_carried_dt(setup, t_hi, t_lo),
                 tstops=_kinks(y_of_t, t_hi, t_lo), **setup.adj_kw)
     setup.dt_carry = sol.dt_next
-    _raise_if_failed(sol, f"backward (adjoint) solve from t={float(t_hi):.6g} to t={float(t_lo):.6g}")
-    _add_stats(setup.stats, sol.stats)
+    raise_if_failed(sol, f"backward (adjoint) solve from t={float(t_hi):.6g} to t={float(t_lo):.6g}")
+    setup.stats += sol.stats
     z = sol.u[-1]
     a_lo = z[offset - n: offset].reshape(shape)
     g_inc: list[Tensor | None] = []
@@ -261,8 +250,8 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
         sol = solve(adj, adj_alg, dense=True, dt=_carried_dt(setup, t_hi, t_lo), tstops=_kinks(y_of_t, t_hi, t_lo),
                     **setup.adj_kw)
     setup.dt_carry = sol.dt_next
-    _raise_if_failed(sol, f"backward (adjoint) solve from t={float(t_hi):.6g} to t={float(t_lo):.6g}")
-    _add_stats(setup.stats, sol.stats)
+    raise_if_failed(sol, f"backward (adjoint) solve from t={float(t_hi):.6g} to t={float(t_lo):.6g}")
+    setup.stats += sol.stats
     a_lo = sol.u[-1][n:].reshape(shape) if backsolve else sol.u[-1].reshape(shape)
     if not setup.params:
         return a_lo, []
@@ -314,7 +303,7 @@ def _weighted_param_vjp(prob: ODEProblem, ts: Tensor, ys: Tensor, aas: Tensor, w
     with torch.enable_grad():
         total = ts.new_zeros(())
         for tk, yk, ak, wk in zip(ts, ys, aas, weights, strict=True):
-            total = total + wk * (ak * _f(prob, tk, yk.detach())).sum()
+            total = total + wk * (ak * prob.rhs(tk, yk.detach())).sum()
         if strict:
             refuse_new_leaves(total, params, ts[0])
         grads = torch.autograd.grad(total, params, allow_unused=True, retain_graph=True)  # see vjp()
@@ -334,8 +323,3 @@ def _forward_jacobian(prob: ODEProblem) -> Callable[[Tensor, Tensor], Tensor]:
             return rhs.jac(t.reshape(1), y_flat.reshape(1, -1))[0]
 
     return jac
-
-
-def _add_stats(total: Stats, part: Stats) -> None:
-    for k, v in part.as_dict().items():
-        setattr(total, k, getattr(total, k) + v)

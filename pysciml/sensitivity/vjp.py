@@ -14,12 +14,9 @@ import torch
 
 from ..engine.graph_check import ensure_differentiable, owner_of
 from ..errors import InputError
+from ..problem import call_f
 
 Tensor = torch.Tensor
-
-
-def call_f(f: Callable[..., Tensor], takes_p: bool, p: object, t: Tensor, u: Tensor) -> Tensor:
-    return f(t, u, p) if takes_p else f(t, u)
 
 
 def vjp(f: Callable[..., Tensor], takes_p: bool, p: object, t: Tensor, y: Tensor, a: Tensor,
