@@ -1,5 +1,5 @@
 """Benchmark tasks 2 (per-step overhead) and 5 (overhead over the floor) at smoke size, the CUDA switch without
-a GPU, and the engine pieces they drove (prepared stage combinations, the premultiplied error norm)."""
+a GPU, and the engine pieces they drove (the premultiplied error norm; stage sums: test_stages.py)."""
 
 from __future__ import annotations
 
@@ -68,20 +68,6 @@ def test_cuda_switch_skips_cleanly_without_gpu():
         assert "skipped" in text and "torch.cuda.is_available() is False" in text
     assert result_name("overhead", "smoke", "cuda") == "overhead_smoke_cuda"
     assert result_name("floor", "full", "cpu") == "floor"
-
-
-@pytest.mark.parametrize("coeffs", [(0.5, -1.25, 3.0, 0.0, 2.0), (0.0, 1.0), (0.0, 0.0), (1.0, 2.0, 3.0, 4.0, 5.0)])
-@pytest.mark.parametrize("n", [3, 40_000])  # stacked matmul below STACK_LIMIT numbers, scaled adds above
-def test_combination_matches_lincomb(coeffs, n):
-    from pysciml.engine.stepper import Combination, lincomb
-
-    gen = torch.Generator().manual_seed(1)
-    vectors = [torch.randn(2, n, generator=gen, dtype=torch.float64) for _ in range(len(coeffs))]
-    got, want = Combination(coeffs, torch.float64, torch.device("cpu"))(vectors), lincomb(coeffs, vectors)
-    if want is None:
-        assert got is None
-    else:
-        torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-14)
 
 
 def test_scaled_error_norm_is_the_rms_norm():

@@ -20,7 +20,8 @@ from .controller import error_norm
 from .linsolve import DenseLUSolver, KrylovSolver
 from .rhs import RHS
 from .stage_gradient import attach_stage_gradient
-from .stepper import Stepper, StepResult, any_true, lincomb, select
+from .stages import StageSum
+from .stepper import Stepper, StepResult, any_true, select
 from .tableaus._base import ARKTableau, as_tensor
 
 Tensor = torch.Tensor
@@ -66,6 +67,23 @@ class ARKStepper(Stepper):
         )
         if tab.dense is not None:
             self.dense_matrix = as_tensor(tab.dense, rhs_implicit.dtype, rhs_implicit.device)
+        # Stage i sums aI[i][:i] . kI (+ aE[i] . kE); with an explicit part the two run as one sum over the
+        # list kI + kE. The end of the step sums (b, btilde) . (kI + kE), or, when the parts have their own
+        # weights (ARS222), (b, bE) . [kI, kE] and btilde . (kI + kE).
+        dtype, device = rhs_implicit.dtype, rhs_implicit.device
+        split = rhs_explicit is not None and tab.aE is not None
+        self.stage_sums = [
+            StageSum(_padded(tab.aI[i], i) + (_padded(tab.aE[i], i) if split else ()), dtype=dtype,
+                     device=device)
+            for i in range(tab.stages)
+        ]
+        s = tab.stages
+        if self.bE is not None:
+            self.final_sum = StageSum(_padded(tab.b, s) + _padded(self.bE, s), dtype=dtype, device=device)
+            self.error_sum = StageSum(tab.btilde or (), dtype=dtype, device=device)
+        else:
+            self.final_sum = StageSum(tab.b, tab.btilde or (), dtype=dtype, device=device)
+            self.error_sum = None
 
     def init(self, t: Tensor, u: Tensor) -> None:
         self.fI0 = self.rhs(t, u)
@@ -132,10 +150,7 @@ class ARKStepper(Stepper):
         kE = [self.fE0] if self.fE0 is not None else []
         U = u
         for i in range(1, tab.stages):
-            acc = lincomb(tab.aI[i][:i], kI)
-            if kE and tab.aE is not None:
-                acc_e = lincomb(tab.aE[i], kE)
-                acc = acc_e if acc is None else (acc if acc_e is None else acc + acc_e)
+            (acc,) = self.stage_sums[i](kI + kE)
             psi = u if acc is None else torch.addcmul(u, h, acc)
             t_i = t + tab.c[i] * dt
             if self.linear:
@@ -153,13 +168,12 @@ class ARKStepper(Stepper):
         if not bool(ok.all()):
             self.stats.nnonlinconvfail += 1
         ks = [a + b for a, b in zip(kI, kE, strict=True)] if kE else kI
-        if self.bE is not None:  # the parts have their own weights (ARS222)
-            acc_i, acc_e = lincomb(tab.b, kI), lincomb(self.bE, kE)
-            acc = acc_i if acc_e is None else (acc_e if acc_i is None else acc_i + acc_e)
+        if self.error_sum is not None:  # the parts have their own weights (ARS222)
+            (acc,) = self.final_sum(kI + kE)
+            (e,) = self.error_sum(ks)
         else:
-            acc = lincomb(tab.b, ks)
+            acc, e = self.final_sum(ks)
         u_new = U if self.fsal else (u if acc is None else torch.addcmul(u, h, acc))
-        e = lincomb(tab.btilde, ks) if tab.btilde is not None else None
         err = torch.zeros_like(u) if e is None else h * e
         if self.smooth_est:
             err, _ = self.linsolve.solve(err * inv[:, None])  # (I - gamma h J)^{-1} err
@@ -181,3 +195,8 @@ class ARKStepper(Stepper):
             self.fE0 = select(accepted, fE, self.fE0)
         self.f0 = self.fI0 if self.fE0 is None else self.fI0 + self.fE0
         self.fresh = False
+
+
+def _padded(row: tuple[float, ...], n: int) -> tuple[float, ...]:
+    """The first ``n`` coefficients of ``row``, padded with zeros to length ``n``."""
+    return tuple(row[:n]) + (0.0,) * max(0, n - len(row))

@@ -7,7 +7,8 @@ import torch
 from .fixed_step_check import real_stability_boundary
 from .interpolation import polynomial_coefficients
 from .rhs import RHS
-from .stepper import Combination, Stepper, StepResult, lincomb
+from .stages import StageSum
+from .stepper import Stepper, StepResult
 from .tableaus._base import ExplicitRKTableau, as_tensor
 
 Tensor = torch.Tensor
@@ -38,11 +39,12 @@ class ExplicitRKStepper(Stepper):
             cj == 1.0 and tuple(row[:s]) == tuple(tab.b) and not any(row[s:])
             for cj, row in zip(tab.extra_c, tab.extra_a, strict=True)
         ]
-        # per-step constants: the stage rows as prepared combinations, the nodes as a column (s, 1)
+        # per-step constants: the stage rows as prepared sums, the nodes as a column (s, 1)
         dtype, device = rhs.dtype, rhs.device
-        self._rows = [Combination(tuple(tab.a[i]), dtype, device) for i in range(s)]
-        self._b = Combination(tuple(tab.b), dtype, device)
-        self._btilde = Combination(tuple(tab.btilde), dtype, device) if tab.btilde is not None else None
+        self._rows = [StageSum(tab.a[i], dtype=dtype, device=device) for i in range(s)]
+        self._b = StageSum(tab.b, dtype=dtype, device=device)
+        self._btilde = StageSum(tab.btilde, dtype=dtype, device=device) if tab.btilde is not None else None
+        self._extra = [StageSum(row, dtype=dtype, device=device) for row in tab.extra_a]
         self._c = torch.tensor([[float(c)] for c in tab.c], dtype=dtype, device=device)
 
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
@@ -53,18 +55,18 @@ class ExplicitRKStepper(Stepper):
         ks = [self.f0]
         ui = u
         for i in range(1, tab.stages):
-            acc = self._rows[i](ks)
+            (acc,) = self._rows[i](ks)
             ui = u if acc is None else torch.addcmul(u, h, acc)
             ks.append(self.rhs(tc[i], ui))
         if tab.fsal:
             u_new, f_end = ui, ks[-1]
         else:
-            acc = self._b(ks)
+            (acc,) = self._b(ks)
             assert acc is not None
             u_new, f_end = torch.addcmul(u, h, acc), None
         err = None
         if self._btilde is not None:
-            e = self._btilde(ks)
+            (e,) = self._btilde(ks)
             err = h * e if e is not None else torch.zeros_like(u)
         return StepResult(u_new=u_new, err=err, ok=None, stages=ks, f_start=self.f0, f_end=f_end, stage_scale=h,
                           t_start=t)
@@ -77,11 +79,11 @@ class ExplicitRKStepper(Stepper):
         assert res.t_start is not None and self.f0 is not None
         h = dt[:, None]
         ks = list(res.stages)
-        for j, (cj, row) in enumerate(zip(tab.extra_c, tab.extra_a, strict=True)):
+        for j, cj in enumerate(tab.extra_c):
             if self._end_stage[j]:
                 ks.append(self.f0)  # f(t + dt, u_new), refreshed by accept()
                 continue
-            acc = lincomb(row, ks)
+            (acc,) = self._extra[j](ks)
             ui = u if acc is None else torch.addcmul(u, h, acc)
             ks.append(self.rhs(res.t_start + cj * dt, ui))
         return polynomial_coefficients(u, self.dense_matrix, torch.stack(ks) * h)

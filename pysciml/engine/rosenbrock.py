@@ -10,7 +10,8 @@ import torch
 
 from .linsolve import DenseLUSolver, KrylovSolver
 from .rhs import RHS
-from .stepper import Stepper, StepResult, any_true, combine, stage_rows
+from .stages import StageSum
+from .stepper import Stepper, StepResult, any_true
 from .tableaus._base import RosenbrockTableau, as_tensor
 
 Tensor = torch.Tensor
@@ -31,9 +32,10 @@ class RosenbrockStepper(Stepper):
         self.ft: Tensor | None = None
         if tab.dense is not None:
             self.dense_matrix = as_tensor(tab.dense, rhs.dtype, rhs.device)
-        # stage i needs (a[i][:i], C[i][:i]) . (k_0..k_{i-1}); the end of the step needs (b, btilde) . k
-        self.stage_coef = stage_rows((tab.a, tab.C), rhs.dtype, rhs.device)
-        self.final_coef = as_tensor((tuple(tab.b), tuple(tab.btilde)), rhs.dtype, rhs.device)
+        # stage i needs (a[i], C[i]) . (k_0..k_{i-1}); the end of the step needs (b, btilde) . k
+        dtype, device = rhs.dtype, rhs.device
+        self.stage_sums = [StageSum(tab.a[i], tab.C[i], dtype=dtype, device=device) for i in range(tab.stages)]
+        self.final_sum = StageSum(tab.b, tab.btilde, dtype=dtype, device=device)
 
     def _mass_times(self, v: Tensor) -> Tensor:
         return v if self.mass is None else v @ self.mass.T
@@ -55,11 +57,9 @@ class RosenbrockStepper(Stepper):
             if i == 0:
                 rhs_i = f0
             else:
-                coef = self.stage_coef[i]
-                assert coef is not None
-                a_k, c_k = combine(coef, ks)
-                f_last = self.rhs(t + tab.c[i] * dt, u + a_k)
-                rhs_i = torch.addcmul(f_last, inv_dt, self._mass_times(c_k))
+                a_k, c_k = self.stage_sums[i](ks)
+                f_last = self.rhs(t + tab.c[i] * dt, u if a_k is None else u + a_k)
+                rhs_i = f_last if c_k is None else torch.addcmul(f_last, inv_dt, self._mass_times(c_k))
             if self.needs_tgrad and tab.d[i] != 0.0:
                 assert self.ft is not None
                 rhs_i = torch.addcmul(rhs_i, (tab.d[i] * dt)[:, None], self.ft)
@@ -67,9 +67,10 @@ class RosenbrockStepper(Stepper):
             if converged is not None:
                 ok = ok & converged
             ks.append(k)
-        b_k, err = combine(self.final_coef, ks)
+        b_k, err = self.final_sum(ks)
         return StepResult(
-            u_new=u + b_k, err=err, ok=ok, stages=ks, f_start=f0, f_end=f_last if self.fsal else None,
+            u_new=u if b_k is None else u + b_k, err=err, ok=ok, stages=ks, f_start=f0,
+            f_end=f_last if self.fsal else None,
         )
 
     def accept(self, accepted: Tensor | bool, t: Tensor, u: Tensor, res: StepResult) -> None:

@@ -42,56 +42,6 @@ class StepResult:
     t_start: Tensor | None = None
 
 
-def lincomb(coeffs: tuple[float, ...], vectors: list[Tensor]) -> Tensor | None:
-    """``sum_j coeffs[j] * vectors[j]`` skipping zero coefficients; ``None`` when all are zero."""
-    acc: Tensor | None = None
-    for cj, vj in zip(coeffs, vectors, strict=False):
-        if cj == 0.0:
-            continue
-        acc = vj * cj if acc is None else acc.add(vj, alpha=cj)
-    return acc
-
-
-STACK_LIMIT = 1 << 16
-
-
-class Combination:
-    """``sum_j coeffs[j] * vectors[j]`` prepared for one coefficient row: rows with up to three nonzero terms
-    run as scaled adds (:func:`lincomb`), longer ones as one stacked matrix-vector product, so a stage costs
-    three tensor ops whatever its length (for states up to ``STACK_LIMIT`` numbers; larger ones, memory-bound,
-    add in place of copying). Calling it returns ``None`` when every coefficient is zero."""
-
-    def __init__(self, coeffs: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> None:
-        self.coeffs = tuple(float(c) for c in coeffs)
-        nonzero = [j for j, c in enumerate(self.coeffs) if c != 0.0]
-        self.m = nonzero[-1] + 1 if nonzero else 0
-        self.row = (torch.tensor([self.coeffs[: self.m]], dtype=dtype, device=device)
-                    if len(nonzero) > 3 else None)
-
-    def __call__(self, vectors: list[Tensor]) -> Tensor | None:
-        if self.row is None or vectors[0].numel() > STACK_LIMIT:  # large states: stacking costs a copy
-            return lincomb(self.coeffs, vectors)
-        stacked = torch.stack(vectors[: self.m])
-        return (self.row @ stacked.reshape(self.m, -1)).reshape(vectors[0].shape)
-
-
-def combine(coef: Tensor, vectors: list[Tensor]) -> Tensor:
-    """``coef (r, m) @ stack(vectors[:m])``: ``r`` linear combinations of ``(B, n)`` vectors in one matmul."""
-    m = coef.shape[1]
-    stacked = torch.stack(vectors[:m]) if m > 1 else vectors[0][None]
-    return (coef @ stacked.reshape(m, -1)).reshape(coef.shape[0], *vectors[0].shape)
-
-
-def stage_rows(rows: tuple[tuple[float, ...], ...], dtype: torch.dtype, device: torch.device) -> list[Tensor | None]:
-    """Per stage ``i``, the tensor ``(len(rows), i)`` of ``rows[k][i][:i]`` (zero-padded); None for stage 0."""
-    out: list[Tensor | None] = [None]
-    s = len(rows[0])
-    for i in range(1, s):
-        mat = [[float(r[i][j]) if j < len(r[i]) else 0.0 for j in range(i)] for r in rows]
-        out.append(torch.tensor(mat, dtype=dtype, device=device))
-    return out
-
-
 def select(mask: Tensor | bool, a: Tensor, b: Tensor) -> Tensor:
     """Rows of ``a`` where ``mask`` (``(B,)`` or a plain bool for the unbatched loop), else rows of ``b``."""
     if isinstance(mask, bool):
