@@ -9,10 +9,13 @@ additively).
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from .engine.tableaus import ark as _ark
+from .engine.tableaus import explicit as _explicit
+from .engine.tableaus import rosenbrock as _rosenbrock
+from .engine.tableaus._base import Tableau
 from .errors import InputError
 from .linsolve_options import GMRES, DenseLU, LinearSolver
 
@@ -28,9 +31,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Algorithm:
-    """Base of all algorithms. Subclasses set ``_tableau`` ("module:CONSTANT") and ``julia_name``."""
+    """Base of all algorithms. Concrete subclasses set ``_tableau`` (their tableau constant from
+    :mod:`pysciml.engine.tableaus`) and ``julia_name``."""
 
-    _tableau: ClassVar[str] = ""
+    _tableau: ClassVar[Tableau | None] = None
     julia_name: ClassVar[str] = ""
     #: PI-controller beta2 when it differs from 2/(5 p) (OrdinaryDiffEq uses 0.04 for DP5 and Tsit5,
     #: with beta1 = 1/p - 3 beta2/4); ``None`` keeps the general defaults.
@@ -46,10 +50,12 @@ class Algorithm:
         return type(self).__name__
 
     @property
-    def tableau(self) -> Any:
+    def tableau(self) -> Tableau:
         """The coefficient data this method runs on (a frozen tableau dataclass)."""
-        module, const = self._tableau.split(":")
-        return getattr(importlib.import_module(f"pysciml.engine.tableaus.{module}"), const)
+        tab = type(self)._tableau
+        if tab is None:
+            raise TypeError(f"{type(self).__name__} is an abstract algorithm class: it has no tableau")
+        return tab
 
     @property
     def order(self) -> int:
@@ -58,12 +64,12 @@ class Algorithm:
     @property
     def interpolant_order(self) -> int:
         """Order of the continuous extension between steps (the tableau's own, else cubic Hermite)."""
-        return int(getattr(self.tableau, "dense_order", None) or 3)
+        return int(self.tableau.dense_order or 3)
 
     @property
     def is_adaptive(self) -> bool:
         """True if the method has an error estimator that can control the step (``adaptive=True``)."""
-        return self.no_adaptivity_reason is None and getattr(self.tableau, "btilde", None) is not None
+        return self.no_adaptivity_reason is None and self.tableau.btilde is not None
 
     @property
     def is_implicit(self) -> bool:
@@ -139,7 +145,7 @@ class IMEXAlgorithm(ESDIRKAlgorithm):
 class Tsit5(ExplicitAlgorithm):
     """Tsitouras 5(4), FSAL, 4th-order free interpolant. The default non-stiff method."""
 
-    _tableau: ClassVar[str] = "explicit:TSIT5"
+    _tableau: ClassVar[Tableau | None] = _explicit.TSIT5
     julia_name: ClassVar[str] = "Tsit5"
     default_beta2: ClassVar[float | None] = 0.04
 
@@ -148,7 +154,7 @@ class Tsit5(ExplicitAlgorithm):
 class DP5(ExplicitAlgorithm):
     """Dormand-Prince 5(4) (torchdiffeq's 'dopri5'), with Shampine's 4th-order dense output."""
 
-    _tableau: ClassVar[str] = "explicit:DP5"
+    _tableau: ClassVar[Tableau | None] = _explicit.DP5
     julia_name: ClassVar[str] = "DP5"
     default_beta2: ClassVar[float | None] = 0.04
 
@@ -157,7 +163,7 @@ class DP5(ExplicitAlgorithm):
 class BS3(ExplicitAlgorithm):
     """Bogacki-Shampine 3(2) (torchdiffeq's 'bosh3'), for loose tolerances."""
 
-    _tableau: ClassVar[str] = "explicit:BS3"
+    _tableau: ClassVar[Tableau | None] = _explicit.BS3
     julia_name: ClassVar[str] = "BS3"
 
 
@@ -165,7 +171,7 @@ class BS3(ExplicitAlgorithm):
 class Vern7(ExplicitAlgorithm):
     """Verner's 'most efficient' 7(6) pair, for tight tolerances on non-stiff problems."""
 
-    _tableau: ClassVar[str] = "explicit:VERN7"
+    _tableau: ClassVar[Tableau | None] = _explicit.VERN7
     julia_name: ClassVar[str] = "Vern7"
 
 
@@ -173,7 +179,7 @@ class Vern7(ExplicitAlgorithm):
 class RK4(ExplicitAlgorithm):
     """Classic 4th-order Runge-Kutta, fixed step only."""
 
-    _tableau: ClassVar[str] = "explicit:RK4"
+    _tableau: ClassVar[Tableau | None] = _explicit.RK4
     julia_name: ClassVar[str] = "RK4"
 
 
@@ -181,7 +187,7 @@ class RK4(ExplicitAlgorithm):
 class Midpoint(ExplicitAlgorithm):
     """Explicit midpoint rule (2nd order), fixed step only."""
 
-    _tableau: ClassVar[str] = "explicit:MIDPOINT"
+    _tableau: ClassVar[Tableau | None] = _explicit.MIDPOINT
     julia_name: ClassVar[str] = "Midpoint"
 
 
@@ -189,7 +195,7 @@ class Midpoint(ExplicitAlgorithm):
 class Euler(ExplicitAlgorithm):
     """Forward Euler (1st order), fixed step only."""
 
-    _tableau: ClassVar[str] = "explicit:EULER"
+    _tableau: ClassVar[Tableau | None] = _explicit.EULER
     julia_name: ClassVar[str] = "Euler"
 
 
@@ -198,7 +204,7 @@ class Rosenbrock23(RosenbrockAlgorithm):
     """Shampine-Reichelt ode23s: L-stable order 2(3) W-method, for loose tolerances (``rtol >= 1e-5``: at 1e-6
     its global error exceeds 100 x rtol on some stiff linear systems; ``solve`` warns below 1e-5)."""
 
-    _tableau: ClassVar[str] = "rosenbrock:ROSENBROCK23"
+    _tableau: ClassVar[Tableau | None] = _rosenbrock.ROSENBROCK23
     julia_name: ClassVar[str] = "Rosenbrock23"
     min_rtol: ClassVar[float | None] = 1e-5
 
@@ -213,7 +219,7 @@ class ROS3P(RosenbrockAlgorithm):
     ``adaptive=False`` and a given ``dt`` only; use ``Rodas4()``/``Rodas5P()`` for adaptive stiff solves.
     """
 
-    _tableau: ClassVar[str] = "rosenbrock:ROS3P"
+    _tableau: ClassVar[Tableau | None] = _rosenbrock.ROS3P
     julia_name: ClassVar[str] = "ROS3P"
     no_adaptivity_reason: ClassVar[str | None] = (
         "its embedded formula (Lang & Verwer 2001) has the same stability function as the method, so the "
@@ -225,7 +231,7 @@ class ROS3P(RosenbrockAlgorithm):
 class Rodas4(RosenbrockAlgorithm):
     """Hairer-Wanner Rodas 4(3), stiffly accurate, stiff-aware 3rd-order interpolant."""
 
-    _tableau: ClassVar[str] = "rosenbrock:RODAS4"
+    _tableau: ClassVar[Tableau | None] = _rosenbrock.RODAS4
     julia_name: ClassVar[str] = "Rodas4"
 
 
@@ -233,7 +239,7 @@ class Rodas4(RosenbrockAlgorithm):
 class Rodas5P(RosenbrockAlgorithm):
     """Steinebach's Rodas5P 5(4), stiffly accurate, 4th-order stiff-aware interpolant. The default stiff method."""
 
-    _tableau: ClassVar[str] = "rosenbrock:RODAS5P"
+    _tableau: ClassVar[Tableau | None] = _rosenbrock.RODAS5P
     julia_name: ClassVar[str] = "Rodas5P"
 
 
@@ -241,7 +247,7 @@ class Rodas5P(RosenbrockAlgorithm):
 class KenCarp3(IMEXAlgorithm):
     """Kennedy-Carpenter ARK3(2)4L[2]SA: L-stable ESDIRK + explicit pair, order 3."""
 
-    _tableau: ClassVar[str] = "ark:KENCARP3"
+    _tableau: ClassVar[Tableau | None] = _ark.KENCARP3
     julia_name: ClassVar[str] = "KenCarp3"
 
 
@@ -249,7 +255,7 @@ class KenCarp3(IMEXAlgorithm):
 class KenCarp4(IMEXAlgorithm):
     """Kennedy-Carpenter ARK4(3)6L[2]SA: L-stable ESDIRK + explicit pair, order 4."""
 
-    _tableau: ClassVar[str] = "ark:KENCARP4"
+    _tableau: ClassVar[Tableau | None] = _ark.KENCARP4
     julia_name: ClassVar[str] = "KenCarp4"
 
 
@@ -257,7 +263,7 @@ class KenCarp4(IMEXAlgorithm):
 class KenCarp5(IMEXAlgorithm):
     """Kennedy-Carpenter ARK5(4)8L[2]SA: L-stable ESDIRK + explicit pair, order 5."""
 
-    _tableau: ClassVar[str] = "ark:KENCARP5"
+    _tableau: ClassVar[Tableau | None] = _ark.KENCARP5
     julia_name: ClassVar[str] = "KenCarp5"
 
 
@@ -265,7 +271,7 @@ class KenCarp5(IMEXAlgorithm):
 class Kvaerno5(ESDIRKAlgorithm):
     """Kvaerno's ESDIRK 5(4), L-stable, stiffly accurate (implicit only)."""
 
-    _tableau: ClassVar[str] = "ark:KVAERNO5"
+    _tableau: ClassVar[Tableau | None] = _ark.KVAERNO5
     julia_name: ClassVar[str] = "Kvaerno5"
 
 

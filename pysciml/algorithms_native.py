@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .algorithms import IMEXAlgorithm
+from .engine.tableaus import ark as _ark
+from .engine.tableaus._base import Tableau
 
 __all__ = ["IMEXSSP2", "ARS222", "NATIVE_ALGORITHMS"]
 
@@ -20,7 +22,7 @@ class IMEXSSP2(IMEXAlgorithm):
     """Pareschi-Russo IMEX-SSP2(2,2,2): L-stable SDIRK + SSP explicit pair, order 2, with a first-order
     embedded estimate (adaptive or fixed steps). PETSc's ``TSARKIMEXL2``, the SINODE paper's "l2"."""
 
-    _tableau: ClassVar[str] = "ark:IMEXSSP2"
+    _tableau: ClassVar[Tableau | None] = _ark.IMEXSSP2
 
 
 @dataclass(frozen=True, repr=False)
@@ -28,7 +30,7 @@ class ARS222(IMEXAlgorithm):
     """Ascher-Ruuth-Spiteri ARS(2,2,2): L-stable, stiffly accurate in both parts, order 2, two implicit
     stages and two new explicit evaluations per step (FSAL). No error estimate: fixed steps (``dt=``) only."""
 
-    _tableau: ClassVar[str] = "ark:ARS222"
+    _tableau: ClassVar[Tableau | None] = _ark.ARS222
 
 
 NATIVE_ALGORITHMS: dict[str, type] = {c.__name__: c for c in (IMEXSSP2, ARS222)}

@@ -20,7 +20,7 @@ from ._validate import (
     check_tolerances,
     check_tstops,
 )
-from .algorithms import Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, RosenbrockAlgorithm
+from .algorithms import Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, ImplicitAlgorithm, RosenbrockAlgorithm
 from .engine.ark import ARKStepper
 from .engine.controller import PIController
 from .engine.explicit_rk import ExplicitRKStepper
@@ -106,7 +106,7 @@ def default_controller(alg: Algorithm) -> PIController:
 
 def make_stepper(alg: Algorithm, prob: ODEProblem, stats: Stats, atol: Tensor, rtol: float,
                   unsplit: bool) -> Stepper:
-    autodiff = getattr(alg, "autodiff", True)
+    autodiff = alg.autodiff if isinstance(alg, ImplicitAlgorithm) else True
     split = isinstance(prob, SplitODEProblem) and not unsplit
     if isinstance(alg, ExplicitAlgorithm):
         return ExplicitRKStepper(alg.tableau, RHS(prob.f, prob.f_takes_p, prob, stats, name="f"))

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 __all__ = [
-    "SensitivityAlgorithm", "DiscreteAdjoint", "BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint",
-    "GaussAdjoint",
+    "SensitivityAlgorithm", "CheckpointingAdjoint", "DiscreteAdjoint", "BacksolveAdjoint", "InterpolatingAdjoint",
+    "QuadratureAdjoint", "GaussAdjoint",
 ]
 
 
@@ -37,6 +37,14 @@ class SensitivityAlgorithm:
         return type(self).__name__
 
 
+class CheckpointingAdjoint:
+    """Capability marker: a continuous adjoint with a ``checkpointing`` option (re-solve the forward problem
+    between save points during the backward pass instead of keeping its dense output). Not a dataclass:
+    each adjoint declares the field with its own default."""
+
+    checkpointing: bool
+
+
 @dataclass(frozen=True)
 class DiscreteAdjoint(SensitivityAlgorithm):
     """Backpropagate through the steps taken. ``checkpoints``: store the state only at this many points and
@@ -46,7 +54,7 @@ class DiscreteAdjoint(SensitivityAlgorithm):
 
 
 @dataclass(frozen=True)
-class BacksolveAdjoint(SensitivityAlgorithm):
+class BacksolveAdjoint(SensitivityAlgorithm, CheckpointingAdjoint):
     """Continuous adjoint solved backwards together with the state (unstable on stiff problems)."""
 
     julia_name: ClassVar[str] = "BacksolveAdjoint"
@@ -54,7 +62,7 @@ class BacksolveAdjoint(SensitivityAlgorithm):
 
 
 @dataclass(frozen=True)
-class InterpolatingAdjoint(SensitivityAlgorithm):
+class InterpolatingAdjoint(SensitivityAlgorithm, CheckpointingAdjoint):
     """Continuous adjoint solved backwards using the forward solution's interpolant.
 
     ``checkpointing=True`` stores only the states at save points and re-solves each interval forwards
@@ -74,7 +82,7 @@ class QuadratureAdjoint(SensitivityAlgorithm):
 
 
 @dataclass(frozen=True)
-class GaussAdjoint(SensitivityAlgorithm):
+class GaussAdjoint(SensitivityAlgorithm, CheckpointingAdjoint):
     """SciMLSensitivity's GaussAdjoint (Julia engine only)."""
 
     julia_name: ClassVar[str] = "GaussAdjoint"

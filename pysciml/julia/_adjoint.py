@@ -58,7 +58,7 @@ class _Run:
         self.prob, self.t, self.alg, self.params = prob, t, alg, params
         self.rtol, self.atol, self.maxiters = rtol, atol[0], maxiters
         rhs = RHS(prob.f, prob.f_takes_p, prob, Stats(), jac=prob.jac, jac_takes_p=prob.jac_takes_p,
-                  tgrad=prob.tgrad, autodiff=getattr(alg, "autodiff", True))
+                  tgrad=prob.tgrad, autodiff=alg.autodiff if isinstance(alg, ImplicitAlgorithm) else True)
         self.callbacks = TorchCallbacks(rhs, params)
         self.sensealg_name, self.sensealg_options = adjoint_settings(
             sensealg, n_params=self.callbacks.n_params, rtol=rtol, atol=self.atol)

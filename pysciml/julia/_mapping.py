@@ -14,7 +14,7 @@ from .. import sensealg as _sensealg
 from ..algorithms import ALGORITHMS, Algorithm, ESDIRKAlgorithm, ImplicitAlgorithm
 from ..errors import InputError
 from ..linsolve_options import GMRES
-from ..sensealg import SensitivityAlgorithm
+from ..sensealg import CheckpointingAdjoint, SensitivityAlgorithm
 
 __all__ = [
     "DOUBLE_EPS", "JULIA_ALGORITHMS", "JULIA_SENSEALGS", "JULIA_UNSUPPORTED_SENSEALGS", "SENSEALG_CLASSES",
@@ -108,6 +108,6 @@ def julia_sensealg(sensealg: SensitivityAlgorithm) -> tuple[str, dict[str, Any]]
     if not name:
         raise InputError(f"{cls_name}() has no SciMLSensitivity counterpart; use backend='torch'")
     opts: dict[str, Any] = {}
-    if hasattr(sensealg, "checkpointing"):
+    if isinstance(sensealg, CheckpointingAdjoint):
         opts["checkpointing"] = bool(sensealg.checkpointing)
     return name, opts

@@ -21,7 +21,7 @@ from .._validate import (
     check_steps,
     check_tolerances,
 )
-from ..algorithms import Algorithm, KenCarp4, Tsit5
+from ..algorithms import Algorithm, ImplicitAlgorithm, KenCarp4, Tsit5
 from ..engine.rhs import RHS
 from ..errors import InputError, SolverError
 from ..problem import ODEProblem, SplitODEProblem
@@ -95,7 +95,7 @@ def _trajectory_problem(prob: ODEProblem, b: int | None) -> ODEProblem:
 
 
 def _callbacks(prob: ODEProblem, alg: Algorithm, unsplit: bool) -> tuple[TorchCallbacks, TorchCallbacks | None]:
-    autodiff = getattr(alg, "autodiff", True)
+    autodiff = alg.autodiff if isinstance(alg, ImplicitAlgorithm) else True
     stats = Stats()  # Julia counts the calls; the engine layer just needs somewhere to write
     if isinstance(prob, SplitODEProblem) and not unsplit:
         imp = RHS(prob.f_implicit, prob.f_implicit_takes_p, prob, stats, jac=prob.jac,

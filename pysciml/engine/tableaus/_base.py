@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the tableaus are plain data: importing them does not import torch
+    import torch
 
 Rows = tuple[tuple[float, ...], ...]
 
@@ -163,4 +165,10 @@ class ARKTableau:
 @lru_cache(maxsize=256)
 def as_tensor(values: tuple, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
     """Coefficients as a (cached) tensor of ``dtype`` on ``device``; nested tuples become matrices."""
+    import torch
+
     return torch.tensor(values, dtype=dtype, device=device)
+
+
+Tableau = ExplicitRKTableau | RosenbrockTableau | ARKTableau
+"""Any of the three tableau types (what an algorithm class names as its ``tableau``)."""
