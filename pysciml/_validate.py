@@ -1,9 +1,19 @@
-"""Input checks for ``solve``: each raises :class:`InputError` naming the argument and the fix."""
+"""Input checks for ``solve``: each raises :class:`InputError` naming the argument and the fix.
+
+:class:`SolveOptions` carries ``solve``'s keywords, as given, to whichever path runs the solve (native engine,
+continuous adjoint, checkpointed discrete adjoint, Julia engine); :func:`check_solve` is the one validation
+they all run; :func:`solve_message` the one wording of how a solve ended.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+import sys
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,12 +24,108 @@ from .algorithms import (
     ExplicitAlgorithm,
     IMEXAlgorithm,
     ImplicitAlgorithm,
+    KenCarp4,
     RosenbrockAlgorithm,
+    Tsit5,
 )
 from .errors import InputError
 from .problem import ODEProblem, SplitODEProblem
 
 Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """The keywords of :func:`pysciml.solve` that say how to solve, as given (checked by :func:`check_solve`).
+    The defaults are ``solve``'s."""
+
+    rtol: float = 1e-3
+    atol: float | Tensor = 1e-6
+    saveat: Any = None
+    dt: float | None = None
+    adaptive: bool | None = None
+    maxiters: int = 100_000
+    dtmin: float = 0.0
+    dtmax: float | None = None
+    dense: bool | None = None
+    throw: bool = False
+    unsplit: bool = False
+    controller: Any = None
+    tstops: Any = None
+
+    def replace(self, **changes: Any) -> SolveOptions:
+        """A copy with some keywords changed; an unknown keyword is an :class:`InputError`."""
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise InputError(f"unknown solve keyword(s) {unknown}; accepted: {names}")
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def on_piece(self, t_a: float, t_b: float, tstops: Sequence[float] | None) -> SolveOptions:
+        """The options of a solve over the piece ``[t_a, t_b]`` of the span (a checkpoint segment, a re-solved
+        forward piece, an adjoint interval): the checked ``tstops`` inside it, and ``dtmin`` only where the piece
+        is longer than it (a piece shorter than ``dtmin`` is one short step of the whole solve, not a failure)."""
+        lo, hi = min(t_a, t_b), max(t_a, t_b)
+        inside = [v for v in tstops or () if lo <= v <= hi]
+        dtmin = self.dtmin if self.dtmin < hi - lo else 0.0
+        return dataclasses.replace(self, tstops=inside or None, dtmin=dtmin)
+
+
+@dataclass(frozen=True)
+class CheckedSolve:
+    """:class:`SolveOptions` after :func:`check_solve`: the values the engines use."""
+
+    alg: Algorithm
+    rtol: float
+    atol: Tensor  #: ``(1, n)``, or ``(B, n)`` for a batched problem with per-trajectory tolerances
+    save_times: Tensor | None  #: ``None``: save every step
+    adaptive: bool
+    dt: float | None  #: ``|dt|``
+    dense: bool
+    tstops: list[float] | None  #: sorted in the direction of integration
+
+
+def check_solve(prob: ODEProblem, alg: Any, opts: SolveOptions) -> CheckedSolve:
+    """Every check of ``solve``'s input that does not need a call of ``f`` (the native and Julia engines and the
+    adjoints run the same ones); ``alg=None`` is ``solve``'s default (``Tsit5()``, ``KenCarp4()`` for a split
+    problem). Raises :class:`InputError` naming the argument and the fix."""
+    if alg is None:
+        alg = KenCarp4() if isinstance(prob, SplitODEProblem) else Tsit5()
+    alg = check_algorithm(alg, prob, opts.unsplit)
+    rtol, atol = check_tolerances(opts.rtol, opts.atol, prob)
+    save_times = check_saveat(opts.saveat, prob)
+    adaptive, dt = check_steps(alg, opts.adaptive, opts.dt, opts.maxiters, opts.dtmin, opts.dtmax,
+                               abs(prob.tspan[1] - prob.tspan[0]))
+    check_method_tolerance(alg, rtol, adaptive)
+    check_controller(opts.controller)
+    tstops = check_tstops(opts.tstops, prob, adaptive)
+    dense = save_times is None if opts.dense is None else bool(opts.dense)
+    return CheckedSolve(alg, rtol, atol, save_times, adaptive, dt, dense, tstops)
+
+
+def solve_message(alg: Algorithm, stats: Any, failures: Sequence[tuple[int, str]], code: str | None, *,
+                  batched: bool, label: str | None = None, advise: bool = True) -> str:
+    """How a solve ended: ``"<label>: Success (N accepted, M rejected steps)"``, or ``"<label> failed: "`` with
+    the first three ``(trajectory, what happened)`` failures, the step counts and :func:`advice` for ``code``
+    (the first failure's ReturnCode value). ``label`` defaults to ``repr(alg)``."""
+    label = repr(alg) if label is None else label
+    if not failures:
+        return f"{label}: Success ({stats.naccept} accepted, {stats.nreject} rejected steps)"
+    parts = [(f"trajectory {b}: " if batched else "") + what for b, what in failures[:3]]
+    more = f" (and {len(failures) - 3} more trajectories)" if len(failures) > 3 else ""
+    text = (f"{label} failed: " + "; ".join(parts) + more
+            + f" after {stats.naccept} accepted and {stats.nreject} rejected steps.")
+    return text + (" " + advice(alg, code) if advise and code is not None else "")
+
+
+def warn_caller(message: str) -> None:
+    """A ``UserWarning`` attributed to the first caller outside pysciml, whichever path (solve, odeint, a model,
+    an adjoint's inner solves) led here."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(0), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 def check_times(t: Any, like: Tensor) -> Tensor:
@@ -93,10 +199,8 @@ def check_tolerances(rtol: Any, atol: Any, prob: ODEProblem) -> tuple[float, Ten
         raise InputError(f"rtol must be a positive finite number, got {rtol!r}")
     finfo = torch.finfo(dtype)
     if rtol < 0.5 * finfo.eps:  # odeint's default 1e-7 on float32 is within rounding of eps: no warning
-        warnings.warn(
-            f"rtol={rtol:g} is below the resolution of {dtype} (eps={finfo.eps:.2g}); using rtol={finfo.eps:.2g}. "
-            "Use float64 for tighter tolerances.", UserWarning, stacklevel=3,
-        )
+        warn_caller(f"rtol={rtol:g} is below the resolution of {dtype} (eps={finfo.eps:.2g}); using "
+                    f"rtol={finfo.eps:.2g}. Use float64 for tighter tolerances.")
         rtol = finfo.eps
     if isinstance(atol, bool):
         raise InputError(f"atol must be a number or a tensor, got {atol!r}")
@@ -105,11 +209,8 @@ def check_tolerances(rtol: Any, atol: Any, prob: ODEProblem) -> tuple[float, Ten
         raise InputError(f"atol must be finite and >= 0 everywhere, got {atol!r}")
     a = raw.to(dtype=dtype, device=device)
     if bool(((raw > 0) & (a.cpu() == 0)).any()):
-        warnings.warn(
-            f"atol={atol!r} underflows to 0 in {dtype}; using atol={finfo.tiny:.3g} (the smallest normal "
-            f"number). Pass an atol representable in {dtype} or solve in float32/float64.",
-            UserWarning, stacklevel=3,
-        )
+        warn_caller(f"atol={atol!r} underflows to 0 in {dtype}; using atol={finfo.tiny:.3g} (the smallest normal "
+                    f"number). Pass an atol representable in {dtype} or solve in float32/float64.")
     a = a.clamp(min=finfo.tiny)
     n = prob.state_size
     if a.numel() == 1:
@@ -127,11 +228,10 @@ def check_method_tolerance(alg: Algorithm, rtol: float, adaptive: bool) -> None:
     """Warn when ``rtol`` is tighter than a low-order method is meant for (its global error then exceeds
     the tolerance by far through error accumulation, although each step meets it)."""
     if adaptive and alg.min_rtol is not None and rtol < alg.min_rtol:
-        warnings.warn(
+        warn_caller(
             f"rtol={rtol:g} is below what {alg.name}() is meant for (rtol >= {alg.min_rtol:g}): a method of order "
             f"{alg.order} accumulates a global error that can exceed rtol many times over; use Rodas5P() "
-            "(stiff) or Vern7() (non-stiff) for tight tolerances", UserWarning, stacklevel=3,
-        )
+            "(stiff) or Vern7() (non-stiff) for tight tolerances")
 
 
 def check_saveat(saveat: Any, prob: ODEProblem) -> Tensor | None:

@@ -10,16 +10,7 @@ from typing import Any
 
 import torch
 
-from ._validate import (
-    advice,
-    check_algorithm,
-    check_controller,
-    check_method_tolerance,
-    check_saveat,
-    check_steps,
-    check_tolerances,
-    check_tstops,
-)
+from ._validate import SolveOptions, check_solve, solve_message
 from .algorithms import Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, ImplicitAlgorithm, RosenbrockAlgorithm
 from .engine.ark import ARKStepper
 from .engine.controller import PIController
@@ -30,60 +21,38 @@ from .engine.loop_records import LoopOptions, LoopResult
 from .engine.rhs import RHS
 from .engine.rosenbrock import RosenbrockStepper
 from .engine.stepper import Stepper
-from .errors import SolverError
 from .problem import ODEProblem, SplitODEProblem
-from .solution import ODESolution, ReturnCode, Stats
+from .solution import ODESolution, ReturnCode, Stats, raise_if_failed
 
 __all__ = ["solve_native", "default_controller", "make_stepper"]
 
 Tensor = torch.Tensor
 
 
-def solve_native(
-    prob: ODEProblem,
-    alg: Algorithm,
-    *,
-    rtol: float = 1e-3,
-    atol: float | Tensor = 1e-6,
-    saveat: Any = None,
-    dt: float | None = None,
-    adaptive: bool | None = None,
-    maxiters: int = 100_000,
-    dtmin: float = 0.0,
-    dtmax: float | None = None,
-    dense: bool | None = None,
-    throw: bool = False,
-    unsplit: bool = False,
-    controller: PIController | None = None,
-    tstops: Any = None,
-    progress: bool = False,
-) -> ODESolution:
-    """:func:`pysciml.solve` on the native engine, without gradients through a continuous adjoint (the
-    arguments mean the same; ``alg`` is required)."""
-    alg = check_algorithm(alg, prob, unsplit)
-    rtol_f, atol_t = check_tolerances(rtol, atol, prob)
-    save_times = check_saveat(saveat, prob)
-    adaptive_b, dt_f = check_steps(alg, adaptive, dt, maxiters, dtmin, dtmax, abs(prob.tspan[1] - prob.tspan[0]))
-    check_method_tolerance(alg, rtol_f, adaptive_b)
-    check_controller(controller)
-    stops = _land_on_saves(alg, prob, adaptive_b, save_times, check_tstops(tstops, prob, adaptive_b))
-    if dense is None:
-        dense = save_times is None
+def solve_native(prob: ODEProblem, alg: Algorithm | None = None, options: SolveOptions | None = None, *,
+                 progress: bool = False, **changes: Any) -> ODESolution:
+    """:func:`pysciml.solve` on the native engine, without gradients through a continuous adjoint: ``options``
+    (with ``solve``'s keywords in ``changes`` applied on top) mean what they mean there."""
+    opts = (options or SolveOptions()).replace(**changes)
+    c = check_solve(prob, alg, opts)
+    alg = c.alg
+    stops = _land_on_saves(alg, prob, c.adaptive, c.save_times, c.tstops)
+    save_times = c.save_times
     save_everystep = save_times is None and not prob.batched
     if save_times is None and prob.batched:
         save_times = torch.tensor(prob.tspan, dtype=prob.u0.dtype, device=prob.u0.device)
 
     stats = Stats()
-    stepper = make_stepper(alg, prob, stats, atol_t, rtol_f, unsplit)
-    opts = LoopOptions(
-        t0=prob.tspan[0], t1=prob.tspan[1], adaptive=adaptive_b, dt=dt_f, atol=atol_t, rtol=rtol_f,
-        maxiters=maxiters, dtmin=float(dtmin), dtmax=dtmax, saveat=save_times, save_everystep=save_everystep,
-        dense=bool(dense), controller=controller or default_controller(alg), tstops=stops,
-        progress=bool(progress),
+    stepper = make_stepper(alg, prob, stats, c.atol, c.rtol, opts.unsplit)
+    loop = LoopOptions(
+        t0=prob.tspan[0], t1=prob.tspan[1], adaptive=c.adaptive, dt=c.dt, atol=c.atol, rtol=c.rtol,
+        maxiters=opts.maxiters, dtmin=float(opts.dtmin), dtmax=opts.dtmax, saveat=save_times,
+        save_everystep=save_everystep, dense=c.dense, controller=opts.controller or default_controller(alg),
+        tstops=stops, progress=bool(progress),
     )
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
-    result = integrate(stepper, u0, opts, stats)
-    return _package(result, prob, alg, stats, throw)
+    result = integrate(stepper, u0, loop, stats)
+    return _package(result, prob, alg, stats, opts.throw)
 
 
 def _land_on_saves(alg: Algorithm, prob: ODEProblem, adaptive: bool, save_times: Tensor | None,
@@ -133,22 +102,14 @@ def _package(result: LoopResult, prob: ODEProblem, alg: Algorithm, stats: Stats,
     t, u = result.t, result.u  # (S,), (S, B, n)
     failures = [(b, c, info) for b, (c, info) in enumerate(zip(result.status, result.fail_info, strict=True))
                 if c is not ReturnCode.Success]
-    if not failures:
-        message = f"{alg!r}: Success ({stats.naccept} accepted, {stats.nreject} rejected steps)"
-    else:
-        parts = []
-        for b, code, info in failures[:3]:
-            tf, dtf = info if info is not None else (float("nan"), float("nan"))
-            who = f"trajectory {b}: " if prob.batched else ""
-            why = f" ({result.reasons[b]})" if result.reasons[b] else ""
-            parts.append(f"{who}{code.value} at t={tf:.6g} with dt={dtf:.3g}{why}")
-        more = f" (and {len(failures) - 3} more trajectories)" if len(failures) > 3 else ""
-        b0, code0, _ = failures[0]
-        message = (f"{alg!r} failed: " + "; ".join(parts) + more +
-                   f" after {stats.naccept} accepted and {stats.nreject} rejected steps."
-                   + ("" if result.reasons[b0] else " " + advice(alg, code0.value)))
-        if throw:
-            raise SolverError(message, failures[0][1])
+    parts = []
+    for b, code, info in failures:
+        tf, dtf = info if info is not None else (float("nan"), float("nan"))
+        why = f" ({result.reasons[b]})" if result.reasons[b] else ""
+        parts.append((b, f"{code.value} at t={tf:.6g} with dt={dtf:.3g}{why}"))
+    first = failures[0] if failures else None
+    message = solve_message(alg, stats, parts, first and first[1].value, batched=prob.batched,
+                            advise=first is None or not result.reasons[first[0]])
     if not prob.batched:
         u = u[:, 0]
         if failures and result.dense is None and t.shape[0] and bool(torch.isnan(u).any()):
@@ -159,4 +120,4 @@ def _package(result: LoopResult, prob: ODEProblem, alg: Algorithm, stats: Stats,
         u = u.reshape(u.shape[0], *prob.u0.shape)
     sol = ODESolution(t, u, tuple(result.status), message, stats, alg, prob, result.dense)
     sol.dt_next = result.dt_next
-    return sol
+    return raise_if_failed(sol) if throw else sol

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ._validate import check_times
+from ._validate import SolveOptions, check_times
 from .algorithms import BS3, DP5, RK4, Algorithm, Euler, ImplicitAlgorithm, Midpoint, Tsit5, Vern7
 from .errors import InputError
 from .problem import ODEProblem
@@ -24,8 +24,8 @@ from .sensealg import (
     SensitivityAlgorithm,
 )
 from .sensitivity.continuous import AdjointSetup, ContinuousAdjoint
-from .sensitivity.discrete import discrete_solve
 from .sensitivity.vjp import discover_params
+from .solve import solve
 
 __all__ = ["odeint", "odeint_adjoint", "METHOD_ALIASES", "default_sensealg"]
 
@@ -176,17 +176,16 @@ def odeint(
             f0 = prob.rhs(t[0].detach(), y0.detach()).detach()
             prob = prob.remake(u0=y0 + _StartTimeProbe.apply(t) * f0)
         discrete = sensealg if isinstance(sensealg, DiscreteAdjoint) else DiscreteAdjoint()
-        ys = discrete_solve(prob, algorithm, t.detach(), discrete, kw)
+        ys = solve(prob, algorithm, saveat=t.detach(), sensealg=discrete, throw=True, **kw).u
         ys = _TimeGradient.apply(ys, t, prob) if t.requires_grad else ys
         if adjoint_params is not None and torch.is_grad_enabled():  # entries f never uses: zero, not None
             ys = _ZeroGradients.apply(ys, *[q for q in adjoint_params if isinstance(q, Tensor) and q.requires_grad])
     else:
         params = discover_params(prob.f, prob.f_takes_p, prob.p, t[0], y0, adjoint_params, t[-1])
-        adj_kw = {"rtol": adjoint_rtol or rtol, "atol": adjoint_atol or atol}
-        if "maxiters" in kw:
-            adj_kw["maxiters"] = kw["maxiters"]
+        forward = SolveOptions().replace(**kw)
+        backward = SolveOptions(rtol=adjoint_rtol or rtol, atol=adjoint_atol or atol, maxiters=forward.maxiters)
         setup = AdjointSetup(prob=prob, alg=algorithm, adj_alg=adjoint_alg or algorithm, sensealg=sensealg,
-                             save_t=t.detach(), params=params, solve_kw=kw, adj_kw=adj_kw,
+                             save_t=t.detach(), params=params, options=forward, adj_options=backward,
                              discovered=adjoint_params is None)
         ys = ContinuousAdjoint.apply(setup, y0, t, *params)
     return unflatten(ys) if unflatten is not None else ys

@@ -7,13 +7,14 @@ from typing import Any
 
 import torch
 
-from ._validate import check_algorithm
-from .algorithms import Algorithm, KenCarp4, Tsit5
+from ._validate import SolveOptions
+from .algorithms import Algorithm
 from .engine.controller import PIController
 from .errors import InputError
 from .native import solve_native
-from .problem import ODEProblem, SplitODEProblem
-from .sensealg import DiscreteAdjoint
+from .problem import ODEProblem
+from .sensealg import DiscreteAdjoint, SensitivityAlgorithm
+from .sensitivity.discrete import checkpoint_count, solve_checkpointed
 from .sensitivity.problem_adjoint import solve_with_adjoint
 from .solution import ODESolution
 
@@ -76,25 +77,20 @@ def solve(
     Returns:
         :class:`ODESolution` on the problem's dtype and device.
     """
+    opts = SolveOptions(rtol=rtol, atol=atol, saveat=saveat, dt=dt, adaptive=adaptive, maxiters=maxiters,
+                        dtmin=dtmin, dtmax=dtmax, dense=dense, throw=throw, unsplit=unsplit, controller=controller,
+                        tstops=tstops)
+    if sensealg is not None and not isinstance(sensealg, SensitivityAlgorithm):
+        raise InputError(f"sensealg must be an object from pysciml.sensealg (InterpolatingAdjoint(), "
+                         f"DiscreteAdjoint(), ...) or None, got {type(sensealg).__name__}")
     if backend == "julia":
         from .julia import solve_julia  # lazy: importing pysciml never starts Julia
 
-        if controller is not None:
-            raise InputError("controller= applies to the native engine only; the Julia engine uses its own defaults")
-        return solve_julia(prob, alg, rtol=rtol, atol=atol, saveat=saveat, dt=dt, adaptive=adaptive,
-                           maxiters=maxiters, dense=dense, throw=throw, dtmin=dtmin, dtmax=dtmax, unsplit=unsplit)
+        return solve_julia(prob, alg, opts, sensealg=sensealg)
     if backend != "torch":
         raise InputError(f"backend must be 'torch' or 'julia', got {backend!r}")
-    if alg is None:
-        alg = KenCarp4() if isinstance(prob, SplitODEProblem) else Tsit5()
-    alg = check_algorithm(alg, prob, unsplit)
-    if isinstance(sensealg, DiscreteAdjoint) and sensealg.checkpoints not in (None, 0, 1):
-        raise InputError("solve does not honour DiscreteAdjoint(checkpoints=K) yet (it would keep the whole step "
-                         "graph); use pysciml.odeint(..., sensealg=DiscreteAdjoint(checkpoints=K)) or the models, "
-                         "which run K checkpointed segments, or sensealg=InterpolatingAdjoint(checkpointing=True)")
+    if isinstance(sensealg, DiscreteAdjoint) and checkpoint_count(sensealg) > 1 and torch.is_grad_enabled():
+        return solve_checkpointed(prob, alg, sensealg, opts)
     if sensealg is not None and not isinstance(sensealg, DiscreteAdjoint) and torch.is_grad_enabled():
-        return solve_with_adjoint(prob, alg, sensealg, rtol=rtol, atol=atol, saveat=saveat, dt=dt,
-                                  adaptive=adaptive, maxiters=maxiters, unsplit=unsplit)
-    return solve_native(prob, alg, rtol=rtol, atol=atol, saveat=saveat, dt=dt, adaptive=adaptive,
-                        maxiters=maxiters, dtmin=dtmin, dtmax=dtmax, dense=dense, throw=throw, unsplit=unsplit,
-                        controller=controller, tstops=tstops)
+        return solve_with_adjoint(prob, alg, sensealg, opts)
+    return solve_native(prob, alg, opts)

@@ -143,8 +143,8 @@ def test_implicit_methods_stiff_van_der_pol(alg, sensealg):
 
 
 # ------------------------------------------------------------------------- checkpointed discrete, stiff
-# DiscreteAdjoint(checkpoints=K) is honoured by odeint only (ps.solve ignores checkpoints), so these go through
-# odeint with f closing over the parameters. Before 5c68894 the implicit methods' autodiff Jacobian failed inside
+# These go through odeint with f closing over the parameters (ps.solve runs the same checkpointed segments,
+# pysciml/sensitivity/discrete.py). Before 5c68894 the implicit methods' autodiff Jacobian failed inside
 # torch.utils.checkpoint and fell back to finite differences, which the ESDIRK discrete adjoint's implicit-function
 # step then used: ROBER KenCarp4 5.3e-6, Kvaerno5 1.5e-5 relative error (now 1.2e-7 and 1e-8).
 # A fallback to finite-difference Jacobians (slow, and inexact ESDIRK gradients) fails these tests:

@@ -166,10 +166,6 @@ def test_gradient_is_right_or_refused(style, sensealg):
     case = make_case(style)
     directions = random_directions(case.tensors, seed=STYLES.index(style))
     continuous = not isinstance(sensealg, DiscreteAdjoint)
-    if style.startswith("solve-p") and not continuous and sensealg.checkpoints:
-        with pytest.raises(ps.InputError, match="checkpoints=K"):  # solve refuses what only odeint honours
-            case.loss(sensealg)
-        return
     if continuous and case.refused_by_continuous:
         with pytest.raises(ps.InputError, match="adjoint_params"):
             autograd_projection(lambda: case.loss(sensealg), case.tensors, directions)

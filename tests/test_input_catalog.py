@@ -335,8 +335,13 @@ def test_backsolve_backward_failure_is_named_backward():
         ys.sum().backward()
 
 
-def test_solve_refuses_checkpoints_it_cannot_honour():
-    """solve used to ignore DiscreteAdjoint(checkpoints=K) without a word (odeint and the models honour it)."""
-    with pytest.raises(ps.InputError, match="checkpoints=K"):
-        ps.solve(ps.ODEProblem(f, U0, (0.0, 1.0)), ps.Tsit5(), saveat=[1.0],
-                 sensealg=ps.DiscreteAdjoint(checkpoints=3))
+@pytest.mark.parametrize("kw,match", [
+    (dict(saveat=None), "needs saveat"), (dict(saveat=[1.0], dense=True), "dense=True cannot be honoured"),
+    (dict(saveat=[1.0], sensealg=ps.DiscreteAdjoint(checkpoints=-2)), "positive integer"),
+], ids=["no-saveat", "dense", "negative"])
+def test_checkpointed_solve_refuses_what_it_cannot_honour(kw, match):
+    """solve used to ignore DiscreteAdjoint(checkpoints=K) without a word; it honours it now, and refuses what a
+    checkpointed solve cannot give."""
+    kw = {"sensealg": ps.DiscreteAdjoint(checkpoints=3), **kw}
+    with pytest.raises(ps.InputError, match=match):
+        ps.solve(ps.ODEProblem(f, U0, (0.0, 1.0)), ps.Tsit5(), **kw)

@@ -14,20 +14,22 @@ from typing import Any
 
 import torch
 
-from .._validate import check_algorithm, check_times, check_tolerances
+from .._validate import SolveOptions, advice, check_algorithm, check_solve, check_times, check_tolerances, solve_message
 from ..algorithms import Algorithm, ImplicitAlgorithm, Tsit5
 from ..engine.rhs import RHS
 from ..errors import InputError, SolverError
-from ..problem import ODEProblem, tensors_in
-from ..sensealg import InterpolatingAdjoint, QuadratureAdjoint, SensitivityAlgorithm
-from ..solution import ReturnCode, Stats
+from ..problem import ODEProblem, SplitODEProblem, tensors_in
+from ..sensealg import DiscreteAdjoint, InterpolatingAdjoint, QuadratureAdjoint, SensitivityAlgorithm
+from ..sensitivity.problem_adjoint import adjoint_parameters
+from ..solution import ODESolution, ReturnCode, Stats
 from ._arguments import adjoint_call, adjoint_settings, solve_ode_call
 from ._callbacks import TorchCallbacks, reraise_callback_error
 from ._cuda import ensure_cuda
-from ._retcodes import retcode_from_julia
+from ._mapping import julia_algorithm
+from ._retcodes import retcode_from_julia, stats_from_julia
 from ._startup import start
 
-__all__ = ["odeint_julia", "plan_odeint"]
+__all__ = ["odeint_julia", "plan_odeint", "plan_solve_adjoint", "solve_adjoint_julia"]
 
 Tensor = torch.Tensor
 
@@ -50,20 +52,26 @@ class _Run:
     """One differentiable solve: the forward Julia solve, then its adjoint on demand.
 
     Both calls are built by :mod:`pysciml.julia._arguments` (:meth:`forward_call`, :meth:`adjoint_call`);
-    the sensitivity algorithm and its tolerances are settled here, before Julia starts.
+    the sensitivity algorithm and its tolerances are settled here, before Julia starts. ``strict``: the
+    parameters were discovered, so a tensor requiring grad outside them is refused in a vector-Jacobian
+    product. ``throw=False``: a failed forward solve returns the save times it reached (``reached``, with its
+    ``code`` and ``stats``) instead of raising, and the backward pass refuses.
     """
 
     def __init__(self, prob: ODEProblem, t: Tensor, alg: Algorithm, sensealg: SensitivityAlgorithm,
-                 rtol: float, atol: Tensor, params: tuple[Tensor, ...], maxiters: int) -> None:
+                 rtol: float, atol: Tensor, params: tuple[Tensor, ...], maxiters: int, *, strict: bool = False,
+                 throw: bool = True) -> None:
         self.prob, self.t, self.alg, self.params = prob, t, alg, params
-        self.rtol, self.atol, self.maxiters = rtol, atol[0], maxiters
+        self.rtol, self.atol, self.maxiters, self.throw = rtol, atol[0], maxiters, throw
         rhs = RHS(prob.f, prob.f_takes_p, prob, Stats(), jac=prob.jac, jac_takes_p=prob.jac_takes_p,
                   tgrad=prob.tgrad, autodiff=alg.autodiff if isinstance(alg, ImplicitAlgorithm) else True)
-        self.callbacks = TorchCallbacks(rhs, params)
+        self.callbacks = TorchCallbacks(rhs, params, strict=strict)
         self.sensealg_name, self.sensealg_options = adjoint_settings(
             sensealg, n_params=self.callbacks.n_params, rtol=rtol, atol=self.atol)
         self.pkg: Any = None
         self.sol: Any = None
+        self.code, self.stats, self.reached = ReturnCode.Success, Stats(), t
+        self.failure: SolverError | None = None
 
     def forward_call(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Arguments of the forward ``solve_ode``: dense, with the flattened parameters as ``p``."""
@@ -83,20 +91,26 @@ class _Run:
             ensure_cuda(self.pkg, self.prob.u0.device)
         args, kwargs = self.forward_call()
         try:
-            _t, u, code, _counts, self.sol = self.pkg.solve_ode(*args, **kwargs)
+            t, u, code, counts, self.sol = self.pkg.solve_ode(*args, **kwargs)
         except Exception as exc:
             reraise_callback_error(exc, self.callbacks)
             raise
-        if retcode_from_julia(str(code)) is not ReturnCode.Success or u.shape[0] != self.t.shape[0]:
-            raise SolverError(
+        self.code, self.stats = retcode_from_julia(str(code)), stats_from_julia(counts)
+        if u.shape[0] != self.t.shape[0] and self.code is ReturnCode.Success:
+            self.code = ReturnCode.ConvergenceFailure  # short of the last save time: never a success
+        if self.code is not ReturnCode.Success:
+            self.failure = SolverError(
                 f"{self.alg!r} (Julia) failed with ReturnCode.{code} before reaching t={float(self.t[-1]):.6g}; "
-                "no gradient of a failed solve. Loosen rtol/atol, raise maxiters or use a stiff method.",
-                retcode_from_julia(str(code)),
-            )
-        return u.reshape(self.t.shape[0], *self.prob.state_shape)
+                "no gradient of a failed solve. " + advice(self.alg, self.code.value), self.code)
+            if self.throw:
+                raise self.failure
+            self.reached = t.to(self.t.device)
+        return u.reshape(u.shape[0], *self.prob.state_shape)
 
     def backward(self, grad_out: Tensor) -> tuple[Tensor, list[Tensor]]:
         """``(dL/du0, [dL/dparam ...])`` for ``dL/du(t)`` = ``grad_out`` (shape ``(S, *state)``)."""
+        if self.failure is not None:
+            raise SolverError(str(self.failure), self.code)
         s, n = self.t.shape[0], self.prob.state_size
         grads = grad_out.detach().reshape(s, n).to(self.prob.u0.dtype)
         args, kwargs = self.adjoint_call(self.sol, grads)
@@ -200,9 +214,75 @@ def plan_odeint(func: Callable[..., Tensor], y0: Tensor, t: Tensor | Sequence[fl
     alg = options.get("alg")
     alg = check_algorithm(Tsit5() if alg is None else alg, prob, False)
     rtol_f, atol_t = check_tolerances(options.get("rtol", 1e-6), options.get("atol", 1e-8), prob)
-    sensealg = options.get("sensealg")
-    if sensealg is None:
-        sensealg = (QuadratureAdjoint(abstol=float(atol_t.min()), reltol=rtol_f) if isinstance(alg, ImplicitAlgorithm)
-                    else InterpolatingAdjoint())
+    sensealg = options.get("sensealg") or _default_sensealg(alg, rtol_f, atol_t)
     params = _differentiable(p, func, options.get("adjoint_params"))
     return _Run(prob, tt.to(y0.device), alg, sensealg, rtol_f, atol_t, params, int(options.get("maxiters", 100_000)))
+
+
+def _default_sensealg(alg: Algorithm, rtol: float, atol: Tensor) -> SensitivityAlgorithm:
+    """``QuadratureAdjoint`` with the forward tolerances for implicit methods (``n`` adjoint unknowns: a cheap
+    finite-difference Jacobian), ``InterpolatingAdjoint()`` otherwise."""
+    if isinstance(alg, ImplicitAlgorithm):
+        return QuadratureAdjoint(abstol=float(atol.min()), reltol=rtol)
+    return InterpolatingAdjoint()
+
+
+def plan_solve_adjoint(prob: ODEProblem, alg: Algorithm | None, sensealg: SensitivityAlgorithm | None,
+                       opts: SolveOptions) -> tuple[_Run, bool]:
+    """Validate a differentiable ``solve(prob, alg, backend="julia", ...)`` and build its :class:`_Run` (and
+    whether ``saveat`` starts at ``t0``; otherwise ``t0`` is prepended for Julia and dropped again), without
+    starting Julia. The parameters are those of the native continuous adjoints
+    (:func:`~pysciml.sensitivity.problem_adjoint.adjoint_parameters`); ``sensealg=None`` is
+    :func:`odeint_julia`'s default.
+
+    Raises:
+        InputError: what this path cannot honour: ``DiscreteAdjoint`` (it differentiates the native steps),
+            batched problems, mass matrices, split problems (unless ``unsplit=True``), ``dense=True``, no
+            ``saveat``, and the step options ``dt``, ``adaptive=False``, ``dtmin``, ``dtmax``, ``tstops``,
+            ``controller`` (the adjoint's backward solve would not follow them).
+    """
+    if isinstance(sensealg, DiscreteAdjoint):
+        raise InputError("DiscreteAdjoint differentiates the native engine's steps and has no Julia counterpart; "
+                         "with backend='julia' use InterpolatingAdjoint(), QuadratureAdjoint(), GaussAdjoint() or "
+                         "BacksolveAdjoint(), or use backend='torch'")
+    c = check_solve(prob, alg, opts)
+    julia_algorithm(c.alg)
+    name = repr(sensealg or _default_sensealg(c.alg, c.rtol, c.atol))
+    why = {
+        "batched=True": prob.batched, "mass_matrix": prob.mass_matrix is not None, "dense=True": c.dense,
+        "a SplitODEProblem (pass unsplit=True to differentiate the summed f)":
+            isinstance(prob, SplitODEProblem) and not opts.unsplit,
+        "dt": opts.dt is not None, "adaptive=False": not c.adaptive, "dtmin": opts.dtmin > 0,
+        "dtmax": opts.dtmax is not None, "tstops": c.tstops is not None, "controller": opts.controller is not None,
+    }
+    refused = [k for k, bad in why.items() if bad]
+    if refused or c.save_times is None:
+        what = ", ".join(refused) if refused else "no saveat (the times at which the loss sees the solution)"
+        raise InputError(f"a differentiable solve with backend='julia' ({name} through SciMLSensitivity) cannot "
+                         f"honour {what}: its backward solve does not follow them; drop them, or use "
+                         "backend='torch', whose adjoints do")
+    params = tuple(adjoint_parameters(prob))
+    if isinstance(prob, SplitODEProblem):  # unsplit: the sum (its jac is f_implicit's only)
+        prob = ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)
+    t0 = c.save_times.new_tensor([prob.tspan[0]])
+    starts = bool(c.save_times[0] == t0[0])
+    times = c.save_times if starts else torch.cat((t0, c.save_times))
+    run = _Run(prob, times, c.alg, sensealg or _default_sensealg(c.alg, c.rtol, c.atol), c.rtol, c.atol, params,
+               int(opts.maxiters), strict=True, throw=bool(opts.throw))
+    return run, starts
+
+
+def solve_adjoint_julia(prob: ODEProblem, alg: Algorithm | None, sensealg: SensitivityAlgorithm | None,
+                        opts: SolveOptions) -> ODESolution:
+    """A differentiable ``solve(..., backend="julia")`` (:func:`plan_solve_adjoint`): values at ``saveat``,
+    gradients to ``u0`` and the adjoint parameters by SciMLSensitivity. A failed forward solve raises with
+    ``throw=True``; otherwise the solution has its return code and the save times reached, and backward refuses.
+    """
+    run, starts = plan_solve_adjoint(prob, alg, sensealg, opts)
+    ys = _JuliaAdjoint.apply(run, prob.u0, *run.params)
+    keep = slice(0 if starts else 1, None)
+    label = f"{run.alg!r} (Julia {julia_algorithm(run.alg)}, gradients by {run.sensealg_name})"
+    message = solve_message(run.alg, run.stats, [], None, batched=False, label=label) if run.failure is None \
+        else str(run.failure)
+    return ODESolution(run.reached[keep], ys[keep], (run.code,), message, run.stats, run.alg, prob, None,
+                       engine="julia")

@@ -6,7 +6,8 @@ right-hand side, its Jacobian and ``df/dt`` go through the native engine's :clas
 (the same shapes, checks, error messages, user ``jac``/``tgrad``, torch.func Jacobians or finite
 differences), so both engines evaluate the user's ``f`` identically; so does the Jacobian-vector product
 that Julia's matrix-free GMRES applies (:meth:`~pysciml.engine.rhs.RHS.jvp`, as the native GMRES). The
-vector-Jacobian products for SciMLSensitivity come from ``torch.autograd``.
+vector-Jacobian products for SciMLSensitivity are the native continuous adjoints' own
+(:func:`pysciml.sensitivity.vjp.vjp`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from ..engine.rhs import RHS
 from ..errors import InputError
+from ..sensitivity.vjp import vjp
 
 __all__ = ["DLPackView", "TorchCallbacks", "to_julia"]
 
@@ -69,11 +71,14 @@ class TorchCallbacks:
     Args:
         rhs: the function in engine layout (``t (1,)``, ``u (1, n)``) for one trajectory.
         params: tensors that ``vjp_p`` differentiates, in the order of the flat parameter vector.
+        strict: ``params`` were discovered (not given): a vector-Jacobian product through a tensor requiring grad
+            outside them is refused (:func:`~pysciml.sensitivity.vjp.refuse_new_leaves`), never a lost gradient.
     """
 
-    def __init__(self, rhs: RHS, params: Sequence[Tensor] = ()) -> None:
+    def __init__(self, rhs: RHS, params: Sequence[Tensor] = (), *, strict: bool = False) -> None:
         self._rhs = rhs
         self._params = tuple(params)
+        self._strict = strict
         self._sync = rhs.device.type == "cuda"
         self._vjp_cache: tuple[float, Tensor, Tensor, Tensor, Tensor] | None = None
         self.error: BaseException | None = None
@@ -140,14 +145,11 @@ class TorchCallbacks:
         cached = self._vjp_cache
         if cached is not None and cached[0] == t and torch.equal(cached[1], u) and torch.equal(cached[2], lam):
             return cached[3], cached[4]
-        with torch.enable_grad():
-            x = u.detach().clone().requires_grad_(True)
-            out = self._rhs.raw(self._time(t), x.view(1, -1)).reshape(-1)
-            grads = torch.autograd.grad(out, (x, *self._params), grad_outputs=lam.to(out.dtype),
-                                        allow_unused=True)
-        gu = grads[0] if grads[0] is not None else torch.zeros_like(x)
+        _, gu, grads, _ = vjp(lambda tt, x: self._rhs.raw(tt, x.view(1, -1)).reshape(-1), False, None,
+                              self._time(t), u.detach().clone(), lam.to(self._rhs.dtype), self._params,
+                              known=self._params if self._strict else None)
         pieces = [(g if g is not None else torch.zeros_like(p)).reshape(-1).to(u.dtype)
-                  for g, p in zip(grads[1:], self._params, strict=True)]
+                  for g, p in zip(grads, self._params, strict=True)]
         gp = torch.cat(pieces) if pieces else u.new_zeros(0)
         self._vjp_cache = (t, u.detach().clone(), lam.detach().clone(), gu.detach(), gp.detach())
         return gu, gp

@@ -1,4 +1,5 @@
-"""SciMLBase ``ReturnCode`` names -> pysciml's :class:`~pysciml.ReturnCode`.
+"""What a Julia solve reports, in pysciml's terms: SciMLBase ``ReturnCode`` names -> :class:`~pysciml.ReturnCode`
+(:func:`retcode_from_julia`), ``DEStats`` counters -> :class:`~pysciml.Stats` (:func:`stats_from_julia`).
 
 Every member of SciMLBase's ``ReturnCode`` enum (SciMLBase 3.49, ``src/retcodes.jl``) is listed. The codes
 SciMLBase's ``successful_retcode`` accepts map to ``Success``; every other code is a failure, among them
@@ -9,9 +10,11 @@ The Julia name itself always stays in the solution's message.
 
 from __future__ import annotations
 
-from ..solution import ReturnCode
+from typing import Any
 
-__all__ = ["JULIA_RETCODES", "JULIA_SUCCESS_RETCODES", "retcode_from_julia"]
+from ..solution import ReturnCode, Stats
+
+__all__ = ["JULIA_RETCODES", "JULIA_SUCCESS_RETCODES", "retcode_from_julia", "stats_from_julia"]
 
 JULIA_SUCCESS_RETCODES = frozenset({
     "Success", "Terminated", "ExactSolutionLeft", "ExactSolutionRight", "FloatingPointLimit", "StalledSuccess",
@@ -44,3 +47,11 @@ def retcode_from_julia(name: str) -> ReturnCode:
     """The pysciml :class:`~pysciml.ReturnCode` of a SciMLBase ``ReturnCode`` name (an unknown name is a
     failure: ``ConvergenceFailure``)."""
     return JULIA_RETCODES.get(str(name), ReturnCode.ConvergenceFailure)
+
+
+def stats_from_julia(counts: Any) -> Stats:
+    """SciMLBase ``DEStats`` ``(nf, nf2, nw, nsolve, njacs, nnonliniter, nnonlinconvfail, naccept, nreject)``
+    -> :class:`Stats` (``nlu`` counts W-matrix factorizations ``nw``; ``nloop = naccept + nreject``)."""
+    nf, nf2, nw, nsolve, njacs, nnl, nnlfail, nacc, nrej = (max(int(c), 0) for c in counts)
+    return Stats(nf=nf + nf2, njac=njacs, nlu=nw, nsolve=nsolve, naccept=nacc, nreject=nrej,
+                 nnonliniter=nnl, nnonlinconvfail=nnlfail, nloop=nacc + nrej)

@@ -13,24 +13,20 @@ from typing import Any
 
 import torch
 
-from .._validate import (
-    advice,
-    check_algorithm,
-    check_method_tolerance,
-    check_saveat,
-    check_steps,
-    check_tolerances,
-)
-from ..algorithms import Algorithm, ImplicitAlgorithm, KenCarp4, Tsit5
+from .._validate import SolveOptions, check_solve, solve_message
+from ..algorithms import Algorithm, ImplicitAlgorithm
 from ..engine.rhs import RHS
-from ..errors import InputError, SolverError
+from ..errors import InputError
 from ..problem import ODEProblem, SplitODEProblem
-from ..solution import ODESolution, ReturnCode, Stats
+from ..sensealg import DiscreteAdjoint, SensitivityAlgorithm
+from ..sensitivity.problem_adjoint import wants_gradient
+from ..solution import ODESolution, ReturnCode, Stats, raise_if_failed
+from ._adjoint import solve_adjoint_julia
 from ._arguments import atol_row, check_consistent_u0, solve_ode_call
 from ._callbacks import TorchCallbacks, reraise_callback_error, to_julia
 from ._cuda import ensure_cuda
 from ._mapping import julia_algorithm
-from ._retcodes import retcode_from_julia
+from ._retcodes import retcode_from_julia, stats_from_julia
 from ._startup import start
 
 __all__ = ["JuliaDense", "SolvePlan", "TrajectoryCall", "plan_solve", "retcode_from_julia", "solve_julia",
@@ -39,39 +35,31 @@ __all__ = ["JuliaDense", "SolvePlan", "TrajectoryCall", "plan_solve", "retcode_f
 Tensor = torch.Tensor
 
 
-def stats_from_julia(counts: Any) -> Stats:
-    """SciMLBase ``DEStats`` ``(nf, nf2, nw, nsolve, njacs, nnonliniter, nnonlinconvfail, naccept, nreject)``
-    -> :class:`Stats` (``nlu`` counts W-matrix factorizations ``nw``; ``nloop = naccept + nreject``)."""
-    nf, nf2, nw, nsolve, njacs, nnl, nnlfail, nacc, nrej = (max(int(c), 0) for c in counts)
-    return Stats(nf=nf + nf2, njac=njacs, nlu=nw, nsolve=nsolve, naccept=nacc, nreject=nrej,
-                 nnonliniter=nnl, nnonlinconvfail=nnlfail, nloop=nacc + nrej)
-
-
+@dataclass(eq=False)
 class JuliaDense:
     """Dense output of a Julia solve, in the form :class:`~pysciml.ODESolution` expects.
 
     Calling it with times ``t`` (shape ``(M,)``) returns ``(M, B, n)``: PySciML.jl's ``interpolate`` per
-    trajectory (the method's own continuous extension), on the problem's dtype and device.
+    trajectory (the method's own continuous extension), on the problem's dtype and device. ``ends``: where
+    each trajectory's solve stopped; ``direction``: the sign of ``t1 - t0``.
     """
 
-    def __init__(self, pkg: Any, solutions: list[Any], ends: list[float], n: int, dtype: torch.dtype,
-                 device: torch.device, direction: float) -> None:
-        self._pkg = pkg
-        self._solutions = solutions
-        self._ends = ends
-        self._n = n
-        self._dtype = dtype
-        self._device = device
-        self._direction = direction
+    pkg: Any
+    solutions: list[Any]
+    ends: list[float]
+    n: int
+    dtype: torch.dtype
+    device: torch.device
+    direction: float
 
     def __call__(self, t: Tensor) -> Tensor:
-        tq = t.detach().to(device="cpu", dtype=self._dtype).contiguous()
+        tq = t.detach().to(device="cpu", dtype=self.dtype).contiguous()
         cols = []
-        for b, (sol, end) in enumerate(zip(self._solutions, self._ends, strict=True)):
-            if tq.numel() and bool((self._direction * (tq - end) > 0).any()):
+        for b, (sol, end) in enumerate(zip(self.solutions, self.ends, strict=True)):
+            if tq.numel() and bool((self.direction * (tq - end) > 0).any()):
                 raise InputError(f"trajectory {b} stopped at t={end:.6g}; there is no dense output beyond it")
-            vals = self._pkg.interpolate(sol, to_julia(tq))  # (M, n), Julia memory
-            cols.append(vals.to(self._device))
+            vals = self.pkg.interpolate(sol, to_julia(tq))  # (M, n), Julia memory
+            cols.append(vals.to(self.device))
         return torch.stack(cols, dim=1)
 
 
@@ -128,56 +116,43 @@ class SolvePlan:
     save_times: Tensor | None
     dense: bool
     calls: list[TrajectoryCall]
+    throw: bool = False
 
 
-def plan_solve(
-    prob: ODEProblem,
-    alg: Algorithm | None = None,
-    *,
-    rtol: float = 1e-3,
-    atol: float | Tensor = 1e-6,
-    saveat: Any = None,
-    dt: float | None = None,
-    adaptive: bool | None = None,
-    maxiters: int = 100_000,
-    dense: bool | None = None,
-    dtmin: float = 0.0,
-    dtmax: float | None = None,
-    unsplit: bool = False,
-) -> SolvePlan:
-    """Validate the input (the native engine's checks, plus a consistent ``u0`` under a singular mass
-    matrix) and build the ``solve_ode`` call of every trajectory. Pure Python: Julia is not started.
+def plan_solve(prob: ODEProblem, alg: Algorithm | None = None, options: SolveOptions | None = None,
+               **changes: Any) -> SolvePlan:
+    """Validate the input (the native engine's checks, :func:`~pysciml._validate.check_solve`, plus a consistent
+    ``u0`` under a singular mass matrix) and build the ``solve_ode`` call of every trajectory. ``options`` (or
+    :func:`pysciml.solve`'s keywords in ``changes``) are ``solve``'s. Pure Python: Julia is not started.
 
     Raises:
-        InputError: invalid input.
+        InputError: invalid input, or ``controller`` (the Julia engine uses OrdinaryDiffEq's controllers).
     """
-    if alg is None:
-        alg = KenCarp4() if isinstance(prob, SplitODEProblem) else Tsit5()
-    alg = check_algorithm(alg, prob, unsplit)
-    julia_algorithm(alg)
-    rtol_f, atol_t = check_tolerances(rtol, atol, prob)
-    save_times = check_saveat(saveat, prob)
-    adaptive_b, dt_f = check_steps(alg, adaptive, dt, maxiters, dtmin, dtmax, abs(prob.tspan[1] - prob.tspan[0]))
-    check_method_tolerance(alg, rtol_f, adaptive_b)
-    if dense is None:
-        dense = save_times is None
+    opts = (options or SolveOptions()).replace(**changes)
+    if opts.controller is not None:
+        raise InputError("controller= applies to the native engine only; the Julia engine uses its own defaults")
+    c = check_solve(prob, alg, opts)
+    julia_algorithm(c.alg)
+    save_times = c.save_times
     if save_times is None and prob.batched:
         save_times = torch.tensor(prob.tspan, dtype=prob.u0.dtype, device=prob.u0.device)
-    options: dict[str, Any] = dict(adaptive=adaptive_b, maxiters=int(maxiters), dtmin=float(dtmin))
-    if dt_f is not None:  # signed in the direction of integration (Julia's fixed-step loop wants that)
-        options["dt"] = dt_f if prob.tspan[1] > prob.tspan[0] else -dt_f
-    if dtmax is not None:
-        options["dtmax"] = float(dtmax)
+    steps: dict[str, Any] = dict(adaptive=c.adaptive, maxiters=int(opts.maxiters), dtmin=float(opts.dtmin))
+    if c.dt is not None:  # signed in the direction of integration (Julia's fixed-step loop wants that)
+        steps["dt"] = c.dt if prob.tspan[1] > prob.tspan[0] else -c.dt
+    if opts.dtmax is not None:
+        steps["dtmax"] = float(opts.dtmax)
+    if c.tstops is not None:
+        steps["tstops"] = to_julia(torch.tensor(c.tstops, dtype=torch.float64))
     calls = []
     for b in range(prob.batch_size) if prob.batched else [None]:
         sub = _trajectory_problem(prob, b)
-        cb, ecb = _callbacks(sub, alg, unsplit)
-        row = atol_row(atol_t, b)
+        cb, ecb = _callbacks(sub, c.alg, opts.unsplit)
+        row = atol_row(c.atol, b)
         check_consistent_u0(cb, sub, row)
-        args, kwargs = solve_ode_call(cb, ecb, sub, alg, rtol=rtol_f, atol=row, save_times=save_times,
-                                      dense=bool(dense), options=options)
+        args, kwargs = solve_ode_call(cb, ecb, sub, c.alg, rtol=c.rtol, atol=row, save_times=save_times,
+                                      dense=c.dense, options=steps)
         calls.append(TrajectoryCall(args, kwargs, (cb, ecb), sub.u0.device))
-    return SolvePlan(alg, save_times, bool(dense), calls)
+    return SolvePlan(c.alg, save_times, c.dense, calls, bool(opts.throw))
 
 
 def _run(pkg: Any, call: TrajectoryCall) -> _Result:
@@ -189,16 +164,23 @@ def _run(pkg: Any, call: TrajectoryCall) -> _Result:
     return _Result(t.to(call.device), u, str(code), stats_from_julia(counts), sol)
 
 
-def solve_julia(prob: ODEProblem, alg: Algorithm | None = None, *, throw: bool = False, **options: Any) -> ODESolution:
+def solve_julia(prob: ODEProblem, alg: Algorithm | None = None, options: SolveOptions | None = None, *,
+                sensealg: SensitivityAlgorithm | None = None, **changes: Any) -> ODESolution:
     """Solve ``prob`` with DifferentialEquations.jl (``solve(..., backend="julia")`` lands here).
 
-    The arguments mean what they mean for :func:`pysciml.solve`; ``options`` are its keywords ``rtol``,
-    ``atol``, ``saveat``, ``dt``, ``adaptive``, ``maxiters``, ``dense``, ``dtmin``, ``dtmax`` and ``unsplit``
-    (see :func:`plan_solve`, which checks them). ``u0`` must be float32 or float64, on
+    The arguments mean what they mean for :func:`pysciml.solve`: ``options`` (or ``changes``) are its keywords
+    (see :func:`plan_solve`, which checks them; ``controller`` is refused). ``u0`` must be float32 or float64, on
     the CPU or a CUDA device (then CUDA.jl must have been added beforehand, :func:`pysciml.julia.add_cuda`,
     and the solve runs on CuArrays; unexercised, see ``docs/julia.md``). Tensors cross to Julia and back
     without copies (DLPack). With a singular mass matrix, ``u0`` must satisfy the algebraic equations: the
     solve starts from it unchanged.
+
+    Gradients: when grad mode is on and ``sensealg`` is a continuous adjoint, or ``u0``, a tensor in ``p`` or
+    anything ``f`` depends on requires grad, the solve is differentiable through SciMLSensitivity
+    (:func:`~pysciml.julia._adjoint.solve_adjoint_julia`; ``sensealg=None`` picks :func:`odeint_julia`'s default)
+    and refuses what that path cannot honour (``DiscreteAdjoint``, step options, batches, ...), never returning
+    values whose gradient would be silently lost. Otherwise ``sensealg`` is not needed and is ignored, as for
+    the native engine under ``torch.no_grad()``.
 
     Returns:
         :class:`~pysciml.ODESolution` with ``engine="julia"``: ``t (S,)``, ``u (S, *u0.shape)`` on the
@@ -210,16 +192,20 @@ def solve_julia(prob: ODEProblem, alg: Algorithm | None = None, *, throw: bool =
         InputError: invalid input (the same checks as the native engine, and an inconsistent DAE ``u0``).
         SolverError: numerical failure with ``throw=True``.
     """
-    plan = plan_solve(prob, alg, **options)
+    opts = (options or SolveOptions()).replace(**changes)
+    continuous = sensealg is not None and not isinstance(sensealg, DiscreteAdjoint)
+    if torch.is_grad_enabled() and isinstance(prob, ODEProblem) and (continuous or wants_gradient(prob)):
+        return solve_adjoint_julia(prob, alg, sensealg, opts)
+    plan = plan_solve(prob, alg, opts)
     pkg = start()
     if prob.u0.is_cuda:
         ensure_cuda(pkg, prob.u0.device)
     results = [_run(pkg, call) for call in plan.calls]
-    return _package(pkg, prob, plan.alg, results, plan.save_times, plan.dense, throw)
+    return _package(pkg, prob, plan, results)
 
 
-def _package(pkg: Any, prob: ODEProblem, alg: Algorithm, results: list[_Result], save_times: Tensor | None,
-             dense: bool, throw: bool) -> ODESolution:
+def _package(pkg: Any, prob: ODEProblem, plan: SolvePlan, results: list[_Result]) -> ODESolution:
+    alg, save_times = plan.alg, plan.save_times
     stats = sum((r.stats for r in results), Stats())
     codes = tuple(retcode_from_julia(r.code) for r in results)
     if prob.batched:
@@ -232,28 +218,18 @@ def _package(pkg: Any, prob: ODEProblem, alg: Algorithm, results: list[_Result],
         t, u = save_times, torch.stack(padded, dim=1).reshape(s, *prob.u0.shape)
     else:
         t, u = results[0].t, results[0].u.reshape(results[0].u.shape[0], *prob.state_shape)
-    name = julia_algorithm(alg)
-    failed = [(b, r) for b, r in enumerate(results) if retcode_from_julia(r.code) is not ReturnCode.Success]
-    if not failed:
-        message = (f"{alg!r} (Julia {name}): Success ({stats.naccept} accepted, {stats.nreject} rejected steps)")
-    else:
-        parts = []
-        for b, r in failed[:3]:
-            who = f"trajectory {b}: " if prob.batched else ""
-            t_end = float(r.t[-1]) if r.t.numel() else float("nan")
-            parts.append(f"{who}ReturnCode.{r.code} after the last saved t={t_end:.6g}")
-        more = f" (and {len(failed) - 3} more trajectories)" if len(failed) > 3 else ""
-        code = retcode_from_julia(failed[0][1].code)
-        message = (f"{alg!r} (Julia {name}) failed: " + "; ".join(parts) + more
-                   + f" after {stats.naccept} accepted and {stats.nreject} rejected steps. " + advice(alg, code.value))
-        if throw:
-            raise SolverError(message, code)
+    failed = [(b, f"ReturnCode.{r.code} after the last saved t={float(r.t[-1]) if r.t.numel() else math.nan:.6g}")
+              for b, (r, c) in enumerate(zip(results, codes, strict=True)) if c is not ReturnCode.Success]
+    first = next((c for c in codes if c is not ReturnCode.Success), None)
+    message = solve_message(alg, stats, failed, first and first.value, batched=prob.batched,
+                            label=f"{alg!r} (Julia {julia_algorithm(alg)})")
     dense_out = None
-    if dense:
+    if plan.dense:
         ends = [float(r.t[-1]) if r.t.numel() else float(prob.tspan[0]) for r in results]
         if save_times is not None:  # the solve itself covered tspan up to where it stopped
             ends = [float(prob.tspan[1]) if c is ReturnCode.Success else e for c, e in zip(codes, ends, strict=True)]
         direction = 1.0 if prob.tspan[1] > prob.tspan[0] else -1.0
         dense_out = JuliaDense(pkg, [r.sol for r in results], ends, prob.state_size, prob.u0.dtype,
                                prob.u0.device, direction)
-    return ODESolution(t, u, codes, message, stats, alg, prob, dense_out, engine="julia")
+    sol = ODESolution(t, u, codes, message, stats, alg, prob, dense_out, engine="julia")
+    return raise_if_failed(sol) if plan.throw else sol

@@ -1,27 +1,27 @@
 """``NeuralODE``: an ``nn.Module`` whose forward pass solves ``dy/dt = f_theta(t, y)`` with pysciml.
 
 Also holds what both neural-ODE modules share: checking the output times, solving at them with the chosen
-sensitivity algorithm (checkpointed discrete adjoint included) and counting right-hand-side calls.
+sensitivity algorithm (through :func:`pysciml.solve`, checkpointed discrete adjoint included) and counting
+right-hand-side calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
+from .._validate import check_times
 from ..algorithms import Algorithm, Tsit5
-from ..errors import InputError, SolverError
+from ..errors import InputError
 from ..problem import OWNER_ATTR, ODEProblem
-from ..sensealg import DiscreteAdjoint, SensitivityAlgorithm
-from ..solution import ODESolution, Stats
+from ..sensealg import SensitivityAlgorithm
+from ..solution import ODESolution, raise_if_failed
 from ..solve import solve
 
-__all__ = ["NeuralODE", "CallCounter", "check_times", "make_solve_kwargs", "solve_at"]
+__all__ = ["NeuralODE", "CallCounter", "make_solve_kwargs", "output_times", "solve_at"]
 
 Tensor = torch.Tensor
 
@@ -39,20 +39,6 @@ class CallCounter:
         return self.fn(t, u)
 
 
-def check_times(t: Any, y0: Tensor) -> Tensor:
-    """``t`` as a 1-D strictly monotone tensor of at least two times on ``y0``'s dtype and device."""
-    if not isinstance(t, Tensor):
-        raise InputError(f"t must be a 1-D torch.Tensor of output times, got {type(t).__name__}")
-    if t.ndim != 1 or t.numel() < 2:
-        raise InputError(f"t must be a 1-D tensor of at least two times (t[0] is y0's time), got shape "
-                         f"{tuple(t.shape)}")
-    t = t.detach().to(dtype=y0.dtype, device=y0.device)
-    d = t[1:] - t[:-1]
-    if not (bool((d > 0).all()) or bool((d < 0).all())):
-        raise InputError("t must be strictly increasing (or strictly decreasing); sort it and drop duplicates")
-    return t
-
-
 def make_solve_kwargs(dt: float | None, adaptive: bool | None, extra: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments for :func:`pysciml.solve`: ``dt`` given with ``adaptive=None`` means fixed steps."""
     for bad in ("saveat", "sensealg", "dense"):
@@ -66,55 +52,22 @@ def make_solve_kwargs(dt: float | None, adaptive: bool | None, extra: dict[str, 
     return kw
 
 
-def _add_stats(total: Stats, part: Stats) -> None:
-    for f in fields(Stats):
-        setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
-
-
 def solve_at(prob: ODEProblem, alg: Algorithm, t: Tensor, sensealg: SensitivityAlgorithm | None,
              kw: dict[str, Any]) -> tuple[Tensor, ODESolution]:
-    """Solve ``prob`` saving at ``t`` (``t[0]`` is the initial time); returns ``(ys, solution)``.
-
-    ``ys`` has shape ``(len(t), *prob.u0.shape)`` and is differentiable according to ``sensealg``:
-    ``None``/``DiscreteAdjoint()`` backpropagate through the steps (``checkpoints=K``: ``K`` segments, each
-    recomputed in the backward pass), the continuous adjoints solve the adjoint ODE. With checkpoints the
-    returned solution holds the states at ``t`` and the work summed over the segments. Raises
-    :class:`SolverError` when the solve fails (a training loop must not silently continue on garbage).
-    """
-    k = sensealg.checkpoints if isinstance(sensealg, DiscreteAdjoint) else None
-    if not k or k <= 1 or len(t) <= 2:
-        sens = None if isinstance(sensealg, DiscreteAdjoint) else sensealg
-        sol = solve(prob, alg, saveat=t, sensealg=sens, **kw)
-        _raise_on_failure(sol)
-        return sol.u, sol
-    bounds = torch.linspace(0, len(t) - 1, min(k, len(t) - 1) + 1).round().long().unique().tolist()
-    pieces, sols = [prob.u0[None]], []
-    y = prob.u0
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        seg_t = t[lo: hi + 1]
-
-        def segment(y_start: Tensor, seg_t: Tensor = seg_t) -> Tensor:
-            sol = solve(prob.remake(u0=y_start, tspan=(float(seg_t[0]), float(seg_t[-1]))), alg, saveat=seg_t, **kw)
-            _raise_on_failure(sol)
-            sols.append(sol)  # recomputation in backward appends again; only the first len(bounds)-1 are read
-            return sol.u
-
-        ys = checkpoint(segment, y, use_reentrant=False)
-        pieces.append(ys[1:])
-        y = ys[-1]
-    ys = torch.cat(pieces)
-    stats = Stats()
-    for s in sols[: len(bounds) - 1]:
-        _add_stats(stats, s.stats)
-    first = sols[0]
-    summary = ODESolution(t, ys.detach(), tuple(sols[len(bounds) - 2].retcodes), first.message, stats, alg,
-                          prob, None)
-    return ys, summary
+    """Solve ``prob`` saving at ``t`` (``t[0]`` is the initial time) with ``sensealg`` (see :func:`pysciml.solve`,
+    which runs ``DiscreteAdjoint(checkpoints=K)`` as ``K`` checkpointed segments); returns ``(ys, solution)``,
+    ``ys`` of shape ``(len(t), *prob.u0.shape)``. Raises :class:`SolverError` when the solve fails (a training
+    loop must not silently continue on garbage)."""
+    sol = raise_if_failed(solve(prob, alg, saveat=t, sensealg=sensealg, **kw), "the neural ODE solve")
+    return sol.u, sol
 
 
-def _raise_on_failure(sol: ODESolution) -> None:
-    if not sol.success:
-        raise SolverError("the neural ODE solve failed: " + sol.message, sol.retcode)
+def output_times(t: Any, y0: Tensor) -> Tensor:
+    """The models' output times: :func:`~pysciml._validate.check_times`, detached, on ``y0``'s dtype and
+    device."""
+    if not isinstance(y0, Tensor):
+        raise InputError(f"y0 must be a torch.Tensor, got {type(y0).__name__}")
+    return check_times(t, y0).detach().to(dtype=y0.dtype, device=y0.device)
 
 
 class NeuralODE(nn.Module):
@@ -166,9 +119,7 @@ class NeuralODE(nn.Module):
 
     def forward(self, y0: Tensor, t: Tensor) -> Tensor:
         """Solution at the times ``t`` (``(T,)``, ``t[0]`` is ``y0``'s time): shape ``(T, *y0.shape)``."""
-        if not isinstance(y0, Tensor):
-            raise InputError(f"y0 must be a torch.Tensor, got {type(y0).__name__}")
-        t = check_times(t, y0)
+        t = output_times(t, y0)
         self._counter.count = 0
         prob = ODEProblem(self._counter, y0, (float(t[0]), float(t[-1])), batched=self.batched)
         ys, self.last_solution = solve_at(prob, self.alg, t, self.sensealg, self.kw)

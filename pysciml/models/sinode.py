@@ -32,7 +32,7 @@ from ..linsolve_options import GMRES, DenseLU, LinearSolver
 from ..problem import OWNER_ATTR, SplitODEProblem
 from ..sensealg import DiscreteAdjoint, SensitivityAlgorithm
 from ..solution import ODESolution
-from .neural_ode import CallCounter, check_times, make_solve_kwargs, solve_at
+from .neural_ode import CallCounter, make_solve_kwargs, output_times, solve_at
 
 __all__ = ["SemiImplicitNeuralODE"]
 
@@ -155,9 +155,7 @@ class SemiImplicitNeuralODE(nn.Module):
     # ------------------------------------------------------------------------------------------ forward
     def forward(self, y0: Tensor, t: Tensor) -> Tensor:
         """Solution at the times ``t`` (``(T,)``, ``t[0]`` is ``y0``'s time): shape ``(T, *y0.shape)``."""
-        if not isinstance(y0, Tensor):
-            raise InputError(f"y0 must be a torch.Tensor, got {type(y0).__name__}")
-        t = check_times(t, y0)
+        t = output_times(t, y0)
         n_calls = CallCounter(lambda tt, u: self.nonlinear(tt, u), wraps=self.nonlinear)
         l_calls = _LinearPart(lambda u: self.linear(u))
         prob, alg, reshape = self._problem(y0, t, n_calls, l_calls)

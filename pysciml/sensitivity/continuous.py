@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validate import SolveOptions
 from ..algorithms import Algorithm, ImplicitAlgorithm
+from ..errors import SolverError
 from ..native import solve_native as solve
 from ..problem import ODEProblem, SplitODEProblem
 from ..sensealg import BacksolveAdjoint, InterpolatingAdjoint, QuadratureAdjoint, SensitivityAlgorithm
@@ -46,14 +48,20 @@ class AdjointSetup:
     sensealg: SensitivityAlgorithm
     save_t: Tensor
     params: list[Tensor]
-    solve_kw: dict[str, Any]
+    options: SolveOptions  #: of the forward solve (and of its re-solved pieces)
     #: the parameters were discovered, not given (adjoint_params): a tensor requiring grad that f uses only at
     #: other times is then refused in the backward pass instead of silently getting no gradient
     discovered: bool
-    adj_kw: dict[str, Any]
+    adj_options: SolveOptions  #: of the backward (adjoint) solves
+    tstops: list[float] | None = None  #: checked ``tstops``: the forward and the backward solves land on them
+    #: a failed forward solve raises; otherwise its solution and reached save times are kept in ``failed`` and
+    #: the backward pass refuses (no gradient of a failed solve)
+    throw: bool = True
+    failed: tuple[Any, Tensor] | None = None
     checkpoint_every: int = 50
     dt_carry: float | None = None  # last step size of the previous adjoint interval
-    stats: Stats = field(default_factory=Stats)  # work of the backward pass (adjoint solves)
+    #: work of the forward solve, to which the backward pass adds that of its re-solves and adjoint solves
+    stats: Stats = field(default_factory=Stats)
 
 
 class ContinuousAdjoint(torch.autograd.Function):
@@ -64,20 +72,24 @@ class ContinuousAdjoint(torch.autograd.Function):
         sa = setup.sensealg
         prob0 = setup.prob.remake(u0=y0.detach())
         ctx.setup = setup
-        ctx.dense = None
+        ctx.dense = ctx.failed = None
         ckpt_t = ckpt_y = None
         if isinstance(sa, BacksolveAdjoint):
-            sol = solve(prob0, setup.alg, saveat=setup.save_t, **setup.solve_kw)
+            sol = solve(prob0, setup.alg, setup.options, saveat=setup.save_t)
+        else:
+            sol = solve(prob0, setup.alg, setup.options, dense=True)
+        if not sol.success:
+            return _failed_forward(ctx, setup, sol)
+        setup.stats += sol.stats
+        if isinstance(sa, BacksolveAdjoint):
             ys = sol.u
         else:
-            sol = solve(prob0, setup.alg, dense=True, **setup.solve_kw)
             ys = sol(setup.save_t)
             if isinstance(sa, InterpolatingAdjoint) and sa.checkpointing:
                 keep = sorted(set(range(0, len(sol.t), setup.checkpoint_every)) | {len(sol.t) - 1})
                 ckpt_t, ckpt_y = sol.t[keep], sol.u[keep]
             else:
                 ctx.dense = sol
-        raise_if_failed(sol, "forward solve for the adjoint")
         saved = [ys] + ([ckpt_t, ckpt_y] if ckpt_t is not None else [])
         if ctx.dense is not None:  # held until backward: count it like any saved tensor
             dense = sol._dense
@@ -89,6 +101,8 @@ class ContinuousAdjoint(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_ys: Tensor) -> tuple[Tensor | None, ...]:
+        if ctx.failed is not None:
+            raise SolverError("no gradient of a failed solve: " + ctx.failed.message, ctx.failed.retcode)
         setup: AdjointSetup = ctx.setup
         saved = ctx.saved_tensors
         ys = saved[0]
@@ -112,6 +126,22 @@ class ContinuousAdjoint(torch.autograd.Function):
         return (None, a, grad_t, *grads)
 
 
+def _failed_forward(ctx: Any, setup: AdjointSetup, sol: Any) -> Tensor:
+    """A failed forward solve: raise (``throw``), or keep it in ``setup.failed`` with the save times it reached
+    and return the values there; the backward pass then refuses."""
+    if setup.throw:
+        raise_if_failed(sol, "forward solve for the adjoint")
+    if sol.dense:  # every step up to the failure: interpolate at the save times reached
+        direction = 1.0 if setup.prob.tspan[1] > setup.prob.tspan[0] else -1.0
+        t = setup.save_t[direction * setup.save_t <= direction * float(sol.t[-1])]
+        ys = _interpolator(sol)(t)
+    else:
+        t, ys = sol.t, sol.u
+    ctx.failed = sol
+    setup.failed = (sol, t)
+    return ys.clone()
+
+
 def _state_provider(ctx: Any, setup: AdjointSetup, ckpt: tuple[Tensor, Tensor] | None, t_lo: Tensor,
                     t_hi: Tensor) -> Callable[[Tensor], Tensor] | None:
     """``y(t)`` on ``[t_lo, t_hi]`` (``None`` for Backsolve, which carries ``y`` in its state)."""
@@ -133,9 +163,12 @@ def _state_provider(ctx: Any, setup: AdjointSetup, ckpt: tuple[Tensor, Tensor] |
         del cache[k]
     for k in range(start, end):  # re-solve each checkpoint piece forwards, with dense output
         if k not in cache:
+            a0, a1 = float(ct[k]), float(ct[k + 1])
             with torch.no_grad():
-                piece = setup.prob.remake(u0=cy[k], tspan=(float(ct[k]), float(ct[k + 1])))
-                cache[k] = solve(piece, setup.alg, dense=True, **setup.solve_kw)
+                piece = setup.prob.remake(u0=cy[k], tspan=(a0, a1))
+                cache[k] = solve(piece, setup.alg, setup.options.on_piece(a0, a1, setup.tstops), dense=True)
+            raise_if_failed(cache[k], f"forward re-solve from t={a0:.6g} to t={a1:.6g} for the adjoint")
+            setup.stats += cache[k].stats
     pieces = [(float(ct[k]), float(ct[k + 1]), _interpolator(cache[k])) for k in range(start, end)]
 
     def y_of_t(tt: Tensor) -> Tensor:
@@ -201,8 +234,7 @@ def _augmented_explicit(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] 
 
     z0 = torch.cat([y_hi.reshape(-1)] * backsolve + [a.reshape(-1)] + [a.new_zeros(sum(sizes))])
     adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)))
-    sol = solve(adj, setup.adj_alg, saveat=[float(t_lo)], dt=_carried_dt(setup, t_hi, t_lo),
-                tstops=_kinks(y_of_t, t_hi, t_lo), **setup.adj_kw)
+    sol = solve(adj, setup.adj_alg, _interval_options(setup, y_of_t, t_hi, t_lo), saveat=[float(t_lo)])
     setup.dt_carry = sol.dt_next
     raise_if_failed(sol, f"backward (adjoint) solve from t={float(t_hi):.6g} to t={float(t_lo):.6g}")
     setup.stats += sol.stats
@@ -246,9 +278,8 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
         adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)))
     else:
         adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)), jac=None if backsolve else jac)
-    with torch.no_grad():  # land on the forward steps: y(t) is only C0 across them (OrdinaryDiffEq does the same)
-        sol = solve(adj, adj_alg, dense=True, dt=_carried_dt(setup, t_hi, t_lo), tstops=_kinks(y_of_t, t_hi, t_lo),
-                    **setup.adj_kw)
+    with torch.no_grad():
+        sol = solve(adj, adj_alg, _interval_options(setup, y_of_t, t_hi, t_lo), dense=True)
     setup.dt_carry = sol.dt_next
     raise_if_failed(sol, f"backward (adjoint) solve from t={float(t_hi):.6g} to t={float(t_lo):.6g}")
     setup.stats += sol.stats
@@ -262,21 +293,16 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
     return a_lo, _weighted_param_vjp(prob, nodes, ys, aas, weights, setup.params, setup.discovered)
 
 
-def _kinks(y_of_t: Any, t_hi: Tensor, t_lo: Tensor) -> list[float] | None:
-    """The forward step times behind an interpolated ``y(t)`` inside ``[t_lo, t_hi]`` (``None`` for Backsolve)."""
-    kinks = getattr(y_of_t, "kinks", None)
-    if kinks is None:
-        return None
-    lo, hi = sorted((float(t_lo), float(t_hi)))
-    return [k for k in kinks if lo <= k <= hi]
-
-
-def _carried_dt(setup: AdjointSetup, t_hi: Tensor, t_lo: Tensor) -> float | None:
-    """Start each save interval with the step the previous one ended with (as one continuous solve with
-    jumps would), instead of a fresh initial-step guess; ``None`` on the first interval."""
+def _interval_options(setup: AdjointSetup, y_of_t: Any, t_hi: Tensor, t_lo: Tensor) -> SolveOptions:
+    """The backward solve's options on ``[t_lo, t_hi]``: its steps land on the forward step times behind an
+    interpolated ``y(t)`` (only C0 across them; OrdinaryDiffEq does the same) and on the user's ``tstops``; it
+    starts with the step the previous interval ended with (as one continuous solve with jumps would), instead of
+    a fresh initial-step guess."""
+    stops = [*getattr(y_of_t, "kinks", []), *(setup.tstops or [])]
+    opts = setup.adj_options.on_piece(float(t_hi), float(t_lo), stops)
     if setup.dt_carry is None:
-        return None
-    return min(setup.dt_carry, abs(float(t_hi) - float(t_lo)))
+        return opts
+    return opts.replace(dt=min(setup.dt_carry, abs(float(t_hi) - float(t_lo))))
 
 
 def _gauss_nodes(sol: Any) -> tuple[Tensor, Tensor]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from .._validate import check_saveat
+from .._validate import SolveOptions, check_solve
 from ..algorithms import Algorithm
 from ..errors import InputError
 from ..problem import ODEProblem, SplitODEProblem, tensors_in
@@ -32,10 +30,43 @@ def problem_params(prob: ODEProblem) -> list[Tensor]:
     return leaves
 
 
-def solve_with_adjoint(prob: ODEProblem, alg: Algorithm, sensealg: SensitivityAlgorithm, *, saveat: Any,
-                       **kw: Any) -> ODESolution:
-    if not isinstance(sensealg, SensitivityAlgorithm):
-        raise InputError(f"sensealg must be an object from pysciml.sensealg, got {type(sensealg).__name__}")
+def wants_gradient(prob: ODEProblem) -> bool:
+    """Whether a solve of ``prob`` must be differentiable: grad mode is on and ``u0``, a tensor of
+    :func:`problem_params`, or something ``f``'s output depends on at ``t0`` or ``t1`` requires grad (two calls of
+    ``f``, made only when nothing else decides)."""
+    if not torch.is_grad_enabled():
+        return False
+    if prob.u0.requires_grad or problem_params(prob):
+        return True
+    u0 = prob.u0.detach()
+    for tv in prob.tspan:
+        t = torch.full((prob.u0.shape[0],) if prob.batched else (), tv, dtype=u0.dtype, device=u0.device)
+        out = prob.rhs(t, u0)
+        if isinstance(out, Tensor) and out.requires_grad:
+            return True
+    return False
+
+
+def adjoint_parameters(prob: ODEProblem) -> list[Tensor]:
+    """Every tensor a continuous adjoint of ``solve`` differentiates: :func:`problem_params`, then what ``f``
+    uses besides (the parameters of the ``nn.Module`` behind it, the leaves of its graph at ``t0`` and ``t1``).
+    Also checks, once per function, that ``f`` is differentiable by autograd."""
+    params = problem_params(prob)
+    t0, t1 = (torch.tensor(v, dtype=prob.u0.dtype, device=prob.u0.device) for v in prob.tspan)
+    return params + [x for x in discover_params(prob.f, prob.f_takes_p, prob.p, t0, prob.u0, None, t1)
+                     if all(x is not q for q in params)]
+
+
+def solve_with_adjoint(prob: ODEProblem, alg: Algorithm | None, sensealg: SensitivityAlgorithm,
+                       opts: SolveOptions) -> ODESolution:
+    """``solve(prob, alg, sensealg=<continuous adjoint>, ...)``: the values at ``saveat``, differentiable in
+    ``u0`` and :func:`adjoint_parameters` through the adjoint ODE.
+
+    Every keyword of ``solve`` is honoured: ``dtmin``, ``dtmax``, ``controller`` and ``tstops`` apply to the
+    forward solve and to the backward ones (a piece shorter than ``dtmin`` is solved without it); a failed
+    forward solve raises with ``throw=True`` and otherwise comes back with its return code and the save times it
+    reached, and its backward pass refuses. ``dense=True`` is refused: the result holds no dense output.
+    """
     if isinstance(sensealg, GaussAdjoint):
         raise InputError("GaussAdjoint runs on the Julia engine only; use QuadratureAdjoint() with backend='torch'")
     if prob.batched:
@@ -45,26 +76,34 @@ def solve_with_adjoint(prob: ODEProblem, alg: Algorithm, sensealg: SensitivityAl
         raise InputError(f"{sensealg.name} does not support a mass matrix yet (the adjoint would need M^T a' = "
                          "-J^T a); use sensealg=DiscreteAdjoint() (or None), which differentiates the Rosenbrock "
                          "steps exactly, M included")
-    save_t = check_saveat(saveat, prob)
+    if opts.dense:
+        raise InputError(f"dense=True cannot be honoured with {sensealg.name}: its result holds the values at "
+                         "saveat only, no dense output for sol(t); pass saveat with the times you need, or use "
+                         "sensealg=DiscreteAdjoint() (or None) for sol(t)")
+    checked = check_solve(prob, alg, opts)
+    save_t = checked.save_times
     if save_t is None:
         raise InputError(f"{sensealg.name} needs saveat (the times at which the loss sees the solution)")
     t0 = torch.tensor([prob.tspan[0]], dtype=save_t.dtype, device=save_t.device)
     starts_at_t0 = bool(save_t[0] == t0[0])
     times = save_t if starts_at_t0 else torch.cat((t0, save_t))
-    kw = {k: v for k, v in kw.items() if v is not None}
-    unsplit = kw.pop("unsplit", False)
-    if isinstance(prob, SplitODEProblem) and unsplit:
+    if isinstance(prob, SplitODEProblem) and opts.unsplit:
         prob = ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)
-    params = problem_params(prob)
-    t0v = torch.tensor(prob.tspan[0], dtype=prob.u0.dtype, device=prob.u0.device)
-    t1v = torch.tensor(prob.tspan[1], dtype=prob.u0.dtype, device=prob.u0.device)
-    params += [x for x in discover_params(prob.f, prob.f_takes_p, prob.p, t0v, prob.u0, None, t1v)
-               if all(x is not q for q in params)]
-    setup = AdjointSetup(prob=prob, alg=alg, adj_alg=alg, sensealg=sensealg, save_t=times, params=params,
-                         solve_kw=kw, adj_kw={k: kw[k] for k in ("rtol", "atol", "maxiters") if k in kw},
-                         discovered=True)
+    params = adjoint_parameters(prob)
+    forward = opts.replace(saveat=None, dense=None, throw=False, unsplit=False)
+    backward = SolveOptions(rtol=opts.rtol, atol=opts.atol, maxiters=opts.maxiters, dtmin=opts.dtmin,
+                            dtmax=opts.dtmax, controller=opts.controller)
+    setup = AdjointSetup(prob=prob, alg=checked.alg, adj_alg=checked.alg, sensealg=sensealg, save_t=times,
+                         params=params, options=forward, discovered=True, adj_options=backward,
+                         tstops=checked.tstops, throw=opts.throw)
     ys = ContinuousAdjoint.apply(setup, prob.u0, times, *params)
+    if setup.failed is not None:
+        sol, reached = setup.failed
+        keep = slice(0 if starts_at_t0 else 1, None)
+        return ODESolution(reached[keep], ys[keep], sol.retcodes, f"{sol.message} (forward solve of "
+                           f"{sensealg.name}: no gradient)", sol.stats, checked.alg, prob, None)
     if not starts_at_t0:
         ys = ys[1:]
-    message = f"{alg!r}: Success (continuous adjoint {sensealg.name}; forward statistics are not kept)"
-    return ODESolution(save_t, ys, (ReturnCode.Success,), message, setup.stats, alg, prob, None)
+    message = (f"{checked.alg!r}: Success (continuous adjoint {sensealg.name}; stats: the forward solve, and the "
+               "backward pass's solves once it has run)")
+    return ODESolution(save_t, ys, (ReturnCode.Success,), message, setup.stats, checked.alg, prob, None)
