@@ -19,12 +19,13 @@ import pytest
 import pysciml
 from pysciml.julia import JULIA_ENTRY_POINTS
 from pysciml.julia._callbacks import TorchCallbacks
+from pysciml.julia._startup import julia_package_dir
 
 ts = pytest.importorskip("tree_sitter")
 tsj = pytest.importorskip("tree_sitter_julia")
 
 PACKAGE = Path(pysciml.__file__).resolve().parent
-JULIA_PKG = PACKAGE / "julia_pkg" / "PySciML"
+JULIA_PKG = julia_package_dir()  # julia/PySciML of the checkout (pysciml/julia_pkg/PySciML in a wheel)
 STDLIB = {"LinearAlgebra", "Test"}
 
 
@@ -335,6 +336,9 @@ def test_juliapkg_json_matches_project_toml():
     me = pkgs["PySciML"]
     assert me["uuid"] == proj["uuid"] and me["dev"] is True
     assert (PACKAGE / me["path"]).resolve() == JULIA_PKG
+    if (PACKAGE.parent / "pyproject.toml").is_file():  # a checkout: the package's one real location
+        assert JULIA_PKG == (PACKAGE.parent / "julia" / "PySciML").resolve()
+        assert not JULIA_PKG.is_symlink() and not (PACKAGE / "julia_pkg").exists()
     for name, entry in pkgs.items():
         if name == "PySciML":
             continue

@@ -1,9 +1,12 @@
 """The built wheel carries the Julia package, and juliapkg finds the deps file from an installed copy.
 
-The wheel is built offline from a copy of the working tree (``pip wheel --no-deps --no-build-isolation``,
-so the tree itself gets no ``build/`` directory). juliapkg is then asked, through its own deps-file
-collection (``juliapkg.deps.deps_files`` / ``find_requirements``, which read files and resolve nothing),
-what it would install, in a fresh interpreter that sees only the unpacked wheel.
+The Julia package lives at ``julia/PySciML`` (its one real location); ``setup.py``'s ``build_py`` copies it
+into the wheel as ``pysciml/julia_pkg/PySciML`` and points the wheel's ``juliapkg.json`` at the copy, and
+``MANIFEST.in`` puts it in the sdist. The wheel is built offline from a copy of the working tree (``pip wheel
+--no-deps --no-build-isolation``, so the tree itself gets no ``build/`` directory). juliapkg (when installed)
+is then asked, through its own deps-file collection (``juliapkg.deps.deps_files`` / ``find_requirements``,
+which read files and resolve nothing), what it would install, in a fresh interpreter that sees only the
+unpacked wheel.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -22,32 +26,42 @@ import pytest
 import pysciml
 
 PACKAGE_DATA_HINT = (
-    'pyproject.toml must ship the Julia package: [tool.setuptools.package-data] pysciml = ["juliapkg.json", '
-    '"julia_pkg/PySciML/Project.toml", "julia_pkg/PySciML/src/*.jl", "julia_pkg/PySciML/test/*.jl"]'
+    "the wheel must carry the Julia package: setup.py's build_py copies julia/PySciML/{Project.toml,src/*.jl,"
+    "test/*.jl} to pysciml/julia_pkg/PySciML and points the wheel's juliapkg.json there; pyproject.toml's "
+    '[tool.setuptools.package-data] ships pysciml = ["juliapkg.json"]'
 )
 PACKAGE = Path(pysciml.__file__).resolve().parent
 ROOT = PACKAGE.parent
-JULIA_PKG = PACKAGE / "julia_pkg" / "PySciML"
+JULIA_PKG = ROOT / "julia" / "PySciML"
+SHIPPED = "pysciml/julia_pkg/PySciML"
 
-pytest.importorskip("juliapkg")
 
 
-def _julia_files() -> set[str]:
-    """Files of the Julia package that must ship, as wheel paths."""
+def _julia_files(prefix: str = SHIPPED) -> set[str]:
+    """Files of the Julia package that must ship, as archive paths under ``prefix``."""
     files = [JULIA_PKG / "Project.toml", *sorted((JULIA_PKG / "src").glob("*.jl")),
              *sorted((JULIA_PKG / "test").glob("*.jl"))]
-    return {p.relative_to(ROOT).as_posix() for p in files}
+    return {f"{prefix}/{p.relative_to(JULIA_PKG).as_posix()}" for p in files}
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def source_copy(tmp_path_factory) -> Path:
+    """The build inputs of the working tree: top-level files, the Python package and the Julia package."""
     if not (ROOT / "pyproject.toml").is_file():
         pytest.skip("not running from a source checkout")
     src = tmp_path_factory.mktemp("src")
-    for entry in ROOT.iterdir():  # top-level build inputs, and the package
+    for entry in ROOT.iterdir():
         if entry.is_file():
             shutil.copy2(entry, src / entry.name)
-    shutil.copytree(PACKAGE, src / "pysciml", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "Manifest.toml")
+    shutil.copytree(PACKAGE, src / "pysciml", ignore=skip)
+    shutil.copytree(JULIA_PKG, src / "julia" / "PySciML", ignore=skip)
+    return src
+
+
+@pytest.fixture(scope="module")
+def wheel(source_copy, tmp_path_factory) -> Path:
+    src = source_copy
     out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "--no-index",
@@ -60,14 +74,37 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def test_wheel_contains_juliapkg_json_and_the_julia_package(wheel):
-    names = set(zipfile.ZipFile(wheel).namelist())
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
     assert "pysciml/juliapkg.json" in names
     missing = _julia_files() - names
     assert not missing, f"the wheel lacks {sorted(missing)}; {PACKAGE_DATA_HINT}"
     assert not any(n.endswith("Manifest.toml") for n in names), "a Manifest.toml must never ship"
+    assert not any(n.startswith("julia/") for n in names), "the Julia package ships inside pysciml only"
+    for name in _julia_files():  # copied, not changed
+        assert archive.read(name) == (JULIA_PKG / name.removeprefix(SHIPPED + "/")).read_bytes(), name
+    shipped = json.loads(archive.read("pysciml/juliapkg.json"))
+    source = json.loads((PACKAGE / "juliapkg.json").read_text())
+    assert shipped["packages"]["PySciML"].pop("path") == "julia_pkg/PySciML"
+    assert source["packages"]["PySciML"].pop("path") == "../julia/PySciML"
+    assert shipped == source, "the wheel's juliapkg.json differs from the source's only in PySciML's path"
+
+
+def test_sdist_carries_the_julia_package(source_copy, tmp_path):
+    """``MANIFEST.in`` puts julia/PySciML in the sdist, so a wheel built from the sdist can carry it."""
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=source_copy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (sdist,) = tmp_path.glob("pysciml-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    missing = _julia_files("julia/PySciML") - names
+    assert not missing, f"the sdist lacks {sorted(missing)}: MANIFEST.in must include julia/PySciML"
+    assert {"setup.py", "pysciml/juliapkg.json"} <= names
 
 
 def test_juliapkg_resolves_pysciml_from_the_unpacked_wheel(wheel, tmp_path):
+    pytest.importorskip("juliapkg")
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = textwrap.dedent(f"""
@@ -106,8 +143,8 @@ def test_juliapkg_resolves_pysciml_from_the_unpacked_wheel(wheel, tmp_path):
 
 def test_juliapkg_finds_the_deps_file_of_this_installation():
     """In this environment (an editable install or a plain checkout on sys.path) juliapkg must find
-    pysciml/juliapkg.json, and its PySciML path must be the Julia package next to it."""
-    import juliapkg.deps as deps
+    pysciml/juliapkg.json, and its PySciML path must be the repository's julia/PySciML."""
+    deps = pytest.importorskip("juliapkg.deps")
 
     ours = os.path.normcase(os.path.normpath(PACKAGE / "juliapkg.json"))
     if ours not in deps.deps_files():

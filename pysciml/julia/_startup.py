@@ -30,7 +30,8 @@ from ..errors import JuliaNotAvailableError
 
 __all__ = [
     "CUDA_MISSING", "CUDA_UUID", "ENV_EAGER", "JULIA_ENTRY_POINTS", "JuliaStatus", "add_cuda", "add_cuda_refusal",
-    "configure_juliacall", "julia_status", "maybe_start_eagerly", "require_julia", "start",
+    "configure_juliacall", "deps_file", "julia_package_dir", "julia_status", "maybe_start_eagerly", "require_julia",
+    "start",
 ]
 
 ENV_EAGER = "PYSCIML_JULIA_EAGER"
@@ -102,12 +103,27 @@ def configure_juliacall() -> dict[str, str]:
     return changed
 
 
+def deps_file() -> Path:
+    """pysciml's ``juliapkg.json``: the Julia dependencies juliapkg installs, PySciML.jl among them."""
+    return Path(__file__).resolve().parent.parent / "juliapkg.json"
+
+
+def julia_package_dir() -> Path:
+    """Where PySciML.jl is, as juliapkg finds it: the ``path`` of ``juliapkg.json``, relative to that file.
+
+    ``julia/PySciML`` of the repository for a checkout or an editable install; ``pysciml/julia_pkg/PySciML``
+    inside an installed wheel (``setup.py`` copies the package there and rewrites the path).
+    """
+    spec = json.loads(deps_file().read_text())
+    return (deps_file().parent / spec["packages"]["PySciML"]["path"]).resolve()
+
+
 def _julia_compat() -> Any:
     """The ``"julia"`` compat of pysciml's juliapkg.json, parsed by juliapkg (``None`` if unavailable)."""
     try:
         from juliapkg.compat import Compat
 
-        spec = json.loads((Path(__file__).resolve().parent.parent / "juliapkg.json").read_text())
+        spec = json.loads(deps_file().read_text())
         return Compat.parse(spec["julia"]) if "julia" in spec else None
     except Exception:
         return None
