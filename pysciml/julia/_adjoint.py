@@ -249,7 +249,7 @@ def plan_solve_adjoint(prob: ODEProblem, alg: Algorithm | None, sensealg: Sensit
     julia_algorithm(c.alg)
     name = repr(sensealg or _default_sensealg(c.alg, c.rtol, c.atol))
     why = {
-        "batched=True": prob.batched, "mass_matrix": prob.mass_matrix is not None, "dense=True": c.dense,
+        "batched=True": prob.batched, "mass_matrix": prob.mass_matrix is not None, "dense=True": opts.dense is True,
         "a SplitODEProblem (pass unsplit=True to differentiate the summed f)":
             isinstance(prob, SplitODEProblem) and not opts.unsplit,
         "dt": opts.dt is not None, "adaptive=False": not c.adaptive, "dtmin": opts.dtmin > 0,
@@ -259,8 +259,8 @@ def plan_solve_adjoint(prob: ODEProblem, alg: Algorithm | None, sensealg: Sensit
     if refused or c.save_times is None:
         what = ", ".join(refused) if refused else "no saveat (the times at which the loss sees the solution)"
         raise InputError(f"a differentiable solve with backend='julia' ({name} through SciMLSensitivity) cannot "
-                         f"honour {what}: its backward solve does not follow them; drop them, or use "
-                         "backend='torch', whose adjoints do")
+                         f"honour {what} (the result holds the values at saveat, and SciMLSensitivity's backward "
+                         "solve takes no step options); drop it, or use backend='torch'")
     params = tuple(adjoint_parameters(prob))
     if isinstance(prob, SplitODEProblem):  # unsplit: the sum (its jac is f_implicit's only)
         prob = ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)

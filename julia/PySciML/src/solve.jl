@@ -18,14 +18,15 @@ function build_problem(
 end
 
 """
-    solve_kwargs(; reltol, abstol, saveat, dt, adaptive, maxiters, dense, dtmin, dtmax)
+    solve_kwargs(; reltol, abstol, saveat, dt, adaptive, maxiters, dense, dtmin, dtmax, tstops)
 
 Keyword arguments of `solve`, matching pysciml's native semantics:
 - `dense = true`: every step is saved with the method's continuous extension; values at `saveat` are
   interpolated afterwards (as the native engine does), never forced step ends;
 - `dense = false` with `saveat`: only the save points are stored;
 - `dense = false` without `saveat`: every step, no interpolant.
-`dt`, `dtmin > 0` and `dtmax` are passed only when given, so Julia's own defaults apply otherwise.
+`dt`, `dtmin > 0`, `dtmax` and `tstops` (times the steps land on) are passed only when given, so Julia's
+own defaults apply otherwise.
 
 `initializealg = NoInit()`: the solve starts from `u0` as given, as the native engine does.
 OrdinaryDiffEq's default changed between majors (v1 adjusted the algebraic components of an
@@ -35,7 +36,8 @@ rule as SciMLBase's `CheckInit`) and refuses an inconsistent `u0` with a clear e
 """
 function solve_kwargs(;
         reltol::Real, abstol, saveat::Union{Nothing, Vector{Float64}}, dt, adaptive::Bool,
-        maxiters::Integer, dense::Bool, dtmin::Real = 0.0, dtmax = nothing
+        maxiters::Integer, dense::Bool, dtmin::Real = 0.0, dtmax = nothing,
+        tstops::Union{Nothing, Vector{Float64}} = nothing
     )
     everystep = saveat === nothing || dense
     kw = (;
@@ -46,6 +48,7 @@ function solve_kwargs(;
     dt === nothing || (kw = merge(kw, (; dt = Float64(dt))))
     dtmin > 0 && (kw = merge(kw, (; dtmin = Float64(dtmin))))
     dtmax === nothing || (kw = merge(kw, (; dtmax = Float64(dtmax))))
+    tstops === nothing || (kw = merge(kw, (; tstops)))
     return kw
 end
 
@@ -58,16 +61,16 @@ as_tolerance(x, u0) = copy(jlview(x))  # per-component atol: a tensor shaped lik
 """
     solve_ode(callbacks, u0, t0, t1, algorithm; explicit = nothing, mass = nothing, params = nothing,
               reltol = 1e-3, abstol = 1e-6, saveat = nothing, dt = nothing, adaptive = true,
-              maxiters = 100_000, dense = true, dtmin = 0.0, dtmax = nothing,
+              maxiters = 100_000, dense = true, dtmin = 0.0, dtmax = nothing, tstops = nothing,
               algorithm_options...) -> (t, u, retcode, stats, sol)
 
 Solve `du/dt = f(t, u, p)` from `u0` (a flat torch tensor of `n` values, viewed without a copy) on
 `[t0, t1]` with the method called `algorithm`. `callbacks` is the Python `TorchCallbacks` object
 (for a split problem: of the implicit part, `explicit` the one of the explicit part). `mass` is the
 transposed mass matrix as a contiguous torch tensor (so Julia's column-major view reads `M`), `params`
-the flat parameter vector for adjoint solves, `abstol` a number or a flat tensor, `saveat` a torch
-tensor of save times; `algorithm_options` go to [`make_algorithm`](@ref) (`linsolve`, `restart`,
-`newton_kappa`, `max_newton_iters`).
+the flat parameter vector for adjoint solves, `abstol` a number or a flat tensor, `saveat` and
+`tstops` torch tensors of save times and of times the steps must land on; `algorithm_options` go
+to [`make_algorithm`](@ref) (`linsolve`, `restart`, `newton_kappa`, `max_newton_iters`).
 
 Returns `t` (a CPU torch tensor `(S,)` in the state's dtype), `u` (a torch tensor `(S, n)` on the
 state's device: the `n × S` Julia matrix of saved states), the `ReturnCode` name, the counters
@@ -79,7 +82,7 @@ function solve_ode(
         explicit = nothing, mass = nothing, params = nothing,
         reltol::Real = 1.0e-3, abstol = 1.0e-6, saveat = nothing, dt = nothing,
         adaptive::Bool = true, maxiters::Integer = 100_000, dense::Bool = true,
-        dtmin::Real = 0.0, dtmax = nothing, algorithm_options...
+        dtmin::Real = 0.0, dtmax = nothing, tstops = nothing, algorithm_options...
     )
     u = jlview(u0)
     views = ViewCache()
@@ -90,9 +93,10 @@ function solve_ode(
     prob = build_problem(cbs, ecbs, u, (Float64(t0), Float64(t1)), p, M, views)
     alg = make_algorithm(algorithm; algorithm_options...)
     ts = saveat === nothing ? nothing : Vector{Float64}(jlview(saveat))
+    stops = tstops === nothing ? nothing : Vector{Float64}(jlview(tstops))
     kw = solve_kwargs(;
         reltol, abstol = as_tolerance(abstol, u), saveat = ts, dt, adaptive, maxiters, dense,
-        dtmin, dtmax
+        dtmin, dtmax, tstops = stops
     )
     sol = run_solve(prob, alg, kw)
     return package_solution(sol, ts, dense)
