@@ -134,7 +134,8 @@ def odeint(
             'vern7') or an algorithm object; alg: an algorithm object (``Rodas5P()``, ``KenCarp4()``, ...).
         options: torchdiffeq options: ``step_size`` (fixed step), ``first_step``, ``max_num_steps``,
             ``dtmin``, ``dtmax``.
-        sensealg: how gradients are computed (``pysciml.sensealg``); default :func:`default_sensealg`.
+        sensealg: how gradients are computed (``pysciml.sensealg``); default :func:`default_sensealg` (with
+            ``backend="julia"``, :func:`~pysciml.julia.odeint_julia`'s).
         adjoint_params: tensors the continuous adjoints differentiate (default: every tensor requiring grad
             that ``func`` uses: the parameters of an ``nn.Module`` func, and the tensors in its autograd graph at
             ``t[0]`` and ``t[-1]``; a tensor used only at other times is refused in the backward pass).
@@ -142,7 +143,8 @@ def odeint(
             never uses gets a zero gradient. Under ``torch.no_grad()`` every sensealg is a plain solve.
         adjoint_rtol, adjoint_atol, adjoint_alg: the backward (adjoint) solve's settings (default: the
             forward ones).
-        backend: ``"torch"`` or ``"julia"``.
+        backend: ``"torch"`` or ``"julia"`` (SciMLSensitivity: ``options`` other than ``max_num_steps``, the
+            ``adjoint_*`` settings and gradients with respect to ``t`` are refused).
 
     Returns:
         ``(len(t), *y0.shape)`` tensor (a tuple of them for tuple ``y0``), dtype and device of ``y0``.
@@ -156,15 +158,23 @@ def odeint(
         raise InputError(f"y0 must be a torch.Tensor or a tuple of tensors, got {type(y0).__name__}")
     t = check_times(t, y0)
     algorithm = _resolve_alg(method, alg)
-    if sensealg is None:
-        sensealg = default_sensealg(algorithm)
-    if not isinstance(sensealg, SensitivityAlgorithm):
+    if sensealg is not None and not isinstance(sensealg, SensitivityAlgorithm):
         raise InputError(f"sensealg must be an object from pysciml.sensealg, got {type(sensealg).__name__}")
     if backend == "julia":
         from .julia import odeint_julia
 
-        return odeint_julia(func, y0, t, rtol=rtol, atol=atol, alg=algorithm, sensealg=sensealg,
-                            adjoint_params=adjoint_params)
+        refused = [name for name, given in (
+            ("options other than max_num_steps", set(options or {}) - {"max_num_steps"}),
+            ("adjoint_rtol", adjoint_rtol is not None), ("adjoint_atol", adjoint_atol is not None),
+            ("adjoint_alg", adjoint_alg is not None), ("gradients with respect to t", t.requires_grad)) if given]
+        if refused:
+            raise InputError(f"odeint(backend='julia') cannot honour {', '.join(refused)} (SciMLSensitivity's adjoint "
+                             "takes the forward settings only and no time gradients); drop them or use backend='torch'")
+        ys = odeint_julia(func, y0, t, rtol=rtol, atol=atol, alg=algorithm, sensealg=sensealg,
+                          adjoint_params=adjoint_params, maxiters=int((options or {}).get("max_num_steps", 100_000)))
+        return unflatten(ys) if unflatten is not None else ys
+    if sensealg is None:
+        sensealg = default_sensealg(algorithm)
     if backend != "torch":
         raise InputError(f"backend must be 'torch' or 'julia', got {backend!r}")
     if isinstance(sensealg, GaussAdjoint):

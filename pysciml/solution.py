@@ -98,16 +98,10 @@ class ODESolution:
         dense: DenseOutput | None,
         engine: str = "torch",
     ) -> None:
-        self.t = t
-        self.u = u
-        self.retcodes = retcodes
+        self.t, self.u, self.retcodes = t, u, retcodes
         failed = [r for r in retcodes if r is not ReturnCode.Success]
         self.retcode = failed[0] if failed else ReturnCode.Success
-        self.message = message
-        self.stats = stats
-        self.alg = alg
-        self.prob = prob
-        self.engine = engine
+        self.message, self.stats, self.alg, self.prob, self.engine = message, stats, alg, prob, engine
         self._dense = dense
         #: step size the controller had planned when the solve reached t1 (unbatched native solves), a good
         #: initial ``dt`` for continuing the integration; ``None`` otherwise.

@@ -67,12 +67,20 @@ def solve(
         unsplit: allow a non-IMEX method on a SplitODEProblem by solving the summed right-hand side.
         controller: step-size controller options (:class:`PIController`).
         sensealg: how gradients flow when ``u0`` or tensors in ``p`` (or a matrix implicit part) require
-            grad: ``None``/``DiscreteAdjoint()`` backpropagate through the steps; ``InterpolatingAdjoint()``,
-            ``QuadratureAdjoint()``, ``BacksolveAdjoint()`` solve the continuous adjoint (``saveat`` needed;
-            the result then has no dense output). See ``pysciml.sensealg``.
+            grad: ``None``/``DiscreteAdjoint()`` backpropagate through the steps; ``DiscreteAdjoint(checkpoints=K)``
+            does so in ``K`` checkpointed segments ending at save times (``saveat`` needed, no dense output:
+            memory of one segment's steps); ``InterpolatingAdjoint()``, ``QuadratureAdjoint()``,
+            ``BacksolveAdjoint()`` solve the continuous adjoint (``saveat`` needed, ``dense=True`` refused; the step
+            options and ``tstops`` apply to the forward and the backward solves). Under ``torch.no_grad()`` every
+            sensealg is a plain solve. With ``backend="julia"`` gradients go through SciMLSensitivity
+            (``GaussAdjoint()`` too; ``DiscreteAdjoint`` and step options refused). See ``pysciml.sensealg``.
         tstops: times the steps must land on exactly (where ``f`` has a kink or jump in ``t``); adaptive
             unbatched solves.
         backend: ``"torch"`` (native engine) or ``"julia"`` (DifferentialEquations.jl through juliacall).
+
+    Raises:
+        InputError: an argument the chosen path cannot honour, named with the fix (nothing is dropped).
+        SolverError: numerical failure with ``throw=True``.
 
     Returns:
         :class:`ODESolution` on the problem's dtype and device.

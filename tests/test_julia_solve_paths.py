@@ -9,13 +9,15 @@ would be sent to Julia (``plan_solve``, ``plan_solve_adjoint``), without Julia, 
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 from test_julia_arguments import STEP_KEYS, assert_matches_julia, tensor_of
 
 import pysciml as ps
 from pysciml._validate import SolveOptions
-from pysciml.errors import InputError
+from pysciml.errors import InputError, JuliaNotAvailableError
 from pysciml.julia._adjoint import plan_solve_adjoint
 from pysciml.julia._solve import plan_solve
 from pysciml.sensitivity.problem_adjoint import wants_gradient
@@ -150,3 +152,25 @@ def test_vjp_callbacks_refuse_a_tensor_the_parameters_missed():
     with pytest.raises(InputError, match="adjoint_params|put the tensor in p"):
         run.callbacks.vjp(out, torch.ones(2, dtype=F64), torch.ones(2, dtype=F64), 0.9)
     assert run.callbacks.error is not None
+
+
+# ------------------------------------------------------------------------------------- odeint
+@pytest.mark.parametrize("kw,match", [(dict(options={"step_size": 0.1}), "options other than max_num_steps"),
+                                      (dict(adjoint_rtol=1e-8), "adjoint_rtol"),
+                                      (dict(adjoint_alg=ps.Rodas5P()), "adjoint_alg")],
+                         ids=["options", "adjoint_rtol", "adjoint_alg"])
+def test_odeint_with_julia_refuses_what_it_used_to_drop(kw, match):
+    with pytest.raises(InputError, match=f"odeint\\(backend='julia'\\) cannot honour {match}"):
+        ps.odeint(lambda t, y: -y, torch.ones(2, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64), backend="julia",
+                  **kw)
+    t = torch.tensor([0.0, 1.0], dtype=F64, requires_grad=True)
+    with pytest.raises(InputError, match="gradients with respect to t"):
+        ps.odeint(lambda t, y: -y, torch.ones(2, dtype=F64), t, backend="julia")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("juliacall") is not None, reason="Julia could start here")
+def test_odeint_with_julia_defaults_to_a_julia_sensealg():
+    """odeint's native default for explicit methods, DiscreteAdjoint, has no Julia counterpart: with
+    backend='julia' the default is odeint_julia's, so the call gets as far as starting Julia."""
+    with pytest.raises(JuliaNotAvailableError):
+        ps.odeint(lambda t, y: -y, torch.ones(2, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64), backend="julia")

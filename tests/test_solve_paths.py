@@ -3,7 +3,8 @@
 * ``DiscreteAdjoint(checkpoints=K)`` through ``solve``: values and gradients as without checkpoints, recomputation
   exact, memory bounded, failures reported, the models on the same path;
 * the continuous adjoints through ``solve``: ``dtmax``, ``controller``, ``dtmin``, ``tstops`` and ``throw`` have an
-  observable effect on the forward and the backward solves; ``dense=True`` is refused.
+  observable effect on the forward and the backward solves; ``dense=True`` is refused;
+* the helpers every path shares (``Stats +``, ``raise_if_failed``, ``check_times``, ``SolveOptions``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from torch import nn
 
 import pysciml as ps
 import pysciml.sensitivity.discrete as discrete
+from pysciml._validate import SolveOptions, check_times
 from pysciml.models import NeuralODE
+from pysciml.solution import raise_if_failed
 
 F64 = torch.float64
 SAVEAT = torch.linspace(0.2, 5.0, 25, dtype=F64)
@@ -220,3 +223,38 @@ def test_solve_refuses_a_sensealg_that_is_not_one():
     with pytest.raises(ps.InputError, match="sensealg must be an object from pysciml.sensealg"):
         ps.solve(ps.ODEProblem(f, torch.ones(2, dtype=F64), (0.0, 1.0), torch.ones(2, dtype=F64)), ps.Tsit5(),
                  sensealg="adjoint")
+
+
+# ---------------------------------------------------------------------------------- shared helpers
+def test_stats_add_up():
+    a, b = ps.Stats(nf=3, naccept=2), ps.Stats(nf=4, nreject=1)
+    total = a + b
+    assert (total.nf, total.naccept, total.nreject) == (7, 2, 1) and a.nf == 3  # + makes a new Stats
+    a += b
+    assert a == total and sum([b, b], ps.Stats()).nf == 8
+
+
+def test_raise_if_failed_and_the_shared_message():
+    ok = ps.solve(ps.ODEProblem(lambda t, u: -u, torch.ones(1, dtype=F64), (0.0, 1.0)), ps.Tsit5())
+    assert raise_if_failed(ok) is ok
+    bad = ps.solve(ps.ODEProblem(blow_up, torch.ones(1, dtype=F64), (0.0, 2.0), 1.0), ps.Tsit5())
+    with pytest.raises(ps.SolverError, match=r"^the test solve failed: Tsit5\(\) failed: DtLessThanMin at t=") as info:
+        raise_if_failed(bad, "the test solve")
+    assert info.value.retcode is ps.ReturnCode.DtLessThanMin
+
+
+@pytest.mark.parametrize("t,match", [([0.0], "at least two"), ([[0.0, 1.0]], "1-D"), ([0.0, 1.0, 1.0], "strictly"),
+                                     ([0.0, float("nan")], "NaN"), ("abc", "t must be")],
+                         ids=["one", "2-d", "repeated", "nan", "string"])
+def test_check_times(t, match):
+    with pytest.raises(ps.InputError, match=match):
+        check_times(t, torch.ones(1, dtype=F64))
+    assert check_times([0, 1, 2], torch.ones(1, dtype=F64)).dtype == F64
+
+
+def test_solve_options():
+    with pytest.raises(ps.InputError, match=r"unknown solve keyword\(s\) \['tol'\]"):
+        SolveOptions().replace(tol=1e-3)
+    piece = SolveOptions(dtmin=0.3).on_piece(1.0, 1.2, [0.5, 1.1, 1.2, 3.0])
+    assert piece.tstops == [1.1, 1.2] and piece.dtmin == 0.0  # a piece shorter than dtmin is one short step
+    assert SolveOptions(dtmin=0.1).on_piece(2.0, 1.0, None) == SolveOptions(dtmin=0.1)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .._validate import SolveOptions, advice, check_algorithm, check_solve, check_times, check_tolerances, solve_message
+from .._validate import SolveOptions, check_algorithm, check_solve, check_times, check_tolerances, solve_message
 from ..algorithms import Algorithm, ImplicitAlgorithm, Tsit5
 from ..engine.rhs import RHS
 from ..errors import InputError, SolverError
@@ -26,7 +26,7 @@ from ._arguments import adjoint_call, adjoint_settings, solve_ode_call
 from ._callbacks import TorchCallbacks, reraise_callback_error
 from ._cuda import ensure_cuda
 from ._mapping import julia_algorithm
-from ._retcodes import retcode_from_julia, stats_from_julia
+from ._retcodes import failure_part, retcode_from_julia, stats_from_julia
 from ._startup import start
 
 __all__ = ["odeint_julia", "plan_odeint", "plan_solve_adjoint", "solve_adjoint_julia"]
@@ -73,6 +73,11 @@ class _Run:
         self.code, self.stats, self.reached = ReturnCode.Success, Stats(), t
         self.failure: SolverError | None = None
 
+    @property
+    def label(self) -> str:
+        """How messages name this solve."""
+        return f"{self.alg!r} (Julia {julia_algorithm(self.alg)}, gradients by {self.sensealg_name})"
+
     def forward_call(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Arguments of the forward ``solve_ode``: dense, with the flattened parameters as ``p``."""
         u0 = self.prob.u0
@@ -99,9 +104,9 @@ class _Run:
         if u.shape[0] != self.t.shape[0] and self.code is ReturnCode.Success:
             self.code = ReturnCode.ConvergenceFailure  # short of the last save time: never a success
         if self.code is not ReturnCode.Success:
-            self.failure = SolverError(
-                f"{self.alg!r} (Julia) failed with ReturnCode.{code} before reaching t={float(self.t[-1]):.6g}; "
-                "no gradient of a failed solve. " + advice(self.alg, self.code.value), self.code)
+            self.failure = SolverError(solve_message(self.alg, self.stats, [(0, failure_part(str(code), t))],
+                                                     self.code.value, batched=False, label=self.label)
+                                       + " No gradient of a failed solve.", self.code)
             if self.throw:
                 raise self.failure
             self.reached = t.to(self.t.device)
@@ -281,8 +286,7 @@ def solve_adjoint_julia(prob: ODEProblem, alg: Algorithm | None, sensealg: Sensi
     run, starts = plan_solve_adjoint(prob, alg, sensealg, opts)
     ys = _JuliaAdjoint.apply(run, prob.u0, *run.params)
     keep = slice(0 if starts else 1, None)
-    label = f"{run.alg!r} (Julia {julia_algorithm(run.alg)}, gradients by {run.sensealg_name})"
-    message = solve_message(run.alg, run.stats, [], None, batched=False, label=label) if run.failure is None \
-        else str(run.failure)
+    message = str(run.failure) if run.failure else solve_message(run.alg, run.stats, [], None, batched=False,
+                                                                 label=run.label)
     return ODESolution(run.reached[keep], ys[keep], (run.code,), message, run.stats, run.alg, prob, None,
                        engine="julia")

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..solution import ReturnCode, Stats
 
-__all__ = ["JULIA_RETCODES", "JULIA_SUCCESS_RETCODES", "retcode_from_julia", "stats_from_julia"]
+__all__ = ["JULIA_RETCODES", "JULIA_SUCCESS_RETCODES", "failure_part", "retcode_from_julia", "stats_from_julia"]
 
 JULIA_SUCCESS_RETCODES = frozenset({
     "Success", "Terminated", "ExactSolutionLeft", "ExactSolutionRight", "FloatingPointLimit", "StalledSuccess",
@@ -55,3 +55,9 @@ def stats_from_julia(counts: Any) -> Stats:
     nf, nf2, nw, nsolve, njacs, nnl, nnlfail, nacc, nrej = (max(int(c), 0) for c in counts)
     return Stats(nf=nf + nf2, njac=njacs, nlu=nw, nsolve=nsolve, naccept=nacc, nreject=nrej,
                  nnonliniter=nnl, nnonlinconvfail=nnlfail, nloop=nacc + nrej)
+
+
+def failure_part(code: str, t: Any) -> str:
+    """How one Julia solve failed, for :func:`~pysciml._validate.solve_message`: its SciMLBase code and the last
+    save time it reached (``t``, the times it returned)."""
+    return f"ReturnCode.{code} after the last saved t={float(t[-1]) if len(t) else float('nan'):.6g}"

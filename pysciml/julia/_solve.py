@@ -26,7 +26,7 @@ from ._arguments import atol_row, check_consistent_u0, solve_ode_call
 from ._callbacks import TorchCallbacks, reraise_callback_error, to_julia
 from ._cuda import ensure_cuda
 from ._mapping import julia_algorithm
-from ._retcodes import retcode_from_julia, stats_from_julia
+from ._retcodes import failure_part, retcode_from_julia, stats_from_julia
 from ._startup import start
 
 __all__ = ["JuliaDense", "SolvePlan", "TrajectoryCall", "plan_solve", "retcode_from_julia", "solve_julia",
@@ -218,7 +218,7 @@ def _package(pkg: Any, prob: ODEProblem, plan: SolvePlan, results: list[_Result]
         t, u = save_times, torch.stack(padded, dim=1).reshape(s, *prob.u0.shape)
     else:
         t, u = results[0].t, results[0].u.reshape(results[0].u.shape[0], *prob.state_shape)
-    failed = [(b, f"ReturnCode.{r.code} after the last saved t={float(r.t[-1]) if r.t.numel() else math.nan:.6g}")
+    failed = [(b, failure_part(r.code, r.t))
               for b, (r, c) in enumerate(zip(results, codes, strict=True)) if c is not ReturnCode.Success]
     first = next((c for c in codes if c is not ReturnCode.Success), None)
     message = solve_message(alg, stats, failed, first and first.value, batched=prob.batched,

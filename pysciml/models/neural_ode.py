@@ -39,7 +39,8 @@ class CallCounter:
         return self.fn(t, u)
 
 
-def make_solve_kwargs(dt: float | None, adaptive: bool | None, extra: dict[str, Any]) -> dict[str, Any]:
+def make_solve_kwargs(dt: float | None, adaptive: bool | None, rtol: float, atol: float,
+                      extra: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments for :func:`pysciml.solve`: ``dt`` given with ``adaptive=None`` means fixed steps."""
     for bad in ("saveat", "sensealg", "dense"):
         if bad in extra:
@@ -48,7 +49,7 @@ def make_solve_kwargs(dt: float | None, adaptive: bool | None, extra: dict[str, 
     if adaptive is None and dt is not None:
         adaptive = False
     kw = dict(extra)
-    kw.update(dt=dt, adaptive=adaptive)
+    kw.update(dt=dt, adaptive=adaptive, rtol=rtol, atol=atol)
     return kw
 
 
@@ -111,8 +112,7 @@ class NeuralODE(nn.Module):
         self.alg = alg
         self.sensealg = sensealg
         self.batched = bool(batched)
-        self.kw = make_solve_kwargs(dt, adaptive, solve_kwargs)
-        self.kw.update(rtol=rtol, atol=atol)
+        self.kw = make_solve_kwargs(dt, adaptive, rtol, atol, solve_kwargs)
         self._counter = CallCounter(lambda t, y: self.vector_field(t, y), wraps=vector_field)
         self.last_solution: ODESolution | None = None
         self.nfe = 0

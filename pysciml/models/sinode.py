@@ -104,8 +104,7 @@ class SemiImplicitNeuralODE(nn.Module):
         self.sensealg = sensealg
         self.linsolve = linsolve
         self.batched = bool(batched)
-        self.kw = make_solve_kwargs(dt, adaptive, solve_kwargs)
-        self.kw.update(rtol=rtol, atol=atol)
+        self.kw = make_solve_kwargs(dt, adaptive, rtol, atol, solve_kwargs)
         self.last_solution: ODESolution | None = None
         self.nfe_explicit = 0
         self.nfe_implicit: int | None = 0

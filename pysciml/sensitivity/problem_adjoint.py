@@ -38,10 +38,13 @@ def wants_gradient(prob: ODEProblem) -> bool:
         return False
     if prob.u0.requires_grad or problem_params(prob):
         return True
-    u0 = prob.u0.detach()
     for tv in prob.tspan:
+        u0 = prob.u0.detach().clone()  # a copy: an f that writes into u must not change the caller's u0
         t = torch.full((prob.u0.shape[0],) if prob.batched else (), tv, dtype=u0.dtype, device=u0.device)
-        out = prob.rhs(t, u0)
+        try:
+            out = prob.rhs(t, u0)
+        except Exception:  # the solve calls f again and reports the error with its context
+            return False
         if isinstance(out, Tensor) and out.requires_grad:
             return True
     return False

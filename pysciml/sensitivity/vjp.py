@@ -107,7 +107,7 @@ def discover_params(f: Callable[..., Tensor], takes_p: bool, p: object, t: Tenso
     used: list[Tensor] = []
     with torch.enable_grad():
         for tt in (t, t_end) if t_end is not None else (t,):
-            out = call_f(f, takes_p, p, tt.detach(), y.detach())
+            out = call_f(f, takes_p, p, tt.detach(), y.detach().clone())  # a copy: f may write into u
             if isinstance(out, Tensor):
                 used += graph_leaves(out, used)
     found = module + [x for x in used if all(x is not q for q in module)]
