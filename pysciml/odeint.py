@@ -193,7 +193,8 @@ def odeint(
     else:
         params = discover_params(prob.f, prob.f_takes_p, prob.p, t[0], y0, adjoint_params, t[-1])
         forward = SolveOptions().replace(**kw)
-        backward = SolveOptions(rtol=adjoint_rtol or rtol, atol=adjoint_atol or atol, maxiters=forward.maxiters)
+        backward = SolveOptions(rtol=adjoint_rtol or rtol, atol=adjoint_atol or atol, maxiters=forward.maxiters,
+                                adaptive=forward.adaptive, dt=forward.dt if forward.adaptive is False else None)
         setup = AdjointSetup(prob=prob, alg=algorithm, adj_alg=adjoint_alg or algorithm, sensealg=sensealg,
                              save_t=t.detach(), params=params, options=forward, adj_options=backward,
                              discovered=adjoint_params is None)

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -258,3 +260,23 @@ def test_solve_options():
     piece = SolveOptions(dtmin=0.3).on_piece(1.0, 1.2, [0.5, 1.1, 1.2, 3.0])
     assert piece.tstops == [1.1, 1.2] and piece.dtmin == 0.0  # a piece shorter than dtmin is one short step
     assert SolveOptions(dtmin=0.1).on_piece(2.0, 1.0, None) == SolveOptions(dtmin=0.1)
+
+
+def test_checkpointed_segments_share_maxiters():
+    plain, _ = solve_and_grad(None, rtol=1e-6, atol=1e-9)
+    budget = plain.stats.nloop // 2
+    sol, _ = solve_and_grad(ps.DiscreteAdjoint(checkpoints=4), rtol=1e-6, atol=1e-9, maxiters=budget)
+    assert sol.retcode is ps.ReturnCode.MaxIters and sol.stats.nloop <= budget
+    assert len(sol.t) < len(SAVEAT)
+
+
+@pytest.mark.parametrize("sensealg", [ps.InterpolatingAdjoint(), ps.QuadratureAdjoint(), ps.BacksolveAdjoint()],
+                         ids=lambda s: s.name)
+def test_continuous_adjoint_after_fixed_steps(sensealg):
+    """The backward solve takes the forward's fixed steps: RK4 (fixed-step only) used to fail in backward."""
+    k = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    sol = ps.solve(ps.ODEProblem(lambda t, u, p: -p * u, torch.ones(1, dtype=F64), (0.0, 1.0), k), ps.RK4(),
+                   adaptive=False, dt=0.1, saveat=[0.5, 1.0], sensealg=sensealg)
+    (g,) = torch.autograd.grad(sol.u.sum(), k)
+    exact = -(0.5 * math.exp(-0.25) + math.exp(-0.5))
+    assert abs(float(g) / exact - 1) < 1e-6 and sol.stats.naccept == 20  # 10 steps forward, 10 backward

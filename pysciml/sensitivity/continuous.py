@@ -297,12 +297,16 @@ def _interval_options(setup: AdjointSetup, y_of_t: Any, t_hi: Tensor, t_lo: Tens
     """The backward solve's options on ``[t_lo, t_hi]``: its steps land on the forward step times behind an
     interpolated ``y(t)`` (only C0 across them; OrdinaryDiffEq does the same) and on the user's ``tstops``; it
     starts with the step the previous interval ended with (as one continuous solve with jumps would), instead of
-    a fresh initial-step guess."""
+    a fresh initial-step guess. After a fixed-step forward solve it takes the same fixed steps."""
+    span = abs(float(t_hi) - float(t_lo))
+    if setup.adj_options.adaptive is False:  # fixed steps, as the forward solve took: no stops to land on
+        return setup.adj_options.on_piece(float(t_hi), float(t_lo), None).replace(
+            dt=min(float(setup.adj_options.dt), span))
     stops = [*getattr(y_of_t, "kinks", []), *(setup.tstops or [])]
     opts = setup.adj_options.on_piece(float(t_hi), float(t_lo), stops)
     if setup.dt_carry is None:
         return opts
-    return opts.replace(dt=min(setup.dt_carry, abs(float(t_hi) - float(t_lo))))
+    return opts.replace(dt=min(setup.dt_carry, span))
 
 
 def _gauss_nodes(sol: Any) -> tuple[Tensor, Tensor]:

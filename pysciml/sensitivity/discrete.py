@@ -45,6 +45,7 @@ class _Segments:
     def __init__(self, prob: ODEProblem, checked: CheckedSolve, opts: SolveOptions) -> None:
         self.prob, self.checked, self.opts = prob, checked, opts
         self.dts: list[float | None] = []
+        self.budgets: list[int] = []  # maxiters bounds the loop iterations of all segments together
         self.solutions: list[ODESolution] = []
 
     def _first_dt(self, k: int) -> float | None:
@@ -56,10 +57,12 @@ class _Segments:
     def solve(self, y0: Tensor, seg_t: Tensor, k: int) -> Tensor:
         if k == len(self.dts):
             self.dts.append(self._first_dt(k))
+            self.budgets.append(max(1, self.opts.maxiters - sum(s.stats.nloop for s in self.solutions)))
         a, b = float(seg_t[0]), float(seg_t[-1])
         piece = self.prob.remake(u0=y0, tspan=(a, b))
         opts = self.opts.on_piece(a, b, self.checked.tstops)
-        sol = solve_native(piece, self.checked.alg, opts, saveat=seg_t, dt=self.dts[k], dense=False, throw=False)
+        sol = solve_native(piece, self.checked.alg, opts, saveat=seg_t, dt=self.dts[k], maxiters=self.budgets[k],
+                           dense=False, throw=False)
         if k == len(self.solutions):
             self.solutions.append(sol)
         return sol.u
@@ -71,8 +74,9 @@ def solve_checkpointed(prob: ODEProblem, alg: Algorithm | None, sensealg: Discre
     differentiable by autograd through every step, with the step graph of one segment alive at a time.
 
     The solution has no dense output; its ``stats`` are the forward work summed over the segments (the
-    recomputation during backward repeats it once more). A failed segment ends the solve there: the solution
-    has that segment's return code and message and the save times reached (``throw=True`` raises instead).
+    recomputation during backward repeats it once more); ``maxiters`` bounds them all together. A failed segment
+    ends the solve there: the solution has that segment's return code and message and the save times reached
+    (``throw=True`` raises instead).
 
     Raises:
         InputError: no ``saveat`` (the segments end at save times) or ``dense=True``, besides ``solve``'s checks.

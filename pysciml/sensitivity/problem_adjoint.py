@@ -94,8 +94,9 @@ def solve_with_adjoint(prob: ODEProblem, alg: Algorithm | None, sensealg: Sensit
         prob = ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)
     params = adjoint_parameters(prob)
     forward = opts.replace(saveat=None, dense=None, throw=False, unsplit=False)
+    fixed = {} if checked.adaptive else {"adaptive": False, "dt": checked.dt}  # the backward solve's steps too
     backward = SolveOptions(rtol=opts.rtol, atol=opts.atol, maxiters=opts.maxiters, dtmin=opts.dtmin,
-                            dtmax=opts.dtmax, controller=opts.controller)
+                            dtmax=opts.dtmax, controller=opts.controller, **fixed)
     setup = AdjointSetup(prob=prob, alg=checked.alg, adj_alg=checked.alg, sensealg=sensealg, save_t=times,
                          params=params, options=forward, discovered=True, adj_options=backward,
                          tstops=checked.tstops, throw=opts.throw)
