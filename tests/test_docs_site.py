@@ -148,6 +148,30 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     assert (site / "benchmarks" / "results" / "stiff_work_precision.png").is_file()
     assert not list(site.rglob("*_smoke.png"))
     assert not (ROOT / "site").exists() and not (ROOT / ".cache").exists()  # nothing written into the repo
+    missing = undocumented_public_names(site)
+    assert not missing, f"public names without an entry in the API reference (add them to a docs/api page): {missing}"
+
+
+def undocumented_public_names(site: Path) -> list[str]:
+    """Names in the ``__all__`` of pysciml and its public subpackages that no API page has an anchor for (under
+    the public name or the defining module's path)."""
+    import importlib
+    import inspect
+
+    anchors = {m for page in (site / "api").rglob("*.html")
+               for m in re.findall(r'id="([\w.]+)"', page.read_text(encoding="utf-8"))}
+    missing = []
+    for package in ("pysciml", "pysciml.models", "pysciml.problems", "pysciml.datasets"):
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            value = getattr(module, name)
+            if inspect.ismodule(value) or not (inspect.isclass(value) or inspect.isfunction(value)):
+                continue  # constants are described in their module's docstring
+            paths = {f"{package}.{name}", f"{value.__module__}.{value.__qualname__}",
+                     f"{value.__module__.removeprefix('pysciml.')}.{value.__qualname__}"}
+            if not paths & anchors:
+                missing.append(f"{package}.{name}")
+    return missing
 
 
 def test_broken_reference_fails_the_build(tmp_path: Path) -> None:
