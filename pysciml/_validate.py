@@ -128,6 +128,17 @@ def warn_caller(message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=level)
 
 
+def adjoint_atol(atol: Any) -> Any:
+    """The ``atol`` of a backward (adjoint) solve from the forward one: the adjoint state is not the forward state
+    (``[a, g]``, ``[y, a, g]``: other sizes), so a per-component ``atol`` becomes its smallest component, the
+    tightest (SciMLSensitivity's choice too); a number is kept."""
+    if isinstance(atol, Tensor):
+        return float(atol.detach().min())
+    if isinstance(atol, (list, tuple)):
+        return float(min(atol))
+    return atol
+
+
 def check_times(t: Any, like: Tensor) -> Tensor:
     """Output times (``odeint``'s and the models' ``t``): a 1-D tensor of at least two finite, strictly monotone
     times. A sequence becomes a tensor on ``like``'s dtype and device, an integer tensor takes ``like``'s dtype;

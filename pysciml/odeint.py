@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ._validate import SolveOptions, check_times
+from ._validate import adjoint_atol as backward_atol  # odeint's own adjoint_atol is a keyword
 from .algorithms import BS3, DP5, RK4, Algorithm, Euler, ImplicitAlgorithm, Midpoint, Tsit5, Vern7
 from .errors import InputError
 from .problem import ODEProblem
@@ -193,7 +194,8 @@ def odeint(
     else:
         params = discover_params(prob.f, prob.f_takes_p, prob.p, t[0], y0, adjoint_params, t[-1])
         forward = SolveOptions().replace(**kw)
-        backward = SolveOptions(rtol=adjoint_rtol or rtol, atol=adjoint_atol or atol, maxiters=forward.maxiters,
+        back_atol = backward_atol(atol) if adjoint_atol is None else adjoint_atol
+        backward = SolveOptions(rtol=adjoint_rtol or rtol, atol=back_atol, maxiters=forward.maxiters,
                                 adaptive=forward.adaptive, dt=forward.dt if forward.adaptive is False else None)
         setup = AdjointSetup(prob=prob, alg=algorithm, adj_alg=adjoint_alg or algorithm, sensealg=sensealg,
                              save_t=t.detach(), params=params, options=forward, adj_options=backward,

@@ -14,7 +14,15 @@ from typing import Any
 
 import torch
 
-from .._validate import SolveOptions, check_algorithm, check_solve, check_times, check_tolerances, solve_message
+from .._validate import (
+    SolveOptions,
+    adjoint_atol,
+    check_algorithm,
+    check_solve,
+    check_times,
+    check_tolerances,
+    solve_message,
+)
 from ..algorithms import Algorithm, ImplicitAlgorithm, Tsit5
 from ..engine.rhs import RHS
 from ..errors import InputError, SolverError
@@ -228,7 +236,7 @@ def _default_sensealg(alg: Algorithm, rtol: float, atol: Tensor) -> SensitivityA
     """``QuadratureAdjoint`` with the forward tolerances for implicit methods (``n`` adjoint unknowns: a cheap
     finite-difference Jacobian), ``InterpolatingAdjoint()`` otherwise."""
     if isinstance(alg, ImplicitAlgorithm):
-        return QuadratureAdjoint(abstol=float(atol.min()), reltol=rtol)
+        return QuadratureAdjoint(abstol=adjoint_atol(atol), reltol=rtol)
     return InterpolatingAdjoint()
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .._validate import adjoint_atol
 from ..algorithms import Algorithm
 from ..errors import InputError
 from ..problem import ODEProblem
@@ -98,7 +99,7 @@ def adjoint_settings(sensealg: SensitivityAlgorithm, *, n_params: int, rtol: flo
                 raise InputError(f"QuadratureAdjoint({field}={value!r}): {field} must be a positive number")
         reltol, abstol = float(sensealg.reltol), float(sensealg.abstol)
     else:
-        reltol, abstol = float(rtol), float(atol.min())
+        reltol, abstol = float(rtol), adjoint_atol(atol)
     return name, {**opts, "reltol": reltol, "abstol": abstol}
 
 

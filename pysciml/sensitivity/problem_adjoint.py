@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validate import SolveOptions, check_solve
+from .._validate import SolveOptions, adjoint_atol, check_solve
 from ..algorithms import Algorithm
 from ..errors import InputError
 from ..problem import ODEProblem, SplitODEProblem, tensors_in
@@ -95,7 +95,7 @@ def solve_with_adjoint(prob: ODEProblem, alg: Algorithm | None, sensealg: Sensit
     params = adjoint_parameters(prob)
     forward = opts.replace(saveat=None, dense=None, throw=False, unsplit=False)
     fixed = {} if checked.adaptive else {"adaptive": False, "dt": checked.dt}  # the backward solve's steps too
-    backward = SolveOptions(rtol=opts.rtol, atol=opts.atol, maxiters=opts.maxiters, dtmin=opts.dtmin,
+    backward = SolveOptions(rtol=opts.rtol, atol=adjoint_atol(opts.atol), maxiters=opts.maxiters, dtmin=opts.dtmin,
                             dtmax=opts.dtmax, controller=opts.controller, **fixed)
     setup = AdjointSetup(prob=prob, alg=checked.alg, adj_alg=checked.alg, sensealg=sensealg, save_t=times,
                          params=params, options=forward, discovered=True, adj_options=backward,
