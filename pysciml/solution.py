@@ -38,9 +38,14 @@ class Stats:
 
     Attributes:
         nf: right-hand-side calls (finite-difference Jacobian columns included).
-        njac: Jacobian evaluations. nlu: LU factorizations. nsolve: linear solves.
-        naccept, nreject: accepted and rejected steps. nnonliniter: Newton iterations.
-        nnonlinconvfail: Newton failures (each rejects the step). nloop: iterations of the step loop.
+        njac: Jacobian evaluations.
+        nlu: LU factorizations.
+        nsolve: linear solves.
+        naccept: accepted steps.
+        nreject: rejected steps.
+        nnonliniter: Newton iterations.
+        nnonlinconvfail: Newton failures (each rejects the step).
+        nloop: iterations of the step loop.
     """
 
     nf: int = 0
