@@ -86,7 +86,8 @@ class ODESolution:
         retcodes: per-trajectory return codes (a tuple of length ``B``; length 1 when unbatched).
         message: what happened, with ``t``, ``dt`` and advice when the solve failed.
         stats: :class:`Stats`.
-        alg: the algorithm object; prob: the problem.
+        alg: the algorithm object.
+        prob: the problem.
 
     Call ``sol(t)`` for dense interpolation (scalar ``t`` -> ``u0.shape``; ``(M,)`` -> ``(M, *u0.shape)``).
     """

@@ -31,7 +31,8 @@ def sbm_graph(num_nodes: int = 1000, num_classes: int = 7, *, avg_degree: float 
         num_features: feature dimension.
         signal: standard deviation of the class means relative to the unit feature noise.
         train_per_class: labelled training nodes per class (Cora's split: 20).
-        num_val: validation nodes; num_test: test nodes (default: all remaining nodes).
+        num_val: validation nodes.
+        num_test: test nodes (default: all remaining nodes).
         seed: seeds a private ``torch.Generator``: the same arguments give the same graph, and the global RNG
             is left alone.
         dtype: floating dtype of the features.

@@ -197,8 +197,9 @@ def odeint_julia(
         ``y0``, the tensors in ``p`` and ``adjoint_params``.
 
     Raises:
-        JuliaNotAvailableError: Julia cannot start here. InputError: invalid input or a sensitivity
-        algorithm with no Julia counterpart (``DiscreteAdjoint``). SolverError: the forward solve failed.
+        JuliaNotAvailableError: Julia cannot start here.
+        InputError: invalid input or a sensitivity algorithm with no Julia counterpart (``DiscreteAdjoint``).
+        SolverError: the forward solve failed.
     """
     run = plan_odeint(func, y0, t, p=p, alg=alg, sensealg=sensealg, rtol=rtol, atol=atol,
                       adjoint_params=adjoint_params, jac=jac, tgrad=tgrad, maxiters=maxiters)

@@ -93,8 +93,8 @@ class AttentionTransport(nn.Module):
         source: add ``beta X0`` with a learned ``beta`` (GRAND's ``add_source``); set ``x0`` before solving.
 
     Attributes:
-        nfe: forward evaluations since the last :meth:`reset_counts`; nvjp: vector-Jacobian products
-            (backward evaluations) since then.
+        nfe: forward evaluations since the last :meth:`reset_counts`.
+        nvjp: vector-Jacobian products (backward evaluations) since the last :meth:`reset_counts`.
         x0: ``(N, d)`` source state (used when ``source=True``).
     """
 
