@@ -1,7 +1,15 @@
 """pysciml: stiff ODE solvers on PyTorch tensors, with adjoint gradients and an optional Julia engine.
 
-The public API, re-exported explicitly; implementation modules are private.
+The public API, re-exported explicitly; implementation modules are private. The subpackages
+:mod:`~pysciml.models`, :mod:`~pysciml.problems`, :mod:`~pysciml.analysis`, :mod:`~pysciml.datasets`,
+:mod:`~pysciml.sensitivity` and :mod:`~pysciml.julia` are attributes too (``ps.models.NeuralODE``), each
+imported on first access (PEP 562) so that ``import pysciml`` does not pay for the ones it does not use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .julia import _eager  # noqa: F401  (first: starts Julia before torch if PYSCIML_JULIA_EAGER=1)
 
@@ -13,12 +21,15 @@ from .algorithms import (
     ROS3P,
     Algorithm,
     Euler,
+    Heun,
     KenCarp3,
     KenCarp4,
     KenCarp5,
+    Kvaerno3,
     Kvaerno5,
     Midpoint,
     Rodas4,
+    Rodas5,
     Rodas5P,
     Rosenbrock23,
     Tsit5,
@@ -44,10 +55,27 @@ from .solve import solve
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "Algorithm", "BS3", "DP5", "Euler", "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno5", "Midpoint", "RK4",
-    "ROS3P", "Rodas4", "Rodas5P", "Rosenbrock23", "Tsit5", "Vern7", "IMEXSSP2", "ARS222",
+    "Algorithm", "BS3", "DP5", "Euler", "Heun", "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno3", "Kvaerno5",
+    "Midpoint", "RK4", "ROS3P", "Rodas4", "Rodas5", "Rodas5P", "Rosenbrock23", "Tsit5", "Vern7", "IMEXSSP2",
+    "ARS222",
     "PIController", "DenseLU", "GMRES", "crossvalidate", "CrossValidation",
     "InputError", "SolverError", "RHSError", "JuliaNotAvailableError",
     "ODEProblem", "SplitODEProblem", "ODESolution", "ReturnCode", "Stats", "solve", "odeint", "odeint_adjoint",
     "DiscreteAdjoint", "BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint", "GaussAdjoint",
 ]
+
+_SUBPACKAGES = ("analysis", "datasets", "julia", "models", "problems", "sensitivity")
+"""Subpackages reachable as attributes of :mod:`pysciml`, imported on first access."""
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports them when first used
+    from . import analysis, datasets, julia, models, problems, sensitivity  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)  # the import also sets it as an attribute here
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SUBPACKAGES))

@@ -22,9 +22,9 @@ from .linsolve_options import GMRES, DenseLU, LinearSolver
 __all__ = [
     "Algorithm", "ExplicitAlgorithm", "ImplicitAlgorithm", "RosenbrockAlgorithm", "ESDIRKAlgorithm",
     "IMEXAlgorithm",
-    "Tsit5", "DP5", "BS3", "Vern7", "RK4", "Midpoint", "Euler",
-    "Rosenbrock23", "ROS3P", "Rodas4", "Rodas5P",
-    "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno5",
+    "Tsit5", "DP5", "BS3", "Vern7", "RK4", "Midpoint", "Heun", "Euler",
+    "Rosenbrock23", "ROS3P", "Rodas4", "Rodas5", "Rodas5P",
+    "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno3", "Kvaerno5",
     "ALGORITHMS",
 ]
 
@@ -192,6 +192,15 @@ class Midpoint(ExplicitAlgorithm):
 
 
 @dataclass(frozen=True, repr=False)
+class Heun(ExplicitAlgorithm):
+    """Heun's method (explicit trapezoidal rule, 2nd order), fixed step only (like ``Midpoint``; OrdinaryDiffEq's
+    Heun also steps adaptively with an embedded Euler estimate, which pysciml does not offer)."""
+
+    _tableau: ClassVar[Tableau | None] = _explicit.HEUN
+    julia_name: ClassVar[str] = "Heun"
+
+
+@dataclass(frozen=True, repr=False)
 class Euler(ExplicitAlgorithm):
     """Forward Euler (1st order), fixed step only."""
 
@@ -236,6 +245,14 @@ class Rodas4(RosenbrockAlgorithm):
 
 
 @dataclass(frozen=True, repr=False)
+class Rodas5(RosenbrockAlgorithm):
+    """Di Marzo's Rodas5 5(4), stiffly accurate, 4th-order stiff-aware interpolant (Rodas5P's predecessor)."""
+
+    _tableau: ClassVar[Tableau | None] = _rosenbrock.RODAS5
+    julia_name: ClassVar[str] = "Rodas5"
+
+
+@dataclass(frozen=True, repr=False)
 class Rodas5P(RosenbrockAlgorithm):
     """Steinebach's Rodas5P 5(4), stiffly accurate, 4th-order stiff-aware interpolant. The default stiff method."""
 
@@ -268,6 +285,15 @@ class KenCarp5(IMEXAlgorithm):
 
 
 @dataclass(frozen=True, repr=False)
+class Kvaerno3(ESDIRKAlgorithm):
+    """Kvaerno's ESDIRK 3(2) with 4 stages, L-stable, stiffly accurate (implicit only), cubic Hermite
+    interpolant."""
+
+    _tableau: ClassVar[Tableau | None] = _ark.KVAERNO3
+    julia_name: ClassVar[str] = "Kvaerno3"
+
+
+@dataclass(frozen=True, repr=False)
 class Kvaerno5(ESDIRKAlgorithm):
     """Kvaerno's ESDIRK 5(4), L-stable, stiffly accurate (implicit only)."""
 
@@ -277,6 +303,6 @@ class Kvaerno5(ESDIRKAlgorithm):
 
 ALGORITHMS: dict[str, type] = {
     c.__name__: c
-    for c in (Tsit5, DP5, BS3, Vern7, RK4, Midpoint, Euler, Rosenbrock23, ROS3P, Rodas4, Rodas5P,
-              KenCarp3, KenCarp4, KenCarp5, Kvaerno5)
+    for c in (Tsit5, DP5, BS3, Vern7, RK4, Midpoint, Heun, Euler, Rosenbrock23, ROS3P, Rodas4, Rodas5, Rodas5P,
+              KenCarp3, KenCarp4, KenCarp5, Kvaerno3, Kvaerno5)
 }

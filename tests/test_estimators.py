@@ -150,7 +150,8 @@ def test_estimate_is_main_minus_embedded(alg):
 
 
 # Step sizes for the order test, per method: asymptotic range on the Kepler problem and above round-off.
-ORDER_H = {"Vern7": 0.1, "KenCarp5": 0.05, "Kvaerno5": 0.05, "Rodas5P": 0.05, "Tsit5": 0.05, "DP5": 0.05}
+ORDER_H = {"Vern7": 0.1, "KenCarp5": 0.05, "Kvaerno5": 0.05, "Rodas5": 0.05, "Rodas5P": 0.05, "Tsit5": 0.05,
+           "DP5": 0.05}
 
 
 @pytest.mark.parametrize("alg", ESTIMATED, ids=IDS)

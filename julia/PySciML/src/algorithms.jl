@@ -3,20 +3,21 @@
 "Explicit methods: constructed without options."
 const EXPLICIT_ALGORITHMS = Dict{String, Any}(
     "Tsit5" => Tsit5, "DP5" => DP5, "BS3" => BS3, "Vern7" => Vern7,
-    "RK4" => RK4, "Midpoint" => Midpoint, "Euler" => Euler,
+    "RK4" => RK4, "Midpoint" => Midpoint, "Heun" => Heun, "Euler" => Euler,
 )
 
 "Methods that need Jacobians and linear solves: constructed with `autodiff` and `linsolve`."
 const IMPLICIT_ALGORITHMS = Dict{String, Any}(
-    "Rosenbrock23" => Rosenbrock23, "ROS3P" => ROS3P, "Rodas4" => Rodas4, "Rodas5P" => Rodas5P,
-    "KenCarp3" => KenCarp3, "KenCarp4" => KenCarp4, "KenCarp5" => KenCarp5, "Kvaerno5" => Kvaerno5,
+    "Rosenbrock23" => Rosenbrock23, "ROS3P" => ROS3P, "Rodas4" => Rodas4, "Rodas5" => Rodas5,
+    "Rodas5P" => Rodas5P, "KenCarp3" => KenCarp3, "KenCarp4" => KenCarp4, "KenCarp5" => KenCarp5,
+    "Kvaerno3" => Kvaerno3, "Kvaerno5" => Kvaerno5,
 )
 
 "IMEX methods: on a `SplitODEProblem` they treat `f₁` implicitly and `f₂` explicitly."
 const IMEX_ALGORITHMS = ("KenCarp3", "KenCarp4", "KenCarp5")
 
 "ESDIRK methods: their stages are solved by (simplified) Newton iterations, `NLNewton`."
-const NEWTON_ALGORITHMS = ("KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno5")
+const NEWTON_ALGORITHMS = ("KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno3", "Kvaerno5")
 
 "Names of the methods the Julia engine provides (pysciml checks its mapping against this list)."
 algorithm_names() = sort!(vcat(collect(keys(EXPLICIT_ALGORITHMS)), collect(keys(IMPLICIT_ALGORITHMS))))
@@ -38,7 +39,7 @@ see callbacks.jl), not finite differences. Otherwise the default LU.
 
 ESDIRK methods get `NLNewton(κ = newton_kappa, max_iter = max_newton_iters)` and `smooth_est`, the
 same stopping rule and error estimate as pysciml's native Newton iteration. `smooth_est` defaults to
-pysciml's `false`; OrdinaryDiffEq's own default for KenCarp3/4/5 and Kvaerno5 is `true`.
+pysciml's `false`; OrdinaryDiffEq's own default for KenCarp3/4/5 and Kvaerno3/5 is `true`.
 """
 function make_algorithm(
         name::AbstractString; linsolve::AbstractString = "lu", restart::Integer = 30,

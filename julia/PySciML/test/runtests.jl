@@ -14,7 +14,7 @@ using Test
 @testset "PySciML" begin
     @testset "algorithms" begin
         names = algorithm_names()
-        @test length(names) == 15
+        @test length(names) == 18
         for name in names
             @test make_algorithm(name) !== nothing
         end
