@@ -51,8 +51,9 @@ class SemiImplicitNeuralODE(nn.Module):
             ``ARS222()`` (fixed steps).
         dt, adaptive: ``dt`` with ``adaptive=None`` means fixed steps of size ``dt`` (the paper's setting).
         rtol, atol: tolerances of adaptive steps (and of Newton for a matrix-free ``L``).
-        sensealg: ``DiscreteAdjoint(checkpoints=K)`` (default, the paper's choice) or a continuous adjoint
-            (``InterpolatingAdjoint()``, ``QuadratureAdjoint()``, ``BacksolveAdjoint()``; unbatched only).
+        sensealg: ``DiscreteAdjoint()`` (default; ``DiscreteAdjoint(checkpoints=K)``, the paper's choice, bounds
+            memory) or a continuous adjoint (``InterpolatingAdjoint()``, ``QuadratureAdjoint()``,
+            ``BacksolveAdjoint()``; unbatched only).
         linsolve: ``DenseLU()`` or ``GMRES(...)``; default: LU for a matrix, GMRES for a matrix-free ``L``.
         batched: ``y0``'s leading dimension indexes independent trajectories (own steps, own return code);
             ``nonlinear`` then gets ``t`` of shape ``(B,)``.
