@@ -42,6 +42,7 @@ def solve(
     sensealg: Any = None,
     tstops: Any = None,
     backend: str = "torch",
+    progress: bool = False,
 ) -> ODESolution:
     """Solve an ODE problem.
 
@@ -55,7 +56,7 @@ def solve(
         saveat: ``None`` (every step for unbatched problems; ``t0`` and ``t1`` for batched ones), a number
             (the spacing of the save times, SciML's meaning; ``t1`` is always saved), or a sequence of times
             inside ``tspan`` in integration order. Values are interpolated inside steps (the steps of KenCarp5
-            and Kvaerno5, whose interpolants are low-order, land on them in unbatched solves).
+            and Kvaerno5, whose interpolants are low-order, land on them).
         dt: initial step (adaptive) or the fixed step (``adaptive=False``).
         adaptive: error-controlled steps (default if the method has an error estimator).
         maxiters: most loop iterations before returning ``ReturnCode.MaxIters``.
@@ -75,8 +76,10 @@ def solve(
             sensealg is a plain solve. With ``backend="julia"`` gradients go through SciMLSensitivity
             (``GaussAdjoint()`` too; ``DiscreteAdjoint`` and step options refused). See ``pysciml.sensealg``.
         tstops: times the steps must land on exactly (where ``f`` has a kink or jump in ``t``); adaptive
-            unbatched solves.
+            adaptive solves, batched ones too (each trajectory lands on every stop).
         backend: ``"torch"`` (native engine) or ``"julia"`` (DifferentialEquations.jl through juliacall).
+        progress: show a tqdm bar over ``t`` (for a batch, the trajectory furthest behind); native engine
+            without a continuous or checkpointed adjoint (refused elsewhere). Off by default.
 
     Raises:
         InputError: an argument the chosen path cannot honour, named with the fix (nothing is dropped).
@@ -91,6 +94,11 @@ def solve(
     if sensealg is not None and not isinstance(sensealg, SensitivityAlgorithm):
         raise InputError(f"sensealg must be an object from pysciml.sensealg (InterpolatingAdjoint(), "
                          f"DiscreteAdjoint(), ...) or None, got {type(sensealg).__name__}")
+    if progress and (backend != "torch" or (sensealg is not None and torch.is_grad_enabled()
+                                            and not (isinstance(sensealg, DiscreteAdjoint)
+                                                     and checkpoint_count(sensealg) <= 1))):
+        raise InputError("progress=True is supported on the native engine's plain solve only (backend='torch', "
+                         "sensealg None or DiscreteAdjoint()); drop progress= for this call")
     if backend == "julia":
         from .julia import solve_julia  # lazy: importing pysciml never starts Julia
 
@@ -101,4 +109,4 @@ def solve(
         return solve_checkpointed(prob, alg, sensealg, opts)
     if sensealg is not None and not isinstance(sensealg, DiscreteAdjoint) and torch.is_grad_enabled():
         return solve_with_adjoint(prob, alg, sensealg, opts)
-    return solve_native(prob, alg, opts)
+    return solve_native(prob, alg, opts, progress=progress)

@@ -8,7 +8,6 @@ behind). It is created only when asked for; the loops hold ``None`` otherwise, s
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 Tensor = torch.Tensor
 
@@ -21,9 +20,11 @@ class Progress:
         self.t0, self.span = t0, abs(t1 - t0)
         self.direction = 1.0 if t1 >= t0 else -1.0
         self.done = 0.0
-        self.bar = tqdm(total=self.span, desc=desc, unit="t", unit_scale=False, dynamic_ncols=True, leave=False,
-                        bar_format="{l_bar}{bar}| t={postfix} [{elapsed}<{remaining}]", mininterval=0.2)
-        self.bar.set_postfix_str(f"{t0:.4g}", refresh=False)
+        from tqdm import tqdm  # lazy: only a solve that asks for a bar imports it
+
+        self.bar = tqdm(total=self.span, desc=desc, unit="t", unit_scale=False, dynamic_ncols=True, leave=True,
+                        bar_format="{l_bar}{bar}| |t - t0| = {n:.4g}/{total:.4g} [{elapsed}<{remaining}]",
+                        mininterval=0.2)
 
     def update(self, t: float | Tensor, active: Tensor | None = None) -> None:
         if isinstance(t, Tensor):  # the least advanced running trajectory (a host sync: only with a bar)
@@ -37,7 +38,6 @@ class Progress:
         if done > self.done:
             self.bar.update(done - self.done)
             self.done = done
-            self.bar.set_postfix_str(f"{self.t0 + self.direction * done:.4g}", refresh=False)
 
     def close(self) -> None:
         self.bar.close()
