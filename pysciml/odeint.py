@@ -123,6 +123,7 @@ def odeint(
     adjoint_alg: Algorithm | None = None,
     backend: str = "torch",
     event_fn: Any = None,
+    progress: bool = False,
 ) -> Tensor | tuple[Tensor, ...]:
     """Solve ``dy/dt = func(t, y)`` and return ``y`` at the times ``t`` (torchdiffeq's ``odeint``).
 
@@ -146,6 +147,7 @@ def odeint(
             forward ones).
         backend: ``"torch"`` or ``"julia"`` (SciMLSensitivity: ``options`` other than ``max_num_steps``, the
             ``adjoint_*`` settings and gradients with respect to ``t`` are refused).
+        progress: a tqdm bar over ``t`` (see :func:`pysciml.solve`); with the discrete adjoint only.
 
     Returns:
         ``(len(t), *y0.shape)`` tensor (a tuple of them for tuple ``y0``), dtype and device of ``y0``.
@@ -161,6 +163,10 @@ def odeint(
     algorithm = _resolve_alg(method, alg)
     if sensealg is not None and not isinstance(sensealg, SensitivityAlgorithm):
         raise InputError(f"sensealg must be an object from pysciml.sensealg, got {type(sensealg).__name__}")
+    if progress and (backend != "torch" or (torch.is_grad_enabled() and sensealg is not None
+                                            and not isinstance(sensealg, DiscreteAdjoint))):
+        raise InputError("progress=True is supported by odeint on the native engine with the discrete adjoint "
+                         "(the default for explicit methods) only; drop progress= for this call")
     if backend == "julia":
         from .julia import odeint_julia
 
@@ -181,6 +187,11 @@ def odeint(
     if isinstance(sensealg, GaussAdjoint):
         raise InputError("GaussAdjoint runs on the Julia engine only; use QuadratureAdjoint() with backend='torch'")
     kw = _solve_options(algorithm, options, rtol, atol)
+    if progress:
+        if torch.is_grad_enabled() and not isinstance(sensealg, DiscreteAdjoint):
+            raise InputError(f"progress=True needs the discrete adjoint here ({type(sensealg).__name__} was chosen); "
+                             "pass sensealg=DiscreteAdjoint() or drop progress=")
+        kw["progress"] = True
     prob = ODEProblem(func, y0, (float(t[0].detach()), float(t[-1].detach())))
     if isinstance(sensealg, DiscreteAdjoint) or not torch.is_grad_enabled():  # no gradient wanted: plain solve
         if t.requires_grad:  # y0 + eps f(t0, y0) with eps = 0 carries dL/dt0 (see _StartTimeProbe)

@@ -38,3 +38,27 @@ def test_progress_refused_where_it_cannot_show() -> None:
     with pytest.raises(ps.InputError, match="progress"):
         ps.solve(ps.ODEProblem(prob.f, u0, prob.tspan), ps.Tsit5(), saveat=[2.0],
                  sensealg=ps.InterpolatingAdjoint(), progress=True)
+
+
+def test_progress_on_odeint_and_the_models(capsys: pytest.CaptureFixture[str]) -> None:
+    t = torch.linspace(0, 2, 5, dtype=F64)
+    y0 = torch.ones(2, dtype=F64)
+    ys = ps.odeint(lambda t, y: -y, y0, t, progress=True)
+    assert "|t - t0| = 2/2" in capsys.readouterr().err
+    torch.testing.assert_close(ys[-1], torch.exp(-t[-1]) * y0, rtol=1e-6, atol=0)
+    from pysciml.models import NeuralODE
+
+    class Field(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2).double()
+
+        def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self.lin(y)
+
+    model = NeuralODE(Field(), progress=True)
+    out = model(y0, t)
+    assert out.shape == (5, 2) and "|t - t0| = 2/2" in capsys.readouterr().err
+    with pytest.raises(ps.InputError, match="progress"):
+        ps.odeint(lambda t, y: -y, y0.clone().requires_grad_(True), t, sensealg=ps.InterpolatingAdjoint(),
+                  progress=True)
