@@ -163,10 +163,11 @@ def odeint(
     algorithm = _resolve_alg(method, alg)
     if sensealg is not None and not isinstance(sensealg, SensitivityAlgorithm):
         raise InputError(f"sensealg must be an object from pysciml.sensealg, got {type(sensealg).__name__}")
-    if progress and (backend != "torch" or (torch.is_grad_enabled() and sensealg is not None
-                                            and not isinstance(sensealg, DiscreteAdjoint))):
+    if progress and (backend != "torch" or (torch.is_grad_enabled()
+                                            and not isinstance(sensealg or default_sensealg(algorithm),
+                                                               DiscreteAdjoint))):
         raise InputError("progress=True is supported by odeint on the native engine with the discrete adjoint "
-                         "(the default for explicit methods) only; drop progress= for this call")
+                         "(the default for explicit methods) only; pass sensealg=DiscreteAdjoint() or drop progress=")
     if backend == "julia":
         from .julia import odeint_julia
 
@@ -188,9 +189,6 @@ def odeint(
         raise InputError("GaussAdjoint runs on the Julia engine only; use QuadratureAdjoint() with backend='torch'")
     kw = _solve_options(algorithm, options, rtol, atol)
     if progress:
-        if torch.is_grad_enabled() and not isinstance(sensealg, DiscreteAdjoint):
-            raise InputError(f"progress=True needs the discrete adjoint here ({type(sensealg).__name__} was chosen); "
-                             "pass sensealg=DiscreteAdjoint() or drop progress=")
         kw["progress"] = True
     prob = ODEProblem(func, y0, (float(t[0].detach()), float(t[-1].detach())))
     if isinstance(sensealg, DiscreteAdjoint) or not torch.is_grad_enabled():  # no gradient wanted: plain solve

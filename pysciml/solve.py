@@ -94,9 +94,8 @@ def solve(
     if sensealg is not None and not isinstance(sensealg, SensitivityAlgorithm):
         raise InputError(f"sensealg must be an object from pysciml.sensealg (InterpolatingAdjoint(), "
                          f"DiscreteAdjoint(), ...) or None, got {type(sensealg).__name__}")
-    if progress and (backend != "torch" or (sensealg is not None and torch.is_grad_enabled()
-                                            and not (isinstance(sensealg, DiscreteAdjoint)
-                                                     and checkpoint_count(sensealg) <= 1))):
+    plain_discrete = isinstance(sensealg, DiscreteAdjoint) and checkpoint_count(sensealg) <= 1
+    if progress and (backend != "torch" or (sensealg is not None and torch.is_grad_enabled() and not plain_discrete)):
         raise InputError("progress=True is supported on the native engine's plain solve only (backend='torch', "
                          "sensealg None or DiscreteAdjoint()); drop progress= for this call")
     if backend == "julia":
