@@ -4,10 +4,15 @@ Every constructor returns a :class:`pysciml.ODEProblem` (or ``SplitODEProblem``)
 ``dtype=torch.float64`` and ``device="cpu"`` keywords, and gives an analytic Jacobian. Reference solutions
 at the classic final times: :func:`reference` (a tensor) and :func:`reference_record` (values plus how they
 were computed and their estimated accuracy).
+
+Hamiltonian systems for HNN training and evaluation (analytic ``H``, exact vector fields, samplers):
+:class:`HamiltonianSystem`, the registry :data:`SYSTEMS`, :func:`hamiltonian_system` and :func:`trajectories`
+(module :mod:`pysciml.problems.hamiltonian`); their states are ``(q, p)`` tensors, not ``ODEProblem``s.
 """
 
 from ._reference import Reference, reference, reference_record, references
 from .brusselator import brusselator_1d
+from .hamiltonian import SYSTEMS, HamiltonianSystem, hamiltonian_system, trajectories
 from .hires import hires
 from .linear import linear, nonlinear_exact
 from .lotka_volterra import lotka_volterra
@@ -16,5 +21,6 @@ from .vanderpol import van_der_pol
 
 __all__ = [
     "Reference", "reference", "reference_record", "references",
+    "HamiltonianSystem", "SYSTEMS", "hamiltonian_system", "trajectories",
     "brusselator_1d", "hires", "linear", "lotka_volterra", "nonlinear_exact", "rober", "van_der_pol",
 ]
