@@ -1,8 +1,13 @@
-"""Neural-ODE modules: ``NeuralODE`` (any pysciml algorithm), ``SemiImplicitNeuralODE`` (IMEX, SINODE) and
-``GRAND`` (graph neural diffusion, explicit or semi-implicit)."""
+"""Neural-ODE modules: ``NeuralODE`` (any pysciml algorithm), ``SemiImplicitNeuralODE`` (IMEX, SINODE),
+``GRAND`` (graph neural diffusion, explicit or semi-implicit), and the energy-based models ``HNN``,
+``SeparableHNN`` (with the observational ``augment``), ``LagrangianNN`` and their trainer ``fit_vector_field``."""
 
 from .grand import GRAND
+from .hnn import HNN, SeparableHNN, augment
+from .hnn_training import FitResult, fit_vector_field
+from .lnn import LagrangianNN
 from .neural_ode import NeuralODE
 from .sinode import SemiImplicitNeuralODE
 
-__all__ = ["GRAND", "NeuralODE", "SemiImplicitNeuralODE"]
+__all__ = ["GRAND", "HNN", "FitResult", "LagrangianNN", "NeuralODE", "SemiImplicitNeuralODE", "SeparableHNN",
+           "augment", "fit_vector_field"]
