@@ -82,7 +82,9 @@ def logarithmic_T(p: Tensor) -> Tensor:
 
 
 def logarithmic_V(q: Tensor) -> Tensor:
-    return q[..., 0] - torch.log(q[..., 0] ** 2) - 1.0
+    # the authors' H = q - ln q^2 - p + ln p^3 + 2 (H(1, 1) = 2, their anchor H0); their PE and KE sum to H - 2,
+    # so V here is their PE + 2 and T + V = H
+    return q[..., 0] - torch.log(q[..., 0] ** 2) + 1.0
 
 
 def logarithmic_field(q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
