@@ -147,7 +147,7 @@ def energy_drift(
     Args:
         H: callable ``(N, 2n) -> (N,)`` (or ``(N, 1)``), or a system (its exact ``H``) or its name.
         x_traj: states of shape ``(..., T, 2n)``, time along dimension ``-2``.
-        relative: divide by ``|H(x_0)|``.
+        relative: divide by ``|H(x_0)|`` (``inf``/``nan`` where ``H(x_0) = 0``).
 
     Returns:
         Tensor of shape ``(..., T)`` (dtype and device of ``H``'s output), differentiable; the first entry of

@@ -28,6 +28,17 @@ are batch dimensions. Registry: :data:`SYSTEMS`, looked up by :func:`hamiltonian
 
 Every system but ``tao_nonseparable`` is separable, ``H = T(p) + V(q)``; ``tao_nonseparable`` is included so
 that the non-separable paths (learning-bias penalty, ``ImplicitMidpoint``) have a test case.
+
+Notes:
+- ``system.hamiltonian`` is ``H(q, p)`` batched over leading dimensions, the signature
+  ``pysciml.HamiltonianProblem`` takes: ``HamiltonianProblem(s.hamiltonian, q0, p0, tspan,
+  separable=s.separable)`` rolls a system out with the symplectic methods.
+- ``logarithmic``: ``(q, p) = (2, 3)`` is a saddle of ``H``; trajectories leave the box and reach the
+  singularities at ``q = 0`` or ``p = 0`` in finite time (the paper only samples the field). Keep their
+  ``t_span`` short (about 1); a solve into the singularity raises ``SolverError``.
+- ``two_body``: its box (positions in ``[-1.5, 1.5]``, momenta in ``[-0.8, 0.8]``) is the range of
+  Greydanus et al.'s orbits; uniform samples in it include near-collisions where the field is huge, so train
+  on :func:`trajectories` (their protocol) rather than on box samples.
 """
 
 from __future__ import annotations
