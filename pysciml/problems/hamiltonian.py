@@ -44,8 +44,9 @@ Notes:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 
@@ -396,8 +397,8 @@ _SYSTEM_LIST = [
                       source="Tao, Phys. Rev. E 94, 043303 (2016), H = (q^2 + 1)(p^2 + 1) / 2"),
 ]
 
-SYSTEMS: dict[str, HamiltonianSystem] = {s.name: s for s in _SYSTEM_LIST}
-"""All systems by name (see the module docstring's table)."""
+SYSTEMS: Mapping[str, HamiltonianSystem] = MappingProxyType({s.name: s for s in _SYSTEM_LIST})
+"""All systems by name (see the module docstring's table); read-only."""
 
 _ALIASES = {"trigo": "trigonometric", "logarithm": "logarithmic", "anisotropicoscillator2D": "anisotropic_oscillator",
             "henonheiles": "henon_heiles", "todalattice": "toda3", "coupledoscillator": "spring_chain3",
