@@ -204,6 +204,45 @@ def test_hnn_is_a_right_hand_side_for_solve_odeint_and_neural_ode() -> None:
     assert bool(torch.isfinite(g).all()) and float(g.abs().max()) > 0
 
 
+def test_jacobian_inside_torch_func_and_implicit_solver() -> None:
+    """Inside torch.func transforms (how solvers take Jacobians) the field's Jacobian is J times the Hessian."""
+    model = HNN(4, net=henon_heiles)
+    x = states(6, 4, seed=8)
+    jac = torch.func.vmap(torch.func.jacfwd(model.vector_field))(x)
+    q1, q2 = x[:, 0], x[:, 1]
+    hess = torch.zeros(6, 4, 4, dtype=F64)
+    hess[:, 0, 0], hess[:, 0, 1], hess[:, 1, 0], hess[:, 1, 1] = 1 + 2 * q2, 2 * q1, 2 * q1, 1 - 2 * q2
+    hess[:, 2, 2] = hess[:, 3, 3] = 1.0
+    assert float((jac - model.J @ hess).abs().max()) < 1e-14
+    assert float((torch.func.vmap(torch.func.jacrev(model.vector_field))(x) - jac).abs().max()) < 1e-14
+    torch.manual_seed(0)
+    learned = HNN(2, hidden=(8, 8))
+    x0 = torch.tensor([0.4, -0.3], dtype=F64)
+    stiff = ps.solve(ps.ODEProblem(learned, x0, (0.0, 1.0)), ps.Rodas5P(), rtol=1e-10, atol=1e-12)
+    ref = ps.solve(ps.ODEProblem(learned, x0, (0.0, 1.0)), ps.Vern7(), rtol=1e-11, atol=1e-13)
+    assert float((stiff.u[-1] - ref.u[-1]).abs().max()) < 1e-8
+
+
+def test_gradient_through_a_checkpointed_solve() -> None:
+    """DiscreteAdjoint(checkpoints=K) recomputes segments under saved-tensor hooks, which torch.func.grad
+    refuses; the HNN's reverse-mode gradient works there and gives the plain backprop gradient."""
+    torch.manual_seed(0)
+    model = HNN(2, hidden=(8, 8))
+    x0 = torch.tensor([0.4, -0.3], dtype=F64)
+    t = torch.linspace(0.0, 1.0, 6, dtype=F64)
+    params = list(model.parameters())[:-1]  # H's output bias (a constant) does not enter the field
+
+    def grads(sensealg: ps.sensealg.SensitivityAlgorithm | None) -> list[torch.Tensor]:
+        sol = ps.solve(ps.ODEProblem(model, x0, (0.0, 1.0)), ps.Tsit5(), dt=0.05, adaptive=False, saveat=t,
+                       sensealg=sensealg)
+        return torch.autograd.grad((sol.u**2).sum(), params)
+
+    plain, ckpt = grads(None), grads(ps.DiscreteAdjoint(checkpoints=2))
+    for a, b in zip(plain, ckpt, strict=True):
+        assert float((a - b).abs().max()) < 1e-13 * max(1.0, float(a.abs().max()))
+    assert max(float(a.abs().max()) for a in plain) > 1e-3
+
+
 def test_short_training_beats_untrained_by_10x() -> None:
     gen = torch.Generator().manual_seed(0)
     lo = torch.tensor([-2 * math.pi, -1.2], dtype=F64)
