@@ -104,15 +104,18 @@ class ARKStepper(Stepper):
         failed = torch.zeros_like(converged)
         eta = torch.clamp(self.eta, min=torch.finfo(z.dtype).eps).pow(0.8)
         ndz_old = None
+        active = torch.ones_like(converged)
+        y = psi + z  # the stage value of the current iterate
         for _ in range(self.max_iters):
             self.stats.nnonliniter += 1
-            resid = z - gh * self.rhs(t_i, psi + z)
+            resid = z - gh * self.rhs(t_i, y)
             dz, lin_ok = self.linsolve.solve(-resid * inv[:, None])
             if lin_ok is not None:
                 failed = failed | ~lin_ok
-            active = ~(converged | failed)
+                active = active & lin_ok
             z = torch.where(active[:, None], z + dz, z)
-            ndz = error_norm(dz, psi + z, psi + z, self.atol, self.rtol)
+            y = psi + z
+            ndz = error_norm(dz, y, y, self.atol, self.rtol)
             if ndz_old is not None:
                 theta = ndz / torch.clamp(ndz_old, min=torch.finfo(z.dtype).tiny)
                 failed = failed | (active & ((theta > 2.0) | ~torch.isfinite(ndz)))
@@ -120,7 +123,8 @@ class ARKStepper(Stepper):
             ok_now = active & ~failed & ((eta * ndz <= self.kappa) | (ndz <= 1e-12))
             converged = converged | ok_now
             ndz_old = torch.where(active, ndz, ndz_old if ndz_old is not None else ndz)
-            if bool((converged | failed).all()):
+            active = ~(converged | failed)
+            if not bool(active.any()):
                 break
         self.eta = torch.where(converged, eta, self.eta)
         return z, converged

@@ -27,8 +27,10 @@ def error_norm(err: Tensor, u0: Tensor, u1: Tensor, atol: Tensor, rtol: float) -
 
 def scaled_error_norm(err: Tensor, u0: Tensor, u1: Tensor, atol_n: Tensor, rtol_n: float) -> Tensor:
     """:func:`error_norm` with the tolerances premultiplied by ``sqrt(n)`` (the loops do it once per solve),
-    so the RMS norm is one vector 2-norm of ``err / (atol_n + rtol_n max(|u0|, |u1|))``."""
-    scale = torch.add(atol_n, torch.maximum(u0.abs(), u1.abs()), alpha=rtol_n)
+    so the RMS norm is one vector 2-norm of ``err / (atol_n + rtol_n max(|u0|, |u1|))``. Passing the same tensor
+    twice (Newton's increment norm) scales by ``|u0|`` without the maximum."""
+    size = u0.abs() if u0 is u1 else torch.maximum(u0.abs(), u1.abs())
+    scale = torch.add(atol_n, size, alpha=rtol_n)
     return torch.linalg.vector_norm(err / scale, dim=1)
 
 

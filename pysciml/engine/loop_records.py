@@ -61,5 +61,13 @@ def fixed_step_count(opts: LoopOptions) -> int:
 
 def finite_rows(u: Tensor) -> Tensor:
     """``(B,)`` bool: whether row ``b`` of ``u`` (``(B, n)``) is free of inf and NaN (a step that produced either
-    is rejected, and its trajectory fails as ``Unstable`` if the step size then collapses)."""
-    return torch.isfinite(u).all(dim=1)
+    is rejected, and its trajectory fails as ``Unstable`` if the step size then collapses).
+
+    ``u * 0.0`` is ``0`` for every finite entry and NaN for inf or NaN, so its row sums are exactly ``0`` or NaN
+    (no overflow, unlike summing ``u``), in three tensor operations rather than ``isfinite``'s five."""
+    return (u * 0.0).sum(dim=1) == 0.0
+
+
+def all_finite(u: Tensor) -> bool:
+    """Whether every entry of ``u`` is finite: :func:`finite_rows` for one trajectory, reduced to a bool."""
+    return float((u * 0.0).sum()) == 0.0

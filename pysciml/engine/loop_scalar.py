@@ -16,7 +16,7 @@ from ..solution import ReturnCode, Stats
 from .controller import initial_dt, scaled_error_norm
 from .fixed_step_check import FixedStepCheck, describe
 from .interpolation import DenseOutput, evaluate
-from .loop_records import LoopOptions, LoopResult, finite_rows, fixed_step_count
+from .loop_records import LoopOptions, LoopResult, all_finite, fixed_step_count
 from .progress import make_progress
 from .stepper import Stepper
 
@@ -84,7 +84,7 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
         dt_step = remaining if at_stop else dt
         dtv = vec(dt_step)
         res = stepper.step(vec(t), u, dtv)
-        ok = bool(finite_rows(res.u_new.detach()).all())
+        ok = all_finite(res.u_new.detach())
         nonfinite = nonfinite or not ok
         if res.ok is not None:
             ok = ok and bool(res.ok)
