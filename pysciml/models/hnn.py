@@ -267,10 +267,12 @@ class HNN(nn.Module):
         x0, h0 = self.anchor
         return (self._energy(x0.to(self.J.device)) - h0) ** 2
 
-    def as_problem(self, q0: Tensor, p0: Tensor, tspan: Any) -> Any:
+    def as_problem(self, q0: Tensor, p0: Tensor, tspan: Any, *, batched: bool = False) -> Any:
         """A :class:`pysciml.HamiltonianProblem` for the learned ``H(q, p)`` (canonical ``J`` only), to roll it out
         with any pysciml solver, the symplectic ones included; ``separable=True`` when the architecture makes
-        ``H = T(p) + V(q)`` exactly (a :class:`SeparableHNN` with the inductive bias)."""
+        ``H = T(p) + V(q)`` exactly (a :class:`SeparableHNN` with the inductive bias), which the explicit
+        symplectic methods (``VelocityVerlet``, ``Yoshida4``, ...) require. ``q0``, ``p0``: ``(..., n)``;
+        ``batched`` is passed on (per-trajectory step control for the adaptive solvers)."""
         if not self.canonical:
             raise InputError("as_problem needs the canonical J (x = (q, p)); this model was built with a custom J")
         from .. import HamiltonianProblem  # the public problem type (imported late: pysciml imports models lazily)
@@ -284,7 +286,7 @@ class HNN(nn.Module):
             if not isinstance(v, Tensor) or v.ndim == 0 or v.shape[-1] != n:
                 raise InputError(f"{name} must be a tensor of shape (..., {n}), got "
                                  f"{tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__}")
-        return HamiltonianProblem(H, q0, p0, tspan, separable=self.is_separable)
+        return HamiltonianProblem(H, q0, p0, tspan, separable=self.is_separable, batched=batched)
 
     @property
     def is_separable(self) -> bool:
