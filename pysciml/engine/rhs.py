@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError, RHSError
+from ..problem import call_f
 from ..solution import Stats
 from .graph_check import ensure_differentiable
 
@@ -84,7 +85,7 @@ class RHS:
             tu, uu = t, (u if self.flat else u.reshape(u.shape[0], *self.shape))
         else:
             tu, uu = t[0], (u[0] if self.flat else u[0].reshape(self.shape))
-        return fn(tu, uu, self.p) if takes_p else fn(tu, uu)
+        return call_f(fn, takes_p, self.p, tu, uu)
 
     def _guarded(self, what: str, fn: Callable[..., Tensor], takes_p: bool, t: Tensor, u: Tensor) -> Any:
         """Call the user's ``fn`` in engine layout; its errors come back as :class:`RHSError` with the time,
