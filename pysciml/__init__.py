@@ -36,12 +36,22 @@ from .algorithms import (
     Vern7,
 )
 from .algorithms_native import ARS222, IMEXSSP2
+from .algorithms_symplectic import (
+    ImplicitMidpoint,
+    Leapfrog,
+    McAte5,
+    SymplecticAlgorithm,
+    VelocityVerlet,
+    Yoshida4,
+    Yoshida6,
+)
 from .analysis.crossvalidate import CrossValidation, crossvalidate
 from .engine.controller import PIController
 from .errors import InputError, JuliaNotAvailableError, RHSError, SolverError
 from .linsolve_options import GMRES, DenseLU
 from .odeint import odeint, odeint_adjoint
 from .problem import ODEProblem, SplitODEProblem
+from .problem_dynamical import HamiltonianProblem, SecondOrderODEProblem
 from .sensealg import (
     BacksolveAdjoint,
     DiscreteAdjoint,
@@ -58,6 +68,8 @@ __all__ = [
     "Algorithm", "BS3", "DP5", "Euler", "Heun", "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno3", "Kvaerno5",
     "Midpoint", "RK4", "ROS3P", "Rodas4", "Rodas5", "Rodas5P", "Rosenbrock23", "Tsit5", "Vern7", "IMEXSSP2",
     "ARS222",
+    "SymplecticAlgorithm", "VelocityVerlet", "Leapfrog", "Yoshida4", "Yoshida6", "McAte5", "ImplicitMidpoint",
+    "HamiltonianProblem", "SecondOrderODEProblem",
     "PIController", "DenseLU", "GMRES", "crossvalidate", "CrossValidation",
     "InputError", "SolverError", "RHSError", "JuliaNotAvailableError",
     "ODEProblem", "SplitODEProblem", "ODESolution", "ReturnCode", "Stats", "solve", "odeint", "odeint_adjoint",

@@ -28,6 +28,7 @@ from .algorithms import (
     RosenbrockAlgorithm,
     Tsit5,
 )
+from .algorithms_symplectic import SymplecticAlgorithm, check_symplectic
 from .errors import InputError
 from .problem import ODEProblem, SplitODEProblem
 
@@ -183,6 +184,7 @@ def check_algorithm(alg: Any, prob: ODEProblem, unsplit: bool) -> Algorithm:
             f"{alg.name}() does not support a mass matrix; use a Rosenbrock method (Rodas5P(), Rodas4(), "
             "ROS3P(), Rosenbrock23())"
         )
+    check_symplectic(alg, prob)
     if isinstance(alg, ImplicitAlgorithm) and prob.u0.dtype in (torch.float16, torch.bfloat16):
         raise InputError(
             f"{alg.name}() needs float32 or float64: its linear solves (LU) have no {prob.u0.dtype} kernels in "
@@ -365,6 +367,8 @@ def advice(alg: Algorithm, code: str) -> str:
                     "KenCarp4(). Otherwise increase maxiters.")
         return "Increase maxiters, loosen rtol/atol, or check whether the solution blows up."
     if code == "ConvergenceFailure":
+        if isinstance(alg, SymplecticAlgorithm):
+            return "Newton did not converge with the fixed step: use a smaller dt (the method has fixed steps only)."
         return "Newton did not converge with the fixed step: use a smaller dt or adaptive=True."
     if code == "Unstable":
         return ("The solution became NaN/Inf: check f near this t (division by zero, overflow, a finite-time "

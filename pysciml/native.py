@@ -12,6 +12,7 @@ import torch
 
 from ._validate import SolveOptions, check_solve, solve_message
 from .algorithms import Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, ImplicitAlgorithm, RosenbrockAlgorithm
+from .algorithms_symplectic import ExplicitSymplecticAlgorithm, ImplicitMidpoint
 from .engine.ark import ARKStepper
 from .engine.controller import PIController
 from .engine.explicit_rk import ExplicitRKStepper
@@ -21,7 +22,9 @@ from .engine.loop_records import LoopOptions, LoopResult
 from .engine.rhs import RHS
 from .engine.rosenbrock import RosenbrockStepper
 from .engine.stepper import Stepper
+from .engine.symplectic import ImplicitMidpointStepper, SplittingStepper
 from .problem import ODEProblem, SplitODEProblem
+from .problem_dynamical import SecondOrderODEProblem
 from .solution import ODESolution, ReturnCode, Stats, raise_if_failed
 
 __all__ = ["solve_native", "default_controller", "make_stepper"]
@@ -77,6 +80,13 @@ def make_stepper(alg: Algorithm, prob: ODEProblem, stats: Stats, atol: Tensor, r
                   unsplit: bool) -> Stepper:
     autodiff = alg.autodiff if isinstance(alg, ImplicitAlgorithm) else True
     split = isinstance(prob, SplitODEProblem) and not unsplit
+    if isinstance(alg, ExplicitSymplecticAlgorithm):  # checked by check_solve: a partitioned, separable problem
+        return SplittingStepper(alg.tableau, prob, stats,  # type: ignore[arg-type]
+                                count_velocity=not isinstance(prob, SecondOrderODEProblem))
+    if isinstance(alg, ImplicitMidpoint):
+        rhs = RHS(prob.f, prob.f_takes_p, prob, stats, jac=prob.jac, jac_takes_p=prob.jac_takes_p, autodiff=autodiff)
+        return ImplicitMidpointStepper(alg.tableau, rhs, stats, tol=alg.newton_tol,  # type: ignore[arg-type]
+                                       max_iters=alg.max_newton_iters)
     if isinstance(alg, ExplicitAlgorithm):
         return ExplicitRKStepper(alg.tableau, RHS(prob.f, prob.f_takes_p, prob, stats, name="f"))
     solver = make_linear_solver(alg.linsolve, stats, prob.mass_matrix)  # type: ignore[attr-defined]

@@ -9,10 +9,12 @@ import torch
 
 from ._validate import SolveOptions
 from .algorithms import Algorithm
+from .algorithms_symplectic import SymplecticAlgorithm
 from .engine.controller import PIController
 from .errors import InputError
 from .native import solve_native
 from .problem import ODEProblem
+from .problem_dynamical import HamiltonianProblem, SecondOrderODEProblem
 from .sensealg import DiscreteAdjoint, SensitivityAlgorithm
 from .sensitivity.discrete import checkpoint_count, solve_checkpointed
 from .sensitivity.problem_adjoint import solve_with_adjoint
@@ -98,6 +100,15 @@ def solve(
     if progress and (backend != "torch" or (sensealg is not None and torch.is_grad_enabled() and not plain_discrete)):
         raise InputError("progress=True is supported on the native engine's plain solve only (backend='torch', "
                          "sensealg None or DiscreteAdjoint()); drop progress= for this call")
+    if backend == "julia" and (isinstance(prob, (HamiltonianProblem, SecondOrderODEProblem))
+                               or isinstance(alg, SymplecticAlgorithm)):
+        raise InputError(f"backend='julia' does not solve {type(prob).__name__} or the symplectic methods yet (they "
+                         "need OrdinaryDiffEq's DynamicalODEProblem); use backend='torch' (the default)")
+    if (isinstance(alg, SymplecticAlgorithm) and sensealg is not None and not isinstance(sensealg, DiscreteAdjoint)
+            and torch.is_grad_enabled()):
+        raise InputError(f"{sensealg!r} with {alg!r}: a continuous adjoint solves the adjoint ODE with a method of its "
+                         "own and ignores the symplectic structure; differentiate a symplectic solve through its steps "
+                         "with sensealg=DiscreteAdjoint() (or DiscreteAdjoint(checkpoints=K) for long rollouts)")
     if backend == "julia":
         from .julia import solve_julia  # lazy: importing pysciml never starts Julia
 

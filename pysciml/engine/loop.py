@@ -78,7 +78,8 @@ def integrate_batched(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: St
     reach = 1.0 + 1e-12  # a step within this factor of the remaining span ends on t1
 
     eps_t = torch.finfo(dtype).eps  # time has the state's dtype here: a step below eps |t| no longer moves it
-    check = None if opts.adaptive else FixedStepCheck(bsz, stepper.stability_boundary, opts.atol, dtype, device)
+    checked = not opts.adaptive and stepper.checks_fixed_steps
+    check = FixedStepCheck(bsz, stepper.stability_boundary, opts.atol, dtype, device) if checked else None
     fail_kind = torch.zeros(bsz, dtype=torch.long, device=device)
     fail_z = torch.zeros_like(t)
 

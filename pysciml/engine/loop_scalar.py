@@ -50,7 +50,8 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
     atol_n, rtol_n = opts.atol * root_n, opts.rtol * root_n
     code, fail, reason = ReturnCode.Success, None, ""
     nonfinite = False
-    check = None if opts.adaptive else FixedStepCheck(1, stepper.stability_boundary, opts.atol, dtype, device)
+    checked = not opts.adaptive and stepper.checks_fixed_steps
+    check = FixedStepCheck(1, stepper.stability_boundary, opts.atol, dtype, device) if checked else None
 
     dense = DenseOutput(direction) if opts.dense else None
     saveat = opts.saveat
@@ -119,7 +120,8 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
                 break
         if accepted:
             coeffs = None
-            if dense is not None or (idx < len(save_t) and direction * save_t[idx] <= direction * t):
+            # the interpolant only for dense output or a save time strictly inside the step (one at its end is u)
+            if dense is not None or (idx < len(save_t) and direction * save_t[idx] < direction * t):
                 coeffs = stepper.interpolant(u_prev, dtv, res)
                 if dense is not None:
                     dense.record(vec(t_prev), vec(t), coeffs)
@@ -129,9 +131,12 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
             if bar is not None:
                 bar.update(t)
             while idx < len(save_t) and direction * save_t[idx] <= direction * t:
-                assert coeffs is not None
                 ts = save_t[idx]
-                val = u[0] if ts == t else evaluate(coeffs, vec((ts - t_prev) / dt_step))[0]
+                if ts == t:
+                    val = u[0]
+                else:
+                    assert coeffs is not None
+                    val = evaluate(coeffs, vec((ts - t_prev) / dt_step))[0]
                 save_vals.append(val)
                 idx += 1
             if last:

@@ -63,6 +63,9 @@ class Stepper:
     name: str = ""
     #: ``x_s`` of the real stability interval ``[-x_s, 0]`` of an explicit method; ``None`` for implicit ones
     stability_boundary: float | None = None
+    #: whether fixed-step solves run ``fixed_step_check`` on this stepper (``False`` for methods with neither an
+    #: error estimate nor a real stability interval, e.g. the symplectic ones)
+    checks_fixed_steps: bool = True
 
     def __init__(self, rhs: RHS) -> None:
         self.rhs = rhs
