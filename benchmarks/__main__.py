@@ -16,6 +16,7 @@ TASKS = {
     "ensemble": "benchmarks.ensemble",  # 3. batched stiff ensemble: 1024 perturbed ROBER
     "neural_ode": "benchmarks.neural_ode",  # 4. neural-ODE training: spiral + stiff surrogate
     "floor": "benchmarks.floor",  # 5. solver overhead over the f/Jacobian/LU floor, MLP right-hand side
+    "hnn": "benchmarks.hnn",  # 6. HNN training iteration vs torchdyn and plain autograd, batch 512, d = 4, 20
 }
 
 

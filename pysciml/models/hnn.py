@@ -25,6 +25,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -62,12 +63,21 @@ def _func_grad(energy: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]
 
 
 def _own_saved_tensors() -> Any:
-    """Identity saved-tensor hooks around the inner forward and backward passes of a derivative: inside a
-    non-reentrant ``torch.utils.checkpoint`` region (``DiscreteAdjoint(checkpoints=K)``) the inner backward
-    would otherwise unpack the region's saved tensors and recompute the whole segment so far at every call
-    (measured: 2.5 s instead of 0.06 s for 20 Tsit5 steps of a small HNN). The derivative's own graph is then
-    kept in memory within the segment; the segment's other tensors are still checkpointed."""
-    return torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t)
+    """Identity saved-tensor hooks around the inner forward and backward passes of a derivative when other
+    saved-tensor hooks are active: inside a non-reentrant ``torch.utils.checkpoint`` region
+    (``DiscreteAdjoint(checkpoints=K)``) the inner backward would otherwise unpack the region's saved tensors and
+    recompute the whole segment so far at every call (measured: 2.5 s instead of 0.06 s for 20 Tsit5 steps of a
+    small HNN). The derivative's own graph is then kept in memory within the segment; the segment's other
+    tensors are still checkpointed. Without active hooks nothing is installed (Python hooks cost ~5% of a
+    training iteration)."""
+    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    if top is not None and top(False) is None:
+        return contextlib.nullcontext()
+    return torch.autograd.graph.saved_tensors_hooks(_identity, _identity)
+
+
+def _identity(t: Tensor) -> Tensor:
+    return t
 
 
 def input_gradient(energy: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
@@ -83,17 +93,18 @@ def input_gradient(energy: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     return g
 
 
-def hessian(energy: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+def hessian(energy: Callable[[Tensor], Tensor], x: Tensor, rows: int | None = None) -> tuple[Tensor, Tensor]:
     """``(grad, Hessian)`` of the per-sample scalar ``energy`` at states ``x`` ``(..., d)``: shapes ``(..., d)``
-    and ``(..., d, d)``. Outside :mod:`torch.func` transforms: one reverse pass for the gradient and one per
-    component ``i`` for the Hessian rows (``d`` passes over the whole batch, no loop over samples); inside
-    them: ``vmap(jacfwd(grad))``. Entries that do not depend on the input are exact zeros."""
+    and ``(..., r, d)`` with the Hessian's first ``r = rows`` rows (all ``d`` by default). Outside :mod:`torch.func`
+    transforms: one reverse pass for the gradient and one per row over the whole batch (no loop over samples);
+    inside them: ``vmap(jacfwd(grad))``. Entries that do not depend on the input are exact zeros."""
+    r = x.shape[-1] if rows is None else rows
     if _under_functorch(x):
         gfun = _func_grad(energy)
 
         def both(xi: Tensor) -> tuple[Tensor, Tensor]:
             gi = gfun(xi)
-            return gi, gi
+            return gi[:r], gi
 
         h, g = _batched(vmap(jacfwd(both, has_aux=True)), x)
         return g, h
@@ -101,13 +112,13 @@ def hessian(energy: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tens
     with torch.enable_grad(), _own_saved_tensors():
         xr = x if x.requires_grad else x.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(energy(xr).sum(), xr, create_graph=True)
-        rows = []
-        for i in range(x.shape[-1]):
+        out = []
+        for i in range(r):
             gi = g[..., i].sum()
             row = torch.autograd.grad(gi, xr, create_graph=create, retain_graph=True, allow_unused=True)[0] \
                 if gi.requires_grad else None
-            rows.append(torch.zeros_like(xr) if row is None else row)
-    h = torch.stack(rows, dim=-2)
+            out.append(torch.zeros_like(xr) if row is None else row)
+    h = torch.stack(out, dim=-2)
     return (g, h) if create else (g.detach(), h.detach())
 
 
@@ -183,6 +194,7 @@ class HNN(nn.Module):
         else:
             self.canonical = False
             self.register_buffer("J", _check_J(J, dim, dtype))
+        self._builtin_net = net is None
         if net is None:
             self.net = self._default_net(_check_hidden(hidden), activation, dtype)
         elif callable(net):
@@ -238,7 +250,8 @@ class HNN(nn.Module):
 
     def grad_hamiltonian(self, x: Tensor) -> Tensor:
         """``grad H(x)``, shape of ``x`` (:func:`input_gradient`)."""
-        return input_gradient(self._energy, self._check_x(x))
+        # the built-in networks' (..., 1) output is summed as is (a squeeze would add nodes to both graphs)
+        return input_gradient(self.net if self._builtin_net else self._energy, self._check_x(x))
 
     def vector_field(self, x: Tensor) -> Tensor:
         """``J grad H(x)``, shape of ``x``; for the canonical ``J`` this is ``(dH/dp, -dH/dq)``."""
@@ -259,13 +272,11 @@ class HNN(nn.Module):
         """The training loss on states ``x`` ``(N, dim)`` with observed derivatives ``dx`` ``(N, dim)``:
         :func:`vector_field_loss` of ``J grad H`` (plus the anchor term when ``anchor`` was given)."""
         dx = self._check_x(dx, "dx")
-        return vector_field_loss(self.vector_field(x), dx) + self._anchor_term()
-
-    def _anchor_term(self) -> Tensor | float:
-        if self.anchor is None:
-            return 0.0
-        x0, h0 = self.anchor
-        return (self._energy(x0.to(self.J.device)) - h0) ** 2
+        out = vector_field_loss(self.vector_field(x), dx)
+        if self.anchor is not None:
+            x0, h0 = self.anchor
+            out = out + (self._energy(x0.to(self.J.device)) - h0) ** 2
+        return out
 
     def as_problem(self, q0: Tensor, p0: Tensor, tspan: Any, *, batched: bool = False) -> Any:
         """A :class:`pysciml.HamiltonianProblem` for the learned ``H(q, p)`` (canonical ``J`` only), to roll it out
@@ -327,20 +338,20 @@ def _check_J(J: Any, dim: int, dtype: torch.dtype) -> Tensor:
 
 
 class _TwinLinear(nn.Module):
-    """Two independent ``Linear`` layers applied in one batched product to a ``(..., 2, in)`` input (one slice per
-    branch): the "conjoined" layers of Khoo et al. (the branches share no weights, so neither sees the other's
-    input). PyTorch's ``nn.Linear`` initialisation per branch."""
+    """Two independent ``Linear`` layers applied in one batched matrix product (``torch.baddbmm``) to a
+    ``(2, M, in)`` input, one slice per branch: the "conjoined" layers of Khoo et al. (the branches share no
+    weights, so neither sees the other's input). PyTorch's ``nn.Linear`` initialisation per branch."""
 
     def __init__(self, n_in: int, n_out: int, dtype: torch.dtype) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(2, n_in, n_out, dtype=dtype))
-        self.bias = nn.Parameter(torch.empty(2, n_out, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(2, 1, n_out, dtype=dtype))
         bound = 1.0 / math.sqrt(n_in)
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.einsum("...ki,kio->...ko", x, self.weight) + self.bias
+        return torch.baddbmm(self.bias, x, self.weight)
 
 
 class _SeparableEnergy(nn.Module):
@@ -358,16 +369,23 @@ class _SeparableEnergy(nn.Module):
         self.branches = nn.Sequential(*layers)
         self.combine = nn.Linear(2, 1, dtype=dtype) if placement == "last_layer" else None
 
+    def _branches(self, x: Tensor) -> Tensor:
+        """``(2, ...)``: ``V(q)`` and ``T(p)`` of states ``(..., 2n)``."""
+        n = x.shape[-1] // 2
+        lead = x.shape[:-1]
+        qp = torch.stack([x[..., :n].reshape(-1, n), x[..., n:].reshape(-1, n)])  # (2, M, n)
+        return self.branches(qp).reshape(2, *lead)
+
     def parts(self, x: Tensor) -> Tensor:
         """``(..., 2)``: ``V(q)`` and ``T(p)`` of states ``(..., 2n)``."""
-        n = x.shape[-1] // 2
-        return self.branches(torch.stack([x[..., :n], x[..., n:]], dim=-2)).squeeze(-1)
+        return torch.movedim(self._branches(x), 0, -1)
 
     def forward(self, x: Tensor) -> Tensor:
-        vt = self.parts(x)
+        v, t = self._branches(x)
         if self.combine is None:
-            return vt.sum(-1)
-        return self.combine(vt).squeeze(-1)
+            return v + t
+        w, b = self.combine.weight[0], self.combine.bias[0]
+        return w[0] * v + w[1] * t + b
 
 
 class SeparableHNN(HNN):
@@ -383,7 +401,7 @@ class SeparableHNN(HNN):
     - ``"L"`` (learning): :meth:`loss` adds ``penalty_weight * penalty(x)``, the mean squared mixed partial
       ``mean |d2H/dq_i dp_j|^2`` over the batch and all ``n x n`` entries. (The authors' code squares, per
       ``p_j``, the batch mean of ``sum_i |d2H/dq_i dp_j|`` and divides by ``n``; both vanish exactly when ``H`` is
-      separable on the batch; ours is the plain mean square the paper's text states.)
+      separable on the batch; ours is the plain mean square, smooth in the parameters.)
     - ``"O"`` (observational): :func:`augment` with ``augment_copies`` cyclic shifts enlarges the training data;
       :func:`pysciml.models.fit_vector_field` applies it to the training split when the model has
       ``augment_copies`` set (the authors' scripts use one shift; their sweep goes up to 400).
@@ -450,9 +468,10 @@ class SeparableHNN(HNN):
         return vt[..., 0], vt[..., 1]
 
     def mixed_hessian(self, x: Tensor) -> Tensor:
-        """``d2H/dq dp``: ``(..., n, n)`` with entry ``[i, j] = d2H / dq_i dp_j`` (the block of :func:`hessian`)."""
+        """``d2H/dq dp``: ``(..., n, n)`` with entry ``[i, j] = d2H / dq_i dp_j`` (the block of :func:`hessian`,
+        ``n`` reverse passes over the batch)."""
         n = self.n
-        return hessian(self._energy, self._check_x(x))[1][..., :n, n:]
+        return hessian(self._energy, self._check_x(x), rows=n)[1][..., n:]
 
     def penalty(self, x: Tensor) -> Tensor:
         """The learning bias's penalty ``mean |d2H/dq dp|^2`` over the batch and the ``n x n`` entries (a
