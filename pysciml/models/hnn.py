@@ -10,7 +10,7 @@ How the derivatives are taken (:func:`input_gradient`, :func:`hessian`):
   It also runs under ``torch.no_grad()`` (returning a detached field) and under saved-tensor hooks
   (``torch.utils.checkpoint``, which ``DiscreteAdjoint(checkpoints=K)`` uses, and which ``torch.func.grad``
   refuses), and it costs what the benchmark's "plain autograd" costs.
-- Inside a :mod:`torch.func` transform (a solver's ``jacfwd``/``vmap`` Jacobian of the vector field), where
+- Inside a ``torch.func`` transform (a solver's ``jacfwd``/``vmap`` Jacobian of the vector field), where
   ``torch.autograd.grad`` cannot run, it is ``vmap(torch.func.grad)`` (``jacfwd`` under saved-tensor hooks).
 - Second derivatives (the learning bias's mixed partials, the Lagrangian's Hessian): ``d`` more reverse passes
   over the whole batch (one per input component, no loop over samples); ``vmap(jacfwd(grad))`` inside
@@ -42,13 +42,13 @@ Tensor = torch.Tensor
 
 
 def _under_functorch(x: Tensor) -> bool:
-    """Whether ``x`` is being transformed by :mod:`torch.func` (``vmap``, ``jacfwd``, ``grad``, ...)."""
+    """Whether ``x`` is being transformed by ``torch.func`` (``vmap``, ``jacfwd``, ``grad``, ...)."""
     check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
     return bool(check(x)) if check is not None else False
 
 
 def _func_grad(energy: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    """Per-sample ``grad energy`` for use inside :mod:`torch.func` transforms: ``torch.func.grad`` (reverse
+    """Per-sample ``grad energy`` for use inside ``torch.func`` transforms: ``torch.func.grad`` (reverse
     mode), or forward mode ``jacfwd`` where saved-tensor hooks are active (``torch.func.grad`` refuses them)."""
 
     def g(xi: Tensor) -> Tensor:
@@ -95,7 +95,7 @@ def input_gradient(energy: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
 
 def hessian(energy: Callable[[Tensor], Tensor], x: Tensor, rows: int | None = None) -> tuple[Tensor, Tensor]:
     """``(grad, Hessian)`` of the per-sample scalar ``energy`` at states ``x`` ``(..., d)``: shapes ``(..., d)``
-    and ``(..., r, d)`` with the Hessian's first ``r = rows`` rows (all ``d`` by default). Outside :mod:`torch.func`
+    and ``(..., r, d)`` with the Hessian's first ``r = rows`` rows (all ``d`` by default). Outside ``torch.func``
     transforms: one reverse pass for the gradient and one per row over the whole batch (no loop over samples);
     inside them: ``vmap(jacfwd(grad))``. Entries that do not depend on the input are exact zeros."""
     r = x.shape[-1] if rows is None else rows
