@@ -162,6 +162,34 @@ def test_augment_preserves_exact_separable_field() -> None:
     assert float((coupled_field(hx) - hdx).abs().max()) > 0.1
 
 
+def test_augment_is_exact_on_the_library_systems() -> None:
+    """The separable systems of pysciml.problems.hamiltonian (Khoo et al.'s): recombined samples carry their
+    exact field; the non-separable ones (a check that the test can fail) do not."""
+    from pysciml.problems.hamiltonian import SYSTEMS, hamiltonian_system
+
+    checked = 0
+    for name in SYSTEMS:
+        system = hamiltonian_system(name)
+        if not system.conservative:
+            continue
+        x, dx = system.sample(40, seed=0)
+        xa, dxa = augment(x, dx, copies=3)
+        err = float((system.vector_field(xa) - dxa).abs().max() / dx.abs().max())
+        if system.separable:
+            assert err < 1e-15, (name, err)
+            checked += 1
+        else:
+            assert err > 1e-3, (name, err)
+    assert checked >= 8
+
+
+def test_float32_in_float32_out() -> None:
+    x = states(5, 4).float()
+    for model in (HNN(4, dtype=torch.float32), SeparableHNN(2, dtype=torch.float32, biases="LI")):
+        assert model.vector_field(x).dtype == torch.float32 and model.loss(x, x).dtype == torch.float32
+    assert SeparableHNN(2, dtype=torch.float32, biases="L").penalty(x).dtype == torch.float32
+
+
 def test_loss_gradients_match_finite_differences() -> None:
     torch.manual_seed(0)
     x = states(32, 4, seed=5)

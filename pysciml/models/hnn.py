@@ -504,7 +504,8 @@ def augment(x: Tensor, dx: Tensor, copies: int = 1, *,
 
     Returns:
         ``(x_aug, dx_aug)`` of shape ``((copies + 1) N, 2n)``: the original samples first, then the copies;
-        same dtype and device as ``x``. Valid only for separable systems (for others it makes wrong data).
+        same dtype and device as ``x``. Valid only for conservative separable systems: for others it makes
+        wrong data (a non-separable ``H``, or friction, whose ``-gamma p`` term puts ``p`` into ``pdot``).
     """
     for name, v in (("x", x), ("dx", dx)):
         if not isinstance(v, Tensor) or v.ndim != 2 or v.shape[1] % 2:
