@@ -89,6 +89,11 @@ def _reaches_other_leaf(value: Tensor, ours: list[Tensor]) -> bool:
     return False
 
 
+class _NeedsFunctorch(Exception):
+    """``H`` depends on tensors requiring grad (parameters) while an argument does not: torch.func.grad keeps only
+    the parameters in the result's graph."""
+
+
 def _autograd_grad(fn: Callable[..., Tensor], args: tuple[Tensor, ...], argnums: tuple[int, ...]
                    ) -> tuple[Tensor, ...]:
     """Per-sample gradients by ``torch.autograd.grad`` of the sum. In grad mode, with ``create_graph`` when the
@@ -105,8 +110,22 @@ def _autograd_grad(fn: Callable[..., Tensor], args: tuple[Tensor, ...], argnums:
         value = fn(*xs).sum()
         if graph:
             graph = any(x.requires_grad for x in args) or _reaches_other_leaf(value, fresh)
+            if graph and fresh:  # the result would keep our stand-in leaves in its graph: adjoints would see them
+                raise _NeedsFunctorch
         grads = torch.autograd.grad(value, [xs[k] for k in argnums], create_graph=graph, allow_unused=True)
     return tuple(torch.zeros_like(xs[k]) if g is None else g for k, g in zip(argnums, grads, strict=True))
+
+
+def _keep(x: Tensor) -> Tensor:
+    return x
+
+
+def _saved_tensor_hooks_active() -> bool:
+    """Whether saved-tensor hooks are installed (inside ``torch.utils.checkpoint``'s forward)."""
+    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    if top is None:  # pragma: no cover  (older/newer torch without the query: keep the reverse-mode path)
+        return False
+    return top(False) is not None
 
 
 def hamiltonian_gradient(fn: Callable[..., Tensor], args: tuple[Tensor, ...], argnums: tuple[int, ...]
@@ -114,12 +133,24 @@ def hamiltonian_gradient(fn: Callable[..., Tensor], args: tuple[Tensor, ...], ar
     """Gradients of ``fn(*args)`` (shape ``(...,)``, one value per leading index) with respect to ``args[k]`` for
     ``k`` in ``argnums``, each shaped like that argument (per-sample gradients: ``fn`` must not mix leading indices).
 
-    ``torch.autograd.grad`` of the sum (with ``create_graph`` in grad mode, so the result stays differentiable with
-    respect to the state and to tensors ``fn`` closes over, such as an ``nn.Module``'s parameters); inside a
-    torch.func transform that refuses it (forward mode) ``torch.func.grad``; inside ``torch.utils.checkpoint``, where
-    torch.func's reverse mode is refused too, forward mode (one JVP per component)."""
+    ``torch.autograd.grad`` of the sum (with ``create_graph`` in grad mode when the state or tensors ``fn`` closes
+    over, such as an ``nn.Module``'s parameters, require grad, so the result stays differentiable with respect to
+    them); ``torch.func.grad`` where parameters require grad but the state does not (autograd would leave stand-in
+    leaves in the result's graph) or inside a torch.func transform that refuses autograd (forward mode); inside
+    ``torch.utils.checkpoint`` (where a backward pass would recompute the segment and torch.func's reverse mode is
+    refused) forward mode, one JVP per component of the last dimension."""
+    hooks = _saved_tensor_hooks_active()
+    if hooks and torch.is_grad_enabled():
+        # a backward pass inside a checkpointed forward would unpack the segment's saved tensors, i.e. recompute the
+        # segment up to here at every call (quadratic cost); torch.func's reverse mode refuses outright
+        return _forward_mode_grad(fn, args, argnums)
     try:
+        if hooks:  # no graph leaves this call: keep its own saved tensors as they are (no checkpoint packing)
+            with torch.autograd.graph.saved_tensors_hooks(_keep, _keep):
+                return _autograd_grad(fn, args, argnums)
         return _autograd_grad(fn, args, argnums)
+    except _NeedsFunctorch:
+        pass
     except RuntimeError as exc:
         if "functorch" not in str(exc) and "torch.func" not in str(exc):
             raise
