@@ -12,9 +12,10 @@ How the derivatives are taken (:func:`input_gradient`, :func:`hessian`):
   refuses), and it costs what the benchmark's "plain autograd" costs.
 - Inside a ``torch.func`` transform (a solver's ``jacfwd``/``vmap`` Jacobian of the vector field), where
   ``torch.autograd.grad`` cannot run, it is ``vmap(torch.func.grad)`` (``jacfwd`` under saved-tensor hooks).
-- Second derivatives (the learning bias's mixed partials, the Lagrangian's Hessian): ``d`` more reverse passes
-  over the whole batch (one per input component, no loop over samples); ``vmap(jacfwd(grad))`` inside
-  transforms. (Forward-over-forward ``jacfwd(jacfwd)`` works everywhere but measured 5-15x slower here.)
+- Second derivatives (the learning bias's mixed partials, the Lagrangian's Hessian): one more reverse pass over
+  the whole batch per Hessian row needed (``n`` for the mixed partials, ``2n`` for the Lagrangian; no loop over
+  samples); ``vmap(jacfwd(grad))`` inside transforms. (Forward-over-forward ``jacfwd(jacfwd)`` works everywhere
+  but measured 5-15x slower here.)
 
 References:
     S. Greydanus, M. Dzamba, J. Yosinski, "Hamiltonian Neural Networks", NeurIPS 2019 (the HNN and its loss).
@@ -35,6 +36,7 @@ from torch import nn
 from torch.func import grad, jacfwd, vmap
 
 from ..errors import InputError
+from ..problem_dynamical import HamiltonianProblem
 
 __all__ = ["HNN", "SeparableHNN", "augment", "hessian", "input_gradient", "mlp", "vector_field_loss"]
 
@@ -278,7 +280,7 @@ class HNN(nn.Module):
             out = out + (self._energy(x0.to(self.J.device)) - h0) ** 2
         return out
 
-    def as_problem(self, q0: Tensor, p0: Tensor, tspan: Any, *, batched: bool = False) -> Any:
+    def as_problem(self, q0: Tensor, p0: Tensor, tspan: Any, *, batched: bool = False) -> HamiltonianProblem:
         """A :class:`pysciml.HamiltonianProblem` for the learned ``H(q, p)`` (canonical ``J`` only), to roll it out
         with any pysciml solver, the symplectic ones included; ``separable=True`` when the architecture makes
         ``H = T(p) + V(q)`` exactly (a :class:`SeparableHNN` with the inductive bias), which the explicit
@@ -286,8 +288,6 @@ class HNN(nn.Module):
         ``batched`` is passed on (per-trajectory step control for the adaptive solvers)."""
         if not self.canonical:
             raise InputError("as_problem needs the canonical J (x = (q, p)); this model was built with a custom J")
-        from .. import HamiltonianProblem  # the public problem type (imported late: pysciml imports models lazily)
-
         n = self.n
 
         def H(q: Tensor, p: Tensor) -> Tensor:
