@@ -84,3 +84,14 @@ def test_neural_ode_benchmark_smoke():
         assert abs(float(rows["pysciml"][3]) - float(rows["torchdiffeq"][3])) < 1e-2
     stiff = rows["pysciml Rodas5P + DiscreteAdjoint"]  # iterations | time / iter | NFE fwd | NFE bwd | loss
     assert int(stiff[0]) == 2 and float(stiff[1]) > 0 and float(stiff[2]) > 0 and float(stiff[4]) < 1e-2
+
+
+def test_hnn_benchmark_smoke():
+    from benchmarks import hnn
+
+    text = hnn.main("smoke", "cpu")
+    rows = {r[0]: r for r in table_rows(text, "")[1:]}
+    for name in ("pysciml HNN", "plain autograd"):
+        assert 0 < float(rows[name][3]) < 1e3  # ms per training iteration
+    assert float(re.search(r"agree to (\S+) \(relative\)", text)[1]) < 1e-12  # same loss and gradients
+    assert all(v == v for v in numbers(text))
