@@ -19,6 +19,9 @@ ImplicitMidpoint    2      Newton: 1 Jacobian + 1 f per iter   any H, any ODEPro
 ==================  =====  ==================================  ======================================
 
 (For a second-order problem the velocity is ``v`` itself and costs nothing.)
+
+Dense output (``sol(t)``, ``saveat`` between steps) is cubic Hermite from the vector field at both ends of each
+step, computed only for the steps that are interpolated: it converges at order ``min(p, 4)``.
 """
 
 from __future__ import annotations

@@ -234,6 +234,7 @@ class HamiltonianProblem(ODEProblem):
         self.n = int(q0t.shape[-1])
         super().__init__(self._vector_field, torch.cat([q0t, p0t], dim=-1), tspan, p, batched=batched)
         self.separable = bool(separable)
+        self._quadratic_kinetic: bool | None = None
         if self.separable:
             self._check_separable()
 
@@ -287,7 +288,13 @@ class HamiltonianProblem(ODEProblem):
 
     def kinetic_is_quadratic(self) -> bool:
         """Whether ``d2H/dp2`` is the same at ``(q0, p0)`` and two random momenta (``T`` quadratic in ``p``, as
-        McAte5's order needs); checked along one random direction, to ``sqrt(eps)``."""
+        McAte5's order needs); checked along one random direction, to ``sqrt(eps)``, once per problem (kept by
+        :meth:`remake`)."""
+        if self._quadratic_kinetic is None:
+            self._quadratic_kinetic = self._check_quadratic_kinetic()
+        return self._quadratic_kinetic
+
+    def _check_quadratic_kinetic(self) -> bool:
         energy = self._energy(self.p)
         gen = torch.Generator(device="cpu").manual_seed(11)
         with torch.no_grad():
@@ -313,6 +320,8 @@ class HamiltonianProblem(ODEProblem):
                                  changes.get("p", self.p), separable=False,
                                  batched=changes.get("batched", self.batched))
         new.separable = self.separable
+        if "H" not in changes and "p" not in changes:
+            new._quadratic_kinetic = self._quadratic_kinetic
         return new
 
 

@@ -396,3 +396,18 @@ def test_continuous_adjoints_of_a_general_method_match_the_discrete_gradient():
     reference = gradient(ps.DiscreteAdjoint())
     for sensealg in (ps.InterpolatingAdjoint(), ps.QuadratureAdjoint(), ps.BacksolveAdjoint()):
         torch.testing.assert_close(gradient(sensealg), reference, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("alg", [VelocityVerlet(), Leapfrog(), Yoshida4(), Yoshida6(), ImplicitMidpoint()],
+                         ids=lambda a: a.name)
+def test_symmetric_methods_are_time_reversible(alg):
+    """A symmetric method run forward to T and back (t1 < t0) with the same step returns to the initial state, to
+    round-off; McAte5 (not symmetric) does not."""
+    prob = HamiltonianProblem(pendulum, Q0, P0, (0.0, 3.0), separable=True)
+    there = solve(prob, alg, dt=0.25, saveat=[3.0]).u[-1]
+    back = solve(prob.remake(u0=there, tspan=(3.0, 0.0)), alg, dt=0.25, saveat=[0.0]).u[-1]
+    torch.testing.assert_close(back, torch.cat([Q0, P0]), rtol=0, atol=1e-13)
+    if alg.name == "Yoshida4":
+        there = solve(prob, McAte5(), dt=0.25, saveat=[3.0]).u[-1]
+        back = solve(prob.remake(u0=there, tspan=(3.0, 0.0)), McAte5(), dt=0.25, saveat=[0.0]).u[-1]
+        assert float((back - torch.cat([Q0, P0])).abs().max()) > 1e-9
