@@ -329,7 +329,9 @@ class SecondOrderODEProblem(ODEProblem):
     """``x'' = f(t, x, x')`` from ``(x0, v0)``, as the first-order system ``u = cat([x, v], -1)``, ``u' = (v, a)``.
 
     Every pysciml solver solves it; the explicit symplectic (Nystrom-type) methods need the acceleration to be
-    independent of the velocity (``velocity_independent``), ``ImplicitMidpoint()`` does not.
+    independent of the velocity (``velocity_independent``), ``ImplicitMidpoint()`` does not. Julia's
+    ``SecondOrderODEProblem(f, dx0, x0, tspan)`` takes the velocities first and ``f(dv, v, x, p, t)``; here positions
+    come first everywhere: ``(x0, v0)``, ``f(t, x, v)`` and ``u = cat([x, v], -1)``.
 
     Args:
         f: the acceleration ``f(t, x, v) -> a`` or ``f(t, x, v, p) -> a``, shaped like ``x`` (``(..., n)``).

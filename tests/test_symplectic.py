@@ -411,3 +411,16 @@ def test_symmetric_methods_are_time_reversible(alg):
         there = solve(prob, McAte5(), dt=0.25, saveat=[3.0]).u[-1]
         back = solve(prob.remake(u0=there, tspan=(3.0, 0.0)), McAte5(), dt=0.25, saveat=[0.0]).u[-1]
         assert float((back - torch.cat([Q0, P0])).abs().max()) > 1e-9
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("alg", [Yoshida4(), ImplicitMidpoint()], ids=lambda a: a.name)
+def test_on_cuda_matches_cpu(alg):
+    q0 = torch.tensor([[0.5, 0.1], [1.0, -0.2]], dtype=D)
+    p0 = torch.tensor([[0.0, 0.1], [0.3, 0.0]], dtype=D)
+    cpu = solve(HamiltonianProblem(pendulum, q0, p0, (0.0, 2.0), separable=True), alg, dt=0.1, saveat=[1.0, 2.0])
+    gpu = solve(HamiltonianProblem(pendulum, q0.cuda(), p0.cuda(), (0.0, 2.0), separable=True), alg, dt=0.1,
+                saveat=[1.0, 2.0])
+    assert gpu.u.device.type == "cuda" and gpu.u.dtype == D
+    torch.testing.assert_close(gpu.u.cpu(), cpu.u, rtol=1e-12, atol=1e-13)
