@@ -92,8 +92,8 @@ class Yoshida4(ExplicitSymplecticAlgorithm):
 
 @dataclass(frozen=True, repr=False)
 class Yoshida6(ExplicitSymplecticAlgorithm):
-    """Yoshida's 6th-order 7-fold composition of leapfrog (1990, solution A), symmetric, seven force evaluations
-    per step."""
+    """Yoshida's 6th-order 7-fold composition of velocity Verlet (1990, solution A; the composition OrdinaryDiffEq's
+    ``Yoshida6`` uses), symmetric, seven force evaluations per step."""
 
     _tableau: ClassVar[Tableau | None] = _sym.YOSHIDA6  # type: ignore[assignment]
     julia_name: ClassVar[str] = "Yoshida6"

@@ -233,6 +233,7 @@ class HamiltonianProblem(ODEProblem):
         self.q0, self.p0 = q0t, p0t
         self.n = int(q0t.shape[-1])
         super().__init__(self._vector_field, torch.cat([q0t, p0t], dim=-1), tspan, p, batched=batched)
+        self._check_energy_shape()
         self.separable = bool(separable)
         self._quadratic_kinetic: bool | None = None
         if self.separable:
@@ -260,6 +261,20 @@ class HamiltonianProblem(ODEProblem):
     def force(self, t: Tensor, q: Tensor, p: Tensor) -> Tensor:
         """``dp/dt = -dH/dq`` at ``(q, p)`` (shape of ``q``); ``t`` is unused."""
         return -hamiltonian_gradient(self._energy(self.p), (q, p), (0,))[0]
+
+    def _check_energy_shape(self) -> None:
+        """``H(q0, p0)`` must be a tensor of one value per leading index: shape ``q0.shape[:-1]`` (or with a
+        trailing 1), in the state's dtype."""
+        with torch.no_grad():
+            h = self.hamiltonian(self.q0.detach(), self.p0.detach())
+        want = tuple(self.q0.shape[:-1])
+        if not isinstance(h, Tensor) or tuple(h.shape) not in (want, (*want, 1)):
+            got = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
+            raise InputError(f"H(q, p) must return one energy per leading index of q (shape {want} for q0 of shape "
+                             f"{tuple(self.q0.shape)}), got {got}; sum over the degrees of freedom, e.g. "
+                             "0.5 * (p**2).sum(-1) + V(q).sum(-1)")
+        if h.dtype != self.q0.dtype:
+            raise InputError(f"H returned dtype {h.dtype} but q0 is {self.q0.dtype}; keep the state's dtype")
 
     def _check_separable(self) -> None:
         energy = self._energy(self.p)
@@ -355,6 +370,7 @@ class SecondOrderODEProblem(ODEProblem):
         self.x0, self.v0 = x0t, v0t
         self.n = int(x0t.shape[-1])
         super().__init__(self._first_order, torch.cat([x0t, v0t], dim=-1), tspan, p, batched=batched)
+        self._check_acceleration_shape()
         if velocity_independent is False:
             self.velocity_independent = False
         else:
@@ -384,10 +400,21 @@ class SecondOrderODEProblem(ODEProblem):
         """``dv/dt = f(t, x, v[, p])``: the acceleration."""
         return self.acceleration(t, x, v)
 
-    def _check_velocity_independent(self) -> bool:
+    def _t0(self) -> Tensor:
         t0 = torch.tensor(self.tspan[0], dtype=self.u0.dtype, device=self.u0.device)
-        if self.batched:
-            t0 = t0.expand(self.u0.shape[0])
+        return t0.expand(self.u0.shape[0]) if self.batched else t0
+
+    def _check_acceleration_shape(self) -> None:
+        with torch.no_grad():
+            a = self.acceleration(self._t0(), self.x0.detach(), self.v0.detach())
+        if not isinstance(a, Tensor) or a.shape != self.x0.shape:
+            got = tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__
+            raise InputError(f"f(t, x, v) must return the acceleration shaped like x {tuple(self.x0.shape)}, got {got}")
+        if a.dtype != self.x0.dtype:
+            raise InputError(f"f returned dtype {a.dtype} but x0 is {self.x0.dtype}; keep the state's dtype")
+
+    def _check_velocity_independent(self) -> bool:
+        t0 = self._t0()
         gen = torch.Generator(device="cpu").manual_seed(5)
         try:
             with torch.no_grad():

@@ -424,3 +424,12 @@ def test_on_cuda_matches_cpu(alg):
                 saveat=[1.0, 2.0])
     assert gpu.u.device.type == "cuda" and gpu.u.dtype == D
     torch.testing.assert_close(gpu.u.cpu(), cpu.u, rtol=1e-12, atol=1e-13)
+
+
+def test_wrong_shapes_are_named():
+    with pytest.raises(InputError, match="one energy per leading index"):
+        HamiltonianProblem(lambda q, p: q**2 + p**2, torch.ones(3, 2, dtype=D), torch.ones(3, 2, dtype=D), (0, 1))
+    with pytest.raises(InputError, match="shaped like x"):
+        SecondOrderODEProblem(lambda t, x, v: x.sum(), torch.ones(2, dtype=D), torch.ones(2, dtype=D), (0, 1))
+    with pytest.raises(InputError, match="must take 2 or 3"):
+        HamiltonianProblem(lambda x: x.sum(), Q0, P0, (0, 1))

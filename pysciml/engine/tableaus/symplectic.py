@@ -20,7 +20,9 @@ Sources:
   by E. Forest & R. D. Ruth, Physica D 43 (1990) 105, and J. Candy & W. Rozmus, J. Comput. Phys. 92 (1991) 230
   (OrdinaryDiffEq's ``CandyRoz4``).
 * Yoshida 6: the same paper, Table 1, solution A (``w1, w2, w3``; ``w0 = 1 - 2 (w1 + w2 + w3)``), a 7-fold
-  composition of leapfrog.
+  composition of velocity Verlet (kick-drift-kick), as OrdinaryDiffEq's ``Yoshida6`` (its ``a``/``b`` read kick
+  first, the reading under which its McAte5 has order 5); Yoshida 4 composes leapfrog (drift-kick-drift), as
+  ``CandyRoz4`` does.
 * McAte5: R. I. McLachlan & P. Atela, "The accuracy of symplectic integrators", Nonlinearity 5 (1992) 541-562,
   the optimised 6-stage 5th-order method for ``T`` quadratic in ``p`` (Runge-Kutta-Nystrom case); coefficients
   to 19 digits as tabulated in OrdinaryDiffEq.jl (``McAte5ConstantCache``, ``a`` and ``b``), applied kick first:
@@ -35,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["SymplecticTableau", "VELOCITY_VERLET", "LEAPFROG", "YOSHIDA4", "YOSHIDA6", "MCATE5", "compose_leapfrog",
-           "SYMPLECTIC_TABLEAUS", "GaussTableau", "IMPLICIT_MIDPOINT"]
+           "compose_velocity_verlet", "SYMPLECTIC_TABLEAUS", "GaussTableau", "IMPLICIT_MIDPOINT"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,16 @@ class SymplecticTableau:
         return out
 
 
+def compose_velocity_verlet(weights: tuple[float, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Drift and kick coefficients of the composition ``V(w_1 h) ... V(w_m h)`` of kick-drift-kick (velocity
+    Verlet) steps (adjacent half kicks merged): drifts ``0, w_1, ..., w_m``, kicks ``w_1/2, (w_1+w_2)/2, ...,
+    w_m/2``."""
+    m = len(weights)
+    kick = [weights[0] / 2] + [(weights[i] + weights[i + 1]) / 2 for i in range(m - 1)] + [weights[-1] / 2]
+    drift = [0.0, *weights]
+    return tuple(drift), tuple(kick)
+
+
 def compose_leapfrog(weights: tuple[float, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Drift and kick coefficients of the composition ``L(w_1 h) ... L(w_m h)`` of drift-kick-drift leapfrog steps
     (adjacent half drifts merged): drifts ``w_1/2, (w_1+w_2)/2, ..., w_m/2``, kicks ``w_1, ..., w_m, 0``."""
@@ -119,10 +131,10 @@ YOSHIDA4 = SymplecticTableau(
     name="Yoshida4", order=4, symmetric=True, drift=_y4[0], kick=_y4[1],
     reference="Yoshida, Phys. Lett. A 150 (1990) 262, eq. (4.14) (= Forest-Ruth 1990 = Candy-Rozmus 1991)",
 )
-_y6 = compose_leapfrog((_Y6_W3, _Y6_W2, _Y6_W1, _Y6_W0, _Y6_W1, _Y6_W2, _Y6_W3))
+_y6 = compose_velocity_verlet((_Y6_W3, _Y6_W2, _Y6_W1, _Y6_W0, _Y6_W1, _Y6_W2, _Y6_W3))
 YOSHIDA6 = SymplecticTableau(
     name="Yoshida6", order=6, symmetric=True, drift=_y6[0], kick=_y6[1],
-    reference="Yoshida, Phys. Lett. A 150 (1990) 262, Table 1 solution A (7-fold leapfrog composition)",
+    reference="Yoshida, Phys. Lett. A 150 (1990) 262, Table 1 solution A (7-fold velocity Verlet composition)",
 )
 _MCATE5_A = (0.339839625839110000, -0.088601336903027329, 0.5858564768259621188, -0.603039356536491888,
              0.3235807965546976394, 0.4423637942197494587)
