@@ -232,6 +232,7 @@ class HamiltonianProblem(ODEProblem):
         q0t, p0t = _split_state("q0", "p0", q0, p0)
         self.q0, self.p0 = q0t, p0t
         self.n = int(q0t.shape[-1])
+        self._parts: tuple[Any, bool, Any, bool] | None = None  # (T, takes params, V, takes params): from_parts
         super().__init__(self._vector_field, torch.cat([q0t, p0t], dim=-1), tspan, p, batched=batched)
         self._check_energy_shape()
         self.separable = bool(separable)
@@ -249,17 +250,48 @@ class HamiltonianProblem(ODEProblem):
             return lambda q, p: self.H(q, p, params)
         return self.H
 
+    @classmethod
+    def from_parts(cls, T: Callable[..., Tensor], V: Callable[..., Tensor], q0: Any, p0: Any, tspan: Any,
+                   p: Any = None, *, batched: bool = False) -> HamiltonianProblem:
+        """A separable ``H(q, p) = T(p) + V(q)`` given by its two parts: ``T(p)`` or ``T(p, params)`` and ``V(q)``
+        or ``V(q, params)``, each returning one value per leading index. Separable by construction (no check), and
+        cheaper: a velocity evaluates and differentiates ``T`` only, a force ``V`` only (with ``H`` alone each
+        evaluation runs both parts forward)."""
+        t_takes, v_takes = _takes_params(T, "T", 1), _takes_params(V, "V", 1)
+
+        def H(q: Tensor, mom: Tensor, params: Any) -> Tensor:
+            return (T(mom, params) if t_takes else T(mom)) + (V(q, params) if v_takes else V(q))
+
+        prob = cls(H, q0, p0, tspan, p, separable=False, batched=batched)
+        prob.separable = True
+        prob._parts = (T, t_takes, V, v_takes)
+        return prob
+
+    def _part(self, which: int, params: Any) -> Callable[[Tensor], Tensor]:
+        assert self._parts is not None
+        fn, takes = self._parts[2 * which], self._parts[2 * which + 1]
+        return (lambda x: fn(x, params)) if takes else fn
+
     def _vector_field(self, t: Tensor, u: Tensor, params: Any) -> Tensor:
         n = self.n
-        hq, hp = hamiltonian_gradient(self._energy(params), (u[..., :n], u[..., n:]), (0, 1))
+        q, p = u[..., :n], u[..., n:]
+        if self._parts is not None:
+            hp = hamiltonian_gradient(self._part(0, params), (p,), (0,))[0]
+            hq = hamiltonian_gradient(self._part(1, params), (q,), (0,))[0]
+        else:
+            hq, hp = hamiltonian_gradient(self._energy(params), (q, p), (0, 1))
         return torch.cat([hp, -hq], dim=-1)
 
     def velocity(self, t: Tensor, q: Tensor, p: Tensor) -> Tensor:
         """``dq/dt = dH/dp`` at ``(q, p)`` (shape of ``p``); ``t`` is unused (``H`` is autonomous)."""
+        if self._parts is not None:
+            return hamiltonian_gradient(self._part(0, self.p), (p,), (0,))[0]
         return hamiltonian_gradient(self._energy(self.p), (q, p), (1,))[0]
 
     def force(self, t: Tensor, q: Tensor, p: Tensor) -> Tensor:
         """``dp/dt = -dH/dq`` at ``(q, p)`` (shape of ``q``); ``t`` is unused."""
+        if self._parts is not None:
+            return -hamiltonian_gradient(self._part(1, self.p), (q,), (0,))[0]
         return -hamiltonian_gradient(self._energy(self.p), (q, p), (0,))[0]
 
     def _check_energy_shape(self) -> None:
@@ -322,7 +354,8 @@ class HamiltonianProblem(ODEProblem):
 
     def remake(self, **changes: Any) -> HamiltonianProblem:
         """A copy with some fields replaced: ``u0`` (split into ``q0``, ``p0``), ``q0``, ``p0``, ``tspan``, ``p``,
-        ``batched``. The separability asserted here is kept (not checked again)."""
+        ``batched``, ``H``. The separability asserted here is kept (not checked again) unless ``H`` changes (then
+        it is checked for the new ``H``)."""
         unknown = set(changes) - {"u0", "q0", "p0", "tspan", "p", "batched", "H"}
         if unknown:
             raise InputError(f"HamiltonianProblem.remake does not take {sorted(unknown)}")
@@ -331,12 +364,15 @@ class HamiltonianProblem(ODEProblem):
             u0 = changes.pop("u0")
             q0, p0 = u0[..., : self.n], u0[..., self.n:]
         q0, p0 = changes.pop("q0", q0), changes.pop("p0", p0)
+        new_h = "H" in changes
         new = HamiltonianProblem(changes.get("H", self.H), q0, p0, changes.get("tspan", self.tspan),
-                                 changes.get("p", self.p), separable=False,
+                                 changes.get("p", self.p), separable=self.separable and new_h,
                                  batched=changes.get("batched", self.batched))
-        new.separable = self.separable
-        if "H" not in changes and "p" not in changes:
-            new._quadratic_kinetic = self._quadratic_kinetic
+        if not new_h:
+            new.separable = self.separable
+            new._parts = self._parts
+            if "p" not in changes:
+                new._quadratic_kinetic = self._quadratic_kinetic
         return new
 
 

@@ -433,3 +433,31 @@ def test_wrong_shapes_are_named():
         SecondOrderODEProblem(lambda t, x, v: x.sum(), torch.ones(2, dtype=D), torch.ones(2, dtype=D), (0, 1))
     with pytest.raises(InputError, match="must take 2 or 3"):
         HamiltonianProblem(lambda x: x.sum(), Q0, P0, (0, 1))
+
+
+def test_from_parts_evaluates_each_part_alone():
+    """HamiltonianProblem.from_parts(T, V, ...): the same solution as H = T + V, a velocity runs T only and a force V
+    only; remake keeps the parts, and a new non-separable H given to remake is checked."""
+    calls = {"T": 0, "V": 0}
+
+    def T(p):
+        calls["T"] += 1
+        return 0.5 * (p**2).sum(-1)
+
+    def V(q, k):
+        calls["V"] += 1
+        return k * (1.0 - torch.cos(q)).sum(-1)
+
+    k = torch.tensor(1.0, dtype=D)
+    parts = HamiltonianProblem.from_parts(T, V, Q0, P0, (0.0, 2.0), k)
+    whole = HamiltonianProblem(pendulum, Q0, P0, (0.0, 2.0), separable=True)
+    assert parts.separable
+    a = solve(parts, Yoshida4(), dt=0.1, saveat=[1.0, 2.0])
+    torch.testing.assert_close(a.u, solve(whole, Yoshida4(), dt=0.1, saveat=[1.0, 2.0]).u, rtol=1e-14, atol=1e-14)
+    calls.update(T=0, V=0)
+    a = solve(parts, Yoshida4(), dt=0.1, saveat=[2.0])  # no interpolation: 3 forces and 3 velocities per step
+    assert calls["T"] + calls["V"] == a.stats.nf and calls["V"] == calls["T"] == 1 + 20 * 3
+    piece = parts.remake(u0=parts.u0 * 0.5, tspan=(0.0, 1.0))
+    assert piece._parts is parts._parts and piece.separable
+    with pytest.raises(InputError, match="not separable"):
+        whole.remake(H=lambda q, p: 0.5 * ((1 + q**2) * (1 + p**2)).sum(-1))
