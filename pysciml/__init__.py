@@ -1,9 +1,10 @@
 """pysciml: stiff ODE solvers on PyTorch tensors, with adjoint gradients and an optional Julia engine.
 
 The public API, re-exported explicitly; implementation modules are private. The subpackages
-:mod:`~pysciml.models`, :mod:`~pysciml.problems`, :mod:`~pysciml.analysis`, :mod:`~pysciml.datasets`,
-:mod:`~pysciml.sensitivity` and :mod:`~pysciml.julia` are attributes too (``ps.models.NeuralODE``), each
-imported on first access (PEP 562) so that ``import pysciml`` does not pay for the ones it does not use.
+:mod:`~pysciml.models`, :mod:`~pysciml.pinn`, :mod:`~pysciml.problems`, :mod:`~pysciml.analysis`,
+:mod:`~pysciml.datasets`, :mod:`~pysciml.sensitivity` and :mod:`~pysciml.julia` are attributes too
+(``ps.models.NeuralODE``), each imported on first access (PEP 562) so that ``import pysciml`` does not pay for
+the ones it does not use.
 """
 
 from __future__ import annotations
@@ -76,11 +77,11 @@ __all__ = [
     "DiscreteAdjoint", "BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint", "GaussAdjoint",
 ]
 
-_SUBPACKAGES = ("analysis", "datasets", "julia", "models", "problems", "sensitivity")
+_SUBPACKAGES = ("analysis", "datasets", "julia", "models", "pinn", "problems", "sensitivity")
 """Subpackages reachable as attributes of :mod:`pysciml`, imported on first access."""
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports them when first used
-    from . import analysis, datasets, julia, models, problems, sensitivity  # noqa: F401
+    from . import analysis, datasets, julia, models, pinn, problems, sensitivity  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:
