@@ -193,6 +193,20 @@ def _tolerance(dtype: torch.dtype) -> float:
     return math.sqrt(torch.finfo(dtype).eps)
 
 
+def _remake_halves(prob: Any, changes: dict[str, Any], first: str, second: str, fn: str) -> tuple[Any, Any]:
+    """``remake``'s new initial halves (from ``u0``, split at ``n``, or from ``first``/``second``), after refusing
+    keywords the problem does not have; pops the state keywords from ``changes``."""
+    allowed = {"u0", first, second, "tspan", "p", "batched", fn}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise InputError(f"{type(prob).__name__}.remake does not take {sorted(unknown)}; it takes {sorted(allowed)}")
+    a, b = getattr(prob, first), getattr(prob, second)
+    if "u0" in changes:
+        u0 = changes.pop("u0")
+        a, b = u0[..., : prob.n], u0[..., prob.n:]
+    return changes.pop(first, a), changes.pop(second, b)
+
+
 class HamiltonianProblem(ODEProblem):
     """``dq/dt = dH/dp``, ``dp/dt = -dH/dq`` from ``(q0, p0)``: a Hamiltonian system as an :class:`ODEProblem`.
 
@@ -356,14 +370,7 @@ class HamiltonianProblem(ODEProblem):
         """A copy with some fields replaced: ``u0`` (split into ``q0``, ``p0``), ``q0``, ``p0``, ``tspan``, ``p``,
         ``batched``, ``H``. The separability asserted here is kept (not checked again) unless ``H`` changes (then
         it is checked for the new ``H``)."""
-        unknown = set(changes) - {"u0", "q0", "p0", "tspan", "p", "batched", "H"}
-        if unknown:
-            raise InputError(f"HamiltonianProblem.remake does not take {sorted(unknown)}")
-        q0, p0 = self.q0, self.p0
-        if "u0" in changes:
-            u0 = changes.pop("u0")
-            q0, p0 = u0[..., : self.n], u0[..., self.n:]
-        q0, p0 = changes.pop("q0", q0), changes.pop("p0", p0)
+        q0, p0 = _remake_halves(self, changes, "q0", "p0", "H")
         new_h = "H" in changes
         new = HamiltonianProblem(changes.get("H", self.H), q0, p0, changes.get("tspan", self.tspan),
                                  changes.get("p", self.p), separable=self.separable and new_h,
@@ -473,17 +480,13 @@ class SecondOrderODEProblem(ODEProblem):
 
     def remake(self, **changes: Any) -> SecondOrderODEProblem:
         """A copy with some fields replaced: ``u0`` (split into ``x0``, ``v0``), ``x0``, ``v0``, ``tspan``, ``p``,
-        ``batched``. The velocity independence decided here is kept (not checked again)."""
-        unknown = set(changes) - {"u0", "x0", "v0", "tspan", "p", "batched", "f"}
-        if unknown:
-            raise InputError(f"SecondOrderODEProblem.remake does not take {sorted(unknown)}")
-        x0, v0 = self.x0, self.v0
-        if "u0" in changes:
-            u0 = changes.pop("u0")
-            x0, v0 = u0[..., : self.n], u0[..., self.n:]
-        x0, v0 = changes.pop("x0", x0), changes.pop("v0", v0)
+        ``batched``, ``f``. The velocity independence decided here is kept (not checked again) unless ``f`` changes
+        (then it is decided again, as at construction)."""
+        x0, v0 = _remake_halves(self, changes, "x0", "v0", "f")
+        new_f = "f" in changes
         new = SecondOrderODEProblem(changes.get("f", self.accel), x0, v0, changes.get("tspan", self.tspan),
-                                    changes.get("p", self.p), velocity_independent=False,
+                                    changes.get("p", self.p), velocity_independent=None if new_f else False,
                                     batched=changes.get("batched", self.batched))
-        new.velocity_independent = self.velocity_independent
+        if not new_f:
+            new.velocity_independent = self.velocity_independent
         return new

@@ -320,6 +320,10 @@ def test_velocity_dependent_acceleration():
         solve(damped, VelocityVerlet(), dt=0.1)
     with pytest.raises(InputError, match="changes with v"):
         SecondOrderODEProblem(lambda t, x, v: -x - 0.1 * v, Q0, P0, (0.0, 1.0), velocity_independent=True)
+    assert damped.remake(f=lambda t, x, v: -x).velocity_independent  # a new f is examined again
+    assert not damped.remake(u0=damped.u0 * 2).velocity_independent
+    with pytest.raises(InputError, match="does not take"):
+        damped.remake(mass_matrix=None)
     sol = solve(damped, ImplicitMidpoint(), dt=0.01, saveat=[1.0])
     ref = solve(damped, DP5(), rtol=1e-10, atol=1e-12, saveat=[1.0])
     torch.testing.assert_close(sol.u, ref.u, rtol=0, atol=1e-4)
