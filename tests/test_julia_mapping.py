@@ -143,3 +143,79 @@ def test_native_only_algorithms_are_refused_by_the_julia_engine_with_a_clear_err
     for cls in NATIVE_ALGORITHMS.values():
         with pytest.raises(ps.InputError, match=rf"{cls.__name__}\(\) has no Julia counterpart.*backend='torch'"):
             ps.solve(prob, cls(), dt=0.1, backend="julia")
+
+
+# OrdinaryDiffEq.jl's symplectic tableaus (OrdinaryDiffEqSymplecticRK, symplectic_tableaus.jl), in its convention:
+# each stage kicks with b_i, then drifts with a_i (PseudoVerletLeapfrog's a = (1, 0), b = (1/2, 1/2) is velocity
+# Verlet only in this order). VelocityVerlet and LeapfrogDriftKickDrift have their own perform_step there; written
+# here in the same form. CandyRoz4 is given as formulas, Yoshida6 to 14 digits, McAte5 to 19.
+_C3 = 2.0 ** (1.0 / 3.0)
+_Y6A = (0.78451361047756, 0.23557321335936, -1.1776799841789, 1.3151863206839, -1.1776799841789, 0.23557321335936,
+        0.78451361047756, 0.0)
+_Y6B = (0.39225680523878, 0.51004341191846, -0.47105338540976, 0.068753168252520, 0.068753168252520,
+        -0.47105338540976, 0.51004341191846, 0.39225680523878)
+ORDINARYDIFFEQ_TABLEAUS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {  # name: (a = drifts, b = kicks)
+    "VelocityVerlet": ((1.0, 0.0), (0.5, 0.5)),
+    "LeapfrogDriftKickDrift": ((0.5, 0.5), (0.0, 1.0)),
+    "CandyRoz4": (((2 + _C3 + 1 / _C3) / 6, (1 - _C3 - 1 / _C3) / 6, (1 - _C3 - 1 / _C3) / 6, (2 + _C3 + 1 / _C3) / 6),
+                  (0.0, 1 / (2 - _C3), 1 / (1 - _C3**2), 1 / (2 - _C3))),
+    "Yoshida6": (_Y6A, _Y6B),
+    "McAte5": ((0.339839625839110000, -0.088601336903027329, 0.5858564768259621188, -0.603039356536491888,
+                0.3235807965546976394, 0.4423637942197494587),
+               (0.1193900292875672758, 0.6989273703824752308, -0.1713123582716007754, 0.4012695022513534480,
+                0.0107050818482359840, -0.0589796254980311632)),
+}
+
+
+def _canonical(steps: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Non-zero sub-steps with adjacent ones of the same kind merged: one method, one sequence."""
+    out: list[tuple[str, float]] = []
+    for kind, c in steps:
+        if c == 0.0:
+            continue
+        if out and out[-1][0] == kind:
+            out[-1] = (kind, out[-1][1] + c)
+        else:
+            out.append((kind, c))
+    return out
+
+
+def test_symplectic_algorithms_name_their_ordinarydiffeq_counterparts():
+    """Each symplectic class's ``julia_name`` is the OrdinaryDiffEq method with the same sequence of kicks and
+    drifts (to the 14 digits OrdinaryDiffEq gives Yoshida6), so the names promise the same numbers; they are kept
+    apart from JULIA_ALGORITHMS (PySciML.jl's tables, which do not route them yet)."""
+    from pysciml.algorithms_symplectic import SYMPLECTIC_ALGORITHMS, ExplicitSymplecticAlgorithm
+    from pysciml.julia._mapping import JULIA_SYMPLECTIC_ALGORITHMS
+
+    assert JULIA_SYMPLECTIC_ALGORITHMS == {
+        "VelocityVerlet": "VelocityVerlet", "Leapfrog": "LeapfrogDriftKickDrift", "Yoshida4": "CandyRoz4",
+        "Yoshida6": "Yoshida6", "McAte5": "McAte5", "ImplicitMidpoint": "ImplicitMidpoint"}
+    assert not set(JULIA_SYMPLECTIC_ALGORITHMS) & set(JULIA_ALGORITHMS)
+    for name, cls in SYMPLECTIC_ALGORITHMS.items():
+        if not issubclass(cls, ExplicitSymplecticAlgorithm):
+            continue
+        a, b = ORDINARYDIFFEQ_TABLEAUS[cls.julia_name]
+        theirs = _canonical([s for ai, bi in zip(a, b, strict=True) for s in (("kick", bi), ("drift", ai))])
+        ours = _canonical(cls().tableau.substeps())
+        assert [k for k, _ in ours] == [k for k, _ in theirs], name
+        assert [c for _, c in ours] == pytest.approx([c for _, c in theirs], rel=1e-12, abs=1e-13), name
+
+
+def test_symplectic_algorithms_and_problems_are_refused_by_the_julia_engine():
+    """Not routed yet: julia_algorithm refuses a symplectic method, and solve(..., backend="julia") refuses the
+    partitioned problems (with any algorithm) with an InputError, before Julia is started (where Julia is missing,
+    starting it would raise JuliaNotAvailableError instead)."""
+    import torch
+
+    import pysciml as ps
+
+    for cls in (ps.VelocityVerlet, ps.Leapfrog, ps.Yoshida4, ps.Yoshida6, ps.McAte5, ps.ImplicitMidpoint):
+        with pytest.raises(InputError, match=r"Julia engine does not solve .*backend='torch'"):
+            julia_algorithm(cls())
+    one = torch.ones(1, dtype=torch.float64)
+    ham = ps.HamiltonianProblem(lambda q, p: 0.5 * (q**2 + p**2).sum(-1), one, 0 * one, (0.0, 1.0), separable=True)
+    second = ps.SecondOrderODEProblem(lambda t, x, v: -x, one, 0 * one, (0.0, 1.0))
+    plain = ps.ODEProblem(lambda t, u: -u, one, (0.0, 1.0))
+    for prob, alg in ((ham, ps.Tsit5()), (second, ps.Rodas5P()), (ham, ps.Yoshida4()), (plain, ps.ImplicitMidpoint())):
+        with pytest.raises(ps.InputError, match=r"backend='julia' does not solve .*backend='torch'"):
+            ps.solve(prob, alg, dt=0.1, backend="julia")

@@ -2,7 +2,10 @@
 
 Built from the ``julia_name`` of every class, so the mapping is complete by construction; a class
 without a Julia counterpart must be listed in :data:`JULIA_UNSUPPORTED_SENSEALGS` with the reason
-(tests check both). Torch-free.
+(tests check both). The symplectic methods carry their OrdinaryDiffEq names too
+(:data:`JULIA_SYMPLECTIC_ALGORITHMS`; ``tests/test_julia_mapping.py`` checks that each names the same sequence of
+kicks and drifts) but are not routed to the Julia engine yet. Starts no Julia (torch is imported only through
+:mod:`pysciml.algorithms_symplectic`'s problem checks).
 """
 
 from __future__ import annotations
@@ -12,17 +15,29 @@ from typing import Any
 
 from .. import sensealg as _sensealg
 from ..algorithms import ALGORITHMS, Algorithm, ESDIRKAlgorithm, ImplicitAlgorithm
+from ..algorithms_symplectic import SYMPLECTIC_ALGORITHMS, SymplecticAlgorithm
 from ..errors import InputError
 from ..linsolve_options import GMRES
 from ..sensealg import CheckpointingAdjoint, SensitivityAlgorithm
 
 __all__ = [
-    "DOUBLE_EPS", "JULIA_ALGORITHMS", "JULIA_SENSEALGS", "JULIA_UNSUPPORTED_SENSEALGS", "SENSEALG_CLASSES",
+    "DOUBLE_EPS", "JULIA_ALGORITHMS", "JULIA_SYMPLECTIC_ALGORITHMS",
+    "JULIA_SENSEALGS", "JULIA_UNSUPPORTED_SENSEALGS", "SENSEALG_CLASSES",
     "algorithm_options", "julia_algorithm", "julia_sensealg",
 ]
 
 JULIA_ALGORITHMS: dict[str, str] = {name: cls.julia_name for name, cls in ALGORITHMS.items()}
 """pysciml algorithm class name -> OrdinaryDiffEq algorithm name."""
+
+JULIA_SYMPLECTIC_ALGORITHMS: dict[str, str] = {name: cls.julia_name for name, cls in SYMPLECTIC_ALGORITHMS.items()}
+"""pysciml symplectic algorithm -> its OrdinaryDiffEq counterpart (``OrdinaryDiffEqSymplecticRK``: VelocityVerlet,
+LeapfrogDriftKickDrift, CandyRoz4 = Yoshida4, McAte5, Yoshida6; ``OrdinaryDiffEqSDIRK``: ImplicitMidpoint). Not yet
+routed: the Julia engine would need a ``DynamicalODEProblem``, so :func:`julia_algorithm` refuses them."""
+
+SYMPLECTIC_NOT_ROUTED = (
+    "the Julia engine does not solve HamiltonianProblem / SecondOrderODEProblem or the symplectic methods yet (they "
+    "need OrdinaryDiffEq's DynamicalODEProblem); use backend='torch'"
+)
 
 SENSEALG_CLASSES: dict[str, type[SensitivityAlgorithm]] = {
     name: cls for name, cls in inspect.getmembers(_sensealg, inspect.isclass)
@@ -49,6 +64,8 @@ JULIA_UNSUPPORTED_SENSEALGS: dict[str, str] = {
 
 def julia_algorithm(alg: Algorithm) -> str:
     """The OrdinaryDiffEq name of ``alg`` (raises :class:`InputError` if it has none)."""
+    if isinstance(alg, SymplecticAlgorithm):
+        raise InputError(f"{alg!r}: {SYMPLECTIC_NOT_ROUTED}")
     name = getattr(type(alg), "julia_name", "")
     if not name:
         raise InputError(f"{alg!r} has no Julia counterpart; use backend='torch'")
