@@ -131,6 +131,10 @@ class LySep:
         self.boundary_target = self._boundary_values(boundary_value, self.points[self.n_interior:])
         self.coef = pde.coefficients(self.points[:self.n_interior])
         self.boundary_weight = float(boundary_weight)
+        self.point_weight = torch.cat([
+            torch.full((self.n_interior,), 1.0 / self.n_interior, dtype=dtype, device=device),
+            torch.full((self.n_boundary,), self.boundary_weight / max(self.n_boundary, 1), dtype=dtype,
+                       device=device)])
         self.rho = _per_layer(penalty, self.n_layers, "penalty")
         self.gamma = _per_layer(activation_penalty, self.n_layers - 1, "activation_penalty") + [0.0]
         self.adaptive, self.ridge, self.inner_steps = bool(adaptive), float(ridge), int(inner_steps)
@@ -230,6 +234,11 @@ class LySep:
     def _mean_sq(self, t: Tensor) -> Tensor:
         return (t * t).sum() / max(t.shape[0], 1)
 
+    def _value_sq(self, t: Tensor) -> Tensor:
+        """Weighted sum of squares of a value gap (N, n): interior points weigh 1/N_i, boundary points
+        lambda_b/N_b, the weights of the loss terms the points belong to."""
+        return (self.point_weight[:, None] * t * t).sum()
+
     def _linear_gap(self, k: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
         w, b = self.weights[k], self.biases[k]
         gv = self.z[k] - torch.addmm(b, self._in(k), w.T)
@@ -248,7 +257,8 @@ class LySep:
         return gv, gd, gl
 
     def _gap_terms(self, gaps: tuple[Tensor, Tensor | None, Tensor | None]) -> dict[str, Tensor]:
-        return {kind: self._mean_sq(g) for kind, g in zip(_KINDS, gaps, strict=True) if g is not None}
+        fns = (self._value_sq, self._mean_sq, self._mean_sq)
+        return {kind: fn(g) for kind, fn, g in zip(_KINDS, fns, gaps, strict=True) if g is not None}
 
     def loss(self) -> dict[str, float]:
         """The LySep loss and its terms on the current variables.
@@ -291,15 +301,16 @@ class LySep:
         """The least-squares system of Linear layer k's weights: (design M, target T) such that
         theta = argmin ||M theta - T||_F^2 with theta = [W_k^T; b_k] of shape (n_{k-1} + 1, n_k).
 
-        Rows: values at all N points (scaled by N^-1/2), gradients (M * d rows) and Laplacians (M rows) at the
+        Rows: values at all N points (scaled by the square roots of the point weights: N_i^-1/2 inside,
+        (lambda_b / N_b)^1/2 on the boundary), gradients (M * d rows) and Laplacians (M rows) at the
         interior points (scaled by N_i^-1/2), then sqrt(ridge) * I (Tikhonov).
         """
         if not 0 <= k < self.n_layers:
             raise InputError(f"k: layer index must be in [0, {self.n_layers - 1}], got {k}")
         x = self._in(k)
-        n, ni = x.shape[0], self.n_interior
-        blocks = [torch.cat([x, torch.ones_like(x[:, :1])], 1) / n ** 0.5]
-        targets = [self.z[k] / n ** 0.5]
+        ni, sw = self.n_interior, self.point_weight.sqrt()[:, None]
+        blocks = [torch.cat([x, torch.ones_like(x[:, :1])], 1) * sw]
+        targets = [self.z[k] * sw]
         din, lin = self._din(k), self._lin(k)
         if din is not None:
             rows = din.transpose(1, 2).reshape(-1, din.shape[1])
@@ -322,16 +333,15 @@ class LySep:
 
     def _update_output(self) -> None:
         """Closed form for the output variables (u, grad u, Lap u): pointwise minimisers of
-        residual^2 / N_i + rho_L (value gap^2 / N + derivative gaps^2 / N_i), and of the boundary misfit."""
+        (residual^2 + rho_L |gaps|^2) / N_i inside and lambda_b (misfit^2 + rho_L gap^2) / N_b on the boundary."""
         k, ni = self.n_layers - 1, self.n_interior
-        n = self.points.shape[0]
         rho = self.rho[k] * self.omega[k]
         w, b = self.weights[k], self.biases[k]
         ubar = torch.addmm(b, self._in(k), w.T)[:, 0]
         a, v, c, f = self.coef
         cols, bars = [c], [ubar[:ni]]
-        # scaled so that the system is (p.y - f)^2 + (y - ybar)^T D (y - ybar) with D = rho * diag(N_i/N, 1, ...)
-        dinv = [torch.full_like(c, n / (rho * ni))]  # D^-1, diagonal
+        # per point (times N_i): (p.y - f)^2 + rho |y - ybar|^2, minimised by Sherman-Morrison
+        dinv = [torch.full_like(c, 1.0 / rho)]
         if self.order >= 1:
             gbar = torch.einsum("ij,njk->nik", w, self._din(k))[:, 0, :]
             cols.append(v)
@@ -350,8 +360,7 @@ class LySep:
         z = self.z[k].clone()
         z[:ni, 0] = y[:, 0]
         if self.n_boundary:
-            lam, pen = self.boundary_weight / self.n_boundary, rho / n
-            z[ni:, 0] = (lam * self.boundary_target + pen * ubar[ni:]) / (lam + pen)
+            z[ni:, 0] = (self.boundary_target + rho * ubar[ni:]) / (1 + rho)
         self.z[k] = z
         col = 1
         if self.order >= 1:
@@ -401,7 +410,7 @@ class LySep:
         params = [t for t in (z, dz, lz) if t is not None]
 
         def objective() -> Tensor:
-            val = rho * (self._mean_sq(z - zbar))
+            val = rho * (self._value_sq(z - zbar))
             if dz is not None:
                 val = val + rho * self._mean_sq(dz - dbar)
             if lz is not None:
@@ -538,7 +547,7 @@ class LySep:
                 loss = self._mean_sq(r) + self.boundary_weight * self._mean_sq(e)
                 loss.backward()
                 opt.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
         self.weights = [p.detach() for p in params[:n]]
         self.biases = [p.detach() for p in params[n:]]
         self.update_penalty_weights()
