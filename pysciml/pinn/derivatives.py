@@ -106,6 +106,38 @@ def _hvp_point(g: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Ten
     return hv
 
 
+def _quadratic_point(g: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(p, v) -> v^T H(p) v`` (one forward-over-reverse HVP and a dot product)."""
+    hv = _hvp_point(g)
+
+    def quad(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return (hv(p, v) * v).sum()
+
+    return quad
+
+
+def _check_chunk(chunk_size: object) -> None:
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise InputError(f"chunk_size must be None or a positive int, got {chunk_size!r}")
+
+
+def _over_directions(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, V: torch.Tensor,
+                     chunk_size: int | None) -> torch.Tensor:
+    """``fn(x_n, v)`` for every point and every direction: ``V`` is ``(K, d)`` (the same for all points) or
+    ``(N, K, d)``; the result is ``(N, K, ...)``. One vmapped call over points and directions, or one per
+    ``chunk_size`` directions (a Python loop over ``K / chunk_size`` chunks, bounding memory)."""
+    per_point = V.ndim == 3
+    K = V.shape[-2]
+    size = K if chunk_size is None else min(chunk_size, K)
+
+    def directions(p: torch.Tensor, vs: torch.Tensor) -> torch.Tensor:
+        return vmap(lambda v: fn(p, v))(vs)
+
+    outs = [vmap(directions, in_dims=(0, 0 if per_point else None))(x, V[..., s:s + size, :])
+            for s in range(0, K, size)]
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+
+
 def gradient(f: Fn, x: torch.Tensor, *, component: int | None = None) -> torch.Tensor:
     """The gradient of ``f`` with respect to its input at each point.
 
@@ -210,18 +242,8 @@ def hessian(f: Fn, x: torch.Tensor, *, component: int | None = None, chunk_size:
     """
     g = _prepare(f, x, component)
     _check_chunk(chunk_size)
-    hv = _hvp_point(g)
     eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-
-    def one(p: torch.Tensor) -> torch.Tensor:
-        return vmap(lambda e: hv(p, e), chunk_size=chunk_size)(eye)
-
-    return vmap(one)(x)
-
-
-def _check_chunk(chunk_size: object) -> None:
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-        raise InputError(f"chunk_size must be None or a positive int, got {chunk_size!r}")
+    return _over_directions(_hvp_point(g), x, eye, chunk_size)
 
 
 def laplacian(f: Fn, x: torch.Tensor, *, method: str = "exact", samples: int = 64,
@@ -254,13 +276,8 @@ def laplacian(f: Fn, x: torch.Tensor, *, method: str = "exact", samples: int = 6
     g = _prepare(f, x, component)
     _check_chunk(chunk_size)
     if method == "exact":
-        hv = _hvp_point(g)
         eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-
-        def trace(p: torch.Tensor) -> torch.Tensor:
-            return vmap(lambda e: (hv(p, e) * e).sum(), chunk_size=chunk_size)(eye).sum()
-
-        return vmap(trace)(x)
+        return _over_directions(_quadratic_point(g), x, eye, chunk_size).sum(dim=1)
     if method == "hutchinson":
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise InputError(f"samples must be a positive int (Rademacher probes per point), got {samples!r}")
@@ -295,13 +312,7 @@ def quadratic_forms(f: Fn, x: torch.Tensor, v: torch.Tensor, *, component: int |
     if not isinstance(v, torch.Tensor) or v.ndim != 3 or v.shape[0] != x.shape[0] or v.shape[2] != x.shape[1]:
         shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
         raise InputError(f"v must have shape (N, S, d) with (N, d) = {tuple(x.shape)}, got {shape}")
-    hv = _hvp_point(g)
-    v = v.to(dtype=x.dtype, device=x.device)
-
-    def forms(p: torch.Tensor, vs: torch.Tensor) -> torch.Tensor:
-        return vmap(lambda e: (hv(p, e) * e).sum(), chunk_size=chunk_size)(vs)
-
-    return vmap(forms)(x, v)
+    return _over_directions(_quadratic_point(g), x, v.to(dtype=x.dtype, device=x.device), chunk_size)
 
 
 def partial(f: Fn, x: torch.Tensor, index: Sequence[int], *, component: int | None = None) -> torch.Tensor:

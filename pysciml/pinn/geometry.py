@@ -38,7 +38,8 @@ from .sampling import PointStream, check_count, check_dtype, check_method, check
 
 __all__ = ["Ball", "Box", "Difference", "Disk", "Domain", "Intersection", "Interval", "Union"]
 
-_MAX_CANDIDATES = 10_000_000  # rejection sampling gives up (InputError) after this many candidates without success
+_MAX_CANDIDATES = 1_000_000  # rejection sampling gives up (InputError) after this many candidates without success
+_MAX_BATCH = 2**20  # candidates per rejection round
 Device = torch.device | str | None
 
 
@@ -215,7 +216,7 @@ class Domain(ABC):
         kept: list[torch.Tensor] = []
         have, drawn, acceptance = 0, 0, 0.5
         while have < n:
-            m = oversampled(n - have, acceptance)
+            m = min(oversampled(n - have, acceptance), _MAX_BATCH)
             x = low + (high - low) * stream.draw(m)
             x = x[self._sdf(x) < 0]
             kept.append(x)
@@ -254,7 +255,7 @@ class Domain(ABC):
         kept: list[torch.Tensor] = []
         have, drawn, acceptance = 0, 0, 0.5
         while have < n:
-            m = oversampled(n - have, acceptance)
+            m = min(oversampled(n - have, acceptance), _MAX_BATCH)
             counts = _split(m, share)
             for part, stream, c in zip(parts, streams, counts, strict=True):
                 if c:

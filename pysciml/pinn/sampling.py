@@ -12,20 +12,27 @@ import inspect
 import math
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 
-if TYPE_CHECKING:
-    from .geometry import Domain
-
 __all__ = ["METHODS", "PointStream", "qmc_points", "residual_adaptive_refinement"]
 
 METHODS = ("uniform", "pseudo", "lhs", "sobol", "halton")
 """The accepted ``method`` names."""
+
+
+class InteriorSampler(Protocol):
+    """What :func:`residual_adaptive_refinement` needs of a domain (every
+    :class:`~pysciml.pinn.geometry.Domain` has it)."""
+
+    dim: int
+
+    def sample_interior(self, n: int, *, method: str = ..., seed: int = ...,
+                        dtype: torch.dtype = ...) -> torch.Tensor: ...
 
 
 def check_count(n: object, name: str = "n") -> int:
@@ -139,7 +146,7 @@ def qmc_points(n: int, d: int, method: str = "sobol", seed: int = 0, *, dtype: t
     return PointStream(d, method, seed, dtype=dtype, device=device).draw(n)
 
 
-def residual_adaptive_refinement(residual: Callable[[torch.Tensor], torch.Tensor], domain: Domain,
+def residual_adaptive_refinement(residual: Callable[[torch.Tensor], torch.Tensor], domain: InteriorSampler,
                                  points: torch.Tensor, *, n_candidates: int, n_add: int, seed: int = 0,
                                  method: str = "uniform", batch_size: int | None = None) -> torch.Tensor:
     """Residual-based adaptive refinement (RAR, Lu et al. 2021, DeepXDE): add the worst-resolved points.
