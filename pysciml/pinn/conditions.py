@@ -34,6 +34,7 @@ import torch
 from ..errors import InputError
 from .derivatives import gradient, partial
 from .geometry import Box, Domain
+from .sampling import oversampled
 
 __all__ = ["Condition", "DirichletBC", "NeumannBC", "PeriodicBC", "InitialCondition", "PointData",
            "HardConstraint"]
@@ -42,7 +43,8 @@ Tensor = torch.Tensor
 UFn = Callable[[Tensor], Tensor]
 Value = Callable[[Tensor], Tensor] | float | int
 
-_MAX_DRAWS = 50
+_MAX_DRAWS = 20
+_MAX_EMPTY = 100_000  # boundary points drawn without one passing the mask: give up
 
 
 def field(u: Tensor, component: int | None) -> Tensor:
@@ -149,17 +151,19 @@ def _boundary_points(where: Domain | Callable[[Tensor], Tensor] | None, domain: 
         return where.sample_boundary(n, method=method, seed=seed, dtype=dtype)
     if where is None:
         return domain.sample_boundary(n, method=method, seed=seed, dtype=dtype)
-    kept, have, m = [], 0, 2 * n
+    kept, have, drawn, m = [], 0, 0, max(2 * n, 64)
     for k in range(_MAX_DRAWS):
         x = domain.sample_boundary(m, method=method, seed=seed + 7919 * k, dtype=dtype)
         mask = where(x)
         if not isinstance(mask, Tensor) or mask.shape != (m,) or mask.dtype != torch.bool:
             raise InputError("where: the mask function must return a (N,) bool tensor for (N, d) points")
         kept.append(x[mask])
-        have += int(mask.sum())
+        have, drawn = have + int(mask.sum()), drawn + m
         if have >= n:
             return torch.cat(kept)[:n]
-        m = min(8 * m, 2**20)
+        if have == 0 and drawn >= _MAX_EMPTY:
+            break
+        m = min(oversampled(n - have, have / drawn) if have else 8 * m, 2**18)
     raise InputError(f"where: only {have} of the boundary points drawn satisfy the mask (wanted {n}); check that it "
                      "selects part of the boundary (use a tolerance, e.g. x[:, 0] < 1e-9, not x[:, 0] == 0)")
 

@@ -121,7 +121,8 @@ def train(pinn: PINN, *, adam_iters: int = 1000, lr: float = 1e-3, lbfgs_iters: 
             ``tolerance_change``, ``max_eval``: loss evaluations per iteration, default 25); ``max_iter`` stays 1
             (one iteration per logged step).
         progress: show a tqdm bar (needs tqdm).
-        checkpoint: file to save checkpoints to (``None``: none).
+        checkpoint: file to save checkpoints to (``None``: none); a ``{iteration}`` field in the name keeps one
+            file per save (``"ckpt_{iteration}.pt"``), else each save replaces the last.
         checkpoint_every: save every this many iterations (``None``: only at the end).
         resume: checkpoint file to resume from (give the same phase lengths as the interrupted run).
         patience: stop a phase after this many iterations without improvement (``None``: never).
@@ -216,13 +217,13 @@ def train(pinn: PINN, *, adam_iters: int = 1000, lr: float = 1e-3, lbfgs_iters: 
                 if it % log_every == 0:
                     bar.set_postfix(loss=f"{value:.3e}", phase="adam" if in_adam else "lbfgs")
             if checkpoint is not None and checkpoint_every is not None and run.iteration % checkpoint_every == 0:
-                _save(Path(checkpoint), pinn, adam, lbfgs, run, now())
+                _save(_checkpoint_path(checkpoint, run.iteration), pinn, adam, lbfgs, run, now())
     finally:
         if bar is not None:
             bar.close()
     seconds = now()
     if checkpoint is not None:
-        _save(Path(checkpoint), pinn, adam, lbfgs, run, seconds)
+        _save(_checkpoint_path(checkpoint, run.iteration), pinn, adam, lbfgs, run, seconds)
     best = min((h["loss"] for h in run.history), default=math.inf)
     return TrainResult(history=run.history, seconds=seconds, iterations=run.done, status=status,
                        message=message, best_loss=best, events=list(run.events))
@@ -303,6 +304,11 @@ def _make_bar(on: bool, total: int, initial: int) -> Any:
     from tqdm import tqdm  # lazy: only a run that asks for a bar imports it
 
     return tqdm(total=total, initial=initial, desc="PINN", unit="it", dynamic_ncols=True, mininterval=0.2)
+
+
+def _checkpoint_path(checkpoint: str | os.PathLike, iteration: int) -> Path:
+    name = os.fspath(checkpoint)
+    return Path(name.format(iteration=iteration) if "{iteration}" in name else name)
 
 
 def _save(path: Path, pinn: PINN, adam: torch.optim.Optimizer, lbfgs: torch.optim.Optimizer, run: _Run,
