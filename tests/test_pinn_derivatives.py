@@ -10,6 +10,7 @@ import torch
 
 from pysciml.errors import InputError
 from pysciml.pinn import derivatives as D
+from pysciml.pinn.forward_laplacian import supported_layers
 
 DT = torch.float64
 
@@ -136,6 +137,40 @@ def test_laplacian_is_trace_of_hessian_in_100_dimensions():
     assert torch.allclose(D.laplacian(net, x, chunk_size=7), D.laplacian(net, x), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("act", [torch.nn.Tanh, torch.nn.SiLU, torch.nn.GELU, torch.nn.Softplus, torch.nn.Sigmoid])
+def test_forward_laplacian_equals_hessian_trace(act):
+    torch.manual_seed(0)
+    inner = torch.nn.Sequential(torch.nn.Linear(12, 10), act())
+    net = torch.nn.Sequential(act(), inner, torch.nn.Linear(10, 10), act(), torch.nn.Linear(10, 3)).to(DT)
+    x = torch.randn(9, 12, dtype=DT, generator=torch.Generator().manual_seed(6))
+    assert supported_layers(net) is not None
+    for k in range(3):
+        fwd = D.laplacian(net, x, method="forward", component=k)
+        assert torch.allclose(fwd, D.laplacian(net, x, method="trace", component=k), rtol=1e-12, atol=1e-13)
+        assert torch.equal(D.laplacian(net, x, component=k), fwd)  # "exact" takes the forward path here
+    with pytest.raises(InputError, match="component"):
+        D.laplacian(net, x)
+
+
+def test_forward_laplacian_only_for_plain_mlps(x):
+    relu = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)).to(DT)
+    hooked = mlp()
+    hooked[1].register_forward_hook(lambda m, i, o: 2 * o)
+
+    class Scaled(torch.nn.Sequential):
+        def forward(self, y):
+            return 2 * super().forward(y)
+
+    for f in (relu, hooked, Scaled(*mlp()), lambda y: mlp()(y), torch.nn.Sequential(torch.nn.Tanh())):
+        assert supported_layers(f) is None
+        with pytest.raises(InputError, match="method='forward'"):
+            D.laplacian(f, x, method="forward")
+    ref = autograd_hessian(hooked, x).diagonal(dim1=1, dim2=2).sum(-1)  # the hook is respected (trace path)
+    assert torch.allclose(D.laplacian(hooked, x), ref, rtol=1e-11, atol=1e-13)
+    affine = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1)).to(DT)
+    assert torch.equal(D.laplacian(affine, x), torch.zeros(17, dtype=DT))
+
+
 def test_hutchinson_unbiased_within_three_standard_errors():
     d = 100
     net = mlp(d=d, width=32)
@@ -158,12 +193,14 @@ def test_hutchinson_unbiased_within_three_standard_errors():
     assert bool(((est - exact).abs() < 4 * (var / 256).sqrt()).all())
 
 
-def test_parameter_gradients_through_laplacian_match_finite_differences():
+@pytest.mark.parametrize("method", ["exact", "trace"])
+def test_parameter_gradients_through_laplacian_match_finite_differences(method):
     net = mlp(d=2, width=8)
     x = torch.rand(32, 2, dtype=DT, generator=torch.Generator().manual_seed(5))
 
     def loss() -> torch.Tensor:  # a Poisson residual loss
-        res = D.laplacian(net, x) + 2 * math.pi**2 * torch.sin(math.pi * x[:, 0]) * torch.sin(math.pi * x[:, 1])
+        source = 2 * math.pi**2 * torch.sin(math.pi * x[:, 0]) * torch.sin(math.pi * x[:, 1])
+        res = D.laplacian(net, x, method=method) + source
         return res.pow(2).mean() + D.partial(net, x, (0, 1, 1)).pow(2).mean()
 
     w = net[2].weight
@@ -200,8 +237,8 @@ def test_bad_inputs_raise_input_error(x):
         D.gradient(lambda y: y, x, component=3)
     with pytest.raises(InputError, match="returned shape"):
         D.laplacian(lambda y: y.sum(), x)
-    with pytest.raises(InputError, match="method"):
-        D.laplacian(f_analytic, x, method="trace")
+    with pytest.raises(InputError, match="method must be"):
+        D.laplacian(f_analytic, x, method="diagonal")
     with pytest.raises(InputError, match="samples"):
         D.laplacian(f_analytic, x, method="hutchinson", samples=0)
     with pytest.raises(InputError, match="index"):
