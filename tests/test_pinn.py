@@ -325,3 +325,44 @@ def test_inverse_problem_unknown_is_trained():
     pinn_ref["p"] = pinn
     train(pinn, adam_iters=300, lr=1e-2, lbfgs_iters=200, log_every=50)
     assert abs(pinn.unknowns["a"].item() - 1.0) < 1e-2
+
+
+# ---- plots -----------------------------------------------------------------------------------------------------------
+def test_solution_error_and_loss_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    from pysciml.pinn.plots import plot_error, plot_loss, plot_solution
+
+    box = Box([0.0, 0.0], [1.0, 1.0]) - Ball([0.5, 0.5], 0.25)
+    net = mlp(d_in=2, width=8)
+
+    def exact(x):
+        return torch.sin(PI * x[:, 0]) * x[:, 1]
+
+    fig = plot_solution(net, box, exact=exact, resolution=41, path=tmp_path / "sol.png", title="t")
+    assert (tmp_path / "sol.png").stat().st_size > 1000
+    assert len(fig.axes) == 6  # three panels and their colour bars
+    shown = fig.axes[2].collections[0].get_array()  # the error panel: |net - exact| on the grid, blank in the hole
+    g = torch.linspace(0, 1, 41, dtype=DT)
+    px, py = torch.meshgrid(g, g, indexing="xy")
+    x = torch.stack([px.reshape(-1), py.reshape(-1)], dim=1)
+    err = (net(x)[:, 0] - exact(x)).abs().detach()
+    inside = box.contains(x, tol=1e-12)
+    assert int(shown.mask.sum()) == int((~inside).sum()) > 0
+    assert abs(float(shown.max()) - float(err[inside].max())) < 1e-12
+    fig = plot_error(net, exact, box, resolution=21, path=tmp_path / "err.png")
+    assert (tmp_path / "err.png").is_file() and len(fig.axes) == 2
+    line = plot_solution(mlp(), Interval(0, 1), exact=lambda x: torch.sin(PI * x[:, 0]), resolution=50)
+    assert len(line.axes) == 2
+    pinn = _small_pinn()
+    result = train(pinn, adam_iters=5, lr=1e-3, lbfgs_iters=3)
+    fig = plot_loss(result, path=tmp_path / "loss.png")
+    assert len(fig.axes) == 2 and (tmp_path / "loss.png").is_file()
+    assert len(fig.axes[0].get_lines()) == 3 + 1  # total, two terms, the phase marker
+    fig = plot_loss({"a": result, "b": result.history}, x="time")
+    assert len(fig.axes) == 1 and len(fig.axes[0].get_lines()) == 2
+    with pytest.raises(InputError, match="x"):
+        plot_loss(result, x="epochs")
+    with pytest.raises(InputError, match="runs"):
+        plot_loss([])
+    with pytest.raises(InputError, match="domain"):
+        plot_solution(net, "square")  # type: ignore[arg-type]
