@@ -366,3 +366,13 @@ def test_solution_error_and_loss_plots(tmp_path):
         plot_loss([])
     with pytest.raises(InputError, match="domain"):
         plot_solution(net, "square")  # type: ignore[arg-type]
+
+
+def test_float32_network_gives_float32_points_losses_and_history():
+    net = mlp(width=8).float()
+    pinn = PINN(net, poisson_residual, Interval(0, 1), [DirichletBC(points=ENDS)], n_interior=16)
+    assert all(p.dtype == torch.float32 for p in pinn.points.values())
+    assert all(v.dtype == torch.float32 for v in pinn.losses().values())
+    result = train(pinn, adam_iters=20, lr=1e-2, lbfgs_iters=5)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert pinn.predict(ENDS).dtype == torch.float32

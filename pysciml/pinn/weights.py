@@ -20,17 +20,29 @@ terms, they are not trained.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from ..errors import InputError
 
-if TYPE_CHECKING:
-    from .pinn import PINN
-
 __all__ = ["LossWeights", "FixedWeights", "GradNormWeights", "NTKWeights", "as_weights"]
+
+
+class WeightedProblem(Protocol):
+    """What the weights read from a PINN (:class:`pysciml.pinn.pinn.PINN` provides it; a protocol keeps this
+    module free of an import of the model)."""
+
+    net: nn.Module
+
+    def losses(self) -> dict[str, torch.Tensor]: ...
+
+    def network_parameters(self) -> dict[str, torch.Tensor]: ...
+
+    def ntk_terms(self) -> dict[str, tuple[Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor],
+                                            torch.Tensor]]: ...
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -73,7 +85,7 @@ class LossWeights:
     def __getitem__(self, name: str) -> float:
         return self.values[name]
 
-    def update(self, pinn: PINN, iteration: int) -> bool:
+    def update(self, pinn: WeightedProblem, iteration: int) -> bool:
         """Recompute the weights at iterations ``0, every, 2 every, ...``; returns whether it did."""
         if iteration % self.every != 0 or type(self)._recompute is LossWeights._recompute:
             return False
@@ -85,7 +97,7 @@ class LossWeights:
         self.updates += 1
         return True
 
-    def _recompute(self, pinn: PINN) -> dict[str, float]:  # pragma: no cover - overridden
+    def _recompute(self, pinn: WeightedProblem) -> dict[str, float]:  # pragma: no cover - overridden
         return dict(self.values)
 
     def state_dict(self) -> dict[str, Any]:
@@ -148,7 +160,7 @@ class GradNormWeights(LossWeights):
             raise InputError(f"reference: {self.reference!r} is not one of the PINN's terms {names}")
         super().bind(names)
 
-    def _recompute(self, pinn: PINN) -> dict[str, float]:
+    def _recompute(self, pinn: WeightedProblem) -> dict[str, float]:
         params = [p for p in pinn.net.parameters() if p.requires_grad]
         losses = pinn.losses()
         grads = {}
@@ -206,7 +218,7 @@ class NTKWeights(LossWeights):
         self.generator = torch.Generator().manual_seed(int(seed))
         self.traces: dict[str, float] = {}
 
-    def _recompute(self, pinn: PINN) -> dict[str, float]:
+    def _recompute(self, pinn: WeightedProblem) -> dict[str, float]:
         from ..analysis.ntk import ntk_trace  # torch.func: loaded only when NTK weights are used
 
         params = pinn.network_parameters()
