@@ -182,3 +182,21 @@ def test_adaptive_weights_during_training_are_logged_and_frozen_for_lbfgs():
     pinn = make(n)
     result = train(pinn, adam_iters=12, lr=1e-3)
     assert result.history[-1]["weight/bc"] > 1.0 and n.updates == 2
+
+
+def test_ntk_weights_with_a_neumann_condition_match_brute_force():
+    # Neumann normals are computed outside torch.func (they branch on the data) and ride along as features
+    from pysciml.pinn.conditions import NeumannBC
+    from pysciml.pinn.geometry import Box
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 10), nn.Tanh(), nn.Linear(10, 1)).to(DT)
+    w = NTKWeights(every=1, n_points=None)
+    conds = [NeumannBC(lambda x: x[:, 0] > 1 - 1e-9, value=1.0), DirichletBC(lambda x: x[:, 0] < 1 - 1e-9)]
+    pinn = PINN(net, lambda x, u: laplacian(u, x), Box([0.0, 0.0], [1.0, 1.0]), conds, n_interior=12,
+                n_boundary=6, weights=w)
+    fn, xa = pinn.ntk_terms()["neumann"]
+    assert xa.shape == (6, 4) and torch.equal(xa[:, 2:], torch.tensor([1.0, 0.0], dtype=DT).expand(6, 2))
+    w.update(pinn, 0)
+    for name in pinn.term_names:
+        assert math.isclose(w.traces[name], brute_force_trace(pinn, name), rel_tol=1e-10)

@@ -142,6 +142,12 @@ class Condition:
         """Pointwise residual ``(N,)`` or ``(N, k)``, zero where the condition holds."""
         raise NotImplementedError
 
+    def features(self, x: Tensor) -> Tensor | None:
+        """Per-point data the residual needs besides ``x`` and ``u`` (``None``: none), computed outside any
+        :mod:`torch.func` transform and passed back as ``residual(x, u_fn, features=...)``: e.g. the normals of
+        :class:`NeumannBC`, whose computation (data-dependent branches) ``vmap`` cannot trace."""
+        return None
+
 
 def _boundary_points(where: Domain | Callable[[Tensor], Tensor] | None, domain: Domain, n: int, method: str,
                      seed: int, dtype: torch.dtype) -> Tensor:
@@ -210,8 +216,12 @@ class NeumannBC(Condition):
         _check_value(value, "value")
         self.value = value
 
-    def residual(self, x: Tensor, u_fn: UFn) -> Tensor:
-        normal = self._bound_domain().boundary_normal(x.detach(), tol=1e-6 * max(1.0, float(x.abs().max())))
+    def features(self, x: Tensor) -> Tensor:
+        """The outward unit normals ``(N, d)`` at the points (checked to lie on the boundary)."""
+        return self._bound_domain().boundary_normal(x.detach(), tol=1e-6 * max(1.0, float(x.abs().max())))
+
+    def residual(self, x: Tensor, u_fn: UFn, features: Tensor | None = None) -> Tensor:
+        normal = self.features(x) if features is None else features
         du = gradient(u_fn, x, component=self.component)
         dn = (du * normal.to(du.dtype)).sum(dim=1)
         return dn - _values(self.value, x, dn, "NeumannBC")

@@ -195,7 +195,9 @@ class PINN(nn.Module):
 
     def ntk_terms(self) -> dict[str, tuple[Callable[[dict[str, Tensor], Tensor], Tensor], Tensor]]:
         """``{term: (fn, points)}`` with ``fn(params, x)`` the term's pointwise residual as a function of the
-        network parameters (for :mod:`pysciml.analysis.ntk`); the hard constraint is applied."""
+        network parameters (for :mod:`pysciml.analysis.ntk`); the hard constraint is applied. A condition with
+        per-point features (:meth:`~pysciml.pinn.conditions.Condition.features`, e.g. Neumann normals) gets
+        points ``(N, d + f)``: the coordinates, then the features."""
         def u_with(params: dict[str, Tensor]) -> UFn:
             def u_fn(y: Tensor) -> Tensor:
                 n = functional_call(self.net, params, (y,))
@@ -208,9 +210,22 @@ class PINN(nn.Module):
 
         out = {"residual": (make(self.residual_fn), self.points["residual"])}
         for name, cond in self.conditions.items():
-            out[name] = (make(cond.residual), self.points[name])
+            x = self.points[name]
+            feats = cond.features(x)
+            if feats is None:
+                out[name] = (make(cond.residual), x)
+            else:  # per-point data rides along as extra columns, so subsets and vmap keep rows aligned
+                out[name] = (make(_with_features(cond, x.shape[1])), torch.cat([x, feats.to(x.dtype)], dim=1))
         return out
 
     def extra_repr(self) -> str:
         sizes = ", ".join(f"{k}: {v.shape[0]}" for k, v in self.points.items())
         return f"domain={self.domain!r}, points=({sizes}), weights={self.weights!r}"
+
+
+def _with_features(cond: Condition, d: int) -> Callable[[Tensor, UFn], Tensor]:
+    """``op(xa, u_fn)`` for points ``xa = [x, features]``: the condition's residual with the features given."""
+    def op(xa: Tensor, u_fn: UFn) -> Tensor:
+        return cond.residual(xa[:, :d], u_fn, features=xa[:, d:])
+
+    return op
