@@ -200,3 +200,17 @@ def test_ntk_weights_with_a_neumann_condition_match_brute_force():
     w.update(pinn, 0)
     for name in pinn.term_names:
         assert math.isclose(w.traces[name], brute_force_trace(pinn, name), rel_tol=1e-10)
+
+
+def test_a_term_without_parameter_dependence_skips_the_update():
+    # a condition that ignores the network: zero gradient, zero kernel -> no infinite weight
+    class Constant(DirichletBC):
+        def residual(self, x, u_fn):
+            return torch.ones(x.shape[0], dtype=x.dtype)
+
+    for w in (GradNormWeights(every=1, alpha=0.0), GradNormWeights(mode="norm", every=1),
+              NTKWeights(every=1, n_points=None)):
+        pinn = PINN(mlp(), stiff_residual, Interval(0, 1), [Constant(points=ENDS, name="bc")], n_interior=8,
+                    weights=w)
+        assert not w.update(pinn, 0)
+        assert w.skipped == 1 and w.values == {"residual": 1.0, "bc": 1.0}

@@ -73,6 +73,7 @@ class LossWeights:
         self.every = _positive_int(every, "every")
         self.values: dict[str, float] = {}
         self.updates = 0
+        self.skipped = 0
 
     def bind(self, names: Iterable[str]) -> None:
         """Fix the term names (called by the PINN): every name gets its initial weight (default 1)."""
@@ -86,12 +87,13 @@ class LossWeights:
         return self.values[name]
 
     def update(self, pinn: WeightedProblem, iteration: int) -> bool:
-        """Recompute the weights at iterations ``0, every, 2 every, ...``; returns whether it did."""
+        """Recompute the weights at iterations ``0, every, 2 every, ...``; returns whether it did (not when a
+        new weight would be infinite or NaN, e.g. a term with a zero gradient: then ``skipped`` counts it)."""
         if iteration % self.every != 0 or type(self)._recompute is LossWeights._recompute:
             return False
         new = self._recompute(pinn)
-        bad = {k: v for k, v in new.items() if not math.isfinite(v)}
-        if bad:  # e.g. a term whose gradient vanished: keep the old weights rather than poison the loss
+        if not all(math.isfinite(v) for v in new.values()):
+            self.skipped += 1  # e.g. a term whose gradient vanished: keep the old weights, not inf or nan
             return False
         self.values.update(new)
         self.updates += 1
@@ -123,6 +125,11 @@ class FixedWeights(LossWeights):
 
 def _smooth(old: float, new: float, alpha: float) -> float:
     return alpha * old + (1.0 - alpha) * new
+
+
+def _ratio(a: float, b: float) -> float:
+    """``a / b``, or ``inf`` for ``b = 0`` (a term that does not depend on the parameters: no update)."""
+    return a / b if b > 0 else math.inf
 
 
 class GradNormWeights(LossWeights):
@@ -165,7 +172,8 @@ class GradNormWeights(LossWeights):
         losses = pinn.losses()
         grads = {}
         for name, value in losses.items():
-            gs = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+            gs = (torch.autograd.grad(value, params, retain_graph=True, allow_unused=True) if value.requires_grad
+                  else [None] * len(params))  # a term that ignores the network
             grads[name] = torch.cat([g.reshape(-1) for g in gs if g is not None] or
                                     [torch.zeros(1, dtype=value.dtype, device=value.device)]).abs()
         new = {}
@@ -173,11 +181,11 @@ class GradNormWeights(LossWeights):
             top = float(grads[self.reference].max())
             for name, g in grads.items():
                 if name != self.reference:
-                    new[name] = _smooth(self.values[name], top / float(g.mean()), self.alpha)
+                    new[name] = _smooth(self.values[name], _ratio(top, float(g.mean())), self.alpha)
         else:
             norms = {name: float(torch.linalg.vector_norm(g)) for name, g in grads.items()}
             total = sum(norms.values())
-            new = {name: _smooth(self.values[name], total / n, self.alpha) for name, n in norms.items()}
+            new = {name: _smooth(self.values[name], _ratio(total, n), self.alpha) for name, n in norms.items()}
         return new
 
 
@@ -232,7 +240,7 @@ class NTKWeights(LossWeights):
             traces[name] = tr * n_all / x.shape[0] if self.normalize == "sum" else tr / x.shape[0]
         self.traces = traces
         total = sum(traces.values())
-        return {name: _smooth(self.values[name], total / tr, self.alpha) for name, tr in traces.items()}
+        return {name: _smooth(self.values[name], _ratio(total, tr), self.alpha) for name, tr in traces.items()}
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
