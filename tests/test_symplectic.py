@@ -140,7 +140,9 @@ def test_energy_error_bounded_over_1e4_steps():
         err = (pendulum(sol.u[:, :1], sol.u[:, 1:]) - h0).abs()
         return float(err[:1000].max()), float(err[-1000:].max())
 
-    for prob, alg, bound in ((hamiltonian, VelocityVerlet(), 0.05), (second_order, Yoshida4(), 0.05),
+    # measured max |H - H0| in the first and the last 1000 steps: Verlet 4.9e-2 / 4.9e-2, Yoshida4 2.2e-3 / 2.2e-3,
+    # Yoshida6 1.0e-4 / 1.0e-4; Tsit5 1.1e-3 / 1.1e-2
+    for prob, alg, bound in ((hamiltonian, VelocityVerlet(), 0.1), (second_order, Yoshida4(), 0.01),
                              (second_order, Yoshida6(), 1e-3)):
         first, last = energy_error(prob, alg)
         assert last < bound and last <= 1.5 * first, (alg.name, first, last)
