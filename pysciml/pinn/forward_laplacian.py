@@ -11,7 +11,9 @@ Carlo with Forward Laplacian", Nature Machine Intelligence 2024):
 with ``s'`` and ``s''`` from two nested forward-mode JVPs of the activation along a tangent of ones (valid because
 it is elementwise). It costs about one batched JVP along all ``d`` directions (the ``W J`` products) and no reverse
 pass, where the Hessian trace (forward-over-reverse) costs a JVP and a VJP per direction; it is differentiable with
-respect to the parameters by ordinary autograd. Only modules known to be elementwise are accepted, so any other
+respect to the parameters by ordinary autograd. Memory: the Jacobians, ``N x width x d`` numbers per layer, are
+kept for the backward pass (the Hessian-trace path keeps as much); split the points into batches if that is too
+much. Only modules known to be elementwise are accepted, so any other
 network (or a plain function) goes to the general Hessian-trace path of :func:`~pysciml.pinn.derivatives.laplacian`.
 """
 

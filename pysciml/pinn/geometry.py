@@ -431,6 +431,8 @@ class Ball(Primitive):
 
     def __init__(self, center: Sequence[float] | torch.Tensor, radius: float) -> None:
         self.center = _vector(center, "center")
+        if isinstance(radius, torch.Tensor) and radius.numel() == 1:
+            radius = float(radius.detach())
         if isinstance(radius, bool) or not isinstance(radius, (int, float, np.floating, np.integer)) \
                 or not math.isfinite(radius) or radius <= 0:
             raise InputError(f"radius must be a positive finite number, got {radius!r}")
