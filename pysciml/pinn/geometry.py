@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -213,19 +213,13 @@ class Domain(ABC):
         """Rejection from the bounding box (float64, CPU); primitives override with a direct map."""
         low, high = self.bounds()
         stream = PointStream(self.dim, method, seed)
-        kept: list[torch.Tensor] = []
-        have, drawn, acceptance = 0, 0, 0.5
-        while have < n:
-            m = min(oversampled(n - have, acceptance), _MAX_BATCH)
+
+        def accepted(m: int) -> torch.Tensor:
             x = low + (high - low) * stream.draw(m)
-            x = x[self._sdf(x) < 0]
-            kept.append(x)
-            have, drawn = have + x.shape[0], drawn + m
-            acceptance = have / drawn
-            if have == 0 and drawn >= _MAX_CANDIDATES or drawn >= 100 * _MAX_CANDIDATES:
-                raise InputError(f"{self!r} has no interior points among {drawn} candidates in its bounding box: it "
-                                 "is empty or much smaller than its box; check the set operation")
-        return torch.cat(kept)[:n]
+            return x[self._sdf(x) < 0]
+
+        return _collect(n, accepted, f"{self!r} has no interior points among the candidates in its bounding box: it "
+                        "is empty or much smaller than its box; check the set operation")[:n]
 
     def sample_boundary(self, n: int, *, method: str = "uniform", seed: int = 0, dtype: torch.dtype = torch.float64,
                         device: Device = None) -> torch.Tensor:
@@ -252,22 +246,16 @@ class Domain(ABC):
         streams = [PointStream(p.dim + p.extra_dims(boundary=True), method, _seed(seed, 1, k))
                    for k, p in enumerate(parts)]
         tol = self.default_tol(torch.float64)
-        kept: list[torch.Tensor] = []
-        have, drawn, acceptance = 0, 0, 0.5
-        while have < n:
-            m = min(oversampled(n - have, acceptance), _MAX_BATCH)
-            counts = _split(m, share)
-            for part, stream, c in zip(parts, streams, counts, strict=True):
+
+        def accepted(m: int) -> torch.Tensor:
+            found = []
+            for part, stream, c in zip(parts, streams, _split(m, share), strict=True):
                 if c:
                     x = part._boundary_map(stream.draw(c))
-                    x = x[self._sdf(x).abs() <= tol]
-                    kept.append(x)
-                    have += x.shape[0]
-            drawn += m
-            acceptance = have / drawn
-            if have == 0 and drawn >= _MAX_CANDIDATES or drawn >= 100 * _MAX_CANDIDATES:
-                raise InputError(f"{self!r}: no boundary points among {drawn} candidates; the domain looks empty")
-        x = torch.cat(kept)
+                    found.append(x[self._sdf(x).abs() <= tol])
+            return torch.cat(found)
+
+        x = _collect(n, accepted, f"{self!r}: no boundary points among the candidates; the domain looks empty")
         order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(_seed(seed, 2)))
         return x[order[:n]]
 
@@ -290,6 +278,22 @@ class Domain(ABC):
     def __and__(self, other: Domain) -> Domain:
         other = self._operand(other, "the intersection")
         return other if other is NotImplemented else Intersection(self, other)
+
+
+def _collect(n: int, accepted: Callable[[int], torch.Tensor], empty: str) -> torch.Tensor:
+    """Rejection sampling: rounds of ``accepted(m)`` (the points kept out of ``m`` candidates), each round
+    oversampled by the acceptance rate seen so far, until at least ``n`` points are kept; ``InputError(empty)`` when
+    nothing is kept among ``_MAX_CANDIDATES`` candidates (or too little among a hundred times more)."""
+    kept: list[torch.Tensor] = []
+    have, drawn, acceptance = 0, 0, 0.5
+    while have < n:
+        m = min(oversampled(n - have, acceptance), _MAX_BATCH)
+        kept.append(accepted(m))
+        have, drawn = have + kept[-1].shape[0], drawn + m
+        acceptance = have / drawn
+        if (have == 0 and drawn >= _MAX_CANDIDATES) or drawn >= 100 * _MAX_CANDIDATES:
+            raise InputError(f"{empty} ({drawn} candidates drawn, {have} kept)")
+    return torch.cat(kept)
 
 
 def _split(m: int, share: torch.Tensor) -> list[int]:
