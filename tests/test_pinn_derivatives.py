@@ -253,3 +253,30 @@ def test_bad_inputs_raise_input_error(x):
         D.gradient(3, x)
     with pytest.raises(InputError, match="chunk_size"):
         D.hessian(f_analytic, x, chunk_size=0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_on_cuda_same_as_cpu():
+    from pysciml.pinn import Box, Disk
+
+    net = mlp()
+    x = torch.randn(64, 3, dtype=DT, generator=torch.Generator().manual_seed(7))
+    gpu, xg = mlp().cuda(), x.cuda()
+    for fn in (D.gradient, D.laplacian, D.hessian, lambda f, y: D.laplacian(f, y, method="trace"),
+               lambda f, y: D.partial(f, y, (0, 1, 2))):
+        out = fn(gpu, xg)
+        assert out.device.type == "cuda"
+        torch.testing.assert_close(out.cpu(), fn(net, x), rtol=1e-10, atol=1e-12)
+    hut = D.laplacian(gpu, xg, method="hutchinson", samples=8, generator=torch.Generator("cuda").manual_seed(0))
+    assert hut.device.type == "cuda" and hut.shape == (64,)
+    same = [D.laplacian(f, y, method="hutchinson", samples=8, generator=torch.Generator().manual_seed(0))
+            for f, y in ((gpu, xg), (net, x))]  # a CPU generator: the same probes on both devices
+    torch.testing.assert_close(same[0].cpu(), same[1], rtol=1e-10, atol=1e-12)
+    dom = Box([0.0, 0.0], [1.0, 1.0]) - Disk([0.5, 0.5], 0.2)
+    for sample in (dom.sample_interior, dom.sample_boundary):
+        pts = sample(100, method="sobol", seed=0, device="cuda")
+        assert pts.device.type == "cuda"
+        assert torch.equal(pts.cpu(), sample(100, method="sobol", seed=0))
+    b = dom.sample_boundary(100, device="cuda")
+    assert dom.boundary_normal(b).device.type == "cuda" and bool(dom.on_boundary(b).all())

@@ -274,8 +274,8 @@ def laplacian(f: Fn, x: torch.Tensor, *, method: str = "exact", samples: int = 6
         x: points, shape ``(N, d)``.
         method: ``"exact"``, ``"trace"``, ``"forward"`` or ``"hutchinson"``.
         samples: number of Rademacher probes per point (Hutchinson only).
-        generator: ``torch.Generator`` on ``x``'s device for the probes (Hutchinson only); ``None``: torch's global
-            generator.
+        generator: ``torch.Generator`` for the probes (Hutchinson only; a CPU one gives the same probes for
+            points on any device); ``None``: torch's global generator.
         component: output of ``f`` to use when it returns several.
         chunk_size: at most this many directions at once per point (bounds memory; ``"trace"`` and
             ``"hutchinson"``); ``None``: all.
@@ -321,11 +321,13 @@ def _pick_output(values: torch.Tensor, laplacians: torch.Tensor, component: int 
 
 
 def rademacher(shape: Sequence[int], like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Independent +-1 entries with equal probability, dtype and device of ``like``."""
+    """Independent +-1 entries with equal probability, dtype and device of ``like`` (drawn on the generator's
+    device, so a CPU generator gives the same probes for CPU and GPU points)."""
     if generator is not None and not isinstance(generator, torch.Generator):
         raise InputError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    bits = torch.randint(0, 2, tuple(shape), generator=generator, device=like.device)
-    return (2 * bits - 1).to(like.dtype)
+    device = like.device if generator is None else generator.device
+    bits = torch.randint(0, 2, tuple(shape), generator=generator, device=device)
+    return (2 * bits - 1).to(dtype=like.dtype, device=like.device)
 
 
 def quadratic_forms(f: Fn, x: torch.Tensor, v: torch.Tensor, *, component: int | None = None,
