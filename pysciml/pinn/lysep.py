@@ -98,6 +98,8 @@ class LySep:
             every ``adapt_every`` iterations of :meth:`fit`; False keeps omega_k = 1.
         ridge: Tikhonov weight mu of the layer least-squares solves (of ||[W_k, b_k]||_F^2).
         inner_steps: L-BFGS iterations per pre-activation update.
+        multipliers: add Lagrange multipliers to every coupling (augmented Lagrangian, updated after each
+            sweep by lambda += 2 rho omega gap), so the couplings can close at finite penalty weights.
 
     All tensors live on ``interior``'s dtype and device; float64 is recommended (closed-form solves).
     """
@@ -105,7 +107,8 @@ class LySep:
     def __init__(self, network: nn.Module, pde: LinearPDE, interior: Tensor, boundary: Tensor,
                  boundary_value: Callable[[Tensor], Tensor] | Tensor | float, *, boundary_weight: float = 1.0,
                  penalty: float | Sequence[float] = 1.0, activation_penalty: float | Sequence[float] = 1.0,
-                 adaptive: bool = True, ridge: float = 1e-8, inner_steps: int = 10) -> None:
+                 adaptive: bool = True, ridge: float = 1e-8, inner_steps: int = 10,
+                 multipliers: bool = False) -> None:
         if not isinstance(pde, LinearPDE):
             raise InputError("pde: expected a pysciml.pinn.lysep.LinearPDE")
         if not isinstance(interior, Tensor) or interior.dim() != 2 or interior.shape[0] < 1:
@@ -138,6 +141,7 @@ class LySep:
         self.rho = _per_layer(penalty, self.n_layers, "penalty")
         self.gamma = _per_layer(activation_penalty, self.n_layers - 1, "activation_penalty") + [0.0]
         self.adaptive, self.ridge, self.inner_steps = bool(adaptive), float(ridge), int(inner_steps)
+        self.multipliers = bool(multipliers)
         self.omega = [1.0] * self.n_layers
         self.update_penalty_weights()
         self.reset_auxiliaries()
@@ -163,11 +167,54 @@ class LySep:
                          n_derivative=self.n_interior)
 
     def reset_auxiliaries(self) -> None:
-        """Set every auxiliary variable from the plain network (all couplings then hold exactly)."""
+        """Set every auxiliary variable from the plain network (all couplings then hold exactly) and the
+        multipliers (if any) to zero."""
         v = self.forward_network()
         self.z, self.a = [t.clone() for t in v.z], [t.clone() for t in v.a]
         self.dz, self.da = [t.clone() for t in v.dz], [t.clone() for t in v.da]
         self.lz, self.la = [t.clone() for t in v.lz], [t.clone() for t in v.la]
+        # scaled multipliers u = lambda / (2 rho omega): the coupling gap g enters as |g + u|^2 - |u|^2
+        self.shift_lin: list[list[Tensor | None]] = [[None] * 3 for _ in range(self.n_layers)]
+        self.shift_act: list[list[Tensor | None]] = [[None] * 3 for _ in range(self.n_layers - 1)]
+        if self.multipliers:
+            for k in range(self.n_layers):
+                self.shift_lin[k] = [torch.zeros_like(t) if t is not None else None for t in self._linear_gap(k)]
+                if k < self.n_layers - 1:
+                    self.shift_act[k] = [torch.zeros_like(t) if t is not None else None for t in self._activation_gap(
+                        k, self.z[k], self.dz[k] if self.order >= 1 else None,
+                        self.lz[k] if self.order >= 2 else None)]
+
+    def _coupling_weights(self) -> tuple[list[float], list[float]]:
+        return ([r * o for r, o in zip(self.rho, self.omega, strict=True)],
+                [g * o for g, o in zip(self.gamma[:-1], self.omega[:-1], strict=True)])
+
+    def _rescale_multipliers(self, old: tuple[list[float], list[float]]) -> None:
+        """Keep lambda fixed when rho, gamma or omega change (the scaled shifts u = lambda / (2 c) follow)."""
+        if not self.multipliers:
+            return
+        new = self._coupling_weights()
+        for shifts, c_old, c_new in ((self.shift_lin, old[0], new[0]), (self.shift_act, old[1], new[1])):
+            for k, trio in enumerate(shifts):
+                shifts[k] = [t * (c_old[k] / c_new[k]) if t is not None else None for t in trio]
+
+    def _update_multipliers(self) -> None:
+        """Scaled dual ascent u += gap for every coupling (lambda += 2 rho omega gap)."""
+        for k in range(self.n_layers):
+            self.shift_lin[k] = [u + g if u is not None else None for u, g in zip(
+                self.shift_lin[k], self._linear_gap(k), strict=True)]
+            if k < self.n_layers - 1:
+                gaps = self._activation_gap(k, self.z[k], self.dz[k] if self.order >= 1 else None,
+                                            self.lz[k] if self.order >= 2 else None)
+                self.shift_act[k] = [u + g if u is not None else None for u, g in zip(
+                    self.shift_act[k], gaps, strict=True)]
+
+    @staticmethod
+    def _plus(t: Tensor | None, u: Tensor | None) -> Tensor | None:
+        return t if t is None or u is None else t + u
+
+    @staticmethod
+    def _minus(t: Tensor | None, u: Tensor | None) -> Tensor | None:
+        return t if t is None or u is None else t - u
 
     def to_network(self) -> nn.Sequential:
         """A plain ``nn.Sequential`` carrying LySep's current weights (a fresh module, same dtype/device)."""
@@ -186,12 +233,15 @@ class LySep:
     def update_penalty_weights(self) -> list[float]:
         """Refresh omega_k = prod_{j>k} ||W_j||_F^2 (all 1 when ``adaptive=False``); returns them."""
         if self.adaptive:
+            old = self._coupling_weights()
             sq = [float((w * w).sum()) for w in self.weights]
             om, acc = [1.0] * self.n_layers, 1.0
             for k in range(self.n_layers - 1, -1, -1):
                 om[k] = acc
                 acc *= sq[k]
             self.omega = om
+            if hasattr(self, "shift_lin"):
+                self._rescale_multipliers(old)
         return list(self.omega)
 
     # ------------------------------------------------------------------ losses
@@ -260,13 +310,22 @@ class LySep:
         fns = (self._value_sq, self._mean_sq, self._mean_sq)
         return {kind: fn(g) for kind, fn, g in zip(_KINDS, fns, gaps, strict=True) if g is not None}
 
+    def _augmented(self, gaps: tuple[Tensor, Tensor | None, Tensor | None], shifts: list[Tensor | None]
+                   ) -> float:
+        """sum over kinds of |gap + u|^2 - |u|^2 (= |gap|^2 without multipliers), weighted like the gaps."""
+        total = sum(self._gap_terms(tuple(self._plus(g, u) for g, u in zip(gaps, shifts, strict=True))).values())
+        if any(u is not None for u in shifts):
+            total = total - sum(self._gap_terms(tuple(shifts)).values())
+        return float(total)
+
     def loss(self) -> dict[str, float]:
         """The LySep loss and its terms on the current variables.
 
         Returns:
             dict with ``residual`` (mean r^2 on the output variables), ``boundary`` (lambda_b * mean misfit^2),
             ``linear_{k}_{kind}`` and ``activation_{k}_{kind}`` (unweighted mean squared coupling gaps),
-            ``penalty`` (their weighted sum rho_k omega_k ... + gamma_k omega_k ...) and ``total``.
+            ``penalty`` (their weighted sum rho_k omega_k ... + gamma_k omega_k ..., with the multiplier terms
+            when ``multipliers=True``) and ``total``.
         """
         ni, out = self.n_interior, {}
         u = self.z[-1][:, 0]
@@ -276,15 +335,17 @@ class LySep:
         out["boundary"] = self.boundary_weight * float(self._mean_sq(u[ni:] - self.boundary_target))
         pen = 0.0
         for k in range(self.n_layers):
-            for kind, val in self._gap_terms(self._linear_gap(k)).items():
+            gaps = self._linear_gap(k)
+            for kind, val in self._gap_terms(gaps).items():
                 out[f"linear_{k}_{kind}"] = float(val)
-                pen += self.rho[k] * self.omega[k] * float(val)
+            pen += self.rho[k] * self.omega[k] * self._augmented(gaps, self.shift_lin[k])
             if k < self.n_layers - 1:
                 dz = self.dz[k] if self.order >= 1 else None
                 lz = self.lz[k] if self.order >= 2 else None
-                for kind, val in self._gap_terms(self._activation_gap(k, self.z[k], dz, lz)).items():
+                gaps = self._activation_gap(k, self.z[k], dz, lz)
+                for kind, val in self._gap_terms(gaps).items():
                     out[f"activation_{k}_{kind}"] = float(val)
-                    pen += self.gamma[k] * self.omega[k] * float(val)
+                pen += self.gamma[k] * self.omega[k] * self._augmented(gaps, self.shift_act[k])
         out["penalty"] = pen
         out["total"] = out["residual"] + out["boundary"] + pen
         return out
@@ -310,15 +371,17 @@ class LySep:
         x = self._in(k)
         ni, sw = self.n_interior, self.point_weight.sqrt()[:, None]
         blocks = [torch.cat([x, torch.ones_like(x[:, :1])], 1) * sw]
-        targets = [self.z[k] * sw]
+        su, sd, sl = self.shift_lin[k]
+        targets = [self._plus(self.z[k], su) * sw]
         din, lin = self._din(k), self._lin(k)
         if din is not None:
             rows = din.transpose(1, 2).reshape(-1, din.shape[1])
             blocks.append(torch.cat([rows, torch.zeros_like(rows[:, :1])], 1) / ni ** 0.5)
-            targets.append(self.dz[k].transpose(1, 2).reshape(-1, self.dz[k].shape[1]) / ni ** 0.5)
+            tgt = self._plus(self.dz[k], sd)
+            targets.append(tgt.transpose(1, 2).reshape(-1, tgt.shape[1]) / ni ** 0.5)
         if lin is not None:
             blocks.append(torch.cat([lin, torch.zeros_like(lin[:, :1])], 1) / ni ** 0.5)
-            targets.append(self.lz[k] / ni ** 0.5)
+            targets.append(self._plus(self.lz[k], sl) / ni ** 0.5)
         if self.ridge > 0:
             p = x.shape[1] + 1
             blocks.append(self.ridge ** 0.5 * torch.eye(p, dtype=x.dtype, device=x.device))
@@ -337,18 +400,19 @@ class LySep:
         k, ni = self.n_layers - 1, self.n_interior
         rho = self.rho[k] * self.omega[k]
         w, b = self.weights[k], self.biases[k]
-        ubar = torch.addmm(b, self._in(k), w.T)[:, 0]
+        su, sd, sl = self.shift_lin[k]
+        ubar = self._minus(torch.addmm(b, self._in(k), w.T), su)[:, 0]
         a, v, c, f = self.coef
         cols, bars = [c], [ubar[:ni]]
         # per point (times N_i): (p.y - f)^2 + rho |y - ybar|^2, minimised by Sherman-Morrison
         dinv = [torch.full_like(c, 1.0 / rho)]
         if self.order >= 1:
-            gbar = torch.einsum("ij,njk->nik", w, self._din(k))[:, 0, :]
+            gbar = self._minus(torch.einsum("ij,njk->nik", w, self._din(k)), sd)[:, 0, :]
             cols.append(v)
             bars.append(gbar)
             dinv.append(torch.full_like(v, 1.0 / rho))
         if self.order >= 2:
-            hbar = (self._lin(k) @ w.T)[:, 0]
+            hbar = self._minus(self._lin(k) @ w.T, sl)[:, 0]
             cols.append(-a)
             bars.append(hbar)
             dinv.append(torch.full_like(a, 1.0 / rho))
@@ -379,19 +443,23 @@ class LySep:
         chol = torch.linalg.cholesky(mat)
         s, s1, s2 = self.activations[k].all(self.z[k])
         ni = self.n_interior
+        av, ad, al = self.shift_act[k]
+        uv, ud, ul = self.shift_lin[k + 1]
 
         def solve(rhs: Tensor) -> Tensor:  # rows x with x mat = rhs (mat symmetric)
             return torch.cholesky_solve(rhs.T, chol).T
 
-        self.a[k] = solve(gam * s + rho * (self.z[k + 1] - b) @ w)
+        self.a[k] = solve(gam * self._minus(s, av) + rho * (self._plus(self.z[k + 1], uv) - b) @ w)
         if self.order >= 1:
             dz = self.dz[k]
-            tgt = gam * s1[:ni, :, None] * dz + rho * torch.einsum("nik,ij->njk", self.dz[k + 1], w)
+            tgt = (gam * self._minus(s1[:ni, :, None] * dz, ad)
+                   + rho * torch.einsum("nik,ij->njk", self._plus(self.dz[k + 1], ud), w))
             shp = tgt.shape
             self.da[k] = solve(tgt.transpose(1, 2).reshape(-1, shp[1])).reshape(shp[0], shp[2], shp[1]
                                                                                 ).transpose(1, 2).contiguous()
         if self.order >= 2:
-            tgt = gam * (s2[:ni] * (self.dz[k] ** 2).sum(-1) + s1[:ni] * self.lz[k]) + rho * self.lz[k + 1] @ w
+            tgt = (gam * self._minus(s2[:ni] * (self.dz[k] ** 2).sum(-1) + s1[:ni] * self.lz[k], al)
+                   + rho * self._plus(self.lz[k + 1], ul) @ w)
             self.la[k] = solve(tgt)
 
     def _update_pre_activation(self, k: int) -> None:
@@ -399,10 +467,11 @@ class LySep:
         hidden layer k: linear coupling of layer k plus activation coupling of layer k (divided by omega_k)."""
         rho, gam = self.rho[k], self.gamma[k]
         w, b = self.weights[k], self.biases[k]
-        zbar = torch.addmm(b, self._in(k), w.T)
+        su, sd, sl = self.shift_lin[k]
+        zbar = self._minus(torch.addmm(b, self._in(k), w.T), su)
         din, lin = self._din(k), self._lin(k)
-        dbar = torch.einsum("ij,njk->nik", w, din) if din is not None else None
-        lbar = lin @ w.T if lin is not None else None
+        dbar = self._minus(torch.einsum("ij,njk->nik", w, din), sd) if din is not None else None
+        lbar = self._minus(lin @ w.T, sl) if lin is not None else None
         fmt = torch.contiguous_format  # L-BFGS views the gradients flat
         z = self.z[k].clone(memory_format=fmt).requires_grad_(True)
         dz = self.dz[k].clone(memory_format=fmt).requires_grad_(True) if dbar is not None else None
@@ -415,7 +484,9 @@ class LySep:
                 val = val + rho * self._mean_sq(dz - dbar)
             if lz is not None:
                 val = val + rho * self._mean_sq(lz - lbar)
-            for term in self._gap_terms(self._activation_gap(k, z, dz, lz)).values():
+            gaps = self._activation_gap(k, z, dz, lz)
+            shifted = tuple(self._plus(g, u) for g, u in zip(gaps, self.shift_act[k], strict=True))
+            for term in self._gap_terms(shifted).values():
                 val = val + gam * term
             return val
 
@@ -439,7 +510,8 @@ class LySep:
     def sweep(self) -> None:
         """One outer iteration: from the output layer down, (output or pre-activation variables of layer k,
         weights of layer k, post-activation variables of layer k-1). Every block update is an exact minimiser
-        or (pre-activations) a descent step, so with fixed penalty weights the LySep loss never increases."""
+        or (pre-activations) a descent step, so with fixed penalty weights (and no multipliers) the LySep loss
+        never increases. With ``multipliers=True`` the multipliers are updated at the end."""
         for k in range(self.n_layers - 1, -1, -1):
             if k == self.n_layers - 1:
                 self._update_output()
@@ -448,6 +520,8 @@ class LySep:
             self._update_weights(k)
             if k > 0:
                 self._update_post_activation(k - 1)
+        if self.multipliers:
+            self._update_multipliers()
 
     # ------------------------------------------------------------------ training
     def fit(self, iterations: int = 100, *, tol: float = 0.0, time_limit: float | None = None,
@@ -503,8 +577,10 @@ class LySep:
             for it in range(1, int(iterations) + 1):
                 changed = it > 1 and penalty_growth > 1
                 if changed:
+                    old = self._coupling_weights()
                     self.rho = [min(r * penalty_growth, max(r, penalty_max)) for r in self.rho]
                     self.gamma = [min(g * penalty_growth, max(g, penalty_max)) for g in self.gamma]
+                    self._rescale_multipliers(old)
                 if self.adaptive and (it - 1) % int(adapt_every) == 0 and it > 1:
                     self.update_penalty_weights()
                     changed = True
