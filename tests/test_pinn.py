@@ -52,7 +52,7 @@ def test_poisson_1d_adam_then_lbfgs_reaches_1e_3_within_a_minute():
     result = train(pinn, adam_iters=500, lr=1e-2, lbfgs_iters=300, log_every=10)
     wall = time.perf_counter() - start
     err = pinn.relative_l2(lambda x: torch.sin(PI * x[:, 0]), grid())
-    assert err < 1e-3, result.message
+    assert err < 1e-3, result.message  # measured 6e-6
     assert wall < 60.0
     adam = [h for h in result.history if h["phase"] == "adam"]
     lbfgs = [h for h in result.history if h["phase"] == "lbfgs"]
@@ -191,7 +191,7 @@ def test_neumann_problem_trains_to_the_right_solution():
     assert torch.equal(pinn.points["neumann"], ENDS[1:])
     result = train(pinn, adam_iters=300, lr=1e-2, lbfgs_iters=300, log_every=50)
     err = pinn.relative_l2(lambda x: torch.sin(k * x[:, 0]), grid())
-    assert err < 2e-3, (err, result.message)
+    assert err < 1e-4, (err, result.message)  # measured 5e-6
 
 
 def test_periodic_condition_holds_after_training():
@@ -204,10 +204,10 @@ def test_periodic_condition_holds_after_training():
     pinn = PINN(mlp(width=24), residual, Interval(0, 1), conds, n_interior=64)
     result = train(pinn, adam_iters=400, lr=1e-2, lbfgs_iters=300, log_every=50)
     gap = pinn.predict(ENDS)
-    assert abs(float(gap[0, 0] - gap[1, 0])) < 1e-3, result.message
+    assert abs(float(gap[0, 0] - gap[1, 0])) < 5e-4, result.message  # measured 4e-5
     slope = partial(pinn, ENDS, (0,)).detach()
-    assert abs(float(slope[0] - slope[1])) < 1e-2
-    assert pinn.relative_l2(lambda x: torch.sin(2 * PI * x[:, 0]), grid()) < 1e-2
+    assert abs(float(slope[0] - slope[1])) < 5e-3  # measured 6e-4
+    assert pinn.relative_l2(lambda x: torch.sin(2 * PI * x[:, 0]), grid()) < 2e-3  # measured 2.5e-4
 
 
 # ---- the trainer's machinery ---------------------------------------------------------------------------------------
@@ -324,7 +324,7 @@ def test_inverse_problem_unknown_is_trained():
                 unknowns={"a": nn.Parameter(torch.tensor(0.3, dtype=DT))})
     pinn_ref["p"] = pinn
     train(pinn, adam_iters=300, lr=1e-2, lbfgs_iters=200, log_every=50)
-    assert abs(pinn.unknowns["a"].item() - 1.0) < 1e-2
+    assert abs(pinn.unknowns["a"].item() - 1.0) < 2e-3  # measured 1.1e-4
 
 
 # ---- plots -----------------------------------------------------------------------------------------------------------
