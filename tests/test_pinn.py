@@ -194,6 +194,7 @@ def test_neumann_problem_trains_to_the_right_solution():
     assert err < 1e-4, (err, result.message)  # measured 5e-6
 
 
+@pytest.mark.slow
 def test_periodic_condition_holds_after_training():
     # -u'' = 4 pi^2 sin(2 pi x) on [0, 1], C^1-periodic, pinned by u(1/4) = 1: u = sin(2 pi x)
     def residual(x, u):
