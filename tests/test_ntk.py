@@ -151,3 +151,25 @@ def test_bad_input():
         network_function("not a module")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="ntk_vp"):
         ntk_trace(f, parameters_of(net), x, method="ntk_vp")
+
+
+def test_pinn_blocks_through_the_derivative_helpers_agree_across_methods():
+    import math
+
+    from pysciml.pinn.conditions import DirichletBC
+    from pysciml.pinn.derivatives import laplacian
+    from pysciml.pinn.geometry import Interval
+    from pysciml.pinn.pinn import PINN
+
+    def residual(x, u):
+        return -laplacian(u, x) - math.pi**2 * torch.sin(math.pi * x[:, 0])
+
+    pinn = PINN(mlp(d_in=1), residual, Interval(0, 1), [DirichletBC(points=torch.tensor([[0.0], [1.0]], dtype=DT))],
+                n_interior=10)
+    terms = pinn.ntk_terms()
+    params = pinn.network_parameters()
+    for (f1, x1), (f2, x2) in [(terms["residual"], terms["residual"]), (terms["residual"], terms["dirichlet"])]:
+        ref = empirical_ntk(f1, f2, params, x1, x2)
+        assert ref.shape == (x1.shape[0], x2.shape[0])
+        for kw in ({"method": "ntk_vp"}, {"pointwise": False}):
+            torch.testing.assert_close(empirical_ntk(f1, f2, params, x1, x2, **kw), ref, rtol=1e-12, atol=1e-12)
