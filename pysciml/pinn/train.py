@@ -52,7 +52,8 @@ class TrainResult:
         status: ``"completed"``, ``"early_stopped"`` (patience ran out in the last phase), ``"converged"``
             (L-BFGS made no progress), or ``"non_finite"`` (the loss became NaN/inf).
         message: a sentence on how training ended.
-        best_loss: the lowest total loss seen.
+        best_loss: the lowest total loss logged.
+        events: notes on what changed along the way (refinements, a phase ended by patience).
     """
 
     history: list[dict[str, Any]]
