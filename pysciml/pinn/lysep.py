@@ -13,61 +13,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
+from .lysep_multipliers import _Multipliers
 from .lysep_ops import ACTIVATIONS, Activation, LayerValues, LinearPDE, Sine, mlp, network_layers, propagate
+from .lysep_results import LySepConsistency, LySepResult
 
 __all__ = ["LySep", "LySepResult", "LySepConsistency", "LinearPDE", "Sine", "mlp", "propagate",
            "ACTIVATIONS", "Activation"]
 
 _KINDS = ("value", "gradient", "laplacian")
-
-
-@dataclass
-class LySepResult:
-    """What :meth:`LySep.fit` returns.
-
-    Attributes:
-        history: one dict per recorded iteration (iteration 0 = before training) with ``iter``, ``time``
-            (seconds since the start), ``loss_network`` (J_e: the PINN loss of the plain network with the
-            current weights), ``residual_network``, ``boundary_network`` (its two terms), ``loss_lysep``
-            (the auxiliary-variable loss), ``penalty`` (its coupling part), and ``rel_l2`` when a
-            reference solution was given.
-        seconds: wall time of the whole fit.
-        iterations: outer iterations done.
-        stop_reason: ``"max_iter"``, ``"tol"`` (relative decrease of the LySep loss below ``tol``),
-            ``"time_limit"`` or ``"callback"``.
-    """
-
-    history: list[dict[str, float]] = field(default_factory=list)
-    seconds: float = 0.0
-    iterations: int = 0
-    stop_reason: str = "max_iter"
-
-
-@dataclass
-class LySepConsistency:
-    """How well the plain network with LySep's weights reproduces LySep's auxiliary variables.
-
-    Attributes:
-        max_mismatch: max |network - auxiliary| over all layers, points and kinds.
-        mismatch: the same per kind (``"value"``, ``"gradient"``, ``"laplacian"``), relative to nothing.
-        residual_network_rms: root mean square PDE residual of the plain network at the interior points.
-        residual_lysep_rms: the same on the output layer's auxiliary variables.
-        residual_difference_rms: rms of the pointwise difference of the two residuals.
-        boundary_difference_max: max |u_network - u_auxiliary| at the boundary points.
-    """
-
-    max_mismatch: float
-    mismatch: dict[str, float]
-    residual_network_rms: float
-    residual_lysep_rms: float
-    residual_difference_rms: float
-    boundary_difference_max: float
 
 
 def _per_layer(value: float | Sequence[float], n: int, name: str) -> list[float]:
@@ -79,7 +37,7 @@ def _per_layer(value: float | Sequence[float], n: int, name: str) -> list[float]
     return vals
 
 
-class LySep:
+class LySep(_Multipliers):
     """The layer-separation model for a fully connected network and a linear PDE with Dirichlet data.
 
     Args:
@@ -173,48 +131,7 @@ class LySep:
         self.z, self.a = [t.clone() for t in v.z], [t.clone() for t in v.a]
         self.dz, self.da = [t.clone() for t in v.dz], [t.clone() for t in v.da]
         self.lz, self.la = [t.clone() for t in v.lz], [t.clone() for t in v.la]
-        # scaled multipliers u = lambda / (2 rho omega): the coupling gap g enters as |g + u|^2 - |u|^2
-        self.shift_lin: list[list[Tensor | None]] = [[None] * 3 for _ in range(self.n_layers)]
-        self.shift_act: list[list[Tensor | None]] = [[None] * 3 for _ in range(self.n_layers - 1)]
-        if self.multipliers:
-            for k in range(self.n_layers):
-                self.shift_lin[k] = [torch.zeros_like(t) if t is not None else None for t in self._linear_gap(k)]
-                if k < self.n_layers - 1:
-                    self.shift_act[k] = [torch.zeros_like(t) if t is not None else None for t in self._activation_gap(
-                        k, self.z[k], self.dz[k] if self.order >= 1 else None,
-                        self.lz[k] if self.order >= 2 else None)]
-
-    def _coupling_weights(self) -> tuple[list[float], list[float]]:
-        return ([r * o for r, o in zip(self.rho, self.omega, strict=True)],
-                [g * o for g, o in zip(self.gamma[:-1], self.omega[:-1], strict=True)])
-
-    def _rescale_multipliers(self, old: tuple[list[float], list[float]]) -> None:
-        """Keep lambda fixed when rho, gamma or omega change (the scaled shifts u = lambda / (2 c) follow)."""
-        if not self.multipliers:
-            return
-        new = self._coupling_weights()
-        for shifts, c_old, c_new in ((self.shift_lin, old[0], new[0]), (self.shift_act, old[1], new[1])):
-            for k, trio in enumerate(shifts):
-                shifts[k] = [t * (c_old[k] / c_new[k]) if t is not None else None for t in trio]
-
-    def _update_multipliers(self) -> None:
-        """Scaled dual ascent u += gap for every coupling (lambda += 2 rho omega gap)."""
-        for k in range(self.n_layers):
-            self.shift_lin[k] = [u + g if u is not None else None for u, g in zip(
-                self.shift_lin[k], self._linear_gap(k), strict=True)]
-            if k < self.n_layers - 1:
-                gaps = self._activation_gap(k, self.z[k], self.dz[k] if self.order >= 1 else None,
-                                            self.lz[k] if self.order >= 2 else None)
-                self.shift_act[k] = [u + g if u is not None else None for u, g in zip(
-                    self.shift_act[k], gaps, strict=True)]
-
-    @staticmethod
-    def _plus(t: Tensor | None, u: Tensor | None) -> Tensor | None:
-        return t if t is None or u is None else t + u
-
-    @staticmethod
-    def _minus(t: Tensor | None, u: Tensor | None) -> Tensor | None:
-        return t if t is None or u is None else t - u
+        self._reset_multipliers()
 
     def to_network(self) -> nn.Sequential:
         """A plain ``nn.Sequential`` carrying LySep's current weights (a fresh module, same dtype/device)."""
@@ -309,14 +226,6 @@ class LySep:
     def _gap_terms(self, gaps: tuple[Tensor, Tensor | None, Tensor | None]) -> dict[str, Tensor]:
         fns = (self._value_sq, self._mean_sq, self._mean_sq)
         return {kind: fn(g) for kind, fn, g in zip(_KINDS, fns, gaps, strict=True) if g is not None}
-
-    def _augmented(self, gaps: tuple[Tensor, Tensor | None, Tensor | None], shifts: list[Tensor | None]
-                   ) -> float:
-        """sum over kinds of |gap + u|^2 - |u|^2 (= |gap|^2 without multipliers), weighted like the gaps."""
-        total = sum(self._gap_terms(tuple(self._plus(g, u) for g, u in zip(gaps, shifts, strict=True))).values())
-        if any(u is not None for u in shifts):
-            total = total - sum(self._gap_terms(tuple(shifts)).values())
-        return float(total)
 
     def loss(self) -> dict[str, float]:
         """The LySep loss and its terms on the current variables.
