@@ -161,7 +161,7 @@ def operator_ntk(net: nn.Module, x1: Tensor, x2: Tensor | None = None, *, op1: O
     Returns:
         ``(N1, N2)`` tensor (rows point-major ``N1 k1`` for ``(N, k1)`` operator outputs), detached, on the
         parameters' dtype and device. With ``x2 is None`` and the same operator only the upper block
-        triangle is computed and mirrored.
+        triangle is computed and mirrored (and the diagonal blocks symmetrised): the result is exactly symmetric.
 
     Raises:
         InputError: bad network, points, operators, chunk sizes or method.
@@ -215,6 +215,8 @@ def operator_ntk(net: nn.Module, x1: Tensor, x2: Tensor | None = None, *, op1: O
     for i in range(len(blocks1)):
         for j in range(i if symmetric else 0, len(blocks2)):
             k = block(i, j).detach()
+            if symmetric and i == j:
+                k = 0.5 * (k + k.T)  # a Gram block in floating point is symmetric only to round-off
             if out is None:  # the row/column counts per point are known after the first block
                 r1, r2 = k.shape[0] // (blocks1[0].stop - blocks1[0].start), \
                     k.shape[1] // (blocks2[0].stop - blocks2[0].start)
