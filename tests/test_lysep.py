@@ -268,3 +268,17 @@ def test_sine_network_round_trip() -> None:
     assert isinstance(out[1], Sine)
     with torch.no_grad():
         assert torch.equal(out(xi), net(xi))
+
+
+def test_float32_in_float32_out() -> None:
+    pde = LinearPDE.poisson(lambda x: math.pi ** 2 * torch.sin(math.pi * x[:, 0]))
+    xi = torch.linspace(0, 1, 34, dtype=torch.float32)[1:-1, None]
+    xb = torch.tensor([[0.0], [1.0]], dtype=torch.float32)
+    m = LySep(mlp([1, 8, 8, 1], seed=0, dtype=torch.float32), pde, xi, xb, 0.0, boundary_weight=100.0,
+              multipliers=True)
+    res = m.fit(10, reference=_exact_1d)
+    net = m.to_network()
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert all(t.dtype == torch.float32 for t in (*m.z, *m.a, *m.dz, *m.da, *m.lz, *m.la))
+    # measured: 0.744 -> 0.016 (float64 on the same problem: 0.630 -> 0.011); weight solves run in float64
+    assert res.history[-1]["rel_l2"] < 0.1 * res.history[0]["rel_l2"]

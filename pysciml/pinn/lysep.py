@@ -299,7 +299,9 @@ class LySep(_Multipliers):
 
     def _update_weights(self, k: int) -> None:
         m, t = self.layer_least_squares(k)
-        theta = torch.linalg.lstsq(m, t).solution
+        # solved in float64 whatever the model's dtype: in float32 the rounding of ill-conditioned designs
+        # made training erratic (rel. L2 after 10 sweeps anywhere in 0.04-0.8 from run to run)
+        theta = torch.linalg.lstsq(m.double(), t.double()).solution.to(m.dtype)
         self.weights[k] = theta[:-1].T.contiguous()
         self.biases[k] = theta[-1].clone()
 
