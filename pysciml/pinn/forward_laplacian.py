@@ -8,13 +8,14 @@ Carlo with Forward Laplacian", Nature Machine Intelligence 2024):
 * linear ``h' = W h + b``: ``J' = W J``, ``L' = W L``;
 * elementwise ``h' = s(h)``: ``J' = s'(h) J``, ``L' = s'(h) L + s''(h) sum_j J_j^2`` (sum over the ``d`` inputs),
 
-with ``s'`` and ``s''`` from two nested forward-mode JVPs of the activation along a tangent of ones (valid because
-it is elementwise). It costs about one batched JVP along all ``d`` directions (the ``W J`` products) and no reverse
-pass, where the Hessian trace (forward-over-reverse) costs a JVP and a VJP per direction; it is differentiable with
-respect to the parameters by ordinary autograd. Memory: the Jacobians, ``N x width x d`` numbers per layer, are
-kept for the backward pass (the Hessian-trace path keeps as much); split the points into batches if that is too
-much. Only modules known to be elementwise are accepted, so any other
-network (or a plain function) goes to the general Hessian-trace path of :func:`~pysciml.pinn.derivatives.laplacian`.
+with ``s'`` and ``s''`` in closed form for ``Tanh`` and ``Sigmoid`` and from two nested forward-mode JVPs of the
+activation along a tangent of ones for the others (valid because they are elementwise). It costs about one batched
+JVP along all ``d`` directions (the ``W J`` products) and no reverse pass, where the Hessian trace (forward-over-
+reverse) costs a JVP and a VJP per direction; it is differentiable with respect to the parameters by ordinary
+autograd. Memory: the Jacobians, ``N x width x d`` numbers per layer, are kept for the backward pass (the
+Hessian-trace path keeps as much); split the points into batches if that is too much. Only modules known to be
+elementwise are accepted, so any other network (or a plain function) goes to the general Hessian-trace path of
+:func:`~pysciml.pinn.derivatives.laplacian`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,26 @@ def _hooked(m: nn.Module) -> bool:
     return bool(m._forward_hooks or m._forward_pre_hooks)
 
 
+def _activation(layer: nn.Module, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``s(h)``, ``s'(h)``, ``s''(h)`` of an elementwise activation: closed forms for ``Tanh`` and ``Sigmoid``
+    (the common cases, without the overhead of forward mode), nested JVPs along ones for the others."""
+    if type(layer) is nn.Tanh:
+        t = torch.tanh(h)
+        s1 = 1 - t * t
+        return t, s1, -2 * t * s1
+    if type(layer) is nn.Sigmoid:
+        t = torch.sigmoid(h)
+        s1 = t * (1 - t)
+        return t, s1, s1 * (1 - 2 * t)
+    ones = torch.ones_like(h)
+
+    def slope(z: torch.Tensor) -> torch.Tensor:
+        return jvp(layer, (z,), (ones,))[1]
+
+    s1, s2 = jvp(slope, (h,), (ones,))
+    return layer(h), s1, s2
+
+
 def forward_laplacian(layers: list[nn.Module], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Values and Laplacians of every output of the layers at the points ``x``.
 
@@ -75,13 +96,7 @@ def forward_laplacian(layers: list[nn.Module], x: torch.Tensor) -> tuple[torch.T
             L = None if L is None else L @ W.T
             h = layer(h)
             continue
-        ones = torch.ones_like(h)
-
-        def slope(z: torch.Tensor, act: nn.Module = layer, t: torch.Tensor = ones) -> torch.Tensor:
-            return jvp(act, (z,), (t,))[1]
-
-        s1, s2 = jvp(slope, (h,), (ones,))
-        h = layer(h)
+        h, s1, s2 = _activation(layer, h)
         if J is None:  # an activation applied to the inputs themselves
             J, L = torch.diag_embed(s1), s2
             continue
