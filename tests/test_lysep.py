@@ -129,6 +129,23 @@ def test_layer_update_solves_its_least_squares_problem() -> None:
         assert float(torch.linalg.matrix_norm(resid)) > 1e-8  # a real (not trivially exact) fit
 
 
+def test_proximal_term_limits_the_weight_step() -> None:
+    steps = []
+    for tau in (0.0, 1e3):
+        pde, xi, xb = _poisson_1d(24)
+        m = LySep(mlp([1, 7, 6, 1], seed=2), pde, xi, xb, 0.0, boundary_weight=10.0, proximal=tau)
+        old = m.weights[-1].clone()
+        m.fit(1)
+        steps.append(float((m.weights[-1] - old).norm()))
+        design, target = m.layer_least_squares(m.n_layers - 1)  # proximal rows included: still orthogonal
+        m._update_weights(m.n_layers - 1)
+        theta = torch.cat([m.weights[-1].T, m.biases[-1][None]])
+        resid = target - design @ theta
+        assert float(torch.linalg.matrix_norm(design.T @ resid) / (
+            torch.linalg.matrix_norm(design) * torch.linalg.matrix_norm(resid))) < 1e-10
+    assert steps[1] < 1e-2 * steps[0]
+
+
 def _perturbation_never_helps(m: LySep, tensors: list[torch.Tensor], eps: float = 1e-4) -> None:
     base = m.loss()["total"]
     gen = torch.Generator().manual_seed(0)
@@ -239,6 +256,7 @@ def test_bad_inputs_raise_input_error() -> None:
         lambda: LySep(net, pde, xi, torch.zeros(2, 2, dtype=D), 0.0),
         lambda: LySep(net, pde, xi, xb, torch.zeros(3, dtype=D)),
         lambda: LySep(net, pde, xi, xb, 0.0, penalty=-1.0),
+        lambda: LySep(net, pde, xi, xb, 0.0, proximal=-1.0),
         lambda: LySep(net, pde, xi, xb, 0.0, penalty=[1.0, 2.0, 3.0]),
         lambda: LySep(net, "poisson", xi, xb, 0.0),  # type: ignore[arg-type]
         lambda: LySep(net, pde, xi, xb, 0.0).fit(-1),

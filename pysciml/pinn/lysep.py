@@ -55,6 +55,9 @@ class LySep(_Multipliers):
         adaptive: multiply the weights of layer k by omega_k = prod_{j>k} ||W_j||_F^2 (Ng, Liu, Gu), refreshed
             every ``adapt_every`` iterations of :meth:`fit`; False keeps omega_k = 1.
         ridge: Tikhonov weight mu of the layer least-squares solves (of ||[W_k, b_k]||_F^2).
+        proximal: weight tau of a proximal term tau ||[W_k, b_k] - [W_k, b_k]_old||_F^2 in the same solves
+            (0: none); it keeps a weight update from jumping (e.g. the output layer to a huge least-squares
+            fit on the initial features, which then freezes the lower layers through omega).
         inner_steps: L-BFGS iterations per pre-activation update.
         multipliers: add Lagrange multipliers to every coupling (augmented Lagrangian, updated after each
             sweep by lambda += 2 rho omega gap), so the couplings can close at finite penalty weights.
@@ -65,7 +68,7 @@ class LySep(_Multipliers):
     def __init__(self, network: nn.Module, pde: LinearPDE, interior: Tensor, boundary: Tensor,
                  boundary_value: Callable[[Tensor], Tensor] | Tensor | float, *, boundary_weight: float = 1.0,
                  penalty: float | Sequence[float] = 1.0, activation_penalty: float | Sequence[float] = 1.0,
-                 adaptive: bool = True, ridge: float = 1e-8, inner_steps: int = 10,
+                 adaptive: bool = True, ridge: float = 1e-8, proximal: float = 0.0, inner_steps: int = 10,
                  multipliers: bool = False) -> None:
         if not isinstance(pde, LinearPDE):
             raise InputError("pde: expected a pysciml.pinn.lysep.LinearPDE")
@@ -75,8 +78,8 @@ class LySep(_Multipliers):
             raise InputError("interior: expected a floating-point tensor (float64 recommended)")
         if not isinstance(boundary, Tensor) or boundary.dim() != 2 or boundary.shape[1] != interior.shape[1]:
             raise InputError(f"boundary: expected a tensor (N_b, {interior.shape[1]}) of boundary points")
-        if not (boundary_weight > 0) or not (ridge >= 0) or int(inner_steps) < 1:
-            raise InputError("boundary_weight > 0, ridge >= 0 and inner_steps >= 1 are required")
+        if not (boundary_weight > 0) or not (ridge >= 0) or not (proximal >= 0) or int(inner_steps) < 1:
+            raise InputError("boundary_weight > 0, ridge >= 0, proximal >= 0 and inner_steps >= 1 are required")
         weights, biases, acts = network_layers(network)
         d = interior.shape[1]
         if weights[0].shape[1] != d:
@@ -99,6 +102,7 @@ class LySep(_Multipliers):
         self.rho = _per_layer(penalty, self.n_layers, "penalty")
         self.gamma = _per_layer(activation_penalty, self.n_layers - 1, "activation_penalty") + [0.0]
         self.adaptive, self.ridge, self.inner_steps = bool(adaptive), float(ridge), int(inner_steps)
+        self.proximal = float(proximal)
         self.multipliers = bool(multipliers)
         self.omega = [1.0] * self.n_layers
         self.update_penalty_weights()
@@ -291,10 +295,13 @@ class LySep(_Multipliers):
         if lin is not None:
             blocks.append(torch.cat([lin, torch.zeros_like(lin[:, :1])], 1) / ni ** 0.5)
             targets.append(self._plus(self.lz[k], sl) / ni ** 0.5)
+        p = x.shape[1] + 1
         if self.ridge > 0:
-            p = x.shape[1] + 1
             blocks.append(self.ridge ** 0.5 * torch.eye(p, dtype=x.dtype, device=x.device))
             targets.append(torch.zeros(p, self.z[k].shape[1], dtype=x.dtype, device=x.device))
+        if self.proximal > 0:
+            blocks.append(self.proximal ** 0.5 * torch.eye(p, dtype=x.dtype, device=x.device))
+            targets.append(self.proximal ** 0.5 * torch.cat([self.weights[k].T, self.biases[k][None]]))
         return torch.cat(blocks), torch.cat(targets)
 
     def _update_weights(self, k: int) -> None:
