@@ -15,6 +15,16 @@ from pysciml.pinn.forward_laplacian import supported_layers
 DT = torch.float64
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors: one torch thread is as fast, and stays fast on a busy machine (with two threads on two
+    loaded cores every small op waited ~20 ms for the other thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 def f_analytic(x: torch.Tensor) -> torch.Tensor:
     """f = sin(x0) exp(x1) x2^3, shape (N,)."""
     return torch.sin(x[:, 0]) * torch.exp(x[:, 1]) * x[:, 2] ** 3
