@@ -45,7 +45,8 @@ from torch.func import grad, jacfwd, jacrev, jvp, vmap
 from ..errors import InputError
 from .forward_laplacian import forward_laplacian, supported_layers
 
-__all__ = ["divergence", "gradient", "hessian", "hvp", "jacobian", "laplacian", "partial"]
+__all__ = ["divergence", "gradient", "hessian", "hvp", "jacobian", "laplacian", "partial", "quadratic_forms",
+           "rademacher"]
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
