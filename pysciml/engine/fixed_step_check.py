@@ -39,7 +39,7 @@ MAX_RELATIVE_ERROR = 0.5
 STABILITY_MARGIN = 1.2
 PERSIST = 2
 
-NONE, TOO_COARSE, BEYOND_STABILITY = 0, 1, 2
+NONE, TOO_COARSE, BEYOND_STABILITY, BEYOND_OSCILLATION = 0, 1, 2, 3
 
 
 @cache
@@ -74,6 +74,10 @@ def describe(kind: int, z: float, alg_name: str, boundary: float | None) -> str:
         return (f"the fixed step is beyond {alg_name}()'s stability region: dt * lambda ~ {z:.3g} along the "
                 f"solution, outside its real stability interval [-{boundary:.3g}, 0], and the solution is being "
                 "amplified by the method: use a smaller dt, adaptive=True, or an implicit method (Rodas5P())")
+    if kind == BEYOND_OSCILLATION:
+        return (f"the fixed step is beyond {alg_name}()'s stability limit for oscillations: dt * omega ~ "
+                f"{math.sqrt(max(-z, 0.0)):.3g} along the solution, above its limit {boundary:.3g}, and the solution "
+                "is being amplified by the method: use a smaller dt (or ImplicitMidpoint(), stable for any dt)")
     return ""
 
 
@@ -82,6 +86,8 @@ class FixedStepCheck:
 
     ``boundary`` is the explicit method's real stability interval ``x_s`` (``None``: no growth check, e.g.
     for A-stable implicit methods); ``atol`` the absolute tolerance, ``(1, n)`` or ``(B, n)``."""
+
+    growth_kind = BEYOND_STABILITY
 
     def __init__(self, bsz: int, boundary: float | None, atol: Tensor, dtype: torch.dtype,
                  device: torch.device) -> None:
@@ -93,6 +99,7 @@ class FixedStepCheck:
         self.streak = torch.zeros(bsz, dtype=torch.long, device=device)
         self.atol_scalar = float(self.atol_norm[0])
         self.prev_dd_one, self.streak_one = math.inf, 0  # check_one's state
+        self.persist = PERSIST
 
     def _products(self, u: Tensor, u_new: Tensor, f_start: Tensor, f_end: Tensor, err: Tensor | None) -> Tensor:
         """The inner products the checks need, per trajectory, in one reduction: ``(k, B)`` with rows
@@ -117,13 +124,25 @@ class FixedStepCheck:
             rel = e2 / (self.atol_norm + torch.maximum(before, after))
             kind = torch.where((rel > MAX_RELATIVE_ERROR) & (after > before), TOO_COARSE, kind)
         if self.limit is not None:
-            dd, gd = prods[0], prods[1]
-            z = dt * gd / dd
+            dd = prods[0]
+            z = self._rate(prods, dt)
             bad = (z < self.limit) & (dd > self.prev_dd)
             self.streak = torch.where(bad, self.streak + 1, 0)
             self.prev_dd = dd
-            kind = torch.where((self.streak >= PERSIST) & (kind == NONE), BEYOND_STABILITY, kind)
+            kind = torch.where((self.streak >= self.persist) & (kind == NONE), self.growth_kind, kind)
         return kind, z
+
+    def due(self, nloop: int) -> bool:
+        """Whether the loop runs the check after its step number ``nloop`` (the last step is always checked)."""
+        return nloop % self.every == 0
+
+    def _rate(self, prods: Tensor, dt: Tensor) -> Tensor:
+        """``dt`` times the Rayleigh quotient of the field's change along the increment (rows 0 and 1)."""
+        return dt * prods[1] / prods[0]
+
+    def _rate_one(self, prods: list[float], dt: float) -> float:
+        """:meth:`_rate` on Python floats (one trajectory)."""
+        return dt * prods[1] / prods[0]
 
     def check_one(self, u: Tensor, u_new: Tensor, f_start: Tensor, f_end: Tensor, dt: float,
                   err: Tensor | None) -> tuple[int, float]:
@@ -136,10 +155,10 @@ class FixedStepCheck:
             if after > before and e > MAX_RELATIVE_ERROR * (self.atol_scalar + after):
                 kind = TOO_COARSE
         if self.limit is not None:
-            dd, gd = prods[0], prods[1]
-            z = dt * gd / dd if dd > 0 else 0.0
+            dd = prods[0]
+            z = self._rate_one(prods, dt) if dd > 0 else 0.0
             self.streak_one = self.streak_one + 1 if z < self.limit and dd > self.prev_dd_one else 0
             self.prev_dd_one = dd
-            if kind == NONE and self.streak_one >= PERSIST:
-                kind = BEYOND_STABILITY
+            if kind == NONE and self.streak_one >= self.persist:
+                kind = self.growth_kind
         return kind, z

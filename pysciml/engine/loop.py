@@ -19,7 +19,7 @@ import torch
 
 from ..solution import ReturnCode, Stats
 from .controller import initial_dt, scaled_error_norm
-from .fixed_step_check import FixedStepCheck, describe
+from .fixed_step_check import describe
 from .interpolation import DenseOutput, evaluate
 from .loop_records import LoopOptions, LoopResult, finite_rows, fixed_step_count
 from .loop_scalar import integrate_single
@@ -78,8 +78,7 @@ def integrate_batched(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: St
     reach = 1.0 + 1e-12  # a step within this factor of the remaining span ends on t1
 
     eps_t = torch.finfo(dtype).eps  # time has the state's dtype here: a step below eps |t| no longer moves it
-    checked = not opts.adaptive and stepper.checks_fixed_steps
-    check = FixedStepCheck(bsz, stepper.stability_boundary, opts.atol, dtype, device) if checked else None
+    check = None if opts.adaptive else stepper.fixed_step_check(bsz, opts.atol, dtype, device)
     fail_kind = torch.zeros(bsz, dtype=torch.long, device=device)
     fail_z = torch.zeros_like(t)
 
@@ -160,9 +159,9 @@ def integrate_batched(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: St
         else:
             failed = active & ~ok
             fail_code, fail_step = CONVFAIL, dt_step
-            if check is not None and (stats.nloop % check.every == 0 or stats.nloop >= n_fixed):
-                assert stepper.f0 is not None
-                kind, z = check.check(_nograd(u_prev), u_new, _nograd(res.f_start), _nograd(stepper.f0), dt_step,
+            if check is not None and (check.due(stats.nloop) or stats.nloop >= n_fixed):
+                f_start, f_end = stepper.check_fields(u_prev, res)
+                kind, z = check.check(_nograd(u_prev), u_new, _nograd(f_start), _nograd(f_end), dt_step,
                                       None if res.err is None else _nograd(res.err))
                 flagged = accepted & (kind > 0)
                 fail_kind, fail_z = torch.where(flagged, kind, fail_kind), torch.where(flagged, z, fail_z)

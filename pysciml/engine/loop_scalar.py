@@ -14,7 +14,7 @@ import torch
 
 from ..solution import ReturnCode, Stats
 from .controller import initial_dt, scaled_error_norm
-from .fixed_step_check import FixedStepCheck, describe
+from .fixed_step_check import describe
 from .interpolation import DenseOutput, evaluate
 from .loop_records import LoopOptions, LoopResult, all_finite, fixed_step_count
 from .progress import make_progress
@@ -50,8 +50,7 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
     atol_n, rtol_n = opts.atol * root_n, opts.rtol * root_n
     code, fail, reason = ReturnCode.Success, None, ""
     nonfinite = False
-    checked = not opts.adaptive and stepper.checks_fixed_steps
-    check = FixedStepCheck(1, stepper.stability_boundary, opts.atol, dtype, device) if checked else None
+    check = None if opts.adaptive else stepper.fixed_step_check(1, opts.atol, dtype, device)
 
     dense = DenseOutput(direction) if opts.dense else None
     saveat = opts.saveat
@@ -110,9 +109,9 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
             stats.nreject += 1
         stepper.accept(accepted, vec(t), u, res)
 
-        if check is not None and accepted and (stats.nloop % check.every == 0 or last):
-            assert stepper.f0 is not None
-            kind, z = check.check_one(u_prev.detach(), u.detach(), res.f_start.detach(), stepper.f0.detach(),
+        if check is not None and accepted and (check.due(stats.nloop) or last):
+            f_start, f_end = stepper.check_fields(u_prev, res)
+            kind, z = check.check_one(u_prev.detach(), u.detach(), f_start.detach(), f_end.detach(),
                                       dt_step, None if res.err is None else res.err.detach())
             if kind:
                 code, fail = ReturnCode.Unstable, (t, dt_step)

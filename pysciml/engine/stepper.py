@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .fixed_step_check import FixedStepCheck
 from .interpolation import hermite_coefficients, polynomial_coefficients
 from .rhs import RHS
 
@@ -92,6 +93,18 @@ class Stepper:
             self.f0 = select(accepted, self.rhs(t, u), res.f_start)
         else:
             self.f0 = res.f_start
+
+    def fixed_step_check(self, bsz: int, atol: Tensor, dtype: torch.dtype,
+                         device: torch.device) -> FixedStepCheck | None:
+        """The check a fixed-step solve runs on this stepper (:mod:`.fixed_step_check`), ``None`` for none."""
+        if not self.checks_fixed_steps:
+            return None
+        return FixedStepCheck(bsz, self.stability_boundary, atol, dtype, device)
+
+    def check_fields(self, u: Tensor, res: StepResult) -> tuple[Tensor, Tensor]:
+        """The right-hand side at the start and the end of the last accepted step from ``u`` (for the check)."""
+        assert self.f0 is not None
+        return res.f_start, self.f0
 
     def interpolant(self, u: Tensor, dt: Tensor, res: StepResult) -> Tensor:
         """Dense-output coefficients ``(q+1, B, n)`` of the step from ``u`` (call after :meth:`accept`)."""

@@ -17,10 +17,12 @@ from typing import Any
 import torch
 
 from ..solution import Stats
+from .fixed_step_check import FixedStepCheck
 from .interpolation import hermite_coefficients
 from .rhs import RHS
 from .stage_gradient import attach_stage_gradient
 from .stepper import Stepper, StepResult, select
+from .symplectic_check import OscillationCheck, oscillation_stability_limit
 from .tableaus.symplectic import GaussTableau, SymplecticTableau
 
 Tensor = torch.Tensor
@@ -40,7 +42,7 @@ class _LazyEnds(Stepper):
     """The full vector field at the current state, kept when known and computed only for interpolated steps."""
 
     adaptive = False
-    checks_fixed_steps = False  # no error estimate, no real stability interval: nothing for fixed_step_check
+    checks_fixed_steps = False  # ImplicitMidpoint: stable for any dt on oscillations (Newton failures end a solve)
     stability_boundary = None
 
     def _field(self, t: Tensor, u: Tensor) -> Tensor:
@@ -93,6 +95,38 @@ class SplittingStepper(_LazyEnds):
         self._f: Tensor | None = None
         self._step: tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None] = (None, None, None, None)
         self._accepted: Tensor | bool = False
+        self._t_end: Tensor | None = None
+        self.stability_boundary = oscillation_stability_limit(tab)
+        self.checks_fixed_steps = True
+
+    # ------------------------------------------------------------------ fixed-step check
+    def fixed_step_check(self, bsz: int, atol: Tensor, dtype: torch.dtype,
+                         device: torch.device) -> FixedStepCheck | None:
+        """:class:`.symplectic_check.OscillationCheck`: growth beyond the method's ``dt * omega`` limit."""
+        assert self.stability_boundary is not None
+        return OscillationCheck(bsz, self.stability_boundary, atol, dtype, device, self._halves)
+
+    def _halves(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        q, p = self._split(u)
+        bsz = u.shape[0]
+        return q.reshape(bsz, -1), p.reshape(bsz, -1)
+
+    def check_fields(self, u: Tensor, res: StepResult) -> tuple[Tensor, Tensor]:
+        """``(v, F)`` at both ends of the step from ``u`` (engine layout), computing the ones not known."""
+        assert res.t_start is not None and self._t_end is not None
+        v0, f0, v1, f1 = self._step
+        q0, p0 = self._split(u)
+        q1, p1 = self._split(res.u_new)
+        t1 = self._t_end
+        v0 = self._velocity(res.t_start, q0, p0) if v0 is None else v0
+        f0 = self._force(res.t_start, q0, p0) if f0 is None else f0
+        v1 = self._velocity(t1, q1, p1) if v1 is None else v1
+        f1 = self._force(t1, q1, p1) if f1 is None else f1
+        self._step = (v0, f0, v1, f1)
+        if _all(self._accepted):
+            self._v, self._f = v1, f1
+        bsz = u.shape[0]
+        return self._join(v0, f0, bsz), self._join(v1, f1, bsz)
 
     # ------------------------------------------------------------------ layout
     def _split(self, u: Tensor) -> tuple[Tensor, Tensor]:
@@ -150,6 +184,7 @@ class SplittingStepper(_LazyEnds):
                 p = p + (b * h) * f
                 v, moved_p = None, True
         self._step = (v_start, f_start, v, f)
+        self._t_end = t + dt
         return StepResult(u_new=self._join(q, p, u.shape[0]), err=None, ok=None, stages=[], f_start=u.new_empty(0),
                           t_start=t)
 
