@@ -65,18 +65,26 @@ def chunk_for(width: int, depth: int) -> tuple[int, int]:
 
 
 def fits(ev: torch.Tensor) -> tuple[str, str]:
-    a = fit_decay(ev, start=FIXED[0], stop=FIXED[1])
+    """alpha on the fixed range (cut at the round-off floor if the spectrum reaches it earlier: the range used is
+    then stated) and on the automatic range."""
+    floor = int((ev > 1e-10 * ev[0]).sum())
+    if floor < FIXED[0] + 2:
+        return "n/a (rank < 4)", "n/a"
+    stop = min(FIXED[1], floor)
+    a = fit_decay(ev, start=FIXED[0], stop=stop)
     b = fit_decay(ev, rtol=1e-10)
-    return (f"{a.exponent:.2f} ({a.r2:.2f})", f"{b.exponent:.2f} (k = {b.start}..{b.stop}, {b.r2:.2f})")
+    cut = "" if stop == FIXED[1] else f", k = {FIXED[0]}..{stop}"
+    return (f"{a.exponent:.2f} ({a.r2:.2f}{cut})", f"{b.exponent:.2f} (k = {b.start}..{b.stop}, {b.r2:.2f})")
 
 
-def decay_table(n1: int, grid: int, log: list[str], full: bool) -> tuple[list[str], dict[str, torch.Tensor]]:
+def decay_table(n1: int, grid: int, log: list[str], full: bool,
+                width: int = 256) -> tuple[list[str], dict[str, torch.Tensor]]:
     rows, spectra = [], {}
     for dim in (1, 2):
         x = points(dim, n1, grid)
         for act in ACTS:
-            net = net_for(dim, 256, 2, act)
-            chunk, max_bytes = chunk_for(256, 2)
+            net = net_for(dim, width, 2, act)
+            chunk, max_bytes = chunk_for(width, 2)
             for name in OPS:
                 if dim == 2 and name == "biharmonic" and not full:
                     rows.append(f"| {dim}-D ({len(x)} pts) | {act} | {name} | (with --full) | | |")
@@ -105,7 +113,7 @@ def decay_table(n1: int, grid: int, log: list[str], full: bool) -> tuple[list[st
 def width_depth_table(n1: int, widths: tuple[int, ...], log: list[str], full: bool) -> list[str]:
     x = points(1, n1, 0)
     rows = []
-    cases = [(w, 2) for w in widths] + [(256, 3), (256, 4)]
+    cases = [(w, 2) for w in widths] + [(widths[min(1, len(widths) - 1)], 3), (widths[min(1, len(widths) - 1)], 4)]
     for width, depth in cases:
         net = net_for(1, width, depth, "tanh")
         chunk, max_bytes = chunk_for(width, depth)
@@ -190,14 +198,16 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--n1", type=int, default=64, help="1-D points")
     ap.add_argument("--grid", type=int, default=8, help="2-D grid side")
     ap.add_argument("--steps", type=int, default=200, help="gradient-descent steps of the lazy-training check")
-    ap.add_argument("--widths", type=int, nargs="*", default=None)
+    ap.add_argument("--widths", type=int, nargs="*", default=None, help="widths of the sweep (the second one is "
+                    "also used for depths 3 and 4)")
+    ap.add_argument("--width", type=int, default=256, help="width of the decay table")
     ap.add_argument("--out", default=str(RESULTS / "ntk_spectra"))
     args = ap.parse_args(argv)
     widths = tuple(args.widths) if args.widths else ((64, 256, 1024, 4096) if args.full else (64, 256, 1024))
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     t0 = time.perf_counter()
     log: list[str] = []
-    decay_rows, spectra = decay_table(args.n1, args.grid, log, args.full)
+    decay_rows, spectra = decay_table(args.n1, args.grid, log, args.full, args.width)
     wd_rows = width_depth_table(args.n1, widths, log, args.full)
     lazy = lazy_training(args.n1, widths, args.steps, log)
     out = Path(args.out)
