@@ -87,7 +87,7 @@ def report(runs: dict[int, dict[str, list[Run]]], args: argparse.Namespace, elap
     for d, by_method in runs.items():
         ep = sum(r.rel_l2 for r in by_method["PINN"]) / len(by_method["PINN"])
         el = sum(r.rel_l2 for r in by_method["LySep"]) / len(by_method["LySep"])
-        verdicts.append(f"d = {d}: {'LySep' if el < ep else 'PINN'} lower error ({sci(el)} vs {sci(ep)})")
+        verdicts.append(f"d = {d}: {'LySep' if el < ep else 'PINN'} lower error (PINN {sci(ep)}, LySep {sci(el)})")
     lines = [
         "# High-dimensional Poisson: PINN vs LySep (issue 14, example b)",
         "",
