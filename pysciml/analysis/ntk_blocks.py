@@ -205,8 +205,16 @@ def operator_ntk(net: nn.Module, x1: Tensor, x2: Tensor | None = None, *, op1: O
         if len(x2) * n_params * itemsize <= max_bytes:
             cached = [jac(f2, x2[b]) for b in blocks2]
 
+        row_jac: dict[int, Tensor] = {}  # the current row block's Jacobian, formed once per row block
+
         def block(i: int, j: int) -> Tensor:
-            j1 = cached[i] if symmetric and cached is not None else jac(f1, x1[blocks1[i]])
+            if symmetric and cached is not None:
+                j1 = cached[i]
+            else:
+                if i not in row_jac:
+                    row_jac.clear()
+                    row_jac[i] = jac(f1, x1[blocks1[i]])
+                j1 = row_jac[i]
             j2 = cached[j] if cached is not None else jac(f2, x2[blocks2[j]])
             return j1 @ j2.T
 
