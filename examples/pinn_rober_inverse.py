@@ -187,7 +187,7 @@ def report(adj: dict[str, Any], pinn: dict[str, Any], exact_fit: float, args: ar
         f"{adj['misfit'] / exact_fit:.3g}, PINN {pinn['misfit'] / exact_fit:.3g}.",
         "- Why a PINN struggles here: y2 is quasi-steady (k1 y1 = k2 y2^2 + k3 y2 y3 nearly cancel), and in its "
         "residual an error in the scaled output Y2 is multiplied by ln(10) t (2 k2 y2 + k3 y3), about 2e9 at "
-        "t = 1e5 (y3 near 1): the loss is extremely ill-conditioned, and the fast transient near t = 1e-4 sits "
+        "t = 1e5 (y3 near 1): the loss is extremely ill-conditioned, and the fast rise of y2 (t = 1e-5 to 1e-3) sits "
         "next to the slow decay over eleven decades of t. Stiff kinetics are a known PINN failure case (Ji, Qiu, "
         "Shi, Pan, Deng, Stiff-PINN, J. Phys. Chem. A 2021). Plot: pinn_rober_inverse.png.",
         "",
