@@ -78,3 +78,11 @@ class Stopwatch:
 
     def __exit__(self, *_: object) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """The command that produced a results file: ``python examples/<script> <arguments>``."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join(["python", f"examples/{script}", *args])

@@ -58,7 +58,16 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hnn_common import Stopwatch, add_common_flags, machine_line, md_table, mean_sem_str, pyplot, write_text  # noqa: E402
+from hnn_common import (  # noqa: E402
+    Stopwatch,
+    add_common_flags,
+    command_line,
+    machine_line,
+    md_table,
+    mean_sem_str,
+    pyplot,
+    write_text,
+)
 
 import pysciml as ps  # noqa: E402
 from pysciml.analysis.hamiltonian import energy_mse  # noqa: E402
@@ -266,7 +275,7 @@ def report(results: list[dict], args: argparse.Namespace, seconds: float) -> str
                       + f", {r['task'].traj_iters} trajectory iterations" for r in results)
     lines = [
         "# Greydanus et al.'s HNN tasks: energy MSE of long rollouts", "",
-        f"Produced by `python examples/hnn_greydanus.py{' --full' if args.full else ''}` "
+        f"Produced by `{args.command}` "
         f"({'the paper' if args.full else 'reduced'} sizes). {sizes}. Trajectory training: windows of "
         f"{args.window} observation intervals, Yoshida4 with {', '.join(str(r['task'].substeps) for r in results)} "
         "step(s) per interval, batches of "
@@ -319,7 +328,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n-traj", type=int, default=None, help="override the number of trajectories of every task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="hnn_greydanus", help="file stem of the results")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.command = command_line("hnn_greydanus.py", argv)
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hnn_common import Stopwatch, add_common_flags, machine_line, md_table, pyplot, write_text  # noqa: E402
+from hnn_common import Stopwatch, add_common_flags, command_line, machine_line, md_table, pyplot, write_text  # noqa: E402
 
 import pysciml as ps  # noqa: E402
 from pysciml.analysis.hamiltonian import energy_drift, hamiltonian_mse, vector_field_error  # noqa: E402
@@ -110,6 +110,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="hnn_rollout", help="file stem of the results")
     args = p.parse_args(argv)
+    args.command = command_line("hnn_long_rollout.py", argv)
     args.epochs = args.epochs or (150_001 if args.full else 3000)
     args.patience = args.patience or (4000 if args.full else 500)
     return args
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
               "learned-H drift, last 10%", "growth (last / first)", "true-H error, first 1%", "true-H error, last 10%"]
     text = "\n".join([
         f"# Long rollouts of a learned separable H ({system.name}): Yoshida4 vs Tsit5 at the same cost", "",
-        f"Produced by `python examples/hnn_long_rollout.py{' --full' if args.full else ''}`. Model: SeparableHNN with "
+        f"Produced by `{args.command}`. Model: SeparableHNN with "
         f"the inductive bias, branch width {system.sep_width}, trained on 512 uniform samples of the "
         f"{system.name} box (Separable-HNN protocol, epoch cap {args.epochs:,}, patience {args.patience:,}): "
         f"{info['epochs']} epochs, grid vector-field error {info['vf_error']:.3e}, H MSE {info['h_mse']:.3e}.", "",
