@@ -17,6 +17,8 @@ TASKS = {
     "neural_ode": "benchmarks.neural_ode",  # 4. neural-ODE training: spiral + stiff surrogate
     "floor": "benchmarks.floor",  # 5. solver overhead over the f/Jacobian/LU floor, MLP right-hand side
     "hnn": "benchmarks.hnn",  # 6. HNN training iteration vs torchdyn and plain autograd, batch 512, d = 4, 20
+    "pinn": "benchmarks.pinn",  # 7. PINN time per iteration and error after a fixed budget vs DeepXDE (PyTorch)
+    "ntk": "benchmarks.ntk",  # 8. time to form a 5,000 x 5,000 operator NTK
 }
 
 

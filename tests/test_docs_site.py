@@ -161,7 +161,8 @@ def undocumented_public_names(site: Path) -> list[str]:
     anchors = {m for page in (site / "api").rglob("*.html")
                for m in re.findall(r'id="([\w.]+)"', page.read_text(encoding="utf-8"))}
     missing = []
-    for package in ("pysciml", "pysciml.models", "pysciml.problems", "pysciml.datasets"):
+    for package in ("pysciml", "pysciml.models", "pysciml.problems", "pysciml.datasets", "pysciml.pinn",
+                    "pysciml.analysis"):
         module = importlib.import_module(package)
         for name in module.__all__:
             value = getattr(module, name)

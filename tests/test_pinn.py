@@ -23,7 +23,7 @@ from pysciml.pinn.conditions import (
 from pysciml.pinn.derivatives import laplacian, partial
 from pysciml.pinn.geometry import Ball, Box, Interval
 from pysciml.pinn.pinn import PINN
-from pysciml.pinn.train import train
+from pysciml.pinn.training import train
 
 DT = torch.float64
 PI = math.pi

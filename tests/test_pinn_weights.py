@@ -14,7 +14,7 @@ from pysciml.pinn.conditions import DirichletBC
 from pysciml.pinn.derivatives import laplacian
 from pysciml.pinn.geometry import Interval
 from pysciml.pinn.pinn import PINN
-from pysciml.pinn.train import train
+from pysciml.pinn.training import train
 from pysciml.pinn.weights import FixedWeights, GradNormWeights, NTKWeights
 
 DT = torch.float64

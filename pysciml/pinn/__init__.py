@@ -10,7 +10,7 @@ module is loaded only when one of its names is used:
 * :mod:`~pysciml.pinn.sampling`: ``qmc_points`` (uniform, Latin hypercube, Sobol', Halton) and
   ``residual_adaptive_refinement``;
 * :mod:`~pysciml.pinn.conditions`, :mod:`~pysciml.pinn.pinn`, :mod:`~pysciml.pinn.weights`,
-  :mod:`~pysciml.pinn.train`, :mod:`~pysciml.pinn.plots`, :mod:`~pysciml.pinn.lysep`: boundary and initial
+  :mod:`~pysciml.pinn.training`, :mod:`~pysciml.pinn.plots`, :mod:`~pysciml.pinn.lysep`: boundary and initial
   conditions, the ``PINN`` model, loss weights, the Adam + L-BFGS trainer, plots and the layer-separation model.
 """
 
@@ -30,26 +30,30 @@ _EXPORTS: dict[str, str] = {
     "qmc_points": "sampling", "residual_adaptive_refinement": "sampling",
     # conditions and the model
     "DirichletBC": "conditions", "NeumannBC": "conditions", "PeriodicBC": "conditions",
-    "InitialCondition": "conditions", "HardConstraint": "conditions", "PINN": "pinn",
+    "InitialCondition": "conditions", "HardConstraint": "conditions", "PointData": "conditions", "PINN": "pinn",
     # loss weights, training, plots
-    "FixedWeights": "weights", "GradNormWeights": "weights", "NTKWeights": "weights",
-    "train": "train", "TrainResult": "train",
+    "FixedWeights": "weights", "GradNormWeights": "weights", "NTKWeights": "weights", "LossWeights": "weights",
+    "train": "training", "TrainResult": "training",
+    "plot_solution": "plots", "plot_error": "plots", "plot_loss": "plots",
     # layer separation
-    "LySep": "lysep",
+    "LySep": "lysep", "LinearPDE": "lysep_ops", "LySepResult": "lysep_results", "LySepConsistency": "lysep_results",
 }
 """Public name -> the submodule of :mod:`pysciml.pinn` that defines it."""
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports them when first used
-    from .conditions import DirichletBC, HardConstraint, InitialCondition, NeumannBC, PeriodicBC  # noqa: F401
+    from .conditions import DirichletBC, HardConstraint, InitialCondition, NeumannBC, PeriodicBC, PointData  # noqa: F401
     from .derivatives import divergence, gradient, hessian, hvp, jacobian, laplacian, partial  # noqa: F401
     from .geometry import Ball, Box, Difference, Disk, Domain, Intersection, Interval, Union  # noqa: F401
     from .lysep import LySep  # noqa: F401
+    from .lysep_ops import LinearPDE  # noqa: F401
+    from .lysep_results import LySepConsistency, LySepResult  # noqa: F401
     from .pinn import PINN  # noqa: F401
+    from .plots import plot_error, plot_loss, plot_solution  # noqa: F401
     from .sampling import qmc_points, residual_adaptive_refinement  # noqa: F401
-    from .train import TrainResult, train  # noqa: F401
-    from .weights import FixedWeights, GradNormWeights, NTKWeights  # noqa: F401
+    from .training import TrainResult, train  # noqa: F401
+    from .weights import FixedWeights, GradNormWeights, LossWeights, NTKWeights  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,7 @@
 The loss is ``sum_i lambda_i L_i`` over named terms: ``"residual"``, ``L = mean r(x)^2`` over the interior
 collocation points (mean over points and components of an ``(N, k)`` residual), and one term per soft
 condition (:mod:`pysciml.pinn.conditions`), each ``mean c(x)^2`` over its own points. The weights ``lambda_i``
-come from a :mod:`pysciml.pinn.weights` object. Train it with :func:`pysciml.pinn.train.train`.
+come from a :mod:`pysciml.pinn.weights` object. Train it with :func:`pysciml.pinn.training.train`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import torch
 
 from ..errors import InputError
 from .geometry import Domain
-from .train import TrainResult
+from .training import TrainResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -204,7 +204,7 @@ def plot_loss(runs: Any, *, x: str = "both", terms: bool = True, path: str | os.
     """Loss curves (log scale) against iterations (``x="iter"``), wall time (``"time"``) or both side by side.
 
     Args:
-        runs: a :class:`~pysciml.pinn.train.TrainResult` or its ``history`` (entries with ``"iter"``,
+        runs: a :class:`~pysciml.pinn.training.TrainResult` or its ``history`` (entries with ``"iter"``,
             ``"time"``, ``"loss"``, and per-term values), or ``{label: run}`` to compare several runs (total loss
             only).
         x: ``"iter"``, ``"time"`` or ``"both"``.
