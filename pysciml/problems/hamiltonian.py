@@ -21,8 +21,8 @@ are batch dimensions. Registry: :data:`SYSTEMS`, looked up by :func:`hamiltonian
 | `spring_chain3` | 3 | \|p\|^2/2 + sum_i (q_{i+1} - q_i)^2 / 2 (free ends) | [-0.5, 0.5]^3; same | Khoo et al. |
 | `spring_chain10` | 10 | the same with 10 masses | [-0.5, 0.5]^10; same | Khoo et al. |
 | `mass_spring` | 1 | q^2 + p^2 | [-1.2, 1.2]; [-1.2, 1.2] | Greydanus et al. |
-| `ideal_pendulum` | 1 | 2 (1 - cos q) + p^2 | [-2.5, 2.5]; [-2.5, 2.5] | Greydanus et al. |
-| `damped_pendulum` | 1 | energy 2 (1 - cos q) + p^2, friction -0.1 p in dp/dt | [-2.5, 2.5]; [-2.5, 2.5] | stand-in |
+| `ideal_pendulum` | 1 | 3 (1 - cos q) + p^2 | [-2.5, 2.5]; [-2.5, 2.5] | Greydanus et al. |
+| `damped_pendulum` | 1 | energy 3 (1 - cos q) + p^2, friction -0.1 p in dp/dt | [-2.5, 2.5]; [-2.5, 2.5] | stand-in |
 | `two_body` | 4 | \|p\|^2/2 - 1/\|r1 - r2\|, q = (x1, y1, x2, y2) | [-1.5, 1.5]^4; [-0.8, 0.8]^4 | Greydanus et al. |
 | `tao_nonseparable` | 1 | (q^2 + 1)(p^2 + 1) / 2 | [-2, 2]; [-2, 2] | Tao 2016 |
 
@@ -277,7 +277,7 @@ def trajectories(
 
     Initial states (unless ``x0`` is given) come from the source's sampler: for ``mass_spring`` and
     ``ideal_pendulum``/``damped_pendulum`` Greydanus et al.'s ring (a random direction scaled to a radius
-    uniform in ``[0.1, 1]`` resp. ``[0.2, 2]``), for ``two_body`` their near-circular orbits (see
+    uniform in ``[0.1, 1]`` resp. ``[1.3, 2.3]``), for ``two_body`` their near-circular orbits (see
     ``HamiltonianSystem.initial``), uniform in the box for the others. Their settings are
     ``system.traj_t_span`` / ``system.traj_points`` (mass-spring ``(0, 3)``, 30 points; pendulum ``(0, 3)``,
     45; two-body ``(0, 20)``, 50).
@@ -382,10 +382,11 @@ _SYSTEM_LIST = [
                initial=_s.ring_sampler(0.1, 1.0), traj_t_span=(0.0, 3.0), traj_points=30,
                source=_GREY + " experiment-spring/data.py (box: their get_field range)"),
     _separable("ideal_pendulum", 1, _box(1, (-2.5, 2.5), (-2.5, 2.5)), _s.spring_T, _s.ideal_pendulum_V,
-               _s.ideal_pendulum_field, initial=_s.ring_sampler(0.2, 2.0), traj_t_span=(0.0, 3.0),
-               traj_points=45, source=_GREY + " experiment-pend/data.py (box: R = 2.5 of analyze-pend)"),
+               _s.ideal_pendulum_field, initial=_s.ring_sampler(1.3, 2.3), traj_t_span=(0.0, 3.0),
+               traj_points=45, source=_GREY + " experiment-pend/data.py, final version: H = 3(1 - cos q) + p^2, "
+                                             "radii 1.3-2.3 (box: R = 2.5 of analyze-pend)"),
     _separable("damped_pendulum", 1, _box(1, (-2.5, 2.5), (-2.5, 2.5)), _s.spring_T, _s.ideal_pendulum_V,
-               _s.damped_pendulum_field, conservative=False, initial=_s.ring_sampler(0.2, 2.0),
+               _s.damped_pendulum_field, conservative=False, initial=_s.ring_sampler(1.3, 2.3),
                traj_t_span=(0.0, 20.0), traj_points=200,
                source="stand-in for Greydanus et al.'s real pendulum (Schmidt & Lipson 2009 data, not fetchable "
                       f"here): their ideal pendulum plus friction dp/dt -= {_s.DAMPING} p"),

@@ -161,19 +161,20 @@ def spring_field(q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def ideal_pendulum_V(q: Tensor) -> Tensor:
-    return 2.0 * (1.0 - torch.cos(q[..., 0]))
+    # Greydanus et al.'s final pendulum (experiment-pend/data.py, the version behind their published numbers)
+    return 3.0 * (1.0 - torch.cos(q[..., 0]))
 
 
 def ideal_pendulum_field(q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
-    return 2.0 * p, -2.0 * torch.sin(q)
+    return 2.0 * p, -3.0 * torch.sin(q)
 
 
 DAMPING = 0.1
-"""Friction coefficient ``gamma`` of ``damped_pendulum``: ``dp/dt = -2 sin q - gamma p``."""
+"""Friction coefficient ``gamma`` of ``damped_pendulum``: ``dp/dt = -3 sin q - gamma p``."""
 
 
 def damped_pendulum_field(q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
-    return 2.0 * p, -2.0 * torch.sin(q) - DAMPING * p
+    return 2.0 * p, -3.0 * torch.sin(q) - DAMPING * p
 
 
 def two_body_V(q: Tensor) -> Tensor:
