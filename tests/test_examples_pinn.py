@@ -104,3 +104,20 @@ def test_rober_adjoint_fit_lowers_the_misfit() -> None:
     fit = rob.fit_adjoint(t, y_obs, 2)
     hist = fit["history"]
     assert fit["misfit"] < 0.5 * hist[0]["loss"], (hist, fit["misfit"])
+
+
+def test_pinn_benchmark_smoke() -> None:
+    import importlib.util
+
+    root = str(EXAMPLES.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from benchmarks import pinn
+
+    text = pinn.main("smoke", "cpu")
+    assert "| pysciml |" in text and "| pysciml, residual on pinn.net |" in text
+    if importlib.util.find_spec("deepxde") is not None:
+        assert "| DeepXDE |" in text
+        assert "initial errors agree to 0.0e+00" in text  # same network function at the start
+    else:
+        assert "DeepXDE is not installed" in text
