@@ -3,8 +3,9 @@
 Both are :class:`~pysciml.problem.ODEProblem` subclasses whose state is ``u = cat([q, p], -1)`` (positions first,
 then momenta; for a second-order problem ``u = cat([x, v], -1)``), so every solver of pysciml solves them as
 first-order systems; the symplectic methods of :mod:`pysciml.algorithms_symplectic` use the partition through
-:meth:`velocity` and :meth:`force`. Leading dimensions of ``q0``/``p0`` are batch dimensions: ``H`` and the
-acceleration must treat them independently (as a network applied row-wise does).
+:meth:`HamiltonianProblem.velocity` and :meth:`HamiltonianProblem.force`. Leading dimensions of ``q0``/``p0``
+are batch dimensions: ``H`` and the acceleration must treat them independently (as a network applied row-wise
+does).
 """
 
 from __future__ import annotations

@@ -111,11 +111,17 @@ def _runtime_path(name: str, package: str) -> str | None:
     return None
 
 
+EXTERNAL = ("torch", "scipy", "numpy", "matplotlib")
+"""Packages whose API the site does not link to (no inventory is loaded): roles naming them render as code."""
+
+
 def _role_to_markdown(match: re.Match[str], obj: griffe.Object) -> str:
     target = match["target"].strip()
     short = target.startswith("~")
     name = target.lstrip("~")
     title = name.rsplit(".", 1)[-1] if short else name.lstrip(".")
+    if name.split(".", 1)[0] in EXTERNAL:
+        return f"`{title}`"
     path = _resolve(name, obj)
     if path is None:  # names nothing: a required reference, so --strict reports it
         return f"[`{title}`][{name}]"
