@@ -288,9 +288,9 @@ def report(results: list[dict], args: argparse.Namespace, seconds: float) -> str
         "The 'q^2 + p^2' column is the energy Greydanus's pendulum notebook computed (for the spring it is H). "
         "'state MSE' is the mean over time and coordinates of (x_model - x_true)^2: the energy MSE alone also "
         "rewards a model that barely moves.", "",
-        "Note on the pendulum: our ideal_pendulum is the first version of Greydanus's pendulum data "
-        "(H = 2(1 - cos q) + p^2, radii 0.2-2), the published numbers come from their final one "
-        "(H = 3(1 - cos q) + p^2, radii 1.3-2.3), so that row compares like with unlike.", "",
+        "The pendulum is Greydanus's final version (H = 3(1 - cos q) + p^2, radii 1.3-2.3, noise 0.1), the one "
+        "behind their published numbers; their notebook's energy is q^2 + p^2, so that column is the one to set "
+        "beside their figure.", "",
         machine_line(seconds), "",
         "![energy along one test rollout per task](hnn_greydanus.png)", "",
     ]
