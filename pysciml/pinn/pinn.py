@@ -124,6 +124,13 @@ class PINN(nn.Module):
         n = self.net(x)
         return n if self.hard_constraint is None else self.hard_constraint(x, n)
 
+    @property
+    def u_fn(self) -> Callable[[Tensor], Tensor]:
+        """What the residual and the conditions differentiate: the network itself when there is no hard
+        constraint (so an ``nn.Sequential`` MLP gets :mod:`~pysciml.pinn.derivatives`' forward Laplacian), else
+        this module (network plus output transform)."""
+        return self.net if self.hard_constraint is None else self
+
     def predict(self, x: Tensor) -> Tensor:
         """:meth:`forward` without a graph, at points converted to the network's dtype and device."""
         x = torch.as_tensor(x).to(dtype=self.dtype, device=self.device)
@@ -156,7 +163,7 @@ class PINN(nn.Module):
         """Residual-based adaptive refinement: add the ``n_add`` candidate points (out of ``n_candidates`` drawn
         inside the domain) with the largest ``|residual|`` to the interior points; returns the new count."""
         def res(x: Tensor) -> Tensor:
-            return self.residual_fn(x, self)
+            return self.residual_fn(x, self.u_fn)
 
         self.points["residual"] = residual_adaptive_refinement(res, self.domain, self.points["residual"],
                                                                n_candidates=n_candidates, n_add=n_add,
@@ -173,10 +180,11 @@ class PINN(nn.Module):
     def terms(self, points: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
         """The pointwise residuals of every term at ``points`` (default: the current points), unweighted."""
         pts = self.points if points is None else points
-        out = {"residual": self._check_term("residual", self.residual_fn(pts["residual"], self),
+        u = self.u_fn
+        out = {"residual": self._check_term("residual", self.residual_fn(pts["residual"], u),
                                             pts["residual"].shape[0])}
         for name, cond in self.conditions.items():
-            out[name] = self._check_term(name, cond.residual(pts[name], self), pts[name].shape[0])
+            out[name] = self._check_term(name, cond.residual(pts[name], u), pts[name].shape[0])
         return out
 
     def losses(self) -> dict[str, Tensor]:
