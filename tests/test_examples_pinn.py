@@ -79,6 +79,8 @@ def test_holes_smoke_adaptive_weights_move(tmp_path: Path) -> None:
     assert runs["fixed"][0].weights == {"residual": 1.0, "outer": 1.0, "holes": 1.0}
     assert runs["gradnorm"][0].weights != runs["fixed"][0].weights
     assert runs["ntk"][0].weights != runs["fixed"][0].weights
+    assert set(out["checks"]) == {"smooth_pinn_rel_l2", "regression_rel_l2"}
+    assert all(math.isfinite(v) for v in out["checks"].values())
 
 
 def test_rober_pinn_smoke(tmp_path: Path) -> None:
