@@ -8,10 +8,10 @@ points (400 scrambled-Sobol' interior and 160 uniform boundary points; DeepXDE g
 term also covers the 160 boundary points, as DeepXDE always does), the loss ``mean r^2 + 10 mean (u - g)^2``,
 Adam (lr 1e-3), then L-BFGS.
 
-* pysciml: ``pysciml.pinn.PINN`` + ``pysciml.pinn.train``, the residual ``-laplacian(u_fn, x) - f`` on the ``u_fn``
-  the PINN passes (the PINN module: ``laplacian`` takes the Hessian trace); a second row differentiates ``pinn.net``
-  (the ``nn.Sequential``) instead, which takes the forward Laplacian; L-BFGS = ``torch.optim.LBFGS`` with strong
-  Wolfe, one iteration per step, at most 25 loss evaluations per iteration;
+* pysciml: ``pysciml.pinn.PINN`` + ``pysciml.pinn.train``, the residual ``-laplacian(u_fn, x) - f`` (without a hard
+  constraint the PINN hands the ``nn.Sequential`` itself to the residual, so ``laplacian`` takes the forward
+  Laplacian); L-BFGS = ``torch.optim.LBFGS`` with strong Wolfe, one iteration per step, at most 25 loss
+  evaluations per iteration;
 * DeepXDE: ``dde.data.PDE`` + ``dde.Model``, ``dde.grad.hessian`` for ``u_xx, u_yy``; its L-BFGS is
   ``torch.optim.LBFGS`` with ``max_iter`` = the budget and ``max_eval`` = 1.25 x the budget (DeepXDE's defaults).
 
@@ -109,17 +109,14 @@ class Impl:
     evaluations: int = 0  # residual evaluations (one per loss evaluation)
 
 
-def pysciml_impl(xi: torch.Tensor, xb: torch.Tensor, x_test: torch.Tensor, device: str, *,
-                 direct: bool = False) -> Impl:
-    """pysciml's PINN; ``direct=True`` differentiates ``pinn.net`` (the ``nn.Sequential``) in the residual instead
-    of the ``u_fn`` the PINN passes (the PINN module itself), which lets ``laplacian`` take its forward-Laplacian
-    path (valid here: no hard constraint)."""
+def pysciml_impl(xi: torch.Tensor, xb: torch.Tensor, x_test: torch.Tensor, device: str) -> Impl:
+    """pysciml's PINN on the shared points and initial weights."""
     net = mlp(list(WIDTHS), "tanh", seed=0, device=device)
     impl = Impl()
 
     def counted(x: torch.Tensor, u: Any) -> torch.Tensor:
         impl.evaluations += 1
-        return residual(x, net if direct else u)
+        return residual(x, u)
 
     pinn = PINN(net, counted, Box([0.0, 0.0], [1.0, 1.0]), [DirichletBC(None, exact, points=xb)],
                 interior_points=xi, weights={"residual": 1.0, "dirichlet": BOUNDARY_WEIGHT})
@@ -199,9 +196,7 @@ def measure(cfg: Size, device: str) -> tuple[list[list[object]], list[list[objec
     dde = load_deepxde()
     xi, xb, x_test = problem_points(device)
     notes: dict[str, Any] = {"deepxde": dde is not None}
-    builders: dict[str, Callable[[], Impl]] = {
-        "pysciml": lambda: pysciml_impl(xi, xb, x_test, device),
-        "pysciml, residual on pinn.net": lambda: pysciml_impl(xi, xb, x_test, device, direct=True)}
+    builders: dict[str, Callable[[], Impl]] = {"pysciml": lambda: pysciml_impl(xi, xb, x_test, device)}
     if dde is not None:
         builders["DeepXDE"] = lambda: deepxde_impl(dde, xi, xb, x_test, device)
         notes["init_agreement"] = initial_loss_agreement(dde, xi, xb, x_test, device)
@@ -255,10 +250,6 @@ def report(timing: list[list[object]], budget: list[list[object]], notes: dict[s
                         "L-BFGS time [s]", "L-BFGS loss evaluations"], budget),
         "",
     ]
-    lines.append("- `pysciml` differentiates the `u_fn` the PINN hands to the residual (the PINN module), for which "
-                 "`pysciml.pinn.laplacian(method='exact')` falls back to the Hessian trace; `pysciml, residual on "
-                 "pinn.net` differentiates the `nn.Sequential` itself, which takes the forward Laplacian (same "
-                 "numbers, no hard constraint here).")
     if notes["deepxde"]:
         lines.append(f"- DeepXDE {deepxde_version()} (backend pytorch); the two networks start as the same function "
                      f"(initial errors agree to {notes['init_agreement']:.1e} relative). DeepXDE's PDE term also "
