@@ -10,7 +10,7 @@ gradients (``d`` numbers per neuron and point) and Laplacians as auxiliary varia
 uniform random test points; wall time.
 
 Run (reduced: d = 5, 10, 20; 1 seed; 500 interior / 200 boundary points; 300 Adam + 100 L-BFGS; 20 sweeps;
-a few minutes on a loaded 2-core CPU):
+30 s on an idle, 4 minutes on a loaded 2-core CPU):
     python examples/pinn_highdim.py
 ``--full``: d = 5, 10, 20, 100; 3 seeds; 4000 / 2000 points; 5000 Adam + 2000 L-BFGS; 200 sweeps (long).
 Writes docs/results/pinn_highdim.md (``--out`` to change the folder).

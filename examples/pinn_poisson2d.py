@@ -18,7 +18,7 @@ standard deviation, min and max over seeds; loss against iterations and against 
 is one sweep over all layers (closed-form solves), a PINN iteration is one optimiser step: the time axis is the
 fair one.
 
-Run (reduced: 10 seeds, 500 Adam + 200 L-BFGS iterations, 50 LySep sweeps; measured 3 to 15 minutes on a
+Run (reduced: 10 seeds, 500 Adam + 200 L-BFGS iterations, 50 LySep sweeps; measured 70 s to 15 minutes on a
 shared 2-core CPU, depending on its load):
     python examples/pinn_poisson2d.py
 Larger budgets (10 seeds, 5000 Adam + 2000 L-BFGS, 300 sweeps):
