@@ -7,3 +7,14 @@ import torch
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _default_dtype_unchanged():
+    """A test (or a library it imports, e.g. DeepXDE) that changes torch's default dtype fails here, and the
+    default is restored so that later tests do not depend on the order they run in."""
+    before = torch.get_default_dtype()
+    yield
+    after = torch.get_default_dtype()
+    torch.set_default_dtype(before)
+    assert after == before, f"the test changed torch's default dtype from {before} to {after}"

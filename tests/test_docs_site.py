@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -65,6 +66,7 @@ def python_blocks(page: Path) -> list[Block]:
 BLOCKS = [b for page in PAGES for b in python_blocks(page)]
 _NAMESPACES: dict[Path, dict] = {}
 _FAILED: set[Path] = set()
+_PAGE_DTYPES: dict[Path, torch.dtype] = {}
 
 
 def test_every_guide_page_has_code() -> None:
@@ -107,6 +109,9 @@ def test_code_block(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.chdir(tmp_path)
     namespace = _NAMESPACES.setdefault(block.page, {"__name__": "__docs__"})
+    # a page is one script: a default dtype it sets holds for its later blocks, not for other pages or tests
+    outside = torch.get_default_dtype()
+    torch.set_default_dtype(_PAGE_DTYPES.get(block.page, outside))
     try:
         exec(code, namespace)
     except BaseException:
@@ -114,6 +119,8 @@ def test_code_block(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         raise
     finally:
         plt.close("all")
+        _PAGE_DTYPES[block.page] = torch.get_default_dtype()
+        torch.set_default_dtype(outside)
 
 
 def _build(config: Path, site: Path, docs_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
