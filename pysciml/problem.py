@@ -114,11 +114,13 @@ def _check_finite_matrix(M: Tensor, name: str) -> None:
         raise InputError(f"{name} contains NaN or Inf; every entry must be finite")
 
 
-def _wants_p(f: Callable[..., Any], name: str) -> bool:
-    """True if ``f`` takes (t, u, p), False if it takes (t, u)."""
-    if not callable(f):
-        raise InputError(f"{name} must be callable as {name}(t, u, p) or {name}(t, u), got {type(f).__name__}")
-    target = f.forward if isinstance(f, torch.nn.Module) else f
+def takes_params(fn: Callable[..., Any], name: str, base: int, usage: str, hint: str = "") -> bool:
+    """Whether ``fn`` takes ``base + 1`` positional arguments (the last being the parameters) rather than ``base``,
+    from its signature (an ``nn.Module``'s ``forward``); ``usage`` (e.g. ``"f(t, u, p) or f(t, u)"``) is what the
+    errors say it should look like. Undecidable signatures (builtins, ``*args``) count as taking parameters."""
+    if not callable(fn):
+        raise InputError(f"{name} must be callable, taking {usage}; got {type(fn).__name__}")
+    target = fn.forward if isinstance(fn, torch.nn.Module) else fn
     try:
         sig = inspect.signature(target)
     except (TypeError, ValueError):
@@ -128,14 +130,16 @@ def _wants_p(f: Callable[..., Any], name: str) -> bool:
         return True
     positional = [q for q in params if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
     required = [q for q in positional if q.default is q.empty]
-    if len(positional) >= 3:
+    if len(positional) > base:
         return True
-    if len(required) == 2 or len(positional) == 2:
+    if len(required) == base or len(positional) == base:
         return False
-    raise InputError(
-        f"{name} must take (t, u, p) or (t, u); its signature is {sig}. "
-        f"Wrap it, e.g. lambda t, u, p: {name}(u)"
-    )
+    raise InputError(f"{name} must take {usage}; its signature is {sig}{hint}")
+
+
+def _wants_p(f: Callable[..., Any], name: str) -> bool:
+    """True if ``f`` takes (t, u, p), False if it takes (t, u)."""
+    return takes_params(f, name, 2, "(t, u, p) or (t, u)", f". Wrap it, e.g. lambda t, u, p: {name}(u)")
 
 
 class ODEProblem:

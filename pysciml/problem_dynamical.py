@@ -10,7 +10,6 @@ does).
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import torch
 
 from .errors import InputError
-from .problem import ODEProblem, _as_tensor_u0
+from .problem import ODEProblem, _as_tensor_u0, takes_params
 
 __all__ = ["HamiltonianProblem", "SecondOrderODEProblem", "hamiltonian_gradient"]
 
@@ -29,24 +28,7 @@ _HOOKS = "saved tensor hooks"  # torch.func's refusal inside torch.utils.checkpo
 
 def _takes_params(fn: Callable[..., Any], name: str, base: int) -> bool:
     """Whether ``fn`` takes ``base + 1`` positional arguments (the last being the parameters) or ``base``."""
-    if not callable(fn):
-        raise InputError(f"{name} must be callable, got {type(fn).__name__}")
-    target = fn.forward if isinstance(fn, torch.nn.Module) else fn
-    try:
-        sig = inspect.signature(target)
-    except (TypeError, ValueError):
-        return True
-    params = list(sig.parameters.values())
-    if any(q.kind == q.VAR_POSITIONAL for q in params):
-        return True
-    positional = [q for q in params if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
-    required = [q for q in positional if q.default is q.empty]
-    if len(positional) > base:
-        return True
-    if len(required) == base or len(positional) == base:
-        return False
-    raise InputError(f"{name} must take {base} or {base + 1} positional arguments (the last being the parameters "
-                     f"p); its signature is {sig}")
+    return takes_params(fn, name, base, f"{base} or {base + 1} positional arguments (the last being the parameters p)")
 
 
 def _forward_mode_grad(fn: Callable[..., Tensor], args: tuple[Tensor, ...], argnums: tuple[int, ...]

@@ -113,15 +113,20 @@ class SplittingStepper(_LazyEnds):
 
     def check_fields(self, u: Tensor, res: StepResult) -> tuple[Tensor, Tensor]:
         """``(v, F)`` at both ends of the step from ``u`` (engine layout), computing the ones not known."""
+        return self._end_fields(u, res)
+
+    def _end_fields(self, u: Tensor, res: StepResult) -> tuple[Tensor, Tensor]:
+        """The full field ``(v, F)`` at the start and the end of the last step from ``u`` (engine layout), each
+        velocity or force computed only if the step did not already know it; the end ones are kept for the next
+        step when every trajectory accepted."""
         assert res.t_start is not None and self._t_end is not None
         v0, f0, v1, f1 = self._step
         q0, p0 = self._split(u)
         q1, p1 = self._split(res.u_new)
-        t1 = self._t_end
         v0 = self._velocity(res.t_start, q0, p0) if v0 is None else v0
         f0 = self._force(res.t_start, q0, p0) if f0 is None else f0
-        v1 = self._velocity(t1, q1, p1) if v1 is None else v1
-        f1 = self._force(t1, q1, p1) if f1 is None else f1
+        v1 = self._velocity(self._t_end, q1, p1) if v1 is None else v1
+        f1 = self._force(self._t_end, q1, p1) if f1 is None else f1
         self._step = (v0, f0, v1, f1)
         if _all(self._accepted):
             self._v, self._f = v1, f1
@@ -198,20 +203,7 @@ class SplittingStepper(_LazyEnds):
     def interpolant(self, u: Tensor, dt: Tensor, res: StepResult) -> Tensor:
         """Cubic Hermite coefficients ``(4, B, N)`` of the step from ``u``; computes the missing velocities and
         forces at its ends (and keeps those at the new state for the next step)."""
-        assert res.t_start is not None
-        v0, f0, v1, f1 = self._step
-        q0, p0 = self._split(u)
-        q1, p1 = self._split(res.u_new)
-        t1 = res.t_start + dt
-        v0 = self._velocity(res.t_start, q0, p0) if v0 is None else v0
-        f0 = self._force(res.t_start, q0, p0) if f0 is None else f0
-        v1 = self._velocity(t1, q1, p1) if v1 is None else v1
-        f1 = self._force(t1, q1, p1) if f1 is None else f1
-        self._step = (v0, f0, v1, f1)
-        if _all(self._accepted):
-            self._v, self._f = v1, f1
-        bsz = u.shape[0]
-        return self._hermite(u, dt, res, self._join(v0, f0, bsz), self._join(v1, f1, bsz))
+        return self._hermite(u, dt, res, *self._end_fields(u, res))
 
 
 class ImplicitMidpointStepper(_LazyEnds):
