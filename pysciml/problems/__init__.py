@@ -8,6 +8,10 @@ were computed and their estimated accuracy).
 Hamiltonian systems for HNN training and evaluation (analytic ``H``, exact vector fields, samplers):
 :class:`HamiltonianSystem`, the registry :data:`SYSTEMS`, :func:`hamiltonian_system` and :func:`trajectories`
 (module :mod:`pysciml.problems.hamiltonian`); their states are ``(q, p)`` tensors, not ``ODEProblem``s.
+
+Multiscale systems and seeded trajectory data sets for learned time-steppers (:mod:`pysciml.problems.multiscale`):
+:func:`kuramoto_sivashinsky`, :func:`fitzhugh_nagumo_lattice`, :func:`ks_dataset`, :func:`fhn_dataset`,
+:func:`save_dataset`, :func:`load_dataset`.
 """
 
 from ._reference import Reference, reference, reference_record, references
@@ -16,6 +20,15 @@ from .hamiltonian import SYSTEMS, HamiltonianSystem, hamiltonian_system, traject
 from .hires import hires
 from .linear import linear, nonlinear_exact
 from .lotka_volterra import lotka_volterra
+from .multiscale import (
+    fhn_dataset,
+    fitzhugh_nagumo_lattice,
+    ks_dataset,
+    ks_operators,
+    kuramoto_sivashinsky,
+    load_dataset,
+    save_dataset,
+)
 from .rober import rober
 from .vanderpol import van_der_pol
 
@@ -23,4 +36,6 @@ __all__ = [
     "Reference", "reference", "reference_record", "references",
     "HamiltonianSystem", "SYSTEMS", "hamiltonian_system", "trajectories",
     "brusselator_1d", "hires", "linear", "lotka_volterra", "nonlinear_exact", "rober", "van_der_pol",
+    "fhn_dataset", "fitzhugh_nagumo_lattice", "ks_dataset", "ks_operators", "kuramoto_sivashinsky",
+    "load_dataset", "save_dataset",
 ]
