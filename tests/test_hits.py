@@ -1,0 +1,199 @@
+"""Autoencoder, PCA baseline and HiTS flow maps (issue 16)."""
+
+import io
+
+import pytest
+import torch
+
+from pysciml.errors import InputError
+from pysciml.models import PCA, Autoencoder, HiTS
+
+F64 = torch.float64
+DT = 0.1
+A = torch.tensor([[-0.1, 2.0], [-2.0, -0.1]], dtype=F64)  # damped rotation, x' = A x
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def linear_data(n_traj: int, T: int, seed: int) -> torch.Tensor:
+    """Exact trajectories of x' = A x at spacing DT (matrix exponential), (n_traj, T, 2)."""
+    x = torch.randn(n_traj, 2, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    P = torch.linalg.matrix_exp(A * DT)
+    xs = [x]
+    for _ in range(T - 1):
+        xs.append(xs[-1] @ P.T)
+    return torch.stack(xs, 1)
+
+
+def set_linear(h: HiTS, m: int, P: torch.Tensor) -> None:
+    """Make level m of a linear HiTS (hidden=()) the map x -> P x."""
+    with torch.no_grad():
+        h.maps[str(m)][0].weight.copy_(P - torch.eye(P.shape[0], dtype=F64))
+        h.maps[str(m)][0].bias.zero_()
+
+
+@pytest.mark.parametrize("m, tol", [(0, 1e-6), (1, 1e-3)])
+def test_flow_map_recovers_exact_step_map(m, tol):
+    h = HiTS(2, levels=[m], hidden=())
+    hist = h.fit_level(m, linear_data(8, 40, 0), n_forward=5, epochs=1000, lr=0.02)
+    W = h.maps[str(m)][0].weight.detach() + torch.eye(2, dtype=F64)
+    err = (W - torch.linalg.matrix_exp(A * DT * 2**m)).abs().max().item()
+    # measured: 6.4e-9 (m=0) and 5.9e-5 (m=1); the loss fell from ~60 to <1e-7
+    assert err < tol
+    assert hist[-1] < 1e-6 * hist[0]
+    assert h.maps[str(m)][0].bias.abs().max().item() < tol
+
+
+def test_fit_level_mlp_reduces_loss():
+    h = HiTS(2, levels=[0, 1], hidden=(16,), activation=torch.nn.Tanh)
+    hist = h.fit_level(1, linear_data(4, 30, 0), n_forward=3, epochs=150, lr=1e-2, batch_size=32, seed=1)
+    assert len(hist) == 150 and hist[-1] < 0.05 * hist[0]
+
+
+def test_forecast_finest_only_equals_repeated_stepping():
+    h = HiTS(3, levels=range(3), hidden=(8,))
+    x0 = torch.randn(5, 3, dtype=F64)
+    with torch.no_grad():
+        pred = h.forecast(x0, 13, levels=[0])
+        ref = [x0]
+        for _ in range(13):
+            ref.append(h.step(ref[-1], 0))
+    assert pred.shape == (5, 14, 3)
+    torch.testing.assert_close(pred, torch.stack(ref, 1), rtol=0, atol=1e-14)
+
+
+def test_forecast_two_levels_is_anchor_then_fill_in():
+    h = HiTS(2, levels=[0, 2], hidden=(8,))
+    x0 = torch.randn(3, 2, dtype=F64)
+    with torch.no_grad():
+        pred = h.forecast(x0, 10)  # anchors every 4 steps at 0, 4, 8, 12; cut at 10
+        anchors = [x0]
+        for _ in range(3):
+            anchors.append(h.step(anchors[-1], 2))
+        ref = []
+        for a in anchors[:3]:
+            ref += [a, h.step(a, 0), h.step(h.step(a, 0), 0), h.step(h.step(h.step(a, 0), 0), 0)]
+        ref = torch.stack(ref[:11], 1)
+    assert pred.shape == (3, 11, 2)
+    torch.testing.assert_close(pred, ref, rtol=0, atol=1e-14)
+    torch.testing.assert_close(pred[:, 4], anchors[1], rtol=0, atol=0)  # anchors untouched by the fill-in
+
+
+def test_forecast_interpolates_below_finest_level():
+    h = HiTS(2, levels=[1], hidden=(8,))
+    x0 = torch.randn(2, 2, dtype=F64)
+    with torch.no_grad():
+        pred = h.forecast(x0, 4)
+        x2 = h.step(x0, 1)
+    torch.testing.assert_close(pred[:, 1], 0.5 * (x0 + x2), rtol=0, atol=1e-15)
+    torch.testing.assert_close(pred[:, 2], x2, rtol=0, atol=0)
+
+
+def test_select_levels_picks_the_good_band():
+    # exact maps with deliberate defects: level 0 grows 10 % per step, level 1 has a 0.01 rad phase error,
+    # level 2 is exact, level 3 shrinks 20 % per step; with 8 * 0.1 = 0.8 s per level-3 step and frequency 2,
+    # linear interpolation between level-2 points (0.4 s) costs more than one level-1 step.
+    h = HiTS(2, levels=range(4), hidden=())
+    c, s = torch.cos(torch.tensor(0.01, dtype=F64)), torch.sin(torch.tensor(0.01, dtype=F64))
+    rot = torch.stack([torch.stack([c, -s]), torch.stack([s, c])])
+    defects = {0: 1.1 * torch.eye(2, dtype=F64), 1: rot, 2: torch.eye(2, dtype=F64), 3: 0.8 * torch.eye(2, dtype=F64)}
+    for m in range(4):
+        set_linear(h, m, defects[m] @ torch.linalg.matrix_exp(A * DT * 2**m))
+    val = linear_data(4, 65, 1)
+    errors = h.band_errors(val)
+    assert len(errors) == 10  # contiguous bands of 4 levels
+    assert h.select_levels(val) == (1, 2)
+    second = sorted(errors.values())[1]
+    assert errors[(1, 2)] < 0.2 * second  # measured 6.3e-5 vs 8.4e-4 for (2, 2)
+    assert errors[(0, 0)] > 1e3  # the growing map blows up alone
+
+
+def low_rank_data(n: int = 200, n_in: int = 12, rank: int = 3) -> torch.Tensor:
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(n, rank, generator=g, dtype=F64)
+    basis = torch.randn(rank, n_in, generator=g, dtype=F64)
+    return z @ basis + 0.5  # centred rank 3, nonzero mean
+
+
+def test_pca_error_decreases_and_is_exact_at_rank():
+    x = low_rank_data()
+    errs = [((PCA(k).fit(x)(x) - x) ** 2).mean().item() for k in range(1, 5)]
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[1] < 0.7 * errs[0]
+    assert errs[2] < 1e-26 and errs[3] < 1e-26  # exact to round-off when latent >= rank
+    assert PCA(2).fit(x).encode(x).shape == (200, 2)
+
+
+def test_autoencoder_error_decreases_with_latent():
+    x = low_rank_data()
+    x = (x - x.mean(0)) / x.std()
+    errs = []
+    for k in (1, 3):
+        torch.manual_seed(0)
+        ae = Autoencoder(12, k, hidden=(32,), activation=torch.nn.Tanh)
+        opt = torch.optim.Adam(ae.parameters(), lr=1e-2)
+        for _ in range(300):
+            loss = ((ae(x) - x) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        errs.append(loss.item())
+    assert ae.encode(x).shape == (200, 3) and ae.decode(ae.encode(x)).shape == (200, 12)
+    assert errs[1] < 0.3 * errs[0]
+
+
+def _roundtrip(src: torch.nn.Module, dst: torch.nn.Module) -> torch.nn.Module:
+    buf = io.BytesIO()
+    torch.save(src.state_dict(), buf)
+    buf.seek(0)
+    dst.load_state_dict(torch.load(buf))
+    return dst
+
+
+def test_state_dict_round_trip():
+    x = torch.randn(6, 4, dtype=F64)
+    h = HiTS(4, levels=[0, 1, 3], hidden=(8,))
+    h2 = _roundtrip(h, HiTS(4, levels=[0, 1, 3], hidden=(8,)))
+    with torch.no_grad():
+        torch.testing.assert_close(h2.forecast(x, 9), h.forecast(x, 9), rtol=0, atol=0)
+    ae = Autoencoder(4, 2, hidden=(5,))
+    ae2 = _roundtrip(ae, Autoencoder(4, 2, hidden=(5,)))
+    torch.testing.assert_close(ae2(x), ae(x), rtol=0, atol=0)
+    p = PCA(2).fit(x)
+    p2 = _roundtrip(p, PCA(2, n_in=4))
+    torch.testing.assert_close(p2(x), p(x), rtol=0, atol=0)
+
+
+def test_bad_inputs():
+    h = HiTS(2, levels=[0, 1], hidden=(4,))
+    x0 = torch.zeros(3, 2, dtype=F64)
+    with pytest.raises(InputError, match="levels"):
+        HiTS(2, levels=[])
+    with pytest.raises(InputError, match="levels"):
+        HiTS(2, levels=[-1, 0])
+    with pytest.raises(InputError, match="dim"):
+        HiTS(0)
+    with pytest.raises(InputError, match="level 2"):
+        h.forecast(x0, 4, levels=[2])
+    with pytest.raises(InputError, match="x0"):
+        h.forecast(torch.zeros(3, 5, dtype=F64), 4)
+    with pytest.raises(InputError, match="n_steps"):
+        h.forecast(x0, -1)
+    with pytest.raises(InputError, match="too short"):
+        h.fit_level(1, torch.zeros(2, 10, 2, dtype=F64), n_forward=5)
+    with pytest.raises(InputError, match="trajectories"):
+        h.fit_level(0, torch.zeros(10, 2, dtype=F64))
+    with pytest.raises(InputError, match="latent"):
+        PCA(5).fit(torch.zeros(10, 3, dtype=F64))
+    with pytest.raises(InputError, match="not fitted"):
+        PCA(2).encode(x0)
+    with pytest.raises(InputError, match="hidden"):
+        Autoencoder(4, 2, hidden=(0,))
+    with pytest.raises(InputError, match=r"\(\.\.\., 4\)"):
+        Autoencoder(4, 2).encode(x0)
