@@ -31,6 +31,14 @@ def _check_trajectories(x: object, dim: int, name: str) -> Tensor:
     return x
 
 
+def _roll(x0: Tensor, step: Callable[[Tensor], Tensor], n: int) -> Tensor:
+    """``x0`` and ``n`` applications of ``step``, stacked on dimension ``-2``: ``(..., n + 1, dim)``."""
+    out = [x0]
+    for _ in range(n):
+        out.append(step(out[-1]))
+    return torch.stack(out, dim=-2)
+
+
 class HiTS(nn.Module):
     """A hierarchy of residual flow maps, one per step size ``2**m`` base steps, ``m`` in ``levels``.
 
@@ -75,13 +83,13 @@ class HiTS(nn.Module):
         """One step of level ``m``: ``x + NN_m(x)``, i.e. ``2**m`` base steps; ``x`` of shape ``(..., dim)``."""
         return x + self.maps[str(self._level(m))](x)
 
+    def _stepper(self, m: int) -> Callable[[Tensor], Tensor]:
+        net = self.maps[str(m)]
+        return lambda x: x + net(x)
+
     def rollout(self, x0: Tensor, m: int, n: int) -> Tensor:
         """``n`` steps of level ``m`` from ``x0`` ``(..., dim)``; returns ``(..., n + 1, dim)`` (``x0`` first)."""
-        net = self.maps[str(self._level(m))]
-        out = [x0]
-        for _ in range(n):
-            out.append(out[-1] + net(out[-1]))
-        return torch.stack(out, dim=-2)
+        return _roll(x0, self._stepper(self._level(m)), n)
 
     def fit_level(self, m: int, trajectories: Tensor, *, n_forward: int = 5, epochs: int = 200, lr: float = 1e-3,
                   batch_size: int | None = None, seed: int = 0) -> list[float]:
@@ -137,7 +145,8 @@ class HiTS(nn.Module):
         return history
 
     # --- multiscale forecast ---------------------------------------------------------------------------
-    def forecast(self, x0: Tensor, n_steps: int, levels: Iterable[int] | None = None) -> Tensor:
+    def forecast(self, x0: Tensor, n_steps: int, levels: Iterable[int] | None = None,
+                 fine_step: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """Vectorised multiscale forecast from ``x0`` ``(B, dim)``; returns ``(B, n_steps + 1, dim)`` at every
         base step (``x0`` first).
 
@@ -152,6 +161,10 @@ class HiTS(nn.Module):
             n_steps: number of base steps to forecast (``>= 0``).
             levels: the levels to use (a subset of ``self.levels``, e.g. a band from ``select_levels``);
                 ``None`` uses all.
+            fine_step: hybrid mode: a callable advancing states ``(N, dim)`` by one base ``dt`` (e.g. a pysciml
+                solve over ``dt``, batched over its rows), used as the finest level below the networks: it
+                fills in every base step between the finest network level's points, so no interpolation is
+                needed. The networks used must then all be levels ``>= 1``.
         """
         if not isinstance(x0, Tensor) or x0.ndim != 2 or x0.shape[1] != self.dim:
             got = tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__
@@ -161,14 +174,21 @@ class HiTS(nn.Module):
         use = self.levels if levels is None else sorted({self._level(m) for m in levels})
         if not use:
             raise InputError("levels must name at least one level (or be None for all)")
-        coarse = use[-1]
+        steps: list[tuple[int, Callable[[Tensor], Tensor]]] = [(m, self._stepper(m)) for m in use]
+        if fine_step is not None:
+            if not callable(fine_step):
+                raise InputError(f"fine_step must be a callable x -> x after one base dt, got {fine_step!r}")
+            if use[0] == 0:
+                raise InputError("fine_step replaces level 0: pass levels without 0 (e.g. the band (1, hi))")
+            steps.insert(0, (0, fine_step))
+        coarse, coarse_step = steps[-1]
         n_anchor = -(-n_steps // 2**coarse)  # ceil
-        grid = self.rollout(x0, coarse, n_anchor)  # (B, n_anchor + 1, dim), spacing 2**coarse
+        grid = _roll(x0, coarse_step, n_anchor)  # (B, n_anchor + 1, dim), spacing 2**coarse
         spacing = 2**coarse
-        for m in reversed(use[:-1]):
+        for m, step in reversed(steps[:-1]):
             ratio = spacing // 2**m
             start = grid[:, :-1]  # every known point but the last starts a fill-in run
-            fill = self.rollout(start.reshape(-1, self.dim), m, ratio - 1)  # (B * n, ratio, dim)
+            fill = _roll(start.reshape(-1, self.dim), step, ratio - 1)  # (B * n, ratio, dim)
             fill = fill.reshape(grid.shape[0], -1, self.dim)  # points at spacing 2**m, last one excluded
             grid = torch.cat([fill, grid[:, -1:]], dim=1)
             spacing = 2**m
