@@ -75,12 +75,26 @@ def test_ks_dataset_matches_tight_rodas5p(scheme):
     assert float(data["u"].abs().max()) > 0.5  # a real, non-decaying signal
 
 
-def test_ks_fixed_step_imexssp2_agrees():
-    prob = kuramoto_sivashinsky(32, 22.0, tspan=(0.0, 1.0))
-    ref = solve(prob, KenCarp4(), rtol=1e-10, atol=1e-12, saveat=[1.0])
-    fixed = solve(prob, IMEXSSP2(), dt=0.005, adaptive=False, saveat=[1.0])
-    err = float((fixed.u[-1] - ref.u[-1]).abs().max())
-    assert err < 1e-3  # second order at dt = 5e-3
+def test_ks_dataset_fixed_step_imexssp2_is_second_order():
+    ref = ks_dataset(2, N=32, dt=0.1, n_steps=10, seed=4, rtol=1e-9, atol=1e-11)
+    errs = []
+    for step in (0.005, 0.0025):
+        data = ks_dataset(2, N=32, dt=0.1, n_steps=10, seed=4, alg=IMEXSSP2(), step=step)
+        assert data["params"]["step"] == step and "IMEXSSP2" in data["params"]["alg"]
+        errs.append(float((data["u"] - ref["u"]).abs().max()))
+    assert errs[0] < 1e-5  # measured 1.6e-6
+    assert 3.0 < errs[0] / errs[1] < 5.0  # measured 3.96: second order
+
+
+def test_fd_converges_to_spectral_at_second_order():
+    # same seed -> same random Fourier initial condition on every grid; fd - spectral over t in [0, 2]
+    diffs = []
+    for N in (32, 64):
+        fd = ks_dataset(1, N=N, dt=0.5, n_steps=4, seed=1, scheme="fd")
+        sp = ks_dataset(1, N=N, dt=0.5, n_steps=4, seed=1, scheme="spectral")
+        diffs.append(float((fd["u"] - sp["u"]).abs().max()))
+    assert diffs[1] < 0.02  # measured 0.044 (N = 32), 0.011 (N = 64)
+    assert 3.0 < diffs[0] / diffs[1] < 5.0
 
 
 def test_ks_transient_is_dropped_and_seeded():
@@ -104,6 +118,9 @@ def test_fhn_stiff_solve_success_and_second_method():
     assert ref.retcode == ReturnCode.Success
     err = float((ref.u.transpose(0, 1) - data["u"]).abs().max())
     assert err < 1e-6  # measured 1.1e-8
+    stiff = solve(prob, Rodas5P(), rtol=1e-6, atol=1e-8, saveat=[20.0])
+    assert stiff.retcode == ReturnCode.Success
+    assert float((stiff.u[-1] - ref.u[-1]).abs().max()) < 1e-4
 
 
 def test_fhn_jacobian_matches_autograd():
@@ -150,6 +167,7 @@ def test_noise_level_is_measured_and_seeded():
         (lambda: ks_dataset(0, N=16, n_steps=2), "n_traj"),
         (lambda: ks_dataset(1, N=16, n_steps=2, dt=-0.1), "dt"),
         (lambda: ks_dataset(1, N=16, n_steps=2, transient=float("nan")), "transient"),
+        (lambda: ks_dataset(1, N=16, n_steps=2, step=0.0), "step"),
         (lambda: kuramoto_sivashinsky(16, scheme="chebyshev"), "scheme"),
         (lambda: kuramoto_sivashinsky(3), "N"),
         (lambda: kuramoto_sivashinsky(16, u0=torch.zeros(15)), "u0"),

@@ -166,17 +166,19 @@ def _smooth_random(gen: torch.Generator, n_traj: int, x: Tensor, period: float, 
     return u / u.abs().amax(dim=-1, keepdim=True)
 
 
-def _sample(prob: ODEProblem, alg: Any, transient: float, dt: float, n_steps: int, rtol: float, atol: float
-            ) -> tuple[Tensor, Tensor]:
-    """Integrate the batched ``prob`` from 0 through ``transient`` and save every ``dt`` after it: returns
-    ``(t, u)`` with ``t`` ``(n_steps + 1,)`` (from 0) and ``u`` ``(n_traj, n_steps + 1, n)``."""
+def _sample(prob: ODEProblem, alg: Any, transient: float, dt: float, n_steps: int, rtol: float, atol: float,
+            step: float | None = None) -> tuple[Tensor, Tensor]:
+    """Integrate the batched ``prob`` from 0 through ``transient`` and save every ``dt`` after it (adaptive, or
+    fixed steps of ``step``): returns ``(t, u)``, ``t`` ``(n_steps + 1,)`` from 0, ``u`` ``(n_traj, n_steps + 1,
+    n)``."""
     from ..solution import raise_if_failed
     from ..solve import solve
 
     rel = torch.arange(n_steps + 1, dtype=torch.float64) * dt
     save = rel + transient
     prob = prob.remake(tspan=(0.0, float(save[-1])))
-    sol = raise_if_failed(solve(prob, alg, rtol=rtol, atol=atol, saveat=save.tolist()), "data generation")
+    fixed = {} if step is None else {"dt": step, "adaptive": False}
+    sol = raise_if_failed(solve(prob, alg, rtol=rtol, atol=atol, saveat=save.tolist(), **fixed), "data generation")
     u = sol.u
     if u.shape[0] != n_steps + 1:  # (n_save, B, n) -> keep the save times only
         raise RuntimeError(f"expected {n_steps + 1} saved states, got {tuple(u.shape)}")
@@ -209,6 +211,7 @@ def ks_dataset(
     alg: Any = None,
     rtol: float = 1e-7,
     atol: float = 1e-9,
+    step: float | None = None,
 ) -> dict[str, Any]:
     """Seeded Kuramoto-Sivashinsky trajectories (:func:`kuramoto_sivashinsky`), sampled every ``dt``.
 
@@ -221,7 +224,9 @@ def ks_dataset(
         dt: sample spacing (``> 0``). n_steps: samples after the first (``>= 1``). transient: time dropped
             (``>= 0``). seed: for the initial conditions and the noise. noise: in ``[0, 0.2]``, additive
             Gaussian noise of ``noise`` times the clean data's standard deviation. modes: random modes (``>= 1``).
-        alg: an IMEX algorithm (``KenCarp4()`` default). rtol, atol: solver tolerances.
+        alg: an IMEX algorithm (``KenCarp4()`` default). rtol, atol: solver tolerances (and the Newton
+            tolerance of implicit stages). step: ``None`` (adaptive) or a fixed solver step (``> 0``), needed for
+            methods without an error estimate such as ``IMEXSSP2()``; values at the save times are interpolated.
 
     Returns:
         ``{"u": (n_traj, n_steps + 1, N), "t": (n_steps + 1,), "x": (N,), "params": dict}`` (float64 tensors),
@@ -236,15 +241,16 @@ def ks_dataset(
     transient = _check_positive(transient, "transient", zero=True)
     noise = _check_noise(noise)
     seed = _check_int(seed, "seed", 0)
+    step = None if step is None else _check_positive(step, "step")
     alg = KenCarp4() if alg is None else alg
     gen = torch.Generator().manual_seed(seed)
     x = torch.arange(N, dtype=torch.float64) * (float(L) / N)
     u0 = _smooth_random(gen, n_traj, x, float(L), modes, cosine_only=False)
     prob = kuramoto_sivashinsky(N, L, scheme=scheme, u0=u0)
-    t, u = _sample(prob, alg, transient, dt, n_steps, rtol, atol)
+    t, u = _sample(prob, alg, transient, dt, n_steps, rtol, atol, step)
     params = dict(system="kuramoto_sivashinsky", equation="u_t = -u u_x - u_xx - u_xxxx, periodic", N=N,
                   L=float(L), scheme=scheme, dt=dt, n_steps=n_steps, transient=transient, n_traj=n_traj,
-                  seed=seed, noise=noise, modes=modes, alg=repr(alg), rtol=rtol, atol=atol)
+                  seed=seed, noise=noise, modes=modes, alg=repr(alg), rtol=rtol, atol=atol, step=step)
     data: dict[str, Any] = {"u": u, "t": t, "x": x, "params": params}
     _add_noise(data, noise, seed)
     return data
