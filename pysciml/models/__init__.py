@@ -1,9 +1,10 @@
 """Neural-ODE modules: ``NeuralODE`` (any pysciml algorithm), ``SemiImplicitNeuralODE`` (IMEX, SINODE),
 ``GRAND`` (graph neural diffusion, explicit or semi-implicit), and the energy-based models ``HNN``,
 ``SeparableHNN`` (with the observational ``augment``), ``LagrangianNN`` and their trainer ``fit_vector_field``;
-for multiscale forecasting, ``Autoencoder`` and ``PCA`` (latent coordinates) and ``HiTS`` (hierarchical flow maps)."""
+for multiscale forecasting, ``Autoencoder``, ``ConvAutoencoder`` and ``PCA`` (latent coordinates) and ``HiTS``
+(hierarchical flow maps)."""
 
-from .autoencoder import PCA, Autoencoder
+from .autoencoder import PCA, Autoencoder, ConvAutoencoder
 from .grand import GRAND
 from .hits import HiTS
 from .hnn import HNN, SeparableHNN, augment
@@ -12,5 +13,5 @@ from .lnn import LagrangianNN
 from .neural_ode import NeuralODE
 from .sinode import SemiImplicitNeuralODE
 
-__all__ = ["GRAND", "HNN", "PCA", "Autoencoder", "FitResult", "HiTS", "LagrangianNN", "NeuralODE",
-           "SemiImplicitNeuralODE", "SeparableHNN", "augment", "fit_vector_field"]
+__all__ = ["GRAND", "HNN", "PCA", "Autoencoder", "ConvAutoencoder", "FitResult", "HiTS", "LagrangianNN",
+           "NeuralODE", "SemiImplicitNeuralODE", "SeparableHNN", "augment", "fit_vector_field"]

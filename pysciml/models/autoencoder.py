@@ -1,5 +1,6 @@
-"""Latent coordinates for multiscale forecasting (issue 16): a fully connected ``Autoencoder`` and its linear
-baseline ``PCA`` (principal components by ``torch.linalg.svd``).
+"""Latent coordinates for multiscale forecasting (issue 16): a fully connected ``Autoencoder``, a
+``ConvAutoencoder`` for periodic 1-D fields, and their linear baseline ``PCA`` (principal components by
+``torch.linalg.svd``).
 
 Both map states ``x`` of shape ``(..., n_in)`` to latent coordinates ``z`` of shape ``(..., latent)`` with
 ``encode`` and back with ``decode``; ``forward`` is the reconstruction ``decode(encode(x))``.
@@ -15,7 +16,7 @@ from torch import nn
 from ..errors import InputError
 from .hnn import mlp
 
-__all__ = ["Autoencoder", "PCA"]
+__all__ = ["Autoencoder", "ConvAutoencoder", "PCA"]
 
 Tensor = torch.Tensor
 
@@ -83,6 +84,70 @@ class Autoencoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Reconstruction ``decode(encode(x))``, same shape as ``x``."""
         return self.decode(self.encode(x))
+
+
+class ConvAutoencoder(Autoencoder):
+    """Autoencoder for periodic 1-D fields ``(..., n_in)``: a convolutional encoder, fully connected bottleneck.
+
+    Encoder: per entry of ``channels``, a ``Conv1d`` (circular padding, stride 2, halves the grid) and the
+    activation; then flatten, the fully connected ``hidden`` layers and a ``Linear`` to ``latent``. The decoder
+    mirrors it: fully connected layers back to the coarse grid, then per stage a 2x nearest upsampling, a
+    circular ``Conv1d`` and the activation (none after the last, which outputs one channel). ``encode``,
+    ``decode`` and ``forward`` take and return the shapes of :class:`Autoencoder`.
+
+    Args:
+        n_in: grid size of a field; must be divisible by ``2**len(channels)``.
+        latent: size of the latent coordinates.
+        channels: channels of the convolutional stages (non-empty).
+        kernel_size: odd convolution width.
+        hidden: fully connected widths between the flattened coarse grid and the latent layer.
+        activation: ``nn.Module`` class placed after each hidden layer and convolution.
+        dtype: parameter dtype.
+    """
+
+    def __init__(self, n_in: int, latent: int, channels: Sequence[int] = (8, 16), kernel_size: int = 5,
+                 hidden: Sequence[int] = (64,), activation: Callable[[], nn.Module] = nn.ReLU,
+                 dtype: torch.dtype = torch.float64) -> None:
+        nn.Module.__init__(self)
+        self.n_in = _positive_int(n_in, "n_in")
+        self.latent = _positive_int(latent, "latent")
+        chans = _widths(channels)
+        widths = _widths(hidden)
+        if not chans:
+            raise InputError("channels must list at least one convolution stage, e.g. (8, 16)")
+        k = _positive_int(kernel_size, "kernel_size")
+        if k % 2 == 0:
+            raise InputError(f"kernel_size must be odd (same-size circular convolution), got {kernel_size}")
+        if n_in % 2 ** len(chans):
+            raise InputError(f"n_in={n_in} must be divisible by 2**len(channels) = {2 ** len(chans)}; use fewer "
+                             "channels stages or another grid size")
+        coarse = n_in // 2 ** len(chans)
+        enc: list[nn.Module] = [nn.Unflatten(-1, (1, n_in))]
+        for c_in, c_out in zip((1, *chans[:-1]), chans, strict=True):
+            enc += [nn.Conv1d(c_in, c_out, k, stride=2, padding=k // 2, padding_mode="circular", dtype=dtype),
+                    activation()]
+        enc += [nn.Flatten(-2), mlp(chans[-1] * coarse, widths, self.latent, activation, dtype)]
+        dec: list[nn.Module] = [mlp(self.latent, widths[::-1], chans[-1] * coarse, activation, dtype),
+                                nn.Unflatten(-1, (chans[-1], coarse))]
+        outs = (*chans[::-1][1:], 1)
+        for i, (c_in, c_out) in enumerate(zip(chans[::-1], outs, strict=True)):
+            dec += [nn.Upsample(scale_factor=2, mode="nearest"),
+                    nn.Conv1d(c_in, c_out, k, padding=k // 2, padding_mode="circular", dtype=dtype)]
+            if i < len(chans) - 1:
+                dec.append(activation())
+        dec.append(nn.Flatten(-2))
+        self.encoder = nn.Sequential(*enc)
+        self.decoder = nn.Sequential(*dec)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Latent coordinates ``(..., latent)`` of fields ``x`` of shape ``(..., n_in)``."""
+        x = _check_states(x, self.n_in, "x", "n_in grid values")
+        return self.encoder(x.reshape(-1, self.n_in)).reshape(*x.shape[:-1], self.latent)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Fields ``(..., n_in)`` from latent coordinates ``z`` of shape ``(..., latent)``."""
+        z = _check_states(z, self.latent, "z", "latent coordinates")
+        return self.decoder(z.reshape(-1, self.latent)).reshape(*z.shape[:-1], self.n_in)
 
 
 class PCA(nn.Module):
