@@ -82,6 +82,7 @@ def test_forecast_finest_only_equals_repeated_stepping():
         for _ in range(13):
             ref.append(h.step(ref[-1], 0))
     assert pred.shape == (5, 14, 3)
+    torch.testing.assert_close(h.forecast(x0, 0), x0[:, None], rtol=0, atol=0)
     torch.testing.assert_close(pred, torch.stack(ref, 1), rtol=0, atol=1e-14)
 
 

@@ -166,9 +166,9 @@ class HiTS(nn.Module):
                 fills in every base step between the finest network level's points, so no interpolation is
                 needed. The networks used must then all be levels ``>= 1``.
         """
-        if not isinstance(x0, Tensor) or x0.ndim != 2 or x0.shape[1] != self.dim:
+        if not isinstance(x0, Tensor) or x0.ndim != 2 or x0.shape[1] != self.dim or x0.shape[0] == 0:
             got = tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__
-            raise InputError(f"x0 must be a tensor of shape (B, {self.dim}), got {got}")
+            raise InputError(f"x0 must be a tensor of shape (B, {self.dim}) with B >= 1, got {got}")
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
             raise InputError(f"n_steps must be an int >= 0, got {n_steps!r}")
         use = self.levels if levels is None else sorted({self._level(m) for m in levels})
@@ -185,7 +185,7 @@ class HiTS(nn.Module):
         n_anchor = -(-n_steps // 2**coarse)  # ceil
         grid = _roll(x0, coarse_step, n_anchor)  # (B, n_anchor + 1, dim), spacing 2**coarse
         spacing = 2**coarse
-        for m, step in reversed(steps[:-1]):
+        for m, step in reversed(steps[:-1] if n_anchor else []):
             ratio = spacing // 2**m
             start = grid[:, :-1]  # every known point but the last starts a fill-in run
             fill = _roll(start.reshape(-1, self.dim), step, ratio - 1)  # (B * n, ratio, dim)
