@@ -87,10 +87,17 @@ class OscillationCheck(FixedStepCheck):
         self.every = CHECK_EVERY
         self.persist = PERSIST
         self.split = split
+        self._streaking = False
 
     def due(self, nloop: int) -> bool:
         """Every :data:`CHECK_EVERY` steps, and after every step while a trajectory's streak has begun."""
-        return nloop % self.every == 0 or self.streak_one > 0 or bool((self.streak > 0).any())
+        return nloop % self.every == 0 or self.streak_one > 0 or self._streaking
+
+    def check(self, u: Tensor, u_new: Tensor, f_start: Tensor, f_end: Tensor, dt: Tensor,
+              err: Tensor | None) -> tuple[Tensor, Tensor]:
+        kind, z = super().check(u, u_new, f_start, f_end, dt, err)
+        self._streaking = bool((self.streak > 0).any())  # one transfer per check, not one per step in due()
+        return kind, z
 
     def _products(self, u: Tensor, u_new: Tensor, f_start: Tensor, f_end: Tensor, err: Tensor | None) -> Tensor:
         """Rows ``<d, d>, <dq, dq>, <dF, dq>, <dp, dp>, <dv, dp>`` per trajectory (``(5, B)``)."""
