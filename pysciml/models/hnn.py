@@ -36,7 +36,7 @@ from torch import nn
 from torch.func import grad, jacfwd, vmap
 
 from ..errors import InputError
-from ..problem_dynamical import HamiltonianProblem
+from ..problem_dynamical import HamiltonianProblem, _keep, _saved_tensor_hooks_active
 
 __all__ = ["HNN", "SeparableHNN", "augment", "hessian", "input_gradient", "mlp", "vector_field_loss"]
 
@@ -72,14 +72,9 @@ def _own_saved_tensors() -> Any:
     small HNN). The derivative's own graph is then kept in memory within the segment; the segment's other
     tensors are still checkpointed. Without active hooks nothing is installed (Python hooks cost ~5% of a
     training iteration)."""
-    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
-    if top is not None and top(False) is None:
+    if not _saved_tensor_hooks_active():
         return contextlib.nullcontext()
-    return torch.autograd.graph.saved_tensors_hooks(_identity, _identity)
-
-
-def _identity(t: Tensor) -> Tensor:
-    return t
+    return torch.autograd.graph.saved_tensors_hooks(_keep, _keep)
 
 
 def input_gradient(energy: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
