@@ -185,15 +185,26 @@ def _sample(prob: ODEProblem, alg: Any, transient: float, dt: float, n_steps: in
     return rel, u.transpose(0, 1).contiguous()
 
 
-def _add_noise(data: dict[str, Any], noise: float, seed: int) -> None:
+def _check_sampling(n_traj: int, n_steps: int, modes: int, dt: float, transient: float, noise: float, seed: int
+                    ) -> tuple[int, int, int, float, float, float, int]:
+    """The sampling arguments shared by :func:`ks_dataset` and :func:`fhn_dataset`, checked and normalised."""
+    return (_check_int(n_traj, "n_traj", 1), _check_int(n_steps, "n_steps", 1), _check_int(modes, "modes", 1),
+            _check_positive(dt, "dt"), _check_positive(transient, "transient", zero=True), _check_noise(noise),
+            _check_int(seed, "seed", 0))
+
+
+def _dataset(u: Tensor, t: Tensor, x: Tensor, params: dict[str, Any], noise: float, seed: int) -> dict[str, Any]:
+    """The data set dict; with ``noise > 0``, ``"u"`` gets seeded Gaussian noise of ``noise`` times the clean
+    data's standard deviation and the clean data is kept as ``"u_clean"``."""
+    data: dict[str, Any] = {"u": u, "t": t, "x": x, "params": params}
     if noise == 0:
-        return
-    clean = data["u"]
+        return data
     gen = torch.Generator().manual_seed(seed + 1_000_003)
-    sigma = float(clean.std())
-    data["u_clean"] = clean
-    data["u"] = clean + noise * sigma * torch.randn(clean.shape, generator=gen, dtype=clean.dtype)
-    data["params"]["noise_sigma"] = noise * sigma
+    sigma = float(u.std())
+    data["u_clean"] = u
+    data["u"] = u + noise * sigma * torch.randn(u.shape, generator=gen, dtype=u.dtype)
+    params["noise_sigma"] = noise * sigma
+    return data
 
 
 def ks_dataset(
@@ -234,13 +245,8 @@ def ks_dataset(
     """
     from ..algorithms import KenCarp4
 
-    n_traj = _check_int(n_traj, "n_traj", 1)
-    n_steps = _check_int(n_steps, "n_steps", 1)
-    modes = _check_int(modes, "modes", 1)
-    dt = _check_positive(dt, "dt")
-    transient = _check_positive(transient, "transient", zero=True)
-    noise = _check_noise(noise)
-    seed = _check_int(seed, "seed", 0)
+    n_traj, n_steps, modes, dt, transient, noise, seed = _check_sampling(n_traj, n_steps, modes, dt, transient,
+                                                                         noise, seed)
     step = None if step is None else _check_positive(step, "step")
     alg = KenCarp4() if alg is None else alg
     gen = torch.Generator().manual_seed(seed)
@@ -251,9 +257,7 @@ def ks_dataset(
     params = dict(system="kuramoto_sivashinsky", equation="u_t = -u u_x - u_xx - u_xxxx, periodic", N=N,
                   L=float(L), scheme=scheme, dt=dt, n_steps=n_steps, transient=transient, n_traj=n_traj,
                   seed=seed, noise=noise, modes=modes, alg=repr(alg), rtol=rtol, atol=atol, step=step)
-    data: dict[str, Any] = {"u": u, "t": t, "x": x, "params": params}
-    _add_noise(data, noise, seed)
-    return data
+    return _dataset(u, t, x, params, noise, seed)
 
 
 # ---------------------------------------------------------------------------------------------- FitzHugh-Nagumo
@@ -375,14 +379,9 @@ def fhn_dataset(
     """
     from ..algorithms import Rodas5P
 
-    n_traj = _check_int(n_traj, "n_traj", 1)
-    n_steps = _check_int(n_steps, "n_steps", 1)
-    modes = _check_int(modes, "modes", 1)
+    n_traj, n_steps, modes, dt, transient, noise, seed = _check_sampling(n_traj, n_steps, modes, dt, transient,
+                                                                         noise, seed)
     n = _check_int(n_nodes, "n_nodes", 3)
-    dt = _check_positive(dt, "dt")
-    transient = _check_positive(transient, "transient", zero=True)
-    noise = _check_noise(noise)
-    seed = _check_int(seed, "seed", 0)
     alg = Rodas5P() if alg is None else alg
     gen = torch.Generator().manual_seed(seed)
     x = torch.linspace(0.0, float(length), n, dtype=torch.float64)
@@ -395,9 +394,7 @@ def fhn_dataset(
                   n_nodes=n, length=float(length), D_u=float(D_u), D_v=float(D_v), a0=float(a0), a1=float(a1),
                   eps=float(eps), dt=dt, n_steps=n_steps, transient=transient, n_traj=n_traj, seed=seed,
                   noise=noise, modes=modes, alg=repr(alg), rtol=rtol, atol=atol)
-    data: dict[str, Any] = {"u": u, "t": t, "x": x, "params": params}
-    _add_noise(data, noise, seed)
-    return data
+    return _dataset(u, t, x, params, noise, seed)
 
 
 # ------------------------------------------------------------------------------------------------------ storage
