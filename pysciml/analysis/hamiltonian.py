@@ -39,6 +39,13 @@ def _system(system: HamiltonianSystem | str) -> HamiltonianSystem:
     return system
 
 
+def _grid(system: HamiltonianSystem | str, points_per_dim: int, max_points: int, seed: int, dtype: torch.dtype,
+          device: str | torch.device) -> tuple[HamiltonianSystem, Tensor]:
+    """The system and its evaluation grid, shared by :func:`vector_field_error` and :func:`hamiltonian_mse`."""
+    sys_ = _system(system)
+    return sys_, sys_.grid(points_per_dim, max_points, seed, dtype=dtype, device=device)
+
+
 def _call(fn: Callable[[Tensor], Tensor], x: Tensor, name: str) -> Tensor:
     if not callable(fn):
         raise InputError(f"{name} must be a callable on (N, 2n) tensors (a function or an nn.Module), got {fn!r}.")
@@ -95,8 +102,7 @@ def vector_field_error(
     Returns:
         The mean relative error as a Python float (``0.0`` for the exact field; ``0.1`` for ``1.1 f``).
     """
-    sys_ = _system(system)
-    x = sys_.grid(points_per_dim, max_points, seed, dtype=dtype, device=device)
+    sys_, x = _grid(system, points_per_dim, max_points, seed, dtype, device)
     f = sys_.vector_field(x)
     f_hat = _call(field, x, "field")
     if f_hat.shape != f.shape:
@@ -133,8 +139,7 @@ def hamiltonian_mse(
     Returns:
         The offset-free MSE as a Python float.
     """
-    sys_ = _system(system)
-    x = sys_.grid(points_per_dim, max_points, seed, dtype=dtype, device=device)
+    sys_, x = _grid(system, points_per_dim, max_points, seed, dtype, device)
     e = _energy(lambda y: _call(H_model, y, "H_model"), x, "x").to(torch.float64) - sys_.H(x).to(torch.float64)
     return float(((e - e.mean()) ** 2).mean())
 

@@ -172,6 +172,11 @@ class HamiltonianSystem:
         """``(low, high)`` as ``(2n,)`` tensors."""
         return (torch.tensor(self.low, dtype=dtype, device=device), torch.tensor(self.high, dtype=dtype, device=device))
 
+    def _uniform(self, n: int, gen: torch.Generator, dtype: torch.dtype) -> Tensor:
+        """``(n, 2n)`` states uniform in the box, drawn on the CPU from ``gen``."""
+        low, high = self.box(dtype=dtype)
+        return low + (high - low) * torch.rand(n, self.dim, generator=gen, dtype=dtype)
+
     def sample(
         self,
         n_samples: int,
@@ -197,8 +202,7 @@ class HamiltonianSystem:
         _check_int(n_samples, "n_samples", 1)
         dtype, noise = _check_dtype(dtype), _check_noise(noise)
         gen = _generator(seed)
-        low, high = self.box(dtype=dtype)
-        x = low + (high - low) * torch.rand(n_samples, self.dim, generator=gen, dtype=dtype)
+        x = self._uniform(n_samples, gen, dtype)
         dx = self.vector_field(x)
         if noise > 0:
             dx = dx + noise * torch.randn(dx.shape, generator=gen, dtype=dtype)
@@ -254,8 +258,7 @@ class HamiltonianSystem:
         if self.initial is not None:
             x0 = self.initial(n_traj, gen, dtype)
         else:
-            low, high = self.box(dtype=dtype)
-            x0 = low + (high - low) * torch.rand(n_traj, self.dim, generator=gen, dtype=dtype)
+            x0 = self._uniform(n_traj, gen, dtype)
         return x0.to(device)
 
 
