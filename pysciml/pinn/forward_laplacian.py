@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.func import jvp
 
+from .lysep_ops import ACTIVATIONS
+
 __all__ = ["ELEMENTWISE", "forward_laplacian", "supported_layers"]
 
 ELEMENTWISE: tuple[type[nn.Module], ...] = (
@@ -62,13 +64,9 @@ def _activation(layer: nn.Module, h: torch.Tensor) -> tuple[torch.Tensor, torch.
     """``s(h)``, ``s'(h)``, ``s''(h)`` of an elementwise activation: closed forms for ``Tanh`` and ``Sigmoid``
     (the common cases, without the overhead of forward mode), nested JVPs along ones for the others."""
     if type(layer) is nn.Tanh:
-        t = torch.tanh(h)
-        s1 = 1 - t * t
-        return t, s1, -2 * t * s1
+        return ACTIVATIONS["tanh"].all(h)
     if type(layer) is nn.Sigmoid:
-        t = torch.sigmoid(h)
-        s1 = t * (1 - t)
-        return t, s1, s1 * (1 - 2 * t)
+        return ACTIVATIONS["sigmoid"].all(h)
     ones = torch.ones_like(h)
 
     def slope(z: torch.Tensor) -> torch.Tensor:

@@ -178,6 +178,7 @@ def train(pinn: PINN, *, adam_iters: int = 1000, lr: float = 1e-3, lbfgs_iters: 
                 run.iteration = it = adam_iters
                 if it >= total:
                     break
+            phase = "adam" if in_adam else "lbfgs"
             if in_adam:
                 _adapt(pinn, it, resample_every, refine_every, refine, run)
                 losses, loss = _adam_step(pinn, adam)
@@ -191,7 +192,7 @@ def train(pinn: PINN, *, adam_iters: int = 1000, lr: float = 1e-3, lbfgs_iters: 
                 message = (f"the loss became {value} at iteration {it} ({'Adam' if in_adam else 'L-BFGS'}); "
                            "training stopped with finite parameters (no step into the non-finite region): lower "
                            "lr, rescale the terms or the domain")
-                _log(run, pinn, it, "adam" if in_adam else "lbfgs", losses, value, now())
+                _log(run, pinn, it, phase, losses, value, now())
                 break
             run.iteration, run.done = it + 1, run.done + 1
             stop_phase = _patience(run, value, patience, min_delta, it == adam_iters - 1)
@@ -212,11 +213,11 @@ def train(pinn: PINN, *, adam_iters: int = 1000, lr: float = 1e-3, lbfgs_iters: 
                     status, message = "early_stopped", f"L-BFGS stopped at iteration {it} (patience {patience})"
                     run.iteration = total
             if it % log_every == 0 or run.iteration >= total:
-                _log(run, pinn, it, "adam" if in_adam else "lbfgs", losses, value, now())
+                _log(run, pinn, it, phase, losses, value, now())
             if bar is not None:
                 bar.update(1)
                 if it % log_every == 0:
-                    bar.set_postfix(loss=f"{value:.3e}", phase="adam" if in_adam else "lbfgs")
+                    bar.set_postfix(loss=f"{value:.3e}", phase=phase)
             if checkpoint is not None and checkpoint_every is not None and run.iteration % checkpoint_every == 0:
                 _save(_checkpoint_path(checkpoint, run.iteration), pinn, adam, lbfgs, run, now())
     finally:
