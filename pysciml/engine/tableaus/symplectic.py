@@ -93,23 +93,24 @@ class SymplecticTableau:
         return out
 
 
+def _merged_halves(weights: tuple[float, ...]) -> tuple[float, ...]:
+    """``w_1/2, (w_1+w_2)/2, ..., (w_{m-1}+w_m)/2, w_m/2``: the half sub-steps of a composition of symmetric
+    steps, adjacent halves merged."""
+    m = len(weights)
+    return (weights[0] / 2, *((weights[i] + weights[i + 1]) / 2 for i in range(m - 1)), weights[-1] / 2)
+
+
 def compose_velocity_verlet(weights: tuple[float, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Drift and kick coefficients of the composition ``V(w_1 h) ... V(w_m h)`` of kick-drift-kick (velocity
     Verlet) steps (adjacent half kicks merged): drifts ``0, w_1, ..., w_m``, kicks ``w_1/2, (w_1+w_2)/2, ...,
     w_m/2``."""
-    m = len(weights)
-    kick = [weights[0] / 2] + [(weights[i] + weights[i + 1]) / 2 for i in range(m - 1)] + [weights[-1] / 2]
-    drift = [0.0, *weights]
-    return tuple(drift), tuple(kick)
+    return (0.0, *weights), _merged_halves(weights)
 
 
 def compose_leapfrog(weights: tuple[float, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Drift and kick coefficients of the composition ``L(w_1 h) ... L(w_m h)`` of drift-kick-drift leapfrog steps
     (adjacent half drifts merged): drifts ``w_1/2, (w_1+w_2)/2, ..., w_m/2``, kicks ``w_1, ..., w_m, 0``."""
-    m = len(weights)
-    drift = [weights[0] / 2] + [(weights[i] + weights[i + 1]) / 2 for i in range(m - 1)] + [weights[-1] / 2]
-    kick = [*weights, 0.0]
-    return tuple(drift), tuple(kick)
+    return _merged_halves(weights), (*weights, 0.0)
 
 
 _C = 2.0 ** (1.0 / 3.0)
