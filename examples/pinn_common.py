@@ -5,45 +5,25 @@ markdown tables. Plain helpers around the public API of :mod:`pysciml.pinn`; not
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
+from report import RESULTS, add_common_flags, md_table, pyplot, sci, write_text  # noqa: F401 (re-exported)
+from report import machine_line as _machine_line
 
 from pysciml.pinn import PINN, DirichletBC, train
 from pysciml.pinn.lysep import LinearPDE, LySep, mlp
 
-RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 Tensor = torch.Tensor
 Fn = Callable[[Tensor], Tensor]
 
 
-def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    """``--full`` (the paper's sizes), ``--out`` (results folder), ``--threads`` (torch threads)."""
-    parser.add_argument("--full", action="store_true", help="the paper's sizes (long on a CPU)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the markdown and png results")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (small networks: 1 is fastest)")
 
-
-def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def sci(x: float, digits: int = 2) -> str:
-    """``1.23e-04`` style; non-finite values as ``nan``/``inf``."""
-    return str(x) if not math.isfinite(x) else f"{x:.{digits}e}"
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -61,24 +41,12 @@ def spread(values: Sequence[float], digits: int = 2) -> str:
     return f"{sci(m, digits)} ± {sci(s, 1)} [{sci(min(vals), 1)}, {sci(max(vals), 1)}]"
 
 
-def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub markdown table."""
-    lines = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
-
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` (creating the folder) and return the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text if text.endswith("\n") else text + "\n")
-    return path
 
 
 def machine_line(seconds: float) -> str:
-    """Where and how long a run took (rough on a shared machine)."""
-    return (f"Wall time of this run: {seconds:,.0f} s on {torch.get_num_threads()} torch thread(s), "
-            f"torch {torch.__version__}, CPU (a shared, loaded 2-core machine: times are rough).")
+    """The wall-time line of these examples, which ran on a shared machine."""
+    return _machine_line(seconds, "a shared, loaded 2-core machine: times are rough")
 
 
 def rel_l2(u: Tensor, ref: Tensor) -> float:
