@@ -40,14 +40,14 @@ def _forward_mode_grad(fn: Callable[..., Tensor], args: tuple[Tensor, ...], argn
     for k in argnums:
         x = args[k]
         m = x.shape[-1]
+
+        def along(y: Tensor, k: int = k) -> Tensor:
+            return fn(*args[:k], y, *args[k + 1:])
+
         cols = []
         for j in range(m):
             e = torch.zeros(m, dtype=x.dtype, device=x.device)
             e[j] = 1.0
-
-            def along(y: Tensor, k: int = k) -> Tensor:
-                return fn(*args[:k], y, *args[k + 1:])
-
             cols.append(torch.func.jvp(along, (x,), (e.expand_as(x),))[1])
         out.append(torch.stack(cols, dim=-1))
     return tuple(out)
@@ -161,13 +161,19 @@ def _split_state(name0: str, name1: str, a: Any, b: Any) -> tuple[Tensor, Tensor
     return x, y
 
 
+def _randn_like(x: Tensor, gen: torch.Generator) -> Tensor:
+    """Standard normal draws shaped like ``x`` (its dtype and device) from the CPU generator ``gen`` (float64 draws,
+    so the numbers do not depend on ``x``'s dtype)."""
+    return torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.dtype).to(x.device)
+
+
 def _perturbed_points(x: Tensor, y: Tensor, count: int) -> list[tuple[Tensor, Tensor]]:
     """``(x, y)`` and ``count`` random perturbations of it (fixed seed: the check is reproducible)."""
     gen = torch.Generator(device="cpu").manual_seed(13)
     pts = [(x, y)]
     for _ in range(count):
-        rx = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.dtype).to(x.device)
-        ry = torch.randn(y.shape, generator=gen, dtype=torch.float64).to(y.dtype).to(y.device)
+        rx = _randn_like(x, gen)
+        ry = _randn_like(y, gen)
         pts.append((x + 0.3 * (1 + x.abs()) * rx, y + 0.3 * (1 + y.abs()) * ry))
     return pts
 
@@ -317,8 +323,8 @@ class HamiltonianProblem(ODEProblem):
         gen = torch.Generator(device="cpu").manual_seed(7)
         with torch.no_grad():
             for q, p in _perturbed_points(self.q0.detach(), self.p0.detach(), 2):
-                wq = torch.randn(q.shape, generator=gen, dtype=torch.float64).to(q.dtype).to(q.device)
-                wp = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype).to(p.device)
+                wq = _randn_like(q, gen)
+                wp = _randn_like(p, gen)
                 mixed = torch.func.jvp(lambda x, p=p: grad_p(x, p), (q,), (wq,))[1]  # H_pq wq
                 hqq = torch.func.jvp(lambda x, p=p: grad_q(x, p), (q,), (wq,))[1]
                 hpp = torch.func.jvp(lambda y, q=q: grad_p(q, y), (p,), (wp,))[1]
@@ -343,7 +349,7 @@ class HamiltonianProblem(ODEProblem):
         gen = torch.Generator(device="cpu").manual_seed(11)
         with torch.no_grad():
             q = self.q0.detach()
-            w = torch.randn(q.shape, generator=gen, dtype=torch.float64).to(q.dtype).to(q.device)
+            w = _randn_like(q, gen)
             vals = [torch.func.jvp(lambda y, q=q: hamiltonian_gradient(energy, (q, y), (1,))[0], (p,), (w,))[1]
                     for _, p in _perturbed_points(q, self.p0.detach(), 2)]
         scale = max(float(v.abs().max()) for v in vals) + torch.finfo(q.dtype).tiny
@@ -445,7 +451,7 @@ class SecondOrderODEProblem(ODEProblem):
         try:
             with torch.no_grad():
                 for x, v in _perturbed_points(self.x0.detach(), self.v0.detach(), 2):
-                    w = torch.randn(v.shape, generator=gen, dtype=torch.float64).to(v.dtype).to(v.device)
+                    w = _randn_like(v, gen)
                     a, dv = torch.func.jvp(lambda y, x=x: self.acceleration(t0, x, y), (v,), (w,))
                     dx = torch.func.jvp(lambda y, v=v: self.acceleration(t0, y, v), (x,), (w,))[1]
                     scale = float(a.abs().max() + dx.abs().max()) + torch.finfo(v.dtype).tiny
