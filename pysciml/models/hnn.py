@@ -123,11 +123,17 @@ def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: Callable[[], n
         dtype: torch.dtype = torch.float64) -> nn.Sequential:
     """``Linear -> activation`` per hidden width, then a final ``Linear`` to ``n_out`` (PyTorch's default
     initialisation), parameters of ``dtype``."""
+    return _layer_stack(n_in, hidden, n_out, activation, lambda a, b: nn.Linear(a, b, dtype=dtype))
+
+
+def _layer_stack(n_in: int, hidden: Sequence[int], n_out: int, activation: Callable[[], nn.Module],
+                 linear: Callable[[int, int], nn.Module]) -> nn.Sequential:
+    """``linear(a, b) -> activation`` per hidden width, then ``linear`` to ``n_out``."""
     widths = [n_in, *hidden]
     layers: list[nn.Module] = []
     for a, b in zip(widths[:-1], widths[1:], strict=True):
-        layers += [nn.Linear(a, b, dtype=dtype), activation()]
-    layers.append(nn.Linear(widths[-1], n_out, dtype=dtype))
+        layers += [linear(a, b), activation()]
+    layers.append(linear(widths[-1], n_out))
     return nn.Sequential(*layers)
 
 
@@ -356,12 +362,7 @@ class _SeparableEnergy(nn.Module):
     def __init__(self, n: int, hidden: tuple[int, ...], activation: Callable[[], nn.Module], dtype: torch.dtype,
                  placement: str) -> None:
         super().__init__()
-        widths = [n, *hidden]
-        layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:], strict=True):
-            layers += [_TwinLinear(a, b, dtype), activation()]
-        layers.append(_TwinLinear(widths[-1], 1, dtype))
-        self.branches = nn.Sequential(*layers)
+        self.branches = _layer_stack(n, hidden, 1, activation, lambda a, b: _TwinLinear(a, b, dtype))
         self.combine = nn.Linear(2, 1, dtype=dtype) if placement == "last_layer" else None
 
     def _branches(self, x: Tensor) -> Tensor:
