@@ -6,8 +6,9 @@ With ``u = (q, qdot)`` the Euler-Lagrange equations ``d/dt dL/dqdot = dL/dq`` re
 
 solved for ``qddot`` at every state (M. Cranmer, S. Greydanus, S. Hoyer, P. Battaglia, D. Spergel, S. Ho,
 "Lagrangian Neural Networks", ICLR 2020 workshop, eq. 6). The gradient and Hessian of ``L`` come from
-``torch.func`` (``vmap`` of ``jacfwd`` of ``jacfwd``) for the whole batch at once, and the ``n x n`` systems are
-solved by one batched ``torch.linalg.solve``: no Python loop over samples.
+:func:`pysciml.models.hnn.hessian` (reverse passes over the whole batch; ``vmap(jacfwd(grad))`` inside
+``torch.func`` transforms), and the ``n x n`` systems are solved by one batched ``torch.linalg.solve``: no Python
+loop over samples.
 """
 
 from __future__ import annotations
