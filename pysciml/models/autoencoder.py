@@ -14,17 +14,11 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .hnn import mlp
+from .hnn import _positive_int, mlp
 
 __all__ = ["Autoencoder", "ConvAutoencoder", "PCA"]
 
 Tensor = torch.Tensor
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _widths(hidden: object) -> tuple[int, ...]:

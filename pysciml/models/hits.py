@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .autoencoder import _positive_int, _widths
-from .hnn import mlp
+from .autoencoder import _widths
+from .hnn import _positive_int, mlp
 
 __all__ = ["HiTS"]
 

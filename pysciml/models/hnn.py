@@ -137,6 +137,12 @@ def _layer_stack(n_in: int, hidden: Sequence[int], n_out: int, activation: Calla
     return nn.Sequential(*layers)
 
 
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
 def _check_hidden(hidden: Any) -> tuple[int, ...]:
     try:
         widths = tuple(int(h) for h in hidden)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .hnn import _positive_int as _positive_int_strict
 from .hnn import augment, vector_field_loss
 
 __all__ = ["FitResult", "fit_vector_field"]
@@ -63,9 +64,7 @@ def _loss(model: nn.Module, x: Tensor, dx: Tensor) -> Tensor:
 def _positive_int(value: object, name: str, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return _positive_int_strict(value, name)
 
 
 def fit_vector_field(model: nn.Module, x: Tensor, dx: Tensor, *, epochs: int = 1000, lr: float = 1e-3,
