@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,6 +30,15 @@ def _check_trajectories(x: object, dim: int, name: str) -> Tensor:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise InputError(f"{name} must be a tensor of shape (n_traj, T, {dim}) sampled at the base dt, got {got}")
     return x
+
+
+def _bar(on: bool, total: int, desc: str) -> Any:
+    """A tqdm bar of ``total`` epochs, or ``None`` when ``on`` is false (tqdm is imported only then)."""
+    if not on:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True, mininterval=0.2)
 
 
 def _roll(x0: Tensor, step: Callable[[Tensor], Tensor], n: int) -> Tensor:
@@ -92,7 +102,7 @@ class HiTS(nn.Module):
         return _roll(x0, self._stepper(self._level(m)), n)
 
     def fit_level(self, m: int, trajectories: Tensor, *, n_forward: int = 5, epochs: int = 200, lr: float = 1e-3,
-                  batch_size: int | None = None, seed: int = 0) -> list[float]:
+                  batch_size: int | None = None, seed: int = 0, progress: bool = False) -> list[float]:
         """Train level ``m`` (Adam) with the multi-step rollout loss of Liu et al.
 
         Every window ``x_i, x_{i+k}, ..., x_{i+n_forward k}`` (``k = 2**m``) of every trajectory is a sample;
@@ -106,6 +116,7 @@ class HiTS(nn.Module):
             lr: Adam learning rate.
             batch_size: windows per optimiser step (``None``: all at once).
             seed: seeds the window shuffling.
+            progress: show a tqdm bar over the epochs, with the last epoch's loss.
 
         Returns:
             The mean training loss of each epoch (length ``epochs``).
@@ -130,6 +141,7 @@ class HiTS(nn.Module):
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         gen = torch.Generator().manual_seed(seed)
         history = []
+        bar = _bar(progress, epochs, f"HiTS level {m}")
         for _ in range(epochs):
             perm = torch.randperm(n_win, generator=gen) if bs < n_win else torch.arange(n_win)
             total = 0.0
@@ -142,7 +154,20 @@ class HiTS(nn.Module):
                 opt.step()
                 total += loss.item() * w.shape[0]
             history.append(total / n_win)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{history[-1]:.3e}", refresh=False)
+        if bar is not None:
+            bar.close()
         return history
+
+    def fit(self, trajectories: Tensor, *, levels: Iterable[int] | None = None, **fit_kwargs: Any
+            ) -> dict[int, list[float]]:
+        """Train every level in ``levels`` (``None``: all) one after the other with :meth:`fit_level`; the
+        levels are independent, so the order does not matter. ``fit_kwargs`` go to :meth:`fit_level` (the
+        same for every level). Returns each level's loss history."""
+        use = self.levels if levels is None else sorted({self._level(m) for m in levels})
+        return {m: self.fit_level(m, trajectories, **fit_kwargs) for m in use}
 
     # --- multiscale forecast ---------------------------------------------------------------------------
     def forecast(self, x0: Tensor, n_steps: int, levels: Iterable[int] | None = None,
@@ -212,11 +237,16 @@ class HiTS(nn.Module):
             raise InputError(f"val_trajectories need T >= 2 states, got T={x.shape[1]}")
         errors = {}
         with torch.no_grad():
-            for i, j in itertools.combinations_with_replacement(range(len(self.levels)), 2):
-                band = self.levels[i:j + 1]
+            for band in self.bands():
                 pred = self.forecast(x[:, 0], x.shape[1] - 1, band)
                 errors[(band[0], band[-1])] = ((pred[:, 1:] - x[:, 1:]) ** 2).mean().item()
         return errors
+
+    def bands(self) -> list[list[int]]:
+        """Every contiguous run of ``levels`` (finest first, then narrower first): the bands that
+        :meth:`band_errors` scores."""
+        return [self.levels[i:j + 1]
+                for i, j in itertools.combinations_with_replacement(range(len(self.levels)), 2)]
 
     def select_levels(self, val_trajectories: Tensor) -> tuple[int, int]:
         """The contiguous band ``(lo, hi)`` whose multiscale forecast has the lowest validation MSE (see
