@@ -19,6 +19,7 @@ BUILDERS = {
     "van_der_pol_1e3": lambda dtype: problems.van_der_pol(1e3, dtype=dtype),
     "van_der_pol_1e6": lambda dtype: problems.van_der_pol(1e6, dtype=dtype),
     "hires": lambda dtype: problems.hires(dtype=dtype),
+    "oregonator": lambda dtype: problems.oregonator(dtype=dtype),
     "brusselator_1d": lambda dtype: problems.brusselator_1d(N=8, dtype=dtype),
     "brusselator_1d_split": lambda dtype: problems.brusselator_1d(N=8, split=True, dtype=dtype),
     "lotka_volterra": lambda dtype: problems.lotka_volterra(dtype=dtype),
@@ -177,7 +178,7 @@ def test_reference_lookup():
     with pytest.raises(KeyError):
         problems.reference("van_der_pol", 6.3, mu=5.0)
     recs = problems.references()
-    assert len(recs) == 8
+    assert len(recs) == 9
     for r in recs:
         assert r.method and r.source and r.agreement and 0 < r.accuracy < 1e-6
         assert all(math.isfinite(v) for v in r.values)
@@ -198,6 +199,7 @@ REF_CASES = {
     "vdp-mu1e3": ("van_der_pol", 6.3, {"mu": 1e3}, lambda: problems.van_der_pol(1e3), [1e-4, 1e-7]),
     "vdp-mu1e6": ("van_der_pol", 6.3, {"mu": 1e6}, lambda: problems.van_der_pol(1e6), [1e-4, 1e-10]),
     "hires": ("hires", 321.8122, {}, problems.hires, 1e-7),
+    "oregonator": ("oregonator", 360.0, {}, problems.oregonator, 1e-4),
     "lotka_volterra": ("lotka_volterra", 10.0, {}, problems.lotka_volterra, 1e-4),
     "bruss-N32": ("brusselator_1d", 10.0, {"N": 32}, lambda: problems.brusselator_1d(N=32), 1e-4),
 }

@@ -29,13 +29,14 @@ from .multiscale import (
     load_dataset,
     save_dataset,
 )
+from .oregonator import oregonator
 from .rober import rober
 from .vanderpol import van_der_pol
 
 __all__ = [
     "Reference", "reference", "reference_record", "references",
     "HamiltonianSystem", "SYSTEMS", "hamiltonian_system", "trajectories",
-    "brusselator_1d", "hires", "linear", "lotka_volterra", "nonlinear_exact", "rober", "van_der_pol",
+    "brusselator_1d", "hires", "linear", "lotka_volterra", "nonlinear_exact", "oregonator", "rober", "van_der_pol",
     "fhn_dataset", "fitzhugh_nagumo_lattice", "ks_dataset", "ks_operators", "kuramoto_sivashinsky",
     "load_dataset", "save_dataset",
 ]
