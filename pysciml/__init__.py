@@ -50,6 +50,7 @@ from .analysis.crossvalidate import CrossValidation, crossvalidate
 from .engine.controller import PIController
 from .errors import InputError, JuliaNotAvailableError, RHSError, SolverError
 from .linsolve_options import GMRES, DenseLU
+from .native import warmup
 from .odeint import odeint, odeint_adjoint
 from .problem import ODEProblem, SplitODEProblem
 from .problem_dynamical import HamiltonianProblem, SecondOrderODEProblem
@@ -74,7 +75,7 @@ __all__ = [
     "PIController", "DenseLU", "GMRES", "crossvalidate", "CrossValidation",
     "InputError", "SolverError", "RHSError", "JuliaNotAvailableError",
     "ODEProblem", "SplitODEProblem", "ODESolution", "ReturnCode", "Stats", "solve", "odeint", "odeint_adjoint",
-    "DiscreteAdjoint", "BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint", "GaussAdjoint",
+    "warmup", "DiscreteAdjoint", "BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint", "GaussAdjoint",
 ]
 
 _SUBPACKAGES = ("analysis", "datasets", "julia", "models", "pinn", "problems", "sensitivity")

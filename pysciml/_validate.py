@@ -53,6 +53,7 @@ class SolveOptions:
     unsplit: bool = False
     controller: Any = None
     tstops: Any = None
+    compile: bool = False
 
     def replace(self, **changes: Any) -> SolveOptions:
         """A copy with some keywords changed; an unknown keyword is an :class:`InputError`."""

@@ -14,6 +14,7 @@ from ._validate import SolveOptions, check_solve, solve_message
 from .algorithms import Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, ImplicitAlgorithm, RosenbrockAlgorithm
 from .algorithms_symplectic import ExplicitSymplecticAlgorithm, ImplicitMidpoint
 from .engine.ark import ARKStepper
+from .engine.compiled import CompiledStepper, compile_stepper
 from .engine.controller import PIController
 from .engine.explicit_rk import ExplicitRKStepper
 from .engine.linsolve import make_linear_solver
@@ -27,7 +28,7 @@ from .problem import ODEProblem, SplitODEProblem
 from .problem_dynamical import SecondOrderODEProblem
 from .solution import ODESolution, ReturnCode, Stats, raise_if_failed
 
-__all__ = ["solve_native", "default_controller", "make_stepper"]
+__all__ = ["solve_native", "default_controller", "make_stepper", "warmup"]
 
 Tensor = torch.Tensor
 
@@ -54,8 +55,33 @@ def solve_native(prob: ODEProblem, alg: Algorithm | None = None, options: SolveO
         tstops=stops, progress=bool(progress),
     )
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
+    if opts.compile:
+        stepper = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense)
     result = integrate(stepper, u0, loop, stats)
     return _package(result, prob, alg, stats, opts.throw)
+
+
+def warmup(prob: ODEProblem, alg: Algorithm | None = None, **solve_kwargs: Any) -> float:
+    """Compile the steps ``solve(prob, alg, compile=True, **solve_kwargs)`` will run, without solving: one
+    throw-away step from ``prob.u0`` per program (a Rosenbrock method has two, with and without a fresh
+    Jacobian). Later solves of the same signature (algorithm, ``u0``'s shape, dtype and device, ``f``, dense output
+    or not, grad mode) start at once, whatever their ``u0``, ``p``, ``tspan`` and tolerances.
+
+    Returns:
+        seconds spent compiling (0.0 when the programs were already compiled; families without a compiled
+        step warn and return 0.0).
+    """
+    opts = SolveOptions().replace(**solve_kwargs, compile=True)
+    c = check_solve(prob, alg, opts)
+    stats = Stats()
+    stepper = make_stepper(c.alg, prob, stats, c.atol, c.rtol, opts.unsplit)
+    u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
+    compiled = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense)
+    if isinstance(compiled, CompiledStepper):
+        t0 = torch.full((u0.shape[0],), prob.tspan[0], dtype=u0.dtype, device=u0.device)
+        span = prob.tspan[1] - prob.tspan[0]
+        compiled.warm(t0, u0, torch.full_like(t0, c.dt if c.dt is not None else 1e-3 * span))
+    return stats.compile_time
 
 
 def _land_on_saves(alg: Algorithm, prob: ODEProblem, adaptive: bool, save_times: Tensor | None,

@@ -46,6 +46,8 @@ class Stats:
         nnonliniter: Newton iterations.
         nnonlinconvfail: Newton failures (each rejects the step).
         nloop: iterations of the step loop.
+        compile_time: seconds spent compiling steps during this solve (``compile=True``; 0.0 when every program
+            came from the cache, or for eager solves).
     """
 
     nf: int = 0
@@ -57,8 +59,9 @@ class Stats:
     nnonliniter: int = 0
     nnonlinconvfail: int = 0
     nloop: int = 0
+    compile_time: float = 0.0
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, int | float]:
         return asdict(self)
 
     def __iadd__(self, other: Stats) -> Stats:
@@ -73,7 +76,8 @@ class Stats:
         return total
 
     def __str__(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+        return ", ".join(f"{k}={v:.3g}" if k == "compile_time" else f"{k}={v}" for k, v in asdict(self).items()
+                         if k != "compile_time" or v)
 
 
 class ODESolution:

@@ -45,6 +45,7 @@ def solve(
     tstops: Any = None,
     backend: str = "torch",
     progress: bool = False,
+    compile: bool = False,
 ) -> ODESolution:
     """Solve an ODE problem.
 
@@ -82,6 +83,10 @@ def solve(
         backend: ``"torch"`` (native engine) or ``"julia"`` (DifferentialEquations.jl through juliacall).
         progress: show a tqdm bar over ``t`` (for a batch, the trajectory furthest behind); native engine
             without a continuous or checkpointed adjoint (refused elsewhere). Off by default.
+        compile: run each step as one ``torch.compile`` program (explicit RK and Rosenbrock methods; see
+            ``docs/guide/compile.md``): the first solve of a signature compiles (seconds, in
+            ``sol.stats.compile_time``), later ones reuse it; the same numbers as the eager default to
+            round-off. Other families, and a compile that fails, solve eagerly after a ``RuntimeWarning``.
 
     Raises:
         InputError: an argument the chosen path cannot honour, named with the fix (nothing is dropped).
@@ -92,7 +97,7 @@ def solve(
     """
     opts = SolveOptions(rtol=rtol, atol=atol, saveat=saveat, dt=dt, adaptive=adaptive, maxiters=maxiters,
                         dtmin=dtmin, dtmax=dtmax, dense=dense, throw=throw, unsplit=unsplit, controller=controller,
-                        tstops=tstops)
+                        tstops=tstops, compile=compile)
     if sensealg is not None and not isinstance(sensealg, SensitivityAlgorithm):
         raise InputError(f"sensealg must be an object from pysciml.sensealg (InterpolatingAdjoint(), "
                          f"DiscreteAdjoint(), ...) or None, got {type(sensealg).__name__}")
@@ -109,6 +114,9 @@ def solve(
         raise InputError(f"{sensealg!r} with {alg!r}: a continuous adjoint solves the adjoint ODE with a method of its "
                          "own and ignores the symplectic structure; differentiate a symplectic solve through its steps "
                          "with sensealg=DiscreteAdjoint() (or DiscreteAdjoint(checkpoints=K) for long rollouts)")
+    if compile and backend != "torch":
+        raise InputError("compile=True compiles the native engine's steps; the Julia engine compiles f itself: drop "
+                         "compile= with backend='julia'")
     if backend == "julia":
         from .julia import solve_julia  # lazy: importing pysciml never starts Julia
 

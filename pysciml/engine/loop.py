@@ -111,13 +111,17 @@ def integrate_batched(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: St
         res = stepper.step(t, u, dt_step)
 
         u_new = _nograd(res.u_new)
-        finite = finite_rows(u_new)
+        control = res.control  # a compiled step computed the checks and the error norm
+        finite = finite_rows(u_new) if control is None else control[:, 1] == 1.0
         seen = nonfinite_seen | ~finite
         ok = finite if res.ok is None else finite & res.ok
         if opts.adaptive:
             assert res.err is not None
-            eest = scaled_error_norm(_nograd(res.err), _nograd(u), u_new, atol_n, rtol_n)
-            eest = torch.where(ok, eest, inf).nan_to_num_(nan=math.inf, posinf=math.inf)
+            if control is None:
+                eest = scaled_error_norm(_nograd(res.err), _nograd(u), u_new, atol_n, rtol_n)
+                eest = torch.where(ok, eest, inf).nan_to_num_(nan=math.inf, posinf=math.inf)
+            else:
+                eest = control[:, 0]
             accepted = active & (eest <= 1.0)
         else:
             eest = None

@@ -84,15 +84,20 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
         dt_step = remaining if at_stop else dt
         dtv = vec(dt_step)
         res = stepper.step(vec(t), u, dtv)
-        ok = all_finite(res.u_new.detach())
-        nonfinite = nonfinite or not ok
-        if res.ok is not None:
-            ok = ok and bool(res.ok)
-        if opts.adaptive:
-            assert res.err is not None
+        if res.control is not None:  # a compiled step: error norm and checks in one transfer
+            eest, finite, solved = res.control.tolist()[0]
+            ok = finite == 1.0 and solved == 1.0
+            nonfinite = nonfinite or finite != 1.0
+        else:
+            ok = all_finite(res.u_new.detach())
+            nonfinite = nonfinite or not ok
+            if res.ok is not None:
+                ok = ok and bool(res.ok)
             eest = math.inf
-            if ok:
+            if ok and opts.adaptive:
+                assert res.err is not None
                 eest = float(scaled_error_norm(res.err.detach(), u.detach(), res.u_new.detach(), atol_n, rtol_n))
+        if opts.adaptive:
             if not math.isfinite(eest):
                 eest = math.inf
             accepted = eest <= 1.0

@@ -31,6 +31,10 @@ class StepResult:
             produced it (FSAL), else ``None``.
         t_start: the step's start times ``(B,)``, set by steppers whose interpolant evaluates ``f`` again
             (explicit RK with extra interpolation stages); ``None`` otherwise.
+        control: ``(B, 3)`` computed inside a compiled step (:mod:`.compiled`): the scaled error norm (``inf``
+            where the step is unusable), whether ``u_new`` is finite, whether the solves succeeded (1.0/0.0),
+            so the loop reads them in one transfer; ``None`` for eager steps (the loop computes them).
+        coeffs: the step's dense-output coefficients when a compiled step computed them, else ``None``.
     """
 
     u_new: Tensor
@@ -41,6 +45,8 @@ class StepResult:
     f_end: Tensor | None = None
     stage_scale: Tensor | None = None
     t_start: Tensor | None = None
+    control: Tensor | None = None
+    coeffs: Tensor | None = None
 
 
 def select(mask: Tensor | bool, a: Tensor, b: Tensor) -> Tensor:

@@ -1,0 +1,426 @@
+"""Compiled steps (``solve(..., compile=True)``): a stepper's whole step as one ``torch.compile`` program.
+
+A step of a small stiff system is a few thousand flops spread over hundreds of tiny tensor operations, each
+paying torch's fixed dispatch cost. Here the whole step of an explicit Runge-Kutta or a Rosenbrock method
+(the user's ``f`` at every stage, the autodiff or user Jacobian and ``df/dt``, the LU factorisation and the
+stage solves, the stage sums, the error norm, the finiteness test and, with dense output, the interpolant's
+coefficients) is traced into ONE program with static shapes, ``fullgraph=True`` (no graph break) and no host
+synchronisation inside. The loop (``engine/loop.py``, ``loop_scalar.py``) is unchanged: it reads the step's
+``control`` row (error norm, finiteness, solver success) with one host round trip per step, decides
+acceptance and the next step size on the host, as for eager steps.
+
+Same tableau, same arithmetic as the eager steppers (:mod:`.explicit_rk`, :mod:`.rosenbrock`), which stay the
+reference and the default. What stays outside the program: counters (added per step from the known number of
+evaluations), the first-call checks of ``f`` (the eager ``init`` call), the accept bookkeeping and the loop.
+
+Programs are cached at module level by signature (family, tableau, batch and state shape, dtype, device, ``f``
+and its Jacobian functions, grad mode): tolerances, times, ``u0`` and the tensors in ``p`` are inputs, so a
+parameter sweep compiles once. Each program gets its own code object, hence its own Dynamo cache. A compile
+that fails (data-dependent Python in ``f``, a graph break) falls back to the eager stepper with one
+``RuntimeWarning`` that says why; families without a compiled step (ARK/ESDIRK, symplectic) and matrix-free or
+finite-difference Jacobians run eagerly with one warning too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import types
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..problem import call_f
+from ..solution import Stats
+from .explicit_rk import ExplicitRKStepper
+from .interpolation import polynomial_coefficients
+from .linsolve import DenseLUSolver
+from .loop_records import finite_rows
+from .rhs import RHS
+from .rosenbrock import RosenbrockStepper
+from .stepper import Stepper, StepResult
+
+__all__ = ["CompiledStepper", "compile_stepper", "compile_count", "clear_cache", "CACHE_SIZE"]
+
+Tensor = torch.Tensor
+
+CACHE_SIZE = 64
+"""Compiled programs kept (least recently used dropped first)."""
+
+_CACHE: OrderedDict[tuple, _Program] = OrderedDict()
+_COUNT = [0]  # graphs handed to the backend so far (one per compile or recompile)
+
+
+def compile_count() -> int:
+    """How many graphs the compiled path has compiled in this process (a recompile counts as one more)."""
+    return _COUNT[0]
+
+
+def clear_cache() -> None:
+    """Forget every compiled program (the next compiled solve of each signature compiles again)."""
+    _CACHE.clear()
+
+
+def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+    """Inductor, counted (``compile_count``)."""
+    from torch._inductor.compile_fx import compile_fx
+
+    _COUNT[0] += 1
+    return compile_fx(gm, example_inputs)
+
+
+def _own_code(fn: Callable[..., Any], tag: str) -> Callable[..., Any]:
+    """``fn`` with a code object of its own: Dynamo keeps its compiled entries (and its recompile limit) per code
+    object, so each cached program must not share one with programs of other signatures."""
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}")
+    new = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+    return torch.compile(new, fullgraph=True, dynamic=False, backend=_backend)
+
+
+class CompileFailure(Exception):
+    """A program could not be compiled; the eager stepper takes over."""
+
+
+# ---------------------------------------------------------------------------------------------------- pieces
+def _user_f(rhs: RHS) -> Callable[[Any, Tensor, Tensor], Tensor]:
+    """The traceable ``f(p, t, u)`` in engine layout (``RHS.raw`` without its eager-only checks and counters)."""
+    f, takes_p, batched, flat, shape, n = rhs.f, rhs.takes_p, rhs.batched, rhs.flat, rhs.shape, rhs.n
+
+    def F(p: Any, t: Tensor, u: Tensor) -> Tensor:
+        b = u.shape[0]
+        if batched:
+            out = call_f(f, takes_p, p, t, u if flat else u.reshape(b, *shape))
+        else:
+            out = call_f(f, takes_p, p, t[0], u[0] if flat else u[0].reshape(shape))
+        if flat:
+            return out if batched else out.unsqueeze(0)
+        return out.reshape(b, n)
+
+    return F
+
+
+def _control(err: Tensor | None, u: Tensor, u_new: Tensor, ok: Tensor | None, atol_n: Tensor,
+             rtol_n: Tensor) -> Tensor:
+    """``(B, 3)``: the scaled RMS error norm (``inf`` where the step is unusable; ``0`` without an estimator),
+    whether ``u_new`` is finite, whether the step's solves succeeded: what the loop reads, in one transfer."""
+    u_new = u_new.detach()
+    finite = finite_rows(u_new)
+    good = finite if ok is None else finite & ok
+    if err is None:
+        eest = torch.zeros_like(u_new[:, 0])
+    else:
+        ud = u.detach()
+        scale = atol_n + rtol_n * torch.maximum(ud.abs(), u_new.abs())
+        eest = torch.linalg.vector_norm(err.detach() / scale, dim=1)
+    eest = torch.where(good, eest, math.inf).nan_to_num(nan=math.inf, posinf=math.inf)
+    ok_f = torch.ones_like(eest) if ok is None else ok.to(eest.dtype)
+    return torch.stack((eest, finite.to(eest.dtype), ok_f), dim=1)
+
+
+# ---------------------------------------------------------------------------------------------------- programs
+class _Program:
+    """One family's compiled step(s) for one signature; ``run`` calls a variant, counting compile time."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.variants: dict[str, Callable[..., Any]] = {}  # compiled
+        self.raw: dict[str, Callable[..., Any]] = {}  # the same functions uncompiled (for torch._dynamo.explain)
+        self.ran: set[str] = set()
+
+    def add(self, variant: str, fn: Callable[..., Any]) -> None:
+        self.raw[variant] = fn
+        self.variants[variant] = _own_code(fn, self.tag)
+
+    def run(self, variant: str, stats: Stats, *args: Any) -> Any:
+        fn = self.variants[variant]
+        before, start = _COUNT[0], time.perf_counter()
+        try:
+            out = fn(*args)
+        except Exception as exc:
+            dynamo_error = isinstance(exc, torch._dynamo.exc.TorchDynamoException)
+            if variant in self.ran and not dynamo_error:
+                raise
+            raise CompileFailure(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        if _COUNT[0] != before:
+            stats.compile_time += time.perf_counter() - start
+        self.ran.add(variant)
+        return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else ""
+
+
+def _explicit_program(stepper: ExplicitRKStepper, dense: bool, tag: str) -> _Program:
+    tab, F = stepper.tab, _user_f(stepper.rhs)
+    rows, b_sum, bt_sum, c_col = stepper._rows, stepper._b, stepper._btilde, stepper._c
+    D = stepper.dense_matrix if dense and not tab.extra_c else None
+    s = tab.stages
+
+    def explicit_step(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor, atol_n: Tensor,
+                      rtol_n: Tensor) -> tuple[Any, ...]:
+        h = dt[:, None]
+        tc = torch.addcmul(t, c_col, dt).unbind(0)
+        ks = [f0]
+        ui = u
+        for i in range(1, s):
+            (acc,) = rows[i](ks)
+            ui = u if acc is None else torch.addcmul(u, h, acc)
+            ks.append(F(p, tc[i], ui))
+        if tab.fsal:
+            u_new, f_end = ui, ks[-1]
+        else:
+            (acc,) = b_sum(ks)
+            assert acc is not None
+            u_new, f_end = torch.addcmul(u, h, acc), None
+        err = None
+        if bt_sum is not None:
+            (e,) = bt_sum(ks)
+            err = h * e if e is not None else torch.zeros_like(u)
+        control = _control(err, u, u_new, None, atol_n, rtol_n)
+        coeffs = None if D is None else polynomial_coefficients(u, D, torch.stack(ks) * h)
+        return u_new, err, f_end, tuple(ks), control, coeffs
+
+    prog = _Program(tag)
+    prog.add("step", explicit_step)
+    return prog
+
+
+def _rosenbrock_program(stepper: RosenbrockStepper, dense: bool, tag: str) -> _Program:
+    tab, rhs = stepper.tab, stepper.rhs
+    F = _user_f(rhs)
+    sums, final_sum, D = stepper.stage_sums, stepper.final_sum, stepper.dense_matrix if dense else None
+    needs_tgrad, small = stepper.needs_tgrad, DenseLUSolver.SMALL
+    user_jac, jac_takes_p, user_tgrad, tgrad_takes_p = rhs.user_jac, rhs.jac_takes_p, rhs.user_tgrad, rhs.tgrad_takes_p
+    batched, flat, shape, dtype = rhs.batched, rhs.flat, rhs.shape, rhs.dtype
+
+    def user_call(fn: Callable[..., Tensor], takes_p: bool, p: Any, t: Tensor, u: Tensor) -> Tensor:
+        if batched:
+            return call_f(fn, takes_p, p, t, u if flat else u.reshape(u.shape[0], *shape))
+        return call_f(fn, takes_p, p, t[0], u[0] if flat else u[0].reshape(shape))
+
+    def jacobian(p: Any, t: Tensor, u: Tensor) -> Tensor:
+        b, n = u.shape
+        if user_jac is not None:
+            return user_call(user_jac, jac_takes_p, p, t, u).reshape(b, n, n).to(dtype)
+        # columns by forward mode, vmapped over the basis (each trajectory's tangent is its own row)
+        basis = torch.eye(n, dtype=u.dtype, device=u.device)[:, None, :].expand(n, b, n)
+        cols = torch.func.vmap(lambda v: torch.func.jvp(lambda x: F(p, t, x), (u,), (v,))[1])(basis)
+        return cols.permute(1, 2, 0).to(dtype)
+
+    def time_derivative(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor) -> Tensor:
+        if user_tgrad is not None:
+            return user_call(user_tgrad, tgrad_takes_p, p, t, u).reshape(u.shape[0], -1).to(dtype)
+        eps = torch.finfo(t.dtype).eps
+        h = torch.maximum(math.sqrt(eps) * dt.abs(), 100 * eps * t.abs()).clamp(min=torch.finfo(t.dtype).tiny)
+        h = (t + h) - t
+        return (F(p, t + h, u) - f0) / h[:, None]
+
+    def rosenbrock_step(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor, atol_n: Tensor, rtol_n: Tensor,
+                        mass: Tensor | None, J: Tensor | None, ft: Tensor | None) -> tuple[Any, ...]:
+        if J is None:  # the fresh variant: Jacobian (and df/dt) at the step's start, inside the program
+            J = jacobian(p, t, u)
+            if needs_tgrad:
+                ft = time_derivative(p, t, u, f0, dt)
+        b, n, _ = J.shape
+        inv = 1.0 / (tab.gamma * dt)
+        W = torch.diag_embed(inv[:, None].expand(b, n)) - J if mass is None else inv[:, None, None] * mass - J
+        lu, piv, info = torch.linalg.lu_factor_ex(W)
+        diag = lu.diagonal(dim1=-2, dim2=-1)
+        ok = (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
+        inverse = None
+        if n <= small:
+            eye = torch.eye(n, dtype=W.dtype, device=W.device).expand(b, n, n)
+            inverse = torch.linalg.lu_solve(lu, piv, eye)
+
+        def solve(v: Tensor) -> Tensor:
+            if inverse is not None:
+                return torch.bmm(inverse, v.unsqueeze(2)).squeeze(2)
+            return torch.linalg.lu_solve(lu, piv, v.unsqueeze(2)).squeeze(2)
+
+        inv_dt = (1.0 / dt)[:, None]
+        ks: list[Tensor] = []
+        f_last = f0
+        for i in range(tab.stages):
+            if i == 0:
+                rhs_i = f0
+            else:
+                a_k, c_k = sums[i](ks)
+                f_last = F(p, t + tab.c[i] * dt, u if a_k is None else u + a_k)
+                if c_k is None:
+                    rhs_i = f_last
+                else:
+                    rhs_i = torch.addcmul(f_last, inv_dt, c_k if mass is None else c_k @ mass.T)
+            if needs_tgrad and tab.d[i] != 0.0:
+                assert ft is not None
+                rhs_i = torch.addcmul(rhs_i, (tab.d[i] * dt)[:, None], ft)
+            ks.append(solve(rhs_i))
+        b_k, err = final_sum(ks)
+        u_new = u if b_k is None else u + b_k
+        control = _control(err, u, u_new, ok, atol_n, rtol_n)
+        coeffs = None if D is None else polynomial_coefficients(u, D, torch.stack(ks))
+        return u_new, err, ok, f_last, tuple(ks), control, coeffs, J, ft
+
+    prog = _Program(tag)
+    prog.add("fresh", rosenbrock_step)
+    # the same compiled function: Dynamo compiles one graph per variant (Jacobian computed inside, or given)
+    prog.raw["reuse"], prog.variants["reuse"] = rosenbrock_step, prog.variants["fresh"]
+    return prog
+
+
+# ---------------------------------------------------------------------------------------------------- stepper
+def _unsupported(stepper: Stepper) -> str | None:
+    """Why ``stepper`` has no compiled step (``None``: it has one)."""
+    if isinstance(stepper, ExplicitRKStepper):
+        return None
+    if isinstance(stepper, RosenbrockStepper):
+        if not isinstance(stepper.linsolve, DenseLUSolver):
+            return "the matrix-free GMRES linear solver has no compiled step yet"
+        if stepper.rhs.user_jac is None and not stepper.rhs.autodiff:
+            return "finite-difference Jacobians (autodiff=False) have no compiled step yet; give the problem a jac"
+        return None
+    return f"the {type(stepper).__name__.removesuffix('Stepper')} family has no compiled step yet"
+
+
+def _key(stepper: Stepper, bsz: int, dense: bool) -> tuple:
+    rhs = stepper.rhs
+    ids = (id(rhs.f), rhs.takes_p, id(rhs.user_jac), rhs.jac_takes_p, id(rhs.user_tgrad), rhs.tgrad_takes_p)
+    mass = isinstance(stepper, RosenbrockStepper) and stepper.mass is not None
+    return (type(stepper).__name__, stepper.name, bsz, rhs.shape, rhs.batched, rhs.dtype, str(rhs.device), dense,
+            mass, ids)
+
+
+def _program(stepper: Stepper, bsz: int, dense: bool) -> _Program:
+    key = _key(stepper, bsz, dense)
+    prog = _CACHE.get(key)
+    if prog is not None:
+        _CACHE.move_to_end(key)
+        return prog
+    tag = f"{len(_CACHE)}_{abs(hash(key)) % 10**8}"
+    if isinstance(stepper, RosenbrockStepper):
+        prog = _rosenbrock_program(stepper, dense, tag)
+    else:
+        assert isinstance(stepper, ExplicitRKStepper)
+        prog = _explicit_program(stepper, dense, tag)
+    _CACHE[key] = prog
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return prog
+
+
+def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol: float, dense: bool) -> Stepper:
+    """``stepper`` with its step compiled (a :class:`CompiledStepper`), or ``stepper`` itself after one
+    ``RuntimeWarning`` where its family or options have no compiled step."""
+    why = _unsupported(stepper)
+    if why is not None:
+        warnings.warn(f"compile=True: {why}; solving eagerly", RuntimeWarning, stacklevel=4)
+        return stepper
+    start = time.perf_counter()
+    program = _program(stepper, bsz, dense)  # a new one imports and sets up torch.compile: compile time too
+    stats.compile_time += time.perf_counter() - start
+    return CompiledStepper(stepper, program, stats, atol, rtol)
+
+
+class CompiledStepper(Stepper):
+    """A stepper whose :meth:`step` runs the compiled program of its wrapped eager stepper (``inner``), which
+    keeps the per-solve state (``f0``, the Jacobian's freshness) and does everything else; on a failed compile
+    the eager stepper takes over for the rest of the solve."""
+
+    def __init__(self, inner: Stepper, program: _Program, stats: Stats, atol: Tensor, rtol: float) -> None:
+        super().__init__(inner.rhs)
+        self.inner, self.program, self.stats = inner, program, stats
+        self.order, self.adaptive, self.name = inner.order, inner.adaptive, inner.name
+        self.dense_matrix, self.stability_boundary = inner.dense_matrix, inner.stability_boundary
+        self.checks_fixed_steps = inner.checks_fixed_steps
+        root_n = math.sqrt(atol.shape[1])
+        self.atol_n = atol * root_n
+        self.rtol_n = torch.tensor(rtol * root_n, dtype=atol.dtype, device=atol.device)
+        self._J: Tensor | None = None
+        self._ft: Tensor | None = None
+        self.compiled = True
+
+    @property  # type: ignore[override]
+    def f0(self) -> Tensor | None:
+        return self.inner.f0
+
+    @f0.setter
+    def f0(self, value: Tensor | None) -> None:
+        if hasattr(self, "inner"):
+            self.inner.f0 = value
+
+    def init(self, t: Tensor, u: Tensor) -> None:
+        self.inner.init(t, u)  # eager: f's first-call checks run here, before anything is traced
+
+    def f_total(self, t: Tensor, u: Tensor) -> Tensor:
+        return self.inner.f_total(t, u)
+
+    def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
+        if self.compiled:
+            try:
+                return self._step(t, u, dt)
+            except CompileFailure as exc:
+                self.compiled = False
+                if isinstance(self.inner, RosenbrockStepper):
+                    self.inner.fresh = False
+                warnings.warn(f"compile=True: compiling the {self.name} step failed ({exc}); solving eagerly",
+                              RuntimeWarning, stacklevel=5)
+        return self.inner.step(t, u, dt)
+
+    def program_args(self, t: Tensor, u: Tensor, dt: Tensor) -> tuple[str, tuple[Any, ...]]:
+        """Which variant of the program the next step from ``(t, u)`` runs, and its arguments."""
+        inner = self.inner
+        args = (self.rhs.p, t, u, inner.f0, dt, self.atol_n, self.rtol_n)
+        if isinstance(inner, RosenbrockStepper):
+            fresh = not inner.fresh
+            J, ft = (None, None) if fresh else (self._J, self._ft)
+            return ("fresh" if fresh else "reuse"), (*args, inner.mass, J, ft)
+        return "step", args
+
+    def _step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
+        inner, stats = self.inner, self.stats
+        f0 = inner.f0
+        assert f0 is not None
+        variant, args = self.program_args(t, u, dt)
+        if isinstance(inner, RosenbrockStepper):
+            fresh = variant == "fresh"
+            u_new, err, ok, f_last, ks, control, coeffs, J, ft = self.program.run(variant, stats, *args)
+            self._J, self._ft = J, ft
+            inner.fresh = True
+            s = inner.tab.stages
+            stats.nf += s - 1 + (fresh and inner.needs_tgrad and self.rhs.user_tgrad is None)
+            stats.njac += fresh
+            stats.nlu += 1
+            stats.nsolve += s
+            return StepResult(u_new=u_new, err=err, ok=ok, stages=list(ks), f_start=f0,
+                              f_end=f_last if inner.fsal else None, control=control, coeffs=coeffs)
+        assert isinstance(inner, ExplicitRKStepper)
+        u_new, err, f_end, ks, control, coeffs = self.program.run(variant, stats, *args)
+        stats.nf += inner.tab.stages - 1
+        return StepResult(u_new=u_new, err=err, ok=None, stages=list(ks), f_start=f0, f_end=f_end,
+                          stage_scale=dt[:, None], t_start=t, control=control, coeffs=coeffs)
+
+    def warm(self, t: Tensor, u: Tensor, dt: Tensor) -> None:
+        """Compile every variant of the step ahead of a solve (:func:`pysciml.warmup`): one step from ``(t, u)``
+        (Rosenbrock: with a fresh Jacobian, then reusing it), results discarded."""
+        self.init(t, u)
+        self.step(t, u, dt)
+        if self.compiled and isinstance(self.inner, RosenbrockStepper):
+            self.step(t, u, dt)
+
+    def accept(self, accepted: Tensor | bool, t: Tensor, u: Tensor, res: StepResult) -> None:
+        self.inner.accept(accepted, t, u, res)
+
+    def fixed_step_check(self, bsz: int, atol: Tensor, dtype: torch.dtype, device: torch.device) -> Any:
+        return self.inner.fixed_step_check(bsz, atol, dtype, device)
+
+    def check_fields(self, u: Tensor, res: StepResult) -> tuple[Tensor, Tensor]:
+        return self.inner.check_fields(u, res)
+
+    def interpolant(self, u: Tensor, dt: Tensor, res: StepResult) -> Tensor:
+        if res.coeffs is not None:
+            return res.coeffs
+        return self.inner.interpolant(u, dt, res)
