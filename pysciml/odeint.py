@@ -124,6 +124,7 @@ def odeint(
     backend: str = "torch",
     event_fn: Any = None,
     progress: bool = False,
+    compile: bool = False,
 ) -> Tensor | tuple[Tensor, ...]:
     """Solve ``dy/dt = func(t, y)`` and return ``y`` at the times ``t`` (torchdiffeq's ``odeint``).
 
@@ -148,6 +149,8 @@ def odeint(
         backend: ``"torch"`` or ``"julia"`` (SciMLSensitivity: ``options`` other than ``max_num_steps``, the
             ``adjoint_*`` settings and gradients with respect to ``t`` are refused).
         progress: a tqdm bar over ``t`` (see :func:`pysciml.solve`); with the discrete adjoint only.
+        compile: run the (forward) steps as compiled programs (see :func:`pysciml.solve`'s ``compile``); the
+            backward solves of the continuous adjoints stay eager. Native engine only.
 
     Returns:
         ``(len(t), *y0.shape)`` tensor (a tuple of them for tuple ``y0``), dtype and device of ``y0``.
@@ -172,6 +175,7 @@ def odeint(
         from .julia import odeint_julia
 
         refused = [name for name, given in (
+            ("compile=True", compile),
             ("options other than max_num_steps", set(options or {}) - {"max_num_steps"}),
             ("adjoint_rtol", adjoint_rtol is not None), ("adjoint_atol", adjoint_atol is not None),
             ("adjoint_alg", adjoint_alg is not None), ("gradients with respect to t", t.requires_grad)) if given]
@@ -190,6 +194,8 @@ def odeint(
     kw = _solve_options(algorithm, options, rtol, atol)
     if progress:
         kw["progress"] = True
+    if compile:
+        kw["compile"] = True
     prob = ODEProblem(func, y0, (float(t[0].detach()), float(t[-1].detach())))
     if isinstance(sensealg, DiscreteAdjoint) or not torch.is_grad_enabled():  # no gradient wanted: plain solve
         if t.requires_grad:  # y0 + eps f(t0, y0) with eps = 0 carries dL/dt0 (see _StartTimeProbe)

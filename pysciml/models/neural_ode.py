@@ -88,6 +88,9 @@ class NeuralODE(nn.Module):
         batched: ``y0``'s leading dimension indexes independent trajectories, each with its own adaptive
             steps and return code (``vector_field`` must not mix them). With ``False`` (torchdiffeq's
             semantics) the whole ``y0`` is one state with one step size.
+        compile: run the steps as compiled programs (``pysciml.solve(..., compile=True)``: explicit RK and
+            Rosenbrock methods; the first forward compiles, later ones reuse the program; ``nfe`` is then the
+            solver's count ``last_solution.stats.nf``).
         **solve_kwargs: passed to :func:`pysciml.solve` (``maxiters``, ``dtmax``, ``controller`` ...).
 
     Attributes:
@@ -97,7 +100,8 @@ class NeuralODE(nn.Module):
 
     def __init__(self, vector_field: nn.Module, alg: Algorithm | None = None, *, rtol: float = 1e-6,
                  atol: float = 1e-8, dt: float | None = None, adaptive: bool | None = None,
-                 sensealg: SensitivityAlgorithm | None = None, batched: bool = False, **solve_kwargs: Any) -> None:
+                 sensealg: SensitivityAlgorithm | None = None, batched: bool = False, compile: bool = False,
+                 **solve_kwargs: Any) -> None:
         super().__init__()
         if not callable(vector_field):
             raise InputError(f"vector_field must be an nn.Module called as vector_field(t, y), got "
@@ -112,7 +116,7 @@ class NeuralODE(nn.Module):
         self.alg = alg
         self.sensealg = sensealg
         self.batched = bool(batched)
-        self.kw = make_solve_kwargs(dt, adaptive, rtol, atol, solve_kwargs)
+        self.kw = make_solve_kwargs(dt, adaptive, rtol, atol, {**solve_kwargs, "compile": bool(compile)})
         self._counter = CallCounter(lambda t, y: self.vector_field(t, y), wraps=vector_field)
         self.last_solution: ODESolution | None = None
         self.nfe = 0
@@ -121,9 +125,11 @@ class NeuralODE(nn.Module):
         """Solution at the times ``t`` (``(T,)``, ``t[0]`` is ``y0``'s time): shape ``(T, *y0.shape)``."""
         t = output_times(t, y0)
         self._counter.count = 0
-        prob = ODEProblem(self._counter, y0, (float(t[0]), float(t[-1])), batched=self.batched)
+        # a compiled solve traces vector_field itself (a counter inside the program would recompile every call)
+        f = self.vector_field if self.kw["compile"] else self._counter
+        prob = ODEProblem(f, y0, (float(t[0]), float(t[-1])), batched=self.batched)
         ys, self.last_solution = solve_at(prob, self.alg, t, self.sensealg, self.kw)
-        self.nfe = self._counter.count
+        self.nfe = self.last_solution.stats.nf if self.kw["compile"] else self._counter.count
         return ys
 
     def extra_repr(self) -> str:

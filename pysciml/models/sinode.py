@@ -57,6 +57,8 @@ class SemiImplicitNeuralODE(nn.Module):
         linsolve: ``DenseLU()`` or ``GMRES(...)``; default: LU for a matrix, GMRES for a matrix-free ``L``.
         batched: ``y0``'s leading dimension indexes independent trajectories (own steps, own return code);
             ``nonlinear`` then gets ``t`` of shape ``(B,)``.
+        compile: ``pysciml.solve(..., compile=True)``; the IMEX family has no compiled step yet, so this solves
+            eagerly after a ``RuntimeWarning`` (kept so code written for it works unchanged when it comes).
         **solve_kwargs: passed to :func:`pysciml.solve` (``maxiters``, ``dtmax`` ...).
 
     Attributes:
@@ -70,7 +72,8 @@ class SemiImplicitNeuralODE(nn.Module):
     def __init__(self, linear: Tensor | nn.Module | Callable[[Tensor], Tensor], nonlinear: nn.Module,
                  alg: Algorithm | None = None, *, dt: float | None = None, adaptive: bool | None = None,
                  rtol: float = 1e-3, atol: float = 1e-6, sensealg: SensitivityAlgorithm | None = None,
-                 linsolve: LinearSolver | None = None, batched: bool = False, **solve_kwargs: Any) -> None:
+                 linsolve: LinearSolver | None = None, batched: bool = False, compile: bool = False,
+                 **solve_kwargs: Any) -> None:
         super().__init__()
         if alg is None:
             alg = KenCarp4()
@@ -105,7 +108,7 @@ class SemiImplicitNeuralODE(nn.Module):
         self.sensealg = sensealg
         self.linsolve = linsolve
         self.batched = bool(batched)
-        self.kw = make_solve_kwargs(dt, adaptive, rtol, atol, solve_kwargs)
+        self.kw = make_solve_kwargs(dt, adaptive, rtol, atol, {**solve_kwargs, "compile": bool(compile)})
         self.last_solution: ODESolution | None = None
         self.nfe_explicit = 0
         self.nfe_implicit: int | None = 0

@@ -1,0 +1,214 @@
+"""``solve(..., compile=True)``: whole steps as compiled programs (pysciml/engine/compiled.py).
+
+Compiling is slow (seconds per program on a small CPU), so the tests share programs through the module-level
+cache: the same right-hand-side functions, shapes and dtypes recur, and each signature compiles once per run.
+No timings are asserted; the measured speed-ups are in docs/guide/compile.md.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import pysciml as ps
+from pysciml._validate import SolveOptions, check_solve
+from pysciml.engine import compiled
+from pysciml.engine.compiled import CompiledStepper, compile_stepper
+from pysciml.native import make_stepper
+from pysciml.problems import hires, lotka_volterra, rober, van_der_pol
+from pysciml.solution import Stats
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+F64, F32 = torch.float64, torch.float32
+COUNTS = ("nf", "njac", "nlu", "nsolve", "naccept", "nreject", "nloop")
+
+
+def vdp(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Van der Pol with ``mu = p[..., 0]`` (batched or not): one function, so its programs are shared."""
+    x, y = u[..., 0], u[..., 1]
+    return torch.stack((y, p[..., 0] * (1 - x * x) * y - x), dim=-1)
+
+
+def vdp_problem(dtype: torch.dtype, batched: bool, *, mu: float = 1.5, tspan: tuple[float, float] = (0.0, 4.0),
+                requires_grad: bool = False, tgrad: bool = False) -> ps.ODEProblem:
+    u0 = torch.tensor([2.0, 0.0], dtype=dtype)
+    p = torch.tensor([mu], dtype=dtype)
+    if batched:
+        u0 = u0 * torch.linspace(1.0, 1.2, 3, dtype=dtype)[:, None]
+        p = p * torch.linspace(1.0, 2.0, 3, dtype=dtype)[:, None]
+    u0.requires_grad_(requires_grad)
+    p.requires_grad_(requires_grad)
+    extra = {"tgrad": lambda t, u, p: torch.zeros_like(u)} if tgrad else {}
+    return ps.ODEProblem(vdp, u0, tspan, p, batched=batched, **extra)
+
+
+def both(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> tuple[ps.ODESolution, ps.ODESolution]:
+    return ps.solve(prob, alg, **kw), ps.solve(prob, alg, compile=True, **kw)
+
+
+def assert_same_counts(a: ps.ODESolution, b: ps.ODESolution) -> None:
+    assert {k: getattr(a.stats, k) for k in COUNTS} == {k: getattr(b.stats, k) for k in COUNTS}
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["unbatched", "batched"])
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["float64", "float32"])
+def test_tsit5_matches_eager(dtype: torch.dtype, batched: bool) -> None:
+    prob = vdp_problem(dtype, batched)
+    tol = {"rtol": 1e-6, "atol": 1e-8} if dtype == F64 else {"rtol": 1e-4, "atol": 1e-6}
+    a, b = both(prob, ps.Tsit5(), **tol)
+    assert a.success and b.success and b.u.dtype == dtype
+    if dtype == F64:
+        assert_same_counts(a, b)
+        # the error estimate is a difference of O(1) stages (cancellation): its round-off moves dt by ~1e-10
+        torch.testing.assert_close(b.t, a.t, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-9)
+    else:  # float32 round-off may move one accept decision near EEst = 1
+        assert abs(a.stats.naccept - b.stats.naccept) <= 2
+        torch.testing.assert_close(b.u[-1], a.u[-1], rtol=2e-3, atol=1e-4)
+    t_mid = torch.tensor(1.3, dtype=dtype)  # dense output computed inside the program
+    torch.testing.assert_close(b(t_mid), a(t_mid), rtol=1e-3 if dtype == F32 else 1e-9, atol=1e-5)
+
+
+def test_rodas5p_rober_matches_eager() -> None:
+    prob = rober((0.0, 1e5))
+    a, b = both(prob, ps.Rodas5P(), rtol=1e-6, atol=1e-10)
+    assert a.success and b.success
+    assert_same_counts(a, b)  # rejections included: the program reusing the Jacobian runs too
+    torch.testing.assert_close(b.u[-1], a.u[-1], rtol=1e-9, atol=1e-14)
+    for tq in (1.0, 100.0, 1e4):  # step times differ by round-off amplified through the controller, not values
+        torch.testing.assert_close(b(tq), a(tq), rtol=1e-5, atol=1e-10)
+    assert b.stats.compile_time >= 0.0 and a.stats.compile_time == 0.0
+
+
+def test_rodas5p_batched_float32() -> None:
+    k = torch.tensor([0.04, 3e7, 1e4], dtype=F32) * torch.tensor([[1.0], [1.5], [0.7]], dtype=F32)
+    prob = rober((0.0, 40.0), k=k, dtype=F32)
+    a, b = both(prob, ps.Rodas5P(), rtol=1e-4, atol=1e-7)
+    assert a.success and b.success and b.u.dtype == F32
+    assert abs(a.stats.naccept - b.stats.naccept) <= 3
+    torch.testing.assert_close(b.u[-1], a.u[-1], rtol=1e-3, atol=1e-6)
+
+
+def test_no_recompilation_across_solves() -> None:
+    ps.solve(rober((0.0, 1e3)), ps.Rodas5P(), rtol=1e-6, atol=1e-10, compile=True)  # compiled (or cached)
+    before = compiled.compile_count()
+    for i in range(10):
+        k = torch.tensor([0.04, 3e7, 1e4], dtype=F64) * (1.0 + 0.05 * i)
+        prob = rober((0.0, 1e3 * (1 + i)), k=k).remake(u0=torch.tensor([1.0 - 0.01 * i, 0.0, 0.01 * i],
+                                                                        dtype=F64))
+        sol = ps.solve(prob, ps.Rodas5P(), rtol=10.0 ** -(5 + i % 3), atol=10.0 ** -(9 + i % 2), compile=True)
+        assert sol.success and sol.stats.compile_time < 1.0
+    assert compiled.compile_count() == before
+
+
+def test_no_graph_break_on_builtin_problems() -> None:
+    cases = [(rober((0.0, 1.0)), ps.Rodas5P()), (hires(), ps.Rodas5P()), (van_der_pol(10.0), ps.Rodas5P()),
+             (lotka_volterra(), ps.Tsit5()), (van_der_pol(1.0), ps.Tsit5())]
+    try:
+        from pysciml.problems import oregonator
+
+        cases.append((oregonator(), ps.Rodas5P()))
+    except ImportError:
+        pass
+    for prob, alg in cases:
+        for use_jac in (True, False):  # the problem's analytic Jacobian, and autodiff inside the program
+            if not use_jac:
+                prob = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)
+            stats = Stats()
+            c = check_solve(prob, alg, SolveOptions())
+            stepper = compile_stepper(make_stepper(alg, prob, stats, c.atol, c.rtol, False), stats, 1, c.atol,
+                                      c.rtol, True)
+            assert isinstance(stepper, CompiledStepper)
+            t = torch.zeros(1, dtype=F64)
+            u = prob.u0.reshape(1, -1)
+            stepper.init(t, u)
+            variant, args = stepper.program_args(t, u, torch.full_like(t, 1e-4))
+            report = torch._dynamo.explain(stepper.program.raw[variant])(*args)
+            assert report.graph_break_count == 0 and report.graph_count == 1, (prob, alg, report.break_reasons)
+
+
+def test_gradients_match_eager() -> None:
+    for alg in (ps.Tsit5(), ps.Rosenbrock23()):
+        grads = []
+        for flag in (False, True):
+            # tgrad given: the forward-difference df/dt amplifies round-off differences by 1/sqrt(eps)
+            prob = vdp_problem(F64, False, tspan=(0.0, 2.0), requires_grad=True, tgrad=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # Rosenbrock23 at a tight rtol
+                sol = ps.solve(prob, alg, rtol=1e-6, atol=1e-8, saveat=[1.0, 2.0], compile=flag)
+            grads.append(torch.autograd.grad(sol.u.pow(2).sum(), (prob.u0, prob.p)))
+        for ge, gc in zip(*grads, strict=True):
+            torch.testing.assert_close(gc, ge, rtol=1e-11, atol=1e-12)
+
+
+def branchy(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    if float(u.sum()) > 0:  # data-dependent Python: a host sync, no single graph
+        return -u
+    return u
+
+
+def test_failed_compile_warns_and_solves() -> None:
+    prob = ps.ODEProblem(branchy, torch.tensor([1.0, 2.0], dtype=F64), (0.0, 1.0))
+    with pytest.warns(RuntimeWarning, match="compiling the Tsit5 step failed"):
+        sol = ps.solve(prob, ps.Tsit5(), compile=True)
+    ref = ps.solve(prob, ps.Tsit5())
+    assert sol.success
+    torch.testing.assert_close(sol.u, ref.u)
+    assert_same_counts(ref, sol)
+
+
+def test_unsupported_family_warns_and_solves() -> None:
+    prob = vdp_problem(F64, False)
+    with pytest.warns(RuntimeWarning, match="no compiled step yet"):
+        sol = ps.solve(prob, ps.KenCarp4(), compile=True)
+    assert sol.success
+    torch.testing.assert_close(sol.u, ps.solve(prob, ps.KenCarp4()).u)
+
+
+def test_warmup_then_solve_compiles_nothing() -> None:
+    prob = vdp_problem(F64, False, mu=3.0, tspan=(0.0, 1.0))
+    ps.warmup(prob, ps.Tsit5(), rtol=1e-6, atol=1e-8)
+    before = compiled.compile_count()
+    sol = ps.solve(prob, ps.Tsit5(), rtol=1e-6, atol=1e-8, compile=True)
+    assert sol.success and compiled.compile_count() == before and sol.stats.compile_time < 1.0
+    assert ps.warmup(prob, ps.Tsit5(), rtol=1e-6, atol=1e-8) < 1.0  # cached
+
+
+class Field(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2)).double()
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.net(y)
+
+
+def test_neural_ode_and_odeint_compiled() -> None:
+    field = Field()
+    y0 = torch.tensor([[1.0, 0.5], [0.2, -0.3]], dtype=F64)
+    t = torch.linspace(0.0, 1.0, 5, dtype=F64)
+    eager, comp = ps.models.NeuralODE(field), ps.models.NeuralODE(field, compile=True)
+    ye, yc = eager(y0, t), comp(y0, t)
+    torch.testing.assert_close(yc, ye, rtol=1e-11, atol=1e-12)
+    ge = torch.autograd.grad(ye.pow(2).sum(), tuple(field.parameters()))
+    gc = torch.autograd.grad(yc.pow(2).sum(), tuple(field.parameters()))
+    for a, b in zip(ge, gc, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+    assert comp.nfe == comp.last_solution.stats.nf > 0
+    before = compiled.compile_count()
+    for scale in (0.5, 2.0):  # new initial states, same program
+        with torch.no_grad():
+            comp(y0 * scale, t)
+    y_odeint = ps.odeint(field, y0, t, method="tsit5", compile=True, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(y_odeint, ye, rtol=1e-11, atol=1e-12)
+    assert compiled.compile_count() - before <= 1  # only the no-grad forward is new
+
+
+def test_compile_refused_on_julia() -> None:
+    with pytest.raises(ps.InputError, match="compile"):
+        ps.solve(vdp_problem(F64, False), ps.Tsit5(), compile=True, backend="julia")
