@@ -1,4 +1,4 @@
-"""``python -m benchmarks [TASK ...] [--size full|smoke] [--device cpu|cuda]``: run benchmark tasks, write
+"""``python -m benchmarks [TASK ...] [--size full|small|smoke] [--device cpu|cuda]``: run benchmark tasks, write
 markdown tables and PNG plots to benchmarks/results/.
 
 Each task module exposes ``main(size: str, device: str) -> str`` returning its markdown report (also written to
@@ -11,7 +11,7 @@ import argparse
 import importlib
 
 TASKS = {
-    "stiff": "benchmarks.stiff",  # 1. stiff work-precision: ROBER, HIRES, VdP, Brusselator-1D
+    "stiff": "benchmarks.stiff",  # 1. stiff work-precision: ROBER, HIRES, VdP, Oregonator, Brusselator-1D
     "overhead": "benchmarks.overhead",  # 2. per-step solver overhead, VdP mu=2, batch 256
     "ensemble": "benchmarks.ensemble",  # 3. batched stiff ensemble: 1024 perturbed ROBER
     "neural_ode": "benchmarks.neural_ode",  # 4. neural-ODE training: spiral + stiff surrogate
@@ -25,12 +25,15 @@ TASKS = {
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("tasks", nargs="*", default=list(TASKS), help=f"any of {sorted(TASKS)} (default: all)")
-    parser.add_argument("--size", choices=("full", "smoke"), default="full")
+    parser.add_argument("--size", choices=("full", "small", "smoke"), default="full",
+                        help="small: the stiff task only (its problems at three tolerances, no diffrax)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
     for name in args.tasks:
         if name not in TASKS:
             parser.error(f"unknown task {name!r}; choose from {sorted(TASKS)}")
+    if args.size == "small" and set(args.tasks) != {"stiff"}:
+        parser.error("--size small exists for the stiff task only: python -m benchmarks stiff --size small")
     for name in args.tasks:
         module = importlib.import_module(TASKS[name])
         print(module.main(args.size, args.device))

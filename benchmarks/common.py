@@ -61,8 +61,8 @@ def write_result(name: str, text: str) -> Path:
 
 
 def result_name(task: str, size: str, device: str) -> str:
-    """``<task>[_smoke][_cuda]``: the results file stem for a run (smoke files are gitignored)."""
-    return task + ("_smoke" if size == "smoke" else "") + ("_cuda" if device == "cuda" else "")
+    """``<task>[_small|_smoke][_cuda]``: the results file stem for a run (smoke files are gitignored)."""
+    return task + ("" if size == "full" else f"_{size}") + ("_cuda" if device == "cuda" else "")
 
 
 def cuda_skip(task: str, device: str) -> str | None:

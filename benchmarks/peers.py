@@ -57,10 +57,14 @@ def time_runs(fn: Callable[[], Any], max_runs: int = 5) -> tuple[float, int, Any
 # ------------------------------------------------------------------------------------------------- pysciml
 
 
-def pysciml_solver(case: StiffCase, alg: ps.algorithms.Algorithm, split: bool = False
+def pysciml_solver(case: StiffCase, alg: ps.algorithms.Algorithm, split: bool = False, autodiff_jac: bool = False
                    ) -> Callable[[float, float], Outcome]:
-    """``(rtol, atol) -> Outcome`` for ``alg`` on the case's (split, if ``split``) problem, saving only ``t1``."""
+    """``(rtol, atol) -> Outcome`` for ``alg`` on the case's (split, if ``split``) problem, saving only ``t1``.
+    ``autodiff_jac``: the problem without its analytic ``jac`` (pysciml's default autodiff Jacobian), as a user
+    who writes only ``f`` calls it."""
     prob = case.torch_split() if split else case.torch_problem()
+    if autodiff_jac:
+        prob = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p, tgrad=prob.tgrad, batched=prob.batched)
 
     def run(rtol: float, atol: float) -> Outcome:
         sol = ps.solve(prob, alg, rtol=rtol, atol=atol, saveat=[case.t1])

@@ -1,8 +1,10 @@
-"""Task 1: stiff work-precision diagrams. ROBER, HIRES, Van der Pol (mu = 1e3), Brusselator-1D (N = 64, 256).
+"""Task 1: stiff work-precision diagrams. ROBER, HIRES, Van der Pol (mu = 1e3), Oregonator, Brusselator-1D
+(N = 64, 256).
 
 Solvers, each at rtol = 1e-4 .. 1e-8 with atol = 1e-4 * rtol:
 - pysciml Rodas5P, Rodas4, Rosenbrock23 (analytic Jacobian) and KenCarp4 (IMEX on the Brusselator's split:
-  diffusion implicit, reaction explicit; fully implicit elsewhere);
+  diffusion implicit, reaction explicit; fully implicit elsewhere); Rodas5P again without the analytic
+  Jacobian ("autodiff J": pysciml's default autodiff Jacobian, as a user who writes only ``f`` calls it);
 - SciPy ``solve_ivp`` Radau, BDF, LSODA with the same analytic Jacobian (dense, as pysciml's);
 - diffrax Kvaerno5 and KenCarp4 (same split; ``MultiTerm(0, f)`` elsewhere; root finder optimistix.Newton,
   see ``peers.DiffraxSolver``), jitted, 64-bit, Jacobians by ``jax.jacfwd``; compile time reported
@@ -10,8 +12,10 @@ Solvers, each at rtol = 1e-4 .. 1e-8 with atol = 1e-4 * rtol:
 Error: ``max_i |u_i(t1) - ref_i| / |ref_i|`` against ``stiff_problems.reference``. Times: medians after one
 warm-up solve per (problem, solver), 5 runs (3 for runs over 0.5 s, 1 over 2 s; the table says how many);
 after a run over ``SLOW_CAP`` (5 s) a solver skips the tighter tolerances (listed in the report).
-Torch runs on one thread. Summary: Rodas5P's time at its own errors vs the peers' times interpolated (log-log)
-to the same error on their curves.
+Torch runs on one thread. Summary: Rodas5P's time (analytic and autodiff Jacobian) at its own errors vs the
+peers' times interpolated (log-log) to the same error on their curves. Sizes: ``full``; ``small`` (no
+Brusselator N = 256, rtol 1e-5 .. 1e-7, only the two Rodas5P rows and SciPy, no diffrax, at most 3 runs);
+``smoke`` (Brusselator N = 8 to t = 1, rtol 1e-6, no diffrax).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .stiff_problems import StiffCase, make_cases, max_rel_err, reference
 RTOLS = (1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
 ATOL_PER_RTOL = 1e-4
 PYSCIML = (ps.Rodas5P(), ps.Rodas4(), ps.KenCarp4(), ps.Rosenbrock23())
+RODAS5P, RODAS5P_AD = "pysciml Rodas5P", "pysciml Rodas5P (autodiff J)"  # the rows the summary compares
 SCIPY = ("Radau", "BDF", "LSODA")
 DIFFRAX = ("Kvaerno5", "KenCarp4")
 SLOW_CAP = 5.0  # seconds: a solver whose run took longer skips the tighter tolerances (keeps the 12-min budget)
@@ -51,12 +56,15 @@ class Run:
     out: Outcome
 
 
-def solvers(case: StiffCase, jaxmods) -> list[tuple[str, Callable[[float, float], Outcome]]]:
-    """The ``(label, (rtol, atol) -> Outcome)`` of every solver on ``case`` (diffrax only when installed)."""
+def solvers(case: StiffCase, jaxmods, size: str = "full") -> list[tuple[str, Callable[[float, float], Outcome]]]:
+    """The ``(label, (rtol, atol) -> Outcome)`` of every solver on ``case`` (diffrax only when installed; at
+    size ``"small"`` pysciml's Rodas5P rows only)."""
     out = []
-    for alg in PYSCIML:
+    for alg in PYSCIML[:1] if size == "small" else PYSCIML:
         split = alg.name == "KenCarp4" and case.torch_split is not None
         out.append((f"pysciml {alg.name}" + (" (IMEX)" if split else ""), pysciml_solver(case, alg, split)))
+        if alg.name == "Rodas5P":
+            out.append((RODAS5P_AD, pysciml_solver(case, alg, autodiff_jac=True)))
     out += [(f"SciPy {m}", scipy_solver(case, m)) for m in SCIPY]
     if jaxmods is not None:
         for name in DIFFRAX:
@@ -66,13 +74,13 @@ def solvers(case: StiffCase, jaxmods) -> list[tuple[str, Callable[[float, float]
     return out
 
 
-def sweep(case: StiffCase, rtols: tuple[float, ...], jaxmods, max_runs: int, skipped: list[str]
+def sweep(case: StiffCase, rtols: tuple[float, ...], jaxmods, max_runs: int, skipped: list[str], size: str = "full"
           ) -> tuple[list[Run], list[list]]:
     """Every solver over ``rtols``; returns the runs and the diffrax compile-time rows. Once a solver's run takes
     over ``SLOW_CAP`` seconds its tighter tolerances are skipped (appended to ``skipped``)."""
     ref, _ = reference(case)
     runs, compile_rows = [], []
-    for label, fn in solvers(case, jaxmods):
+    for label, fn in solvers(case, jaxmods, size):
         t_start = time.perf_counter()
         fn(rtols[0], ATOL_PER_RTOL * rtols[0])  # warm-up (for diffrax: the compilation)
         for rtol in rtols:
@@ -103,13 +111,13 @@ def time_at_error(points: list[tuple[float, float]], err: float) -> float | None
     return float(np.exp(np.interp(np.log(err), e, t)))
 
 
-def matched(runs: list[Run]) -> tuple[list[list], float | None, float | None]:
-    """Rodas5P vs SciPy at Rodas5P's own errors: rows, and the median time ratios Rodas5P / best(Radau, BDF)
-    and Rodas5P / LSODA over the errors both reach (``None`` if none)."""
+def matched(runs: list[Run], solver: str = RODAS5P) -> tuple[list[list], float | None, float | None]:
+    """``solver`` vs SciPy at ``solver``'s own errors: rows, and the median time ratios solver / best(Radau, BDF)
+    and solver / LSODA over the errors both reach (``None`` if none)."""
     peers = {m: curve(runs, f"SciPy {m}") for m in SCIPY}
     rows, r_best, r_lsoda = [], [], []
     for r in runs:
-        if r.solver != "pysciml Rodas5P" or not np.isfinite(r.err):
+        if r.solver != solver or not np.isfinite(r.err):
             continue
         at = {m: time_at_error(pts, r.err) for m, pts in peers.items()}
         best = min((t for m, t in at.items() if m != "LSODA" and t is not None), default=None)
@@ -141,15 +149,19 @@ def run_rows(runs: list[Run]) -> list[list]:
     def c(v):
         return "-" if v is None else v
 
+    def per_step(r: Run) -> float | str:
+        steps = (r.out.naccept or 0) + (r.out.nreject or 0)
+        return r.time * 1e3 / steps if steps else "-"
+
     return [[r.solver, r.rtol, r.time * 1e3, r.runs, r.err if r.out.ok else "failed", c(r.out.nf), c(r.out.naccept),
-             c(r.out.nreject), c(r.out.njac), c(r.out.nlu)] for r in runs]
+             c(r.out.nreject), c(r.out.njac), c(r.out.nlu), per_step(r)] for r in runs]
 
 
 RUN_HEADERS = ["solver", "rtol", "time [ms]", "runs", "max rel. error", "f evals", "accepted steps", "rejected",
-               "Jacobians", "LUs"]
+               "Jacobians", "LUs", "ms / step"]
 
 
-def plot_case(case: StiffCase, runs: list[Run], path: Path) -> None:
+def plot_case(case: StiffCase, runs: list[Run], path: Path, rtols: tuple[float, ...] = RTOLS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,7 +175,7 @@ def plot_case(case: StiffCase, runs: list[Run], path: Path) -> None:
     for ax in axes:
         ax.set_xlabel(f"max relative error at t = {case.t1:g}")
     axes[1].legend(fontsize="x-small", loc="best")
-    fig.suptitle(f"{case.title}: rtol {RTOLS[0]:g}..{RTOLS[-1]:g}, atol = {ATOL_PER_RTOL:g} rtol")
+    fig.suptitle(f"{case.title}: rtol {rtols[0]:g}..{rtols[-1]:g}, atol = {ATOL_PER_RTOL:g} rtol")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -178,11 +190,12 @@ def draw(ax, runs: list[Run], what: str) -> None:
                      if r.solver == name and np.isfinite(r.err) and r.err > 0 and r.out.nf is not None)
         if pts:
             e, y = zip(*pts, strict=True)
-            ax.loglog(e, y, STYLE[name.split()[0]], label=name, markersize=4)
+            ax.loglog(e, y, "o--" if "autodiff" in name else STYLE[name.split()[0]], label=name, markersize=4)
     ax.grid(True, which="both", alpha=0.3)
 
 
-def plot_overview(results: list[tuple[StiffCase, list[Run]]], path: Path) -> None:
+def plot_overview(results: list[tuple[StiffCase, list[Run]]], path: Path, rtols: tuple[float, ...] = RTOLS
+                  ) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,47 +213,63 @@ def plot_overview(results: list[tuple[StiffCase, list[Run]]], path: Path) -> Non
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower right", fontsize="small")
-    fig.suptitle(f"Stiff work-precision (rtol {RTOLS[0]:g}..{RTOLS[-1]:g}, atol = {ATOL_PER_RTOL:g} rtol)")
+    fig.suptitle(f"Stiff work-precision (rtol {rtols[0]:g}..{rtols[-1]:g}, atol = {ATOL_PER_RTOL:g} rtol)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+SIZES = {  # size -> (tolerances, most runs per point, with diffrax)
+    "full": (RTOLS, 5, True),
+    "small": ((1e-5, 1e-6, 1e-7), 3, False),
+    "smoke": ((1e-6,), 1, False),
+}
+
+
+def matched_table(runs: list[Run], solver: str) -> str:
+    """The matched-error table of ``solver`` (one of the Rodas5P rows) against SciPy."""
+    name = solver.removeprefix("pysciml ")
+    mrows, _, _ = matched(runs, solver)
+    return (f"{name} at matched error (peer times log-log interpolated on their curves to its error):\n\n"
+            + markdown_table(["rtol", "error", "time [ms]"] + [f"SciPy {m} [ms]" for m in SCIPY]
+                             + ["/ best(Radau, BDF)", "/ LSODA"], mrows))
+
+
 def main(size: str = "full", device: str = "cpu") -> str:
-    """Run task 1 at ``size`` ``"full"`` (5 problems, 5 tolerances) or ``"smoke"`` (Brusselator N=8 to t=1,
-    rtol 1e-6, no diffrax);
-    write ``benchmarks/results/stiff[_smoke].md`` and PNGs; return the markdown."""
+    """Run task 1 at ``size`` ``"full"`` (6 problems, 5 tolerances), ``"small"`` (5 problems, 3 tolerances,
+    the Rodas5P rows and SciPy) or ``"smoke"`` (Brusselator N=8 to t=1, rtol 1e-6, no diffrax);
+    write ``benchmarks/results/stiff[_small|_smoke].md`` and PNGs; return the markdown."""
     if device != "cpu":
         return "Task 1 (stiff work-precision) is single-trajectory CPU work; it is not run with --device cuda.\n"
     torch.set_num_threads(1)
     t_task, cpu_task = time.perf_counter(), time.process_time()
-    suffix = "" if size == "full" else "_smoke"
-    rtols = RTOLS if size == "full" else (1e-6,)
-    jaxmods = jax_modules() if size == "full" else None  # a diffrax compile alone takes seconds per solver
+    suffix = "" if size == "full" else f"_{size}"
+    rtols, max_runs, with_diffrax = SIZES[size]
+    jaxmods = jax_modules() if with_diffrax else None  # a diffrax compile alone takes seconds per solver
     results, compile_rows, sections, summary = [], [], [], []
     for case in make_cases(size):
         print(f"stiff: {case.title}", file=sys.stderr, flush=True)
         _, ref_how = reference(case)
         skipped: list[str] = []
-        runs, crows = sweep(case, rtols, jaxmods, 5 if size == "full" else 1, skipped)
+        runs, crows = sweep(case, rtols, jaxmods, max_runs, skipped, size)
         results.append((case, runs))
         compile_rows += crows
         png = RESULTS / f"stiff_{case.key}{suffix}.png"
         RESULTS.mkdir(parents=True, exist_ok=True)
-        plot_case(case, runs, png)
-        mrows, rb, rl = matched(runs)
-        summary.append([case.title, fmt_x(rb), met(rb, 0.5), fmt_x(rl), met(rl, 2.0)])
+        plot_case(case, runs, png, rtols)
+        row = [case.title]
+        for solver in (RODAS5P, RODAS5P_AD):
+            _, rb, rl = matched(runs, solver)
+            row += [fmt_x(rb), met(rb, 0.5), fmt_x(rl), met(rl, 2.0)]
+        summary.append(row)
         sections.append(
             f"### {case.title}\n\nReference: {ref_how}.\n\n![{case.key}]({png.name})\n\n"
             f"{markdown_table(RUN_HEADERS, run_rows(runs))}\n\n"
             + (f"Skipped (the previous tolerance took > {SLOW_CAP:g} s): {'; '.join(skipped)}.\n\n" if skipped else "")
-            +
-            "Rodas5P at matched error (peer times log-log interpolated on their curves to Rodas5P's error):\n\n"
-            + markdown_table(["rtol", "Rodas5P error", "Rodas5P [ms]"] + [f"SciPy {m} [ms]" for m in SCIPY]
-                             + ["Rodas5P / best(Radau, BDF)", "Rodas5P / LSODA"], mrows))
+            + matched_table(runs, RODAS5P) + "\n\n" + matched_table(runs, RODAS5P_AD))
     overview = RESULTS / f"stiff_work_precision{suffix}.png"
-    plot_overview(results, overview)
-    peers_note = ("" if jaxmods is not None else " diffrax skipped at smoke size (compile time)." if size != "full"
+    plot_overview(results, overview, rtols)
+    peers_note = ("" if jaxmods is not None else f" diffrax skipped at {size} size (compile time)." if size != "full"
                   else " diffrax/jax not installed: diffrax skipped.")
     compile_txt = (markdown_table(["problem", "solver", "compile time [s] (first call - timed run)"], compile_rows)
                    if compile_rows else "diffrax not run.")
@@ -248,15 +277,21 @@ def main(size: str = "full", device: str = "cpu") -> str:
         f"# Task 1: stiff work-precision ({size})\n\n"
         f"Machine: {environment()}. Torch limited to 1 thread.{peers_note}\n\n"
         f"rtol {', '.join(f'{r:g}' for r in rtols)}; atol = {ATOL_PER_RTOL:g} * rtol (scalar) for every solver. "
-        "Analytic Jacobian for pysciml and SciPy (dense); diffrax differentiates f with jax.jacfwd. Error: "
+        "Analytic Jacobian for pysciml and SciPy (dense), except the row `pysciml Rodas5P (autodiff J)`: the "
+        "problem without its `jac`, so pysciml's default autodiff Jacobian; diffrax differentiates f with "
+        "jax.jacfwd. Error: "
         "max componentwise relative error at t1. Times: median of `runs` runs after one warm-up solve per "
-        "(problem, solver): 5 runs, 3 when a run takes > 0.5 s, 1 when > 2 s; after a run over "
+        "(problem, solver): 5 runs, 3 when a run takes > 0.5 s, 1 when > 2 s (at most "
+        f"{max_runs}); after a run over "
         f"{SLOW_CAP:g} s a solver skips the tighter tolerances (listed per problem). f evals: each library's counter "
-        "(diffrax: host-callback count in a separate untimed run, a jacfwd Jacobian counting as one call).\n\n"
+        "(diffrax: host-callback count in a separate untimed run, a jacfwd Jacobian counting as one call; "
+        "pysciml's autodiff Jacobians are counted as Jacobians, not f evals). ms / step: time over "
+        "accepted + rejected steps.\n\n"
         f"![overview]({overview.name})\n\n"
         "## Summary: pysciml Rodas5P time at matched error (median over its tolerances; target <= 0.5x best of "
-        "SciPy Radau/BDF, <= 2x LSODA)\n\n"
-        + markdown_table(["problem", "Rodas5P / best(Radau, BDF)", "<= 0.5x?", "Rodas5P / LSODA", "<= 2x?"],
+        "SciPy Radau/BDF, <= 2x LSODA), with the analytic and with the autodiff Jacobian\n\n"
+        + markdown_table(["problem", "Rodas5P / best(Radau, BDF)", "<= 0.5x?", "Rodas5P / LSODA", "<= 2x?",
+                          "autodiff J: / best(Radau, BDF)", "<= 0.5x?", "autodiff J: / LSODA", "<= 2x?"],
                          summary)
         + f"\n\n## diffrax compile times\n\n{compile_txt}\n\n## Per problem\n\n" + "\n\n".join(sections)
         + f"\n\nTotal benchmark wall time: {time.perf_counter() - t_task:.0f} s (CPU time of this process: "

@@ -25,6 +25,7 @@ Array = Any  # numpy.ndarray or jax.Array
 Rhs = Callable[[Any, Array, Array | None], Array]
 
 ROBER_K = (0.04, 3e7, 1e4)
+OREGONATOR_P = (77.27, 0.161, 8.375e-6)
 HIRES_T1 = 321.8122
 
 
@@ -78,6 +79,23 @@ def vdp_rhs(xp: ModuleType) -> Rhs:
 def vdp_jac(t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
     mu = p[0]
     return np.array([[0.0, 1.0], [-2 * mu * y[0] * y[1] - 1, mu * (1 - y[0] * y[0])]])
+
+
+def oregonator_rhs(xp: ModuleType) -> Rhs:
+    """Oregonator ``f(t, y, p)`` with ``p = (s, w, q)`` (see ``pysciml.problems.oregonator``)."""
+
+    def f(t, y, p):
+        s, w, q = p[0], p[1], p[2]
+        return xp.stack([s * (y[1] + y[0] * (1 - q * y[0] - y[1])), (y[2] - (1 + y[0]) * y[1]) / s,
+                         w * (y[0] - y[2])])
+
+    return f
+
+
+def oregonator_jac(t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    s, w, q = p
+    return np.array([[s * (1 - 2 * q * y[0] - y[1]), s * (1 - y[0]), 0.0], [-y[1] / s, -(1 + y[0]) / s, 1 / s],
+                     [w, 0.0, -w]])
 
 
 def bruss_parts(xp: ModuleType, N: int, alpha: float = 1 / 50) -> tuple[Rhs, Rhs]:
@@ -162,7 +180,8 @@ class StiffCase:
 
 
 def make_cases(size: str) -> list[StiffCase]:
-    """Task 1's problems at their classic spans (``size="full"``), or one short, small one (``"smoke"``)."""
+    """Task 1's problems at their classic spans (``size="full"``; ``"small"``: all but Brusselator N = 256), or
+    one short, small one (``"smoke"``)."""
     def bruss(N: int, t1: float) -> StiffCase:
         return StiffCase(
             f"bruss{N}", f"Brusselator-1D N={N} (n={2 * N}), t1={t1:g}", t1,
@@ -184,9 +203,11 @@ def make_cases(size: str) -> list[StiffCase]:
         StiffCase("vdp", "Van der Pol mu=1e3, t1=6.3", 6.3, lambda: problems.van_der_pol(1e3, (0.0, 6.3)), None,
                   vdp_rhs, None, vdp_jac, np.array([math.sqrt(3.0), 0.0]), np.array([1e3]), "van_der_pol",
                   {"mu": 1e3}),
+        StiffCase("oregonator", "Oregonator, t1=360", 360.0, lambda: problems.oregonator((0.0, 360.0)), None,
+                  oregonator_rhs, None, oregonator_jac, np.array([1.0, 2.0, 3.0]), np.array(OREGONATOR_P),
+                  "oregonator"),
         bruss(64, 10.0),
-        bruss(256, 10.0),
-    ]
+    ] + ([bruss(256, 10.0)] if size == "full" else [])
 
 
 def reference(case: StiffCase) -> tuple[np.ndarray, str]:

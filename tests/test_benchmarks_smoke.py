@@ -27,11 +27,12 @@ def test_stiff_benchmark_smoke():
 
     text = stiff.main("smoke")
     ours, scipy = table_rows(text, "pysciml "), table_rows(text, "SciPy ")
-    assert len(ours) == 4 and len(scipy) == 3
+    assert len(ours) == 5 and len(scipy) == 3  # Rodas5P (analytic and autodiff J), Rodas4, KenCarp4, Rosenbrock23
     for row in ours + scipy:  # solver | rtol | time | runs | error | nf | accepted | rejected | Jacobians | LUs
         assert float(row[1]) == 1e-6 and 0 < float(row[2]) < 1e4 and int(row[5]) > 0 and int(row[6]) > 0
     errors = {row[0]: float(row[4]) for row in ours}
     assert errors["pysciml Rodas5P"] < 1e-4  # rtol 1e-6 on Brusselator N=8 to t = 1: measured 2.7e-8
+    assert abs(errors["pysciml Rodas5P (autodiff J)"] - errors["pysciml Rodas5P"]) < 1e-10  # same J to round-off
     assert max(errors.values()) < 1e-3  # Rosenbrock23 (order 2) measured 2.2e-5
     assert all(v == v for v in numbers(text))  # no NaN
 
