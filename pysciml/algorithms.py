@@ -95,8 +95,8 @@ class ImplicitAlgorithm(Algorithm):
     """Method that needs the Jacobian ``df/du`` and linear solves.
 
     Args:
-        autodiff: compute the Jacobian with forward-mode autodiff (torch.func) when the problem gives no
-            ``jac``; ``False`` uses finite differences.
+        autodiff: compute the Jacobian by autodiff (reverse mode; forward mode inside
+            ``torch.utils.checkpoint``) when the problem gives no ``jac``; ``False`` uses finite differences.
         linsolve: ``DenseLU()`` (batched LU, the default) or ``GMRES(...)`` (matrix-free Newton-Krylov on
             Jacobian-vector products, for large systems).
     """
