@@ -19,6 +19,7 @@ from pysciml.engine import compiled
 from pysciml.engine.compiled import CompiledStepper, compile_stepper
 from pysciml.native import make_stepper
 from pysciml.problems import hires, lotka_volterra, rober, van_der_pol
+from pysciml.sensealg import SensitivityAlgorithm
 from pysciml.solution import Stats
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -143,6 +144,19 @@ def test_gradients_match_eager() -> None:
             grads.append(torch.autograd.grad(sol.u.pow(2).sum(), (prob.u0, prob.p)))
         for ge, gc in zip(*grads, strict=True):
             torch.testing.assert_close(gc, ge, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("sensealg", [ps.DiscreteAdjoint(checkpoints=2), ps.InterpolatingAdjoint()],
+                         ids=["checkpointed", "interpolating"])
+def test_other_sensealgs_match_eager(sensealg: SensitivityAlgorithm) -> None:
+    """Checkpointed segments (compiled without and with grad) and a continuous adjoint's compiled forward."""
+    grads = []
+    for flag in (False, True):
+        prob = vdp_problem(F64, False, tspan=(0.0, 2.0), requires_grad=True)
+        sol = ps.solve(prob, ps.Tsit5(), rtol=1e-6, atol=1e-8, saveat=[1.0, 2.0], sensealg=sensealg, compile=flag)
+        grads.append(torch.autograd.grad(sol.u.pow(2).sum(), (prob.u0, prob.p)))
+    for ge, gc in zip(*grads, strict=True):
+        torch.testing.assert_close(gc, ge, rtol=1e-11, atol=1e-12)
 
 
 def branchy(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
