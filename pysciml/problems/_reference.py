@@ -2,15 +2,19 @@
 
 Each problem module registers its references (float literals) with :func:`register`; the values, how they
 were computed and their estimated accuracy are documented next to the literals and in
-``scripts/compute_references.py``, which recomputes them.
+``scripts/compute_references.py``, which recomputes them. Two helpers the problem modules share live here
+too: :func:`autonomous` (``df/dt = 0``) and :func:`rate_problem` (three parameters, optionally batched).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+
+from ..problem import ODEProblem
 
 __all__ = ["Reference", "reference", "reference_record", "references", "register"]
 
@@ -104,3 +108,18 @@ def reference(
 def autonomous(t: torch.Tensor, u: torch.Tensor, p: object) -> torch.Tensor:
     """``df/dt = 0``: given as ``tgrad`` by the autonomous problems, so Rosenbrock methods skip computing it."""
     return torch.zeros_like(u)
+
+
+def rate_problem(f: Any, jac: Any, u0: tuple[float, ...], tspan: tuple[float, float], p: Any, name: str,
+                 dtype: torch.dtype, device: str | torch.device) -> ODEProblem:
+    """An autonomous ``ODEProblem`` with analytic ``jac`` whose three parameters ``p`` (a sequence or a ``(3,)``
+    tensor) may come as a ``(B, 3)`` tensor: then the problem is batched, ``u0`` repeated ``B`` times. A tensor
+    ``p`` is kept in the autograd graph. ``name``: the keyword ``p`` came as (for the error message)."""
+    pt = (p.to(dtype=dtype, device=device) if isinstance(p, torch.Tensor)
+          else torch.tensor([float(v) for v in p], dtype=dtype, device=device))
+    if pt.shape[-1:] != (3,) or pt.ndim > 2:
+        raise ValueError(f"{name} must have shape (3,) or (B, 3), got {tuple(pt.shape)}")
+    batched = pt.ndim == 2
+    u = torch.tensor(u0, dtype=dtype, device=device)
+    return ODEProblem(f, u.repeat(pt.shape[0], 1) if batched else u, tspan, pt, jac=jac, tgrad=autonomous,
+                      batched=batched)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..problem import ODEProblem
-from ._reference import Reference, autonomous, register
+from ._reference import Reference, rate_problem, register
 
 __all__ = ["oregonator"]
 
@@ -64,17 +64,7 @@ def oregonator(
     Reference (``reference("oregonator", 360.0)``, default ``p`` only): SciPy Radau at rtol 1e-13, confirmed by
     Radau at rtol 3e-14 and 1e-12 and BDF / LSODA at rtol 1e-13; details next to the literal below.
     """
-    if isinstance(p, Tensor):
-        pt = p.to(dtype=dtype, device=device)
-    else:
-        pt = torch.tensor([float(v) for v in p], dtype=dtype, device=device)
-    if pt.shape[-1:] != (3,) or pt.ndim > 2:
-        raise ValueError(f"p must have shape (3,) or (B, 3), got {tuple(pt.shape)}")
-    u0 = torch.tensor([1.0, 2.0, 3.0], dtype=dtype, device=device)
-    batched = pt.ndim == 2
-    if batched:
-        u0 = u0.repeat(pt.shape[0], 1)
-    return ODEProblem(_f, u0, tspan, pt, jac=_jac, tgrad=autonomous, batched=batched)
+    return rate_problem(_f, _jac, (1.0, 2.0, 3.0), tspan, p, "p", dtype, device)
 
 
 # ----------------------------------------------------------------------------------------------- references

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..problem import ODEProblem
-from ._reference import Reference, autonomous, register
+from ._reference import Reference, rate_problem, register
 
 __all__ = ["rober"]
 
@@ -67,17 +67,7 @@ def rober(
     test-set value, confirmed by float64 SciPy solves to 1e-7 relative on every component (``y2 ~ 8e-14``
     included; float64 round-off limits any float64 solve there). Details next to the literals below.
     """
-    if isinstance(k, Tensor):
-        kt = k.to(dtype=dtype, device=device)
-    else:
-        kt = torch.tensor([float(v) for v in k], dtype=dtype, device=device)
-    if kt.shape[-1:] != (3,) or kt.ndim > 2:
-        raise ValueError(f"k must have shape (3,) or (B, 3), got {tuple(kt.shape)}")
-    u0 = torch.tensor([1.0, 0.0, 0.0], dtype=dtype, device=device)
-    batched = kt.ndim == 2
-    if batched:
-        u0 = u0.repeat(kt.shape[0], 1)
-    return ODEProblem(_f, u0, tspan, kt, jac=_jac, tgrad=autonomous, batched=batched)
+    return rate_problem(_f, _jac, (1.0, 0.0, 0.0), tspan, k, "k", dtype, device)
 
 
 # ----------------------------------------------------------------------------------------------- references
