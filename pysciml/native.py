@@ -58,6 +58,8 @@ def solve_native(prob: ODEProblem, alg: Algorithm | None = None, options: SolveO
     if opts.compile:
         stepper = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense)
     result = integrate(stepper, u0, loop, stats)
+    if isinstance(stepper, CompiledStepper):
+        stepper.finish()
     return _package(result, prob, alg, stats, opts.throw)
 
 

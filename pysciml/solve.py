@@ -83,10 +83,11 @@ def solve(
         backend: ``"torch"`` (native engine) or ``"julia"`` (DifferentialEquations.jl through juliacall).
         progress: show a tqdm bar over ``t`` (for a batch, the trajectory furthest behind); native engine
             without a continuous or checkpointed adjoint (refused elsewhere). Off by default.
-        compile: run each step as one ``torch.compile`` program (explicit RK and Rosenbrock methods; see
-            ``docs/guide/compile.md``): the first solve of a signature compiles (seconds, in
+        compile: run each step as one ``torch.compile`` program (explicit RK, Rosenbrock and ARK/ESDIRK methods
+            with dense LU; see ``docs/guide/compile.md``): the first solve of a signature compiles (seconds, in
             ``sol.stats.compile_time``), later ones reuse it; the same numbers as the eager default to
-            round-off. Other families, and a compile that fails, solve eagerly after a ``RuntimeWarning``.
+            round-off. What has no compiled step, and a compile that fails, solve eagerly after a
+            ``RuntimeWarning``.
 
     Raises:
         InputError: an argument the chosen path cannot honour, named with the fix (nothing is dropped).

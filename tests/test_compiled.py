@@ -25,7 +25,7 @@ from pysciml.solution import Stats
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 F64, F32 = torch.float64, torch.float32
-COUNTS = ("nf", "njac", "nlu", "nsolve", "naccept", "nreject", "nloop")
+COUNTS = ("nf", "njac", "nlu", "nsolve", "naccept", "nreject", "nloop", "nnonliniter", "nnonlinconvfail")
 
 
 def vdp(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -94,6 +94,33 @@ def test_rodas5p_batched_float32() -> None:
     torch.testing.assert_close(b.u[-1], a.u[-1], rtol=1e-3, atol=1e-6)
 
 
+def test_kencarp4_rober_matches_eager() -> None:
+    """ESDIRK: Newton's iterations in a while_loop inside the program, the same iterates and counts as eager."""
+    prob = rober((0.0, 1e5))
+    a, b = both(prob, ps.KenCarp4(), rtol=1e-6, atol=1e-10)
+    assert a.success and b.success and a.stats.nnonliniter > 0
+    assert_same_counts(a, b)
+    torch.testing.assert_close(b.u[-1], a.u[-1], rtol=1e-9, atol=1e-14)
+
+
+def stiff_part(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    return -p[..., :1] * u * u * u
+
+
+def soft_part(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    return torch.sin(u) * p[..., 1:2]
+
+
+def test_imex_split_batched_float32_matches_eager() -> None:
+    u0 = torch.tensor([[1.0, 0.5], [0.3, 2.0], [1.5, 1.0]], dtype=F32)
+    p = torch.tensor([[5.0, 1.0], [20.0, 0.5], [50.0, 2.0]], dtype=F32)
+    prob = ps.SplitODEProblem(stiff_part, soft_part, u0, (0.0, 2.0), p, batched=True)
+    a, b = both(prob, ps.KenCarp4(), rtol=1e-4, atol=1e-6)
+    assert a.success and b.success and b.u.dtype == F32
+    assert abs(a.stats.naccept - b.stats.naccept) <= 3
+    torch.testing.assert_close(b.u[-1], a.u[-1], rtol=1e-4, atol=1e-6)
+
+
 def test_no_recompilation_across_solves() -> None:
     ps.solve(rober((0.0, 1e3)), ps.Rodas5P(), rtol=1e-6, atol=1e-10, compile=True)  # compiled (or cached)
     before = compiled.compile_count()
@@ -108,7 +135,8 @@ def test_no_recompilation_across_solves() -> None:
 
 def test_no_graph_break_on_builtin_problems() -> None:
     cases = [(rober((0.0, 1.0)), ps.Rodas5P()), (hires(), ps.Rodas5P()), (van_der_pol(10.0), ps.Rodas5P()),
-             (lotka_volterra(), ps.Tsit5()), (van_der_pol(1.0), ps.Tsit5())]
+             (lotka_volterra(), ps.Tsit5()), (van_der_pol(1.0), ps.Tsit5()), (rober((0.0, 1.0)), ps.KenCarp4()),
+             (hires(), ps.Kvaerno5())]
     try:
         from pysciml.problems import oregonator
 
@@ -175,12 +203,17 @@ def test_failed_compile_warns_and_solves() -> None:
     assert_same_counts(ref, sol)
 
 
-def test_unsupported_family_warns_and_solves() -> None:
-    prob = vdp_problem(F64, False)
-    with pytest.warns(RuntimeWarning, match="no compiled step yet"):
+def test_unsupported_cases_warn_and_solve() -> None:
+    L = torch.tensor([[-100.0, 1.0], [0.0, -50.0]], dtype=F64)
+    prob = ps.SplitODEProblem(L, lambda t, u: torch.sin(u), torch.tensor([1.0, 2.0], dtype=F64), (0.0, 1.0))
+    with pytest.warns(RuntimeWarning, match="linear implicit part.*no compiled step yet"):
         sol = ps.solve(prob, ps.KenCarp4(), compile=True)
     assert sol.success
     torch.testing.assert_close(sol.u, ps.solve(prob, ps.KenCarp4()).u)
+    grad_prob = vdp_problem(F64, False, tspan=(0.0, 1.0), requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="gradients through KenCarp4 steps"):
+        sol = ps.solve(grad_prob, ps.KenCarp4(), compile=True, saveat=[1.0])
+    assert sol.success and sol.u.requires_grad
 
 
 def test_warmup_then_solve_compiles_nothing() -> None:

@@ -1,24 +1,26 @@
 """Compiled steps (``solve(..., compile=True)``): a stepper's whole step as one ``torch.compile`` program.
 
-A step of a small stiff system is a few thousand flops spread over hundreds of tiny tensor operations, each
-paying torch's fixed dispatch cost. Here the whole step of an explicit Runge-Kutta or a Rosenbrock method
-(the user's ``f`` at every stage, the autodiff or user Jacobian and ``df/dt``, the LU factorisation and the
-stage solves, the stage sums, the error norm, the finiteness test and, with dense output, the interpolant's
-coefficients) is traced into ONE program with static shapes, ``fullgraph=True`` (no graph break) and no host
-synchronisation inside. The loop (``engine/loop.py``, ``loop_scalar.py``) is unchanged: it reads the step's
-``control`` row (error norm, finiteness, solver success) with one host round trip per step, decides
-acceptance and the next step size on the host, as for eager steps.
+A step of a small stiff system is a few thousand flops spread over hundreds of tiny tensor operations, each paying
+torch's fixed dispatch cost. Here the whole step of an explicit Runge-Kutta, a Rosenbrock or an additive
+Runge-Kutta method (the user's ``f`` at every stage, the autodiff or user Jacobian and ``df/dt``, the LU
+factorisation and the stage solves or Newton iterations, the stage sums, the error norm, the finiteness test and,
+with dense output, the interpolant's coefficients) is traced into ONE program with static shapes,
+``fullgraph=True`` (no graph break) and no host synchronisation inside. The loop (``engine/loop.py``,
+``loop_scalar.py``) is unchanged: it reads the step's ``control`` row (error norm, finiteness, solver success) with
+one host round trip per step, decides acceptance and the next step size on the host, as for eager steps. The ARK
+program, with Newton as a ``torch.while_loop``, is in :mod:`.compiled_ark`.
 
-Same tableau, same arithmetic as the eager steppers (:mod:`.explicit_rk`, :mod:`.rosenbrock`), which stay the
-reference and the default. What stays outside the program: counters (added per step from the known number of
-evaluations), the first-call checks of ``f`` (the eager ``init`` call), the accept bookkeeping and the loop.
+Same tableau, same arithmetic as the eager steppers (:mod:`.explicit_rk`, :mod:`.rosenbrock`, :mod:`.ark`),
+which stay the reference and the default. What stays outside the program: counters (added per step from the
+known number of evaluations; ARK's Newton counts are summed on the device and added by :meth:`finish`), the
+first-call checks of ``f`` (the eager ``init`` call), the accept bookkeeping and the loop.
 
 Programs are cached at module level by signature (family, tableau, batch and state shape, dtype, device, ``f``
 and its Jacobian functions, grad mode): tolerances, times, ``u0`` and the tensors in ``p`` are inputs, so a
 parameter sweep compiles once. Each program gets its own code object, hence its own Dynamo cache. A compile
 that fails (data-dependent Python in ``f``, a graph break) falls back to the eager stepper with one
-``RuntimeWarning`` that says why; families without a compiled step (ARK/ESDIRK, symplectic) and matrix-free or
-finite-difference Jacobians run eagerly with one warning too.
+``RuntimeWarning`` that says why; what has no compiled step (symplectic methods, GMRES, finite-difference
+Jacobians, ARK with a linear implicit part or under gradients) runs eagerly after one warning too.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch
 
 from ..problem import call_f
 from ..solution import Stats
+from .ark import ARKStepper
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import polynomial_coefficients
 from .linsolve import DenseLUSolver
@@ -142,6 +145,13 @@ class _Program:
         self.raw[variant] = fn
         self.variants[variant] = _own_code(fn, self.tag)
 
+    def with_variants(self, step: Callable[..., Any]) -> _Program:
+        """``step`` as the ``fresh`` and ``reuse`` variants: one compiled function, in which Dynamo compiles one
+        graph per variant (the Jacobian computed inside, or given)."""
+        self.add("fresh", step)
+        self.raw["reuse"], self.variants["reuse"] = step, self.variants["fresh"]
+        return self
+
     def run(self, variant: str, stats: Stats, *args: Any) -> Any:
         fn = self.variants[variant]
         before, start = _COUNT[0], time.perf_counter()
@@ -199,31 +209,64 @@ def _explicit_program(stepper: ExplicitRKStepper, dense: bool, tag: str) -> _Pro
     return prog
 
 
-def _rosenbrock_program(stepper: RosenbrockStepper, dense: bool, tag: str) -> _Program:
-    tab, rhs = stepper.tab, stepper.rhs
-    F = _user_f(rhs)
-    sums, final_sum, D = stepper.stage_sums, stepper.final_sum, stepper.dense_matrix if dense else None
-    needs_tgrad, small = stepper.needs_tgrad, DenseLUSolver.SMALL
-    user_jac, jac_takes_p, user_tgrad, tgrad_takes_p = rhs.user_jac, rhs.jac_takes_p, rhs.user_tgrad, rhs.tgrad_takes_p
-    batched, flat, shape, dtype = rhs.batched, rhs.flat, rhs.shape, rhs.dtype
+def _user_call(rhs: RHS) -> Callable[..., Tensor]:
+    """``call(fn, takes_p, p, t, u)``: one of the problem's functions (``jac``, ``tgrad``) in engine layout."""
+    batched, flat, shape = rhs.batched, rhs.flat, rhs.shape
 
-    def user_call(fn: Callable[..., Tensor], takes_p: bool, p: Any, t: Tensor, u: Tensor) -> Tensor:
+    def call(fn: Callable[..., Tensor], takes_p: bool, p: Any, t: Tensor, u: Tensor) -> Tensor:
         if batched:
             return call_f(fn, takes_p, p, t, u if flat else u.reshape(u.shape[0], *shape))
         return call_f(fn, takes_p, p, t[0], u[0] if flat else u[0].reshape(shape))
 
+    return call
+
+
+def jacobian_fn(rhs: RHS) -> Callable[[Any, Tensor, Tensor], Tensor]:
+    """The traceable ``J(p, t, u)``, ``(B, n, n)``: the problem's ``jac``, else forward-mode autodiff (columns by
+    JVPs vmapped over the unit basis, each trajectory's tangent in its own row)."""
+    F, call, user_jac, takes_p, dtype = _user_f(rhs), _user_call(rhs), rhs.user_jac, rhs.jac_takes_p, rhs.dtype
+
     def jacobian(p: Any, t: Tensor, u: Tensor) -> Tensor:
         b, n = u.shape
         if user_jac is not None:
-            return user_call(user_jac, jac_takes_p, p, t, u).reshape(b, n, n).to(dtype)
-        # columns by forward mode, vmapped over the basis (each trajectory's tangent is its own row)
+            return call(user_jac, takes_p, p, t, u).reshape(b, n, n).to(dtype)
         basis = torch.eye(n, dtype=u.dtype, device=u.device)[:, None, :].expand(n, b, n)
         cols = torch.func.vmap(lambda v: torch.func.jvp(lambda x: F(p, t, x), (u,), (v,))[1])(basis)
         return cols.permute(1, 2, 0).to(dtype)
 
+    return jacobian
+
+
+def factor(J: Tensor, inv: Tensor, mass: Tensor | None) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """LU of ``W = M inv - J`` (:class:`~.linsolve.DenseLUSolver`'s arithmetic: ``W^{-1}`` formed for tiny ``n``);
+    returns the ``(B,)`` usable mask and ``solve(v)``."""
+    b, n, _ = J.shape
+    W = torch.diag_embed(inv[:, None].expand(b, n)) - J if mass is None else inv[:, None, None] * mass - J
+    lu, piv, info = torch.linalg.lu_factor_ex(W)
+    diag = lu.diagonal(dim1=-2, dim2=-1)
+    ok = (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
+    inverse = None
+    if n <= DenseLUSolver.SMALL:
+        eye = torch.eye(n, dtype=W.dtype, device=W.device).expand(b, n, n)
+        inverse = torch.linalg.lu_solve(lu, piv, eye)
+
+    def solve(v: Tensor) -> Tensor:
+        if inverse is not None:
+            return torch.bmm(inverse, v.unsqueeze(2)).squeeze(2)
+        return torch.linalg.lu_solve(lu, piv, v.unsqueeze(2)).squeeze(2)
+
+    return ok, solve
+
+
+def _rosenbrock_program(stepper: RosenbrockStepper, dense: bool, tag: str) -> _Program:
+    tab, rhs = stepper.tab, stepper.rhs
+    F, call, jacobian = _user_f(rhs), _user_call(rhs), jacobian_fn(rhs)
+    sums, final_sum, D = stepper.stage_sums, stepper.final_sum, stepper.dense_matrix if dense else None
+    needs_tgrad, user_tgrad, tgrad_takes_p, dtype = stepper.needs_tgrad, rhs.user_tgrad, rhs.tgrad_takes_p, rhs.dtype
+
     def time_derivative(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor) -> Tensor:
         if user_tgrad is not None:
-            return user_call(user_tgrad, tgrad_takes_p, p, t, u).reshape(u.shape[0], -1).to(dtype)
+            return call(user_tgrad, tgrad_takes_p, p, t, u).reshape(u.shape[0], -1).to(dtype)
         eps = torch.finfo(t.dtype).eps
         h = torch.maximum(math.sqrt(eps) * dt.abs(), 100 * eps * t.abs()).clamp(min=torch.finfo(t.dtype).tiny)
         h = (t + h) - t
@@ -235,22 +278,7 @@ def _rosenbrock_program(stepper: RosenbrockStepper, dense: bool, tag: str) -> _P
             J = jacobian(p, t, u)
             if needs_tgrad:
                 ft = time_derivative(p, t, u, f0, dt)
-        b, n, _ = J.shape
-        inv = 1.0 / (tab.gamma * dt)
-        W = torch.diag_embed(inv[:, None].expand(b, n)) - J if mass is None else inv[:, None, None] * mass - J
-        lu, piv, info = torch.linalg.lu_factor_ex(W)
-        diag = lu.diagonal(dim1=-2, dim2=-1)
-        ok = (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
-        inverse = None
-        if n <= small:
-            eye = torch.eye(n, dtype=W.dtype, device=W.device).expand(b, n, n)
-            inverse = torch.linalg.lu_solve(lu, piv, eye)
-
-        def solve(v: Tensor) -> Tensor:
-            if inverse is not None:
-                return torch.bmm(inverse, v.unsqueeze(2)).squeeze(2)
-            return torch.linalg.lu_solve(lu, piv, v.unsqueeze(2)).squeeze(2)
-
+        ok, solve = factor(J, 1.0 / (tab.gamma * dt), mass)
         inv_dt = (1.0 / dt)[:, None]
         ks: list[Tensor] = []
         f_last = f0
@@ -275,11 +303,7 @@ def _rosenbrock_program(stepper: RosenbrockStepper, dense: bool, tag: str) -> _P
         coeffs = None if D is None else polynomial_coefficients(u, D, K)
         return u_new, err, ok, f_last, K, control, coeffs, J, ft
 
-    prog = _Program(tag)
-    prog.add("fresh", rosenbrock_step)
-    # the same compiled function: Dynamo compiles one graph per variant (Jacobian computed inside, or given)
-    prog.raw["reuse"], prog.variants["reuse"] = rosenbrock_step, prog.variants["fresh"]
-    return prog
+    return _Program(tag).with_variants(rosenbrock_step)
 
 
 # ---------------------------------------------------------------------------------------------------- stepper
@@ -293,15 +317,34 @@ def _unsupported(stepper: Stepper) -> str | None:
         if stepper.rhs.user_jac is None and not stepper.rhs.autodiff:
             return "finite-difference Jacobians (autodiff=False) have no compiled step yet; give the problem a jac"
         return None
+    if isinstance(stepper, ARKStepper):
+        if stepper.linear:
+            return "a linear implicit part (a matrix operator) has no compiled step yet"
+        if not isinstance(stepper.linsolve, DenseLUSolver):
+            return "the matrix-free GMRES linear solver has no compiled step yet"
+        if stepper.rhs.user_jac is None and not stepper.rhs.autodiff:
+            return "finite-difference Jacobians (autodiff=False) have no compiled step yet; give the problem a jac"
+        return None
     return f"the {type(stepper).__name__.removesuffix('Stepper')} family has no compiled step yet"
 
 
 def _key(stepper: Stepper, bsz: int, dense: bool) -> tuple:
     rhs = stepper.rhs
     ids = (id(rhs.f), rhs.takes_p, id(rhs.user_jac), rhs.jac_takes_p, id(rhs.user_tgrad), rhs.tgrad_takes_p)
-    mass = isinstance(stepper, RosenbrockStepper) and stepper.mass is not None
+    if isinstance(stepper, ARKStepper):  # the explicit part, and the Newton options baked into the program
+        rhs_e = stepper.rhs_e
+        ids += (id(rhs_e.f) if rhs_e is not None else None, stepper.max_iters, stepper.kappa, stepper.smooth_est)
+    mass = _mass(stepper) is not None
     return (type(stepper).__name__, stepper.name, bsz, rhs.shape, rhs.batched, rhs.dtype, str(rhs.device), dense,
             mass, ids)
+
+
+def _mass(stepper: Stepper) -> Tensor | None:
+    if isinstance(stepper, RosenbrockStepper):
+        return stepper.mass
+    if isinstance(stepper, ARKStepper) and isinstance(stepper.linsolve, DenseLUSolver):
+        return stepper.linsolve.mass
+    return None
 
 
 def _program(stepper: Stepper, bsz: int, dense: bool) -> _Program:
@@ -313,6 +356,10 @@ def _program(stepper: Stepper, bsz: int, dense: bool) -> _Program:
     tag = f"{len(_CACHE)}_{abs(hash(key)) % 10**8}"
     if isinstance(stepper, RosenbrockStepper):
         prog = _rosenbrock_program(stepper, dense, tag)
+    elif isinstance(stepper, ARKStepper):
+        from .compiled_ark import ark_program  # it builds on this module's pieces
+
+        prog = ark_program(stepper, dense, tag)
     else:
         assert isinstance(stepper, ExplicitRKStepper)
         prog = _explicit_program(stepper, dense, tag)
@@ -351,6 +398,7 @@ class CompiledStepper(Stepper):
         self.rtol_n = torch.tensor(rtol * root_n, dtype=atol.dtype, device=atol.device)
         self._J: Tensor | None = None
         self._ft: Tensor | None = None
+        self._pending: Tensor | None = None  # ARK: Newton iterations and failures not yet in stats
         self.compiled = True
 
     @property  # type: ignore[override]
@@ -363,7 +411,25 @@ class CompiledStepper(Stepper):
             self.inner.f0 = value
 
     def init(self, t: Tensor, u: Tensor) -> None:
-        self.inner.init(t, u)  # eager: f's first-call checks run here, before anything is traced
+        inner = self.inner
+        inner.init(t, u)  # eager: f's first-call checks run here, before anything is traced
+        if (isinstance(inner, ARKStepper) and self.compiled and torch.is_grad_enabled()
+                and (inner.f_tracked or u.requires_grad)):
+            self.compiled = False
+            warnings.warn(f"compile=True: gradients through {self.name} steps need each implicit stage's exact "
+                          "derivative (the eager step's implicit-function-theorem correction), which has no compiled "
+                          "step yet; solving eagerly", RuntimeWarning, stacklevel=5)
+
+    def finish(self) -> None:
+        """Add the counts kept on the device during the solve (ARK's Newton iterations) to ``stats``."""
+        if self._pending is not None:
+            iters, failures = self._pending.tolist()
+            self._pending = None
+            stats = self.stats
+            stats.nf += iters
+            stats.nsolve += iters
+            stats.nnonliniter += iters
+            stats.nnonlinconvfail += failures
 
     def f_total(self, t: Tensor, u: Tensor) -> Tensor:
         return self.inner.f_total(t, u)
@@ -374,7 +440,7 @@ class CompiledStepper(Stepper):
                 return self._step(t, u, dt)
             except CompileFailure as exc:
                 self.compiled = False
-                if isinstance(self.inner, RosenbrockStepper):
+                if isinstance(self.inner, (RosenbrockStepper, ARKStepper)):
                     self.inner.fresh = False
                 warnings.warn(f"compile=True: compiling the {self.name} step failed ({exc}); solving eagerly",
                               RuntimeWarning, stacklevel=5)
@@ -388,6 +454,11 @@ class CompiledStepper(Stepper):
             fresh = not inner.fresh
             J, ft = (None, None) if fresh else (self._J, self._ft)
             return ("fresh" if fresh else "reuse"), (*args, inner.mass, J, ft)
+        if isinstance(inner, ARKStepper):
+            fresh = not inner.fresh
+            args = (self.rhs.p, t, u, inner.fI0, inner.fE0, dt, self.atol_n, self.rtol_n, _mass(inner), inner.eta,
+                    None if fresh else self._J)
+            return ("fresh" if fresh else "reuse"), args
         return "step", args
 
     def _step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
@@ -407,6 +478,19 @@ class CompiledStepper(Stepper):
             stats.nsolve += s
             return StepResult(u_new=u_new, err=err, ok=ok, stages=list(ks.unbind(0)), f_start=f0,
                               f_end=f_last if inner.fsal else None, control=control, coeffs=coeffs)
+        if isinstance(inner, ARKStepper):
+            u_new, err, ok, ks, control, coeffs, J, eta, kI, kE, counts = self.program.run(variant, stats, *args)
+            self._J, inner.eta, inner._last = J, eta, (kI, kE)
+            self._pending = counts if self._pending is None else self._pending + counts
+            stats.njac += variant == "fresh"
+            inner.fresh = True
+            stats.nlu += 1
+            stats.nsolve += inner.smooth_est
+            if inner.rhs_e is not None:
+                stats.nf += inner.tab.stages - 1
+            return StepResult(u_new=u_new, err=err, ok=ok, stages=list(ks.unbind(0)), f_start=f0,
+                              f_end=ks[-1] if inner.fsal else None, stage_scale=dt[:, None], control=control,
+                              coeffs=coeffs)
         assert isinstance(inner, ExplicitRKStepper)
         u_new, err, f_end, ks, control, coeffs = self.program.run(variant, stats, *args)
         stats.nf += inner.tab.stages - 1
@@ -418,8 +502,9 @@ class CompiledStepper(Stepper):
         (Rosenbrock: with a fresh Jacobian, then reusing it), results discarded."""
         self.init(t, u)
         self.step(t, u, dt)
-        if self.compiled and isinstance(self.inner, RosenbrockStepper):
+        if self.compiled and isinstance(self.inner, (RosenbrockStepper, ARKStepper)):
             self.step(t, u, dt)
+        self._pending = None
 
     def accept(self, accepted: Tensor | bool, t: Tensor, u: Tensor, res: StepResult) -> None:
         self.inner.accept(accepted, t, u, res)

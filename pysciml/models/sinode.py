@@ -57,8 +57,9 @@ class SemiImplicitNeuralODE(nn.Module):
         linsolve: ``DenseLU()`` or ``GMRES(...)``; default: LU for a matrix, GMRES for a matrix-free ``L``.
         batched: ``y0``'s leading dimension indexes independent trajectories (own steps, own return code);
             ``nonlinear`` then gets ``t`` of shape ``(B,)``.
-        compile: ``pysciml.solve(..., compile=True)``; the IMEX family has no compiled step yet, so this solves
-            eagerly after a ``RuntimeWarning`` (kept so code written for it works unchanged when it comes).
+        compile: ``pysciml.solve(..., compile=True)``; a linear (matrix) or matrix-free implicit part has no
+            compiled step yet, so this solves eagerly after a ``RuntimeWarning`` (kept so code written for it
+            works unchanged when it comes).
         **solve_kwargs: passed to :func:`pysciml.solve` (``maxiters``, ``dtmax`` ...).
 
     Attributes:
