@@ -161,7 +161,7 @@ def test_no_graph_break_on_builtin_problems() -> None:
 
 
 def test_gradients_match_eager() -> None:
-    for alg in (ps.Tsit5(), ps.Rosenbrock23()):
+    for alg in (ps.Tsit5(), ps.Rosenbrock23(), ps.KenCarp4()):  # KenCarp4: exact stage derivatives in the program
         grads = []
         for flag in (False, True):
             # tgrad given: the forward-difference df/dt amplifies round-off differences by 1/sqrt(eps)
@@ -210,10 +210,9 @@ def test_unsupported_cases_warn_and_solve() -> None:
         sol = ps.solve(prob, ps.KenCarp4(), compile=True)
     assert sol.success
     torch.testing.assert_close(sol.u, ps.solve(prob, ps.KenCarp4()).u)
-    grad_prob = vdp_problem(F64, False, tspan=(0.0, 1.0), requires_grad=True)
-    with pytest.warns(RuntimeWarning, match="gradients through KenCarp4 steps"):
-        sol = ps.solve(grad_prob, ps.KenCarp4(), compile=True, saveat=[1.0])
-    assert sol.success and sol.u.requires_grad
+    with pytest.warns(RuntimeWarning, match="finite-difference Jacobians"):
+        sol = ps.solve(vdp_problem(F64, False), ps.Rodas5P(autodiff=False), compile=True)
+    assert sol.success
 
 
 def test_warmup_then_solve_compiles_nothing() -> None:

@@ -20,7 +20,7 @@ and its Jacobian functions, grad mode): tolerances, times, ``u0`` and the tensor
 parameter sweep compiles once. Each program gets its own code object, hence its own Dynamo cache. A compile
 that fails (data-dependent Python in ``f``, a graph break) falls back to the eager stepper with one
 ``RuntimeWarning`` that says why; what has no compiled step (symplectic methods, GMRES, finite-difference
-Jacobians, ARK with a linear implicit part or under gradients) runs eagerly after one warning too.
+Jacobians, ARK with a linear implicit part) runs eagerly after one warning too.
 """
 
 from __future__ import annotations
@@ -411,14 +411,7 @@ class CompiledStepper(Stepper):
             self.inner.f0 = value
 
     def init(self, t: Tensor, u: Tensor) -> None:
-        inner = self.inner
-        inner.init(t, u)  # eager: f's first-call checks run here, before anything is traced
-        if (isinstance(inner, ARKStepper) and self.compiled and torch.is_grad_enabled()
-                and (inner.f_tracked or u.requires_grad)):
-            self.compiled = False
-            warnings.warn(f"compile=True: gradients through {self.name} steps need each implicit stage's exact "
-                          "derivative (the eager step's implicit-function-theorem correction), which has no compiled "
-                          "step yet; solving eagerly", RuntimeWarning, stacklevel=5)
+        self.inner.init(t, u)  # eager: f's first-call checks run here, before anything is traced
 
     def finish(self) -> None:
         """Add the counts kept on the device during the solve (ARK's Newton iterations) to ``stats``."""
@@ -457,7 +450,7 @@ class CompiledStepper(Stepper):
         if isinstance(inner, ARKStepper):
             fresh = not inner.fresh
             args = (self.rhs.p, t, u, inner.fI0, inner.fE0, dt, self.atol_n, self.rtol_n, _mass(inner), inner.eta,
-                    None if fresh else self._J)
+                    None if fresh else self._J, inner.f_tracked)
             return ("fresh" if fresh else "reuse"), args
         return "step", args
 
@@ -486,8 +479,12 @@ class CompiledStepper(Stepper):
             inner.fresh = True
             stats.nlu += 1
             stats.nsolve += inner.smooth_est
+            implicit_stages = inner.tab.stages - 1
             if inner.rhs_e is not None:
-                stats.nf += inner.tab.stages - 1
+                stats.nf += implicit_stages
+            if torch.is_grad_enabled() and (inner.f_tracked or u.requires_grad):  # each stage's exact derivative
+                stats.nf += implicit_stages
+                stats.njac += implicit_stages
             return StepResult(u_new=u_new, err=err, ok=ok, stages=list(ks.unbind(0)), f_start=f0,
                               f_end=ks[-1] if inner.fsal else None, stage_scale=dt[:, None], control=control,
                               coeffs=coeffs)

@@ -8,9 +8,12 @@ masked exactly as the eager loop freezes them, so the iterates, the convergence 
 counts are the eager ones. The counts come back as a tensor and reach ``Stats`` when the solve ends (no host
 synchronisation inside the step).
 
+Under gradients (the discrete adjoint) Newton runs without a graph and each converged stage gets the exact
+derivative of the stage equation by the implicit function theorem, as :mod:`.stage_gradient` gives the eager
+step (dense solve with the Jacobian at the converged stage), so gradients equal the eager ones.
+
 Not compiled (the caller runs these eagerly after a warning): a linear implicit part (a matrix operator),
-matrix-free GMRES, finite-difference Jacobians, and steps that must carry gradients (the eager step attaches
-the implicit function theorem's stage derivative, :mod:`.stage_gradient`).
+matrix-free GMRES, finite-difference Jacobians.
 """
 
 from __future__ import annotations
@@ -70,12 +73,23 @@ def ark_program(stepper: ARKStepper, dense: bool, tag: str) -> _Program:
         k, z, eta, _, conv, _, _ = while_loop(more, iterate, start)
         return z, conv, torch.where(conv, eta, eta_state), k
 
+    def stage_gradient(p: Any, t_i: Tensor, psi: Tensor, z: Tensor, gh: Tensor) -> Tensor:
+        """:func:`~.stage_gradient.attach_stage_gradient`, dense: ``z*`` carrying ``(I - gamma h J*)^{-1} dr``."""
+        r = gh * FI(p, t_i, psi + z) - z
+        with torch.no_grad():
+            Js = jacobian(p, t_i.detach(), (psi + z).detach())
+            A = torch.eye(Js.shape[-1], dtype=Js.dtype, device=Js.device) - gh.detach()[:, :, None] * Js
+        dz = torch.linalg.solve(A, r)
+        return z + (dz - dz.detach())
+
     def ark_step(p: Any, t: Tensor, u: Tensor, fI0: Tensor, fE0: Tensor | None, dt: Tensor, atol_n: Tensor,
-                 rtol_n: Tensor, mass: Tensor | None, eta: Tensor, J: Tensor | None) -> tuple[Any, ...]:
-        if J is None:  # the fresh variant: the Jacobian at the step's start, inside the program
-            J = jacobian(p, t, u)
-        inv = 1.0 / (tab.gamma * dt)
-        ok, solve = factor(J, inv, mass)
+                 rtol_n: Tensor, mass: Tensor | None, eta: Tensor, J: Tensor | None, tracked: bool) -> tuple[Any, ...]:
+        grad = torch.is_grad_enabled()
+        with torch.no_grad():  # Newton runs without a graph; stages get their exact derivative below
+            if J is None:  # the fresh variant: the Jacobian at the step's start, inside the program
+                J = jacobian(p, t, u)
+            inv = 1.0 / (tab.gamma * dt)
+            ok, solve = factor(J, inv, mass)
         h = dt[:, None]
         gh = tab.gamma * h
         kI = [fI0]
@@ -86,7 +100,10 @@ def ark_program(stepper: ARKStepper, dense: bool, tag: str) -> _Program:
             (acc,) = sums[i](kI + kE)
             psi = u if acc is None else torch.addcmul(u, h, acc)
             t_i = t + tab.c[i] * dt
-            z, conv, eta, k = newton(p, t_i, psi, gh * kI[-1], gh, inv, eta, solve, atol_n, rtol_n)
+            with torch.no_grad():
+                z, conv, eta, k = newton(p, t_i, psi, gh * kI[-1], gh, inv, eta, solve, atol_n, rtol_n)
+            if grad and (tracked or psi.requires_grad):
+                z = stage_gradient(p, t_i, psi, z, gh)
             ok = ok & conv
             iters = iters + k
             U = psi + z
