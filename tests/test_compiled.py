@@ -121,6 +121,32 @@ def test_imex_split_batched_float32_matches_eager() -> None:
     torch.testing.assert_close(b.u[-1], a.u[-1], rtol=1e-4, atol=1e-6)
 
 
+def rober_dae(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    y1, y2, y3 = u[0], u[1], u[2]
+    return torch.stack((-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 * y2, y1 + y2 + y3 - 1.0))
+
+
+def test_rosenbrock_mass_matrix_matches_eager() -> None:
+    """ROBER as an index-1 DAE (``M = diag(1, 1, 0)``): the mass matrix enters the compiled ``W`` and stages."""
+    M = torch.diag(torch.tensor([1.0, 1.0, 0.0], dtype=F64))
+    prob = ps.ODEProblem(rober_dae, torch.tensor([1.0, 0.0, 0.0], dtype=F64), (0.0, 1e3), mass_matrix=M)
+    a, b = both(prob, ps.Rosenbrock23(), rtol=1e-4, atol=1e-8, saveat=[1.0, 1e3])
+    assert a.success and b.success
+    assert_same_counts(a, b)
+    torch.testing.assert_close(b.u, a.u, rtol=1e-8, atol=1e-12)
+
+
+def test_loop_features_with_compiled_steps() -> None:
+    """tstops, saveat without dense output and fixed steps run through the unchanged loops."""
+    prob = vdp_problem(F64, False)
+    a, b = both(prob, ps.Tsit5(), rtol=1e-6, atol=1e-8, tstops=[0.7, 2.5], saveat=[0.5, 1.0, 3.0])
+    assert_same_counts(a, b)
+    torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-9)
+    a, b = both(prob, ps.Tsit5(), dt=0.05, adaptive=False, saveat=[1.0, 4.0])
+    assert a.success and b.success and b.stats.naccept == a.stats.naccept == 80
+    torch.testing.assert_close(b.u, a.u, rtol=1e-12, atol=1e-12)
+
+
 def test_no_recompilation_across_solves() -> None:
     ps.solve(rober((0.0, 1e3)), ps.Rodas5P(), rtol=1e-6, atol=1e-10, compile=True)  # compiled (or cached)
     before = compiled.compile_count()
@@ -213,6 +239,16 @@ def test_unsupported_cases_warn_and_solve() -> None:
     with pytest.warns(RuntimeWarning, match="finite-difference Jacobians"):
         sol = ps.solve(vdp_problem(F64, False), ps.Rodas5P(autodiff=False), compile=True)
     assert sol.success
+
+
+def test_warns_when_f_is_recreated_per_solve() -> None:
+    def make() -> object:
+        return lambda t, u: -0.5 * u * u  # a new function object per call: a new program per solve
+
+    u0 = torch.tensor([1.0, 2.0, 3.0], dtype=F64)  # a shape no other test uses
+    with pytest.warns(RuntimeWarning, match="new function object at each solve"):
+        for _ in range(compiled.FRESH_F_WARNING):
+            assert ps.solve(ps.ODEProblem(make(), u0, (0.0, 1.0)), ps.Tsit5(), compile=True).success
 
 
 def test_warmup_then_solve_compiles_nothing() -> None:

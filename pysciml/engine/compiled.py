@@ -56,6 +56,10 @@ CACHE_SIZE = 64
 
 _CACHE: OrderedDict[tuple, _Program] = OrderedDict()
 _COUNT = [0]  # graphs handed to the backend so far (one per compile or recompile)
+_FRESH_F: dict[tuple, set[int]] = {}  # (signature less f, f's code) -> identities of the functions f seen
+FRESH_F_WARNING = 3
+"""After this many distinct function objects with the same code as ``f`` (and otherwise the same signature), a
+warning says that ``f`` is recreated per solve, so every solve compiles anew."""
 
 
 def compile_count() -> int:
@@ -66,6 +70,7 @@ def compile_count() -> int:
 def clear_cache() -> None:
     """Forget every compiled program (the next compiled solve of each signature compiles again)."""
     _CACHE.clear()
+    _FRESH_F.clear()
 
 
 def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
@@ -347,12 +352,25 @@ def _mass(stepper: Stepper) -> Tensor | None:
     return None
 
 
+def _note_fresh_f(f: Any, key: tuple) -> None:
+    """Warn (once per signature) when ``f`` is a new closure or lambda at every solve: each compiles anew."""
+    if not isinstance(f, types.FunctionType):
+        return
+    seen = _FRESH_F.setdefault((key[:-1], f.__code__), set())
+    seen.add(id(f))
+    if len(seen) == FRESH_F_WARNING:
+        warnings.warn(f"compile=True: f ({f.__qualname__}) is a new function object at each solve (a lambda or "
+                      "closure made per call), so each solve compiles its step anew; define f once and pass what "
+                      "changes through p", RuntimeWarning, stacklevel=5)
+
+
 def _program(stepper: Stepper, bsz: int, dense: bool) -> _Program:
     key = _key(stepper, bsz, dense)
     prog = _CACHE.get(key)
     if prog is not None:
         _CACHE.move_to_end(key)
         return prog
+    _note_fresh_f(stepper.rhs.f, key)
     tag = f"{len(_CACHE)}_{abs(hash(key)) % 10**8}"
     if isinstance(stepper, RosenbrockStepper):
         prog = _rosenbrock_program(stepper, dense, tag)
