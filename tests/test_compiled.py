@@ -251,6 +251,23 @@ def test_warns_when_f_is_recreated_per_solve() -> None:
             assert ps.solve(ps.ODEProblem(make(), u0, (0.0, 1.0)), ps.Tsit5(), compile=True).success
 
 
+def decay(t: torch.Tensor, u: torch.Tensor, p: tuple[float, float]) -> torch.Tensor:
+    return -p[0] * u + p[1]
+
+
+def test_python_numbers_in_p_recompile_then_fall_back() -> None:
+    """Python numbers are constants to the tracer: each new value recompiles; past Dynamo's limit the solve
+    warns, says to keep such parameters in tensors, and goes on eagerly."""
+    u0 = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=F64)  # a shape no other test uses
+    limit = torch._dynamo.config.recompile_limit
+    with pytest.warns(RuntimeWarning, match="keep what changes between solves in tensors"):
+        for i in range(limit + 1):
+            sol = ps.solve(ps.ODEProblem(decay, u0, (0.0, 1.0), (1.0 + i, 0.5)), ps.Tsit5(), compile=True)
+            assert sol.success
+    ref = ps.solve(ps.ODEProblem(decay, u0, (0.0, 1.0), (1.0 + limit, 0.5)), ps.Tsit5())
+    torch.testing.assert_close(sol.u, ref.u)
+
+
 def test_warmup_then_solve_compiles_nothing() -> None:
     prob = vdp_problem(F64, False, mu=3.0, tspan=(0.0, 1.0))
     ps.warmup(prob, ps.Tsit5(), rtol=1e-6, atol=1e-8)

@@ -163,10 +163,14 @@ class _Program:
         try:
             out = fn(*args)
         except Exception as exc:
-            dynamo_error = isinstance(exc, torch._dynamo.exc.TorchDynamoException)
-            if variant in self.ran and not dynamo_error:
+            compiler_error = type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+            if variant in self.ran and not compiler_error:
                 raise
-            raise CompileFailure(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+            hint = ""
+            if isinstance(exc, torch._dynamo.exc.FailOnRecompileLimitHit):
+                hint = ("; every new value of a Python number in p, or of anything else f reads that is not a tensor, "
+                        "recompiles: keep what changes between solves in tensors")
+            raise CompileFailure(f"{type(exc).__name__}: {_first_line(exc)}{hint}") from exc
         if _COUNT[0] != before:
             stats.compile_time += time.perf_counter() - start
         self.ran.add(variant)
