@@ -2,7 +2,9 @@
 of multiscale differential equation time-steppers", arXiv 2008.09768; used in latent coordinates by Hamid et
 al., arXiv 2407.00011).
 
-Level ``m`` is a map ``x_{n+k} = x_n + NN_m(x_n)`` with ``k = 2**m`` base steps ``dt``. The multiscale
+Level ``m`` is a map ``x_{n+k} = x_n + s_m NN_m(x_n)`` with ``k = 2**m`` base steps ``dt`` (``s_m``: a fixed scale
+of the level's increments, set from the data when the level is trained; the scale is our choice, not the
+papers'). The multiscale
 forecast runs the coarsest map to set anchor points, then each finer map fills in between the points already
 known, all anchors and all trajectories as one batch.
 """
@@ -61,6 +63,7 @@ class HiTS(nn.Module):
 
     Attributes:
         maps: ``nn.ModuleDict`` from ``str(m)`` to the network ``NN_m`` (input and output ``(..., dim)``).
+        scale_<m>: the increment scale ``s_m`` of level ``m`` (a 0-d buffer; 1 until :meth:`fit_level` sets it).
         levels: the sorted levels.
 
     Example:
@@ -82,6 +85,8 @@ class HiTS(nn.Module):
         self.levels = lv
         widths = _widths(hidden)
         self.maps = nn.ModuleDict({str(m): mlp(self.dim, widths, self.dim, activation, dtype) for m in lv})
+        for m in lv:  # the increment scale s_m of each level (1 until fit_level measures it; saved in state_dict)
+            self.register_buffer(f"scale_{m}", torch.ones((), dtype=dtype))
 
     # --- one level -------------------------------------------------------------------------------------
     def _level(self, m: object) -> int:
@@ -90,19 +95,20 @@ class HiTS(nn.Module):
         return m
 
     def step(self, x: Tensor, m: int) -> Tensor:
-        """One step of level ``m``: ``x + NN_m(x)``, i.e. ``2**m`` base steps; ``x`` of shape ``(..., dim)``."""
-        return x + self.maps[str(self._level(m))](x)
+        """One step of level ``m``: ``x + s_m NN_m(x)``, i.e. ``2**m`` base steps; ``x`` of shape ``(..., dim)``."""
+        return self._stepper(self._level(m))(x)
 
     def _stepper(self, m: int) -> Callable[[Tensor], Tensor]:
-        net = self.maps[str(m)]
-        return lambda x: x + net(x)
+        net, scale = self.maps[str(m)], getattr(self, f"scale_{m}")
+        return lambda x: x + scale * net(x)
 
     def rollout(self, x0: Tensor, m: int, n: int) -> Tensor:
         """``n`` steps of level ``m`` from ``x0`` ``(..., dim)``; returns ``(..., n + 1, dim)`` (``x0`` first)."""
         return _roll(x0, self._stepper(self._level(m)), n)
 
     def fit_level(self, m: int, trajectories: Tensor, *, n_forward: int = 5, epochs: int = 200, lr: float = 1e-3,
-                  batch_size: int | None = None, seed: int = 0, progress: bool = False) -> list[float]:
+                  batch_size: int | None = None, seed: int = 0, progress: bool = False,
+                  scale_increments: bool = True) -> list[float]:
         """Train level ``m`` (Adam) with the multi-step rollout loss of Liu et al.
 
         Every window ``x_i, x_{i+k}, ..., x_{i+n_forward k}`` (``k = 2**m``) of every trajectory is a sample;
@@ -117,6 +123,11 @@ class HiTS(nn.Module):
             batch_size: windows per optimiser step (``None``: all at once).
             seed: seeds the window shuffling.
             progress: show a tqdm bar over the epochs, with the last epoch's loss.
+            scale_increments: set the level's increment scale ``s_m`` (the map is ``x + s_m NN_m(x)``) to the
+                root-mean-square of the data's increments ``x_{i+k} - x_i`` before training, so the network
+                outputs values of order one whatever the step (a fine level's increments are tiny next to the
+                state, and an unscaled network learns little more than the identity); ``False`` keeps
+                ``s_m`` as it is (1 for a new model).
 
         Returns:
             The mean training loss of each epoch (length ``epochs``).
@@ -138,6 +149,9 @@ class HiTS(nn.Module):
         n_win = windows.shape[0]
         bs = n_win if batch_size is None else _positive_int(batch_size, "batch_size")
         net = self.maps[str(m)]
+        if scale_increments:
+            rms = (windows[:, 1] - windows[:, 0]).square().mean().sqrt()
+            getattr(self, f"scale_{m}").fill_(float(rms) if rms > 0 else 1.0)
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         gen = torch.Generator().manual_seed(seed)
         history = []
