@@ -41,3 +41,27 @@ def test_multiscale_reconstruction_smoke(tmp_path):
     # training trajectories of 21 nodes) does not generalise, so held-out FHN is not asserted
     ks = res["ks"]["rows"]
     assert all(ks[k]["ae"] < ks[k]["pca"] for k in (1, 2, 4)), ks
+
+
+def test_multiscale_forecast_smoke(tmp_path):
+    import multiscale_forecast
+
+    res = multiscale_forecast.main([
+        "--train", "4", "--val", "2", "--test", "2", "--steps", "48", "--levels", "2", "--ks-n", "32",
+        "--ae-hidden", "32", "--ae-epochs", "3", "--hits-hidden", "32", "--hits-epochs", "3", "--node-iters", "3",
+        "--repeats", "1", "--out", str(tmp_path)])
+    text = (tmp_path / "multiscale_forecast.md").read_text()
+    assert text.startswith("# ") and "Best learned model" in text
+    for name in ("multiscale_forecast_error.png", "multiscale_forecast_ks.png", "multiscale_forecast_fhn.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    for system in ("ks", "fhn"):
+        m = res[system]["methods"]
+        assert {"persistence", "latent HiTS", "full-state HiTS", "hybrid HiTS", "latent NODE"} <= set(m)
+        assert all(v["mse"] >= 0 and v["s"] >= 0 for v in m.values())
+        assert m["persistence"]["mse"] > 0
+        # the direct solver converges to the data (generated at rtol 1e-7) as its tolerance tightens
+        adaptive = [m[f"solver rtol {r:.0e}"]["mse"] for r in (1e-2, 1e-4, 1e-6)]
+        assert adaptive[0] > adaptive[1] > adaptive[2] and adaptive[2] < 1e-9, (system, adaptive)
+        matched = res[system]["matched"]
+        if matched is not None:  # the matched solver setting is at least as accurate as the best learned model
+            assert m[matched]["mse"] <= m[res[system]["best_learned"]]["mse"]
