@@ -233,7 +233,10 @@ def _roundtrip(src: torch.nn.Module, dst: torch.nn.Module) -> torch.nn.Module:
 def test_state_dict_round_trip():
     x = torch.randn(6, 4, dtype=F64)
     h = HiTS(4, levels=[0, 1, 3], hidden=(8,))
+    h.fit_level(1, torch.randn(2, 12, 4, dtype=F64), n_forward=2, epochs=2)  # sets the increment scale s_1
+    assert h.scale_1.item() != 1.0
     h2 = _roundtrip(h, HiTS(4, levels=[0, 1, 3], hidden=(8,)))
+    assert h2.scale_1.item() == h.scale_1.item()
     with torch.no_grad():
         torch.testing.assert_close(h2.forecast(x, 9), h.forecast(x, 9), rtol=0, atol=0)
     ae = Autoencoder(4, 2, hidden=(5,))
