@@ -417,7 +417,8 @@ class CompiledStepper(Stepper):
         self.checks_fixed_steps = inner.checks_fixed_steps
         root_n = math.sqrt(atol.shape[1])
         self.atol_n = atol * root_n
-        self.rtol_n = torch.tensor(rtol * root_n, dtype=atol.dtype, device=atol.device)
+        # (1,), not 0-d: Dynamo turns a 0-d tensor input into a Python float and restarts its analysis
+        self.rtol_n = torch.full((1,), rtol * root_n, dtype=atol.dtype, device=atol.device)
         self._J: Tensor | None = None
         self._ft: Tensor | None = None
         self._pending: Tensor | None = None  # ARK: Newton iterations and failures not yet in stats
