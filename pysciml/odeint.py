@@ -7,6 +7,7 @@ differentiable with respect to ``y0``, ``func``'s parameters (or ``adjoint_param
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -92,8 +93,25 @@ def _solve_options(alg: Algorithm, options: dict[str, Any] | None, rtol: float, 
     return kw
 
 
+_FLAT: OrderedDict[tuple, tuple[Any, Callable[..., Tensor], Callable]] = OrderedDict()
+"""The flattened right-hand side made for each ``func`` and tuple of shapes (the 16 most recent; each entry holds its
+``func``, so an ``id`` is never reused while cached): the same function object at every call, so a compiled solve
+(``compile=True``, cached by the identity of ``f``) compiles once."""
+
+
 def _flatten_tuple(func: Callable[..., Any], y0: Sequence[Tensor]) -> tuple[Callable[..., Tensor], Tensor, Callable]:
-    shapes = [y.shape for y in y0]
+    shapes = tuple(tuple(y.shape) for y in y0)
+    key = (id(func), shapes)
+    if key not in _FLAT:
+        _FLAT[key] = (func, *_flat_func(func, shapes))
+        while len(_FLAT) > 16:
+            _FLAT.popitem(last=False)
+    _FLAT.move_to_end(key)
+    _, f, unflatten = _FLAT[key]
+    return f, torch.cat([y.reshape(-1) for y in y0]), unflatten
+
+
+def _flat_func(func: Callable[..., Any], shapes: tuple[tuple[int, ...], ...]) -> tuple[Callable[..., Tensor], Callable]:
     sizes = [math.prod(s) for s in shapes]
 
     def unflatten(flat: Tensor) -> tuple[Tensor, ...]:
@@ -103,7 +121,7 @@ def _flatten_tuple(func: Callable[..., Any], y0: Sequence[Tensor]) -> tuple[Call
     def f(t: Tensor, y: Tensor) -> Tensor:
         return torch.cat([d.reshape(-1) for d in func(t, unflatten(y))])
 
-    return f, torch.cat([y.reshape(-1) for y in y0]), unflatten
+    return f, unflatten
 
 
 def odeint(

@@ -309,6 +309,24 @@ def test_neural_ode_and_odeint_compiled() -> None:
     assert compiled.compile_count() - before <= 1  # only the no-grad forward is new
 
 
+def pendulum(t: torch.Tensor, y: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    q, v = y
+    return v, -torch.sin(q)
+
+
+def test_odeint_tuple_state_compiles_once() -> None:
+    """odeint flattens a tuple state through one wrapper per (func, shapes), so calls share a program."""
+    y0 = (torch.tensor([0.5, 1.0], dtype=F64), torch.tensor([0.0, 0.1], dtype=F64))
+    t = torch.linspace(0.0, 1.0, 4, dtype=F64)
+    ps.odeint(pendulum, y0, t, method="tsit5", compile=True)
+    before = compiled.compile_count()
+    q, v = ps.odeint(pendulum, (y0[0] * 0.5, y0[1]), t, method="tsit5", compile=True)
+    assert compiled.compile_count() == before
+    qe, ve = ps.odeint(pendulum, (y0[0] * 0.5, y0[1]), t, method="tsit5")
+    torch.testing.assert_close(q, qe, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(v, ve, rtol=1e-10, atol=1e-12)
+
+
 def test_compile_refused_on_julia() -> None:
     with pytest.raises(ps.InputError, match="compile"):
         ps.solve(vdp_problem(F64, False), ps.Tsit5(), compile=True, backend="julia")
