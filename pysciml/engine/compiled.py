@@ -430,8 +430,9 @@ class CompiledStepper(Stepper):
 
     @f0.setter
     def f0(self, value: Tensor | None) -> None:
-        if hasattr(self, "inner"):
-            self.inner.f0 = value
+        inner = self.__dict__.get("inner")  # absent while Stepper.__init__ runs
+        if inner is not None:
+            inner.f0 = value
 
     def init(self, t: Tensor, u: Tensor) -> None:
         self.inner.init(t, u)  # eager: f's first-call checks run here, before anything is traced
