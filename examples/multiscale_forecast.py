@@ -54,7 +54,7 @@ from multiscale_models import (  # noqa: E402
     fit_latent_node,
     hybrid_fine_step,
 )
-from report import write_text  # noqa: E402
+from report import run_systems, write_text  # noqa: E402
 
 from pysciml.problems import fhn_dataset, ks_dataset, load_dataset, save_dataset  # noqa: E402
 
@@ -310,16 +310,7 @@ def write_results(res: dict[str, dict[str, Any]], a: argparse.Namespace, argv: S
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    a = _defaults(build_parser().parse_args(argv))
-    torch.set_num_threads(a.threads)
-    with Stopwatch() as sw:
-        res = {}
-        for s in a.systems:
-            res[s] = run_system(s, a)
-    if not a.no_write:
-        print(f"wrote {write_results(res, a, argv, sw.seconds)}")
-    print(machine_line(sw.seconds))
-    return res
+    return run_systems(_defaults(build_parser().parse_args(argv)), argv, run_system, write_results)
 
 
 if __name__ == "__main__":

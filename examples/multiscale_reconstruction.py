@@ -48,6 +48,7 @@ from hnn_common import (  # noqa: E402
     sci,
     write_text,
 )
+from report import run_systems  # noqa: E402
 
 from pysciml.models import PCA, Autoencoder  # noqa: E402
 from pysciml.problems import fhn_dataset, ks_dataset  # noqa: E402
@@ -203,14 +204,7 @@ def write_results(res: dict[str, dict[str, Any]], a: argparse.Namespace, argv: S
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    a = _defaults(build_parser().parse_args(argv))
-    torch.set_num_threads(a.threads)
-    with Stopwatch() as sw:
-        res = {s: run_system(s, a) for s in a.systems}
-    if not a.no_write:
-        print(f"wrote {write_results(res, a, argv, sw.seconds)}")
-    print(machine_line(sw.seconds))
-    return res
+    return run_systems(_defaults(build_parser().parse_args(argv)), argv, run_system, write_results)
 
 
 if __name__ == "__main__":

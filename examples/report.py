@@ -57,3 +57,18 @@ def machine_line(seconds: float, note: str = "") -> str:
     """One line on where and how long a run took (``note``: e.g. that the machine was shared)."""
     return (f"Wall time of this run: {seconds:,.0f} s on {torch.get_num_threads()} torch thread(s), "
             f"torch {torch.__version__}, CPU{' (' + note + ')' if note else ''}.")
+
+
+def run_systems(a: argparse.Namespace, argv: Sequence[str] | None, run: Any, write: Any) -> dict[str, Any]:
+    """The multiscale scripts' ``main``: ``a.threads`` torch threads, ``run(system, a)`` for each of
+    ``a.systems``, then ``write(results, a, argv, seconds)`` unless ``a.no_write``; prints the wall-time line."""
+    import time
+
+    torch.set_num_threads(a.threads)
+    start = time.perf_counter()
+    res = {s: run(s, a) for s in a.systems}
+    seconds = time.perf_counter() - start
+    if not a.no_write:
+        print(f"wrote {write(res, a, argv, seconds)}")
+    print(machine_line(seconds))
+    return res

@@ -2,32 +2,21 @@
 
 import pytest
 import torch
+from test_hits import (  # exact damped rotation z' = A z in the latent plane, spacing 0.1
+    F64,
+    _one_thread,  # noqa: F401  (autouse: one intra-op thread for these tiny tensors)
+    linear_data,
+)
 
 from pysciml.errors import InputError
 from pysciml.models import PCA, HiTS, LatentHiTS
 
-F64 = torch.float64
-DT = 0.1
-A = torch.tensor([[-0.1, 2.0], [-2.0, -0.1]], dtype=F64)  # damped rotation in the latent plane
 BASIS = torch.randn(2, 10, generator=torch.Generator().manual_seed(7), dtype=F64)  # latent -> 10 states
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def embedded_data(n_traj: int, T: int, seed: int) -> torch.Tensor:
-    """Exact trajectories of z' = A z mapped to 10 states, x = z @ BASIS + 1: (n_traj, T, 10)."""
-    z = torch.randn(n_traj, 2, generator=torch.Generator().manual_seed(seed), dtype=F64)
-    P = torch.linalg.matrix_exp(A * DT)
-    zs = [z]
-    for _ in range(T - 1):
-        zs.append(zs[-1] @ P.T)
-    return torch.stack(zs, 1) @ BASIS + 1.0
+    """Exact trajectories of z' = A z (test_hits' linear data) mapped to 10 states, x = z @ BASIS + 1."""
+    return linear_data(n_traj, T, seed) @ BASIS + 1.0
 
 
 def exact_latent_hits(pca: PCA, levels, defects=None) -> LatentHiTS:
