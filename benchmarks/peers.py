@@ -37,6 +37,7 @@ class Outcome:
     nreject: int | None = None
     njac: int | None = None
     nlu: int | None = None
+    compile_time: float | None = None  # pysciml compile=True: seconds spent compiling in this call
 
 
 def time_runs(fn: Callable[[], Any], max_runs: int = 5) -> tuple[float, int, Any]:
@@ -57,20 +58,26 @@ def time_runs(fn: Callable[[], Any], max_runs: int = 5) -> tuple[float, int, Any
 # ------------------------------------------------------------------------------------------------- pysciml
 
 
-def pysciml_solver(case: StiffCase, alg: ps.algorithms.Algorithm, split: bool = False, autodiff_jac: bool = False
-                   ) -> Callable[[float, float], Outcome]:
+def pysciml_solver(case: StiffCase, alg: ps.algorithms.Algorithm, split: bool = False, autodiff_jac: bool = False,
+                   compile: bool = False) -> Callable[[float, float], Outcome]:
     """``(rtol, atol) -> Outcome`` for ``alg`` on the case's (split, if ``split``) problem, saving only ``t1``.
     ``autodiff_jac``: the problem without its analytic ``jac`` (pysciml's default autodiff Jacobian), as a user
-    who writes only ``f`` calls it."""
+    who writes only ``f`` calls it. ``compile``: ``solve(..., compile=True)``; the first call compiles every
+    variant of the step first (``pysciml.warmup``), so no later (timed) call compiles; ``Outcome.compile_time``
+    is the seconds this call spent compiling."""
     prob = case.torch_split() if split else case.torch_problem()
     if autodiff_jac:
         prob = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p, tgrad=prob.tgrad, batched=prob.batched)
+    warm = [not compile]
 
     def run(rtol: float, atol: float) -> Outcome:
-        sol = ps.solve(prob, alg, rtol=rtol, atol=atol, saveat=[case.t1])
+        spent = 0.0
+        if not warm[0]:
+            spent, warm[0] = ps.warmup(prob, alg, rtol=rtol, atol=atol, saveat=[case.t1]), True
+        sol = ps.solve(prob, alg, rtol=rtol, atol=atol, saveat=[case.t1], compile=compile)
         s = sol.stats
         return Outcome(sol.u[-1].detach().cpu().numpy(), sol.retcode == ps.ReturnCode.Success, s.nf, s.naccept,
-                       s.nreject, s.njac, s.nlu)
+                       s.nreject, s.njac, s.nlu, spent + s.compile_time if compile else None)
 
     return run
 
@@ -78,15 +85,17 @@ def pysciml_solver(case: StiffCase, alg: ps.algorithms.Algorithm, split: bool = 
 # --------------------------------------------------------------------------------------------------- SciPy
 
 
-def scipy_solver(case: StiffCase, method: str) -> Callable[[float, float], Outcome]:
-    """``(rtol, atol) -> Outcome`` for ``solve_ivp(method=...)`` with the analytic Jacobian (LSODA, Radau, BDF)."""
+def scipy_solver(case: StiffCase, method: str, p: np.ndarray | None = None) -> Callable[[float, float], Outcome]:
+    """``(rtol, atol) -> Outcome`` for ``solve_ivp(method=...)`` with the analytic Jacobian (LSODA, Radau, BDF),
+    with the parameters ``p`` (default: the case's)."""
     from scipy.integrate import solve_ivp
 
     f = case.rhs(np)
+    p = case.p if p is None else p
 
     def run(rtol: float, atol: float) -> Outcome:
         sol = solve_ivp(f, (0.0, case.t1), case.u0, method=method, rtol=rtol, atol=atol, jac=case.jac,
-                        args=(case.p,))
+                        args=(p,))
         return Outcome(sol.y[:, -1].copy(), bool(sol.success), sol.nfev, len(sol.t) - 1, None, sol.njev, sol.nlu)
 
     return run

@@ -5,6 +5,8 @@ Solvers, each at rtol = 1e-4 .. 1e-8 with atol = 1e-4 * rtol:
 - pysciml Rodas5P, Rodas4, Rosenbrock23 (analytic Jacobian) and KenCarp4 (IMEX on the Brusselator's split:
   diffusion implicit, reaction explicit; fully implicit elsewhere); Rodas5P again without the analytic
   Jacobian ("autodiff J": pysciml's default autodiff Jacobian, as a user who writes only ``f`` calls it);
+  both Rodas5P rows once more with ``compile=True`` ("compiled": the whole step one ``torch.compile`` program;
+  ``pysciml.warmup`` compiles before the warm-up solve, the compile time is reported apart, not in the times);
 - SciPy ``solve_ivp`` Radau, BDF, LSODA with the same analytic Jacobian (dense, as pysciml's);
 - diffrax Kvaerno5 and KenCarp4 (same split; ``MultiTerm(0, f)`` elsewhere; root finder optimistix.Newton,
   see ``peers.DiffraxSolver``), jitted, 64-bit, Jacobians by ``jax.jacfwd``; compile time reported
@@ -12,10 +14,12 @@ Solvers, each at rtol = 1e-4 .. 1e-8 with atol = 1e-4 * rtol:
 Error: ``max_i |u_i(t1) - ref_i| / |ref_i|`` against ``stiff_problems.reference``. Times: medians after one
 warm-up solve per (problem, solver), 5 runs (3 for runs over 0.5 s, 1 over 2 s; the table says how many);
 after a run over ``SLOW_CAP`` (5 s) a solver skips the tighter tolerances (listed in the report).
-Torch runs on one thread. Summary: Rodas5P's time (analytic and autodiff Jacobian) at its own errors vs the
-peers' times interpolated (log-log) to the same error on their curves. Sizes: ``full``; ``small`` (no
-Brusselator N = 256, rtol 1e-5 .. 1e-7, only the two Rodas5P rows and SciPy, no diffrax, at most 3 runs);
-``smoke`` (Brusselator N = 8 to t = 1, rtol 1e-6, no diffrax).
+Torch runs on one thread. Summary: Rodas5P's time (analytic and autodiff Jacobian; eager and compiled) at its own
+errors vs the peers' times interpolated (log-log) to the same error on their curves; and 100 solves of ROBER
+and the Oregonator with perturbed parameters, compile included (:mod:`benchmarks.stiff_repeat`).
+Sizes: ``full``; ``small`` (no Brusselator N = 256, rtol 1e-5 .. 1e-7, only the four Rodas5P rows and SciPy, no
+diffrax, at most 3 runs);
+``smoke`` (Brusselator N = 8 to t = 1, rtol 1e-6, no diffrax; 3 perturbed ROBER solves).
 """
 
 from __future__ import annotations
@@ -34,11 +38,14 @@ import pysciml as ps
 from .common import RESULTS, environment, markdown_table, result_name, write_result
 from .peers import DiffraxSolver, Outcome, jax_modules, pysciml_solver, scipy_solver, time_runs
 from .stiff_problems import StiffCase, make_cases, max_rel_err, reference
+from .stiff_repeat import repeat_section
 
 RTOLS = (1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
 ATOL_PER_RTOL = 1e-4
 PYSCIML = (ps.Rodas5P(), ps.Rodas4(), ps.KenCarp4(), ps.Rosenbrock23())
-RODAS5P, RODAS5P_AD = "pysciml Rodas5P", "pysciml Rodas5P (autodiff J)"  # the rows the summary compares
+RODAS5P, RODAS5P_AD = "pysciml Rodas5P", "pysciml Rodas5P (autodiff J)"
+RODAS5P_C, RODAS5P_C_AD = "pysciml Rodas5P compiled", "pysciml Rodas5P compiled (autodiff J)"  # compile=True
+SUMMARY_ROWS = (RODAS5P, RODAS5P_AD, RODAS5P_C, RODAS5P_C_AD)  # the rows the summary compares with SciPy
 SCIPY = ("Radau", "BDF", "LSODA")
 DIFFRAX = ("Kvaerno5", "KenCarp4")
 SLOW_CAP = 5.0  # seconds: a solver whose run took longer skips the tighter tolerances (keeps the 12-min budget)
@@ -65,6 +72,8 @@ def solvers(case: StiffCase, jaxmods, size: str = "full") -> list[tuple[str, Cal
         out.append((f"pysciml {alg.name}" + (" (IMEX)" if split else ""), pysciml_solver(case, alg, split)))
         if alg.name == "Rodas5P":
             out.append((RODAS5P_AD, pysciml_solver(case, alg, autodiff_jac=True)))
+            out.append((RODAS5P_C, pysciml_solver(case, alg, compile=True)))
+            out.append((RODAS5P_C_AD, pysciml_solver(case, alg, autodiff_jac=True, compile=True)))
     out += [(f"SciPy {m}", scipy_solver(case, m)) for m in SCIPY]
     if jaxmods is not None:
         for name in DIFFRAX:
@@ -76,13 +85,16 @@ def solvers(case: StiffCase, jaxmods, size: str = "full") -> list[tuple[str, Cal
 
 def sweep(case: StiffCase, rtols: tuple[float, ...], jaxmods, max_runs: int, skipped: list[str], size: str = "full"
           ) -> tuple[list[Run], list[list]]:
-    """Every solver over ``rtols``; returns the runs and the diffrax compile-time rows. Once a solver's run takes
-    over ``SLOW_CAP`` seconds its tighter tolerances are skipped (appended to ``skipped``)."""
+    """Every solver over ``rtols``; returns the runs and the compile-time rows (diffrax, pysciml compiled). Once a
+    solver's run takes over ``SLOW_CAP`` seconds its tighter tolerances are skipped (appended to ``skipped``)."""
     ref, _ = reference(case)
     runs, compile_rows = [], []
     for label, fn in solvers(case, jaxmods, size):
         t_start = time.perf_counter()
-        fn(rtols[0], ATOL_PER_RTOL * rtols[0])  # warm-up (for diffrax: the compilation)
+        warm = fn(rtols[0], ATOL_PER_RTOL * rtols[0])  # warm-up (for diffrax and compile=True: the compilation)
+        if warm.compile_time is not None:
+            compile_rows.append([case.title, label, warm.compile_time, "pysciml.warmup + the warm-up solve's "
+                                 "sol.stats.compile_time"])
         for rtol in rtols:
             if runs and runs[-1].solver == label and runs[-1].time > SLOW_CAP:
                 skipped.append(f"{label} at rtol {rtol:g}")  # a tighter tolerance would take longer still
@@ -92,7 +104,9 @@ def sweep(case: StiffCase, rtols: tuple[float, ...], jaxmods, max_runs: int, ski
             if isinstance(fn, DiffraxSolver) and out.ok:
                 out.nf = fn.count_nf(rtol, atol)
                 if rtol == rtols[0]:
-                    compile_rows.append([case.title, label, fn.first_call - med])
+                    compile_rows.append([case.title, label, fn.first_call - med, "first call - timed run"])
+            if (out.compile_time or 0.0) > 0.01:  # a timed run compiled again: say so, do not hide it
+                compile_rows.append([case.title, label, out.compile_time, f"recompiled in a timed run, rtol {rtol:g}"])
             runs.append(Run(label, rtol, med, n, max_rel_err(out.u, ref) if out.ok else float("nan"), out))
         print(f"  {case.key}: {label} done in {time.perf_counter() - t_start:.1f} s", file=sys.stderr, flush=True)
     return runs, compile_rows
@@ -190,7 +204,9 @@ def draw(ax, runs: list[Run], what: str) -> None:
                      if r.solver == name and np.isfinite(r.err) and r.err > 0 and r.out.nf is not None)
         if pts:
             e, y = zip(*pts, strict=True)
-            ax.loglog(e, y, "o--" if "autodiff" in name else STYLE[name.split()[0]], label=name, markersize=4)
+            style = STYLE[name.split()[0]]
+            style = ("D" if "compiled" in name else style[0]) + ("--" if "autodiff" in name else style[1:])
+            ax.loglog(e, y, style, label=name, markersize=4)
     ax.grid(True, which="both", alpha=0.3)
 
 
@@ -257,29 +273,30 @@ def main(size: str = "full", device: str = "cpu") -> str:
         png = RESULTS / f"stiff_{case.key}{suffix}.png"
         RESULTS.mkdir(parents=True, exist_ok=True)
         plot_case(case, runs, png, rtols)
-        row = [case.title]
-        for solver in (RODAS5P, RODAS5P_AD):
+        compiled = {row[1]: row[2] for row in crows if row[1].startswith("pysciml")}
+        for solver in SUMMARY_ROWS:
             _, rb, rl = matched(runs, solver)
-            row += [fmt_x(rb), met(rb, 0.5), fmt_x(rl), met(rl, 2.0)]
-        summary.append(row)
+            compile_s = compiled.get(solver)
+            summary.append([case.title, solver.removeprefix("pysciml "), fmt_x(rb), met(rb, 0.5), fmt_x(rl),
+                            met(rl, 2.0), "-" if compile_s is None else f"{compile_s:.1f}"])
         sections.append(
             f"### {case.title}\n\nReference: {ref_how}.\n\n![{case.key}]({png.name})\n\n"
             f"{markdown_table(RUN_HEADERS, run_rows(runs))}\n\n"
             + (f"Skipped (the previous tolerance took > {SLOW_CAP:g} s): {'; '.join(skipped)}.\n\n" if skipped else "")
-            + matched_table(runs, RODAS5P) + "\n\n" + matched_table(runs, RODAS5P_AD))
+            + "\n\n".join(matched_table(runs, solver) for solver in SUMMARY_ROWS))
     overview = RESULTS / f"stiff_work_precision{suffix}.png"
     plot_overview(results, overview, rtols)
     peers_note = ("" if jaxmods is not None else f" diffrax skipped at {size} size (compile time)." if size != "full"
                   else " diffrax/jax not installed: diffrax skipped.")
-    compile_txt = (markdown_table(["problem", "solver", "compile time [s] (first call - timed run)"], compile_rows)
-                   if compile_rows else "diffrax not run.")
+    compile_txt = markdown_table(["problem", "solver", "compile time [s]", "measured as"], compile_rows)
     text = (
         f"# Task 1: stiff work-precision ({size})\n\n"
         f"Machine: {environment()}. Torch limited to 1 thread.{peers_note}\n\n"
         f"rtol {', '.join(f'{r:g}' for r in rtols)}; atol = {ATOL_PER_RTOL:g} * rtol (scalar) for every solver. "
-        "Analytic Jacobian for pysciml and SciPy (dense), except the row `pysciml Rodas5P (autodiff J)`: the "
+        "Analytic Jacobian for pysciml and SciPy (dense), except the rows `... (autodiff J)`: the "
         "problem without its `jac`, so pysciml's default autodiff Jacobian; diffrax differentiates f with "
-        "jax.jacfwd. Error: "
+        "jax.jacfwd. `compiled` rows: `solve(..., compile=True)`, compiled before the warm-up solve "
+        "(`pysciml.warmup`), so the timed runs exclude the compile time (reported apart below). Error: "
         "max componentwise relative error at t1. Times: median of `runs` runs after one warm-up solve per "
         "(problem, solver): 5 runs, 3 when a run takes > 0.5 s, 1 when > 2 s (at most "
         f"{max_runs}); after a run over "
@@ -289,11 +306,12 @@ def main(size: str = "full", device: str = "cpu") -> str:
         "accepted + rejected steps.\n\n"
         f"![overview]({overview.name})\n\n"
         "## Summary: pysciml Rodas5P time at matched error (median over its tolerances; target <= 0.5x best of "
-        "SciPy Radau/BDF, <= 2x LSODA), with the analytic and with the autodiff Jacobian\n\n"
-        + markdown_table(["problem", "Rodas5P / best(Radau, BDF)", "<= 0.5x?", "Rodas5P / LSODA", "<= 2x?",
-                          "autodiff J: / best(Radau, BDF)", "<= 0.5x?", "autodiff J: / LSODA", "<= 2x?"],
-                         summary)
-        + f"\n\n## diffrax compile times\n\n{compile_txt}\n\n## Per problem\n\n" + "\n\n".join(sections)
+        "SciPy Radau/BDF, <= 2x LSODA; SciPy given the analytic Jacobian), eager and `compile=True`, with the "
+        "analytic and with the autodiff Jacobian; compile time excluded from the solve times, given apart\n\n"
+        + markdown_table(["problem", "pysciml", "/ best(Radau, BDF)", "<= 0.5x?", "/ LSODA", "<= 2x?",
+                          "compile [s]"], summary)
+        + f"\n\n{repeat_section(size)}\n\n## Compile times\n\n{compile_txt}\n\n## Per problem\n\n"
+        + "\n\n".join(sections)
         + f"\n\nTotal benchmark wall time: {time.perf_counter() - t_task:.0f} s (CPU time of this process: "
         f"{time.process_time() - cpu_task:.0f} s).\n"
     )
