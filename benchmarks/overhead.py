@@ -12,7 +12,9 @@ where ``steps`` are the solver's loop iterations over the batch (each costs 6 ca
 
 How each library steps the batch:
 - pysciml ``solve(ODEProblem(..., batched=True), Tsit5())``: per trajectory (own ``t``, ``dt``, error norm,
-  accept/reject); one loop iteration evaluates ``f`` on the whole batch.
+  accept/reject); one loop iteration evaluates ``f`` on the whole batch. Also with ``compile=True`` (the whole
+  step, f included, one compiled program; the loop stays in Python): the first call compiles (its time is
+  noted), counters from ``sol.stats``.
 - pysciml ``odeint`` / torchdiffeq ``odeint`` (dopri5; 0.2.5 has no tsit5): the ``(B, 2)`` state is one
   system with one ``dt`` and one RMS error norm over all ``2 B`` components.
 - torchode ``Tsit5`` + ``IntegralController`` (eager, and ``torch.compile``d): per trajectory, like pysciml.
@@ -40,6 +42,8 @@ import pysciml as ps
 from .common import environment, markdown_table, result_name, start_task, synced, time_call, write_result
 
 MU = 2.0
+OURS, COMPILED = "pysciml Tsit5 (solve, batched)", "pysciml Tsit5 (solve, batched, compile=True)"
+TORCHODE_COMPILED, DIFFRAX = "torchode Tsit5 (torch.compile)", "diffrax Tsit5 (jit, vmap)"
 T1 = 10.0
 TOL = 1e-5
 
@@ -132,11 +136,12 @@ class Prepared:
     times: list[float] = field(default_factory=list)
 
 
-def prepare(solver: str, stepping: str, run: Run, ref: torch.Tensor) -> Prepared:
+def prepare(solver: str, stepping: str, run: Run, ref: torch.Tensor, count: bool = True) -> Prepared:
     """One untimed run with a counting ``f``: ``run(f)`` returns ``(u(t1), steps, nf)``, ``None`` where the
-    library does not report them (``nf`` is then counted and ``steps = (nf - 2) / 6``)."""
+    library does not report them (``nf`` is then counted and ``steps = (nf - 2) / 6``). ``count=False``: the run
+    gets the plain ``vdp`` (compiled solvers, whose program is specific to ``f``, report their own counts)."""
     counted = Counted()
-    u1, steps, nf = run(counted)
+    u1, steps, nf = run(counted if count else vdp)
     nf = nf if nf is not None else counted.calls
     return Prepared(solver, stepping, run, steps if steps is not None else (nf - 2) / 6, nf,
                     float((u1 - ref).abs().max()))
@@ -160,10 +165,10 @@ def time_rounds(cases: list[Prepared], u0: torch.Tensor, repeats: int, device: s
     return statistics.median(per_call)
 
 
-def pysciml_solve(u0: torch.Tensor, t1: float) -> Run:
+def pysciml_solve(u0: torch.Tensor, t1: float, compile: bool = False) -> Run:
     def run(f: Callable) -> tuple[torch.Tensor, float, int]:
         prob = ps.ODEProblem(f, u0, (0.0, t1), batched=True)
-        sol = ps.solve(prob, ps.Tsit5(), rtol=TOL, atol=TOL, saveat=[t1])
+        sol = ps.solve(prob, ps.Tsit5(), rtol=TOL, atol=TOL, saveat=[t1], compile=compile)
         return sol.u[-1], float(sol.stats.nloop), sol.stats.nf
 
     return run
@@ -239,7 +244,7 @@ def diffrax_row(u0: torch.Tensor, ref: torch.Tensor, size: Size) -> Row:
     jax.block_until_ready(f_loop(y0))
     t_f_total, _ = time_call(lambda: jax.block_until_ready(f_loop(y0)), repeats=size.repeats)
     err = float((torch.tensor(np.array(ys)) - ref.cpu()).abs().max())
-    return Row("diffrax Tsit5 (jit, vmap)", "per trajectory", timing.median, steps, nf, t_f_total.median / nf,
+    return Row(DIFFRAX, "per trajectory", timing.median, steps, nf, t_f_total.median / nf,
                err, f"compile {compile_s:.2f} s; nf derived")
 
 
@@ -253,18 +258,19 @@ def run_all(size: Size, device: str) -> list[Row | tuple[str, str]]:
     per, joint = "per trajectory", "joint (one dt)"
     torch_cases: list[tuple[str, str, Callable[[], Run]]] = [
         ("pysciml Tsit5 (solve, batched)", per, lambda: pysciml_solve(u0, size.t1)),
+        (COMPILED, per, lambda: pysciml_solve(u0, size.t1, compile=True)),
         ("pysciml odeint tsit5", joint, lambda: pysciml_odeint(u0, size.t1)),
         ("torchdiffeq odeint dopri5", joint, lambda: torchdiffeq_odeint(u0, size.t1)),
         ("torchode Tsit5 (eager)", per, lambda: torchode_solver(u0, size.t1)),
     ]
     if size.compile_torchode:
-        torch_cases.append(("torchode Tsit5 (torch.compile)", per, lambda: torchode_solver(u0, size.t1, True)))
+        torch_cases.append((TORCHODE_COMPILED, per, lambda: torchode_solver(u0, size.t1, True)))
     prepared: list[Prepared] = []
     failed: list[tuple[str, str]] = []
     for name, stepping, make in torch_cases:
         try:
             t_start = time.perf_counter()
-            case = prepare(name, stepping, make(), ref)
+            case = prepare(name, stepping, make(), ref, count=name != COMPILED)
             if "compile" in name:
                 case.note = f"first call (compiles) took {time.perf_counter() - t_start:.1f} s"
             prepared.append(case)
@@ -277,14 +283,14 @@ def run_all(size: Size, device: str) -> list[Row | tuple[str, str]]:
         Row(c.solver, c.stepping, statistics.median(c.times), c.steps, c.nf, t_f, c.err, c.note) for c in prepared]
     rows += failed
     if device != "cpu":
-        rows.append(("diffrax Tsit5 (jit, vmap)", "skipped: JAX here is CPU-only"))
+        rows.append((DIFFRAX, "skipped: JAX here is CPU-only"))
     elif not size.with_diffrax:
-        rows.append(("diffrax Tsit5 (jit, vmap)", "skipped at smoke size (importing JAX and compiling take ~10 s)"))
+        rows.append((DIFFRAX, "skipped at smoke size (importing JAX and compiling take ~10 s)"))
     else:
         try:
             rows.append(diffrax_row(u0, ref, size))
         except ImportError as exc:
-            rows.append(("diffrax Tsit5 (jit, vmap)", f"skipped: {exc}"))
+            rows.append((DIFFRAX, f"skipped: {exc}"))
     return rows
 
 
@@ -299,20 +305,42 @@ def report(rows: list[Row | tuple[str, str]], size: Size, device: str) -> str:
     table = markdown_table(["solver", "stepping", "total [ms]", "steps", "nf", "t_f [us]", "overhead / step [us]",
                             "max error at t1", "note"], table_rows)
     by = {r.solver: r for r in rows if isinstance(r, Row)}
-    ours = by.get("pysciml Tsit5 (solve, batched)")
     lines = []
-    for peer in ("torchdiffeq odeint dopri5", "torchode Tsit5 (eager)", "torchode Tsit5 (torch.compile)",
-                 "diffrax Tsit5 (jit, vmap)"):
-        if ours is not None and peer in by:
+    for name in (OURS, COMPILED):
+        ours = by.get(name)
+        peers = [p for p in ("torchdiffeq odeint dopri5", "torchode Tsit5 (eager)", TORCHODE_COMPILED, DIFFRAX)
+                 if p in by and ours is not None]
+        if peers:
+            lines.append(f"\nRatios ({name}):")
+        for peer in peers:
             p = by[peer]
             lines.append(f"- vs {peer}: total time {p.total / ours.total:.2f}x, overhead per step "
                          f"{p.overhead / ours.overhead:.2f}x (peer / pysciml; > 1 means pysciml is faster)")
+    lines.append("\n" + targets(by))
     threads = torch.get_num_threads()
     return (f"# Task 2: per-step solver overhead, Van der Pol mu = {MU:g}\n\n"
             f"Machine: {environment()}. Device {device}, torch threads {threads}.\n\n"
             f"Batch {size.batch}, tspan (0, {size.t1:g}), float64, rtol = atol = {TOL:g}; medians of {size.repeats} "
             f"runs after a warm-up. overhead / step = (total - nf t_f) / steps; errors against Vern7 at 1e-12.\n\n"
-            f"{table}\n\nRatios (pysciml solve, batched):\n" + "\n".join(lines) + "\n")
+            f"{table}\n" + "\n".join(lines) + "\n")
+
+
+def targets(by: dict[str, Row]) -> str:
+    """Issue 17's targets for the compiled row: overhead per step below torchode under torch.compile, within 2x
+    diffrax's."""
+    ours = by.get(COMPILED)
+    if ours is None:
+        return "Targets (issue 17): no compiled pysciml row."
+    out = []
+    for peer, bound, what in ((TORCHODE_COMPILED, 1.0, "below torchode under torch.compile"),
+                              (DIFFRAX, 2.0, "within 2x diffrax")):
+        if peer not in by:
+            out.append(f"{what}: not measured ({peer} not run)")
+            continue
+        r = ours.overhead / by[peer].overhead
+        out.append(f"{what}: pysciml compiled / peer = {r:.2f}x in overhead per step "
+                   f"({'met' if 0 < r <= bound else 'missed'}; total time {ours.total / by[peer].total:.2f}x)")
+    return "Targets (issue 17): " + "; ".join(out) + "."
 
 
 def main(size: str = "full", device: str = "cpu") -> str:

@@ -34,6 +34,8 @@ def test_overhead_smoke():
     assert nf == 6 * steps + 2  # FSAL Tsit5: f0, the initial-step trial, then 6 calls per loop iteration
     assert 0 < per_step and math.isfinite(per_step) and 0 < t_f and nf * t_f * 1e-3 < total
     assert err < 2e-4  # rtol = atol = 1e-5, 16 trajectories to t = 2: measured 1.9e-5
+    compiled = rows["pysciml Tsit5 (solve, batched, compile=True)"]  # the same steps as the eager solve
+    assert float(compiled[2]) == steps and float(compiled[3]) == nf and abs(float(compiled[6]) - err) < 1e-12
     odeint = rows["pysciml odeint tsit5"]
     assert float(odeint[6]) < 2e-4  # joint step size: measured 2.5e-5
     for name in ("torchdiffeq odeint dopri5", "torchode Tsit5 (eager)"):
