@@ -26,14 +26,25 @@ def test_stiff_benchmark_smoke():
     from benchmarks import stiff
 
     text = stiff.main("smoke")
-    ours, scipy = table_rows(text, "pysciml "), table_rows(text, "SciPy ")
-    assert len(ours) == 5 and len(scipy) == 3  # Rodas5P (analytic and autodiff J), Rodas4, KenCarp4, Rosenbrock23
+    sweep = text[text.index("## Per problem"):]
+    ours, scipy = table_rows(sweep, "pysciml "), table_rows(sweep, "SciPy ")
+    # Rodas5P (analytic and autodiff J, each eager and compiled), Rodas4, KenCarp4, Rosenbrock23
+    assert len(ours) == 7 and len(scipy) == 3
     for row in ours + scipy:  # solver | rtol | time | runs | error | nf | accepted | rejected | Jacobians | LUs
         assert float(row[1]) == 1e-6 and 0 < float(row[2]) < 1e4 and int(row[5]) > 0 and int(row[6]) > 0
     errors = {row[0]: float(row[4]) for row in ours}
     assert errors["pysciml Rodas5P"] < 1e-4  # rtol 1e-6 on Brusselator N=8 to t = 1: measured 2.7e-8
-    assert abs(errors["pysciml Rodas5P (autodiff J)"] - errors["pysciml Rodas5P"]) < 1e-10  # same J to round-off
+    for other in ("pysciml Rodas5P (autodiff J)", "pysciml Rodas5P compiled", "pysciml Rodas5P compiled (autodiff J)"):
+        assert abs(errors[other] - errors["pysciml Rodas5P"]) < 1e-10  # same steps, same J to round-off
     assert max(errors.values()) < 1e-3  # Rosenbrock23 (order 2) measured 2.2e-5
+    compiled = {row[1]: float(row[2]) for row in table_rows(text, "Brusselator")
+                if row[1].startswith("pysciml Rodas5P compiled")}  # the compile-time table
+    assert len(compiled) == 2 and all(s > 0 for s in compiled.values())  # compile time, reported apart
+    repeats = {row[1]: row for row in table_rows(text, "ROBER")}  # 3 solves with perturbed rate constants
+    # problem | solver | total | compile | per solve | error | failed
+    for name in ("SciPy Radau", "pysciml Rodas5P compiled (autodiff J)", "pysciml Rodas5P compiled"):
+        assert float(repeats[name][2]) > 0 and float(repeats[name][5]) < 1e-4 and int(repeats[name][6]) == 0
+    assert float(repeats["pysciml Rodas5P compiled"][3]) > 0  # cache cleared: it compiled (measured 8.4 s)
     assert all(v == v for v in numbers(text))  # no NaN
 
 
@@ -78,13 +89,19 @@ def test_neural_ode_benchmark_smoke():
 
     text = neural_ode.main("smoke", "cpu")
     rows = {row[0]: row[1:] for row in table_rows(text, "")}
-    for name in ("pysciml", "pysciml-adjoint"):  # time / iter | NFE fwd | NFE bwd | final loss
+    for name in ("pysciml", "pysciml-adjoint"):  # time / iter | NFE fwd | NFE bwd | final loss | first iteration
         assert float(rows[name][0]) > 0 and float(rows[name][1]) > 0 and float(rows[name][3]) < 0.2
+        compiled = rows[f"{name} compile"]  # same batches, same start: the same training to round-off
+        assert float(compiled[0]) > 0 and abs(float(compiled[3]) - float(rows[name][3])) < 1e-5
     if "torchdiffeq" in rows and not rows["torchdiffeq"][0].startswith("skipped"):
         # same batches, same start, same tolerances: the losses agree (measured equal to 3 digits)
         assert abs(float(rows["pysciml"][3]) - float(rows["torchdiffeq"][3])) < 1e-2
     stiff = rows["pysciml Rodas5P + DiscreteAdjoint"]  # iterations | time / iter | NFE fwd | NFE bwd | loss
     assert int(stiff[0]) == 2 and float(stiff[1]) > 0 and float(stiff[2]) > 0 and float(stiff[4]) < 1e-2
+    diffrax = rows.get("diffrax Kvaerno5 + RecursiveCheckpointAdjoint (jit)")
+    if diffrax is not None and not diffrax[0].startswith(("skipped", "failed")):  # same model, start and data
+        assert int(diffrax[0]) == 2 and float(diffrax[1]) > 0 and float(diffrax[5]) > 0
+        assert abs(float(diffrax[4]) - float(stiff[4])) < 1e-3 * float(stiff[4])  # measured 2e-8 relative
 
 
 def test_hnn_benchmark_smoke():
