@@ -101,7 +101,7 @@ def test_neural_ode_benchmark_smoke():
     diffrax = rows.get("diffrax Kvaerno5 + RecursiveCheckpointAdjoint (jit)")
     if diffrax is not None and not diffrax[0].startswith(("skipped", "failed")):  # same model, start and data
         assert int(diffrax[0]) == 2 and float(diffrax[1]) > 0 and float(diffrax[5]) > 0
-        assert abs(float(diffrax[4]) - float(stiff[4])) < 1e-3 * float(stiff[4])  # measured 2e-8 relative
+        assert abs(float(diffrax[4]) - float(stiff[4])) < 1e-2 * float(stiff[4])  # 3 digits shown; measured 1.8e-5
 
 
 def test_hnn_benchmark_smoke():
