@@ -54,6 +54,9 @@ class SolveOptions:
     controller: Any = None
     tstops: Any = None
     compile: bool = False
+    #: per-step hooks for the native single-trajectory loop (``engine.step_hooks.StepHooks``); set by ``odeint``
+    #: only (torchdiffeq's callbacks, norm, jump_t), never a keyword of ``solve``
+    hooks: Any = None
 
     def replace(self, **changes: Any) -> SolveOptions:
         """A copy with some keywords changed; an unknown keyword is an :class:`InputError`."""

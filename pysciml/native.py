@@ -52,7 +52,7 @@ def solve_native(prob: ODEProblem, alg: Algorithm | None = None, options: SolveO
         t0=prob.tspan[0], t1=prob.tspan[1], adaptive=c.adaptive, dt=c.dt, atol=c.atol, rtol=c.rtol,
         maxiters=opts.maxiters, dtmin=float(opts.dtmin), dtmax=opts.dtmax, saveat=save_times,
         save_everystep=save_everystep, dense=c.dense, controller=opts.controller or default_controller(alg),
-        tstops=stops, progress=bool(progress),
+        tstops=stops, progress=bool(progress), hooks=opts.hooks,
     )
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
     if opts.compile:

@@ -4,6 +4,7 @@ returns (:class:`LoopResult`), and the small rules both apply the same way (fixe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -33,6 +34,7 @@ class LoopOptions:
     controller: PIController
     tstops: list[float] | None = None  # times every trajectory's steps land on, in integration order
     progress: bool = False  # a tqdm bar over t (see engine/progress.py)
+    hooks: Any = None  # a step_hooks.StepHooks (single-trajectory loop only; odeint's callbacks, norm, jump_t)
 
 
 @dataclass

@@ -68,6 +68,7 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
     stops.append(opts.t1)
     si = 0  # next stop: steps land exactly on each tstop (a kink or jump in f), the last one being t1
     bar = make_progress(opts.progress, opts.t0, opts.t1, stepper.name)
+    hooks = opts.hooks  # optional per-step calls (engine/step_hooks.py): None for every solve() call
 
     while True:
         if stats.nloop >= opts.maxiters:
@@ -83,6 +84,8 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
         last = at_stop and si == len(stops) - 1
         dt_step = remaining if at_stop else dt
         dtv = vec(dt_step)
+        if hooks is not None:
+            hooks.attempt(t, u, dt_step, stepper)
         res = stepper.step(vec(t), u, dtv)
         if res.control is not None:  # a compiled step: error norm and checks in one transfer
             eest, finite, solved = res.control.tolist()[0]
@@ -96,7 +99,9 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
             eest = math.inf
             if ok and opts.adaptive:
                 assert res.err is not None
-                eest = float(scaled_error_norm(res.err.detach(), u.detach(), res.u_new.detach(), atol_n, rtol_n))
+                custom = None if hooks is None else hooks.error_norm(res.err.detach(), u.detach(), res.u_new.detach())
+                eest = float(scaled_error_norm(res.err.detach(), u.detach(), res.u_new.detach(), atol_n, rtol_n)
+                             ) if custom is None else custom
         if opts.adaptive:
             if not math.isfinite(eest):
                 eest = math.inf
@@ -113,6 +118,8 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
         else:
             stats.nreject += 1
         stepper.accept(accepted, vec(t), u, res)
+        if hooks is not None:
+            hooks.after(accepted, t_prev, u_prev, dt_step, t, u, stepper)
 
         if check is not None and accepted and (check.due(stats.nloop) or last):
             f_start, f_end = stepper.check_fields(u_prev, res)
