@@ -7,6 +7,7 @@ differentiable with respect to ``y0``, ``func``'s parameters (or ``adjoint_param
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +18,17 @@ from ._validate import SolveOptions, check_times
 from ._validate import adjoint_atol as backward_atol  # odeint's own adjoint_atol is a keyword
 from .algorithms import BS3, DP5, RK4, Algorithm, Euler, ImplicitAlgorithm, Midpoint, Tsit5, Vern7
 from .errors import InputError
+from .native import solve_native
+from .odeint_grid import integrate_grid, make_grid
+from .odeint_options import (
+    GridSettings,
+    JumpAwareFunc,
+    OdeintHooks,
+    adjoint_hooks,
+    callbacks_of,
+    mixed_norm,
+    translate_options,
+)
 from .problem import ODEProblem
 from .sensealg import (
     BacksolveAdjoint,
@@ -26,6 +38,7 @@ from .sensealg import (
     SensitivityAlgorithm,
 )
 from .sensitivity.continuous import AdjointSetup, ContinuousAdjoint
+from .sensitivity.discrete import checkpoint_count, solve_checkpointed
 from .sensitivity.vjp import discover_params
 from .solve import solve
 
@@ -43,7 +56,6 @@ _UNAVAILABLE = {
     "explicit_adams": "use method='tsit5'", "implicit_adams": "use alg=Rodas5P() or KenCarp4() for stiff problems",
     "fixed_adams": "use method='rk4'", "scipy_solver": "use pysciml's own solvers (alg=Rodas5P())",
 }
-_OPTION_KEYS = {"step_size", "first_step", "max_num_steps", "dtmin", "dtmax"}
 
 
 def default_sensealg(alg: Algorithm) -> SensitivityAlgorithm:
@@ -69,28 +81,6 @@ def _resolve_alg(method: str | Algorithm | None, alg: Algorithm | None) -> Algor
             raise InputError(f"method={choice!r} is not available in pysciml: {_UNAVAILABLE[key]}")
         raise InputError(f"unknown method={choice!r}; choose one of {sorted(METHOD_ALIASES)} or pass alg=Rodas5P()")
     raise InputError(f"method/alg must be a string or an algorithm object, got {type(choice).__name__}")
-
-
-def _solve_options(alg: Algorithm, options: dict[str, Any] | None, rtol: float, atol: Any) -> dict[str, Any]:
-    opts = dict(options or {})
-    unknown = set(opts) - _OPTION_KEYS
-    if unknown:
-        raise InputError(f"unknown options {sorted(unknown)}; accepted keys: {sorted(_OPTION_KEYS)}")
-    kw: dict[str, Any] = {"rtol": rtol, "atol": atol}
-    if not alg.is_adaptive:
-        if "step_size" not in opts:
-            raise InputError(f"{alg.name}() is fixed-step: pass options={{'step_size': dt}}")
-        kw.update(adaptive=False, dt=float(opts["step_size"]))
-    elif "step_size" in opts:
-        kw.update(adaptive=False, dt=float(opts["step_size"]))
-    if "first_step" in opts:
-        kw["dt"] = float(opts["first_step"])
-    if "max_num_steps" in opts:
-        kw["maxiters"] = int(opts["max_num_steps"])
-    for key in ("dtmin", "dtmax"):
-        if key in opts:
-            kw[key] = float(opts[key])
-    return kw
 
 
 _FLAT: OrderedDict[tuple, tuple[Any, Callable[..., Tensor], Callable]] = OrderedDict()
@@ -130,7 +120,7 @@ def odeint(
     t: Tensor | Sequence[float],
     *,
     rtol: float = 1e-7,
-    atol: float = 1e-9,
+    atol: Any = 1e-9,
     method: str | Algorithm | None = None,
     options: dict[str, Any] | None = None,
     alg: Algorithm | None = None,
@@ -139,6 +129,7 @@ def odeint(
     adjoint_rtol: float | None = None,
     adjoint_atol: float | None = None,
     adjoint_alg: Algorithm | None = None,
+    adjoint_options: dict[str, Any] | None = None,
     backend: str = "torch",
     event_fn: Any = None,
     progress: bool = False,
@@ -147,41 +138,65 @@ def odeint(
     """Solve ``dy/dt = func(t, y)`` and return ``y`` at the times ``t`` (torchdiffeq's ``odeint``).
 
     Args:
-        func: ``func(t, y)``, an ``nn.Module`` or callable; ``t`` is a 0-d tensor, ``y`` shaped like ``y0``.
+        func: ``func(t, y)``, an ``nn.Module`` or callable; ``t`` is a 0-d tensor, ``y`` shaped like ``y0``. If it
+            defines torchdiffeq's step callbacks ``callback_step(t0, y0, dt)``, ``callback_accept_step`` and
+            ``callback_reject_step`` they are called as torchdiffeq calls them (see ``docs/guide/odeint.md``):
+            ``callback_step`` before every attempted step, the others after it; fixed-grid methods call
+            ``callback_step`` only (and warn about the others, as torchdiffeq does).
         y0: initial state (any shape), or a tuple of tensors.
-        t: 1-D increasing or decreasing save times; ``t[0]`` is the initial time.
-        rtol, atol: tolerances (torchdiffeq's defaults, 1e-7 and 1e-9).
+        t: 1-D increasing or decreasing save times; ``t[0]`` is the initial time. ``len(t) == 1`` returns
+            ``y0[None]`` without integrating.
+        rtol, atol: tolerances (torchdiffeq's defaults, 1e-7 and 1e-9); for a tuple state ``atol`` may be a
+            tuple (one tolerance per part).
         method: torchdiffeq method string ('dopri5' default, 'tsit5', 'bosh3', 'rk4', 'euler', 'midpoint',
             'vern7') or an algorithm object; alg: an algorithm object (``Rodas5P()``, ``KenCarp4()``, ...).
-        options: torchdiffeq options: ``step_size`` (fixed step), ``first_step``, ``max_num_steps``,
-            ``dtmin``, ``dtmax``.
+        options: torchdiffeq's options. Fixed-step methods step on ``t``'s grid unless ``step_size`` (uniform
+            grid from ``t[0]``, last point moved onto ``t[-1]``) or ``grid_constructor(func, y0, t)`` says
+            otherwise, interpolate between grid points by ``interp`` ('linear' or 'cubic') and honour ``perturb``.
+            Adaptive methods: ``norm`` (of the scaled error; a tuple state's default is torchdiffeq's largest
+            RMS norm of the parts), ``jump_t`` (steps land on them and ``f`` is re-evaluated just after each),
+            ``step_t`` (steps land on them), ``first_step``, ``max_num_steps`` (per output interval, as in
+            torchdiffeq), ``max_step`` / ``dtmax``, ``dtmin``, ``safety``, ``ifactor``, ``dfactor`` (the
+            controller's safety factor and largest growth and shrink factors), ``dtype`` (of callback times;
+            step control always runs in float64), and ``step_size`` (pysciml's: fixed steps of the tableau).
         sensealg: how gradients are computed (``pysciml.sensealg``); default :func:`default_sensealg` (with
-            ``backend="julia"``, :func:`~pysciml.julia.odeint_julia`'s).
+            ``backend="julia"``, :func:`~pysciml.julia.odeint_julia`'s). Fixed-grid solves always differentiate
+            through their steps.
         adjoint_params: tensors the continuous adjoints differentiate (default: every tensor requiring grad
             that ``func`` uses: the parameters of an ``nn.Module`` func, and the tensors in its autograd graph at
             ``t[0]`` and ``t[-1]``; a tensor used only at other times is refused in the backward pass).
             DiscreteAdjoint always differentiates every tensor ``func`` uses; with either, an entry ``func``
             never uses gets a zero gradient. Under ``torch.no_grad()`` every sensealg is a plain solve.
         adjoint_rtol, adjoint_atol, adjoint_alg: the backward (adjoint) solve's settings (default: the
-            forward ones).
+            forward ones). adjoint_options: ``norm`` (``"seminorm"``: the error of the state and adjoint only,
+            not of the parameter-gradient integrals; or a callable of the flat scaled error), ``max_num_steps``,
+            ``max_step``; ``func``'s ``callback_*_adjoint`` callbacks run on the backward solves (given their
+            flat state).
         backend: ``"torch"`` or ``"julia"`` (SciMLSensitivity: ``options`` other than ``max_num_steps``, the
-            ``adjoint_*`` settings and gradients with respect to ``t`` are refused).
+            ``adjoint_*`` settings, callbacks and gradients with respect to ``t`` are refused).
         progress: a tqdm bar over ``t`` (see :func:`pysciml.solve`); with the discrete adjoint only.
         compile: run the (forward) steps as compiled programs (see :func:`pysciml.solve`'s ``compile``); the
-            backward solves of the continuous adjoints stay eager. Native engine only.
+            backward solves of the continuous adjoints stay eager. Native engine only; with step callbacks,
+            ``norm`` or ``jump_t`` the steps run eagerly after a warning.
 
     Returns:
         ``(len(t), *y0.shape)`` tensor (a tuple of them for tuple ``y0``), dtype and device of ``y0``.
     """
     if event_fn is not None:
         raise InputError("event_fn is not supported yet; integrate to a fixed t and locate events on the dense output")
+    algorithm = _resolve_alg(method, alg)
+    if _single_time(t):
+        return tuple(y[None] for y in y0) if isinstance(y0, tuple) else _check_y0(y0)[None]
+    user_func, user_y0 = func, y0
     unflatten = None
     if isinstance(y0, tuple):
+        atol = _tuple_atol(atol, y0)
         func, y0, unflatten = _flatten_tuple(func, y0)
-    if not isinstance(y0, Tensor):
-        raise InputError(f"y0 must be a torch.Tensor or a tuple of tensors, got {type(y0).__name__}")
+    y0 = _check_y0(y0)
+    complex_shape = y0.shape if y0.is_complex() else None
+    if complex_shape is not None:  # solved as real pairs: (*shape, 2)
+        func, y0 = _as_real(func), torch.view_as_real(y0)
     t = check_times(t, y0)
-    algorithm = _resolve_alg(method, alg)
     if sensealg is not None and not isinstance(sensealg, SensitivityAlgorithm):
         raise InputError(f"sensealg must be an object from pysciml.sensealg, got {type(sensealg).__name__}")
     if progress and (backend != "torch" or (torch.is_grad_enabled()
@@ -189,6 +204,7 @@ def odeint(
                                                                DiscreteAdjoint))):
         raise InputError("progress=True is supported by odeint on the native engine with the discrete adjoint "
                          "(the default for explicit methods) only; pass sensealg=DiscreteAdjoint() or drop progress=")
+    callbacks = callbacks_of(user_func)
     if backend == "julia":
         from .julia import odeint_julia
 
@@ -196,20 +212,46 @@ def odeint(
             ("compile=True", compile),
             ("options other than max_num_steps", set(options or {}) - {"max_num_steps"}),
             ("adjoint_rtol", adjoint_rtol is not None), ("adjoint_atol", adjoint_atol is not None),
-            ("adjoint_alg", adjoint_alg is not None), ("gradients with respect to t", t.requires_grad)) if given]
+            ("adjoint_alg", adjoint_alg is not None), ("adjoint_options", bool(adjoint_options)),
+            ("step callbacks", bool(callbacks)), ("complex states", complex_shape is not None),
+            ("gradients with respect to t", t.requires_grad)) if given]
         if refused:
             raise InputError(f"odeint(backend='julia') cannot honour {', '.join(refused)} (SciMLSensitivity's adjoint "
                              "takes the forward settings only and no time gradients); drop them or use backend='torch'")
         ys = odeint_julia(func, y0, t, rtol=rtol, atol=atol, alg=algorithm, sensealg=sensealg,
                           adjoint_params=adjoint_params, maxiters=int((options or {}).get("max_num_steps", 100_000)))
         return unflatten(ys) if unflatten is not None else ys
-    if sensealg is None:
-        sensealg = default_sensealg(algorithm)
     if backend != "torch":
         raise InputError(f"backend must be 'torch' or 'julia', got {backend!r}")
     if isinstance(sensealg, GaussAdjoint):
         raise InputError("GaussAdjoint runs on the Julia engine only; use QuadratureAdjoint() with backend='torch'")
-    kw = _solve_options(algorithm, options, rtol, atol)
+    shape = complex_shape if complex_shape is not None else y0.shape
+    base = unflatten if unflatten is not None else (lambda row: row.reshape(shape))
+    to_user = base if complex_shape is None else (lambda row: base(torch.view_as_complex(row.reshape(-1, 2))))
+    finish = _finisher(unflatten, complex_shape)
+    tr = translate_options(algorithm, options, rtol, atol, t)
+    if tr.grid is not None:
+        ys = _fixed_grid(func, y0, t, algorithm, tr.grid, rtol, atol, callbacks, to_user, user_func, user_y0)
+        if adjoint_params is not None and torch.is_grad_enabled():
+            ys = _ZeroGradients.apply(ys, *[q for q in adjoint_params if isinstance(q, Tensor) and q.requires_grad])
+        return finish(ys)
+    if sensealg is None:
+        sensealg = default_sensealg(algorithm)
+    kw = tr.solve_kw
+    direction = 1.0 if float(t[-1]) > float(t[0]) else -1.0
+    real = y0.real.dtype if y0.is_complex() else y0.dtype
+    norm = tr.norm if tr.norm is not None or unflatten is None or compile else mixed_norm
+    scale_atol = torch.as_tensor(atol, dtype=real, device=y0.device).reshape(-1)
+    hooks = OdeintHooks(callbacks, to_user, norm, scale_atol, rtol, tr.jump_t,
+                        torch.promote_types(tr.time_dtype, real), direction)
+    if hooks.active():
+        if compile:
+            warnings.warn("odeint: step callbacks, norm and jump_t run on the eager loop; compile=True is ignored",
+                          RuntimeWarning, stacklevel=2)
+            compile = False
+        if tr.jump_t:
+            func = JumpAwareFunc(func, hooks)
+        kw["hooks"] = hooks
     if progress:
         kw["progress"] = True
     if compile:
@@ -220,7 +262,7 @@ def odeint(
             f0 = prob.rhs(t[0].detach(), y0.detach()).detach()
             prob = prob.remake(u0=y0 + _StartTimeProbe.apply(t) * f0)
         discrete = sensealg if isinstance(sensealg, DiscreteAdjoint) else DiscreteAdjoint()
-        ys = solve(prob, algorithm, saveat=t.detach(), sensealg=discrete, throw=True, **kw).u
+        ys = _discrete_solve(prob, algorithm, discrete, t.detach(), kw)
         ys = _TimeGradient.apply(ys, t, prob) if t.requires_grad else ys
         if adjoint_params is not None and torch.is_grad_enabled():  # entries f never uses: zero, not None
             ys = _ZeroGradients.apply(ys, *[q for q in adjoint_params if isinstance(q, Tensor) and q.requires_grad])
@@ -228,31 +270,122 @@ def odeint(
         params = discover_params(prob.f, prob.f_takes_p, prob.p, t[0], y0, adjoint_params, t[-1])
         forward = SolveOptions().replace(**kw)
         back_atol = backward_atol(atol) if adjoint_atol is None else adjoint_atol
-        backward = SolveOptions(rtol=adjoint_rtol or rtol, atol=back_atol, maxiters=forward.maxiters,
-                                adaptive=forward.adaptive, dt=forward.dt if forward.adaptive is False else None)
+        back_rtol = adjoint_rtol or rtol
+        adj_kw = _adjoint_settings(adjoint_options, len(t), forward)
+        keep = (2 if isinstance(sensealg, BacksolveAdjoint) else 1) * y0.numel()
+        adj_hooks = adjoint_hooks(user_func, adj_kw.pop("norm", None), keep, back_atol, back_rtol,
+                                  torch.promote_types(tr.time_dtype, real), -direction)
+        backward = SolveOptions(rtol=back_rtol, atol=back_atol, maxiters=adj_kw.get("maxiters", forward.maxiters),
+                                adaptive=forward.adaptive, dt=forward.dt if forward.adaptive is False else None,
+                                dtmax=adj_kw.get("dtmax"), hooks=adj_hooks)
         setup = AdjointSetup(prob=prob, alg=algorithm, adj_alg=adjoint_alg or algorithm, sensealg=sensealg,
                              save_t=t.detach(), params=params, options=forward, adj_options=backward,
                              discovered=adjoint_params is None)
         ys = ContinuousAdjoint.apply(setup, y0, t, *params)
-    return unflatten(ys) if unflatten is not None else ys
+        hooks.callbacks = {}  # forward pieces re-solved in the backward pass call no forward callbacks
+    return finish(ys)
+
+
+def _as_real(func: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """A complex ``func`` on the real view ``(*shape, 2)`` of its state."""
+    def f(t: Tensor, y: Tensor) -> Tensor:
+        return torch.view_as_real(func(t, torch.view_as_complex(y.contiguous())))
+
+    return f
+
+
+def _finisher(unflatten: Callable | None, complex_shape: Any) -> Callable[[Tensor], Any]:
+    """``(len(t), *state)`` engine output -> the user's form: complex again, split into the tuple's parts."""
+    def finish(ys: Tensor) -> Any:
+        if complex_shape is not None:
+            ys = torch.view_as_complex(ys.contiguous())
+        return unflatten(ys) if unflatten is not None else ys
+
+    return finish
+
+
+def _single_time(t: Any) -> bool:
+    """``t`` holds one time: torchdiffeq returns ``y0[None]`` without integrating."""
+    if isinstance(t, Tensor):
+        return t.ndim == 1 and t.shape[0] == 1
+    return isinstance(t, Sequence) and len(t) == 1
+
+
+def _check_y0(y0: Any) -> Tensor:
+    if not isinstance(y0, Tensor):
+        raise InputError(f"y0 must be a torch.Tensor or a tuple of tensors, got {type(y0).__name__}")
+    return y0
+
+
+def _tuple_atol(atol: Any, y0: tuple[Tensor, ...]) -> Any:
+    """torchdiffeq's tuple ``atol`` (one per part) as one tolerance per component of the flat state."""
+    if not isinstance(atol, (tuple, list)):
+        return atol
+    if len(atol) != len(y0):
+        raise InputError(f"a tuple atol needs one entry per part of y0 ({len(y0)}), got {len(atol)}")
+    return torch.cat([torch.as_tensor(a, dtype=y.real.dtype if y.is_complex() else y.dtype, device=y.device)
+                      .expand(y.shape).reshape(-1) for a, y in zip(atol, y0, strict=True)])
+
+
+def _discrete_solve(prob: ODEProblem, alg: Algorithm, discrete: DiscreteAdjoint, save_t: Tensor,
+                    kw: dict[str, Any]) -> Tensor:
+    """The solution at ``save_t`` through the discrete adjoint (``solve``'s path; with step hooks, which ``solve``
+    does not take, the same native or checkpointed solve called directly)."""
+    if "hooks" not in kw:
+        return solve(prob, alg, saveat=save_t, sensealg=discrete, throw=True, **kw).u
+    opts = SolveOptions(saveat=save_t, throw=True).replace(**{k: v for k, v in kw.items() if k != "progress"})
+    if checkpoint_count(discrete) > 1 and torch.is_grad_enabled():
+        return solve_checkpointed(prob, alg, discrete, opts).u
+    return solve_native(prob, alg, opts, progress=bool(kw.get("progress"))).u
+
+
+def _adjoint_settings(adjoint_options: dict[str, Any] | None, n_times: int, forward: SolveOptions) -> dict[str, Any]:
+    """``adjoint_options`` as backward-solve settings: ``norm``, ``max_num_steps``, ``max_step`` / ``dtmax``."""
+    opts = dict(adjoint_options or {})
+    known = {"norm", "max_num_steps", "max_step", "dtmax"}
+    ignored = sorted(set(opts) - known)
+    if ignored:
+        warnings.warn(f"odeint: adjoint_options {ignored} are ignored (the backward solves take the forward solve's "
+                      f"step settings); honoured: {sorted(known)}", stacklevel=3)
+    out: dict[str, Any] = {}
+    if opts.get("norm") is not None:
+        out["norm"] = opts["norm"]
+    if "max_num_steps" in opts:
+        out["maxiters"] = int(opts["max_num_steps"]) * max(n_times - 1, 1)
+    step = opts.get("max_step", opts.get("dtmax"))
+    out["dtmax"] = float(step) if step is not None and math.isfinite(float(step)) else forward.dtmax
+    return out
+
+
+def _fixed_grid(func: Callable[..., Tensor], y0: Tensor, t: Tensor, alg: Algorithm, grid: GridSettings, rtol: float,
+                atol: Any, callbacks: dict[str, Callable[..., Any]], to_user: Callable[[Tensor], Any],
+                user_func: Any, user_y0: Any) -> Tensor:
+    """A fixed-step method on its grid (:mod:`pysciml.odeint_grid`), with torchdiffeq's ``callback_step``."""
+    others = sorted(set(callbacks) - {"callback_step"})
+    if others:
+        warnings.warn(f"Solver {alg.name}() steps on a fixed grid and does not support callbacks {others}",
+                      stacklevel=3)
+    cb = callbacks.get("callback_step")
+    callback = None if cb is None else (lambda t0, row, dt: cb(t0, to_user(row), dt))
+    times = make_grid(grid, user_func, user_y0, t)
+    return integrate_grid(func, y0, t, alg, grid, rtol=rtol, atol=atol, grid=times, callback=callback)
 
 
 def odeint_adjoint(func: Callable[..., Any], y0: Tensor | tuple[Tensor, ...], t: Tensor, *, rtol: float = 1e-7,
-                   atol: float = 1e-9, method: str | Algorithm | None = None, options: dict[str, Any] | None = None,
+                   atol: Any = 1e-9, method: str | Algorithm | None = None, options: dict[str, Any] | None = None,
                    adjoint_rtol: float | None = None, adjoint_atol: float | None = None,
                    adjoint_method: str | Algorithm | None = None, adjoint_options: dict[str, Any] | None = None,
                    adjoint_params: Sequence[Tensor] | None = None, **kwargs: Any) -> Tensor | tuple[Tensor, ...]:
-    """torchdiffeq's ``odeint_adjoint``: O(1)-memory backsolve adjoint for explicit methods; for implicit
-    (stiff) methods the checkpointed interpolating adjoint, since backsolve is unstable on stiff problems."""
-    if adjoint_options:
-        raise InputError("adjoint_options is not supported; pass adjoint_rtol/adjoint_atol/adjoint_method")
+    """torchdiffeq's ``odeint_adjoint``: O(1)-memory backsolve adjoint for explicit adaptive methods; for
+    implicit (stiff) methods the checkpointed interpolating adjoint, since backsolve is unstable on stiff
+    problems. Fixed-grid methods differentiate through their steps. ``adjoint_options`` as in :func:`odeint`."""
     algorithm = _resolve_alg(method, kwargs.pop("alg", None))
     adj_alg = _resolve_alg(adjoint_method, None) if adjoint_method is not None else None
     sensealg = kwargs.pop("sensealg", None) or (
         InterpolatingAdjoint(checkpointing=True) if isinstance(algorithm, ImplicitAlgorithm) else BacksolveAdjoint())
     return odeint(func, y0, t, rtol=rtol, atol=atol, alg=algorithm, options=options, sensealg=sensealg,
                   adjoint_params=adjoint_params, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
-                  adjoint_alg=adj_alg, **kwargs)
+                  adjoint_alg=adj_alg, adjoint_options=adjoint_options, **kwargs)
 
 
 class _TimeGradient(torch.autograd.Function):

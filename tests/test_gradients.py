@@ -229,8 +229,9 @@ def test_odeint_bad_input():
         odeint(lambda t, y: -y, torch.ones(1), torch.tensor([0.0, 1.0, 0.5]))
     with pytest.raises(ps.InputError, match="Julia engine only"):
         odeint(lambda t, y: -y, torch.ones(1), t, sensealg=GaussAdjoint())
-    with pytest.raises(ps.InputError, match="step_size"):
-        odeint(lambda t, y: -y, torch.ones(1), t, method="rk4")
+    with pytest.raises(ps.InputError, match="step_size and grid_constructor"):
+        odeint(lambda t, y: -y, torch.ones(1), t, method="rk4",
+               options={"step_size": 0.1, "grid_constructor": lambda f, y0, t: t})
 
 
 def test_discrete_adjoint_through_matrix_free_newton_matches_dense():

@@ -1,0 +1,146 @@
+"""Fixed-grid solves for :func:`pysciml.odeint`, with torchdiffeq's ``FixedGridODESolver`` semantics.
+
+A fixed-step method steps on a grid: ``t`` itself by default, a uniform grid of ``step_size`` from ``t[0]`` (its
+last point moved onto ``t[-1]``), or ``grid_constructor(func, y0, t)``. Output times between grid points are
+interpolated linearly (``interp="linear"``) or by the cubic Hermite polynomial through both ends
+(``interp="cubic"``, one extra ``f`` evaluation per output time). With ``perturb=True`` the stage at a step's
+start is evaluated at the next representable time after it and a stage at its end at the one before it (so a
+``func`` with jumps at grid points sees the right side of each). Each step is one step of pysciml's stepper
+for the method; gradients flow through the steps (including to ``t``, through the grid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ._validate import SolveOptions, check_solve
+from .algorithms import Algorithm
+from .errors import InputError
+from .native import make_stepper
+from .odeint_options import GridSettings
+from .problem import ODEProblem
+from .solution import Stats
+
+__all__ = ["integrate_grid", "make_grid"]
+
+Tensor = torch.Tensor
+
+
+def make_grid(settings: GridSettings, func: Any, y0: Any, t: Tensor) -> Tensor:
+    """The time grid of a fixed-grid solve (torchdiffeq's rules); checked to start at ``t[0]``, end at ``t[-1]``
+    and run in ``t``'s direction."""
+    if settings.grid_constructor is not None:
+        grid = settings.grid_constructor(func, y0, t)
+        if not isinstance(grid, Tensor) or grid.ndim != 1 or len(grid) < 1:
+            raise InputError("grid_constructor(func, y0, t) must return a 1-D tensor of times")
+    elif settings.step_size is not None:
+        direction = 1.0 if len(t) < 2 or float(t[-1]) >= float(t[0]) else -1.0
+        start, end = direction * t[0], direction * t[-1]  # torchdiffeq steps in negated time when t decreases
+        niters = torch.ceil((end - start) / settings.step_size + 1).item()
+        grid = torch.arange(0, niters, dtype=t.dtype, device=t.device) * settings.step_size + start
+        grid = torch.cat([grid[:-1], end.reshape(1)]) * direction
+    else:
+        grid = t
+    if grid[0] != t[0] or grid[-1] != t[-1]:
+        raise InputError(f"the time grid must start at t[0] and end at t[-1]; got {float(grid[0]):g} .. "
+                         f"{float(grid[-1]):g} for t from {float(t[0]):g} to {float(t[-1]):g}")
+    steps = grid[1:] - grid[:-1]
+    if len(t) > 1 and not bool(((steps * torch.sign(t[-1] - t[0])) >= 0).all()):
+        raise InputError("the time grid must be monotone in the direction of t")
+    return grid
+
+
+class _GridFunc:
+    """``func`` on the current grid step ``[t0, t1]``: with ``perturb``, evaluated just after ``t0`` for a stage at
+    the start and just before ``t1`` for a stage at the end (torchdiffeq's ``Perturb.NEXT`` / ``PREV``)."""
+
+    def __init__(self, func: Callable[[Tensor, Tensor], Tensor], perturb: bool) -> None:
+        self.func, self.perturb = func, perturb
+        self.t0: Tensor | None = None
+        self.t1: Tensor | None = None
+
+    def __call__(self, t: Tensor, y: Tensor) -> Tensor:
+        if self.perturb and self.t0 is not None and self.t1 is not None:
+            t0, t1 = self.t0.to(t.dtype), self.t1.to(t.dtype)
+            span = float(t1 - t0)
+            theta = 0.0 if span == 0.0 else float(t.detach() - t0) / span
+            if theta <= 1e-9:
+                target = torch.nextafter(t0, t1 if span != 0.0 else t0 + 1).detach()
+                t = t + (target - t).detach()  # the value moves, the derivative stays d/dt (as torchdiffeq's)
+            elif theta >= 1.0 - 1e-9:
+                t = t + (torch.nextafter(t1, t0).detach() - t).detach()
+        return self.func(t, y)
+
+
+def _linear(t0: Tensor, t1: Tensor, y0: Tensor, y1: Tensor, t: Tensor) -> Tensor:
+    if bool(t == t0):
+        return y0
+    if bool(t == t1):
+        return y1
+    return y0 + ((t - t0) / (t1 - t0)).to(y0.dtype) * (y1 - y0)
+
+
+def _cubic(t0: Tensor, y0: Tensor, f0: Tensor, t1: Tensor, y1: Tensor, f1: Tensor, t: Tensor) -> Tensor:
+    h = ((t - t0) / (t1 - t0)).to(y0.dtype)
+    dt = (t1 - t0).to(y0.dtype)
+    h00 = (1 + 2 * h) * (1 - h) * (1 - h)
+    h10 = h * (1 - h) * (1 - h)
+    h01 = h * h * (3 - 2 * h)
+    h11 = h * h * (h - 1)
+    return h00 * y0 + h10 * dt * f0 + h01 * y1 + h11 * dt * f1
+
+
+def integrate_grid(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, alg: Algorithm,
+                   settings: GridSettings, *, rtol: float, atol: Any, grid: Tensor,
+                   callback: Callable[[Tensor, Tensor, Tensor], Any] | None = None) -> Tensor:
+    """``y`` at the times ``t`` (``(len(t), *y0.shape)``) by fixed steps of ``alg`` on ``grid``.
+
+    Args:
+        func: ``func(t, y)`` with ``y`` shaped like ``y0`` (a tuple state already flattened).
+        callback: called as ``callback(t0, y0, dt)`` before each step (``t0`` a grid time, ``y0`` the engine row
+            ``(n,)``, ``dt`` the step's size, positive in both directions as in torchdiffeq).
+    """
+    direction = 1.0 if float(t[-1]) >= float(t[0]) else -1.0
+    real = y0.real.dtype if y0.is_complex() else y0.dtype
+    gt = grid.to(real)
+    wrapped = _GridFunc(func, settings.perturb)
+    prob = ODEProblem(wrapped, y0, (float(t[0].detach()), float(t[-1].detach())))
+    span = abs(prob.tspan[1] - prob.tspan[0])
+    checked = check_solve(prob, alg, SolveOptions(rtol=rtol, atol=atol, adaptive=False, dt=span or 1.0))
+    stepper = make_stepper(checked.alg, prob, Stats(), checked.atol, checked.rtol, False)
+    u = y0.reshape(1, -1)
+    out = [u[0]]
+    j = 1
+    wrapped.t0, wrapped.t1 = gt[0], gt[1] if len(gt) > 1 else gt[0]
+    stepper.init(gt[0].reshape(1), u)
+    for i in range(len(gt) - 1):
+        if j >= len(t):
+            break
+        t0, t1 = gt[i], gt[i + 1]
+        wrapped.t0, wrapped.t1 = t0, t1
+        if callback is not None:
+            callback(grid[i], u[0], direction * (grid[i + 1] - grid[i]))
+        res = stepper.step(t0.reshape(1), u, (t1 - t0).reshape(1))
+        u1 = res.u_new
+        f0 = res.f_start
+        wrapped.t0, wrapped.t1 = t1, gt[i + 2] if i + 2 < len(gt) else t1
+        stepper.accept(True, t1.reshape(1), u1, res)
+        if settings.perturb and res.f_end is not None:  # an FSAL end stage was taken just before t1
+            stepper.f0 = stepper.f_total(t1.reshape(1), u1)
+        f1 = None
+        while j < len(t) and direction * float(t1 - t[j].to(real)) >= 0:
+            tj = t[j].to(real)
+            if settings.interp == "cubic":
+                if f1 is None:
+                    f1 = func(t1, u1[0].reshape(y0.shape)).reshape(1, -1)
+                out.append(_cubic(t0, u[0], f0[0], t1, u1[0], f1[0], tj))
+            else:
+                out.append(_linear(t0, t1, u[0], u1[0], tj))
+            j += 1
+        u = u1
+    if j < len(t):
+        raise InputError("the time grid ended before the last output time")
+    return torch.stack(out).reshape(len(t), *y0.shape)
