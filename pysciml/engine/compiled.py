@@ -145,6 +145,7 @@ class _Program:
         self.variants: dict[str, Callable[..., Any]] = {}  # compiled
         self.raw: dict[str, Callable[..., Any]] = {}  # the same functions uncompiled (for torch._dynamo.explain)
         self.ran: set[str] = set()
+        self.fused: dict[tuple, _Program] = {}  # batched loops: this step with the control (.compiled_control)
 
     def add(self, variant: str, fn: Callable[..., Any]) -> None:
         self.raw[variant] = fn
@@ -479,13 +480,18 @@ class CompiledStepper(Stepper):
         return "step", args
 
     def _step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
+        variant, args = self.program_args(t, u, dt)
+        return self.absorb(variant, self.program.run(variant, self.stats, *args), t, u, dt)
+
+    def absorb(self, variant: str, out: tuple[Any, ...], t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
+        """The :class:`StepResult` of a program's outputs ``out`` (the step from ``(t, u)`` by ``dt``), with the
+        stepper's state (Jacobian, Newton's rate) and the counters updated."""
         inner, stats = self.inner, self.stats
         f0 = inner.f0
         assert f0 is not None
-        variant, args = self.program_args(t, u, dt)
         if isinstance(inner, RosenbrockStepper):
             fresh = variant == "fresh"
-            u_new, err, ok, f_last, ks, control, coeffs, J, ft = self.program.run(variant, stats, *args)
+            u_new, err, ok, f_last, ks, control, coeffs, J, ft = out
             self._J, self._ft = J, ft
             inner.fresh = True
             s = inner.tab.stages
@@ -496,7 +502,7 @@ class CompiledStepper(Stepper):
             return StepResult(u_new=u_new, err=err, ok=ok, stages=list(ks.unbind(0)), f_start=f0,
                               f_end=f_last if inner.fsal else None, control=control, coeffs=coeffs)
         if isinstance(inner, ARKStepper):
-            u_new, err, ok, ks, control, coeffs, J, eta, kI, kE, counts = self.program.run(variant, stats, *args)
+            u_new, err, ok, ks, control, coeffs, J, eta, kI, kE, counts = out
             self._J, inner.eta, inner._last = J, eta, (kI, kE)
             self._pending = counts if self._pending is None else self._pending + counts
             stats.njac += variant == "fresh"
@@ -513,7 +519,7 @@ class CompiledStepper(Stepper):
                               f_end=ks[-1] if inner.fsal else None, stage_scale=dt[:, None], control=control,
                               coeffs=coeffs)
         assert isinstance(inner, ExplicitRKStepper)
-        u_new, err, f_end, ks, control, coeffs = self.program.run(variant, stats, *args)
+        u_new, err, f_end, ks, control, coeffs = out
         stats.nf += inner.tab.stages - 1
         return StepResult(u_new=u_new, err=err, ok=None, stages=list(ks.unbind(0)), f_start=f0, f_end=f_end,
                           stage_scale=dt[:, None], t_start=t, control=control, coeffs=coeffs)

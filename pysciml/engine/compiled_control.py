@@ -1,0 +1,269 @@
+"""Batched compiled solves with the step control inside the program: one host round trip per step.
+
+:func:`integrate_batched_compiled` is :func:`~.loop.integrate_batched` (adaptive steps) for a
+:class:`~.compiled.CompiledStepper`: the same rules and the same arithmetic, but everything the batched loop
+does with ``(B,)`` tensors around the step (the step clipped to the next ``tstop``, the accept mask, the merged
+``t`` and ``u``, the PI controller's new step and ``qold``, the step-size failure test and the return codes, the
+FSAL update of ``f(t, u)``, the per-trajectory step counters and how many ``saveat`` points each accepted step
+passed) is traced with the family's step into one program per signature. The program returns a small control
+row (any trajectory still running, any step accepted, the most ``saveat`` points one step passed, whether one
+lies strictly inside a step), which the loop reads with one ``.tolist()`` per step; the eager batched loop
+made up to four host round trips per step (the loop test, the Jacobian-freshness test in ``accept``, the save
+test, the failure test) and ran the controller as a few dozen separately dispatched tensor operations.
+Saving writes the passed points with masks, without further synchronisation.
+
+The eager loop stays the reference (``tests/test_compiled.py`` compares values, step counts and statistics);
+fixed steps, the progress bar and ``save_everystep`` keep the eager loop around the compiled step.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch
+
+from ..solution import Stats
+from .ark import ARKStepper
+from .compiled import CompiledStepper, CompileFailure, _Program, _user_f
+from .controller import initial_dt
+from .explicit_rk import ExplicitRKStepper
+from .fixed_step_check import describe
+from .interpolation import DenseOutput, evaluate
+from .loop import _CODES, DTMIN, MAXITERS, RUNNING, SUCCESS, UNSTABLE, _Saver
+from .loop_records import LoopOptions, LoopResult
+from .rosenbrock import RosenbrockStepper
+
+__all__ = ["integrate_batched_compiled", "handles"]
+
+Tensor = torch.Tensor
+REACH = 1.0 + 1e-12  # as in engine/loop.py: a step within this factor of the remaining span ends on the stop
+
+
+def handles(stepper: Any, opts: LoopOptions) -> bool:
+    """Whether :func:`integrate_batched_compiled` runs this batched solve (else the eager loop does)."""
+    return (isinstance(stepper, CompiledStepper) and stepper.compiled and opts.adaptive and not opts.progress
+            and not opts.save_everystep)
+
+
+def _padded(values: list[float], fill: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``values`` padded with ``fill`` to a power-of-two length: a new count of stops or save times recompiles
+    only when it crosses a power of two (shapes are static in the program)."""
+    n = 1 << max(0, len(values) - 1).bit_length()
+    return torch.tensor(values + [fill] * (n - len(values)), dtype=dtype, device=device)
+
+
+def _fsal(inner: Any) -> bool:
+    """Whether the step returns ``f`` at its end (else ``accept`` evaluates it where steps were accepted)."""
+    return bool(inner.tab.fsal if isinstance(inner, ExplicitRKStepper) else inner.fsal)
+
+
+def _fused_program(stepper: CompiledStepper, opts: LoopOptions, direction: float, n_stops: int) -> _Program:
+    """The stepper's program with the batched loop's control around the step (cached on the step's program)."""
+    inner, base = stepper.inner, stepper.program
+    controller, order = opts.controller, stepper.order
+    multi_stop, saving = n_stops > 1, opts.saveat is not None
+    has_dtmin, has_dtmax = opts.dtmin > 0.0, opts.dtmax is not None
+    key = (direction, multi_stop, saving, has_dtmin, has_dtmax, controller, order)
+    prog = base.fused.get(key)
+    if prog is not None:
+        return prog
+    ark = isinstance(inner, ARKStepper)
+    rosenbrock = isinstance(inner, RosenbrockStepper)
+    step = base.raw["fresh" if (ark or rosenbrock) else "step"]
+    dt_i, ctl_i = (5, 4) if ark else (4, 5 if rosenbrock else 4)
+    F = _user_f(inner.rhs)
+    FE = _user_f(inner.rhs_e) if ark and inner.rhs_e is not None else None
+    fsal = _fsal(inner)
+    eps_t = torch.finfo(inner.rhs.dtype).eps
+
+    def merged_f0(p: Any, t: Tensor, u: Tensor, accepted: Tensor, out: tuple[Any, ...],
+                  args: tuple[Any, ...]) -> tuple[Tensor | None, ...]:
+        """``Stepper.accept``'s update of ``f(t, u)`` (and ARK's parts), masked by ``accepted``."""
+        acc = accepted[:, None]
+        if ark:
+            fI0, fE0 = args[3], args[4]
+            fI, fE = (out[8], out[9]) if fsal else (F(p, t, u), FE(p, t, u) if FE is not None else None)
+            fI0 = torch.where(acc, fI, fI0)
+            if fE is not None and fE0 is not None:
+                fE0 = torch.where(acc, fE, fE0)
+            return fI0, fE0, fI0 if fE0 is None else fI0 + fE0
+        f_end = out[3] if rosenbrock else out[2]
+        if not fsal or f_end is None:
+            f_end = F(p, t, u)
+        return None, None, torch.where(acc, f_end, args[3])
+
+    def controlled_step(L: tuple[Tensor, ...], C: tuple[Tensor, ...], *args: Any) -> tuple[Any, ...]:
+        t, dt, qold, active, seen, stop, status, fail_t, fail_dt, n_acc, n_att, sidx = L
+        stops, last_stop, keyed, lims = C
+        p, u = args[0], args[2]
+        target = stops[torch.minimum(stop, last_stop)]
+        remaining = target - t
+        at_stop = active & ((remaining <= dt * REACH) if direction > 0 else (remaining >= dt * REACH))
+        last = at_stop & (stop == last_stop)
+        dt_step = torch.where(at_stop, remaining, dt)
+        out = step(*args[:dt_i], dt_step, *args[dt_i + 1:])
+        control = out[ctl_i]
+        seen = seen | ~(control[:, 1] == 1.0)
+        eest = control[:, 0]
+        accepted = active & (eest <= 1.0)
+        t_new = torch.where(accepted, torch.where(at_stop, target, t + dt_step), t)
+        if multi_stop:
+            stop = stop + (accepted & at_stop)
+        u_out = torch.where(accepted[:, None], out[0], u)
+        f0s = merged_f0(p, t_new, u_out, accepted, out, args)
+        n_acc = n_acc + accepted
+        n_att = n_att + active
+        active = active ^ (accepted & last)
+        dt_new, qold = controller.propose(dt_step, eest, qold, accepted, order)
+        if multi_stop:  # a step shortened to land on a tstop says nothing about the next one
+            dt_new = torch.where(accepted & at_stop, direction * torch.maximum(dt_new.abs(), dt.abs()), dt_new)
+        if has_dtmax:
+            dt_new = direction * dt_new.abs().clamp(max=lims[1])
+        failed = dt_new.abs() <= eps_t * t_new.abs()
+        if has_dtmin:
+            failed = failed | (dt_new.abs() < lims[0])
+        failed = failed & active
+        dt = torch.where(active, dt_new, dt)
+        status = torch.where(failed, torch.where(seen, UNSTABLE, DTMIN), status)
+        fail_t = torch.where(failed, t_new, fail_t)
+        fail_dt = torch.where(failed, dt_new, fail_dt)
+        active = active & ~failed
+        seen = seen & ~accepted
+        zero = torch.zeros_like(stop)
+        n_cross, n_inside = zero, zero
+        if saving:  # save points passed: keyed (direction * saveat, padded with inf) up to direction * t
+            key_t = direction * t_new
+            n_cross = (torch.searchsorted(keyed, key_t, right=True) - sidx).clamp(min=0) * accepted
+            n_inside = (torch.searchsorted(keyed, key_t) - sidx).clamp(min=0) * accepted
+        summary = torch.stack((active.any().long(), accepted.any().long(), n_cross.max(), n_inside.max()))
+        state = (t_new, dt, qold, active, seen, stop, status, fail_t, fail_dt, n_acc, n_att, sidx + n_cross)
+        return out, state, u_out, f0s, dt_step, n_cross, summary
+
+    prog = _Program(f"{base.tag}c{len(base.fused)}")
+    if ark or rosenbrock:
+        prog.with_variants(controlled_step)
+    else:
+        prog.add("step", controlled_step)
+    base.fused[key] = prog
+    return prog
+
+
+class _CountedSaver(_Saver):
+    """:class:`~.loop._Saver` told by the program how many save points each trajectory's step passed."""
+
+    def save_counted(self, most: int, inside: bool, n_cross: Tensor, idx: Tensor, t_prev: Tensor, t: Tensor,
+                     dt: Tensor, u: Tensor, coeffs: Tensor | Callable[[], Tensor]) -> None:
+        assert self.saveat is not None
+        s = self.saveat.shape[0]
+        bidx = torch.arange(u.shape[0], device=u.device)
+        if inside and callable(coeffs):
+            coeffs = coeffs()
+        for j in range(most):
+            ci = (idx + j).clamp(max=s - 1)
+            ts = self.saveat[ci]
+            if inside:
+                assert not callable(coeffs)
+                vals = torch.where((ts == t)[:, None], u, evaluate(coeffs, (ts - t_prev) / dt))
+            else:
+                vals = u
+            keep = self.out[ci, bidx]
+            self.out[ci, bidx] = torch.where((j < n_cross)[:, None], vals, keep)
+
+
+def integrate_batched_compiled(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult:
+    """The adaptive batched loop with the control inside the compiled program (see the module docstring);
+    ``stepper`` is a :class:`~.compiled.CompiledStepper` (:func:`handles`)."""
+    assert isinstance(stepper, CompiledStepper)
+    bsz = u0.shape[0]
+    dtype, device = u0.dtype, u0.device
+    direction = 1.0 if opts.t1 > opts.t0 else -1.0
+    t = torch.full((bsz,), opts.t0, dtype=dtype, device=device)
+    u = u0
+    stepper.init(t, u)
+    assert stepper.f0 is not None
+    inner = stepper.inner
+    if opts.dt is None:
+        with torch.no_grad():
+            dt = initial_dt(stepper.f_total, t, u, stepper.f0, torch.full_like(t, opts.t1) - t, stepper.order,
+                            opts.atol, opts.rtol)
+    else:
+        dt = torch.full_like(t, direction * abs(opts.dt))
+    if opts.dtmax is not None:
+        dt = direction * dt.abs().clamp(max=opts.dtmax)
+
+    stop_list = [s for s in (opts.tstops or []) if direction * opts.t0 < direction * s < direction * opts.t1]
+    n_stops = len(stop_list) + 1
+    longs = partial(torch.zeros, bsz, dtype=torch.long, device=device)
+    bools = partial(torch.zeros, bsz, dtype=torch.bool, device=device)
+    saver = _CountedSaver(opts, u0, direction)
+    keyed = (_padded((direction * opts.saveat).tolist(), math.inf, dtype, device) if opts.saveat is not None
+             else torch.zeros(1, dtype=dtype, device=device))
+    C = (_padded([*stop_list, opts.t1], opts.t1, dtype, device), torch.tensor(n_stops - 1, device=device), keyed,
+         torch.tensor([opts.dtmin, opts.dtmax if opts.dtmax is not None else math.inf], dtype=dtype, device=device))
+    L = (t, dt, torch.full_like(t, opts.controller.qoldinit), ~bools(), bools(), longs(), longs(), torch.zeros_like(t),
+         torch.zeros_like(t), longs(), longs(), saver.idx if opts.saveat is not None else longs())
+    prog = _fused_program(stepper, opts, direction, n_stops)
+    eager = False  # after a failed compile: the same function, uncompiled
+    dense = DenseOutput(direction) if opts.dense else None
+    f_evals = 0 if _fsal(inner) else 1 + (isinstance(inner, ARKStepper) and inner.rhs_e is not None)
+
+    running = True
+    while running:
+        if stats.nloop >= opts.maxiters:
+            t, dt, active = L[0], L[1], L[3]
+            L = (*L[:6], torch.where(active, MAXITERS, L[6]), torch.where(active, t, L[7]),
+                 torch.where(active, dt, L[8]), *L[9:])
+            break
+        stats.nloop += 1
+        t = L[0]
+        variant, args = stepper.program_args(t, u, L[1])
+        if eager:
+            result = prog.raw[variant](L, C, *args)
+        else:
+            try:
+                result = prog.run(variant, stats, L, C, *args)
+            except CompileFailure as exc:
+                eager = True
+                warnings.warn(f"compile=True: compiling the {stepper.name} step failed ({exc}); solving eagerly",
+                              RuntimeWarning, stacklevel=4)
+                result = prog.raw[variant](L, C, *args)
+        out, state, u_new, (fI0, fE0, f0), dt_step, n_cross, summary = result
+        res = stepper.absorb(variant, out, t, u, dt_step)
+        running, any_accepted, most, inside = summary.tolist()  # the one host round trip of the step
+        if any_accepted:  # Stepper.accept: f(t, u) where steps were accepted, a fresh Jacobian next
+            stats.nf += f_evals
+            inner.f0 = f0
+            if isinstance(inner, ARKStepper):
+                inner.fI0, inner.fE0 = fI0, fE0
+            if isinstance(inner, (RosenbrockStepper, ARKStepper)):
+                inner.fresh = False
+        u_prev, u = u, u_new
+        coeffs = None
+        if dense is not None:
+            coeffs = stepper.interpolant(u_prev, dt_step, res)
+            dense.record(t, state[0], coeffs)
+        if most:
+            saver.save_counted(most, bool(inside), n_cross, L[11], t, state[0], dt_step, u,
+                               coeffs if coeffs is not None else partial(stepper.interpolant, u_prev, dt_step, res))
+        L = state
+
+    t, dt, _, active, _, _, status, fail_t, fail_dt, n_acc, n_att, _ = L
+    status = torch.where((status == RUNNING) & ~active, SUCCESS, status)
+    n_accepted, n_attempted = int(n_acc.sum()), int(n_att.sum())
+    stats.naccept += n_accepted
+    stats.nreject += n_attempted - n_accepted
+    if dense is not None:
+        dense.finalize()
+    codes = [_CODES[int(s)] for s in status.tolist()]
+    infos: list[tuple[float, float] | None] = [
+        None if c is _CODES[SUCCESS] else (float(a), float(b))
+        for c, a, b in zip(codes, fail_t.tolist(), fail_dt.tolist(), strict=True)
+    ]
+    reason = describe(0, 0.0, stepper.name, stepper.stability_boundary)
+    ts, us = saver.result(u)
+    return LoopResult(t=ts, u=us, status=codes, fail_info=infos, reasons=[reason] * bsz, dense=dense,
+                      dt_next=dt.abs())
