@@ -136,6 +136,45 @@ def test_rosenbrock_mass_matrix_matches_eager() -> None:
     torch.testing.assert_close(b.u, a.u, rtol=1e-8, atol=1e-12)
 
 
+def batched_fused_programs() -> int:
+    """How many batched-loop programs (control inside, engine/compiled_control.py) the cache holds."""
+    return sum(len(prog.fused) for prog in compiled._CACHE.values())
+
+
+@pytest.mark.parametrize("alg", [ps.Tsit5(), ps.Vern7(), ps.Rodas5P(), ps.KenCarp4()],
+                         ids=["tsit5", "vern7", "rodas5p", "kencarp4"])
+def test_batched_control_in_program_matches_eager(alg: ps.Algorithm) -> None:
+    """Batched compiled solves run the step control inside the program (one host round trip per step): the same
+    values, step counts and statistics as the eager batched loop, with saveat (at t0, inside steps, two in one step),
+    tstops, dtmax and dense output; FSAL (Tsit5, Rodas5P, KenCarp4) and not (Vern7)."""
+    prob = vdp_problem(F64, True, mu=4.0)
+    kw = {"rtol": 1e-6, "atol": 1e-8, "saveat": [0.0, 0.3, 1.0, 1.02, 2.2, 4.0], "tstops": [1.5, 2.7],
+          "dtmax": 0.4, "dense": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback: every program compiled (no graph break)
+        a, b = both(prob, alg, **kw)
+    assert a.success and b.success and batched_fused_programs() > 0
+    assert_same_counts(a, b)
+    torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12)
+    t_mid = torch.tensor(1.3, dtype=F64)
+    torch.testing.assert_close(b(t_mid), a(t_mid), rtol=1e-9, atol=1e-12)
+
+
+def test_batched_control_in_program_failure_codes() -> None:
+    """Per-trajectory return codes and failure points (dtmin, maxiters, backwards) as in the eager loop."""
+    prob = vdp_problem(F64, True, mu=60.0)
+    for kw in ({"dtmin": 1e-3}, {"maxiters": 15}):
+        a, b = both(prob, ps.Tsit5(), rtol=1e-8, atol=1e-10, **kw)
+        assert not a.success and [str(r) for r in b.retcodes] == [str(r) for r in a.retcodes]
+        assert_same_counts(a, b)
+        torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12, equal_nan=True)
+    # backwards in time (the faster trajectories blow up: DtLessThanMin)
+    a, b = both(vdp_problem(F64, True, tspan=(1.0, 0.0)), ps.Rodas5P(), rtol=1e-6, atol=1e-8, saveat=[0.5, 0.25])
+    assert [str(r) for r in b.retcodes] == [str(r) for r in a.retcodes] and a.retcodes[0] is ps.ReturnCode.Success
+    assert_same_counts(a, b)
+    torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
 def test_loop_features_with_compiled_steps() -> None:
     """tstops, saveat without dense output and fixed steps run through the unchanged loops."""
     prob = vdp_problem(F64, False)
