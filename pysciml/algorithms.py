@@ -15,6 +15,7 @@ from typing import ClassVar
 from .engine.tableaus import ark as _ark
 from .engine.tableaus import explicit as _explicit
 from .engine.tableaus import rosenbrock as _rosenbrock
+from .engine.tableaus import sdirk as _sdirk
 from .engine.tableaus._base import Tableau
 from .errors import InputError
 from .linsolve_options import GMRES, DenseLU, LinearSolver
@@ -22,9 +23,10 @@ from .linsolve_options import GMRES, DenseLU, LinearSolver
 __all__ = [
     "Algorithm", "ExplicitAlgorithm", "ImplicitAlgorithm", "RosenbrockAlgorithm", "ESDIRKAlgorithm",
     "IMEXAlgorithm",
-    "Tsit5", "DP5", "BS3", "Vern7", "RK4", "Midpoint", "Heun", "Euler",
+    "Tsit5", "DP5", "BS3", "Vern7", "RK4", "Midpoint", "Heun", "Euler", "AdaptiveHeun", "Ralston",
     "Rosenbrock23", "ROS3P", "Rodas4", "Rodas5", "Rodas5P",
     "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno3", "Kvaerno5",
+    "ImplicitEuler", "Trapezoid", "SDIRK2", "TRBDF2",
     "ALGORITHMS",
 ]
 
@@ -201,6 +203,24 @@ class Heun(ExplicitAlgorithm):
 
 
 @dataclass(frozen=True, repr=False)
+class AdaptiveHeun(ExplicitAlgorithm):
+    """Heun's method with an embedded Euler estimate: the Heun-Euler 2(1) pair (torchdiffeq's 'adaptive_heun';
+    OrdinaryDiffEq's ``Heun``, which steps adaptively this way). For loose tolerances on cheap problems."""
+
+    _tableau: ClassVar[Tableau | None] = _explicit.ADAPTIVE_HEUN
+    julia_name: ClassVar[str] = "Heun"
+
+
+@dataclass(frozen=True, repr=False)
+class Ralston(ExplicitAlgorithm):
+    """Ralston's second-order method (minimum error bound, c2 = 2/3) with an embedded Euler estimate, 2(1),
+    as OrdinaryDiffEq's ``Ralston``."""
+
+    _tableau: ClassVar[Tableau | None] = _explicit.RALSTON
+    julia_name: ClassVar[str] = "Ralston"
+
+
+@dataclass(frozen=True, repr=False)
 class Euler(ExplicitAlgorithm):
     """Forward Euler (1st order), fixed step only."""
 
@@ -301,8 +321,55 @@ class Kvaerno5(ESDIRKAlgorithm):
     julia_name: ClassVar[str] = "Kvaerno5"
 
 
+@dataclass(frozen=True, repr=False)
+class ImplicitEuler(ESDIRKAlgorithm):
+    """Implicit (backward) Euler, order 1, L-stable, stiffly accurate. Adaptive: the error estimate is the
+    difference to the trapezoidal rule, ``dt/2 (f(t1, u1) - f(t0, u0))`` (OrdinaryDiffEq estimates the same
+    ``dt^2 u''/2`` term by divided differences over two steps), or fixed steps with ``dt``. The estimate controls
+    the local error only: the global error grows with the number of steps (up to ~100 x rtol at 1e-3 on stiff
+    linear systems, ~300 x at 1e-4), so ``solve`` warns below ``rtol = 1e-3``."""
+
+    _tableau: ClassVar[Tableau | None] = _sdirk.IMPLICIT_EULER
+    julia_name: ClassVar[str] = "ImplicitEuler"
+    min_rtol: ClassVar[float | None] = 1e-3
+
+
+@dataclass(frozen=True, repr=False)
+class Trapezoid(ESDIRKAlgorithm):
+    """The trapezoidal rule (Crank-Nicolson), order 2, A-stable but not L-stable (stiff components oscillate
+    with a factor near -1 per step), one implicit stage per step. Adaptive with a first-order companion estimate
+    (conservative: more steps than the tolerance needs), or fixed steps."""
+
+    _tableau: ClassVar[Tableau | None] = _sdirk.TRAPEZOID
+    julia_name: ClassVar[str] = "Trapezoid"
+
+
+@dataclass(frozen=True, repr=False)
+class SDIRK2(ESDIRKAlgorithm):
+    """OrdinaryDiffEq's SDIRK2: two implicit stages with gamma = 1, order 2, A-stable (its stability function
+    tends to -1/2 at infinity, so it is not L-stable), embedded implicit Euler estimate. For torchdiffeq's
+    'sdirk2' (Alexander's L-stable method) see ``Alexander2``."""
+
+    _tableau: ClassVar[Tableau | None] = _sdirk.SDIRK2
+    julia_name: ClassVar[str] = "SDIRK2"
+
+
+@dataclass(frozen=True, repr=False)
+class TRBDF2(ESDIRKAlgorithm):
+    """TR-BDF2 (Bank et al. 1985) in Hosea & Shampine's ESDIRK form: a trapezoidal stage then a BDF2 stage,
+    order 2, L-stable, stiffly accurate, with their third-order embedded estimate; cubic Hermite interpolant.
+    The estimate is the local error of the solution advanced (no local extrapolation), so global errors
+    accumulate: up to 50 x rtol at 1e-5 on stiff linear systems, 110 x at 1e-6; ``solve`` warns below
+    ``rtol = 1e-5``. For fixed large steps through stiff transients use ``smooth_est=True``."""
+
+    _tableau: ClassVar[Tableau | None] = _sdirk.TRBDF2
+    julia_name: ClassVar[str] = "TRBDF2"
+    min_rtol: ClassVar[float | None] = 1e-5
+
+
 ALGORITHMS: dict[str, type] = {
     c.__name__: c
-    for c in (Tsit5, DP5, BS3, Vern7, RK4, Midpoint, Heun, Euler, Rosenbrock23, ROS3P, Rodas4, Rodas5, Rodas5P,
-              KenCarp3, KenCarp4, KenCarp5, Kvaerno3, Kvaerno5)
+    for c in (Tsit5, DP5, BS3, Vern7, RK4, Midpoint, Heun, Euler, AdaptiveHeun, Ralston, Rosenbrock23, ROS3P,
+              Rodas4, Rodas5, Rodas5P, KenCarp3, KenCarp4, KenCarp5, Kvaerno3, Kvaerno5, ImplicitEuler, Trapezoid,
+              SDIRK2, TRBDF2)
 }

@@ -1,8 +1,9 @@
 """Algorithms of the native (torch) engine that have no OrdinaryDiffEq counterpart, so no Julia mapping.
 
 They live apart from :mod:`pysciml.algorithms`, whose every class maps to a Julia solver (checked by the
-Julia mapping tests). Both are second-order L-stable IMEX additive Runge-Kutta pairs, the low-order end of
-what the SINODE paper (Zhang, Liu & Maulik, AAAI 2025) trains with; KenCarp3/4/5 are the rest.
+Julia mapping tests). IMEXSSP2 and ARS222 are second-order L-stable IMEX additive Runge-Kutta pairs, the
+low-order end of what the SINODE paper (Zhang, Liu & Maulik, AAAI 2025) trains with; KenCarp3/4/5 are the rest.
+RKF12, Heun3 and Alexander2 are torchdiffeq's 'fehlberg2', 'heun3' and 'sdirk2'.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .algorithms import IMEXAlgorithm
+from .algorithms import ESDIRKAlgorithm, ExplicitAlgorithm, IMEXAlgorithm
 from .engine.tableaus import ark as _ark
+from .engine.tableaus import explicit as _explicit
+from .engine.tableaus import sdirk as _sdirk
 from .engine.tableaus._base import Tableau
 
-__all__ = ["IMEXSSP2", "ARS222", "NATIVE_ALGORITHMS"]
+__all__ = ["IMEXSSP2", "ARS222", "RKF12", "Heun3", "Alexander2", "NATIVE_ALGORITHMS"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -33,4 +36,29 @@ class ARS222(IMEXAlgorithm):
     _tableau: ClassVar[Tableau | None] = _ark.ARS222
 
 
-NATIVE_ALGORITHMS: dict[str, type] = {c.__name__: c for c in (IMEXSSP2, ARS222)}
+@dataclass(frozen=True, repr=False)
+class RKF12(ExplicitAlgorithm):
+    """Fehlberg's RK1(2) pair advancing its second-order solution, 2(1), three stages (torchdiffeq's
+    'fehlberg2'). Its estimate is the error of Fehlberg's first-order formula, whose error constant is tiny, so it
+    underestimates the error of the solution advanced: global errors of 40-120 x rtol on a linear test
+    (tests/test_tableaus_more.py). Prefer ``BS3()`` when the tolerance matters."""
+
+    _tableau: ClassVar[Tableau | None] = _explicit.RKF12
+
+
+@dataclass(frozen=True, repr=False)
+class Heun3(ExplicitAlgorithm):
+    """Heun's third-order method (three stages), fixed step only (torchdiffeq's 'heun3')."""
+
+    _tableau: ClassVar[Tableau | None] = _explicit.HEUN3
+
+
+@dataclass(frozen=True, repr=False)
+class Alexander2(ESDIRKAlgorithm):
+    """Alexander's two-stage SDIRK, gamma = 1 - 1/sqrt(2): order 2, L-stable, stiffly accurate (torchdiffeq's
+    'sdirk2'), with a first-order embedded estimate ``dt gamma (k_2 - k_1)`` on its two implicit stages."""
+
+    _tableau: ClassVar[Tableau | None] = _sdirk.ALEXANDER2
+
+
+NATIVE_ALGORITHMS: dict[str, type] = {c.__name__: c for c in (IMEXSSP2, ARS222, RKF12, Heun3, Alexander2)}

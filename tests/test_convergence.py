@@ -15,6 +15,8 @@ import pysciml as ps
 # down to 1e-13), so it is measured on the oscillatory scalar pair instead (steps over [0, 2]).
 CASES = [
     (ps.Euler(), [240, 320, 480]),
+    (ps.AdaptiveHeun(), [60, 120, 240]),
+    (ps.Ralston(), [60, 120, 240]),
     (ps.Midpoint(), [60, 120, 240]),
     (ps.Heun(), [60, 120, 240]),
     (ps.RK4(), [40, 80, 160]),
@@ -32,6 +34,10 @@ CASES = [
     (ps.KenCarp5(), [80, 160, 320]),
     (ps.Kvaerno3(), [80, 160, 320]),
     (ps.Kvaerno5(), [80, 160, 320]),
+    (ps.ImplicitEuler(), [240, 320, 480]),
+    (ps.Trapezoid(), [60, 120, 240]),
+    (ps.SDIRK2(), [60, 120, 240]),
+    (ps.TRBDF2(), [60, 120, 240]),
 ]
 
 
@@ -40,7 +46,8 @@ FINEST_ERROR = {
     "Euler": 8.096e-2, "Midpoint": 3.691e-4, "Heun": 1.615e-3, "RK4": 9.294e-8, "BS3": 2.862e-6, "Tsit5": 8.514e-11,
     "DP5": 2.822e-12, "Vern7": 1.86e-13, "Rosenbrock23": 5.974e-4, "ROS3P": 1.604e-5, "Rodas4": 8.101e-11,
     "Rodas5": 1.008e-11, "Rodas5P": 1.969e-12, "KenCarp3": 2.482e-6, "KenCarp4": 9.555e-10, "KenCarp5": 1.51e-11,
-    "Kvaerno3": 2.314e-6, "Kvaerno5": 5.969e-11,
+    "Kvaerno3": 2.314e-6, "Kvaerno5": 5.969e-11, "AdaptiveHeun": 1.615e-3, "Ralston": 7.824e-4,
+    "ImplicitEuler": 9.087e-2, "Trapezoid": 4.423e-4, "SDIRK2": 1.55e-3, "TRBDF2": 2.139e-4,
 }
 
 
@@ -58,11 +65,12 @@ def test_every_tableau_runs_as_an_algorithm_of_its_name():
     from pysciml.engine.tableaus.ark import ARK_TABLEAUS, IMEX2_TABLEAUS
     from pysciml.engine.tableaus.explicit import EXPLICIT_TABLEAUS
     from pysciml.engine.tableaus.rosenbrock import ROSENBROCK_TABLEAUS
+    from pysciml.engine.tableaus.sdirk import SDIRK_TABLEAUS
 
     classes = {**ALGORITHMS, **NATIVE_ALGORITHMS}
     for name, cls in classes.items():
         assert cls().tableau.name == name
-    tables = (EXPLICIT_TABLEAUS, ROSENBROCK_TABLEAUS, ARK_TABLEAUS, IMEX2_TABLEAUS)
+    tables = (EXPLICIT_TABLEAUS, ROSENBROCK_TABLEAUS, ARK_TABLEAUS, IMEX2_TABLEAUS, SDIRK_TABLEAUS)
     tableaus = {id(tab): tab.name for table in tables for tab in table.values()}
     assert tableaus == {id(cls().tableau): name for name, cls in classes.items()}
 

@@ -131,16 +131,20 @@ def test_gmres_tolerance_and_budget_follow_the_native_gmres():
 
 
 def test_native_only_algorithms_are_refused_by_the_julia_engine_with_a_clear_error():
-    """IMEXSSP2 and ARS222 (SINODE's second-order pairs) exist only in the torch engine: asking the Julia
-    engine for them fails before Julia is started, naming the algorithm and the way out."""
+    """IMEXSSP2 and ARS222 (SINODE's second-order pairs) and RKF12, Heun3, Alexander2 (torchdiffeq's fehlberg2,
+    heun3, sdirk2) exist only in the torch engine: asking the Julia engine for them fails before Julia is started,
+    naming the algorithm and the way out."""
     import torch
 
     import pysciml as ps
     from pysciml.algorithms_native import NATIVE_ALGORITHMS
 
-    prob = ps.SplitODEProblem(-torch.eye(2, dtype=torch.float64), lambda t, u: 0 * u,
-                              torch.ones(2, dtype=torch.float64), (0.0, 1.0))
+    split = ps.SplitODEProblem(-torch.eye(2, dtype=torch.float64), lambda t, u: 0 * u,
+                               torch.ones(2, dtype=torch.float64), (0.0, 1.0))
+    plain = ps.ODEProblem(lambda t, u: -u, torch.ones(2, dtype=torch.float64), (0.0, 1.0))
+    assert {"IMEXSSP2", "ARS222", "RKF12", "Heun3", "Alexander2"} <= set(NATIVE_ALGORITHMS)
     for cls in NATIVE_ALGORITHMS.values():
+        prob = split if issubclass(cls, IMEXAlgorithm) else plain
         with pytest.raises(ps.InputError, match=rf"{cls.__name__}\(\) has no Julia counterpart.*backend='torch'"):
             ps.solve(prob, cls(), dt=0.1, backend="julia")
 

@@ -47,7 +47,13 @@ STIFF = (1e-2, 1e6)
 NONSTIFF = (1e-2, 1e2)
 N_FULL = 200
 
-ADAPTIVE = [cls() for cls in ALGORITHMS.values() if cls().is_adaptive]
+# Second- and first-order methods are left out: at rtol 1e-8 on [0, 10] they need more than maxiters steps per
+# system (SDIRK2 and Trapezoid take ~15,000 steps at 1e-6). Measured on seeds 0-3 and 140 (worst ratio):
+# AdaptiveHeun, Ralston, SDIRK2, Trapezoid <= 0.9 at 1e-4 and 1e-6; TRBDF2 23 / 110 at 1e-4 / 1e-6 and 50 at
+# 1e-5 over seeds 0-19, 23, 81, 140, 158 (hence its min_rtol = 1e-5); ImplicitEuler 296 / 2930 at 1e-4 / 1e-6 and
+# 97 at 1e-3 over those 24 seeds (min_rtol = 1e-3). tests/test_tableaus_more.py covers their adaptive solves.
+LOW_ORDER = {"AdaptiveHeun", "Ralston", "ImplicitEuler", "Trapezoid", "SDIRK2", "TRBDF2"}
+ADAPTIVE = [cls() for cls in ALGORITHMS.values() if cls().is_adaptive and cls.__name__ not in LOW_ORDER]
 
 
 def exempt(alg: ps.Algorithm, rtol: float) -> bool:
@@ -211,6 +217,7 @@ def test_every_adaptive_method_is_covered():
                      "KenCarp4", "KenCarp5", "Kvaerno3", "Kvaerno5"}
     assert not ps.ROS3P().is_adaptive  # fixed-step only: its estimate vanishes on exactly these systems
     assert set(HARD_SEEDS) == names
+    assert {name for name, cls in ALGORITHMS.items() if cls().is_adaptive} == names | LOW_ORDER
 
 
 def test_exemptions_are_documented():

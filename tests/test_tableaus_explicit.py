@@ -23,7 +23,9 @@ ADAPTIVE = [tab for tab in TABLEAUS if tab.btilde is not None]
 WITH_DENSE = [tab for tab in TABLEAUS if tab.dense is not None]
 
 # Methods expected to carry data (guards against an entry silently disappearing).
-EXPECTED = {"Tsit5", "DP5", "BS3", "Vern7", "RK4", "Midpoint", "Heun", "Euler"}
+EXPECTED = {
+    "Tsit5", "DP5", "BS3", "Vern7", "RK4", "Midpoint", "Heun", "Euler", "AdaptiveHeun", "Ralston", "RKF12", "Heun3"
+}
 
 
 def _A(tab: ExplicitRKTableau) -> np.ndarray:
@@ -51,7 +53,7 @@ def test_registry() -> None:
     for name, tab in EXPLICIT_TABLEAUS.items():
         assert tab.name == name
         assert tab.reference.strip()
-    assert {tab.name for tab in ADAPTIVE} == {"Tsit5", "DP5", "BS3", "Vern7"}
+    assert {tab.name for tab in ADAPTIVE} == {"Tsit5", "DP5", "BS3", "Vern7", "AdaptiveHeun", "Ralston", "RKF12"}
     assert {tab.name for tab in WITH_DENSE} == {"Tsit5", "DP5", "Vern7"}
     assert {tab.name for tab in TABLEAUS if tab.extra_c} == {"Vern7"}
 
@@ -177,7 +179,8 @@ OMEGA = 3.0
 T_END = 2.0
 # Smallest step count of the study (then 2x, 4x): inside the asymptotic range, errors well above roundoff.
 FIRST_STEPS = {
-    "Euler": 80, "Midpoint": 40, "Heun": 80, "RK4": 80, "BS3": 40, "DP5": 40, "Tsit5": 40, "Vern7": 20
+    "Euler": 80, "Midpoint": 40, "Heun": 80, "RK4": 80, "BS3": 40, "DP5": 40, "Tsit5": 40, "Vern7": 20,
+    "AdaptiveHeun": 80, "Ralston": 80, "RKF12": 80, "Heun3": 80,
 }
 
 

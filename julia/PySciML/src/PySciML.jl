@@ -24,10 +24,11 @@ using ADTypes: AutoFiniteDiff
 using DLPack: DLPack
 using LinearAlgebra: I
 using LinearSolve: KrylovJL_GMRES
-using OrdinaryDiffEqLowOrderRK: BS3, DP5, Euler, Heun, Midpoint, RK4
+using OrdinaryDiffEqLowOrderRK: BS3, DP5, Euler, Heun, Midpoint, Ralston, RK4
 using OrdinaryDiffEqNonlinearSolve: NLNewton
 using OrdinaryDiffEqRosenbrock: ROS3P, Rodas4, Rodas5, Rodas5P, Rosenbrock23
-using OrdinaryDiffEqSDIRK: KenCarp3, KenCarp4, KenCarp5, Kvaerno3, Kvaerno5
+using OrdinaryDiffEqSDIRK: ImplicitEuler, KenCarp3, KenCarp4, KenCarp5, Kvaerno3, Kvaerno5, SDIRK2, TRBDF2,
+    Trapezoid
 using OrdinaryDiffEqTsit5: Tsit5
 using OrdinaryDiffEqVerner: Vern7
 using PrecompileTools: @compile_workload, @setup_workload

@@ -3,21 +3,27 @@
 "Explicit methods: constructed without options."
 const EXPLICIT_ALGORITHMS = Dict{String, Any}(
     "Tsit5" => Tsit5, "DP5" => DP5, "BS3" => BS3, "Vern7" => Vern7,
-    "RK4" => RK4, "Midpoint" => Midpoint, "Heun" => Heun, "Euler" => Euler,
+    "RK4" => RK4, "Midpoint" => Midpoint, "Heun" => Heun, "Euler" => Euler, "Ralston" => Ralston,
 )
 
 "Methods that need Jacobians and linear solves: constructed with `autodiff` and `linsolve`."
 const IMPLICIT_ALGORITHMS = Dict{String, Any}(
     "Rosenbrock23" => Rosenbrock23, "ROS3P" => ROS3P, "Rodas4" => Rodas4, "Rodas5" => Rodas5,
     "Rodas5P" => Rodas5P, "KenCarp3" => KenCarp3, "KenCarp4" => KenCarp4, "KenCarp5" => KenCarp5,
-    "Kvaerno3" => Kvaerno3, "Kvaerno5" => Kvaerno5,
+    "Kvaerno3" => Kvaerno3, "Kvaerno5" => Kvaerno5, "ImplicitEuler" => ImplicitEuler,
+    "Trapezoid" => Trapezoid, "SDIRK2" => SDIRK2, "TRBDF2" => TRBDF2,
 )
 
 "IMEX methods: on a `SplitODEProblem` they treat `f₁` implicitly and `f₂` explicitly."
 const IMEX_ALGORITHMS = ("KenCarp3", "KenCarp4", "KenCarp5")
 
 "ESDIRK methods: their stages are solved by (simplified) Newton iterations, `NLNewton`."
-const NEWTON_ALGORITHMS = ("KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno3", "Kvaerno5")
+const NEWTON_ALGORITHMS = (
+    "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno3", "Kvaerno5", "ImplicitEuler", "Trapezoid", "SDIRK2", "TRBDF2",
+)
+
+"Newton methods whose OrdinaryDiffEq constructor has no `smooth_est` keyword (their estimate is not filtered)."
+const NO_SMOOTH_EST = ("ImplicitEuler", "Trapezoid")
 
 "Names of the methods the Julia engine provides (pysciml checks its mapping against this list)."
 algorithm_names() = sort!(vcat(collect(keys(EXPLICIT_ALGORITHMS)), collect(keys(IMPLICIT_ALGORITHMS))))
@@ -58,6 +64,8 @@ function make_algorithm(
         ) : nothing
     if name in NEWTON_ALGORITHMS
         newton = NLNewton(; κ = Float64(newton_kappa), max_iter = Int(max_newton_iters))
+        name in NO_SMOOTH_EST &&
+            return ctor(; autodiff = AutoFiniteDiff(), linsolve = linear_solver, nlsolve = newton)
         return ctor(; autodiff = AutoFiniteDiff(), linsolve = linear_solver, nlsolve = newton, smooth_est)
     end
     return ctor(; autodiff = AutoFiniteDiff(), linsolve = linear_solver)

@@ -12,7 +12,10 @@ from __future__ import annotations
 from ._base import ExplicitRKTableau
 from .vern7 import VERN7
 
-__all__ = ["BS3", "DP5", "EULER", "EXPLICIT_TABLEAUS", "HEUN", "MIDPOINT", "RK4", "TSIT5", "VERN7"]
+__all__ = [
+    "ADAPTIVE_HEUN", "BS3", "DP5", "EULER", "EXPLICIT_TABLEAUS", "HEUN", "HEUN3", "MIDPOINT", "RALSTON", "RK4", "RKF12",
+    "TSIT5", "VERN7",
+]
 
 # --------------------------------------------------------------------------------------------- Tsit5
 # Stage 7 is f(t + dt, u1) (FSAL), so b7 = 0; the embedded 4th-order weights use it (b_hat_7 = 1/66).
@@ -209,6 +212,57 @@ BS3 = ExplicitRKTableau(
     fsal=True,
 )
 
+# ------------------------------------------------------------------------------ low-order embedded pairs
+# Second-order pairs with a first-order embedded estimate; they advance the second-order solution (local
+# extrapolation). Hermite interpolation (3rd order) is above their order, so none carries a dense matrix.
+ADAPTIVE_HEUN = ExplicitRKTableau(
+    name="AdaptiveHeun",
+    reference=(
+        "Heun's method (K. Heun 1900; Hairer-Norsett-Wanner, Solving ODEs I, II.1) with forward Euler as the "
+        "embedded first-order method, b_hat = (1, 0): the Heun-Euler 2(1) pair of torchdiffeq's "
+        "'adaptive_heun' (adaptive_heun.py) and of OrdinaryDiffEq.jl's adaptive Heun (OrdinaryDiffEqLowOrderRK)."
+    ),
+    c=(0.0, 1.0),
+    a=((), (1.0,)),
+    b=(1 / 2, 1 / 2),
+    btilde=(-1 / 2, 1 / 2),
+    order=2,
+    embedded_order=1,
+)
+
+RALSTON = ExplicitRKTableau(
+    name="Ralston",
+    reference=(
+        "A. Ralston, Runge-Kutta methods with minimum error bounds, Math. Comp. 16 (1962) 431-437: the "
+        "second-order method with c_2 = 2/3, b = (1/4, 3/4). Embedded forward Euler, b_hat = (1, 0), as in "
+        "OrdinaryDiffEq.jl's Ralston (OrdinaryDiffEqLowOrderRK, 'uses embedded Euler method for adaptivity')."
+    ),
+    c=(0.0, 2 / 3),
+    a=((), (2 / 3,)),
+    b=(1 / 4, 3 / 4),
+    btilde=(-3 / 4, 3 / 4),
+    order=2,
+    embedded_order=1,
+)
+
+# Fehlberg's RK1(2): the first-order formula b_hat = (1/256, 255/256, 0) is the third stage's row (Fehlberg
+# advanced with it, FSAL); torchdiffeq's 'fehlberg2' (fehlberg2.py) advances the second-order formula
+# b = (1/512, 255/256, 1/512) instead, and so does this tableau (not FSAL then: b_3 != 0).
+RKF12 = ExplicitRKTableau(
+    name="RKF12",
+    reference=(
+        "E. Fehlberg, Low-order classical Runge-Kutta formulas with stepsize control and their application to "
+        "some heat transfer problems, NASA TR R-315 (1969), the RK1(2) pair; advancing the second-order "
+        "solution as torchdiffeq's 'fehlberg2' (fehlberg2.py, c_sol and c_error)."
+    ),
+    c=(0.0, 1 / 2, 1.0),
+    a=((), (1 / 2,), (1 / 256, 255 / 256)),
+    b=(1 / 512, 255 / 256, 1 / 512),
+    btilde=(1 / 512 - 1 / 256, 0.0, 1 / 512),
+    order=2,
+    embedded_order=1,
+)
+
 # ------------------------------------------------------------------------------------ fixed-step methods
 RK4 = ExplicitRKTableau(
     name="RK4",
@@ -246,6 +300,21 @@ HEUN = ExplicitRKTableau(
     embedded_order=None,
 )
 
+HEUN3 = ExplicitRKTableau(
+    name="Heun3",
+    reference=(
+        "Heun's third-order method (K. Heun, Neue Methode zur approximativen Integration der "
+        "Differentialgleichungen einer unabhaengigen Veraenderlichen, Z. Math. Phys. 45 (1900) 23-38); "
+        "Hairer-Norsett-Wanner, Solving ODEs I, II.1, Table 1.1; torchdiffeq's 'heun3' (same tableau)."
+    ),
+    c=(0.0, 1 / 3, 2 / 3),
+    a=((), (1 / 3,), (0.0, 2 / 3)),
+    b=(1 / 4, 0.0, 3 / 4),
+    btilde=None,
+    order=3,
+    embedded_order=None,
+)
+
 EULER = ExplicitRKTableau(
     name="Euler",
     reference="Forward Euler (L. Euler 1768); Hairer-Norsett-Wanner, Solving ODEs I, I.7.",
@@ -258,6 +327,7 @@ EULER = ExplicitRKTableau(
 )
 
 EXPLICIT_TABLEAUS: dict[str, ExplicitRKTableau] = {
-    tab.name: tab for tab in (TSIT5, DP5, BS3, VERN7, RK4, MIDPOINT, HEUN, EULER)
+    tab.name: tab
+    for tab in (TSIT5, DP5, BS3, VERN7, RK4, MIDPOINT, HEUN, EULER, ADAPTIVE_HEUN, RALSTON, RKF12, HEUN3)
 }
 """Every explicit tableau of this module, keyed by its ``name`` (``"Tsit5"``, ``"DP5"``, ...)."""
