@@ -26,7 +26,6 @@ from .odeint_options import (
     OdeintHooks,
     adjoint_hooks,
     callbacks_of,
-    mixed_norm,
     translate_options,
 )
 from .problem import ODEProblem
@@ -140,7 +139,7 @@ def odeint(
     Args:
         func: ``func(t, y)``, an ``nn.Module`` or callable; ``t`` is a 0-d tensor, ``y`` shaped like ``y0``. If it
             defines torchdiffeq's step callbacks ``callback_step(t0, y0, dt)``, ``callback_accept_step`` and
-            ``callback_reject_step`` they are called as torchdiffeq calls them (see ``docs/guide/odeint.md``):
+            ``callback_reject_step`` they are called as torchdiffeq calls them (see ``docs/guide/gradients.md``):
             ``callback_step`` before every attempted step, the others after it; fixed-grid methods call
             ``callback_step`` only (and warn about the others, as torchdiffeq does).
         y0: initial state (any shape), or a tuple of tensors.
@@ -150,15 +149,17 @@ def odeint(
             tuple (one tolerance per part).
         method: torchdiffeq method string ('dopri5' default, 'tsit5', 'bosh3', 'rk4', 'euler', 'midpoint',
             'vern7') or an algorithm object; alg: an algorithm object (``Rodas5P()``, ``KenCarp4()``, ...).
-        options: torchdiffeq's options. Fixed-step methods step on ``t``'s grid unless ``step_size`` (uniform
-            grid from ``t[0]``, last point moved onto ``t[-1]``) or ``grid_constructor(func, y0, t)`` says
-            otherwise, interpolate between grid points by ``interp`` ('linear' or 'cubic') and honour ``perturb``.
-            Adaptive methods: ``norm`` (of the scaled error; a tuple state's default is torchdiffeq's largest
-            RMS norm of the parts), ``jump_t`` (steps land on them and ``f`` is re-evaluated just after each),
-            ``step_t`` (steps land on them), ``first_step``, ``max_num_steps`` (per output interval, as in
-            torchdiffeq), ``max_step`` / ``dtmax``, ``dtmin``, ``safety``, ``ifactor``, ``dfactor`` (the
-            controller's safety factor and largest growth and shrink factors), ``dtype`` (of callback times;
-            step control always runs in float64), and ``step_size`` (pysciml's: fixed steps of the tableau).
+        options: torchdiffeq's options (details and the differences from torchdiffeq: ``docs/guide/gradients.md``).
+            Fixed-step methods step on ``t``'s grid unless ``step_size`` (a uniform grid from ``t[0]``, its last
+            point moved onto ``t[-1]``) or ``grid_constructor(func, y0, t)`` says otherwise, interpolate between
+            grid points by ``interp`` ('linear' or 'cubic') and honour ``perturb``. Adaptive methods: ``norm``
+            (of the scaled error; default the RMS norm over all components, tuple states included: torchdiffeq's
+            tuple default is ``pysciml.odeint_options.mixed_norm``), ``jump_t`` (steps land on them, ``f``
+            re-evaluated just after each), ``step_t`` (steps land on them), ``first_step``, ``max_num_steps``
+            (times ``len(t) - 1`` in all; torchdiffeq's bound is per output interval), ``max_step`` /
+            ``dtmax``, ``dtmin``, ``safety``, ``ifactor``, ``dfactor`` (the PI controller's safety factor and
+            largest growth and shrink factors), ``dtype`` (of the callbacks' times; step control runs in
+            float64), ``step_size`` (pysciml's: fixed steps of the adaptive tableau).
         sensealg: how gradients are computed (``pysciml.sensealg``); default :func:`default_sensealg` (with
             ``backend="julia"``, :func:`~pysciml.julia.odeint_julia`'s). Fixed-grid solves always differentiate
             through their steps.
@@ -240,7 +241,7 @@ def odeint(
     kw = tr.solve_kw
     direction = 1.0 if float(t[-1]) > float(t[0]) else -1.0
     real = y0.real.dtype if y0.is_complex() else y0.dtype
-    norm = tr.norm if tr.norm is not None or unflatten is None or compile else mixed_norm
+    norm = tr.norm
     scale_atol = torch.as_tensor(atol, dtype=real, device=y0.device).reshape(-1)
     hooks = OdeintHooks(callbacks, to_user, norm, scale_atol, rtol, tr.jump_t,
                         torch.promote_types(tr.time_dtype, real), direction)
