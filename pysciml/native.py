@@ -13,6 +13,7 @@ import torch
 from ._validate import SolveOptions, check_solve, solve_message
 from .algorithms import Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, ImplicitAlgorithm, RosenbrockAlgorithm
 from .algorithms_symplectic import ExplicitSymplecticAlgorithm, ImplicitMidpoint
+from .engine import compiled_control
 from .engine.ark import ARKStepper
 from .engine.compiled import CompiledStepper, compile_stepper
 from .engine.controller import PIController
@@ -40,20 +41,9 @@ def solve_native(prob: ODEProblem, alg: Algorithm | None = None, options: SolveO
     opts = (options or SolveOptions()).replace(**changes)
     c = check_solve(prob, alg, opts)
     alg = c.alg
-    stops = _land_on_saves(alg, prob, c.adaptive, c.save_times, c.tstops)
-    save_times = c.save_times
-    save_everystep = save_times is None and not prob.batched
-    if save_times is None and prob.batched:
-        save_times = torch.tensor(prob.tspan, dtype=prob.u0.dtype, device=prob.u0.device)
-
     stats = Stats()
     stepper = make_stepper(alg, prob, stats, c.atol, c.rtol, opts.unsplit)
-    loop = LoopOptions(
-        t0=prob.tspan[0], t1=prob.tspan[1], adaptive=c.adaptive, dt=c.dt, atol=c.atol, rtol=c.rtol,
-        maxiters=opts.maxiters, dtmin=float(opts.dtmin), dtmax=opts.dtmax, saveat=save_times,
-        save_everystep=save_everystep, dense=c.dense, controller=opts.controller or default_controller(alg),
-        tstops=stops, progress=bool(progress), hooks=opts.hooks,
-    )
+    loop = _loop_options(prob, c, opts, bool(progress))
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
     if opts.compile:
         stepper = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense)
@@ -61,6 +51,21 @@ def solve_native(prob: ODEProblem, alg: Algorithm | None = None, options: SolveO
     if isinstance(stepper, CompiledStepper):
         stepper.finish()
     return _package(result, prob, alg, stats, opts.throw)
+
+
+def _loop_options(prob: ODEProblem, c: Any, opts: SolveOptions, progress: bool) -> LoopOptions:
+    """What the loop is asked to do, from the checked solve ``c`` (:func:`~._validate.check_solve`)."""
+    stops = _land_on_saves(c.alg, prob, c.adaptive, c.save_times, c.tstops)
+    save_times = c.save_times
+    save_everystep = save_times is None and not prob.batched
+    if save_times is None and prob.batched:
+        save_times = torch.tensor(prob.tspan, dtype=prob.u0.dtype, device=prob.u0.device)
+    return LoopOptions(
+        t0=prob.tspan[0], t1=prob.tspan[1], adaptive=c.adaptive, dt=c.dt, atol=c.atol, rtol=c.rtol,
+        maxiters=opts.maxiters, dtmin=float(opts.dtmin), dtmax=opts.dtmax, saveat=save_times,
+        save_everystep=save_everystep, dense=c.dense, controller=opts.controller or default_controller(c.alg),
+        tstops=stops, progress=progress, hooks=opts.hooks,
+    )
 
 
 def warmup(prob: ODEProblem, alg: Algorithm | None = None, **solve_kwargs: Any) -> float:
@@ -79,7 +84,10 @@ def warmup(prob: ODEProblem, alg: Algorithm | None = None, **solve_kwargs: Any) 
     stepper = make_stepper(c.alg, prob, stats, c.atol, c.rtol, opts.unsplit)
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
     compiled = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense)
-    if isinstance(compiled, CompiledStepper):
+    loop = _loop_options(prob, c, opts, False)
+    if u0.shape[0] > 1 and compiled_control.handles(compiled, loop):  # a batch: the loop's own programs
+        compiled_control.warm(compiled, u0, loop)
+    elif isinstance(compiled, CompiledStepper):
         t0 = torch.full((u0.shape[0],), prob.tspan[0], dtype=u0.dtype, device=u0.device)
         span = prob.tspan[1] - prob.tspan[0]
         compiled.warm(t0, u0, torch.full_like(t0, c.dt if c.dt is not None else 1e-3 * span))
@@ -116,7 +124,7 @@ def make_stepper(alg: Algorithm, prob: ODEProblem, stats: Stats, atol: Tensor, r
         return ImplicitMidpointStepper(alg.tableau, rhs, stats, tol=alg.newton_tol,  # type: ignore[arg-type]
                                        max_iters=alg.max_newton_iters)
     if isinstance(alg, ExplicitAlgorithm):
-        return ExplicitRKStepper(alg.tableau, RHS(prob.f, prob.f_takes_p, prob, stats, name="f"))
+        return ExplicitRKStepper(alg.tableau, RHS(prob.f, prob.f_takes_p, prob, stats, name="f"), atol=atol, rtol=rtol)
     solver = make_linear_solver(alg.linsolve, stats, prob.mass_matrix)  # type: ignore[attr-defined]
     if isinstance(alg, RosenbrockAlgorithm):
         rhs = RHS(prob.f, prob.f_takes_p, prob, stats, jac=prob.jac, jac_takes_p=prob.jac_takes_p,

@@ -308,13 +308,19 @@ def test_python_numbers_in_p_recompile_then_fall_back() -> None:
     torch.testing.assert_close(sol.u, ref.u)
 
 
-def test_warmup_then_solve_compiles_nothing() -> None:
-    prob = vdp_problem(F64, False, mu=3.0, tspan=(0.0, 1.0))
+@pytest.mark.parametrize("batched", [False, True], ids=["unbatched", "batched"])
+def test_warmup_then_solve_compiles_nothing(batched: bool) -> None:
+    prob = vdp_problem(F64, batched, mu=3.0, tspan=(0.0, 1.0))
     ps.warmup(prob, ps.Tsit5(), rtol=1e-6, atol=1e-8)
     before = compiled.compile_count()
     sol = ps.solve(prob, ps.Tsit5(), rtol=1e-6, atol=1e-8, compile=True)
     assert sol.success and compiled.compile_count() == before and sol.stats.compile_time < 1.0
     assert ps.warmup(prob, ps.Tsit5(), rtol=1e-6, atol=1e-8) < 1.0  # cached
+    if batched:  # the batched loop's program, with a fresh and with a reused Jacobian
+        ps.warmup(prob, ps.Rodas5P(), rtol=1e-6, atol=1e-8)
+        before = compiled.compile_count()
+        sol = ps.solve(prob, ps.Rodas5P(), rtol=1e-6, atol=1e-8, compile=True)
+        assert sol.success and compiled.compile_count() == before
 
 
 class Field(nn.Module):

@@ -13,7 +13,7 @@ test, the failure test) and ran the controller as a few dozen separately dispatc
 Saving writes the passed points with masks, without further synchronisation.
 
 The eager loop stays the reference (``tests/test_compiled.py`` compares values, step counts and statistics);
-fixed steps, the progress bar and ``save_everystep`` keep the eager loop around the compiled step.
+fixed steps, the progress bar, ``save_everystep`` and step hooks keep the eager loop around the compiled step.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from .loop import _CODES, DTMIN, MAXITERS, RUNNING, SUCCESS, UNSTABLE, _Saver
 from .loop_records import LoopOptions, LoopResult
 from .rosenbrock import RosenbrockStepper
 
-__all__ = ["integrate_batched_compiled", "handles"]
+__all__ = ["integrate_batched_compiled", "handles", "warm"]
 
 Tensor = torch.Tensor
 REACH = 1.0 + 1e-12  # as in engine/loop.py: a step within this factor of the remaining span ends on the stop
@@ -46,7 +46,7 @@ REACH = 1.0 + 1e-12  # as in engine/loop.py: a step within this factor of the re
 def handles(stepper: Any, opts: LoopOptions) -> bool:
     """Whether :func:`integrate_batched_compiled` runs this batched solve (else the eager loop does)."""
     return (isinstance(stepper, CompiledStepper) and stepper.compiled and opts.adaptive and not opts.progress
-            and not opts.save_everystep)
+            and not opts.save_everystep and getattr(opts, "hooks", None) is None)
 
 
 def _padded(values: list[float], fill: float, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -174,21 +174,17 @@ class _CountedSaver(_Saver):
             self.out[ci, bidx] = torch.where((j < n_cross)[:, None], vals, keep)
 
 
-def integrate_batched_compiled(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult:
-    """The adaptive batched loop with the control inside the compiled program (see the module docstring);
-    ``stepper`` is a :class:`~.compiled.CompiledStepper` (:func:`handles`)."""
-    assert isinstance(stepper, CompiledStepper)
+def _start(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions) -> tuple[Any, ...]:
+    """The loop's first state ``L``, its constants ``C``, the program, the saver and the direction."""
     bsz = u0.shape[0]
     dtype, device = u0.dtype, u0.device
     direction = 1.0 if opts.t1 > opts.t0 else -1.0
     t = torch.full((bsz,), opts.t0, dtype=dtype, device=device)
-    u = u0
-    stepper.init(t, u)
+    stepper.init(t, u0)
     assert stepper.f0 is not None
-    inner = stepper.inner
     if opts.dt is None:
         with torch.no_grad():
-            dt = initial_dt(stepper.f_total, t, u, stepper.f0, torch.full_like(t, opts.t1) - t, stepper.order,
+            dt = initial_dt(stepper.f_total, t, u0, stepper.f0, torch.full_like(t, opts.t1) - t, stepper.order,
                             opts.atol, opts.rtol)
     else:
         dt = torch.full_like(t, direction * abs(opts.dt))
@@ -206,7 +202,38 @@ def integrate_batched_compiled(stepper: Any, u0: Tensor, opts: LoopOptions, stat
          torch.tensor([opts.dtmin, opts.dtmax if opts.dtmax is not None else math.inf], dtype=dtype, device=device))
     L = (t, dt, torch.full_like(t, opts.controller.qoldinit), ~bools(), bools(), longs(), longs(), torch.zeros_like(t),
          torch.zeros_like(t), longs(), longs(), saver.idx if opts.saveat is not None else longs())
-    prog = _fused_program(stepper, opts, direction, n_stops)
+    return L, C, _fused_program(stepper, opts, direction, n_stops), saver, direction
+
+
+def _failed(stepper: CompiledStepper, exc: CompileFailure) -> None:
+    warnings.warn(f"compile=True: compiling the {stepper.name} step failed ({exc}); solving eagerly",
+                  RuntimeWarning, stacklevel=5)
+
+
+def warm(stepper: Any, u0: Tensor, opts: LoopOptions) -> None:
+    """Compile the batched loop's programs ahead of a solve (:func:`pysciml.warmup`): one step from ``u0`` per
+    variant (Rosenbrock and ARK: with a fresh Jacobian, then reusing it), results discarded."""
+    assert isinstance(stepper, CompiledStepper)
+    L, C, prog, _, _ = _start(stepper, u0, opts)
+    for _ in range(2 if isinstance(stepper.inner, (RosenbrockStepper, ARKStepper)) else 1):
+        variant, args = stepper.program_args(L[0], u0, L[1])
+        try:
+            out = prog.run(variant, stepper.stats, L, C, *args)[0]
+        except CompileFailure as exc:
+            _failed(stepper, exc)
+            break
+        stepper.absorb(variant, out, L[0], u0, L[1])
+    stepper._pending = None
+
+
+def integrate_batched_compiled(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult:
+    """The adaptive batched loop with the control inside the compiled program (see the module docstring);
+    ``stepper`` is a :class:`~.compiled.CompiledStepper` (:func:`handles`)."""
+    assert isinstance(stepper, CompiledStepper)
+    bsz = u0.shape[0]
+    inner = stepper.inner
+    u = u0
+    L, C, prog, saver, direction = _start(stepper, u0, opts)
     eager = False  # after a failed compile: the same function, uncompiled
     dense = DenseOutput(direction) if opts.dense else None
     f_evals = 0 if _fsal(inner) else 1 + (isinstance(inner, ARKStepper) and inner.rhs_e is not None)
@@ -228,8 +255,7 @@ def integrate_batched_compiled(stepper: Any, u0: Tensor, opts: LoopOptions, stat
                 result = prog.run(variant, stats, L, C, *args)
             except CompileFailure as exc:
                 eager = True
-                warnings.warn(f"compile=True: compiling the {stepper.name} step failed ({exc}); solving eagerly",
-                              RuntimeWarning, stacklevel=4)
+                _failed(stepper, exc)
                 result = prog.raw[variant](L, C, *args)
         out, state, u_new, (fI0, fE0, f0), dt_step, n_cross, summary = result
         res = stepper.absorb(variant, out, t, u, dt_step)
