@@ -232,6 +232,9 @@ def odeint(
     finish = _finisher(unflatten, complex_shape)
     tr = translate_options(algorithm, options, rtol, atol, t)
     if tr.grid is not None:
+        if compile or progress:
+            warnings.warn(f"odeint: {algorithm.name}() steps on a fixed grid, eagerly and without a progress bar; "
+                          "compile= and progress= are ignored", RuntimeWarning, stacklevel=2)
         ys = _fixed_grid(func, y0, t, algorithm, tr.grid, rtol, atol, callbacks, to_user, user_func, user_y0)
         if adjoint_params is not None and torch.is_grad_enabled():
             ys = _ZeroGradients.apply(ys, *[q for q in adjoint_params if isinstance(q, Tensor) and q.requires_grad])
@@ -281,7 +284,7 @@ def odeint(
                                 dtmax=adj_kw.get("dtmax"), hooks=adj_hooks)
         setup = AdjointSetup(prob=prob, alg=algorithm, adj_alg=adjoint_alg or algorithm, sensealg=sensealg,
                              save_t=t.detach(), params=params, options=forward, adj_options=backward,
-                             discovered=adjoint_params is None)
+                             discovered=adjoint_params is None, tstops=kw.get("tstops"))
         ys = ContinuousAdjoint.apply(setup, y0, t, *params)
         hooks.callbacks = {}  # forward pieces re-solved in the backward pass call no forward callbacks
     return finish(ys)

@@ -340,3 +340,25 @@ def test_same_solution_as_torchdiffeq_adaptive(method: str) -> None:
     jt = {"jump_t": torch.tensor([0.7], dtype=F64)}
     torch.testing.assert_close(odeint(g, y0, t, options=jt, **kw), tdq.odeint(g, y0, t, options=dict(jt), **kw),
                                rtol=1e-10, atol=1e-10)
+
+
+def test_jump_t_with_the_adjoint_and_float32() -> None:
+    """y' = y before t = 0.5, -y after: y(1) = y0 and dy(1)/dy0 = 1, through odeint_adjoint's backward solve."""
+    g = lambda t, y: torch.where(t < 0.5, 1.0, -1.0).to(y.dtype) * y  # noqa: E731
+    y0 = torch.ones(1, dtype=F64, requires_grad=True)
+    ys = odeint_adjoint(g, y0, torch.tensor([0.0, 1.0], dtype=F64), options={"jump_t": torch.tensor([0.5])},
+                        adjoint_params=())
+    ys[-1].sum().backward()
+    assert abs(float(ys[-1].detach()) - 1.0) < 1e-7 and abs(float(y0.grad) - 1.0) < 1e-6  # rtol 1e-7
+    y32 = odeint(g, torch.ones(2), torch.tensor([1.0, 0.0]), rtol=1e-5, atol=1e-6,
+                 options={"jump_t": torch.tensor([0.5])})
+    assert y32.dtype == torch.float32 and float((y32[-1] - 1.0).abs().max()) < 1e-4
+
+
+def test_fixed_grid_float32_matches_torchdiffeq() -> None:
+    tdq = pytest.importorskip("torchdiffeq")
+    t = torch.linspace(0, 2, 9)
+    y0 = torch.tensor([0.3, -1.0])
+    for method in ("euler", "midpoint"):
+        torch.testing.assert_close(odeint(_nonlinear, y0, t, method=method),
+                                   tdq.odeint(_nonlinear, y0, t, method=method), rtol=1e-6, atol=1e-6)
