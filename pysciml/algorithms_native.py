@@ -1,9 +1,10 @@
-"""Algorithms of the native (torch) engine that have no OrdinaryDiffEq counterpart, so no Julia mapping.
+"""Algorithms of the native (torch) engine that the Julia engine does not offer, so no Julia mapping.
 
 They live apart from :mod:`pysciml.algorithms`, whose every class maps to a Julia solver (checked by the
 Julia mapping tests). IMEXSSP2 and ARS222 are second-order L-stable IMEX additive Runge-Kutta pairs, the
 low-order end of what the SINODE paper (Zhang, Liu & Maulik, AAAI 2025) trains with; KenCarp3/4/5 are the rest.
-RKF12, Heun3 and Alexander2 are torchdiffeq's 'fehlberg2', 'heun3' and 'sdirk2'.
+RKF12, Heun3 and Alexander2 are torchdiffeq's 'fehlberg2', 'heun3' and 'sdirk2'. DP8 has an OrdinaryDiffEq
+counterpart of the same name, in OrdinaryDiffEqHighOrderRK, a package PySciML.jl does not load yet.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .engine.tableaus import explicit as _explicit
 from .engine.tableaus import sdirk as _sdirk
 from .engine.tableaus._base import Tableau
 
-__all__ = ["IMEXSSP2", "ARS222", "RKF12", "Heun3", "Alexander2", "NATIVE_ALGORITHMS"]
+__all__ = ["IMEXSSP2", "ARS222", "DP8", "RKF12", "Heun3", "Alexander2", "NATIVE_ALGORITHMS"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -34,6 +35,16 @@ class ARS222(IMEXAlgorithm):
     stages and two new explicit evaluations per step (FSAL). No error estimate: fixed steps (``dt=``) only."""
 
     _tableau: ClassVar[Tableau | None] = _ark.ARS222
+
+
+@dataclass(frozen=True, repr=False)
+class DP8(ExplicitAlgorithm):
+    """Dormand-Prince 8(5,3), the method of Hairer's DOP853 (torchdiffeq's 'dopri8'): 12 stages of order 8 with
+    DOP853's combined 5th- and 3rd-order error estimate, for tight tolerances on non-stiff problems. Dense output
+    is cubic Hermite (DOP853's 7th-order interpolant is not included), so adaptive solves land steps on the save
+    times. Under ``compile=True`` the compiled step uses the 5th-order estimate alone."""
+
+    _tableau: ClassVar[Tableau | None] = _explicit.DP8
 
 
 @dataclass(frozen=True, repr=False)
@@ -61,4 +72,4 @@ class Alexander2(ESDIRKAlgorithm):
     _tableau: ClassVar[Tableau | None] = _sdirk.ALEXANDER2
 
 
-NATIVE_ALGORITHMS: dict[str, type] = {c.__name__: c for c in (IMEXSSP2, ARS222, RKF12, Heun3, Alexander2)}
+NATIVE_ALGORITHMS: dict[str, type] = {c.__name__: c for c in (IMEXSSP2, ARS222, DP8, RKF12, Heun3, Alexander2)}

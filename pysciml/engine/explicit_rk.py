@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .controller import error_norm
 from .fixed_step_check import real_stability_boundary
 from .interpolation import polynomial_coefficients
 from .rhs import RHS
@@ -20,9 +21,15 @@ class ExplicitRKStepper(Stepper):
     A tableau whose continuous extension needs extra stages (``extra_c``/``extra_a``, e.g. Vern7) has them
     evaluated lazily in :meth:`interpolant`, i.e. only for steps the loop interpolates (dense output or a
     save point inside the step); they go through ``self.rhs`` and are counted like every other call.
+
+    A tableau with a second set of error weights (``btilde3``, DP8) gets DOP853's combined estimate: with ``e5``
+    and ``e3`` the RMS norms (``atol``, ``rtol``) of ``dt sum btilde_i k_i`` and ``dt sum btilde3_i k_i``, the
+    error vector is the first estimate scaled by ``e5 / sqrt(e5**2 + 0.01 e3**2)``, so that its RMS norm is
+    Hairer's ``e5**2 / sqrt(e5**2 + 0.01 e3**2)``; such a tableau needs the tolerances.
     """
 
-    def __init__(self, tab: ExplicitRKTableau, rhs: RHS) -> None:
+    def __init__(self, tab: ExplicitRKTableau, rhs: RHS, *, atol: Tensor | None = None,
+                 rtol: float | None = None) -> None:
         super().__init__(rhs)
         self.tab = tab
         self.name = tab.name
@@ -44,6 +51,12 @@ class ExplicitRKStepper(Stepper):
         self._rows = [StageSum(tab.a[i], dtype=dtype, device=device) for i in range(s)]
         self._b = StageSum(tab.b, dtype=dtype, device=device)
         self._btilde = StageSum(tab.btilde, dtype=dtype, device=device) if tab.btilde is not None else None
+        self._btilde3 = None
+        if tab.btilde3 is not None:
+            if atol is None or rtol is None:
+                raise ValueError(f"{tab.name}'s combined error estimate needs atol and rtol")
+            self._btilde3 = StageSum(tab.btilde, tab.btilde3, dtype=dtype, device=device)
+            self.atol, self.rtol = atol, rtol
         self._extra = [StageSum(row, dtype=dtype, device=device) for row in tab.extra_a]
         self._c = torch.tensor([[float(c)] for c in tab.c], dtype=dtype, device=device)
 
@@ -65,11 +78,25 @@ class ExplicitRKStepper(Stepper):
             assert acc is not None
             u_new, f_end = torch.addcmul(u, h, acc), None
         err = None
-        if self._btilde is not None:
+        if self._btilde3 is not None:
+            err = self._combined_error(ks, h, u, u_new)
+        elif self._btilde is not None:
             (e,) = self._btilde(ks)
             err = h * e if e is not None else torch.zeros_like(u)
         return StepResult(u_new=u_new, err=err, ok=None, stages=ks, f_start=self.f0, f_end=f_end, stage_scale=h,
                           t_start=t)
+
+    def _combined_error(self, ks: list[Tensor], h: Tensor, u: Tensor, u_new: Tensor) -> Tensor:
+        """DOP853's estimate (class docstring) as a vector whose RMS norm is ``e5**2 / sqrt(e5**2 + 0.01 e3**2)``."""
+        assert self._btilde3 is not None
+        e5, e3 = (h * e for e in self._btilde3(ks))
+        with torch.no_grad():  # a step-size decision: the scale factor carries no gradient
+            n5 = error_norm(e5, u, u_new, self.atol, self.rtol)
+            n3 = error_norm(e3, u, u_new, self.atol, self.rtol)
+            deno = torch.sqrt(n5 * n5 + 0.01 * n3 * n3)
+            scale = torch.where(deno > 0, n5 / torch.where(deno > 0, deno, torch.ones_like(deno)),
+                                torch.ones_like(deno))
+        return e5 * scale[:, None]
 
     def interpolant(self, u: Tensor, dt: Tensor, res: StepResult) -> Tensor:
         """Dense-output coefficients ``(q+1, B, n)``; evaluates the tableau's extra stages first, if any."""

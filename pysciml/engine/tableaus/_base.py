@@ -56,6 +56,9 @@ class ExplicitRKTableau:
             ``dense`` has ``stages + extra_stages`` columns.
         extra_c, extra_a: the interpolant's extra stages (module docstring), ``()`` when it needs none:
             ``extra_a[j]`` has ``stages + j`` entries.
+        btilde3, btilde3_order: a second set of error weights (``b`` minus a formula of order ``btilde3_order``)
+            for DOP853's combined estimate ``e**2 / sqrt(e**2 + 0.01 e3**2)`` of the RMS norms of both
+            estimates (DP8); ``None`` for every other method.
     """
 
     name: str
@@ -71,6 +74,8 @@ class ExplicitRKTableau:
     dense_order: int | None = None
     extra_c: tuple[float, ...] = ()
     extra_a: Rows = ()
+    btilde3: tuple[float, ...] | None = None
+    btilde3_order: int | None = None
 
     @property
     def stages(self) -> int:

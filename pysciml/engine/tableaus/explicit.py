@@ -10,11 +10,12 @@ structure and continuous extension are verified with the rooted-tree conditions 
 from __future__ import annotations
 
 from ._base import ExplicitRKTableau
+from .dp8 import DP8
 from .vern7 import VERN7
 
 __all__ = [
-    "ADAPTIVE_HEUN", "BS3", "DP5", "EULER", "EXPLICIT_TABLEAUS", "HEUN", "HEUN3", "MIDPOINT", "RALSTON", "RK4", "RKF12",
-    "TSIT5", "VERN7",
+    "ADAPTIVE_HEUN", "BS3", "DP5", "DP8", "EULER", "EXPLICIT_TABLEAUS", "HEUN", "HEUN3", "MIDPOINT", "RALSTON", "RK4",
+    "RKF12", "TSIT5", "VERN7",
 ]
 
 # --------------------------------------------------------------------------------------------- Tsit5
@@ -328,6 +329,6 @@ EULER = ExplicitRKTableau(
 
 EXPLICIT_TABLEAUS: dict[str, ExplicitRKTableau] = {
     tab.name: tab
-    for tab in (TSIT5, DP5, BS3, VERN7, RK4, MIDPOINT, HEUN, EULER, ADAPTIVE_HEUN, RALSTON, RKF12, HEUN3)
+    for tab in (TSIT5, DP5, BS3, VERN7, DP8, RK4, MIDPOINT, HEUN, EULER, ADAPTIVE_HEUN, RALSTON, RKF12, HEUN3)
 }
 """Every explicit tableau of this module, keyed by its ``name`` (``"Tsit5"``, ``"DP5"``, ...)."""
