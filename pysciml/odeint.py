@@ -16,7 +16,24 @@ import torch
 
 from ._validate import SolveOptions, check_times
 from ._validate import adjoint_atol as backward_atol  # odeint's own adjoint_atol is a keyword
-from .algorithms import BS3, DP5, RK4, Algorithm, Euler, ImplicitAlgorithm, Midpoint, Tsit5, Vern7
+from .algorithms import (
+    BS3,
+    DP5,
+    RK4,
+    TRBDF2,
+    AdaptiveHeun,
+    Algorithm,
+    Euler,
+    Heun,
+    ImplicitAlgorithm,
+    ImplicitEuler,
+    Midpoint,
+    Trapezoid,
+    Tsit5,
+    Vern7,
+)
+from .algorithms_native import DP8, RKF12, Alexander2, Heun3
+from .algorithms_symplectic import ImplicitMidpoint
 from .errors import InputError
 from .native import solve_native
 from .odeint_grid import integrate_grid, make_grid
@@ -47,11 +64,11 @@ Tensor = torch.Tensor
 
 METHOD_ALIASES: dict[str, type[Algorithm]] = {
     "dopri5": DP5, "tsit5": Tsit5, "bosh3": BS3, "vern7": Vern7, "rk4": RK4, "euler": Euler,
-    "midpoint": Midpoint,
+    "midpoint": Midpoint, "dopri8": DP8, "fehlberg2": RKF12, "adaptive_heun": AdaptiveHeun, "heun2": Heun,
+    "heun3": Heun3, "implicit_euler": ImplicitEuler, "trapezoid": Trapezoid, "sdirk2": Alexander2,
+    "trbdf2": TRBDF2, "implicit_midpoint": ImplicitMidpoint,
 }
 _UNAVAILABLE = {
-    "dopri8": "use method='vern7' (Vern7(), a 7(6) pair) for tight tolerances",
-    "adaptive_heun": "use method='bosh3' (BS3())", "fehlberg2": "use method='bosh3' (BS3())",
     "explicit_adams": "use method='tsit5'", "implicit_adams": "use alg=Rodas5P() or KenCarp4() for stiff problems",
     "fixed_adams": "use method='rk4'", "scipy_solver": "use pysciml's own solvers (alg=Rodas5P())",
 }
@@ -286,7 +303,7 @@ def odeint(
                              save_t=t.detach(), params=params, options=forward, adj_options=backward,
                              discovered=adjoint_params is None, tstops=kw.get("tstops"))
         ys = ContinuousAdjoint.apply(setup, y0, t, *params)
-        hooks.callbacks = {}  # forward pieces re-solved in the backward pass call no forward callbacks
+    hooks.callbacks = {}  # forward pieces re-solved in the backward pass (checkpoints) call no forward callbacks
     return finish(ys)
 
 

@@ -362,3 +362,15 @@ def test_fixed_grid_float32_matches_torchdiffeq() -> None:
     for method in ("euler", "midpoint"):
         torch.testing.assert_close(odeint(_nonlinear, y0, t, method=method),
                                    tdq.odeint(_nonlinear, y0, t, method=method), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("sensealg", [ps.DiscreteAdjoint(checkpoints=2), ps.InterpolatingAdjoint(checkpointing=True)],
+                         ids=["checkpointed-discrete", "checkpointed-interpolating"])
+def test_callbacks_are_not_repeated_by_backward_recomputation(sensealg: ps.sensealg.SensitivityAlgorithm) -> None:
+    f = Counting(0.5)
+    y0 = torch.ones(2, dtype=F64, requires_grad=True)
+    ys = odeint(f, y0, torch.linspace(0, 2, 5, dtype=F64), sensealg=sensealg)
+    n = len(f.log["step"])
+    ys[-1].sum().backward()
+    assert n > 0 and len(f.log["step"]) == n
+    assert abs(float(y0.grad[0]) - math.exp(-1.0)) < 1e-6
