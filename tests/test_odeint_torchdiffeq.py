@@ -374,3 +374,30 @@ def test_callbacks_are_not_repeated_by_backward_recomputation(sensealg: ps.sense
     ys[-1].sum().backward()
     assert n > 0 and len(f.log["step"]) == n
     assert abs(float(y0.grad[0]) - math.exp(-1.0)) < 1e-6
+
+
+class Logged(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def forward(self, t: torch.Tensor, s: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return s[1], -torch.sin(s[0])
+
+    def callback_step(self, t0, y0, dt):
+        self.calls.append((float(t0), tuple(p.detach().clone() for p in y0), float(dt)))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fixed_grid_callbacks_like_torchdiffeq_on_tuple_states(reverse: bool) -> None:
+    """The same (t0, y0, dt) at every grid step as torchdiffeq: a tuple y0, dt positive when t decreases."""
+    tdq = pytest.importorskip("torchdiffeq")
+    t = torch.tensor([0.0, 0.3, 1.0], dtype=F64) * (-1 if reverse else 1)
+    y0 = (torch.tensor([1.0], dtype=F64), torch.tensor([0.0], dtype=F64))
+    ours, theirs = Logged(), Logged()
+    odeint(ours, y0, t, method="midpoint", options={"step_size": 0.25})
+    tdq.odeint(theirs, y0, t, method="midpoint", options={"step_size": 0.25})
+    assert len(ours.calls) == len(theirs.calls) == 4
+    for (a0, ay, adt), (b0, by, bdt) in zip(ours.calls, theirs.calls, strict=True):
+        assert abs(a0 - b0) < 1e-15 and abs(adt - bdt) < 1e-15 and adt > 0
+        assert all(torch.allclose(p, q, rtol=0, atol=1e-15) for p, q in zip(ay, by, strict=True))
