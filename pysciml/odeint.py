@@ -38,6 +38,7 @@ from .errors import InputError
 from .native import solve_native
 from .odeint_grid import integrate_grid, make_grid
 from .odeint_options import (
+    FIXED_GRID_METHODS,
     GridSettings,
     JumpAwareFunc,
     OdeintHooks,
@@ -164,8 +165,10 @@ def odeint(
             ``y0[None]`` without integrating.
         rtol, atol: tolerances (torchdiffeq's defaults, 1e-7 and 1e-9); for a tuple state ``atol`` may be a
             tuple (one tolerance per part).
-        method: torchdiffeq method string ('dopri5' default, 'tsit5', 'bosh3', 'rk4', 'euler', 'midpoint',
-            'vern7') or an algorithm object; alg: an algorithm object (``Rodas5P()``, ``KenCarp4()``, ...).
+        method: a torchdiffeq method string (``METHOD_ALIASES``; 'dopri5' default) or an algorithm object; alg:
+            an algorithm object (``Rodas5P()``, ``KenCarp4()``, ...). torchdiffeq's fixed-grid strings ('euler',
+            'midpoint', 'rk4', 'heun2', 'heun3', 'implicit_euler', 'implicit_midpoint', 'trapezoid', 'sdirk2',
+            'trbdf2', ...) step on a fixed grid, as there, even where pysciml's algorithm is adaptive.
         options: torchdiffeq's options (details and the differences from torchdiffeq: ``docs/guide/gradients.md``).
             Fixed-step methods step on ``t``'s grid unless ``step_size`` (a uniform grid from ``t[0]``, its last
             point moved onto ``t[-1]``) or ``grid_constructor(func, y0, t)`` says otherwise, interpolate between
@@ -247,7 +250,8 @@ def odeint(
     base = unflatten if unflatten is not None else (lambda row: row.reshape(shape))
     to_user = base if complex_shape is None else (lambda row: base(torch.view_as_complex(row.reshape(-1, 2))))
     finish = _finisher(unflatten, complex_shape)
-    tr = translate_options(algorithm, options, rtol, atol, t)
+    fixed_grid = isinstance(method, str) and method.lower() in FIXED_GRID_METHODS
+    tr = translate_options(algorithm, options, rtol, atol, t, fixed_grid)
     if tr.grid is not None:
         if compile or progress:
             warnings.warn(f"odeint: {algorithm.name}() steps on a fixed grid, eagerly and without a progress bar; "
@@ -400,11 +404,12 @@ def odeint_adjoint(func: Callable[..., Any], y0: Tensor | tuple[Tensor, ...], t:
     """torchdiffeq's ``odeint_adjoint``: O(1)-memory backsolve adjoint for explicit adaptive methods; for
     implicit (stiff) methods the checkpointed interpolating adjoint, since backsolve is unstable on stiff
     problems. Fixed-grid methods differentiate through their steps. ``adjoint_options`` as in :func:`odeint`."""
-    algorithm = _resolve_alg(method, kwargs.pop("alg", None))
+    alg = kwargs.pop("alg", None)
+    algorithm = _resolve_alg(method, alg)
     adj_alg = _resolve_alg(adjoint_method, None) if adjoint_method is not None else None
     sensealg = kwargs.pop("sensealg", None) or (
         InterpolatingAdjoint(checkpointing=True) if isinstance(algorithm, ImplicitAlgorithm) else BacksolveAdjoint())
-    return odeint(func, y0, t, rtol=rtol, atol=atol, alg=algorithm, options=options, sensealg=sensealg,
+    return odeint(func, y0, t, rtol=rtol, atol=atol, method=method, alg=alg, options=options, sensealg=sensealg,
                   adjoint_params=adjoint_params, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
                   adjoint_alg=adj_alg, adjoint_options=adjoint_options, **kwargs)
 

@@ -18,11 +18,11 @@ import torch
 
 from ._validate import SolveOptions, check_solve
 from .algorithms import Algorithm
-from .errors import InputError
+from .errors import InputError, SolverError
 from .native import make_stepper
 from .odeint_options import GridSettings
 from .problem import ODEProblem
-from .solution import Stats
+from .solution import ReturnCode, Stats
 
 __all__ = ["integrate_grid", "make_grid"]
 
@@ -124,6 +124,10 @@ def integrate_grid(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
         if callback is not None:
             callback(grid[i], u[0], direction * (grid[i + 1] - grid[i]))
         res = stepper.step(t0.reshape(1), u, (t1 - t0).reshape(1))
+        if res.ok is not None and not bool(res.ok.all()):
+            raise SolverError(f"{stepper.name}: the implicit stage solve failed on the grid step from t={float(t0):g} "
+                              f"to t={float(t1):g}; use a finer grid (options step_size or grid_constructor)",
+                              ReturnCode.ConvergenceFailure)
         u1 = res.u_new
         f0 = res.f_start
         wrapped.t0, wrapped.t1 = t1, gt[i + 2] if i + 2 < len(gt) else t1

@@ -24,7 +24,8 @@ from .engine.stepper import Stepper
 from .errors import InputError
 from .native import default_controller
 
-__all__ = ["GridSettings", "OdeintHooks", "translate_options", "callbacks_of", "adjoint_hooks", "mixed_norm"]
+__all__ = ["FIXED_GRID_METHODS", "GridSettings", "OdeintHooks", "translate_options", "callbacks_of", "adjoint_hooks",
+           "mixed_norm"]
 
 Tensor = torch.Tensor
 
@@ -35,6 +36,11 @@ GRID_KEYS = frozenset({"step_size", "grid_constructor", "interp", "perturb", "no
 #: pysciml's own additions (``step_size`` with an adaptive method: fixed steps of that size; dtmin/dtmax)
 EXTRA_KEYS = frozenset({"dtmin", "dtmax"})
 CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
+#: torchdiffeq's method strings whose solvers step on a fixed grid (``FixedGridODESolver``): with ``odeint`` they
+#: step on ``t``'s grid even where pysciml's algorithm of that name is adaptive (``implicit_euler``, ``trapezoid``)
+FIXED_GRID_METHODS = frozenset({"euler", "midpoint", "rk4", "heun2", "heun3", "explicit_adams", "implicit_adams",
+                                "fixed_adams", "implicit_euler", "implicit_midpoint", "trapezoid", "sdirk2", "trbdf2",
+                                "radauiia3", "radauiia5", "gl4", "gl6"})
 
 
 @dataclass
@@ -68,8 +74,9 @@ def _times(name: str, value: Any) -> list[float]:
 
 
 def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: float, atol: Any,
-                      t: Tensor) -> Translated:
-    """torchdiffeq's ``options`` for ``alg`` on the output times ``t``. Keys of torchdiffeq's other solver kind
+                      t: Tensor, fixed_grid: bool = False) -> Translated:
+    """torchdiffeq's ``options`` for ``alg`` on the output times ``t`` (``fixed_grid``: a fixed-grid solve, as for
+    every non-adaptive ``alg`` and torchdiffeq's fixed-grid method strings). Keys of torchdiffeq's other solver kind
     (``perturb`` with ``dopri5``, ``first_step`` with ``rk4``) are ignored with a warning, as torchdiffeq does;
     keys torchdiffeq does not know are an :class:`InputError`."""
     opts = dict(options or {})
@@ -79,10 +86,10 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
         raise InputError(f"unknown options {sorted(unknown)}; accepted keys: {sorted(known)}")
     out = Translated(solve_kw={"rtol": rtol, "atol": atol})
     span = abs(float(t[-1]) - float(t[0])) if len(t) > 1 else 0.0
-    if not alg.is_adaptive:
+    if fixed_grid or not alg.is_adaptive:
         ignored = sorted(set(opts) - GRID_KEYS)
         if ignored:
-            warnings.warn(f"{alg.name}() steps on a fixed grid: options {ignored} are ignored (as torchdiffeq "
+            warnings.warn(f"{alg.name}() steps on a fixed grid here: options {ignored} are ignored (as torchdiffeq "
                           "ignores them)", stacklevel=3)
         if opts.get("step_size") is not None and opts.get("grid_constructor") is not None:
             raise InputError("step_size and grid_constructor are mutually exclusive options")

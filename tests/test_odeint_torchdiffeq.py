@@ -401,3 +401,22 @@ def test_fixed_grid_callbacks_like_torchdiffeq_on_tuple_states(reverse: bool) ->
     for (a0, ay, adt), (b0, by, bdt) in zip(ours.calls, theirs.calls, strict=True):
         assert abs(a0 - b0) < 1e-15 and abs(adt - bdt) < 1e-15 and adt > 0
         assert all(torch.allclose(p, q, rtol=0, atol=1e-15) for p, q in zip(ay, by, strict=True))
+
+
+@pytest.mark.parametrize("method,step", [("implicit_euler", lambda h: 1 / (1 + h)),
+                                         ("trapezoid", lambda h: (1 - h / 2) / (1 + h / 2)),
+                                         ("heun2", STEP["midpoint"])])
+def test_torchdiffeq_fixed_grid_strings_step_on_t(method: str, step) -> None:
+    """torchdiffeq's implicit_euler, trapezoid, heun2 ... are fixed-grid solvers: one step per interval of t,
+    even where pysciml's algorithm of that name is adaptive."""
+    from pysciml.odeint import METHOD_ALIASES
+
+    if method not in METHOD_ALIASES:
+        pytest.skip(f"{method} not mapped in this build")
+    t = torch.tensor([0.0, 0.2, 0.3, 1.0], dtype=F64)
+    y0 = torch.ones(1, dtype=F64, requires_grad=True)
+    ys = odeint(decay, y0, t, method=method)
+    want = math.prod(step(h) for h in (0.2, 0.1, 0.7))
+    assert abs(float(ys[-1].detach()) - want) < 1e-10  # the implicit stages converge to Newton's tolerance
+    ys[-1].sum().backward()
+    assert abs(float(y0.grad) - want) < 1e-8
