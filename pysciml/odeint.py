@@ -263,7 +263,7 @@ def odeint(
     if sensealg is None:
         sensealg = default_sensealg(algorithm)
     kw = tr.solve_kw
-    direction = 1.0 if float(t[-1]) > float(t[0]) else -1.0
+    direction = 1.0 if float(t[-1].detach()) > float(t[0].detach()) else -1.0
     real = y0.real.dtype if y0.is_complex() else y0.dtype
     norm = tr.norm
     scale_atol = torch.as_tensor(atol, dtype=real, device=y0.device).reshape(-1)

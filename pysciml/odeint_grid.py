@@ -37,7 +37,7 @@ def make_grid(settings: GridSettings, func: Any, y0: Any, t: Tensor) -> Tensor:
         if not isinstance(grid, Tensor) or grid.ndim != 1 or len(grid) < 1:
             raise InputError("grid_constructor(func, y0, t) must return a 1-D tensor of times")
     elif settings.step_size is not None:
-        direction = 1.0 if len(t) < 2 or float(t[-1]) >= float(t[0]) else -1.0
+        direction = 1.0 if len(t) < 2 or float(t[-1].detach()) >= float(t[0].detach()) else -1.0
         start, end = direction * t[0], direction * t[-1]  # torchdiffeq steps in negated time when t decreases
         niters = torch.ceil((end - start) / settings.step_size + 1).item()
         grid = torch.arange(0, niters, dtype=t.dtype, device=t.device) * settings.step_size + start
@@ -45,8 +45,9 @@ def make_grid(settings: GridSettings, func: Any, y0: Any, t: Tensor) -> Tensor:
     else:
         grid = t
     if grid[0] != t[0] or grid[-1] != t[-1]:
-        raise InputError(f"the time grid must start at t[0] and end at t[-1]; got {float(grid[0]):g} .. "
-                         f"{float(grid[-1]):g} for t from {float(t[0]):g} to {float(t[-1]):g}")
+        raise InputError(f"the time grid must start at t[0] and end at t[-1]; got {float(grid[0].detach()):g} .. "
+                         f"{float(grid[-1].detach()):g} for t from {float(t[0].detach()):g} to "
+                         f"{float(t[-1].detach()):g}")
     steps = grid[1:] - grid[:-1]
     if len(t) > 1 and not bool(((steps * torch.sign(t[-1] - t[0])) >= 0).all()):
         raise InputError("the time grid must be monotone in the direction of t")
@@ -64,7 +65,7 @@ class _GridFunc:
 
     def __call__(self, t: Tensor, y: Tensor) -> Tensor:
         if self.perturb and self.t0 is not None and self.t1 is not None:
-            t0, t1 = self.t0.to(t.dtype), self.t1.to(t.dtype)
+            t0, t1 = self.t0.detach().to(t.dtype), self.t1.detach().to(t.dtype)
             span = float(t1 - t0)
             theta = 0.0 if span == 0.0 else float(t.detach() - t0) / span
             if theta <= 1e-9:
@@ -103,7 +104,7 @@ def integrate_grid(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
         callback: called as ``callback(t0, y0, dt)`` before each step (``t0`` a grid time, ``y0`` the engine row
             ``(n,)``, ``dt`` the step's size, positive in both directions as in torchdiffeq).
     """
-    direction = 1.0 if float(t[-1]) >= float(t[0]) else -1.0
+    direction = 1.0 if float(t[-1].detach()) >= float(t[0].detach()) else -1.0
     real = y0.real.dtype if y0.is_complex() else y0.dtype
     gt = grid.to(real)
     wrapped = _GridFunc(func, settings.perturb)
@@ -125,8 +126,9 @@ def integrate_grid(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
             callback(grid[i], u[0], direction * (grid[i + 1] - grid[i]))
         res = stepper.step(t0.reshape(1), u, (t1 - t0).reshape(1))
         if res.ok is not None and not bool(res.ok.all()):
-            raise SolverError(f"{stepper.name}: the implicit stage solve failed on the grid step from t={float(t0):g} "
-                              f"to t={float(t1):g}; use a finer grid (options step_size or grid_constructor)",
+            a, b = float(t0.detach()), float(t1.detach())
+            raise SolverError(f"{stepper.name}: the implicit stage solve failed on the grid step from t={a:g} to "
+                              f"t={b:g}; use a finer grid (options step_size or grid_constructor)",
                               ReturnCode.ConvergenceFailure)
         u1 = res.u_new
         f0 = res.f_start
@@ -135,7 +137,7 @@ def integrate_grid(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
         if settings.perturb and res.f_end is not None:  # an FSAL end stage was taken just before t1
             stepper.f0 = stepper.f_total(t1.reshape(1), u1)
         f1 = None
-        while j < len(t) and direction * float(t1 - t[j].to(real)) >= 0:
+        while j < len(t) and direction * float((t1 - t[j].to(real)).detach()) >= 0:
             tj = t[j].to(real)
             if settings.interp == "cubic":
                 if f1 is None:

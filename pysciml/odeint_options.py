@@ -85,7 +85,6 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
     if unknown:
         raise InputError(f"unknown options {sorted(unknown)}; accepted keys: {sorted(known)}")
     out = Translated(solve_kw={"rtol": rtol, "atol": atol})
-    span = abs(float(t[-1]) - float(t[0])) if len(t) > 1 else 0.0
     if fixed_grid or not alg.is_adaptive:
         ignored = sorted(set(opts) - GRID_KEYS)
         if ignored:
@@ -133,7 +132,8 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
         if not isinstance(dt, torch.dtype) or not dt.is_floating_point:
             raise InputError(f"options['dtype'] must be a floating torch dtype, got {dt!r}")
         out.time_dtype = dt
-    lo, hi = (float(t[0]), float(t[-1])) if float(t[-1]) >= float(t[0]) else (float(t[-1]), float(t[0]))
+    ta, tb = float(t[0].detach()), float(t[-1].detach())
+    lo, hi = min(ta, tb), max(ta, tb)
     stops: list[float] = []
     for key in ("step_t", "jump_t"):
         if opts.get(key) is not None:
@@ -148,7 +148,6 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
     out.norm = opts.get("norm")
     if out.norm is not None and not callable(out.norm):
         raise InputError("options['norm'] must be a callable norm(state) -> scalar")
-    del span
     return out
 
 
@@ -237,7 +236,7 @@ class JumpAwareFunc:
 
     def __call__(self, t: Tensor, y: Any) -> Any:
         if not self.hooks.restarting:
-            tv = float(t)
+            tv = float(t.detach())
             tol = 8 * torch.finfo(t.dtype).eps
             for j in self.jumps:
                 if abs(tv - j) <= tol * max(abs(j), 1.0):
