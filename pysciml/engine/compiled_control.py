@@ -230,7 +230,6 @@ def integrate_batched_compiled(stepper: Any, u0: Tensor, opts: LoopOptions, stat
     """The adaptive batched loop with the control inside the compiled program (see the module docstring);
     ``stepper`` is a :class:`~.compiled.CompiledStepper` (:func:`handles`)."""
     assert isinstance(stepper, CompiledStepper)
-    bsz = u0.shape[0]
     inner = stepper.inner
     u = u0
     L, C, prog, saver, direction = _start(stepper, u0, opts)
@@ -277,6 +276,12 @@ def integrate_batched_compiled(stepper: Any, u0: Tensor, opts: LoopOptions, stat
                                coeffs if coeffs is not None else partial(stepper.interpolant, u_prev, dt_step, res))
         L = state
 
+    return finish(stepper, L, saver, u, dense, stats)
+
+
+def finish(stepper: CompiledStepper, L: tuple[Tensor, ...], saver: _CountedSaver, u: Tensor,
+           dense: DenseOutput | None, stats: Stats) -> LoopResult:
+    """The loop's result from its last state ``L``: return codes, failure points, counters, saved values."""
     t, dt, _, active, _, _, status, fail_t, fail_dt, n_acc, n_att, _ = L
     status = torch.where((status == RUNNING) & ~active, SUCCESS, status)
     n_accepted, n_attempted = int(n_acc.sum()), int(n_att.sum())
@@ -291,5 +296,5 @@ def integrate_batched_compiled(stepper: Any, u0: Tensor, opts: LoopOptions, stat
     ]
     reason = describe(0, 0.0, stepper.name, stepper.stability_boundary)
     ts, us = saver.result(u)
-    return LoopResult(t=ts, u=us, status=codes, fail_info=infos, reasons=[reason] * bsz, dense=dense,
+    return LoopResult(t=ts, u=us, status=codes, fail_info=infos, reasons=[reason] * len(codes), dense=dense,
                       dt_next=dt.abs())
