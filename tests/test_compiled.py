@@ -175,6 +175,28 @@ def test_batched_control_in_program_failure_codes() -> None:
     torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12, equal_nan=True)
 
 
+def test_batched_whole_loop_matches_eager() -> None:
+    """An explicit RK batch saving at fixed times without dense output runs the whole loop as one while_loop
+    program (engine/compiled_loop.py): the same values, counts and return codes as the eager batched loop;
+    warmup compiles it."""
+    kw = {"rtol": 1e-6, "atol": 1e-8, "saveat": [0.0, 0.3, 1.0, 1.02, 2.2, 4.0], "dtmax": 0.4}
+    prob = vdp_problem(F64, True, mu=4.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback
+        ps.warmup(prob, ps.Tsit5(), **kw)
+        before = compiled.compile_count()
+        a, b = both(prob, ps.Tsit5(), **kw)
+    assert compiled.compile_count() == before
+    assert any(key[0] == "whole" for prog in compiled._CACHE.values() for key in prog.fused)
+    assert a.success and b.success
+    assert_same_counts(a, b)
+    torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12)
+    a, b = both(vdp_problem(F64, True, mu=60.0), ps.Tsit5(), maxiters=15, **kw)  # stopped by maxiters
+    assert [str(r) for r in b.retcodes] == [str(r) for r in a.retcodes] and not a.success
+    assert_same_counts(a, b)
+    torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
 def test_loop_features_with_compiled_steps() -> None:
     """tstops, saveat without dense output and fixed steps run through the unchanged loops."""
     prob = vdp_problem(F64, False)
