@@ -5,10 +5,12 @@ torch's fixed dispatch cost. Here the whole step of an explicit Runge-Kutta, a R
 Runge-Kutta method (the user's ``f`` at every stage, the autodiff or user Jacobian and ``df/dt``, the LU
 factorisation and the stage solves or Newton iterations, the stage sums, the error norm, the finiteness test and,
 with dense output, the interpolant's coefficients) is traced into ONE program with static shapes,
-``fullgraph=True`` (no graph break) and no host synchronisation inside. The loop (``engine/loop.py``,
-``loop_scalar.py``) is unchanged: it reads the step's ``control`` row (error norm, finiteness, solver success) with
-one host round trip per step, decides acceptance and the next step size on the host, as for eager steps. The ARK
-program, with Newton as a ``torch.while_loop``, is in :mod:`.compiled_ark`.
+``fullgraph=True`` (no graph break) and no host synchronisation inside. The single-trajectory loop
+(``loop_scalar.py``) reads the step's ``control`` row (error norm, finiteness, solver success) with one host round
+trip per step and decides acceptance and the next step size on the host, as for eager steps; batched adaptive
+solves trace the batched loop's control into the program (:mod:`.compiled_control`), or the whole loop
+(:mod:`.compiled_loop`, explicit RK saving at fixed times). The ARK program, with Newton as a
+``torch.while_loop``, is in :mod:`.compiled_ark`.
 
 Same tableau, same arithmetic as the eager steppers (:mod:`.explicit_rk`, :mod:`.rosenbrock`, :mod:`.ark`),
 which stay the reference and the default. What stays outside the program: counters (added per step from the
