@@ -11,18 +11,20 @@ come back with the result (steps, steps with an acceptance, per-trajectory accep
 ``sol.stats`` is the eager solve's.
 
 Everything else (Rosenbrock and ARK, whose Jacobian is recomputed only after an accepted step, dense output,
-``tstops``) keeps the per-step design of :mod:`.compiled_control`; a loop program that fails to compile falls
-back to it too.
+``tstops``, solves that may be differentiated: ``while_loop`` has no backward) keeps the per-step design of
+:mod:`.compiled_control`; a loop program that fails to compile falls back to it too, once per signature.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import fields
 from typing import Any
 
 import torch
 from torch._higher_order_ops.while_loop import while_loop
+from torch.utils._pytree import tree_leaves
 
 from ..solution import Stats
 from .compiled import CompiledStepper, CompileFailure, _Program
@@ -37,9 +39,22 @@ __all__ = ["handles_whole", "integrate_batched_whole", "warm_whole"]
 Tensor = torch.Tensor
 
 
-def handles_whole(stepper: Any, opts: LoopOptions) -> bool:
+_FAILED: weakref.WeakSet[_Program] = weakref.WeakSet()  # loop programs that failed to compile: not retried
+
+
+def _tracks_grad(stepper: CompiledStepper) -> bool:
+    """Whether the solve may be differentiated: ``while_loop`` has no backward, so those keep the per-step
+    programs (a parameter captured by a closure in ``f`` is found by the failed compile, once per signature)."""
+    if not torch.is_grad_enabled():
+        return False
+    f = stepper.rhs.f
+    params = list(f.parameters()) if isinstance(f, torch.nn.Module) else []
+    return any(isinstance(x, Tensor) and x.requires_grad for x in [*tree_leaves(stepper.rhs.p), *params])
+
+
+def handles_whole(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     """Whether :func:`integrate_batched_whole` runs this batched solve."""
-    if not handles(stepper, opts) or opts.dense or opts.saveat is None:
+    if not handles(stepper, opts) or opts.dense or opts.saveat is None or u0.requires_grad or _tracks_grad(stepper):
         return False
     inner = stepper.inner
     stops = [s for s in (opts.tstops or []) if min(opts.t0, opts.t1) < s < max(opts.t0, opts.t1)]
@@ -107,8 +122,11 @@ def warm_whole(stepper: Any, u0: Tensor, opts: LoopOptions) -> None:
     assert isinstance(stepper, CompiledStepper)
     prog, args, _ = _inputs(stepper, u0, opts, 1)
     try:
+        if prog in _FAILED:
+            raise CompileFailure("failed before")
         prog.run("loop", stepper.stats, *args)
     except CompileFailure:  # the solve will fall back to the per-step programs: compile those
+        _FAILED.add(prog)
         from .compiled_control import warm
 
         warm(stepper, u0, opts)
@@ -123,8 +141,11 @@ def integrate_batched_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: 
     before = {f.name: getattr(stats, f.name) for f in fields(stats)}
     prog, args, saver = _inputs(stepper, u0, opts, opts.maxiters - stats.nloop)
     try:
+        if prog in _FAILED:
+            raise CompileFailure("failed before")
         k, n_any, u, f0, out, *state = prog.run("loop", stats, *args)
     except CompileFailure:
+        _FAILED.add(prog)
         for name, value in before.items():
             setattr(stats, name, value)
         return integrate_batched_compiled(stepper, u0, opts, stats)
