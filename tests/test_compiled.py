@@ -195,6 +195,13 @@ def test_batched_whole_loop_matches_eager() -> None:
     assert [str(r) for r in b.retcodes] == [str(r) for r in a.retcodes] and not a.success
     assert_same_counts(a, b)
     torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12, equal_nan=True)
+    grads = []  # while_loop has no backward: a differentiated solve keeps the per-step program
+    for flag in (False, True):
+        prob = vdp_problem(F64, True, mu=4.0, requires_grad=True)
+        sol = ps.solve(prob, ps.Tsit5(), compile=flag, **kw)
+        grads.append(torch.autograd.grad(sol.u[1:].pow(2).sum(), (prob.u0, prob.p)))
+    for ge, gc in zip(*grads, strict=True):
+        torch.testing.assert_close(gc, ge, rtol=1e-10, atol=1e-12)
 
 
 def test_loop_features_with_compiled_steps() -> None:

@@ -41,7 +41,7 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> 
         return integrate_single(stepper, u0, opts, stats)
     from . import compiled_control, compiled_loop  # they build on this module
 
-    if compiled_loop.handles_whole(stepper, opts):  # the whole loop as one compiled program
+    if compiled_loop.handles_whole(stepper, opts, u0):  # the whole loop as one compiled program
         return compiled_loop.integrate_batched_whole(stepper, u0, opts, stats)
     if compiled_control.handles(stepper, opts):  # compiled steps with the control inside the program
         return compiled_control.integrate_batched_compiled(stepper, u0, opts, stats)
