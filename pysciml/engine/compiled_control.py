@@ -50,9 +50,9 @@ def handles(stepper: Any, opts: LoopOptions) -> bool:
 
 
 def _padded(values: list[float], fill: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``values`` padded with ``fill`` to a power-of-two length: a new count of stops or save times recompiles
-    only when it crosses a power of two (shapes are static in the program)."""
-    n = 1 << max(0, len(values) - 1).bit_length()
+    """``values`` padded with ``fill`` to a power-of-two length, at least 8: a new count of stops or save times
+    recompiles only when it crosses a power of two above 8 (shapes are static in the program)."""
+    n = max(8, 1 << max(0, len(values) - 1).bit_length())
     return torch.tensor(values + [fill] * (n - len(values)), dtype=dtype, device=device)
 
 
@@ -198,7 +198,7 @@ def _start(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions) -> tuple[Any
     saver = _CountedSaver(opts, u0, direction)
     keyed = (_padded((direction * opts.saveat).tolist(), math.inf, dtype, device) if opts.saveat is not None
              else torch.zeros(1, dtype=dtype, device=device))
-    C = (_padded([*stop_list, opts.t1], opts.t1, dtype, device), torch.tensor(n_stops - 1, device=device), keyed,
+    C = (_padded([*stop_list, opts.t1], opts.t1, dtype, device), torch.full((1,), n_stops - 1, device=device), keyed,
          torch.tensor([opts.dtmin, opts.dtmax if opts.dtmax is not None else math.inf], dtype=dtype, device=device))
     L = (t, dt, torch.full_like(t, opts.controller.qoldinit), ~bools(), bools(), longs(), longs(), torch.zeros_like(t),
          torch.zeros_like(t), longs(), longs(), saver.idx if opts.saveat is not None else longs())
