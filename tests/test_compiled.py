@@ -227,6 +227,19 @@ def test_no_recompilation_across_solves() -> None:
     assert compiled.compile_count() == before
 
 
+def test_batched_no_recompilation_across_solves() -> None:
+    """Batched loop programs: times, tolerances, maxiters and the number of tstops or save times are inputs."""
+    prob = vdp_problem(F64, True)
+    ps.solve(prob, ps.Tsit5(), rtol=1e-6, tstops=[1.0, 2.0], compile=True)
+    ps.solve(prob, ps.Tsit5(), rtol=1e-6, saveat=[1.0, 2.0], compile=True)
+    before = compiled.compile_count()
+    for i, times in enumerate(([1.0, 2.0], [1.5, 2.5, 3.0], [0.5], [0.1 * k for k in range(1, 8)])):
+        p = prob.remake(tspan=(0.0, 4.0 + i))
+        assert ps.solve(p, ps.Tsit5(), rtol=10.0 ** -(5 + i), tstops=times, compile=True).success
+        assert ps.solve(p, ps.Tsit5(), rtol=10.0 ** -(5 + i), saveat=times, maxiters=1000 + i, compile=True).success
+    assert compiled.compile_count() == before
+
+
 def test_no_graph_break_on_builtin_problems() -> None:
     cases = [(rober((0.0, 1.0)), ps.Rodas5P()), (hires(), ps.Rodas5P()), (van_der_pol(10.0), ps.Rodas5P()),
              (lotka_volterra(), ps.Tsit5()), (van_der_pol(1.0), ps.Tsit5()), (rober((0.0, 1.0)), ps.KenCarp4()),
