@@ -85,7 +85,7 @@ def warmup(prob: ODEProblem, alg: Algorithm | None = None, **solve_kwargs: Any) 
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
     compiled = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense)
     loop = _loop_options(prob, c, opts, False)
-    if u0.shape[0] > 1 and compiled_loop.handles_whole(compiled, loop, u0):  # a batch: the loop's own programs
+    if compiled_loop.handles_whole(compiled, loop, u0):  # the loop's own programs
         compiled_loop.warm_whole(compiled, u0, loop)
     elif u0.shape[0] > 1 and compiled_control.handles(compiled, loop):
         compiled_control.warm(compiled, u0, loop)

@@ -1,6 +1,7 @@
 """The whole batched loop as one compiled program (``torch.while_loop``): no host round trip until it ends.
 
-For the simplest common case, a batched adaptive solve with ``compile=True`` by an explicit Runge-Kutta method
+For the simplest common case, an adaptive solve with ``compile=True`` (a batch, or one trajectory in float64,
+where it replaces the scalar loop) by an explicit Runge-Kutta method
 whose interpolant needs no extra stages, saving at fixed times (``saveat``, or only the ends), without dense
 output, ``tstops``, the progress bar or step hooks, :func:`integrate_batched_whole` runs
 :mod:`.compiled_control`'s controlled step (the step with the batched loop's control) inside a
@@ -55,6 +56,8 @@ def _tracks_grad(stepper: CompiledStepper) -> bool:
 def handles_whole(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     """Whether :func:`integrate_batched_whole` runs this batched solve."""
     if not handles(stepper, opts) or opts.dense or opts.saveat is None or u0.requires_grad or _tracks_grad(stepper):
+        return False
+    if u0.shape[0] == 1 and u0.dtype != torch.float64:  # the scalar loop keeps time in Python floats (float64)
         return False
     inner = stepper.inner
     stops = [s for s in (opts.tstops or []) if min(opts.t0, opts.t1) < s < max(opts.t0, opts.t1)]
@@ -159,4 +162,7 @@ def integrate_batched_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: 
         state[7] = torch.where(active, state[0], state[7])
         state[8] = torch.where(active, state[1], state[8])
     saver.out = out[: opts.saveat.shape[0]]
-    return finish(stepper, tuple(state), saver, u, None, stats)
+    result = finish(stepper, tuple(state), saver, u, None, stats)
+    if u0.shape[0] == 1:  # as the scalar loop returns it
+        result.dt_next = float(state[1].abs()[0])
+    return result
