@@ -176,9 +176,9 @@ def test_batched_control_in_program_failure_codes() -> None:
 
 
 def test_batched_whole_loop_matches_eager() -> None:
-    """An explicit RK batch saving at fixed times without dense output runs the whole loop as one while_loop
-    program (engine/compiled_loop.py): the same values, counts and return codes as the eager batched loop;
-    warmup compiles it."""
+    """An explicit RK batch (or one float64 trajectory) saving at fixed times without dense output runs the whole
+    loop as one while_loop program (engine/compiled_loop.py): the same values, counts and return codes as the
+    eager loops; warmup compiles it."""
     kw = {"rtol": 1e-6, "atol": 1e-8, "saveat": [0.0, 0.3, 1.0, 1.02, 2.2, 4.0], "dtmax": 0.4}
     prob = vdp_problem(F64, True, mu=4.0)
     with warnings.catch_warnings():
@@ -195,6 +195,12 @@ def test_batched_whole_loop_matches_eager() -> None:
     assert [str(r) for r in b.retcodes] == [str(r) for r in a.retcodes] and not a.success
     assert_same_counts(a, b)
     torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12, equal_nan=True)
+    loops = sum(key[0] == "whole" for prog in compiled._CACHE.values() for key in prog.fused)
+    a, b = both(vdp_problem(F64, False, mu=4.0), ps.Tsit5(), **kw)  # one trajectory: instead of the scalar loop
+    assert a.success and b.success
+    assert sum(key[0] == "whole" for prog in compiled._CACHE.values() for key in prog.fused) == loops + 1
+    assert_same_counts(a, b)
+    torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12)
     grads = []  # while_loop has no backward: a differentiated solve keeps the per-step program
     for flag in (False, True):
         prob = vdp_problem(F64, True, mu=4.0, requires_grad=True)

@@ -37,12 +37,12 @@ SUCCESS, MAXITERS, DTMIN, UNSTABLE, CONVFAIL = 1, 2, 3, 4, 5
 def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult:
     """Integrate ``u0`` (``(B, n)``) from ``opts.t0`` to ``opts.t1`` with ``stepper``: one trajectory
     (``B == 1``) on the scalar loop, a batch on :func:`integrate_batched`."""
-    if u0.shape[0] == 1:
-        return integrate_single(stepper, u0, opts, stats)
     from . import compiled_control, compiled_loop  # they build on this module
 
     if compiled_loop.handles_whole(stepper, opts, u0):  # the whole loop as one compiled program
         return compiled_loop.integrate_batched_whole(stepper, u0, opts, stats)
+    if u0.shape[0] == 1:
+        return integrate_single(stepper, u0, opts, stats)
     if compiled_control.handles(stepper, opts):  # compiled steps with the control inside the program
         return compiled_control.integrate_batched_compiled(stepper, u0, opts, stats)
     return integrate_batched(stepper, u0, opts, stats)
