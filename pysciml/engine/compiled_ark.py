@@ -24,7 +24,7 @@ import torch
 from torch._higher_order_ops.while_loop import while_loop
 
 from .ark import ARKStepper
-from .compiled import _control, _Program, _user_f, factor, jacobian_fn
+from .compiled_parts import _control, _Program, _user_f, factor, jacobian_fn
 from .interpolation import polynomial_coefficients
 
 __all__ = ["ark_program"]

@@ -33,8 +33,8 @@ from .controller import initial_dt
 from .explicit_rk import ExplicitRKStepper
 from .fixed_step_check import describe
 from .interpolation import DenseOutput, evaluate
-from .loop import _CODES, DTMIN, MAXITERS, RUNNING, SUCCESS, UNSTABLE, _Saver
 from .loop_records import LoopOptions, LoopResult
+from .loop_saver import _CODES, DTMIN, MAXITERS, RUNNING, SUCCESS, UNSTABLE, _Saver
 from .rosenbrock import RosenbrockStepper
 
 __all__ = ["integrate_batched_compiled", "handles", "warm"]
@@ -153,7 +153,7 @@ def _fused_program(stepper: CompiledStepper, opts: LoopOptions, direction: float
 
 
 class _CountedSaver(_Saver):
-    """:class:`~.loop._Saver` told by the program how many save points each trajectory's step passed."""
+    """:class:`~.loop_saver._Saver` told by the program how many save points each trajectory's step passed."""
 
     def save_counted(self, most: int, inside: bool, n_cross: Tensor, idx: Tensor, t_prev: Tensor, t: Tensor,
                      dt: Tensor, u: Tensor, coeffs: Tensor | Callable[[], Tensor]) -> None:

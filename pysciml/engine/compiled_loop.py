@@ -7,7 +7,7 @@ output, ``tstops``, the progress bar or step hooks, :func:`integrate_batched_who
 :mod:`.compiled_control`'s controlled step (the step with the batched loop's control) inside a
 ``torch.while_loop`` that turns while some trajectory is running and fewer than ``maxiters`` steps were taken.
 Save points are filled inside the program: each accepted step writes the points it passed, evaluated on its
-interpolant (its end value where a point is the step's end), as :class:`~.loop._Saver` does. The counters
+interpolant (its end value where a point is the step's end), as :class:`~.loop_saver._Saver` does. The counters
 come back with the result (steps, steps with an acceptance, per-trajectory accepted and attempted steps), so
 ``sol.stats`` is the eager solve's.
 
@@ -32,8 +32,8 @@ from .compiled import CompiledStepper, CompileFailure, _Program
 from .compiled_control import _fsal, _fused_program, _padded, _start, finish, handles
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import evaluate, polynomial_coefficients
-from .loop import MAXITERS
 from .loop_records import LoopOptions, LoopResult
+from .loop_saver import MAXITERS
 
 __all__ = ["handles_whole", "integrate_batched_whole", "warm_whole"]
 

@@ -1,0 +1,203 @@
+"""The pieces every compiled program is built from (:mod:`.compiled`, :mod:`.compiled_ark`,
+:mod:`.compiled_control`, :mod:`.compiled_loop`): the program cache and its backend, the traceable ``f``, Jacobian
+and LU factorisation, the control row a step returns, and the ``_Program`` wrapper that compiles and falls back."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import types
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..problem import call_f
+from ..solution import Stats
+from .linsolve import DenseLUSolver
+from .loop_records import finite_rows
+from .rhs import RHS
+
+Tensor = torch.Tensor
+
+CACHE_SIZE = 64
+"""Compiled programs kept (least recently used dropped first)."""
+
+_CACHE: OrderedDict[tuple, _Program] = OrderedDict()
+_COUNT = [0]  # graphs handed to the backend so far (one per compile or recompile)
+_FRESH_F: dict[tuple, set[int]] = {}  # (signature less f, f's code) -> identities of the functions f seen
+FRESH_F_WARNING = 3
+"""After this many distinct function objects with the same code as ``f`` (and otherwise the same signature), a
+warning says that ``f`` is recreated per solve, so every solve compiles anew."""
+
+
+def compile_count() -> int:
+    """How many graphs the compiled path has compiled in this process (a recompile counts as one more)."""
+    return _COUNT[0]
+
+
+def clear_cache() -> None:
+    """Forget every compiled program (the next compiled solve of each signature compiles again)."""
+    _CACHE.clear()
+    _FRESH_F.clear()
+
+
+def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+    """Inductor with its C++ wrapper (the generated Python wrapper's own overhead was a third of a small step:
+    150 -> 95 us per Rodas5P step on the Oregonator), counted (``compile_count``)."""
+    from torch._inductor.compile_fx import compile_fx
+
+    _COUNT[0] += 1
+    quiet = logging.getLogger("torch._inductor.ir")  # "lu_factor_ex has no c-shim, using the proxy executor"
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return compile_fx(gm, example_inputs, config_patches={"cpp_wrapper": True})
+    finally:
+        quiet.setLevel(level)
+
+
+def _own_code(fn: Callable[..., Any], tag: str) -> Callable[..., Any]:
+    """``fn`` with a code object of its own: Dynamo keeps its compiled entries (and its recompile limit) per code
+    object, so each cached program must not share one with programs of other signatures."""
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}")
+    new = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+    return torch.compile(new, fullgraph=True, dynamic=False, backend=_backend)
+
+
+class CompileFailure(Exception):
+    """A program could not be compiled; the eager stepper takes over."""
+
+
+# ---------------------------------------------------------------------------------------------------- pieces
+def _user_f(rhs: RHS) -> Callable[[Any, Tensor, Tensor], Tensor]:
+    """The traceable ``f(p, t, u)`` in engine layout (``RHS.raw`` without its eager-only checks and counters)."""
+    f, takes_p, batched, flat, shape, n = rhs.f, rhs.takes_p, rhs.batched, rhs.flat, rhs.shape, rhs.n
+
+    def F(p: Any, t: Tensor, u: Tensor) -> Tensor:
+        b = u.shape[0]
+        if batched:
+            out = call_f(f, takes_p, p, t, u if flat else u.reshape(b, *shape))
+        else:
+            out = call_f(f, takes_p, p, t[0], u[0] if flat else u[0].reshape(shape))
+        if flat:
+            return out if batched else out.unsqueeze(0)
+        return out.reshape(b, n)
+
+    return F
+
+
+def _control(err: Tensor | None, u: Tensor, u_new: Tensor, ok: Tensor | None, atol_n: Tensor,
+             rtol_n: Tensor) -> Tensor:
+    """``(B, 3)``: the scaled RMS error norm (``inf`` where the step is unusable; ``0`` without an estimator),
+    whether ``u_new`` is finite, whether the step's solves succeeded: what the loop reads, in one transfer."""
+    u_new = u_new.detach()
+    finite = finite_rows(u_new)
+    good = finite if ok is None else finite & ok
+    if err is None:
+        eest = torch.zeros_like(u_new[:, 0])
+    else:
+        ud = u.detach()
+        scale = atol_n + rtol_n * torch.maximum(ud.abs(), u_new.abs())
+        eest = torch.linalg.vector_norm(err.detach() / scale, dim=1)
+    eest = torch.where(good, eest, math.inf).nan_to_num(nan=math.inf, posinf=math.inf)
+    ok_f = torch.ones_like(eest) if ok is None else ok.to(eest.dtype)
+    return torch.stack((eest, finite.to(eest.dtype), ok_f), dim=1)
+
+
+# ---------------------------------------------------------------------------------------------------- programs
+class _Program:
+    """One family's compiled step(s) for one signature; ``run`` calls a variant, counting compile time."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.variants: dict[str, Callable[..., Any]] = {}  # compiled
+        self.raw: dict[str, Callable[..., Any]] = {}  # the same functions uncompiled (for torch._dynamo.explain)
+        self.ran: set[str] = set()
+        self.fused: dict[tuple, _Program] = {}  # batched loops: this step with the control (.compiled_control)
+
+    def add(self, variant: str, fn: Callable[..., Any]) -> None:
+        self.raw[variant] = fn
+        self.variants[variant] = _own_code(fn, self.tag)
+
+    def with_variants(self, step: Callable[..., Any]) -> _Program:
+        """``step`` as the ``fresh`` and ``reuse`` variants: one compiled function, in which Dynamo compiles one
+        graph per variant (the Jacobian computed inside, or given)."""
+        self.add("fresh", step)
+        self.raw["reuse"], self.variants["reuse"] = step, self.variants["fresh"]
+        return self
+
+    def run(self, variant: str, stats: Stats, *args: Any) -> Any:
+        fn = self.variants[variant]
+        before, start = _COUNT[0], time.perf_counter()
+        try:
+            out = fn(*args)
+        except Exception as exc:
+            compiler_error = type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+            if variant in self.ran and not compiler_error:
+                raise
+            hint = ""
+            if isinstance(exc, torch._dynamo.exc.FailOnRecompileLimitHit):
+                hint = ("; every new value of a Python number in p, or of anything else f reads that is not a tensor, "
+                        "recompiles: keep what changes between solves in tensors")
+            raise CompileFailure(f"{type(exc).__name__}: {_first_line(exc)}{hint}") from exc
+        if _COUNT[0] != before:
+            stats.compile_time += time.perf_counter() - start
+        self.ran.add(variant)
+        return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else ""
+
+def _user_call(rhs: RHS) -> Callable[..., Tensor]:
+    """``call(fn, takes_p, p, t, u)``: one of the problem's functions (``jac``, ``tgrad``) in engine layout."""
+    batched, flat, shape = rhs.batched, rhs.flat, rhs.shape
+
+    def call(fn: Callable[..., Tensor], takes_p: bool, p: Any, t: Tensor, u: Tensor) -> Tensor:
+        if batched:
+            return call_f(fn, takes_p, p, t, u if flat else u.reshape(u.shape[0], *shape))
+        return call_f(fn, takes_p, p, t[0], u[0] if flat else u[0].reshape(shape))
+
+    return call
+
+
+def jacobian_fn(rhs: RHS) -> Callable[[Any, Tensor, Tensor], Tensor]:
+    """The traceable ``J(p, t, u)``, ``(B, n, n)``: the problem's ``jac``, else forward-mode autodiff (columns by
+    JVPs vmapped over the unit basis, each trajectory's tangent in its own row)."""
+    F, call, user_jac, takes_p, dtype = _user_f(rhs), _user_call(rhs), rhs.user_jac, rhs.jac_takes_p, rhs.dtype
+
+    def jacobian(p: Any, t: Tensor, u: Tensor) -> Tensor:
+        b, n = u.shape
+        if user_jac is not None:
+            return call(user_jac, takes_p, p, t, u).reshape(b, n, n).to(dtype)
+        basis = torch.eye(n, dtype=u.dtype, device=u.device)[:, None, :].expand(n, b, n)
+        cols = torch.func.vmap(lambda v: torch.func.jvp(lambda x: F(p, t, x), (u,), (v,))[1])(basis)
+        return cols.permute(1, 2, 0).to(dtype)
+
+    return jacobian
+
+
+def factor(J: Tensor, inv: Tensor, mass: Tensor | None) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """LU of ``W = M inv - J`` (:class:`~.linsolve.DenseLUSolver`'s arithmetic: ``W^{-1}`` formed for tiny ``n``);
+    returns the ``(B,)`` usable mask and ``solve(v)``."""
+    b, n, _ = J.shape
+    W = torch.diag_embed(inv[:, None].expand(b, n)) - J if mass is None else inv[:, None, None] * mass - J
+    lu, piv, info = torch.linalg.lu_factor_ex(W)
+    diag = lu.diagonal(dim1=-2, dim2=-1)
+    ok = (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
+    inverse = None
+    if n <= DenseLUSolver.SMALL:
+        eye = torch.eye(n, dtype=W.dtype, device=W.device).expand(b, n, n)
+        inverse = torch.linalg.lu_solve(lu, piv, eye)
+
+    def solve(v: Tensor) -> Tensor:
+        if inverse is not None:
+            return torch.bmm(inverse, v.unsqueeze(2)).squeeze(2)
+        return torch.linalg.lu_solve(lu, piv, v.unsqueeze(2)).squeeze(2)
+
+    return ok, solve
+
