@@ -157,6 +157,8 @@ def _rosenbrock_program(stepper: RosenbrockStepper, dense: bool, tag: str) -> _P
 def _unsupported(stepper: Stepper) -> str | None:
     """Why ``stepper`` has no compiled step (``None``: it has one)."""
     if isinstance(stepper, ExplicitRKStepper):
+        if stepper.tab.btilde3 is not None:
+            return f"{stepper.name}'s combined two-estimator error norm (DOP853's) has no compiled step yet"
         return None
     if isinstance(stepper, RosenbrockStepper):
         if not isinstance(stepper.linsolve, DenseLUSolver):
