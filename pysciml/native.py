@@ -46,7 +46,7 @@ def solve_native(prob: ODEProblem, alg: Algorithm | None = None, options: SolveO
     loop = _loop_options(prob, c, opts, bool(progress))
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
     if opts.compile:
-        stepper = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense)
+        stepper = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense, u0)
     result = integrate(stepper, u0, loop, stats)
     if isinstance(stepper, CompiledStepper):
         stepper.finish()
@@ -83,7 +83,7 @@ def warmup(prob: ODEProblem, alg: Algorithm | None = None, **solve_kwargs: Any) 
     stats = Stats()
     stepper = make_stepper(c.alg, prob, stats, c.atol, c.rtol, opts.unsplit)
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
-    compiled = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense)
+    compiled = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense, u0)
     loop = _loop_options(prob, c, opts, False)
     if compiled_loop.handles_whole(compiled, loop, u0):  # the loop's own programs
         compiled_loop.warm_whole(compiled, u0, loop)

@@ -274,14 +274,18 @@ def test_no_graph_break_on_builtin_problems() -> None:
 
 
 def test_gradients_match_eager() -> None:
-    for alg in (ps.Tsit5(), ps.Rosenbrock23(), ps.KenCarp4()):  # KenCarp4: exact stage derivatives in the program
+    """Tsit5 and KenCarp4 (exact stage derivatives in the program) differentiate through compiled steps;
+    differentiated Rosenbrock solves run eagerly after a warning (inductor's backward fails on an nn.Module f)."""
+    for alg in (ps.Tsit5(), ps.Rosenbrock23(), ps.KenCarp4()):
         grads = []
         for flag in (False, True):
             # tgrad given: the forward-difference df/dt amplifies round-off differences by 1/sqrt(eps)
             prob = vdp_problem(F64, False, tspan=(0.0, 2.0), requires_grad=True, tgrad=True)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # Rosenbrock23 at a tight rtol
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 sol = ps.solve(prob, alg, rtol=1e-6, atol=1e-8, saveat=[1.0, 2.0], compile=flag)
+            eager_warned = any("differentiated Rosenbrock" in str(w.message) for w in caught)
+            assert eager_warned == (flag and isinstance(alg, ps.Rosenbrock23))
             grads.append(torch.autograd.grad(sol.u.pow(2).sum(), (prob.u0, prob.p)))
         for ge, gc in zip(*grads, strict=True):
             torch.testing.assert_close(gc, ge, rtol=1e-11, atol=1e-12)
@@ -429,3 +433,32 @@ def test_odeint_tuple_state_compiles_once() -> None:
 def test_compile_refused_on_julia() -> None:
     with pytest.raises(ps.InputError, match="compile"):
         ps.solve(vdp_problem(F64, False), ps.Tsit5(), compile=True, backend="julia")
+
+
+def test_differentiated_rosenbrock_with_a_module_runs_eagerly() -> None:
+    """The case whose compiled backward failed in inductor (aoti mm_out): an nn.Module f with Rodas5P and the
+    discrete adjoint now warns, solves eagerly, and its gradients equal the eager ones exactly."""
+    torch.manual_seed(0)
+
+    class F(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mlp = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).double()
+
+        def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return -y + self.mlp(y)
+
+    f = F()
+    y0 = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
+    t = torch.linspace(0, 1, 5, dtype=F64)
+    grads = []
+    for flag in (False, True):
+        f.zero_grad()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pred = ps.odeint(f, y0, t, alg=ps.Rodas5P(), sensealg=ps.DiscreteAdjoint(), rtol=1e-6, atol=1e-10,
+                             compile=flag)
+        assert any("differentiated Rosenbrock" in str(w.message) for w in caught) == flag
+        pred.sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in f.parameters()]))
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)

@@ -56,6 +56,7 @@ from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled mo
     compile_count,
     factor,
     jacobian_fn,
+    tracks_grad,
 )
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import polynomial_coefficients
@@ -229,10 +230,15 @@ def _program(stepper: Stepper, bsz: int, dense: bool) -> _Program:
     return prog
 
 
-def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol: float, dense: bool) -> Stepper:
+def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol: float, dense: bool,
+                    u0: Tensor | None = None) -> Stepper:
     """``stepper`` with its step compiled (a :class:`CompiledStepper`), or ``stepper`` itself after one
-    ``RuntimeWarning`` where its family or options have no compiled step."""
+    ``RuntimeWarning`` where its family or options have no compiled step. ``u0``: the initial state, to tell
+    whether the solve may be differentiated."""
     why = _unsupported(stepper)
+    if why is None and isinstance(stepper, RosenbrockStepper) and tracks_grad(stepper.rhs, u0):
+        why = ("the backward pass of compiled Rosenbrock steps fails in inductor when f is an nn.Module "
+               "(an open bug), so differentiated Rosenbrock solves are not compiled yet")
     if why is not None:
         warnings.warn(f"compile=True: {why}; solving eagerly", RuntimeWarning, stacklevel=4)
         return stepper

@@ -25,11 +25,11 @@ from typing import Any
 
 import torch
 from torch._higher_order_ops.while_loop import while_loop
-from torch.utils._pytree import tree_leaves
 
 from ..solution import Stats
 from .compiled import CompiledStepper, CompileFailure, _Program
 from .compiled_control import _fsal, _fused_program, _padded, _start, finish, handles
+from .compiled_parts import tracks_grad
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import evaluate, polynomial_coefficients
 from .loop_records import LoopOptions, LoopResult
@@ -46,11 +46,7 @@ _FAILED: weakref.WeakSet[_Program] = weakref.WeakSet()  # loop programs that fai
 def _tracks_grad(stepper: CompiledStepper) -> bool:
     """Whether the solve may be differentiated: ``while_loop`` has no backward, so those keep the per-step
     programs (a parameter captured by a closure in ``f`` is found by the failed compile, once per signature)."""
-    if not torch.is_grad_enabled():
-        return False
-    f = stepper.rhs.f
-    params = list(f.parameters()) if isinstance(f, torch.nn.Module) else []
-    return any(isinstance(x, Tensor) and x.requires_grad for x in [*tree_leaves(stepper.rhs.p), *params])
+    return tracks_grad(stepper.rhs)
 
 
 def handles_whole(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:

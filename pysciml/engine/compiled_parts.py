@@ -201,3 +201,16 @@ def factor(J: Tensor, inv: Tensor, mass: Tensor | None) -> tuple[Tensor, Callabl
 
     return ok, solve
 
+
+
+def tracks_grad(rhs: RHS, u0: Tensor | None = None) -> bool:
+    """Whether a solve of ``rhs`` may be differentiated: grad mode on and ``u0``, a tensor in ``p`` or a parameter
+    of ``f`` (an ``nn.Module``) requiring grad. A tensor captured by a closure in ``f`` is not seen here."""
+    from torch.utils._pytree import tree_leaves
+
+    if not torch.is_grad_enabled():
+        return False
+    f = rhs.f
+    params = list(f.parameters()) if isinstance(f, torch.nn.Module) else []
+    leaves = [*tree_leaves(rhs.p), *params, u0]
+    return any(isinstance(x, Tensor) and x.requires_grad for x in leaves)
