@@ -42,7 +42,7 @@ from .algorithms import (
     Tsit5,
     Vern7,
 )
-from .algorithms_native import ARS222, DP8, IMEXSSP2, RKF12, Alexander2, Heun3
+from .algorithms_native import ARS222, DP8, IMEXSSP2, RK38, RKF12, Alexander2, Heun3
 from .algorithms_symplectic import (
     ImplicitMidpoint,
     Leapfrog,
@@ -75,8 +75,8 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Algorithm", "BS3", "DP5", "Euler", "Heun", "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno3", "Kvaerno5",
     "Midpoint", "RK4", "ROS3P", "Rodas4", "Rodas5", "Rodas5P", "Rosenbrock23", "Tsit5", "Vern7", "IMEXSSP2",
-    "ARS222", "DP8", "AdaptiveHeun", "Ralston", "RKF12", "Heun3", "ImplicitEuler", "Trapezoid", "SDIRK2", "TRBDF2",
-    "Alexander2",
+    "ARS222", "DP8", "AdaptiveHeun", "Ralston", "RKF12", "Heun3", "RK38", "ImplicitEuler", "Trapezoid", "SDIRK2",
+    "TRBDF2", "Alexander2",
     "SymplecticAlgorithm", "VelocityVerlet", "Leapfrog", "Yoshida4", "Yoshida6", "McAte5", "ImplicitMidpoint",
     "HamiltonianProblem", "SecondOrderODEProblem",
     "PIController", "DenseLU", "GMRES", "crossvalidate", "CrossValidation",

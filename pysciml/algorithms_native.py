@@ -3,7 +3,7 @@
 They live apart from :mod:`pysciml.algorithms`, whose every class maps to a Julia solver (checked by the
 Julia mapping tests). IMEXSSP2 and ARS222 are second-order L-stable IMEX additive Runge-Kutta pairs, the
 low-order end of what the SINODE paper (Zhang, Liu & Maulik, AAAI 2025) trains with; KenCarp3/4/5 are the rest.
-RKF12, Heun3 and Alexander2 are torchdiffeq's 'fehlberg2', 'heun3' and 'sdirk2'. DP8 has an OrdinaryDiffEq
+RKF12, Heun3, RK38 and Alexander2 are torchdiffeq's 'fehlberg2', 'heun3', 'rk4' and 'sdirk2'. DP8 has an OrdinaryDiffEq
 counterpart of the same name, in OrdinaryDiffEqHighOrderRK, a package PySciML.jl does not load yet.
 """
 
@@ -18,7 +18,7 @@ from .engine.tableaus import explicit as _explicit
 from .engine.tableaus import sdirk as _sdirk
 from .engine.tableaus._base import Tableau
 
-__all__ = ["IMEXSSP2", "ARS222", "DP8", "RKF12", "Heun3", "Alexander2", "NATIVE_ALGORITHMS"]
+__all__ = ["IMEXSSP2", "ARS222", "DP8", "RKF12", "Heun3", "RK38", "Alexander2", "NATIVE_ALGORITHMS"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -65,6 +65,14 @@ class Heun3(ExplicitAlgorithm):
 
 
 @dataclass(frozen=True, repr=False)
+class RK38(ExplicitAlgorithm):
+    """Kutta's 3/8 rule (four stages, order 4), fixed step only: torchdiffeq's 'rk4' (pysciml's ``RK4`` is the
+    classical method; the two agree on linear autonomous problems and differ by O(h^5) per step otherwise)."""
+
+    _tableau: ClassVar[Tableau | None] = _explicit.RK38
+
+
+@dataclass(frozen=True, repr=False)
 class Alexander2(ESDIRKAlgorithm):
     """Alexander's two-stage SDIRK, gamma = 1 - 1/sqrt(2): order 2, L-stable, stiffly accurate (torchdiffeq's
     'sdirk2'), with a first-order embedded estimate ``dt gamma (k_2 - k_1)`` on its two implicit stages."""
@@ -72,4 +80,4 @@ class Alexander2(ESDIRKAlgorithm):
     _tableau: ClassVar[Tableau | None] = _sdirk.ALEXANDER2
 
 
-NATIVE_ALGORITHMS: dict[str, type] = {c.__name__: c for c in (IMEXSSP2, ARS222, DP8, RKF12, Heun3, Alexander2)}
+NATIVE_ALGORITHMS: dict[str, type] = {c.__name__: c for c in (IMEXSSP2, ARS222, DP8, RKF12, Heun3, RK38, Alexander2)}

@@ -19,7 +19,6 @@ from ._validate import adjoint_atol as backward_atol  # odeint's own adjoint_ato
 from .algorithms import (
     BS3,
     DP5,
-    RK4,
     TRBDF2,
     AdaptiveHeun,
     Algorithm,
@@ -32,7 +31,7 @@ from .algorithms import (
     Tsit5,
     Vern7,
 )
-from .algorithms_native import DP8, RKF12, Alexander2, Heun3
+from .algorithms_native import DP8, RK38, RKF12, Alexander2, Heun3
 from .algorithms_symplectic import ImplicitMidpoint
 from .errors import InputError
 from .native import solve_native
@@ -64,7 +63,7 @@ __all__ = ["odeint", "odeint_adjoint", "METHOD_ALIASES", "default_sensealg"]
 Tensor = torch.Tensor
 
 METHOD_ALIASES: dict[str, type[Algorithm]] = {
-    "dopri5": DP5, "tsit5": Tsit5, "bosh3": BS3, "vern7": Vern7, "rk4": RK4, "euler": Euler,
+    "dopri5": DP5, "tsit5": Tsit5, "bosh3": BS3, "vern7": Vern7, "rk4": RK38, "euler": Euler,
     "midpoint": Midpoint, "dopri8": DP8, "fehlberg2": RKF12, "adaptive_heun": AdaptiveHeun, "heun2": Heun,
     "heun3": Heun3, "implicit_euler": ImplicitEuler, "trapezoid": Trapezoid, "sdirk2": Alexander2,
     "trbdf2": TRBDF2, "implicit_midpoint": ImplicitMidpoint,

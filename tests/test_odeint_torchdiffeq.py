@@ -97,7 +97,8 @@ def test_perturb_evaluates_just_inside_each_step() -> None:
     assert float(plain[-1]) == 0.0 and float(pert[-1]) == 0.5
     left = lambda t, y: (t < 0.5).to(y.dtype) * torch.ones_like(y)  # noqa: E731
     t2 = torch.tensor([0.0, 0.5], dtype=F64)
-    assert abs(float(odeint(left, y0, t2, method="rk4")[-1]) - 5 / 12) < 1e-15  # k4 at t = 0.5: 0
+    # 'rk4' is Kutta's 3/8 rule (as in torchdiffeq): stages at 0, 1/6, 1/3, 1/2; k4 at t = 0.5 is 0 -> h 7/8
+    assert abs(float(odeint(left, y0, t2, method="rk4")[-1]) - 7 / 16) < 1e-15
     assert abs(float(odeint(left, y0, t2, method="rk4", options={"perturb": True})[-1]) - 0.5) < 1e-15
     times: list[float] = []
     odeint(lambda tt, y: times.append(float(tt)) or -y, torch.ones(1, dtype=F64), t2, method="euler",
@@ -311,17 +312,22 @@ def test_same_numbers_as_torchdiffeq_fixed_grid(method: str, opts: dict | None, 
     torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=1e-14)
 
 
-def test_same_numbers_as_torchdiffeq_rk4_on_linear_problems() -> None:
-    """torchdiffeq's 'rk4' is the 3/8 rule, pysciml's RK4 the classical method: the same on linear autonomous
-    problems (both are the degree-4 Taylor polynomial of exp), O(h^5) apart otherwise."""
+def test_same_numbers_as_torchdiffeq_rk4() -> None:
+    """'rk4' is Kutta's 3/8 rule in both libraries: the same numbers on linear and nonlinear problems; pysciml's
+    classical ``RK4()`` agrees with it on linear autonomous problems only (both are the degree-4 Taylor
+    polynomial of exp there) and is O(h^5) per step apart otherwise."""
     tdq = pytest.importorskip("torchdiffeq")
     A = torch.tensor([[-0.5, 2.0], [-2.0, -0.1]], dtype=F64)
     lin = lambda tt, y: A @ y  # noqa: E731
     t = torch.linspace(0, 3, 13, dtype=F64)
     y0 = torch.tensor([1.0, 0.0], dtype=F64)
-    torch.testing.assert_close(odeint(lin, y0, t, method="rk4"), tdq.odeint(lin, y0, t, method="rk4"),
-                               rtol=1e-13, atol=1e-14)
-    diff = (odeint(_nonlinear, y0, t, method="rk4") - tdq.odeint(_nonlinear, y0, t, method="rk4")).abs().max()
+    for f in (lin, _nonlinear):
+        torch.testing.assert_close(odeint(f, y0, t, method="rk4"), tdq.odeint(f, y0, t, method="rk4"),
+                                   rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(odeint(lin, y0, t, alg=ps.RK4(), options={"step_size": 0.25}),
+                               odeint(lin, y0, t, method="rk4"), rtol=1e-13, atol=1e-14)
+    diff = (odeint(_nonlinear, y0, t, alg=ps.RK4(), options={"step_size": 0.25})
+            - tdq.odeint(_nonlinear, y0, t, method="rk4")).abs().max()
     assert 0 < float(diff) < 1e-3
 
 

@@ -15,7 +15,7 @@ from .vern7 import VERN7
 
 __all__ = [
     "ADAPTIVE_HEUN", "BS3", "DP5", "DP8", "EULER", "EXPLICIT_TABLEAUS", "HEUN", "HEUN3", "MIDPOINT", "RALSTON", "RK4",
-    "RKF12", "TSIT5", "VERN7",
+    "RK38", "RKF12", "TSIT5", "VERN7",
 ]
 
 # --------------------------------------------------------------------------------------------- Tsit5
@@ -276,6 +276,21 @@ RK4 = ExplicitRKTableau(
     embedded_order=None,
 )
 
+RK38 = ExplicitRKTableau(
+    name="RK38",
+    reference=(
+        "W. Kutta, Beitrag zur naeherungsweisen Integration totaler Differentialgleichungen, Z. Math. Phys. 46 "
+        "(1901) 435-453: the 3/8 rule; Hairer-Norsett-Wanner, Solving ODEs I, II.1, Table 1.2 (right); "
+        "torchdiffeq's fixed-grid 'rk4' (same tableau)."
+    ),
+    c=(0.0, 1 / 3, 2 / 3, 1.0),
+    a=((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
+    b=(1 / 8, 3 / 8, 3 / 8, 1 / 8),
+    btilde=None,
+    order=4,
+    embedded_order=None,
+)
+
 MIDPOINT = ExplicitRKTableau(
     name="Midpoint",
     reference="Explicit midpoint rule (C. Runge 1895); Hairer-Norsett-Wanner, Solving ODEs I, II.1.",
@@ -329,6 +344,7 @@ EULER = ExplicitRKTableau(
 
 EXPLICIT_TABLEAUS: dict[str, ExplicitRKTableau] = {
     tab.name: tab
-    for tab in (TSIT5, DP5, BS3, VERN7, DP8, RK4, MIDPOINT, HEUN, EULER, ADAPTIVE_HEUN, RALSTON, RKF12, HEUN3)
+    for tab in (TSIT5, DP5, BS3, VERN7, DP8, RK4, RK38, MIDPOINT, HEUN, EULER, ADAPTIVE_HEUN, RALSTON, RKF12,
+                HEUN3)
 }
 """Every explicit tableau of this module, keyed by its ``name`` (``"Tsit5"``, ``"DP5"``, ...)."""
