@@ -4,20 +4,11 @@ main(), asserting on the reconstruction errors it returns and that it writes its
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+from test_models import _one_thread  # noqa: F401  (autouse: one intra-op thread for these tiny tensors)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import multiscale_reconstruction  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_multiscale_reconstruction_smoke(tmp_path):

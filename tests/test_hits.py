@@ -4,6 +4,7 @@ import io
 
 import pytest
 import torch
+from test_models import _one_thread  # noqa: F401  (autouse: one intra-op thread for these tiny tensors)
 
 from pysciml import ODEProblem, Rodas5P, solve
 from pysciml.errors import InputError
@@ -14,12 +15,6 @@ DT = 0.1
 A = torch.tensor([[-0.1, 2.0], [-2.0, -0.1]], dtype=F64)  # damped rotation, x' = A x
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def linear_data(n_traj: int, T: int, seed: int) -> torch.Tensor:

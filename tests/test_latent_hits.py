@@ -2,11 +2,8 @@
 
 import pytest
 import torch
-from test_hits import (  # exact damped rotation z' = A z in the latent plane, spacing 0.1
-    F64,
-    _one_thread,  # noqa: F401  (autouse: one intra-op thread for these tiny tensors)
-    linear_data,
-)
+from test_hits import F64, linear_data  # exact damped rotation z' = A z in the latent plane, spacing 0.1
+from test_models import _one_thread  # noqa: F401  (autouse: one intra-op thread for these tiny tensors)
 
 from pysciml.errors import InputError
 from pysciml.models import PCA, HiTS, LatentHiTS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_models import _one_thread  # noqa: F401  (autouse: one intra-op thread for these tiny tensors)
 from torch import nn
 
 import pysciml as ps
@@ -13,12 +14,6 @@ from pysciml.models.latent_ode import LatentNeuralODE
 D = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _linear(n_in: int, n_out: int, weight: torch.Tensor | None = None) -> nn.Linear:
