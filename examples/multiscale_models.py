@@ -115,23 +115,13 @@ def fit_hits(dim: int, trajectories: Tensor, a: argparse.Namespace, encode_decod
     return model, history
 
 
-class _Field(torch.nn.Module):
-    """The latent vector field ``dz/dt = mlp(z)`` (tanh)."""
-
-    def __init__(self, k: int, width: int) -> None:
-        super().__init__()
-        self.net = mlp(k, (width, width), k, torch.nn.Tanh, torch.float32)
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
-
-
 def fit_latent_node(ae: Any, trajectories: Tensor, dt: float, a: argparse.Namespace) -> tuple[Any, list[float]]:
     """``LatentNeuralODE`` with the trained autoencoder frozen and an MLP latent field, Tsit5 (rtol 1e-4) with
     backpropagation through the steps; Adam with cosine decay on random windows of ``a.node_window`` base steps
     of the scaled training trajectories (batch ``a.node_batch``), loss = window forecast MSE in scaled units."""
     torch.manual_seed(a.seed + 29)
-    model = LatentNeuralODE(ae.encoder, ae.decoder, _Field(a.latent, a.node_width), Tsit5(), rtol=1e-4, atol=1e-6,
+    field = mlp(a.latent, (a.node_width, a.node_width), a.latent, torch.nn.Tanh, torch.float32)  # dz/dt = mlp(z)
+    model = LatentNeuralODE(ae.encoder, ae.decoder, field, Tsit5(), rtol=1e-4, atol=1e-6,
                             train_autoencoder=False)
     n_traj, T, _ = trajectories.shape
     w = a.node_window
