@@ -19,6 +19,7 @@ import torch
 from multiscale_reconstruction import train_ae
 
 from pysciml import KenCarp4, Rodas5P, Tsit5, solve
+from pysciml._progress import training_bar
 from pysciml.models import HiTS, LatentHiTS, LatentNeuralODE
 from pysciml.models.hnn import mlp
 from pysciml.problems import fitzhugh_nagumo_lattice, kuramoto_sivashinsky
@@ -131,11 +132,7 @@ def fit_latent_node(ae: Any, trajectories: Tensor, dt: float, a: argparse.Namesp
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.node_iters)
     gen = torch.Generator().manual_seed(a.seed + 31)
     history = []
-    bar = None
-    if a.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=a.node_iters, desc="latent NODE", unit="it", mininterval=0.2)
+    bar = training_bar(a.progress, a.node_iters, "latent NODE", "it")
     for _ in range(a.node_iters):
         traj = torch.randint(n_traj, (a.node_batch,), generator=gen)
         start = torch.randint(T - w, (a.node_batch,), generator=gen)

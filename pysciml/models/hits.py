@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._progress import training_bar
 from ..errors import InputError
 from .autoencoder import _widths
 from .hnn import _positive_int, mlp
@@ -32,15 +33,6 @@ def _check_trajectories(x: object, dim: int, name: str) -> Tensor:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise InputError(f"{name} must be a tensor of shape (n_traj, T, {dim}) sampled at the base dt, got {got}")
     return x
-
-
-def _bar(on: bool, total: int, desc: str) -> Any:
-    """A tqdm bar of ``total`` epochs, or ``None`` when ``on`` is false (tqdm is imported only then)."""
-    if not on:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True, mininterval=0.2)
 
 
 def _roll(x0: Tensor, step: Callable[[Tensor], Tensor], n: int) -> Tensor:
@@ -155,7 +147,7 @@ class HiTS(nn.Module):
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         gen = torch.Generator().manual_seed(seed)
         history = []
-        bar = _bar(progress, epochs, f"HiTS level {m}")
+        bar = training_bar(progress, epochs, f"HiTS level {m}", "epoch")
         for _ in range(epochs):
             perm = torch.randperm(n_win, generator=gen) if bs < n_win else torch.arange(n_win)
             total = 0.0

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._progress import training_bar
 from ..errors import InputError
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ def train(pinn: PINN, *, adam_iters: int = 1000, lr: float = 1e-3, lbfgs_iters: 
     run = _Run()
     if resume is not None:
         _load(Path(resume), pinn, adam, lbfgs, run)
-    bar = _make_bar(progress, total, run.iteration)
+    bar = training_bar(progress, total, "PINN", "it", run.iteration)
     start = time.perf_counter()
     status, message = "completed", f"ran {total} iterations ({adam_iters} Adam, {lbfgs_iters} L-BFGS)"
 
@@ -298,14 +299,6 @@ def _patience(run: _Run, value: float, patience: int | None, min_delta: float, l
         run.best, run.since_best = math.inf, 0
         return False
     return patience is not None and run.since_best >= patience
-
-
-def _make_bar(on: bool, total: int, initial: int) -> Any:
-    if not on:
-        return None
-    from tqdm import tqdm  # lazy: only a run that asks for a bar imports it
-
-    return tqdm(total=total, initial=initial, desc="PINN", unit="it", dynamic_ncols=True, mininterval=0.2)
 
 
 def _checkpoint_path(checkpoint: str | os.PathLike, iteration: int) -> Path:
