@@ -42,6 +42,8 @@ from .algorithms import (
     Tsit5,
     Vern7,
 )
+from .algorithms_bdf import FBDF, QNDF, BDFAlgorithm
+from .algorithms_firk import GaussLegendre4, GaussLegendre6, RadauIIA3, RadauIIA5
 from .algorithms_native import ARS222, DP8, IMEXSSP2, RK38, RKF12, Alexander2, Heun3
 from .algorithms_symplectic import (
     ImplicitMidpoint,
@@ -54,8 +56,17 @@ from .algorithms_symplectic import (
 )
 from .analysis.crossvalidate import CrossValidation, crossvalidate
 from .engine.controller import PIController
+from .ensemble import (
+    EnsembleBatched,
+    EnsembleDistributed,
+    EnsembleProblem,
+    EnsembleSerial,
+    EnsembleSolution,
+    EnsembleSummary,
+)
+from .engine.sparsity import sparsity_pattern
 from .errors import InputError, JuliaNotAvailableError, RHSError, SolverError
-from .linsolve_options import GMRES, DenseLU
+from .linsolve_options import GMRES, DenseLU, SparseLU
 from .native import warmup
 from .odeint import odeint, odeint_adjoint
 from .problem import ODEProblem, SplitODEProblem
@@ -76,12 +87,15 @@ __all__ = [
     "Algorithm", "BS3", "DP5", "Euler", "Heun", "KenCarp3", "KenCarp4", "KenCarp5", "Kvaerno3", "Kvaerno5",
     "Midpoint", "RK4", "ROS3P", "Rodas4", "Rodas5", "Rodas5P", "Rosenbrock23", "Tsit5", "Vern7", "IMEXSSP2",
     "ARS222", "DP8", "AdaptiveHeun", "Ralston", "RKF12", "Heun3", "RK38", "ImplicitEuler", "Trapezoid", "SDIRK2",
-    "TRBDF2", "Alexander2",
+    "TRBDF2", "Alexander2", "RadauIIA5", "RadauIIA3", "GaussLegendre4", "GaussLegendre6",
+    "BDFAlgorithm", "FBDF", "QNDF",
     "SymplecticAlgorithm", "VelocityVerlet", "Leapfrog", "Yoshida4", "Yoshida6", "McAte5", "ImplicitMidpoint",
     "HamiltonianProblem", "SecondOrderODEProblem",
-    "PIController", "DenseLU", "GMRES", "crossvalidate", "CrossValidation",
+    "PIController", "DenseLU", "GMRES", "SparseLU", "sparsity_pattern", "crossvalidate", "CrossValidation",
     "InputError", "SolverError", "RHSError", "JuliaNotAvailableError",
     "ODEProblem", "SplitODEProblem", "ODESolution", "ReturnCode", "Stats", "solve", "odeint", "odeint_adjoint",
+    "EnsembleProblem", "EnsembleSolution", "EnsembleSerial", "EnsembleBatched", "EnsembleDistributed",
+    "EnsembleSummary",
     "warmup", "DiscreteAdjoint", "BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint", "GaussAdjoint",
 ]
 

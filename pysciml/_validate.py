@@ -28,8 +28,12 @@ from .algorithms import (
     RosenbrockAlgorithm,
     Tsit5,
 )
+from .algorithms_bdf import BDFAlgorithm
+from .algorithms_firk import FIRKAlgorithm
 from .algorithms_symplectic import SymplecticAlgorithm, check_symplectic
+from .callbacks import CallbackSet, as_callback_set
 from .errors import InputError
+from .linsolve_options import GMRES, SparseLU
 from .problem import ODEProblem, SplitODEProblem
 
 Tensor = torch.Tensor
@@ -54,6 +58,8 @@ class SolveOptions:
     controller: Any = None
     tstops: Any = None
     compile: bool = False
+    #: events: a ``ContinuousCallback``, ``DiscreteCallback`` or ``CallbackSet`` (:mod:`pysciml.callbacks`)
+    callback: Any = None
     #: per-step hooks for the native single-trajectory loop (``engine.step_hooks.StepHooks``); set by ``odeint``
     #: only (torchdiffeq's callbacks, norm, jump_t), never a keyword of ``solve``
     hooks: Any = None
@@ -88,6 +94,7 @@ class CheckedSolve:
     dt: float | None  #: ``|dt|``
     dense: bool
     tstops: list[float] | None  #: sorted in the direction of integration
+    callbacks: CallbackSet | None = None  #: ``callback`` as a set, ``None`` for none
 
 
 def check_solve(prob: ODEProblem, alg: Any, opts: SolveOptions) -> CheckedSolve:
@@ -103,9 +110,11 @@ def check_solve(prob: ODEProblem, alg: Any, opts: SolveOptions) -> CheckedSolve:
                                abs(prob.tspan[1] - prob.tspan[0]))
     check_method_tolerance(alg, rtol, adaptive)
     check_controller(opts.controller)
+    if isinstance(alg, BDFAlgorithm):
+        check_multistep(alg, opts)
     tstops = check_tstops(opts.tstops, prob, adaptive)
     dense = save_times is None if opts.dense is None else bool(opts.dense)
-    return CheckedSolve(alg, rtol, atol, save_times, adaptive, dt, dense, tstops)
+    return CheckedSolve(alg, rtol, atol, save_times, adaptive, dt, dense, tstops, as_callback_set(opts.callback))
 
 
 def solve_message(alg: Algorithm, stats: Any, failures: Sequence[tuple[int, str]], code: str | None, *,
@@ -183,10 +192,10 @@ def check_algorithm(alg: Any, prob: ODEProblem, unsplit: bool) -> Algorithm:
             f"{alg.name}() cannot treat a SplitODEProblem additively; use an IMEX method (KenCarp3(), KenCarp4(), "
             "KenCarp5()), or pass unsplit=True to solve the sum f_implicit + f_explicit as one function"
         )
-    if prob.mass_matrix is not None and not isinstance(alg, RosenbrockAlgorithm):
+    if prob.mass_matrix is not None and not isinstance(alg, (RosenbrockAlgorithm, FIRKAlgorithm, BDFAlgorithm)):
         raise InputError(
             f"{alg.name}() does not support a mass matrix; use a Rosenbrock method (Rodas5P(), Rodas4(), "
-            "ROS3P(), Rosenbrock23())"
+            "ROS3P(), Rosenbrock23()), RadauIIA5(), FBDF() or QNDF()"
         )
     check_symplectic(alg, prob)
     if isinstance(alg, ImplicitAlgorithm) and prob.u0.dtype in (torch.float16, torch.bfloat16):
@@ -194,6 +203,13 @@ def check_algorithm(alg: Any, prob: ODEProblem, unsplit: bool) -> Algorithm:
             f"{alg.name}() needs float32 or float64: its linear solves (LU) have no {prob.u0.dtype} kernels in "
             "torch; solve in float32 (u0.float()) or use an explicit method (Tsit5())"
         )
+    if (isinstance(alg, ImplicitAlgorithm) and prob.u0.device.type != "cpu"
+            and (isinstance(alg.linsolve, SparseLU)
+                 or (isinstance(alg.linsolve, GMRES) and alg.linsolve.precondition == "ilu"))):
+        raise InputError(
+            f"{alg.linsolve!r} runs on the CPU (SciPy's SuperLU / spilu) but u0 is on {prob.u0.device}; a CUDA "
+            "sparse solve is not wired in (it could not be tested). Use GMRES(precondition='jacobi') or DenseLU() "
+            "on the GPU, or solve on the CPU")
     if isinstance(alg, ESDIRKAlgorithm):
         if alg.max_newton_iters < 1:
             raise InputError(f"max_newton_iters must be >= 1, got {alg.max_newton_iters}")
@@ -353,6 +369,19 @@ def check_steps(alg: Algorithm, adaptive: bool | None, dt: Any, maxiters: Any, d
         raise InputError(f"dtmin={dtmin:g} is not smaller than the span |t1 - t0| = {span:g}; every step would be "
                          "below the minimum (dtmin bounds rejected steps: use a value well below the span)")
     return bool(adaptive), dt
+
+
+def check_multistep(alg: BDFAlgorithm, opts: SolveOptions) -> None:
+    """What a multistep method (FBDF, QNDF) cannot honour: a step controller, odeint's per-step hooks, events."""
+    if opts.controller is not None:
+        raise InputError(f"controller= does not apply to {alg.name}(): it chooses its steps and orders by its own "
+                         "rule (error estimates at orders k-1, k, k+1); drop the controller")
+    if opts.hooks is not None:
+        raise InputError(f"odeint's callbacks, norm and jump_t are not supported with {alg.name}(); use a one-step "
+                         "method (Rodas5P(), KenCarp4()) with them, or drop them")
+    if opts.callback is not None:
+        raise InputError(f"callback= (events) is not supported with {alg.name}() yet; use a one-step method "
+                         "(Rodas5P(), KenCarp4()) for solves with events")
 
 
 def check_controller(controller: Any) -> None:

@@ -6,18 +6,27 @@ sensitivity code calls :func:`solve_native` directly, so it never reaches back u
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 
-from ._validate import SolveOptions, check_solve, solve_message
+from ._validate import SolveOptions, check_solve, solve_message, warn_caller
 from .algorithms import Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, ImplicitAlgorithm, RosenbrockAlgorithm
+from .algorithms_adams import AdamsAlgorithm, AdamsBashforthMoulton
+from .algorithms_bdf import BDFAlgorithm
+from .algorithms_firk import FIRKAlgorithm
 from .algorithms_symplectic import ExplicitSymplecticAlgorithm, ImplicitMidpoint
 from .engine import compiled_control, compiled_loop
+from .engine.adams import AdamsStepper
 from .engine.ark import ARKStepper
+from .engine.bdf import BDFMethod
+from .engine.bdf_loop import integrate_bdf
 from .engine.compiled import CompiledStepper, compile_stepper
 from .engine.controller import PIController
+from .engine.events import EventSpec
 from .engine.explicit_rk import ExplicitRKStepper
+from .engine.firk import FIRKStepper
 from .engine.linsolve import make_linear_solver
 from .engine.loop import integrate
 from .engine.loop_records import LoopOptions, LoopResult
@@ -25,6 +34,7 @@ from .engine.rhs import RHS
 from .engine.rosenbrock import RosenbrockStepper
 from .engine.stepper import Stepper
 from .engine.symplectic import ImplicitMidpointStepper, SplittingStepper
+from .engine.tableaus.rosenbrock import RODAS5P
 from .problem import ODEProblem, SplitODEProblem
 from .problem_dynamical import SecondOrderODEProblem
 from .solution import ODESolution, ReturnCode, Stats, raise_if_failed
@@ -42,15 +52,36 @@ def solve_native(prob: ODEProblem, alg: Algorithm | None = None, options: SolveO
     c = check_solve(prob, alg, opts)
     alg = c.alg
     stats = Stats()
+    if isinstance(alg, BDFAlgorithm):  # multistep: its own loop, the same LoopResult
+        return _package(_solve_bdf(alg, prob, c, opts, stats, bool(progress)), prob, alg, stats, opts.throw)
     stepper = make_stepper(alg, prob, stats, c.atol, c.rtol, opts.unsplit)
     loop = _loop_options(prob, c, opts, bool(progress))
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
-    if opts.compile:
+    if opts.compile and c.callbacks is not None:
+        warnings.warn("solve: callbacks run on the eager loop; compile=True is ignored for this solve",
+                      RuntimeWarning, stacklevel=3)
+    elif opts.compile:
         stepper = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense, u0)
     result = integrate(stepper, u0, loop, stats)
     if isinstance(stepper, CompiledStepper):
         stepper.finish()
     return _package(result, prob, alg, stats, opts.throw)
+
+
+def _solve_bdf(alg: BDFAlgorithm, prob: ODEProblem, c: Any, opts: SolveOptions, stats: Stats,
+               progress: bool) -> LoopResult:
+    """FBDF / QNDF on :func:`~.engine.bdf_loop.integrate_bdf`; fixed steps start with Rodas5P steps."""
+    if opts.compile:
+        warn_caller(f"compile=True: {alg.name}() has no compiled program; it runs eagerly")
+    rhs = RHS(prob.f, prob.f_takes_p, prob, stats, jac=prob.jac, jac_takes_p=prob.jac_takes_p, tgrad=prob.tgrad,
+              tgrad_takes_p=prob.tgrad_takes_p, autodiff=alg.autodiff)
+    mass = prob.mass_matrix
+    method = BDFMethod(rhs, make_linear_solver(alg.linsolve, stats, mass), mass, alg.kappa, alg.max_order,
+                       alg.max_newton_iters, c.atol, c.rtol, stats)
+    starter = None if c.adaptive else RosenbrockStepper(RODAS5P, rhs, make_linear_solver(alg.linsolve, stats, mass),
+                                                        mass)
+    u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
+    return integrate_bdf(method, u0, _loop_options(prob, c, opts, progress), stats, name=alg.name, starter=starter)
 
 
 def _loop_options(prob: ODEProblem, c: Any, opts: SolveOptions, progress: bool) -> LoopOptions:
@@ -65,6 +96,7 @@ def _loop_options(prob: ODEProblem, c: Any, opts: SolveOptions, progress: bool) 
         maxiters=opts.maxiters, dtmin=float(opts.dtmin), dtmax=opts.dtmax, saveat=save_times,
         save_everystep=save_everystep, dense=c.dense, controller=opts.controller or default_controller(c.alg),
         tstops=stops, progress=progress, hooks=opts.hooks,
+        events=None if c.callbacks is None else EventSpec(c.callbacks, prob),
     )
 
 
@@ -80,6 +112,9 @@ def warmup(prob: ODEProblem, alg: Algorithm | None = None, **solve_kwargs: Any) 
     """
     opts = SolveOptions().replace(**solve_kwargs, compile=True)
     c = check_solve(prob, alg, opts)
+    if isinstance(c.alg, BDFAlgorithm):
+        warn_caller(f"{c.alg.name}() has no compiled program: nothing to warm up")
+        return 0.0
     stats = Stats()
     stepper = make_stepper(c.alg, prob, stats, c.atol, c.rtol, opts.unsplit)
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
@@ -118,6 +153,10 @@ def make_stepper(alg: Algorithm, prob: ODEProblem, stats: Stats, atol: Tensor, r
                   unsplit: bool) -> Stepper:
     autodiff = alg.autodiff if isinstance(alg, ImplicitAlgorithm) else True
     split = isinstance(prob, SplitODEProblem) and not unsplit
+    if isinstance(alg, FIRKAlgorithm):  # a split problem reaches here only with unsplit=True: f is the sum
+        rhs = RHS(prob.f, prob.f_takes_p, prob, stats, jac=prob.jac, jac_takes_p=prob.jac_takes_p, autodiff=autodiff)
+        return FIRKStepper(alg.tableau, rhs, stats, prob.mass_matrix, atol=atol, rtol=rtol,  # type: ignore[arg-type]
+                           max_iters=alg.max_newton_iters, kappa=alg.newton_kappa, jac_reuse=alg.jac_reuse)
     if isinstance(alg, ExplicitSymplecticAlgorithm):  # checked by check_solve: a partitioned, separable problem
         return SplittingStepper(alg.tableau, prob, stats,  # type: ignore[arg-type]
                                 count_velocity=not isinstance(prob, SecondOrderODEProblem))
@@ -125,6 +164,10 @@ def make_stepper(alg: Algorithm, prob: ODEProblem, stats: Stats, atol: Tensor, r
         rhs = RHS(prob.f, prob.f_takes_p, prob, stats, jac=prob.jac, jac_takes_p=prob.jac_takes_p, autodiff=autodiff)
         return ImplicitMidpointStepper(alg.tableau, rhs, stats, tol=alg.newton_tol,  # type: ignore[arg-type]
                                        max_iters=alg.max_newton_iters)
+    if isinstance(alg, AdamsAlgorithm):
+        return AdamsStepper(alg.tableau, RHS(prob.f, prob.f_takes_p, prob, stats, name="f"),  # type: ignore[arg-type]
+                            atol=atol, rtol=rtol,
+                            max_iters=alg.max_iters if isinstance(alg, AdamsBashforthMoulton) else 1)
     if isinstance(alg, ExplicitAlgorithm):
         return ExplicitRKStepper(alg.tableau, RHS(prob.f, prob.f_takes_p, prob, stats, name="f"), atol=atol, rtol=rtol)
     solver = make_linear_solver(alg.linsolve, stats, prob.mass_matrix)  # type: ignore[attr-defined]
@@ -149,7 +192,7 @@ def make_stepper(alg: Algorithm, prob: ODEProblem, stats: Stats, atol: Tensor, r
 def _package(result: LoopResult, prob: ODEProblem, alg: Algorithm, stats: Stats, throw: bool) -> ODESolution:
     t, u = result.t, result.u  # (S,), (S, B, n)
     failures = [(b, c, info) for b, (c, info) in enumerate(zip(result.status, result.fail_info, strict=True))
-                if c is not ReturnCode.Success]
+                if not c.successful]
     parts = []
     for b, code, info in failures:
         tf, dtf = info if info is not None else (float("nan"), float("nan"))
@@ -158,9 +201,12 @@ def _package(result: LoopResult, prob: ODEProblem, alg: Algorithm, stats: Stats,
     first = failures[0] if failures else None
     message = solve_message(alg, stats, parts, first and first[1].value, batched=prob.batched,
                             advise=first is None or not result.reasons[first[0]])
+    terminated = ReturnCode.Terminated in result.status
+    if terminated and not failures:
+        message = message.replace(": Success (", ": Terminated by a callback (", 1)
     if not prob.batched:
         u = u[:, 0]
-        if failures and result.dense is None and t.shape[0] and bool(torch.isnan(u).any()):
+        if (failures and result.dense is None or terminated) and t.shape[0] and bool(torch.isnan(u).any()):
             keep = ~torch.isnan(u.reshape(u.shape[0], -1)).any(dim=1)
             t, u = t[keep], u[keep]
         u = u.reshape(u.shape[0], *prob.state_shape)
@@ -168,4 +214,6 @@ def _package(result: LoopResult, prob: ODEProblem, alg: Algorithm, stats: Stats,
         u = u.reshape(u.shape[0], *prob.u0.shape)
     sol = ODESolution(t, u, tuple(result.status), message, stats, alg, prob, result.dense)
     sol.dt_next = result.dt_next
+    if result.events is not None:
+        sol.t_events, sol.u_events = result.events.result(prob.batched, prob.state_shape, prob.u0)
     return raise_if_failed(sol) if throw else sol
