@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from .._validate import check_saveat
 from ..algorithms import Algorithm
+from ..devtools.adapter import Difference, as_states, difference, reference_values, save_times
 from ..errors import InputError, JuliaNotAvailableError
 from ..problem import ODEProblem
 from ..solve import solve
@@ -34,33 +34,6 @@ __all__ = ["CrossValidation", "Difference", "crossvalidate"]
 
 Tensor = torch.Tensor
 Solver = Callable[[ODEProblem, Tensor], Any]
-
-
-@dataclass(frozen=True)
-class Difference:
-    """Largest difference between two results over all save points and components.
-
-    Attributes:
-        max_abs: ``max |a - b|``.
-        max_rel: ``max |a - b| / (max(|a|, |b|) + atol)``.
-        t: the save time of ``max_rel``.
-    """
-
-    max_abs: float
-    max_rel: float
-    t: float
-
-    def __str__(self) -> str:
-        return f"abs {self.max_abs:.2e}  rel {self.max_rel:.2e}  (t={self.t:.4g})"
-
-
-def _difference(a: Tensor, b: Tensor, t: Tensor, atol: float) -> Difference:
-    """``a``, ``b``: ``(S, N)`` float64 on the CPU; ``t``: ``(S,)``."""
-    diff = (a - b).abs()
-    rel = diff / (torch.maximum(a.abs(), b.abs()) + atol)
-    worst = rel.amax(dim=1)
-    i = int(torch.nan_to_num(worst, nan=math.inf).argmax())
-    return Difference(float(diff.max()), float(rel.max()), float(t[i]))
 
 
 @dataclass
@@ -169,26 +142,6 @@ class CrossValidation:
         return "", None
 
 
-def _save_times(saveat: Any, prob: ODEProblem) -> Tensor:
-    """float64 CPU save times: 21 equally spaced by default, else as ``solve`` reads ``saveat`` (a number is
-    a spacing, a sequence the times)."""
-    t0, t1 = prob.tspan
-    if saveat is None:
-        return torch.linspace(t0, t1, 21, dtype=torch.float64)
-    ts = check_saveat(saveat, prob.remake(u0=prob.u0.detach().to("cpu", torch.float64)))
-    assert ts is not None
-    return ts
-
-
-def _as_states(values: Any, name: str, prob: ODEProblem, s: int) -> Tensor:
-    u = torch.as_tensor(values).detach().to(device="cpu", dtype=torch.float64)
-    want = (s, *prob.u0.shape)
-    if tuple(u.shape) != want:
-        raise InputError(f"solver {name!r} returned shape {tuple(u.shape)}; it must return the states at "
-                         f"the {s} save points with shape (S, *u0.shape) = {want}")
-    return u
-
-
 def _julia_skip_reason() -> str | None:
     from ..julia import julia_status
 
@@ -236,7 +189,7 @@ def crossvalidate(
     for b in backend_list:
         if b not in ("torch", "julia"):
             raise InputError(f"backends must contain 'torch' and/or 'julia', got {b!r}")
-    ts = _save_times(saveat, prob)
+    ts = save_times(saveat, prob)
     s = ts.shape[0]
     solutions: dict[str, Tensor] = {}
     skipped: dict[str, str] = {}
@@ -260,51 +213,30 @@ def crossvalidate(
             if not sol.success or sol.u.shape[0] != s:
                 failed[name] = sol.message
                 continue
-            solutions[name] = _as_states(sol.u, name, prob, s)
+            solutions[name] = as_states(sol.u, name, prob, s)
     for name, solver in (solvers or {}).items():
         began = time.perf_counter()
         values = solver(prob, ts.clone())
         seconds[name] = time.perf_counter() - began
-        solutions[name] = _as_states(values, name, prob, s)
+        solutions[name] = as_states(values, name, prob, s)
 
     flat = {name: u.reshape(s, -1) for name, u in solutions.items()}
     names = list(flat)
-    pairwise = {(a, b): _difference(flat[a], flat[b], ts, atol)
+    pairwise = {(a, b): difference(flat[a], flat[b], ts, atol)
                 for i, a in enumerate(names) for b in names[i + 1:]}
-    ref_values, label = _reference(reference, prob, ts, solutions)
+    ref_values, label = reference_values(reference, prob, ts, solutions)
     errors: dict[str, Difference] = {}
     if ref_values is not None:
         for name, u in flat.items():
             if name == label:
                 continue
             if ref_values.shape[0] == s:
-                errors[name] = _difference(u, ref_values, ts, atol)
+                errors[name] = difference(u, ref_values, ts, atol)
             else:  # final time only
-                errors[name] = _difference(u[-1:], ref_values, ts[-1:], atol)
+                errors[name] = difference(u[-1:], ref_values, ts[-1:], atol)
     at_points = ref_values if ref_values is not None and ref_values.shape[0] == s else None
     result = CrossValidation(ts, solutions, pairwise, errors, label, skipped, failed, seconds, float(atol),
                              at_points)
     if plot is not None:
         result.plot(plot)
     return result
-
-
-def _reference(reference: Any, prob: ODEProblem, ts: Tensor,
-               solutions: dict[str, Tensor]) -> tuple[Tensor | None, str]:
-    """The reference as ``(S, N)`` (or ``(1, N)`` at the final time only) and its label."""
-    s, n = ts.shape[0], prob.u0.numel()
-    if reference is None:
-        return None, ""
-    if isinstance(reference, str):
-        if reference not in solutions:
-            raise InputError(f"reference={reference!r} is not one of the solved engines: {sorted(solutions)}")
-        return solutions[reference].reshape(s, -1), reference
-    if callable(reference) and not isinstance(reference, Tensor):
-        return _as_states(reference(ts.clone()), "reference", prob, s).reshape(s, -1), "reference"
-    r = torch.as_tensor(reference).detach().to(device="cpu", dtype=torch.float64)
-    if r.numel() == n:
-        return r.reshape(1, n), f"reference at t={float(ts[-1]):.4g}"
-    if r.numel() == s * n:
-        return r.reshape(s, n), "reference"
-    raise InputError(f"reference must have shape (S, *u0.shape) = {(s, *prob.u0.shape)} or u0.shape "
-                     f"{tuple(prob.u0.shape)} (final time), got {tuple(r.shape)}")
