@@ -42,6 +42,17 @@ from .algorithms import (
     Tsit5,
     Vern7,
 )
+from .algorithms_adams import (
+    AB3,
+    AB4,
+    AB5,
+    ABM32,
+    ABM43,
+    ABM54,
+    AdamsAlgorithm,
+    AdamsBashforth,
+    AdamsBashforthMoulton,
+)
 from .algorithms_bdf import FBDF, QNDF, BDFAlgorithm
 from .algorithms_firk import GaussLegendre4, GaussLegendre6, RadauIIA3, RadauIIA5
 from .algorithms_native import ARS222, DP8, IMEXSSP2, RK38, RKF12, Alexander2, Heun3
@@ -55,7 +66,9 @@ from .algorithms_symplectic import (
     Yoshida6,
 )
 from .analysis.crossvalidate import CrossValidation, crossvalidate
+from .callbacks import CallbackSet, ContinuousCallback, DiscreteCallback
 from .engine.controller import PIController
+from .engine.sparsity import sparsity_pattern
 from .ensemble import (
     EnsembleBatched,
     EnsembleDistributed,
@@ -64,11 +77,11 @@ from .ensemble import (
     EnsembleSolution,
     EnsembleSummary,
 )
-from .engine.sparsity import sparsity_pattern
 from .errors import InputError, JuliaNotAvailableError, RHSError, SolverError
 from .linsolve_options import GMRES, DenseLU, SparseLU
 from .native import warmup
 from .odeint import odeint, odeint_adjoint
+from .odeint_event import odeint_event
 from .problem import ODEProblem, SplitODEProblem
 from .problem_dynamical import HamiltonianProblem, SecondOrderODEProblem
 from .sensealg import (
@@ -89,6 +102,7 @@ __all__ = [
     "ARS222", "DP8", "AdaptiveHeun", "Ralston", "RKF12", "Heun3", "RK38", "ImplicitEuler", "Trapezoid", "SDIRK2",
     "TRBDF2", "Alexander2", "RadauIIA5", "RadauIIA3", "GaussLegendre4", "GaussLegendre6",
     "BDFAlgorithm", "FBDF", "QNDF",
+    "AdamsAlgorithm", "AB3", "AB4", "AB5", "ABM32", "ABM43", "ABM54", "AdamsBashforth", "AdamsBashforthMoulton",
     "SymplecticAlgorithm", "VelocityVerlet", "Leapfrog", "Yoshida4", "Yoshida6", "McAte5", "ImplicitMidpoint",
     "HamiltonianProblem", "SecondOrderODEProblem",
     "PIController", "DenseLU", "GMRES", "SparseLU", "sparsity_pattern", "crossvalidate", "CrossValidation",
@@ -96,6 +110,7 @@ __all__ = [
     "ODEProblem", "SplitODEProblem", "ODESolution", "ReturnCode", "Stats", "solve", "odeint", "odeint_adjoint",
     "EnsembleProblem", "EnsembleSolution", "EnsembleSerial", "EnsembleBatched", "EnsembleDistributed",
     "EnsembleSummary",
+    "ContinuousCallback", "DiscreteCallback", "CallbackSet", "odeint_event",
     "warmup", "DiscreteAdjoint", "BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint", "GaussAdjoint",
 ]
 

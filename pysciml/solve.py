@@ -11,6 +11,9 @@ from ._validate import SolveOptions
 from .algorithms import Algorithm
 from .algorithms_symplectic import SymplecticAlgorithm
 from .engine.controller import PIController
+from .ensemble.backends import solve_ensemble
+from .ensemble.problem import EnsembleProblem
+from .ensemble.solution import EnsembleSolution
 from .errors import InputError
 from .native import solve_native
 from .problem import ODEProblem
@@ -26,7 +29,7 @@ Tensor = torch.Tensor
 
 
 def solve(
-    prob: ODEProblem,
+    prob: ODEProblem | EnsembleProblem,
     alg: Algorithm | None = None,
     *,
     rtol: float = 1e-3,
@@ -46,11 +49,14 @@ def solve(
     backend: str = "torch",
     progress: bool = False,
     compile: bool = False,
-) -> ODESolution:
+    callback: Any = None,
+    trajectories: int | None = None,
+    ensemble: Any = None,
+) -> ODESolution | EnsembleSolution:
     """Solve an ODE problem.
 
     Args:
-        prob: :class:`ODEProblem` or :class:`SplitODEProblem`.
+        prob: :class:`ODEProblem` or :class:`SplitODEProblem` (or an :class:`~pysciml.ensemble.EnsembleProblem`).
         alg: algorithm object (``Tsit5()``, ``Rodas5P()``, ``KenCarp4()``, ...). Default: ``Tsit5()`` for
             an ODEProblem, ``KenCarp4()`` for a SplitODEProblem.
         rtol, atol: tolerances of the RMS error norm ``err / (atol + rtol * max(|u_n|, |u_{n+1}|))``;
@@ -88,17 +94,36 @@ def solve(
             ``sol.stats.compile_time``), later ones reuse it; the same numbers as the eager default to
             round-off. What has no compiled step, and a compile that fails, solve eagerly after a
             ``RuntimeWarning``.
+        callback: events (:mod:`pysciml.callbacks`): a ``ContinuousCallback`` (located on the dense interpolant,
+            optionally changing ``u`` or ending the solve), a ``DiscreteCallback`` (checked after each step) or a
+            ``CallbackSet``; native engine, differentiated through the steps (``sensealg`` ``None`` or
+            ``DiscreteAdjoint()``); they run on the eager loop (``compile=True`` warns and is ignored). The events
+            are in ``sol.t_events`` / ``sol.u_events``; see ``docs/guide/events.md``.
+        trajectories, ensemble: for an :class:`~pysciml.ensemble.EnsembleProblem` only: how many trajectories,
+            and the back end (``EnsembleBatched()`` by default, ``EnsembleSerial()``, ``EnsembleDistributed()``).
+            Every other option applies to each trajectory's solve; without ``saveat`` each trajectory saves
+            ``t0`` and ``t1``. See ``docs/guide/distributed.md``.
 
     Raises:
         InputError: an argument the chosen path cannot honour, named with the fix (nothing is dropped).
         SolverError: numerical failure with ``throw=True``.
 
     Returns:
-        :class:`ODESolution` on the problem's dtype and device.
+        :class:`ODESolution` on the problem's dtype and device (an :class:`~pysciml.ensemble.EnsembleSolution`
+        for an ensemble problem).
     """
+    if isinstance(prob, EnsembleProblem):
+        kw = dict(rtol=rtol, atol=atol, dt=dt, adaptive=adaptive, maxiters=maxiters, dtmin=dtmin, dtmax=dtmax,
+                  dense=dense, throw=throw, unsplit=unsplit, controller=controller, sensealg=sensealg, tstops=tstops,
+                  backend=backend, progress=progress, compile=compile, callback=callback)
+        return solve_ensemble(prob, trajectories, ensemble, lambda p: solve(
+            p, alg, saveat=list(p.tspan) if saveat is None else saveat, **kw))
+    if trajectories is not None or ensemble is not None:
+        raise InputError("trajectories= and ensemble= are for an EnsembleProblem; wrap the problem: "
+                         "solve(EnsembleProblem(prob, prob_func=...), alg, trajectories=N)")
     opts = SolveOptions(rtol=rtol, atol=atol, saveat=saveat, dt=dt, adaptive=adaptive, maxiters=maxiters,
                         dtmin=dtmin, dtmax=dtmax, dense=dense, throw=throw, unsplit=unsplit, controller=controller,
-                        tstops=tstops, compile=compile)
+                        tstops=tstops, compile=compile, callback=callback)
     if sensealg is not None and not isinstance(sensealg, SensitivityAlgorithm):
         raise InputError(f"sensealg must be an object from pysciml.sensealg (InterpolatingAdjoint(), "
                          f"DiscreteAdjoint(), ...) or None, got {type(sensealg).__name__}")
@@ -118,6 +143,11 @@ def solve(
     if compile and backend != "torch":
         raise InputError("compile=True compiles the native engine's steps; the Julia engine compiles f itself: drop "
                          "compile= with backend='julia'")
+    if callback is not None and (backend != "torch" or (sensealg is not None and torch.is_grad_enabled()
+                                                        and not plain_discrete)):
+        raise InputError("callback= runs on the native engine, differentiated through its steps: use backend='torch' "
+                         "with sensealg=None or DiscreteAdjoint() (continuous and checkpointed adjoints do not "
+                         "handle events yet)")
     if backend == "julia":
         from .julia import solve_julia  # lazy: importing pysciml never starts Julia
 
