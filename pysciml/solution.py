@@ -26,9 +26,16 @@ class ReturnCode(StrEnum):
     DtLessThanMin = "DtLessThanMin"
     Unstable = "Unstable"
     ConvergenceFailure = "ConvergenceFailure"
+    #: a terminal callback ended the solve (a success, as SciML's ``successful_retcode`` says)
+    Terminated = "Terminated"
+
+    @property
+    def successful(self) -> bool:
+        """``Success`` or ``Terminated``."""
+        return self is ReturnCode.Success or self is ReturnCode.Terminated
 
     def __bool__(self) -> bool:  # ``if sol.retcode:`` reads as "succeeded"
-        return self is ReturnCode.Success
+        return self.successful
 
 
 @dataclass
@@ -86,7 +93,8 @@ class ODESolution:
     Attributes:
         t: save times, shape ``(S,)``, the problem's dtype and device.
         u: states at ``t``, shape ``(S, *u0.shape)`` (for batched problems ``(S, B, *state)``).
-        retcode: :class:`ReturnCode` of the solve (the first failure among trajectories, if any).
+        retcode: :class:`ReturnCode` of the solve (the first failure among trajectories, if any; else ``Terminated``
+            if a terminal callback ended some trajectory, else ``Success``).
         retcodes: per-trajectory return codes (a tuple of length ``B``; length 1 when unbatched).
         message: what happened, with ``t``, ``dt`` and advice when the solve failed.
         stats: :class:`Stats`.
@@ -109,17 +117,25 @@ class ODESolution:
         engine: str = "torch",
     ) -> None:
         self.t, self.u, self.retcodes = t, u, retcodes
-        failed = [r for r in retcodes if r is not ReturnCode.Success]
-        self.retcode = failed[0] if failed else ReturnCode.Success
+        failed = [r for r in retcodes if not r.successful]
+        ended = ReturnCode.Terminated if ReturnCode.Terminated in retcodes else ReturnCode.Success
+        self.retcode = failed[0] if failed else ended
         self.message, self.stats, self.alg, self.prob, self.engine = message, stats, alg, prob, engine
         self._dense = dense
         #: step size the controller had planned when the solve reached t1 (unbatched native solves), a good
         #: initial ``dt`` for continuing the integration; ``None`` otherwise.
         self.dt_next: float | None = None
+        #: with ``callback=``: per callback (in :class:`~pysciml.CallbackSet` order) the event times, a ``(E,)``
+        #: tensor (batched: a list over trajectories of them); ``None`` without callbacks. A terminal event's time
+        #: carries the implicit-function-theorem gradient in a solve differentiated through its steps.
+        self.t_events: list[Any] | None = None
+        #: the states just before each event's ``affect``, ``(E, *state)`` per callback (batched: lists over
+        #: trajectories), matching :attr:`t_events`.
+        self.u_events: list[Any] | None = None
 
     @property
     def success(self) -> bool:
-        return self.retcode is ReturnCode.Success
+        return self.retcode.successful
 
     @property
     def dense(self) -> bool:

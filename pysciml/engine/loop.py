@@ -19,10 +19,11 @@ import torch
 from ..solution import ReturnCode, Stats
 from . import compiled_control, compiled_loop
 from .controller import initial_dt, scaled_error_norm
+from .events import BatchEvents, rescale
 from .fixed_step_check import describe
 from .interpolation import DenseOutput
 from .loop_records import LoopOptions, LoopResult, finite_rows, fixed_step_count
-from .loop_saver import _CODES, CONVFAIL, DTMIN, MAXITERS, RUNNING, SUCCESS, UNSTABLE, _Saver
+from .loop_saver import _CODES, CONVFAIL, DTMIN, MAXITERS, RUNNING, SUCCESS, TERMINATED, UNSTABLE, _Saver
 from .loop_scalar import integrate_single
 from .progress import make_progress
 from .stepper import Stepper
@@ -92,6 +93,7 @@ def integrate_batched(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: St
     stop = torch.zeros(bsz, dtype=torch.long, device=device)
     target = t1
     bar = make_progress(opts.progress, opts.t0, opts.t1, stepper.name)
+    events = None if opts.events is None else BatchEvents(opts.events, stepper, t, u)  # None: no event work
 
     while bool(active.any()):
         if stats.nloop >= opts.maxiters:
@@ -137,13 +139,24 @@ def integrate_batched(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: St
         n_accepted += accepted
         n_attempted += active
 
-        coeffs = None
+        coeffs = hit = None
+        if events is not None:  # events acting in this step cut it, change u or end trajectories (engine/events.py)
+            hit = events.after_step(accepted, t_prev, u_prev, t, u, dt_step,
+                                    partial(stepper.interpolant, u_prev, dt_step, res))
+            if hit is not None:
+                t, u, coeffs = hit.t, hit.u_pre, hit.coeffs
+                stop = stop - (hit.cut & at_stop).long()
+                last = last & ~hit.cut & ~hit.terminal
         if dense is not None:
-            coeffs = stepper.interpolant(u_prev, dt_step, res)
-            dense.record(t_prev, t, coeffs)
+            coeffs = stepper.interpolant(u_prev, dt_step, res) if coeffs is None else coeffs
+            dense.record(t_prev, t, coeffs if hit is None else rescale(coeffs, hit.ratio))
         if saver.everystep or saver.wants(accepted, t):
             saver.save(accepted, t_prev, t, dt_step, u,
                        coeffs if coeffs is not None else partial(stepper.interpolant, u_prev, dt_step, res))
+        if hit is not None:
+            u = hit.u_post
+            status = torch.where(hit.terminal, TERMINATED, status)
+            active = active & ~hit.terminal
 
         active = active ^ (accepted & last)  # finished trajectories stop (their status is set at the end)
         if bar is not None:
@@ -197,7 +210,8 @@ def integrate_batched(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: St
     reasons = [describe(k, z, stepper.name, stepper.stability_boundary)
                for k, z in zip(fail_kind.tolist(), fail_z.tolist(), strict=True)]
     ts, us = saver.result(u)
-    return LoopResult(t=ts, u=us, status=codes, fail_info=infos, reasons=reasons, dense=dense, dt_next=dt.abs())
+    return LoopResult(t=ts, u=us, status=codes, fail_info=infos, reasons=reasons, dense=dense, dt_next=dt.abs(),
+                      events=None if events is None else events.record)
 
 
 def _nograd(x: Tensor) -> Tensor:

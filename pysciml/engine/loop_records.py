@@ -35,6 +35,7 @@ class LoopOptions:
     tstops: list[float] | None = None  # times every trajectory's steps land on, in integration order
     progress: bool = False  # a tqdm bar over t (see engine/progress.py)
     hooks: Any = None  # a step_hooks.StepHooks (single-trajectory loop only; odeint's callbacks, norm, jump_t)
+    events: Any = None  # an events.EventSpec (solve's callback=), None for none: the loops then do no event work
 
 
 @dataclass
@@ -50,6 +51,7 @@ class LoopResult:
     dense: DenseOutput | None
     dt_next: float | Tensor | None = None  # |dt| planned before the last step was clipped to t1: a float for one
     # trajectory, a (B,) tensor for a batch
+    events: Any = None  # the events.EventRecord of a solve with callbacks
 
 
 def fixed_step_count(opts: LoopOptions) -> int:

@@ -16,8 +16,8 @@ Tensor = torch.Tensor
 
 RUNNING = 0
 _CODES = [None, ReturnCode.Success, ReturnCode.MaxIters, ReturnCode.DtLessThanMin, ReturnCode.Unstable,
-          ReturnCode.ConvergenceFailure]
-SUCCESS, MAXITERS, DTMIN, UNSTABLE, CONVFAIL = 1, 2, 3, 4, 5
+          ReturnCode.ConvergenceFailure, ReturnCode.Terminated]
+SUCCESS, MAXITERS, DTMIN, UNSTABLE, CONVFAIL, TERMINATED = 1, 2, 3, 4, 5, 6
 
 
 class _Saver:

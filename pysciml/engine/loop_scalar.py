@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import sys
+from functools import partial
 
 import torch
 
 from ..solution import ReturnCode, Stats
 from .controller import initial_dt, scaled_error_norm
+from .events import ScalarEvents
 from .fixed_step_check import describe
 from .interpolation import DenseOutput, evaluate
 from .loop_records import LoopOptions, LoopResult, all_finite, fixed_step_count
@@ -69,6 +71,7 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
     si = 0  # next stop: steps land exactly on each tstop (a kink or jump in f), the last one being t1
     bar = make_progress(opts.progress, opts.t0, opts.t1, stepper.name)
     hooks = opts.hooks  # optional per-step calls (engine/step_hooks.py): None for every solve() call
+    events = None if opts.events is None else ScalarEvents(opts.events, stepper, t, u)  # None: no event work
 
     while True:
         if stats.nloop >= opts.maxiters:
@@ -130,13 +133,22 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
                 reason = describe(kind, z, stepper.name, stepper.stability_boundary)
                 break
         if accepted:
-            coeffs = None
+            coeffs = hit = None
+            if events is not None:  # an event acting in this step may cut it (engine/events.py)
+                hit = events.after_step(t_prev, u_prev, t, u, dt_step, partial(stepper.interpolant, u_prev, dtv, res))
+                if hit is not None:
+                    t, u, coeffs = hit.t, hit.u_pre, hit.coeffs
+                    if hit.theta < 1.0:
+                        si, last, dt_step = si - at_stop, False, t - t_prev
+                        dtv = vec(dt_step)
             # the interpolant only for dense output or a save time strictly inside the step (one at its end is u)
-            if dense is not None or (idx < len(save_t) and direction * save_t[idx] < direction * t):
+            inside = idx < len(save_t) and direction * save_t[idx] < direction * t
+            if coeffs is None and (dense is not None or inside):
                 coeffs = stepper.interpolant(u_prev, dtv, res)
-                if dense is not None:
-                    dense.record(vec(t_prev), vec(t), coeffs)
-            if saveat is None:
+            if dense is not None:
+                assert coeffs is not None
+                dense.record(vec(t_prev), vec(t), coeffs)
+            if saveat is None and (hit is None or hit.save_pre):
                 ts_every.append(t)
                 save_vals.append(u[0])
             if bar is not None:
@@ -150,6 +162,14 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
                     val = evaluate(coeffs, vec((ts - t_prev) / dt_step))[0]
                 save_vals.append(val)
                 idx += 1
+            if hit is not None:
+                if hit.terminal:
+                    code = ReturnCode.Terminated
+                    break
+                u = hit.u_post  # the stepper restarted there (events.after_step)
+                if saveat is None and hit.save_post:
+                    ts_every.append(t)
+                    save_vals.append(u[0])
             if last:
                 break
 
@@ -181,8 +201,11 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
         u_out = torch.stack(save_vals)[:, None, :]
     else:
         missing = len(save_t) - len(save_vals)
-        if missing:
+        if code is ReturnCode.Terminated:  # the save times before the event, then the event
+            saveat = torch.cat((saveat[:len(save_vals)], vec(t)))
+            save_vals.append(u[0])
+        elif missing:
             save_vals += [torch.full((n,), float("nan"), dtype=dtype, device=device)] * missing
         t_out, u_out = saveat, torch.stack(save_vals)[:, None, :]
     return LoopResult(t=t_out, u=u_out, status=[code], fail_info=[fail], reasons=[reason], dense=dense,
-                      dt_next=abs(dt))
+                      dt_next=abs(dt), events=None if events is None else events.record)
