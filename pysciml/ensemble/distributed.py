@@ -114,7 +114,13 @@ class EnsembleDistributed(EnsembleAlgorithm):
         if self.timeout is None:
             return group, False
         ranks = dist.get_process_group_ranks(group)
-        return dist.new_group(ranks=ranks, timeout=datetime.timedelta(seconds=self.timeout)), True
+        try:
+            return dist.new_group(ranks=ranks, timeout=datetime.timedelta(seconds=self.timeout)), True
+        except Exception as exc:  # noqa: BLE001 -- a rank missing at the start: say so on the ranks that came
+            raise DistributedEnsembleError(
+                f"EnsembleDistributed: rank {dist.get_rank()} of {dist.get_world_size()}: making the ensemble's "
+                f"process group failed ({type(exc).__name__}: {exc}); another rank died, hung or raised before "
+                "reaching solve (every rank must call solve with the same ensemble)") from exc
 
     def run(self, eprob: EnsembleProblem, trajectories: int, solve_one: SolveOne) -> EnsembleSolution:
         dist = torch.distributed
