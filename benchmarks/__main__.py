@@ -19,6 +19,8 @@ TASKS = {
     "hnn": "benchmarks.hnn",  # 6. HNN training iteration vs torchdyn and plain autograd, batch 512, d = 4, 20
     "pinn": "benchmarks.pinn",  # 7. PINN time per iteration and error after a fixed budget vs DeepXDE (PyTorch)
     "ntk": "benchmarks.ntk",  # 8. time to form a 5,000 x 5,000 operator NTK
+    "stiff_bdf": "benchmarks.stiff_bdf",  # multistep FBDF/QNDF vs SciPy BDF and Rodas5P, ROBER/HIRES/VdP/Oregonator
+    "stiff_sparse": "benchmarks.stiff_sparse",  # sparse stiff: 2-D Brusselator N = 32..128, SparseLU vs SciPy
 }
 SMALL = {"stiff", "neural_ode"}  # the tasks with a --size small
 

@@ -1,0 +1,104 @@
+"""Multistep stiff solvers: pysciml FBDF and QNDF against SciPy's BDF (analytic Jacobian) and pysciml Rodas5P on
+ROBER (t1 = 1e5), HIRES, Van der Pol (mu = 1e3) and the Oregonator, at rtol 1e-6, 1e-7, 1e-8 (atol = 1e-4 rtol).
+
+Each (problem, solver, rtol): one warm-up solve, then one timed solve (wall time, torch on one thread), its error
+``max_i |u_i(t1) - ref_i| / |ref_i|`` against ``stiff_problems.reference`` and its counters (f calls, accepted
+steps, Jacobians, LU factorizations; SciPy's ``nfev``/``njev``/``nlu``). Summary: for each FBDF/QNDF run, SciPy
+BDF's time and f calls at the same error (log-log interpolation on SciPy's three points; ``-`` outside them).
+Sizes: ``full`` and ``small`` (the same: four problems, three tolerances); ``smoke`` (ROBER to t1 = 40, rtol 1e-6).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+import pysciml as ps
+
+from .common import environment, markdown_table, write_result
+from .peers import Outcome, pysciml_solver, scipy_solver
+from .stiff_problems import StiffCase, make_cases, max_rel_err, reference
+
+ATOL_PER_RTOL = 1e-4
+RTOLS = (1e-6, 1e-7, 1e-8)
+SCIPY = "SciPy BDF"
+
+
+def _cases(size: str) -> tuple[list[StiffCase], tuple[float, ...]]:
+    cases = [c for c in make_cases("small") if c.key in ("rober", "hires", "vdp", "oregonator")]
+    if size != "smoke":
+        return cases, RTOLS
+    rober = cases[0]
+    short = StiffCase("rober40", "ROBER, t1=40", 40.0, lambda: ps.problems.rober((0.0, 40.0)), None, rober.rhs,
+                      None, rober.jac, rober.u0, rober.p, "rober")  # no reference at t = 40: SciPy Radau
+    return [short], (1e-6,)
+
+
+def _solvers(case: StiffCase) -> list[tuple[str, Callable[[float, float], Outcome]]]:
+    return [("pysciml FBDF", pysciml_solver(case, ps.FBDF())), ("pysciml QNDF", pysciml_solver(case, ps.QNDF())),
+            ("pysciml Rodas5P", pysciml_solver(case, ps.Rodas5P())), (SCIPY, scipy_solver(case, "BDF"))]
+
+
+def _run(fn: Callable[[float, float], Outcome], rtol: float) -> tuple[float, Outcome]:
+    atol = ATOL_PER_RTOL * rtol
+    fn(rtol, atol)  # warm-up
+    t0 = time.perf_counter()
+    out = fn(rtol, atol)
+    return time.perf_counter() - t0, out
+
+
+def _at_error(points: list[tuple[float, float]], err: float) -> float | None:
+    """The value at ``err`` on a curve of ``(error, value)`` points, log-log interpolated; ``None`` outside."""
+    pts = sorted(p for p in points if np.isfinite(p[0]) and p[0] > 0)
+    if len(pts) < 2 or not pts[0][0] <= err <= pts[-1][0]:
+        return None
+    e, v = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+    return float(np.exp(np.interp(np.log(err), e, v)))
+
+
+def main(size: str = "full", device: str = "cpu") -> str:
+    """Run the comparison; write ``benchmarks/results/stiff_bdf[_smoke].md``; return the markdown."""
+    if device != "cpu":
+        return "stiff_bdf is single-trajectory CPU work; it is not run with --device cuda.\n"
+    torch.set_num_threads(1)
+    cases, rtols = _cases(size)
+    rows, summary = [], []
+    for case in cases:
+        ref, _ = reference(case)
+        runs: dict[str, list[tuple[float, float, Outcome, float]]] = {}  # label -> (rtol, error, outcome, seconds)
+        for label, fn in _solvers(case):
+            for rtol in rtols:
+                secs, out = _run(fn, rtol)
+                err = max_rel_err(out.u, ref) if out.ok else float("nan")
+                runs.setdefault(label, []).append((rtol, err, out, secs))
+                rows.append([case.title, label, rtol, err, secs * 1e3, out.nf, out.naccept, out.njac, out.nlu])
+            print(f"  stiff_bdf {case.key}: {label} done", file=sys.stderr, flush=True)
+        sp_time = [(err, secs) for _, err, _, secs in runs[SCIPY]]
+        sp_nf = [(err, float(o.nf or 0)) for _, err, o, _ in runs[SCIPY]]
+        for label in ("pysciml FBDF", "pysciml QNDF"):
+            for rtol, err, out, secs in runs[label]:
+                t_sp, nf_sp = _at_error(sp_time, err), _at_error(sp_nf, err)
+                summary.append([case.title, label.removeprefix("pysciml "), rtol, err, secs * 1e3,
+                                "-" if t_sp is None else f"{t_sp * 1e3:.3g}",
+                                "-" if t_sp is None else f"{secs / t_sp:.2f}", out.nf,
+                                "-" if nf_sp is None else f"{nf_sp:.0f}"])
+    text = (
+        f"# Multistep stiff solvers: FBDF, QNDF vs SciPy BDF and Rodas5P ({size})\n\n"
+        f"Machine: {environment()}. Torch limited to 1 thread; one timed run after one warm-up per point (shared "
+        "machine: times vary run to run).\n\n"
+        f"rtol {', '.join(f'{r:g}' for r in rtols)}; atol = {ATOL_PER_RTOL:g} * rtol; analytic Jacobians. Error: "
+        "max_i |u_i(t1) - ref_i| / |ref_i|.\n\n"
+        + markdown_table(["problem", "solver", "rtol", "error", "time [ms]", "f calls", "accepted", "Jacobians",
+                          "LUs"], rows)
+        + "\n\n## At matched error: SciPy BDF interpolated to FBDF's / QNDF's error\n\n"
+        + markdown_table(["problem", "method", "rtol", "error", "time [ms]", "SciPy BDF time [ms]", "ratio",
+                          "f calls", "SciPy BDF f calls"], summary)
+        + "\n"
+    )
+    write_result("stiff_bdf" + ("" if size != "smoke" else "_smoke"), text)
+    return text
+
