@@ -45,6 +45,7 @@ from .odeint_options import (
     callbacks_of,
     translate_options,
 )
+from .odeint_until_event import until_event
 from .problem import ODEProblem
 from .sensealg import (
     BacksolveAdjoint,
@@ -194,6 +195,12 @@ def odeint(
             flat state).
         backend: ``"torch"`` or ``"julia"`` (SciMLSensitivity: ``options`` other than ``max_num_steps``, the
             ``adjoint_*`` settings, callbacks and gradients with respect to ``t`` are refused).
+        event_fn: torchdiffeq's event mode: ``event_fn(t, y)`` (a scalar, or a tensor whose first zero of any entry
+            counts); integrate from ``t[0]`` (``t`` holds two times, ``t[1]`` giving only the direction) until it
+            reaches zero and return ``(event_t, solution)``, the states at ``[t[0], event_t]``. The event is located
+            without gradients, then ``odeint`` runs on ``[t[0], event_t]`` with the sensitivity asked for (so the
+            states' gradients are at a fixed ``event_t``); :func:`pysciml.odeint_event` adds the gradient through
+            ``event_t``. Adaptive methods on the native engine only.
         progress: a tqdm bar over ``t`` (see :func:`pysciml.solve`); with the discrete adjoint only.
         compile: run the (forward) steps as compiled programs (see :func:`pysciml.solve`'s ``compile``); the
             backward solves of the continuous adjoints stay eager. Native engine only; with step callbacks,
@@ -202,8 +209,11 @@ def odeint(
     Returns:
         ``(len(t), *y0.shape)`` tensor (a tuple of them for tuple ``y0``), dtype and device of ``y0``.
     """
-    if event_fn is not None:
-        raise InputError("event_fn is not supported yet; integrate to a fixed t and locate events on the dense output")
+    if event_fn is not None:  # torchdiffeq's event mode: until event_fn(t, y) = 0 (pysciml/odeint_until_event.py)
+        return until_event(odeint, func, y0, t, event_fn, _resolve_alg(method, alg), method=method, rtol=rtol,
+                           atol=atol, options=options, alg=alg, sensealg=sensealg, adjoint_params=adjoint_params,
+                           adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_alg=adjoint_alg,
+                           adjoint_options=adjoint_options, backend=backend, progress=progress, compile=compile)
     algorithm = _resolve_alg(method, alg)
     if _single_time(t):
         return tuple(y[None] for y in y0) if isinstance(y0, tuple) else _check_y0(y0)[None]
