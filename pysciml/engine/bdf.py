@@ -135,6 +135,7 @@ class BDFMethod:
         self.jac_stale = True  # compute J before the next attempt
         self.eta = 1.0  # Newton's last rate estimate rate / (1 - rate), carried to the next step
         self.tracked = False  # f or u0 carry a graph: the corrector gets exact derivatives
+        self._psi_weights: dict[int, Tensor] = {}  # order -> gamma_1..gamma_k / alpha_k as a tensor
 
     # ------------------------------------------------------------------ start
     def start(self, t: Tensor, u: Tensor) -> Tensor:
@@ -201,7 +202,10 @@ class BDFMethod:
         k, cf = self.order, self.coef
         D = self.D
         y_pred = D[: k + 1].sum(dim=0)
-        psi = torch.einsum("j,jbn->bn", D.new_tensor(cf.gamma[1: k + 1]), D[1: k + 1]) / cf.alpha[k]
+        w = self._psi_weights.get(k)
+        if w is None:
+            w = self._psi_weights[k] = D.new_tensor([g / cf.alpha[k] for g in cf.gamma[1: k + 1]])
+        psi = torch.tensordot(w, D[1: k + 1], dims=1)
         c = h / cf.alpha[k]
         while True:
             if self.jac_stale:
@@ -254,9 +258,7 @@ class BDFMethod:
         inv_c = 1.0 / c
         for it in range(self.max_iters):
             self.stats.nnonliniter += 1
-            f = self.rhs(t_new, y)
-            if not bool(torch.isfinite(f.detach()).all()):
-                return False, y, d, it + 1, False
+            f = self.rhs(t_new, y)  # a NaN/Inf in f makes the increment's norm non-finite: caught below
             lag = psi + d if self.mass is None else (psi + d) @ self.mass.T
             dy, ok = self.linsolve.solve((c * f - lag) * inv_c)
             if ok is not None and not bool(ok.all()):
@@ -287,13 +289,10 @@ class BDFMethod:
         """Update the differences with the accepted correction ``d``: ``D`` then holds ``y_{n+1}`` and its
         backward differences up to ``nabla^{k+2}`` (the last two for the order change)."""
         assert self.D is not None
-        k = self.order
-        D = list(self.D.unbind(0))
-        D[k + 2] = d - D[k + 1]
-        D[k + 1] = d
-        for i in range(k, -1, -1):
-            D[i] = D[i] + D[i + 1]
-        self.D = torch.stack(D)
+        k, D = self.order, self.D
+        # new D[i] = old D[i] + ... + old D[k] + d for i <= k + 1: a reversed cumulative sum
+        head = torch.cat((D[: k + 1], d[None])).flip(0).cumsum(0).flip(0)
+        self.D = torch.cat((head, (d - D[k + 1])[None], D[k + 3:]))
         self.jac_current = False
 
     def choose_order(self, y_new: Tensor, error_norm: float) -> float:
