@@ -31,6 +31,7 @@ from .algorithms import (
     Tsit5,
     Vern7,
 )
+from .algorithms_firk import GaussLegendre4, GaussLegendre6, RadauIIA3, RadauIIA5
 from .algorithms_native import DP8, RK38, RKF12, Alexander2, Heun3
 from .algorithms_symplectic import ImplicitMidpoint
 from .errors import InputError
@@ -68,6 +69,7 @@ METHOD_ALIASES: dict[str, type[Algorithm]] = {
     "midpoint": Midpoint, "dopri8": DP8, "fehlberg2": RKF12, "adaptive_heun": AdaptiveHeun, "heun2": Heun,
     "heun3": Heun3, "implicit_euler": ImplicitEuler, "trapezoid": Trapezoid, "sdirk2": Alexander2,
     "trbdf2": TRBDF2, "implicit_midpoint": ImplicitMidpoint,
+    "radauiia3": RadauIIA3, "radauiia5": RadauIIA5, "gl4": GaussLegendre4, "gl6": GaussLegendre6,
 }
 _UNAVAILABLE = {
     "explicit_adams": "use method='tsit5'", "implicit_adams": "use alg=Rodas5P() or KenCarp4() for stiff problems",
