@@ -31,6 +31,7 @@ from .algorithms import (
     Tsit5,
     Vern7,
 )
+from .algorithms_adams import AdamsBashforth, AdamsBashforthMoulton
 from .algorithms_firk import GaussLegendre4, GaussLegendre6, RadauIIA3, RadauIIA5
 from .algorithms_native import DP8, RK38, RKF12, Alexander2, Heun3
 from .algorithms_symplectic import ImplicitMidpoint
@@ -46,6 +47,7 @@ from .odeint_options import (
     callbacks_of,
     translate_options,
 )
+from .odeint_scipy import check_scipy_call, odeint_scipy
 from .odeint_until_event import until_event
 from .problem import ODEProblem
 from .sensealg import (
@@ -70,10 +72,11 @@ METHOD_ALIASES: dict[str, type[Algorithm]] = {
     "heun3": Heun3, "implicit_euler": ImplicitEuler, "trapezoid": Trapezoid, "sdirk2": Alexander2,
     "trbdf2": TRBDF2, "implicit_midpoint": ImplicitMidpoint,
     "radauiia3": RadauIIA3, "radauiia5": RadauIIA5, "gl4": GaussLegendre4, "gl6": GaussLegendre6,
+    "explicit_adams": AdamsBashforth, "implicit_adams": AdamsBashforthMoulton, "fixed_adams": AdamsBashforthMoulton,
 }
 _UNAVAILABLE = {
-    "explicit_adams": "use method='tsit5'", "implicit_adams": "use alg=Rodas5P() or KenCarp4() for stiff problems",
-    "fixed_adams": "use method='rk4'", "scipy_solver": "use pysciml's own solvers (alg=Rodas5P())",
+    "scipy_solver": "it runs scipy forward only, through odeint(..., method='scipy_solver') (no odeint_adjoint, no "
+                    "alg objects): for gradients use a pysciml method (method='dopri5', alg=Rodas5P())",
 }
 
 
@@ -216,6 +219,12 @@ def odeint(
                            atol=atol, options=options, alg=alg, sensealg=sensealg, adjoint_params=adjoint_params,
                            adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_alg=adjoint_alg,
                            adjoint_options=adjoint_options, backend=backend, progress=progress, compile=compile)
+    if isinstance(method, str) and method.lower() == "scipy_solver":  # torchdiffeq's scipy wrapper, forward only
+        check_scipy_call(alg=alg is not None, sensealg=sensealg is not None, adjoint_params=adjoint_params is not None,
+                         adjoint_rtol=adjoint_rtol is not None, adjoint_atol=adjoint_atol is not None,
+                         adjoint_alg=adjoint_alg is not None, adjoint_options=bool(adjoint_options),
+                         backend=backend != "torch", event_fn=event_fn is not None, progress=progress, compile=compile)
+        return odeint_scipy(func, y0, torch.as_tensor(t), rtol=rtol, atol=atol, options=options)
     algorithm = _resolve_alg(method, alg)
     if _single_time(t):
         return tuple(y[None] for y in y0) if isinstance(y0, tuple) else _check_y0(y0)[None]
@@ -263,6 +272,7 @@ def odeint(
     finish = _finisher(unflatten, complex_shape)
     fixed_grid = isinstance(method, str) and method.lower() in FIXED_GRID_METHODS
     tr = translate_options(algorithm, options, rtol, atol, t, fixed_grid)
+    algorithm = tr.alg or algorithm  # an Adams method's max_order / max_iters / implicit options
     if tr.grid is not None:
         if compile or progress:
             warnings.warn(f"odeint: {algorithm.name}() steps on a fixed grid, eagerly and without a progress bar; "

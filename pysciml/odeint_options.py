@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .algorithms import Algorithm
+from .algorithms_adams import AdamsBashforth, AdamsBashforthMoulton
 from .engine.controller import PIController
 from .engine.step_hooks import StepHooks
 from .engine.stepper import Stepper
@@ -33,6 +34,8 @@ Tensor = torch.Tensor
 ADAPTIVE_KEYS = frozenset({"first_step", "max_num_steps", "min_step", "max_step", "norm", "jump_t", "step_t",
                            "dtype", "safety", "ifactor", "dfactor"})
 GRID_KEYS = frozenset({"step_size", "grid_constructor", "interp", "perturb", "norm"})
+#: torchdiffeq's options of its Adams solvers ('explicit_adams', 'implicit_adams', 'fixed_adams')
+ADAMS_KEYS = frozenset({"max_order", "max_iters", "implicit"})
 #: pysciml's own additions (``step_size`` with an adaptive method: fixed steps of that size; dtmin/dtmax)
 EXTRA_KEYS = frozenset({"dtmin", "dtmax"})
 CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
@@ -63,6 +66,7 @@ class Translated:
     norm: Callable[..., Any] | None = None
     jump_t: list[float] = field(default_factory=list)
     time_dtype: torch.dtype = torch.float64
+    alg: Algorithm | None = None  #: the algorithm rebuilt with its options (Adams methods), else ``None``
 
 
 def _times(name: str, value: Any) -> list[float]:
@@ -80,13 +84,16 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
     (``perturb`` with ``dopri5``, ``first_step`` with ``rk4``) are ignored with a warning, as torchdiffeq does;
     keys torchdiffeq does not know are an :class:`InputError`."""
     opts = dict(options or {})
-    known = ADAPTIVE_KEYS | GRID_KEYS | EXTRA_KEYS | {"step_size"}
+    known = ADAPTIVE_KEYS | GRID_KEYS | EXTRA_KEYS | ADAMS_KEYS | {"step_size"}
     unknown = set(opts) - known
     if unknown:
         raise InputError(f"unknown options {sorted(unknown)}; accepted keys: {sorted(known)}")
     out = Translated(solve_kw={"rtol": rtol, "atol": atol})
+    adams = isinstance(alg, (AdamsBashforth, AdamsBashforthMoulton))
+    if adams:
+        out.alg = _adams_with_options(alg, opts)
     if fixed_grid or not alg.is_adaptive:
-        ignored = sorted(set(opts) - GRID_KEYS)
+        ignored = sorted(set(opts) - GRID_KEYS - (ADAMS_KEYS if adams else frozenset()))
         if ignored:
             warnings.warn(f"{alg.name}() steps on a fixed grid here: options {ignored} are ignored (as torchdiffeq "
                           "ignores them)", stacklevel=3)
@@ -104,7 +111,7 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
         out.grid = GridSettings(None if step is None else float(step), gc, interp, bool(opts.get("perturb", False)))
         out.norm = opts.get("norm")  # accepted and unused by fixed grids, as in torchdiffeq
         return out
-    ignored = sorted(set(opts) & (GRID_KEYS - {"norm", "step_size"}))
+    ignored = sorted(set(opts) & (GRID_KEYS - {"norm", "step_size"} | ADAMS_KEYS))
     if ignored:
         warnings.warn(f"{alg.name}() is adaptive: options {ignored} are for fixed-grid methods and are ignored "
                       "(as torchdiffeq ignores them)", stacklevel=3)
@@ -149,6 +156,22 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
     if out.norm is not None and not callable(out.norm):
         raise InputError("options['norm'] must be a callable norm(state) -> scalar")
     return out
+
+
+def _adams_with_options(alg: Algorithm, opts: dict[str, Any]) -> Algorithm:
+    """torchdiffeq's Adams options on ``alg``: ``max_order``, ``max_iters`` and, for 'implicit_adams' /
+    'fixed_adams' only, ``implicit`` (``False``: no corrector)."""
+    max_order = opts.get("max_order", alg.max_order)  # type: ignore[attr-defined]
+    implicit = isinstance(alg, AdamsBashforthMoulton)
+    if "implicit" in opts:
+        if not implicit:
+            raise InputError("options['implicit'] is an option of 'implicit_adams' / 'fixed_adams' ('explicit_adams' "
+                             "has no corrector; torchdiffeq refuses it too)")
+        implicit = bool(opts["implicit"])
+    if implicit:
+        iters = alg.max_iters if isinstance(alg, AdamsBashforthMoulton) else 4
+        return AdamsBashforthMoulton(max_order=max_order, max_iters=opts.get("max_iters", iters))
+    return AdamsBashforth(max_order=max_order)
 
 
 def mixed_norm(parts: tuple[Tensor, ...]) -> Tensor:
