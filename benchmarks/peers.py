@@ -1,5 +1,5 @@
 """One solve of a :class:`~benchmarks.stiff_problems.StiffCase` by pysciml, SciPy or diffrax, with its counters,
-and the timing rule of the stiff benchmarks.
+and the timing rule of the stiff benchmarks (``time_runs``: :func:`pysciml.devtools.median_time`).
 
 Every solver returns an :class:`Outcome`: the state at ``t1`` plus what the solver reports about its work. The
 counters are each library's own: SciPy's ``nfev`` includes finite-difference columns (none here: the analytic
@@ -10,7 +10,6 @@ as one call).
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 import pysciml as ps
+from pysciml.devtools import median_time as time_runs  # noqa: F401 (the benchmarks' timing rule, public)
 
 from .stiff_problems import StiffCase
 
@@ -38,21 +38,6 @@ class Outcome:
     njac: int | None = None
     nlu: int | None = None
     compile_time: float | None = None  # pysciml compile=True: seconds spent compiling in this call
-
-
-def time_runs(fn: Callable[[], Any], max_runs: int = 5) -> tuple[float, int, Any]:
-    """Median wall time of ``fn()`` (the caller has warmed it up): 5 runs when the first takes <= 0.5 s, 3 when
-    it takes <= 2 s, 1 otherwise (the very slow low-order / tight-tolerance runs; the count is reported).
-    At most ``max_runs`` runs. Returns ``(median seconds, runs, last result)``."""
-    t0 = time.perf_counter()
-    out = fn()
-    runs = [time.perf_counter() - t0]
-    extra = min(max_runs - 1, 4 if runs[0] <= 0.5 else 2 if runs[0] <= 2.0 else 0)
-    for _ in range(extra):
-        t0 = time.perf_counter()
-        out = fn()
-        runs.append(time.perf_counter() - t0)
-    return statistics.median(runs), len(runs), out
 
 
 # ------------------------------------------------------------------------------------------------- pysciml

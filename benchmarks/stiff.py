@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 import pysciml as ps
+from pysciml.devtools import BENCHMARK_TIMING, time_at_error
 
 from .common import RESULTS, environment, markdown_table, result_name, write_result
 from .peers import DiffraxSolver, Outcome, jax_modules, pysciml_solver, scipy_solver, time_runs
@@ -48,7 +49,7 @@ RODAS5P_C, RODAS5P_C_AD = "pysciml Rodas5P compiled", "pysciml Rodas5P compiled 
 SUMMARY_ROWS = (RODAS5P, RODAS5P_AD, RODAS5P_C, RODAS5P_C_AD)  # the rows the summary compares with SciPy
 SCIPY = ("Radau", "BDF", "LSODA")
 DIFFRAX = ("Kvaerno5", "KenCarp4")
-SLOW_CAP = 5.0  # seconds: a solver whose run took longer skips the tighter tolerances (keeps the 12-min budget)
+SLOW_CAP = BENCHMARK_TIMING.slow_cap  # 5 s: a solver whose run took longer skips the tighter tolerances (12-min budget)
 
 
 @dataclass
@@ -115,14 +116,6 @@ def sweep(case: StiffCase, rtols: tuple[float, ...], jaxmods, max_runs: int, ski
 def curve(runs: list[Run], solver: str) -> list[tuple[float, float]]:
     """``(error, time)`` points of ``solver`` (finite errors only), sorted by error."""
     return sorted((r.err, r.time) for r in runs if r.solver == solver and np.isfinite(r.err) and r.err > 0)
-
-
-def time_at_error(points: list[tuple[float, float]], err: float) -> float | None:
-    """A solver's time at error ``err``, log-log interpolated between its measured points; ``None`` outside them."""
-    if not points or not points[0][0] <= err <= points[-1][0]:
-        return None
-    e, t = np.log([p[0] for p in points]), np.log([p[1] for p in points])
-    return float(np.exp(np.interp(np.log(err), e, t)))
 
 
 def matched(runs: list[Run], solver: str = RODAS5P) -> tuple[list[list], float | None, float | None]:

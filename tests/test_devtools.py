@@ -161,6 +161,9 @@ def test_first_order_user_solver_is_reported_as_first_order():
     assert abs(c.order - 1.0) <= 0.05 and c.fit.high < 1.5, c
     assert c.expected is None and c.name == "euler_solver"
     assert [r["nf"] for r in c.records] == [200, 400, 800]  # prob.f calls counted: one per Euler step
+    decay = ps.ODEProblem(lambda t, u: -u, torch.ones(2, dtype=torch.float64), (0.0, 1.0))  # f without p
+    d = convergence(euler_solver, decay, [0.1, 0.05], reference=lambda ts: torch.exp(-ts)[:, None].expand(-1, 2))
+    assert [r["nf"] for r in d.records] == [10, 20] and abs(d.order - 1.0) < 0.1
 
 
 def test_second_order_user_callable_is_reported_as_second_order():
@@ -242,9 +245,9 @@ def test_reference_solution_agrees_with_stored_certified_reference():
     for u in ref.solutions.values():
         assert float(((u[-1] - stored).abs() / stored.abs()).max()) < 1e-8
     assert float(((ref.final - stored).abs() / stored.abs()).max()) < 1e-10
-    # used as the reference of a convergence study (final time only)
-    c = convergence(ps.Rodas5P(), prob, [6.3 / 400, 6.3 / 800], reference=ref)
-    assert c.reference_label.startswith("SciPy Radau reference") and all(e < 1e-2 for e in c.errors)
+    # used as the reference of a work-precision sweep
+    wp = work_precision(prob, {"Rodas5P": ps.Rodas5P()}, [1e-4], reference=ref, atol_ratio=1e-3, timing=None)
+    assert wp.reference_label.startswith("SciPy Radau reference") and wp.errors("Rodas5P")[0] < 1e-2
 
 
 @pytest.mark.exhaustive

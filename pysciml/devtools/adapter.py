@@ -169,7 +169,11 @@ def _counted(prob: ODEProblem) -> tuple[ODEProblem, _CountingF]:
     counter = _CountingF(prob.f)
     if prob.f_takes_p:
         return prob.remake(f=counter), counter
-    return prob.remake(f=lambda t, u, counter=counter: counter(t, u)), counter
+
+    def f(t: Tensor, u: Tensor) -> Tensor:  # two arguments, so the copy is called without p, like prob.f
+        return counter(t, u)
+
+    return prob.remake(f=f), counter
 
 
 def run_solver(solver: Any, prob: ODEProblem, ts: Tensor, name: str, *, dt: float | None = None,

@@ -51,7 +51,7 @@ class OrderFit:
     def __str__(self) -> str:
         if math.isnan(self.stderr):
             return f"order {self.order:.3f} (two points: no interval)"
-        return f"order {self.order:.3f} +- {self.stderr:.3f} (95%: [{self.low:.3f}, {self.high:.3f}], n={self.n})"
+        return f"order {self.order:.3f} +- {self.stderr:.1e} (95%: [{self.low:.3f}, {self.high:.3f}], n={self.n})"
 
 
 def fit_order(dts: Sequence[float], errors: Sequence[float]) -> OrderFit:
