@@ -16,6 +16,12 @@ from pysciml import CallbackSet, ContinuousCallback, DiscreteCallback, InputErro
 
 F64 = torch.float64
 ALGS = [ps.Tsit5(), ps.Rodas5P(), ps.KenCarp4()]
+SLOW = pytest.mark.exhaustive  # kept out of the default run (its budget); the same checks run there on other methods
+
+
+def some(*algs, slow=()):
+    """``algs`` in the default run, ``slow`` ones exhaustive only."""
+    return [*algs, *[pytest.param(a, marks=SLOW) for a in slow]]
 TIGHT = {"rtol": 1e-9, "atol": 1e-11}
 G = 9.81
 
@@ -53,6 +59,8 @@ def test_terminal_level_crossing_of_exponential_decay(alg) -> None:
     prob = ps.ODEProblem(decay, torch.tensor([1.0], dtype=F64), (0.0, 5.0))
     sol = ps.solve(prob, alg, **TIGHT, callback=ContinuousCallback(lambda t, u: u[0] - 0.5, terminal=True))
     assert sol.retcode is ReturnCode.Terminated and sol.success and bool(sol.retcode)
+    assert ps.solve(prob, alg, **TIGHT, throw=True, callback=ContinuousCallback(lambda t, u: u[0] - 0.5,
+                                                                               terminal=True)).success
     assert "Terminated" in sol.message
     assert abs(float(sol.t[-1]) - math.log(2)) < 1e-7
     assert abs(float(sol.t_events[0][0]) - math.log(2)) < 1e-7
@@ -61,20 +69,22 @@ def test_terminal_level_crossing_of_exponential_decay(alg) -> None:
     assert float(sol(torch.tensor(0.5 * math.log(2)))[0]) == pytest.approx(2 ** -0.5, abs=1e-7)
 
 
-@pytest.mark.parametrize("direction,expected", [("down", [0.5, 2.5]), ("up", [1.5, 3.5]), ("both", [0.5, 1.5, 2.5, 3.5])])
-def test_zeros_of_the_harmonic_oscillator_by_direction(direction: str, expected: list[float]) -> None:
-    """x = cos t crosses zero downward at pi/2, 5pi/2 and upward at 3pi/2, 7pi/2; recording events do not cut
-    steps, so the solve runs to t1 with Success."""
+def test_zeros_of_the_harmonic_oscillator_by_direction() -> None:
+    """x = cos t crosses zero downward at pi/2, 5pi/2 and upward at 3pi/2, 7pi/2 (a CallbackSet: one callback per
+    direction); recording events do not cut steps, so the solve runs to t1 with Success."""
     prob = ps.ODEProblem(oscillator, torch.tensor([1.0, 0.0], dtype=F64), (0.0, 12.0))
-    sol = ps.solve(prob, ps.Tsit5(), **TIGHT, callback=ContinuousCallback(lambda t, u: u[0], direction=direction))
+    directions = {"down": [0.5, 2.5], "up": [1.5, 3.5], "both": [0.5, 1.5, 2.5, 3.5]}
+    cbs = CallbackSet(*[ContinuousCallback(lambda t, u: u[0], direction=d) for d in directions])
+    sol = ps.solve(prob, ps.Tsit5(), **TIGHT, callback=cbs)
     assert sol.retcode is ReturnCode.Success and float(sol.t[-1]) == 12.0
-    times = sol.t_events[0]
-    assert times.shape == (len(expected),)
-    assert torch.allclose(times, torch.tensor(expected, dtype=F64) * math.pi, atol=1e-8)
-    assert torch.allclose(sol.u_events[0][:, 0], torch.zeros(len(expected), dtype=F64), atol=1e-8)
+    for k, expected in enumerate(directions.values()):
+        times = sol.t_events[k]
+        assert times.shape == (len(expected),)
+        assert torch.allclose(times, torch.tensor(expected, dtype=F64) * math.pi, atol=1e-8)
+        assert torch.allclose(sol.u_events[k][:, 0], torch.zeros(len(expected), dtype=F64), atol=1e-8)
 
 
-@pytest.mark.parametrize("alg", ALGS, ids=lambda a: a.name)
+@pytest.mark.parametrize("alg", some(ps.Tsit5(), slow=(ps.Rodas5P(), ps.KenCarp4())), ids=lambda a: a.name)
 def test_reverse_time_linear_motion(alg) -> None:
     """x' = 2 backwards from t = 0: x = 2t reaches -3 at t = -1.5, going down in the direction of integration."""
     prob = ps.ODEProblem(lambda t, u: torch.full_like(u, 2.0), torch.tensor([0.0], dtype=F64), (0.0, -10.0))
@@ -151,7 +161,7 @@ def test_several_events_in_one_step_earliest_wins() -> None:
     assert sol.t_events[0].numel() == 0 and abs(float(sol.t[-1]) - math.log(5 / 3)) < 1e-3
 
 
-@pytest.mark.parametrize("alg", [ps.Tsit5(), ps.Rodas5P()], ids=lambda a: a.name)
+@pytest.mark.parametrize("alg", some(ps.Tsit5(), slow=(ps.Rodas5P(),)), ids=lambda a: a.name)
 def test_batch_each_trajectory_stops_at_its_own_event(alg) -> None:
     """Decays from 1, 2, 4 reach 0.5 at ln 2, ln 4, ln 8: each trajectory terminates there, its later save times
     stay NaN, and every number equals the single-trajectory solve's."""
@@ -196,7 +206,7 @@ def test_batch_bouncing_balls_match_single_solves() -> None:
         assert torch.allclose(one.u, sol.u[:, b], atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("alg", [ps.Tsit5(), ps.Rodas5P(), ps.KenCarp4()], ids=lambda a: a.name)
+@pytest.mark.parametrize("alg", some(ps.Tsit5(), ps.Rodas5P(), slow=(ps.KenCarp4(),)), ids=lambda a: a.name)
 def test_event_time_gradient_matches_analytic(alg) -> None:
     """u' = -k u from a reaches c at t_e = ln(a/c)/k: dt_e/da = 1/(a k), dt_e/dk = -ln(a/c)/k^2 (implicit function
     theorem through the steps); the state at the event, c, does not move: its gradient is 0."""
@@ -212,6 +222,7 @@ def test_event_time_gradient_matches_analytic(alg) -> None:
     assert abs(float(da)) < 1e-6 and abs(float(dk)) < 1e-6
 
 
+@SLOW
 def test_event_time_gradient_matches_finite_differences_on_van_der_pol() -> None:
     """Van der Pol (mu as a parameter): the first time x crosses -1 downward; its gradient with respect to x0 and
     mu against central differences of the event time."""
