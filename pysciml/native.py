@@ -27,6 +27,7 @@ from .engine.controller import PIController
 from .engine.events import EventSpec
 from .engine.explicit_rk import ExplicitRKStepper
 from .engine.firk import FIRKStepper
+from .engine.firk_control import PredictiveController
 from .engine.linsolve import make_linear_solver
 from .engine.loop import integrate
 from .engine.loop_records import LoopOptions, LoopResult
@@ -144,7 +145,10 @@ def _land_on_saves(alg: Algorithm, prob: ODEProblem, adaptive: bool, save_times:
 
 def default_controller(alg: Algorithm) -> PIController:
     """OrdinaryDiffEq's PI gains for ``alg``: ``beta1 = 7/(10 p)``, ``beta2 = 2/(5 p)``, except where the
-    algorithm names its own ``beta2`` (DP5, Tsit5: 0.04, with ``beta1 = 1/p - 3 beta2 / 4``)."""
+    algorithm names its own ``beta2`` (DP5, Tsit5: 0.04, with ``beta1 = 1/p - 3 beta2 / 4``); the fully implicit
+    RK methods get radau5's predictive controller with its step hold."""
+    if isinstance(alg, FIRKAlgorithm):  # radau5's predictive controller (engine/firk_control.py)
+        return PredictiveController()
     b2 = alg.default_beta2
     return PIController() if b2 is None else PIController(beta1=1.0 / alg.order - 0.75 * b2, beta2=b2)
 

@@ -31,6 +31,8 @@ dense ``s n x s n`` solve per step), so gradients do not depend on Newton's tole
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -86,8 +88,8 @@ class FIRKStepper(Stepper):
             self.ez = tens(np.array(tab.ez))
         self.factors = BlockFactors(stats, mass)
         self.J: Tensor | None = None
-        self.need_jac: Tensor | None = None  # (B,): the row of J must be recomputed before the next step
-        self.jac_at_start: Tensor | None = None  # (B,): the row of J was evaluated at the current step start
+        self.one = torch.ones((), dtype=dtype, device=device)
+        self.powers = torch.arange(tab.stages + 1, dtype=dtype, device=device)
         self._factored: tuple[int, Tensor] | None = None
         self._jac_count = 0
         self.f_tracked = False
@@ -98,13 +100,13 @@ class FIRKStepper(Stepper):
         assert self.f0 is not None
         b = u.shape[0]
         self.f_tracked = bool(self.f0.requires_grad)
-        self.faccon = torch.ones(b, dtype=u.dtype, device=u.device)
-        self.theta = torch.zeros_like(self.faccon)
-        self.refine = torch.ones(b, dtype=torch.bool, device=u.device)  # first step or after a rejection
-        self.prev: tuple[Tensor, Tensor, Tensor] | None = None  # (coeffs, dt, have) of the last accepted steps
+        self.faccon = [1.0] * b  # Newton's eta = theta / (1 - theta) of the last converged step, per trajectory
+        self.theta = [0.0] * b  # its contraction rate
+        # per trajectory, on Python bools: first step or after a rejection (refine the estimate); the row of J must
+        # be recomputed; the row of J is at the current step start; a previous accepted step exists (predictor)
+        self.refine, self.need_jac, self.jac_at_start, self.have = [True] * b, [True] * b, [False] * b, [False] * b
+        self.prev: tuple[Tensor, Tensor] | None = None  # (coeffs (B, q+1, n), dt) of the last accepted steps
         self._pending: tuple[Tensor, Tensor] | None = None
-        self.need_jac = torch.ones(b, dtype=torch.bool, device=u.device)
-        self.jac_at_start = torch.zeros_like(self.need_jac)
         self.J, self._factored = None, None
 
     def _mass(self, v: Tensor) -> Tensor:
@@ -119,56 +121,68 @@ class FIRKStepper(Stepper):
         s = self.tab.stages
         if self.prev is None:
             return u.new_zeros((u.shape[0], s, u.shape[1]))
-        coeffs, dt_old, have = self.prev
-        theta = (1.0 + self.c[None, :] * (dt / dt_old)[:, None])[:, :, None]  # (B, s, 1)
-        U = coeffs[-1][:, None]
-        for j in range(coeffs.shape[0] - 2, -1, -1):  # Horner in theta, every stage at once
-            U = U * theta + coeffs[j][:, None]
-        Z = U - u[:, None]
-        return torch.where(have[:, None, None], Z, torch.zeros_like(Z))
+        coeffs, dt_old = self.prev  # (B, q+1, n), (B,)
+        theta = torch.addcmul(self.one, self.c[None, :, None], (dt / dt_old)[:, None, None])  # (B, s, 1)
+        Z = torch.matmul(theta.pow(self.powers), coeffs) - u[:, None]  # the polynomial at theta, every stage at once
+        if all(self.have):
+            return Z
+        return torch.where(torch.tensor(self.have, device=u.device)[:, None, None], Z, torch.zeros_like(Z))
 
     # ------------------------------------------------------------------ Newton
     def _newton(self, t: Tensor, u: Tensor, h: Tensor, Z: Tensor) -> tuple[Tensor, Tensor]:
-        """Simplified Newton on the transformed stage system; returns ``Z (B, s, n)`` and a ``(B,)`` converged mask."""
+        """Simplified Newton on the transformed stage system; returns ``Z (B, s, n)`` and a ``(B,)`` converged mask.
+
+        The rate control (radau5's theta, eta = faccon, the divergence prediction) runs on Python floats per
+        trajectory: one transfer of the ``(B,)`` increment norms per iteration instead of a dozen tensor ops."""
         bsz = u.shape[0]
         eps = torch.finfo(u.dtype).eps
-        scale = self.atol + self.rtol * u.abs()  # (B, n)
+        inv_scale = 1.0 / (self.atol + self.rtol * u.abs())[:, None]  # (B, 1, n)
+        root = 1.0 / math.sqrt(Z.shape[1] * Z.shape[2])
         W = torch.matmul(self.Tinv, Z)
-        faccon = torch.clamp(self.faccon, min=eps).pow(0.8)
-        theta = torch.full_like(faccon, self.jac_reuse)
-        converged = torch.zeros(bsz, dtype=torch.bool, device=u.device)
-        failed = torch.zeros_like(converged)
-        active = ~converged
-        dynold = thqold = torch.ones_like(faccon)
+        faccon = [max(f, eps) ** 0.8 for f in self.faccon]
+        theta = [self.jac_reuse] * bsz
+        dynold, thqold = [1.0] * bsz, [1.0] * bsz
+        state = [0] * bsz  # 0 iterating, 1 converged, -1 failed
+        lam_h = self.Lam / h[:, None, None]
         for it in range(self.max_iters):
             self.stats.nnonliniter += 1
             F = self._stage_f(t, u, Z, h)
-            LW = torch.matmul(self.Lam, W) / h[:, None, None]
-            R = torch.matmul(self.Tinv, F) - self._mass(LW)
+            R = torch.matmul(self.Tinv, F) - self._mass(torch.matmul(lam_h, W))
             dW = self.factors.solve_transformed(self.tr, R)
-            dyno = torch.sqrt(((dW / scale[:, None]) ** 2).mean(dim=(1, 2)))
-            bad = ~torch.isfinite(dyno)
-            if it >= 1:
-                thq = dyno / dynold
-                theta = torch.where(active, thq if it == 1 else torch.sqrt(thq * thqold), theta)
-                thqold = thq
-                diverging = theta >= 0.99
-                fc = theta / (1.0 - theta).clamp(min=eps)
-                predicted = fc * dyno * theta.pow(self.max_iters - 1 - it) / self.kappa
-                bad = bad | diverging | (predicted >= 1.0)
-                faccon = torch.where(active & ~diverging, fc, faccon)
-            failed = failed | (active & bad)
-            dynold = torch.clamp(dyno, min=eps)
-            move = active & ~failed
-            W = torch.where(move[:, None, None], W + dW, W)
+            norms = (torch.linalg.vector_norm((dW * inv_scale).flatten(1), dim=1) * root).tolist()
+            move = [False] * bsz
+            for b in range(bsz):
+                if state[b]:
+                    continue
+                dyno = norms[b]
+                bad = not math.isfinite(dyno)
+                if it >= 1 and not bad:
+                    thq = dyno / dynold[b]
+                    theta[b] = thq if it == 1 else math.sqrt(thq * thqold[b])
+                    thqold[b] = thq
+                    if theta[b] >= 0.99:
+                        bad = True
+                    else:
+                        faccon[b] = theta[b] / (1.0 - theta[b])
+                        bad = faccon[b] * dyno * theta[b] ** (self.max_iters - 1 - it) >= self.kappa
+                dynold[b] = max(dyno, eps)
+                if bad:
+                    state[b] = -1
+                    continue
+                move[b] = True
+                if faccon[b] * dyno <= self.kappa:
+                    state[b] = 1
+            if all(move):
+                W = W + dW
+            elif any(move):
+                W = torch.where(torch.tensor(move, device=W.device)[:, None, None], W + dW, W)
             Z = torch.matmul(self.T, W)
-            converged = converged | (move & (faccon * dyno <= self.kappa))
-            active = ~(converged | failed)
-            if not bool(active.any()):
+            if all(state):
                 break
-        self.faccon = torch.where(converged, faccon, self.faccon)
-        self.theta = torch.where(converged, theta, self.theta)
-        return Z, converged
+        converged = [st == 1 for st in state]
+        self.faccon = [fc if ok else old for fc, ok, old in zip(faccon, converged, self.faccon, strict=True)]
+        self.theta = [th if ok else old for th, ok, old in zip(theta, converged, self.theta, strict=True)]
+        return Z, torch.tensor(converged, device=u.device)
 
     def _attach_gradient(self, t: Tensor, u: Tensor, h: Tensor, Zs: Tensor) -> Tensor:
         """``Z*`` carrying the exact derivative of the stage equations (module docstring)."""
@@ -194,13 +208,15 @@ class FIRKStepper(Stepper):
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
         f0 = self.f0
         assert f0 is not None
-        assert self.need_jac is not None and self.jac_at_start is not None
-        if self.J is None or bool(self.need_jac.any()):  # one batched Jacobian; only the rows that need it change
+        if self.J is None or any(self.need_jac):  # one batched Jacobian; only the rows that need it change
             J = self.rhs.jac(t.detach(), u.detach(), f0.detach()).detach()
-            self.J = J if self.J is None else torch.where(self.need_jac[:, None, None], J, self.J)
+            if self.J is None or all(self.need_jac):
+                self.J = J
+            else:
+                self.J = torch.where(torch.tensor(self.need_jac, device=u.device)[:, None, None], J, self.J)
             self._jac_count += 1
-            self.jac_at_start = self.jac_at_start | self.need_jac
-            self.need_jac = torch.zeros_like(self.need_jac)
+            self.jac_at_start = [a or b for a, b in zip(self.jac_at_start, self.need_jac, strict=True)]
+            self.need_jac = [False] * len(self.need_jac)
         h = dt.detach()
         if (self._factored is None or self._factored[0] != self._jac_count
                 or not torch.equal(self._factored[1], h)):
@@ -223,35 +239,41 @@ class FIRKStepper(Stepper):
             with torch.no_grad():
                 err = self._estimate(t.detach(), u.detach(), u_new.detach(), h, Z.detach(), f0.detach())
         with torch.no_grad():
-            self._pending = (polynomial_coefficients(u.detach(), self.dense_matrix, K.detach().transpose(0, 1)), h)
+            coeffs = polynomial_coefficients(u.detach(), self.dense_matrix, K.detach().transpose(0, 1))
+            self._pending = (coeffs.transpose(0, 1), h)
         return StepResult(u_new=u_new, err=err, ok=ok, stages=list(K.unbind(1)), f_start=f0)
 
     def _estimate(self, t: Tensor, u: Tensor, u_new: Tensor, h: Tensor, Z: Tensor, f0: Tensor) -> Tensor:
         assert self.err_mu is not None
         mz = self._mass(torch.matmul(self.ez, Z)) / h[:, None]
         err = self.factors.solve(self.err_mu, f0 + mz)
-        if bool(self.refine.any()):
-            again = self.refine & (error_norm(err, u, u_new, self.atol, self.rtol) >= 1.0)
-            if bool(again.any()):
+        if any(self.refine):
+            big = (error_norm(err, u, u_new, self.atol, self.rtol) >= 1.0).tolist()
+            again = [a and b for a, b in zip(self.refine, big, strict=True)]
+            if any(again):
                 err2 = self.factors.solve(self.err_mu, self.rhs(t, u + err) + mz)
-                err = torch.where(again[:, None], err2, err)
+                err = err2 if all(again) else torch.where(torch.tensor(again, device=u.device)[:, None], err2, err)
         return err
 
     def accept(self, accepted: Tensor | bool, t: Tensor, u: Tensor, res: StepResult) -> None:
         super().accept(accepted, t, u, res)
-        bsz = u.shape[0]
-        acc = accepted if isinstance(accepted, Tensor) else torch.full((bsz,), accepted, device=u.device)
+        acc = accepted.tolist() if isinstance(accepted, Tensor) else [accepted] * u.shape[0]
         assert self._pending is not None
         coeffs, h = self._pending
-        if self.prev is None:
-            self.prev = (coeffs, h, acc.clone())
+        if all(acc) or self.prev is None:
+            if any(acc):
+                self.prev = (coeffs, h)
         else:
-            old, dt_old, have = self.prev
-            self.prev = (torch.where(acc[None, :, None], coeffs, old), torch.where(acc, h, dt_old), have | acc)
-        self.refine = ~acc
-        assert self.need_jac is not None and self.jac_at_start is not None
-        # an accepted step moved the start: keep J only while Newton contracted fast; a rejected step retries with
-        # a Jacobian at its start
-        slow = self.theta > self.jac_reuse if self.jac_reuse > 0.0 else torch.ones_like(acc)
-        self.need_jac = self.need_jac | (acc & slow) | (~acc & ~self.jac_at_start)
-        self.jac_at_start = self.jac_at_start & ~acc
+            mask = torch.tensor(acc, device=u.device)
+            old, dt_old = self.prev
+            self.prev = (torch.where(mask[:, None, None], coeffs, old), torch.where(mask, h, dt_old))
+        self.have = [a or b for a, b in zip(self.have, acc, strict=True)]
+        self.refine = [not a for a in acc]
+        # an accepted step moved the start: keep J only while Newton contracted fast (theta <= jac_reuse); a rejected
+        # step retries with a Jacobian at its start
+        for b, a in enumerate(acc):
+            if a:
+                self.need_jac[b] = self.need_jac[b] or self.jac_reuse <= 0.0 or self.theta[b] > self.jac_reuse
+                self.jac_at_start[b] = False
+            elif not self.jac_at_start[b]:
+                self.need_jac[b] = True
