@@ -6,6 +6,8 @@ Each (problem, solver, rtol): one warm-up solve, then one timed solve (wall time
 steps, Jacobians, LU factorizations; SciPy's ``nfev``/``njev``/``nlu``). Summary: for each FBDF/QNDF run, SciPy
 BDF's time and f calls at the same error (log-log interpolation on SciPy's three points; ``-`` outside them).
 Sizes: ``full`` and ``small`` (the same: four problems, three tolerances); ``smoke`` (ROBER to t1 = 40, rtol 1e-6).
+``full`` adds the 2-D Brusselator of ``benchmarks/stiff_sparse.py`` (N = 32, 2,048 states, its runners imported):
+FBDF and Rodas5P with ``SparseLU()`` against SciPy BDF with the sparse Jacobian, rtol 1e-4 and 1e-6.
 """
 
 from __future__ import annotations
@@ -60,6 +62,43 @@ def _at_error(points: list[tuple[float, float]], err: float) -> float | None:
     return float(np.exp(np.interp(np.log(err), e, v)))
 
 
+def _sparse_section(N: int = 32, rtols: tuple[float, ...] = (1e-4, 1e-6)) -> str:
+    """FBDF on the sparse 2-D Brusselator through ``benchmarks.stiff_sparse``'s runners (one timed run each after
+    its warm-up at the loosest tolerance); error against Rodas5P ``SparseLU()`` at rtol 1e-9."""
+    try:
+        from . import stiff_sparse as sp
+    except ImportError as exc:  # the sparse task is another module; without it this section is skipped
+        return f"\n## 2-D Brusselator (sparse)\n\nSkipped: benchmarks.stiff_sparse not importable ({exc}).\n"
+    ref, _, _ = sp.run_pysciml(N, ps.Rodas5P(linsolve=ps.SparseLU()), 1e-9, sp.T1)
+    runners = {
+        "pysciml FBDF SparseLU": lambda r: _sparse_stats(sp.run_pysciml(N, ps.FBDF(linsolve=ps.SparseLU()), r, sp.T1)),
+        "pysciml Rodas5P SparseLU": lambda r: _sparse_stats(sp.run_pysciml(N, ps.Rodas5P(linsolve=ps.SparseLU()), r,
+                                                                          sp.T1)),
+        "SciPy BDF (sparse J)": lambda r: sp.run_scipy(N, "BDF", r, sp.T1),
+    }
+    rows = []
+    for label, run in runners.items():
+        run(rtols[0])  # warm-up
+        for rtol in rtols:
+            u, st, secs = run(rtol)
+            rows.append([label, rtol, sp.rel_err(u, ref) if st["ok"] else float("nan"), secs, st["nf"], st["naccept"],
+                         st["njac"], st["nlu"]])
+        print(f"  stiff_bdf bruss2d: {label} done", file=sys.stderr, flush=True)
+    return (f"\n## 2-D Brusselator N = {N} ({2 * N * N} states), sparse Jacobian, t1 = {sp.T1}\n\n"
+            f"Runners of `benchmarks/stiff_sparse.py` (atol = {sp.ATOL_PER_RTOL:g} rtol, tstops at the forcing's "
+            "switch-on); error max_i |u_i - ref_i| / max(|ref_i|, 1e-3) against pysciml Rodas5P SparseLU at rtol "
+            "1e-9.\n\n"
+            + markdown_table(["solver", "rtol", "error", "time [s]", "f calls", "accepted", "Jacobians", "LUs"], rows)
+            + "\n")
+
+
+def _sparse_stats(out: tuple) -> tuple[np.ndarray, dict, float]:
+    u, sol, secs = out
+    s = sol.stats
+    return u, {"nf": s.nf, "naccept": s.naccept, "njac": s.njac, "nlu": s.nlu,
+               "ok": sol.retcode == ps.ReturnCode.Success}, secs
+
+
 def main(size: str = "full", device: str = "cpu") -> str:
     """Run the comparison; write ``benchmarks/results/stiff_bdf[_smoke].md``; return the markdown."""
     if device != "cpu":
@@ -86,6 +125,7 @@ def main(size: str = "full", device: str = "cpu") -> str:
                                 "-" if t_sp is None else f"{t_sp * 1e3:.3g}",
                                 "-" if t_sp is None else f"{secs / t_sp:.2f}", out.nf,
                                 "-" if nf_sp is None else f"{nf_sp:.0f}"])
+    sparse = _sparse_section() if size == "full" else ""
     text = (
         f"# Multistep stiff solvers: FBDF, QNDF vs SciPy BDF and Rodas5P ({size})\n\n"
         f"Machine: {environment()}. Torch limited to 1 thread; one timed run after one warm-up per point (shared "
@@ -97,7 +137,7 @@ def main(size: str = "full", device: str = "cpu") -> str:
         + "\n\n## At matched error: SciPy BDF interpolated to FBDF's / QNDF's error\n\n"
         + markdown_table(["problem", "method", "rtol", "error", "time [ms]", "SciPy BDF time [ms]", "ratio",
                           "f calls", "SciPy BDF f calls"], summary)
-        + "\n"
+        + "\n" + sparse
     )
     write_result("stiff_bdf" + ("" if size != "smoke" else "_smoke"), text)
     return text
