@@ -18,7 +18,7 @@ from .engine.tableaus import rosenbrock as _rosenbrock
 from .engine.tableaus import sdirk as _sdirk
 from .engine.tableaus._base import Tableau
 from .errors import InputError
-from .linsolve_options import GMRES, DenseLU, LinearSolver
+from .linsolve_options import GMRES, LINEAR_SOLVERS, DenseLU, LinearSolver, SparseLU
 
 __all__ = [
     "Algorithm", "ExplicitAlgorithm", "ImplicitAlgorithm", "RosenbrockAlgorithm", "ESDIRKAlgorithm",
@@ -99,8 +99,8 @@ class ImplicitAlgorithm(Algorithm):
     Args:
         autodiff: compute the Jacobian by autodiff (reverse mode; forward mode inside
             ``torch.utils.checkpoint``) when the problem gives no ``jac``; ``False`` uses finite differences.
-        linsolve: ``DenseLU()`` (batched LU, the default) or ``GMRES(...)`` (matrix-free Newton-Krylov on
-            Jacobian-vector products, for large systems).
+        linsolve: ``DenseLU()`` (batched LU, the default), ``GMRES(...)`` (matrix-free Newton-Krylov on
+            Jacobian-vector products, for large systems) or ``SparseLU()`` (SuperLU on a sparse Jacobian).
     """
 
     autodiff: bool = True
@@ -108,12 +108,12 @@ class ImplicitAlgorithm(Algorithm):
 
     def __post_init__(self) -> None:
         if isinstance(self.linsolve, str):
-            choices = {"lu": DenseLU(), "gmres": GMRES()}
+            choices = {"lu": DenseLU(), "gmres": GMRES(), "sparselu": SparseLU()}
             if self.linsolve.lower() not in choices:
-                raise InputError(f"linsolve={self.linsolve!r} is unknown; use DenseLU() or GMRES(rtol=...)")
+                raise InputError(f"linsolve={self.linsolve!r} is unknown; use DenseLU(), SparseLU() or GMRES(rtol=...)")
             object.__setattr__(self, "linsolve", choices[self.linsolve.lower()])
-        if not isinstance(self.linsolve, (DenseLU, GMRES)):
-            raise InputError(f"linsolve must be DenseLU() or GMRES(...), got {self.linsolve!r}")
+        if not isinstance(self.linsolve, LINEAR_SOLVERS):
+            raise InputError(f"linsolve must be DenseLU(), SparseLU() or GMRES(...), got {self.linsolve!r}")
 
 
 @dataclass(frozen=True, repr=False)

@@ -114,6 +114,20 @@ def _check_finite_matrix(M: Tensor, name: str) -> None:
         raise InputError(f"{name} contains NaN or Inf; every entry must be finite")
 
 
+def _check_prototype(proto: Any, n: int) -> Any:
+    """``jac_prototype`` as given, after checking its kind and its shape ``(n, n)`` (read by the sparse solvers)."""
+    if proto is None:
+        return None
+    kind = type(proto).__module__.split(".")[0]
+    if not (isinstance(proto, Tensor) or kind in ("scipy", "numpy")) or not hasattr(proto, "shape"):
+        raise InputError(f"jac_prototype must be a scipy.sparse matrix, a torch sparse tensor or a boolean (n, n) "
+                         f"mask, got {type(proto).__name__}")
+    if tuple(proto.shape) != (n, n):
+        raise InputError(f"jac_prototype must have shape ({n}, {n}) for a state of {n} values (the Jacobian's "
+                         f"pattern), got {tuple(proto.shape)}")
+    return proto
+
+
 def takes_params(fn: Callable[..., Any], name: str, base: int, usage: str, hint: str = "") -> bool:
     """Whether ``fn`` takes ``base + 1`` positional arguments (the last being the parameters) rather than ``base``,
     from its signature (an ``nn.Module``'s ``forward``); ``usage`` (e.g. ``"f(t, u, p) or f(t, u)"``) is what the
@@ -162,6 +176,11 @@ class ODEProblem:
             non-autonomous problems; otherwise computed by autodiff or finite differences.
         mass_matrix: optional constant ``M`` (``(n, n)`` tensor) for ``M du/dt = f``; may be singular
             (index-1 DAE). Rosenbrock methods only.
+        jac_prototype: optional sparsity pattern of ``jac`` (SciML's name): a scipy.sparse matrix (its stored
+            entries), a torch sparse tensor (its stored entries) or a dense boolean mask / matrix (its nonzeros),
+            shape ``(n, n)``. Used by ``SparseLU()`` and ``GMRES(precondition=...)``, which then form the
+            Jacobian by column colouring (one JVP per colour); ignored by ``DenseLU()``.
+            :func:`pysciml.sparsity_pattern` detects one.
         batched: whether ``u0``'s leading dimension is a batch of independent trajectories, each with its
             own step size, error control and return code. ``f`` must not mix batch entries.
     """
@@ -177,6 +196,7 @@ class ODEProblem:
         tgrad: Callable[..., Tensor] | None = None,
         mass_matrix: Tensor | None = None,
         batched: bool = False,
+        jac_prototype: Any = None,
     ) -> None:
         self.f = f
         self.f_takes_p = _wants_p(f, "f")
@@ -206,6 +226,7 @@ class ODEProblem:
             mass_matrix = mass_matrix.to(dtype=self.u0.dtype, device=self.u0.device)
             _check_finite_matrix(mass_matrix, "mass_matrix")
         self.mass_matrix = mass_matrix
+        self.jac_prototype = _check_prototype(jac_prototype, n)
 
     @property
     def batch_size(self) -> int | None:
@@ -230,7 +251,7 @@ class ODEProblem:
         """A copy with some fields replaced (``u0``, ``tspan``, ``p``, ...), like SciML's ``remake``."""
         fields = dict(
             f=self.f, u0=self.u0, tspan=self.tspan, p=self.p, jac=self.jac, tgrad=self.tgrad,
-            mass_matrix=self.mass_matrix, batched=self.batched,
+            mass_matrix=self.mass_matrix, batched=self.batched, jac_prototype=self.jac_prototype,
         )
         fields.update(changes)
         return ODEProblem(**fields)
@@ -249,7 +270,8 @@ class SplitODEProblem(ODEProblem):
     ``f_implicit`` is the stiff part, treated implicitly: a callable like ``f`` in :class:`ODEProblem`, or a
     matrix ``L`` of shape ``(n, n)`` (dense or sparse tensor) meaning ``f_implicit(t, u, p) = L @ u`` on the
     flattened state (a constant, exact Jacobian: Newton converges in one iteration). ``f_explicit`` is the
-    non-stiff rest, treated explicitly. ``jac`` (optional) is the Jacobian of ``f_implicit`` only.
+    non-stiff rest, treated explicitly. ``jac`` (optional) is the Jacobian of ``f_implicit`` only, and
+    ``jac_prototype`` (optional) its sparsity pattern.
 
     Non-IMEX algorithms solve a split problem as the unsplit sum only when asked to explicitly:
     ``solve(prob, alg, unsplit=True)``.
@@ -265,6 +287,7 @@ class SplitODEProblem(ODEProblem):
         *,
         jac: Callable[..., Tensor] | None = None,
         batched: bool = False,
+        jac_prototype: Any = None,
     ) -> None:
         self.f_explicit = f_explicit
         self.f_explicit_takes_p = _wants_p(f_explicit, "f_explicit")
@@ -275,7 +298,7 @@ class SplitODEProblem(ODEProblem):
             self.linear_operator = None
             implicit_fn = f_implicit
         self.f_implicit = implicit_fn
-        super().__init__(self._sum, u0, tspan, p, jac=jac, batched=batched)
+        super().__init__(self._sum, u0, tspan, p, jac=jac, batched=batched, jac_prototype=jac_prototype)
         self.f_implicit_takes_p = _wants_p(implicit_fn, "f_implicit")
         if self.linear_operator is not None:
             n = self.state_size
@@ -304,7 +327,7 @@ class SplitODEProblem(ODEProblem):
         fields = dict(
             f_implicit=self.linear_operator if self.linear_operator is not None else self.f_implicit,
             f_explicit=self.f_explicit, u0=self.u0, tspan=self.tspan, p=self.p, jac=self.jac,
-            batched=self.batched,
+            batched=self.batched, jac_prototype=self.jac_prototype,
         )
         fields.update(changes)
         return SplitODEProblem(**fields)

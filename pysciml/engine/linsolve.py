@@ -3,7 +3,8 @@
 :class:`DenseLUSolver` forms ``W`` from the Jacobian and factors it once per step (``torch.linalg``);
 :class:`KrylovSolver` never forms ``J``: restarted GMRES on ``W v = M v / (gamma dt) - J v`` with ``J v`` from
 :meth:`RHS.jvp`. Both report per-trajectory failure (singular ``W``, GMRES not converged) so the loop can
-reject the step and shrink ``dt`` instead of carrying on with a wrong stage.
+reject the step and shrink ``dt`` instead of carrying on with a wrong stage. Sparse solves (SuperLU, GMRES's
+preconditioners) live in ``linsolve_sparse.py``; :func:`make_linear_solver` picks the solver for an option.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Callable
 
 import torch
 
-from ..linsolve_options import GMRES, DenseLU
+from ..linsolve_options import GMRES, DenseLU, SparseLU
 from ..solution import Stats
+from .linsolve_sparse import Preconditioner, SparseLUSolver
 from .rhs import RHS
 
 Tensor = torch.Tensor
@@ -100,7 +102,11 @@ class DenseLUSolver:
 
 
 class KrylovSolver:
-    """Matrix-free restarted GMRES (Saad & Schultz 1986) on ``W v``, one Krylov space per trajectory."""
+    """Matrix-free restarted GMRES (Saad & Schultz 1986) on ``W v``, one Krylov space per trajectory.
+
+    With ``GMRES(precondition=...)`` it solves ``W P y = b`` and returns ``x = P y`` (right preconditioning:
+    the residual GMRES tests is the true ``b - W x``); ``P`` (:class:`~.linsolve_sparse.Preconditioner`) is
+    built from the sparse Jacobian, formed once per Jacobian, and refreshed at every ``factor``."""
 
     def __init__(self, stats: Stats, mass: Tensor | None, opts: GMRES) -> None:
         self.stats = stats
@@ -108,9 +114,12 @@ class KrylovSolver:
         self.opts = opts
         self.matvec: Callable[[Tensor], Tensor] | None = None
         self._point: tuple[RHS, Tensor, Tensor, Tensor] | None = None
+        self.precond = Preconditioner(opts.precondition, mass) if opts.precondition is not None else None
 
     def set_jacobian(self, rhs: RHS, t: Tensor, u: Tensor, f0: Tensor) -> None:
         self._point = (rhs, t, u, f0)
+        if self.precond is not None:
+            self.precond.set_jacobian(rhs, t, u, f0)
 
     def factor(self, inv_gamma_dt: Tensor) -> Tensor:
         assert self._point is not None
@@ -122,6 +131,8 @@ class KrylovSolver:
             return inv_gamma_dt[:, None] * mv - rhs.jvp(t, u, v, f0)
 
         self.matvec = matvec
+        if self.precond is not None:
+            self.precond.factor(inv_gamma_dt)
         return torch.ones_like(inv_gamma_dt, dtype=torch.bool)
 
     def solve(self, rhs_vec: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -129,8 +140,12 @@ class KrylovSolver:
         self.stats.nsolve += 1
         # a residual below ~100 eps cannot be certified in the state's dtype (float32: 1e-10 never converges)
         rtol = max(self.opts.rtol, 100 * torch.finfo(rhs_vec.dtype).eps)
-        return gmres(self.matvec, rhs_vec, rtol=rtol, restart=self.opts.restart,
-                     maxiter=self.opts.maxiter)
+        precond, matvec = self.precond, self.matvec
+        if precond is None:
+            return gmres(matvec, rhs_vec, rtol=rtol, restart=self.opts.restart, maxiter=self.opts.maxiter)
+        y, converged = gmres(lambda v: matvec(precond(v)), rhs_vec, rtol=rtol, restart=self.opts.restart,
+                             maxiter=self.opts.maxiter)
+        return precond(y), converged
 
 
 def gmres(matvec: Callable[[Tensor], Tensor], b: Tensor, *, rtol: float, restart: int,
@@ -181,7 +196,16 @@ def gmres(matvec: Callable[[Tensor], Tensor], b: Tensor, *, rtol: float, restart
     return x, converged
 
 
-def make_linear_solver(opts: DenseLU | GMRES, stats: Stats, mass: Tensor | None) -> DenseLUSolver | KrylovSolver:
+LinearSolverImpl = DenseLUSolver | KrylovSolver | SparseLUSolver
+
+
+def make_linear_solver(opts: DenseLU | GMRES | SparseLU, stats: Stats, mass: Tensor | None) -> LinearSolverImpl:
+    """The solver for an option: every implicit family (Rosenbrock, ESDIRK/IMEX, and any other) builds its
+    linear solver here and calls ``set_jacobian(rhs, t, u, f0)`` at each new Jacobian point, ``factor(inv)``
+    with ``inv = 1/(gamma dt)`` per step size (returns a ``(B,)`` usable mask), ``solve(b)`` per stage (returns
+    ``x`` and a ``(B,)`` converged mask or ``None``)."""
     if isinstance(opts, GMRES):
         return KrylovSolver(stats, mass, opts)
+    if isinstance(opts, SparseLU):
+        return SparseLUSolver(stats, mass, opts)
     return DenseLUSolver(stats, mass)

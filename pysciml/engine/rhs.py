@@ -75,6 +75,8 @@ class RHS:
         self.linear = linear
         self.autodiff = autodiff
         self.name = name
+        # the Jacobian's sparsity pattern, as the problem holds it (None: dense); read by engine/linsolve_sparse.py
+        self.jac_prototype = getattr(prob, "jac_prototype", None)
         self.checked = False
         self.jac_modes = list(JAC_MODES)  # autodiff Jacobians: what this solve tries, in order
         self.jac_checked = False
@@ -233,6 +235,8 @@ class RHS:
         assert self.user_jac is not None
         b, n = u.shape
         out = self._guarded("jac", self.user_jac, self.jac_takes_p, t, u)
+        if isinstance(out, Tensor) and out.layout != torch.strided:  # a torch sparse Jacobian, for a dense solver
+            out = out.to_dense()
         if not self.jac_checked:
             want = (b, n, n) if self.batched else (n, n)
             if not isinstance(out, Tensor) or tuple(out.shape) != want:
@@ -323,6 +327,33 @@ class RHS:
         vn = v.norm(dim=1).clamp(min=torch.finfo(u.dtype).tiny)
         h = math.sqrt(torch.finfo(u.dtype).eps) * (1.0 + u.norm(dim=1)) / vn
         return (self(t, u + h[:, None] * v) - f0) / h[:, None]
+
+    def jvps(self, t: Tensor, u: Tensor, seeds: Tensor, f0: Tensor | None = None) -> Tensor:
+        """``J s`` for every seed row of ``seeds (k, n)`` and trajectory: ``(k, B, n)``, counted as one Jacobian
+        (``stats.njac``). Autodiff: forward-mode JVPs vmapped over the seeds (differentiable when ``u`` or
+        ``f``'s parameters carry a graph); otherwise, or where autodiff of ``f`` fails (said once), forward
+        differences along each seed with step ``sqrt(eps) max(1, max |u_j| over the seed's columns)`` (``k``
+        calls of ``f``, ``k + 1`` without ``f0``). For compressed sparse Jacobians (engine/sparsity.py)."""
+        self.stats.njac += 1
+        k, b = seeds.shape[0], u.shape[0]
+        if self.autodiff and not self.graph_checked and (failure := self._check_graph(t, u)) is not None:
+            self._give_up_autodiff(failure)
+        if self.autodiff:
+            try:
+                return torch.func.vmap(lambda v: torch.func.jvp(lambda x: self.raw(t, x), (u,), (v,))[1])(
+                    seeds[:, None, :].expand(k, b, self.n)).to(self.dtype)
+            except _PASS_THROUGH:
+                raise
+            except Exception as exc:  # finite differences for the rest of the solve
+                self._give_up_autodiff(exc)
+        if f0 is None:
+            f0 = self(t, u)
+        eps = math.sqrt(torch.finfo(u.dtype).eps)
+        out = []
+        for s in seeds:
+            h = eps * (u.abs() * s).amax(dim=1).clamp(min=1.0)  # (B,)
+            out.append((self(t, u + h[:, None] * s) - f0) / h[:, None])
+        return torch.stack(out)
 
     def tgrad(self, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor | None = None) -> Tensor:
         """``df/dt`` per trajectory, ``(B, n)``: the problem's ``tgrad``, else one forward difference (one extra

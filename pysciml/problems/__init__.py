@@ -12,6 +12,10 @@ Hamiltonian systems for HNN training and evaluation (analytic ``H``, exact vecto
 Multiscale systems and seeded trajectory data sets for learned time-steppers (:mod:`pysciml.problems.multiscale`):
 :func:`kuramoto_sivashinsky`, :func:`fitzhugh_nagumo_lattice`, :func:`ks_dataset`, :func:`fhn_dataset`,
 :func:`save_dataset`, :func:`load_dataset`.
+
+Two-species reaction-diffusion on ``N x N`` periodic grids with analytic sparse Jacobians (torch sparse CSR) and
+``jac_prototype`` (:mod:`pysciml.problems.pde2d`): :func:`brusselator_2d` (SciML's 2-D Brusselator),
+:func:`gray_scott_2d`.
 """
 
 from ._reference import Reference, reference, reference_record, references
@@ -30,6 +34,7 @@ from .multiscale import (
     save_dataset,
 )
 from .oregonator import oregonator
+from .pde2d import brusselator_2d, gray_scott_2d
 from .rober import rober
 from .vanderpol import van_der_pol
 
@@ -38,5 +43,5 @@ __all__ = [
     "HamiltonianSystem", "SYSTEMS", "hamiltonian_system", "trajectories",
     "brusselator_1d", "hires", "linear", "lotka_volterra", "nonlinear_exact", "oregonator", "rober", "van_der_pol",
     "fhn_dataset", "fitzhugh_nagumo_lattice", "ks_dataset", "ks_operators", "kuramoto_sivashinsky",
-    "load_dataset", "save_dataset",
+    "load_dataset", "save_dataset", "brusselator_2d", "gray_scott_2d",
 ]
