@@ -79,7 +79,15 @@ EXHAUSTIVE = [
     (ps.SDIRK2(), kepler, [60, 120, 240]), (ps.TRBDF2(), kepler, [60, 120, 240]),
     (ps.Alexander2(), kepler, [80, 160, 320]), (ps.IMEXSSP2(), kepler, [80, 160, 320]),
     (ps.ARS222(), kepler, [80, 160, 320]),
+    (ps.RadauIIA5(), smooth, [0.1, 0.05, 0.025]), (ps.RadauIIA3(), smooth, [0.05, 0.025, 0.0125]),
+    (ps.GaussLegendre4(), smooth, [0.1, 0.05, 0.025]), (ps.GaussLegendre6(), smooth, [0.1, 0.05, 0.025]),
+    (ps.AB3(), smooth, [0.02, 0.01, 0.005]), (ps.AB4(), smooth, [0.02, 0.01, 0.005]),
+    (ps.AB5(), smooth, [0.02, 0.01, 0.005]), (ps.ABM32(), smooth, [0.02, 0.01, 0.005]),
+    (ps.ABM43(), smooth, [0.02, 0.01, 0.005]), (ps.ABM54(), rotation, [0.1, 0.05, 0.025]),
+    (ps.FBDF(), smooth, [0.02, 0.01, 0.005]), (ps.QNDF(), smooth, [0.02, 0.01, 0.005]),
 ]
+# torchdiffeq's variable-order Adams methods ('adams', 'implicit_adams') change their order as they go: no fixed order
+NOT_FIXED_ORDER = {"AdamsBashforth", "AdamsBashforthMoulton"}
 
 
 def _check_order(alg, build, arg):
@@ -104,10 +112,13 @@ def test_fitted_order_of_every_other_method(alg, build, arg):
 
 def test_the_lists_cover_every_fixed_step_capable_algorithm():
     from pysciml.algorithms import ALGORITHMS
+    from pysciml.algorithms_adams import ADAMS_ALGORITHMS
+    from pysciml.algorithms_firk import FIRK_ALGORITHMS
     from pysciml.algorithms_native import NATIVE_ALGORITHMS
 
     covered = {a.name for a, _, _ in DEFAULT + EXHAUSTIVE}
-    assert covered == set(ALGORITHMS) | set(NATIVE_ALGORITHMS)
+    every = {*ALGORITHMS, *NATIVE_ALGORITHMS, *FIRK_ALGORITHMS, *ADAMS_ALGORITHMS, "FBDF", "QNDF"}
+    assert covered == every - NOT_FIXED_ORDER, every - NOT_FIXED_ORDER - covered
 
 
 @pytest.mark.exhaustive

@@ -49,6 +49,8 @@ class OrderFit:
     n: int
 
     def __str__(self) -> str:
+        if self.n < 2:
+            return f"no order: {self.n} finite positive error(s), two are needed"
         if math.isnan(self.stderr):
             return f"order {self.order:.3f} (two points: no interval)"
         return f"order {self.order:.3f} +- {self.stderr:.1e} (95%: [{self.low:.3f}, {self.high:.3f}], n={self.n})"

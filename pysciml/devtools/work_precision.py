@@ -49,7 +49,7 @@ class WorkPrecision(Records):
         tolerances: the rtols, loosest first.
         error_measure: ``"final"``, ``"l2"``, ``"max"`` or ``"callable"``.
         reference_label: what the errors are measured against.
-        timing: the :class:`TimingRule` used (``None``: one untimed-warm-up run per point).
+        timing: the :class:`TimingRule` used (``None``: a single timed run per point, no warm-up).
         skipped: ``(name, rtol)`` of the points skipped by the time budget.
         records: one dict per (solver, rtol): ``solver, rtol, atol, time, runs, error, nf, steps, success,
             message`` (``None`` on success); ``time`` in seconds (median), ``error`` ``nan`` for failed runs.
