@@ -169,3 +169,13 @@ def test_ddp_spiral_example_under_torchrun():
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "gradient check passed" in run.stdout
+
+
+@pytest.mark.exhaustive
+def test_distributed_benchmark_smoke():
+    """benchmarks/ensemble_distributed.py at smoke size (2,000 trajectories to t = 40, 4 processes in turn)."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import ensemble_distributed
+
+    text = ensemble_distributed.main(2_000, 500, smoke=True)
+    assert "two processes equal to one process bit for bit" in text and "succeeded: True" in text

@@ -25,6 +25,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import InputError
@@ -51,19 +52,45 @@ class DistributedEnsembleError(RuntimeError):
     timed out (a rank died or hung)."""
 
 
-def _to_cpu(x: Any, depth: int = 0) -> Any:
-    """``x`` with its tensors detached and on the CPU (lists, tuples, dicts and solutions are entered): what
-    crosses processes must load on any node, with or without the sender's GPU."""
+class _Array:
+    """A CPU tensor carried as a NumPy array: pickling 1,000 small tensors took 1.3 s and loading them 1.9 s on
+    this (loaded) machine, the same data as arrays a few milliseconds."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+
+def _portable(x: Any, depth: int = 0) -> Any:
+    """``x`` ready to cross processes: tensors detached, on the CPU and (where NumPy has their dtype) as
+    :class:`_Array`; lists, tuples, dicts and solutions are entered (a solution without its ``prob``)."""
     if isinstance(x, Tensor):
-        return x.detach().cpu()
+        x = x.detach().cpu().resolve_conj().resolve_neg()
+        return x if x.dtype in (torch.bfloat16, torch.complex32) or x.is_quantized else _Array(x.numpy())
     if isinstance(x, TrajectorySolution):
-        return dataclasses.replace(x, t=x.t.detach().cpu(), u=x.u.detach().cpu(), prob=None)
+        return dataclasses.replace(x, t=_portable(x.t), u=_portable(x.u), prob=None)
     if depth > 8:
         return x
     if type(x) in (list, tuple):
-        return type(x)(_to_cpu(v, depth + 1) for v in x)
+        return type(x)(_portable(v, depth + 1) for v in x)
     if type(x) is dict:
-        return {k: _to_cpu(v, depth + 1) for k, v in x.items()}
+        return {k: _portable(v, depth + 1) for k, v in x.items()}
+    return x
+
+
+def _restored(x: Any, depth: int = 0) -> Any:
+    """The inverse of :func:`_portable` (tensors back from arrays; solutions keep ``prob=None``)."""
+    if isinstance(x, _Array):
+        return torch.from_numpy(x.array)
+    if isinstance(x, TrajectorySolution):
+        return dataclasses.replace(x, t=_restored(x.t), u=_restored(x.u))
+    if depth > 8:
+        return x
+    if type(x) in (list, tuple):
+        return type(x)(_restored(v, depth + 1) for v in x)
+    if type(x) is dict:
+        return {k: _restored(v, depth + 1) for k, v in x.items()}
     return x
 
 
@@ -144,7 +171,7 @@ class EnsembleDistributed(EnsembleAlgorithm):
             if k < len(ranges):
                 try:
                     res = solve_batch(self.local, eprob, ranges[k], solve_one, state)
-                    payload = ("ok", k, dataclasses.replace(res, outputs=_to_cpu(res.outputs)))
+                    payload = ("ok", k, dataclasses.replace(res, outputs=_portable(res.outputs)))
                 except Exception as exc:  # noqa: BLE001 -- sent to every rank, raised there (no rank left waiting)
                     r = ranges[k]
                     payload = ("error", rank, r.start, r.stop - 1, type(exc).__name__, str(exc),
@@ -163,7 +190,7 @@ class EnsembleDistributed(EnsembleAlgorithm):
                     text = f"EnsembleDistributed: rank {r} failed on trajectories {a}..{b}: {kind}: {msg}"
                     raise (InputError(text) if is_input else DistributedEnsembleError(text))
             for g in sorted((g for g in gathered if g[0] == "ok"), key=lambda g: g[1]):
-                yield g[2]
+                yield dataclasses.replace(g[2], outputs=_restored(g[2].outputs))
 
     def __repr__(self) -> str:
         return (f"EnsembleDistributed(batch_size={self.batch_size}, vmap={self.local.vmap}, "
