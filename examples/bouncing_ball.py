@@ -49,8 +49,10 @@ def analytic_bounces(h0: float, t_end: float) -> list[float]:
     return out
 
 
-def main(out: Path = Path(__file__).resolve().parent.parent / "docs" / "results" / "bouncing_ball.png",
-         t_end: float = 5.0) -> dict[str, float]:
+OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "bouncing_ball.png"
+
+
+def main(out: Path = OUT, t_end: float = 5.0) -> dict[str, float]:
     prob = ps.ODEProblem(fall, torch.tensor([1.0, 0.0], dtype=torch.float64), (0.0, t_end))
     cb = ps.ContinuousCallback(floor, bounce, direction="down")
     sol = ps.solve(prob, ps.Tsit5(), rtol=1e-10, atol=1e-12, callback=cb)

@@ -293,3 +293,39 @@ def test_bad_input() -> None:
         ps.solve(prob, ps.Tsit5(), callback=ContinuousCallback(lambda t, u: u[None, None]))
     with pytest.raises(InputError, match="affect.*must return the new state"):
         ps.solve(prob, ps.Tsit5(), callback=ContinuousCallback(lambda t, u: u[0] - 0.5, lambda t, u: u[0]))
+
+
+def test_batch_discrete_kick_and_float32() -> None:
+    """A DiscreteCallback in a batch: a kick u += 1 at the tstop t = 1 for every trajectory (u(2) = (u0 e^-1 + 1)
+    e^-1); a terminal one only for the trajectory where it holds. float32 in, float32 event times out."""
+    u0 = torch.tensor([[1.0], [3.0]], dtype=F64)
+    prob = ps.ODEProblem(decay, u0, (0.0, 2.0), batched=True)
+    kick = DiscreteCallback(lambda t, u: t == 1.0, lambda t, u: u + 1.0)
+    sol = ps.solve(prob, ps.Tsit5(), **TIGHT, tstops=[1.0], callback=kick)
+    expected = (u0[:, 0] * math.exp(-1) + 1) * math.exp(-1)
+    assert torch.allclose(sol.u[-1, :, 0], expected, atol=1e-8)
+    assert [ts.tolist() for ts in sol.t_events[0]] == [[1.0], [1.0]]
+    stop = DiscreteCallback(lambda t, u: u[:, 0] > 2.0, terminal=True)  # only the second trajectory, at once
+    sol = ps.solve(prob, ps.Tsit5(), **TIGHT, callback=stop)
+    assert sol.retcodes == (ReturnCode.Success, ReturnCode.Terminated)
+    assert bool(torch.isnan(sol.u[-1, 1]).all()) and float(sol.u[-1, 0, 0]) == pytest.approx(math.exp(-2), abs=1e-8)
+    p32 = ps.ODEProblem(decay, torch.tensor([1.0]), (0.0, 5.0))
+    sol = ps.solve(p32, ps.Tsit5(), rtol=1e-5, atol=1e-7,
+                   callback=ContinuousCallback(lambda t, u: u[0] - 0.5, terminal=True, rootfind_tol=1e-6))
+    assert sol.t_events[0].dtype == torch.float32 and sol.u.dtype == torch.float32
+    assert abs(float(sol.t_events[0][0]) - math.log(2)) < 1e-4
+
+
+@SLOW  # matplotlib's import is most of its 3 s
+def test_bouncing_ball_example(tmp_path) -> None:
+    """examples/bouncing_ball.py runs: every analytic bounce found, within 1e-10."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "bouncing_ball.py"
+    spec = importlib.util.spec_from_file_location("bouncing_ball", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(out=tmp_path / "ball.png", t_end=3.0)
+    assert out["bounces"] == out["analytic"] == 4 and out["max_error"] < 1e-10
+    assert (tmp_path / "ball.png").stat().st_size > 0

@@ -221,7 +221,9 @@ class ScalarEvents:
             if self.restarted:  # the sign just past the event handled at the step's start (its root excluded)
                 thetas[0] = min(_window(max(spec.tol), t, dt, self.dtype) / abs(dt), 0.5 * thetas[1])
                 samples = [self._values(t_prev + thetas[0] * dt, evaluate(coeffs, self._vec(thetas[0])))]
-            samples += [self._values(t_prev + th * dt, evaluate(coeffs, self._vec(th))) for th in thetas[1:-1]]
+            if n > 1:
+                assert coeffs is not None
+                samples += self._samples(thetas[1:-1], t_prev, dt, coeffs)
             samples.append(g1)
             for c in range(len(g1)):
                 for j in range(n):  # the first sign change of each event function in the step
@@ -248,6 +250,15 @@ class ScalarEvents:
                 return self._act(1.0, k, None, t_prev, t, dt, interp(), u)
         self.g = g1
         return None
+
+    def _samples(self, thetas: list[float], t_prev: float, dt: float, coeffs: Tensor) -> list[list[float]]:
+        """The conditions at ``thetas`` inside the step: the states from one evaluation of the interpolant, the
+        values read back in one transfer."""
+        th = torch.tensor(thetas, dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            states = evaluate(coeffs.detach(), th[:, None])  # (len(thetas), 1, n)
+            vals = [self.spec.values(self._vec(t_prev + x * dt), states[j]) for j, x in enumerate(thetas)]
+            return torch.cat(vals).tolist()
 
     def _root(self, c: int, t_prev: float, dt: float, a: float, b: float, gb: float, coeffs: Tensor) -> float:
         """The root of event function ``c`` in ``[a, b]`` (``theta``; ``gb`` its value at ``b``) by Brent's method
