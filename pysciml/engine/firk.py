@@ -12,7 +12,9 @@ start, transformed to one real or complex ``n x n`` system per eigenvalue (pair)
   step);
 * Newton stops when ``eta ||dW|| <= kappa`` with ``eta = theta / (1 - theta)`` and ``theta`` the observed
   contraction; it fails (the loop rejects the step and shrinks ``dt``) when ``theta >= 0.99``, when the
-  predicted error after the remaining iterations stays above ``kappa``, or after ``max_iters`` iterations;
+  predicted error after the remaining iterations stays above ``kappa``, or after ``max_iters`` iterations,
+  unless the increment is already at round-off level (``100 eps`` of the stage values: at ``rtol`` near
+  ``1e-13`` the contraction of round-off noise is ~1 and would otherwise read as divergence);
 * the Jacobian is kept for the next step when Newton contracted fast (``theta <= jac_reuse``, radau5's 0.001)
   and recomputed after a rejected step unless it is already at the step start; the factorizations are reused
   while neither ``J`` nor ``h`` changes (fixed steps);
@@ -151,6 +153,7 @@ class FIRKStepper(Stepper):
             dW = self.factors.solve_transformed(self.tr, R)
             norms = (torch.linalg.vector_norm((dW * inv_scale).flatten(1), dim=1) * root).tolist()
             move = [False] * bsz
+            noise: list[float] | None = None
             for b in range(bsz):
                 if state[b]:
                     continue
@@ -166,6 +169,11 @@ class FIRKStepper(Stepper):
                         faccon[b] = theta[b] / (1.0 - theta[b])
                         bad = faccon[b] * dyno * theta[b] ** (self.max_iters - 1 - it) >= self.kappa
                 dynold[b] = max(dyno, eps)
+                if bad and math.isfinite(dyno):  # increments at round-off level contract no further: converged
+                    if noise is None:
+                        mag = (u.abs()[:, None] + Z.abs()) * inv_scale
+                        noise = (torch.linalg.vector_norm(mag.flatten(1), dim=1) * (100 * eps * root)).tolist()
+                    bad = dyno > noise[b]
                 if bad:
                     state[b] = -1
                     continue
