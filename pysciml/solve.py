@@ -113,6 +113,9 @@ def solve(
         for an ensemble problem).
     """
     if isinstance(prob, EnsembleProblem):
+        if dense:
+            raise InputError("dense=True with an EnsembleProblem: a trajectory's solution keeps its save points only "
+                             "(TrajectorySolution has no interpolant); pass the times you need as saveat=")
         kw = dict(rtol=rtol, atol=atol, dt=dt, adaptive=adaptive, maxiters=maxiters, dtmin=dtmin, dtmax=dtmax,
                   dense=dense, throw=throw, unsplit=unsplit, controller=controller, sensealg=sensealg, tstops=tstops,
                   backend=backend, progress=progress, compile=compile, callback=callback)

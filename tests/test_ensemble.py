@@ -187,6 +187,8 @@ def test_bad_input_is_refused_with_the_trajectory_named():
         ps.solve(EnsembleProblem(base), ps.Tsit5(), trajectories=0)
     with pytest.raises(ps.InputError, match="ensemble must be"):
         ps.solve(EnsembleProblem(base), ps.Tsit5(), trajectories=2, ensemble="batched")
+    with pytest.raises(ps.InputError, match="dense=True"):
+        ps.solve(EnsembleProblem(base), ps.Tsit5(), trajectories=2, dense=True)
     with pytest.raises(ps.InputError, match="for an EnsembleProblem"):
         ps.solve(base, ps.Tsit5(), trajectories=2)
     with pytest.raises(ps.InputError, match="batch_size"):
