@@ -150,9 +150,11 @@ class ODESolution:
         tt = torch.as_tensor(t, dtype=self.t.dtype, device=self.t.device)
         scalar = tt.ndim == 0
         flat = tt.reshape(-1)
-        lo, hi = sorted(self.prob.tspan)
+        ended = self.retcodes == (ReturnCode.Terminated,) and len(self.t)  # an unbatched solve ended by an event
+        lo, hi = sorted((self.prob.tspan[0], float(self.t[-1]) if ended else self.prob.tspan[1]))
         if bool(((flat < lo) | (flat > hi)).any()):
-            raise InputError(f"sol(t) needs t inside tspan [{lo}, {hi}]; got values outside it")
+            what = "the span the solve covered (a terminal event ended it)" if ended else "tspan"
+            raise InputError(f"sol(t) needs t inside {what} [{lo}, {hi}]; got values outside it")
         vals = self._dense(flat)  # (M, B, n)
         shape = self.prob.u0.shape if self.prob.batched else self.prob.state_shape
         out = vals.reshape(flat.shape[0], *shape)

@@ -329,3 +329,11 @@ def test_bouncing_ball_example(tmp_path) -> None:
     out = module.main(out=tmp_path / "ball.png", t_end=3.0)
     assert out["bounces"] == out["analytic"] == 4 and out["max_error"] < 1e-10
     assert (tmp_path / "ball.png").stat().st_size > 0
+
+
+def test_dense_output_ends_at_a_terminal_event() -> None:
+    prob = ps.ODEProblem(decay, torch.tensor([1.0], dtype=F64), (0.0, 5.0))
+    sol = ps.solve(prob, ps.Tsit5(), **TIGHT, callback=ContinuousCallback(lambda t, u: u[0] - 0.5, terminal=True))
+    assert float(sol(sol.t[-1])[0]) == pytest.approx(0.5, abs=1e-8)
+    with pytest.raises(InputError, match="terminal event ended it"):
+        sol(torch.tensor(1.0, dtype=F64))
