@@ -228,6 +228,13 @@ def test_batch_shares_steps_and_matches_single_solves():
         assert weighted_error(batch.u[-1, b], single.u[-1], rtol, atol) < 10.0
 
 
+def test_dtmax_bounds_every_step():
+    prob, exact = problems.nonlinear_exact((0.0, 2.0))
+    sol = ps.solve(prob, ps.QNDF(), rtol=1e-6, atol=1e-8, dtmax=0.05)
+    assert sol.retcode == ps.ReturnCode.Success
+    assert float((sol.t[1:] - sol.t[:-1]).max()) <= 0.05 * (1 + 1e-12)
+
+
 def test_tstops_are_landed_on():
     prob, _ = problems.nonlinear_exact((0.0, 2.0))
     sol = ps.solve(prob, ps.FBDF(), rtol=1e-6, atol=1e-8, tstops=[0.7, 1.3])
@@ -292,3 +299,8 @@ def test_bad_solve_keywords():
         ps.solve(prob, ps.FBDF(), controller=ps.PIController())
     with pytest.raises(ps.InputError, match="dt"):
         ps.solve(prob, ps.FBDF(), adaptive=False)
+    with pytest.raises(ps.InputError, match="Julia"):
+        ps.solve(prob, ps.QNDF(), backend="julia")
+    with pytest.raises(ps.InputError, match="mass matrix"):  # other families still refuse M
+        ps.solve(ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p, mass_matrix=torch.eye(3, dtype=F64)),
+                 ps.KenCarp4())
