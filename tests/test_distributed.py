@@ -54,7 +54,7 @@ def oscillator(t, u, p):
     return torch.stack((u[..., 1], -p[..., 0] * u[..., 0] - p[..., 1] * u[..., 1]), dim=-1)
 
 
-def ensemble_problem(fail_at: int | None = None) -> EnsembleProblem:
+def ensemble_problem(fail_at: int | None = None, solutions: bool = False) -> EnsembleProblem:
     base = ps.ODEProblem(oscillator, torch.tensor([1.0, 0.0], dtype=F64), (0.0, 2.0),
                          torch.tensor([4.0, 0.1], dtype=F64))
 
@@ -63,7 +63,7 @@ def ensemble_problem(fail_at: int | None = None) -> EnsembleProblem:
         return prob.remake(u0=torch.linspace(1.0 + 0.1 * i, -0.05 * i, shape, dtype=F64),
                            p=torch.tensor([4.0 + 0.3 * i, 0.1 + 0.01 * i], dtype=F64))
 
-    return EnsembleProblem(base, prob_func=prob_func, output_func=lambda sol, i: (sol.u, False))
+    return EnsembleProblem(base, prob_func=prob_func, output_func=None if solutions else lambda sol, i: (sol.u, False))
 
 
 ENSEMBLE_KW = dict(rtol=1e-8, atol=1e-10, saveat=0.5, trajectories=11)
@@ -106,6 +106,9 @@ def _worker(rank: int, port: int, out: str) -> None:
     sol = ps.solve(ensemble_problem(), ps.Tsit5(), ensemble=EnsembleDistributed(batch_size=3, timeout=60.0),
                    **ENSEMBLE_KW)
     result["ensemble"] = (sol.u, sol.codes, sol.stats.naccept)
+    sol = ps.solve(ensemble_problem(solutions=True), ps.Tsit5(), ensemble=EnsembleDistributed(batch_size=3),
+                   **ENSEMBLE_KW)  # the default outputs: TrajectorySolutions, item by item
+    result["solutions"] = [(s.index, s.t, s.u, s.retcode.value, s.prob) for s in sol.u]
     try:  # trajectory 4 is in batch 1 (3..5), rank 1's: its bad shape must reach rank 0 too
         ps.solve(ensemble_problem(fail_at=4), ps.Tsit5(), ensemble=EnsembleDistributed(batch_size=3), **ENSEMBLE_KW)
     except ps.InputError as exc:
@@ -130,6 +133,10 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         for a, b in zip(outputs, one.u, strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
         assert "rank 1 failed on trajectories 3..5" in res["error"] and "trajectory 4" in res["error"]
+        for i, (index, t, u, code, prob) in enumerate(res["solutions"]):
+            assert (index, code, prob) == (i, "Success", None)
+            torch.testing.assert_close(u, one.u[i], rtol=0, atol=0)
+            torch.testing.assert_close(t, torch.arange(5, dtype=F64) * 0.5)
     y0, t, target = training_data()
     for name, model in models().items():
         full = gradients(model, y0, t, target, slice(None))

@@ -94,6 +94,23 @@ def _restored(x: Any, depth: int = 0) -> Any:
     return x
 
 
+def _pack(outputs: list[Any]) -> Any:
+    """A batch's outputs for the trip: tensors of one shape and dtype (``output_func`` returning e.g.
+    ``sol.u[-1]``) as one stacked array, anything else item by item (:func:`_portable`)."""
+    first = outputs[0] if outputs else None
+    if (isinstance(first, Tensor) and first.dtype not in (torch.bfloat16, torch.complex32) and not first.is_quantized
+            and all(isinstance(x, Tensor) and x.shape == first.shape and x.dtype == first.dtype for x in outputs)):
+        return _Array(_portable(torch.stack([x.detach().cpu() for x in outputs])).array)
+    return _portable(outputs)
+
+
+def _unpack(packed: Any) -> list[Any]:
+    """The inverse of :func:`_pack`."""
+    if isinstance(packed, _Array):
+        return list(torch.from_numpy(packed.array).unbind(0))
+    return _restored(packed)
+
+
 class EnsembleDistributed(EnsembleAlgorithm):
     """Batches of trajectories shared among the ranks of a ``torch.distributed`` process group, each rank
     solving its batches as :class:`~pysciml.ensemble.EnsembleBatched` does; every rank returns the whole result.
@@ -171,7 +188,7 @@ class EnsembleDistributed(EnsembleAlgorithm):
             if k < len(ranges):
                 try:
                     res = solve_batch(self.local, eprob, ranges[k], solve_one, state)
-                    payload = ("ok", k, dataclasses.replace(res, outputs=_portable(res.outputs)))
+                    payload = ("ok", k, dataclasses.replace(res, outputs=_pack(res.outputs)))
                 except Exception as exc:  # noqa: BLE001 -- sent to every rank, raised there (no rank left waiting)
                     r = ranges[k]
                     payload = ("error", rank, r.start, r.stop - 1, type(exc).__name__, str(exc),
@@ -190,7 +207,7 @@ class EnsembleDistributed(EnsembleAlgorithm):
                     text = f"EnsembleDistributed: rank {r} failed on trajectories {a}..{b}: {kind}: {msg}"
                     raise (InputError(text) if is_input else DistributedEnsembleError(text))
             for g in sorted((g for g in gathered if g[0] == "ok"), key=lambda g: g[1]):
-                yield dataclasses.replace(g[2], outputs=_restored(g[2].outputs))
+                yield dataclasses.replace(g[2], outputs=_unpack(g[2].outputs))
 
     def __repr__(self) -> str:
         return (f"EnsembleDistributed(batch_size={self.batch_size}, vmap={self.local.vmap}, "
