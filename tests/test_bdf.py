@@ -223,6 +223,7 @@ def test_batch_shares_steps_and_matches_single_solves():
     rtol, atol = 1e-5, 1e-9
     batch = ps.solve(problems.rober((0.0, 1.0), k=k), ps.FBDF(), rtol=rtol, atol=atol, saveat=[1.0])
     assert all(c == ps.ReturnCode.Success for c in batch.retcodes)
+    assert batch.stats.naccept == 3 * (batch.stats.nloop - batch.stats.nreject // 3)  # summed over trajectories
     for b in range(3):
         single = ps.solve(problems.rober((0.0, 1.0), k=k[b]), ps.FBDF(), rtol=1e-8, atol=1e-12, saveat=[1.0])
         assert weighted_error(batch.u[-1, b], single.u[-1], rtol, atol) < 10.0

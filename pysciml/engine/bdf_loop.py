@@ -174,7 +174,7 @@ def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats
             if not math.isfinite(err):
                 err, nonfinite = math.inf, True
         if not converged or err > 1.0:
-            stats.nreject += 1
+            stats.nreject += bsz  # summed over the trajectories (Stats), which share the step
             if not converged:
                 stats.nnonlinconvfail += 1
             if not opts.adaptive:
@@ -196,7 +196,7 @@ def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats
             h, n_equal = h * factor, 0
             continue
 
-        stats.naccept += 1
+        stats.naccept += bsz
         nonfinite = False
         method.accept(d)
         t_prev, t, u = t, t_new, y_new
@@ -261,9 +261,9 @@ def _start_fixed(method: BDFMethod, starter: Stepper, u0: Tensor, opts: LoopOpti
         dt = remaining if last else h
         res = starter.step(vec(t), u, vec(dt))
         if res.ok is not None and not bool(res.ok.all()) or not bool(torch.isfinite(res.u_new.detach()).all()):
-            stats.nreject += 1
+            stats.nreject += bsz
             return t, u, "failed"
-        stats.naccept += 1
+        stats.naccept += bsz
         t_prev, u_prev = t, u
         t, u = (opts.t1 if last else t + dt), res.u_new
         starter.accept(True, vec(t), u, res)
