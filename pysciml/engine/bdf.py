@@ -18,9 +18,10 @@ The coefficients: ``gamma_j = 1 + 1/2 + ... + 1/j``, ``alpha_k = (1 - kappa_k) g
 kappa_k gamma_k + 1/(k + 1)``. ``kappa = 0`` gives the BDFs; the NDFs of Shampine & Reichelt use ``kappa =
 (-0.1850, -1/9, -0.0823, -0.0415, 0)`` for orders 1-5 (L. F. Shampine and M. W. Reichelt, "The MATLAB ODE
 Suite", SIAM J. Sci. Comput. 18(1), 1997, Table 1), which lower the error constant at little cost in stability.
-The difference form, the step-change matrix and the order-selection estimates follow Shampine & Reichelt (1997),
-Sec. 2, and Byrne & Hindmarsh, "A polyalgorithm for the numerical solution of ordinary differential equations",
-ACM TOMS 1(1), 1975 (the form SciPy's ``BDF`` also uses).
+Sources (the references SciPy's ``BDF`` cites for the same scheme): the variable-order framework, G. D. Byrne and
+A. C. Hindmarsh, "A polyalgorithm for the numerical solution of ordinary differential equations", ACM TOMS 1(1),
+1975; the quasi-constant step size (re-expressing the differences) and the NDFs, Shampine & Reichelt (1997),
+Sec. 2; the error estimates of the constant-step formulas, Hairer, Norsett & Wanner, *Solving ODEs I*, Sec. III.2.
 
 The dense output of a step is the interpolating polynomial itself, of degree ``k``, through ``y_{n+1}`` and the
 ``k`` points before it (:func:`interpolation_matrix`).
