@@ -215,6 +215,7 @@ def test_event_time_gradient_matches_analytic(alg) -> None:
     prob = ps.ODEProblem(lambda t, u, p: -p * u, a, (0.0, 5.0), k)
     sol = ps.solve(prob, alg, **TIGHT, callback=ContinuousCallback(lambda t, u: u[0] - 0.5, terminal=True))
     t_e = sol.t_events[0][0]
+    assert float(t_e.detach()) == float(sol.t[-1])  # the gradient is attached, the located value kept
     ga, gk = torch.autograd.grad(t_e, (a, k), retain_graph=True)
     assert float(ga) == pytest.approx(1 / 3.0, abs=1e-6)
     assert float(gk) == pytest.approx(-math.log(4) / 1.5**2, abs=1e-6)

@@ -173,7 +173,7 @@ def _window(tol: float, t: float, dt: float, dtype: torch.dtype) -> float:
 @dataclass
 class Hit:
     """An event that acts on one trajectory: the step is cut at ``t`` (``theta`` of it), ``u_pre`` the state there,
-    ``u_post`` after ``affect``; ``coeffs`` the cut step's interpolant in its own ``theta`` (``None`` if not built)."""
+    ``u_post`` after ``affect``; ``coeffs`` the step's interpolant in the cut step's own ``theta``."""
 
     t: float
     theta: float
@@ -239,7 +239,7 @@ class ScalarEvents:
                 break
             if not spec.acts(c):
                 assert coeffs is not None
-                self.record.add(spec.owner[c], 0, torch.tensor(t_prev + th * dt, dtype=self.dtype),
+                self.record.add(spec.owner[c], 0, torch.tensor(t_prev + th * dt, dtype=self.dtype, device=self.device),
                                 evaluate(coeffs, self._vec(th))[0].detach())
         self.restarted = False
         if acting is not None:
@@ -299,9 +299,9 @@ class ScalarEvents:
         return Hit(t_e, theta, u_pre, u_post, cb.terminal, cut, cb.save_positions[0], cb.save_positions[1], k)
 
     def _ift(self, column: int, t_e: Tensor, u_e: Tensor) -> tuple[Tensor, Tensor]:
-        """One Newton correction of the event time with the graph attached: ``t_e - g / (dg/du . f + dg/dt)``
-        (value ``t_e`` to the root finder's tolerance; gradient the implicit function theorem's), and the state
-        moved along ``f`` to it."""
+        """The event time with the gradient of one Newton correction taken with the graph attached,
+        ``t_e - g / (dg/du . f + dg/dt)``: the implicit function theorem's (its value stays the located ``t_e``,
+        where ``g`` is zero to the root finder's tolerance), and the state moved along ``f`` with it."""
         g = self.spec.values(t_e.reshape(1), u_e)[0, column]
         if not g.requires_grad:
             return t_e, u_e
@@ -317,7 +317,7 @@ class ScalarEvents:
                 slope = slope + dg_dt
         if not bool(torch.isfinite(slope)) or float(slope) == 0.0:
             return t_e, u_e  # a tangential crossing: the event time is not differentiable there
-        t_new = t_e - g / slope
+        t_new = t_e - (g - g.detach()) / slope  # the located value, the implicit function theorem's gradient
         return t_new, u_e + f * (t_new - t_e)
 
 
