@@ -4,7 +4,8 @@ The public API, re-exported explicitly; implementation modules are private. The 
 :mod:`~pysciml.models`, :mod:`~pysciml.pinn`, :mod:`~pysciml.problems`, :mod:`~pysciml.analysis`,
 :mod:`~pysciml.datasets`, :mod:`~pysciml.sensitivity` and :mod:`~pysciml.julia` are attributes too
 (``ps.models.NeuralODE``), each imported on first access (PEP 562) so that ``import pysciml`` does not pay for
-the ones it does not use.
+the ones it does not use. :mod:`~pysciml.devtools` (convergence orders, work-precision, reference solutions) is
+an attribute as well; it is loaded with :func:`crossvalidate`, which shares its solver adapter.
 """
 
 from __future__ import annotations
