@@ -338,3 +338,21 @@ def test_dense_output_ends_at_a_terminal_event() -> None:
     assert float(sol(sol.t[-1])[0]) == pytest.approx(0.5, abs=1e-8)
     with pytest.raises(InputError, match="terminal event ended it"):
         sol(torch.tensor(1.0, dtype=F64))
+
+
+@SLOW  # about 5 s on the shared machine (autodiff Jacobians of the implicit part)
+def test_imex_split_problem_bounces() -> None:
+    """A SplitODEProblem (gravity explicit, a stiff decay of a third component implicit) with KenCarp4: affect and
+    restart of the ARK stepper's two parts; the bounce times are the analytic ones."""
+    def f_implicit(t, u):
+        return torch.stack((torch.zeros_like(u[0]), torch.zeros_like(u[1]), -50.0 * u[2]))
+
+    def f_explicit(t, u):
+        return torch.stack((u[1], torch.full_like(u[1], -G), torch.zeros_like(u[2])))
+
+    prob = ps.SplitODEProblem(f_implicit, f_explicit, torch.tensor([1.0, 0.0, 1.0], dtype=F64), (0.0, 1.5))
+    cb = ContinuousCallback(lambda t, u: u[0], lambda t, u: torch.stack((u[0], -0.9 * u[1], u[2])),
+                            direction="down")
+    sol = ps.solve(prob, ps.KenCarp4(), rtol=1e-6, atol=1e-8, callback=cb)  # the fall is a quadratic: exact
+    assert torch.allclose(sol.t_events[0], torch.tensor(bounce_times(1.0, 2), dtype=F64), atol=1e-10)
+    assert abs(float(sol.u[-1, 2])) < 1e-6
