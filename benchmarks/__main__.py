@@ -21,6 +21,7 @@ TASKS = {
     "ntk": "benchmarks.ntk",  # 8. time to form a 5,000 x 5,000 operator NTK
     "stiff_bdf": "benchmarks.stiff_bdf",  # multistep FBDF/QNDF vs SciPy BDF and Rodas5P, ROBER/HIRES/VdP/Oregonator
     "stiff_sparse": "benchmarks.stiff_sparse",  # sparse stiff: 2-D Brusselator N = 32..128, SparseLU vs SciPy
+    "stiff_tight": "benchmarks.stiff_tight",  # RadauIIA5 vs Rodas5P and SciPy Radau at rtol 1e-8..1e-10
 }
 SMALL = {"stiff", "neural_ode"}  # the tasks with a --size small
 
