@@ -118,6 +118,7 @@ def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats
     use_starter = not opts.adaptive and starter is not None and method.max_order > 1
     if opts.adaptive and opts.dt is None:
         slope = method.start(vec(t), u)
+        u = method.D[0]  # a DAE's algebraic components made consistent
         with torch.no_grad():
             f_slope = (lambda tt, uu: method.slope(tt, uu, method.rhs(tt, uu))) if method.mass is not None \
                 else method.rhs
@@ -128,12 +129,13 @@ def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats
         h = direction * abs(opts.dt)
         if not use_starter:
             method.start(vec(t), u)
+            u = method.D[0]
     if opts.dtmax is not None:
         h = direction * min(abs(h), opts.dtmax)
     if not use_starter:
         method.rescale(h)
 
-    rec = _Recorder(opts, u0, direction)
+    rec = _Recorder(opts, u, direction)
     bar = make_progress(opts.progress, opts.t0, opts.t1, name)
     stops = [s for s in (opts.tstops or []) if direction * opts.t0 < direction * s < direction * opts.t1]
     stops.append(opts.t1)
