@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..solution import Stats
-from .linsolve import DenseLUSolver, KrylovSolver
+from .linsolve import KrylovSolver, LinearSolverImpl
 from .rhs import RHS
 from .stage_gradient import attach_stage_gradient
 
@@ -114,13 +114,13 @@ class BDFMethod:
     Batched states ``(B, n)`` share the step size and the order (the error norm is the largest over the batch).
 
     Args:
-        rhs: the right-hand side in engine layout; ``linsolve``: solves ``(M/c - J) x = b`` (dense LU or GMRES).
+        rhs: the right-hand side in engine layout; ``linsolve``: solves ``(M/c - J) x = b`` (dense or sparse LU, GMRES).
         mass: constant mass matrix ``(n, n)`` or ``None``; ``kappa``: per-order NDF coefficients.
         max_order: highest order used (1..5); ``max_iters``: Newton iterations per attempt.
         atol ``(1 or B, n)``, rtol: the tolerances (error scale ``atol + rtol |y|``).
     """
 
-    def __init__(self, rhs: RHS, linsolve: DenseLUSolver | KrylovSolver, mass: Tensor | None,
+    def __init__(self, rhs: RHS, linsolve: LinearSolverImpl, mass: Tensor | None,
                  kappa: tuple[float, ...], max_order: int, max_iters: int, atol: Tensor, rtol: float,
                  stats: Stats) -> None:
         self.rhs, self.linsolve, self.mass, self.stats = rhs, linsolve, mass, stats
