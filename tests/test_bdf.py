@@ -249,6 +249,19 @@ def test_dtmax_bounds_every_step():
     assert float((sol.t[1:] - sol.t[:-1]).max()) <= 0.05 * (1 + 1e-12)
 
 
+def test_sparse_lu_takes_the_same_steps_as_dense_lu():
+    """The multistep method runs on any of the linear solvers: SparseLU (SuperLU on the analytic sparse Jacobian)
+    gives the dense LU's steps and values on the 2-D Brusselator (8 x 8 grid, 128 states)."""
+    from pysciml.problems.pde2d import brusselator_2d
+
+    prob = brusselator_2d(N=8, tspan=(0.0, 0.5))
+    sparse = ps.solve(prob, ps.FBDF(linsolve=ps.SparseLU()), rtol=1e-5, atol=1e-7, saveat=[0.5])
+    dense = ps.solve(prob, ps.FBDF(), rtol=1e-5, atol=1e-7, saveat=[0.5])
+    assert sparse.retcode == dense.retcode == ps.ReturnCode.Success
+    assert sparse.stats.naccept == dense.stats.naccept and sparse.stats.nf == dense.stats.nf
+    assert float((sparse.u - dense.u).abs().max()) < 1e-10
+
+
 def test_tstops_are_landed_on():
     prob, _ = problems.nonlinear_exact((0.0, 2.0))
     sol = ps.solve(prob, ps.FBDF(), rtol=1e-6, atol=1e-8, tstops=[0.7, 1.3])
