@@ -356,3 +356,18 @@ def test_imex_split_problem_bounces() -> None:
     sol = ps.solve(prob, ps.KenCarp4(), rtol=1e-6, atol=1e-8, callback=cb)  # the fall is a quadratic: exact
     assert torch.allclose(sol.t_events[0], torch.tensor(bounce_times(1.0, 2), dtype=F64), atol=1e-10)
     assert abs(float(sol.u[-1, 2])) < 1e-6
+
+
+def test_batch_terminal_event_time_gradients() -> None:
+    """In a batch each trajectory's terminal event time carries its own implicit-function-theorem gradient:
+    t_e,b = ln(a_b / c) / k, so d(sum t_e)/da_b = 1/(a_b k) and d(sum t_e)/dk = -sum ln(a_b / c) / k^2."""
+    a = torch.tensor([[1.0], [2.0], [4.0]], dtype=F64, requires_grad=True)
+    k = torch.tensor(1.5, dtype=F64, requires_grad=True)
+    prob = ps.ODEProblem(lambda t, u, p: -p * u, a, (0.0, 5.0), k, batched=True)
+    sol = ps.solve(prob, ps.Tsit5(), **TIGHT, saveat=[0.0, 0.5],
+                   callback=ContinuousCallback(lambda t, u: u[:, 0] - 0.5, terminal=True))
+    t_e = torch.stack([ts[0] for ts in sol.t_events[0]])
+    ga, gk = torch.autograd.grad(t_e.sum(), (a, k))
+    a0 = a.detach()[:, 0]
+    assert torch.allclose(ga[:, 0], 1 / (a0 * 1.5), atol=1e-7)
+    assert float(gk) == pytest.approx(float(-torch.log(a0 / 0.5).sum() / 1.5**2), abs=1e-6)

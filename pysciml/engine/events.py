@@ -406,17 +406,24 @@ class BatchEvents:
         t_e = torch.where(cut, t_prev + ratio * dt, t)
         u_pre = u if coeffs is None else torch.where(cut[:, None], evaluate(coeffs, ratio), u)
         terminal = torch.zeros_like(mask)
+        gradient = torch.zeros_like(mask)  # terminal continuous events whose time gets the IFT gradient
+        for k, cb in enumerate(spec.callbacks):
+            rows = mask & (k_of == k)
+            terminal = terminal | (rows if cb.terminal else torch.zeros_like(rows))
+            if cb.terminal and isinstance(cb, ContinuousCallback) and cb.event_gradient:
+                gradient = gradient | (rows & cut)
+        if torch.is_grad_enabled() and bool(gradient.any()):
+            t_e, u_pre = self._ift(gradient, col_act, t_e, u_pre)
         u_post = u_pre
         for k, cb in enumerate(spec.callbacks):
             rows = mask & (k_of == k)
             if not bool(rows.any()):
                 continue
-            if cb.terminal:
-                terminal = terminal | rows
-            else:
+            if not cb.terminal:
                 u_post = torch.where(rows[:, None], spec.affect(k, t_e, u_pre), u_post)
             for b in rows.nonzero().flatten().tolist():
-                self.record.add(k, b, t_e[b].detach(), u_pre[b].detach())
+                keep = bool(gradient[b])  # a terminal event's time and state keep their gradient
+                self.record.add(k, b, t_e[b] if keep else t_e[b].detach(), u_pre[b] if keep else u_pre[b].detach())
         restart = mask & ~terminal
         if bool(restart.any()):
             if coeffs is None:  # built before the restart changes the stepper's f at the step's end
@@ -429,6 +436,27 @@ class BatchEvents:
         self.g = torch.where(restart[:, None], g_new, torch.where(accepted[:, None], g1, self.g))
         self.restarted = self.restarted | restart
         return BatchHit(mask, cut, terminal, ratio, t_e, u_pre, u_post, coeffs)
+
+    def _ift(self, rows: Tensor, col: Tensor, t_e: Tensor, u_e: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`ScalarEvents._ift` for the ``rows`` of a batch (event function ``col`` of each row): the located
+        times keep their values and get the implicit function theorem's gradient, the states move along ``f``."""
+        g = self.spec.values(t_e, u_e).gather(1, col[:, None])[:, 0]
+        if not g.requires_grad:
+            return t_e, u_e
+        with torch.enable_grad():
+            tv = t_e.detach().clone().requires_grad_(True)
+            uv = u_e.detach().clone().requires_grad_(True)
+            gv = self.spec.values(tv, uv).gather(1, col[:, None])[:, 0]
+            dg_dt, dg_du = torch.autograd.grad(gv.sum(), (tv, uv), allow_unused=True)  # rows are independent
+        with torch.no_grad():
+            f = self.stepper.f_total(tv.detach(), uv.detach())
+            slope = (dg_du * f).sum(dim=1) if dg_du is not None else torch.zeros_like(tv)
+            if dg_dt is not None:
+                slope = slope + dg_dt
+            ok = rows & torch.isfinite(slope) & (slope != 0)  # a tangential crossing gets no gradient
+            safe = torch.where(ok, slope, torch.ones_like(slope))
+        t_new = torch.where(ok, t_e - (g - g.detach()) / safe, t_e)
+        return t_new, torch.where(ok[:, None], u_e + f * (t_new - t_e)[:, None], u_e)
 
     def _record_passive(self, theta: Tensor, theta_act: Tensor, t_prev: Tensor, dt: Tensor, coeffs: Tensor) -> None:
         passive = torch.isfinite(theta) & ~self.acting[None, :] & (theta <= theta_act[:, None])
