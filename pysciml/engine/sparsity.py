@@ -183,7 +183,7 @@ def sparsity_pattern(
     ``chunk * n`` values of memory); the pattern is the union of their nonzeros. Then ``checks`` random dense
     probes ``v`` at another random point compare ``J v`` (one JVP) with the product of the Jacobian recovered
     on the detected pattern by colouring; a mismatch means an entry was missed and raises
-    :class:`InputError`.
+    :class:`~pysciml.InputError`.
 
     What it can miss: an entry that is zero at every probe point while not identically zero (a branch such as
     ``relu``/``max``/``where`` inactive near ``u0``, or a derivative vanishing on a set that contains every
