@@ -6,11 +6,14 @@ interpolated linearly (``interp="linear"``) or by the cubic Hermite polynomial t
 (``interp="cubic"``, one extra ``f`` evaluation per output time). With ``perturb=True`` the stage at a step's
 start is evaluated at the next representable time after it and a stage at its end at the one before it (so a
 ``func`` with jumps at grid points sees the right side of each). Each step is one step of pysciml's stepper
-for the method; gradients flow through the steps (including to ``t``, through the grid).
+for the method; gradients flow through the steps (including to ``t``, through the grid). The stepper's fixed-step
+check (:mod:`pysciml.engine.fixed_step_check`, what ``solve`` turns into ``ReturnCode.Unstable``) runs on the
+steps too; here it only warns, since torchdiffeq returns such results silently and ``odeint`` keeps its numbers.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +21,7 @@ import torch
 
 from ._validate import SolveOptions, check_solve
 from .algorithms import Algorithm
+from .engine.fixed_step_check import describe
 from .errors import InputError, SolverError
 from .native import make_stepper
 from .odeint_options import GridSettings
@@ -113,6 +117,7 @@ def integrate_grid(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
     checked = check_solve(prob, alg, SolveOptions(rtol=rtol, atol=atol, adaptive=False, dt=span or 1.0))
     stepper = make_stepper(checked.alg, prob, Stats(), checked.atol, checked.rtol, False)
     u = y0.reshape(1, -1)
+    check = stepper.fixed_step_check(1, checked.atol, real, y0.device)
     out = [u[0]]
     j = 1
     wrapped.t0, wrapped.t1 = gt[0], gt[1] if len(gt) > 1 else gt[0]
@@ -136,6 +141,16 @@ def integrate_grid(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
         stepper.accept(True, t1.reshape(1), u1, res)
         if settings.perturb and res.f_end is not None:  # an FSAL end stage was taken just before t1
             stepper.f0 = stepper.f_total(t1.reshape(1), u1)
+        if check is not None and (check.due(i + 1) or i + 2 == len(gt)):
+            f_start, f_end = stepper.check_fields(u, res)
+            kind, z = check.check_one(u.detach(), u1.detach(), f_start.detach(), f_end.detach(),
+                                      float((t1 - t0).detach()), None if res.err is None else res.err.detach())
+            if kind:  # torchdiffeq returns such numbers silently; pysciml returns them too (same numbers), warned
+                why = describe(kind, z, stepper.name, stepper.stability_boundary)
+                warnings.warn(f"odeint: the fixed-grid solve is unreliable from t={float(t1.detach()):.6g}: {why} "
+                              "(odeint: a finer grid, options step_size, or an adaptive method)", RuntimeWarning,
+                              stacklevel=4)
+                check = None
         f1 = None
         while j < len(t) and direction * float((t1 - t[j].to(real)).detach()) >= 0:
             tj = t[j].to(real)

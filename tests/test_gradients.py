@@ -221,8 +221,8 @@ def test_odeint_bad_input():
     t = torch.linspace(0, 1, 3)
     with pytest.raises(ps.InputError, match="unknown method"):
         odeint(lambda t, y: -y, torch.ones(1), t, method="nope")
-    with pytest.raises(ps.InputError, match="not available in pysciml: use method='tsit5'"):
-        odeint(lambda t, y: -y, torch.ones(1), t, method="explicit_adams")
+    with pytest.raises(ps.InputError, match="not available in pysciml: it runs scipy forward only"):
+        ps.odeint_adjoint(lambda t, y: -y, torch.ones(1), t, method="scipy_solver")
     with pytest.raises(ps.InputError, match="unknown options"):
         odeint(lambda t, y: -y, torch.ones(1), t, options={"stepsize": 0.1})
     with pytest.raises(ps.InputError, match="strictly increasing or strictly decreasing"):
