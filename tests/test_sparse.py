@@ -298,3 +298,23 @@ def test_bad_input():
     with pytest.raises(InputError, match="probes"):
         ps.sparsity_pattern(f, u0, probes=0)
     assert ps.Rodas5P(linsolve="sparselu").linsolve == ps.SparseLU()
+
+
+def test_sparse_jac_structure_must_not_change():
+    calls = [0]
+
+    def jac(t, u):
+        calls[0] += 1
+        d = torch.diag(-torch.ones(3, dtype=F64))
+        if calls[0] > 1:
+            d[0, 2] = 1.0  # a new entry on the second call
+        return d.to_sparse()
+
+    prob = ps.ODEProblem(lambda t, u: -u, torch.ones(3, dtype=F64), (0.0, 1.0), jac=jac)
+    stats = Stats()
+    rhs = RHS(prob.f, prob.f_takes_p, prob, stats, jac=prob.jac, jac_takes_p=prob.jac_takes_p)
+    solver = SparseLUSolver(stats, None, ps.SparseLU())
+    t, u = torch.zeros(1, dtype=F64), torch.ones(1, 3, dtype=F64)
+    solver.set_jacobian(rhs, t, u, u)
+    with pytest.raises(InputError, match="structure differs"):
+        solver.set_jacobian(rhs, t, u, u)
