@@ -2,7 +2,8 @@
 (:func:`retcode_from_julia`), ``DEStats`` counters -> :class:`~pysciml.Stats` (:func:`stats_from_julia`).
 
 Every member of SciMLBase's ``ReturnCode`` enum (SciMLBase 3.49, ``src/retcodes.jl``) is listed. The codes
-SciMLBase's ``successful_retcode`` accepts map to ``Success``; every other code is a failure, among them
+SciMLBase's ``successful_retcode`` accepts map to ``Success`` (``Terminated`` to pysciml's ``Terminated``, also a
+success); every other code is a failure, among them
 ``Default``: the enum's initial value, which a finished solve never carries (SciMLBase: "the solve is
 unfinished or its outcome is unknown"). A name missing here (a future SciMLBase) is a failure as well.
 The Julia name itself always stays in the solution's message.
@@ -23,6 +24,7 @@ JULIA_SUCCESS_RETCODES = frozenset({
 
 JULIA_RETCODES: dict[str, ReturnCode] = {
     **{name: ReturnCode.Success for name in JULIA_SUCCESS_RETCODES},
+    "Terminated": ReturnCode.Terminated,  # a terminal callback ended the solve (a success, as in SciMLBase)
     "Default": ReturnCode.ConvergenceFailure,  # never set by a finished solve: outcome unknown
     "MaxIters": ReturnCode.MaxIters,
     "MaxNumSub": ReturnCode.MaxIters,  # sub-iteration budget exhausted
