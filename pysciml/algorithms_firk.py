@@ -12,8 +12,11 @@ GaussLegendre6  6      no (dt=)  A-stable, symmetric, ``|R(inf)| = 1``    symple
 Every step solves all stages at once by simplified Newton, one real ``n x n`` LU per real eigenvalue of ``A^{-1}``
 and one complex ``n x n`` LU per complex pair (:mod:`pysciml.engine.firk`), dense LU only (``linsolve=GMRES()`` is
 refused). A constant mass matrix (``ODEProblem(..., mass_matrix=M)``, ``M`` may be singular: index-1 DAEs) is
-solved by every method here; the tests run it with RadauIIA5. Dense output is the collocation polynomial
-(order ``s``). Tableaus: :mod:`pysciml.engine.tableaus.firk`. Native engine only: PySciML.jl does not load
+solved by every method here (tested: each keeps its order with a nonsingular ``M``; RadauIIA5 and RadauIIA3 on the
+Robertson DAE). Adaptive solves use radau5's predictive controller with its 1.2x step hold
+(:class:`~pysciml.engine.firk_control.PredictiveController`) unless ``controller=`` is given. Dense output is the
+collocation polynomial (order ``s``), so adaptive RadauIIA5 solves land their steps on ``saveat`` times.
+Tableaus: :mod:`pysciml.engine.tableaus.firk`. Native engine only: PySciML.jl does not load
 OrdinaryDiffEqFIRK yet, so ``backend='julia'`` refuses them (no ``julia_name``).
 """
 

@@ -16,8 +16,9 @@ start, transformed to one real or complex ``n x n`` system per eigenvalue (pair)
   unless the increment is already at round-off level (``100 eps`` of the stage values: at ``rtol`` near
   ``1e-13`` the contraction of round-off noise is ~1 and would otherwise read as divergence);
 * the Jacobian is kept for the next step when Newton contracted fast (``theta <= jac_reuse``, radau5's 0.001)
-  and recomputed after a rejected step unless it is already at the step start; the factorizations are reused
-  while neither ``J`` nor ``h`` changes (fixed steps);
+  and recomputed after a rejected step unless it is already at the step start, per trajectory; the
+  factorizations are reused while neither ``J`` nor ``h`` changes (fixed steps, and the steps that
+  :class:`~.firk_control.PredictiveController` holds);
 * the error estimate ``(M / (gamma0 h) - J)^{-1} (f(t, u) + M sum_i ez_i Z_i / h)`` (the tableau's ``gamma0``,
   ``ez``), recomputed once with ``f(t, u + err)`` in place of ``f(t, u)`` on the first step and after a rejected
   step when it is ``>= 1`` (radau5's refinement for very stiff components).
