@@ -358,7 +358,8 @@ SCIMLBASE_RETCODES = {  # SciMLBase 3.49 src/retcodes.jl: every ReturnCode and s
 def test_every_scimlbase_return_code_is_mapped():
     assert set(JULIA_RETCODES) == set(SCIMLBASE_RETCODES)
     for name, success in SCIMLBASE_RETCODES.items():
-        assert (retcode_from_julia(name) is ReturnCode.Success) == success, name
+        assert bool(retcode_from_julia(name)) == success, name  # ReturnCode.__bool__: Success or Terminated
+    assert retcode_from_julia("Terminated") is ReturnCode.Terminated
 
 
 def test_default_and_unknown_return_codes_are_failures():
@@ -366,7 +367,7 @@ def test_default_and_unknown_return_codes_are_failures():
     assert retcode_from_julia("SomethingNew") is ReturnCode.ConvergenceFailure
     assert retcode_from_julia("DtNaN") is ReturnCode.Unstable
     assert retcode_from_julia("MaxIters") is ReturnCode.MaxIters
-    assert not retcode_from_julia("Default")  # ReturnCode.__bool__: only Success is truthy
+    assert not retcode_from_julia("Default")  # ReturnCode.__bool__: only Success and Terminated are truthy
 
 
 def test_algorithm_families_are_known():
