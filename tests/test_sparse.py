@@ -327,7 +327,7 @@ def test_sparse_lu_with_a_singular_mass_matrix():
         return torch.stack([-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2**2, y1 + y2 + y3 - 1])
 
     M = torch.diag(torch.tensor([1.0, 1.0, 0.0], dtype=F64))
-    prob = ps.ODEProblem(f, torch.tensor([1.0, 0.0, 0.0], dtype=F64), (0.0, 100.0), mass_matrix=M,
+    prob = ps.ODEProblem(f, torch.tensor([1.0, 0.0, 0.0], dtype=F64), (0.0, 1.0), mass_matrix=M,
                          jac_prototype=torch.ones(3, 3, dtype=torch.bool))
     dense = ps.solve(prob, ps.Rodas5P(), rtol=1e-8, atol=1e-10)
     sparse = ps.solve(prob, ps.Rodas5P(linsolve=ps.SparseLU()), rtol=1e-8, atol=1e-10)
