@@ -279,3 +279,20 @@ def test_odeint_adams_gradients_match_finite_differences() -> None:
             r = check_gradient(lambda m=method: odeint(f, y0, t, method=m, options=opts, rtol=1e-3)[-1].pow(2).sum(),
                                [y0, w, t], h=1e-6)
         assert r.rel < 1e-7, (method, r)
+
+
+def test_odeint_adams_evaluates_f_where_torchdiffeq_does() -> None:
+    """On t's grid: the same evaluation times as torchdiffeq (3/8-rule stages in the first two steps, then the grid
+    points; implicit_adams adds the corrector's at each step's end), plus f at t[-1], which pysciml's stepper
+    evaluates after the last step (torchdiffeq does not)."""
+    tdq = pytest.importorskip("torchdiffeq")
+    t = torch.tensor([0.0, 0.1, 0.2, 0.3, 0.4, 0.5], dtype=F64)
+    for method in ("explicit_adams", "implicit_adams"):
+        seen: dict[str, list[float]] = {"ours": [], "theirs": []}
+        for who, run in (("ours", odeint), ("theirs", tdq.odeint)):
+            def f(tt: torch.Tensor, y: torch.Tensor, times: list[float] = seen[who]) -> torch.Tensor:
+                times.append(round(float(tt), 12))
+                return -y
+            run(f, torch.ones(1, dtype=F64), t, method=method)
+        assert sorted(set(seen["ours"])) == sorted(set(seen["theirs"]) | {0.5})
+        assert len(seen["ours"]) == len(seen["theirs"]) + 1
