@@ -132,8 +132,10 @@ class FIRKStepper(Stepper):
         return torch.where(torch.tensor(self.have, device=u.device)[:, None, None], Z, torch.zeros_like(Z))
 
     # ------------------------------------------------------------------ Newton
-    def _newton(self, t: Tensor, u: Tensor, h: Tensor, Z: Tensor) -> tuple[Tensor, Tensor]:
-        """Simplified Newton on the transformed stage system; returns ``Z (B, s, n)`` and a ``(B,)`` converged mask.
+    def _newton(self, t: Tensor, u: Tensor, h: Tensor, Z: Tensor,
+                rows: list[bool] | None = None) -> tuple[Tensor, list[bool]]:
+        """Simplified Newton on the transformed stage system; returns ``Z (B, s, n)`` and whether each trajectory
+        converged (only the ``rows`` given iterate; the others are left as they are and reported False).
 
         The rate control (radau5's theta, eta = faccon, the divergence prediction) runs on Python floats per
         trajectory: one transfer of the ``(B,)`` increment norms per iteration instead of a dozen tensor ops."""
@@ -145,7 +147,8 @@ class FIRKStepper(Stepper):
         faccon = [max(f, eps) ** 0.8 for f in self.faccon]
         theta = [self.jac_reuse] * bsz
         dynold, thqold = [1.0] * bsz, [1.0] * bsz
-        state = [0] * bsz  # 0 iterating, 1 converged, -1 failed
+        state = [0 if rows is None or r else 2 for r in (rows or [True] * bsz)]  # 0 iterating, 1 converged, -1
+        # failed, 2 not asked to iterate
         lam_h = self.Lam / h[:, None, None]
         for it in range(self.max_iters):
             self.stats.nnonliniter += 1
@@ -191,7 +194,7 @@ class FIRKStepper(Stepper):
         converged = [st == 1 for st in state]
         self.faccon = [fc if ok else old for fc, ok, old in zip(faccon, converged, self.faccon, strict=True)]
         self.theta = [th if ok else old for th, ok, old in zip(theta, converged, self.theta, strict=True)]
-        return Z, torch.tensor(converged, device=u.device)
+        return Z, converged
 
     def _attach_gradient(self, t: Tensor, u: Tensor, h: Tensor, Zs: Tensor) -> Tensor:
         """``Z*`` carrying the exact derivative of the stage equations (module docstring)."""
@@ -217,26 +220,23 @@ class FIRKStepper(Stepper):
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
         f0 = self.f0
         assert f0 is not None
-        if self.J is None or any(self.need_jac):  # one batched Jacobian; only the rows that need it change
-            J = self.rhs.jac(t.detach(), u.detach(), f0.detach()).detach()
-            if self.J is None or all(self.need_jac):
-                self.J = J
-            else:
-                self.J = torch.where(torch.tensor(self.need_jac, device=u.device)[:, None, None], J, self.J)
-            self._jac_count += 1
-            self.jac_at_start = [a or b for a, b in zip(self.jac_at_start, self.need_jac, strict=True)]
-            self.need_jac = [False] * len(self.need_jac)
         h = dt.detach()
-        if (self._factored is None or self._factored[0] != self._jac_count
-                or not torch.equal(self._factored[1], h)):
-            self.factors.factor(self.mus, self.J, h)
-            self._factored = (self._jac_count, h)
-        assert self.factors.ok is not None
+        self._refresh(t.detach(), u.detach(), f0.detach(), h)
         tracked = torch.is_grad_enabled() and (self.f_tracked or u.requires_grad)
         with torch.no_grad():
             Z0 = self._predict(u.detach(), h)
-            Z, ok = self._newton(t.detach(), u.detach(), h, Z0)
-        ok = ok & self.factors.ok
+            Z, conv = self._newton(t.detach(), u.detach(), h, Z0)
+            # as SciPy's Radau: a Newton failure with a Jacobian from an earlier point retries at the same h with a
+            # fresh one (a rejection would shrink the step for what is often only a stale Jacobian)
+            retry = [not c and not a for c, a in zip(conv, self.jac_at_start, strict=True)]
+            if any(retry):
+                self.need_jac = retry
+                self._refresh(t.detach(), u.detach(), f0.detach(), h)
+                Z2, conv2 = self._newton(t.detach(), u.detach(), h, Z0, rows=retry)
+                Z = Z2 if all(retry) else torch.where(torch.tensor(retry, device=u.device)[:, None, None], Z2, Z)
+                conv = [c2 if r else c for c, c2, r in zip(conv, conv2, retry, strict=True)]
+        assert self.factors.ok is not None
+        ok = torch.tensor(conv, device=u.device) & self.factors.ok
         if not bool(ok.all()):
             self.stats.nnonlinconvfail += 1
         if tracked:
@@ -251,6 +251,22 @@ class FIRKStepper(Stepper):
             coeffs = polynomial_coefficients(u.detach(), self.dense_matrix, K.detach().transpose(0, 1))
             self._pending = (coeffs.transpose(0, 1), h)
         return StepResult(u_new=u_new, err=err, ok=ok, stages=list(K.unbind(1)), f_start=f0)
+
+    def _refresh(self, t: Tensor, u: Tensor, f0: Tensor, h: Tensor) -> None:
+        """Recompute the rows of ``J`` that need it (one batched Jacobian) and factor when ``J`` or ``h`` changed."""
+        if self.J is None or any(self.need_jac):
+            J = self.rhs.jac(t, u, f0).detach()
+            if self.J is None or all(self.need_jac):
+                self.J = J
+            else:
+                self.J = torch.where(torch.tensor(self.need_jac, device=u.device)[:, None, None], J, self.J)
+            self._jac_count += 1
+            self.jac_at_start = [a or b for a, b in zip(self.jac_at_start, self.need_jac, strict=True)]
+            self.need_jac = [False] * len(self.need_jac)
+        if (self._factored is None or self._factored[0] != self._jac_count
+                or not torch.equal(self._factored[1], h)):
+            self.factors.factor(self.mus, self.J, h)
+            self._factored = (self._jac_count, h)
 
     def _estimate(self, t: Tensor, u: Tensor, u_new: Tensor, h: Tensor, Z: Tensor, f0: Tensor) -> Tensor:
         assert self.err_mu is not None

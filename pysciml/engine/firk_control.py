@@ -29,23 +29,27 @@ Tensor = torch.Tensor
 @dataclass(frozen=True)
 class PredictiveController(PIController):
     """Gustafsson's predictive controller (radau5). ``qmin = 1/5``, ``qmax = 8``, ``gamma = 0.9`` as in radau5;
-    ``hold``: keep ``h`` when the proposal grows it by less than this factor. ``beta1``/``beta2``/``qoldinit``
+    ``hold``: keep ``h`` when the proposal grows it by less than this factor; ``failed``: the factor ``h`` shrinks
+    by after a step without an error estimate (Newton failed: radau5 halves it). ``beta1``/``beta2``/``qoldinit``
     are not used (the exponent is ``1 / order``; ``qoldinit`` is the negative "no step yet" marker)."""
 
     qmax: float = 8.0
     qoldinit: float = -1.0
     hold: float = 1.2
+    failed: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0 < self.qmin <= 1 or not 1 < self.qmax < math.inf or not 0 < self.gamma <= 1:
             raise InputError(f"PredictiveController needs 0 < qmin <= 1 < qmax < inf and 0 < gamma <= 1, got "
                              f"qmin={self.qmin}, qmax={self.qmax}, gamma={self.gamma}")
+        if not 1 < self.failed < math.inf:
+            raise InputError(f"PredictiveController(failed={self.failed}): failed must be a finite factor > 1")
         if not 1 <= self.hold < self.qmax:
             raise InputError(f"PredictiveController(hold={self.hold}): hold must lie in [1, qmax)")
 
     def propose_scalar(self, dt: float, eest: float, qold: float, accept: bool, order: int) -> tuple[float, float]:
         k, lo, hi = 1.0 / order, 1.0 / self.qmax, 1.0 / self.qmin
-        q = min(max(eest**k / self.gamma, lo), hi) if math.isfinite(eest) else hi
+        q = min(max(eest**k / self.gamma, lo), hi) if math.isfinite(eest) else self.failed
         if not accept:
             return dt / q, qold
         if qold > 0:
@@ -60,7 +64,7 @@ class PredictiveController(PIController):
         k, lo, hi = 1.0 / order, 1.0 / self.qmax, 1.0 / self.qmin
         finite = torch.isfinite(eest)
         e = torch.where(finite, eest, torch.ones_like(eest))
-        q = torch.where(finite, (e.pow(k) / self.gamma).clamp(lo, hi), torch.full_like(e, hi))
+        q = torch.where(finite, (e.pow(k) / self.gamma).clamp(lo, hi), torch.full_like(e, self.failed))
         gus = (qold.clamp(min=0.0) / dt.abs() * e.pow(2 * k) / self.gamma).clamp(lo, hi)
         q_acc = torch.where(qold > 0, torch.maximum(q, gus), q)
         dt_acc = dt / q_acc
