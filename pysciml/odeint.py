@@ -205,7 +205,8 @@ def odeint(
             reaches zero and return ``(event_t, solution)``, the states at ``[t[0], event_t]``. The event is located
             without gradients, then ``odeint`` runs on ``[t[0], event_t]`` with the sensitivity asked for (so the
             states' gradients are at a fixed ``event_t``); :func:`pysciml.odeint_event` adds the gradient through
-            ``event_t``. Adaptive methods on the native engine only.
+            ``event_t``. Native engine only. Fixed-grid methods need ``options={"step_size": dt}`` and locate the
+            event on each grid step's interpolant, as torchdiffeq's do.
         progress: a tqdm bar over ``t`` (see :func:`pysciml.solve`); with the discrete adjoint only.
         compile: run the (forward) steps as compiled programs (see :func:`pysciml.solve`'s ``compile``); the
             backward solves of the continuous adjoints stay eager. Native engine only; with step callbacks,

@@ -13,6 +13,7 @@ steps too; here it only warns, since torchdiffeq returns such results silently a
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,7 @@ from .odeint_options import GridSettings
 from .problem import ODEProblem
 from .solution import ReturnCode, Stats
 
-__all__ = ["integrate_grid", "make_grid"]
+__all__ = ["integrate_grid", "make_grid", "grid_until_event"]
 
 Tensor = torch.Tensor
 
@@ -98,6 +99,68 @@ def _cubic(t0: Tensor, y0: Tensor, f0: Tensor, t1: Tensor, y1: Tensor, f1: Tenso
     return h00 * y0 + h10 * dt * f0 + h01 * y1 + h11 * dt * f1
 
 
+class _GridRun:
+    """One fixed-grid solve's stepper, stepped grid step by grid step (:meth:`step`), with the fixed-step check
+    warning once."""
+
+    def __init__(self, func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, tspan: tuple[float, float],
+                 alg: Algorithm, settings: GridSettings, rtol: float, atol: Any, t_first: Tensor,
+                 t_second: Tensor) -> None:
+        self.real = y0.real.dtype if y0.is_complex() else y0.dtype
+        self.wrapped = _GridFunc(func, settings.perturb)
+        self.perturb = settings.perturb
+        prob = ODEProblem(self.wrapped, y0, tspan)
+        span = abs(tspan[1] - tspan[0])
+        checked = check_solve(prob, alg, SolveOptions(rtol=rtol, atol=atol, adaptive=False, dt=span or 1.0))
+        self.stepper = make_stepper(checked.alg, prob, Stats(), checked.atol, checked.rtol, False)
+        self.check = self.stepper.fixed_step_check(1, checked.atol, self.real, y0.device)
+        self.wrapped.t0, self.wrapped.t1 = t_first, t_second
+        self.stepper.init(t_first.reshape(1), y0.reshape(1, -1))
+
+    def step(self, i: int, t0: Tensor, t1: Tensor, t_after: Tensor, u: Tensor, last: bool) -> tuple[Tensor, Tensor]:
+        """Step ``u`` (``(1, n)``) from grid time ``t0`` to ``t1`` (the ``i``-th step; ``t_after`` the grid time after
+        ``t1``, for ``perturb``): the new state ``(1, n)`` and ``f`` at the step's start ``(1, n)``."""
+        self.wrapped.t0, self.wrapped.t1 = t0, t1
+        res = self.stepper.step(t0.reshape(1), u, (t1 - t0).reshape(1))
+        if res.ok is not None and not bool(res.ok.all()):
+            a, b = float(t0.detach()), float(t1.detach())
+            raise SolverError(f"{self.stepper.name}: the implicit stage solve failed on the grid step from t={a:g} to "
+                              f"t={b:g}; use a finer grid (options step_size or grid_constructor)",
+                              ReturnCode.ConvergenceFailure)
+        u1 = res.u_new
+        self.wrapped.t0, self.wrapped.t1 = t1, t_after
+        self.stepper.accept(True, t1.reshape(1), u1, res)
+        if self.perturb and res.f_end is not None:  # an FSAL end stage was taken just before t1
+            self.stepper.f0 = self.stepper.f_total(t1.reshape(1), u1)
+        if self.check is not None and (self.check.due(i + 1) or last):
+            f_start, f_end = self.stepper.check_fields(u, res)
+            kind, z = self.check.check_one(u.detach(), u1.detach(), f_start.detach(), f_end.detach(),
+                                           float((t1 - t0).detach()), None if res.err is None else res.err.detach())
+            if kind:  # torchdiffeq returns such numbers silently; pysciml returns them too (same numbers), warned
+                why = describe(kind, z, self.stepper.name, self.stepper.stability_boundary)
+                warnings.warn(f"odeint: the fixed-grid solve is unreliable from t={float(t1.detach()):.6g}: {why} "
+                              "(odeint: a finer grid, options step_size, or an adaptive method)", RuntimeWarning,
+                              stacklevel=5)
+                self.check = None
+        return u1, res.f_start
+
+
+def _interpolant(settings: GridSettings, func: Callable[[Tensor, Tensor], Tensor], shape: torch.Size, t0: Tensor,
+                 t1: Tensor, u0: Tensor, u1: Tensor, f0: Tensor) -> Callable[[Tensor], Tensor]:
+    """``y(t)`` (a row ``(n,)``) inside the grid step ``[t0, t1]``: linear, or cubic Hermite (``f`` at ``t1``
+    evaluated on first use, once per grad mode)."""
+    if settings.interp != "cubic":
+        return lambda tj: _linear(t0, t1, u0, u1, tj)
+    f1: dict[bool, Tensor] = {}  # by grad mode: one made under no_grad (an event search) has no graph
+
+    def cubic(tj: Tensor) -> Tensor:
+        mode = torch.is_grad_enabled()
+        if mode not in f1:
+            f1[mode] = func(t1, u1.reshape(shape)).reshape(-1)
+        return _cubic(t0, u0, f0, t1, u1, f1[mode], tj)
+    return cubic
+
+
 def integrate_grid(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, alg: Algorithm,
                    settings: GridSettings, *, rtol: float, atol: Any, grid: Tensor,
                    callback: Callable[[Tensor, Tensor, Tensor], Any] | None = None) -> Tensor:
@@ -111,57 +174,72 @@ def integrate_grid(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
     direction = 1.0 if float(t[-1].detach()) >= float(t[0].detach()) else -1.0
     real = y0.real.dtype if y0.is_complex() else y0.dtype
     gt = grid.to(real)
-    wrapped = _GridFunc(func, settings.perturb)
-    prob = ODEProblem(wrapped, y0, (float(t[0].detach()), float(t[-1].detach())))
-    span = abs(prob.tspan[1] - prob.tspan[0])
-    checked = check_solve(prob, alg, SolveOptions(rtol=rtol, atol=atol, adaptive=False, dt=span or 1.0))
-    stepper = make_stepper(checked.alg, prob, Stats(), checked.atol, checked.rtol, False)
+    run = _GridRun(func, y0, (float(t[0].detach()), float(t[-1].detach())), alg, settings, rtol, atol, gt[0],
+                   gt[1] if len(gt) > 1 else gt[0])
     u = y0.reshape(1, -1)
-    check = stepper.fixed_step_check(1, checked.atol, real, y0.device)
     out = [u[0]]
     j = 1
-    wrapped.t0, wrapped.t1 = gt[0], gt[1] if len(gt) > 1 else gt[0]
-    stepper.init(gt[0].reshape(1), u)
     for i in range(len(gt) - 1):
         if j >= len(t):
             break
         t0, t1 = gt[i], gt[i + 1]
-        wrapped.t0, wrapped.t1 = t0, t1
         if callback is not None:
             callback(grid[i], u[0], direction * (grid[i + 1] - grid[i]))
-        res = stepper.step(t0.reshape(1), u, (t1 - t0).reshape(1))
-        if res.ok is not None and not bool(res.ok.all()):
-            a, b = float(t0.detach()), float(t1.detach())
-            raise SolverError(f"{stepper.name}: the implicit stage solve failed on the grid step from t={a:g} to "
-                              f"t={b:g}; use a finer grid (options step_size or grid_constructor)",
-                              ReturnCode.ConvergenceFailure)
-        u1 = res.u_new
-        f0 = res.f_start
-        wrapped.t0, wrapped.t1 = t1, gt[i + 2] if i + 2 < len(gt) else t1
-        stepper.accept(True, t1.reshape(1), u1, res)
-        if settings.perturb and res.f_end is not None:  # an FSAL end stage was taken just before t1
-            stepper.f0 = stepper.f_total(t1.reshape(1), u1)
-        if check is not None and (check.due(i + 1) or i + 2 == len(gt)):
-            f_start, f_end = stepper.check_fields(u, res)
-            kind, z = check.check_one(u.detach(), u1.detach(), f_start.detach(), f_end.detach(),
-                                      float((t1 - t0).detach()), None if res.err is None else res.err.detach())
-            if kind:  # torchdiffeq returns such numbers silently; pysciml returns them too (same numbers), warned
-                why = describe(kind, z, stepper.name, stepper.stability_boundary)
-                warnings.warn(f"odeint: the fixed-grid solve is unreliable from t={float(t1.detach()):.6g}: {why} "
-                              "(odeint: a finer grid, options step_size, or an adaptive method)", RuntimeWarning,
-                              stacklevel=4)
-                check = None
-        f1 = None
+        u1, f0 = run.step(i, t0, t1, gt[i + 2] if i + 2 < len(gt) else t1, u, i + 2 == len(gt))
+        interp = _interpolant(settings, func, y0.shape, t0, t1, u[0], u1[0], f0[0])
         while j < len(t) and direction * float((t1 - t[j].to(real)).detach()) >= 0:
-            tj = t[j].to(real)
-            if settings.interp == "cubic":
-                if f1 is None:
-                    f1 = func(t1, u1[0].reshape(y0.shape)).reshape(1, -1)
-                out.append(_cubic(t0, u[0], f0[0], t1, u1[0], f1[0], tj))
-            else:
-                out.append(_linear(t0, t1, u[0], u1[0], tj))
+            out.append(interp(t[j].to(real)))
             j += 1
         u = u1
     if j < len(t):
         raise InputError("the time grid ended before the last output time")
     return torch.stack(out).reshape(len(t), *y0.shape)
+
+
+#: torchdiffeq's bound on the steps of a fixed-grid search for an event
+MAX_EVENT_STEPS = 20000
+
+
+def grid_until_event(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t0: Tensor, direction: float,
+                     alg: Algorithm, settings: GridSettings, event_fn: Callable[[Tensor, Tensor], Tensor], *,
+                     rtol: float, atol: float) -> tuple[Tensor, Tensor]:
+    """torchdiffeq's fixed-grid event mode: steps of ``settings.step_size`` from ``t0`` (in ``direction``) until
+    the sign of ``event_fn(t, y)`` (a scalar) differs from its sign at ``t0``, then bisection to ``atol`` on the
+    step's interpolant (``settings.interp``). Returns ``event_t`` (0-d, no gradient) and the states
+    ``(2, *y0.shape)`` at ``t0`` and ``event_t`` (the second through the steps, with their gradients)."""
+    if settings.step_size is None:
+        raise InputError("event_fn with a fixed-grid method needs options={'step_size': dt} (as in torchdiffeq)")
+    real = y0.real.dtype if y0.is_complex() else y0.dtype
+    t0 = t0.detach().to(real)
+    dt = direction * settings.step_size
+    shape = y0.shape
+
+    def g(tt: Tensor, row: Tensor) -> Tensor:
+        value = event_fn(tt, row.reshape(shape))
+        if value.numel() != 1:
+            raise InputError(f"event_fn must return a scalar with a fixed-grid method, got shape {tuple(value.shape)}")
+        return torch.sign(value.detach().reshape(()))
+
+    run = _GridRun(func, y0, (float(t0), float(t0) + dt), alg, settings, rtol, atol, t0, t0 + dt)
+    u = y0.reshape(1, -1)
+    with torch.no_grad():
+        sign0 = g(t0, u[0])
+    ta = t0
+    for i in range(MAX_EVENT_STEPS):
+        tb = ta + dt
+        u1, f0 = run.step(i, ta, tb, tb + dt, u, False)
+        with torch.no_grad():
+            crossed = bool(g(tb, u1[0]) != sign0)
+        if crossed:
+            interp = _interpolant(settings, func, shape, ta, tb, u[0], u1[0], f0[0])
+            with torch.no_grad():
+                lo, hi = ta, tb
+                for _ in range(max(0, math.ceil(math.log(abs(dt) / atol, 2)))):
+                    mid = (lo + hi) / 2
+                    same = g(mid, interp(mid)) == sign0
+                    lo, hi = torch.where(same, mid, lo), torch.where(same, hi, mid)
+                event_t = (lo + hi) / 2
+            return event_t, torch.stack((y0.reshape(-1), interp(event_t))).reshape(2, *shape)
+        ta, u = tb, u1
+    raise SolverError(f"odeint: no event within {MAX_EVENT_STEPS} fixed steps of {settings.step_size:g} from "
+                      f"t={float(t0):g}", ReturnCode.MaxIters)

@@ -19,7 +19,8 @@ import torch
 from .algorithms import Algorithm
 from .callbacks import ContinuousCallback
 from .errors import InputError, SolverError
-from .odeint_options import FIXED_GRID_METHODS
+from .odeint_grid import grid_until_event
+from .odeint_options import FIXED_GRID_METHODS, translate_options
 from .problem import ODEProblem
 from .solution import ReturnCode
 from .solve import solve
@@ -71,9 +72,6 @@ def until_event(odeint: Callable[..., Any], func: Callable[..., Any], y0: Tensor
     only the direction. ``event_t`` has no gradient (use :func:`pysciml.odeint_event` for one)."""
     if not callable(event_fn):
         raise InputError(f"event_fn must be callable as event_fn(t, y) -> tensor, got {type(event_fn).__name__}")
-    if isinstance(method, str) and method.lower() in FIXED_GRID_METHODS:
-        raise InputError(f"event_fn with the fixed-grid method {method!r} is not supported; use an adaptive method "
-                         "(method='dopri5', alg=Tsit5(), Rodas5P())")
     like = y0 if isinstance(y0, Tensor) else y0[0] if isinstance(y0, tuple) and y0 else None
     if like is None or like.is_complex():
         raise InputError("event_fn needs a real tensor y0 (or a tuple of them)")
@@ -86,9 +84,18 @@ def until_event(odeint: Callable[..., Any], func: Callable[..., Any], y0: Tensor
     if t1 == t0:
         raise InputError("with event_fn, t[1] must differ from t[0] (it gives the direction of integration)")
     direction = 1.0 if t1 > t0 else -1.0
-    f, g, flat, _ = flat_state(func, event_fn, y0)
+    f, g, flat, unflat = flat_state(func, event_fn, y0)
     if odeint_kwargs.get("backend", "torch") != "torch":
         raise InputError("event_fn runs on the native engine; drop backend= (or use backend='torch')")
+    if (isinstance(method, str) and method.lower() in FIXED_GRID_METHODS) or not algorithm.is_adaptive:
+        settings = translate_options(algorithm, options, rtol, atol, t, True)
+        assert settings.grid is not None
+        event_t, rows = grid_until_event(f, flat, t[0], direction, settings.alg or algorithm, settings.grid, g,
+                                         rtol=rtol, atol=float(min(atol) if isinstance(atol, (tuple, list)) else atol))
+        parts = [unflat(row) for row in rows]
+        if isinstance(y0, tuple):
+            return event_t.to(t.dtype), tuple(torch.stack(c) for c in zip(*parts, strict=True))
+        return event_t.to(t.dtype), torch.stack(parts)
     search_atol = min(float(a) for a in atol) if isinstance(atol, (tuple, list)) else atol
     far = t0 + direction * HORIZON * max(1.0, abs(t1 - t0))
     maxiters = int((options or {}).get("max_num_steps", 100_000))

@@ -122,7 +122,7 @@ def test_bad_input() -> None:
     y0 = torch.tensor([1.0], dtype=F64)
     with pytest.raises(InputError, match="two times"):
         ps.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0, 2.0], dtype=F64), event_fn=lambda t, y: y[0] - 0.5)
-    with pytest.raises(InputError, match="fixed-grid"):
+    with pytest.raises(InputError, match="step_size"):  # as torchdiffeq: a fixed-grid event search needs it
         ps.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0], dtype=F64), event_fn=lambda t, y: y[0] - 0.5,
                   method="rk4")
     with pytest.raises(InputError, match="event_fn must be callable"):
@@ -131,3 +131,45 @@ def test_bad_input() -> None:
         ps.odeint_event(lambda t, y: -y, y0, torch.tensor([0.0, 1.0]), event_fn=lambda t, y: y[0] - 0.5)
     with pytest.raises(SolverError, match="no event"):  # decays towards 0, never reaches -1
         ps.odeint_event(lambda t, y: -y, y0, 0.0, event_fn=lambda t, y: y[0] + 1.0, options={"max_num_steps": 200})
+
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4", "explicit_adams", "implicit_adams"])
+@pytest.mark.parametrize("interp", ["linear", "cubic"])
+@pytest.mark.parametrize("t1", [1.0, -1.0])
+def test_fixed_grid_event_matches_torchdiffeq(method: str, interp: str, t1: float) -> None:
+    """Fixed-grid methods with step_size: steps until the sign changes, bisection on the step's linear or cubic
+    interpolant, the state there carrying the steps' gradients (torchdiffeq's FixedGridODESolver event mode)."""
+
+    def f(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.stack((y[1], -y[0]))
+
+    out = []
+    for lib in (ps, td):
+        y0 = torch.tensor([1.0, 0.0], dtype=F64, requires_grad=True)
+        event_t, ys = lib.odeint(f, y0, torch.tensor([0.0, t1], dtype=F64), event_fn=lambda t, y: y[0] - 0.5,
+                                 method=method, options={"step_size": 0.05, "interp": interp})
+        (grad,) = torch.autograd.grad(ys[-1].sum(), y0)
+        out.append((event_t, ys.detach(), grad))
+    (te, ys, grad), (te_td, ys_td, grad_td) = out
+    assert float(te) == pytest.approx(float(te_td), abs=1e-12)
+    assert math.copysign(1.0, float(te)) == t1 and abs(float(te)) == pytest.approx(math.pi / 3, abs=2e-2)
+    torch.testing.assert_close(ys, ys_td, rtol=0, atol=1e-12)
+    torch.testing.assert_close(grad, grad_td, rtol=0, atol=1e-12)
+
+
+def test_fixed_grid_odeint_event_gradient() -> None:
+    """odeint_event with rk4 on a grid: the event time's gradient (implicit function theorem) equals torchdiffeq's
+    and, to the method's accuracy, the analytic one: cos(t_e) y0[0] + sin(t_e) y0[1] = 1/2."""
+    f = lambda t, y: torch.stack((y[1], -y[0]))  # noqa: E731
+    grads = []
+    for lib in (ps, td):
+        y0 = torch.tensor([1.0, 0.0], dtype=F64, requires_grad=True)
+        event_t, _ = lib.odeint_event(f, y0, torch.tensor(0.0, dtype=F64), event_fn=lambda t, y: y[0] - 0.5,
+                                      method="rk4", options={"step_size": 0.05})
+        grads.append((float(event_t), torch.autograd.grad(event_t, y0)[0]))
+    te = math.pi / 3
+    assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-12)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=0, atol=1e-10)
+    # d t_e / d y0 = -(cos t_e, sin t_e) / (d/dt x) with d/dt x = -sin t_e at y0 = (1, 0)
+    expected = torch.tensor([math.cos(te), math.sin(te)], dtype=F64) / math.sin(te)
+    torch.testing.assert_close(grads[0][1], expected, rtol=1e-4, atol=1e-6)
