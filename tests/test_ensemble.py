@@ -165,6 +165,12 @@ def test_params_stacked_leaf_by_leaf():
     for i in range(4):  # rotation times exp(-rate t)
         exact = math.exp(-0.1 * i) * torch.tensor([math.cos(1.0), -math.sin(1.0)], dtype=F64)
         torch.testing.assert_close(sol[i].u[-1], exact, rtol=1e-8, atol=1e-10)
+    # the default prob_func on safety copies: the clones of A are unchanged, so A still passes once (u @ A.T
+    # on a stacked (B, 2, 2) copy would fail the row-wise check)
+    rotation = ps.ODEProblem(lambda t, u, p: u @ p.T, torch.tensor([1.0, 0.0], dtype=F64), (0.0, 1.0), A)
+    sol = ps.solve(EnsembleProblem(rotation), ps.Tsit5(), trajectories=3, rtol=1e-10, atol=1e-12)
+    exact = torch.tensor([math.cos(1.0), -math.sin(1.0)], dtype=F64)
+    assert all(torch.allclose(s.u[-1], exact, rtol=1e-8, atol=1e-10) for s in sol.u)
 
 
 def test_bad_input_is_refused_with_the_trajectory_named():

@@ -33,6 +33,18 @@ def _default_output_func(sol: Any, i: int) -> tuple[Any, bool]:
     return sol, False
 
 
+#: Attribute by which a safety copy's clone names its original and its version counter at cloning: a clone
+#: still at that version is an unchanged copy, which the batched back ends pass once like the original
+#: (:func:`pysciml.ensemble.stacking.shared_origin`) instead of stacking equal copies.
+ORIGIN_ATTR = "_pysciml_origin"
+
+
+def _clone(x: torch.Tensor) -> torch.Tensor:
+    c = x.clone()
+    setattr(c, ORIGIN_ATTR, (x, c._version))
+    return c
+
+
 def _copy_problem(prob: ODEProblem) -> ODEProblem:
     """A shallow copy of ``prob`` whose ``u0`` and the tensors in ``p`` (at the top level or in a tuple, list
     or dict) are clones: a ``prob_func`` may change them in place without touching the base problem."""
@@ -41,11 +53,11 @@ def _copy_problem(prob: ODEProblem) -> ODEProblem:
     out.u0 = prob.u0.clone()
     p = prob.p
     if isinstance(p, torch.Tensor):
-        out.p = p.clone()
+        out.p = _clone(p)
     elif isinstance(p, (tuple, list)):
-        out.p = type(p)(x.clone() if isinstance(x, torch.Tensor) else x for x in p)
+        out.p = type(p)(_clone(x) if isinstance(x, torch.Tensor) else x for x in p)
     elif isinstance(p, dict):
-        out.p = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in p.items()}
+        out.p = {k: _clone(v) if isinstance(v, torch.Tensor) else v for k, v in p.items()}
     return out
 
 

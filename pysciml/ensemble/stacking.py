@@ -8,9 +8,9 @@ Rules (checked, with an :class:`InputError` naming the trajectory that breaks th
   different spans with ``EnsembleSerial()``, or move the time dependence into ``p``);
 - ``u0`` is stacked to ``(B, *state)``;
 - ``p`` is stacked leaf by leaf (a tensor, or tuples, lists and dicts of leaves): a leaf that is the same object
-  in every trajectory is passed once, as it is; tensors that differ are stacked along a new leading dimension
-  (same shapes needed); numbers that differ become a ``(B,)`` tensor of ``u0``'s dtype; other differing objects
-  are refused.
+  in every trajectory (or an unchanged safety copy of it) is passed once, as it is; tensors that differ are
+  stacked along a new leading dimension (same shapes needed); numbers that differ become a ``(B,)`` tensor of
+  ``u0``'s dtype; other differing objects are refused.
 
 With ``vmap=False`` the batched problem calls the user's ``f`` itself on ``t (B,)``, ``u (B, *state)`` and the
 stacked ``p``: ``f`` must act row by row (``u[..., 0]``, ``p[..., 1]``), which :func:`check_rowwise` verifies
@@ -28,6 +28,7 @@ import torch
 
 from ..errors import InputError
 from ..problem import ODEProblem, SplitODEProblem, call_f
+from .problem import ORIGIN_ATTR
 
 __all__ = ["stack_problems", "check_rowwise"]
 
@@ -63,9 +64,16 @@ def _check_same(base: ODEProblem, prob: ODEProblem, i: int, i0: int) -> None:
         raise refuse("mass_matrix", "another mass matrix", "a different one")
 
 
+def shared_origin(v: Any) -> Any:
+    """The original of an unchanged safety-copy clone (see :data:`pysciml.ensemble.problem.ORIGIN_ATTR`),
+    else ``v`` itself."""
+    origin = getattr(v, ORIGIN_ATTR, None) if isinstance(v, Tensor) else None
+    return origin[0] if origin is not None and v._version == origin[1] else v
+
+
 def _stack_leaf(values: list[Any], u0: Tensor, where: str) -> tuple[Any, int | None]:
-    first = values[0]
-    if all(v is first for v in values):
+    first = shared_origin(values[0])
+    if all(shared_origin(v) is first for v in values):
         return first, None
     if all(isinstance(v, Tensor) for v in values):
         shapes = {tuple(v.shape) for v in values}
