@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -62,53 +62,49 @@ class _Array:
         self.array = array
 
 
-def _portable(x: Any, depth: int = 0) -> Any:
-    """``x`` ready to cross processes: tensors detached, on the CPU and (where NumPy has their dtype) as
-    :class:`_Array`; lists, tuples, dicts and solutions are entered (a solution without its ``prob``)."""
-    if isinstance(x, Tensor):
-        x = x.detach().cpu().resolve_conj().resolve_neg()
-        return x if x.dtype in (torch.bfloat16, torch.complex32) or x.is_quantized else _Array(x.numpy())
+def _walk(x: Any, convert: Callable[[Any], Any], depth: int = 0) -> Any:
+    """``x`` with ``convert`` applied to its tensors and :class:`_Array`s (lists, tuples, dicts and solutions are
+    entered; a solution loses its ``prob``)."""
+    if isinstance(x, (Tensor, _Array)):
+        return convert(x)
     if isinstance(x, TrajectorySolution):
-        return dataclasses.replace(x, t=_portable(x.t), u=_portable(x.u), prob=None)
+        return dataclasses.replace(x, t=convert(x.t), u=convert(x.u), prob=None)
     if depth > 8:
         return x
     if type(x) in (list, tuple):
-        return type(x)(_portable(v, depth + 1) for v in x)
+        return type(x)(_walk(v, convert, depth + 1) for v in x)
     if type(x) is dict:
-        return {k: _portable(v, depth + 1) for k, v in x.items()}
+        return {k: _walk(v, convert, depth + 1) for k, v in x.items()}
     return x
 
 
-def _restored(x: Any, depth: int = 0) -> Any:
-    """The inverse of :func:`_portable` (tensors back from arrays; solutions keep ``prob=None``)."""
-    if isinstance(x, _Array):
-        return torch.from_numpy(x.array)
-    if isinstance(x, TrajectorySolution):
-        return dataclasses.replace(x, t=_restored(x.t), u=_restored(x.u))
-    if depth > 8:
+def _to_wire(x: Any) -> Any:
+    """A tensor detached, on the CPU and (where NumPy has its dtype) as an :class:`_Array`."""
+    if not isinstance(x, Tensor):
         return x
-    if type(x) in (list, tuple):
-        return type(x)(_restored(v, depth + 1) for v in x)
-    if type(x) is dict:
-        return {k: _restored(v, depth + 1) for k, v in x.items()}
-    return x
+    x = x.detach().cpu().resolve_conj().resolve_neg()
+    return x if x.dtype in (torch.bfloat16, torch.complex32) or x.is_quantized else _Array(x.numpy())
+
+
+def _from_wire(x: Any) -> Any:
+    return torch.from_numpy(x.array) if isinstance(x, _Array) else x
 
 
 def _pack(outputs: list[Any]) -> Any:
     """A batch's outputs for the trip: tensors of one shape and dtype (``output_func`` returning e.g.
-    ``sol.u[-1]``) as one stacked array, anything else item by item (:func:`_portable`)."""
+    ``sol.u[-1]``) as one stacked array, anything else item by item (:func:`_to_wire`)."""
     first = outputs[0] if outputs else None
     if (isinstance(first, Tensor) and first.dtype not in (torch.bfloat16, torch.complex32) and not first.is_quantized
             and all(isinstance(x, Tensor) and x.shape == first.shape and x.dtype == first.dtype for x in outputs)):
-        return _Array(_portable(torch.stack([x.detach().cpu() for x in outputs])).array)
-    return _portable(outputs)
+        return _to_wire(torch.stack([x.detach().cpu() for x in outputs]))
+    return _walk(outputs, _to_wire)
 
 
 def _unpack(packed: Any) -> list[Any]:
     """The inverse of :func:`_pack`."""
     if isinstance(packed, _Array):
         return list(torch.from_numpy(packed.array).unbind(0))
-    return _restored(packed)
+    return _walk(packed, _from_wire)
 
 
 class EnsembleDistributed(EnsembleAlgorithm):
