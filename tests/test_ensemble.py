@@ -149,6 +149,19 @@ def test_rerun_and_per_trajectory_retcodes():
     assert batched.failures == [1, 4] and batched.retcode is bad and not batched.success
 
 
+def test_terminated_by_a_callback_counts_as_success():
+    """u' = -1 from u0 = 0.1, 0.4, 0.7 to t = 0.4: a terminal callback at u = 0.2 ends only the middle trajectory
+    (at t = 0.2, Terminated, a success); the ensemble succeeds."""
+    base = ps.ODEProblem(lambda t, u: -torch.ones_like(u), torch.tensor([0.0], dtype=F64), (0.0, 0.4))
+    eprob = EnsembleProblem(base, prob_func=lambda prob, i, rep: prob.remake(
+        u0=torch.tensor([0.3 * i + 0.1], dtype=F64)))
+    stop = ps.ContinuousCallback(lambda t, u: u[..., 0] - 0.2, terminal=True)
+    sol = ps.solve(eprob, ps.Tsit5(), trajectories=3, callback=stop, rtol=1e-8, atol=1e-10)
+    T, S = ps.ReturnCode.Terminated, ps.ReturnCode.Success
+    assert sol.retcodes == (S, T, S) and sol.success and sol.failures == [] and sol.retcode is S
+    assert all(s.success for s in sol.u)
+
+
 def test_params_stacked_leaf_by_leaf():
     """p = (shared matrix, per-trajectory rate as a float): the matrix passes once, the floats become (B,)."""
     A = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], dtype=F64)

@@ -87,7 +87,7 @@ class EnsembleSerial(EnsembleAlgorithm):
         for prob, i, rep in zip(probs, indices, repeats, strict=True):
             sol = solve_one(prob)
             stats += sol.stats
-            sols.append(TrajectorySolution(sol.t, sol.u, sol.retcode, i, rep, "" if sol.success else sol.message,
+            sols.append(TrajectorySolution(sol.t, sol.u, sol.retcode, i, rep, "" if sol.retcode else sol.message,
                                            sol.stats, prob))
         return sols, stats
 
@@ -123,7 +123,7 @@ class EnsembleBatched(EnsembleAlgorithm):
         sols = []
         for j, (prob, i, rep) in enumerate(zip(probs, indices, repeats, strict=True)):
             code = sol.retcodes[j]
-            msg = "" if code is ReturnCode.Success else sol.message
+            msg = "" if code else sol.message
             sols.append(TrajectorySolution(sol.t, sol.u[:, j].clone(), code, i, rep, msg, None, prob))
         return sols, sol.stats
 

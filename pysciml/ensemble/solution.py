@@ -17,6 +17,7 @@ Tensor = torch.Tensor
 #: Return codes in the order of their ``uint8`` codes in :attr:`EnsembleSolution.codes`.
 CODES: tuple[ReturnCode, ...] = tuple(ReturnCode)
 _CODE_OF = {c: k for k, c in enumerate(CODES)}
+_FAILED = torch.tensor([not c for c in CODES], dtype=torch.bool)
 
 
 @dataclass
@@ -48,7 +49,8 @@ class TrajectorySolution:
 
     @property
     def success(self) -> bool:
-        return self.retcode is ReturnCode.Success
+        """``Success``, or ``Terminated`` by a terminal callback (both successful, as in SciML)."""
+        return bool(self.retcode)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -91,12 +93,13 @@ class EnsembleSolution:
 
     @property
     def failures(self) -> list[int]:
-        """Indices of the trajectories that did not succeed."""
-        return torch.nonzero(self.codes != _CODE_OF[ReturnCode.Success]).reshape(-1).tolist()
+        """Indices of the trajectories that did not succeed (``Terminated`` by a terminal callback succeeds)."""
+        return torch.nonzero(_FAILED[self.codes.long()]).reshape(-1).tolist()
 
     @property
     def retcode(self) -> ReturnCode:
-        """``Success`` if every trajectory succeeded, else the first failed trajectory's code."""
+        """``Success`` if every trajectory succeeded (or was ``Terminated``), else the first failed trajectory's
+        code."""
         bad = self.failures
         return CODES[int(self.codes[bad[0]])] if bad else ReturnCode.Success
 
