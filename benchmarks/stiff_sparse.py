@@ -13,8 +13,8 @@ rtol (cross-checked at the smallest N against SciPy Radau at the same rtol). Tim
 solver's (error, time) points interpolated log-log to ``TARGET_ERR``; the slope of log time vs log states over
 N is fitted per solver on the times at ``rtol = 1e-4`` (the one tolerance every N runs).
 One timed run per point, after one untimed warm-up solve at the smallest N; torch on one thread. The plan fits a
-shared 2-core machine: at N = 128 (a SuperLU factorization takes seconds there) only Rodas5P, KenCarp4 and
-SciPy BDF run, at rtol 1e-4, against a reference at rtol 1e-6.
+shared 2-core machine: at N = 128 (a SuperLU factorization takes seconds there) SciPy Radau is left out (its
+complex factorizations cost it 1.9x Rodas5P's time at N = 64, rtol 1e-6, in the first run).
 Sizes: ``full`` (N = 32, 64, 128); ``smoke`` (N = 16, one tolerance, to t = 1.2).
 """
 
@@ -43,7 +43,7 @@ PLAN: dict[int, tuple[tuple[float, ...], tuple[str, ...], float]] = {
     16: ((1e-6,), ALL, 1e-9),
     32: ((1e-4, 1e-6), ALL, 1e-8),
     64: ((1e-4, 1e-6), ALL, 1e-8),
-    128: ((1e-4,), ALL[:2] + ALL[3:4], 1e-6),
+    128: ((1e-4, 1e-6), ALL[:4], 1e-7),
 }
 SLOPE_RTOL = 1e-4
 
