@@ -14,7 +14,7 @@ solver's (error, time) points interpolated log-log to ``TARGET_ERR``; the slope 
 N is fitted per solver on the times at ``rtol = 1e-4`` (the one tolerance every N runs).
 One timed run per point, after one untimed warm-up solve at the smallest N; torch on one thread. The plan fits a
 shared 2-core machine: at N = 128 (a SuperLU factorization takes seconds there) SciPy Radau is left out (its
-complex factorizations cost it 1.9x Rodas5P's time at N = 64, rtol 1e-6, in the first run).
+complex factorizations cost it 4.2x Rodas5P's time at N = 64, rtol 1e-6, in the 2026-12-01 run).
 Sizes: ``full`` (N = 32, 64, 128); ``smoke`` (N = 16, one tolerance, to t = 1.2).
 """
 
