@@ -140,7 +140,9 @@ def _land_on_saves(alg: Algorithm, prob: ODEProblem, adaptive: bool, save_times:
     if save_times is None or not adaptive or alg.interpolant_order >= alg.order - 1:
         return stops
     direction = 1.0 if prob.tspan[1] > prob.tspan[0] else -1.0
-    return sorted(set(stops or []) | set(save_times.tolist()), key=lambda v: direction * v)
+    ends = torch.tensor(prob.tspan, dtype=save_times.dtype).tolist()  # tspan's ends as the save times hold them
+    inner = [s for s in save_times.tolist() if s not in ends]  # float32(0.1) != 0.1: not a stop of its own
+    return sorted(set(stops or []) | set(inner), key=lambda v: direction * v)
 
 
 def default_controller(alg: Algorithm) -> PIController:

@@ -372,3 +372,28 @@ def test_huge_finite_states_are_not_taken_for_overflow(bsz: int) -> None:
     sol = ps.solve(prob, ps.Tsit5())
     assert sol.retcodes == (SUCCESS,) * bsz
     assert float(sol.u[-1].flatten()[0]) == pytest.approx(1e308 * math.exp(-1e-3), rel=1e-6)
+
+
+@pytest.mark.parametrize("alg", [ps.Tsit5(), ps.Rodas5P(), ps.KenCarp5(), ps.RadauIIA5(), ps.FBDF()],
+                         ids=lambda a: a.name)
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("tspan", [(0.0, 6.3), (6.3, 0.1)])
+def test_float32_save_times_at_the_ends_of_tspan_are_saved(alg: ps.Algorithm, batched: bool,
+                                                              tspan: tuple[float, float]) -> None:
+    """float32(6.3) lies past 6.3: a save time at tspan's end, held in the state's dtype, is still saved (it came back
+    NaN with Success on the single-trajectory and BDF loops), and equals the float64 solve's value to float32
+    accuracy."""
+    def f(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        x, v = u[..., 0], u[..., 1]
+        return torch.stack((v, (1 - x**2) * v - x), dim=-1)
+
+    out = []
+    for dtype in (torch.float32, F64):
+        u0 = torch.tensor([2.0, 0.0], dtype=dtype)
+        u0 = u0.repeat(2, 1) if batched else u0
+        sol = ps.solve(ps.ODEProblem(f, u0, tspan, batched=batched), alg, saveat=[tspan[0], 1.1, tspan[1]],
+                       rtol=1e-5, atol=1e-7)
+        assert sol.retcode is SUCCESS
+        out.append(sol.u.to(F64))
+    assert bool(torch.isfinite(out[0]).all())
+    torch.testing.assert_close(out[0], out[1], rtol=0, atol=5e-3)

@@ -32,7 +32,7 @@ from ..solution import ReturnCode, Stats
 from .bdf import BDFMethod
 from .controller import initial_dt
 from .interpolation import DenseOutput, evaluate
-from .loop_records import LoopOptions, LoopResult
+from .loop_records import LoopOptions, LoopResult, save_time_list
 from .progress import make_progress
 from .stepper import Stepper
 
@@ -48,7 +48,7 @@ class _Recorder:
     def __init__(self, opts: LoopOptions, u0: Tensor, direction: float) -> None:
         self.direction = direction
         self.every = opts.saveat is None
-        self.save_t: list[float] = [] if opts.saveat is None else opts.saveat.tolist()
+        self.save_t = save_time_list(opts)
         self.saveat = opts.saveat
         self.dense = DenseOutput(direction) if opts.dense else None
         self.ts: list[float] = [opts.t0]

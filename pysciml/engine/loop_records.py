@@ -63,6 +63,15 @@ def fixed_step_count(opts: LoopOptions) -> int:
     return n if abs(ratio - n) <= 1e-9 * max(ratio, 1.0) else int(ratio) + 1
 
 
+def save_time_list(opts: LoopOptions) -> list[float]:
+    """``opts.saveat`` as Python floats, clamped onto ``[t0, t1]``: a save time held in the state's dtype may round
+    past tspan's ends (``float32(6.3) > 6.3``), and would then never be reached by a loop running in float64 time."""
+    if opts.saveat is None:
+        return []
+    lo, hi = min(opts.t0, opts.t1), max(opts.t0, opts.t1)
+    return [min(max(s, lo), hi) for s in opts.saveat.tolist()]
+
+
 def finite_rows(u: Tensor) -> Tensor:
     """``(B,)`` bool: whether row ``b`` of ``u`` (``(B, n)``) is free of inf and NaN (a step that produced either
     is rejected, and its trajectory fails as ``Unstable`` if the step size then collapses).

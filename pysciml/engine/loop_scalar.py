@@ -18,7 +18,7 @@ from .controller import initial_dt, scaled_error_norm
 from .events import ScalarEvents
 from .fixed_step_check import describe
 from .interpolation import DenseOutput, evaluate
-from .loop_records import LoopOptions, LoopResult, all_finite, fixed_step_count
+from .loop_records import LoopOptions, LoopResult, all_finite, fixed_step_count, save_time_list
 from .progress import make_progress
 from .stepper import Stepper
 
@@ -56,7 +56,7 @@ def integrate_single(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Sta
 
     dense = DenseOutput(direction) if opts.dense else None
     saveat = opts.saveat
-    save_t: list[float] = [] if saveat is None else saveat.tolist()
+    save_t = save_time_list(opts)
     save_vals: list[Tensor] = [u0[0]]
     ts_every: list[float] = [opts.t0]
     idx = 0
