@@ -29,7 +29,7 @@ from .algorithms import ImplicitAlgorithm
 from .engine.tableaus import firk as _firk
 from .engine.tableaus._base import Tableau
 from .errors import InputError
-from .linsolve_options import GMRES
+from .linsolve_options import GMRES, SparseLU
 
 __all__ = ["FIRKAlgorithm", "RadauIIA5", "RadauIIA3", "GaussLegendre4", "GaussLegendre6", "FIRK_ALGORITHMS"]
 
@@ -58,6 +58,10 @@ class FIRKAlgorithm(ImplicitAlgorithm):
         if isinstance(self.linsolve, GMRES):
             raise InputError(f"{self.name}() solves its stages with dense LU only; drop linsolve=GMRES() or use "
                              "KenCarp4(linsolve=GMRES()) for matrix-free Newton-Krylov")
+        if isinstance(self.linsolve, SparseLU):  # its complex systems would be factored densely
+            raise InputError(f"{self.name}() solves its stages with dense (real and complex) LU only; drop "
+                             "linsolve=SparseLU() or use FBDF(linsolve=SparseLU()) / KenCarp4(linsolve=SparseLU()) for "
+                             "large sparse systems")
         if isinstance(self.max_newton_iters, bool) or not isinstance(self.max_newton_iters, int) \
                 or self.max_newton_iters < 1:
             raise InputError(f"max_newton_iters must be an integer >= 1, got {self.max_newton_iters!r}")

@@ -284,6 +284,8 @@ def test_bad_input():
         ps.solve(prob, ps.GaussLegendre6())
     with pytest.raises(InputError, match="dense LU only"):
         ps.RadauIIA5(linsolve=ps.GMRES())
+    with pytest.raises(InputError, match="dense .real and complex. LU only"):  # not a silent dense factorisation
+        ps.RadauIIA3(linsolve="sparselu")
     with pytest.raises(InputError, match="max_newton_iters"):
         ps.RadauIIA5(max_newton_iters=0)
     with pytest.raises(InputError, match="newton_kappa"):
