@@ -18,3 +18,13 @@ def _default_dtype_unchanged():
     after = torch.get_default_dtype()
     torch.set_default_dtype(before)
     assert after == before, f"the test changed torch's default dtype from {before} to {after}"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny tensors, where threads only add contention (10x slower on a loaded
+    2-core machine). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -25,12 +25,7 @@ from pysciml.problem import call_f
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 
 def weighted_error(u: torch.Tensor, ref: torch.Tensor, rtol: float, atol: float) -> float:

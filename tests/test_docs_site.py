@@ -84,17 +84,6 @@ def test_readme_quick_start_is_the_getting_started_one() -> None:
     assert code in (DOCS / "getting-started.md").read_text(encoding="utf-8")
 
 
-@pytest.fixture
-def one_thread():
-    """The snippets' tensors are small: one torch thread is as fast, and stays fast on a busy machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_code_block(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
     code = compile(block.code, block.id, "exec")  # marked blocks must still be valid Python

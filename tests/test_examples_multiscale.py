@@ -4,11 +4,13 @@ main(), asserting on the reconstruction errors it returns and that it writes its
 import sys
 from pathlib import Path
 
-from test_models import _one_thread  # noqa: F401  (autouse: one intra-op thread for these tiny tensors)
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import multiscale_reconstruction  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 
 def test_multiscale_reconstruction_smoke(tmp_path):

@@ -61,14 +61,7 @@ class Reference:
         return cls.cache[full]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread is faster, and on a shared 2-core machine a second OpenMP thread waiting for a
-    busy core made the backward passes here 10-25x slower at random."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 
 # --------------------------------------------------------------------------------- every implicit method

@@ -18,13 +18,7 @@ from pysciml.models.grand import GRAND, GRANDVectorField, evaluate, train_epoch
 sp = pytest.importorskip("scipy.sparse")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are small: one thread is faster, and much faster on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 
 # ----------------------------------------------------------------------------------------------- Planetoid

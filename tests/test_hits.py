@@ -4,11 +4,12 @@ import io
 
 import pytest
 import torch
-from test_models import _one_thread  # noqa: F401  (autouse: one intra-op thread for these tiny tensors)
 
 from pysciml import ODEProblem, Rodas5P, solve
 from pysciml.errors import InputError
 from pysciml.models import PCA, Autoencoder, ConvAutoencoder, HiTS
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 F64 = torch.float64
 DT = 0.1

@@ -17,12 +17,7 @@ from pysciml.models import HNN, NeuralODE, SeparableHNN, augment, fit_vector_fie
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # noqa: ANN202
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 
 def henon_heiles(x: torch.Tensor) -> torch.Tensor:

@@ -3,10 +3,11 @@
 import pytest
 import torch
 from test_hits import F64, linear_data  # exact damped rotation z' = A z in the latent plane, spacing 0.1
-from test_models import _one_thread  # noqa: F401  (autouse: one intra-op thread for these tiny tensors)
 
 from pysciml.errors import InputError
 from pysciml.models import PCA, HiTS, LatentHiTS
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 BASIS = torch.randn(2, 10, generator=torch.Generator().manual_seed(7), dtype=F64)  # latent -> 10 states
 

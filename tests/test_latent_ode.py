@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_models import _one_thread  # noqa: F401  (autouse: one intra-op thread for these tiny tensors)
 from torch import nn
 
 import pysciml as ps
 from pysciml.models.latent_ode import LatentNeuralODE
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 D = torch.float64
 

@@ -15,12 +15,7 @@ G = 9.81
 M1, M2, L1, L2 = 1.0, 2.0, 1.0, 1.5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # noqa: ANN202
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 
 def pendulum_L(q: torch.Tensor, qd: torch.Tensor, m: float = 1.3, length: float = 0.7) -> torch.Tensor:

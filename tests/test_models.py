@@ -12,13 +12,7 @@ from pysciml.models import NeuralODE, SemiImplicitNeuralODE
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # noqa: ANN202
-    """Tiny tensors: intra-op threads only add contention (10x slower on a loaded 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 
 class MLP(nn.Module):

@@ -18,13 +18,7 @@ from pysciml.problems import (
     save_dataset,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 
 def _modes(N: int, L: float, m: int) -> tuple[torch.Tensor, torch.Tensor, float]:

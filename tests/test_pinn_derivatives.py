@@ -16,14 +16,7 @@ DT = torch.float64
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one torch thread is as fast, and stays fast on a busy machine (with two threads on two
-    loaded cores every small op waited ~20 ms for the other thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 def f_analytic(x: torch.Tensor) -> torch.Tensor:
     """f = sin(x0) exp(x1) x2^3, shape (N,)."""

@@ -18,14 +18,7 @@ CENTRES = [(0.3, 0.3), (0.3, 0.7), (0.7, 0.3), (0.7, 0.7)]
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one torch thread is as fast, and stays fast on a busy machine (with two threads on two
-    loaded cores every small op waited ~20 ms for the other thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 def square_minus_disks() -> G.Domain:
     dom: G.Domain = G.Box([0.0, 0.0], [1.0, 1.0])

@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_models import _one_thread  # noqa: F401  (autouse: one intra-op thread for these tiny tensors)
 from torch import nn
 
 import pysciml as ps
@@ -20,6 +19,8 @@ from pysciml.analysis.order_conditions import ark_order_residuals, max_order_sat
 from pysciml.engine.tableaus._base import ARKTableau, dense_matrix
 from pysciml.engine.tableaus.ark import ARS222, IMEX2_TABLEAUS, IMEXSSP2
 from pysciml.models import SemiImplicitNeuralODE
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 F64 = torch.float64
 TOL = 1e-14
