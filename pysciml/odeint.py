@@ -290,7 +290,7 @@ def odeint(
     norm = tr.norm
     scale_atol = torch.as_tensor(atol, dtype=real, device=y0.device).reshape(-1)
     hooks = OdeintHooks(callbacks, to_user, norm, scale_atol, rtol, tr.jump_t,
-                        torch.promote_types(tr.time_dtype, real), direction)
+                        torch.promote_types(tr.time_dtype, real), direction, tr.min_step)
     if hooks.active():
         if compile:
             warnings.warn("odeint: step callbacks, norm and jump_t run on the eager loop; compile=True is ignored",
@@ -330,6 +330,10 @@ def odeint(
                              discovered=adjoint_params is None, tstops=kw.get("tstops"))
         ys = ContinuousAdjoint.apply(setup, y0, t, *params)
     hooks.callbacks = {}  # forward pieces re-solved in the backward pass (checkpoints) call no forward callbacks
+    if hooks.forced:
+        warnings.warn(f"odeint: {hooks.forced} steps at options['min_step'] = {tr.min_step:g} were accepted with an "
+                      "error estimate above the tolerance (torchdiffeq's min_step rule): the result may miss "
+                      "rtol/atol; lower min_step, or drop it to let the step shrink", RuntimeWarning, stacklevel=2)
     return finish(ys)
 
 

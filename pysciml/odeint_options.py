@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -57,6 +57,22 @@ class GridSettings:
     perturb: bool = False
 
 
+@dataclass(frozen=True)
+class MinStepController(PIController):
+    """The PI controller with torchdiffeq's ``min_step`` floor: no proposed step is shorter than ``min_step`` (the
+    loop's hooks accept a step at the floor whatever its error, :class:`OdeintHooks`)."""
+
+    min_step: float = 0.0
+
+    def propose(self, dt: Tensor, eest: Tensor, qold: Tensor, accept: Tensor, order: int) -> tuple[Tensor, Tensor]:
+        dt_new, qold = super().propose(dt, eest, qold, accept, order)
+        return torch.sign(dt_new) * dt_new.abs().clamp(min=self.min_step), qold
+
+    def propose_scalar(self, dt: float, eest: float, qold: float, accept: bool, order: int) -> tuple[float, float]:
+        dt_new, qold = super().propose_scalar(dt, eest, qold, accept, order)
+        return math.copysign(max(abs(dt_new), self.min_step), dt_new), qold
+
+
 @dataclass
 class Translated:
     """What :func:`translate_options` made of ``options``."""
@@ -67,6 +83,7 @@ class Translated:
     jump_t: list[float] = field(default_factory=list)
     time_dtype: torch.dtype = torch.float64
     alg: Algorithm | None = None  #: the algorithm rebuilt with its options (Adams methods), else ``None``
+    min_step: float = 0.0  #: torchdiffeq's ``min_step`` (0: none)
 
 
 def _times(name: str, value: Any) -> list[float]:
@@ -122,9 +139,6 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
         kw["dt"] = float(opts["first_step"])
     if "max_num_steps" in opts:  # torchdiffeq bounds the steps between two output times
         kw["maxiters"] = int(opts["max_num_steps"]) * max(len(t) - 1, 1)
-    if float(opts.get("min_step", 0.0)) != 0.0:
-        raise InputError("options['min_step'] (accept any step at least this small) is not supported; "
-                         "options['dtmin'] ends the solve when the step falls below it")
     for key, target in (("dtmin", "dtmin"), ("dtmax", "dtmax"), ("max_step", "dtmax")):
         if opts.get(key) is not None and math.isfinite(float(opts[key])):
             kw[target] = float(opts[key])
@@ -134,6 +148,17 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
                                         gamma=float(opts.get("safety", base.gamma)),
                                         qmax=float(opts.get("ifactor", base.qmax)),
                                         qmin=float(opts.get("dfactor", base.qmin)))
+    min_step = float(opts.get("min_step", 0.0))
+    if not 0.0 <= min_step < math.inf:
+        raise InputError(f"options['min_step'] must be a finite number >= 0, got {opts['min_step']!r}")
+    if min_step > 0.0:  # torchdiffeq: steps never shorter than min_step, and accepted there whatever their error
+        base = kw.get("controller") or default_controller(alg)
+        if not isinstance(base, PIController):
+            raise InputError(f"options['min_step'] needs a PI step-size controller; {alg.name}() has "
+                             f"{type(base).__name__}")
+        kw["controller"] = MinStepController(**{f.name: getattr(base, f.name) for f in fields(PIController)},
+                                             min_step=min_step)
+        out.min_step = min_step
     if "dtype" in opts:
         dt = opts["dtype"]
         if not isinstance(dt, torch.dtype) or not dt.is_floating_point:
@@ -207,8 +232,11 @@ class OdeintHooks(StepHooks):
 
     def __init__(self, callbacks: dict[str, Callable[..., Any]], to_user: Callable[[Tensor], Any],
                  norm: Callable[..., Any] | None, atol: Any, rtol: float, jumps: list[float],
-                 time_dtype: torch.dtype, direction: float) -> None:
+                 time_dtype: torch.dtype, direction: float, min_step: float = 0.0) -> None:
         self.callbacks, self.to_user, self.norm = callbacks, to_user, norm
+        self.min_step = min_step
+        self.forced = 0  #: steps at ``min_step`` accepted with a scaled error above 1
+        self._dt = math.inf
         self.atol, self.rtol = atol, rtol
         self.jumps = set(jumps)
         self.time_dtype, self.direction = time_dtype, direction
@@ -230,13 +258,21 @@ class OdeintHooks(StepHooks):
             finally:
                 self.restarting = False
             self.pending_restart = None
+        self._dt = dt
         self._call("callback_step", t, u, dt)
 
     def error_norm(self, err: Tensor, u: Tensor, u_new: Tensor) -> float | None:
-        if self.norm is None:
+        if self.norm is None and self.min_step == 0.0:
             return None
-        scale = torch.maximum(u.abs(), u_new.abs()) * self.rtol + self.atol
-        return float(torch.as_tensor(self.norm(self.to_user((err / scale)[0]))).abs())
+        scaled = err / (torch.maximum(u.abs(), u_new.abs()) * self.rtol + self.atol)
+        if self.norm is not None:
+            value = float(torch.as_tensor(self.norm(self.to_user(scaled[0]))).abs())
+        else:  # the loop's own RMS norm
+            value = float(torch.linalg.vector_norm(scaled) / math.sqrt(scaled.numel()))
+        if value > 1.0 and abs(self._dt) <= self.min_step * (1.0 + 1e-12):  # torchdiffeq: accepted at the floor
+            self.forced += 1
+            return 0.0
+        return value
 
     def after(self, accepted: bool, t_prev: float, u_prev: Tensor, dt: float, t: float, u: Tensor,
               stepper: Stepper) -> None:
@@ -246,7 +282,7 @@ class OdeintHooks(StepHooks):
 
     def active(self) -> bool:
         """Whether the hooks do anything (else the solve runs without them)."""
-        return bool(self.callbacks) or self.norm is not None or bool(self.jumps)
+        return bool(self.callbacks) or self.norm is not None or bool(self.jumps) or self.min_step > 0.0
 
 
 class JumpAwareFunc:

@@ -244,6 +244,29 @@ def test_controller_options_and_max_num_steps() -> None:
     assert g.tdtype == torch.float32
 
 
+@pytest.mark.parametrize("min_step", [0.01, 0.05])
+def test_min_step_floors_the_steps_and_accepts_them_with_a_warning(min_step: float) -> None:
+    """torchdiffeq's min_step: no accepted step is shorter (but the last one onto t[-1]), steps at the floor are
+    accepted whatever their error, and odeint warns where that happened; same solution as torchdiffeq's to the
+    difference that the PI controller makes (both accept the same kind of inaccurate steps)."""
+    class Relaxing(Counting):  # y' = -50 (y - cos t): stiff enough that min_step binds
+        def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return -50.0 * (y - torch.cos(t))
+
+    stiff = Relaxing().forward
+    t = torch.linspace(0.0, 2.0, 5, dtype=F64)
+    f = Relaxing()
+    with pytest.warns(RuntimeWarning, match="min_step"):
+        ys = odeint(f, torch.zeros(1, dtype=F64), t, rtol=1e-6, atol=1e-8, options={"min_step": min_step})
+    dts = [dt for _, _, dt in f.log["accept"]]
+    assert min(dts[1:-1]) >= min_step * (1 - 1e-12)
+    tdq = pytest.importorskip("torchdiffeq")
+    ref = tdq.odeint(stiff, torch.zeros(1, dtype=F64), t, rtol=1e-6, atol=1e-8, options={"min_step": min_step})
+    exact = odeint(stiff, torch.zeros(1, dtype=F64), t, rtol=1e-10, atol=1e-12)
+    err, err_td = (ys - exact).abs().max().item(), (ref - exact).abs().max().item()
+    assert err < 10 * err_td + 1e-6  # the floor costs both libraries accuracy alike
+
+
 def test_options_of_the_other_solver_kind_warn_and_unknown_ones_raise() -> None:
     t = torch.tensor([0.0, 1.0], dtype=F64)
     with pytest.warns(UserWarning, match="ignored"):
