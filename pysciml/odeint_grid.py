@@ -147,8 +147,9 @@ class _GridRun:
 
 def _interpolant(settings: GridSettings, func: Callable[[Tensor, Tensor], Tensor], shape: torch.Size, t0: Tensor,
                  t1: Tensor, u0: Tensor, u1: Tensor, f0: Tensor) -> Callable[[Tensor], Tensor]:
-    """``y(t)`` (a row ``(n,)``) inside the grid step ``[t0, t1]``: linear, or cubic Hermite (``f`` at ``t1``
-    evaluated on first use, once per grad mode)."""
+    """``y(t)`` (a row ``(n,)``) inside the grid step ``[t0, t1]`` from rows ``u0``, ``u1``: linear, or cubic Hermite
+    with ``f0`` (``(1, n)``, the step's ``f_start``; only read by the cubic) and ``f`` at ``t1`` evaluated on first use,
+    once per grad mode."""
     if settings.interp != "cubic":
         return lambda tj: _linear(t0, t1, u0, u1, tj)
     f1: dict[bool, Tensor] = {}  # by grad mode: one made under no_grad (an event search) has no graph
@@ -157,7 +158,8 @@ def _interpolant(settings: GridSettings, func: Callable[[Tensor, Tensor], Tensor
         mode = torch.is_grad_enabled()
         if mode not in f1:
             f1[mode] = func(t1, u1.reshape(shape)).reshape(-1)
-        return _cubic(t0, u0, f0, t1, u1, f1[mode], tj)
+        start = f0[0] if f0.numel() else func(t0, u0.reshape(shape)).reshape(-1)  # a stepper without f_start
+        return _cubic(t0, u0, start, t1, u1, f1[mode], tj)
     return cubic
 
 
@@ -186,7 +188,7 @@ def integrate_grid(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
         if callback is not None:
             callback(grid[i], u[0], direction * (grid[i + 1] - grid[i]))
         u1, f0 = run.step(i, t0, t1, gt[i + 2] if i + 2 < len(gt) else t1, u, i + 2 == len(gt))
-        interp = _interpolant(settings, func, y0.shape, t0, t1, u[0], u1[0], f0[0])
+        interp = _interpolant(settings, func, y0.shape, t0, t1, u[0], u1[0], f0)
         while j < len(t) and direction * float((t1 - t[j].to(real)).detach()) >= 0:
             out.append(interp(t[j].to(real)))
             j += 1
@@ -231,7 +233,7 @@ def grid_until_event(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t0: T
         with torch.no_grad():
             crossed = bool(g(tb, u1[0]) != sign0)
         if crossed:
-            interp = _interpolant(settings, func, shape, ta, tb, u[0], u1[0], f0[0])
+            interp = _interpolant(settings, func, shape, ta, tb, u[0], u1[0], f0)
             with torch.no_grad():
                 lo, hi = ta, tb
                 for _ in range(max(0, math.ceil(math.log(abs(dt) / atol, 2)))):
