@@ -55,8 +55,10 @@ def assert_same_counts(a: ps.ODESolution, b: ps.ODESolution) -> None:
     assert {k: getattr(a.stats, k) for k in COUNTS} == {k: getattr(b.stats, k) for k in COUNTS}
 
 
-@pytest.mark.parametrize("batched", [False, True], ids=["unbatched", "batched"])
-@pytest.mark.parametrize("dtype", [F64, F32], ids=["float64", "float32"])
+@pytest.mark.parametrize("dtype,batched", [
+    (F64, False), pytest.param(F64, True, marks=pytest.mark.exhaustive),
+    pytest.param(F32, False, marks=pytest.mark.exhaustive), pytest.param(F32, True, marks=pytest.mark.exhaustive)],
+    ids=["float64-unbatched", "float64-batched", "float32-unbatched", "float32-batched"])
 def test_tsit5_matches_eager(dtype: torch.dtype, batched: bool) -> None:
     prob = vdp_problem(dtype, batched)
     tol = {"rtol": 1e-6, "atol": 1e-8} if dtype == F64 else {"rtol": 1e-4, "atol": 1e-6}
@@ -85,6 +87,7 @@ def test_rodas5p_rober_matches_eager() -> None:
     assert b.stats.compile_time >= 0.0 and a.stats.compile_time == 0.0
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_rodas5p_batched_float32() -> None:
     k = torch.tensor([0.04, 3e7, 1e4], dtype=F32) * torch.tensor([[1.0], [1.5], [0.7]], dtype=F32)
     prob = rober((0.0, 40.0), k=k, dtype=F32)
@@ -111,6 +114,7 @@ def soft_part(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor
     return torch.sin(u) * p[..., 1:2]
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_imex_split_batched_float32_matches_eager() -> None:
     u0 = torch.tensor([[1.0, 0.5], [0.3, 2.0], [1.5, 1.0]], dtype=F32)
     p = torch.tensor([[5.0, 1.0], [20.0, 0.5], [50.0, 2.0]], dtype=F32)
@@ -126,6 +130,7 @@ def rober_dae(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.stack((-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 * y2, y1 + y2 + y3 - 1.0))
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_rosenbrock_mass_matrix_matches_eager() -> None:
     """ROBER as an index-1 DAE (``M = diag(1, 1, 0)``): the mass matrix enters the compiled ``W`` and stages."""
     M = torch.diag(torch.tensor([1.0, 1.0, 0.0], dtype=F64))
@@ -141,6 +146,7 @@ def batched_fused_programs() -> int:
     return sum(len(prog.fused) for prog in compiled._CACHE.values())
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 @pytest.mark.parametrize("alg", [ps.Tsit5(), ps.Vern7(), ps.Rodas5P(), ps.KenCarp4()],
                          ids=["tsit5", "vern7", "rodas5p", "kencarp4"])
 def test_batched_control_in_program_matches_eager(alg: ps.Algorithm) -> None:
@@ -160,6 +166,7 @@ def test_batched_control_in_program_matches_eager(alg: ps.Algorithm) -> None:
     torch.testing.assert_close(b(t_mid), a(t_mid), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_batched_control_in_program_failure_codes() -> None:
     """Per-trajectory return codes and failure points (dtmin, maxiters, backwards) as in the eager loop."""
     prob = vdp_problem(F64, True, mu=60.0)
@@ -175,6 +182,7 @@ def test_batched_control_in_program_failure_codes() -> None:
     torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12, equal_nan=True)
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_batched_whole_loop_matches_eager() -> None:
     """An explicit RK batch (or one float64 trajectory) saving at fixed times without dense output runs the whole
     loop as one while_loop program (engine/compiled_loop.py): the same values, counts and return codes as the
@@ -210,6 +218,7 @@ def test_batched_whole_loop_matches_eager() -> None:
         torch.testing.assert_close(gc, ge, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_loop_features_with_compiled_steps() -> None:
     """tstops, saveat without dense output and fixed steps run through the unchanged loops."""
     prob = vdp_problem(F64, False)
@@ -233,6 +242,7 @@ def test_no_recompilation_across_solves() -> None:
     assert compiled.compile_count() == before
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_batched_no_recompilation_across_solves() -> None:
     """Batched loop programs: times, tolerances, maxiters and the number of tstops or save times are inputs."""
     prob = vdp_problem(F64, True)
@@ -273,6 +283,7 @@ def test_no_graph_break_on_builtin_problems() -> None:
             assert report.graph_break_count == 0 and report.graph_count == 1, (prob, alg, report.break_reasons)
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_gradients_match_eager() -> None:
     """Tsit5 and KenCarp4 (exact stage derivatives in the program) differentiate through compiled steps;
     differentiated Rosenbrock solves run eagerly after a warning (inductor's backward fails on an nn.Module f)."""
@@ -291,6 +302,7 @@ def test_gradients_match_eager() -> None:
             torch.testing.assert_close(gc, ge, rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 @pytest.mark.parametrize("sensealg", [ps.DiscreteAdjoint(checkpoints=2), ps.InterpolatingAdjoint()],
                          ids=["checkpointed", "interpolating"])
 def test_other_sensealgs_match_eager(sensealg: SensitivityAlgorithm) -> None:
@@ -338,6 +350,7 @@ def test_unsupported_cases_warn_and_solve() -> None:
     torch.testing.assert_close(sol.u, eager.u, rtol=0, atol=0)
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_warns_when_f_is_recreated_per_solve() -> None:
     def make() -> object:
         return lambda t, u: -0.5 * u * u  # a new function object per call: a new program per solve
@@ -352,6 +365,7 @@ def decay(t: torch.Tensor, u: torch.Tensor, p: tuple[float, float]) -> torch.Ten
     return -p[0] * u + p[1]
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_python_numbers_in_p_recompile_then_fall_back() -> None:
     """Python numbers are constants to the tracer: each new value recompiles; past Dynamo's limit the solve
     warns, says to keep such parameters in tensors, and goes on eagerly."""
@@ -366,6 +380,7 @@ def test_python_numbers_in_p_recompile_then_fall_back() -> None:
     torch.testing.assert_close(sol.u, ref.u)
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 @pytest.mark.parametrize("batched", [False, True], ids=["unbatched", "batched"])
 def test_warmup_then_solve_compiles_nothing(batched: bool) -> None:
     prob = vdp_problem(F64, batched, mu=3.0, tspan=(0.0, 1.0))
@@ -391,6 +406,7 @@ class Field(nn.Module):
         return self.net(y)
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_neural_ode_and_odeint_compiled() -> None:
     field = Field()
     y0 = torch.tensor([[1.0, 0.5], [0.2, -0.3]], dtype=F64)
@@ -417,6 +433,7 @@ def pendulum(t: torch.Tensor, y: tuple[torch.Tensor, torch.Tensor]) -> tuple[tor
     return v, -torch.sin(q)
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_odeint_tuple_state_compiles_once() -> None:
     """odeint flattens a tuple state through one wrapper per (func, shapes), so calls share a program."""
     y0 = (torch.tensor([0.5, 1.0], dtype=F64), torch.tensor([0.0, 0.1], dtype=F64))
@@ -435,6 +452,7 @@ def test_compile_refused_on_julia() -> None:
         ps.solve(vdp_problem(F64, False), ps.Tsit5(), compile=True, backend="julia")
 
 
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_differentiated_rosenbrock_with_a_module_runs_eagerly() -> None:
     """The case whose compiled backward failed in inductor (aoti mm_out): an nn.Module f with Rodas5P and the
     discrete adjoint now warns, solves eagerly, and its gradients equal the eager ones exactly."""
