@@ -155,9 +155,15 @@ def test_every_algorithm_option_reaches_julia():
         if issubclass(cls, ImplicitAlgorithm):
             for field in dataclasses.fields(GMRES):
                 value = getattr(GMRES(), field.name)
+                if field.name == "precondition":  # native only: refused, never dropped
+                    with pytest.raises(InputError, match="precondition"):
+                        algorithm_options(dataclasses.replace(base, linsolve=GMRES(precondition="jacobi")))
+                    continue
                 other = dataclasses.replace(base, linsolve=dataclasses.replace(
                     GMRES(), **{field.name: type(value)(value * 0.5 if isinstance(value, float) else value + 1)}))
                 assert algorithm_options(other) != algorithm_options(base), (cls.__name__, "GMRES", field.name)
+            with pytest.raises(InputError, match="sparse"):
+                algorithm_options(dataclasses.replace(base, linsolve=ps.SparseLU()))
     accepted = set(julia_keywords("solve_ode"))
     sent = set().union(*(algorithm_options(alg) for alg in ALL_VARIANTS))
     assert sent == set(julia_source().keyword_params("make_algorithm")) and sent <= accepted

@@ -17,7 +17,7 @@ from .. import sensealg as _sensealg
 from ..algorithms import ALGORITHMS, Algorithm, ESDIRKAlgorithm, ImplicitAlgorithm
 from ..algorithms_symplectic import SYMPLECTIC_ALGORITHMS, SymplecticAlgorithm
 from ..errors import InputError
-from ..linsolve_options import GMRES
+from ..linsolve_options import GMRES, SparseLU
 from ..sensealg import CheckpointingAdjoint, SensitivityAlgorithm
 
 __all__ = [
@@ -79,7 +79,8 @@ DOUBLE_EPS = 2.0**-52
 def algorithm_options(alg: Algorithm, eps: float = DOUBLE_EPS) -> dict[str, Any]:
     """Keyword options of PySciML.jl's ``make_algorithm`` for ``alg`` (every option the algorithm has).
 
-    * implicit methods: ``linsolve`` (``DenseLU()`` -> ``"lu"``, ``GMRES(...)`` -> ``"gmres"``); with GMRES
+    * implicit methods: ``linsolve`` (``DenseLU()`` -> ``"lu"``, ``GMRES(...)`` -> ``"gmres"``; ``SparseLU()`` and
+      a preconditioned ``GMRES`` are refused: PySciML.jl has neither); with GMRES
       also ``restart``, ``gmres_rtol`` (``GMRES.rtol`` raised to ``100 eps`` of the state's dtype, as the
       native GMRES does; ``eps`` is that dtype's machine epsilon) and ``gmres_itmax`` (Krylov.jl counts
       iterations, pysciml's ``maxiter`` counts restart cycles: ``maxiter * restart``);
@@ -92,6 +93,13 @@ def algorithm_options(alg: Algorithm, eps: float = DOUBLE_EPS) -> dict[str, Any]
     """
     opts: dict[str, Any] = {}
     if isinstance(alg, ImplicitAlgorithm):
+        if isinstance(alg.linsolve, SparseLU):
+            raise InputError(f"{alg.name}(linsolve=SparseLU()): the Julia engine has no sparse factorisation here "
+                             "(PySciML.jl sends dense Jacobians); use backend='torch' for sparse problems")
+        if isinstance(alg.linsolve, GMRES) and alg.linsolve.precondition is not None:
+            raise InputError(f"GMRES(precondition={alg.linsolve.precondition!r}) runs on the native engine only "
+                             "(PySciML.jl's Krylov.jl GMRES is unpreconditioned); drop precondition= or use "
+                             "backend='torch'")
         if isinstance(alg.linsolve, GMRES):
             gmres = alg.linsolve
             opts.update(linsolve="gmres", restart=int(gmres.restart), gmres_rtol=max(float(gmres.rtol), 100 * eps),
