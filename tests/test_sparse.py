@@ -328,3 +328,13 @@ def test_sparse_lu_with_a_singular_mass_matrix():
     sparse = ps.solve(prob, ps.Rodas5P(linsolve=ps.SparseLU()), rtol=1e-8, atol=1e-10)
     assert sparse.stats.naccept == dense.stats.naccept
     assert torch.allclose(sparse.u[-1], dense.u[-1], rtol=0, atol=1e-11)
+
+
+def test_compile_with_sparse_lu_says_why_and_solves_eagerly() -> None:
+    """SuperLU runs on the host: compile=True warns naming the sparse solver (not GMRES) and gives the eager answer."""
+    prob = brusselator_2d(6)
+    eager = ps.solve(prob, ps.Rodas5P(linsolve=ps.SparseLU()), rtol=1e-5, atol=1e-7)
+    with pytest.warns(RuntimeWarning, match="sparse linear solver"):
+        compiled = ps.solve(prob, ps.Rodas5P(linsolve=ps.SparseLU()), rtol=1e-5, atol=1e-7, compile=True)
+    assert compiled.retcode is ps.ReturnCode.Success
+    torch.testing.assert_close(compiled.u, eager.u, rtol=0, atol=0)

@@ -61,6 +61,7 @@ from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled mo
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import polynomial_coefficients
 from .linsolve import DenseLUSolver
+from .linsolve_sparse import SparseLUSolver
 from .rosenbrock import RosenbrockStepper
 from .stepper import Stepper, StepResult
 
@@ -155,6 +156,13 @@ def _rosenbrock_program(stepper: RosenbrockStepper, dense: bool, tag: str) -> _P
 
 
 # ---------------------------------------------------------------------------------------------------- stepper
+def _linsolve_reason(linsolve: object) -> str:
+    """Why a linear solver other than dense LU has no compiled step."""
+    if isinstance(linsolve, SparseLUSolver):  # SciPy's SuperLU runs on the host, outside any program
+        return "the sparse linear solver (SparseLU, SciPy's SuperLU) has no compiled step"
+    return "the matrix-free GMRES linear solver has no compiled step yet"
+
+
 def _unsupported(stepper: Stepper) -> str | None:
     """Why ``stepper`` has no compiled step (``None``: it has one)."""
     if isinstance(stepper, ExplicitRKStepper):
@@ -163,7 +171,7 @@ def _unsupported(stepper: Stepper) -> str | None:
         return None
     if isinstance(stepper, RosenbrockStepper):
         if not isinstance(stepper.linsolve, DenseLUSolver):
-            return "the matrix-free GMRES linear solver has no compiled step yet"
+            return _linsolve_reason(stepper.linsolve)
         if stepper.rhs.user_jac is None and not stepper.rhs.autodiff:
             return "finite-difference Jacobians (autodiff=False) have no compiled step yet; give the problem a jac"
         return None
@@ -171,7 +179,7 @@ def _unsupported(stepper: Stepper) -> str | None:
         if stepper.linear:
             return "a linear implicit part (a matrix operator) has no compiled step yet"
         if not isinstance(stepper.linsolve, DenseLUSolver):
-            return "the matrix-free GMRES linear solver has no compiled step yet"
+            return _linsolve_reason(stepper.linsolve)
         if stepper.rhs.user_jac is None and not stepper.rhs.autodiff:
             return "finite-difference Jacobians (autodiff=False) have no compiled step yet; give the problem a jac"
         return None
