@@ -162,3 +162,13 @@ def run_loop(stepper: Stepper, path: str, opts: LoopOptions, u0: float = 1.0) ->
     loop = integrate_single if path == "scalar" else integrate_batched
     res = loop(stepper, torch.full((bsz, 1), u0, dtype=torch.float64), opts, stats)
     return res, stats
+
+
+#: torchdiffeq comparisons' problems: name -> (func(t, y), y0 as a list); constant, linear (A), sine, exponential
+A = torch.tensor([[-0.3, 1.0], [-1.0, -0.2]], dtype=torch.float64)
+PROBLEMS = {
+    "constant": (lambda t, y: torch.full_like(y, 0.5), [1.0, -2.0]),
+    "linear": (lambda t, y: y @ A.T.to(y.dtype), [1.0, 0.5]),
+    "sine": (lambda t, y: torch.sin(3 * t).to(y.dtype) * torch.ones_like(y), [0.0, 1.0]),
+    "exponential": (lambda t, y: 0.8 * y, [1.0, 2.0]),
+}

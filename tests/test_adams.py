@@ -11,6 +11,7 @@ from fractions import Fraction
 import pytest
 import torch
 from fd import check_gradient
+from helpers import PROBLEMS
 
 import pysciml as ps
 from pysciml import ODEProblem, odeint, solve
@@ -151,13 +152,6 @@ def test_bad_input() -> None:
 
 # ---- odeint against torchdiffeq ------------------------------------------------------------------------------------
 
-A = torch.tensor([[-0.3, 1.0], [-1.0, -0.2]], dtype=F64)
-PROBLEMS = {
-    "constant": (lambda t, y: torch.full_like(y, 0.5), [1.0, -2.0]),
-    "linear": (lambda t, y: y @ A.T.to(y.dtype), [1.0, 0.5]),
-    "sine": (lambda t, y: torch.sin(3 * t).to(y.dtype) * torch.ones_like(y), [0.0, 1.0]),
-    "exponential": (lambda t, y: 0.8 * y, [1.0, 2.0]),
-}
 ADAMS_STRINGS = ["explicit_adams", "implicit_adams", "fixed_adams"]
 
 

@@ -8,18 +8,12 @@ import warnings
 
 import pytest
 import torch
+from helpers import PROBLEMS, A
 
 import pysciml as ps
 from pysciml import odeint
 
 F64 = torch.float64
-A = torch.tensor([[-0.3, 1.0], [-1.0, -0.2]], dtype=F64)
-PROBLEMS = {
-    "constant": (lambda t, y: torch.full_like(y, 0.5), [1.0, -2.0]),
-    "linear": (lambda t, y: y @ A.T.to(y.dtype), [1.0, 0.5]),
-    "sine": (lambda t, y: torch.sin(3 * t).to(y.dtype) * torch.ones_like(y), [0.0, 1.0]),
-    "exponential": (lambda t, y: 0.8 * y, [1.0, 2.0]),
-}
 
 
 def _both(f, y0, t, **kw):
