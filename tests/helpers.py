@@ -172,3 +172,16 @@ PROBLEMS = {
     "sine": (lambda t, y: torch.sin(3 * t).to(y.dtype) * torch.ones_like(y), [0.0, 1.0]),
     "exponential": (lambda t, y: 0.8 * y, [1.0, 2.0]),
 }
+
+
+def rober_dae(t1: float = 1e5, **problem_kwargs) -> ps.ODEProblem:
+    """Robertson as an index-1 DAE: ``M = diag(1, 1, 0)``, the third equation ``y1 + y2 + y3 - 1 = 0`` (the
+    conservation law), from ``(1, 0, 0)`` to ``t1`` in float64; ``problem_kwargs`` go to ``ODEProblem``."""
+
+    def f(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        y1, y2, y3 = u[0], u[1], u[2]
+        return torch.stack((-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 3e7 * y2 * y2 - 1e4 * y2 * y3, y1 + y2 + y3 - 1))
+
+    M = torch.diag(torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64))
+    return ps.ODEProblem(f, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), (0.0, t1), mass_matrix=M,
+                         **problem_kwargs)

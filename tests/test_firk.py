@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from helpers import kepler_problem, nonlinear_problem, observed_order
+from helpers import kepler_problem, nonlinear_problem, observed_order, rober_dae
 
 import pysciml as ps
 from pysciml import problems
@@ -109,13 +109,7 @@ def test_radau3_adaptive_hires():
 
 def test_rober_as_index1_dae_with_singular_mass():
     """Robertson with its conservation law as the algebraic equation: M = diag(1, 1, 0), f3 = y1 + y2 + y3 - 1."""
-
-    def f(t, u, p):
-        y1, y2, y3 = u[0], u[1], u[2]
-        return torch.stack((-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 3e7 * y2 * y2 - 1e4 * y2 * y3, y1 + y2 + y3 - 1))
-
-    M = torch.diag(torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64))
-    prob = ps.ODEProblem(f, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), (0.0, 1e5), mass_matrix=M)
+    prob = rober_dae()
     rtol = 1e-6
     sol = ps.solve(prob, ps.RadauIIA5(), rtol=rtol, atol=rtol * 1e-4, saveat=[1e4, 1e5])
     assert sol.retcode == ps.ReturnCode.Success, sol.message
@@ -137,12 +131,7 @@ def test_constant_mass_matrix_keeps_the_order(alg):
 
 
 def test_radau3_dae():
-    def f(t, u, p):
-        y1, y2, y3 = u[0], u[1], u[2]
-        return torch.stack((-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 3e7 * y2 * y2 - 1e4 * y2 * y3, y1 + y2 + y3 - 1))
-
-    M = torch.diag(torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64))
-    prob = ps.ODEProblem(f, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), (0.0, 1e5), mass_matrix=M)
+    prob = rober_dae()
     sol = ps.solve(prob, ps.RadauIIA3(), rtol=1e-5, atol=1e-9, saveat=[1e5])
     assert sol.retcode == ps.ReturnCode.Success
     assert weighted_error(sol.u[-1], problems.reference("rober", 1e5), 1e-5, 1e-9) <= 1.0  # measured 0.18

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import rober_dae
 
 import pysciml as ps
 from pysciml.engine.linsolve import KrylovSolver
@@ -317,13 +318,7 @@ def test_sparse_jac_structure_must_not_change():
 
 def test_sparse_lu_with_a_singular_mass_matrix():
     # ROBER as an index-1 DAE (M = diag(1, 1, 0)): the mass matrix's pattern joins W's
-    def f(t, y):
-        y1, y2, y3 = y[0], y[1], y[2]
-        return torch.stack([-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2**2, y1 + y2 + y3 - 1])
-
-    M = torch.diag(torch.tensor([1.0, 1.0, 0.0], dtype=F64))
-    prob = ps.ODEProblem(f, torch.tensor([1.0, 0.0, 0.0], dtype=F64), (0.0, 1.0), mass_matrix=M,
-                         jac_prototype=torch.ones(3, 3, dtype=torch.bool))
+    prob = rober_dae(1.0, jac_prototype=torch.ones(3, 3, dtype=torch.bool))
     dense = ps.solve(prob, ps.Rodas5P(), rtol=1e-8, atol=1e-10)
     sparse = ps.solve(prob, ps.Rodas5P(linsolve=ps.SparseLU()), rtol=1e-8, atol=1e-10)
     assert sparse.stats.naccept == dense.stats.naccept
