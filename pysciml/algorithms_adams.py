@@ -21,8 +21,10 @@ Dense output (``saveat`` between steps, ``sol(t)``) is cubic Hermite. A solve sp
 (``DiscreteAdjoint(checkpoints=K)``) starts the method again at each segment: its values differ from the unsplit
 solve by the starting method's local error (measured: 3e-7 for AB4, dt 0.05, four segments of a rotation over
 [0, 2]). ``solve`` checks fixed steps as for the other explicit methods (an Adams method beyond its real stability
-interval, or with its difference of orders as large as a growing solution, ends as ``Unstable``). The Julia engine
-does not run these (``backend='julia'`` refuses them).
+interval, or with its difference of orders as large as a growing solution, ends as ``Unstable``). ``backend='julia'``
+runs OrdinaryDiffEqAdamsBashforthMoulton's AB3 ... ABM54 (the same starting steps; where the step changes they keep
+the equal-step formula instead of restarting, so a shortened last step has a lower order there); it refuses
+``AdamsBashforth`` and ``AdamsBashforthMoulton`` (no OrdinaryDiffEq counterpart).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class AB3(AdamsAlgorithm):
     """3-step Adams-Bashforth, order 3; two Ralston steps start it."""
 
     _tableau: ClassVar[Tableau | None] = _adams.AB3  # type: ignore[assignment]
+    julia_name: ClassVar[str] = "AB3"
 
 
 @dataclass(frozen=True, repr=False)
@@ -60,6 +63,7 @@ class AB4(AdamsAlgorithm):
     """4-step Adams-Bashforth, order 4; three RK4 steps start it."""
 
     _tableau: ClassVar[Tableau | None] = _adams.AB4  # type: ignore[assignment]
+    julia_name: ClassVar[str] = "AB4"
 
 
 @dataclass(frozen=True, repr=False)
@@ -67,6 +71,7 @@ class AB5(AdamsAlgorithm):
     """5-step Adams-Bashforth, order 5; four RK4 steps start it."""
 
     _tableau: ClassVar[Tableau | None] = _adams.AB5  # type: ignore[assignment]
+    julia_name: ClassVar[str] = "AB5"
 
 
 @dataclass(frozen=True, repr=False)
@@ -74,6 +79,7 @@ class ABM32(AdamsAlgorithm):
     """AB3 predictor, 2-step Adams-Moulton corrector (order 3), PECE; two Ralston steps start it."""
 
     _tableau: ClassVar[Tableau | None] = _adams.ABM32  # type: ignore[assignment]
+    julia_name: ClassVar[str] = "ABM32"
 
 
 @dataclass(frozen=True, repr=False)
@@ -81,6 +87,7 @@ class ABM43(AdamsAlgorithm):
     """AB4 predictor, 3-step Adams-Moulton corrector (order 4), PECE; three RK4 steps start it."""
 
     _tableau: ClassVar[Tableau | None] = _adams.ABM43  # type: ignore[assignment]
+    julia_name: ClassVar[str] = "ABM43"
 
 
 @dataclass(frozen=True, repr=False)
@@ -88,6 +95,7 @@ class ABM54(AdamsAlgorithm):
     """AB5 predictor, 4-step Adams-Moulton corrector (order 5), PECE; four RK4 steps start it."""
 
     _tableau: ClassVar[Tableau | None] = _adams.ABM54  # type: ignore[assignment]
+    julia_name: ClassVar[str] = "ABM54"
 
 
 def _check_max_order(max_order: object) -> None:

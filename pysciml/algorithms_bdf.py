@@ -13,8 +13,9 @@ should know:
 * Both use the quasi-constant step-size form (the differences are re-expressed on the new spacing when the step
   changes: Shampine & Reichelt 1997; SciPy's ``BDF``, MATLAB's ``ode15s``). OrdinaryDiffEq.jl's ``FBDF`` is the
   fixed-leading-coefficient form of the BDFs (its ``QNDF`` is the quasi-constant NDF form, as here): the same
-  formulas and orders, other step sequences. The Julia engine does not route them yet (PySciML.jl's algorithm
-  tables lack both), so ``backend="julia"`` refuses them.
+  formulas and orders, other step sequences. ``backend="julia"`` runs OrdinaryDiffEqBDF's FBDF and QNDF with
+  ``max_order``, ``max_newton_iters`` (``NLNewton``'s ``max_iter``) and ``linsolve``; it refuses fixed steps
+  (OrdinaryDiffEq changes their order only in the adaptive step controller).
 * A batch of trajectories shares the step size and the order (error norm: the largest over the batch).
 * Fixed steps (``adaptive=False, dt=...``) run at order ``max_order`` throughout, started by ``max_order`` Rodas5P
   steps of the same size.
@@ -77,7 +78,7 @@ class FBDF(BDFAlgorithm):
     Orders 1 and 2 are L-stable; 3-5 are A(alpha)-stable (alpha = 86.0, 73.4, 51.8 degrees: Hairer & Wanner II,
     Table V.2.3), so strongly oscillatory stiff modes are better served by Rodas5P or KenCarp4."""
 
-    julia_name: ClassVar[str] = ""  # OrdinaryDiffEq's FBDF, not routed by PySciML.jl yet
+    julia_name: ClassVar[str] = "FBDF"
     kappa: ClassVar[tuple[float, ...]] = BDF_KAPPA
 
 
@@ -89,5 +90,5 @@ class QNDF(BDFAlgorithm):
     Reichelt (1997, Table 1) give the gain as a 26 % larger step at orders 1-3 and 12 % at order 4, for stability
     angles of 90, 90, 80, 66 degrees (BDF: 90, 90, 86, 73); order 5 is BDF5."""
 
-    julia_name: ClassVar[str] = ""  # OrdinaryDiffEq's QNDF, not routed by PySciML.jl yet
+    julia_name: ClassVar[str] = "QNDF"
     kappa: ClassVar[tuple[float, ...]] = NDF_KAPPA

@@ -16,8 +16,10 @@ solved by every method here (tested: each keeps its order with a nonsingular ``M
 Robertson DAE). Adaptive solves use radau5's predictive controller with its 1.2x step hold
 (:class:`~pysciml.engine.firk_control.PredictiveController`) unless ``controller=`` is given. Dense output is the
 collocation polynomial (order ``s``), so adaptive RadauIIA5 solves land their steps on ``saveat`` times.
-Tableaus: :mod:`pysciml.engine.tableaus.firk`. Native engine only: PySciML.jl does not load
-OrdinaryDiffEqFIRK yet, so ``backend='julia'`` refuses them (no ``julia_name``).
+Tableaus: :mod:`pysciml.engine.tableaus.firk`. ``backend='julia'`` runs OrdinaryDiffEqFIRK's RadauIIA5, RadauIIA3
+and ``GaussLegendre(num_stages = 2 or 3)`` (the same collocation methods; options as
+:func:`pysciml.julia._mapping.algorithm_options` says); it refuses GaussLegendre4/6 with a mass matrix, which
+OrdinaryDiffEq's GaussLegendre does not read.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class RadauIIA5(FIRKAlgorithm):
     (``rtol <= 1e-6``) and index-1 DAEs with a constant mass matrix."""
 
     _tableau: ClassVar[Tableau | None] = _firk.RADAU_IIA5  # type: ignore[assignment]
+    julia_name: ClassVar[str] = "RadauIIA5"
 
 
 @dataclass(frozen=True, repr=False)
@@ -90,6 +93,7 @@ class RadauIIA3(FIRKAlgorithm):
     (derived for pysciml, see :mod:`pysciml.engine.tableaus.firk`). For loose tolerances."""
 
     _tableau: ClassVar[Tableau | None] = _firk.RADAU_IIA3  # type: ignore[assignment]
+    julia_name: ClassVar[str] = "RadauIIA3"
 
 
 @dataclass(frozen=True, repr=False)
@@ -98,6 +102,7 @@ class GaussLegendre4(FIRKAlgorithm):
     only."""
 
     _tableau: ClassVar[Tableau | None] = _firk.GAUSS_LEGENDRE4  # type: ignore[assignment]
+    julia_name: ClassVar[str] = "GaussLegendre"
     no_adaptivity_reason: ClassVar[str | None] = _GAUSS_FIXED
 
 
@@ -107,6 +112,7 @@ class GaussLegendre6(FIRKAlgorithm):
     only."""
 
     _tableau: ClassVar[Tableau | None] = _firk.GAUSS_LEGENDRE6  # type: ignore[assignment]
+    julia_name: ClassVar[str] = "GaussLegendre"
     no_adaptivity_reason: ClassVar[str | None] = _GAUSS_FIXED
 
 

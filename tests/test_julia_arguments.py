@@ -2,7 +2,8 @@
 
 No Julia runs here and nothing is mocked: ``plan_solve`` and ``plan_odeint`` are the functions
 ``solve(..., backend="julia")`` and ``odeint_julia`` call to build their Julia calls before starting Julia.
-For every algorithm (LU and GMRES, every ESDIRK option), every sensitivity algorithm, with and without
+For every algorithm with a Julia counterpart (LU and GMRES, every ESDIRK, FIRK and BDF option), every sensitivity
+algorithm, with and without
 parameters, scalar and per-component ``atol``, split problems and mass matrices, the keyword set is checked
 exactly, against the keywords the Julia entry point (and ``make_algorithm``, through its
 ``algorithm_options...`` splat) declares, and against their declared types; the tensors' shapes and layout
@@ -20,12 +21,14 @@ from test_julia_static import julia_source
 
 import pysciml as ps
 from pysciml import algorithms, sensealg
-from pysciml.algorithms import ALGORITHMS, ESDIRKAlgorithm, IMEXAlgorithm, ImplicitAlgorithm, RosenbrockAlgorithm
+from pysciml.algorithms import ESDIRKAlgorithm, IMEXAlgorithm, ImplicitAlgorithm, RosenbrockAlgorithm
+from pysciml.algorithms_bdf import BDFAlgorithm
+from pysciml.algorithms_firk import FIRKAlgorithm
 from pysciml.errors import InputError
 from pysciml.julia._adjoint import plan_odeint
 from pysciml.julia._arguments import adjoint_settings
 from pysciml.julia._callbacks import DLPackView, TorchCallbacks
-from pysciml.julia._mapping import algorithm_options
+from pysciml.julia._mapping import ALL_ALGORITHMS, algorithm_options
 from pysciml.julia._retcodes import JULIA_RETCODES, retcode_from_julia
 from pysciml.julia._solve import plan_solve
 from pysciml.linsolve_options import GMRES
@@ -41,6 +44,9 @@ JULIA_TYPES = {  # declared Julia keyword type -> what the Python value must be 
 STEP_KEYS = {"reltol", "abstol", "saveat", "dense", "adaptive", "maxiters", "dtmin"}
 GMRES_KEYS = {"linsolve", "restart", "gmres_rtol", "gmres_itmax"}
 ESDIRK_KEYS = {"newton_kappa", "max_newton_iters", "smooth_est"}
+FIRK_KEYS = {"linsolve", "max_newton_iters", "jac_reuse"}  # + newton_kappa unless None, num_stages for Gauss
+BDF_KEYS = {"max_order", "max_newton_iters"}
+ROUTED = [cls for cls in ALL_ALGORITHMS.values() if cls.julia_name]  # every algorithm the Julia engine runs
 
 
 def julia_keywords(entry: str) -> dict:
@@ -96,12 +102,17 @@ def dae_problem(u0: list[float]) -> ps.ODEProblem:
 
 
 def variants(cls: type) -> list:
-    """Default construction, and for implicit methods GMRES and every non-default ESDIRK option."""
+    """Default construction, and for implicit methods GMRES (not FIRK: dense LU only) and every non-default
+    ESDIRK, FIRK and BDF option."""
     out = [cls()]
-    if issubclass(cls, ImplicitAlgorithm):
+    if issubclass(cls, ImplicitAlgorithm) and not issubclass(cls, FIRKAlgorithm):
         out.append(cls(linsolve=GMRES(rtol=1e-8, restart=7, maxiter=3)))
     if issubclass(cls, ESDIRKAlgorithm):
         out.append(cls(smooth_est=True, newton_kappa=0.05, max_newton_iters=4))
+    if issubclass(cls, FIRKAlgorithm):
+        out.append(cls(newton_kappa=0.05, max_newton_iters=4, jac_reuse=0.0))
+    if issubclass(cls, BDFAlgorithm):
+        out.append(cls(max_order=3, max_newton_iters=6))
     return out
 
 
@@ -111,6 +122,11 @@ def expected_algorithm_keys(alg) -> set[str]:
         keys |= GMRES_KEYS if isinstance(alg.linsolve, GMRES) else {"linsolve"}
     if isinstance(alg, ESDIRKAlgorithm):
         keys |= ESDIRK_KEYS
+    if isinstance(alg, FIRKAlgorithm):
+        keys |= FIRK_KEYS | ({"newton_kappa"} if alg.newton_kappa is not None else set())
+        keys |= {"num_stages"} if alg.julia_name == "GaussLegendre" else set()
+    if isinstance(alg, BDFAlgorithm):
+        keys |= BDF_KEYS
     return keys
 
 
@@ -118,7 +134,7 @@ def step_kwargs(alg) -> dict:
     return {} if alg.is_adaptive else {"adaptive": False, "dt": 0.01}
 
 
-ALL_VARIANTS = [alg for cls in ALGORITHMS.values() for alg in variants(cls)]
+ALL_VARIANTS = [alg for cls in ROUTED for alg in variants(cls)]
 
 
 # ------------------------------------------------------------------------------------------- solve_ode
@@ -143,16 +159,24 @@ def test_solve_ode_keywords_for_every_algorithm(alg):
 def test_every_algorithm_option_reaches_julia():
     """Changing any option of an algorithm (other than ``autodiff``, which selects how torch computes the
     derivatives Julia receives) changes what Julia is sent: nothing is silently dropped."""
-    for cls in ALGORITHMS.values():
-        base = cls(linsolve=GMRES()) if issubclass(cls, ImplicitAlgorithm) else cls()
+    for cls in ROUTED:
+        gmres = issubclass(cls, ImplicitAlgorithm) and not issubclass(cls, FIRKAlgorithm)
+        base = cls(linsolve=GMRES()) if gmres else cls()
         for field in dataclasses.fields(cls):
             if field.name in ("autodiff", "linsolve"):
                 continue
             value = getattr(base, field.name)
-            changed = dataclasses.replace(base, **{field.name: (not value) if isinstance(value, bool) else
-                                                   type(value)(value * 0.5 if isinstance(value, float) else value + 1)})
+            if value is None:  # FIRK newton_kappa: radau5's default -> a given kappa
+                other = 0.05
+            elif isinstance(value, bool):
+                other = not value
+            elif isinstance(value, float):
+                other = value * 0.5
+            else:
+                other = value - 1 if field.name == "max_order" else value + 1
+            changed = dataclasses.replace(base, **{field.name: other})
             assert algorithm_options(changed) != algorithm_options(base), (cls.__name__, field.name)
-        if issubclass(cls, ImplicitAlgorithm):
+        if gmres:
             for field in dataclasses.fields(GMRES):
                 value = getattr(GMRES(), field.name)
                 if field.name == "precondition":  # native only: refused, never dropped
@@ -378,8 +402,8 @@ def test_default_and_unknown_return_codes_are_failures():
 
 def test_algorithm_families_are_known():
     """The expected keyword sets above assume these families; a new family needs its own expectation."""
-    for cls in ALGORITHMS.values():
+    for cls in ROUTED:
         if issubclass(cls, ImplicitAlgorithm):
-            assert issubclass(cls, (RosenbrockAlgorithm, ESDIRKAlgorithm)), cls
-    assert all(issubclass(c, ESDIRKAlgorithm) for c in ALGORITHMS.values() if issubclass(c, IMEXAlgorithm))
+            assert issubclass(cls, (RosenbrockAlgorithm, ESDIRKAlgorithm, FIRKAlgorithm, BDFAlgorithm)), cls
+    assert all(issubclass(c, ESDIRKAlgorithm) for c in ROUTED if issubclass(c, IMEXAlgorithm))
     assert math.isclose(algorithm_options(algorithms.Kvaerno5(linsolve=GMRES()))["gmres_rtol"], 1e-10)

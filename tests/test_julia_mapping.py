@@ -10,11 +10,27 @@ import pytest
 from test_julia_static import julia_source, project_toml
 
 from pysciml import algorithms, sensealg
-from pysciml.algorithms import ALGORITHMS, Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, IMEXAlgorithm
+from pysciml.algorithms import (
+    ALGORITHMS,
+    Algorithm,
+    ESDIRKAlgorithm,
+    ExplicitAlgorithm,
+    IMEXAlgorithm,
+    ImplicitAlgorithm,
+)
+from pysciml.algorithms_bdf import BDFAlgorithm
+from pysciml.algorithms_firk import FIRKAlgorithm
 from pysciml.errors import InputError
 from pysciml.julia import JULIA_ALGORITHMS, JULIA_SENSEALGS, JULIA_UNSUPPORTED_SENSEALGS
-from pysciml.julia._mapping import SENSEALG_CLASSES, algorithm_options, julia_algorithm, julia_sensealg
-from pysciml.linsolve_options import GMRES
+from pysciml.julia._mapping import (
+    ALL_ALGORITHMS,
+    SENSEALG_CLASSES,
+    algorithm_options,
+    check_julia_solve,
+    julia_algorithm,
+    julia_sensealg,
+)
+from pysciml.linsolve_options import GMRES, SparseLU
 
 
 def _concrete_algorithm_classes() -> set[type]:
@@ -38,6 +54,29 @@ def test_every_algorithm_has_a_julia_name():
         assert julia_algorithm(cls()) == cls.julia_name
 
 
+# pysciml class -> OrdinaryDiffEq name, checked against OrdinaryDiffEq.jl's sources (lib/OrdinaryDiffEqFIRK,
+# lib/OrdinaryDiffEqBDF, lib/OrdinaryDiffEqAdamsBashforthMoulton: algorithms.jl and the exports, v2.x).
+NEW_FAMILIES = {
+    "RadauIIA5": "RadauIIA5", "RadauIIA3": "RadauIIA3", "GaussLegendre4": "GaussLegendre",
+    "GaussLegendre6": "GaussLegendre", "FBDF": "FBDF", "QNDF": "QNDF", "AB3": "AB3", "AB4": "AB4", "AB5": "AB5",
+    "ABM32": "ABM32", "ABM43": "ABM43", "ABM54": "ABM54",
+}
+
+
+def test_firk_bdf_and_adams_methods_map_to_their_ordinarydiffeq_names():
+    from pysciml.algorithms_native import NATIVE_ALGORITHMS
+
+    for name, julia_name in NEW_FAMILIES.items():
+        assert JULIA_ALGORITHMS[name] == julia_name
+        assert julia_algorithm(ALL_ALGORITHMS[name]()) == julia_name
+    # everything else with a Julia name is an ALGORITHMS class; the rest is refused (native, torchdiffeq's Adams)
+    unrouted = set(NATIVE_ALGORITHMS) | {"AdamsBashforth", "AdamsBashforthMoulton"}
+    assert set(JULIA_ALGORITHMS) == set(ALL_ALGORITHMS) - unrouted == set(ALGORITHMS) | set(NEW_FAMILIES)
+    for name in unrouted:
+        with pytest.raises(InputError, match=rf"{name}\(\) has no Julia counterpart.*backend='torch'"):
+            julia_algorithm(ALL_ALGORITHMS[name]())
+
+
 def test_julia_names_exist_in_the_julia_package():
     src = julia_source()
     tables = src.string_keys("EXPLICIT_ALGORITHMS") | src.string_keys("IMPLICIT_ALGORITHMS")
@@ -50,8 +89,13 @@ def test_julia_names_exist_in_the_julia_package():
 def test_julia_tables_split_explicit_and_implicit_like_python():
     src = julia_source()
     explicit = src.string_keys("EXPLICIT_ALGORITHMS")
+    routed = {name: cls for name, cls in ALL_ALGORITHMS.items() if cls.julia_name}
+    for name, cls in routed.items():
+        assert (cls.julia_name in explicit) == (not issubclass(cls, ImplicitAlgorithm)), name
     for name, cls in ALGORITHMS.items():
-        assert (cls.julia_name in explicit) == issubclass(cls, ExplicitAlgorithm), name
+        assert issubclass(cls, ImplicitAlgorithm) != issubclass(cls, ExplicitAlgorithm), name
+    assert src.string_keys("FIRK_ALGORITHMS") == {c.julia_name for c in routed.values() if issubclass(c, FIRKAlgorithm)}
+    assert src.string_keys("BDF_ALGORITHMS") == {c.julia_name for c in routed.values() if issubclass(c, BDFAlgorithm)}
     imex = {cls.julia_name for cls in ALGORITHMS.values() if issubclass(cls, IMEXAlgorithm)}
     assert src.string_keys("IMEX_ALGORITHMS") == imex
     esdirk = {cls.julia_name for cls in ALGORITHMS.values() if issubclass(cls, ESDIRKAlgorithm)}
@@ -108,6 +152,62 @@ def test_algorithm_options():
     # the native Newton defaults are Julia's NLNewton defaults (kappa = 1//100, max_iter = 10)
     assert algorithm_options(algorithms.Kvaerno5())["newton_kappa"] == 0.01
     assert algorithm_options(algorithms.Kvaerno5())["max_newton_iters"] == 10
+
+
+def test_firk_and_bdf_options():
+    """FIRK: OrdinaryDiffEqFIRK's maxiters, kappa (only when given: radau5's rtol-dependent default has no counterpart,
+    OrdinaryDiffEq's 1/100 applies) and the Jacobian-reuse threshold; GaussLegendre4/6 by num_stages. BDF: max_order
+    and the Newton budget. Adams: nothing to send."""
+    from pysciml.algorithms_adams import ABM54
+    from pysciml.algorithms_bdf import FBDF, QNDF
+    from pysciml.algorithms_firk import GaussLegendre4, GaussLegendre6, RadauIIA3, RadauIIA5
+
+    assert algorithm_options(RadauIIA5()) == {"linsolve": "lu", "max_newton_iters": 7, "jac_reuse": 1e-3}
+    assert algorithm_options(RadauIIA3(newton_kappa=0.05, max_newton_iters=9, jac_reuse=0.0)) == {
+        "linsolve": "lu", "max_newton_iters": 9, "jac_reuse": 0.0, "newton_kappa": 0.05}
+    assert algorithm_options(GaussLegendre4())["num_stages"] == 2
+    assert algorithm_options(GaussLegendre6())["num_stages"] == 3
+    assert "num_stages" not in algorithm_options(RadauIIA5())
+    assert algorithm_options(FBDF(max_order=3)) == {"linsolve": "lu", "max_order": 3, "max_newton_iters": 4}
+    assert algorithm_options(QNDF(linsolve=GMRES(restart=5), max_newton_iters=6)) == {
+        "linsolve": "gmres", "restart": 5, "gmres_rtol": 1e-10, "gmres_itmax": 50, "max_order": 5,
+        "max_newton_iters": 6}
+    assert algorithm_options(ABM54()) == {}
+    with pytest.raises(InputError, match="sparse"):
+        algorithm_options(FBDF(linsolve=SparseLU()))
+
+
+def test_qndf_kappa_is_ordinarydiffeqs_default():
+    """PySciML.jl leaves QNDF's ``kappa`` at OrdinaryDiffEq's default, (-37/200, -1/9, -823/10000, -83/2000, 0)
+    (lib/OrdinaryDiffEqBDF/src/algorithms.jl), so both engines use the same formulas only if pysciml's are these."""
+    from pysciml.algorithms_bdf import QNDF
+
+    assert QNDF.kappa == pytest.approx((-37 / 200, -1 / 9, -823 / 10000, -83 / 2000, 0.0), abs=1e-15)
+
+
+def test_what_ordinarydiffeq_would_solve_differently_is_refused_before_julia_starts():
+    """FBDF/QNDF with fixed steps (OrdinaryDiffEq would stay at order 1) and GaussLegendre4/6 with a mass matrix
+    (OrdinaryDiffEq's GaussLegendre ignores it): solve(..., backend="julia") raises an InputError naming the reason
+    and the way out, before Julia is started (where Julia is missing it would raise JuliaNotAvailableError)."""
+    import torch
+
+    import pysciml as ps
+
+    one = torch.ones(2, dtype=torch.float64)
+    plain = ps.ODEProblem(lambda t, u: -u, one, (0.0, 1.0))
+    with_mass = ps.ODEProblem(lambda t, u: -u, one, (0.0, 1.0), mass_matrix=torch.eye(2, dtype=torch.float64))
+    for alg in (ps.FBDF(), ps.QNDF(max_order=2)):
+        with pytest.raises(ps.InputError, match=r"adaptive=False.*order 1.*backend='torch'"):
+            ps.solve(plain, alg, adaptive=False, dt=0.1, backend="julia")
+        check_julia_solve(alg, adaptive=True, mass_matrix=True)  # adaptive BDF with M: both engines
+    for alg in (ps.GaussLegendre4(), ps.GaussLegendre6()):
+        with pytest.raises(ps.InputError, match=r"mass_matrix.*ignores the mass matrix.*backend='torch'"):
+            ps.solve(with_mass, alg, dt=0.1, backend="julia")
+        check_julia_solve(alg, adaptive=False, mass_matrix=False)
+    check_julia_solve(ps.RadauIIA5(), adaptive=True, mass_matrix=True)
+    for cls in (ps.AdamsBashforth, ps.AdamsBashforthMoulton):
+        with pytest.raises(ps.InputError, match=rf"{cls.__name__}\(\) has no Julia counterpart.*backend='torch'"):
+            ps.solve(plain, cls(), dt=0.1, backend="julia")
 
 
 def test_esdirk_smooth_est_is_always_sent():

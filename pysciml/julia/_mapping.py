@@ -1,7 +1,8 @@
 """Names and options of algorithms and sensitivity algorithms on the Julia side.
 
-Built from the ``julia_name`` of every class, so the mapping is complete by construction; a class
-without a Julia counterpart must be listed in :data:`JULIA_UNSUPPORTED_SENSEALGS` with the reason
+Built from the ``julia_name`` of every class, so the mapping is complete by construction; a sensitivity algorithm
+without a Julia counterpart must be listed in :data:`JULIA_UNSUPPORTED_SENSEALGS` with the reason, and an algorithm
+without one (the native-only methods and torchdiffeq's Adams methods) has ``julia_name = ""`` and is refused
 (tests check both). The symplectic methods carry their OrdinaryDiffEq names too
 (:data:`JULIA_SYMPLECTIC_ALGORITHMS`; ``tests/test_julia_mapping.py`` checks that each names the same sequence of
 kicks and drifts) but are not routed to the Julia engine yet. Starts no Julia (torch is imported only through
@@ -15,19 +16,28 @@ from typing import Any
 
 from .. import sensealg as _sensealg
 from ..algorithms import ALGORITHMS, Algorithm, ESDIRKAlgorithm, ImplicitAlgorithm
+from ..algorithms_adams import ADAMS_ALGORITHMS
+from ..algorithms_bdf import FBDF, QNDF, BDFAlgorithm
+from ..algorithms_firk import FIRK_ALGORITHMS, FIRKAlgorithm
+from ..algorithms_native import NATIVE_ALGORITHMS
 from ..algorithms_symplectic import SYMPLECTIC_ALGORITHMS, SymplecticAlgorithm
 from ..errors import InputError
 from ..linsolve_options import GMRES, SparseLU
 from ..sensealg import CheckpointingAdjoint, SensitivityAlgorithm
 
 __all__ = [
-    "DOUBLE_EPS", "JULIA_ALGORITHMS", "JULIA_SYMPLECTIC_ALGORITHMS",
+    "ALL_ALGORITHMS", "DOUBLE_EPS", "JULIA_ALGORITHMS", "JULIA_SYMPLECTIC_ALGORITHMS",
     "JULIA_SENSEALGS", "JULIA_UNSUPPORTED_SENSEALGS", "SENSEALG_CLASSES",
-    "algorithm_options", "julia_algorithm", "julia_sensealg",
+    "algorithm_options", "check_julia_solve", "julia_algorithm", "julia_sensealg",
 ]
 
-JULIA_ALGORITHMS: dict[str, str] = {name: cls.julia_name for name, cls in ALGORITHMS.items()}
-"""pysciml algorithm class name -> OrdinaryDiffEq algorithm name."""
+ALL_ALGORITHMS: dict[str, type] = {
+    **ALGORITHMS, **FIRK_ALGORITHMS, **{c.__name__: c for c in (FBDF, QNDF)}, **ADAMS_ALGORITHMS, **NATIVE_ALGORITHMS}
+"""Every non-symplectic pysciml algorithm class, by name (those with a Julia counterpart and those without)."""
+
+JULIA_ALGORITHMS: dict[str, str] = {name: cls.julia_name for name, cls in ALL_ALGORITHMS.items() if cls.julia_name}
+"""pysciml algorithm class name -> OrdinaryDiffEq algorithm name (GaussLegendre4 and GaussLegendre6 both map to
+``GaussLegendre``, told apart by ``num_stages``)."""
 
 JULIA_SYMPLECTIC_ALGORITHMS: dict[str, str] = {name: cls.julia_name for name, cls in SYMPLECTIC_ALGORITHMS.items()}
 """pysciml symplectic algorithm -> its OrdinaryDiffEq counterpart (``OrdinaryDiffEqSymplecticRK``: VelocityVerlet,
@@ -72,6 +82,26 @@ def julia_algorithm(alg: Algorithm) -> str:
     return name
 
 
+def check_julia_solve(alg: Algorithm, *, adaptive: bool, mass_matrix: bool) -> None:
+    """Refuse what OrdinaryDiffEq would solve differently from pysciml, before Julia is started.
+
+    * FBDF/QNDF with fixed steps: pysciml runs them at ``max_order`` throughout; OrdinaryDiffEqBDF changes their
+      order only in its adaptive step controller, so a fixed-step solve would stay at order 1.
+    * GaussLegendre4/6 with a mass matrix: OrdinaryDiffEqFIRK's ``GaussLegendre`` builds its Newton matrix as
+      ``I - dt A (x) J`` and never reads the mass matrix, so the solve would ignore ``M``.
+
+    Raises:
+        InputError: one of the above (the message names the way out).
+    """
+    if isinstance(alg, BDFAlgorithm) and not adaptive:
+        raise InputError(f"{alg!r} with adaptive=False: pysciml's fixed-step {alg.name} runs at max_order, "
+                         f"OrdinaryDiffEq's changes its order only in the adaptive controller (it would stay at "
+                         f"order 1); use backend='torch' for fixed steps, or adaptive=True")
+    if isinstance(alg, FIRKAlgorithm) and julia_algorithm(alg) == "GaussLegendre" and mass_matrix:
+        raise InputError(f"{alg!r} with a mass_matrix: OrdinaryDiffEq's GaussLegendre ignores the mass matrix; use "
+                         "backend='torch', or RadauIIA5() which reads it on both engines")
+
+
 DOUBLE_EPS = 2.0**-52
 """Machine epsilon of float64, the default state dtype."""
 
@@ -85,7 +115,13 @@ def algorithm_options(alg: Algorithm, eps: float = DOUBLE_EPS) -> dict[str, Any]
       native GMRES does; ``eps`` is that dtype's machine epsilon) and ``gmres_itmax`` (Krylov.jl counts
       iterations, pysciml's ``maxiter`` counts restart cycles: ``maxiter * restart``);
     * ESDIRK methods: ``newton_kappa``, ``max_newton_iters`` (``NLNewton``) and ``smooth_est`` (sent
-      always: OrdinaryDiffEq's default is ``true``, pysciml's ``False``).
+      always: OrdinaryDiffEq's default is ``true``, pysciml's ``False``);
+    * FIRK methods: ``max_newton_iters`` (OrdinaryDiffEqFIRK's ``maxiters``), ``jac_reuse`` (becomes its
+      ``fast_convergence_cutoff``), ``newton_kappa`` (its ``κ``) unless ``None``: radau5's rtol-dependent default has
+      no counterpart there and OrdinaryDiffEqFIRK's own ``κ = 1/100`` applies; GaussLegendre4/6 send ``num_stages``
+      (2/3). RadauIIA5's embedded estimate is filtered on both engines (OrdinaryDiffEq's ``smooth_est = true``);
+    * FBDF/QNDF: ``max_order`` (a ``Val`` in Julia) and ``max_newton_iters`` (``NLNewton``'s ``max_iter``);
+    * Adams methods (AB3 ... ABM54): none (OrdinaryDiffEq's constructors take none that pysciml has).
 
     ``autodiff`` needs no mapping: Julia never differentiates the Python function, the Jacobian and
     the Jacobian-vector products come from torch (forward-mode autodiff or, with ``autodiff=False``,
@@ -109,6 +145,14 @@ def algorithm_options(alg: Algorithm, eps: float = DOUBLE_EPS) -> dict[str, Any]
     if isinstance(alg, ESDIRKAlgorithm):
         opts.update(newton_kappa=float(alg.newton_kappa), max_newton_iters=int(alg.max_newton_iters),
                     smooth_est=bool(alg.smooth_est))
+    elif isinstance(alg, FIRKAlgorithm):
+        opts.update(max_newton_iters=int(alg.max_newton_iters), jac_reuse=float(alg.jac_reuse))
+        if alg.newton_kappa is not None:
+            opts["newton_kappa"] = float(alg.newton_kappa)
+        if julia_algorithm(alg) == "GaussLegendre":
+            opts["num_stages"] = int(alg.tableau.stages)
+    elif isinstance(alg, BDFAlgorithm):
+        opts.update(max_order=int(alg.max_order), max_newton_iters=int(alg.max_newton_iters))
     return opts
 
 

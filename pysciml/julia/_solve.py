@@ -25,7 +25,7 @@ from ._adjoint import solve_adjoint_julia
 from ._arguments import atol_row, check_consistent_u0, solve_ode_call
 from ._callbacks import TorchCallbacks, reraise_callback_error, to_julia
 from ._cuda import ensure_cuda
-from ._mapping import julia_algorithm
+from ._mapping import check_julia_solve, julia_algorithm
 from ._retcodes import failure_part, retcode_from_julia, stats_from_julia
 from ._startup import start
 
@@ -126,13 +126,15 @@ def plan_solve(prob: ODEProblem, alg: Algorithm | None = None, options: SolveOpt
     :func:`pysciml.solve`'s keywords in ``changes``) are ``solve``'s. Pure Python: Julia is not started.
 
     Raises:
-        InputError: invalid input, or ``controller`` (the Julia engine uses OrdinaryDiffEq's controllers).
+        InputError: invalid input, ``controller`` (the Julia engine uses OrdinaryDiffEq's controllers), or what
+            OrdinaryDiffEq would solve differently (:func:`~pysciml.julia._mapping.check_julia_solve`).
     """
     opts = (options or SolveOptions()).replace(**changes)
     if opts.controller is not None:
         raise InputError("controller= applies to the native engine only; the Julia engine uses its own defaults")
     c = check_solve(prob, alg, opts)
     julia_algorithm(c.alg)
+    check_julia_solve(c.alg, adaptive=c.adaptive, mass_matrix=prob.mass_matrix is not None)
     save_times = c.save_times
     if save_times is None and prob.batched:
         save_times = torch.tensor(prob.tspan, dtype=prob.u0.dtype, device=prob.u0.device)

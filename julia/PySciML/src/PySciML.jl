@@ -24,6 +24,9 @@ using ADTypes: AutoFiniteDiff
 using DLPack: DLPack
 using LinearAlgebra: I
 using LinearSolve: KrylovJL_GMRES
+using OrdinaryDiffEqAdamsBashforthMoulton: AB3, AB4, AB5, ABM32, ABM43, ABM54
+using OrdinaryDiffEqBDF: FBDF, QNDF
+using OrdinaryDiffEqFIRK: GaussLegendre, RadauIIA3, RadauIIA5
 using OrdinaryDiffEqLowOrderRK: BS3, DP5, Euler, Heun, Midpoint, Ralston, RK4
 using OrdinaryDiffEqNonlinearSolve: NLNewton
 using OrdinaryDiffEqRosenbrock: ROS3P, Rodas4, Rodas5, Rodas5P, Rosenbrock23

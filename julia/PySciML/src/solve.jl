@@ -70,7 +70,7 @@ Solve `du/dt = f(t, u, p)` from `u0` (a flat torch tensor of `n` values, viewed 
 transposed mass matrix as a contiguous torch tensor (so Julia's column-major view reads `M`), `params`
 the flat parameter vector for adjoint solves, `abstol` a number or a flat tensor, `saveat` and
 `tstops` torch tensors of save times and of times the steps must land on; `algorithm_options` go
-to [`make_algorithm`](@ref) (`linsolve`, `restart`, `newton_kappa`, `max_newton_iters`).
+to [`make_algorithm`](@ref) (`linsolve`, `restart`, `newton_kappa`, `max_newton_iters`, ...).
 
 Returns `t` (a CPU torch tensor `(S,)` in the state's dtype), `u` (a torch tensor `(S, n)` on the
 state's device: the `n × S` Julia matrix of saved states), the `ReturnCode` name, the counters

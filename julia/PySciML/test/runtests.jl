@@ -14,7 +14,7 @@ using Test
 @testset "PySciML" begin
     @testset "algorithms" begin
         names = algorithm_names()
-        @test length(names) == 18
+        @test length(names) == 34  # 9 Runge-Kutta + 6 Adams explicit; 14 Rosenbrock/ESDIRK + 3 FIRK + 2 BDF
         for name in names
             @test make_algorithm(name) !== nothing
         end
@@ -28,6 +28,16 @@ using Test
             @test make_algorithm(name; smooth_est = true).smooth_est == true
             @test make_algorithm(name; newton_kappa = 0.05, max_newton_iters = 7).nlsolve.max_iter == 7
         end
+        radau = make_algorithm("RadauIIA5"; newton_kappa = 0.05, max_newton_iters = 7, jac_reuse = 0.001)
+        @test radau.κ == 0.05 && radau.maxiters == 7 && radau.fast_convergence_cutoff ≈ 0.001 / 0.999
+        @test make_algorithm("GaussLegendre"; num_stages = 3).num_stages == 3
+        @test make_algorithm("RadauIIA3"; jac_reuse = 0.0).fast_convergence_cutoff == 0
+        for name in ("FBDF", "QNDF")
+            bdf = make_algorithm(name; max_order = 3, max_newton_iters = 6)
+            @test bdf.max_order == Val(3) && bdf.nlsolve.max_iter == 6
+            @test make_algorithm(name; linsolve = "gmres").linsolve isa KrylovJL
+        end
+        @test_throws ArgumentError make_algorithm("FBDF"; max_order = 6)
         @test_throws ArgumentError make_algorithm("NotAMethod")
         @test_throws ArgumentError make_algorithm("Rodas5P"; linsolve = "qr")
         @test all(in(names), IMEX_ALGORITHMS)
