@@ -21,6 +21,7 @@ def table_rows(text: str, prefix: str) -> list[list[str]]:
             if line.startswith(f"| {prefix}")]
 
 
+@pytest.mark.heavy
 def test_stiff_benchmark_smoke():
     pytest.importorskip("scipy")
     from benchmarks import stiff

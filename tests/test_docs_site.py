@@ -127,6 +127,7 @@ def _build(config: Path, site: Path, docs_dir: Path | None = None) -> subprocess
                           env={**os.environ, **BUILD_ENV})
 
 
+@pytest.mark.heavy
 def test_site_builds_strict(tmp_path: Path) -> None:
     pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e .[docs]")
     site = tmp_path / "site"
@@ -171,6 +172,7 @@ def undocumented_public_names(site: Path) -> list[str]:
     return missing
 
 
+@pytest.mark.heavy
 def test_broken_reference_fails_the_build(tmp_path: Path) -> None:
     """A cross-reference to a name that does not exist, on a page or in a docstring role, fails --strict."""
     pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e .[docs]")

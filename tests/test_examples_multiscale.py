@@ -13,6 +13,7 @@ import multiscale_reconstruction  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 
+@pytest.mark.heavy
 def test_multiscale_reconstruction_smoke(tmp_path):
     res = multiscale_reconstruction.main([
         "--latents", "1", "2", "4", "--traj", "20", "--test-traj", "4", "--ks-n", "32", "--ks-dt", "0.5",
@@ -36,6 +37,7 @@ def test_multiscale_reconstruction_smoke(tmp_path):
     assert all(ks[k]["ae"] < ks[k]["pca"] for k in (1, 2, 4)), ks
 
 
+@pytest.mark.heavy
 def test_multiscale_forecast_smoke(tmp_path):
     import multiscale_forecast
 

@@ -99,6 +99,7 @@ def test_rober_pinn_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_rober_adjoint_fit_lowers_the_misfit() -> None:
     import pinn_rober_inverse as rob
 

@@ -168,7 +168,7 @@ def rober_loss(tensors, alg, sensealg, rtol) -> Callable[[], torch.Tensor]:
 @pytest.mark.filterwarnings(NO_FD_JACOBIAN)
 @pytest.mark.parametrize(("alg", "rtol", "factor"), [
     pytest.param(ps.Rodas5P(), 1e-8, 10, id="Rodas5P", marks=pytest.mark.exhaustive),  # test_gradients covers it
-    pytest.param(ps.KenCarp4(), 1e-8, 30, id="KenCarp4"),
+    pytest.param(ps.KenCarp4(), 1e-8, 30, id="KenCarp4", marks=pytest.mark.heavy),
     pytest.param(ps.Kvaerno5(), 1e-8, 10, id="Kvaerno5", marks=pytest.mark.exhaustive),
 ])
 def test_checkpointed_discrete_adjoint_on_stiff_rober(alg, rtol, factor):
@@ -260,6 +260,7 @@ def unbatched_reference_loss(tensors) -> Callable[[], torch.Tensor]:
     return lambda: sum(vdp_loss([mu[b], u0[b]], ps.Rodas5P(), None, 1e-12)() for b in range(len(mu)))
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("alg", [ps.Tsit5(), ps.Rodas5P(), ps.KenCarp4()], ids=_name)
 def test_batched_discrete_adjoint(alg):
     """rtol 1e-8. (1) The batched gradient equals the sum of the three unbatched solves' discrete gradients with

@@ -78,6 +78,7 @@ def rober_fd_gradient():
         return richardson_fd(lambda: rober_loss(k, None, ps.Rodas5P(), 1e-10), k, 1e-4)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize(("alg", "sensealgs"), [
     (ps.Rodas5P(), [None, InterpolatingAdjoint(checkpointing=True), QuadratureAdjoint(), InterpolatingAdjoint()]),
     (ps.KenCarp4(), [None, InterpolatingAdjoint(checkpointing=True)]),
@@ -130,6 +131,7 @@ def test_neural_ode_sensealgs_agree_with_each_other_and_a_directional_fd():
     assert abs(dd - fd) / abs(fd) < 1e-6
 
 
+@pytest.mark.heavy
 def test_split_problem_with_matrix_implicit_part_is_differentiable():
     """IMEX KenCarp4 on u' = L u + w sin(u) + 0.1 cos(t): gradients to the matrix L, to w and to u0."""
     L = (10 * torch.tensor([[-2.0, 1.0], [1.0, -2.0]], dtype=torch.float64)).requires_grad_()

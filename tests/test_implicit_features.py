@@ -73,6 +73,7 @@ def test_gmres_matches_direct_solve():
     torch.testing.assert_close(x, torch.linalg.solve(A, b), rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("alg", [ps.Rodas5P(linsolve=ps.GMRES()), ps.KenCarp4(linsolve=ps.GMRES())],
                          ids=lambda a: a.name)
 def test_newton_krylov_matches_dense(alg):

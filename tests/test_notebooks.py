@@ -66,6 +66,7 @@ def test_notebook_is_canonical_percent_format(path: Path) -> None:
     assert normal(jupytext.writes(nb, fmt="py:percent")) == normal(text)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path: Path, tmp_path: Path, kernel_env: dict[str, str],

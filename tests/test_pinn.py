@@ -88,6 +88,7 @@ def test_hard_constraint_is_exact_on_the_boundary():
     assert pinn.term_names == ("residual",)
 
 
+@pytest.mark.heavy
 def test_hard_constrained_poisson_trains_without_boundary_terms():
     hard = HardConstraint.dirichlet(0.0, lambda x: x[:, 0] * (1 - x[:, 0]))
     pinn = PINN(mlp(width=16), poisson_residual, Interval(0, 1), [hard], n_interior=48)
@@ -194,6 +195,7 @@ def test_neumann_problem_trains_to_the_right_solution():
     assert err < 1e-4, (err, result.message)  # measured 5e-6
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_periodic_condition_holds_after_training():
     # -u'' = 4 pi^2 sin(2 pi x) on [0, 1], C^1-periodic, pinned by u(1/4) = 1: u = sin(2 pi x)

@@ -127,6 +127,7 @@ def test_force_evaluations_per_step():
         assert alg.tableau.force_evaluations == forces
 
 
+@pytest.mark.heavy
 def test_energy_error_bounded_over_1e4_steps():
     """10^4 steps of the pendulum at dt = 0.5: the symplectic methods' energy error oscillates without growing
     (the last tenth of the run is no worse than the first), Tsit5 with the same fixed step drifts away."""
