@@ -1,8 +1,9 @@
 """Variable-order multistep methods: ``FBDF()`` (backward differentiation formulas) and ``QNDF()`` (numerical
 differentiation formulas), orders 1-5, for stiff problems and index-1 DAEs with a constant mass matrix.
 
-Both run on :mod:`pysciml.engine.bdf` (the method: backward differences, simplified Newton with the Jacobian and its
-factorization reused across steps, order selection) and :mod:`pysciml.engine.bdf_loop` (the loop). What a user
+``QNDF`` runs on :mod:`pysciml.engine.bdf` (the method: backward differences, simplified Newton with the Jacobian
+and its factorization reused across steps, order selection), ``FBDF`` on :mod:`pysciml.engine.bdf_flc` (the same
+Newton iteration on past values at their times), both on :mod:`pysciml.engine.bdf_loop` (the loop). What a user
 should know:
 
 * One Jacobian is reused over many steps (renewed when Newton fails or converges slowly), and one factorization of
@@ -10,10 +11,11 @@ should know:
   stiff problems they needed 6-21x fewer Jacobians and 3-11x fewer LUs than Rodas5P (one of each per step) and
   1.3-2.7 ``f`` calls per accepted step (``docs/benchmarks.md``).
 * Events (``callback=``) and odeint's step callbacks are not supported.
-* Both use the quasi-constant step-size form (the differences are re-expressed on the new spacing when the step
-  changes: Shampine & Reichelt 1997; SciPy's ``BDF``, MATLAB's ``ode15s``). OrdinaryDiffEq.jl's ``FBDF`` is the
-  fixed-leading-coefficient form of the BDFs (its ``QNDF`` is the quasi-constant NDF form, as here): the same
-  formulas and orders, other step sequences. ``backend="julia"`` runs OrdinaryDiffEqBDF's FBDF and QNDF with
+* ``QNDF`` uses the quasi-constant step-size form (the differences are re-expressed on the new spacing when the
+  step changes: Shampine & Reichelt 1997; SciPy's ``BDF``, MATLAB's ``ode15s``; OrdinaryDiffEq.jl's ``QNDF``).
+  ``FBDF`` is the fixed-leading-coefficient form, as OrdinaryDiffEq.jl's ``FBDF`` (past values kept at their
+  actual times, a step-size decision after every step: :mod:`pysciml.engine.bdf_flc`); ``QBDF`` is the BDFs in
+  the quasi-constant form (what ``FBDF`` was before). ``backend="julia"`` runs OrdinaryDiffEqBDF's FBDF and QNDF with
   ``max_order``, ``max_newton_iters`` (``NLNewton``'s ``max_iter``) and ``linsolve``; it refuses fixed steps
   (OrdinaryDiffEq changes their order only in the adaptive step controller).
 * A batch of trajectories shares the step size and the order (error norm: the largest over the batch).
@@ -31,7 +33,7 @@ from .algorithms import ImplicitAlgorithm
 from .engine.bdf import BDF_KAPPA, MAX_ORDER, NDF_KAPPA
 from .errors import InputError
 
-__all__ = ["BDFAlgorithm", "FBDF", "QNDF"]
+__all__ = ["BDFAlgorithm", "FBDF", "QBDF", "QNDF"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -49,6 +51,9 @@ class BDFAlgorithm(ImplicitAlgorithm):
     max_newton_iters: int = 4
     #: the per-order coefficients kappa_1..kappa_5 of the formulas (0: BDF)
     kappa: ClassVar[tuple[float, ...]] = BDF_KAPPA
+    #: True: the fixed-leading-coefficient form (:mod:`pysciml.engine.bdf_flc`); False: the quasi-constant step-size
+    #: form (:mod:`pysciml.engine.bdf`)
+    fixed_leading_coefficient: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -74,11 +79,24 @@ class BDFAlgorithm(ImplicitAlgorithm):
 
 @dataclass(frozen=True, repr=False)
 class FBDF(BDFAlgorithm):
-    """Backward differentiation formulas of orders 1-5, variable order and step (quasi-constant step-size form).
-    Orders 1 and 2 are L-stable; 3-5 are A(alpha)-stable (alpha = 86.0, 73.4, 51.8 degrees: Hairer & Wanner II,
-    Table V.2.3), so strongly oscillatory stiff modes are better served by Rodas5P or KenCarp4."""
+    """Backward differentiation formulas of orders 1-5, variable order and step, in the fixed-leading-coefficient
+    form (as OrdinaryDiffEq.jl's ``FBDF`` and DASSL): the past values stay at their actual times, and the Newton
+    matrix ``M - (h / alpha_k) J`` depends only on ``h`` and ``k`` (:mod:`pysciml.engine.bdf_flc`). Orders 1 and 2
+    are L-stable; 3-5 are A(alpha)-stable (alpha = 86.0, 73.4, 51.8 degrees: Hairer & Wanner II, Table V.2.3), so
+    strongly oscillatory stiff modes are better served by Rodas5P or KenCarp4."""
 
     julia_name: ClassVar[str] = "FBDF"
+    kappa: ClassVar[tuple[float, ...]] = BDF_KAPPA
+    fixed_leading_coefficient: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, repr=False)
+class QBDF(BDFAlgorithm):
+    """The BDFs of orders 1-5 in the quasi-constant step-size form (``QNDF``'s method with ``kappa = 0``, as
+    OrdinaryDiffEq's ``QBDF``): what ``FBDF`` ran before it took the fixed-leading-coefficient form, kept for
+    comparison (``pysciml.algorithms_bdf.QBDF``; not routed to the Julia engine)."""
+
+    julia_name: ClassVar[str] = ""
     kappa: ClassVar[tuple[float, ...]] = BDF_KAPPA
 
 

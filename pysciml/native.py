@@ -21,6 +21,7 @@ from .engine import compiled_control, compiled_loop
 from .engine.adams import AdamsStepper
 from .engine.ark import ARKStepper
 from .engine.bdf import BDFMethod
+from .engine.bdf_flc import FLCMethod
 from .engine.bdf_loop import integrate_bdf
 from .engine.compiled import CompiledStepper, compile_stepper
 from .engine.controller import PIController
@@ -77,8 +78,10 @@ def _solve_bdf(alg: BDFAlgorithm, prob: ODEProblem, c: Any, opts: SolveOptions, 
     rhs = RHS(prob.f, prob.f_takes_p, prob, stats, jac=prob.jac, jac_takes_p=prob.jac_takes_p, tgrad=prob.tgrad,
               tgrad_takes_p=prob.tgrad_takes_p, autodiff=alg.autodiff)
     mass = prob.mass_matrix
-    method = BDFMethod(rhs, make_linear_solver(alg.linsolve, stats, mass), mass, alg.kappa, alg.max_order,
-                       alg.max_newton_iters, c.atol, c.rtol, stats)
+    linsolve = make_linear_solver(alg.linsolve, stats, mass)
+    method = FLCMethod(rhs, linsolve, mass, alg.max_order, alg.max_newton_iters, c.atol, c.rtol, stats) \
+        if alg.fixed_leading_coefficient else \
+        BDFMethod(rhs, linsolve, mass, alg.kappa, alg.max_order, alg.max_newton_iters, c.atol, c.rtol, stats)
     starter = None if c.adaptive else RosenbrockStepper(RODAS5P, rhs, make_linear_solver(alg.linsolve, stats, mass),
                                                         mass)
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)

@@ -1,5 +1,6 @@
-"""FBDF and QNDF (variable-order BDF / NDF, pysciml/engine/bdf.py, bdf_loop.py): coefficients, observed orders,
-stiff references, work against SciPy's BDF, dense output, an index-1 DAE, batches, gradients, failures, bad input.
+"""FBDF and QNDF (variable-order BDF / NDF, pysciml/engine/bdf.py, bdf_flc.py, bdf_loop.py): coefficients,
+observed orders, stiff references, work against SciPy's BDF, dense output, an index-1 DAE, batches, gradients,
+failures, bad input.
 
 Errors are weighted by the tolerance: ``max_i |u_i - ref_i| / (atol + rtol |ref_i|)``. A multistep method controls
 the local error per step; its global error at the end of these spans is several times the tolerance (SciPy's
@@ -109,11 +110,11 @@ CASES = {
 # BDF (its default NDF formulas, analytic Jacobian) measured on the same cases: rober 6.15 / 13.1, hires 10.4 /
 # 10.4, van_der_pol 0.209 / 1.68, oregonator 57.7 / 144 at rtol 1e-6 / 1e-8.
 MEASURED = {
-    ("rober", "FBDF", 1e-6): 5.78, ("rober", "FBDF", 1e-8): 19.1,
+    ("rober", "FBDF", 1e-6): 7.89, ("rober", "FBDF", 1e-8): 14.2,
     ("rober", "QNDF", 1e-6): 6.13, ("rober", "QNDF", 1e-8): 18.9,
-    ("hires", "FBDF", 1e-6): 9.06, ("hires", "FBDF", 1e-8): 22.8,
+    ("hires", "FBDF", 1e-6): 26.6, ("hires", "FBDF", 1e-8): 21.4,
     ("hires", "QNDF", 1e-6): 24.3, ("hires", "QNDF", 1e-8): 16.6,
-    ("van_der_pol", "FBDF", 1e-6): 0.0596, ("van_der_pol", "FBDF", 1e-8): 1.88,
+    ("van_der_pol", "FBDF", 1e-6): 1.14, ("van_der_pol", "FBDF", 1e-8): 3.25,
     ("van_der_pol", "QNDF", 1e-6): 0.208, ("van_der_pol", "QNDF", 1e-8): 2.18,
 }
 # The Oregonator's final error swings by 10x with the last bits of the step sequence (measured 3.85 and 34.5 for
@@ -160,8 +161,10 @@ def test_stiff_reference_and_work_vs_scipy(name, alg_name, rtol):
     if name != "oregonator":  # SciPy on the same problem, tolerances and analytic Jacobian
         ref_run = _scipy_bdf(prob, t1, rtol, atol)
         assert sol.stats.nf <= 2 * ref_run.nfev, (sol.stats.nf, ref_run.nfev)
-    # Jacobians and factorizations are reused across steps
-    assert sol.stats.njac < sol.stats.naccept / 3 and sol.stats.nlu < sol.stats.naccept / 2, sol.stats
+    # Jacobians and factorizations are reused across steps (FBDF doubles its step while the error allows, a new
+    # factorization each time: 27 LUs in Van der Pol's 39 steps at rtol 1e-6)
+    lu_share = 0.75 if alg_name == "FBDF" else 0.5
+    assert sol.stats.njac < sol.stats.naccept / 3 and sol.stats.nlu < lu_share * sol.stats.naccept, sol.stats
 
 
 # ----------------------------------------------------------------------------------------------- dense output

@@ -49,6 +49,9 @@ NDF_KAPPA = (-0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0)
 BDF_KAPPA = (0.0,) * MAX_ORDER
 #: renew the factorization of ``M - c J`` when ``c`` has moved by more than this (relative)
 REFACTOR = 0.2
+#: the largest step growth after an accepted step, and the smallest factor after a rejected one
+MAX_FACTOR = 10.0
+MIN_FACTOR = 0.2
 
 
 @dataclass(frozen=True)
@@ -199,9 +202,16 @@ class BDFMethod:
         b = torch.where(alg[None, :], -ft, f0)
         return torch.linalg.lstsq(A, b[:, :, None]).solution[:, :, 0]
 
-    def set_history(self, points: list[Tensor]) -> None:
-        """Start at order ``len(points) - 1`` from equally spaced solution values (oldest first, ``(B, n)`` each):
-        ``D[j]`` becomes the ``j``-th backward difference at the last point (fixed-step solves start this way)."""
+    @property
+    def state(self) -> Tensor:
+        """The current solution value ``y_n`` ``(B, n)``."""
+        assert self.D is not None
+        return self.D[0]
+
+    def set_history(self, points: list[Tensor], times: list[float]) -> None:
+        """Start at order ``len(points) - 1`` from equally spaced solution values (oldest first, ``(B, n)`` each, at
+        ``times``): ``D[j]`` becomes the ``j``-th backward difference at the last point (fixed-step solves start
+        this way)."""
         assert self.D is not None
         diffs = [points[-1]]
         level = points
@@ -228,15 +238,8 @@ class BDFMethod:
 
         Returns ``(converged, y_new, d, newton iterations, finite)``; on a failed Newton the Jacobian is renewed
         once (when it was not already fresh) and the attempt repeated."""
-        assert self.D is not None
-        k, cf = self.order, self.coef
-        D = self.D
-        y_pred = D[: k + 1].sum(dim=0)
-        w = self._psi_weights.get(k)
-        if w is None:
-            w = self._psi_weights[k] = D.new_tensor([g / cf.alpha[k] for g in cf.gamma[1: k + 1]])
-        psi = torch.tensordot(w, D[1: k + 1], dims=1)
-        c = h / cf.alpha[k]
+        y_pred, psi = self.predict(t_new, h)
+        c = h / self.coef.alpha[self.order]
         while True:
             if self.jac_stale:
                 with torch.no_grad():  # autodiff needs no f value; finite differences compute it
@@ -246,6 +249,16 @@ class BDFMethod:
             if converged or self.jac_current:
                 return converged, y_new, d, iters, finite
             self.jac_stale = True
+
+    def predict(self, t_new: Tensor, h: float) -> tuple[Tensor, Tensor]:
+        """``(y_pred, psi)`` of a step of size ``h`` to ``t_new``: the polynomial extrapolated, and ``psi`` with the
+        corrector ``M (psi + d) = c f(t_new, y_pred + d)``, ``c = h / alpha_k``."""
+        assert self.D is not None
+        k, cf, D = self.order, self.coef, self.D
+        w = self._psi_weights.get(k)
+        if w is None:
+            w = self._psi_weights[k] = D.new_tensor([g / cf.alpha[k] for g in cf.gamma[1: k + 1]])
+        return D[: k + 1].sum(dim=0), torch.tensordot(w, D[1: k + 1], dims=1)
 
     def _factor(self, c: float, bsz: int) -> bool:
         """Factor ``M/c - J`` unless the current factorization's ``c`` is within ``REFACTOR`` of ``c``."""
@@ -324,6 +337,18 @@ class BDFMethod:
         head = torch.cat((D[: k + 1], d[None])).flip(0).cumsum(0).flip(0)
         self.D = torch.cat((head, (d - D[k + 1])[None], D[k + 3:]))
         self.jac_current = False
+
+    def safety(self, iters: int) -> float:
+        """The step-size safety factor after ``iters`` Newton iterations: ``0.9 (2 m + 1) / (2 m + iters)``."""
+        return 0.9 * (2 * self.max_iters + 1) / (2 * self.max_iters + iters)
+
+    def next_factor(self, y_new: Tensor, error_norm: float, iters: int, n_equal: int) -> tuple[float, int]:
+        """After an accepted step (the ``n_equal``-th of its size): the next step's size factor and the new count.
+        Quasi-constant form: the step and the order change only after ``k + 1`` steps of one size
+        (:meth:`choose_order`), by at most ``MAX_FACTOR``."""
+        if n_equal < self.order + 1:
+            return 1.0, n_equal
+        return min(MAX_FACTOR, self.safety(iters) * self.choose_order(y_new, error_norm)), 0
 
     def choose_order(self, y_new: Tensor, error_norm: float) -> float:
         """After ``k + 1`` steps of one size: the order (``k - 1``, ``k`` or ``k + 1``) that allows the largest next

@@ -29,7 +29,7 @@ import sys
 import torch
 
 from ..solution import ReturnCode, Stats
-from .bdf import BDFMethod
+from .bdf import MAX_FACTOR, MIN_FACTOR, BDFMethod
 from .controller import initial_dt
 from .interpolation import DenseOutput, evaluate
 from .loop_records import LoopOptions, LoopResult, save_time_list
@@ -38,8 +38,6 @@ from .stepper import Stepper
 
 Tensor = torch.Tensor
 EPS = sys.float_info.epsilon
-MAX_FACTOR = 10.0
-MIN_FACTOR = 0.2
 
 
 class _Recorder:
@@ -118,7 +116,7 @@ def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats
     use_starter = not opts.adaptive and starter is not None and method.max_order > 1
     if opts.adaptive and opts.dt is None:
         slope = method.start(vec(t), u)
-        u = method.D[0]  # a DAE's algebraic components made consistent
+        u = method.state  # a DAE's algebraic components made consistent
         with torch.no_grad():
             f_slope = (lambda tt, uu: method.slope(tt, uu, method.rhs(tt, uu))) if method.mass is not None \
                 else method.rhs
@@ -129,7 +127,7 @@ def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats
         h = direction * abs(opts.dt)
         if not use_starter:
             method.start(vec(t), u)
-            u = method.D[0]
+            u = method.state
     if opts.dtmax is not None:
         h = direction * min(abs(h), opts.dtmax)
     if not use_starter:
@@ -185,9 +183,8 @@ def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats
                 reason = "Newton did not converge"
                 break
             if converged:
-                safety = 0.9 * (2 * method.max_iters + 1) / (2 * method.max_iters + iters)
-                factor = max(MIN_FACTOR, safety * err ** (-1.0 / (method.order + 1))) if err < math.inf \
-                    else MIN_FACTOR
+                factor = max(MIN_FACTOR, method.safety(iters) * err ** (-1.0 / (method.order + 1))) \
+                    if err < math.inf else MIN_FACTOR
             else:
                 factor = 0.5
             if _too_small(h * factor, t, opts):
@@ -213,11 +210,7 @@ def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats
             break
         if not opts.adaptive:
             continue
-        factor = 1.0
-        if n_equal >= method.order + 1:
-            safety = 0.9 * (2 * method.max_iters + 1) / (2 * method.max_iters + iters)
-            factor = min(MAX_FACTOR, safety * method.choose_order(y_new, err))
-            n_equal = 0
+        factor, n_equal = method.next_factor(y_new, err, iters, n_equal)
         if at_stop and h != h_before:  # a step shortened to land on a tstop: back to the size before it
             factor *= min(MAX_FACTOR, h_before / h)
         if opts.dtmax is not None and abs(h * factor) > opts.dtmax:
@@ -254,7 +247,7 @@ def _start_fixed(method: BDFMethod, starter: Stepper, u0: Tensor, opts: LoopOpti
         return u0.new_full((bsz,), x)
 
     t, u = opts.t0, u0
-    points = [u0]
+    points, times = [u0], [t]
     starter.init(vec(t), u)
     for _ in range(method.max_order):
         stats.nloop += 1
@@ -276,6 +269,7 @@ def _start_fixed(method: BDFMethod, starter: Stepper, u0: Tensor, opts: LoopOpti
         if last:
             return t, u, "done"
         points.append(u)
+        times.append(t)
     method.start(vec(t), u)
-    method.set_history(points)
+    method.set_history(points, times)
     return t, u, "running"
