@@ -20,6 +20,7 @@ from scipy.integrate import solve_ivp
 
 import pysciml as ps
 from pysciml import problems
+from pysciml.algorithms_bdf import QBDF
 from pysciml.engine.bdf import NDF_KAPPA, coefficients, interpolation_matrix, rescale_matrix
 from pysciml.problem import call_f
 
@@ -324,8 +325,8 @@ def test_bad_solve_keywords():
         ps.solve(prob, ps.FBDF(), controller=ps.PIController())
     with pytest.raises(ps.InputError, match="dt"):
         ps.solve(prob, ps.FBDF(), adaptive=False)
-    with pytest.raises(ps.InputError, match="Julia"):
-        ps.solve(prob, ps.QNDF(), backend="julia")
+    with pytest.raises(ps.InputError, match="Julia"):  # FBDF and QNDF are routed to OrdinaryDiffEq; QBDF is not
+        ps.solve(prob, QBDF(), backend="julia")
     with pytest.raises(ps.InputError, match="mass matrix"):  # other families still refuse M
         ps.solve(ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p, mass_matrix=torch.eye(3, dtype=F64)),
                  ps.KenCarp4())
