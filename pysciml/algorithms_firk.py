@@ -10,10 +10,12 @@ GaussLegendre6  6      no (dt=)  A-stable, symmetric, ``|R(inf)| = 1``    symple
 ==============  =====  ========  =======================================  ================================
 
 Every step solves all stages at once by simplified Newton, one real ``n x n`` LU per real eigenvalue of ``A^{-1}``
-and one complex ``n x n`` LU per complex pair (:mod:`pysciml.engine.firk`), dense LU only (``linsolve=GMRES()`` is
-refused). A constant mass matrix (``ODEProblem(..., mass_matrix=M)``, ``M`` may be singular: index-1 DAEs) is
-solved by every method here (tested: each keeps its order with a nonsingular ``M``; RadauIIA5 and RadauIIA3 on the
-Robertson DAE). Adaptive solves use radau5's predictive controller with its 1.2x step hold
+and one complex ``n x n`` LU per complex pair (:mod:`pysciml.engine.firk`): dense LU (``DenseLU()``, the default) or
+SciPy's SuperLU on the sparse Jacobian (``linsolve=SparseLU()`` with the problem's ``jac_prototype`` or a sparse
+``jac``: :mod:`pysciml.engine.firk_sparse`; the same steps and answers as dense LU to round-off, tested);
+``linsolve=GMRES()`` is refused. A constant mass matrix (``ODEProblem(..., mass_matrix=M)``, ``M`` may be singular:
+index-1 DAEs) is solved by every method here (tested: each keeps its order with a nonsingular ``M``; RadauIIA5 and
+RadauIIA3 on the Robertson DAE). Adaptive solves use radau5's predictive controller with its 1.2x step hold
 (:class:`~pysciml.engine.firk_control.PredictiveController`) unless ``controller=`` is given. Dense output is the
 collocation polynomial (order ``s``), so adaptive RadauIIA5 solves land their steps on ``saveat`` times.
 Tableaus: :mod:`pysciml.engine.tableaus.firk`. ``backend='julia'`` runs OrdinaryDiffEqFIRK's RadauIIA5, RadauIIA3
@@ -31,7 +33,7 @@ from .algorithms import ImplicitAlgorithm
 from .engine.tableaus import firk as _firk
 from .engine.tableaus._base import Tableau
 from .errors import InputError
-from .linsolve_options import GMRES, SparseLU
+from .linsolve_options import GMRES
 
 __all__ = ["FIRKAlgorithm", "RadauIIA5", "RadauIIA3", "GaussLegendre4", "GaussLegendre6", "FIRK_ALGORITHMS"]
 
@@ -58,12 +60,9 @@ class FIRKAlgorithm(ImplicitAlgorithm):
     def __post_init__(self) -> None:
         super().__post_init__()
         if isinstance(self.linsolve, GMRES):
-            raise InputError(f"{self.name}() solves its stages with dense LU only; drop linsolve=GMRES() or use "
-                             "KenCarp4(linsolve=GMRES()) for matrix-free Newton-Krylov")
-        if isinstance(self.linsolve, SparseLU):  # its complex systems would be factored densely
-            raise InputError(f"{self.name}() solves its stages with dense (real and complex) LU only; drop "
-                             "linsolve=SparseLU() or use FBDF(linsolve=SparseLU()) / KenCarp4(linsolve=SparseLU()) for "
-                             "large sparse systems")
+            raise InputError(f"{self.name}() solves its stages with (dense or sparse) LU only; drop linsolve=GMRES() "
+                             "(or use linsolve=SparseLU() with jac_prototype=...), or use KenCarp4(linsolve=GMRES()) "
+                             "for matrix-free Newton-Krylov")
         if isinstance(self.max_newton_iters, bool) or not isinstance(self.max_newton_iters, int) \
                 or self.max_newton_iters < 1:
             raise InputError(f"max_newton_iters must be an integer >= 1, got {self.max_newton_iters!r}")

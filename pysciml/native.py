@@ -165,7 +165,8 @@ def make_stepper(alg: Algorithm, prob: ODEProblem, stats: Stats, atol: Tensor, r
     if isinstance(alg, FIRKAlgorithm):  # a split problem reaches here only with unsplit=True: f is the sum
         rhs = RHS(prob.f, prob.f_takes_p, prob, stats, jac=prob.jac, jac_takes_p=prob.jac_takes_p, autodiff=autodiff)
         return FIRKStepper(alg.tableau, rhs, stats, prob.mass_matrix, atol=atol, rtol=rtol,  # type: ignore[arg-type]
-                           max_iters=alg.max_newton_iters, kappa=alg.newton_kappa, jac_reuse=alg.jac_reuse)
+                           max_iters=alg.max_newton_iters, kappa=alg.newton_kappa, jac_reuse=alg.jac_reuse,
+                           linsolve=alg.linsolve)
     if isinstance(alg, ExplicitSymplecticAlgorithm):  # checked by check_solve: a partitioned, separable problem
         return SplittingStepper(alg.tableau, prob, stats,  # type: ignore[arg-type]
                                 count_velocity=not isinstance(prob, SecondOrderODEProblem))

@@ -39,9 +39,11 @@ import math
 import numpy as np
 import torch
 
+from ..linsolve_options import DenseLU, SparseLU
 from ..solution import Stats
 from .controller import error_norm
 from .firk_blocks import BlockFactors, transformation
+from .firk_sparse import SparseBlockFactors
 from .interpolation import polynomial_coefficients
 from .rhs import RHS
 from .stepper import Stepper, StepResult
@@ -54,7 +56,8 @@ class FIRKStepper(Stepper):
     """Per-solve state of a fully implicit RK solve: the Jacobian, its block factorizations, Newton's rate."""
 
     def __init__(self, tab: FIRKTableau, rhs: RHS, stats: Stats, mass: Tensor | None, *, atol: Tensor,
-                 rtol: float, max_iters: int = 7, kappa: float | None = None, jac_reuse: float = 1e-3) -> None:
+                 rtol: float, max_iters: int = 7, kappa: float | None = None, jac_reuse: float = 1e-3,
+                 linsolve: DenseLU | SparseLU | None = None) -> None:
         super().__init__(rhs)
         self.tab = tab
         self.name = tab.name
@@ -89,7 +92,8 @@ class FIRKStepper(Stepper):
             else:
                 self.mus.append(self.err_mu)
             self.ez = tens(np.array(tab.ez))
-        self.factors = BlockFactors(stats, mass)
+        self.factors = (SparseBlockFactors(stats, mass, linsolve, rhs) if isinstance(linsolve, SparseLU)
+                        else BlockFactors(stats, mass))
         self.J: Tensor | None = None
         self.one = torch.ones((), dtype=dtype, device=device)
         self.powers = torch.arange(tab.stages + 1, dtype=dtype, device=device)
@@ -198,22 +202,14 @@ class FIRKStepper(Stepper):
 
     def _attach_gradient(self, t: Tensor, u: Tensor, h: Tensor, Zs: Tensor) -> Tensor:
         """``Z*`` carrying the exact derivative of the stage equations (module docstring)."""
-        s, (bsz, n) = self.tab.stages, u.shape
+        s = self.tab.stages
         F = self._stage_f(t, u, Zs, h)  # recorded: depends on u and f's parameters
         G = self._mass(Zs) - h[:, None, None] * torch.matmul(self.A, F)
         if not G.requires_grad:
             return Zs
         with torch.no_grad():
-            Js = [self.rhs.jac(t + self.tab.c[j] * h, (u + Zs[:, j]).detach()).detach() for j in range(s)]
-            M = torch.eye(n, dtype=u.dtype, device=u.device) if self.mass is None else self.mass
-            K = torch.zeros(bsz, s * n, s * n, dtype=u.dtype, device=u.device)
-            for i in range(s):
-                for j in range(s):
-                    blk = -(h * self.tab.a[i][j])[:, None, None] * Js[j]
-                    if i == j:
-                        blk = blk + M
-                    K[:, i * n:(i + 1) * n, j * n:(j + 1) * n] = blk
-        dz = torch.linalg.solve(K, G.reshape(bsz, s * n)).reshape(bsz, s, n)
+            Js = [self.factors.jacobian(self.rhs, t + self.tab.c[j] * h, (u + Zs[:, j]).detach()) for j in range(s)]
+        dz = self.factors.stage_solve(self.tab.a, h, Js, G)
         return Zs - (dz - dz.detach())
 
     # ------------------------------------------------------------------ the step
@@ -255,11 +251,12 @@ class FIRKStepper(Stepper):
     def _refresh(self, t: Tensor, u: Tensor, f0: Tensor, h: Tensor) -> None:
         """Recompute the rows of ``J`` that need it (one batched Jacobian) and factor when ``J`` or ``h`` changed."""
         if self.J is None or any(self.need_jac):
-            J = self.rhs.jac(t, u, f0).detach()
+            J = self.factors.jacobian(self.rhs, t, u, f0)  # dense (B, n, n) or sparse values (B, nnz)
             if self.J is None or all(self.need_jac):
                 self.J = J
             else:
-                self.J = torch.where(torch.tensor(self.need_jac, device=u.device)[:, None, None], J, self.J)
+                mask = torch.tensor(self.need_jac, device=u.device).view(-1, *([1] * (J.ndim - 1)))
+                self.J = torch.where(mask, J, self.J)
             self._jac_count += 1
             self.jac_at_start = [a or b for a, b in zip(self.jac_at_start, self.need_jac, strict=True)]
             self.need_jac = [False] * len(self.need_jac)

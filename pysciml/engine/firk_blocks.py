@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..solution import Stats
+from .rhs import RHS
 
 Tensor = torch.Tensor
 
@@ -70,7 +71,8 @@ class BlockFactors:
     """The factorizations ``mu / h M - J`` of one step, batched over trajectories: ``(B, n, n)`` LU each.
 
     For ``n <= SMALL`` the inverse is formed once per factorization (one batched ``lu_solve`` with the identity),
-    so a solve is one batched mat-vec: for tiny systems the call overhead of ``lu_solve`` dominates.
+    so a solve is one batched mat-vec: for tiny systems the call overhead of ``lu_solve`` dominates. The Jacobian
+    is dense ``(B, n, n)`` (:meth:`jacobian`); :class:`~.firk_sparse.SparseBlockFactors` keeps it sparse.
     """
 
     SMALL = 8
@@ -80,6 +82,26 @@ class BlockFactors:
         self.mass = mass
         self.factors: dict[complex | float, tuple[Tensor, Tensor | None, Tensor | None]] = {}
         self.ok: Tensor | None = None
+
+    def jacobian(self, rhs: RHS, t: Tensor, u: Tensor, f0: Tensor | None = None) -> Tensor:
+        """``J`` at ``(t, u)`` without a graph: ``(B, n, n)``."""
+        return rhs.jac(t, u, f0).detach()
+
+    def stage_solve(self, a: tuple[tuple[float, ...], ...], h: Tensor, Js: list[Tensor], G: Tensor) -> Tensor:
+        """``K^{-1} G`` for ``G (B, s, n)`` with ``K = I (x) M - h (A (x) I) diag(J_j)`` (the stage equations'
+        derivative at the converged stages, ``Js[j]`` from :meth:`jacobian`): one dense ``s n x s n`` solve,
+        differentiable in ``G`` (``K`` is a constant)."""
+        s, (bsz, _, n) = len(a), G.shape
+        with torch.no_grad():
+            M = torch.eye(n, dtype=G.dtype, device=G.device) if self.mass is None else self.mass
+            K = torch.zeros(bsz, s * n, s * n, dtype=G.dtype, device=G.device)
+            for i in range(s):
+                for j in range(s):
+                    blk = -(h * a[i][j])[:, None, None] * Js[j]
+                    if i == j:
+                        blk = blk + M
+                    K[:, i * n:(i + 1) * n, j * n:(j + 1) * n] = blk
+        return torch.linalg.solve(K, G.reshape(bsz, s * n)).reshape(bsz, s, n)
 
     def factor(self, mus: list[complex | float], J: Tensor, h: Tensor) -> Tensor:
         """Factor ``mu / h M - J`` for every ``mu``; returns ``(B,)`` True where all are nonsingular."""

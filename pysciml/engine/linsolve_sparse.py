@@ -6,8 +6,10 @@
 engine/sparsity.py), ``W`` is assembled in CSC and factored by SciPy's SuperLU (``scipy.sparse.linalg.splu``),
 one factorization per trajectory (one for the batch when a constant operator and one step size are shared).
 Solves are differentiable: :class:`_FactorSolve` returns ``x = W^{-1} b`` and its backward pass is a solve with
-``W^T`` through the same factors (``dL/db = W^{-T} g``, ``dL/dW_ij = -(W^{-T} g)_i x_j`` on the pattern), so
-discrete adjoints through a Rosenbrock step differentiate ``J``'s values as the dense path does.
+``W^T`` through the same factors (``dL/db = W^{-T} g``, ``dL/dW_ij = -(W^{-T} g)_i x_j`` on the pattern; ``W^H``
+and ``conj(x_j)`` for complex ``W``), so discrete adjoints through a Rosenbrock step differentiate ``J``'s values
+as the dense path does. :func:`superlu` and :func:`apply_factors` serve the fully implicit RK steps
+(engine/firk_sparse.py), which factor real and complex ``W`` on one :class:`WAssembly`.
 :class:`Preconditioner` gives GMRES the diagonal of ``W`` (Jacobi) or SciPy's incomplete LU (``spilu``).
 CPU only: CUDA tensors are refused with an :class:`~pysciml.errors.InputError`.
 """
@@ -27,7 +29,8 @@ from .sparsity import Structure, as_pattern, decompress, seeds, structure_of, to
 
 Tensor = torch.Tensor
 
-__all__ = ["Preconditioner", "SparseJacobian", "SparseLUSolver"]
+__all__ = ["Preconditioner", "SparseJacobian", "SparseLUSolver", "WAssembly", "apply_factors", "factor_solve",
+           "superlu"]
 
 
 def _cpu_only(u: Tensor, what: str) -> None:
@@ -179,8 +182,21 @@ def _factorize(w: WAssembly, data: Tensor, factor: Any) -> tuple[list[Any], Tens
     return factors, torch.tensor(ok, device=data.device)
 
 
-def _apply(factors: list[Any], b: Tensor, trans: str) -> Tensor:
-    """``A^{-1} b`` (``trans="T"``: ``A^{-T} b``) per row of ``b (B, n)``; one factor serves every row."""
+def superlu(w: WAssembly, data: Tensor, permc_spec: str) -> tuple[list[Any], Tensor]:
+    """SciPy SuperLU factors of ``W`` per row of ``data (B, nnzW)`` (real or complex values on ``w``'s pattern);
+    ``(factors, ok)`` as :func:`_factorize`."""
+
+    def splu(a: Any) -> Any:
+        from scipy.sparse.linalg import splu as factor
+
+        return factor(a, permc_spec=permc_spec)
+
+    return _factorize(w, data, splu)
+
+
+def apply_factors(factors: list[Any], b: Tensor, trans: str) -> Tensor:
+    """``A^{-1} b`` (``trans="T"``: ``A^{-T} b``) per row of ``b (B, n)`` (real or complex); one factor serves every
+    row. No autograd (:func:`factor_solve` differentiates)."""
     arr = b.detach().cpu().numpy()
     if len(factors) == 1:
         lu = factors[0]
@@ -192,11 +208,12 @@ def _apply(factors: list[Any], b: Tensor, trans: str) -> Tensor:
 
 
 class _FactorSolve(torch.autograd.Function):
-    """``x = W^{-1} b`` through SciPy factors; backward: ``W^{-T} g`` and ``-(W^{-T} g)_i x_j`` on the pattern."""
+    """``x = W^{-1} b`` through SciPy factors; backward: ``W^{-T} g`` and ``-(W^{-T} g)_i x_j`` on the pattern
+    (complex ``W``: ``W^{-H} g`` and ``-(W^{-H} g)_i conj(x_j)``, torch's convention for complex gradients)."""
 
     @staticmethod
     def forward(ctx: Any, wvals: Tensor, b: Tensor, factors: list[Any], w: WAssembly) -> Tensor:
-        x = _apply(factors, b, "N")
+        x = apply_factors(factors, b, "N")
         ctx.factors, ctx.w = factors, w
         ctx.save_for_backward(x)
         ctx.shared = wvals.shape[0] == 1 and b.shape[0] > 1
@@ -205,12 +222,12 @@ class _FactorSolve(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         (x,) = ctx.saved_tensors
-        gb = _apply(ctx.factors, g, "T")
+        gb = apply_factors(ctx.factors, g, "H" if x.is_complex() else "T")  # torch's complex convention: W^{-H} g
         gw = None
         if ctx.needs_input_grad[0]:
             rows = torch.as_tensor(ctx.w.rows, device=g.device)
             cols = torch.as_tensor(ctx.w.cols, device=g.device)
-            gw = -(gb[:, rows] * x[:, cols])
+            gw = -(gb[:, rows] * x[:, cols].conj())
             if ctx.shared:
                 gw = gw.sum(dim=0, keepdim=True)
         return gw, gb, None, None
@@ -220,7 +237,7 @@ def factor_solve(wvals: Tensor, b: Tensor, factors: list[Any], w: WAssembly) -> 
     """``W^{-1} b``, through autograd only when ``wvals`` or ``b`` require grad."""
     if torch.is_grad_enabled() and (wvals.requires_grad or b.requires_grad):
         return _FactorSolve.apply(wvals, b, factors, w)
-    return _apply(factors, b, "N")
+    return apply_factors(factors, b, "N")
 
 
 class SparseLUSolver:
@@ -261,14 +278,7 @@ class SparseLUSolver:
         shared = self.jvals.shape[0] == 1 and bool((inv == inv[0]).all())
         self.wvals = self.w.values(self.jvals, inv[:1] if shared else inv)
         self.stats.nlu += 1
-        permc = self.opts.permc_spec
-
-        def splu(a: Any) -> Any:
-            from scipy.sparse.linalg import splu as superlu
-
-            return superlu(a, permc_spec=permc)
-
-        self.factors, ok = _factorize(self.w, self.wvals, splu)
+        self.factors, ok = superlu(self.w, self.wvals, self.opts.permc_spec)
         self._ok = ok.expand(inv.shape[0]) if shared else ok
         self._factored_at = inv
         return self._ok
