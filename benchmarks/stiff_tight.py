@@ -1,15 +1,20 @@
-"""Stiff problems at tight tolerances: pysciml RadauIIA5 against pysciml Rodas5P and SciPy's Radau (analytic
-Jacobian) on ROBER (t1 = 1e5), HIRES, Van der Pol (mu = 1e3) and the Oregonator.
+"""Stiff problems at tight tolerances: pysciml RadauIIA5, FBDF and QNDF against pysciml Rodas5P, SciPy's Radau
+(analytic Jacobian) and diffrax Kvaerno5 on ROBER (t1 = 1e5), HIRES, Van der Pol (mu = 1e3) and the Oregonator.
 
-RadauIIA5 runs at rtol 1e-8, 1e-9, 1e-10; Rodas5P and SciPy Radau at 1e-7 ... 1e-11 (RadauIIA5 reaches errors far
-below its tolerance, so the peers need a wider range for matched-error comparisons); atol = 1e-4 rtol throughout.
+RadauIIA5, FBDF and QNDF run at rtol 1e-8, 1e-9, 1e-10; Rodas5P, SciPy Radau and diffrax Kvaerno5 at 1e-7 ... 1e-11
+(RadauIIA5 reaches errors far below its tolerance, so the peers need a wider range for matched-error comparisons);
+atol = 1e-4 rtol throughout. diffrax (``peers.DiffraxSolver``): jitted, 64-bit, its default root finder, Jacobians
+by ``jax.jacfwd``; its compile time (first call minus a second call at the warm-up tolerance) is reported apart and
+its f calls are counted in a separate untimed run; skipped with a note when jax/diffrax are not installed.
 Each (problem, solver): one untimed warm-up solve at rtol 1e-6, then one timed solve per tolerance (wall time and
 the process's CPU time, torch on one thread; on a shared machine the CPU time is the steadier of the two), its
-error ``max_i |u_i(t1) - ref_i| / |ref_i|`` against ``stiff_problems.reference`` and its
-counters. Summary: for each RadauIIA5 run, Rodas5P's f calls and CPU time and SciPy Radau's CPU time at the same
-error (log-log interpolation along each peer's points; ``-`` outside them) and the ratios. Issue targets: fewer f calls
-than Rodas5P at matched error, and time at most 1x SciPy Radau's.
-Sizes: ``full`` and ``small`` (the same); ``smoke`` (Van der Pol only, RadauIIA5 at 1e-8, peers at 1e-7 .. 1e-9).
+error ``max_i |u_i(t1) - ref_i| / |ref_i|`` against ``stiff_problems.reference`` and its counters. Summaries: for
+each RadauIIA5 run, Rodas5P's f calls and CPU time, SciPy Radau's and Kvaerno5's CPU time at the same error
+(log-log interpolation along each peer's points; ``-`` outside them) and the ratios; the same for each FBDF / QNDF
+run against RadauIIA5, Rodas5P and SciPy Radau. Issue targets: RadauIIA5 with fewer f calls than Rodas5P at
+matched error, and time at most 1x SciPy Radau's.
+Sizes: ``full`` and ``small`` (the same); ``smoke`` (Van der Pol only, RadauIIA5 / FBDF / QNDF at 1e-8, peers at
+1e-7 .. 1e-9, no diffrax).
 """
 
 from __future__ import annotations
@@ -23,14 +28,19 @@ import torch
 import pysciml as ps
 
 from .common import environment, markdown_table, write_result
-from .peers import Outcome, pysciml_solver, scipy_solver
+from .peers import DiffraxSolver, Outcome, jax_modules, pysciml_solver, scipy_solver
 from .stiff_bdf import _at_error
 from .stiff_problems import StiffCase, make_cases, max_rel_err, reference
 
 ATOL_PER_RTOL = 1e-4
-RADAU_RTOLS = (1e-8, 1e-9, 1e-10)
-PEER_RTOLS = (1e-7, 1e-8, 1e-9, 1e-10, 1e-11)
+RADAU_RTOLS = (1e-8, 1e-9, 1e-10)  # RadauIIA5, FBDF, QNDF: the issue's range
+PEER_RTOLS = (1e-7, 1e-8, 1e-9, 1e-10, 1e-11)  # Rodas5P, SciPy Radau, diffrax Kvaerno5
+WARMUP_RTOL = 1e-6
 RADAU, RODAS, SCIPY = "pysciml RadauIIA5", "pysciml Rodas5P", "SciPy Radau"
+FBDF, QNDF, KVAERNO = "pysciml FBDF", "pysciml QNDF", "diffrax Kvaerno5"
+OWN_RANGE = (RADAU, FBDF, QNDF)  # the solvers run at RADAU_RTOLS
+
+Runs = dict[str, list[tuple[float, float, Outcome, float]]]  # label -> [(rtol, error, outcome, CPU s)]
 
 
 def _cases(size: str) -> tuple[list[StiffCase], tuple[float, ...], tuple[float, ...]]:
@@ -40,9 +50,11 @@ def _cases(size: str) -> tuple[list[StiffCase], tuple[float, ...], tuple[float, 
     return cases, RADAU_RTOLS, PEER_RTOLS
 
 
-def _solvers(case: StiffCase) -> list[tuple[str, Callable[[float, float], Outcome]]]:
-    return [(RADAU, pysciml_solver(case, ps.RadauIIA5())), (RODAS, pysciml_solver(case, ps.Rodas5P())),
-            (SCIPY, scipy_solver(case, "Radau"))]
+def _solvers(case: StiffCase, jaxmods: tuple | None) -> list[tuple[str, Callable[[float, float], Outcome]]]:
+    out = [(RADAU, pysciml_solver(case, ps.RadauIIA5())), (FBDF, pysciml_solver(case, ps.FBDF())),
+           (QNDF, pysciml_solver(case, ps.QNDF())), (RODAS, pysciml_solver(case, ps.Rodas5P())),
+           (SCIPY, scipy_solver(case, "Radau"))]
+    return out + ([(KVAERNO, DiffraxSolver(case, "Kvaerno5", jaxmods))] if jaxmods is not None else [])
 
 
 def _timed(fn: Callable[[float, float], Outcome], rtol: float) -> tuple[float, float, Outcome]:
@@ -56,47 +68,103 @@ def _ratio(a: float, b: float | None) -> str:
     return "-" if b is None else f"{a / b:.2f}"
 
 
+def _ms(t: float | None) -> str:
+    return "-" if t is None else f"{t * 1e3:.4g}"
+
+
+def _cpu_curve(runs: Runs, label: str) -> list[tuple[float, float]]:
+    return [(e, s) for _, e, _, s in runs.get(label, [])]
+
+
+def _nf_curve(runs: Runs, label: str) -> list[tuple[float, float]]:
+    return [(e, float(o.nf or 0)) for _, e, o, _ in runs.get(label, [])]
+
+
+def _radau_rows(title: str, runs: Runs) -> list[list]:
+    """RadauIIA5's runs against Rodas5P (f calls, CPU), SciPy Radau and Kvaerno5 (CPU) at the same error."""
+    rows = []
+    for rtol, err, out, secs in runs[RADAU]:
+        nf_ro = _at_error(_nf_curve(runs, RODAS), err)
+        t_ro, t_sp, t_kv = (_at_error(_cpu_curve(runs, label), err) for label in (RODAS, SCIPY, KVAERNO))
+        rows.append([title, rtol, err, secs * 1e3, out.nf, "-" if nf_ro is None else f"{nf_ro:.0f}",
+                     _ratio(float(out.nf or 0), nf_ro), _ms(t_ro), _ratio(secs, t_ro), _ms(t_sp), _ratio(secs, t_sp),
+                     _ms(t_kv), _ratio(secs, t_kv)])
+    return rows
+
+
+def _bdf_rows(title: str, runs: Runs) -> list[list]:
+    """FBDF's and QNDF's runs against RadauIIA5, Rodas5P, SciPy Radau and Kvaerno5 (CPU) at the same error."""
+    rows = []
+    for label in (FBDF, QNDF):
+        for rtol, err, out, secs in runs[label]:
+            peers = [_at_error(_cpu_curve(runs, peer), err) for peer in (RADAU, RODAS, SCIPY, KVAERNO)]
+            rows.append([title, label.removeprefix("pysciml "), rtol, err, secs * 1e3, out.nf]
+                        + [cell for t in peers for cell in (_ms(t), _ratio(secs, t))])
+    return rows
+
+
+def _sweep(case: StiffCase, jaxmods: tuple | None, own: tuple[float, ...], peer: tuple[float, ...]
+           ) -> tuple[Runs, list[list], list[list]]:
+    """Every solver on ``case``: ``(runs, table rows, compile-time rows)``."""
+    ref, _ = reference(case)
+    runs: Runs = {}
+    rows, compile_rows = [], []
+    for label, fn in _solvers(case, jaxmods):
+        fn(WARMUP_RTOL, ATOL_PER_RTOL * WARMUP_RTOL)  # warm-up (diffrax: its compilation)
+        if isinstance(fn, DiffraxSolver):
+            wall, _, _ = _timed(fn, WARMUP_RTOL)
+            compile_rows.append([case.title, label, (fn.first_call or 0.0) - wall])
+        for rtol in own if label in OWN_RANGE else peer:
+            wall, secs, out = _timed(fn, rtol)
+            err = max_rel_err(out.u, ref) if out.ok else float("nan")
+            if isinstance(fn, DiffraxSolver) and out.ok:
+                out.nf = fn.count_nf(rtol, ATOL_PER_RTOL * rtol)  # untimed
+            runs.setdefault(label, []).append((rtol, err, out, secs))
+            rows.append([case.title, label, rtol, err if out.ok else "failed", wall * 1e3, secs * 1e3,
+                         *("-" if v is None else v for v in (out.nf, out.naccept, out.nreject, out.njac, out.nlu))])
+        print(f"  stiff_tight {case.key}: {label} done", file=sys.stderr, flush=True)
+    return runs, rows, compile_rows
+
+
 def main(size: str = "full", device: str = "cpu") -> str:
     """Run the comparison; write ``benchmarks/results/stiff_tight[_smoke].md``; return the markdown."""
     if device != "cpu":
         return "stiff_tight is single-trajectory CPU work; it is not run with --device cuda.\n"
     torch.set_num_threads(1)
-    cases, radau_rtols, peer_rtols = _cases(size)
-    rows, summary = [], []
+    cases, own, peer = _cases(size)
+    jaxmods = jax_modules() if size != "smoke" else None
+    rows, radau_rows, bdf_rows, compile_rows = [], [], [], []
     for case in cases:
-        ref, _ = reference(case)
-        runs: dict[str, list[tuple[float, float, Outcome, float]]] = {}  # label -> (rtol, error, outcome, CPU s)
-        for label, fn in _solvers(case):
-            fn(1e-6, ATOL_PER_RTOL * 1e-6)  # warm-up
-            for rtol in radau_rtols if label == RADAU else peer_rtols:
-                wall, secs, out = _timed(fn, rtol)
-                err = max_rel_err(out.u, ref) if out.ok else float("nan")
-                runs.setdefault(label, []).append((rtol, err, out, secs))
-                rows.append([case.title, label, rtol, err, wall * 1e3, secs * 1e3, out.nf, out.naccept, out.njac,
-                             out.nlu])
-            print(f"  stiff_tight {case.key}: {label} done", file=sys.stderr, flush=True)
-        curves = {label: ([(e, s) for _, e, _, s in runs[label]], [(e, float(o.nf or 0)) for _, e, o, _ in runs[label]])
-                  for label in (RODAS, SCIPY)}
-        for rtol, err, out, secs in runs[RADAU]:
-            t_ro, nf_ro = _at_error(curves[RODAS][0], err), _at_error(curves[RODAS][1], err)
-            t_sp = _at_error(curves[SCIPY][0], err)
-            summary.append([case.title, rtol, err, secs * 1e3, out.nf,
-                            "-" if nf_ro is None else f"{nf_ro:.0f}", _ratio(float(out.nf or 0), nf_ro),
-                            "-" if t_ro is None else f"{t_ro * 1e3:.4g}", _ratio(secs, t_ro),
-                            "-" if t_sp is None else f"{t_sp * 1e3:.4g}", _ratio(secs, t_sp)])
+        runs, case_rows, case_compile = _sweep(case, jaxmods, own, peer)
+        rows += case_rows
+        compile_rows += case_compile
+        radau_rows += _radau_rows(case.title, runs)
+        bdf_rows += _bdf_rows(case.title, runs)
+    diffrax_note = ("diffrax Kvaerno5: jitted, 64-bit, default root finder, Jacobians by jax.jacfwd; its f calls "
+                    "counted by a host callback in a separate untimed run (a jacfwd Jacobian counts as one call); "
+                    "compile time below, not in its times." if jaxmods is not None else
+                    "diffrax Kvaerno5 not run (" + ("smoke size" if size == "smoke" else "jax/diffrax not installed")
+                    + ").")
     text = (
-        f"# Tight tolerances: RadauIIA5 vs Rodas5P and SciPy Radau ({size})\n\n"
+        f"# Tight tolerances: RadauIIA5, FBDF, QNDF vs Rodas5P, SciPy Radau and diffrax Kvaerno5 ({size})\n\n"
         f"Machine: {environment()}. Torch limited to 1 thread; one timed run per point after one warm-up solve "
         "(shared, loaded machine: wall times vary several-fold run to run; CPU time is the process's "
         "time.process_time()).\n\n"
-        f"RadauIIA5 at rtol {', '.join(f'{r:g}' for r in radau_rtols)}; peers at "
-        f"{', '.join(f'{r:g}' for r in peer_rtols)}; atol = {ATOL_PER_RTOL:g} * rtol; analytic Jacobians. Error: "
-        "max_i |u_i(t1) - ref_i| / |ref_i|.\n\n"
+        f"RadauIIA5, FBDF, QNDF at rtol {', '.join(f'{r:g}' for r in own)}; Rodas5P, SciPy Radau, Kvaerno5 at "
+        f"{', '.join(f'{r:g}' for r in peer)}; atol = {ATOL_PER_RTOL:g} * rtol; analytic Jacobians (pysciml, "
+        f"SciPy). {diffrax_note} Error: max_i |u_i(t1) - ref_i| / |ref_i|.\n\n"
         + markdown_table(["problem", "solver", "rtol", "error", "wall [ms]", "CPU [ms]", "f calls", "accepted",
-                          "Jacobians", "LUs"], rows)
+                          "rejected", "Jacobians", "LUs"], rows)
         + "\n\n## At matched error: the peers interpolated to RadauIIA5's error\n\n"
         + markdown_table(["problem", "rtol", "error", "CPU [ms]", "f calls", "Rodas5P f calls", "f ratio",
-                          "Rodas5P CPU [ms]", "CPU ratio", "SciPy Radau CPU [ms]", "vs SciPy"], summary)
+                          "Rodas5P CPU [ms]", "CPU ratio", "SciPy Radau CPU [ms]", "vs SciPy", "Kvaerno5 CPU [ms]",
+                          "vs Kvaerno5"], radau_rows)
+        + "\n\n## At matched error: the others interpolated to FBDF's / QNDF's error (CPU ms, and the ratio "
+          "FBDF or QNDF / it)\n\n"
+        + markdown_table(["problem", "method", "rtol", "error", "CPU [ms]", "f calls", "RadauIIA5", "ratio",
+                          "Rodas5P", "ratio", "SciPy Radau", "ratio", "Kvaerno5", "ratio"], bdf_rows)
+        + ("\n\n## diffrax compile time\n\n" + markdown_table(["problem", "solver", "compile [s]"], compile_rows)
+           if compile_rows else "")
         + "\n"
     )
     write_result("stiff_tight" + ("" if size != "smoke" else "_smoke"), text)
