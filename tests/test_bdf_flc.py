@@ -36,9 +36,9 @@ def test_weights_reproduce_polynomials_and_the_constant_step_formulas():
             assert ell @ x**deg == pytest.approx(float(deg == 0), abs=1e-9)
             assert dell @ x**deg == pytest.approx(float(deg == 1), abs=1e-9)
         alpha = sum(1.0 / j for j in range(1, k + 1))
-        alpha_next = alpha + 1.0 / (k + 1)
         dist = np.arange(1.0, k + 2.0)
-        assert error_constant(dist, 1.0, alpha) == pytest.approx(1.0 / ((k + 1) * alpha_next), rel=1e-12)
+        assert error_constant(dist, 1.0, k) == pytest.approx(1.0 / (k + 1), rel=1e-12)  # BDF-k's, SciPy's
+        assert error_constant(dist * 1.3, 1.3, k) == pytest.approx(1.0 / (k + 1), rel=1e-12)  # scale-free
         # equal spacing: the FLC corrector alpha_k d + h P'(t_{n+1}) = h y'(t_{n+1}) is BDF-k, exact on degree k
         nodes = -dist[: k + 1]
         ell, dell = lagrange_weights(nodes)
@@ -82,9 +82,12 @@ def test_observed_order_on_a_variable_step_sequence(k):
     assert abs(observed - k) <= 0.2, (k, errs, observed)
 
 
-def test_error_estimate_tracks_the_local_error():
-    """The estimate (1 - alpha_k / (h S)) d against the true local error of single steps from exact history at
-    unequal times: within a factor 1.5 once h is small (orders 1-4)."""
+def test_error_estimate_bounds_the_local_error():
+    """DASSL's estimate M |d| against the true local error of single steps from exact history at unequal times
+    (each past step 0.8x the one after it): above it and at most 3x it (leading terms: 1.56, 1.97, 2.30, 2.60 for
+    k = 1..4; at equal steps alpha_{k+1} = 1.5..2.28: M d is the residual-type bound SciPy's BDF uses too). With
+    past steps longer than the current one the FLC formula's leading local error term can vanish (its ratio to
+    M d is then unbounded), so the estimate is a bound, not a measure."""
     prob, exact = problems.nonlinear_exact((0.0, 2.0))
     for k in range(1, 5):
         stats = Stats()
@@ -92,7 +95,7 @@ def test_error_estimate_tracks_the_local_error():
         method = FLCMethod(rhs, make_linear_solver(ps.DenseLU(), stats, None), None, k, 12,
                            torch.full((1, 2), 1e-14, dtype=F64), 1e-13, stats)
         h = 0.01
-        times = [0.5 - h * (1.0 + 0.3 * j) * j for j in range(k, -1, -1)]  # unequal spacing, oldest first
+        times = [0.5 - h * sum(0.8**i for i in range(1, j + 1)) for j in range(k, -1, -1)]  # oldest first
         points = [exact(t).reshape(1, 2) for t in times]
         method.start(torch.full((1,), times[-1], dtype=F64), points[-1])
         method.set_history(points, times)
@@ -100,18 +103,18 @@ def test_error_estimate_tracks_the_local_error():
         _, y_new, d, _, _ = method.attempt(torch.full((1,), t_new, dtype=F64), h)
         true = (y_new[0] - exact(t_new)).abs().max()
         assert method._pending is not None
-        const = error_constant(method._pending[3], h, method.coef.alpha[k])
-        est = (const * d[0]).abs().max()
-        assert 1 / 1.5 < float(est / true) < 1.5, (k, float(est), float(true))
+        est = (error_constant(method._pending[3], h, k) * d[0]).abs().max()
+        assert 1.0 < float(est / true) < 3.0, (k, float(est), float(true))
 
 
 @pytest.mark.parametrize(("name", "t1", "params", "atol_factor", "rtol", "bound"), [
-    ("van_der_pol", 6.3, {"mu": 1e3}, 1.0, 1e-9, 40.0),
-    pytest.param("hires", 321.8122, {}, 1.0, 1e-9, 40.0, marks=pytest.mark.exhaustive),  # 6.5 s, loaded machine
+    ("van_der_pol", 6.3, {"mu": 1e3}, 1.0, 1e-9, 3 * 1.52),
+    pytest.param("hires", 321.8122, {}, 1.0, 1e-9, 3 * 22.5, marks=pytest.mark.exhaustive),  # 6.5 s, loaded machine
 ])
 def test_tight_tolerance_references(name, t1, params, atol_factor, rtol, bound):
-    """Adaptive FBDF at rtol 1e-9 against the stored references (weighted error max |u - ref| / (atol + rtol |ref|)
-    under ``bound``: a multistep global error is several times the tolerance; measured values in the commit)."""
+    """Adaptive FBDF at rtol 1e-9 against the stored references: the weighted error max |u - ref| / (atol + rtol
+    |ref|) under 3x the measured value (1.52 Van der Pol, 22.5 HIRES: a multistep method's global error at the end
+    of a long span is several times the tolerance, as SciPy BDF's is in tests/test_bdf.py)."""
     prob = problems.van_der_pol(1e3) if name == "van_der_pol" else problems.hires()
     atol = rtol * atol_factor
     sol = ps.solve(prob, ps.FBDF(), rtol=rtol, atol=atol, saveat=[t1], maxiters=200_000)
