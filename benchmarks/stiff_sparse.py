@@ -19,7 +19,7 @@ Error: ``max_i |u_i(t1) - ref_i| / max(|ref_i|, 1e-3)`` against pysciml Rodas5P 
 rtol (cross-checked at the smallest N against SciPy Radau at the same rtol); references are cached in
 ``REF_CACHE`` (keyed by problem, N, t1 and rtol; delete it to recompute). Time: the process's CPU time
 (``time.process_time``; torch on one thread) and wall time, one timed run per point after one untimed
-warm-up at the smallest N. Time at matched error: each solver's (error, CPU time) points interpolated log-log to
+warm-up at N = 16. Time at matched error: each solver's (error, CPU time) points interpolated log-log to
 the problem's ``target_err`` (Brusselator 1e-5; Gray-Scott 1e-3: its pattern amplifies errors to about 100x
 rtol); the slope of log CPU time vs log states over N per solver, at ``SLOPE_RTOL`` and at matched error
 (``N^2 log N`` growth is a slope of 1.11 over N = 32..128).
@@ -30,11 +30,12 @@ grids with ``python -m benchmarks.stiff_sparse --problem gray_scott --grids 32 6
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -335,45 +336,64 @@ def revision() -> str:
 # ---------------------------------------------------------------------------------------------------- run
 
 
-def run_problem(problem: str, size: str, grids: tuple[int, ...] | None = None) -> str:
-    """Every solver of ``problem``'s plan on each grid; writes ``benchmarks/results/stiff_sparse[_<problem>]
-    [_smoke].md`` (the Brusselator's report keeps the name ``stiff_sparse``); returns the markdown."""
+def points_file(problem: str, N: int, size: str) -> Path:
+    """Where one grid's points are kept between runs (``--report`` assembles them)."""
+    return REF_CACHE / "points" / f"{problem}_N{N}_{size}.json"
+
+
+def run_grid(problem: str, N: int, size: str, warm: bool = True) -> None:
+    """Every solver of ``problem``'s plan on grid ``N`` (after a warm-up solve of SciPy BDF and Rodas5P unless
+    ``warm`` is False); the points go to :func:`points_file`, rewritten after each one."""
     spec = PROBLEMS[problem]
     smoke = size == "smoke"
-    sizes = grids or ((16,) if smoke else (32, 64, 128))
     t1 = spec.smoke_t1 if smoke else spec.t1
+    rtols, names, ref_rtol = spec.plan[N]
+    rtols = rtols[:1] if smoke else rtols
     radau_note = radau_sparse_note()
-    lines = [f"# Sparse stiff solves: {spec.title}", "", environment() + "; " + revision(), "",
+    if warm:  # warm-up (imports, first calls) on a small grid
+        run_solver(SCIPY_BDF, problem, 16, 1e-4, t1)
+        run_solver(RODAS, problem, 16, 1e-4, t1)
+    ref, how = reference(problem, N, ref_rtol, t1)
+    note = f"N = {N}: {how}"
+    if N <= 32 and not smoke:
+        radau, _, _ = run_scipy(N, "Radau", ref_rtol, t1, problem)
+        note += f", SciPy Radau rtol {ref_rtol:g} differs by {rel_err(radau, ref):.2g}"
+    print(note, flush=True)
+    record = {"revision": revision(), "environment": environment(), "t1": t1, "ref": note,
+              "radau_note": radau_note, "points": []}
+    path = points_file(problem, N, size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if name == RADAU and radau_note:
+            continue
+        for rtol in rtols:
+            u, st, cpu, wall = run_solver(name, problem, N, rtol, t1)
+            point = Point(name, N, rtol, cpu, wall, rel_err(u, ref) if st["ok"] else math.nan, st["nf"],
+                          st["naccept"], st["njac"], st["nlu"], st["ok"])
+            record["points"].append(asdict(point))
+            path.write_text(json.dumps(record, indent=1))
+            print(point, flush=True)
+
+
+def report(problem: str, size: str, sizes: tuple[int, ...]) -> str:
+    """The markdown report of ``problem`` from the kept points of each grid in ``sizes``; written to
+    ``benchmarks/results/stiff_sparse[_<problem>][_smoke].md`` (the Brusselator's keeps the name ``stiff_sparse``)."""
+    spec = PROBLEMS[problem]
+    records = {N: json.loads(points_file(problem, N, size).read_text()) for N in sizes}
+    points = [Point(**p) for N in sizes for p in records[N]["points"]]
+    first = records[sizes[0]]
+    runs = sorted({f"{r['environment']}; {r['revision']}" for r in records.values()})
+    lines = [f"# Sparse stiff solves: {spec.title}", "", *(f"- {r}" for r in runs), "",
              "Shared, loaded 2-core machine: CPU times (time.process_time, one thread) are the comparison; wall "
-             "times are given too; one timed run per point.", ""]
-    if radau_note:
-        lines += [f"RadauIIA5 SparseLU not run: this pysciml refuses it ({radau_note}).", ""]
-    run_solver(SCIPY_BDF, problem, sizes[0], 1e-4, t1)  # warm-up (imports, first calls)
-    run_solver(RODAS, problem, sizes[0], 1e-4, t1)
-    points: list[Point] = []
-    refs = []
-    for N in sizes:
-        rtols, names, ref_rtol = spec.plan[N]
-        if smoke:
-            rtols = rtols[:1]
-        ref, how = reference(problem, N, ref_rtol, t1)
-        note = f"N = {N}: {how}"
-        if N == sizes[0] and not smoke:
-            radau, _, _ = run_scipy(N, "Radau", ref_rtol, t1, problem)
-            note += f", SciPy Radau rtol {ref_rtol:g} differs by {rel_err(radau, ref):.2g}"
-        refs.append(note)
-        print(note, flush=True)
-        for name in names:
-            if name == RADAU and radau_note:
-                continue
-            for rtol in rtols:
-                u, st, cpu, wall = run_solver(name, problem, N, rtol, t1)
-                points.append(Point(name, N, rtol, cpu, wall, rel_err(u, ref) if st["ok"] else math.nan,
-                                    st["nf"], st["naccept"], st["njac"], st["nlu"], st["ok"]))
-                print(points[-1], flush=True)
+             "times are given too; one timed run per point. " + ("One run per grid (each grid's solvers side by "
+                                                                "side in one process)." if len(sizes) > 1 else ""),
+             ""]
+    if first["radau_note"]:
+        lines += [f"RadauIIA5 SparseLU not run: this pysciml refuses it ({first['radau_note']}).", ""]
     rows = [[p.solver, p.N, 2 * p.N * p.N, p.rtol, p.err, p.cpu, p.wall, p.nf, p.naccept, p.njac, p.nlu,
              "" if p.ok else "failed"] for p in points]
-    lines += [f"t = 0 to {t1:g}; atol = {ATOL_PER_RTOL:g} rtol. References: " + "; ".join(refs) + ".", "",
+    lines += [f"t = 0 to {first['t1']:g}; atol = {ATOL_PER_RTOL:g} rtol. References: "
+              + "; ".join(r["ref"] for r in records.values()) + ".", "",
               markdown_table(["solver", "N", "states", "rtol", "max rel err", "CPU (s)", "wall (s)", "f calls",
                               "steps", "Jacobians", "LUs", ""], rows), ""]
     table, _ = summary(points, sizes, spec.target_err)
@@ -382,13 +402,20 @@ def run_problem(problem: str, size: str, grids: tuple[int, ...] | None = None) -
               f"states at rtol {SLOPE_RTOL:g} and at matched error (N^2 log N: {NLOGN_SLOPE:.2f}):", "",
               markdown_table(["solver"] + [f"N = {N}" for N in sizes] + [f"slope at rtol {SLOPE_RTOL:g}",
                                                                          "slope at matched error"], table), ""]
-    if problem == "brusselator" and not smoke:
-        lines += ["Issue 19's target, FBDF <= 0.5x SciPy BDF's time at matched error at N = 128:", "",
+    if problem == "brusselator" and size != "smoke":
+        lines += [f"Issue 19's target, FBDF <= 0.5x SciPy BDF's time at matched error at N = {max(sizes)}:", "",
                   *bdf_target(points, max(sizes)), ""]
     text = "\n".join(lines)
-    stem = "stiff_sparse" + ("" if problem == "brusselator" else f"_{problem}")
-    write_result(result_name(stem, size, "cpu") if grids is None else f"{stem}_N{'_'.join(map(str, grids))}", text)
+    write_result(result_name("stiff_sparse" + ("" if problem == "brusselator" else f"_{problem}"), size, "cpu"), text)
     return text
+
+
+def run_problem(problem: str, size: str, grids: tuple[int, ...] | None = None) -> str:
+    """Every grid of ``problem`` (default: the size's), then its report from the kept points of those grids."""
+    sizes = grids or ((16,) if size == "smoke" else (32, 64, 128))
+    for k, N in enumerate(sizes):
+        run_grid(problem, N, size, warm=k == 0)
+    return report(problem, size, sizes)
 
 
 def main(size: str = "full", device: str = "cpu", problems: tuple[str, ...] = tuple(PROBLEMS)) -> str:
@@ -405,7 +432,13 @@ if __name__ == "__main__":
     parser.add_argument("--problem", choices=sorted(PROBLEMS), action="append")
     parser.add_argument("--size", choices=("full", "smoke"), default="full")
     parser.add_argument("--grids", type=int, nargs="+", help="grid sizes N (default: the size's)")
+    parser.add_argument("--report", action="store_true", help="only assemble the report from the kept points")
     args = parser.parse_args()
     start_task("stiff_sparse", "cpu")
+    default = (16,) if args.size == "smoke" else (32, 64, 128)
     for name in args.problem or list(PROBLEMS):
-        print(run_problem(name, args.size, tuple(args.grids) if args.grids else None))
+        if args.report:
+            print(report(name, args.size, tuple(args.grids or default)))
+        else:
+            for k, n in enumerate(args.grids or default):
+                run_grid(name, n, args.size, warm=k == 0)
