@@ -9,7 +9,7 @@ with dense output, the interpolant's coefficients) is traced into ONE program wi
 (``loop_scalar.py``) reads the step's ``control`` row (error norm, finiteness, solver success) with one host round
 trip per step and decides acceptance and the next step size on the host, as for eager steps; batched adaptive
 solves trace the batched loop's control into the program (:mod:`.compiled_control`), or the whole loop
-(:mod:`.compiled_loop`, explicit RK saving at fixed times). The ARK program, with Newton as a
+(:mod:`.compiled_loop`, saving at fixed times). The ARK program, with Newton as a
 ``torch.while_loop``, is in :mod:`.compiled_ark`.
 
 Same tableau, same arithmetic as the eager steppers (:mod:`.explicit_rk`, :mod:`.rosenbrock`, :mod:`.ark`),
@@ -56,6 +56,7 @@ from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled mo
     compile_count,
     factor,
     jacobian_fn,
+    tgrad_fn,
     tracks_grad,
 )
 from .explicit_rk import ExplicitRKStepper
@@ -109,17 +110,9 @@ def _explicit_program(stepper: ExplicitRKStepper, dense: bool, tag: str) -> _Pro
 
 def _rosenbrock_program(stepper: RosenbrockStepper, dense: bool, tag: str) -> _Program:
     tab, rhs = stepper.tab, stepper.rhs
-    F, call, jacobian = _user_f(rhs), _user_call(rhs), jacobian_fn(rhs)
+    F, jacobian, time_derivative = _user_f(rhs), jacobian_fn(rhs), tgrad_fn(rhs)
     sums, final_sum, D = stepper.stage_sums, stepper.final_sum, stepper.dense_matrix if dense else None
-    needs_tgrad, user_tgrad, tgrad_takes_p, dtype = stepper.needs_tgrad, rhs.user_tgrad, rhs.tgrad_takes_p, rhs.dtype
-
-    def time_derivative(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor) -> Tensor:
-        if user_tgrad is not None:
-            return call(user_tgrad, tgrad_takes_p, p, t, u).reshape(u.shape[0], -1).to(dtype)
-        eps = torch.finfo(t.dtype).eps
-        h = torch.maximum(math.sqrt(eps) * dt.abs(), 100 * eps * t.abs()).clamp(min=torch.finfo(t.dtype).tiny)
-        h = (t + h) - t
-        return (F(p, t + h, u) - f0) / h[:, None]
+    needs_tgrad = stepper.needs_tgrad
 
     def rosenbrock_step(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor, atol_n: Tensor, rtol_n: Tensor,
                         mass: Tensor | None, J: Tensor | None, ft: Tensor | None) -> tuple[Any, ...]:

@@ -63,17 +63,33 @@ def _fsal(inner: Any) -> bool:
 
 def _fused_program(stepper: CompiledStepper, opts: LoopOptions, direction: float, n_stops: int) -> _Program:
     """The stepper's program with the batched loop's control around the step (cached on the step's program)."""
+    base = stepper.program
+    key = (direction, n_stops > 1, opts.saveat is not None, opts.dtmin > 0.0, opts.dtmax is not None,
+           opts.controller, stepper.order)
+    prog = base.fused.get(key)
+    if prog is not None:
+        return prog
+    prog = _Program(f"{base.tag}c{len(base.fused)}")
+    if isinstance(stepper.inner, (ARKStepper, RosenbrockStepper)):
+        prog.with_variants(controlled_step_fn(stepper, opts, direction, n_stops))
+    else:
+        prog.add("step", controlled_step_fn(stepper, opts, direction, n_stops))
+    base.fused[key] = prog
+    return prog
+
+
+def controlled_step_fn(stepper: CompiledStepper, opts: LoopOptions, direction: float, n_stops: int,
+                       step: Callable[..., Any] | None = None) -> Callable[..., Any]:
+    """The traceable ``controlled_step(L, C, *step_args)``: ``step`` (default: the family's step as compiled, the
+    step size at the family's position in its arguments) with the batched loop's control around it."""
     inner, base = stepper.inner, stepper.program
     controller, order = opts.controller, stepper.order
     multi_stop, saving = n_stops > 1, opts.saveat is not None
     has_dtmin, has_dtmax = opts.dtmin > 0.0, opts.dtmax is not None
-    key = (direction, multi_stop, saving, has_dtmin, has_dtmax, controller, order)
-    prog = base.fused.get(key)
-    if prog is not None:
-        return prog
     ark = isinstance(inner, ARKStepper)
     rosenbrock = isinstance(inner, RosenbrockStepper)
-    step = base.raw["fresh" if (ark or rosenbrock) else "step"]
+    if step is None:
+        step = base.raw["fresh" if (ark or rosenbrock) else "step"]
     dt_i, ctl_i = (5, 4) if ark else (4, 5 if rosenbrock else 4)
     F = _user_f(inner.rhs)
     FE = _user_f(inner.rhs_e) if ark and inner.rhs_e is not None else None
@@ -143,13 +159,7 @@ def _fused_program(stepper: CompiledStepper, opts: LoopOptions, direction: float
         state = (t_new, dt, qold, active, seen, stop, status, fail_t, fail_dt, n_acc, n_att, sidx + n_cross)
         return out, state, u_out, f0s, dt_step, n_cross, summary
 
-    prog = _Program(f"{base.tag}c{len(base.fused)}")
-    if ark or rosenbrock:
-        prog.with_variants(controlled_step)
-    else:
-        prog.add("step", controlled_step)
-    base.fused[key] = prog
-    return prog
+    return controlled_step
 
 
 class _CountedSaver(_Saver):

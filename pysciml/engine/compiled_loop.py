@@ -1,24 +1,33 @@
 """The whole batched loop as one compiled program (``torch.while_loop``): no host round trip until it ends.
 
-For the simplest common case, an adaptive solve with ``compile=True`` (a batch, or one trajectory in float64,
-where it replaces the scalar loop) by an explicit Runge-Kutta method
-whose interpolant needs no extra stages, saving at fixed times (``saveat``, or only the ends), without dense
-output, ``tstops``, the progress bar or step hooks, :func:`integrate_batched_whole` runs
+For the common case, an adaptive solve with ``compile=True`` (a batch, or one trajectory in float64, where it
+replaces the scalar loop) by an explicit Runge-Kutta method whose interpolant needs no extra stages, a
+Rosenbrock method (every :class:`~.rosenbrock.RosenbrockStepper` tableau) or an ARK/ESDIRK method with a callable
+implicit part, saving at fixed times (``saveat``, or only the ends), without dense output, ``tstops``, the
+progress bar or step hooks, and not differentiated, :func:`integrate_batched_whole` runs
 :mod:`.compiled_control`'s controlled step (the step with the batched loop's control) inside a
 ``torch.while_loop`` that turns while some trajectory is running and fewer than ``maxiters`` steps were taken.
 Save points are filled inside the program: each accepted step writes the points it passed, evaluated on its
-interpolant (its end value where a point is the step's end), as :class:`~.loop_saver._Saver` does. The counters
-come back with the result (steps, steps with an acceptance, per-trajectory accepted and attempted steps), so
-``sol.stats`` is the eager solve's.
+interpolant (the tableau's dense output, else the cubic Hermite one; its end value where a point is the step's
+end), as :class:`~.loop_saver._Saver` does. The counters come back with the result (steps, steps with an
+acceptance, per-trajectory accepted and attempted steps, fresh Jacobians; ARK's Newton counts), so ``sol.stats``
+is the eager solve's.
 
-Everything else (Rosenbrock and ARK, whose Jacobian is recomputed only after an accepted step, dense output,
-``tstops``, solves that may be differentiated: ``while_loop`` has no backward) keeps the per-step design of
-:mod:`.compiled_control`; a loop program that fails to compile falls back to it too, once per signature.
+Rosenbrock and ARK steppers evaluate the Jacobian only at the start of a step that follows an accepted one (in a
+batch: one where some trajectory was accepted). The loop carries the Jacobian (and Rosenbrock's ``df/dt``, ARK's
+Newton rate and ``f`` parts) as loop state with a 0-d ``fresh`` flag; each iteration evaluates a Jacobian and
+keeps it only where ``fresh`` is set (``torch.where``), so the steps, values and counts (``njac``, ``nlu``) are the
+eager ones; the discarded evaluations (one per step after a rejection) are not counted in ``sol.stats``.
+
+Everything else (dense output, ``tstops``, solves that may be differentiated: ``while_loop`` has no backward)
+keeps the per-step design of :mod:`.compiled_control`; a loop program that fails to compile falls back to it too,
+once per signature. ``ENABLED = False`` switches the whole-loop programs off (for comparisons).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from dataclasses import fields
 from typing import Any
@@ -27,13 +36,15 @@ import torch
 from torch._higher_order_ops.while_loop import while_loop
 
 from ..solution import Stats
-from .compiled import CompiledStepper, CompileFailure, _Program
-from .compiled_control import _fsal, _fused_program, _padded, _start, finish, handles
-from .compiled_parts import tracks_grad
+from .ark import ARKStepper
+from .compiled import CompiledStepper, CompileFailure, _mass, _Program
+from .compiled_control import _fsal, _padded, _start, controlled_step_fn, finish, handles
+from .compiled_parts import jacobian_fn, tgrad_fn, tracks_grad
 from .explicit_rk import ExplicitRKStepper
-from .interpolation import evaluate, polynomial_coefficients
+from .interpolation import evaluate, hermite_coefficients, polynomial_coefficients
 from .loop_records import LoopOptions, LoopResult
 from .loop_saver import MAXITERS
+from .rosenbrock import RosenbrockStepper
 
 __all__ = ["handles_whole", "integrate_batched_whole", "warm_whole"]
 
@@ -41,6 +52,10 @@ Tensor = torch.Tensor
 
 
 _FAILED: weakref.WeakSet[_Program] = weakref.WeakSet()  # loop programs that failed to compile: not retried
+
+ENABLED = True
+"""Whole-loop programs on (the default). ``False`` keeps every compiled solve on the per-step design, for
+comparisons (``benchmarks/stiff_loop.py`` times both)."""
 
 
 def _tracks_grad(stepper: CompiledStepper) -> bool:
@@ -51,13 +66,125 @@ def _tracks_grad(stepper: CompiledStepper) -> bool:
 
 def handles_whole(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     """Whether :func:`integrate_batched_whole` runs this batched solve."""
-    if not handles(stepper, opts) or opts.dense or opts.saveat is None or u0.requires_grad or _tracks_grad(stepper):
+    if not ENABLED or not handles(stepper, opts) or opts.dense or opts.saveat is None or u0.requires_grad:
+        return False
+    if _tracks_grad(stepper):
         return False
     if u0.shape[0] == 1 and u0.dtype != torch.float64:  # the scalar loop keeps time in Python floats (float64)
         return False
     inner = stepper.inner
-    stops = [s for s in (opts.tstops or []) if min(opts.t0, opts.t1) < s < max(opts.t0, opts.t1)]
-    return isinstance(inner, ExplicitRKStepper) and not inner.tab.extra_c and not stops
+    if [s for s in (opts.tstops or []) if min(opts.t0, opts.t1) < s < max(opts.t0, opts.t1)]:
+        return False
+    if isinstance(inner, ExplicitRKStepper):
+        return not inner.tab.extra_c
+    return isinstance(inner, (RosenbrockStepper, ARKStepper))
+
+
+class _Family:
+    """What the loop carries besides ``(t, u)`` and the control for one family (``X``, a tuple of tensors), the
+    step it traces (``None``: the family's step as compiled) and how ``X`` enters and leaves a step.
+
+    Explicit RK: ``X = (f0,)``. Rosenbrock: ``(f0, fresh, n_fresh, J[, ft])``. ARK: ``(fI0, eta, J, fresh,
+    n_fresh, counts[, fE0])``. ``fresh`` (0-d bool): the previous step accepted some trajectory, so this step
+    evaluates the Jacobian (and ``df/dt``) at its start, as the eager steppers' ``accept`` asks; the Jacobian is
+    evaluated at every iteration and selected by ``torch.where``, which gives the eager numbers (a step after a
+    rejection reuses the carried one)."""
+
+    def __init__(self, stepper: CompiledStepper) -> None:
+        inner, base = stepper.inner, stepper.program
+        self.kind = "ark" if isinstance(inner, ARKStepper) else "ros" if isinstance(inner, RosenbrockStepper) else "erk"
+        self.step: Any = None
+        self.has_e = isinstance(inner, ARKStepper) and inner.rhs_e is not None
+        self.tgrad = isinstance(inner, RosenbrockStepper) and inner.needs_tgrad
+        if self.kind == "erk":
+            return
+        raw, jacobian, tgrad = base.raw["fresh"], jacobian_fn(inner.rhs), tgrad_fn(inner.rhs)
+        needs_tgrad = self.tgrad
+
+        def rosenbrock_step(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor, atol_n: Tensor, rtol_n: Tensor,
+                            mass: Tensor | None, J: Tensor, ft: Tensor | None, fresh: Tensor) -> tuple[Any, ...]:
+            J = torch.where(fresh, jacobian(p, t, u), J).contiguous()  # the carry keeps its strides
+            if needs_tgrad:
+                ft = torch.where(fresh, tgrad(p, t, u, f0, dt), ft).contiguous()
+            return raw(p, t, u, f0, dt, atol_n, rtol_n, mass, J, ft)
+
+        def ark_step(p: Any, t: Tensor, u: Tensor, fI0: Tensor, fE0: Tensor | None, dt: Tensor, atol_n: Tensor,
+                     rtol_n: Tensor, mass: Tensor | None, eta: Tensor, J: Tensor, tracked: bool,
+                     fresh: Tensor) -> tuple[Any, ...]:
+            with torch.no_grad():
+                J = torch.where(fresh, jacobian(p, t, u), J).contiguous()
+            return raw(p, t, u, fI0, fE0, dt, atol_n, rtol_n, mass, eta, J, tracked)
+
+        self.step = ark_step if self.kind == "ark" else rosenbrock_step
+
+    def start(self, stepper: CompiledStepper, u0: Tensor) -> tuple[Tensor, ...]:
+        inner = stepper.inner
+        if self.kind == "erk":
+            return (inner.f0,)
+        b, n = u0.shape
+        J = torch.zeros(b, n, n, dtype=u0.dtype, device=u0.device)
+        fresh = torch.ones((), dtype=torch.bool, device=u0.device)
+        n_fresh = torch.zeros((), dtype=torch.long, device=u0.device)
+        if self.kind == "ros":
+            return (inner.f0, fresh, n_fresh, J, *((torch.zeros_like(u0),) if self.tgrad else ()))
+        counts = torch.zeros(2, dtype=torch.long, device=u0.device)
+        return (inner.fI0, inner.eta, J, fresh, n_fresh, counts, *((inner.fE0,) if self.has_e else ()))
+
+    def args(self, p: Any, t: Tensor, u: Tensor, dt: Tensor, atol_n: Tensor, rtol_n: Tensor, mass: Tensor | None,
+             X: tuple[Tensor, ...]) -> tuple[Any, ...]:
+        """The step's arguments from the carried ``X``."""
+        if self.kind == "erk":
+            return (p, t, u, X[0], dt, atol_n, rtol_n)
+        if self.kind == "ros":
+            return (p, t, u, X[0], dt, atol_n, rtol_n, mass, X[3], X[4] if self.tgrad else None, X[1])
+        return (p, t, u, X[0], X[6] if self.has_e else None, dt, atol_n, rtol_n, mass, X[1], X[2], False, X[3])
+
+    def after(self, X: tuple[Tensor, ...], out: tuple[Any, ...], f0s: tuple[Any, ...],
+              summary: Tensor) -> tuple[Tensor, ...]:
+        """``X`` after a step (``f0s``: the merged ``f(t, u)`` parts; ``summary[1]``: some step accepted)."""
+        if self.kind == "erk":
+            return (f0s[2],)
+        fresh = summary[1] > 0
+        if self.kind == "ros":
+            return (f0s[2], fresh, X[2] + X[1], out[7], *((out[8],) if self.tgrad else ()))
+        return (f0s[0], out[7], out[6], fresh, X[4] + X[3], X[5] + out[10], *((f0s[1],) if self.has_e else ()))
+
+    def f_start(self, X: tuple[Tensor, ...]) -> Tensor:
+        """``f(t, u)`` at the step's start (the Hermite interpolant's first slope)."""
+        return X[0] + X[6] if self.has_e else X[0]
+
+    def stages(self, out: tuple[Any, ...], dt: Tensor) -> Tensor:
+        """The step's stage increments ``(s, B, n)`` for the tableau's dense matrix."""
+        return out[4] if self.kind == "ros" else out[3] * dt[:, None]
+
+    def count(self, stepper: CompiledStepper, stats: Stats, steps: int, with_acceptance: int,
+              X: tuple[Tensor, ...]) -> None:
+        """What :meth:`~.compiled.CompiledStepper.absorb` and the loop's ``accept`` add to ``stats``, for the
+        whole loop; the stepper keeps the state the loop ended with."""
+        inner = stepper.inner
+        accept_f = 0 if _fsal(inner) else 1 + self.has_e
+        if self.kind == "erk":
+            assert isinstance(inner, ExplicitRKStepper)
+            stats.nf += (inner.tab.stages - 1) * steps + accept_f * with_acceptance
+            inner.f0 = X[0]
+            return
+        n_fresh = int(X[4] if self.kind == "ark" else X[2])
+        stats.njac += n_fresh
+        stats.nlu += steps
+        stats.nf += accept_f * with_acceptance
+        if isinstance(inner, RosenbrockStepper):
+            s = inner.tab.stages
+            stats.nf += (s - 1) * steps + n_fresh * (self.tgrad and inner.rhs.user_tgrad is None)
+            stats.nsolve += s * steps
+            inner.f0 = X[0]
+            return
+        assert isinstance(inner, ARKStepper)
+        stats.nsolve += inner.smooth_est * steps
+        stats.nf += (inner.tab.stages - 1) * steps * self.has_e
+        inner.fI0, inner.eta = X[0], X[1]
+        inner.fE0 = X[6] if self.has_e else None
+        inner.f0 = self.f_start(X)
+        stepper._pending = X[5]
 
 
 def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float, interior: bool) -> _Program:
@@ -67,36 +194,46 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
     prog = base.fused.get(key)
     if prog is not None:
         return prog
-    step = _fused_program(stepper, opts, direction, 1).raw["step"]
+    family = _Family(stepper)
+    step = controlled_step_fn(stepper, opts, direction, 1, family.step)
     D = stepper.inner.dense_matrix
 
     def whole_loop(L: tuple[Tensor, ...], C: tuple[Tensor, ...], saveat: Tensor, out: Tensor, p: Any, u: Tensor,
-                   f0: Tensor, atol_n: Tensor, rtol_n: Tensor, maxiters: Tensor) -> tuple[Tensor, ...]:
+                   atol_n: Tensor, rtol_n: Tensor, maxiters: Tensor, mass: Tensor | None,
+                   X: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         rows = torch.arange(saveat.shape[0], device=saveat.device)[:, None]
+        nL = len(L)
 
-        def more(k: Tensor, n_any: Tensor, u: Tensor, f0: Tensor, out: Tensor, *L: Tensor) -> Tensor:
-            return (k < maxiters[0]) & L[3].any()
+        def more(k: Tensor, n_any: Tensor, u: Tensor, out: Tensor, *LX: Tensor) -> Tensor:
+            return (k < maxiters[0]) & LX[3].any()
 
-        def body(k: Tensor, n_any: Tensor, u: Tensor, f0: Tensor, out: Tensor, *L: Tensor) -> tuple[Tensor, ...]:
+        def body(k: Tensor, n_any: Tensor, u: Tensor, out: Tensor, *LX: Tensor) -> tuple[Tensor, ...]:
+            L, X = LX[:nL], LX[nL:]
             t, sidx = L[0], L[11]
-            res, state, u_new, f0s, dt_step, n_cross, summary = step(L, C, p, t, u, f0, L[1], atol_n, rtol_n)
+            args = family.args(p, t, u, L[1], atol_n, rtol_n, mass, X)
+            res, state, u_new, f0s, dt_step, n_cross, summary = step(L, C, *args)
+            X_new = family.after(X, res, f0s, summary)
             passed = (rows >= sidx) & (rows < sidx + n_cross)  # (S, B): the save points this step passed
             at_end = saveat[:, None] == state[0]
             if interior:
-                assert D is not None
-                coeffs = polynomial_coefficients(u, D, res[3] * dt_step[:, None])
+                if D is not None:
+                    coeffs = polynomial_coefficients(u, D, family.stages(res, dt_step))
+                else:
+                    coeffs = hermite_coefficients(u, u_new, family.f_start(X), family.f_start(X_new), dt_step)
                 vals = torch.where(at_end[..., None], u_new, evaluate(coeffs, (saveat[:, None] - t) / dt_step))
             else:
                 vals = u_new.expand(saveat.shape[0], -1, -1)
             out = torch.where(passed[..., None], vals, out)
-            state = tuple(x.clone() if x is y else x for x, y in zip(state, L, strict=True))  # no aliasing
-            return (k + 1, n_any + summary[1], u_new, f0s[2], out, *state)
+            new = (*state, *X_new)
+            new = tuple(x.clone() if x is y else x for x, y in zip(new, LX, strict=True))  # no aliasing
+            return (k + 1, n_any + summary[1], u_new, out, *new)
 
         zero = torch.zeros((), dtype=torch.long, device=u.device)
-        return tuple(while_loop(more, body, (zero, zero.clone(), u, f0, out, *L)))
+        return tuple(while_loop(more, body, (zero, zero.clone(), u, out, *L, *X)))
 
     prog = _Program(f"{base.tag}w{len(base.fused)}")
     prog.add("loop", whole_loop)
+    prog.family = family
     base.fused[key] = prog
     return prog
 
@@ -112,8 +249,14 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int)
     out = torch.full((padded.shape[0], *saver.out.shape[1:]), math.nan, dtype=u0.dtype, device=u0.device)
     out[: saveat.shape[0]] = saver.out
     maxiters = torch.full((1,), steps, dtype=torch.long, device=u0.device)
-    args = (L, C, padded, out, stepper.rhs.p, u0, stepper.inner.f0, stepper.atol_n, stepper.rtol_n, maxiters)
+    X = prog.family.start(stepper, u0)
+    args = (L, C, padded, out, stepper.rhs.p, u0, stepper.atol_n, stepper.rtol_n, maxiters, _mass(stepper.inner), X)
     return prog, args, saver
+
+
+def _loop_failed(stepper: CompiledStepper, exc: CompileFailure) -> None:
+    warnings.warn(f"compile=True: compiling the whole {stepper.name} loop as one program failed ({exc}); running "
+                  "the per-step compiled programs", RuntimeWarning, stacklevel=6)
 
 
 def warm_whole(stepper: Any, u0: Tensor, opts: LoopOptions) -> None:
@@ -124,7 +267,9 @@ def warm_whole(stepper: Any, u0: Tensor, opts: LoopOptions) -> None:
         if prog in _FAILED:
             raise CompileFailure("failed before")
         prog.run("loop", stepper.stats, *args)
-    except CompileFailure:  # the solve will fall back to the per-step programs: compile those
+    except CompileFailure as exc:  # the solve will fall back to the per-step programs: compile those
+        if prog not in _FAILED:
+            _loop_failed(stepper, exc)
         _FAILED.add(prog)
         from .compiled_control import warm
 
@@ -142,16 +287,18 @@ def integrate_batched_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: 
     try:
         if prog in _FAILED:
             raise CompileFailure("failed before")
-        k, n_any, u, f0, out, *state = prog.run("loop", stats, *args)
-    except CompileFailure:
+        k, n_any, u, out, *LX = prog.run("loop", stats, *args)
+    except CompileFailure as exc:
+        if prog not in _FAILED:
+            _loop_failed(stepper, exc)
         _FAILED.add(prog)
         for name, value in before.items():
             setattr(stats, name, value)
         return integrate_batched_compiled(stepper, u0, opts, stats)
     steps, with_acceptance = int(k), int(n_any)
     stats.nloop += steps
-    stats.nf += (stepper.inner.tab.stages - 1) * steps + (0 if _fsal(stepper.inner) else with_acceptance)
-    stepper.inner.f0 = f0
+    state = LX[: len(args[0])]
+    prog.family.count(stepper, stats, steps, with_acceptance, tuple(LX[len(args[0]):]))
     if stats.nloop >= opts.maxiters:  # the loop stopped on maxiters: the running trajectories fail there
         active = state[3]
         state[6] = torch.where(active, MAXITERS, state[6])

@@ -117,6 +117,7 @@ class _Program:
         self.raw: dict[str, Callable[..., Any]] = {}  # the same functions uncompiled (for torch._dynamo.explain)
         self.ran: set[str] = set()
         self.fused: dict[tuple, _Program] = {}  # batched loops: this step with the control (.compiled_control)
+        self.family: Any = None  # a whole-loop program's family (.compiled_loop._Family)
 
     def add(self, variant: str, fn: Callable[..., Any]) -> None:
         self.raw[variant] = fn
@@ -179,6 +180,22 @@ def jacobian_fn(rhs: RHS) -> Callable[[Any, Tensor, Tensor], Tensor]:
         return cols.permute(1, 2, 0).to(dtype)
 
     return jacobian
+
+
+def tgrad_fn(rhs: RHS) -> Callable[[Any, Tensor, Tensor, Tensor, Tensor], Tensor]:
+    """The traceable ``df/dt(p, t, u, f0, dt)``, ``(B, n)``: the problem's ``tgrad``, else the forward difference
+    :meth:`~.rhs.RHS.tgrad` takes (its increment scaled by the step ``dt``)."""
+    F, call, user_tgrad, takes_p, dtype = _user_f(rhs), _user_call(rhs), rhs.user_tgrad, rhs.tgrad_takes_p, rhs.dtype
+
+    def time_derivative(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor) -> Tensor:
+        if user_tgrad is not None:
+            return call(user_tgrad, takes_p, p, t, u).reshape(u.shape[0], -1).to(dtype)
+        eps = torch.finfo(t.dtype).eps
+        h = torch.maximum(math.sqrt(eps) * dt.abs(), 100 * eps * t.abs()).clamp(min=torch.finfo(t.dtype).tiny)
+        h = (t + h) - t
+        return (F(p, t + h, u) - f0) / h[:, None]
+
+    return time_derivative
 
 
 def factor(J: Tensor, inv: Tensor, mass: Tensor | None) -> tuple[Tensor, Callable[[Tensor], Tensor]]:

@@ -1,0 +1,233 @@
+"""The whole loop as one compiled ``torch.while_loop`` program for Rosenbrock and ARK (engine/compiled_loop.py).
+
+The tests that solve compile programs of their own (minutes each on a cold inductor cache on a small, loaded
+CPU), so they are ``exhaustive`` (``pytest -m exhaustive tests/test_compiled_loop.py``); the default run checks
+which solves take the loop program. The eager loops are the reference: values, step counts and statistics
+(Jacobians and LUs included: the loop carries the Jacobian and evaluates a new one only after a step with an
+acceptance, as the eager steppers do).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import pysciml as ps
+from pysciml._validate import SolveOptions, check_solve
+from pysciml.engine import compiled, compiled_loop
+from pysciml.engine.compiled import compile_stepper
+from pysciml.native import _loop_options, make_stepper
+from pysciml.solution import Stats
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+F64, F32 = torch.float64, torch.float32
+COUNTS = ("nf", "njac", "nlu", "nsolve", "naccept", "nreject", "nloop", "nnonliniter", "nnonlinconvfail")
+SAVEAT = [0.0, 0.3, 1.0, 1.02, 2.2, 4.0]  # at t0, inside steps, two in one step, at t1
+
+
+def vdp(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Van der Pol with ``mu = p[..., 0]`` (batched or not): one function, so its programs are shared."""
+    x, y = u[..., 0], u[..., 1]
+    return torch.stack((y, p[..., 0] * (1 - x * x) * y - x), dim=-1)
+
+
+def forced(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Van der Pol with a time-dependent forcing: Rosenbrock's ``df/dt`` term (finite difference) is used."""
+    x, y = u[..., 0], u[..., 1]
+    return torch.stack((y, p[..., 0] * (1 - x * x) * y - x + torch.sin(3.0 * t)), dim=-1)
+
+
+def problem(dtype: torch.dtype, batched: bool, *, mu: float = 4.0, f=vdp, tspan=(0.0, 4.0)) -> ps.ODEProblem:
+    u0 = torch.tensor([2.0, 0.0], dtype=dtype)
+    p = torch.tensor([mu], dtype=dtype)
+    if batched:
+        u0 = u0 * torch.linspace(1.0, 1.2, 3, dtype=dtype)[:, None]
+        p = p * torch.linspace(1.0, 2.0, 3, dtype=dtype)[:, None]
+    return ps.ODEProblem(f, u0, tspan, p, batched=batched)
+
+
+def whole_programs() -> int:
+    """Whole-loop programs that have run (engine/compiled_loop.py: cached under a "whole" key)."""
+    return sum(key[0] == "whole" and "loop" in prog.ran for base in compiled._CACHE.values()
+               for key, prog in base.fused.items())
+
+
+def counts(sol: ps.ODESolution) -> dict[str, int]:
+    return {k: getattr(sol.stats, k) for k in COUNTS}
+
+
+def three(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> tuple[ps.ODESolution, ...]:
+    """Eager, compiled per step (whole loop off) and compiled whole loop; no fallback warning."""
+    eager = ps.solve(prob, alg, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        compiled_loop.ENABLED = False
+        try:
+            per_step = ps.solve(prob, alg, compile=True, **kw)
+        finally:
+            compiled_loop.ENABLED = True
+        before = whole_programs()
+        whole = ps.solve(prob, alg, compile=True, **kw)
+    assert whole_programs() >= before  # (a program that ran before is not counted twice)
+    return eager, per_step, whole
+
+
+def assert_whole_taken(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> ps.ODESolution:
+    """A compiled solve that must run a whole-loop program (a new one: the count grows)."""
+    before = whole_programs()
+    sol = ps.solve(prob, alg, compile=True, **kw)
+    assert whole_programs() == before + 1
+    return sol
+
+
+def takes_whole_loop(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> bool:
+    """Whether ``solve(prob, alg, compile=True, **kw)`` would run the whole-loop program (nothing compiled)."""
+    opts = SolveOptions(compile=True, **kw)
+    c = check_solve(prob, alg, opts)
+    u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, -1)
+    stats = Stats()
+    stepper = compile_stepper(make_stepper(alg, prob, stats, c.atol, c.rtol, False), stats, u0.shape[0], c.atol,
+                              c.rtol, bool(c.dense), u0)
+    return compiled_loop.handles_whole(stepper, _loop_options(prob, c, opts, False), u0)
+
+
+def test_whole_loop_dispatch() -> None:
+    """Which compiled solves run as one loop program: Rosenbrock and ARK batches, and one float64 trajectory,
+    saving at fixed times; not with dense output, tstops (Kvaerno5's inner save times among them), gradients,
+    one float32 trajectory (the scalar loop), a family without a loop program, or with ``ENABLED`` off.
+    (Decides only: compiles nothing.)"""
+    batch, one, one32 = problem(F64, True), problem(F64, False), problem(F32, False)
+    kw = {"rtol": 1e-6, "atol": 1e-8, "saveat": SAVEAT}
+    for alg in (ps.Rodas5P(), ps.Rodas4(), ps.Rosenbrock23(), ps.KenCarp4(), ps.Kvaerno3(), ps.Tsit5()):
+        assert takes_whole_loop(batch, alg, **kw) and takes_whole_loop(one, alg, **kw), alg
+    assert not takes_whole_loop(one, ps.Rodas5P(), rtol=1e-6)  # every step saved (and dense output)
+    assert not takes_whole_loop(batch, ps.Rodas5P(), dense=True, **kw)
+    assert not takes_whole_loop(batch, ps.Rodas5P(), tstops=[1.5], **kw)
+    # Kvaerno5's cubic interpolant is two orders below the method: its steps land on inner save times (tstops)
+    assert not takes_whole_loop(batch, ps.Kvaerno5(), **kw)
+    assert takes_whole_loop(batch, ps.Kvaerno5(), rtol=1e-6, atol=1e-8, saveat=[0.0, 4.0])
+    assert not takes_whole_loop(one32, ps.Rodas5P(), **kw)
+    assert takes_whole_loop(problem(F32, True), ps.Rodas5P(), **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "has no compiled step": runs eagerly
+        assert not takes_whole_loop(batch, ps.RadauIIA5(), **kw)
+    grad = problem(F64, True)
+    grad.p.requires_grad_(True)
+    assert not takes_whole_loop(grad, ps.KenCarp4(), **kw)
+    compiled_loop.ENABLED = False
+    try:
+        assert not takes_whole_loop(batch, ps.Rodas5P(), **kw)
+    finally:
+        compiled_loop.ENABLED = True
+
+
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache
+def test_rodas5p_batched_whole_loop_matches_eager() -> None:
+    """A batched Rodas5P solve saving inside steps runs one while_loop program with the
+    same values, step counts, Jacobians and LUs as the eager batched loop (rejections included)."""
+    prob = problem(F64, True, mu=60.0)
+    kw = {"rtol": 1e-6, "atol": 1e-8, "saveat": SAVEAT}
+    eager = ps.solve(prob, ps.Rodas5P(), **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        whole = assert_whole_taken(prob, ps.Rodas5P(), **kw)
+    assert eager.success and whole.success and eager.stats.nreject > 0
+    assert counts(whole) == counts(eager)
+    assert eager.stats.njac < eager.stats.nlu  # steps after a rejection reused the Jacobian
+    torch.testing.assert_close(whole.u, eager.u, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache
+@pytest.mark.parametrize("alg", [ps.Rodas5P(), ps.Rodas4(), ps.Rodas5(), ps.Rosenbrock23(), ps.KenCarp4(),
+                                 ps.Kvaerno3()], ids=lambda a: a.name)
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "one"])
+def test_whole_loop_matches_eager_float64(alg: ps.Algorithm, batched: bool) -> None:
+    """Every Rosenbrock tableau and two ESDIRKs (KenCarp4 with its dense output, Kvaerno3 with the Hermite
+    interpolant), a batch and one trajectory: values, steps and statistics equal to the eager solve's."""
+    prob = problem(F64, batched, mu=60.0)
+    kw = {"rtol": 1e-5 if alg.name == "Rosenbrock23" else 1e-6, "atol": 1e-8, "saveat": SAVEAT}
+    eager = ps.solve(prob, alg, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        whole = assert_whole_taken(prob, alg, **kw)
+    assert eager.success and whole.success
+    assert counts(whole) == counts(eager)
+    torch.testing.assert_close(whole.u, eager.u, rtol=1e-9, atol=1e-12)
+    assert [str(r) for r in whole.retcodes] == [str(r) for r in eager.retcodes]
+
+
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache
+def test_whole_loop_time_dependent_rosenbrock() -> None:
+    """A non-autonomous f: the carried df/dt (a forward difference scaled by the step) is refreshed with J."""
+    prob = problem(F64, True, mu=20.0, f=forced)
+    eager, per_step, whole = three(prob, ps.Rodas5P(), rtol=1e-7, atol=1e-9, saveat=SAVEAT)
+    assert counts(whole) == counts(eager) == counts(per_step)
+    torch.testing.assert_close(whole.u, eager.u, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache
+@pytest.mark.parametrize("alg", [ps.Rodas5P(), ps.KenCarp4()], ids=lambda a: a.name)
+def test_whole_loop_float32_batched(alg: ps.Algorithm) -> None:
+    """float32: the whole loop equals the per-step compiled program; the eager solve is within round-off (a
+    decision near EEst = 1 may move, so a few steps' difference is allowed there)."""
+    prob = problem(F32, True)
+    eager, per_step, whole = three(prob, alg, rtol=1e-4, atol=1e-6, saveat=SAVEAT)
+    assert whole.success and whole.u.dtype == F32
+    assert counts(whole) == counts(per_step)
+    torch.testing.assert_close(whole.u, per_step.u, rtol=1e-5, atol=1e-6)
+    assert abs(whole.stats.naccept - eager.stats.naccept) <= 4
+    torch.testing.assert_close(whole.u, eager.u, rtol=2e-3, atol=1e-4)
+
+
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache
+def test_whole_loop_no_recompilation() -> None:
+    """After warmup, 10 solves with different u0, p, tspan and tolerances compile nothing."""
+    base = problem(F64, True)
+    kw = {"rtol": 1e-6, "atol": 1e-8}
+    ps.warmup(base, ps.Rodas5P(), saveat=[4.0], **kw)
+    before = compiled.compile_count()
+    for i in range(10):
+        prob = base.remake(u0=base.u0 * (1.0 + 0.03 * i), p=base.p * (1.0 + 0.1 * i), tspan=(0.0, 3.0 + 0.2 * i))
+        sol = ps.solve(prob, ps.Rodas5P(), compile=True, rtol=10.0 ** -(5 + i % 3), atol=1e-9, saveat=[3.0 + 0.2 * i])
+        assert sol.success and sol.stats.compile_time == 0.0
+    assert compiled.compile_count() == before
+
+
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache
+def test_whole_loop_failure_codes() -> None:
+    """maxiters inside the loop and a failing trajectory: per-trajectory codes and failure points as eager."""
+    prob = problem(F64, True, mu=60.0)
+    kw = {"rtol": 1e-6, "atol": 1e-8, "saveat": SAVEAT}
+    eager, per_step, whole = three(prob, ps.Rodas5P(), maxiters=12, **kw)
+    assert not eager.success and [str(r) for r in whole.retcodes] == [str(r) for r in eager.retcodes]
+    assert counts(whole) == counts(eager)
+    torch.testing.assert_close(whole.u, eager.u, rtol=1e-9, atol=1e-12, equal_nan=True)
+    eager, _, whole = three(prob, ps.Rodas5P(), dtmin=1e-2, **kw)
+    assert [str(r) for r in whole.retcodes] == [str(r) for r in eager.retcodes]
+    assert counts(whole) == counts(eager)
+
+
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache
+def test_whole_loop_fallbacks() -> None:
+    """What the whole loop does not take keeps the per-step design: dense output, tstops, a differentiated
+    solve, one float32 trajectory (the scalar loop); results still equal eager."""
+    prob = problem(F64, True)
+    kw = {"rtol": 1e-6, "atol": 1e-8, "saveat": SAVEAT}
+    before = whole_programs()
+    for extra in ({"dense": True}, {"tstops": [1.5]}):
+        a, b = ps.solve(prob, ps.Rodas5P(), **kw, **extra), ps.solve(prob, ps.Rodas5P(), compile=True, **kw, **extra)
+        assert counts(a) == counts(b)
+        torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12)
+    one32 = problem(F32, False)
+    a, b = ps.solve(one32, ps.KenCarp4(), **kw), ps.solve(one32, ps.KenCarp4(), compile=True, **kw)
+    torch.testing.assert_close(b.u, a.u, rtol=1e-4, atol=1e-5)
+    assert whole_programs() == before
+    grad = problem(F64, True)
+    grad.p.requires_grad_(True)
+    sols = [ps.solve(grad, ps.KenCarp4(), compile=flag, **kw) for flag in (False, True)]
+    gs = [torch.autograd.grad(s.u[-1].sum(), grad.p)[0] for s in sols]
+    torch.testing.assert_close(gs[1], gs[0], rtol=1e-9, atol=1e-12)
+    assert whole_programs() == before
