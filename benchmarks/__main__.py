@@ -22,6 +22,7 @@ TASKS = {
     "stiff_bdf": "benchmarks.stiff_bdf",  # multistep FBDF/QNDF vs SciPy BDF and Rodas5P, ROBER/HIRES/VdP/Oregonator
     "stiff_sparse": "benchmarks.stiff_sparse",  # sparse stiff: 2-D Brusselator N = 32..128, SparseLU vs SciPy
     "stiff_tight": "benchmarks.stiff_tight",  # RadauIIA5 vs Rodas5P and SciPy Radau at rtol 1e-8..1e-10
+    "stiff_loop": "benchmarks.stiff_loop",  # compiled Rodas5P per step: eager vs per-step program vs whole loop
 }
 SMALL = {"stiff", "neural_ode"}  # the tasks with a --size small
 
