@@ -302,3 +302,37 @@ def test_predictive_controller():
         d1, q1 = c.propose_scalar(dt, e, q, acc, 4)
         d2, q2 = c.propose(torch.tensor([dt]), torch.tensor([e]), torch.tensor([q]), torch.tensor([acc]), 4)
         assert d1 == pytest.approx(float(d2)) and q1 == pytest.approx(float(q2)), (dt, e, q, acc)
+
+
+@pytest.mark.parametrize("name", ["RADAU_IIA5", "RADAU_IIA3", "GAUSS_LEGENDRE4", "GAUSS_LEGENDRE6"])
+@pytest.mark.parametrize("massed", [False, True], ids=["identity", "mass"])
+def test_small_systems_fused_inverse_equals_blockwise_lu(name, massed):
+    """``n <= BlockFactors.SMALL``: the fused inverse of the transformed system gives the blockwise LU path's Newton
+    increments and estimate solves (to round-off) and the same counters."""
+    from pysciml.engine.firk_blocks import BlockFactors, transformation
+    from pysciml.engine.tableaus import firk as tableaus
+    from pysciml.solution import Stats
+
+    tab = getattr(tableaus, name)
+    tr = transformation(tab.a)
+    g = torch.Generator().manual_seed(7)
+    b, n, s = 2, 5, tab.stages
+    J = torch.randn(b, n, n, generator=g, dtype=torch.float64) * 10
+    M = torch.diag(torch.tensor([1.0, 2.0, 0.5, 1.0, 0.0], dtype=torch.float64)) if massed else None
+    h = torch.tensor([0.01, 0.3], dtype=torch.float64)
+    mus = [mu for _, mu in tr.blocks] + ([1.0 / tab.gamma0] if tab.gamma0 is not None else [])
+    F, W = torch.randn(2, b, s, n, generator=g, dtype=torch.float64)
+    out = []
+    for small in (True, False):
+        stats = Stats()
+        bf = BlockFactors(stats, M, tr, torch.float64, torch.device("cpu"))
+        if not small:
+            bf.SMALL = 0  # the blockwise LU path of larger systems
+        assert bool(bf.factor(mus, J, h).all())
+        real = [mu for mu in mus if isinstance(mu, float)]
+        out.append((bf.increment(F, W), [bf.solve(mu, F[:, 0]) for mu in real], stats.nlu, stats.nsolve))
+    (d1, e1, lu1, ns1), (d2, e2, lu2, ns2) = out
+    assert torch.allclose(d1, d2, rtol=1e-11, atol=1e-11 * float(d2.abs().max()))
+    for x, y in zip(e1, e2, strict=True):
+        assert torch.allclose(x, y, rtol=1e-11, atol=1e-11 * float(y.abs().max()))
+    assert (lu1, ns1) == (lu2, ns2)

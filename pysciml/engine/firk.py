@@ -44,7 +44,6 @@ from ..solution import Stats
 from .controller import error_norm
 from .firk_blocks import BlockFactors, transformation
 from .firk_sparse import SparseBlockFactors
-from .interpolation import polynomial_coefficients
 from .rhs import RHS
 from .stepper import Stepper, StepResult
 from .tableaus.firk import FIRKTableau
@@ -77,11 +76,12 @@ class FIRKStepper(Stepper):
         def tens(x: np.ndarray) -> Tensor:
             return torch.tensor(x, dtype=dtype, device=device)
 
-        self.T, self.Tinv, self.Lam, self.Ainv = tens(tr.T), tens(tr.Tinv), tens(tr.Lam), tens(tr.Ainv)
+        self.T, self.Tinv, self.Ainv = tens(tr.T), tens(tr.Tinv), tens(tr.Ainv)
         self.A = tens(np.array(tab.a))
         self.c = tens(np.array(tab.c))
         self.d = tens(np.array(tab.b) @ tr.Ainv)  # u1 = u + sum d_i Z_i
         self.dense_matrix = tens(np.array(tab.dense))
+        self.dense_ainv = tens(np.array(tab.dense) @ tr.Ainv)  # the polynomial's coefficients from Z
         self.mus: list[complex | float] = [mu for _, mu in tr.blocks]
         self.err_mu: float | None = None
         if tab.gamma0 is not None:
@@ -92,8 +92,8 @@ class FIRKStepper(Stepper):
             else:
                 self.mus.append(self.err_mu)
             self.ez = tens(np.array(tab.ez))
-        self.factors = (SparseBlockFactors(stats, mass, linsolve, rhs) if isinstance(linsolve, SparseLU)
-                        else BlockFactors(stats, mass))
+        self.factors = (SparseBlockFactors(stats, mass, tr, linsolve, rhs) if isinstance(linsolve, SparseLU)
+                        else BlockFactors(stats, mass, tr, dtype, device))
         self.J: Tensor | None = None
         self.one = torch.ones((), dtype=dtype, device=device)
         self.powers = torch.arange(tab.stages + 1, dtype=dtype, device=device)
@@ -119,9 +119,12 @@ class FIRKStepper(Stepper):
     def _mass(self, v: Tensor) -> Tensor:
         return v if self.mass is None else v @ self.mass.T
 
-    def _stage_f(self, t: Tensor, u: Tensor, Z: Tensor, h: Tensor) -> Tensor:
-        """``f(t + c_i h, u + Z_i)`` for every stage: ``(B, s, n)`` (one call of ``f`` per stage)."""
-        return torch.stack([self.rhs(t + self.tab.c[i] * h, u + Z[:, i]) for i in range(self.tab.stages)], dim=1)
+    def _stage_f(self, t: Tensor, u: Tensor, Z: Tensor, h: Tensor, times: list[Tensor] | None = None) -> Tensor:
+        """``f(t + c_i h, u + Z_i)`` for every stage: ``(B, s, n)`` (one call of ``f`` per stage); ``times``: the
+        stage times if the caller has them."""
+        if times is None:
+            times = [t + c * h for c in self.tab.c]
+        return torch.stack([self.rhs(ti, ui) for ti, ui in zip(times, (Z + u[:, None]).unbind(1), strict=True)], 1)
 
     def _predict(self, u: Tensor, dt: Tensor) -> Tensor:
         """Starting stage increments: the last accepted step's collocation polynomial at the new stage times."""
@@ -145,21 +148,19 @@ class FIRKStepper(Stepper):
         trajectory: one transfer of the ``(B,)`` increment norms per iteration instead of a dozen tensor ops."""
         bsz = u.shape[0]
         eps = torch.finfo(u.dtype).eps
-        inv_scale = 1.0 / (self.atol + self.rtol * u.abs())[:, None]  # (B, 1, n)
         root = 1.0 / math.sqrt(Z.shape[1] * Z.shape[2])
+        scale = (root / (self.atol + self.rtol * u.abs()))[:, None]  # (B, 1, n): the RMS norm's weights
+        times = [t + c * h for c in self.tab.c]
         W = torch.matmul(self.Tinv, Z)
         faccon = [max(f, eps) ** 0.8 for f in self.faccon]
         theta = [self.jac_reuse] * bsz
         dynold, thqold = [1.0] * bsz, [1.0] * bsz
         state = [0 if rows is None or r else 2 for r in (rows or [True] * bsz)]  # 0 iterating, 1 converged, -1
         # failed, 2 not asked to iterate
-        lam_h = self.Lam / h[:, None, None]
         for it in range(self.max_iters):
             self.stats.nnonliniter += 1
-            F = self._stage_f(t, u, Z, h)
-            R = torch.matmul(self.Tinv, F) - self._mass(torch.matmul(lam_h, W))
-            dW = self.factors.solve_transformed(self.tr, R)
-            norms = (torch.linalg.vector_norm((dW * inv_scale).flatten(1), dim=1) * root).tolist()
+            dW = self.factors.increment(self._stage_f(t, u, Z, h, times), W)
+            norms = torch.linalg.vector_norm(dW * scale, dim=(1, 2)).tolist()
             move = [False] * bsz
             noise: list[float] | None = None
             for b in range(bsz):
@@ -179,8 +180,8 @@ class FIRKStepper(Stepper):
                 dynold[b] = max(dyno, eps)
                 if bad and math.isfinite(dyno):  # increments at round-off level contract no further: converged
                     if noise is None:
-                        mag = (u.abs()[:, None] + Z.abs()) * inv_scale
-                        noise = (torch.linalg.vector_norm(mag.flatten(1), dim=1) * (100 * eps * root)).tolist()
+                        mag = (u.abs()[:, None] + Z.abs()) * scale
+                        noise = (torch.linalg.vector_norm(mag, dim=(1, 2)) * (100 * eps)).tolist()
                     bad = dyno > noise[b]
                 if bad:
                     state[b] = -1
@@ -216,36 +217,38 @@ class FIRKStepper(Stepper):
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
         f0 = self.f0
         assert f0 is not None
-        h = dt.detach()
-        self._refresh(t.detach(), u.detach(), f0.detach(), h)
+        h, td, ud, f0d = dt.detach(), t.detach(), u.detach(), f0.detach()
+        self._refresh(td, ud, f0d, h)
         tracked = torch.is_grad_enabled() and (self.f_tracked or u.requires_grad)
         with torch.no_grad():
-            Z0 = self._predict(u.detach(), h)
-            Z, conv = self._newton(t.detach(), u.detach(), h, Z0)
+            Z0 = self._predict(ud, h)
+            Z, conv = self._newton(td, ud, h, Z0)
             # as SciPy's Radau: a Newton failure with a Jacobian from an earlier point retries at the same h with a
             # fresh one (a rejection would shrink the step for what is often only a stale Jacobian)
             retry = [not c and not a for c, a in zip(conv, self.jac_at_start, strict=True)]
             if any(retry):
                 self.need_jac = retry
-                self._refresh(t.detach(), u.detach(), f0.detach(), h)
-                Z2, conv2 = self._newton(t.detach(), u.detach(), h, Z0, rows=retry)
+                self._refresh(td, ud, f0d, h)
+                Z2, conv2 = self._newton(td, ud, h, Z0, rows=retry)
                 Z = Z2 if all(retry) else torch.where(torch.tensor(retry, device=u.device)[:, None, None], Z2, Z)
                 conv = [c2 if r else c for c, c2, r in zip(conv, conv2, retry, strict=True)]
-        assert self.factors.ok is not None
-        ok = torch.tensor(conv, device=u.device) & self.factors.ok
-        if not bool(ok.all()):
+        assert self.factors.ok_list is not None
+        good = [c and f for c, f in zip(conv, self.factors.ok_list, strict=True)]
+        ok = torch.tensor(good, device=u.device)
+        if not all(good):
             self.stats.nnonlinconvfail += 1
         if tracked:
             Z = self._attach_gradient(t, u, h, Z)
         u_new = u + (Z[:, -1] if self.tab.stiffly_accurate else torch.matmul(self.d, Z))
         K = torch.matmul(self.Ainv, Z)  # h k_i
-        err = torch.zeros_like(u_new)  # no estimate (Gauss): the fixed-step checks read zeros, as for ARS222
-        if self.err_mu is not None:
-            with torch.no_grad():
-                err = self._estimate(t.detach(), u.detach(), u_new.detach(), h, Z.detach(), f0.detach())
         with torch.no_grad():
-            coeffs = polynomial_coefficients(u.detach(), self.dense_matrix, K.detach().transpose(0, 1))
-            self._pending = (coeffs.transpose(0, 1), h)
+            Zd = Z.detach()
+            if self.err_mu is not None:
+                err = self._estimate(td, ud, u_new.detach(), h, Zd, f0d)
+            else:  # no estimate (Gauss): the fixed-step checks read zeros, as for ARS222
+                err = torch.zeros_like(ud)
+            # the collocation polynomial's coefficients (B, q+1, n), from Z through (dense A^{-1}) in one product
+            self._pending = (torch.cat((ud[:, None], torch.matmul(self.dense_ainv, Zd)), 1), h)
         return StepResult(u_new=u_new, err=err, ok=ok, stages=list(K.unbind(1)), f_start=f0)
 
     def _refresh(self, t: Tensor, u: Tensor, f0: Tensor, h: Tensor) -> None:

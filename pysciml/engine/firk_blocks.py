@@ -10,7 +10,9 @@ eigenvalue and one pair, Radau IIA 3 and Gauss-Legendre 4 one pair: ``s n x s n`
 
 ``T`` is computed here from the tableau's ``A`` (``numpy.linalg.eig``, float64) instead of transcribed, and
 :func:`transformation` checks ``T^{-1} A^{-1} T`` is the block form to 1e-12. Complex factorizations use
-``torch.linalg.lu_factor_ex`` on complex tensors (complex128 for float64 states, complex64 for float32).
+``torch.linalg.lu_factor_ex`` on complex tensors (complex128 for float64 states, complex64 for float32); systems of
+at most :attr:`BlockFactors.SMALL` equations instead invert the real block-diagonal form of the transformed system
+once per factorization (:class:`BlockFactors`).
 """
 
 from __future__ import annotations
@@ -70,18 +72,45 @@ def transformation(a: tuple[tuple[float, ...], ...]) -> Transformation:
 class BlockFactors:
     """The factorizations ``mu / h M - J`` of one step, batched over trajectories: ``(B, n, n)`` LU each.
 
-    For ``n <= SMALL`` the inverse is formed once per factorization (one batched ``lu_solve`` with the identity),
-    so a solve is one batched mat-vec: for tiny systems the call overhead of ``lu_solve`` dominates. The Jacobian
-    is dense ``(B, n, n)`` (:meth:`jacobian`); :class:`~.firk_sparse.SparseBlockFactors` keeps it sparse.
+    For ``n <= SMALL`` (tiny systems, where torch's cost per call dominates) the whole transformed system
+    ``L = Lambda / h (x) M - I (x) J`` (``(B, s n, s n)``, block diagonal: the complex pair as its real ``2n x 2n``
+    form) is inverted once per factorization (``torch.linalg.inv_ex``) and folded with the transformation into one
+    matrix ``[L^{-1} (T^{-1} (x) I), -L^{-1} (Lambda / h (x) M)]``, so a Newton increment (:meth:`increment`) is a
+    single batched mat-vec instead of a dozen small operations; the real block's inverse (a diagonal block of
+    ``L^{-1}``) serves the error estimate. The counters stay those of the blockwise factorization (``nlu`` one per
+    ``mu``, ``nsolve`` one per block and increment). The Jacobian is dense ``(B, n, n)`` (:meth:`jacobian`);
+    :class:`~.firk_sparse.SparseBlockFactors` keeps it sparse.
     """
 
     SMALL = 8
 
-    def __init__(self, stats: Stats, mass: Tensor | None) -> None:
+    def __init__(self, stats: Stats, mass: Tensor | None, tr: Transformation, dtype: torch.dtype,
+                 device: torch.device) -> None:
         self.stats = stats
         self.mass = mass
-        self.factors: dict[complex | float, tuple[Tensor, Tensor | None, Tensor | None]] = {}
+        self.tr = tr
+        self.Tinv = torch.tensor(tr.Tinv, dtype=dtype, device=device)
+        self.Lam = torch.tensor(tr.Lam, dtype=dtype, device=device)
+        self.factors: dict[complex | float, tuple[Tensor | None, Tensor | None, Tensor | None]] = {}
         self.ok: Tensor | None = None
+        self.ok_list: list[bool] | None = None  # ``ok`` on the host, read once per factorization
+        self.lam_h: Tensor | None = None  # Lambda / h, (B, s, s)
+        self.fused: Tensor | None = None  # the small path's (B, s n, 2 s n) increment matrix
+        self._kron: tuple[Tensor, Tensor, Tensor] | None = None  # T^{-1} (x) I, Lambda (x) M, I_s
+
+    def _mass(self, v: Tensor) -> Tensor:
+        return v if self.mass is None else v @ self.mass.T
+
+    def increment(self, F: Tensor, W: Tensor) -> Tensor:
+        """Newton's increment ``dW = L^{-1} ((T^{-1} (x) I) F - (Lambda / h (x) M) W)`` for the stage values
+        ``F = f(t + c_i h, u + Z_i)`` and the transformed stages ``W``, both ``(B, s, n)``."""
+        if self.fused is not None:
+            b, s, n = F.shape
+            self.stats.nsolve += len(self.tr.blocks)
+            return torch.bmm(self.fused, torch.cat((F, W), 1).view(b, 2 * s * n, 1)).view(b, s, n)
+        assert self.lam_h is not None
+        R = torch.matmul(self.Tinv, F) - self._mass(torch.matmul(self.lam_h, W))
+        return self.solve_transformed(self.tr, R)
 
     def jacobian(self, rhs: RHS, t: Tensor, u: Tensor, f0: Tensor | None = None) -> Tensor:
         """``J`` at ``(t, u)`` without a graph: ``(B, n, n)``."""
@@ -107,6 +136,9 @@ class BlockFactors:
         """Factor ``mu / h M - J`` for every ``mu``; returns ``(B,)`` True where all are nonsingular."""
         b, n, _ = J.shape
         self.factors = {}
+        self.lam_h = self.Lam / h[:, None, None]
+        if n <= self.SMALL:
+            return self._factor_small(mus, J, h)
         ok = torch.ones(b, dtype=torch.bool, device=J.device)
         eye = torch.eye(n, dtype=J.dtype, device=J.device) if self.mass is None else self.mass
         for mu in mus:
@@ -119,22 +151,46 @@ class BlockFactors:
             lu, piv, info = torch.linalg.lu_factor_ex(mat)
             diag = lu.diagonal(dim1=-2, dim2=-1)
             ok = ok & (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
-            inverse = None
-            if n <= self.SMALL:
-                ident = torch.eye(n, dtype=mat.dtype, device=mat.device).expand(b, n, n)
-                inverse = torch.linalg.lu_solve(lu, piv, ident)
-            self.factors[mu] = (lu, piv, inverse)
-        self.ok = ok
+            self.factors[mu] = (lu, piv, None)
+        self.fused = None
+        self.ok, self.ok_list = ok, ok.tolist()
+        return ok
+
+    def _factor_small(self, mus: list[complex | float], J: Tensor, h: Tensor) -> Tensor:
+        """The small path (class docstring): ``L^{-1}`` and the fused increment matrix; an estimate ``mu`` that is
+        no block's (Radau IIA 3) gets its own ``n x n`` inverse."""
+        b, n, _ = J.shape
+        s = self.Lam.shape[0]
+        M = torch.eye(n, dtype=J.dtype, device=J.device) if self.mass is None else self.mass
+        if self._kron is None or self._kron[0].shape[-1] != s * n:
+            self._kron = (torch.kron(self.Tinv, torch.eye(n, dtype=J.dtype, device=J.device)),
+                          torch.kron(self.Lam, M), torch.eye(s, dtype=J.dtype, device=J.device)[None])
+        tinv_i, lam_m, eye_s = self._kron
+        lam_mh = lam_m / h[:, None, None]  # (B, s n, s n)
+        inv, info = torch.linalg.inv_ex(lam_mh - torch.kron(eye_s, J))
+        ok = (info == 0) & torch.isfinite(inv).flatten(1).all(dim=1)
+        self.fused = torch.cat((torch.matmul(inv, tinv_i), -torch.bmm(inv, lam_mh)), dim=2)
+        for k, mu in self.tr.blocks:
+            if isinstance(mu, float):
+                self.factors[mu] = (None, None, inv[:, k * n:(k + 1) * n, k * n:(k + 1) * n])
+        for mu in mus:
+            if mu not in self.factors and isinstance(mu, float):
+                one, info1 = torch.linalg.inv_ex((mu / h)[:, None, None] * M - J)
+                ok = ok & (info1 == 0) & torch.isfinite(one).flatten(1).all(dim=1)
+                self.factors[mu] = (None, None, one)
+        self.stats.nlu += len(mus)
+        self.ok, self.ok_list = ok, ok.tolist()
         return ok
 
     def solve(self, mu: complex | float, rhs: Tensor) -> Tensor:
-        """``(mu / h M - J)^{-1} rhs`` for ``rhs (B, n)`` (complex for a complex ``mu``)."""
+        """``(mu / h M - J)^{-1} rhs`` for ``rhs (B, n)`` (complex for a complex ``mu``; real ``mu`` only on the
+        small path)."""
         self.stats.nsolve += 1
         lu, piv, inverse = self.factors[mu]
-        rhs = rhs.to(lu.dtype)
         if inverse is not None:
-            return torch.bmm(inverse, rhs.unsqueeze(2)).squeeze(2)
-        return torch.linalg.lu_solve(lu, piv, rhs.unsqueeze(2)).squeeze(2)
+            return torch.bmm(inverse, rhs.to(inverse.dtype).unsqueeze(2)).squeeze(2)
+        assert lu is not None and piv is not None
+        return torch.linalg.lu_solve(lu, piv, rhs.to(lu.dtype).unsqueeze(2)).squeeze(2)
 
     def solve_transformed(self, tr: Transformation, R: Tensor) -> Tensor:
         """Solve the block-diagonal system ``(Lambda / h (x) M - I (x) J) X = R`` for ``R (B, s, n)``."""

@@ -24,7 +24,7 @@ import torch
 
 from ..linsolve_options import SparseLU
 from ..solution import Stats
-from .firk_blocks import BlockFactors
+from .firk_blocks import BlockFactors, Transformation
 from .linsolve_sparse import SparseJacobian, WAssembly, _cpu_only, apply_factors, factor_solve, superlu
 from .rhs import RHS
 from .sparsity import Structure
@@ -40,8 +40,8 @@ class SparseBlockFactors(BlockFactors):
     ``stage_solve``) and the same counters: ``stats.nlu`` one per ``mu`` factored, ``stats.nsolve`` one per solve,
     ``stats.njac`` one per Jacobian (one per stage Jacobian in ``stage_solve``)."""
 
-    def __init__(self, stats: Stats, mass: Tensor | None, opts: SparseLU, rhs: RHS) -> None:
-        super().__init__(stats, mass)
+    def __init__(self, stats: Stats, mass: Tensor | None, tr: Transformation, opts: SparseLU, rhs: RHS) -> None:
+        super().__init__(stats, mass, tr, rhs.dtype, rhs.device)
         _cpu_only(torch.empty(0, device=rhs.device), "SparseLU()")
         self.opts = opts
         self.sparse = SparseJacobian(rhs)
@@ -62,6 +62,7 @@ class SparseBlockFactors(BlockFactors):
         assert self.w is not None
         ok = torch.ones(h.shape[0], dtype=torch.bool, device=h.device)
         self.lu = {}
+        self.lam_h = self.Lam / h[:, None, None]
         for mu in mus:
             if isinstance(mu, complex):
                 ctype = torch.complex128 if J.dtype == torch.float64 else torch.complex64
@@ -71,7 +72,7 @@ class SparseBlockFactors(BlockFactors):
             self.stats.nlu += 1
             self.lu[mu], good = superlu(self.w, data, self.opts.permc_spec)
             ok = ok & good
-        self.ok = ok
+        self.ok, self.ok_list = ok, ok.tolist()
         return ok
 
     def solve(self, mu: complex | float, rhs: Tensor) -> Tensor:
