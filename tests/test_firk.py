@@ -317,7 +317,7 @@ def test_small_systems_fused_inverse_equals_blockwise_lu(name, massed):
     tr = transformation(tab.a)
     g = torch.Generator().manual_seed(7)
     b, n, s = 2, 5, tab.stages
-    J = torch.randn(b, n, n, generator=g, dtype=torch.float64) * 10
+    J = torch.randn(b, n, n, generator=g, dtype=torch.float64).transpose(1, 2) * 10  # strided, as vmapped jacobians
     M = torch.diag(torch.tensor([1.0, 2.0, 0.5, 1.0, 0.0], dtype=torch.float64)) if massed else None
     h = torch.tensor([0.01, 0.3], dtype=torch.float64)
     mus = [mu for _, mu in tr.blocks] + ([1.0 / tab.gamma0] if tab.gamma0 is not None else [])

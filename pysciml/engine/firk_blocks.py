@@ -164,10 +164,11 @@ class BlockFactors:
         M = torch.eye(n, dtype=J.dtype, device=J.device) if self.mass is None else self.mass
         if self._kron is None or self._kron[0].shape[-1] != s * n:
             self._kron = (torch.kron(self.Tinv, torch.eye(n, dtype=J.dtype, device=J.device)),
-                          torch.kron(self.Lam, M), torch.eye(s, dtype=J.dtype, device=J.device)[None])
+                          torch.kron(self.Lam, M), torch.eye(s, dtype=J.dtype, device=J.device))
         tinv_i, lam_m, eye_s = self._kron
         lam_mh = lam_m / h[:, None, None]  # (B, s n, s n)
-        inv, info = torch.linalg.inv_ex(lam_mh - torch.kron(eye_s, J))
+        eye_j = torch.einsum("ij,bac->biajc", eye_s, J).reshape(b, s * n, s * n)  # I_s (x) J, any strides of J
+        inv, info = torch.linalg.inv_ex(lam_mh - eye_j)
         ok = (info == 0) & torch.isfinite(inv).flatten(1).all(dim=1)
         self.fused = torch.cat((torch.matmul(inv, tinv_i), -torch.bmm(inv, lam_mh)), dim=2)
         for k, mu in self.tr.blocks:
