@@ -178,7 +178,7 @@ def test_reference_lookup():
     with pytest.raises(KeyError):
         problems.reference("van_der_pol", 6.3, mu=5.0)
     recs = problems.references()
-    assert len(recs) == 9
+    assert len(recs) == 10
     for r in recs:
         assert r.method and r.source and r.agreement and 0 < r.accuracy < 1e-6
         assert all(math.isfinite(v) for v in r.values)

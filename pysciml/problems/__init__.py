@@ -13,6 +13,9 @@ Multiscale systems and seeded trajectory data sets for learned time-steppers (:m
 :func:`kuramoto_sivashinsky`, :func:`fitzhugh_nagumo_lattice`, :func:`ks_dataset`, :func:`fhn_dataset`,
 :func:`save_dataset`, :func:`load_dataset`.
 
+An index-1 DAE with a singular, non-diagonal mass matrix (:mod:`pysciml.problems.transistor`):
+:func:`transistor_amplifier` (the Bari test set's transistor amplifier, 8 node voltages).
+
 Two-species reaction-diffusion on ``N x N`` periodic grids with analytic sparse Jacobians (torch sparse CSR) and
 ``jac_prototype`` (:mod:`pysciml.problems.pde2d`): :func:`brusselator_2d` (SciML's 2-D Brusselator),
 :func:`gray_scott_2d`.
@@ -36,12 +39,14 @@ from .multiscale import (
 from .oregonator import oregonator
 from .pde2d import brusselator_2d, gray_scott_2d
 from .rober import rober
+from .transistor import TRANSISTOR_PARAMS, transistor_amplifier
 from .vanderpol import van_der_pol
 
 __all__ = [
     "Reference", "reference", "reference_record", "references",
     "HamiltonianSystem", "SYSTEMS", "hamiltonian_system", "trajectories",
     "brusselator_1d", "hires", "linear", "lotka_volterra", "nonlinear_exact", "oregonator", "rober", "van_der_pol",
+    "transistor_amplifier", "TRANSISTOR_PARAMS",
     "fhn_dataset", "fitzhugh_nagumo_lattice", "ks_dataset", "ks_operators", "kuramoto_sivashinsky",
     "load_dataset", "save_dataset", "brusselator_2d", "gray_scott_2d",
 ]
