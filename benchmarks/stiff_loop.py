@@ -111,6 +111,7 @@ def main(size: str = "full", device: str = "cpu") -> str:
     torch.set_num_threads(1)
     batches = (1, 4) if size == "smoke" else (1, 256)
     rows, compile_rows, ratio_rows = [], [], []
+    text = ""
     for title, build in cases(size):
         for b in batches:
             per_step: dict[str, float] = {}
@@ -133,6 +134,13 @@ def main(size: str = "full", device: str = "cpu") -> str:
                 f"{w} {dict(zip(COUNTS, c, strict=True))}" for w, c in counts.items())
             e, c, w = (per_step[x] for x in WAYS)
             ratio_rows.append([title, b, 1e6 * e, 1e6 * c, 1e6 * w, f"{e / w:.1f}x", f"{c / w:.2f}x", same])
+            # written after each problem and batch, so that a run stopped early leaves the rows it measured
+            text = report(size, device, ratio_rows, rows, compile_rows)
+    return text
+
+
+def report(size: str, device: str, ratio_rows: list, rows: list, compile_rows: list) -> str:
+    """The markdown report of the rows so far, also written to the results file."""
     text = (
         f"# Compiled stiff solves: eager vs per-step compiled vs whole loop ({size})\n\n"
         f"Machine: {environment()}. Torch limited to 1 thread. Times are the process's CPU time (median of "

@@ -21,7 +21,10 @@ eager ones; the discarded evaluations (one per step after a rejection) are not c
 
 Everything else (dense output, ``tstops``, solves that may be differentiated: ``while_loop`` has no backward)
 keeps the per-step design of :mod:`.compiled_control`; a loop program that fails to compile falls back to it too,
-once per signature. ``ENABLED = False`` switches the whole-loop programs off (for comparisons).
+once per signature, with one warning. Known case (torch 2.13): a ``f`` or ``jac`` that creates a tensor constant
+(``torch.tensor(...)`` of literals, as HIRES's analytic ``jac`` does) fails inductor's C++ wrapper build inside
+a ``while_loop`` body (the constant is not declared there), so such solves run the per-step programs.
+``ENABLED = False`` switches the whole-loop programs off (for comparisons).
 """
 
 from __future__ import annotations
