@@ -1,13 +1,15 @@
-"""Multistep stiff solvers: pysciml FBDF and QNDF against SciPy's BDF (analytic Jacobian) and pysciml Rodas5P on
-ROBER (t1 = 1e5), HIRES, Van der Pol (mu = 1e3) and the Oregonator, at rtol 1e-6, 1e-7, 1e-8 (atol = 1e-4 rtol).
+"""Multistep stiff solvers: pysciml FBDF (fixed-leading-coefficient form), QNDF and QBDF (the quasi-constant
+step-size form of QNDF and of FBDF before it took the FLC form) against SciPy's BDF (analytic Jacobian) and pysciml
+Rodas5P on ROBER (t1 = 1e5), HIRES, Van der Pol (mu = 1e3) and the Oregonator, at rtol 1e-6, 1e-7, 1e-8 (atol =
+1e-4 rtol).
 
 Each (problem, solver, rtol): one warm-up solve, then one timed solve (wall time, torch on one thread), its error
 ``max_i |u_i(t1) - ref_i| / |ref_i|`` against ``stiff_problems.reference`` and its counters (f calls, accepted
-steps, Jacobians, LU factorizations; SciPy's ``nfev``/``njev``/``nlu``). Summary: for each FBDF/QNDF run, SciPy
+steps, Jacobians, LU factorizations; SciPy's ``nfev``/``njev``/``nlu``). Summary: for each FBDF/QNDF/QBDF run, SciPy
 BDF's time and f calls at the same error (log-log interpolation on SciPy's three points; ``-`` outside them).
 Sizes: ``full`` and ``small`` (the same: four problems, three tolerances); ``smoke`` (ROBER to t1 = 40, rtol 1e-6).
-``full`` adds the 2-D Brusselator of ``benchmarks/stiff_sparse.py`` (N = 32, 2,048 states, its runners imported):
-FBDF and Rodas5P with ``SparseLU()`` against SciPy BDF with the sparse Jacobian, rtol 1e-4 and 1e-6.
+``full`` adds the 2-D Brusselator of ``benchmarks/stiff_sparse.py`` (N = 32, 64, 128, its runners imported):
+FBDF, QNDF, QBDF and Rodas5P with ``SparseLU()`` against SciPy BDF with the sparse Jacobian, rtol 1e-4 and 1e-6.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 import pysciml as ps
+from pysciml.algorithms_bdf import QBDF
 
 from .common import environment, markdown_table, write_result
 from .peers import Outcome, pysciml_solver, scipy_solver
@@ -42,6 +45,7 @@ def _cases(size: str) -> tuple[list[StiffCase], tuple[float, ...]]:
 
 def _solvers(case: StiffCase) -> list[tuple[str, Callable[[float, float], Outcome]]]:
     return [("pysciml FBDF", pysciml_solver(case, ps.FBDF())), ("pysciml QNDF", pysciml_solver(case, ps.QNDF())),
+            ("pysciml QBDF", pysciml_solver(case, QBDF())),
             ("pysciml Rodas5P", pysciml_solver(case, ps.Rodas5P())), (SCIPY, scipy_solver(case, "BDF"))]
 
 
@@ -73,6 +77,7 @@ def _sparse_section(N: int = 32, rtols: tuple[float, ...] = (1e-4, 1e-6), ref_rt
     runners = {
         "pysciml QNDF SparseLU": lambda r: _sparse_stats(sp.run_pysciml(N, ps.QNDF(linsolve=ps.SparseLU()), r, sp.T1)),
         "pysciml FBDF SparseLU": lambda r: _sparse_stats(sp.run_pysciml(N, ps.FBDF(linsolve=ps.SparseLU()), r, sp.T1)),
+        "pysciml QBDF SparseLU": lambda r: _sparse_stats(sp.run_pysciml(N, QBDF(linsolve=ps.SparseLU()), r, sp.T1)),
         "pysciml Rodas5P SparseLU": lambda r: _sparse_stats(sp.run_pysciml(N, ps.Rodas5P(linsolve=ps.SparseLU()), r,
                                                                           sp.T1)),
         "SciPy BDF (sparse J)": lambda r: sp.run_scipy(N, "BDF", r, sp.T1),
@@ -119,7 +124,7 @@ def main(size: str = "full", device: str = "cpu") -> str:
             print(f"  stiff_bdf {case.key}: {label} done", file=sys.stderr, flush=True)
         sp_time = [(err, secs) for _, err, _, secs in runs[SCIPY]]
         sp_nf = [(err, float(o.nf or 0)) for _, err, o, _ in runs[SCIPY]]
-        for label in ("pysciml FBDF", "pysciml QNDF"):
+        for label in ("pysciml FBDF", "pysciml QNDF", "pysciml QBDF"):
             for rtol, err, out, secs in runs[label]:
                 t_sp, nf_sp = _at_error(sp_time, err), _at_error(sp_nf, err)
                 summary.append([case.title, label.removeprefix("pysciml "), rtol, err, secs * 1e3,
@@ -128,7 +133,7 @@ def main(size: str = "full", device: str = "cpu") -> str:
                                 "-" if nf_sp is None else f"{nf_sp:.0f}"])
     sparse = "".join(_sparse_section(N) for N in (32, 64, 128)) if size == "full" else ""
     text = (
-        f"# Multistep stiff solvers: FBDF, QNDF vs SciPy BDF and Rodas5P ({size})\n\n"
+        f"# Multistep stiff solvers: FBDF, QNDF, QBDF vs SciPy BDF and Rodas5P ({size})\n\n"
         f"Machine: {environment()}. Torch limited to 1 thread; one timed run after one warm-up per point (shared "
         "machine: times vary run to run).\n\n"
         f"rtol {', '.join(f'{r:g}' for r in rtols)}; atol = {ATOL_PER_RTOL:g} * rtol; analytic Jacobians. Error: "

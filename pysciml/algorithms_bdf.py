@@ -8,8 +8,8 @@ should know:
 
 * One Jacobian is reused over many steps (renewed when Newton fails or converges slowly), and one factorization of
   ``M - (h / alpha_k) J`` until a step-size or order change moves ``h / alpha_k`` by more than 20 %: on the classic
-  stiff problems they needed 6-21x fewer Jacobians and 3-11x fewer LUs than Rodas5P (one of each per step) and
-  1.3-2.7 ``f`` calls per accepted step (``docs/benchmarks.md``).
+  stiff problems they needed 6-26x fewer Jacobians and 1.2-12x fewer LUs than Rodas5P (one of each per step) and
+  1.4-3.0 ``f`` calls per accepted step (``docs/benchmarks.md``, ``benchmarks/results/stiff_bdf.md``).
 * Events (``callback=``) and odeint's step callbacks are not supported.
 * ``QNDF`` uses the quasi-constant step-size form (the differences are re-expressed on the new spacing when the
   step changes: Shampine & Reichelt 1997; SciPy's ``BDF``, MATLAB's ``ode15s``; OrdinaryDiffEq.jl's ``QNDF``).
