@@ -212,6 +212,27 @@ def test_rober_as_index1_dae(alg):
     assert float((sol.u.sum(dim=1) - 1).abs().max()) < 1e-12
 
 
+@pytest.mark.parametrize("alg", [ps.FBDF(), ps.QNDF()])
+def test_singular_mass_matrix_without_zero_rows(alg):
+    """M = [[1, 1], [1, 1]] is singular with no zero row: the rows' difference is the constraint 0 = f_1 - f_2 =
+    u_1 - u_2, their sum s = u_1 + u_2 obeys s' = -s. The start slope comes from M's SVD (it raised LinAlgError
+    before); the solution is u_1 = u_2 = e^{-t} / 2, within 10 tolerance units at t = 1 (the transistor amplifier
+    test, heavy, is the large case)."""
+    mass = torch.tensor([[1.0, 1.0], [1.0, 1.0]], dtype=F64)
+
+    def f(t, u):
+        s = -(u[0] + u[1])
+        return torch.stack((s, s - (u[0] - u[1])))
+
+    prob = ps.ODEProblem(f, torch.tensor([0.5, 0.5], dtype=F64), (0.0, 1.0), mass_matrix=mass)
+    rtol, atol = 1e-6, 1e-9
+    sol = ps.solve(prob, alg, rtol=rtol, atol=atol)
+    assert sol.retcode == ps.ReturnCode.Success, sol.message
+    exact = torch.full((2,), 0.5 * math.exp(-1.0), dtype=F64)
+    assert weighted_error(sol.u[-1], exact, rtol, atol) < 10.0
+    assert float((sol.u[:, 0] - sol.u[:, 1]).abs().max()) < 1e-9
+
+
 def test_inconsistent_algebraic_start_is_corrected():
     """u0 violating 0 = f_a: the algebraic components are solved for first (Newton, the others fixed), the solve
     starts and saves the consistent state."""

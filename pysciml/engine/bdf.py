@@ -185,21 +185,25 @@ class BDFMethod:
         return u + (x - u.detach())
 
     def slope(self, t: Tensor, u: Tensor, f0: Tensor) -> Tensor:
-        """``y'`` from ``M y' = f``: ``f`` itself without a mass matrix; with a singular ``M``, the rows of ``M``
-        that are zero (algebraic equations ``0 = f_i``) are replaced by their derivative along the solution,
-        ``J_i y' = -df_i/dt``, so the start is consistent for index-1 problems (other singular ``M``: least
-        squares)."""
+        """``y'`` from ``M y' = f``: ``f`` itself without a mass matrix. With a singular ``M`` (``M = U S V^T``, the
+        columns of ``U`` whose singular values vanish span its left null space ``N``), the equations ``N^T M y' =
+        N^T f`` read ``0 = N^T f``: algebraic constraints, replaced by their derivative along the solution, ``N^T J
+        y' = -N^T df/dt``, so the start is consistent for index-1 problems. Zero rows of ``M`` (``0 = f_i``) are
+        the simplest case; the transistor amplifier's ``M`` is singular without one (its constraints are sums of
+        rows). The rotated system is solved by least squares."""
         if self.mass is None:
             return f0
         M = self.mass
-        alg = (M == 0).all(dim=1)
-        if not bool(alg.any()):
+        U, S, _ = torch.linalg.svd(M)
+        null = S <= S.max() * M.shape[0] * torch.finfo(M.dtype).eps
+        if not bool(null.any()):
             return torch.linalg.solve(M.expand(u.shape[0], -1, -1), f0)
         with torch.no_grad():
             J = self.rhs.jac(t, u.detach(), f0.detach())
             ft = self.rhs.tgrad(t, u.detach(), f0.detach())
-        A = torch.where(alg[None, :, None], J, M.expand_as(J))
-        b = torch.where(alg[None, :], -ft, f0)
+        Ut = U.mT
+        A = torch.where(null[None, :, None], Ut @ J, (Ut @ M).expand_as(J))
+        b = torch.where(null[None, :], -(ft @ U), f0 @ U)
         return torch.linalg.lstsq(A, b[:, :, None]).solution[:, :, 0]
 
     @property

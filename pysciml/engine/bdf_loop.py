@@ -8,6 +8,9 @@ Rules (Shampine & Reichelt 1997, Sec. 2; the same as SciPy's ``BDF`` and MATLAB'
 * a step whose Newton iteration fails (after one fresh Jacobian) is retried with half the step; a step whose
   error estimate exceeds 1 is retried with ``max(0.2, safety err^(-1/(k+1)))`` times the step, ``safety = 0.9
   (2 m + 1) / (2 m + iters)`` for ``m`` Newton iterations at most;
+* after two error-test failures in a row the order drops by one, after three to order 1 (CVODE's rule; without
+  it the estimate of orders >= 2 need not vanish as the step shrinks on a DAE's switch, as on the transistor
+  amplifier, and the step collapsed);
 * after ``k + 1`` accepted steps of one size the order moves by at most one (to the order allowing the largest
   step) and the step grows by at most 10x;
 * steps land on ``tstops`` and ``t1`` by rescaling the differences; after a shortened step at a ``tstop`` the
@@ -139,7 +142,7 @@ def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats
     stops.append(opts.t1)
     si = 0
     code, fail, reason = ReturnCode.Success, None, ""
-    nonfinite = False
+    nonfinite, n_fail = False, 0  # n_fail: error-test failures in a row
     n_equal = 0
     slack = 1e-12 if opts.adaptive else 1e-9
 
@@ -185,6 +188,9 @@ def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats
             if converged:
                 factor = max(MIN_FACTOR, method.safety(iters) * err ** (-1.0 / (method.order + 1))) \
                     if err < math.inf else MIN_FACTOR
+                n_fail += 1
+                if n_fail >= 2:  # repeated error-test failures: lower the order (CVODE's rule; order 1 at the third)
+                    method.order = 1 if n_fail >= 3 else max(1, method.order - 1)
             else:
                 factor = 0.5
             if _too_small(h * factor, t, opts):
@@ -196,7 +202,7 @@ def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats
             continue
 
         stats.naccept += bsz
-        nonfinite = False
+        nonfinite, n_fail = False, 0
         method.accept(d)
         t_prev, t, u = t, t_new, y_new
         si += at_stop
