@@ -17,7 +17,9 @@ Rosenbrock and ARK steppers evaluate the Jacobian only at the start of a step th
 batch: one where some trajectory was accepted). The loop carries the Jacobian (and Rosenbrock's ``df/dt``, ARK's
 Newton rate and ``f`` parts) as loop state with a 0-d ``fresh`` flag; each iteration evaluates a Jacobian and
 keeps it only where ``fresh`` is set (``torch.where``), so the steps, values and counts (``njac``, ``nlu``) are the
-eager ones; the discarded evaluations (one per step after a rejection) are not counted in ``sol.stats``.
+eager ones to round-off (a finite-difference ``df/dt``, for a time-dependent ``f`` without ``tgrad``, carries
+~1e-8 relative round-off that can move an accept decision near ``EEst = 1``, as in the per-step programs); the
+discarded evaluations (one per step after a rejection) are not counted in ``sol.stats``.
 
 Everything else (dense output, ``tstops``, solves that may be differentiated: ``while_loop`` has no backward)
 keeps the per-step design of :mod:`.compiled_control`; a loop program that fails to compile falls back to it too,
