@@ -185,3 +185,9 @@ def rober_dae(t1: float = 1e5, **problem_kwargs) -> ps.ODEProblem:
     M = torch.diag(torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64))
     return ps.ODEProblem(f, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), (0.0, t1), mass_matrix=M,
                          **problem_kwargs)
+
+
+def periodic_tridiagonal(n: int) -> torch.Tensor:
+    """The ``(n, n)`` boolean pattern of a periodic 1-D three-point stencil (the sparse tests' banded problems)."""
+    eye = torch.eye(n, dtype=torch.bool)
+    return eye | torch.roll(eye, 1, 0) | torch.roll(eye, -1, 0)

@@ -123,15 +123,3 @@ def test_tight_tolerance_references(name, t1, params, atol_factor, rtol, bound):
     err = float(((sol.u[-1] - ref).abs() / (atol + rtol * ref.abs())).max())
     assert err < bound, err
     assert sol.stats.nlu < sol.stats.naccept / 2 and sol.stats.njac < sol.stats.naccept / 3, sol.stats
-
-
-def test_sparse_brusselator_matches_the_dense_path():
-    """The 2-D Brusselator on a 16 x 16 grid (512 states): SparseLU takes the dense LU's steps and values."""
-    from pysciml.problems.pde2d import brusselator_2d
-
-    prob = brusselator_2d(N=16, tspan=(0.0, 1.0))
-    sparse = ps.solve(prob, ps.FBDF(linsolve=ps.SparseLU()), rtol=1e-6, atol=1e-8, saveat=[1.0])
-    dense = ps.solve(prob, ps.FBDF(), rtol=1e-6, atol=1e-8, saveat=[1.0])
-    assert sparse.retcode == dense.retcode == ps.ReturnCode.Success
-    assert sparse.stats.naccept == dense.stats.naccept and sparse.stats.nlu == dense.stats.nlu
-    assert float((sparse.u - dense.u).abs().max()) < 1e-9

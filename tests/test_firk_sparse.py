@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import rober_dae
+from helpers import periodic_tridiagonal, rober_dae
 
 import pysciml as ps
 from pysciml import problems
@@ -87,8 +87,7 @@ def test_banded_colouring_sparse_equals_dense(alg, kw):
 def test_batched_trajectories_sparse_equals_dense():
     """Per-trajectory steps, Jacobian refreshes and factorizations: rows of ``J``'s values replaced by mask."""
     n = 16
-    eye = torch.eye(n, dtype=torch.bool)
-    mask = eye | torch.roll(eye, 1, 0) | torch.roll(eye, -1, 0)
+    mask = periodic_tridiagonal(n)
 
     def f(t, u):
         return 40.0 * (torch.roll(u, 1, -1) - 2 * u + torch.roll(u, -1, -1)) - u**3
@@ -118,8 +117,7 @@ def test_rober_dae_with_sparse_lu():
 def test_gradient_through_sparse_radau_matches_finite_differences():
     """Discrete adjoint through RadauIIA5 + SparseLU: the stage correction solves with the sparse ``K``."""
     n = 6
-    eye = torch.eye(n, dtype=torch.bool)
-    mask = eye | torch.roll(eye, 1, 0) | torch.roll(eye, -1, 0)
+    mask = periodic_tridiagonal(n)
 
     def f(t, u, p):
         return p[0] * (torch.roll(u, 1) - 2 * u + torch.roll(u, -1)) - p[1] * u**3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import rober_dae
+from helpers import periodic_tridiagonal, rober_dae
 
 import pysciml as ps
 from pysciml.engine.linsolve import KrylovSolver
@@ -113,8 +113,7 @@ def periodic_problem(n=24, **kw):
     def f(t, u):
         return 50.0 * (torch.roll(u, 1) - 2 * u + torch.roll(u, -1)) - u**3 + torch.sin(t)
 
-    eye = torch.eye(n, dtype=torch.bool)
-    mask = eye | torch.roll(eye, 1, 0) | torch.roll(eye, -1, 0)
+    mask = periodic_tridiagonal(n)
     return ps.ODEProblem(f, torch.linspace(0.0, 1.0, n, dtype=F64), (0.0, 1.0), jac_prototype=mask, **kw)
 
 
@@ -130,8 +129,7 @@ def test_sparse_and_dense_paths_agree(alg):
 
 def test_batched_sparse_matches_dense():
     n = 20
-    eye = torch.eye(n, dtype=torch.bool)
-    mask = eye | torch.roll(eye, 1, 0) | torch.roll(eye, -1, 0)
+    mask = periodic_tridiagonal(n)
 
     def f(t, u):
         return 30.0 * (torch.roll(u, 1, -1) - 2 * u + torch.roll(u, -1, -1)) - u**3
@@ -246,8 +244,7 @@ def test_preconditioned_gmres_solve_matches_dense():
 @pytest.mark.parametrize("alg", [ps.Rodas5P, ps.KenCarp4])
 def test_gradients_through_sparse_lu_match_finite_differences(alg):
     n = 6
-    eye = torch.eye(n, dtype=torch.bool)
-    mask = eye | torch.roll(eye, 1, 0) | torch.roll(eye, -1, 0)
+    mask = periodic_tridiagonal(n)
 
     def f(t, u, p):
         return p[0] * (torch.roll(u, 1) - 2 * u + torch.roll(u, -1)) - p[1] * u**3
