@@ -1,7 +1,7 @@
 """FBDF in the fixed-leading-coefficient form (pysciml/engine/bdf_flc.py): the predictor and corrector weights, the
-local error constant, observed orders 1-5 on variable step sequences, tight-tolerance references, the sparse 2-D
-Brusselator. The checks FBDF shares with QNDF (fixed-step orders, stiff references at rtol 1e-6/1e-8, the ROBER
-DAE, batches, dense output, gradients) are in tests/test_bdf.py.
+local error constant, observed orders 1-5 on variable step sequences, tight-tolerance references. The checks FBDF
+shares with QNDF (fixed-step orders, stiff references at rtol 1e-6/1e-8, the ROBER DAE, batches, dense output,
+SparseLU == dense LU on the 2-D Brusselator, gradients) are in tests/test_bdf.py.
 """
 
 from __future__ import annotations
