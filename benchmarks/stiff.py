@@ -6,9 +6,9 @@ Solvers, each at rtol = 1e-4 .. 1e-8 with atol = 1e-4 * rtol:
   diffusion implicit, reaction explicit; fully implicit elsewhere); Rodas5P again without the analytic
   Jacobian ("autodiff J": pysciml's default autodiff Jacobian, as a user who writes only ``f`` calls it);
   both Rodas5P rows once more with ``compile=True`` ("compiled": saving only ``t1``, the whole loop is one
-  ``torch.while_loop`` program, engine/compiled_loop.py, faster per step than one program per step on these
-  problems, ``benchmarks/stiff_loop.py``; ``pysciml.warmup`` compiles before the warm-up solve, the compile time
-  is reported apart, not in the times);
+  ``torch.while_loop`` program, engine/compiled_loop.py, faster per step than one program per step on ROBER,
+  the Oregonator, HIRES and Van der Pol, ``benchmarks/stiff_loop.py``; ``pysciml.warmup`` compiles before the
+  warm-up solve, the compile time is reported apart, not in the times);
 - SciPy ``solve_ivp`` Radau, BDF, LSODA with the same analytic Jacobian (dense, as pysciml's);
 - diffrax Kvaerno5 and KenCarp4 (same split; ``MultiTerm(0, f)`` elsewhere; root finder optimistix.Newton,
   see ``peers.DiffraxSolver``), jitted, 64-bit, Jacobians by ``jax.jacfwd``; compile time reported
