@@ -20,8 +20,8 @@ TASKS = {
     "pinn": "benchmarks.pinn",  # 7. PINN time per iteration and error after a fixed budget vs DeepXDE (PyTorch)
     "ntk": "benchmarks.ntk",  # 8. time to form a 5,000 x 5,000 operator NTK
     "stiff_bdf": "benchmarks.stiff_bdf",  # multistep FBDF/QNDF vs SciPy BDF and Rodas5P, ROBER/HIRES/VdP/Oregonator
-    "stiff_sparse": "benchmarks.stiff_sparse",  # sparse stiff: 2-D Brusselator N = 32..128, SparseLU vs SciPy
-    "stiff_tight": "benchmarks.stiff_tight",  # RadauIIA5 vs Rodas5P and SciPy Radau at rtol 1e-8..1e-10
+    "stiff_sparse": "benchmarks.stiff_sparse",  # 2-D Brusselator, Gray-Scott N = 32..128, SparseLU vs SciPy
+    "stiff_tight": "benchmarks.stiff_tight",  # RadauIIA5, FBDF, QNDF vs Rodas5P, SciPy, diffrax, rtol 1e-8..1e-10
     "stiff_loop": "benchmarks.stiff_loop",  # compiled Rodas5P per step: eager vs per-step program vs whole loop
 }
 SMALL = {"stiff", "neural_ode"}  # the tasks with a --size small
