@@ -83,10 +83,24 @@ def three(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> tuple[ps.ODESolution,
 
 
 def assert_whole_taken(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> ps.ODESolution:
-    """A compiled solve that must run a whole-loop program (a new one: the count grows)."""
-    before = whole_programs()
-    sol = ps.solve(prob, alg, compile=True, **kw)
-    assert whole_programs() == before + 1
+    """A compiled solve that must run through the whole-loop program: ``integrate_batched_whole`` is called once
+    and does not fall back (its fallback warns: an error here), and a loop program has run. (The program may come
+    from the cache: an earlier test in the process can have compiled the same signature.)"""
+    calls: list[int] = []
+    real = compiled_loop.integrate_batched_whole
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    compiled_loop.integrate_batched_whole = counting
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            sol = ps.solve(prob, alg, compile=True, **kw)
+    finally:
+        compiled_loop.integrate_batched_whole = real
+    assert calls == [1] and whole_programs() >= 1
     return sol
 
 
