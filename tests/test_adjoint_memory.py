@@ -6,6 +6,7 @@ graph of DiscreteAdjoint and everything the adjoint Function saves), at two step
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import pysciml as ps
@@ -31,6 +32,7 @@ def saved_bytes(sensealg, t_end: float) -> tuple[int, int]:
     return total[0], steps
 
 
+@pytest.mark.heavy
 def test_memory_growth_with_steps():
     short_d, n_short = saved_bytes(DiscreteAdjoint(), 20.0)
     long_d, n_long = saved_bytes(DiscreteAdjoint(), 80.0)

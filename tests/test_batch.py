@@ -15,7 +15,8 @@ def perturbed_rates(n: int) -> torch.Tensor:
     return base * (1 + 0.2 * (torch.rand(n, 3, generator=g, dtype=torch.float64) - 0.5))
 
 
-@pytest.mark.parametrize("alg", [ps.Rodas5P(), ps.KenCarp4(), ps.Rosenbrock23()], ids=lambda a: a.name)
+@pytest.mark.parametrize("alg", [ps.Rodas5P(), ps.KenCarp4(), pytest.param(ps.Rosenbrock23(), marks=pytest.mark.heavy)],
+                         ids=lambda a: a.name)
 def test_batch_equals_loop_rober(alg):
     k = perturbed_rates(4)
     save = torch.logspace(-4, 3, 8, dtype=torch.float64)

@@ -23,6 +23,7 @@ def rows_of(text: str) -> dict[str, list[str]]:
     return out
 
 
+@pytest.mark.heavy
 def test_overhead_smoke():
     from benchmarks import overhead
 

@@ -49,6 +49,7 @@ def test_stiff_benchmark_smoke():
     assert all(v == v for v in numbers(text))  # no NaN
 
 
+@pytest.mark.heavy
 def test_ensemble_benchmark_smoke():
     pytest.importorskip("scipy")
     from benchmarks import ensemble
@@ -85,6 +86,7 @@ def test_diffrax_kencarp4_runner_smoke():
     assert max_rel_err(out.u, reference(case)[0]) < 1e-4  # measured 7.0e-7
 
 
+@pytest.mark.heavy
 def test_neural_ode_benchmark_smoke():
     from benchmarks import neural_ode
 

@@ -97,6 +97,7 @@ def test_rodas5p_batched_float32() -> None:
     torch.testing.assert_close(b.u[-1], a.u[-1], rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.heavy
 def test_kencarp4_rober_matches_eager() -> None:
     """ESDIRK: Newton's iterations in a while_loop inside the program, the same iterates and counts as eager."""
     prob = rober((0.0, 1e5))
@@ -256,6 +257,7 @@ def test_batched_no_recompilation_across_solves() -> None:
     assert compiled.compile_count() == before
 
 
+@pytest.mark.heavy
 def test_no_graph_break_on_builtin_problems() -> None:
     cases = [(rober((0.0, 1.0)), ps.Rodas5P()), (hires(), ps.Rodas5P()), (van_der_pol(10.0), ps.Rodas5P()),
              (lotka_volterra(), ps.Tsit5()), (van_der_pol(1.0), ps.Tsit5()), (rober((0.0, 1.0)), ps.KenCarp4()),

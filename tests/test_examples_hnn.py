@@ -35,6 +35,7 @@ def test_separable_hnn_smoke(tmp_path):
     assert math.isfinite(summary[("henon_heiles", "I")]["vf_error_gain"])
 
 
+@pytest.mark.heavy
 def test_long_rollout_smoke(tmp_path):
     out = hnn_long_rollout.main(["--steps", "1000", "--dt", "0.2", "--epochs", "150", "--patience", "150",
                                  "--batch", "3", "--points", "60", "--out", str(tmp_path), "--name", "r"])
@@ -49,6 +50,7 @@ def test_long_rollout_smoke(tmp_path):
     assert tsit["growth"] > 10.0 and tsit2["growth"] > 10.0
 
 
+@pytest.mark.heavy
 def test_greydanus_smoke(tmp_path):
     out = hnn_greydanus.main(["--tasks", "mass_spring", "--n-traj", "10", "--steps", "150", "--traj-iters", "20",
                               "--trials", "3", "--out", str(tmp_path), "--name", "g"])

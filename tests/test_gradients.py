@@ -236,6 +236,7 @@ def test_odeint_bad_input():
                options={"step_size": 0.1, "grid_constructor": lambda f, y0, t: t})
 
 
+@pytest.mark.heavy
 def test_discrete_adjoint_through_matrix_free_newton_matches_dense():
     """KenCarp4 with GMRES: the exact stage derivative is applied by GMRES on JVPs (forward) and VJPs
     (backward); it must give the dense-LU path's gradient, itself checked against finite differences above."""
