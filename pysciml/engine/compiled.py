@@ -38,6 +38,7 @@ import torch
 from ..solution import Stats
 from .ark import ARKStepper
 from .compiled_ark import ark_program
+from .compiled_firk import CompiledFIRKStepper, firk_program, firk_unsupported
 from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled modules and tests use them here)
     _CACHE,
     _COUNT,
@@ -60,6 +61,7 @@ from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled mo
     tracks_grad,
 )
 from .explicit_rk import ExplicitRKStepper
+from .firk import FIRKStepper
 from .interpolation import polynomial_coefficients
 from .linsolve import DenseLUSolver
 from .linsolve_sparse import SparseLUSolver
@@ -176,6 +178,8 @@ def _unsupported(stepper: Stepper) -> str | None:
         if stepper.rhs.user_jac is None and not stepper.rhs.autodiff:
             return "finite-difference Jacobians (autodiff=False) have no compiled step yet; give the problem a jac"
         return None
+    if isinstance(stepper, FIRKStepper):
+        return firk_unsupported(stepper)
     return f"the {type(stepper).__name__.removesuffix('Stepper')} family has no compiled step yet"
 
 
@@ -185,13 +189,15 @@ def _key(stepper: Stepper, bsz: int, dense: bool) -> tuple:
     if isinstance(stepper, ARKStepper):  # the explicit part, and the Newton options baked into the program
         rhs_e = stepper.rhs_e
         ids += (id(rhs_e.f) if rhs_e is not None else None, stepper.max_iters, stepper.kappa, stepper.smooth_est)
+    if isinstance(stepper, FIRKStepper):  # Newton's options baked into the program (kappa is an input)
+        ids += (stepper.max_iters, stepper.jac_reuse)
     mass = _mass(stepper) is not None
     return (type(stepper).__name__, stepper.name, bsz, rhs.shape, rhs.batched, rhs.dtype, str(rhs.device), dense,
             mass, ids)
 
 
 def _mass(stepper: Stepper) -> Tensor | None:
-    if isinstance(stepper, RosenbrockStepper):
+    if isinstance(stepper, (RosenbrockStepper, FIRKStepper)):
         return stepper.mass
     if isinstance(stepper, ARKStepper) and isinstance(stepper.linsolve, DenseLUSolver):
         return stepper.linsolve.mass
@@ -222,6 +228,8 @@ def _program(stepper: Stepper, bsz: int, dense: bool) -> _Program:
         prog = _rosenbrock_program(stepper, dense, tag)
     elif isinstance(stepper, ARKStepper):
         prog = ark_program(stepper, dense, tag)
+    elif isinstance(stepper, FIRKStepper):
+        prog = firk_program(stepper, tag)
     else:
         assert isinstance(stepper, ExplicitRKStepper)
         prog = _explicit_program(stepper, dense, tag)
@@ -240,12 +248,16 @@ def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol
     if why is None and isinstance(stepper, RosenbrockStepper) and tracks_grad(stepper.rhs, u0):
         why = ("the backward pass of compiled Rosenbrock steps fails in inductor when f is an nn.Module "
                "(an open bug), so differentiated Rosenbrock solves are not compiled yet")
+    if why is None and isinstance(stepper, FIRKStepper) and tracks_grad(stepper.rhs, u0):
+        why = f"differentiated {stepper.name} solves (the discrete adjoint through the stages) are not compiled yet"
     if why is not None:
         warnings.warn(f"compile=True: {why}; solving eagerly", RuntimeWarning, stacklevel=4)
         return stepper
     start = time.perf_counter()
     program = _program(stepper, bsz, dense)  # a new one imports and sets up torch.compile: compile time too
     stats.compile_time += time.perf_counter() - start
+    if isinstance(stepper, FIRKStepper):  # its own stepper: the loops around it stay the eager ones
+        return CompiledFIRKStepper(stepper, program, stats, atol, rtol)
     return CompiledStepper(stepper, program, stats, atol, rtol)
 
 

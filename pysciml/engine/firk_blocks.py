@@ -69,6 +69,28 @@ def transformation(a: tuple[tuple[float, ...], ...]) -> Transformation:
     return Transformation(T, Tinv, want, Ainv, tuple(blocks))
 
 
+def transformed_matrix(lam_m: Tensor, eye_s: Tensor, J: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """``Lambda / h (x) M`` and the transformed system ``L = Lambda / h (x) M - I_s (x) J``, both ``(B, s n, s n)``
+    (stage-major: the complex pair's rows form its exact real ``2n x 2n`` block), from ``lam_m = Lambda (x) M``,
+    ``eye_s = I_s``, ``J (B, n, n)`` and ``h (B,)``."""
+    b, n, _ = J.shape
+    s = eye_s.shape[0]
+    lam_mh = lam_m / h[:, None, None]  # (B, s n, s n)
+    eye_j = torch.einsum("ij,bac->biajc", eye_s, J).reshape(b, s * n, s * n)  # I_s (x) J, any strides of J
+    return lam_mh, lam_mh - eye_j
+
+
+def fused_increment(tinv_i: Tensor, lam_m: Tensor, eye_s: Tensor, J: Tensor,
+                    h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The small path's factorization (:class:`BlockFactors`): ``L^{-1}`` ``(B, s n, s n)``, the ``(B,)`` mask of
+    usable rows and the fused increment matrix ``[L^{-1} (T^{-1} (x) I), -L^{-1} (Lambda / h (x) M)]``
+    ``(B, s n, 2 s n)``; ``tinv_i = T^{-1} (x) I_n``. No host synchronisation (the compiled step uses it too)."""
+    lam_mh, L = transformed_matrix(lam_m, eye_s, J, h)
+    inv, info = torch.linalg.inv_ex(L)
+    ok = (info == 0) & torch.isfinite(inv).flatten(1).all(dim=1)
+    return inv, ok, torch.cat((torch.matmul(inv, tinv_i), -torch.bmm(inv, lam_mh)), dim=2)
+
+
 class BlockFactors:
     """The factorizations ``mu / h M - J`` of one step, batched over trajectories: ``(B, n, n)`` LU each.
 
@@ -159,18 +181,14 @@ class BlockFactors:
     def _factor_small(self, mus: list[complex | float], J: Tensor, h: Tensor) -> Tensor:
         """The small path (class docstring): ``L^{-1}`` and the fused increment matrix; an estimate ``mu`` that is
         no block's (Radau IIA 3) gets its own ``n x n`` inverse."""
-        b, n, _ = J.shape
+        n = J.shape[1]
         s = self.Lam.shape[0]
         M = torch.eye(n, dtype=J.dtype, device=J.device) if self.mass is None else self.mass
         if self._kron is None or self._kron[0].shape[-1] != s * n:
             self._kron = (torch.kron(self.Tinv, torch.eye(n, dtype=J.dtype, device=J.device)),
                           torch.kron(self.Lam, M), torch.eye(s, dtype=J.dtype, device=J.device))
         tinv_i, lam_m, eye_s = self._kron
-        lam_mh = lam_m / h[:, None, None]  # (B, s n, s n)
-        eye_j = torch.einsum("ij,bac->biajc", eye_s, J).reshape(b, s * n, s * n)  # I_s (x) J, any strides of J
-        inv, info = torch.linalg.inv_ex(lam_mh - eye_j)
-        ok = (info == 0) & torch.isfinite(inv).flatten(1).all(dim=1)
-        self.fused = torch.cat((torch.matmul(inv, tinv_i), -torch.bmm(inv, lam_mh)), dim=2)
+        inv, ok, self.fused = fused_increment(tinv_i, lam_m, eye_s, J, h)
         for k, mu in self.tr.blocks:
             if isinstance(mu, float):
                 self.factors[mu] = (None, None, inv[:, k * n:(k + 1) * n, k * n:(k + 1) * n])

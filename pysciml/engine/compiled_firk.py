@@ -1,0 +1,357 @@
+"""The compiled step of the fully implicit RK family (RadauIIA5, RadauIIA3, GaussLegendre4/6): one program per step.
+
+The same step as :class:`~.firk.FIRKStepper` (Hairer & Wanner's radau5 scheme) with everything between the step's
+start and its control row inside one ``torch.compile`` program, no host synchronisation inside:
+
+* the Jacobian (the problem's ``jac`` or forward-mode autodiff), kept per trajectory only where the eager stepper
+  would recompute it (``need``), else the carried one;
+* the factorization of the transformed stage system ``L = Lambda / h (x) M - I_s (x) J`` (:mod:`.firk_blocks`).
+  Inductor handles complex LU poorly, so the complex block is never formed: for ``n <= BlockFactors.SMALL``
+  ``L`` is inverted whole, exactly as the eager small path does (:func:`~.firk_blocks.fused_increment`, shared);
+  above, each diagonal block of ``L`` gets a real LU, the complex pair's being its exact real ``2n x 2n`` form
+  ``[[alpha/h M - J, beta/h M], [-beta/h M, alpha/h M - J]]`` (the rows of ``L`` for that pair);
+* the starting values from the last accepted step's collocation polynomial;
+* simplified Newton as a ``torch.while_loop`` that runs while a trajectory iterates (at most ``max_iters``
+  times), with radau5's rate control and divergence tests per trajectory as masks: the same theta, ``faccon``,
+  predicted-error and round-off tests as :meth:`~.firk.FIRKStepper._newton`;
+* the error estimate with the stiff filter and its refinement ``f(t, u + err)`` for the trajectories that ask
+  for it (the extra ``f`` call is made for all trajectories inside the program and kept where the eager stepper
+  makes it); the control row (error norm, finiteness, success) and the dense-output coefficients.
+
+What stays on the host, as in the eager stepper: the per-trajectory flags (Jacobian freshness, refine, the last
+accepted step), the counters and the retry with a fresh Jacobian after a Newton failure with a stale one (a second
+call of the same program for those trajectories, rows merged; rare). The program returns one small ``(B, 6)``
+info tensor read with one transfer per call (converged, factor ok, Newton's rate, refinement used, iterations).
+Counters are the eager ones: ``njac``/``nlu`` count the Jacobians and factorizations the eager stepper makes (the
+program factors at every call; reusing the factorization under radau5's step hold would give the same numbers).
+
+A single graph per signature (no variants): the flags are tensors, ``kappa`` (which depends on ``rtol``) and the
+tolerances are inputs, so tolerances, ``u0`` and ``p`` do not recompile. Not compiled (eager after one warning):
+:class:`~pysciml.SparseLU`, finite-difference Jacobians and differentiated solves (the eager stepper's discrete
+adjoint). This stepper is not a :class:`~.compiled.CompiledStepper`: the loops around it are the eager ones (the
+batched control-in-program and whole-loop designs carry no FIRK state).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+from torch._higher_order_ops.while_loop import while_loop
+
+from ..solution import Stats
+from .compiled_parts import CompileFailure, _control, _Program, _user_f, jacobian_fn
+from .firk import FIRKStepper
+from .firk_blocks import BlockFactors, fused_increment, transformed_matrix
+from .stepper import Stepper, StepResult
+
+__all__ = ["firk_program", "firk_unsupported", "CompiledFIRKStepper"]
+
+Tensor = torch.Tensor
+
+
+def firk_unsupported(stepper: FIRKStepper) -> str | None:
+    """Why ``stepper`` has no compiled step (``None``: it has one)."""
+    if not isinstance(stepper.factors, BlockFactors):
+        return "the sparse linear solver (SparseLU, SciPy's SuperLU) has no compiled step"
+    if stepper.rhs.user_jac is None and not stepper.rhs.autodiff:
+        return "finite-difference Jacobians (autodiff=False) have no compiled step yet; give the problem a jac"
+    return None
+
+
+def _constants(stepper: FIRKStepper) -> tuple[Tensor, ...]:
+    """The tableau's tensors the program reads (inputs, not captured constants)."""
+    n, dtype, device = stepper.rhs.n, stepper.rhs.dtype, stepper.rhs.device
+    s = stepper.tab.stages
+    eye_n = torch.eye(n, dtype=dtype, device=device)
+    M = eye_n if stepper.mass is None else stepper.mass
+    lam = torch.tensor(stepper.tr.Lam, dtype=dtype, device=device)
+    ez = stepper.ez if stepper.err_mu is not None else torch.zeros(s, dtype=dtype, device=device)
+    return (stepper.T, stepper.Tinv, lam, stepper.c, stepper.d, stepper.dense_ainv, stepper.Ainv, stepper.powers,
+            torch.kron(stepper.Tinv, eye_n), torch.kron(lam, M), torch.eye(s, dtype=dtype, device=device), M, ez)
+
+
+def firk_program(stepper: FIRKStepper, tag: str) -> _Program:
+    """The one-variant (``step``) program of a FIRK stepper (see the module docstring)."""
+    tab, rhs = stepper.tab, stepper.rhs
+    F, jacobian = _user_f(rhs), jacobian_fn(rhs)
+    s, n = tab.stages, rhs.n
+    small = n <= BlockFactors.SMALL
+    has_mass = stepper.mass is not None
+    blocks = stepper.tr.blocks
+    err_mu = stepper.err_mu
+    err_block = next((k for k, mu in blocks if isinstance(mu, float) and mu == err_mu), None)
+    max_iters, jac_reuse, stiffly = stepper.max_iters, stepper.jac_reuse, tab.stiffly_accurate
+    eps = torch.finfo(rhs.dtype).eps
+    root = 1.0 / math.sqrt(s * n)
+
+    def stage_f(p: Any, times: list[Tensor], u: Tensor, Z: Tensor) -> Tensor:
+        return torch.stack([F(p, ti, u + Z[:, i]) for i, ti in enumerate(times)], 1)
+
+    def firk_step(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor, atol_n: Tensor, rtol_n: Tensor,
+                  atol: Tensor, rtol: Tensor, kappa: Tensor, consts: tuple[Tensor, ...], J_old: Tensor, need: Tensor,
+                  rows: Tensor, faccon_in: Tensor, prev: Tensor, dt_old: Tensor, have: Tensor,
+                  refine: Tensor) -> tuple[Any, ...]:
+        T, Tinv, lam, c, d, dense_ainv, Ainv, powers, tinv_i, lam_m, eye_s, M, ez = consts
+        bsz = u.shape[0]
+        h = dt
+        J = torch.where(need[:, None, None], jacobian(p, t, u), J_old)
+
+        # ---- factorization (no host synchronisation)
+        if small:
+            inv, ok, fused = fused_increment(tinv_i, lam_m, eye_s, J, h)
+            lus: list[tuple[Tensor, Tensor]] = []
+        else:
+            lam_mh, L = transformed_matrix(lam_m, eye_s, J, h)
+            ok = torch.ones(bsz, dtype=torch.bool, device=u.device)
+            lus = []
+            for k, mu in blocks:
+                w = n if isinstance(mu, float) else 2 * n
+                lu, piv, info = torch.linalg.lu_factor_ex(L[:, k * n:k * n + w, k * n:k * n + w])
+                diag = lu.diagonal(dim1=-2, dim2=-1)
+                ok = ok & (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
+                lus.append((lu, piv))
+        lam_h = lam / h[:, None, None]
+
+        def increment(Fz: Tensor, W: Tensor) -> Tensor:
+            if small:
+                return torch.bmm(fused, torch.cat((Fz, W), 1).view(bsz, 2 * s * n, 1)).view(bsz, s, n)
+            LW = torch.matmul(lam_h, W)
+            R = torch.matmul(Tinv, Fz) - (LW @ M.T if has_mass else LW)
+            parts = []
+            for (k, mu), (lu, piv) in zip(blocks, lus, strict=True):
+                w = 1 if isinstance(mu, float) else 2
+                x = torch.linalg.lu_solve(lu, piv, R[:, k:k + w].reshape(bsz, w * n, 1))
+                parts.append(x.view(bsz, w, n))
+            return torch.cat(parts, 1)
+
+        if err_mu is None:
+            solve_err = None
+        elif err_block is not None:
+            if small:
+                e_inv = inv[:, err_block * n:(err_block + 1) * n, err_block * n:(err_block + 1) * n]
+
+                def solve_err(v: Tensor) -> Tensor:
+                    return torch.bmm(e_inv, v.unsqueeze(2)).squeeze(2)
+            else:
+                e_lu, e_piv = lus[[k for k, _ in blocks].index(err_block)]
+
+                def solve_err(v: Tensor) -> Tensor:
+                    return torch.linalg.lu_solve(e_lu, e_piv, v.unsqueeze(2)).squeeze(2)
+        else:  # an estimate mu that is no block's (Radau IIA 3): its own n x n matrix, as the eager stepper
+            E = (err_mu / h)[:, None, None] * M - J
+            if small:
+                e_inv, e_info = torch.linalg.inv_ex(E)
+                ok = ok & (e_info == 0) & torch.isfinite(e_inv).flatten(1).all(dim=1)
+
+                def solve_err(v: Tensor) -> Tensor:
+                    return torch.bmm(e_inv, v.unsqueeze(2)).squeeze(2)
+            else:
+                e_lu, e_piv, e_info = torch.linalg.lu_factor_ex(E)
+                e_diag = e_lu.diagonal(dim1=-2, dim2=-1)
+                ok = ok & (e_info == 0) & torch.isfinite(e_diag).all(dim=1) & (e_diag != 0).all(dim=1)
+
+                def solve_err(v: Tensor) -> Tensor:
+                    return torch.linalg.lu_solve(e_lu, e_piv, v.unsqueeze(2)).squeeze(2)
+
+        # ---- starting values: the last accepted step's collocation polynomial (zero where there is none)
+        theta_t = torch.addcmul(torch.ones_like(c)[None, :, None], c[None, :, None], (h / dt_old)[:, None, None])
+        Zp = torch.matmul(theta_t.pow(powers), prev) - u[:, None]
+        Z0 = torch.where(have[:, None, None], Zp, torch.zeros_like(Zp))
+
+        # ---- simplified Newton (FIRKStepper._newton, tensorised)
+        times = [t + c[i] * h for i in range(s)]
+        scale = (root / (atol + rtol * u.abs()))[:, None]  # (B, 1, n)
+        mag_u = u.abs()[:, None]
+        ones = torch.ones_like(faccon_in)
+        # state: 0 iterating, 1 converged, -1 failed, 2 not asked to iterate
+        state0 = torch.where(rows, torch.zeros_like(rows, dtype=torch.int64), torch.full_like(rows, 2,
+                                                                                              dtype=torch.int64))
+
+        def more(k: Tensor, W: Tensor, Z: Tensor, faccon: Tensor, theta: Tensor, dynold: Tensor, thqold: Tensor,
+                 state: Tensor) -> Tensor:
+            return (k < max_iters) & (state == 0).any()
+
+        def iterate(k: Tensor, W: Tensor, Z: Tensor, faccon: Tensor, theta: Tensor, dynold: Tensor,
+                    thqold: Tensor, state: Tensor) -> tuple[Tensor, ...]:
+            dW = increment(stage_f(p, times, u, Z), W)
+            dyno = torch.linalg.vector_norm(dW * scale, dim=(1, 2))
+            active = state == 0
+            finite = torch.isfinite(dyno)
+            upd = active & finite & (k >= 1)
+            thq = dyno / dynold
+            theta = torch.where(upd, torch.where(k == 1, thq, torch.sqrt(thq * thqold)), theta)
+            thqold = torch.where(upd, thq, thqold)
+            diverged = theta >= 0.99
+            faccon = torch.where(upd & ~diverged, theta / (1.0 - theta), faccon)
+            rest = (max_iters - 1 - k).to(theta.dtype)
+            slow = faccon * dyno * theta.pow(rest) >= kappa
+            bad = ~finite | (upd & (diverged | slow))
+            dynold = torch.where(active, dyno.clamp(min=eps), dynold)
+            noise = torch.linalg.vector_norm((mag_u + Z.abs()) * scale, dim=(1, 2)) * (100 * eps)
+            bad = bad & ~(finite & (dyno <= noise))  # increments at round-off level: converged
+            move = active & ~bad
+            state = torch.where(active & bad, -1, torch.where(move & (faccon * dyno <= kappa), 1, state))
+            W = torch.where(move[:, None, None], W + dW, W)
+            return k + 1, W, torch.matmul(T, W), faccon, theta, dynold, thqold, state
+
+        start = (torch.zeros((), dtype=torch.int64, device=u.device), torch.matmul(Tinv, Z0), Z0,
+                 faccon_in.clamp(min=eps).pow(0.8), ones * jac_reuse, ones, ones.clone(), state0)
+        iters, _, Z, faccon, theta, _, _, state = while_loop(more, iterate, start)
+        conv = state == 1
+        good = conv & ok
+
+        # ---- the new state, the estimate, the control row
+        u_new = u + (Z[:, -1] if stiffly else torch.matmul(d, Z))
+        K = torch.matmul(Ainv, Z)
+        again = torch.zeros_like(refine)
+        if solve_err is None:
+            err = torch.zeros_like(u)
+        else:
+            mz = torch.matmul(ez, Z)
+            mz = (mz @ M.T if has_mass else mz) / h[:, None]
+            err = solve_err(f0 + mz)
+            size = torch.maximum(u.abs(), u_new.abs())
+            big = torch.linalg.vector_norm(err / (atol_n + rtol_n * size), dim=1) >= 1.0
+            again = refine & big
+            err2 = solve_err(F(p, t, u + err) + mz)
+            err = torch.where(again[:, None], err2, err)
+        control = _control(err, u, u_new, good, atol_n, rtol_n)
+        coeffs = torch.cat((u[:, None], torch.matmul(dense_ainv, Z)), 1)
+        info = torch.stack((conv.to(u.dtype), ok.to(u.dtype), faccon, theta, again.to(u.dtype),
+                            iters.to(u.dtype).expand(bsz)), 1)
+        return u_new, err, good, K, control, coeffs, J, info
+
+    prog = _Program(tag)
+    prog.add("step", firk_step)
+    return prog
+
+
+class CompiledFIRKStepper(Stepper):
+    """A FIRK stepper whose :meth:`step` runs the compiled program; the wrapped eager stepper (``inner``) keeps the
+    per-trajectory state and does ``accept`` and the interpolant; after a failed compile it takes over."""
+
+    def __init__(self, inner: FIRKStepper, program: _Program, stats: Stats, atol: Tensor, rtol: float) -> None:
+        super().__init__(inner.rhs)
+        self.inner, self.program, self.stats = inner, program, stats
+        self.order, self.adaptive, self.name = inner.order, inner.adaptive, inner.name
+        self.dense_matrix, self.stability_boundary = inner.dense_matrix, inner.stability_boundary
+        self.checks_fixed_steps = inner.checks_fixed_steps
+        dtype, device = atol.dtype, atol.device
+        root_n = math.sqrt(atol.shape[1])
+        self.atol_n = atol * root_n
+        # (1,), not 0-d: Dynamo turns a 0-d tensor input into a Python float and restarts its analysis
+        self.rtol_n = torch.full((1,), rtol * root_n, dtype=dtype, device=device)
+        self.rtol = torch.full((1,), rtol, dtype=dtype, device=device)
+        self.kappa = torch.full((1,), inner.kappa, dtype=dtype, device=device)
+        self.consts = _constants(inner)
+        self.compiled = True
+
+    @property  # type: ignore[override]
+    def f0(self) -> Tensor | None:
+        return self.inner.f0
+
+    @f0.setter
+    def f0(self, value: Tensor | None) -> None:
+        inner = self.__dict__.get("inner")  # absent while Stepper.__init__ runs
+        if inner is not None:
+            inner.f0 = value
+
+    def init(self, t: Tensor, u: Tensor) -> None:
+        self.inner.init(t, u)
+
+    def f_total(self, t: Tensor, u: Tensor) -> Tensor:
+        return self.inner.f_total(t, u)
+
+    def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
+        if self.compiled:
+            try:
+                return self._step(t, u, dt)
+            except CompileFailure as exc:
+                self.compiled = False
+                warnings.warn(f"compile=True: compiling the {self.name} step failed ({exc}); solving eagerly",
+                              RuntimeWarning, stacklevel=5)
+        return self.inner.step(t, u, dt)
+
+    def _call(self, t: Tensor, u: Tensor, h: Tensor, rows: list[bool]) -> tuple[Any, ...]:
+        """One run of the program for the trajectories ``rows``, with the eager stepper's ``_refresh`` and
+        ``_newton`` bookkeeping on the host; returns the program's outputs and the info rows as lists."""
+        inner, stats = self.inner, self.stats
+        bsz, n = u.shape
+        fresh = inner.J is None or any(inner.need_jac)
+        need = [True] * bsz if inner.J is None else list(inner.need_jac)
+        J_old = inner.J if inner.J is not None else u.new_zeros(bsz, n, n)
+        if inner.prev is None:
+            prev, dt_old = u.new_zeros(bsz, inner.tab.stages + 1, n), torch.ones_like(h)
+        else:
+            prev, dt_old = inner.prev
+        device = u.device
+        flags = torch.tensor([need, rows, inner.have, inner.refine], dtype=torch.bool, device=device)
+        faccon = torch.tensor(inner.faccon, dtype=u.dtype, device=device)
+        out = self.program.run("step", stats, self.rhs.p, t, u, inner.f0, h, self.atol_n, self.rtol_n, inner.atol,
+                               self.rtol, self.kappa, self.consts, J_old, flags[0], flags[1], faccon, prev, dt_old,
+                               flags[2], flags[3])
+        J, info = out[6], out[7].tolist()
+        # FIRKStepper._refresh's counters and state
+        if fresh:
+            stats.njac += 1
+            inner._jac_count += 1
+            inner.jac_at_start = [a or b for a, b in zip(inner.jac_at_start, need, strict=True)]
+            inner.need_jac = [False] * bsz
+        inner.J = J
+        if (inner._factored is None or inner._factored[0] != inner._jac_count
+                or not torch.equal(inner._factored[1], h)):
+            stats.nlu += len(inner.mus)
+            inner._factored = (inner._jac_count, h)
+        # FIRKStepper._newton's counters and rate memory
+        iters = int(info[0][5])
+        conv = [r[0] == 1.0 for r in info]
+        stats.nnonliniter += iters
+        stats.nf += inner.tab.stages * iters
+        stats.nsolve += len(inner.tr.blocks) * iters
+        inner.faccon = [r[2] if ok else old for r, ok, old in zip(info, conv, inner.faccon, strict=True)]
+        inner.theta = [r[3] if ok else old for r, ok, old in zip(info, conv, inner.theta, strict=True)]
+        return out, info, conv
+
+    def _step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
+        inner, stats = self.inner, self.stats
+        f0 = inner.f0
+        assert f0 is not None
+        h = dt.detach()
+        bsz = u.shape[0]
+        out, info, conv = self._call(t, u, h, [True] * bsz)
+        retry = [not c and not a for c, a in zip(conv, inner.jac_at_start, strict=True)]
+        if any(retry):  # FIRKStepper.step: a fresh Jacobian and the same h for those trajectories
+            inner.need_jac = retry
+            out2, info2, conv2 = self._call(t, u, h, retry)
+            mask = torch.tensor(retry, device=u.device)
+            merged = []
+            for a, b in zip(out[:6], out2[:6], strict=True):
+                m = mask.view(-1, *([1] * (a.ndim - 1)))
+                merged.append(torch.where(m, b, a))
+            out = (*merged, out2[6], out2[7])
+            info = [r2 if r else r1 for r1, r2, r in zip(info, info2, retry, strict=True)]
+        u_new, err, good, K, control, coeffs, _, _ = out
+        if not all(r[0] == 1.0 and r[1] == 1.0 for r in info):
+            stats.nnonlinconvfail += 1
+        if inner.err_mu is not None:
+            stats.nsolve += 1
+            if any(r[4] == 1.0 for r in info):
+                stats.nf += 1
+                stats.nsolve += 1
+        inner._pending = (coeffs, h)
+        return StepResult(u_new=u_new, err=err, ok=good, stages=list(K.unbind(1)), f_start=f0, control=control)
+
+    def accept(self, accepted: Tensor | bool, t: Tensor, u: Tensor, res: StepResult) -> None:
+        self.inner.accept(accepted, t, u, res)
+
+    def fixed_step_check(self, bsz: int, atol: Tensor, dtype: torch.dtype, device: torch.device) -> Any:
+        return self.inner.fixed_step_check(bsz, atol, dtype, device)
+
+    def check_fields(self, u: Tensor, res: StepResult) -> tuple[Tensor, Tensor]:
+        return self.inner.check_fields(u, res)
+
+    def interpolant(self, u: Tensor, dt: Tensor, res: StepResult) -> Tensor:
+        return self.inner.interpolant(u, dt, res)
