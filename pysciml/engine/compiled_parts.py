@@ -17,6 +17,7 @@ import torch
 from ..problem import call_f
 from ..solution import Stats
 from .linsolve import DenseLUSolver
+from .loop_constants import LiftLoopConstants
 from .loop_records import finite_rows
 from .rhs import RHS
 
@@ -54,7 +55,8 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        return compile_fx(gm, example_inputs, config_patches={"cpp_wrapper": True})
+        patches = {"cpp_wrapper": True, "post_grad_custom_pre_pass": LiftLoopConstants()}  # see loop_constants
+        return compile_fx(gm, example_inputs, config_patches=patches)
     finally:
         quiet.setLevel(level)
 
