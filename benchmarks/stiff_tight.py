@@ -37,8 +37,12 @@ RADAU_RTOLS = (1e-8, 1e-9, 1e-10)  # RadauIIA5, FBDF, QNDF: the issue's range
 PEER_RTOLS = (1e-7, 1e-8, 1e-9, 1e-10, 1e-11)  # Rodas5P, SciPy Radau, diffrax Kvaerno5
 WARMUP_RTOL = 1e-6
 RADAU, RODAS, SCIPY = "pysciml RadauIIA5", "pysciml Rodas5P", "SciPy Radau"
+RADAU_C = "pysciml RadauIIA5 compile"
 FBDF, QNDF, KVAERNO = "pysciml FBDF", "pysciml QNDF", "diffrax Kvaerno5"
-OWN_RANGE = (RADAU, FBDF, QNDF)  # the solvers run at RADAU_RTOLS
+OWN_RANGE = (RADAU, RADAU_C, FBDF, QNDF)  # the solvers run at RADAU_RTOLS
+SOLVER_KEYS = {"radau": RADAU, "radau_compile": RADAU_C, "fbdf": FBDF, "qndf": QNDF, "rodas": RODAS,
+               "scipy": SCIPY, "kvaerno": KVAERNO}
+"""``--solvers`` names (``python -m benchmarks.stiff_tight --solvers radau,radau_compile,rodas,scipy``)."""
 
 Runs = dict[str, list[tuple[float, float, Outcome, float]]]  # label -> [(rtol, error, outcome, CPU s)]
 
@@ -50,11 +54,17 @@ def _cases(size: str) -> tuple[list[StiffCase], tuple[float, ...], tuple[float, 
     return cases, RADAU_RTOLS, PEER_RTOLS
 
 
-def _solvers(case: StiffCase, jaxmods: tuple | None) -> list[tuple[str, Callable[[float, float], Outcome]]]:
-    out = [(RADAU, pysciml_solver(case, ps.RadauIIA5())), (FBDF, pysciml_solver(case, ps.FBDF())),
-           (QNDF, pysciml_solver(case, ps.QNDF())), (RODAS, pysciml_solver(case, ps.Rodas5P())),
-           (SCIPY, scipy_solver(case, "Radau"))]
-    return out + ([(KVAERNO, DiffraxSolver(case, "Kvaerno5", jaxmods))] if jaxmods is not None else [])
+def _solvers(case: StiffCase, jaxmods: tuple | None,
+             only: set[str] | None = None) -> list[tuple[str, Callable[[float, float], Outcome]]]:
+    """The solvers to run (``only``: those labels, default all), each as ``(label, (rtol, atol) -> Outcome)``."""
+    makers: list[tuple[str, Callable[[], Callable[[float, float], Outcome]]]] = [
+        (RADAU, lambda: pysciml_solver(case, ps.RadauIIA5())),
+        (RADAU_C, lambda: pysciml_solver(case, ps.RadauIIA5(), compile=True)),
+        (FBDF, lambda: pysciml_solver(case, ps.FBDF())), (QNDF, lambda: pysciml_solver(case, ps.QNDF())),
+        (RODAS, lambda: pysciml_solver(case, ps.Rodas5P())), (SCIPY, lambda: scipy_solver(case, "Radau"))]
+    if jaxmods is not None:
+        makers.append((KVAERNO, lambda: DiffraxSolver(case, "Kvaerno5", jaxmods)))
+    return [(label, make()) for label, make in makers if only is None or label in only]
 
 
 def _timed(fn: Callable[[float, float], Outcome], rtol: float) -> tuple[float, float, Outcome]:
@@ -81,14 +91,16 @@ def _nf_curve(runs: Runs, label: str) -> list[tuple[float, float]]:
 
 
 def _radau_rows(title: str, runs: Runs) -> list[list]:
-    """RadauIIA5's runs against Rodas5P (f calls, CPU), SciPy Radau and Kvaerno5 (CPU) at the same error."""
+    """RadauIIA5's runs (eager and compiled) against Rodas5P (f calls, CPU), SciPy Radau and Kvaerno5 (CPU) at the
+    same error."""
     rows = []
-    for rtol, err, out, secs in runs[RADAU]:
-        nf_ro = _at_error(_nf_curve(runs, RODAS), err)
-        t_ro, t_sp, t_kv = (_at_error(_cpu_curve(runs, label), err) for label in (RODAS, SCIPY, KVAERNO))
-        rows.append([title, rtol, err, secs * 1e3, out.nf, "-" if nf_ro is None else f"{nf_ro:.0f}",
-                     _ratio(float(out.nf or 0), nf_ro), _ms(t_ro), _ratio(secs, t_ro), _ms(t_sp), _ratio(secs, t_sp),
-                     _ms(t_kv), _ratio(secs, t_kv)])
+    for label in (RADAU, RADAU_C):
+        for rtol, err, out, secs in runs.get(label, []):
+            nf_ro = _at_error(_nf_curve(runs, RODAS), err)
+            t_ro, t_sp, t_kv = (_at_error(_cpu_curve(runs, peer), err) for peer in (RODAS, SCIPY, KVAERNO))
+            rows.append([title, label.removeprefix("pysciml "), rtol, err, secs * 1e3, out.nf,
+                         "-" if nf_ro is None else f"{nf_ro:.0f}", _ratio(float(out.nf or 0), nf_ro), _ms(t_ro),
+                         _ratio(secs, t_ro), _ms(t_sp), _ratio(secs, t_sp), _ms(t_kv), _ratio(secs, t_kv)])
     return rows
 
 
@@ -96,24 +108,27 @@ def _bdf_rows(title: str, runs: Runs) -> list[list]:
     """FBDF's and QNDF's runs against RadauIIA5, Rodas5P, SciPy Radau and Kvaerno5 (CPU) at the same error."""
     rows = []
     for label in (FBDF, QNDF):
-        for rtol, err, out, secs in runs[label]:
+        for rtol, err, out, secs in runs.get(label, []):
             peers = [_at_error(_cpu_curve(runs, peer), err) for peer in (RADAU, RODAS, SCIPY, KVAERNO)]
             rows.append([title, label.removeprefix("pysciml "), rtol, err, secs * 1e3, out.nf]
                         + [cell for t in peers for cell in (_ms(t), _ratio(secs, t))])
     return rows
 
 
-def _sweep(case: StiffCase, jaxmods: tuple | None, own: tuple[float, ...], peer: tuple[float, ...]
-           ) -> tuple[Runs, list[list], list[list]]:
-    """Every solver on ``case``: ``(runs, table rows, compile-time rows)``."""
+def _sweep(case: StiffCase, jaxmods: tuple | None, own: tuple[float, ...], peer: tuple[float, ...],
+           only: set[str] | None = None) -> tuple[Runs, list[list], list[list]]:
+    """Every solver (or those in ``only``) on ``case``: ``(runs, table rows, compile-time rows)``."""
     ref, _ = reference(case)
     runs: Runs = {}
     rows, compile_rows = [], []
-    for label, fn in _solvers(case, jaxmods):
-        fn(WARMUP_RTOL, ATOL_PER_RTOL * WARMUP_RTOL)  # warm-up (diffrax: its compilation)
+    for label, fn in _solvers(case, jaxmods, only):
+        start = time.perf_counter()
+        first = fn(WARMUP_RTOL, ATOL_PER_RTOL * WARMUP_RTOL)  # warm-up (diffrax, compiled steps: their compilation)
+        if first.compile_time is not None:  # pysciml compile=True: the seconds that solve spent compiling
+            compile_rows.append([case.title, label, first.compile_time, time.perf_counter() - start])
         if isinstance(fn, DiffraxSolver):
             wall, _, _ = _timed(fn, WARMUP_RTOL)
-            compile_rows.append([case.title, label, (fn.first_call or 0.0) - wall])
+            compile_rows.append([case.title, label, (fn.first_call or 0.0) - wall, "-"])
         for rtol in own if label in OWN_RANGE else peer:
             wall, secs, out = _timed(fn, rtol)
             err = max_rel_err(out.u, ref) if out.ok else float("nan")
@@ -126,16 +141,18 @@ def _sweep(case: StiffCase, jaxmods: tuple | None, own: tuple[float, ...], peer:
     return runs, rows, compile_rows
 
 
-def main(size: str = "full", device: str = "cpu") -> str:
-    """Run the comparison; write ``benchmarks/results/stiff_tight[_smoke].md``; return the markdown."""
+def main(size: str = "full", device: str = "cpu", solvers: list[str] | None = None) -> str:
+    """Run the comparison; write ``benchmarks/results/stiff_tight[_smoke].md`` (with ``solvers``, a subset of
+    :data:`SOLVER_KEYS`: ``stiff_tight_<keys>.md``); return the markdown."""
     if device != "cpu":
         return "stiff_tight is single-trajectory CPU work; it is not run with --device cuda.\n"
     torch.set_num_threads(1)
     cases, own, peer = _cases(size)
-    jaxmods = jax_modules() if size != "smoke" else None
+    only = None if solvers is None else {SOLVER_KEYS[k] for k in solvers}
+    jaxmods = jax_modules() if size != "smoke" and (only is None or KVAERNO in only) else None
     rows, radau_rows, bdf_rows, compile_rows = [], [], [], []
     for case in cases:
-        runs, case_rows, case_compile = _sweep(case, jaxmods, own, peer)
+        runs, case_rows, case_compile = _sweep(case, jaxmods, own, peer, only)
         rows += case_rows
         compile_rows += case_compile
         radau_rows += _radau_rows(case.title, runs)
@@ -156,16 +173,33 @@ def main(size: str = "full", device: str = "cpu") -> str:
         + markdown_table(["problem", "solver", "rtol", "error", "wall [ms]", "CPU [ms]", "f calls", "accepted",
                           "rejected", "Jacobians", "LUs"], rows)
         + "\n\n## At matched error: the peers interpolated to RadauIIA5's error\n\n"
-        + markdown_table(["problem", "rtol", "error", "CPU [ms]", "f calls", "Rodas5P f calls", "f ratio",
+        + markdown_table(["problem", "solver", "rtol", "error", "CPU [ms]", "f calls", "Rodas5P f calls", "f ratio",
                           "Rodas5P CPU [ms]", "CPU ratio", "SciPy Radau CPU [ms]", "vs SciPy", "Kvaerno5 CPU [ms]",
                           "vs Kvaerno5"], radau_rows)
         + "\n\n## At matched error: the others interpolated to FBDF's / QNDF's error (CPU ms, and the ratio "
           "FBDF or QNDF / it)\n\n"
         + markdown_table(["problem", "method", "rtol", "error", "CPU [ms]", "f calls", "RadauIIA5", "ratio",
                           "Rodas5P", "ratio", "SciPy Radau", "ratio", "Kvaerno5", "ratio"], bdf_rows)
-        + ("\n\n## diffrax compile time\n\n" + markdown_table(["problem", "solver", "compile [s]"], compile_rows)
-           if compile_rows else "")
+        + ("\n\n## Compile time (not in the times above)\n\nCompiled RadauIIA5: the seconds its warm-up solve "
+           "spent compiling (Stats.compile_time) and that solve's wall time; diffrax: its first call minus a "
+           "second.\n\n" + markdown_table(["problem", "solver", "compile [s]", "warm-up solve wall [s]"],
+                                           compile_rows) if compile_rows else "")
         + "\n"
     )
-    write_result("stiff_tight" + ("" if size != "smoke" else "_smoke"), text)
+    name = "stiff_tight" + ("" if size != "smoke" else "_smoke")
+    write_result(name + ("" if solvers is None else "_" + "_".join(solvers)), text)
     return text
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stiff_tight", description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=("full", "small", "smoke"), default="full")
+    parser.add_argument("--solvers", default=None,
+                        help=f"comma-separated subset of {', '.join(SOLVER_KEYS)} (default: all)")
+    args = parser.parse_args()
+    keys = None if args.solvers is None else args.solvers.split(",")
+    if keys is not None and not set(keys) <= set(SOLVER_KEYS):
+        parser.error(f"--solvers: unknown {sorted(set(keys) - set(SOLVER_KEYS))}; choose from {list(SOLVER_KEYS)}")
+    print(main(args.size, solvers=keys))

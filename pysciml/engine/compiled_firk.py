@@ -45,6 +45,7 @@ from ..solution import Stats
 from .compiled_parts import CompileFailure, _control, _Program, _user_f, jacobian_fn
 from .firk import FIRKStepper
 from .firk_blocks import BlockFactors, fused_increment, transformed_matrix
+from .firk_sparse import SparseBlockFactors
 from .stepper import Stepper, StepResult
 
 __all__ = ["firk_program", "firk_unsupported", "CompiledFIRKStepper"]
@@ -54,7 +55,7 @@ Tensor = torch.Tensor
 
 def firk_unsupported(stepper: FIRKStepper) -> str | None:
     """Why ``stepper`` has no compiled step (``None``: it has one)."""
-    if not isinstance(stepper.factors, BlockFactors):
+    if isinstance(stepper.factors, SparseBlockFactors):
         return "the sparse linear solver (SparseLU, SciPy's SuperLU) has no compiled step"
     if stepper.rhs.user_jac is None and not stepper.rhs.autodiff:
         return "finite-difference Jacobians (autodiff=False) have no compiled step yet; give the problem a jac"
@@ -275,24 +276,30 @@ class CompiledFIRKStepper(Stepper):
                               RuntimeWarning, stacklevel=5)
         return self.inner.step(t, u, dt)
 
-    def _call(self, t: Tensor, u: Tensor, h: Tensor, rows: list[bool]) -> tuple[Any, ...]:
-        """One run of the program for the trajectories ``rows``, with the eager stepper's ``_refresh`` and
-        ``_newton`` bookkeeping on the host; returns the program's outputs and the info rows as lists."""
-        inner, stats = self.inner, self.stats
+    def program_args(self, t: Tensor, u: Tensor, h: Tensor, rows: list[bool]) -> tuple[Any, ...]:
+        """The program's arguments for the step from ``(t, u)`` by ``h``, Newton iterating on ``rows``: the eager
+        stepper's host flags become ``(B,)`` tensors."""
+        inner = self.inner
         bsz, n = u.shape
-        fresh = inner.J is None or any(inner.need_jac)
         need = [True] * bsz if inner.J is None else list(inner.need_jac)
         J_old = inner.J if inner.J is not None else u.new_zeros(bsz, n, n)
         if inner.prev is None:
             prev, dt_old = u.new_zeros(bsz, inner.tab.stages + 1, n), torch.ones_like(h)
         else:
             prev, dt_old = inner.prev
-        device = u.device
-        flags = torch.tensor([need, rows, inner.have, inner.refine], dtype=torch.bool, device=device)
-        faccon = torch.tensor(inner.faccon, dtype=u.dtype, device=device)
-        out = self.program.run("step", stats, self.rhs.p, t, u, inner.f0, h, self.atol_n, self.rtol_n, inner.atol,
-                               self.rtol, self.kappa, self.consts, J_old, flags[0], flags[1], faccon, prev, dt_old,
-                               flags[2], flags[3])
+        flags = torch.tensor([need, rows, inner.have, inner.refine], dtype=torch.bool, device=u.device)
+        faccon = torch.tensor(inner.faccon, dtype=u.dtype, device=u.device)
+        return (self.rhs.p, t, u, inner.f0, h, self.atol_n, self.rtol_n, inner.atol, self.rtol, self.kappa,
+                self.consts, J_old, flags[0], flags[1], faccon, prev, dt_old, flags[2], flags[3])
+
+    def _call(self, t: Tensor, u: Tensor, h: Tensor, rows: list[bool]) -> tuple[Any, ...]:
+        """One run of the program for the trajectories ``rows``, with the eager stepper's ``_refresh`` and
+        ``_newton`` bookkeeping on the host; returns the program's outputs and the info rows as lists."""
+        inner, stats = self.inner, self.stats
+        bsz = u.shape[0]
+        fresh = inner.J is None or any(inner.need_jac)
+        need = [True] * bsz if inner.J is None else list(inner.need_jac)
+        out = self.program.run("step", stats, *self.program_args(t, u, h, rows))
         J, info = out[6], out[7].tolist()
         # FIRKStepper._refresh's counters and state
         if fresh:

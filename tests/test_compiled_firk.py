@@ -1,0 +1,144 @@
+"""``solve(..., compile=True)`` with RadauIIA5/RadauIIA3: the compiled FIRK step (pysciml/engine/compiled_firk.py).
+
+The compiled step must take the eager stepper's steps: the same accepted and rejected steps, Jacobians,
+factorizations, Newton iterations and f calls, and the same values to round-off (float64). Compiling one program
+takes tens of seconds on a loaded 2-core CPU, so every test that compiles is ``exhaustive``; the default run checks
+the traced graph (no graph break, by ``torch._dynamo.explain``, which does not run inductor) and the eager fallbacks.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import rober_dae
+
+import pysciml as ps
+from pysciml._validate import SolveOptions, check_solve
+from pysciml.engine import compiled
+from pysciml.engine.compiled import compile_stepper
+from pysciml.engine.compiled_firk import CompiledFIRKStepper
+from pysciml.native import make_stepper
+from pysciml.problems import brusselator_1d, hires, oregonator, rober, van_der_pol
+from pysciml.solution import Stats
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+F64 = torch.float64
+COUNTS = ("nf", "njac", "nlu", "nsolve", "naccept", "nreject", "nloop", "nnonliniter", "nnonlinconvfail")
+
+
+def counts(sol: ps.ODESolution) -> dict[str, int]:
+    return {k: getattr(sol.stats, k) for k in COUNTS}
+
+
+def assert_compiled_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, rtol_u: float = 1e-9, **kw) -> None:
+    eager = ps.solve(prob, alg, **kw)
+    comp = ps.solve(prob, alg, compile=True, **kw)
+    assert eager.success and comp.success
+    assert counts(comp) == counts(eager)
+    assert comp.stats.compile_time >= 0.0
+    torch.testing.assert_close(comp.u, eager.u, rtol=rtol_u, atol=1e-14)
+
+
+def vdp_batched(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    x, y = u[..., 0], u[..., 1]
+    return torch.stack((y, p[..., 0] * (1 - x * x) * y - x), dim=-1)
+
+
+def batch_problem() -> ps.ODEProblem:
+    """Van der Pol, three trajectories with mu = 10, 30, 100: different stiffness, so they reject, refresh their
+    Jacobians and hold their steps at different times."""
+    u0 = torch.tensor([[2.0, 0.0], [2.0, -0.5], [1.5, 0.0]], dtype=F64)
+    p = torch.tensor([[10.0], [30.0], [100.0]], dtype=F64)
+    return ps.ODEProblem(vdp_batched, u0, (0.0, 3.0), p, batched=True)
+
+
+def compiled_stepper(prob: ps.ODEProblem, alg: ps.Algorithm) -> tuple[CompiledFIRKStepper, torch.Tensor,
+                                                                       torch.Tensor]:
+    stats = Stats()
+    c = check_solve(prob, alg, SolveOptions())
+    u = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, -1)
+    stepper = compile_stepper(make_stepper(alg, prob, stats, c.atol, c.rtol, False), stats, u.shape[0], c.atol,
+                              c.rtol, False, u)
+    assert isinstance(stepper, CompiledFIRKStepper)
+    t = torch.zeros(u.shape[0], dtype=F64)
+    stepper.init(t, u)
+    return stepper, t, u
+
+
+@pytest.mark.parametrize(("prob", "alg"), [
+    (rober((0.0, 1.0)), ps.RadauIIA5()),
+    pytest.param(van_der_pol(10.0), ps.RadauIIA3(), marks=pytest.mark.exhaustive),
+    # autodiff Jacobian, n = 8 (the small path)
+    pytest.param(ps.ODEProblem(hires().f, hires().u0, hires().tspan), ps.RadauIIA5(), marks=pytest.mark.exhaustive),
+    # n = 12: a real LU per block, the complex pair as its real 2n x 2n form
+    pytest.param(brusselator_1d(6), ps.RadauIIA5(), marks=pytest.mark.exhaustive),
+    pytest.param(rober_dae(1.0), ps.RadauIIA5(), marks=pytest.mark.exhaustive),  # a singular mass matrix
+], ids=["rober-radau5", "vdp-radau3", "hires-autodiff", "bruss-large-n", "rober-dae"])
+def test_no_graph_break(prob: ps.ODEProblem, alg: ps.Algorithm) -> None:
+    """The whole step traces into one graph (Dynamo only: inductor does not run here; 8-16 s per case under
+    load, so one case runs by default)."""
+    stepper, t, u = compiled_stepper(prob, alg)
+    args = stepper.program_args(t, u, torch.full_like(t, 1e-4), [True] * u.shape[0])
+    report = torch._dynamo.explain(stepper.program.raw["step"])(*args)
+    assert report.graph_break_count == 0 and report.graph_count == 1, report.break_reasons
+
+
+def test_fallbacks_warn_and_solve() -> None:
+    """SparseLU, finite-difference Jacobians and differentiated solves keep the eager stepper, after a warning."""
+    prob = van_der_pol(10.0, (0.0, 1.0))
+    plain = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)
+    sparse = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p, jac_prototype=torch.ones(2, 2, dtype=torch.bool))
+    eager = ps.solve(sparse, ps.RadauIIA5(linsolve=ps.SparseLU()), rtol=1e-6, atol=1e-9)
+    with pytest.warns(RuntimeWarning, match="SparseLU.*no compiled step"):
+        sol = ps.solve(sparse, ps.RadauIIA5(linsolve=ps.SparseLU()), rtol=1e-6, atol=1e-9, compile=True)
+    assert sol.success and counts(sol) == counts(eager)
+    torch.testing.assert_close(sol.u, eager.u, rtol=0, atol=0)
+    with pytest.warns(RuntimeWarning, match="finite-difference Jacobians"):
+        sol = ps.solve(plain, ps.RadauIIA5(autodiff=False), rtol=1e-6, atol=1e-9, compile=True)
+    assert sol.success
+    p = prob.p.clone().requires_grad_(True)
+    diff = ps.ODEProblem(prob.f, prob.u0, (0.0, 0.5), p, jac=prob.jac)
+    with pytest.warns(RuntimeWarning, match="differentiated RadauIIA5 solves"):
+        sol = ps.solve(diff, ps.RadauIIA5(), rtol=1e-6, atol=1e-9, compile=True, saveat=[0.5])
+    grad = torch.autograd.grad(sol.u[-1].sum(), p)[0]
+    assert torch.isfinite(grad).all()
+
+
+@pytest.mark.exhaustive  # compiles its own programs (tens of seconds each on a loaded CPU)
+@pytest.mark.parametrize(("prob", "alg", "rtol"), [
+    (rober((0.0, 1e5)), ps.RadauIIA5(), 1e-8),
+    (van_der_pol(1e3), ps.RadauIIA5(), 1e-9),
+    (oregonator(), ps.RadauIIA5(), 1e-8),
+    (van_der_pol(10.0), ps.RadauIIA3(), 1e-7),
+    (brusselator_1d(6), ps.RadauIIA5(), 1e-8),
+    (rober_dae(1e3), ps.RadauIIA5(), 1e-8),
+], ids=["rober", "vdp-1e3", "oregonator", "vdp-radau3", "bruss-large-n", "rober-dae"])
+def test_compiled_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, rtol: float) -> None:
+    assert_compiled_equals_eager(prob, alg, rtol=rtol, atol=1e-4 * rtol)
+
+
+@pytest.mark.exhaustive
+def test_batch_equals_eager() -> None:
+    """Three trajectories with their own Jacobian refreshes, holds and rejections (eager batched loop around the
+    compiled step)."""
+    prob = batch_problem()
+    eager = ps.solve(prob, ps.RadauIIA5(), rtol=1e-8, atol=1e-10)
+    assert eager.stats.nreject > 0
+    assert_compiled_equals_eager(prob, ps.RadauIIA5(), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.exhaustive
+def test_no_recompilation_across_tolerances_u0_p() -> None:
+    prob = van_der_pol(1e3)
+    ps.solve(prob, ps.RadauIIA5(), rtol=1e-6, atol=1e-9, compile=True)
+    before = compiled.compile_count()
+    for i, scale in enumerate((1.0, 0.9, 1.1)):
+        p = prob.p * scale
+        other = ps.ODEProblem(prob.f, prob.u0 * scale, prob.tspan, p, jac=prob.jac)
+        rtol = 10.0 ** -(6 + i)
+        sol = ps.solve(other, ps.RadauIIA5(), rtol=rtol, atol=1e-3 * rtol, compile=True)
+        ref = ps.solve(other, ps.RadauIIA5(), rtol=rtol, atol=1e-3 * rtol)
+        assert sol.success and counts(sol) == counts(ref)
+        assert sol.stats.compile_time == 0.0
+    assert compiled.compile_count() == before
