@@ -22,21 +22,24 @@ Sizes: ``full`` (all of the above), ``smoke`` (ROBER only, to t1 = 1, batch 4).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
 
 import pysciml as ps
-from pysciml.engine import compiled_loop
+from pysciml.engine import compiled_control, compiled_loop
 
 from .common import environment, markdown_table, result_name, write_result
 
 RTOL, ATOL = 1e-6, 1e-10
 COUNTS = ("naccept", "nreject", "nloop", "njac", "nlu", "nf")
 WAYS = ("eager", "per-step compiled", "whole loop")
+T = TypeVar("T")
 
 
 def _factors(b: int, n: int) -> torch.Tensor:
@@ -80,15 +83,51 @@ def cases(size: str) -> list[tuple[str, Callable[[int], ps.ODEProblem]]]:
             ("Van der Pol mu=1e3, t1=6.3", vdp)]
 
 
-def timed(fn: Callable[[], ps.ODESolution]) -> tuple[float, float, int, ps.ODESolution]:
-    """Median wall and CPU seconds of ``fn()`` (warmed up): 5 runs, 3 over 0.5 s, 1 over 2 s (CPU time)."""
+@contextlib.contextmanager
+def loop_route() -> Iterator[dict[str, int]]:
+    """Count which batched compiled loop the solves inside the block run: ``{"whole": calls of
+    compiled_loop.integrate_batched_whole, "per-step": calls of compiled_control.integrate_batched_compiled}``. A
+    solve that took the whole loop adds 1 to ``whole`` only; one that fell back to the per-step programs (a failed
+    loop compile) adds 1 to both; one the whole loop does not handle, 1 to ``per-step`` only."""
+    calls = {"whole": 0, "per-step": 0}
+    real_whole, real_step = compiled_loop.integrate_batched_whole, compiled_control.integrate_batched_compiled
+
+    def whole(*args, **kwargs):
+        calls["whole"] += 1
+        return real_whole(*args, **kwargs)
+
+    def step(*args, **kwargs):
+        calls["per-step"] += 1
+        return real_step(*args, **kwargs)
+
+    compiled_loop.integrate_batched_whole, compiled_control.integrate_batched_compiled = whole, step
+    try:
+        yield calls
+    finally:
+        compiled_loop.integrate_batched_whole, compiled_control.integrate_batched_compiled = real_whole, real_step
+
+
+def route_name(calls: dict[str, int]) -> str:
+    """What :func:`loop_route`'s counts say: ``whole loop``, ``per-step programs``, or both, with the counts."""
+    if not calls["whole"] and not calls["per-step"]:
+        return "scalar loop (per-step programs)"
+    if calls["whole"] and not calls["per-step"]:
+        return f"whole loop ({calls['whole']} solves)"
+    if calls["per-step"] and not calls["whole"]:
+        return f"per-step programs ({calls['per-step']} solves)"
+    return f"whole loop tried {calls['whole']}x, per-step programs {calls['per-step']}x (fell back)"
+
+
+def timed(fn: Callable[[], T], max_runs: int = 5) -> tuple[float, float, int, T]:
+    """Median wall and CPU seconds of ``fn()`` (warmed up): 5 runs, 3 over 0.5 s, 1 over 2 s (CPU time), at most
+    ``max_runs``; and the last result."""
     walls, cpus = [], []
     while True:
         w, c = time.perf_counter(), time.process_time()
         sol = fn()
         walls.append(time.perf_counter() - w)
         cpus.append(time.process_time() - c)
-        if len(cpus) >= (5 if cpus[0] <= 0.5 else 3 if cpus[0] <= 2.0 else 1):
+        if len(cpus) >= min(max_runs, 5 if cpus[0] <= 0.5 else 3 if cpus[0] <= 2.0 else 1):
             return statistics.median(walls), statistics.median(cpus), len(cpus), sol
 
 
