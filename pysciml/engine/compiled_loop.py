@@ -1,17 +1,17 @@
 """The whole batched loop as one compiled program (``torch.while_loop``): no host round trip until it ends.
 
 For the common case, an adaptive solve with ``compile=True`` (a batch, or one trajectory in float64, where it
-replaces the scalar loop) by an explicit Runge-Kutta method whose interpolant needs no extra stages, a
-Rosenbrock method (every :class:`~.rosenbrock.RosenbrockStepper` tableau) or an ARK/ESDIRK method with a callable
-implicit part, saving at fixed times (``saveat``, or only the ends), without dense output, ``tstops``, the
-progress bar or step hooks, and not differentiated, :func:`integrate_batched_whole` runs
-:mod:`.compiled_control`'s controlled step (the step with the batched loop's control) inside a
-``torch.while_loop`` that turns while some trajectory is running and fewer than ``maxiters`` steps were taken.
-Save points are filled inside the program: each accepted step writes the points it passed, evaluated on its
-interpolant (the tableau's dense output, else the cubic Hermite one; its end value where a point is the step's
-end), as :class:`~.loop_saver._Saver` does. The counters come back with the result (steps, steps with an
-acceptance, per-trajectory accepted and attempted steps, fresh Jacobians; ARK's Newton counts), so ``sol.stats``
-is the eager solve's.
+replaces the scalar loop) by an explicit Runge-Kutta method whose interpolant needs no extra stages, a Rosenbrock
+method (every :class:`~.rosenbrock.RosenbrockStepper` tableau) or an ARK/ESDIRK method with a callable implicit
+part, saving at fixed times (``saveat``, or only the ends), without dense output, ``tstops``, the progress bar or
+step hooks (differentiated or not, for explicit RK; not differentiated for the other families),
+:func:`integrate_batched_whole` runs :mod:`.compiled_control`'s controlled step (the step with the batched loop's
+control) inside a ``torch.while_loop`` that turns while some trajectory is running and fewer than ``maxiters`` steps
+were taken. Save points are filled inside the program: each accepted step writes the points it passed, evaluated on
+its interpolant (the tableau's dense output, else the cubic Hermite one; its end value where a point is the step's
+end), as :class:`~.loop_saver._Saver` does. The counters come back with the result (steps, steps with an acceptance,
+per-trajectory accepted and attempted steps, fresh Jacobians; ARK's Newton counts), so ``sol.stats`` is the eager
+solve's.
 
 Rosenbrock and ARK steppers evaluate the Jacobian only at the start of a step that follows an accepted one (in a
 batch: one where some trajectory was accepted). The loop carries the Jacobian (and Rosenbrock's ``df/dt``, ARK's
@@ -21,12 +21,27 @@ eager ones to round-off (a finite-difference ``df/dt``, for a time-dependent ``f
 ~1e-8 relative round-off that can move an accept decision near ``EEst = 1``, as in the per-step programs); the
 discarded evaluations (one per step after a rejection) are not counted in ``sol.stats``.
 
-Everything else (dense output, ``tstops``, solves that may be differentiated: ``while_loop`` has no backward)
-keeps the per-step design of :mod:`.compiled_control`; a loop program that fails to compile falls back to it too,
-once per signature, with one warning. Known case (torch 2.13): a ``f`` or ``jac`` that creates a tensor constant
-(``torch.tensor(...)`` of literals, as HIRES's analytic ``jac`` does) fails inductor's C++ wrapper build inside
-a ``while_loop`` body (the constant is not declared there), so such solves run the per-step programs.
-``ENABLED = False`` switches the whole-loop programs off (for comparisons).
+Gradients (explicit RK; the discrete adjoint, as eager direct backpropagation gives it): ``while_loop``'s autograd
+stacks every iteration's carries in the forward pass and runs a reverse ``while_loop`` of the body's vector-Jacobian
+products in the backward pass, so memory grows as iterations x carry size (the state, the save buffer ``(S, B, n)``
+with ``S`` padded to a power of two, ``f(t, u)`` and the control's ``(B,)`` rows). The step control is detached
+inside the body, as the eager loop treats step sizes as constants, and a save time the step did not pass is
+evaluated at ``theta = 0``, not at the padding's ``inf`` (without these two, the gradients came out NaN). Two torch
+2.13 limits shape this: the C++ wrapper has no ``while_loop_stack_output`` (such programs use inductor's Python
+wrapper), and the backward differentiates a carry only where its initial value requires grad, dropping the
+cotangents of later iterations otherwise (a parameter gradient then kept only the last step's share), so
+:func:`_requiring_grad` hands the loop carries that require grad. A differentiated solve is recognised by ``u0``, a
+tensor in ``p`` or a parameter of an ``nn.Module`` ``f`` requiring grad; a tensor captured by a closure is not, and
+its solve finds out by one failed compile (the C++ wrapper) and runs the per-step programs. Rosenbrock and ARK
+solves that may be differentiated keep the per-step programs (or run eagerly, Rosenbrock's, after a warning from
+:mod:`.compiled`).
+
+Everything else (dense output, ``tstops``) keeps the per-step design of :mod:`.compiled_control`; a loop program
+that fails to compile falls back to it too, once per signature, with one warning. Known case (torch 2.13): a ``f``
+or ``jac`` that creates a tensor constant (``torch.tensor(...)`` of literals, as HIRES's analytic ``jac`` does)
+fails inductor's C++ wrapper build inside a ``while_loop`` body (the constant is not declared there), so such
+solves run the per-step programs. ``ENABLED = False`` switches the whole-loop programs off, ``GRADIENTS = False``
+those of differentiated solves (for comparisons).
 """
 
 from __future__ import annotations
@@ -42,7 +57,7 @@ from torch._higher_order_ops.while_loop import while_loop
 
 from ..solution import Stats
 from .ark import ARKStepper
-from .compiled import CompiledStepper, CompileFailure, _mass, _Program
+from .compiled import _COUNT, CompiledStepper, CompileFailure, _mass, _Program, _user_f
 from .compiled_control import _fsal, _padded, _start, controlled_step_fn, finish, handles
 from .compiled_parts import jacobian_fn, tgrad_fn, tracks_grad
 from .explicit_rk import ExplicitRKStepper
@@ -63,26 +78,53 @@ ENABLED = True
 comparisons (``benchmarks/stiff_loop.py`` times both)."""
 
 
-def _tracks_grad(stepper: CompiledStepper) -> bool:
-    """Whether the solve may be differentiated: ``while_loop`` has no backward, so those keep the per-step
-    programs (a parameter captured by a closure in ``f`` is found by the failed compile, once per signature)."""
-    return tracks_grad(stepper.rhs)
+GRADIENTS = True
+"""Differentiated solves through the whole loop (``while_loop``'s autograd; see the module docstring). ``False``
+keeps them on the per-step programs (for comparisons)."""
+
+
+GRADIENT_FAMILIES: tuple[type, ...] = (ExplicitRKStepper,)
+"""The stepper families whose differentiated solves take the loop program (the ones tested)."""
+
+
+def _grad_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+    """Inductor with its Python wrapper, for loops that may be differentiated: the C++ wrapper has no
+    ``while_loop_stack_output`` (the forward of a differentiated ``while_loop``; torch 2.13), counted as
+    :func:`~.compiled_parts._backend` counts."""
+    from torch._inductor.compile_fx import compile_fx
+
+    _COUNT[0] += 1
+    return compile_fx(gm, example_inputs, config_patches={"cpp_wrapper": False})
 
 
 def handles_whole(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     """Whether :func:`integrate_batched_whole` runs this batched solve."""
-    if not ENABLED or not handles(stepper, opts) or opts.dense or opts.saveat is None or u0.requires_grad:
+    if not ENABLED or not handles(stepper, opts) or opts.dense or opts.saveat is None:
         return False
-    if _tracks_grad(stepper):
+    inner = stepper.inner
+    differentiated = u0.requires_grad or tracks_grad(stepper.rhs)
+    if differentiated and not (GRADIENTS and isinstance(inner, GRADIENT_FAMILIES)):
         return False
     if u0.shape[0] == 1 and u0.dtype != torch.float64:  # the scalar loop keeps time in Python floats (float64)
         return False
-    inner = stepper.inner
     if [s for s in (opts.tstops or []) if min(opts.t0, opts.t1) < s < max(opts.t0, opts.t1)]:
         return False
     if isinstance(inner, ExplicitRKStepper):
         return not inner.tab.extra_c
     return isinstance(inner, (RosenbrockStepper, ARKStepper))
+
+
+def _reverse_jacobian(F: Any) -> Any:
+    """``J(p, t, u)``, ``(B, n, n)``, by vector-Jacobian products vmapped over the unit basis (row ``i`` of every
+    trajectory's Jacobian from one cotangent ``e_i``)."""
+
+    def jacobian(p: Any, t: Tensor, u: Tensor) -> Tensor:
+        b, n = u.shape
+        basis = torch.eye(n, dtype=u.dtype, device=u.device)[:, None, :].expand(n, b, n)
+        _, vjp = torch.func.vjp(lambda x: F(p, t, x), u)
+        return torch.func.vmap(vjp)(basis)[0].permute(1, 0, 2)
+
+    return jacobian
 
 
 class _Family:
@@ -95,15 +137,18 @@ class _Family:
     evaluated at every iteration and selected by ``torch.where``, which gives the eager numbers (a step after a
     rejection reuses the carried one)."""
 
-    def __init__(self, stepper: CompiledStepper) -> None:
+    def __init__(self, stepper: CompiledStepper, grad: bool = False) -> None:
         inner, base = stepper.inner, stepper.program
         self.kind = "ark" if isinstance(inner, ARKStepper) else "ros" if isinstance(inner, RosenbrockStepper) else "erk"
         self.step: Any = None
+        self.grad = False  # the loop may be differentiated (set by _loop_program)
         self.has_e = isinstance(inner, ARKStepper) and inner.rhs_e is not None
         self.tgrad = isinstance(inner, RosenbrockStepper) and inner.needs_tgrad
         if self.kind == "erk":
             return
         raw, jacobian, tgrad = base.raw["fresh"], jacobian_fn(inner.rhs), tgrad_fn(inner.rhs)
+        if grad and inner.rhs.user_jac is None:  # while_loop's backward cannot nest forward-mode AD
+            jacobian = _reverse_jacobian(_user_f(inner.rhs))
         needs_tgrad = self.tgrad
 
         def rosenbrock_step(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor, atol_n: Tensor, rtol_n: Tensor,
@@ -192,14 +237,17 @@ class _Family:
         stepper._pending = X[5]
 
 
-def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float, interior: bool) -> _Program:
+def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float, interior: bool,
+                  u0: Tensor) -> _Program:
     """The while_loop around the controlled step (cached on the step's program)."""
     base = stepper.program
-    key = ("whole", interior, direction, opts.dtmin > 0.0, opts.dtmax is not None, opts.controller, stepper.order)
+    grad = tracks_grad(stepper.rhs, u0)
+    key = ("whole", interior, direction, opts.dtmin > 0.0, opts.dtmax is not None, opts.controller, stepper.order,
+           grad)
     prog = base.fused.get(key)
     if prog is not None:
         return prog
-    family = _Family(stepper)
+    family = _Family(stepper, grad)
     step = controlled_step_fn(stepper, opts, direction, 1, family.step)
     D = stepper.inner.dense_matrix
 
@@ -213,7 +261,7 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
             return (k < maxiters[0]) & LX[3].any()
 
         def body(k: Tensor, n_any: Tensor, u: Tensor, out: Tensor, *LX: Tensor) -> tuple[Tensor, ...]:
-            L, X = LX[:nL], LX[nL:]
+            L, X = tuple(x.detach() for x in LX[:nL]), LX[nL:]  # the control is not differentiated (as eager)
             t, sidx = L[0], L[11]
             args = family.args(p, t, u, L[1], atol_n, rtol_n, mass, X)
             res, state, u_new, f0s, dt_step, n_cross, summary = step(L, C, *args)
@@ -225,10 +273,12 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
                     coeffs = polynomial_coefficients(u, D, family.stages(res, dt_step))
                 else:
                     coeffs = hermite_coefficients(u, u_new, family.f_start(X), family.f_start(X_new), dt_step)
-                vals = torch.where(at_end[..., None], u_new, evaluate(coeffs, (saveat[:, None] - t) / dt_step))
+                theta = torch.where(passed, (saveat[:, None] - t) / dt_step, 0.0)  # finite: no NaN in a backward
+                vals = torch.where(at_end[..., None], u_new, evaluate(coeffs, theta))
             else:
                 vals = u_new.expand(saveat.shape[0], -1, -1)
             out = torch.where(passed[..., None], vals, out)
+            state = tuple(x.clone() if any(x is y for y in L) else x.detach() for x in state)  # no aliasing
             new = (*state, *X_new)
             new = tuple(x.clone() if x is y else x for x, y in zip(new, LX, strict=True))  # no aliasing
             return (k + 1, n_any + summary[1], u_new, out, *new)
@@ -237,10 +287,21 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
         return tuple(while_loop(more, body, (zero, zero.clone(), u, out, *L, *X)))
 
     prog = _Program(f"{base.tag}w{len(base.fused)}")
-    prog.add("loop", whole_loop)
+    prog.add("loop", whole_loop, _grad_backend if grad else None)
+    family.grad = grad
     prog.family = family
     base.fused[key] = prog
     return prog
+
+
+def _requiring_grad(x: Tensor) -> Tensor:
+    """``x``, or a leaf copy that requires grad where a floating ``x`` does not: torch 2.13's ``while_loop``
+    backward differentiates a carry at every iteration only where its initial value requires grad (else the
+    cotangents that reach it from later iterations are dropped: a parameter gradient keeps only the last step's
+    share). The copy's own gradient is never read."""
+    if not x.is_floating_point() or x.requires_grad:
+        return x
+    return x.detach().requires_grad_()
 
 
 def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int) -> tuple[Any, ...]:
@@ -249,13 +310,16 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int)
     L, C, _, saver, direction = _start(stepper, u0, opts)
     saveat = opts.saveat
     interior = bool(((saveat != opts.t0) & (saveat != opts.t1)).any())
-    prog = _loop_program(stepper, opts, direction, interior)
+    prog = _loop_program(stepper, opts, direction, interior, u0)
     padded = _padded(saveat.tolist(), math.inf, u0.dtype, u0.device)
     out = torch.full((padded.shape[0], *saver.out.shape[1:]), math.nan, dtype=u0.dtype, device=u0.device)
     out[: saveat.shape[0]] = saver.out
     maxiters = torch.full((1,), steps, dtype=torch.long, device=u0.device)
     X = prog.family.start(stepper, u0)
-    args = (L, C, padded, out, stepper.rhs.p, u0, stepper.atol_n, stepper.rtol_n, maxiters, _mass(stepper.inner), X)
+    u = u0
+    if prog.family.grad:  # see _requiring_grad
+        u, out, X = _requiring_grad(u0), _requiring_grad(out), tuple(_requiring_grad(x) for x in X)
+    args = (L, C, padded, out, stepper.rhs.p, u, stepper.atol_n, stepper.rtol_n, maxiters, _mass(stepper.inner), X)
     return prog, args, saver
 
 
@@ -312,5 +376,5 @@ def integrate_batched_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: 
     saver.out = out[: opts.saveat.shape[0]]
     result = finish(stepper, tuple(state), saver, u, None, stats)
     if u0.shape[0] == 1:  # as the scalar loop returns it
-        result.dt_next = float(state[1].abs()[0])
+        result.dt_next = float(state[1].detach().abs()[0])
     return result

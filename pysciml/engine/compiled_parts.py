@@ -61,12 +61,13 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
         quiet.setLevel(level)
 
 
-def _own_code(fn: Callable[..., Any], tag: str) -> Callable[..., Any]:
+def _own_code(fn: Callable[..., Any], tag: str, backend: Callable[..., Any] | None = None) -> Callable[..., Any]:
     """``fn`` with a code object of its own: Dynamo keeps its compiled entries (and its recompile limit) per code
-    object, so each cached program must not share one with programs of other signatures."""
+    object, so each cached program must not share one with programs of other signatures. ``backend``: default
+    :func:`_backend`."""
     code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}")
     new = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
-    return torch.compile(new, fullgraph=True, dynamic=False, backend=_backend)
+    return torch.compile(new, fullgraph=True, dynamic=False, backend=backend or _backend)
 
 
 class CompileFailure(Exception):
@@ -121,9 +122,9 @@ class _Program:
         self.fused: dict[tuple, _Program] = {}  # batched loops: this step with the control (.compiled_control)
         self.family: Any = None  # a whole-loop program's family (.compiled_loop._Family)
 
-    def add(self, variant: str, fn: Callable[..., Any]) -> None:
+    def add(self, variant: str, fn: Callable[..., Any], backend: Callable[..., Any] | None = None) -> None:
         self.raw[variant] = fn
-        self.variants[variant] = _own_code(fn, self.tag)
+        self.variants[variant] = _own_code(fn, self.tag, backend)
 
     def with_variants(self, step: Callable[..., Any]) -> _Program:
         """``step`` as the ``fresh`` and ``reuse`` variants: one compiled function, in which Dynamo compiles one

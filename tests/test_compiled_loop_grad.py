@@ -1,0 +1,240 @@
+"""Gradients through the whole compiled loop (engine/compiled_loop.py, issue 17): ``torch.while_loop``'s autograd.
+
+A differentiated explicit RK solve with ``compile=True`` (a batch, or one float64 trajectory, saving at fixed times)
+runs as one loop program whose backward is torch's reverse ``while_loop``; its values and gradients must equal the
+eager discrete adjoint's to round-off. The first test reproduces, in plain torch, the ``while_loop`` backward
+behaviour the loop works around (a carry whose initial value does not require grad drops the cotangents of later
+iterations); if it fails, torch changed and ``compiled_loop._requiring_grad`` may be unnecessary. The solves compile
+programs of their own (minutes each on a cold inductor cache on a small, loaded CPU), so they are ``exhaustive``
+(``pytest -m exhaustive tests/test_compiled_loop_grad.py``); the default run checks the dispatch only.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch._higher_order_ops.while_loop import while_loop
+
+import pysciml as ps
+from pysciml.engine import compiled_loop
+
+F64, F32 = torch.float64, torch.float32
+
+
+def _looped(y0: torch.Tensor, A: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
+    """``y_n`` for ``y_{k+1} = y_k + 0.1 tanh(y_k A + b)`` as a ``while_loop`` (``A``, ``b``: closed over)."""
+    def body(k: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return k + 1, y + 0.1 * torch.tanh(y @ A + b)
+
+    return while_loop(lambda k, y: k < n, body, (torch.zeros((), dtype=torch.long), y0))[1]
+
+
+def _unrolled(y0: torch.Tensor, A: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
+    y = y0
+    for _ in range(n):
+        y = y + 0.1 * torch.tanh(y @ A + b)
+    return y
+
+
+def _loop_and_unrolled(n: int, y0_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``d/dA sum(y_n^2)`` through ``while_loop`` and unrolled; ``y0_grad``: the initial carry requires grad."""
+    gen = torch.Generator().manual_seed(0)
+    A0, b0, y0 = (torch.randn(*s, dtype=F64, generator=gen) for s in ((2, 2), (2,), (3, 2)))
+    grads = []
+    for run in (_looped, _unrolled):
+        A, b = A0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+        run(y0.clone().requires_grad_(y0_grad), A, b, n).pow(2).sum().backward()
+        grads.append(A.grad)
+    return grads[0], grads[1]
+
+
+def test_torch_while_loop_backward_needs_carries_requiring_grad() -> None:
+    """Why the loop hands ``while_loop`` carries that require grad (``compiled_loop._requiring_grad``): with an
+    initial carry that does not, the parameter gradient of three iterations is wrong (only the last iteration's
+    share: off by about 20 % here); with one that does, it is the unrolled loop's. If the first assertion fails,
+    torch's backward changed."""
+    looped, unrolled = _loop_and_unrolled(3, y0_grad=False)
+    assert (looped - unrolled).abs().max() > 1e-3 * unrolled.abs().max()
+    looped, unrolled = _loop_and_unrolled(3, y0_grad=True)
+    torch.testing.assert_close(looped, unrolled, rtol=1e-12, atol=1e-12)
+
+
+class Field(torch.nn.Module):
+    """The spiral benchmark's field, smaller: ``net(y^3)`` with a 2-8-2 tanh MLP (parameters of an ``nn.Module``
+    captured by the solve, not passed as ``p``)."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).to(dtype)
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.net(y**3)
+
+
+def _taken(prob: ps.ODEProblem, alg: ps.Algorithm) -> bool:
+    """Whether ``solve(prob, alg, compile=True, saveat=...)`` runs the whole-loop program (compiles nothing)."""
+    from pysciml._validate import SolveOptions, check_solve
+    from pysciml.engine.compiled import compile_stepper
+    from pysciml.native import _loop_options, make_stepper
+    from pysciml.solution import Stats
+
+    opts = SolveOptions(rtol=1e-6, atol=1e-8, saveat=[0.0, 0.5, 1.0], compile=True)
+    c = check_solve(prob, alg, opts)
+    stats = Stats()
+    stepper = make_stepper(c.alg, prob, stats, c.atol, c.rtol, False)
+    u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # differentiated Rosenbrock: "solving eagerly"
+        stepper = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense, u0)
+    return compiled_loop.handles_whole(stepper, _loop_options(prob, c, opts, False), u0)
+
+
+def test_differentiated_dispatch() -> None:
+    """Differentiated explicit RK solves (parameters of an ``nn.Module`` ``f``, or ``u0``, requiring grad) run as
+    one loop program, batched or one float64 trajectory; one float32 trajectory stays on the scalar loop; with
+    ``GRADIENTS`` off, and for implicit families, differentiated solves keep the per-step programs (or eager)."""
+    field = Field(F64)
+    y0 = torch.tensor([[2.0, 0.0], [1.0, 0.5]], dtype=F64)
+    for module_grad, u0_grad in ((True, False), (False, True), (True, True)):
+        field.requires_grad_(module_grad)
+        one = ps.ODEProblem(field, y0.clone().requires_grad_(u0_grad), (0.0, 1.0))
+        batch = ps.ODEProblem(field, y0.clone().requires_grad_(u0_grad), (0.0, 1.0), batched=True)
+        assert _taken(one, ps.DP5()) and _taken(batch, ps.Tsit5())
+        assert not _taken(batch, ps.Rodas5P()) and not _taken(batch, ps.KenCarp4())
+        compiled_loop.GRADIENTS = False
+        try:
+            assert not _taken(one, ps.DP5()) and not _taken(batch, ps.Tsit5())
+        finally:
+            compiled_loop.GRADIENTS = True
+    field32 = Field(F32)
+    assert not _taken(ps.ODEProblem(field32, y0.to(F32), (0.0, 1.0)), ps.DP5())
+    assert _taken(ps.ODEProblem(field32, y0.to(F32), (0.0, 1.0), batched=True), ps.DP5())
+
+
+class _WholeRuns:
+    """Counts the solves :func:`~pysciml.engine.compiled_loop.integrate_batched_whole` ran, and turns every
+    ``RuntimeWarning`` (a fallback's) into an error."""
+
+    def __enter__(self) -> list[int]:
+        self.calls: list[int] = []
+        self.real = compiled_loop.integrate_batched_whole
+        self.warn = warnings.catch_warnings()
+        self.warn.__enter__()
+        warnings.simplefilter("error", RuntimeWarning)
+
+        def counting(*args, **kwargs):
+            self.calls.append(1)
+            return self.real(*args, **kwargs)
+
+        compiled_loop.integrate_batched_whole = counting
+        return self.calls
+
+    def __exit__(self, *exc: object) -> None:
+        compiled_loop.integrate_batched_whole = self.real
+        self.warn.__exit__(*exc)
+
+
+SAVE = [0.0, 0.3, 1.0, 1.02, 2.0]  # at t0, inside steps, two in one step, at t1
+
+
+def _solve_grads(field: Field, y0: torch.Tensor, batched: bool, compile: bool) -> tuple[torch.Tensor, ...]:
+    """Values at ``SAVE`` and the gradients of ``sum(u^2)`` (parameters, then ``y0``), DP5, discrete adjoint."""
+    field.zero_grad()
+    u0 = y0.clone().requires_grad_(True)
+    prob = ps.ODEProblem(field, u0, (0.0, 2.0), batched=batched)
+    sol = ps.solve(prob, ps.DP5(), saveat=SAVE, rtol=1e-6, atol=1e-8, sensealg=ps.DiscreteAdjoint(), compile=compile)
+    sol.u.pow(2).sum().backward()
+    return (sol.u.detach(), *(q.grad for q in field.parameters()), u0.grad)
+
+
+Y0 = [[2.0, 0.0], [1.0, 0.5], [-1.5, 0.3]]
+
+
+@pytest.mark.exhaustive
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize(("dtype", "batched"), [(F64, False), (F64, True), (F32, True)])
+def test_whole_loop_gradients_equal_eager(dtype: torch.dtype, batched: bool) -> None:
+    """DP5 with an MLP ``f`` through the loop program: values and gradients (parameters and ``u0``) equal the
+    eager discrete adjoint's to round-off, the gradient in one weight is within 1e-4 of a central difference of
+    the same solve (float64), and a second solve with new parameters and ``u0`` compiles nothing."""
+    field = Field(dtype)
+    y0 = torch.tensor(Y0, dtype=dtype)
+    eager = _solve_grads(field, y0, batched, False)
+    with _WholeRuns() as calls:
+        whole = _solve_grads(field, y0, batched, True)
+    assert calls == [1]
+    tol = 1e-9 if dtype == F64 else 2e-4
+    for a, b in zip(whole, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    if dtype == F64:
+        w, h = field.net[0].weight, 1e-6
+        losses = []
+        with torch.no_grad():
+            for step in (h, -2 * h):
+                w[0, 0] += step
+                prob = ps.ODEProblem(field, y0, (0.0, 2.0), batched=batched)
+                losses.append(float(ps.solve(prob, ps.DP5(), saveat=SAVE, rtol=1e-6, atol=1e-8).u.pow(2).sum()))
+            w[0, 0] += h
+        fd = (losses[0] - losses[1]) / (2 * h)
+        # the difference quotient also sees the step sizes move with the weight (the adjoint holds them fixed):
+        # 1.8e-5 relative here
+        assert abs(float(whole[1][0, 0]) - fd) < 1e-4 * (1.0 + abs(fd))
+    before = compiled_loop._COUNT[0]
+    with torch.no_grad():
+        for q in field.parameters():
+            q.mul_(1.1)
+    y1 = y0 * 0.9
+    eager = _solve_grads(field, y1, batched, False)
+    with _WholeRuns() as calls:
+        whole = _solve_grads(field, y1, batched, True)
+    assert calls == [1] and compiled_loop._COUNT[0] == before
+    for a, b in zip(whole, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.exhaustive
+@pytest.mark.timeout(1800)
+def test_odeint_one_float32_trajectory_per_step_gradients() -> None:
+    """odeint(dopri5, compile=True) of one float32 trajectory (the spiral benchmark's case) stays on the scalar
+    loop's per-step programs: values and gradients equal the eager ones to float32 round-off."""
+    field = Field(F32)
+    y0 = torch.tensor(Y0, dtype=F32)
+    t = torch.linspace(0.0, 2.0, 5)
+    out = []
+    for compile in (False, True):
+        field.zero_grad()
+        ys = ps.odeint(field, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, compile=compile)
+        ys.pow(2).sum().backward()
+        out.append((ys.detach(), *(q.grad for q in field.parameters())))
+    for a, b in zip(*out, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.exhaustive
+@pytest.mark.timeout(1800)
+def test_closure_parameter_falls_back_with_correct_gradients() -> None:
+    """A parameter captured by a closure (not seen before compiling) makes the loop program's compile fail (the
+    C++ wrapper has no differentiated ``while_loop``): one warning, the per-step programs, and the eager
+    gradient."""
+    W = torch.tensor([[0.3, -1.0], [1.2, -0.2]], dtype=F64, requires_grad=True)
+
+    def f(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(u @ W)
+
+    y0 = torch.tensor(Y0, dtype=F64)
+    grads = []
+    for compile in (False, True):
+        W.grad = None
+        prob = ps.ODEProblem(f, y0, (0.0, 2.0), batched=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sol = ps.solve(prob, ps.DP5(), saveat=SAVE, rtol=1e-6, atol=1e-8, sensealg=ps.DiscreteAdjoint(),
+                           compile=compile)
+        sol.u.pow(2).sum().backward()
+        grads.append(W.grad)
+        if compile:
+            assert any("whole DP5 loop" in str(w.message) for w in caught)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-10)
