@@ -5,7 +5,10 @@ Spiral (torchdiffeq's ``examples/ode_demo.py`` setup): true dynamics ``dy/dt = (
    tanh MLP; batches of 20 random starts x 10 time points; Adam (lr 1e-3); dopri5 at torchdiffeq's default
    tolerances (rtol 1e-7, atol 1e-9), float32. Reported: time per iteration (median over the run after 3
    warm-up iterations), f evaluations forward / backward per iteration, final loss.
-pysciml also with ``compile=True`` (rows "... compile"). diffrax (full and small sizes, CPU):
+pysciml also with ``compile=True`` (rows "... compile"), and as a batch ("pysciml-batch": ``solve`` of a batched
+problem, each of the 20 starts its own trajectory with its own steps, DP5, discrete adjoint; compiled, the whole
+loop and its backward run as ``torch.while_loop`` programs). Wall and process CPU time per iteration are both
+reported (the machine may be shared). ``spiral_main`` runs the spiral table alone. diffrax (full and small sizes, CPU):
 :mod:`benchmarks.neural_ode_jax`. Sizes: ``full`` 100 iterations, ``small`` 20, ``smoke`` 4. The stiff
 surrogate (an MLP-corrected ROBER, Rodas5P vs dopri5 and diffrax Kvaerno5): :mod:`benchmarks.neural_ode_stiff`.
 """
@@ -86,10 +89,10 @@ def train_spiral(solver: str, batches: list, seed: int = 0, device: str = "cpu")
     field = model if compiled else Counted(model)
     opt = torch.optim.Adam(field.parameters(), lr=1e-3)
     integrate = _spiral_integrator(solver.removesuffix(" compile"), field, compiled)
-    times, fwd, bwd, loss = [], [], [], float("nan")
+    times, cpus, fwd, bwd, loss = [], [], [], [], float("nan")
     for by0, bt, by in batches:
         by0, bt, by = by0.to(device), bt.to(device), by.to(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad()
         calls0 = 0 if compiled else field.calls
         pred = integrate(by0, bt)
@@ -99,9 +102,10 @@ def train_spiral(solver: str, batches: list, seed: int = 0, device: str = "cpu")
         opt.step()
         loss = float(lossv.detach())  # synchronises the device
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
         fwd.append(nf)
         bwd.append(0 if compiled else field.calls - calls0 - nf)
-    return {"time": statistics.median(times[3:]), "first": times[0],
+    return {"time": statistics.median(times[3:]), "cpu": statistics.median(cpus[3:]), "first": times[0],
             "nfe_f": None if compiled else statistics.mean(fwd), "nfe_b": None if compiled else statistics.mean(bwd),
             "loss": loss}
 
@@ -109,6 +113,14 @@ def train_spiral(solver: str, batches: list, seed: int = 0, device: str = "cpu")
 def _spiral_integrator(solver: str, field: torch.nn.Module, compile: bool = False):
     if solver == "pysciml":
         return lambda y0, t: ps.odeint(field, y0, t, method="dopri5", compile=compile)
+    if solver == "pysciml-batch":  # each of the 20 starts its own trajectory (own steps): the whole compiled loop
+        def batch(y0, t):
+            prob = ps.ODEProblem(field, y0.reshape(y0.shape[0], -1), (float(t[0]), float(t[-1])), batched=True)
+            sol = ps.solve(prob, ps.DP5(), saveat=t, rtol=1e-7, atol=1e-9, sensealg=ps.DiscreteAdjoint(),
+                           compile=compile)
+            return sol.u.reshape(len(t), *y0.shape)
+
+        return batch
     if solver == "pysciml-adjoint":
         return lambda y0, t: ps.odeint_adjoint(field, y0, t, method="dopri5", compile=compile)
     if solver.startswith("torchdiffeq"):
@@ -133,30 +145,33 @@ def _spiral_integrator(solver: str, field: torch.nn.Module, compile: bool = Fals
     raise ValueError(solver)
 
 
-def spiral(iters: int, device: str, with_jax: bool) -> tuple[str, dict]:
-    solvers = ["pysciml", "pysciml compile", "torchdiffeq", "pysciml-adjoint", "pysciml-adjoint compile",
-               "torchdiffeq-adjoint", "torchode"]
+SOLVERS = ["pysciml", "pysciml compile", "pysciml-batch", "pysciml-batch compile", "torchdiffeq", "pysciml-adjoint",
+           "pysciml-adjoint compile", "torchdiffeq-adjoint", "torchode"]
+
+
+def spiral(iters: int, device: str, with_jax: bool, solvers: list[str] = SOLVERS) -> tuple[str, dict]:
     batches = spiral_batches(iters)
     res, rows = {}, []
     for s in solvers:
         try:
             res[s] = train_spiral(s, batches, device=device)
         except ImportError as exc:
-            rows.append([s, f"skipped: {exc}", "", "", "", ""])
+            rows.append([s, f"skipped: {exc}", "", "", "", "", ""])
             continue
         r = res[s]
-        rows.append([s, r["time"] * 1e3, _or_dash(r["nfe_f"]), _or_dash(r["nfe_b"]), r["loss"], r["first"]])
+        rows.append([s, r["time"] * 1e3, _or_dash(r["nfe_f"]), _or_dash(r["nfe_b"]), r["loss"], r["first"],
+                     r["cpu"] * 1e3])
     if with_jax:
         try:
             from .neural_ode_jax import train_spiral_diffrax
 
             r = res["diffrax"] = train_spiral_diffrax(spiral_model(), batches)
             rows.append([f"diffrax (jit; compile {r['compile']:.1f} s)", r["time"] * 1e3, r["nfe_f"], "n/a",
-                         r["loss"], r["compile"]])
+                         r["loss"], r["compile"], "-"])
         except ImportError as exc:
-            rows.append(["diffrax", f"skipped: {exc}", "", "", "", ""])
+            rows.append(["diffrax", f"skipped: {exc}", "", "", "", "", ""])
     table = markdown_table(["solver (dopri5)", "time / iter [ms]", "NFE fwd", "NFE bwd", "final loss",
-                            "first iteration [s]"], rows)
+                            "first iteration [s]", "CPU / iter [ms]"], rows)
     return table, res
 
 
@@ -170,12 +185,21 @@ def speedups(r: dict) -> list[str]:
         return ["torchdiffeq not installed (pip install -e .[bench]): no ratio."]
     lines = []
     for suffix, what in (("", "eager"), (" compile", "compile=True")):
+        if "pysciml" + suffix not in r or "pysciml-adjoint" + suffix not in r:
+            continue
         a = r["torchdiffeq"]["time"] / r["pysciml" + suffix]["time"]
         b = r["torchdiffeq-adjoint"]["time"] / r["pysciml-adjoint" + suffix]["time"]
         verdict = "met" if min(a, b) >= 3.0 else "met for odeint only" if a >= 3.0 else (
             "met for odeint_adjoint only" if b >= 3.0 else "missed")
         lines.append(f"Spiral, speed-up per iteration of pysciml ({what}) over torchdiffeq: odeint {a:.2f}x, "
                      f"odeint_adjoint {b:.2f}x (target >= 3x: {verdict}).")
+    if "pysciml-batch compile" in r:  # the whole compiled loop, differentiated (one trajectory per start)
+        c = r["pysciml-batch compile"]["time"]
+        lines.append(f"Spiral, pysciml batched compile=True (whole loop and its backward as while_loop programs) over "
+                     f"torchdiffeq: odeint {r['torchdiffeq']['time'] / c:.2f}x, odeint_adjoint "
+                     f"{r['torchdiffeq-adjoint']['time'] / c:.2f}x per iteration (wall); CPU time "
+                     f"{r['torchdiffeq']['cpu'] / r['pysciml-batch compile']['cpu']:.2f}x / "
+                     f"{r['torchdiffeq-adjoint']['cpu'] / r['pysciml-batch compile']['cpu']:.2f}x.")
     return lines
 
 
@@ -184,7 +208,8 @@ def main(size: str = "full", device: str = "cpu") -> str:
     if skip is not None:
         return skip
     iters = {"full": 100, "small": 20, "smoke": 4}[size]  # smoke: 3 warm-up iterations + 1 timed
-    t_spiral, r = spiral(iters, device, with_jax=size != "smoke" and device == "cpu")
+    solvers = SOLVERS if size != "smoke" else [s for s in SOLVERS if not s.startswith("pysciml-batch")]  # compiles
+    t_spiral, r = spiral(iters, device, with_jax=size != "smoke" and device == "cpu", solvers=solvers)
     lines = speedups(r)
     if "diffrax" not in r:
         lines.append("diffrax: not run at smoke size or on the GPU (its jitted training step takes seconds to "
@@ -202,5 +227,24 @@ def main(size: str = "full", device: str = "cpu") -> str:
     return text
 
 
+def spiral_main(size: str = "small", solvers: list[str] = SOLVERS) -> str:
+    """The spiral table alone (``python -m benchmarks.neural_ode spiral [size]``), without diffrax and the stiff
+    surrogate: ``results/neural_ode_spiral[_size].md``."""
+    start_task("Task 4 (neural ODE, spiral)", "cpu")
+    iters = {"full": 100, "small": 20, "smoke": 4}[size]
+    table, r = spiral(iters, "cpu", with_jax=False, solvers=solvers)
+    text = (f"# Task 4: spiral neural-ODE training\n\nMachine: {environment()}. torch threads "
+            f"{torch.get_num_threads()}.\n\n{iters} Adam iterations, float32, dopri5, rtol 1e-7, atol 1e-9. Time and "
+            f"CPU time per iteration: medians after 3 warm-up iterations; 'first iteration' includes the compile.\n\n"
+            f"{table}\n\n" + "\n".join(speedups(r)) + "\n")
+    write_result(result_name("neural_ode_spiral", size, "cpu"), text)
+    return text
+
+
 if __name__ == "__main__":
-    print(main())
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "spiral":
+        print(spiral_main(sys.argv[2] if len(sys.argv) > 2 else "small"))
+    else:
+        print(main())
