@@ -16,14 +16,18 @@ start and its control row inside one ``torch.compile`` program, no host synchron
   predicted-error and round-off tests as :meth:`~.firk.FIRKStepper._newton`;
 * the error estimate with the stiff filter and its refinement ``f(t, u + err)`` for the trajectories that ask
   for it (the extra ``f`` call is made for all trajectories inside the program and kept where the eager stepper
-  makes it); the control row (error norm, finiteness, success) and the dense-output coefficients.
+  makes it); the control row (error norm, finiteness, success), the dense-output coefficients and ``f`` at the
+  step's end (what ``Stepper.accept`` would evaluate eagerly after an acceptance; counted only then).
 
 What stays on the host, as in the eager stepper: the per-trajectory flags (Jacobian freshness, refine, the last
 accepted step), the counters and the retry with a fresh Jacobian after a Newton failure with a stale one (a second
 call of the same program for those trajectories, rows merged; rare). The program returns one small ``(B, 6)``
 info tensor read with one transfer per call (converged, factor ok, Newton's rate, refinement used, iterations).
 Counters are the eager ones: ``njac``/``nlu`` count the Jacobians and factorizations the eager stepper makes (the
-program factors at every call; reusing the factorization under radau5's step hold would give the same numbers).
+program evaluates the Jacobian and factors at every call and keeps them where the eager stepper would compute them).
+Values agree with the eager solve to round-off per step; the last bits reach the error estimate and move step sizes
+by ~1e-11 relative, so trajectories can drift apart by a few tolerance units over a long stiff solve with the same
+accept/reject decisions, and a step-hold decision at its threshold can flip (``tests/test_compiled_firk.py``).
 
 A single graph per signature (no variants): the flags are tensors, ``kappa`` (which depends on ``rtol``) and the
 tolerances are inputs, so tolerances, ``u0`` and ``p`` do not recompile. Not compiled (eager after one warning):
@@ -46,7 +50,7 @@ from .compiled_parts import CompileFailure, _control, _Program, _user_f, jacobia
 from .firk import FIRKStepper
 from .firk_blocks import BlockFactors, fused_increment, transformed_matrix
 from .firk_sparse import SparseBlockFactors
-from .stepper import Stepper, StepResult
+from .stepper import Stepper, StepResult, any_true
 
 __all__ = ["firk_program", "firk_unsupported", "CompiledFIRKStepper"]
 
@@ -223,7 +227,8 @@ def firk_program(stepper: FIRKStepper, tag: str) -> _Program:
         coeffs = torch.cat((u[:, None], torch.matmul(dense_ainv, Z)), 1)
         info = torch.stack((conv.to(u.dtype), ok.to(u.dtype), faccon, theta, again.to(u.dtype),
                             iters.to(u.dtype).expand(bsz)), 1)
-        return u_new, err, good, K, control, coeffs, J, info
+        f_end = F(p, t + h, u_new)  # Stepper.accept's f(t + h, u_new), kept only where the step is accepted
+        return u_new, err, good, K, control, coeffs, f_end, J, info
 
     prog = _Program(tag)
     prog.add("step", firk_step)
@@ -300,7 +305,7 @@ class CompiledFIRKStepper(Stepper):
         fresh = inner.J is None or any(inner.need_jac)
         need = [True] * bsz if inner.J is None else list(inner.need_jac)
         out = self.program.run("step", stats, *self.program_args(t, u, h, rows))
-        J, info = out[6], out[7].tolist()
+        J, info = out[7], out[8].tolist()
         # FIRKStepper._refresh's counters and state
         if fresh:
             stats.njac += 1
@@ -335,12 +340,12 @@ class CompiledFIRKStepper(Stepper):
             out2, info2, conv2 = self._call(t, u, h, retry)
             mask = torch.tensor(retry, device=u.device)
             merged = []
-            for a, b in zip(out[:6], out2[:6], strict=True):
+            for a, b in zip(out[:7], out2[:7], strict=True):
                 m = mask.view(-1, *([1] * (a.ndim - 1)))
                 merged.append(torch.where(m, b, a))
-            out = (*merged, out2[6], out2[7])
+            out = (*merged, out2[7], out2[8])
             info = [r2 if r else r1 for r1, r2, r in zip(info, info2, retry, strict=True)]
-        u_new, err, good, K, control, coeffs, _, _ = out
+        u_new, err, good, K, control, coeffs, f_end, _, _ = out
         if not all(r[0] == 1.0 and r[1] == 1.0 for r in info):
             stats.nnonlinconvfail += 1
         if inner.err_mu is not None:
@@ -349,9 +354,12 @@ class CompiledFIRKStepper(Stepper):
                 stats.nf += 1
                 stats.nsolve += 1
         inner._pending = (coeffs, h)
-        return StepResult(u_new=u_new, err=err, ok=good, stages=list(K.unbind(1)), f_start=f0, control=control)
+        return StepResult(u_new=u_new, err=err, ok=good, stages=list(K.unbind(1)), f_start=f0, f_end=f_end,
+                          control=control)
 
     def accept(self, accepted: Tensor | bool, t: Tensor, u: Tensor, res: StepResult) -> None:
+        if res.f_end is not None and any_true(accepted):  # the eager stepper's f(t, u) here, counted as it
+            self.stats.nf += 1
         self.inner.accept(accepted, t, u, res)
 
     def fixed_step_check(self, bsz: int, atol: Tensor, dtype: torch.dtype, device: torch.device) -> Any:
