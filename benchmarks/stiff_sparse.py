@@ -62,6 +62,12 @@ PYSCIML_ALGS: dict[str, Callable[[], ps.algorithms.Algorithm]] = {
     KENCARP: lambda: ps.KenCarp4(linsolve=ps.SparseLU()), RODAS: lambda: ps.Rodas5P(linsolve=ps.SparseLU()),
     RADAU: lambda: ps.RadauIIA5(linsolve=ps.SparseLU()), COLOUR: lambda: ps.Rodas5P(linsolve=ps.SparseLU()),
 }
+FBDF_ILU, FBDF_JACOBI = "pysciml FBDF GMRES ILU", "pysciml FBDF GMRES Jacobi"
+#: FBDF on its Krylov path (Newton-GMRES, right-preconditioned by SciPy's spilu or the diagonal of W): run on
+#: request (``--solvers``), not in the plans
+KRYLOV = (FBDF_ILU, FBDF_JACOBI)
+PYSCIML_ALGS[FBDF_ILU] = lambda: ps.FBDF(linsolve=ps.GMRES(precondition="ilu"))
+PYSCIML_ALGS[FBDF_JACOBI] = lambda: ps.FBDF(linsolve=ps.GMRES(precondition="jacobi"))
 CORE = (FBDF, SCIPY_BDF, QNDF, RODAS, KENCARP, RADAU)  # the target pair first: points are kept as they come
 ALL = CORE + (COLOUR, SCIPY_RADAU)
 
@@ -354,9 +360,11 @@ def points_file(problem: str, N: int, size: str) -> Path:
     return REF_CACHE / "points" / f"{problem}_N{N}_{size}.json"
 
 
-def run_grid(problem: str, N: int, size: str, warm: bool = True) -> None:
+def run_grid(problem: str, N: int, size: str, warm: bool = True, solvers: tuple[str, ...] | None = None) -> None:
     """Every solver of ``problem``'s plan on grid ``N`` (after a warm-up solve of SciPy BDF and Rodas5P unless
-    ``warm`` is False); the points go to :func:`points_file`, rewritten after each one."""
+    ``warm`` is False); the points go to :func:`points_file`, rewritten after each one. ``solvers``: run only
+    these (any of :data:`ALL` and :data:`KRYLOV`, in or out of the plan) and add their points to the grid's kept
+    ones, replacing earlier points of the same solvers (the kept record then names both runs' revisions)."""
     spec = PROBLEMS[problem]
     smoke = size == "smoke"
     t1 = spec.smoke_t1 if smoke else spec.t1
@@ -376,6 +384,14 @@ def run_grid(problem: str, N: int, size: str, warm: bool = True) -> None:
               "radau_note": radau_note, "points": []}
     path = points_file(problem, N, size)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if solvers is not None:
+        names = solvers
+        if path.exists():  # add to the kept points of this grid
+            kept = json.loads(path.read_text())
+            kept["points"] = [p for p in kept["points"] if p["solver"] not in solvers]
+            added = f"{revision()} ({', '.join(solvers)}; {environment()})"
+            kept["added"] = [*kept.get("added", []), added]
+            record = kept
     for name in names:
         if name == RADAU and radau_note:
             continue
@@ -395,7 +411,8 @@ def report(problem: str, size: str, sizes: tuple[int, ...]) -> str:
     records = {N: json.loads(points_file(problem, N, size).read_text()) for N in sizes}
     points = [Point(**p) for N in sizes for p in records[N]["points"]]
     first = records[sizes[0]]
-    runs = sorted({f"{r['environment']}; {r['revision']}" for r in records.values()})
+    runs = sorted({f"{r['environment']}; {r['revision']}" for r in records.values()}
+                  | {f"N = {N}, added: {a}" for N, r in records.items() for a in r.get("added", [])})
     lines = [f"# Sparse stiff solves: {spec.title}", "", *(f"- {r}" for r in runs), "",
              "Shared, loaded 2-core machine: CPU times (time.process_time, one thread) are the comparison; wall "
              "times are given too; one timed run per point. " + ("One run per grid (each grid's solvers side by "
@@ -451,6 +468,8 @@ if __name__ == "__main__":
     parser.add_argument("--size", choices=("full", "smoke"), default="full")
     parser.add_argument("--grids", type=int, nargs="+", help="grid sizes N (default: the size's)")
     parser.add_argument("--report", action="store_true", help="only assemble the report from the kept points")
+    parser.add_argument("--solvers", nargs="+", choices=ALL + KRYLOV,
+                        help="run only these solvers and add their points to each grid's kept ones")
     args = parser.parse_args()
     start_task("stiff_sparse", "cpu")
     default = (16,) if args.size == "smoke" else (32, 64, 128)
@@ -459,4 +478,5 @@ if __name__ == "__main__":
             print(report(name, args.size, tuple(args.grids or default)))
         else:
             for k, n in enumerate(args.grids or default):
-                run_grid(name, n, args.size, warm=k == 0)
+                run_grid(name, n, args.size, warm=k == 0,
+                         solvers=tuple(args.solvers) if args.solvers else None)
