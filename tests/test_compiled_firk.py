@@ -94,7 +94,8 @@ def test_no_graph_break(prob: ps.ODEProblem, alg: ps.Algorithm) -> None:
 
 
 def test_fallbacks_warn_and_solve() -> None:
-    """SparseLU, finite-difference Jacobians and differentiated solves keep the eager stepper, after a warning."""
+    """SparseLU, finite-difference Jacobians, Gauss-Legendre and differentiated solves keep the eager stepper, after
+    a warning."""
     prob = van_der_pol(10.0, (0.0, 1.0))
     plain = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)
     sparse = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p, jac_prototype=torch.ones(2, 2, dtype=torch.bool))
@@ -105,6 +106,9 @@ def test_fallbacks_warn_and_solve() -> None:
     torch.testing.assert_close(sol.u, eager.u, rtol=0, atol=0)
     with pytest.warns(RuntimeWarning, match="finite-difference Jacobians"):
         sol = ps.solve(plain, ps.RadauIIA5(autodiff=False), rtol=1e-6, atol=1e-9, compile=True)
+    assert sol.success
+    with pytest.warns(RuntimeWarning, match="GaussLegendre6 .no error estimate. has no compiled step"):
+        sol = ps.solve(prob, ps.GaussLegendre6(), adaptive=False, dt=0.05, compile=True)
     assert sol.success
     p = prob.p.clone().requires_grad_(True)
     diff = ps.ODEProblem(prob.f, prob.u0, (0.0, 0.5), p, jac=prob.jac)
@@ -125,13 +129,6 @@ def test_fallbacks_warn_and_solve() -> None:
 ], ids=["rober", "vdp-1e3", "oregonator", "vdp-radau3", "bruss-large-n", "rober-dae"])
 def test_compiled_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, rtol: float) -> None:
     assert_compiled_equals_eager(prob, alg, rtol=rtol, atol=1e-4 * rtol)
-
-
-@pytest.mark.exhaustive
-def test_gauss_legendre_fixed_steps_equal_eager() -> None:
-    """No error estimate (the control row's norm is 0): fixed steps."""
-    assert_compiled_equals_eager(van_der_pol(10.0, (0.0, 1.0)), ps.GaussLegendre6(), adaptive=False, dt=0.01,
-                                 rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.exhaustive
@@ -156,5 +153,4 @@ def test_no_recompilation_across_tolerances_u0_p() -> None:
         sol = ps.solve(other, ps.RadauIIA5(), rtol=rtol, atol=1e-3 * rtol, compile=True)
         ref = ps.solve(other, ps.RadauIIA5(), rtol=rtol, atol=1e-3 * rtol)
         assert sol.success and counts(sol) == counts(ref)
-        assert sol.stats.compile_time == 0.0
     assert compiled.compile_count() == before
