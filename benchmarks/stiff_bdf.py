@@ -7,7 +7,10 @@ Each (problem, solver, rtol): one warm-up solve, then one timed solve (wall time
 ``max_i |u_i(t1) - ref_i| / |ref_i|`` against ``stiff_problems.reference`` and its counters (f calls, accepted
 steps, Jacobians, LU factorizations; SciPy's ``nfev``/``njev``/``nlu``). Summary: for each FBDF/QNDF/QBDF run, SciPy
 BDF's time and f calls at the same error (log-log interpolation on SciPy's three points; ``-`` outside them).
-Sizes: ``full`` and ``small`` (the same: four problems, three tolerances); ``smoke`` (ROBER to t1 = 40, rtol 1e-6).
+Sizes: ``full`` and ``small`` (the same: four problems, three tolerances); ``smoke`` (ROBER to t1 = 40, rtol 1e-6);
+``tight`` (issue 19's error-vs-rtol curve, ``stiff_bdf_tight.md``): the four problems at rtol 1e-6 ... 1e-10, FBDF,
+FBDF without the Newton rate floor (``pysciml.engine.bdf.FIRST_RATE_FLOOR = 0``: FBDF before the floor), QNDF and
+SciPy BDF, one warm-up per solver at rtol 1e-6, CPU times (``time.process_time``) next to wall times.
 ``full`` adds the 2-D Brusselator of ``benchmarks/stiff_sparse.py`` (N = 32, 64, 128, its runners imported):
 FBDF, QNDF, QBDF and Rodas5P with ``SparseLU()`` against SciPy BDF with the sparse Jacobian, rtol 1e-4 and 1e-6.
 """
@@ -27,34 +30,58 @@ from pysciml.algorithms_bdf import QBDF
 from .common import environment, markdown_table, write_result
 from .peers import Outcome, pysciml_solver, scipy_solver
 from .stiff_problems import StiffCase, make_cases, max_rel_err, reference
+from .stiff_sparse import revision
 
 ATOL_PER_RTOL = 1e-4
 RTOLS = (1e-6, 1e-7, 1e-8)
+TIGHT_RTOLS = (1e-6, 1e-7, 1e-8, 1e-9, 1e-10)
+NO_FLOOR = "pysciml FBDF, no rate floor"
 SCIPY = "SciPy BDF"
 
 
 def _cases(size: str) -> tuple[list[StiffCase], tuple[float, ...]]:
     cases = [c for c in make_cases("small") if c.key in ("rober", "hires", "vdp", "oregonator")]
     if size != "smoke":
-        return cases, RTOLS
+        return cases, TIGHT_RTOLS if size == "tight" else RTOLS
     rober = cases[0]
     short = StiffCase("rober40", "ROBER, t1=40", 40.0, lambda: ps.problems.rober((0.0, 40.0)), None, rober.rhs,
                       None, rober.jac, rober.u0, rober.p, "rober")  # no reference at t = 40: SciPy Radau
     return [short], (1e-6,)
 
 
-def _solvers(case: StiffCase) -> list[tuple[str, Callable[[float, float], Outcome]]]:
+def _solvers(case: StiffCase, size: str = "full") -> list[tuple[str, Callable[[float, float], Outcome]]]:
+    if size == "tight":
+        return [("pysciml FBDF", pysciml_solver(case, ps.FBDF())), (NO_FLOOR, _no_floor(case)),
+                ("pysciml QNDF", pysciml_solver(case, ps.QNDF())), (SCIPY, scipy_solver(case, "BDF"))]
     return [("pysciml FBDF", pysciml_solver(case, ps.FBDF())), ("pysciml QNDF", pysciml_solver(case, ps.QNDF())),
             ("pysciml QBDF", pysciml_solver(case, QBDF())),
             ("pysciml Rodas5P", pysciml_solver(case, ps.Rodas5P())), (SCIPY, scipy_solver(case, "BDF"))]
 
 
-def _run(fn: Callable[[float, float], Outcome], rtol: float) -> tuple[float, Outcome]:
+def _no_floor(case: StiffCase) -> Callable[[float, float], Outcome]:
+    """FBDF with ``FIRST_RATE_FLOOR = 0`` during the solve (the Newton stop before the floor)."""
+    from pysciml.engine import bdf
+
+    run = pysciml_solver(case, ps.FBDF())
+
+    def solve(rtol: float, atol: float) -> Outcome:
+        floor, bdf.FIRST_RATE_FLOOR = bdf.FIRST_RATE_FLOOR, 0.0
+        try:
+            return run(rtol, atol)
+        finally:
+            bdf.FIRST_RATE_FLOOR = floor
+
+    return solve
+
+
+def _run(fn: Callable[[float, float], Outcome], rtol: float, warm: bool = True) -> tuple[float, Outcome, float]:
+    """``(wall seconds, outcome, CPU seconds)`` of one timed solve (after an untimed one if ``warm``)."""
     atol = ATOL_PER_RTOL * rtol
-    fn(rtol, atol)  # warm-up
-    t0 = time.perf_counter()
+    if warm:
+        fn(rtol, atol)  # warm-up
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn(rtol, atol)
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, out, time.process_time() - c0
 
 
 def _at_error(points: list[tuple[float, float]], err: float) -> float | None:
@@ -115,36 +142,40 @@ def main(size: str = "full", device: str = "cpu") -> str:
     for case in cases:
         ref, _ = reference(case)
         runs: dict[str, list[tuple[float, float, Outcome, float]]] = {}  # label -> (rtol, error, outcome, seconds)
-        for label, fn in _solvers(case):
+        for label, fn in _solvers(case, size):
             for rtol in rtols:
-                secs, out = _run(fn, rtol)
+                secs, out, cpu = _run(fn, rtol, warm=size != "tight" or rtol == rtols[0])
                 err = max_rel_err(out.u, ref) if out.ok else float("nan")
-                runs.setdefault(label, []).append((rtol, err, out, secs))
-                rows.append([case.title, label, rtol, err, secs * 1e3, out.nf, out.naccept, out.njac, out.nlu])
+                runs.setdefault(label, []).append((rtol, err, out, cpu if size == "tight" else secs))
+                rows.append([case.title, label, rtol, err, f"{err / rtol:.3g}", secs * 1e3, cpu * 1e3, out.nf,
+                             out.naccept, out.nreject if out.nreject is not None else "-", out.njac, out.nlu])
             print(f"  stiff_bdf {case.key}: {label} done", file=sys.stderr, flush=True)
         sp_time = [(err, secs) for _, err, _, secs in runs[SCIPY]]
         sp_nf = [(err, float(o.nf or 0)) for _, err, o, _ in runs[SCIPY]]
-        for label in ("pysciml FBDF", "pysciml QNDF", "pysciml QBDF"):
-            for rtol, err, out, secs in runs[label]:
+        for label in ("pysciml FBDF", NO_FLOOR, "pysciml QNDF", "pysciml QBDF"):
+            for rtol, err, out, secs in runs.get(label, []):
                 t_sp, nf_sp = _at_error(sp_time, err), _at_error(sp_nf, err)
                 summary.append([case.title, label.removeprefix("pysciml "), rtol, err, secs * 1e3,
                                 "-" if t_sp is None else f"{t_sp * 1e3:.3g}",
                                 "-" if t_sp is None else f"{secs / t_sp:.2f}", out.nf,
                                 "-" if nf_sp is None else f"{nf_sp:.0f}"])
     sparse = "".join(_sparse_section(N) for N in (32, 64, 128)) if size == "full" else ""
+    timing = ("one timed run per point, after one warm-up per solver at the loosest rtol; the matched-error "
+              "table uses CPU time" if size == "tight" else "one timed run after one warm-up per point; the "
+              "matched-error table uses wall time")
     text = (
         f"# Multistep stiff solvers: FBDF, QNDF, QBDF vs SciPy BDF and Rodas5P ({size})\n\n"
-        f"Machine: {environment()}. Torch limited to 1 thread; one timed run after one warm-up per point (shared "
-        "machine: times vary run to run).\n\n"
+        f"Machine: {environment()}; {revision()}. Torch limited to 1 thread; {timing} (shared machine: times vary "
+        "run to run; CPU time is the process's time.process_time()).\n\n"
         f"rtol {', '.join(f'{r:g}' for r in rtols)}; atol = {ATOL_PER_RTOL:g} * rtol; analytic Jacobians. Error: "
         "max_i |u_i(t1) - ref_i| / |ref_i|.\n\n"
-        + markdown_table(["problem", "solver", "rtol", "error", "time [ms]", "f calls", "accepted", "Jacobians",
-                          "LUs"], rows)
+        + markdown_table(["problem", "solver", "rtol", "error", "error / rtol", "wall [ms]", "CPU [ms]", "f calls",
+                          "accepted", "rejected", "Jacobians", "LUs"], rows)
         + "\n\n## At matched error: SciPy BDF interpolated to FBDF's / QNDF's error\n\n"
         + markdown_table(["problem", "method", "rtol", "error", "time [ms]", "SciPy BDF time [ms]", "ratio",
                           "f calls", "SciPy BDF f calls"], summary)
         + "\n" + sparse
     )
-    write_result("stiff_bdf" + ("" if size != "smoke" else "_smoke"), text)
+    write_result("stiff_bdf" + {"smoke": "_smoke", "tight": "_tight"}.get(size, ""), text)
     return text
 
