@@ -12,9 +12,12 @@ error ``max_i |u_i(t1) - ref_i| / |ref_i|`` against ``stiff_problems.reference``
 each RadauIIA5 run, Rodas5P's f calls and CPU time, SciPy Radau's and Kvaerno5's CPU time at the same error
 (log-log interpolation along each peer's points; ``-`` outside them) and the ratios; the same for each FBDF / QNDF
 run against RadauIIA5, Rodas5P and SciPy Radau. Issue targets: RadauIIA5 with fewer f calls than Rodas5P at
-matched error, and time at most 1x SciPy Radau's.
+matched error, and time at most 1x SciPy Radau's (eager) and 0.5x with compiled steps.
+``pysciml RadauIIA5 compile``: ``solve(..., compile=True)`` (the compiled FIRK step, ``engine/compiled_firk.py``);
+its warm-up solve compiles the program, and the seconds spent compiling are reported apart, not in its times.
 Sizes: ``full`` and ``small`` (the same); ``smoke`` (Van der Pol only, RadauIIA5 / FBDF / QNDF at 1e-8, peers at
-1e-7 .. 1e-9, no diffrax).
+1e-7 .. 1e-9, no diffrax). ``python -m benchmarks.stiff_tight --solvers radau,radau_compile,rodas,scipy`` runs a
+subset (keys: :data:`SOLVER_KEYS`) and writes ``stiff_tight_<keys>.md``.
 """
 
 from __future__ import annotations
