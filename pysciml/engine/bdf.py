@@ -302,7 +302,8 @@ class BDFMethod:
     def _newton(self, t_new: Tensor, y_pred: Tensor, psi: Tensor, c: float
                 ) -> tuple[bool, Tensor, Tensor, int, bool]:
         """Simplified Newton for ``d``; stops on the rate-based test (``eta |dy| < newton_tol``, ``eta`` carried
-        from the previous step for the first iteration), fails on divergence or a non-finite ``f``."""
+        from the previous step for the first iteration, at least ``FIRST_RATE_FLOOR``), fails on divergence or a
+        non-finite ``f``."""
         if not self._factor(c, y_pred.shape[0]):
             return False, y_pred, torch.zeros_like(y_pred), 0, True
         scale = self.atol + self.rtol * y_pred.detach().abs()
