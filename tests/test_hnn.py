@@ -284,8 +284,8 @@ def test_short_training_beats_untrained_by_10x() -> None:
     before = error(model)
     res = fit_vector_field(model, x, dx, epochs=300, lr=1e-2, patience=100, seed=0)
     after = error(model)
-    assert res.seconds < 20 and res.n_train == 240 and res.n_val == 60
-    assert after * 10 <= before, (before, after)  # measured: 1.00 -> 0.028 (36x) in 0.9 s
+    assert res.n_train == 240 and res.n_val == 60
+    assert after * 10 <= before, (before, after)  # measured: 1.00 -> 0.028 (36x)
     assert res.best_loss == min(res.val_loss) and res.best_epoch == res.val_loss.index(res.best_loss)
 
 

