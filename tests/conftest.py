@@ -1,7 +1,17 @@
 """Pytest fixtures shared by all tests."""
 
+import os
+
 import pytest
 import torch
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n auto``, the README's test command) each worker gets its share of the cores for
+    torch's intra-op threads, so that two workers on a 2-core machine do not run four threads."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,7 @@ def table_rows(text: str, prefix: str) -> list[list[str]]:
 
 
 @pytest.mark.heavy
+@pytest.mark.timeout(1500)  # its compiled rows compile for minutes on a cold cache (495 s in all at load 11)
 def test_stiff_benchmark_smoke():
     pytest.importorskip("scipy")
     from benchmarks import stiff
