@@ -37,7 +37,9 @@ def assert_compiled_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -
     estimate this moves step sizes by ~1e-11 relative, with the same accept/reject decisions, and the trajectories
     then drift apart by up to (measured, rtol 1e-8) 6 tolerance units mid-run on ROBER, whose end values still agree
     to 1e-15, and 37 on the oscillating Oregonator. On the ROBER DAE such a shift once moved radau5's step hold
-    (keep ``h`` and the factorization when the proposal grows it by less than 1.2x): 498 LUs against eager's 496."""
+    (keep ``h`` and the factorization when the proposal grows it by less than 1.2x): 498 LUs against eager's 496,
+    and steps at other times from there on (the same number of steps), so only the end values are compared there
+    (measured 6e-15 apart)."""
     eager = ps.solve(prob, alg, **kw)
     comp = ps.solve(prob, alg, compile=True, **kw)
     assert eager.success and comp.success
@@ -45,8 +47,11 @@ def assert_compiled_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -
     assert abs(cc.pop("nlu") - ce.pop("nlu")) <= 0.01 * eager.stats.nlu
     assert cc == ce
     rtol, atol = kw["rtol"], kw["atol"]
-    units = float(((comp.u - eager.u).abs() / (atol + rtol * eager.u.abs())).max())
-    assert units <= 100.0, units
+    if comp.t.shape == eager.t.shape and torch.allclose(comp.t, eager.t, rtol=1e-9, atol=0.0):
+        units = float(((comp.u - eager.u).abs() / (atol + rtol * eager.u.abs())).max())
+        assert units <= 100.0, units
+    else:  # a flipped step hold changed the step sequence (the DAE): the saved points lie at other times
+        torch.testing.assert_close(comp.u[-1], eager.u[-1], rtol=0.0, atol=1e-9 * float(eager.u.abs().max()))
 
 
 def vdp_batched(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -94,8 +99,7 @@ def test_no_graph_break(prob: ps.ODEProblem, alg: ps.Algorithm) -> None:
 
 
 def test_fallbacks_warn_and_solve() -> None:
-    """SparseLU, finite-difference Jacobians, Gauss-Legendre and differentiated solves keep the eager stepper, after
-    a warning."""
+    """SparseLU, finite-difference Jacobians and differentiated solves keep the eager stepper, after a warning."""
     prob = van_der_pol(10.0, (0.0, 1.0))
     plain = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)
     sparse = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p, jac_prototype=torch.ones(2, 2, dtype=torch.bool))
@@ -106,9 +110,6 @@ def test_fallbacks_warn_and_solve() -> None:
     torch.testing.assert_close(sol.u, eager.u, rtol=0, atol=0)
     with pytest.warns(RuntimeWarning, match="finite-difference Jacobians"):
         sol = ps.solve(plain, ps.RadauIIA5(autodiff=False), rtol=1e-6, atol=1e-9, compile=True)
-    assert sol.success
-    with pytest.warns(RuntimeWarning, match="GaussLegendre6 .no error estimate. has no compiled step"):
-        sol = ps.solve(prob, ps.GaussLegendre6(), adaptive=False, dt=0.05, compile=True)
     assert sol.success
     p = prob.p.clone().requires_grad_(True)
     diff = ps.ODEProblem(prob.f, prob.u0, (0.0, 0.5), p, jac=prob.jac)
@@ -129,6 +130,13 @@ def test_fallbacks_warn_and_solve() -> None:
 ], ids=["rober", "vdp-1e3", "oregonator", "vdp-radau3", "bruss-large-n", "rober-dae"])
 def test_compiled_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, rtol: float) -> None:
     assert_compiled_equals_eager(prob, alg, rtol=rtol, atol=1e-4 * rtol)
+
+
+@pytest.mark.exhaustive
+def test_gauss_legendre_fixed_steps_equal_eager() -> None:
+    """No error estimate (the control row's norm is 0): fixed steps."""
+    assert_compiled_equals_eager(van_der_pol(10.0, (0.0, 1.0)), ps.GaussLegendre6(), adaptive=False, dt=0.01,
+                                 rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.exhaustive

@@ -1,4 +1,4 @@
-"""The compiled step of the fully implicit RK family (RadauIIA5, RadauIIA3): one program per step.
+"""The compiled step of the fully implicit RK family (RadauIIA5, RadauIIA3, GaussLegendre4/6): one program per step.
 
 The same step as :class:`~.firk.FIRKStepper` (Hairer & Wanner's radau5 scheme) with everything between the step's
 start and its control row inside one ``torch.compile`` program, no host synchronisation inside:
@@ -31,9 +31,8 @@ accept/reject decisions, and a step-hold decision at its threshold can flip (``t
 
 A single graph per signature (no variants): the flags are tensors, ``kappa`` (which depends on ``rtol``) and the
 tolerances are inputs, so tolerances, ``u0`` and ``p`` do not recompile. Not compiled (eager after one warning):
-:class:`~pysciml.SparseLU`, finite-difference Jacobians, differentiated solves (the eager stepper's discrete
-adjoint) and the Gauss-Legendre tableaus (no error estimate: their compiled fixed steps differed from the eager
-ones by 8e-6 relative on Van der Pol, cause not found). This stepper is not a :class:`~.compiled.CompiledStepper`:
+:class:`~pysciml.SparseLU`, finite-difference Jacobians and differentiated solves (the eager stepper's discrete
+adjoint). This stepper is not a :class:`~.compiled.CompiledStepper`:
 the loops around it are the eager ones (the batched control-in-program and whole-loop designs carry no FIRK state).
 """
 
@@ -60,8 +59,6 @@ Tensor = torch.Tensor
 
 def firk_unsupported(stepper: FIRKStepper) -> str | None:
     """Why ``stepper`` has no compiled step (``None``: it has one)."""
-    if stepper.err_mu is None:  # its compiled fixed steps drifted from the eager ones (8e-6 relative): not found yet
-        return f"{stepper.name} (no error estimate) has no compiled step yet"
     if isinstance(stepper.factors, SparseBlockFactors):
         return "the sparse linear solver (SparseLU, SciPy's SuperLU) has no compiled step"
     if stepper.rhs.user_jac is None and not stepper.rhs.autodiff:
