@@ -27,7 +27,6 @@ Jacobians, ARK with a linear implicit part) runs eagerly after one warning too.
 
 from __future__ import annotations
 
-import math
 import time
 import types
 import warnings
@@ -60,6 +59,7 @@ from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled mo
     tgrad_fn,
     tracks_grad,
 )
+from .compiled_wrapper import ProgramStepper
 from .explicit_rk import ExplicitRKStepper
 from .firk import FIRKStepper
 from .interpolation import polynomial_coefficients
@@ -261,38 +261,16 @@ def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol
     return CompiledStepper(stepper, program, stats, atol, rtol)
 
 
-class CompiledStepper(Stepper):
+class CompiledStepper(ProgramStepper):
     """A stepper whose :meth:`step` runs the compiled program of its wrapped eager stepper (``inner``), which
     keeps the per-solve state (``f0``, the Jacobian's freshness) and does everything else; on a failed compile
     the eager stepper takes over for the rest of the solve."""
 
     def __init__(self, inner: Stepper, program: _Program, stats: Stats, atol: Tensor, rtol: float) -> None:
-        super().__init__(inner.rhs)
-        self.inner, self.program, self.stats = inner, program, stats
-        self.order, self.adaptive, self.name = inner.order, inner.adaptive, inner.name
-        self.dense_matrix, self.stability_boundary = inner.dense_matrix, inner.stability_boundary
-        self.checks_fixed_steps = inner.checks_fixed_steps
-        root_n = math.sqrt(atol.shape[1])
-        self.atol_n = atol * root_n
-        # (1,), not 0-d: Dynamo turns a 0-d tensor input into a Python float and restarts its analysis
-        self.rtol_n = torch.full((1,), rtol * root_n, dtype=atol.dtype, device=atol.device)
+        super().__init__(inner, program, stats, atol, rtol)
         self._J: Tensor | None = None
         self._ft: Tensor | None = None
         self._pending: Tensor | None = None  # ARK: Newton iterations and failures not yet in stats
-        self.compiled = True
-
-    @property  # type: ignore[override]
-    def f0(self) -> Tensor | None:
-        return self.inner.f0
-
-    @f0.setter
-    def f0(self, value: Tensor | None) -> None:
-        inner = self.__dict__.get("inner")  # absent while Stepper.__init__ runs
-        if inner is not None:
-            inner.f0 = value
-
-    def init(self, t: Tensor, u: Tensor) -> None:
-        self.inner.init(t, u)  # eager: f's first-call checks run here, before anything is traced
 
     def finish(self) -> None:
         """Add the counts kept on the device during the solve (ARK's Newton iterations) to ``stats``."""
@@ -305,20 +283,10 @@ class CompiledStepper(Stepper):
             stats.nnonliniter += iters
             stats.nnonlinconvfail += failures
 
-    def f_total(self, t: Tensor, u: Tensor) -> Tensor:
-        return self.inner.f_total(t, u)
-
-    def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
-        if self.compiled:
-            try:
-                return self._step(t, u, dt)
-            except CompileFailure as exc:
-                self.compiled = False
-                if isinstance(self.inner, (RosenbrockStepper, ARKStepper)):
-                    self.inner.fresh = False
-                warnings.warn(f"compile=True: compiling the {self.name} step failed ({exc}); solving eagerly",
-                              RuntimeWarning, stacklevel=5)
-        return self.inner.step(t, u, dt)
+    def on_compile_failure(self) -> None:
+        super().on_compile_failure()
+        if isinstance(self.inner, (RosenbrockStepper, ARKStepper)):
+            self.inner.fresh = False
 
     def program_args(self, t: Tensor, u: Tensor, dt: Tensor) -> tuple[str, tuple[Any, ...]]:
         """Which variant of the program the next step from ``(t, u)`` runs, and its arguments."""
@@ -388,15 +356,6 @@ class CompiledStepper(Stepper):
         if self.compiled and isinstance(self.inner, (RosenbrockStepper, ARKStepper)):
             self.step(t, u, dt)
         self._pending = None
-
-    def accept(self, accepted: Tensor | bool, t: Tensor, u: Tensor, res: StepResult) -> None:
-        self.inner.accept(accepted, t, u, res)
-
-    def fixed_step_check(self, bsz: int, atol: Tensor, dtype: torch.dtype, device: torch.device) -> Any:
-        return self.inner.fixed_step_check(bsz, atol, dtype, device)
-
-    def check_fields(self, u: Tensor, res: StepResult) -> tuple[Tensor, Tensor]:
-        return self.inner.check_fields(u, res)
 
     def interpolant(self, u: Tensor, dt: Tensor, res: StepResult) -> Tensor:
         if res.coeffs is not None:

@@ -39,18 +39,18 @@ the loops around it are the eager ones (the batched control-in-program and whole
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import torch
 from torch._higher_order_ops.while_loop import while_loop
 
 from ..solution import Stats
-from .compiled_parts import CompileFailure, _control, _Program, _user_f, jacobian_fn
+from .compiled_parts import _control, _Program, _user_f, jacobian_fn
+from .compiled_wrapper import ProgramStepper
 from .firk import FIRKStepper
 from .firk_blocks import BlockFactors, fused_increment, transformed_matrix
 from .firk_sparse import SparseBlockFactors
-from .stepper import Stepper, StepResult, any_true
+from .stepper import StepResult, any_true
 
 __all__ = ["firk_program", "firk_unsupported", "CompiledFIRKStepper"]
 
@@ -235,51 +235,16 @@ def firk_program(stepper: FIRKStepper, tag: str) -> _Program:
     return prog
 
 
-class CompiledFIRKStepper(Stepper):
+class CompiledFIRKStepper(ProgramStepper):
     """A FIRK stepper whose :meth:`step` runs the compiled program; the wrapped eager stepper (``inner``) keeps the
     per-trajectory state and does ``accept`` and the interpolant; after a failed compile it takes over."""
 
     def __init__(self, inner: FIRKStepper, program: _Program, stats: Stats, atol: Tensor, rtol: float) -> None:
-        super().__init__(inner.rhs)
-        self.inner, self.program, self.stats = inner, program, stats
-        self.order, self.adaptive, self.name = inner.order, inner.adaptive, inner.name
-        self.dense_matrix, self.stability_boundary = inner.dense_matrix, inner.stability_boundary
-        self.checks_fixed_steps = inner.checks_fixed_steps
+        super().__init__(inner, program, stats, atol, rtol)
         dtype, device = atol.dtype, atol.device
-        root_n = math.sqrt(atol.shape[1])
-        self.atol_n = atol * root_n
-        # (1,), not 0-d: Dynamo turns a 0-d tensor input into a Python float and restarts its analysis
-        self.rtol_n = torch.full((1,), rtol * root_n, dtype=dtype, device=device)
         self.rtol = torch.full((1,), rtol, dtype=dtype, device=device)
         self.kappa = torch.full((1,), inner.kappa, dtype=dtype, device=device)
         self.consts = _constants(inner)
-        self.compiled = True
-
-    @property  # type: ignore[override]
-    def f0(self) -> Tensor | None:
-        return self.inner.f0
-
-    @f0.setter
-    def f0(self, value: Tensor | None) -> None:
-        inner = self.__dict__.get("inner")  # absent while Stepper.__init__ runs
-        if inner is not None:
-            inner.f0 = value
-
-    def init(self, t: Tensor, u: Tensor) -> None:
-        self.inner.init(t, u)
-
-    def f_total(self, t: Tensor, u: Tensor) -> Tensor:
-        return self.inner.f_total(t, u)
-
-    def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
-        if self.compiled:
-            try:
-                return self._step(t, u, dt)
-            except CompileFailure as exc:
-                self.compiled = False
-                warnings.warn(f"compile=True: compiling the {self.name} step failed ({exc}); solving eagerly",
-                              RuntimeWarning, stacklevel=5)
-        return self.inner.step(t, u, dt)
 
     def program_args(self, t: Tensor, u: Tensor, h: Tensor, rows: list[bool]) -> tuple[Any, ...]:
         """The program's arguments for the step from ``(t, u)`` by ``h``, Newton iterating on ``rows``: the eager
@@ -361,12 +326,3 @@ class CompiledFIRKStepper(Stepper):
         if res.f_end is not None and any_true(accepted):  # the eager stepper's f(t, u) here, counted as it
             self.stats.nf += 1
         self.inner.accept(accepted, t, u, res)
-
-    def fixed_step_check(self, bsz: int, atol: Tensor, dtype: torch.dtype, device: torch.device) -> Any:
-        return self.inner.fixed_step_check(bsz, atol, dtype, device)
-
-    def check_fields(self, u: Tensor, res: StepResult) -> tuple[Tensor, Tensor]:
-        return self.inner.check_fields(u, res)
-
-    def interpolant(self, u: Tensor, dt: Tensor, res: StepResult) -> Tensor:
-        return self.inner.interpolant(u, dt, res)
