@@ -27,7 +27,9 @@ rtol); the slope of log CPU time vs log states over N per solver, at ``SLOPE_RTO
 Sizes: ``full`` (N = 32, 64, 128); ``smoke`` (N = 16, one tolerance, short spans). Each grid's points are kept in
 ``REF_CACHE/points``; grids can run as separate processes, ``python -m benchmarks.stiff_sparse --problem gray_scott
 --grids 128``, and ``--report`` (with the same ``--problem``) then writes the report from the kept points of
-N = 32, 64, 128 (the report lists each grid's commit).
+N = 32, 64, 128 (the report lists each grid's commit). ``--solvers NAME ...`` runs only those solvers on the given
+grids and adds their points to the kept ones (``KRYLOV``: FBDF on Newton-GMRES with ILU or Jacobi preconditioning,
+run only this way).
 """
 
 from __future__ import annotations
