@@ -24,6 +24,7 @@ from .engine.bdf import BDFMethod
 from .engine.bdf_flc import FLCMethod
 from .engine.bdf_loop import integrate_bdf
 from .engine.compiled import CompiledStepper, compile_stepper
+from .engine.compiled_wrapper import ProgramStepper
 from .engine.controller import PIController
 from .engine.events import EventSpec
 from .engine.explicit_rk import ExplicitRKStepper
@@ -128,7 +129,7 @@ def warmup(prob: ODEProblem, alg: Algorithm | None = None, **solve_kwargs: Any) 
         compiled_loop.warm_whole(compiled, u0, loop)
     elif u0.shape[0] > 1 and compiled_control.handles(compiled, loop):
         compiled_control.warm(compiled, u0, loop)
-    elif isinstance(compiled, CompiledStepper):
+    elif isinstance(compiled, ProgramStepper):  # per-step programs (CompiledStepper, CompiledFIRKStepper)
         t0 = torch.full((u0.shape[0],), prob.tspan[0], dtype=u0.dtype, device=u0.device)
         span = prob.tspan[1] - prob.tspan[0]
         compiled.warm(t0, u0, torch.full_like(t0, c.dt if c.dt is not None else 1e-3 * span))

@@ -162,3 +162,16 @@ def test_no_recompilation_across_tolerances_u0_p() -> None:
         ref = ps.solve(other, ps.RadauIIA5(), rtol=rtol, atol=1e-3 * rtol)
         assert sol.success and counts(sol) == counts(ref)
     assert compiled.compile_count() == before
+
+
+@pytest.mark.exhaustive
+def test_warmup_compiles_the_firk_step() -> None:
+    """``pysciml.warmup`` compiles the FIRK program (a positive compile time); the solve after it compiles
+    nothing and gives the eager counters."""
+    prob = van_der_pol(1e3)
+    prob = ps.ODEProblem(prob.f, prob.u0 * 1.01, (0.0, 1.0), prob.p, jac=prob.jac)  # a signature of its own
+    seconds = ps.warmup(prob, ps.RadauIIA3(), rtol=1e-6, atol=1e-9)
+    before = compiled.compile_count()
+    sol = ps.solve(prob, ps.RadauIIA3(), rtol=1e-6, atol=1e-9, compile=True)
+    assert seconds > 0.0 and compiled.compile_count() == before
+    assert sol.success and counts(sol) == counts(ps.solve(prob, ps.RadauIIA3(), rtol=1e-6, atol=1e-9))

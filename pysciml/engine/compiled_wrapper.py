@@ -76,6 +76,12 @@ class ProgramStepper(Stepper):
                               RuntimeWarning, stacklevel=5)
         return self.inner.step(t, u, dt)
 
+    def warm(self, t: Tensor, u: Tensor, dt: Tensor) -> None:
+        """Compile the step ahead of a solve (:func:`pysciml.warmup`): one step from ``(t, u)`` by ``dt``
+        ``(B,)``, its result discarded (the stepper is a throw-away one)."""
+        self.init(t, u)
+        self.step(t, u, dt)
+
     def accept(self, accepted: Tensor | bool, t: Tensor, u: Tensor, res: StepResult) -> None:
         self.inner.accept(accepted, t, u, res)
 
