@@ -51,8 +51,9 @@ class SparseLU:
 class GMRES:
     """Matrix-free restarted GMRES on Jacobian-vector products (Newton-Krylov), for large systems.
 
-    The Jacobian is never formed: ``W v = M v / (gamma dt) - J v`` with ``J v`` from forward-mode autodiff
-    (or a finite-difference directional derivative when ``autodiff=False``).
+    Without a preconditioner the Jacobian is never formed: ``W v = M v / (gamma dt) - J v`` with ``J v`` from
+    forward-mode autodiff (or a finite-difference directional derivative when ``autodiff=False``). With one, the
+    sparse Jacobian the preconditioner forms also gives ``J v``, by one sparse multiply per product.
 
     Args:
         rtol: relative residual at which GMRES stops (per trajectory); raised to 100 eps of the state's dtype

@@ -16,6 +16,7 @@ CPU only: CUDA tensors are refused with an :class:`~pysciml.errors.InputError`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -249,6 +250,7 @@ class SparseLUSolver:
         self.opts = opts
         self.jac: SparseJacobian | None = None
         self.jvals: Tensor | None = None
+        self.live: Tensor | None = None  # J's values as evaluated (with their graph), for J v
         self.w: WAssembly | None = None
         self.wvals: Tensor | None = None
         self.factors: list[Any] = []
@@ -299,6 +301,7 @@ class Preconditioner:
         self.mass = mass
         self.jac: SparseJacobian | None = None
         self.jvals: Tensor | None = None
+        self.live: Tensor | None = None  # J's values as evaluated (with their graph), for J v
         self.w: WAssembly | None = None
         self.diag: Tensor | None = None
         self.factors: list[Any] = []
@@ -311,7 +314,8 @@ class Preconditioner:
             self.jac = SparseJacobian(rhs)
         elif rhs.linear is not None:
             return
-        self.jvals = self.jac.evaluate(t, u, f0).detach()
+        self.live = self.jac.evaluate(t, u, f0)
+        self.jvals = self.live.detach()
         if self.w is None:
             assert self.jac.structure is not None
             self.w = WAssembly(self.jac.structure, self.mass, u.dtype, u.device)
@@ -334,6 +338,43 @@ class Preconditioner:
         identity = [f is None for f in self.factors]
         if any(identity):  # spilu failed there: no preconditioning for those trajectories
             self.factors = [_Identity() if f is None else f for f in self.factors]
+
+    def jac_product(self) -> Callable[[Tensor], Tensor] | None:
+        """``v -> J v`` ``(B, n)`` by the formed sparse Jacobian (differentiable through its values), or ``None``
+        before one is formed. The same product as a JVP at the Jacobian's point, for one sparse multiply in place
+        of a forward-mode pass through ``f`` (92 % of GMRES's time on the 2-D Brusselator)."""
+        if self.live is None or self.jac is None or self.jac.structure is None:
+            return None
+        s, vals = self.jac.structure, self.live
+        rows = torch.as_tensor(s.rows, device=vals.device)
+        cols = torch.as_tensor(s.cols, device=vals.device)
+
+        def product(v: Tensor) -> Tensor:
+            return torch.zeros_like(v).index_add_(1, rows, vals.to(v.dtype) * v[:, cols])
+
+        return product
+
+    def jac_transpose_product(self) -> Callable[[Tensor], Tensor] | None:
+        """``v -> J^T v`` ``(B, n)`` by the formed sparse Jacobian (no graph), or ``None`` before one is formed."""
+        if self.jvals is None or self.jac is None or self.jac.structure is None:
+            return None
+        s, vals = self.jac.structure, self.jvals
+        rows = torch.as_tensor(s.rows, device=vals.device)
+        cols = torch.as_tensor(s.cols, device=vals.device)
+
+        def product(v: Tensor) -> Tensor:
+            return torch.zeros_like(v).index_add_(1, cols, vals.to(v.dtype) * v[:, rows])
+
+        return product
+
+    def transposed_now(self) -> Callable[[Tensor], Tensor]:
+        """``v -> P^T v`` (no graph) for the current ``P``, kept for the backward's transposed solve."""
+        if self.kind == "jacobi":
+            diag = self.diag
+            assert diag is not None
+            return lambda v: v / diag
+        factors = self.factors
+        return lambda v: apply_factors(factors, v, "T")
 
     def __call__(self, v: Tensor) -> Tensor:
         if self.kind == "jacobi":
