@@ -179,7 +179,7 @@ class KrylovSolver:
         assert self._point is not None and self._inv is not None
         rhs, t, u, _ = self._point
         mass, inv, precond = self.mass, self._inv, self.precond
-        jt = precond.jac_transpose_product() if precond is not None else None
+        jt = precond.jac_product(transpose=True) if precond is not None else None
         pt = None if precond is None else precond.transposed_now()
 
         def solve_t(g: Tensor) -> Tensor:

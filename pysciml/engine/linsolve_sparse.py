@@ -339,31 +339,21 @@ class Preconditioner:
         if any(identity):  # spilu failed there: no preconditioning for those trajectories
             self.factors = [_Identity() if f is None else f for f in self.factors]
 
-    def jac_product(self) -> Callable[[Tensor], Tensor] | None:
-        """``v -> J v`` ``(B, n)`` by the formed sparse Jacobian (differentiable through its values), or ``None``
-        before one is formed. The same product as a JVP at the Jacobian's point, for one sparse multiply in place
-        of a forward-mode pass through ``f`` (92 % of GMRES's time on the 2-D Brusselator)."""
-        if self.live is None or self.jac is None or self.jac.structure is None:
+    def jac_product(self, transpose: bool = False) -> Callable[[Tensor], Tensor] | None:
+        """``v -> J v`` ``(B, n)`` by the formed sparse Jacobian (differentiable through its values; ``transpose``:
+        ``v -> J^T v``, without a graph), or ``None`` before one is formed. The same product as a JVP at the
+        Jacobian's point, for one sparse multiply in place of a forward-mode pass through ``f`` (92 % of GMRES's
+        time on the 2-D Brusselator)."""
+        vals = self.jvals if transpose else self.live
+        if vals is None or self.jac is None or self.jac.structure is None:
             return None
-        s, vals = self.jac.structure, self.live
+        s = self.jac.structure
         rows = torch.as_tensor(s.rows, device=vals.device)
         cols = torch.as_tensor(s.cols, device=vals.device)
+        src, dst = (rows, cols) if transpose else (cols, rows)
 
         def product(v: Tensor) -> Tensor:
-            return torch.zeros_like(v).index_add_(1, rows, vals.to(v.dtype) * v[:, cols])
-
-        return product
-
-    def jac_transpose_product(self) -> Callable[[Tensor], Tensor] | None:
-        """``v -> J^T v`` ``(B, n)`` by the formed sparse Jacobian (no graph), or ``None`` before one is formed."""
-        if self.jvals is None or self.jac is None or self.jac.structure is None:
-            return None
-        s, vals = self.jac.structure, self.jvals
-        rows = torch.as_tensor(s.rows, device=vals.device)
-        cols = torch.as_tensor(s.cols, device=vals.device)
-
-        def product(v: Tensor) -> Tensor:
-            return torch.zeros_like(v).index_add_(1, cols, vals.to(v.dtype) * v[:, rows])
+            return torch.zeros_like(v).index_add_(1, dst, vals.to(v.dtype) * v[:, src])
 
         return product
 
