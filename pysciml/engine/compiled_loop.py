@@ -38,10 +38,10 @@ runs the per-step programs. Rosenbrock and ARK solves that may be differentiated
 eagerly, Rosenbrock's, after a warning from :mod:`.compiled`).
 
 Everything else (dense output, ``tstops``) keeps the per-step design of :mod:`.compiled_control`; a loop program
-that fails to compile falls back to it too, once per signature, with one warning. Known case (torch 2.13): a ``f``
-or ``jac`` that creates a tensor constant (``torch.tensor(...)`` of literals, as HIRES's analytic ``jac`` does)
-fails inductor's C++ wrapper build inside a ``while_loop`` body (the constant is not declared there), so such
-solves run the per-step programs. ``ENABLED = False`` switches the whole-loop programs off, ``GRADIENTS = False``
+that fails to compile falls back to it too, once per signature, with one warning. Tensor constants that ``f`` or
+``jac`` creates (``torch.tensor(...)`` of literals, as HIRES's analytic ``jac`` does), which torch 2.13's C++
+wrapper leaves undeclared inside a ``while_loop`` body, are lifted out of it by :mod:`.loop_constants`.
+``ENABLED = False`` switches the whole-loop programs off, ``GRADIENTS = False``
 those of differentiated solves (for comparisons).
 """
 
@@ -58,9 +58,9 @@ from torch._higher_order_ops.while_loop import while_loop
 
 from ..solution import Stats
 from .ark import ARKStepper
-from .compiled import _COUNT, CompiledStepper, CompileFailure, _mass, _Program
+from .compiled import CompiledStepper, CompileFailure, _mass, _Program
 from .compiled_control import _fsal, _padded, _start, controlled_step_fn, finish, handles
-from .compiled_parts import jacobian_fn, tgrad_fn, tracks_grad
+from .compiled_parts import jacobian_fn, python_wrapper_backend, tgrad_fn, tracks_grad
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import evaluate, hermite_coefficients, polynomial_coefficients
 from .loop_records import LoopOptions, LoopResult
@@ -90,16 +90,6 @@ GRADIENT_FAMILIES: tuple[type, ...] = (ExplicitRKStepper,)
 body, the backward's trace failed ("Nested forward mode AD is not supported"); with a reverse-mode Jacobian
 (vmapped VJPs) it compiled (574 s on a loaded machine) and ran, but the values differed from the eager solve's by
 1.2e-7 and the gradients by up to 1.3e-2, so differentiated Rosenbrock solves stay off the loop."""
-
-
-def _grad_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
-    """Inductor with its Python wrapper, for loops that may be differentiated: the C++ wrapper has no
-    ``while_loop_stack_output`` (the forward of a differentiated ``while_loop``; torch 2.13), counted as
-    :func:`~.compiled_parts._backend` counts."""
-    from torch._inductor.compile_fx import compile_fx
-
-    _COUNT[0] += 1
-    return compile_fx(gm, example_inputs, config_patches={"cpp_wrapper": False})
 
 
 def handles_whole(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
@@ -277,7 +267,7 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
         return tuple(while_loop(more, body, (zero, zero.clone(), u, out, *L, *X)))
 
     prog = _Program(f"{base.tag}w{len(base.fused)}")
-    prog.add("loop", whole_loop, _grad_backend if grad else None)
+    prog.add("loop", whole_loop, python_wrapper_backend if grad else None)
     family.grad = grad
     prog.family = family
     base.fused[key] = prog

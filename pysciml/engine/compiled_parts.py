@@ -45,9 +45,11 @@ def clear_cache() -> None:
     _FRESH_F.clear()
 
 
-def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: bool = True) -> Any:
     """Inductor with its C++ wrapper (the generated Python wrapper's own overhead was a third of a small step:
-    150 -> 95 us per Rodas5P step on the Oregonator), counted (``compile_count``)."""
+    150 -> 95 us per Rodas5P step on the Oregonator), counted (``compile_count``). ``cpp_wrapper=False``
+    (:func:`python_wrapper_backend`): the Python wrapper, for differentiated ``while_loop`` programs, whose forward
+    (``while_loop_stack_output``) the C++ wrapper cannot generate in torch 2.13."""
     from torch._inductor.compile_fx import compile_fx
 
     _COUNT[0] += 1
@@ -55,10 +57,17 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        patches = {"cpp_wrapper": True, "post_grad_custom_pre_pass": LiftLoopConstants()}  # see loop_constants
+        patches: dict[str, Any] = {"cpp_wrapper": cpp_wrapper}
+        if cpp_wrapper:  # the C++ wrapper leaves while_loop bodies' tensor constants undeclared: loop_constants
+            patches["post_grad_custom_pre_pass"] = LiftLoopConstants()
         return compile_fx(gm, example_inputs, config_patches=patches)
     finally:
         quiet.setLevel(level)
+
+
+def python_wrapper_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+    """:func:`_backend` with inductor's Python wrapper."""
+    return _backend(gm, example_inputs, cpp_wrapper=False)
 
 
 def _own_code(fn: Callable[..., Any], tag: str, backend: Callable[..., Any] | None = None) -> Callable[..., Any]:

@@ -119,6 +119,7 @@ class KrylovSolver:
         self.matvec: Callable[[Tensor], Tensor] | None = None
         self._point: tuple[RHS, Tensor, Tensor, Tensor] | None = None
         self._inv: Tensor | None = None
+        self._w_graph = True
         self.precond = Preconditioner(opts.precondition, mass) if opts.precondition is not None else None
 
     def set_jacobian(self, rhs: RHS, t: Tensor, u: Tensor, f0: Tensor) -> None:
@@ -139,6 +140,9 @@ class KrylovSolver:
 
         self.matvec = matvec
         self._inv = inv_gamma_dt.detach()
+        # whether W can carry a graph: known without a product where the formed J gives them (else: a JVP may)
+        live = None if self.precond is None else self.precond.live
+        self._w_graph = jac_v is None or inv_gamma_dt.requires_grad or (live is not None and live.requires_grad)
         if self.precond is not None:
             self.precond.factor(inv_gamma_dt)
         return torch.ones_like(inv_gamma_dt, dtype=torch.bool)
@@ -162,7 +166,7 @@ class KrylovSolver:
         assert self.matvec is not None
         self.stats.nsolve += 1
         matvec = self.matvec
-        if not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() or not (self._w_graph or rhs_vec.requires_grad):
             return self._gmres(matvec, self.precond, rhs_vec)
         with torch.no_grad():
             x, converged = self._gmres(matvec, self.precond, rhs_vec)
