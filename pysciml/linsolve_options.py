@@ -9,7 +9,7 @@ from .errors import InputError
 
 __all__ = ["DenseLU", "GMRES", "SparseLU", "LinearSolver", "LINEAR_SOLVERS"]
 
-PRECONDITIONERS = (None, "jacobi", "ilu")
+PRECONDITIONERS = (None, "jacobi", "ilu", "amg")
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,10 @@ class GMRES:
         maxiter: restarts allowed; a linear solve that does not converge rejects the step.
         precondition: ``None`` (default), ``"jacobi"`` (right preconditioning by the diagonal of ``W``) or
             ``"ilu"`` (right preconditioning by SciPy's incomplete LU, ``scipy.sparse.linalg.spilu`` of ``W``,
-            CPU only). Both need the sparse Jacobian (a ``jac_prototype``, a sparse or dense ``jac``, or a
+            CPU only) or ``"amg"`` (one V-cycle of algebraic multigrid: pyamg's Ruge-Stuben hierarchy of ``W``,
+            CPU only, needs ``pip install pyamg``; for ``W`` dominated by a diffusion operator, where its GMRES
+            iteration counts stay flat as the grid is refined). ILU and AMG are rebuilt whenever ``W`` is
+            re-formed. All need the sparse Jacobian (a ``jac_prototype``, a sparse or dense ``jac``, or a
             matrix implicit part), formed once per Jacobian by colouring. Right preconditioning keeps the
             residual that ``rtol`` tests the true one.
     """
@@ -74,7 +77,8 @@ class GMRES:
 
     def __post_init__(self) -> None:
         if self.precondition not in PRECONDITIONERS:
-            raise InputError(f"GMRES(precondition={self.precondition!r}) is unknown; use None, 'jacobi' or 'ilu'")
+            raise InputError(f"GMRES(precondition={self.precondition!r}) is unknown; use None, 'jacobi', 'ilu' "
+                             "or 'amg'")
 
 
 LinearSolver = DenseLU | GMRES | SparseLU

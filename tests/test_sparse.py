@@ -283,7 +283,7 @@ def test_bad_input():
     with pytest.raises(InputError, match="jac_prototype="):
         ps.solve(ps.ODEProblem(f, u0, (0.0, 1.0)), ps.Rodas5P(linsolve=ps.SparseLU()))
     with pytest.raises(InputError, match="precondition"):
-        ps.GMRES(precondition="amg")
+        ps.GMRES(precondition="multigrid")
     with pytest.raises(InputError, match="permc_spec"):
         ps.SparseLU(permc_spec="metis")
     with pytest.raises(InputError, match="CPU"):

@@ -10,8 +10,9 @@ Solves are differentiable: :class:`_FactorSolve` returns ``x = W^{-1} b`` and it
 and ``conj(x_j)`` for complex ``W``), so discrete adjoints through a Rosenbrock step differentiate ``J``'s values
 as the dense path does. :func:`superlu` and :func:`apply_factors` serve the fully implicit RK steps
 (engine/firk_sparse.py), which factor real and complex ``W`` on one :class:`WAssembly`.
-:class:`Preconditioner` gives GMRES the diagonal of ``W`` (Jacobi) or SciPy's incomplete LU (``spilu``).
-CPU only: CUDA tensors are refused with an :class:`~pysciml.errors.InputError`.
+:class:`Preconditioner` gives GMRES the diagonal of ``W`` (Jacobi), SciPy's incomplete LU (``spilu``) or one
+algebraic-multigrid V-cycle (pyamg's Ruge-Stuben hierarchy, engine/amg.py). CPU only: CUDA tensors are
+refused with an :class:`~pysciml.errors.InputError`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from ..errors import InputError
 from ..linsolve_options import SparseLU
 from ..solution import Stats
+from .amg import AMGFactor, require_pyamg
 from .rhs import RHS
 from .sparsity import Structure, as_pattern, decompress, seeds, structure_of, torch_sparse_entries
 
@@ -37,9 +39,9 @@ __all__ = ["Preconditioner", "SparseJacobian", "SparseLUSolver", "WAssembly", "a
 def _cpu_only(u: Tensor, what: str) -> None:
     if u.device.type != "cpu":
         raise InputError(
-            f"{what} runs on the CPU (SciPy's SuperLU); the state is on {u.device}. torch's CUDA sparse solve "
-            "(torch.sparse.spsolve, cuDSS builds) is not wired in: it could not be tested here. On a GPU use "
-            "GMRES(precondition='jacobi') or DenseLU(), or solve on the CPU")
+            f"{what} runs on the CPU (SciPy's SuperLU, spilu or pyamg); the state is on {u.device}. torch's CUDA "
+            "sparse solve (torch.sparse.spsolve, cuDSS builds) is not wired in: it could not be tested here. On a "
+            "GPU use GMRES(precondition='jacobi') or DenseLU(), or solve on the CPU")
 
 
 class SparseJacobian:
@@ -292,11 +294,15 @@ class SparseLUSolver:
 
 
 class Preconditioner:
-    """Right preconditioner ``P ~ W^{-1}`` for GMRES: ``"jacobi"`` (``1 / diag(W)``, torch ops, any device) or
-    ``"ilu"`` (SciPy ``spilu`` of ``W`` per trajectory, CPU; applied through :class:`_FactorSolve` with the
-    factors as constants, so gradients pass through ``P v`` as through a fixed matrix)."""
+    """Right preconditioner ``P ~ W^{-1}`` for GMRES: ``"jacobi"`` (``1 / diag(W)``, torch ops, any device),
+    ``"ilu"`` (SciPy ``spilu`` of ``W`` per trajectory, CPU) or ``"amg"`` (one V-cycle of a Ruge-Stuben hierarchy
+    of ``W`` per trajectory, :class:`~.amg.AMGFactor`, CPU, needs pyamg). ILU and AMG are rebuilt at every
+    ``factor`` and applied through :class:`_FactorSolve` with the factors as constants, so gradients pass through
+    ``P v`` as through a fixed matrix; a trajectory whose ILU or AMG setup fails gets no preconditioning."""
 
     def __init__(self, kind: str, mass: Tensor | None) -> None:
+        if kind == "amg":
+            require_pyamg()  # fail at the start of the solve, naming the fix
         self.kind = kind
         self.mass = mass
         self.jac: SparseJacobian | None = None
@@ -308,8 +314,8 @@ class Preconditioner:
         self.wvals: Tensor | None = None
 
     def set_jacobian(self, rhs: RHS, t: Tensor, u: Tensor, f0: Tensor) -> None:
-        if self.kind == "ilu":
-            _cpu_only(u, "GMRES(precondition='ilu')")
+        if self.kind in ("ilu", "amg"):
+            _cpu_only(u, f"GMRES(precondition={self.kind!r})")
         if self.jac is None:
             self.jac = SparseJacobian(rhs)
         elif rhs.linear is not None:
@@ -334,9 +340,9 @@ class Preconditioner:
             return incomplete(a)
 
         self.wvals = wvals
-        self.factors, _ = _factorize(self.w, wvals, spilu)
+        self.factors, _ = _factorize(self.w, wvals, AMGFactor if self.kind == "amg" else spilu)
         identity = [f is None for f in self.factors]
-        if any(identity):  # spilu failed there: no preconditioning for those trajectories
+        if any(identity):  # spilu or AMG failed there: no preconditioning for those trajectories
             self.factors = [_Identity() if f is None else f for f in self.factors]
 
     def jac_product(self, transpose: bool = False) -> Callable[[Tensor], Tensor] | None:
