@@ -28,8 +28,8 @@ Sizes: ``full`` (N = 32, 64, 128); ``smoke`` (N = 16, one tolerance, short spans
 ``REF_CACHE/points``; grids can run as separate processes, ``python -m benchmarks.stiff_sparse --problem gray_scott
 --grids 128``, and ``--report`` (with the same ``--problem``) then writes the report from the kept points of
 N = 32, 64, 128 (the report lists each grid's commit). ``--solvers NAME ...`` runs only those solvers on the given
-grids and adds their points to the kept ones (``KRYLOV``: FBDF on Newton-GMRES with ILU or Jacobi preconditioning,
-run only this way).
+grids and adds their points to the kept ones (``KRYLOV``: FBDF on Newton-GMRES with ILU, Jacobi or algebraic-multigrid
+preconditioning, run only this way).
 """
 
 from __future__ import annotations
@@ -65,11 +65,15 @@ PYSCIML_ALGS: dict[str, Callable[[], ps.algorithms.Algorithm]] = {
     RADAU: lambda: ps.RadauIIA5(linsolve=ps.SparseLU()), COLOUR: lambda: ps.Rodas5P(linsolve=ps.SparseLU()),
 }
 FBDF_ILU, FBDF_JACOBI = "pysciml FBDF GMRES ILU", "pysciml FBDF GMRES Jacobi"
-#: FBDF on its Krylov path (Newton-GMRES, right-preconditioned by SciPy's spilu or the diagonal of W): run on
-#: request (``--solvers``), not in the plans
-KRYLOV = (FBDF_ILU, FBDF_JACOBI)
+FBDF_AMG, FBDF_AMG_LOOSE = "pysciml FBDF GMRES AMG", "pysciml FBDF GMRES(rtol 1e-6) AMG"
+#: FBDF on its Krylov path (Newton-GMRES, right-preconditioned by SciPy's spilu, the diagonal of W, or one V-cycle
+#: of pyamg's Ruge-Stuben AMG; GMRES at its default rtol 1e-10, or 1e-6): run on request (``--solvers``), not in
+#: the plans
+KRYLOV = (FBDF_ILU, FBDF_JACOBI, FBDF_AMG, FBDF_AMG_LOOSE)
 PYSCIML_ALGS[FBDF_ILU] = lambda: ps.FBDF(linsolve=ps.GMRES(precondition="ilu"))
 PYSCIML_ALGS[FBDF_JACOBI] = lambda: ps.FBDF(linsolve=ps.GMRES(precondition="jacobi"))
+PYSCIML_ALGS[FBDF_AMG] = lambda: ps.FBDF(linsolve=ps.GMRES(precondition="amg"))
+PYSCIML_ALGS[FBDF_AMG_LOOSE] = lambda: ps.FBDF(linsolve=ps.GMRES(rtol=1e-6, precondition="amg"))
 CORE = (FBDF, SCIPY_BDF, QNDF, RODAS, KENCARP, RADAU)  # the target pair first: points are kept as they come
 ALL = CORE + (COLOUR, SCIPY_RADAU)
 
@@ -317,11 +321,11 @@ def summary(points: list[Point], sizes: tuple[int, ...], target: float
 
 
 def bdf_target(points: list[Point], N: int) -> list[str]:
-    """Issue 19's FBDF target lines at grid ``N``: FBDF's CPU time over SciPy BDF's at FBDF's own errors (SciPy
-    interpolated log-log between its points; ``None`` outside)."""
+    """Issue 19's FBDF target lines at grid ``N``: FBDF's (SparseLU; GMRES with AMG) and QNDF's CPU time over SciPy
+    BDF's at their own errors (SciPy interpolated log-log between its points; ``None`` outside)."""
     lines = []
     scipy = [p for p in points if p.solver == SCIPY_BDF and p.N == N]
-    for name in (FBDF, QNDF):
+    for name in (FBDF, QNDF, FBDF_AMG, FBDF_AMG_LOOSE):
         for p in (q for q in points if q.solver == name and q.N == N and q.ok):
             t, mark = at_target(scipy, p.err)
             head = f"- {name} at N = {N}, rtol {p.rtol:g}: error {p.err:.2g}, CPU {p.cpu:.3g} s; "
