@@ -12,6 +12,13 @@ made up to four host round trips per step (the loop test, the Jacobian-freshness
 test, the failure test) and ran the controller as a few dozen separately dispatched tensor operations.
 Saving writes the passed points with masks, without further synchronisation.
 
+The time (``t``, the step sizes, ``qold``, the save and stop times) has its own dtype in ``L`` and ``C``: the
+state's for a batch, as the eager batched loop keeps it, and float64 for one trajectory (the whole loop,
+:mod:`.compiled_loop`, with ``_start(..., scalar=True)``), as the scalar loop keeps it in Python floats. The step
+then sees ``t`` and its step size cast to the state's dtype, and its error norm comes back cast to the time's, at
+exactly the places :func:`~.loop_scalar.integrate_single` casts (``vec(t)``, ``vec(dt)``, ``float(eest)``), so a
+float32 trajectory takes the scalar loop's steps.
+
 The eager loop stays the reference (``tests/test_compiled.py`` compares values, step counts and statistics);
 fixed steps, the progress bar, ``save_everystep`` and step hooks keep the eager loop around the compiled step.
 """
@@ -33,7 +40,7 @@ from .controller import initial_dt
 from .explicit_rk import ExplicitRKStepper
 from .fixed_step_check import describe
 from .interpolation import DenseOutput, evaluate
-from .loop_records import LoopOptions, LoopResult
+from .loop_records import LoopOptions, LoopResult, save_time_list
 from .loop_saver import _CODES, DTMIN, MAXITERS, RUNNING, SUCCESS, UNSTABLE, _Saver
 from .rosenbrock import RosenbrockStepper
 
@@ -94,7 +101,6 @@ def controlled_step_fn(stepper: CompiledStepper, opts: LoopOptions, direction: f
     F = _user_f(inner.rhs)
     FE = _user_f(inner.rhs_e) if ark and inner.rhs_e is not None else None
     fsal = _fsal(inner)
-    eps_t = torch.finfo(inner.rhs.dtype).eps
 
     def merged_f0(p: Any, t: Tensor, u: Tensor, accepted: Tensor, out: tuple[Any, ...],
                   args: tuple[Any, ...]) -> tuple[Tensor | None, ...]:
@@ -116,21 +122,22 @@ def controlled_step_fn(stepper: CompiledStepper, opts: LoopOptions, direction: f
         t, dt, qold, active, seen, stop, status, fail_t, fail_dt, n_acc, n_att, sidx = L
         stops, last_stop, keyed, lims = C
         p, u = args[0], args[2]
+        sd = u.dtype  # the step's dtype; the time's may be wider (float64 for one trajectory: see the docstring)
         target = stops[torch.minimum(stop, last_stop)]
         remaining = target - t
         at_stop = active & ((remaining <= dt * REACH) if direction > 0 else (remaining >= dt * REACH))
         last = at_stop & (stop == last_stop)
         dt_step = torch.where(at_stop, remaining, dt)
-        out = step(*args[:dt_i], dt_step, *args[dt_i + 1:])
+        out = step(p, t.to(sd), *args[2:dt_i], dt_step.to(sd), *args[dt_i + 1:])
         control = out[ctl_i]
         seen = seen | ~(control[:, 1] == 1.0)
-        eest = control[:, 0]
+        eest = control[:, 0].to(t.dtype)
         accepted = active & (eest <= 1.0)
         t_new = torch.where(accepted, torch.where(at_stop, target, t + dt_step), t)
         if multi_stop:
             stop = stop + (accepted & at_stop)
         u_out = torch.where(accepted[:, None], out[0], u)
-        f0s = merged_f0(p, t_new, u_out, accepted, out, args)
+        f0s = merged_f0(p, t_new.to(sd), u_out, accepted, out, args)
         n_acc = n_acc + accepted
         n_att = n_att + active
         active = active ^ (accepted & last)
@@ -139,7 +146,7 @@ def controlled_step_fn(stepper: CompiledStepper, opts: LoopOptions, direction: f
             dt_new = torch.where(accepted & at_stop, direction * torch.maximum(dt_new.abs(), dt.abs()), dt_new)
         if has_dtmax:
             dt_new = direction * dt_new.abs().clamp(max=lims[1])
-        failed = dt_new.abs() <= eps_t * t_new.abs()
+        failed = dt_new.abs() <= torch.finfo(t.dtype).eps * t_new.abs()
         if has_dtmin:
             failed = failed | (dt_new.abs() < lims[0])
         failed = failed & active
@@ -151,10 +158,10 @@ def controlled_step_fn(stepper: CompiledStepper, opts: LoopOptions, direction: f
         seen = seen & ~accepted
         zero = torch.zeros_like(stop)
         n_cross, n_inside = zero, zero
-        if saving:  # save points passed: keyed (direction * saveat, padded with inf) up to direction * t
-            key_t = direction * t_new
-            n_cross = (torch.searchsorted(keyed, key_t, right=True) - sidx).clamp(min=0) * accepted
-            n_inside = (torch.searchsorted(keyed, key_t) - sidx).clamp(min=0) * accepted
+        if saving:  # save points passed: keyed (direction * saveat, sorted, padded with inf) up to direction * t
+            key_t = (direction * t_new)[:, None]  # counts by comparison, as searchsorted on the sorted keys, but
+            n_cross = ((keyed <= key_t).sum(1) - sidx).clamp(min=0) * accepted  # fused into the step's kernels
+            n_inside = ((keyed < key_t).sum(1) - sidx).clamp(min=0) * accepted
         summary = torch.stack((active.any().long(), accepted.any().long(), n_cross.max(), n_inside.max()))
         state = (t_new, dt, qold, active, seen, stop, status, fail_t, fail_dt, n_acc, n_att, sidx + n_cross)
         return out, state, u_out, f0s, dt_step, n_cross, summary
@@ -184,20 +191,30 @@ class _CountedSaver(_Saver):
             self.out[ci, bidx] = torch.where((j < n_cross)[:, None], vals, keep)
 
 
-def _start(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions) -> tuple[Any, ...]:
-    """The loop's first state ``L``, its constants ``C``, the program, the saver and the direction."""
+def save_times(opts: LoopOptions, scalar: bool) -> list[float]:
+    """The save times as the loop compares them: the scalar loop's Python floats (clamped onto ``tspan``,
+    :func:`~.loop_records.save_time_list`) for one trajectory in float64 time, else ``saveat``'s values."""
+    assert opts.saveat is not None
+    return save_time_list(opts) if scalar else opts.saveat.tolist()
+
+
+def _start(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, scalar: bool = False) -> tuple[Any, ...]:
+    """The loop's first state ``L``, its constants ``C``, the program, the saver and the direction. ``scalar``:
+    time in float64, as :func:`~.loop_scalar.integrate_single` keeps it (one trajectory, the whole loop)."""
     bsz = u0.shape[0]
     dtype, device = u0.dtype, u0.device
+    tdt = torch.float64 if scalar else dtype
     direction = 1.0 if opts.t1 > opts.t0 else -1.0
     t = torch.full((bsz,), opts.t0, dtype=dtype, device=device)
     stepper.init(t, u0)
     assert stepper.f0 is not None
     if opts.dt is None:
+        span = torch.full_like(t, opts.t1 - opts.t0) if scalar else torch.full_like(t, opts.t1) - t
         with torch.no_grad():
-            dt = initial_dt(stepper.f_total, t, u0, stepper.f0, torch.full_like(t, opts.t1) - t, stepper.order,
-                            opts.atol, opts.rtol)
+            dt = initial_dt(stepper.f_total, t, u0, stepper.f0, span, stepper.order, opts.atol, opts.rtol).to(tdt)
     else:
-        dt = torch.full_like(t, direction * abs(opts.dt))
+        dt = torch.full((bsz,), direction * abs(opts.dt), dtype=tdt, device=device)
+    t = torch.full((bsz,), opts.t0, dtype=tdt, device=device)  # not t.to(tdt): float32(t0) may differ from t0
     if opts.dtmax is not None:
         dt = direction * dt.abs().clamp(max=opts.dtmax)
 
@@ -206,10 +223,17 @@ def _start(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions) -> tuple[Any
     longs = partial(torch.zeros, bsz, dtype=torch.long, device=device)
     bools = partial(torch.zeros, bsz, dtype=torch.bool, device=device)
     saver = _CountedSaver(opts, u0, direction)
-    keyed = (_padded((direction * opts.saveat).tolist(), math.inf, dtype, device) if opts.saveat is not None
-             else torch.zeros(1, dtype=dtype, device=device))
-    C = (_padded([*stop_list, opts.t1], opts.t1, dtype, device), torch.full((1,), n_stops - 1, device=device), keyed,
-         torch.tensor([opts.dtmin, opts.dtmax if opts.dtmax is not None else math.inf], dtype=dtype, device=device))
+    keyed = torch.zeros(1, dtype=tdt, device=device)
+    if opts.saveat is not None:
+        save_t = save_times(opts, scalar)
+        keyed = _padded([direction * s for s in save_t], math.inf, tdt, device)
+        if scalar:  # the points saved at t0 as the scalar loop finds them (a float32 save time may round past t0)
+            first = next((i for i, s in enumerate(save_t) if s != opts.t0), len(save_t))
+            saver.out[first:] = math.nan
+            saver.out[:first] = u0[None]
+            saver.idx.fill_(first)
+    C = (_padded([*stop_list, opts.t1], opts.t1, tdt, device), torch.full((1,), n_stops - 1, device=device), keyed,
+         torch.tensor([opts.dtmin, opts.dtmax if opts.dtmax is not None else math.inf], dtype=tdt, device=device))
     L = (t, dt, torch.full_like(t, opts.controller.qoldinit), ~bools(), bools(), longs(), longs(), torch.zeros_like(t),
          torch.zeros_like(t), longs(), longs(), saver.idx if opts.saveat is not None else longs())
     return L, C, _fused_program(stepper, opts, direction, n_stops), saver, direction

@@ -1,17 +1,17 @@
 """The whole batched loop as one compiled program (``torch.while_loop``): no host round trip until it ends.
 
-For the common case, an adaptive solve with ``compile=True`` (a batch, or one trajectory in float64, where it
-replaces the scalar loop) by an explicit Runge-Kutta method whose interpolant needs no extra stages, a Rosenbrock
-method (every :class:`~.rosenbrock.RosenbrockStepper` tableau) or an ARK/ESDIRK method with a callable implicit
-part, saving at fixed times (``saveat``, or only the ends), without dense output, ``tstops``, the progress bar or
-step hooks (differentiated or not, for explicit RK; not differentiated for the other families),
-:func:`integrate_batched_whole` runs :mod:`.compiled_control`'s controlled step (the step with the batched loop's
-control) inside a ``torch.while_loop`` that turns while some trajectory is running and fewer than ``maxiters`` steps
-were taken. Save points are filled inside the program: each accepted step writes the points it passed, evaluated on
-its interpolant (the tableau's dense output, else the cubic Hermite one; its end value where a point is the step's
-end), as :class:`~.loop_saver._Saver` does. The counters come back with the result (steps, steps with an acceptance,
-per-trajectory accepted and attempted steps, fresh Jacobians; ARK's Newton counts), so ``sol.stats`` is the eager
-solve's.
+For the common case, an adaptive solve with ``compile=True`` (a batch, or one trajectory, where it replaces the scalar
+loop and keeps time in float64 as that loop does, whatever the state's dtype) by an explicit Runge-Kutta method whose
+interpolant needs no extra stages, a Rosenbrock method (every :class:`~.rosenbrock.RosenbrockStepper` tableau) or an
+ARK/ESDIRK method with a callable implicit part, saving at fixed times (``saveat``, or only the ends), without dense
+output, ``tstops``, the progress bar or step hooks (differentiated or not, for explicit RK; not differentiated for the
+other families), :func:`integrate_batched_whole` runs :mod:`.compiled_control`'s controlled step (the step with the
+batched loop's control) inside a ``torch.while_loop`` that turns while some trajectory is running and fewer than
+``maxiters`` steps were taken. Save points are filled inside the program: each accepted step writes the points it
+passed, evaluated on its interpolant (the tableau's dense output, else the cubic Hermite one; its end value where a
+point is the step's end), as :class:`~.loop_saver._Saver` does. The counters come back with the result (steps, steps
+with an acceptance, per-trajectory accepted and attempted steps, fresh Jacobians; ARK's Newton counts), so ``sol.stats``
+is the eager solve's.
 
 Rosenbrock and ARK steppers evaluate the Jacobian only at the start of a step that follows an accepted one (in a
 batch: one where some trajectory was accepted). The loop carries the Jacobian (and Rosenbrock's ``df/dt``, ARK's
@@ -59,7 +59,7 @@ from torch._higher_order_ops.while_loop import while_loop
 from ..solution import Stats
 from .ark import ARKStepper
 from .compiled import CompiledStepper, CompileFailure, _mass, _Program
-from .compiled_control import _fsal, _padded, _start, controlled_step_fn, finish, handles
+from .compiled_control import _fsal, _padded, _start, controlled_step_fn, finish, handles, save_times
 from .compiled_parts import jacobian_fn, python_wrapper_backend, tgrad_fn, tracks_grad
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import evaluate, hermite_coefficients, polynomial_coefficients
@@ -99,8 +99,6 @@ def handles_whole(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     inner = stepper.inner
     differentiated = u0.requires_grad or tracks_grad(stepper.rhs)
     if differentiated and not (GRADIENTS and isinstance(inner, GRADIENT_FAMILIES)):
-        return False
-    if u0.shape[0] == 1 and u0.dtype != torch.float64:  # the scalar loop keeps time in Python floats (float64)
         return False
     if [s for s in (opts.tstops or []) if min(opts.t0, opts.t1) < s < max(opts.t0, opts.t1)]:
         return False
@@ -245,15 +243,17 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
             t, sidx = L[0], L[11]
             args = family.args(p, t, u, L[1], atol_n, rtol_n, mass, X)
             res, state, u_new, f0s, dt_step, n_cross, summary = step(L, C, *args)
+            h = dt_step.to(u.dtype)  # the step size as the step saw it (time may be float64: compiled_control)
             X_new = family.after(X, res, f0s, summary)
             passed = (rows >= sidx) & (rows < sidx + n_cross)  # (S, B): the save points this step passed
             at_end = saveat[:, None] == state[0]
             if interior:
                 if D is not None:
-                    coeffs = polynomial_coefficients(u, D, family.stages(res, dt_step))
+                    coeffs = polynomial_coefficients(u, D, family.stages(res, h))
                 else:
-                    coeffs = hermite_coefficients(u, u_new, family.f_start(X), family.f_start(X_new), dt_step)
+                    coeffs = hermite_coefficients(u, u_new, family.f_start(X), family.f_start(X_new), h)
                 theta = torch.where(passed, (saveat[:, None] - t) / dt_step, 0.0)  # finite: no NaN in a backward
+                theta = theta.to(u.dtype)
                 vals = torch.where(at_end[..., None], u_new, evaluate(coeffs, theta))
             else:
                 vals = u_new.expand(saveat.shape[0], -1, -1)
@@ -287,13 +287,15 @@ def _requiring_grad(x: Tensor) -> Tensor:
 def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int) -> tuple[Any, ...]:
     """The loop program, its arguments (at most ``steps`` steps) and the saver."""
     assert opts.saveat is not None
-    L, C, _, saver, direction = _start(stepper, u0, opts)
-    saveat = opts.saveat
-    interior = bool(((saveat != opts.t0) & (saveat != opts.t1)).any())
+    scalar = u0.shape[0] == 1  # time in float64, as the scalar loop keeps it
+    L, C, _, saver, direction = _start(stepper, u0, opts, scalar)
+    save_t = save_times(opts, scalar)
+    times = torch.tensor(save_t, dtype=L[0].dtype)  # compared in the time's dtype
+    interior = bool(((times != opts.t0) & (times != opts.t1)).any())
     prog = _loop_program(stepper, opts, direction, interior, u0)
-    padded = _padded(saveat.tolist(), math.inf, u0.dtype, u0.device)
+    padded = _padded(save_t, math.inf, L[0].dtype, u0.device)
     out = torch.full((padded.shape[0], *saver.out.shape[1:]), math.nan, dtype=u0.dtype, device=u0.device)
-    out[: saveat.shape[0]] = saver.out
+    out[: opts.saveat.shape[0]] = saver.out
     maxiters = torch.full((1,), steps, dtype=torch.long, device=u0.device)
     X = prog.family.start(stepper, u0)
     u = u0
@@ -301,6 +303,12 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int)
         u, out, X = _requiring_grad(u0), _requiring_grad(out), tuple(_requiring_grad(x) for x in X)
     args = (L, C, padded, out, stepper.rhs.p, u, stepper.atol_n, stepper.rtol_n, maxiters, _mass(stepper.inner), X)
     return prog, args, saver
+
+
+def _scalar_fallback(u0: Tensor) -> bool:
+    """One trajectory outside float64 falls back to the scalar loop (its time in Python floats), not to the per-step
+    control programs (time in the state's dtype); a float64 one takes those (the same numbers)."""
+    return u0.shape[0] == 1 and u0.dtype != torch.float64
 
 
 def _loop_failed(stepper: CompiledStepper, exc: CompileFailure) -> None:
@@ -322,7 +330,11 @@ def warm_whole(stepper: Any, u0: Tensor, opts: LoopOptions) -> None:
         _FAILED.add(prog)
         from .compiled_control import warm
 
-        warm(stepper, u0, opts)
+        if _scalar_fallback(u0):
+            t0 = torch.full((1,), opts.t0, dtype=u0.dtype, device=u0.device)
+            stepper.warm(t0, u0, torch.full_like(t0, opts.dt if opts.dt is not None else 1e-3 * (opts.t1 - opts.t0)))
+        else:
+            warm(stepper, u0, opts)
 
 
 def integrate_batched_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult:
@@ -343,6 +355,10 @@ def integrate_batched_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: 
         _FAILED.add(prog)
         for name, value in before.items():
             setattr(stats, name, value)
+        if _scalar_fallback(u0):
+            from .loop_scalar import integrate_single
+
+            return integrate_single(stepper, u0, opts, stats)
         return integrate_batched_compiled(stepper, u0, opts, stats)
     steps, with_acceptance = int(k), int(n_any)
     stats.nloop += steps
