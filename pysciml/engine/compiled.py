@@ -245,9 +245,12 @@ def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol
     ``RuntimeWarning`` where its family or options have no compiled step. ``u0``: the initial state, to tell
     whether the solve may be differentiated."""
     why = _unsupported(stepper)
+    eager_why = None  # differentiated Rosenbrock: only the whole-loop program (engine/compiled_loop.py) is compiled
     if why is None and isinstance(stepper, RosenbrockStepper) and tracks_grad(stepper.rhs, u0):
-        why = ("the backward pass of compiled Rosenbrock steps fails in inductor when f is an nn.Module "
-               "(an open bug), so differentiated Rosenbrock solves are not compiled yet")
+        eager_why = ("the backward pass of compiled Rosenbrock steps fails in inductor when f is an nn.Module "
+                     "(an open bug), so differentiated Rosenbrock solves are compiled only as the whole loop (a "
+                     "batch or one float64 trajectory, saving at fixed times, autodiff Jacobian, tensors in p)")
+        why = eager_why if dense else None
     if why is None and isinstance(stepper, FIRKStepper) and tracks_grad(stepper.rhs, u0):
         why = f"differentiated {stepper.name} solves (the discrete adjoint through the stages) are not compiled yet"
     if why is not None:
@@ -258,7 +261,10 @@ def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol
     stats.compile_time += time.perf_counter() - start
     if isinstance(stepper, FIRKStepper):  # its own stepper: the loops around it stay the eager ones
         return CompiledFIRKStepper(stepper, program, stats, atol, rtol)
-    return CompiledStepper(stepper, program, stats, atol, rtol)
+    compiled = CompiledStepper(stepper, program, stats, atol, rtol)
+    if eager_why is not None:  # the whole loop may take it; any other loop steps eagerly (warning at its first step)
+        compiled.compiled, compiled.eager_why, compiled.whole_only = False, eager_why, True
+    return compiled
 
 
 class CompiledStepper(ProgramStepper):
@@ -271,6 +277,8 @@ class CompiledStepper(ProgramStepper):
         self._J: Tensor | None = None
         self._ft: Tensor | None = None
         self._pending: Tensor | None = None  # ARK: Newton iterations and failures not yet in stats
+        self.eager_why: str | None = None  # why steps run eagerly (said at the first one) outside the whole loop
+        self.whole_only = False  # only the whole-loop program (engine/compiled_loop.py) may run compiled
 
     def finish(self) -> None:
         """Add the counts kept on the device during the solve (ARK's Newton iterations) to ``stats``."""
@@ -302,6 +310,12 @@ class CompiledStepper(ProgramStepper):
                     None if fresh else self._J, inner.f_tracked)
             return ("fresh" if fresh else "reuse"), args
         return "step", args
+
+    def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
+        if self.eager_why is not None:
+            warnings.warn(f"compile=True: {self.eager_why}; solving eagerly", RuntimeWarning, stacklevel=5)
+            self.eager_why = None
+        return super().step(t, u, dt)
 
     def _step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
         variant, args = self.program_args(t, u, dt)

@@ -4,14 +4,14 @@ For the common case, an adaptive solve with ``compile=True`` (a batch, or one tr
 loop and keeps time in float64 as that loop does, whatever the state's dtype) by an explicit Runge-Kutta method whose
 interpolant needs no extra stages, a Rosenbrock method (every :class:`~.rosenbrock.RosenbrockStepper` tableau) or an
 ARK/ESDIRK method with a callable implicit part, saving at fixed times (``saveat``, or only the ends), without dense
-output, ``tstops``, the progress bar or step hooks (differentiated or not, for explicit RK; not differentiated for the
-other families), :func:`integrate_batched_whole` runs :mod:`.compiled_control`'s controlled step (the step with the
-batched loop's control) inside a ``torch.while_loop`` that turns while some trajectory is running and fewer than
-``maxiters`` steps were taken. Save points are filled inside the program: each accepted step writes the points it
-passed, evaluated on its interpolant (the tableau's dense output, else the cubic Hermite one; its end value where a
-point is the step's end), as :class:`~.loop_saver._Saver` does. The counters come back with the result (steps, steps
-with an acceptance, per-trajectory accepted and attempted steps, fresh Jacobians; ARK's Newton counts), so ``sol.stats``
-is the eager solve's.
+output, ``tstops``, the progress bar or step hooks (differentiated or not, for explicit RK and Rosenbrock; not
+differentiated for the other families), :func:`integrate_batched_whole` runs :mod:`.compiled_control`'s controlled step
+(the step with the batched loop's control) inside a ``torch.while_loop`` that turns while some trajectory is running and
+fewer than ``maxiters`` steps were taken. Save points are filled inside the program: each accepted step writes the
+points it passed, evaluated on its interpolant (the tableau's dense output, else the cubic Hermite one; its end value
+where a point is the step's end), as :class:`~.loop_saver._Saver` does. The counters come back with the result (steps,
+steps with an acceptance, per-trajectory accepted and attempted steps, fresh Jacobians; ARK's Newton counts), so
+``sol.stats`` is the eager solve's.
 
 Rosenbrock and ARK steppers evaluate the Jacobian only at the start of a step that follows an accepted one (in a
 batch: one where some trajectory was accepted). The loop carries the Jacobian (and Rosenbrock's ``df/dt``, ARK's
@@ -21,21 +21,24 @@ eager ones to round-off (a finite-difference ``df/dt``, for a time-dependent ``f
 ~1e-8 relative round-off that can move an accept decision near ``EEst = 1``, as in the per-step programs); the
 discarded evaluations (one per step after a rejection) are not counted in ``sol.stats``.
 
-Gradients (explicit RK; the discrete adjoint, as eager direct backpropagation gives it): ``while_loop``'s autograd
-stacks every iteration's carries in the forward pass and runs a reverse ``while_loop`` of the body's vector-Jacobian
-products in the backward pass, so memory grows as iterations x carry size (the state, the save buffer ``(S, B, n)``
-with ``S`` padded to a power of two, ``f(t, u)`` and the control's ``(B,)`` rows; measured about 0.74 kB per
-iteration for a batch of 3 states of 2 with 5 save times, 0.43x the eager solve's saved tensors:
+Gradients (explicit RK and Rosenbrock; the discrete adjoint, as eager direct backpropagation gives it): ``while_loop``'s
+autograd stacks every iteration's carries in the forward pass and runs a reverse ``while_loop`` of the body's
+vector-Jacobian products in the backward pass, so memory grows as iterations x carry size (the state, the save buffer
+``(S, B, n)`` with ``S`` padded to a power of two, ``f(t, u)`` and the control's ``(B,)`` rows; measured about 0.74 kB
+per iteration for a batch of 3 states of 2 with 5 save times, 0.43x the eager solve's saved tensors:
 ``docs/guide/compile.md``). The step control is detached inside the body, as the eager loop treats step sizes as
-constants, and a save time the step did not pass is evaluated at ``theta = 0``, not at the padding's ``inf``
-(without these two, the gradients came out NaN). Two torch 2.13 limits shape this: the C++ wrapper has no
-``while_loop_stack_output`` (such programs use inductor's Python wrapper), and the backward differentiates a carry
-only where its initial value requires grad, dropping the cotangents of later iterations otherwise (a parameter
-gradient then kept only the last step's share), so :func:`_requiring_grad` hands the loop carries that require grad.
-A differentiated solve is recognised by ``u0``, a tensor in ``p`` or a parameter of an ``nn.Module`` ``f`` requiring
-grad; a tensor captured by a closure is not, and its solve finds out by one failed compile (the C++ wrapper) and
-runs the per-step programs. Rosenbrock and ARK solves that may be differentiated keep the per-step programs (or run
-eagerly, Rosenbrock's, after a warning from :mod:`.compiled`).
+constants, and a save time the step did not pass is evaluated at ``theta = 0``, not at the padding's ``inf`` (without
+these two, the gradients came out NaN). Two torch 2.13 limits shape this: the C++ wrapper has no
+``while_loop_stack_output`` (such programs use inductor's Python wrapper), and the backward differentiates a carry only
+where its initial value requires grad, dropping the cotangents of later iterations otherwise (a parameter gradient then
+kept only the last step's share), so :func:`_requiring_grad` hands the loop carries that require grad. A differentiated
+solve is recognised by ``u0``, a tensor in ``p`` or a parameter of an ``nn.Module`` ``f`` requiring grad; a tensor
+captured by a closure is not, and its solve finds out by one failed compile (the C++ wrapper) and runs the per-step
+programs. A differentiated Rosenbrock loop evaluates its Jacobian by a reverse-mode graph traced before the loop
+(:mod:`.compiled_loop_jac`: autodiff transforms inside the differentiated body fail in torch 2.13, forward mode in the
+backward's trace, reverse mode silently with a zero Jacobian); its dispatch compiles the program
+(:func:`_rosenbrock_grad_ready`), since its fallback is the eager loop, the per-step programs' backward failing in
+inductor. ARK solves that may be differentiated keep the per-step programs.
 
 Everything else (dense output, ``tstops``) keeps the per-step design of :mod:`.compiled_control`; a loop program
 that fails to compile falls back to it too, once per signature, with one warning. Tensor constants that ``f`` or
@@ -60,6 +63,7 @@ from ..solution import Stats
 from .ark import ARKStepper
 from .compiled import CompiledStepper, CompileFailure, _mass, _Program
 from .compiled_control import _fsal, _padded, _start, controlled_step_fn, finish, handles, save_times
+from .compiled_loop_jac import ReverseJacobian, unsupported
 from .compiled_parts import jacobian_fn, python_wrapper_backend, tgrad_fn, tracks_grad
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import evaluate, hermite_coefficients, polynomial_coefficients
@@ -84,27 +88,64 @@ GRADIENTS = True
 keeps them on the per-step programs (for comparisons)."""
 
 
-GRADIENT_FAMILIES: tuple[type, ...] = (ExplicitRKStepper,)
-"""The stepper families whose differentiated solves take the loop program (the ones tested). Rosenbrock was tried
-(torch 2.13, an MLP ``f``, Rodas5P, a batch of 3 in float64): with the forward-mode autodiff Jacobian inside the
-body, the backward's trace failed ("Nested forward mode AD is not supported"); with a reverse-mode Jacobian
-(vmapped VJPs) it compiled (574 s on a loaded machine) and ran, but the values differed from the eager solve's by
-1.2e-7 and the gradients by up to 1.3e-2, so differentiated Rosenbrock solves stay off the loop."""
+GRADIENT_FAMILIES: tuple[type, ...] = (ExplicitRKStepper, RosenbrockStepper)
+"""The stepper families whose differentiated solves take the loop program (the ones tested). Rosenbrock's take it
+with the autodiff Jacobian traced ahead of the loop (:mod:`.compiled_loop_jac`, which says why), not with a
+supplied ``jac``/``tgrad`` or a ``p`` holding Python numbers; those, and a loop that fails to compile, solve
+eagerly after a warning (:class:`~.compiled.CompiledStepper` with ``eager_why``)."""
 
 
 def handles_whole(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     """Whether :func:`integrate_batched_whole` runs this batched solve."""
-    if not ENABLED or not handles(stepper, opts) or opts.dense or opts.saveat is None:
+    whole_only = getattr(stepper, "whole_only", False)  # differentiated Rosenbrock: no per-step programs
+    if not ENABLED or not (handles(stepper, opts) or whole_only and _loop_options_ok(opts)) or opts.dense \
+            or opts.saveat is None:
         return False
     inner = stepper.inner
     differentiated = u0.requires_grad or tracks_grad(stepper.rhs)
     if differentiated and not (GRADIENTS and isinstance(inner, GRADIENT_FAMILIES)):
+        return False
+    if differentiated and isinstance(inner, RosenbrockStepper) and not _rosenbrock_grad_ready(stepper, opts, u0):
         return False
     if [s for s in (opts.tstops or []) if min(opts.t0, opts.t1) < s < max(opts.t0, opts.t1)]:
         return False
     if isinstance(inner, ExplicitRKStepper):
         return not inner.tab.extra_c
     return isinstance(inner, (RosenbrockStepper, ARKStepper))
+
+
+def _loop_options_ok(opts: LoopOptions) -> bool:
+    """:func:`~.compiled_control.handles`'s conditions on the options (for a stepper without per-step programs)."""
+    return opts.adaptive and not opts.progress and not opts.save_everystep and getattr(opts, "hooks", None) is None
+
+
+def _rosenbrock_grad_ready(stepper: CompiledStepper, opts: LoopOptions, u0: Tensor) -> bool:
+    """Whether a differentiated Rosenbrock solve takes the loop program: its fallback is the eager loop (the
+    per-step programs' backward fails in inductor, :mod:`.compiled`), which only this function's caller can choose,
+    so a program not yet run is compiled here (one step, discarded; ``stats`` left as they were but for the compile
+    time). A failed compile warns once and the solve runs eagerly."""
+    if unsupported(stepper.rhs) is not None:
+        return False
+    stats = stepper.stats
+    before = {f.name: getattr(stats, f.name) for f in fields(stats) if f.name != "compile_time"}
+    try:
+        prog, args, _ = _inputs(stepper, u0, opts, 1)
+        if prog in _FAILED:
+            return False
+        if "loop" in prog.ran:
+            return True
+        try:
+            prog.run("loop", stats, *args)
+        except CompileFailure as exc:
+            _FAILED.add(prog)
+            stepper.eager_why = None  # one warning
+            warnings.warn(f"compile=True: compiling the whole {stepper.name} loop with gradients as one program "
+                          f"failed ({exc}); solving eagerly", RuntimeWarning, stacklevel=5)
+            return False
+        return True
+    finally:
+        for name, value in before.items():
+            setattr(stats, name, value)
 
 
 class _Family:
@@ -128,10 +169,12 @@ class _Family:
             return
         raw, jacobian, tgrad = base.raw["fresh"], jacobian_fn(inner.rhs), tgrad_fn(inner.rhs)
         needs_tgrad = self.tgrad
+        self.reverse = ReverseJacobian(inner.rhs) if self.kind == "ros" else None  # differentiated: see _inputs
 
         def rosenbrock_step(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor, atol_n: Tensor, rtol_n: Tensor,
                             mass: Tensor | None, J: Tensor, ft: Tensor | None, fresh: Tensor) -> tuple[Any, ...]:
-            J = torch.where(fresh, jacobian(p, t, u), J).contiguous()  # the carry keeps its strides
+            jac = self.reverse if self.grad else jacobian  # self.grad: set before the loop is traced
+            J = torch.where(fresh, jac(p, t, u), J).contiguous()  # the carry keeps its strides
             if needs_tgrad:
                 ft = torch.where(fresh, tgrad(p, t, u, f0, dt), ft).contiguous()
             return raw(p, t, u, f0, dt, atol_n, rtol_n, mass, J, ft)
@@ -167,15 +210,20 @@ class _Family:
             return (p, t, u, X[0], dt, atol_n, rtol_n, mass, X[3], X[4] if self.tgrad else None, X[1])
         return (p, t, u, X[0], X[6] if self.has_e else None, dt, atol_n, rtol_n, mass, X[1], X[2], False, X[3])
 
-    def after(self, X: tuple[Tensor, ...], out: tuple[Any, ...], f0s: tuple[Any, ...],
-              summary: Tensor) -> tuple[Tensor, ...]:
-        """``X`` after a step (``f0s``: the merged ``f(t, u)`` parts; ``summary[1]``: some step accepted)."""
+    def after(self, X: tuple[Tensor, ...], out: tuple[Any, ...], f0s: tuple[Any, ...], summary: Tensor,
+              accepted: Tensor) -> tuple[Tensor, ...]:
+        """``X`` after a step (``f0s``: the merged ``f(t, u)`` parts; ``summary[1]``: some step accepted;
+        ``accepted``: ``(B,)``, which)."""
         if self.kind == "erk":
             return (f0s[2],)
         fresh = summary[1] > 0
         if self.kind == "ros":
             return (f0s[2], fresh, X[2] + X[1], out[7], *((out[8],) if self.tgrad else ()))
         return (f0s[0], out[7], out[6], fresh, X[4] + X[3], X[5] + out[10], *((f0s[1],) if self.has_e else ()))
+
+    def constants(self, stepper: Any) -> Any:
+        """The loop program's constant input besides the tolerances (here the mass matrix or ``None``)."""
+        return _mass(stepper.inner)
 
     def f_start(self, X: tuple[Tensor, ...]) -> Tensor:
         """``f(t, u)`` at the step's start (the Hermite interpolant's first slope)."""
@@ -216,17 +264,19 @@ class _Family:
 
 
 def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float, interior: bool,
-                  u0: Tensor) -> _Program:
-    """The while_loop around the controlled step (cached on the step's program)."""
+                  u0: Tensor, family_type: Any = _Family) -> _Program:
+    """The while_loop around the controlled step (cached on the step's program); ``family_type``: the
+    :class:`_Family`-like adapter to build (:mod:`.compiled_loop_firk` gives its own)."""
     base = stepper.program
     grad = tracks_grad(stepper.rhs, u0)
+    stops = any(direction * opts.t0 < direction * s < direction * opts.t1 for s in opts.tstops or [])  # FIRK's
     key = ("whole", interior, direction, opts.dtmin > 0.0, opts.dtmax is not None, opts.controller, stepper.order,
-           grad)
+           grad, stops)
     prog = base.fused.get(key)
     if prog is not None:
         return prog
-    family = _Family(stepper)
-    step = controlled_step_fn(stepper, opts, direction, 1, family.step)
+    family = family_type(stepper)
+    step = controlled_step_fn(stepper, opts, direction, 2 if stops else 1, family.step)
     D = stepper.inner.dense_matrix
 
     def whole_loop(L: tuple[Tensor, ...], C: tuple[Tensor, ...], saveat: Tensor, out: Tensor, p: Any, u: Tensor,
@@ -244,7 +294,7 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
             args = family.args(p, t, u, L[1], atol_n, rtol_n, mass, X)
             res, state, u_new, f0s, dt_step, n_cross, summary = step(L, C, *args)
             h = dt_step.to(u.dtype)  # the step size as the step saw it (time may be float64: compiled_control)
-            X_new = family.after(X, res, f0s, summary)
+            X_new = family.after(X, res, f0s, summary, state[9] > L[9])  # n_acc grew: accepted
             passed = (rows >= sidx) & (rows < sidx + n_cross)  # (S, B): the save points this step passed
             at_end = saveat[:, None] == state[0]
             if interior:
@@ -284,7 +334,8 @@ def _requiring_grad(x: Tensor) -> Tensor:
     return x.detach().requires_grad_()
 
 
-def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int) -> tuple[Any, ...]:
+def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
+            family_type: Any = _Family) -> tuple[Any, ...]:
     """The loop program, its arguments (at most ``steps`` steps) and the saver."""
     assert opts.saveat is not None
     scalar = u0.shape[0] == 1  # time in float64, as the scalar loop keeps it
@@ -292,16 +343,19 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int)
     save_t = save_times(opts, scalar)
     times = torch.tensor(save_t, dtype=L[0].dtype)  # compared in the time's dtype
     interior = bool(((times != opts.t0) & (times != opts.t1)).any())
-    prog = _loop_program(stepper, opts, direction, interior, u0)
+    prog = _loop_program(stepper, opts, direction, interior, u0, family_type)
     padded = _padded(save_t, math.inf, L[0].dtype, u0.device)
     out = torch.full((padded.shape[0], *saver.out.shape[1:]), math.nan, dtype=u0.dtype, device=u0.device)
     out[: opts.saveat.shape[0]] = saver.out
     maxiters = torch.full((1,), steps, dtype=torch.long, device=u0.device)
     X = prog.family.start(stepper, u0)
     u = u0
+    if prog.family.grad and prog.family.kind == "ros":  # the traced reverse-mode Jacobian, for these shapes
+        prog.family.reverse.prepare(stepper.rhs.p, L[0], u0)
     if prog.family.grad:  # see _requiring_grad
         u, out, X = _requiring_grad(u0), _requiring_grad(out), tuple(_requiring_grad(x) for x in X)
-    args = (L, C, padded, out, stepper.rhs.p, u, stepper.atol_n, stepper.rtol_n, maxiters, _mass(stepper.inner), X)
+    args = (L, C, padded, out, stepper.rhs.p, u, stepper.atol_n, stepper.rtol_n, maxiters,
+            prog.family.constants(stepper), X)
     return prog, args, saver
 
 
@@ -316,18 +370,25 @@ def _loop_failed(stepper: CompiledStepper, exc: CompileFailure) -> None:
                   "the per-step compiled programs", RuntimeWarning, stacklevel=6)
 
 
-def warm_whole(stepper: Any, u0: Tensor, opts: LoopOptions) -> None:
-    """Compile the loop program ahead of a solve (:func:`pysciml.warmup`): it runs one step, discarded."""
-    assert isinstance(stepper, CompiledStepper)
-    prog, args, _ = _inputs(stepper, u0, opts, 1)
+def warm_program(stepper: Any, u0: Tensor, opts: LoopOptions, family_type: Any = _Family) -> bool:
+    """Compile the loop program: it runs one step, discarded; ``False`` (one warning) when it fails to compile."""
+    prog, args, _ = _inputs(stepper, u0, opts, 1, family_type)
     try:
         if prog in _FAILED:
             raise CompileFailure("failed before")
         prog.run("loop", stepper.stats, *args)
-    except CompileFailure as exc:  # the solve will fall back to the per-step programs: compile those
+    except CompileFailure as exc:
         if prog not in _FAILED:
             _loop_failed(stepper, exc)
         _FAILED.add(prog)
+        return False
+    return True
+
+
+def warm_whole(stepper: Any, u0: Tensor, opts: LoopOptions) -> None:
+    """Compile the loop program ahead of a solve (:func:`pysciml.warmup`): it runs one step, discarded."""
+    assert isinstance(stepper, CompiledStepper)
+    if not warm_program(stepper, u0, opts):  # the solve will fall back to the per-step programs: compile those
         from .compiled_control import warm
 
         if _scalar_fallback(u0):
@@ -342,9 +403,24 @@ def integrate_batched_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: 
     design (:func:`~.compiled_control.integrate_batched_compiled`) from the start."""
     from .compiled_control import integrate_batched_compiled
 
-    assert isinstance(stepper, CompiledStepper) and opts.saveat is not None
+    assert isinstance(stepper, CompiledStepper)
+    result = run_whole(stepper, u0, opts, stats)
+    if result is None:
+        if _scalar_fallback(u0):
+            from .loop_scalar import integrate_single
+
+            return integrate_single(stepper, u0, opts, stats)
+        return integrate_batched_compiled(stepper, u0, opts, stats)
+    return result
+
+
+def run_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats,
+              family_type: Any = _Family) -> LoopResult | None:
+    """The loop program's solve; ``None`` (``stats`` as they were, one warning per signature) when it fails to
+    compile, for the caller's fallback."""
+    assert opts.saveat is not None
     before = {f.name: getattr(stats, f.name) for f in fields(stats)}
-    prog, args, saver = _inputs(stepper, u0, opts, opts.maxiters - stats.nloop)
+    prog, args, saver = _inputs(stepper, u0, opts, opts.maxiters - stats.nloop, family_type)
     try:
         if prog in _FAILED:
             raise CompileFailure("failed before")
@@ -355,11 +431,7 @@ def integrate_batched_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: 
         _FAILED.add(prog)
         for name, value in before.items():
             setattr(stats, name, value)
-        if _scalar_fallback(u0):
-            from .loop_scalar import integrate_single
-
-            return integrate_single(stepper, u0, opts, stats)
-        return integrate_batched_compiled(stepper, u0, opts, stats)
+        return None
     steps, with_acceptance = int(k), int(n_any)
     stats.nloop += steps
     state = LX[: len(args[0])]
