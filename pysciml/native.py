@@ -17,7 +17,7 @@ from .algorithms_adams import AdamsAlgorithm, AdamsBashforthMoulton
 from .algorithms_bdf import BDFAlgorithm
 from .algorithms_firk import FIRKAlgorithm
 from .algorithms_symplectic import ExplicitSymplecticAlgorithm, ImplicitMidpoint
-from .engine import compiled_control, compiled_loop
+from .engine import compiled_control, compiled_loop, compiled_loop_firk
 from .engine.adams import AdamsStepper
 from .engine.ark import ARKStepper
 from .engine.bdf import BDFMethod
@@ -127,6 +127,8 @@ def warmup(prob: ODEProblem, alg: Algorithm | None = None, **solve_kwargs: Any) 
     loop = _loop_options(prob, c, opts, False)
     if compiled_loop.handles_whole(compiled, loop, u0):  # the loop's own programs
         compiled_loop.warm_whole(compiled, u0, loop)
+    elif compiled_loop_firk.handles(compiled, loop, u0) and compiled_loop_firk.warm(compiled, u0, loop):
+        pass  # the FIRK loop program (after a failed compile, the per-step program below)
     elif u0.shape[0] > 1 and compiled_control.handles(compiled, loop):
         compiled_control.warm(compiled, u0, loop)
     elif isinstance(compiled, ProgramStepper):  # per-step programs (CompiledStepper, CompiledFIRKStepper)

@@ -17,7 +17,7 @@ from functools import partial
 import torch
 
 from ..solution import ReturnCode, Stats
-from . import compiled_control, compiled_loop
+from . import compiled_control, compiled_loop, compiled_loop_firk
 from .controller import initial_dt, scaled_error_norm
 from .events import BatchEvents, rescale
 from .fixed_step_check import describe
@@ -37,6 +37,10 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> 
     (``B == 1``) on the scalar loop, a batch on :func:`integrate_batched`."""
     if compiled_loop.handles_whole(stepper, opts, u0):  # the whole loop as one compiled program
         return compiled_loop.integrate_batched_whole(stepper, u0, opts, stats)
+    if compiled_loop_firk.handles(stepper, opts, u0):  # the FIRK family's whole loop (None: it failed to compile)
+        result = compiled_loop_firk.integrate_whole(stepper, u0, opts, stats)
+        if result is not None:
+            return result
     if u0.shape[0] == 1:
         return integrate_single(stepper, u0, opts, stats)
     if compiled_control.handles(stepper, opts):  # compiled steps with the control inside the program
