@@ -91,7 +91,7 @@ def test_v_cycle_is_pyamgs():
 
 
 def test_iterations_stay_flat_as_the_grid_is_refined():
-    """Brusselator W = I/c - J (c = 1e-2, FBDF's typical h / alpha at rtol 1e-4): AMG's GMRES products per solve
+    """Brusselator W = I/c - J (c = 1e-2, near FBDF's mean step at rtol 1e-4): AMG's GMRES products per solve
     stay within a factor 1.5 from N = 16 to N = 64 (4x, 16x the states; 9 at each, measured), while ILU's grow
     (25 at N = 16, 46 at N = 32, measured)."""
     amg = [_matvecs_per_solve(brusselator_2d(N=N), "amg") for N in (16, 32, 64)]
