@@ -152,7 +152,9 @@ class _Family:
     """What the loop carries besides ``(t, u)`` and the control for one family (``X``, a tuple of tensors), the
     step it traces (``None``: the family's step as compiled) and how ``X`` enters and leaves a step.
 
-    Explicit RK: ``X = (f0,)``. Rosenbrock: ``(f0, fresh, n_fresh, J[, ft])``. ARK: ``(fI0, eta, J, fresh,
+    Explicit RK: ``X = (f0,)``. Rosenbrock: ``(f0, fresh, n_fresh, J[, ft])``, ``J`` as ``(B n, n)`` where the
+    loop is differentiated (inductor's differentiated ``while_loop`` compares the strides of a ``(1, n, n)`` carry,
+    which are ambiguous, and failed on ``(36, 6, 1)`` against ``(6, 6, 1)``). ARK: ``(fI0, eta, J, fresh,
     n_fresh, counts[, fE0])``. ``fresh`` (0-d bool): the previous step accepted some trajectory, so this step
     evaluates the Jacobian (and ``df/dt``) at its start, as the eager steppers' ``accept`` asks; the Jacobian is
     evaluated at every iteration and selected by ``torch.where``, which gives the eager numbers (a step after a
@@ -197,6 +199,7 @@ class _Family:
         fresh = torch.ones((), dtype=torch.bool, device=u0.device)
         n_fresh = torch.zeros((), dtype=torch.long, device=u0.device)
         if self.kind == "ros":
+            J = J.flatten(0, 1) if self.grad else J  # (B n, n): see the class docstring
             return (inner.f0, fresh, n_fresh, J, *((torch.zeros_like(u0),) if self.tgrad else ()))
         counts = torch.zeros(2, dtype=torch.long, device=u0.device)
         return (inner.fI0, inner.eta, J, fresh, n_fresh, counts, *((inner.fE0,) if self.has_e else ()))
@@ -207,7 +210,8 @@ class _Family:
         if self.kind == "erk":
             return (p, t, u, X[0], dt, atol_n, rtol_n)
         if self.kind == "ros":
-            return (p, t, u, X[0], dt, atol_n, rtol_n, mass, X[3], X[4] if self.tgrad else None, X[1])
+            J = X[3].unflatten(0, (-1, X[3].shape[1])) if self.grad else X[3]
+            return (p, t, u, X[0], dt, atol_n, rtol_n, mass, J, X[4] if self.tgrad else None, X[1])
         return (p, t, u, X[0], X[6] if self.has_e else None, dt, atol_n, rtol_n, mass, X[1], X[2], False, X[3])
 
     def after(self, X: tuple[Tensor, ...], out: tuple[Any, ...], f0s: tuple[Any, ...], summary: Tensor,
@@ -218,7 +222,8 @@ class _Family:
             return (f0s[2],)
         fresh = summary[1] > 0
         if self.kind == "ros":
-            return (f0s[2], fresh, X[2] + X[1], out[7], *((out[8],) if self.tgrad else ()))
+            J = out[7].flatten(0, 1) if self.grad else out[7]
+            return (f0s[2], fresh, X[2] + X[1], J, *((out[8],) if self.tgrad else ()))
         return (f0s[0], out[7], out[6], fresh, X[4] + X[3], X[5] + out[10], *((f0s[1],) if self.has_e else ()))
 
     def constants(self, stepper: Any) -> Any:
