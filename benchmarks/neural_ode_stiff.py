@@ -97,9 +97,9 @@ def train_loop(ex: ModuleType, iters: int, t_end: float, solve: Any, budget_s: f
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     field = model if budget_s is None else _Budgeted(model, time.perf_counter() + budget_s)
     budgeted = isinstance(field, _Budgeted)
-    times, nfe_f, nfe_b, loss = [], [], [], float("nan")
+    times, cpu, nfe_f, nfe_b, loss = [], [], [], [], float("nan")
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model.calls = 0
         try:
             opt.zero_grad()
@@ -116,10 +116,12 @@ def train_loop(ex: ModuleType, iters: int, t_end: float, solve: Any, budget_s: f
         if budgeted:
             field.phase = "forward"
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         nfe_f.append(fwd)
         nfe_b.append(model.calls - fwd)
         loss = float(lossv.detach())
     return {"time": statistics.median(times[1:] or times), "first": times[0], "iters": len(times),
+            "cpu": statistics.median(cpu[1:] or cpu), "first_cpu": cpu[0],
             "nfe_f": statistics.mean(nfe_f), "nfe_b": statistics.mean(nfe_b), "loss": loss, "done": True}
 
 
@@ -235,3 +237,68 @@ def verdicts(runs: dict[str, dict[str, Any]]) -> str:
         else:
             text += f" Target, {name}: not measured ({r.get('skipped', 'did not finish')})."
     return text
+
+
+def eager_run(ex: ModuleType, iters: int, t_end: float, alg: ps.Algorithm) -> dict[str, Any]:
+    """``alg`` + ``DiscreteAdjoint()`` eagerly, through :func:`train_loop` (as the compiled row, with CPU time)."""
+    def solve(f: Any, y0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return ps.odeint(f, y0, t, alg=alg, sensealg=ps.DiscreteAdjoint(), rtol=1e-6, atol=1e-10)
+
+    return train_loop(ex, iters, t_end, solve)
+
+
+def compile_vs_diffrax(iters: int, t_end: float) -> str:
+    """Issue 17's stiff neural-ODE target alone: Rodas5P + ``DiscreteAdjoint()`` eager and with ``compile=True``
+    (one float64 trajectory: the whole loop and its backward as ``torch.while_loop`` programs) against diffrax
+    Kvaerno5 + ``RecursiveCheckpointAdjoint`` in one process, one after the other; per-iteration wall and
+    process CPU time (median after the first iteration, which compiles), the compile apart."""
+    ex = example()
+    runs = {DISCRETE: eager_run(ex, iters, t_end, ps.Rodas5P()),
+            COMPILED: guarded(lambda: pysciml_compiled_run(ex, iters, t_end, ps.Rodas5P())),
+            DIFFRAX: guarded(lambda: diffrax_run(ex, iters, t_end))}
+    rows = []
+    for name, r in runs.items():
+        if not r.get("done"):
+            rows.append([name, r.get("skipped", "did not finish"), "", "", "", "", ""])
+            continue
+        first = r["compile"] if "compile" in r else r["first"]
+        first_cpu = r["compile_cpu"] if "compile_cpu" in r else r["first_cpu"]
+        rows.append([name, r["iters"], 1e3 * r["time"], 1e3 * r["cpu"], r["loss"], first, first_cpu])
+    table = markdown_table(["solver", "iterations", "wall / iter [ms]", "CPU / iter [ms]", "final loss",
+                            "first iteration (diffrax: compile) wall [s]", "same, CPU [s]"], rows)
+    dx = runs[DIFFRAX]
+    lines = []
+    for name in (DISCRETE, COMPILED):
+        r = runs[name]
+        if r.get("done") and dx.get("done"):
+            ratio = r["cpu"] / dx["cpu"]
+            lines.append(f"- {name}: {ratio:.2f}x diffrax's CPU time per iteration "
+                         f"({r['time'] / dx['time']:.2f}x its wall time): target {'met' if ratio <= 1 else 'missed'}")
+    return (f"## Stiff surrogate: compiled Rodas5P vs diffrax (MLP-corrected ROBER, T = {t_end:g}, {iters} "
+            f"iterations)\n\n{table}\n\n" + "\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmarks.neural_ode_stiff [--iters N] [--t-end T]``: :func:`compile_vs_diffrax`, written to
+    ``benchmarks/results/neural_ode_stiff_compile.md`` with the machine's description and load."""
+    import argparse
+    import os
+
+    from .common import environment, write_result
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--iters", type=int, default=6)
+    parser.add_argument("--t-end", type=float, default=100.0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    load = os.getloadavg()
+    text = compile_vs_diffrax(args.iters, args.t_end)
+    after = os.getloadavg()
+    text = (f"# Stiff neural ODE: compiled Rodas5P vs diffrax\n\n{environment()}\n\nLoad average (1 min) "
+            f"{load[0]:.1f} before, {after[0]:.1f} after (2 cores, shared).\n\n" + text)
+    print(text)
+    write_result("neural_ode_stiff_compile", text)
+
+
+if __name__ == "__main__":
+    main()

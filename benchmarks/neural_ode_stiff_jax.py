@@ -19,8 +19,8 @@ import torch
 
 def train_stiff_diffrax(ex: ModuleType, model: torch.nn.Module, iters: int, t_end: float) -> dict[str, Any]:
     """``iters`` Adam iterations from ``model``'s parameters (an ``ex.RoberSurrogate``); time per iteration
-    (median after the first, which compiles), compile seconds (first call minus the median), steps per forward
-    solve and the final loss."""
+    (median after the first, which compiles; wall and process CPU time), compile seconds (first call minus the
+    median), steps per forward solve and the final loss."""
     import diffrax
     import jax
     import jax.numpy as jnp
@@ -61,14 +61,15 @@ def train_stiff_diffrax(ex: ModuleType, model: torch.nn.Module, iters: int, t_en
         return optax.apply_updates(p, updates), state, loss, steps
 
     state = opt.init(params)
-    times, steps, loss = [], [], float("nan")
+    times, cpu, steps, loss = [], [], [], float("nan")
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         params, state, lossv, nsteps = step(params, state)
         lossv = jax.block_until_ready(lossv)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         steps.append(int(nsteps))
         loss = float(lossv)
-    med = statistics.median(times[1:] or times)
+    med, med_cpu = statistics.median(times[1:] or times), statistics.median(cpu[1:] or cpu)
     return {"time": med, "iters": len(times), "compile": times[0] - med, "steps": statistics.mean(steps),
-            "loss": loss, "done": True}
+            "cpu": med_cpu, "compile_cpu": cpu[0] - med_cpu, "loss": loss, "done": True}
