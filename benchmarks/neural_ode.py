@@ -268,10 +268,52 @@ def spiral_main(size: str = "small", solvers: list[str] = SOLVERS) -> str:
     return text
 
 
+def spiral_interleaved(iters: int = 60, warm: int = 10) -> str:
+    """``odeint(compile=True)`` with the whole loop against the scalar loop's per-step programs and torchdiffeq,
+    one training iteration of each in turn on the same batches (so load changes hit all three alike): median CPU
+    time per iteration after ``warm`` (``python -m benchmarks.neural_ode interleaved [iters]``,
+    ``results/neural_ode_spiral_interleaved.md``)."""
+    import torchdiffeq
+
+    from pysciml.engine import compiled_loop
+
+    start_task("Task 4 (neural ODE, spiral, interleaved)", "cpu")
+    load0 = os.getloadavg()[0]
+    arms = {"pysciml odeint compile (whole loop)": "pysciml compile",
+            "pysciml odeint compile (per-step programs)": "pysciml-perstep compile", "torchdiffeq odeint": ""}
+    state = {}
+    for name, solver in arms.items():
+        model = spiral_model()
+        state[name] = (model, torch.optim.Adam(model.parameters(), lr=1e-3), [], solver)
+    for by0, bt, by in spiral_batches(iters):
+        for model, opt, cpus, solver in state.values():
+            c0 = time.process_time()
+            opt.zero_grad()
+            if solver:
+                pred = _spiral_integrator(solver.removesuffix(" compile"), model, True)(by0, bt)
+            else:
+                pred = torchdiffeq.odeint(model, by0, bt, method="dopri5")
+            (pred - by).abs().mean().backward()
+            opt.step()
+            cpus.append(time.process_time() - c0)
+    assert compiled_loop.ENABLED
+    med = {name: statistics.median(v[2][warm:]) for name, v in state.items()}
+    ref = med["torchdiffeq odeint"]
+    rows = [[name, m * 1e3, ref / m] for name, m in med.items()]
+    text = (f"# Task 4: spiral training, odeint(compile=True) designs interleaved\n\nMachine: {environment()}. Load "
+            f"average (1 min) {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.\n\n{iters} Adam "
+            f"iterations, each row in turn on the same batch; median CPU time per iteration after {warm}.\n\n"
+            + markdown_table(["row", "CPU / iter [ms]", "torchdiffeq / row"], rows) + "\n")
+    write_result("neural_ode_spiral_interleaved", text)
+    return text
+
+
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) > 1 and sys.argv[1] == "spiral":  # spiral [size] [solver,solver,...]
+    if len(sys.argv) > 1 and sys.argv[1] == "interleaved":  # interleaved [iters]
+        print(spiral_interleaved(int(sys.argv[2]) if len(sys.argv) > 2 else 60))
+    elif len(sys.argv) > 1 and sys.argv[1] == "spiral":  # spiral [size] [solver,solver,...]
         chosen = sys.argv[3].split(",") if len(sys.argv) > 3 else SOLVERS
         print(spiral_main(sys.argv[2] if len(sys.argv) > 2 else "small", chosen))
     else:
