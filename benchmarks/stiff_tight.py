@@ -13,11 +13,14 @@ each RadauIIA5 run, Rodas5P's f calls and CPU time, SciPy Radau's and Kvaerno5's
 (log-log interpolation along each peer's points; ``-`` outside them) and the ratios; the same for each FBDF / QNDF
 run against RadauIIA5, Rodas5P and SciPy Radau. Issue targets: RadauIIA5 with fewer f calls than Rodas5P at
 matched error, and time at most 1x SciPy Radau's (eager) and 0.5x with compiled steps.
-``pysciml RadauIIA5 compile``: ``solve(..., compile=True)`` (the compiled FIRK step, ``engine/compiled_firk.py``);
-its warm-up solve compiles the program, and the seconds spent compiling are reported apart, not in its times.
+``pysciml RadauIIA5 compile``: ``solve(..., compile=True)`` with one compiled program per step
+(``engine/compiled_firk.py``) in the eager loop (``compiled_loop_firk.ENABLED = False``); ``pysciml RadauIIA5 whole
+loop``: the same solve as one compiled program for the whole loop (``engine/compiled_loop_firk.py``, the default for
+``compile=True``). Their warm-up solves compile the programs; the seconds spent compiling are reported apart, not in
+their times.
 Sizes: ``full`` and ``small`` (the same); ``smoke`` (Van der Pol only, RadauIIA5 / FBDF / QNDF at 1e-8, peers at
-1e-7 .. 1e-9, no diffrax). ``python -m benchmarks.stiff_tight --solvers radau,radau_compile,rodas,scipy`` runs a
-subset (keys: :data:`SOLVER_KEYS`) and writes ``stiff_tight_<keys>.md``.
+1e-7 .. 1e-9, no diffrax). ``python -m benchmarks.stiff_tight --solvers radau,radau_compile,radau_whole,scipy``
+runs a subset (keys: :data:`SOLVER_KEYS`) and writes ``stiff_tight_<keys>.md``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections.abc import Callable
 import torch
 
 import pysciml as ps
+from pysciml.engine import compiled_loop_firk
 
 from .common import environment, markdown_table, write_result
 from .peers import DiffraxSolver, Outcome, jax_modules, pysciml_solver, scipy_solver
@@ -41,10 +45,11 @@ PEER_RTOLS = (1e-7, 1e-8, 1e-9, 1e-10, 1e-11)  # Rodas5P, SciPy Radau, diffrax K
 WARMUP_RTOL = 1e-6
 RADAU, RODAS, SCIPY = "pysciml RadauIIA5", "pysciml Rodas5P", "SciPy Radau"
 RADAU_C = "pysciml RadauIIA5 compile"
+RADAU_W = "pysciml RadauIIA5 whole loop"
 FBDF, QNDF, KVAERNO = "pysciml FBDF", "pysciml QNDF", "diffrax Kvaerno5"
-OWN_RANGE = (RADAU, RADAU_C, FBDF, QNDF)  # the solvers run at RADAU_RTOLS
-SOLVER_KEYS = {"radau": RADAU, "radau_compile": RADAU_C, "fbdf": FBDF, "qndf": QNDF, "rodas": RODAS,
-               "scipy": SCIPY, "kvaerno": KVAERNO}
+OWN_RANGE = (RADAU, RADAU_C, RADAU_W, FBDF, QNDF)  # the solvers run at RADAU_RTOLS
+SOLVER_KEYS = {"radau": RADAU, "radau_compile": RADAU_C, "radau_whole": RADAU_W, "fbdf": FBDF, "qndf": QNDF,
+               "rodas": RODAS, "scipy": SCIPY, "kvaerno": KVAERNO}
 """``--solvers`` names (``python -m benchmarks.stiff_tight --solvers radau,radau_compile,rodas,scipy``)."""
 
 Runs = dict[str, list[tuple[float, float, Outcome, float]]]  # label -> [(rtol, error, outcome, CPU s)]
@@ -62,12 +67,27 @@ def _solvers(case: StiffCase, jaxmods: tuple | None,
     """The solvers to run (``only``: those labels, default all), each as ``(label, (rtol, atol) -> Outcome)``."""
     makers: list[tuple[str, Callable[[], Callable[[float, float], Outcome]]]] = [
         (RADAU, lambda: pysciml_solver(case, ps.RadauIIA5())),
-        (RADAU_C, lambda: pysciml_solver(case, ps.RadauIIA5(), compile=True)),
+        (RADAU_C, lambda: _per_step(pysciml_solver(case, ps.RadauIIA5(), compile=True))),
+        (RADAU_W, lambda: pysciml_solver(case, ps.RadauIIA5(), compile=True)),
         (FBDF, lambda: pysciml_solver(case, ps.FBDF())), (QNDF, lambda: pysciml_solver(case, ps.QNDF())),
         (RODAS, lambda: pysciml_solver(case, ps.Rodas5P())), (SCIPY, lambda: scipy_solver(case, "Radau"))]
     if jaxmods is not None:
         makers.append((KVAERNO, lambda: DiffraxSolver(case, "Kvaerno5", jaxmods)))
     return [(label, make()) for label, make in makers if only is None or label in only]
+
+
+def _per_step(fn: Callable[[float, float], Outcome]) -> Callable[[float, float], Outcome]:
+    """``fn`` with the FIRK whole-loop program off (``compiled_loop_firk.ENABLED``): the per-step program in the
+    eager scalar loop, warm-up included."""
+
+    def run(rtol: float, atol: float) -> Outcome:
+        compiled_loop_firk.ENABLED = False
+        try:
+            return fn(rtol, atol)
+        finally:
+            compiled_loop_firk.ENABLED = True
+
+    return run
 
 
 def _timed(fn: Callable[[float, float], Outcome], rtol: float) -> tuple[float, float, Outcome]:
@@ -97,7 +117,7 @@ def _radau_rows(title: str, runs: Runs) -> list[list]:
     """RadauIIA5's runs (eager and compiled) against Rodas5P (f calls, CPU), SciPy Radau and Kvaerno5 (CPU) at the
     same error."""
     rows = []
-    for label in (RADAU, RADAU_C):
+    for label in (RADAU, RADAU_C, RADAU_W):
         for rtol, err, out, secs in runs.get(label, []):
             nf_ro = _at_error(_nf_curve(runs, RODAS), err)
             t_ro, t_sp, t_kv = (_at_error(_cpu_curve(runs, peer), err) for peer in (RODAS, SCIPY, KVAERNO))

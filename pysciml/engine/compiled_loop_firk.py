@@ -1,11 +1,12 @@
-"""The whole loop of a fully implicit RK solve (RadauIIA5, RadauIIA3, GaussLegendre4/6) as one compiled program.
+"""The whole loop of an adaptive fully implicit RK solve (RadauIIA5, RadauIIA3) as one compiled program.
 
 :mod:`.compiled_loop` runs the loop as one ``torch.while_loop`` for the explicit RK, Rosenbrock and ARK families
 through a ``_Family`` adapter; :class:`_FIRKFamily` is that adapter for :class:`~.compiled_firk.CompiledFIRKStepper`,
-so an adaptive ``compile=True`` solve by a FIRK method (one trajectory in float64, or a batch), saving at fixed
-times without dense output, the progress bar or step hooks, runs without a host round trip until it ends. Steps
-land on ``tstops`` (the loop's multi-stop control; interior save times are stops for these methods, whose
-interpolant is two or more orders below the method: ``pysciml.native._land_on_saves``). The loop, its control
+so an adaptive ``compile=True`` solve by RadauIIA5 or RadauIIA3 (one trajectory in float64, or a batch), saving at
+fixed times without dense output, the progress bar or step hooks, runs without a host round trip until it ends
+(Gauss-Legendre solves, fixed-step, keep the eager loop). Steps land on ``tstops`` (the loop's multi-stop control;
+inner save times are stops for these methods, whose interpolant is two or more orders below the method:
+``pysciml.native._land_on_saves``). The loop, its control
 (:func:`~.compiled_control.controlled_step_fn`, with radau5's predictive controller) and the saving are
 :mod:`.compiled_loop`'s; the step is :func:`~.compiled_firk.firk_program`'s traced step, called as
 :meth:`~.compiled_firk.CompiledFIRKStepper._step` calls it, with everything that method and
@@ -19,15 +20,17 @@ interpolant is two or more orders below the method: ``pysciml.native._land_on_sa
   ``h`` changed: the held steps of :class:`~.firk_control.PredictiveController` reuse it);
 * the counters ``njac, nlu, nnonliniter, nf, nsolve, nnonlinconvfail``, so ``sol.stats`` is the eager solve's.
 
-Each iteration calls the step twice: once for every trajectory, then for the trajectories whose Newton failed
-with a Jacobian from an earlier point (radau5 retries at the same ``h`` with a fresh one); the second call's
-Newton runs no iteration when there is none, and its rows are merged only where it retried (the eager step makes
-that call only when some trajectory retries). As in the per-step program, the Jacobian and the factorization are
-computed at every call and kept where the eager stepper would compute them (``torch.where``), and counted only
-there. ``f`` at an accepted step's end is evaluated at the merged ``(t, u)``, as :meth:`~.stepper.Stepper.accept`
+Each loop iteration runs the step in an inner ``while_loop`` of one or two attempts: the first for every
+trajectory, a second (only when some trajectory needs it, as in the eager step) for the trajectories whose Newton
+failed with a Jacobian from an earlier point (radau5 retries at the same ``h`` with a fresh one), its rows merged
+there. (Two calls of the step in one body, i.e. two sibling Newton ``while_loop`` calls, came out wrong with torch
+2.13's C++ wrapper: carries of the one read as the other's; the Python wrapper got them right.) As in the
+per-step program, the Jacobian and the factorization are computed at every attempt and kept where the eager
+stepper would compute them (``torch.where``), and counted only there; a ``torch.cond`` that skips them was not
+tried. ``f`` at an accepted step's end is evaluated at the merged ``(t, u)``, as :meth:`~.stepper.Stepper.accept`
 does. Values are the eager solve's to round-off; the last bits of the fused arithmetic move step sizes by ~1e-11
-relative (as for the per-step program, :mod:`.compiled_firk`), so a decision at its threshold (a step hold) can
-flip (``tests/test_compiled_loop_firk.py``).
+relative (as for the per-step program, :mod:`.compiled_firk`), so a decision at its threshold (a step hold) could
+flip; none did in the tests (``tests/test_compiled_loop_firk.py``: the eager counters).
 
 ``ENABLED = False`` keeps FIRK solves on the per-step program (for comparisons; ``compiled_loop.ENABLED = False``
 does too). A loop program that fails to compile falls back to the per-step program, with one warning.
