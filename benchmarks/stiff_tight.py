@@ -183,8 +183,9 @@ def main(size: str = "full", device: str = "cpu", solvers: list[str] | None = No
     diffrax_note = ("diffrax Kvaerno5: jitted, 64-bit, default root finder, Jacobians by jax.jacfwd; its f calls "
                     "counted by a host callback in a separate untimed run (a jacfwd Jacobian counts as one call); "
                     "compile time below, not in its times." if jaxmods is not None else
-                    "diffrax Kvaerno5 not run (" + ("smoke size" if size == "smoke" else "jax/diffrax not installed")
-                    + ").")
+                    "diffrax Kvaerno5 not run (" + ("smoke size" if size == "smoke" else "not among --solvers"
+                                                      if only is not None and KVAERNO not in only
+                                                      else "jax/diffrax not installed") + ").")
     text = (
         f"# Tight tolerances: RadauIIA5, FBDF, QNDF vs Rodas5P, SciPy Radau and diffrax Kvaerno5 ({size})\n\n"
         f"Machine: {environment()}. Torch limited to 1 thread; one timed run per point after one warm-up solve "
