@@ -19,7 +19,13 @@ Newton rate and ``f`` parts) as loop state with a 0-d ``fresh`` flag; each itera
 keeps it only where ``fresh`` is set (``torch.where``), so the steps, values and counts (``njac``, ``nlu``) are the
 eager ones to round-off (a finite-difference ``df/dt``, for a time-dependent ``f`` without ``tgrad``, carries
 ~1e-8 relative round-off that can move an accept decision near ``EEst = 1``, as in the per-step programs); the
-discarded evaluations (one per step after a rejection) are not counted in ``sol.stats``.
+discarded evaluations (one per step after a rejection) are not counted in ``sol.stats``. That forward difference
+``(f(t + h, u) - f(t, u)) / h`` takes both values from the program, not ``f(t, u)`` from the carried ``f0`` (the
+eager ``f(t0, u0)`` at the start, then the step's): the two differ in their last bits where inductor fuses ``f``
+differently (an ``nn.Module``'s ``addmm``), and divided by ``h ~ 1.5e-8 dt`` that ulp gave an autonomous ``f`` a
+``df/dt`` of ~1e-8 ``|f| / dt`` where the eager steppers get exactly 0 (issue 17: one Rodas5P trajectory of a
+3-16-3 tanh MLP at rtol 1e-6 took 18 steps, 21 differentiated, for the eager 17). The extra ``f`` call is not
+counted either (``nf`` counts the eager solve's one call per ``df/dt``).
 
 Gradients (explicit RK and Rosenbrock; the discrete adjoint, as eager direct backpropagation gives it): ``while_loop``'s
 autograd stacks every iteration's carries in the forward pass and runs a reverse ``while_loop`` of the body's
@@ -64,7 +70,7 @@ from .ark import ARKStepper
 from .compiled import CompiledStepper, CompileFailure, _mass, _Program
 from .compiled_control import _fsal, _padded, _start, controlled_step_fn, finish, handles, save_times
 from .compiled_loop_jac import ReverseJacobian, unsupported
-from .compiled_parts import jacobian_fn, python_wrapper_backend, tgrad_fn, tracks_grad
+from .compiled_parts import _user_f, jacobian_fn, python_wrapper_backend, tgrad_fn, tracks_grad
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import evaluate, hermite_coefficients, polynomial_coefficients
 from .loop_records import LoopOptions, LoopResult
@@ -170,6 +176,7 @@ class _Family:
         if self.kind == "erk":
             return
         raw, jacobian, tgrad = base.raw["fresh"], jacobian_fn(inner.rhs), tgrad_fn(inner.rhs)
+        F, user_tgrad = _user_f(inner.rhs), inner.rhs.user_tgrad is not None
         needs_tgrad = self.tgrad
         self.reverse = ReverseJacobian(inner.rhs) if self.kind == "ros" else None  # differentiated: see _inputs
 
@@ -177,8 +184,8 @@ class _Family:
                             mass: Tensor | None, J: Tensor, ft: Tensor | None, fresh: Tensor) -> tuple[Any, ...]:
             jac = self.reverse if self.grad else jacobian  # self.grad: set before the loop is traced
             J = torch.where(fresh, jac(p, t, u), J).contiguous()  # the carry keeps its strides
-            if needs_tgrad:
-                ft = torch.where(fresh, tgrad(p, t, u, f0, dt), ft).contiguous()
+            if needs_tgrad:  # f(t, u) from this program, not the carried f0: see the module docstring
+                ft = torch.where(fresh, tgrad(p, t, u, f0 if user_tgrad else F(p, t, u), dt), ft).contiguous()
             return raw(p, t, u, f0, dt, atol_n, rtol_n, mass, J, ft)
 
         def ark_step(p: Any, t: Tensor, u: Tensor, fI0: Tensor, fE0: Tensor | None, dt: Tensor, atol_n: Tensor,
