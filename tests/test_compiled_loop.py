@@ -9,6 +9,7 @@ acceptance, as the eager steppers do).
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -257,3 +258,96 @@ def test_whole_loop_fallbacks() -> None:
     gs = [torch.autograd.grad(s.u[-1].sum(), grad.p)[0] for s in sols]
     torch.testing.assert_close(gs[1], gs[0], rtol=1e-9, atol=1e-12)
     assert whole_programs() == before
+
+
+class MLPField(torch.nn.Module):
+    """``-y + mlp(y)``, a 3-16-3 tanh MLP in float64 (issue 17's neural ODE: autonomous, ``f`` an ``nn.Module``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).double()
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return -y + self.mlp(y)
+
+
+def mlp_case() -> tuple[ps.ODEProblem, dict]:
+    prob = ps.ODEProblem(MLPField(), torch.tensor([1.0, 0.0, 0.0], dtype=F64), (0.0, 1.0))
+    return prob, {"rtol": 1e-6, "atol": 1e-10, "saveat": torch.linspace(0, 1, 5, dtype=F64)}
+
+
+def test_uncompiled_one_trajectory_ignores_carried_f0_roundoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: the loop program run uncompiled (its while_loop as a Python loop) on one Rodas5P trajectory of an
+    MLP field, with the carried ``f(t, u)`` moved by one ulp at the start, as inductor's arithmetic moves it (the
+    eager ``f(t0, u0)``, the compiled step's ``f``): the forward-difference ``df/dt`` divides by ``h ~ 1.5e-8 dt``,
+    so with the carried ``f0`` in it that ulp became a ``df/dt`` of ~1e-8 |f| / dt for an autonomous ``f`` (18
+    steps compiled, 21 differentiated); the loop differences two of its own ``f`` values and takes the eager
+    solve's 17 steps and counters."""
+    from pysciml.engine import compiled_parts
+
+    real = compiled_parts._Program.run
+
+    def uncompiled(self, variant, stats, *args):
+        return self.raw[variant](*args) if variant == "loop" else real(self, variant, stats, *args)
+
+    def python_while(cond, body, carried):  # torch's eager while_loop traces its body first (tens of seconds)
+        while bool(cond(*carried)):
+            carried = tuple(body(*carried))
+        return carried
+
+    start = compiled_loop._Family.start
+
+    def one_ulp_off(self, stepper, u0):
+        X = start(self, stepper, u0)
+        return (torch.nextafter(X[0], torch.full_like(X[0], math.inf)), *X[1:])
+
+    results: list[bool] = []
+    run_whole = compiled_loop.run_whole
+
+    def spy(*args, **kwargs):
+        out = run_whole(*args, **kwargs)
+        results.append(out is not None)
+        return out
+
+    monkeypatch.setattr(compiled_parts._Program, "run", uncompiled)
+    monkeypatch.setattr(compiled_loop, "while_loop", python_while)
+    monkeypatch.setattr(compiled_loop._Family, "start", one_ulp_off)
+    monkeypatch.setattr(compiled_loop, "run_whole", spy)
+    prob, kw = mlp_case()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        eager = ps.solve(prob, ps.Rodas5P(), **kw)
+        whole = ps.solve(prob, ps.Rodas5P(), compile=True, **kw)
+    assert results == [True]  # the loop program ran, no fallback
+    assert eager.success and whole.success and eager.stats.naccept == 17
+    assert counts(whole) == counts(eager)
+    torch.testing.assert_close(whole.u, eager.u, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache
+def test_one_trajectory_module_rosenbrock_matches_eager() -> None:
+    """Issue 17 compiled: one Rodas5P trajectory of the MLP field, undifferentiated and differentiated (the
+    parameters require grad: the traced reverse-mode Jacobian), takes the eager solve's 17 steps and counters
+    (before the fix: 18 and 21). Values and gradients agree within what one ulp of ``u0`` moves the eager solve
+    (measured: values 3e-11, gradients 1.4e-10 absolute; the first step's error estimate, ~2e-9, is round-off)."""
+    prob, kw = mlp_case()
+    f = prob.f
+    ps.solve(prob, ps.Rodas5P(), sensealg=ps.DiscreteAdjoint(), **kw)  # the one-time graph check's f calls
+    sols, grads = [], []
+    for flag in (False, True):
+        with torch.no_grad():
+            sols.append(ps.solve(prob, ps.Rodas5P(), compile=flag, **kw))
+        f.zero_grad()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            sol = ps.solve(prob, ps.Rodas5P(), compile=flag, sensealg=ps.DiscreteAdjoint(), **kw)
+        sol.u.sum().backward()
+        sols.append(sol)
+        grads.append(torch.cat([p.grad.flatten() for p in f.parameters()]))
+    eager, eager_grad, whole, whole_grad = sols
+    assert eager.success and eager.stats.naccept == 17 and eager_grad.stats.naccept == 17
+    assert counts(whole) == counts(eager) and counts(whole_grad) == counts(eager_grad)
+    torch.testing.assert_close(whole.u, eager.u, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(whole_grad.u.detach(), eager_grad.u.detach(), rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-7, atol=1e-9)
