@@ -14,13 +14,10 @@ import warnings
 
 import pytest
 import torch
+from loop_programs import compiled_setup, counting_calls, run_loops_uncompiled
 
 import pysciml as ps
-from pysciml._validate import SolveOptions, check_solve
 from pysciml.engine import compiled, compiled_loop
-from pysciml.engine.compiled import compile_stepper
-from pysciml.native import _loop_options, make_stepper
-from pysciml.solution import Stats
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -87,33 +84,15 @@ def assert_whole_taken(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> ps.ODESo
     """A compiled solve that must run through the whole-loop program: ``integrate_batched_whole`` is called once
     and does not fall back (its fallback warns: an error here), and a loop program has run. (The program may come
     from the cache: an earlier test in the process can have compiled the same signature.)"""
-    calls: list[int] = []
-    real = compiled_loop.integrate_batched_whole
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    compiled_loop.integrate_batched_whole = counting
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", RuntimeWarning)
-            sol = ps.solve(prob, alg, compile=True, **kw)
-    finally:
-        compiled_loop.integrate_batched_whole = real
+    with counting_calls(compiled_loop, "integrate_batched_whole") as calls:
+        sol = ps.solve(prob, alg, compile=True, **kw)
     assert calls == [1] and whole_programs() >= 1
     return sol
 
 
 def takes_whole_loop(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> bool:
     """Whether ``solve(prob, alg, compile=True, **kw)`` would run the whole-loop program (nothing compiled)."""
-    opts = SolveOptions(compile=True, **kw)
-    c = check_solve(prob, alg, opts)
-    u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, -1)
-    stats = Stats()
-    stepper = compile_stepper(make_stepper(alg, prob, stats, c.atol, c.rtol, False), stats, u0.shape[0], c.atol,
-                              c.rtol, bool(c.dense), u0)
-    return compiled_loop.handles_whole(stepper, _loop_options(prob, c, opts, False), u0)
+    return compiled_loop.handles_whole(*compiled_setup(prob, alg, **kw))
 
 
 def test_whole_loop_dispatch() -> None:
@@ -284,18 +263,6 @@ def test_uncompiled_one_trajectory_ignores_carried_f0_roundoff(monkeypatch: pyte
     so with the carried ``f0`` in it that ulp became a ``df/dt`` of ~1e-8 |f| / dt for an autonomous ``f`` (18
     steps compiled, 21 differentiated); the loop differences two of its own ``f`` values and takes the eager
     solve's 17 steps and counters."""
-    from pysciml.engine import compiled_parts
-
-    real = compiled_parts._Program.run
-
-    def uncompiled(self, variant, stats, *args):
-        return self.raw[variant](*args) if variant == "loop" else real(self, variant, stats, *args)
-
-    def python_while(cond, body, carried):  # torch's eager while_loop traces its body first (tens of seconds)
-        while bool(cond(*carried)):
-            carried = tuple(body(*carried))
-        return carried
-
     start = compiled_loop._Family.start
 
     def one_ulp_off(self, stepper, u0):
@@ -310,8 +277,7 @@ def test_uncompiled_one_trajectory_ignores_carried_f0_roundoff(monkeypatch: pyte
         results.append(out is not None)
         return out
 
-    monkeypatch.setattr(compiled_parts._Program, "run", uncompiled)
-    monkeypatch.setattr(compiled_loop, "while_loop", python_while)
+    run_loops_uncompiled(monkeypatch, compiled_loop)
     monkeypatch.setattr(compiled_loop._Family, "start", one_ulp_off)
     monkeypatch.setattr(compiled_loop, "run_whole", spy)
     prob, kw = mlp_case()

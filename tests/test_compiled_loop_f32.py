@@ -11,21 +11,15 @@ cache on a small, loaded CPU), so they are ``exhaustive`` (``pytest -m exhaustiv
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import torch
+from loop_programs import compiled_setup, counting_calls
 
 import pysciml as ps
-from pysciml._validate import SolveOptions, check_solve
 from pysciml.engine import compiled_loop
-from pysciml.engine.compiled import compile_stepper
 from pysciml.engine.compiled_control import _start
 from pysciml.engine.controller import initial_dt
-from pysciml.native import _loop_options, make_stepper
-from pysciml.solution import Stats
 
 F64, F32 = torch.float64, torch.float32
 COUNTS = ("nf", "njac", "nlu", "nsolve", "naccept", "nreject", "nloop")
@@ -57,14 +51,7 @@ class Field(torch.nn.Module):
         return self.net(y**3)
 
 
-def _stepper_and_options(prob: ps.ODEProblem, alg: ps.Algorithm, **kw):
-    opts = SolveOptions(compile=True, **kw)
-    c = check_solve(prob, alg, opts)
-    u0 = prob.u0.reshape(1, -1)
-    stats = Stats()
-    stepper = compile_stepper(make_stepper(alg, prob, stats, c.atol, c.rtol, False), stats, 1, c.atol, c.rtol,
-                              bool(c.dense), u0)
-    return stepper, _loop_options(prob, c, opts, False), u0
+_stepper_and_options = compiled_setup  # one trajectory here
 
 
 def test_one_float32_trajectory_takes_the_whole_loop() -> None:
@@ -102,25 +89,6 @@ def test_loop_start_keeps_time_in_float64() -> None:
     assert L32[0].dtype == L32[1].dtype == F32
 
 
-@contextmanager
-def _whole_runs() -> Iterator[list[int]]:
-    """Counts :func:`~pysciml.engine.compiled_loop.integrate_batched_whole` calls; a fallback warning fails."""
-    calls: list[int] = []
-    real = compiled_loop.integrate_batched_whole
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    compiled_loop.integrate_batched_whole = counting
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", RuntimeWarning)
-            yield calls
-    finally:
-        compiled_loop.integrate_batched_whole = real
-
-
 def _counts(sol: ps.ODESolution) -> dict[str, int]:
     return {k: getattr(sol.stats, k) for k in COUNTS}
 
@@ -136,7 +104,7 @@ def test_float32_whole_loop_equals_scalar_loop(alg: ps.Algorithm) -> None:
     prob = problem()
     kw = {"rtol": 1e-4, "atol": 1e-6, "saveat": SAVEAT}
     eager = ps.solve(prob, alg, **kw)
-    with _whole_runs() as calls:
+    with counting_calls(compiled_loop, "integrate_batched_whole") as calls:
         whole = ps.solve(prob, alg, compile=True, **kw)
     assert calls == [1] and whole.success and whole.u.dtype == F32
     assert eager.stats.nreject > 0
@@ -170,7 +138,7 @@ def test_odeint_float32_gradients_equal_eager() -> None:
     field = Field(F32)
     y0 = torch.tensor(Y0, dtype=F32)
     eager = _odeint_grads(field, y0, False)
-    with _whole_runs() as calls:
+    with counting_calls(compiled_loop, "integrate_batched_whole") as calls:
         whole = _odeint_grads(field, y0, True)
     assert calls == [1]
     for a, b in zip(whole, eager, strict=True):
@@ -184,7 +152,7 @@ def test_odeint_float64_gradient_vs_finite_difference() -> None:
     difference of the solve (which also sees the step sizes move with the weight)."""
     field = Field(F64)
     y0 = torch.tensor(Y0, dtype=F64)
-    with _whole_runs() as calls:
+    with counting_calls(compiled_loop, "integrate_batched_whole") as calls:
         grads = _odeint_grads(field, y0, True)
     assert calls == [1]
     w, h = field.net[0].weight, 1e-6

@@ -14,14 +14,11 @@ import warnings
 
 import pytest
 import torch
+from loop_programs import compiled_setup, run_loops_uncompiled
 
 import pysciml as ps
-from pysciml._validate import SolveOptions, check_solve
-from pysciml.engine import compiled, compiled_firk, compiled_loop, compiled_loop_firk, compiled_parts
-from pysciml.engine.compiled import compile_stepper
-from pysciml.native import _loop_options, make_stepper
+from pysciml.engine import compiled, compiled_firk, compiled_loop, compiled_loop_firk
 from pysciml.problems import hires, oregonator, rober, van_der_pol
-from pysciml.solution import Stats
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -48,13 +45,7 @@ def batch_problem(t1: float = 3.0) -> ps.ODEProblem:
 
 def takes_loop(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> bool:
     """Whether ``solve(prob, alg, compile=True, **kw)`` would run the FIRK loop program (nothing compiled)."""
-    opts = SolveOptions(compile=True, **kw)
-    c = check_solve(prob, alg, opts)
-    u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, -1)
-    stats = Stats()
-    stepper = compile_stepper(make_stepper(alg, prob, stats, c.atol, c.rtol, False), stats, u0.shape[0], c.atol,
-                              c.rtol, bool(c.dense), u0)
-    return compiled_loop_firk.handles(stepper, _loop_options(prob, c, opts, False), u0)
+    return compiled_loop_firk.handles(*compiled_setup(prob, alg, **kw))
 
 
 def solve_taking_loop(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> ps.ODESolution:
@@ -119,19 +110,7 @@ def test_uncompiled_loop_program_equals_eager(monkeypatch: pytest.MonkeyPatch) -
     """The loop program's function run without compiling (its while_loops as Python loops) gives the eager counters
     and values: a batch whose trajectories reject, hold steps and refresh their Jacobians at different times, with
     inner save times the steps land on."""
-    real = compiled_parts._Program.run
-
-    def uncompiled(self, variant, stats, *args):
-        return self.raw[variant](*args) if variant == "loop" else real(self, variant, stats, *args)
-
-    def python_while(cond, body, carried):  # torch's eager while_loop traces its body first (tens of seconds)
-        while bool(cond(*carried)):
-            carried = tuple(body(*carried))
-        return carried
-
-    monkeypatch.setattr(compiled_parts._Program, "run", uncompiled)
-    for module in (compiled_firk, compiled_loop, compiled_loop_firk):
-        monkeypatch.setattr(module, "while_loop", python_while)
+    run_loops_uncompiled(monkeypatch, compiled_firk, compiled_loop, compiled_loop_firk)
     kw = {"rtol": 1e-4, "atol": 1e-6, "saveat": [0.0, 0.3, 0.6]}
     prob = batch_problem(0.6)
     sol = solve_taking_loop(prob, ps.RadauIIA5(), **kw)

@@ -1,0 +1,71 @@
+"""What the compiled-loop tests share: the compiled stepper and loop options a solve would get (nothing compiled),
+a counter of a module function's calls under which fallback warnings are errors, and loop programs run
+uncompiled (their ``while_loop`` as a Python loop)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+
+import pysciml as ps
+from pysciml._validate import SolveOptions, check_solve
+from pysciml.engine import compiled_parts
+from pysciml.engine.compiled import compile_stepper
+from pysciml.engine.loop_records import LoopOptions
+from pysciml.native import _loop_options, make_stepper
+from pysciml.solution import Stats
+
+
+def compiled_setup(prob: ps.ODEProblem, alg: ps.Algorithm, **kw: Any) -> tuple[Any, LoopOptions, torch.Tensor]:
+    """The stepper ``solve(prob, alg, compile=True, **kw)`` compiles (nothing compiled yet), its loop options and
+    its ``(B, n)`` initial state, to ask a loop module's dispatch."""
+    opts = SolveOptions(compile=True, **kw)
+    c = check_solve(prob, alg, opts)
+    u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, -1)
+    stats = Stats()
+    stepper = compile_stepper(make_stepper(alg, prob, stats, c.atol, c.rtol, False), stats, u0.shape[0], c.atol,
+                              c.rtol, bool(c.dense), u0)
+    return stepper, _loop_options(prob, c, opts, False), u0
+
+
+@contextmanager
+def counting_calls(module: ModuleType, name: str) -> Iterator[list[int]]:
+    """Counts calls of ``module.name`` (one ``1`` per call) while ``RuntimeWarning``s (the fallbacks') are errors."""
+    calls: list[int] = []
+    real = getattr(module, name)
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    setattr(module, name, counting)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            yield calls
+    finally:
+        setattr(module, name, real)
+
+
+def run_loops_uncompiled(monkeypatch: pytest.MonkeyPatch, *modules: ModuleType) -> None:
+    """Loop programs run as their Python functions, and ``while_loop`` in ``modules`` as a Python loop (torch's
+    eager ``while_loop`` traces its body first: tens of seconds); other programs still compile."""
+    real = compiled_parts._Program.run
+
+    def uncompiled(self: Any, variant: str, stats: Stats, *args: Any) -> Any:
+        return self.raw[variant](*args) if variant == "loop" else real(self, variant, stats, *args)
+
+    def python_while(cond: Any, body: Any, carried: tuple) -> tuple:
+        while bool(cond(*carried)):
+            carried = tuple(body(*carried))
+        return carried
+
+    monkeypatch.setattr(compiled_parts._Program, "run", uncompiled)
+    for module in modules:
+        monkeypatch.setattr(module, "while_loop", python_while)
