@@ -266,15 +266,7 @@ def test_whole_loop_gradients_equal_eager(dtype: torch.dtype, batched: bool) -> 
     for a, b in zip(whole, eager, strict=True):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
     if dtype == F64:
-        w, h = field.net[0].weight, 1e-6
-        losses = []
-        with torch.no_grad():
-            for step in (h, -2 * h):
-                w[0, 0] += step
-                prob = ps.ODEProblem(field, y0, (0.0, 2.0), batched=batched)
-                losses.append(float(ps.solve(prob, ps.DP5(), saveat=SAVE, rtol=1e-6, atol=1e-8).u.pow(2).sum()))
-            w[0, 0] += h
-        fd = (losses[0] - losses[1]) / (2 * h)
+        fd = _fd_weight(field, y0, batched, ps.DP5())
         # the difference quotient also sees the step sizes move with the weight (the adjoint holds them fixed):
         # 1.8e-5 relative here
         assert abs(float(whole[1][0, 0]) - fd) < 1e-4 * (1.0 + abs(fd))
