@@ -121,7 +121,7 @@ def _rosenbrock_program(stepper: RosenbrockStepper, dense: bool, tag: str) -> _P
         if J is None:  # the fresh variant: Jacobian (and df/dt) at the step's start, inside the program
             J = jacobian(p, t, u)
             if needs_tgrad:
-                ft = time_derivative(p, t, u, f0, dt)
+                ft = time_derivative(p, t, u, dt)
         ok, solve = factor(J, 1.0 / (tab.gamma * dt), mass)
         inv_dt = (1.0 / dt)[:, None]
         ks: list[Tensor] = []

@@ -70,7 +70,7 @@ from .ark import ARKStepper
 from .compiled import CompiledStepper, CompileFailure, _mass, _Program
 from .compiled_control import _fsal, _padded, _start, controlled_step_fn, finish, handles, save_times
 from .compiled_loop_jac import ReverseJacobian, unsupported
-from .compiled_parts import _user_f, jacobian_fn, python_wrapper_backend, tgrad_fn, tracks_grad
+from .compiled_parts import jacobian_fn, python_wrapper_backend, tgrad_fn, tracks_grad
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import evaluate, hermite_coefficients, polynomial_coefficients
 from .loop_records import LoopOptions, LoopResult
@@ -176,7 +176,6 @@ class _Family:
         if self.kind == "erk":
             return
         raw, jacobian, tgrad = base.raw["fresh"], jacobian_fn(inner.rhs), tgrad_fn(inner.rhs)
-        F, user_tgrad = _user_f(inner.rhs), inner.rhs.user_tgrad is not None
         needs_tgrad = self.tgrad
         self.reverse = ReverseJacobian(inner.rhs) if self.kind == "ros" else None  # differentiated: see _inputs
 
@@ -185,7 +184,7 @@ class _Family:
             jac = self.reverse if self.grad else jacobian  # self.grad: set before the loop is traced
             J = torch.where(fresh, jac(p, t, u), J).contiguous()  # the carry keeps its strides
             if needs_tgrad:  # f(t, u) from this program, not the carried f0: see the module docstring
-                ft = torch.where(fresh, tgrad(p, t, u, f0 if user_tgrad else F(p, t, u), dt), ft).contiguous()
+                ft = torch.where(fresh, tgrad(p, t, u, dt), ft).contiguous()
             return raw(p, t, u, f0, dt, atol_n, rtol_n, mass, J, ft)
 
         def ark_step(p: Any, t: Tensor, u: Tensor, fI0: Tensor, fE0: Tensor | None, dt: Tensor, atol_n: Tensor,

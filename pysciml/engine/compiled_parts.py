@@ -195,17 +195,21 @@ def jacobian_fn(rhs: RHS) -> Callable[[Any, Tensor, Tensor], Tensor]:
 
 
 def tgrad_fn(rhs: RHS) -> Callable[[Any, Tensor, Tensor, Tensor, Tensor], Tensor]:
-    """The traceable ``df/dt(p, t, u, f0, dt)``, ``(B, n)``: the problem's ``tgrad``, else the forward difference
-    :meth:`~.rhs.RHS.tgrad` takes (its increment scaled by the step ``dt``)."""
+    """The traceable ``df/dt(p, t, u, dt)``, ``(B, n)``: the problem's ``tgrad``, else the forward difference
+    :meth:`~.rhs.RHS.tgrad` takes (its increment scaled by the step ``dt``), of two ``f`` values computed in the
+    program: the carried ``f(t, u)`` (the eager first call, or ``f`` fused differently) can differ from the
+    program's in the last bits, which over ``h ~ 1.5e-8 dt`` gave an autonomous ``f`` (an ``nn.Module``'s
+    ``addmm``) a ``df/dt`` of ~1e-8 ``|f| / dt`` where the eager step gets exactly 0, and other step sizes (issue
+    17). That extra call is not counted in ``sol.stats.nf`` (the eager solve's one call per ``df/dt`` is)."""
     F, call, user_tgrad, takes_p, dtype = _user_f(rhs), _user_call(rhs), rhs.user_tgrad, rhs.tgrad_takes_p, rhs.dtype
 
-    def time_derivative(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor) -> Tensor:
+    def time_derivative(p: Any, t: Tensor, u: Tensor, dt: Tensor) -> Tensor:
         if user_tgrad is not None:
             return call(user_tgrad, takes_p, p, t, u).reshape(u.shape[0], -1).to(dtype)
         eps = torch.finfo(t.dtype).eps
         h = torch.maximum(math.sqrt(eps) * dt.abs(), 100 * eps * t.abs()).clamp(min=torch.finfo(t.dtype).tiny)
         h = (t + h) - t
-        return (F(p, t + h, u) - f0) / h[:, None]
+        return (F(p, t + h, u) - F(p, t, u)) / h[:, None]
 
     return time_derivative
 
