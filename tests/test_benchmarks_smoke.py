@@ -88,6 +88,7 @@ def test_diffrax_kencarp4_runner_smoke():
 
 
 @pytest.mark.heavy
+@pytest.mark.timeout(1500)  # its compile rows compile the differentiated whole loops now: 300 s was too short at load 5
 def test_neural_ode_benchmark_smoke():
     from benchmarks import neural_ode
 
