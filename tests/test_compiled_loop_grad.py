@@ -18,6 +18,7 @@ import warnings
 
 import pytest
 import torch
+from loop_programs import counting_calls
 from torch._higher_order_ops.while_loop import while_loop
 from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -207,29 +208,6 @@ def test_differentiated_dispatch() -> None:
     assert _taken(ps.ODEProblem(field32, y0.to(F32), (0.0, 1.0), batched=True), ps.DP5())
 
 
-class _WholeRuns:
-    """Counts the solves :func:`~pysciml.engine.compiled_loop.integrate_batched_whole` ran, and turns every
-    ``RuntimeWarning`` (a fallback's) into an error."""
-
-    def __enter__(self) -> list[int]:
-        self.calls: list[int] = []
-        self.real = compiled_loop.integrate_batched_whole
-        self.warn = warnings.catch_warnings()
-        self.warn.__enter__()
-        warnings.simplefilter("error", RuntimeWarning)
-
-        def counting(*args, **kwargs):
-            self.calls.append(1)
-            return self.real(*args, **kwargs)
-
-        compiled_loop.integrate_batched_whole = counting
-        return self.calls
-
-    def __exit__(self, *exc: object) -> None:
-        compiled_loop.integrate_batched_whole = self.real
-        self.warn.__exit__(*exc)
-
-
 SAVE = [0.0, 0.3, 1.0, 1.02, 2.0]  # at t0, inside steps, two in one step, at t1
 
 
@@ -259,7 +237,7 @@ def test_whole_loop_gradients_equal_eager(dtype: torch.dtype, batched: bool) -> 
     field = Field(dtype)
     y0 = torch.tensor(Y0, dtype=dtype)
     eager = _solve_grads(field, y0, batched, False)
-    with _WholeRuns() as calls:
+    with counting_calls(compiled_loop, "integrate_batched_whole") as calls:
         whole = _solve_grads(field, y0, batched, True)
     assert calls == [1]
     tol = 1e-9 if dtype == F64 else 2e-4
@@ -276,7 +254,7 @@ def test_whole_loop_gradients_equal_eager(dtype: torch.dtype, batched: bool) -> 
             q.mul_(1.1)
     y1 = y0 * 0.9
     eager = _solve_grads(field, y1, batched, False)
-    with _WholeRuns() as calls:
+    with counting_calls(compiled_loop, "integrate_batched_whole") as calls:
         whole = _solve_grads(field, y1, batched, True)
     assert calls == [1] and compile_count() == before
     for a, b in zip(whole, eager, strict=True):
@@ -308,7 +286,7 @@ def test_rosenbrock_whole_loop_gradients_equal_eager(batched: bool) -> None:
     field, alg = Field(F64, decay=5.0), ps.Rodas5P()
     y0 = torch.tensor(Y0, dtype=F64)
     eager = _solve_grads(field, y0, batched, False, alg)
-    with _WholeRuns() as calls:
+    with counting_calls(compiled_loop, "integrate_batched_whole") as calls:
         whole = _solve_grads(field, y0, batched, True, alg)
     assert calls == [1]
     for a, b in zip(whole, eager, strict=True):
@@ -321,7 +299,7 @@ def test_rosenbrock_whole_loop_gradients_equal_eager(batched: bool) -> None:
             q.mul_(1.1)
     y1 = y0 * 0.9
     eager = _solve_grads(field, y1, batched, False, alg)
-    with _WholeRuns() as calls:
+    with counting_calls(compiled_loop, "integrate_batched_whole") as calls:
         whole = _solve_grads(field, y1, batched, True, alg)
     assert calls == [1] and compile_count() == before
     for a, b in zip(whole, eager, strict=True):
