@@ -312,6 +312,7 @@ class Preconditioner:
         self.diag: Tensor | None = None
         self.factors: list[Any] = []
         self.wvals: Tensor | None = None
+        self._scipy: dict[bool, tuple[Tensor, Callable[[Tensor], Tensor]]] = {}  # per transpose: (values, J v)
 
     def set_jacobian(self, rhs: RHS, t: Tensor, u: Tensor, f0: Tensor) -> None:
         if self.kind in ("ilu", "amg"):
@@ -357,7 +358,12 @@ class Preconditioner:
         rows = torch.as_tensor(s.rows, device=vals.device)
         cols = torch.as_tensor(s.cols, device=vals.device)
         src, dst = (rows, cols) if transpose else (cols, rows)
-        fast = _scipy_product(s, vals, transpose) if vals.device.type == "cpu" else None
+        fast = None
+        if vals.device.type == "cpu":  # SciPy's matrices built once per Jacobian, not at every factor (new h)
+            kept = self._scipy.get(transpose)
+            if kept is None or kept[0] is not vals:
+                kept = self._scipy[transpose] = (vals, _scipy_product(s, vals, transpose))
+            fast = kept[1]
 
         def product(v: Tensor) -> Tensor:
             if fast is not None and not (torch.is_grad_enabled() and (v.requires_grad or vals.requires_grad)):
