@@ -52,8 +52,13 @@ REACH = 1.0 + 1e-12  # as in engine/loop.py: a step within this factor of the re
 
 def handles(stepper: Any, opts: LoopOptions) -> bool:
     """Whether :func:`integrate_batched_compiled` runs this batched solve (else the eager loop does)."""
-    return (isinstance(stepper, CompiledStepper) and stepper.compiled and opts.adaptive and not opts.progress
-            and not opts.save_everystep and getattr(opts, "hooks", None) is None)
+    return isinstance(stepper, CompiledStepper) and stepper.compiled and options_ok(opts)
+
+
+def options_ok(opts: LoopOptions) -> bool:
+    """Whether the solve's options allow a compiled loop: adaptive steps, no progress bar, no step hooks, not
+    every step saved."""
+    return opts.adaptive and not opts.progress and not opts.save_everystep and getattr(opts, "hooks", None) is None
 
 
 def _padded(values: list[float], fill: float, dtype: torch.dtype, device: torch.device) -> Tensor:

@@ -68,7 +68,7 @@ from torch._higher_order_ops.while_loop import while_loop
 from ..solution import Stats
 from .ark import ARKStepper
 from .compiled import CompiledStepper, CompileFailure, _mass, _Program
-from .compiled_control import _fsal, _padded, _start, controlled_step_fn, finish, handles, save_times
+from .compiled_control import _fsal, _padded, _start, controlled_step_fn, finish, handles, options_ok, save_times
 from .compiled_loop_jac import ReverseJacobian, unsupported
 from .compiled_parts import jacobian_fn, python_wrapper_backend, tgrad_fn, tracks_grad
 from .explicit_rk import ExplicitRKStepper
@@ -104,7 +104,7 @@ eagerly after a warning (:class:`~.compiled.CompiledStepper` with ``eager_why``)
 def handles_whole(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     """Whether :func:`integrate_batched_whole` runs this batched solve."""
     whole_only = getattr(stepper, "whole_only", False)  # differentiated Rosenbrock: no per-step programs
-    if not ENABLED or not (handles(stepper, opts) or whole_only and _loop_options_ok(opts)) or opts.dense \
+    if not ENABLED or not (handles(stepper, opts) or whole_only and options_ok(opts)) or opts.dense \
             or opts.saveat is None:
         return False
     inner = stepper.inner
@@ -118,11 +118,6 @@ def handles_whole(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     if isinstance(inner, ExplicitRKStepper):
         return not inner.tab.extra_c
     return isinstance(inner, (RosenbrockStepper, ARKStepper))
-
-
-def _loop_options_ok(opts: LoopOptions) -> bool:
-    """:func:`~.compiled_control.handles`'s conditions on the options (for a stepper without per-step programs)."""
-    return opts.adaptive and not opts.progress and not opts.save_everystep and getattr(opts, "hooks", None) is None
 
 
 def _rosenbrock_grad_ready(stepper: CompiledStepper, opts: LoopOptions, u0: Tensor) -> bool:
