@@ -46,6 +46,7 @@ from torch._higher_order_ops.while_loop import while_loop
 
 from ..solution import Stats
 from . import compiled_loop
+from .compiled_control import options_ok
 from .compiled_firk import CompiledFIRKStepper
 from .compiled_parts import tracks_grad
 from .loop_records import LoopOptions, LoopResult
@@ -65,9 +66,7 @@ def handles(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     """Whether :func:`integrate_whole` runs this solve (else the eager loop around the per-step program)."""
     if not (ENABLED and compiled_loop.ENABLED) or not isinstance(stepper, CompiledFIRKStepper):
         return False
-    if not stepper.compiled or not opts.adaptive or opts.progress or opts.save_everystep or opts.dense:
-        return False
-    if opts.saveat is None or opts.hooks is not None or opts.events is not None:
+    if not stepper.compiled or not options_ok(opts) or opts.dense or opts.saveat is None or opts.events is not None:
         return False
     if u0.shape[0] == 1 and u0.dtype != torch.float64:  # the scalar loop keeps time in Python floats (float64)
         return False
