@@ -191,3 +191,17 @@ def periodic_tridiagonal(n: int) -> torch.Tensor:
     """The ``(n, n)`` boolean pattern of a periodic 1-D three-point stencil (the sparse tests' banded problems)."""
     eye = torch.eye(n, dtype=torch.bool)
     return eye | torch.roll(eye, 1, 0) | torch.roll(eye, -1, 0)
+
+
+def count_matvecs(solver: Any) -> list[int]:
+    """Wrap ``solver.matvec`` (a Krylov solver's ``W v``) to count its calls; the returned one-element list holds
+    the count."""
+    count = [0]
+    inner = solver.matvec
+
+    def counted(v: torch.Tensor) -> torch.Tensor:
+        count[0] += 1
+        return inner(v)
+
+    solver.matvec = counted
+    return count

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import count_matvecs
 
 import pysciml as ps
 from pysciml.engine.linsolve import KrylovSolver
@@ -56,14 +57,7 @@ def _matvecs_per_solve(prob: ps.ODEProblem, pre: str, c: float = 1e-2, solves: i
     solver = KrylovSolver(Stats(), None, ps.GMRES(precondition=pre))
     solver.set_jacobian(rhs, t, u, rhs(t, u))
     solver.factor(torch.full((1,), 1.0 / c, dtype=F64))
-    count = [0]
-    inner = solver.matvec
-
-    def counted(v):
-        count[0] += 1
-        return inner(v)
-
-    solver.matvec = counted
+    count = count_matvecs(solver)
     g = torch.Generator().manual_seed(0)
     for _ in range(solves):
         x, ok = solver.solve(torch.randn(1, prob.state_size, generator=g, dtype=F64))

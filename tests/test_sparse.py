@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import periodic_tridiagonal, rober_dae
+from helpers import count_matvecs, periodic_tridiagonal, rober_dae
 
 import pysciml as ps
 from pysciml.engine.linsolve import KrylovSolver
@@ -191,14 +191,7 @@ def _gmres_matvecs(prob, precondition):
     t, u = torch.zeros(1, dtype=F64), prob.u0[None]
     solver.set_jacobian(rhs, t, u, rhs(t, u))
     solver.factor(torch.tensor([1.0 / (0.25 * 1e-2)], dtype=F64))
-    count = [0]
-    inner = solver.matvec
-
-    def counted(v):
-        count[0] += 1
-        return inner(v)
-
-    solver.matvec = counted
+    count = count_matvecs(solver)
     b = torch.sin(torch.arange(prob.state_size, dtype=F64))[None]
     x, ok = solver.solve(b)
     assert bool(ok.all())
