@@ -14,7 +14,7 @@ import math
 
 import pytest
 import torch
-from loop_programs import compiled_setup, counting_calls
+from loop_programs import compiled_setup, counting_calls, run_loops_uncompiled
 
 import pysciml as ps
 from pysciml.engine import compiled_loop
@@ -91,6 +91,58 @@ def test_loop_start_keeps_time_in_float64() -> None:
 
 def _counts(sol: ps.ODESolution) -> dict[str, int]:
     return {k: getattr(sol.stats, k) for k in COUNTS}
+
+
+def _odeint_run(field: Field, y0: torch.Tensor, compile: bool, prologue: bool = True) -> tuple[torch.Tensor, ...]:
+    """odeint(dopri5) of one trajectory, differentiated: values, then the gradients of ``y0`` and the parameters;
+    ``prologue``: :data:`~pysciml.engine.compiled_loop.PROLOGUE` during the solve."""
+    field.zero_grad()
+    u0 = y0.clone().requires_grad_(True)
+    t = torch.linspace(0.1, 2.0, 5, dtype=y0.dtype)
+    old, compiled_loop.PROLOGUE = compiled_loop.PROLOGUE, prologue
+    try:
+        ys = ps.odeint(field, u0, t, method="dopri5", rtol=1e-6, atol=1e-8, compile=compile)
+    finally:
+        compiled_loop.PROLOGUE = old
+    ys.pow(2).sum().backward()
+    return (ys.detach(), u0.grad, *(q.grad for q in field.parameters()))
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+def test_loop_prologue_uncompiled_equals_eager_set_up(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
+    """The explicit-RK loop program's prologue (``f(t0, u0)`` and the first step size computed in the program, not
+    eagerly before it), run uncompiled: the spiral benchmark's call (odeint, dopri5, one differentiated
+    trajectory) gives the values of the eager set-up exactly and its gradients to round-off (the in-program
+    ``f(t0, u0)`` adds its gradient share in another order: measured 3.6e-15 on ``y0``'s in float64), and the
+    eager solve's values to its round-off; a batched solve (with and without ``dtmax``) gives the eager set-up's
+    values exactly and the eager batched loop's counters."""
+    run_loops_uncompiled(monkeypatch, compiled_loop)
+    field = Field(dtype)
+    y0 = torch.tensor(Y0, dtype=dtype)
+    with counting_calls(compiled_loop, "integrate_batched_whole") as calls:
+        inside = _odeint_run(field, y0, True)
+        before = _odeint_run(field, y0, True, prologue=False)
+    assert calls == [1, 1]
+    eager = _odeint_run(field, y0, False)
+    eps = torch.finfo(dtype).eps
+    assert torch.equal(inside[0], before[0])
+    for a, b in zip(inside[1:], before[1:], strict=True):
+        torch.testing.assert_close(a, b, rtol=16 * eps, atol=16 * eps * float(b.abs().max()))
+    for a, b in zip(inside, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4 if dtype == F32 else 1e-12, atol=1e-5 if dtype == F32 else 1e-12)
+    prob = ps.ODEProblem(vdp, torch.tensor([[2.0, 0.0], [1.0, 1.0]], dtype=dtype), (0.0, 3.0),
+                         torch.tensor([4.0], dtype=dtype), batched=True)
+    kw = {"rtol": 1e-5, "atol": 1e-7, "saveat": torch.linspace(0.0, 3.0, 7, dtype=dtype)}
+    for extra in ({}, {"dtmax": 0.05}):
+        with torch.no_grad(), counting_calls(compiled_loop, "integrate_batched_whole") as calls:
+            whole = ps.solve(prob, ps.Tsit5(), compile=True, **kw, **extra)
+            monkeypatch.setattr(compiled_loop, "PROLOGUE", False)
+            old = ps.solve(prob, ps.Tsit5(), compile=True, **kw, **extra)
+            monkeypatch.setattr(compiled_loop, "PROLOGUE", True)
+        eager_sol = ps.solve(prob, ps.Tsit5(), **kw, **extra)
+        assert calls == [1, 1] and whole.success and eager_sol.stats.nreject > 0
+        assert torch.equal(whole.u, old.u) and _counts(whole) == _counts(old) == _counts(eager_sol)
+        torch.testing.assert_close(whole.u, eager_sol.u, rtol=1e-5 if dtype == F32 else 1e-13, atol=1e-13)
 
 
 @pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache

@@ -203,22 +203,36 @@ def save_times(opts: LoopOptions, scalar: bool) -> list[float]:
     return save_time_list(opts) if scalar else opts.saveat.tolist()
 
 
-def _start(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, scalar: bool = False) -> tuple[Any, ...]:
+def initial_span(opts: LoopOptions, t: Tensor, scalar: bool) -> Tensor:
+    """``t1 - t0`` ``(B,)`` in ``t``'s dtype (the state's), as the loop that keeps time hands it to
+    :func:`~.controller.initial_dt`: the scalar loop's Python difference for one trajectory, else ``t1 - t``."""
+    return torch.full_like(t, opts.t1 - opts.t0) if scalar else torch.full_like(t, opts.t1) - t
+
+
+def _start(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, scalar: bool = False,
+           eager_setup: bool = True) -> tuple[Any, ...]:
     """The loop's first state ``L``, its constants ``C``, the program, the saver and the direction. ``scalar``:
-    time in float64, as :func:`~.loop_scalar.integrate_single` keeps it (one trajectory, the whole loop)."""
+    time in float64, as :func:`~.loop_scalar.integrate_single` keeps it (one trajectory, the whole loop).
+    ``eager_setup=False``: ``f(t0, u0)`` and the first step size are left to the program (the whole loop's
+    prologue, :mod:`.compiled_loop`): ``stepper.f0`` is not set and ``L``'s step size is a placeholder where
+    ``opts.dt`` is ``None``."""
     bsz = u0.shape[0]
     dtype, device = u0.dtype, u0.device
     tdt = torch.float64 if scalar else dtype
     direction = 1.0 if opts.t1 > opts.t0 else -1.0
-    t = torch.full((bsz,), opts.t0, dtype=dtype, device=device)
-    stepper.init(t, u0)
-    assert stepper.f0 is not None
-    if opts.dt is None:
-        span = torch.full_like(t, opts.t1 - opts.t0) if scalar else torch.full_like(t, opts.t1) - t
-        with torch.no_grad():
-            dt = initial_dt(stepper.f_total, t, u0, stepper.f0, span, stepper.order, opts.atol, opts.rtol).to(tdt)
+    if not eager_setup:
+        dt = torch.full((bsz,), direction * abs(opts.dt) if opts.dt is not None else math.nan, dtype=tdt,
+                        device=device)
     else:
-        dt = torch.full((bsz,), direction * abs(opts.dt), dtype=tdt, device=device)
+        t = torch.full((bsz,), opts.t0, dtype=dtype, device=device)
+        stepper.init(t, u0)
+        assert stepper.f0 is not None
+        if opts.dt is None:
+            with torch.no_grad():
+                dt = initial_dt(stepper.f_total, t, u0, stepper.f0, initial_span(opts, t, scalar), stepper.order,
+                                opts.atol, opts.rtol).to(tdt)
+        else:
+            dt = torch.full((bsz,), direction * abs(opts.dt), dtype=tdt, device=device)
     t = torch.full((bsz,), opts.t0, dtype=tdt, device=device)  # not t.to(tdt): float32(t0) may differ from t0
     if opts.dtmax is not None:
         dt = direction * dt.abs().clamp(max=opts.dtmax)

@@ -11,7 +11,10 @@ fewer than ``maxiters`` steps were taken. Save points are filled inside the prog
 points it passed, evaluated on its interpolant (the tableau's dense output, else the cubic Hermite one; its end value
 where a point is the step's end), as :class:`~.loop_saver._Saver` does. The counters come back with the result (steps,
 steps with an acceptance, per-trajectory accepted and attempted steps, fresh Jacobians; ARK's Newton counts), so
-``sol.stats`` is the eager solve's.
+``sol.stats`` is the eager solve's. An explicit-RK loop program also computes what the eager set-up did before the
+loop, ``f(t0, u0)`` and the first step size (:func:`~.controller.initial_dt`, the same arithmetic), in a prologue
+(``PROLOGUE``; ``f``'s eager first-call checks run once per program, at its first solve): on the spiral benchmark,
+where a solve takes about 4 steps, that eager work was about 1 ms of a 16 ms training iteration.
 
 Rosenbrock and ARK steppers evaluate the Jacobian only at the start of a step that follows an accepted one (in a
 batch: one where some trajectory was accepted). The loop carries the Jacobian (and Rosenbrock's ``df/dt``, ARK's
@@ -68,9 +71,20 @@ from torch._higher_order_ops.while_loop import while_loop
 from ..solution import Stats
 from .ark import ARKStepper
 from .compiled import CompiledStepper, CompileFailure, _mass, _Program
-from .compiled_control import _fsal, _padded, _start, controlled_step_fn, finish, handles, options_ok, save_times
+from .compiled_control import (
+    _fsal,
+    _padded,
+    _start,
+    controlled_step_fn,
+    finish,
+    handles,
+    initial_span,
+    options_ok,
+    save_times,
+)
 from .compiled_loop_jac import ReverseJacobian, unsupported
-from .compiled_parts import jacobian_fn, python_wrapper_backend, tgrad_fn, tracks_grad
+from .compiled_parts import _user_f, jacobian_fn, python_wrapper_backend, tgrad_fn, tracks_grad
+from .controller import initial_dt
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import evaluate, hermite_coefficients, polynomial_coefficients
 from .loop_records import LoopOptions, LoopResult
@@ -92,6 +106,12 @@ comparisons (``benchmarks/stiff_loop.py`` times both)."""
 GRADIENTS = True
 """Differentiated solves through the whole loop (``while_loop``'s autograd; see the module docstring). ``False``
 keeps them on the per-step programs (for comparisons)."""
+
+
+PROLOGUE = True
+"""Explicit RK loop programs compute ``f(t0, u0)`` and the first step size (:func:`~.controller.initial_dt`) inside
+the program (the default) rather than eagerly before it (``False``, for comparisons): about 0.7 ms of eager work per
+solve on the spiral benchmark's 2-50-2 MLP, where a solve takes about 4 steps."""
 
 
 GRADIENT_FAMILIES: tuple[type, ...] = (ExplicitRKStepper, RosenbrockStepper)
@@ -159,7 +179,8 @@ class _Family:
     n_fresh, counts[, fE0])``. ``fresh`` (0-d bool): the previous step accepted some trajectory, so this step
     evaluates the Jacobian (and ``df/dt``) at its start, as the eager steppers' ``accept`` asks; the Jacobian is
     evaluated at every iteration and selected by ``torch.where``, which gives the eager numbers (a step after a
-    rejection reuses the carried one)."""
+    rejection reuses the carried one). ``prologue`` (explicit RK): the program computes ``X``'s ``f(t0, u0)`` and the
+    first step size itself (:func:`_loop_program`), so ``X`` enters the program without its first entry."""
 
     def __init__(self, stepper: CompiledStepper) -> None:
         inner, base = stepper.inner, stepper.program
@@ -168,6 +189,7 @@ class _Family:
         self.grad = False  # the loop may be differentiated (set by _loop_program)
         self.has_e = isinstance(inner, ARKStepper) and inner.rhs_e is not None
         self.tgrad = isinstance(inner, RosenbrockStepper) and inner.needs_tgrad
+        self.prologue = PROLOGUE and self.kind == "erk"  # f(t0, u0) and the first step size in the program
         if self.kind == "erk":
             return
         raw, jacobian, tgrad = base.raw["fresh"], jacobian_fn(inner.rhs), tgrad_fn(inner.rhs)
@@ -277,17 +299,36 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
     grad = tracks_grad(stepper.rhs, u0)
     stops = any(direction * opts.t0 < direction * s < direction * opts.t1 for s in opts.tstops or [])  # FIRK's
     key = ("whole", interior, direction, opts.dtmin > 0.0, opts.dtmax is not None, opts.controller, stepper.order,
-           grad, stops)
+           grad, stops, opts.dt is None, PROLOGUE)
     prog = base.fused.get(key)
     if prog is not None:
         return prog
     family = family_type(stepper)
     step = controlled_step_fn(stepper, opts, direction, 2 if stops else 1, family.step)
     D = stepper.inner.dense_matrix
+    prologue, first_dt, has_dtmax = getattr(family, "prologue", False), opts.dt is None, opts.dtmax is not None
+    F, order = _user_f(stepper.inner.rhs), stepper.order
+
+    def start(L: tuple[Tensor, ...], C: tuple[Tensor, ...], p: Any, u: Tensor, S: tuple[Tensor, ...],
+              X: tuple[Tensor, ...]) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """The prologue: ``f(t0, u0)`` first in ``X`` and, without a given ``dt``, the first step size in ``L``
+        (``S``: the span and the unscaled tolerances), as :func:`~.compiled_control._start` computes them eagerly."""
+        t = L[0].to(u.dtype)  # the state's dtype, as the eager f(t0, u0) sees it
+        f0 = F(p, t, u)
+        if first_dt:
+            span, atol, rtol = S
+            with torch.no_grad():  # the step control is not differentiated (as eager)
+                dt = initial_dt(lambda tt, uu: F(p, tt, uu), t, u, f0, span, order, atol, rtol).to(L[1].dtype)
+            if has_dtmax:
+                dt = direction * dt.abs().clamp(max=C[3][1])
+            L = (L[0], dt, *L[2:])
+        return L, (f0, *X)
 
     def whole_loop(L: tuple[Tensor, ...], C: tuple[Tensor, ...], saveat: Tensor, out: Tensor, p: Any, u: Tensor,
                    atol_n: Tensor, rtol_n: Tensor, maxiters: Tensor, mass: Tensor | None,
-                   X: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+                   X: tuple[Tensor, ...], S: tuple[Tensor, ...] = ()) -> tuple[Tensor, ...]:
+        if prologue:
+            L, X = start(L, C, p, u, S, X)
         rows = torch.arange(saveat.shape[0], device=saveat.device)[:, None]
         nL = len(L)
 
@@ -345,23 +386,37 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
     """The loop program, its arguments (at most ``steps`` steps) and the saver."""
     assert opts.saveat is not None
     scalar = u0.shape[0] == 1  # time in float64, as the scalar loop keeps it
-    L, C, _, saver, direction = _start(stepper, u0, opts, scalar)
+    direction = 1.0 if opts.t1 > opts.t0 else -1.0
     save_t = save_times(opts, scalar)
-    times = torch.tensor(save_t, dtype=L[0].dtype)  # compared in the time's dtype
+    tdt = torch.float64 if scalar else u0.dtype
+    times = torch.tensor(save_t, dtype=tdt)  # compared in the time's dtype
     interior = bool(((times != opts.t0) & (times != opts.t1)).any())
     prog = _loop_program(stepper, opts, direction, interior, u0, family_type)
+    prologue = getattr(prog.family, "prologue", False)
+    if prologue and "loop" not in prog.ran:  # f's first-call checks (once per program: f is in its signature)
+        stepper.init(torch.full((u0.shape[0],), opts.t0, dtype=u0.dtype, device=u0.device), u0)
+        stepper.stats.nf -= 1  # counted below, with the program's
+    L, C, _, saver, _ = _start(stepper, u0, opts, scalar, eager_setup=not prologue)
     padded = _padded(save_t, math.inf, L[0].dtype, u0.device)
     out = torch.full((padded.shape[0], *saver.out.shape[1:]), math.nan, dtype=u0.dtype, device=u0.device)
     out[: opts.saveat.shape[0]] = saver.out
     maxiters = torch.full((1,), steps, dtype=torch.long, device=u0.device)
     X = prog.family.start(stepper, u0)
+    S: tuple[Tensor, ...] = ()
+    if prologue:  # the eager set-up's f calls, made in the program: f(t0, u0) and initial_dt's
+        X = X[1:]
+        stepper.stats.nf += 1 + (opts.dt is None)
+        if opts.dt is None:
+            t_state = torch.full((u0.shape[0],), opts.t0, dtype=u0.dtype, device=u0.device)
+            S = (initial_span(opts, t_state, scalar), opts.atol,
+                 torch.full((1,), opts.rtol, dtype=u0.dtype, device=u0.device))
     u = u0
     if prog.family.grad and prog.family.kind == "ros":  # the traced reverse-mode Jacobian, for these shapes
         prog.family.reverse.prepare(stepper.rhs.p, L[0], u0)
     if prog.family.grad:  # see _requiring_grad
         u, out, X = _requiring_grad(u0), _requiring_grad(out), tuple(_requiring_grad(x) for x in X)
     args = (L, C, padded, out, stepper.rhs.p, u, stepper.atol_n, stepper.rtol_n, maxiters,
-            prog.family.constants(stepper), X)
+            prog.family.constants(stepper), X, S)
     return prog, args, saver
 
 
