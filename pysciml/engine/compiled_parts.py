@@ -214,9 +214,9 @@ def tgrad_fn(rhs: RHS) -> Callable[[Any, Tensor, Tensor, Tensor, Tensor], Tensor
     return time_derivative
 
 
-def factor(J: Tensor, inv: Tensor, mass: Tensor | None) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    """LU of ``W = M inv - J`` (:class:`~.linsolve.DenseLUSolver`'s arithmetic: ``W^{-1}`` formed for tiny ``n``);
-    returns the ``(B,)`` usable mask and ``solve(v)``."""
+def lu_parts(J: Tensor, inv: Tensor, mass: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """LU of ``W = M inv - J`` as tensors (:class:`~.linsolve.DenseLUSolver`'s arithmetic): the ``(B,)`` usable
+    mask, the factors ``(lu, piv)`` and, for tiny ``n``, ``W^{-1}`` (else ``None``); :func:`lu_apply` solves."""
     b, n, _ = J.shape
     W = torch.diag_embed(inv[:, None].expand(b, n)) - J if mass is None else inv[:, None, None] * mass - J
     lu, piv, info = torch.linalg.lu_factor_ex(W)
@@ -226,11 +226,22 @@ def factor(J: Tensor, inv: Tensor, mass: Tensor | None) -> tuple[Tensor, Callabl
     if n <= DenseLUSolver.SMALL:
         eye = torch.eye(n, dtype=W.dtype, device=W.device).expand(b, n, n)
         inverse = torch.linalg.lu_solve(lu, piv, eye)
+    return ok, lu, piv, inverse
+
+
+def lu_apply(lu: Tensor, piv: Tensor, inverse: Tensor | None, v: Tensor) -> Tensor:
+    """``W^{-1} v`` ``(B, n)`` from :func:`lu_parts`' factors."""
+    if inverse is not None:
+        return torch.bmm(inverse, v.unsqueeze(2)).squeeze(2)
+    return torch.linalg.lu_solve(lu, piv, v.unsqueeze(2)).squeeze(2)
+
+
+def factor(J: Tensor, inv: Tensor, mass: Tensor | None) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """LU of ``W = M inv - J`` (:func:`lu_parts`); returns the ``(B,)`` usable mask and ``solve(v)``."""
+    ok, lu, piv, inverse = lu_parts(J, inv, mass)
 
     def solve(v: Tensor) -> Tensor:
-        if inverse is not None:
-            return torch.bmm(inverse, v.unsqueeze(2)).squeeze(2)
-        return torch.linalg.lu_solve(lu, piv, v.unsqueeze(2)).squeeze(2)
+        return lu_apply(lu, piv, inverse, v)
 
     return ok, solve
 
