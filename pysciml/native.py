@@ -17,7 +17,7 @@ from .algorithms_adams import AdamsAlgorithm, AdamsBashforthMoulton
 from .algorithms_bdf import BDFAlgorithm
 from .algorithms_firk import FIRKAlgorithm
 from .algorithms_symplectic import ExplicitSymplecticAlgorithm, ImplicitMidpoint
-from .engine import compiled_control, compiled_loop, compiled_loop_firk
+from .engine import compiled_control, compiled_loop, compiled_loop_bdf, compiled_loop_firk
 from .engine.adams import AdamsStepper
 from .engine.ark import ARKStepper
 from .engine.bdf import BDFMethod
@@ -73,9 +73,24 @@ def solve_native(prob: ODEProblem, alg: Algorithm | None = None, options: SolveO
 
 def _solve_bdf(alg: BDFAlgorithm, prob: ODEProblem, c: Any, opts: SolveOptions, stats: Stats,
                progress: bool) -> LoopResult:
-    """FBDF / QNDF on :func:`~.engine.bdf_loop.integrate_bdf`; fixed steps start with Rodas5P steps."""
+    """FBDF / QNDF on :func:`~.engine.bdf_loop.integrate_bdf`; fixed steps start with Rodas5P steps; ``compile=True``
+    FBDF solves on :mod:`~.engine.compiled_loop_bdf` where it covers them (else one warning says why)."""
+    method, u0 = _bdf_method(alg, prob, c, stats)
+    loop = _loop_options(prob, c, opts, progress)
     if opts.compile:
-        warn_caller(f"compile=True: {alg.name}() has no compiled program; it runs eagerly")
+        why = compiled_loop_bdf.unsupported(method, loop, u0)
+        if why is not None:
+            warn_caller(f"compile=True: {alg.name}() runs eagerly: {why}")
+        elif (result := compiled_loop_bdf.integrate(method, u0, loop, stats)) is not None:
+            return result
+    starter = None if c.adaptive else RosenbrockStepper(RODAS5P, method.rhs,
+                                                        make_linear_solver(alg.linsolve, stats, method.mass),
+                                                        method.mass)
+    return integrate_bdf(method, u0, loop, stats, name=alg.name, starter=starter)
+
+
+def _bdf_method(alg: BDFAlgorithm, prob: ODEProblem, c: Any, stats: Stats) -> tuple[BDFMethod, Tensor]:
+    """The multistep method of a checked solve ``c`` and its ``(B, n)`` initial state."""
     rhs = RHS(prob.f, prob.f_takes_p, prob, stats, jac=prob.jac, jac_takes_p=prob.jac_takes_p, tgrad=prob.tgrad,
               tgrad_takes_p=prob.tgrad_takes_p, autodiff=alg.autodiff)
     mass = prob.mass_matrix
@@ -83,10 +98,7 @@ def _solve_bdf(alg: BDFAlgorithm, prob: ODEProblem, c: Any, opts: SolveOptions, 
     method = FLCMethod(rhs, linsolve, mass, alg.max_order, alg.max_newton_iters, c.atol, c.rtol, stats) \
         if alg.fixed_leading_coefficient else \
         BDFMethod(rhs, linsolve, mass, alg.kappa, alg.max_order, alg.max_newton_iters, c.atol, c.rtol, stats)
-    starter = None if c.adaptive else RosenbrockStepper(RODAS5P, rhs, make_linear_solver(alg.linsolve, stats, mass),
-                                                        mass)
-    u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
-    return integrate_bdf(method, u0, _loop_options(prob, c, opts, progress), stats, name=alg.name, starter=starter)
+    return method, prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
 
 
 def _loop_options(prob: ODEProblem, c: Any, opts: SolveOptions, progress: bool) -> LoopOptions:
@@ -117,10 +129,16 @@ def warmup(prob: ODEProblem, alg: Algorithm | None = None, **solve_kwargs: Any) 
     """
     opts = SolveOptions().replace(**solve_kwargs, compile=True)
     c = check_solve(prob, alg, opts)
-    if isinstance(c.alg, BDFAlgorithm):
-        warn_caller(f"{c.alg.name}() has no compiled program: nothing to warm up")
-        return 0.0
     stats = Stats()
+    if isinstance(c.alg, BDFAlgorithm):  # FBDF's loop program (engine/compiled_loop_bdf.py)
+        method, u0 = _bdf_method(c.alg, prob, c, stats)
+        loop = _loop_options(prob, c, opts, False)
+        why = compiled_loop_bdf.unsupported(method, loop, u0)
+        if why is not None:
+            warn_caller(f"{c.alg.name}() has no compiled program for this solve ({why}): nothing to warm up")
+        else:
+            compiled_loop_bdf.warm(method, u0, loop, stats)
+        return stats.compile_time
     stepper = make_stepper(c.alg, prob, stats, c.atol, c.rtol, opts.unsplit)
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
     compiled = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense, u0)

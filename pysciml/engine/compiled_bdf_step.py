@@ -1,0 +1,213 @@
+"""One attempted FBDF step as traceable tensor code, for the compiled FBDF loop (:mod:`.compiled_loop_bdf`).
+
+The arithmetic of :class:`~.bdf_flc.FLCMethod` and the Newton iteration it inherits from :class:`~.bdf.BDFMethod`,
+with everything those keep on the host (the order, the past times and values, the factorization's ``c``, the
+Jacobian's freshness, Newton's rate estimate) as tensors, and every variable-length piece (the ``k + 1`` predictor
+nodes of order ``k``, the ``q + 2`` nodes of order ``q``'s error estimate, the interpolant's ``k + 1`` points)
+computed on the fixed ``HISTORY``-long arrays with the unused entries masked (a product's factor set to 1, a sum's
+term to 0, so the used ones combine in the same order as the eager code's). Values equal the eager ones to
+round-off: the eager weights come from NumPy, whose reductions group terms differently in the last bits.
+
+:func:`attempt` is :meth:`~.bdf.BDFMethod.attempt`: a fresh Jacobian when it is stale (``torch.cond``: computed
+only then), the factorization of ``M/c - J`` renewed only when ``c`` has moved by more than ``REFACTOR``
+(``torch.cond`` again), simplified Newton as a ``torch.while_loop``, and a second try with a fresh Jacobian after
+a failure with an old one, all in one ``while_loop`` of one or two tries (one Newton loop in the body: torch 2.13's
+C++ wrapper mixed up the carries of two sibling ``while_loop`` calls in one body, :mod:`.compiled_loop_firk`).
+``cond`` and ``while_loop`` are module names so the tests can run the code as plain Python.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch._higher_order_ops.while_loop import while_loop
+
+from .bdf import FIRST_RATE_FLOOR, REFACTOR
+from .compiled_parts import lu_apply, lu_parts
+from .linsolve import DenseLUSolver
+
+__all__ = ["attempt", "error_constant", "interpolate", "lagrange", "order_error", "pick", "rms_max"]
+
+Tensor = torch.Tensor
+cond = torch.cond
+
+
+def pick(x: Tensor, i: Tensor) -> Tensor:
+    """``x[i]`` for a 0-d index tensor, without reading ``i`` on the host (a traced ``x[i]`` would)."""
+    return x.index_select(0, i.reshape(1)).squeeze(0)
+
+
+def rms_max(x: Tensor, scale: Tensor) -> Tensor:
+    """:func:`~.bdf.rms_max` as a 0-d tensor."""
+    return torch.linalg.vector_norm(x / scale, dim=1).max() / math.sqrt(x.shape[1])
+
+
+def _seq_sum(terms: list[Tensor], use: list[Tensor]) -> Tensor:
+    out = torch.zeros_like(terms[0])
+    for x, m in zip(terms, use, strict=True):
+        out = out + torch.where(m, x, 0.0)
+    return out
+
+
+def _seq_prod(terms: list[Tensor], use: list[Tensor]) -> Tensor:
+    out = torch.ones_like(terms[0])
+    for x, m in zip(terms, use, strict=True):
+        out = out * torch.where(m, x, 1.0)
+    return out
+
+
+def lagrange(x: Tensor, k: Tensor, K: int) -> tuple[Tensor, Tensor]:
+    """:func:`~.bdf_flc.lagrange_weights` of the nodes ``x[0..k]`` (``x`` of length ``>= K + 1``), as two
+    ``(K + 1,)`` tensors with zeros beyond ``k``."""
+    used = [k >= m for m in range(K + 1)]
+    ell, dell = [], []
+    for j in range(K + 1):
+        others = [m for m in range(K + 1) if m != j]
+        use = [used[m] for m in others]
+        e = _seq_prod([-x[m] / (x[j] - x[m]) for m in others], use)
+        s = _seq_sum([1.0 / (0.0 - x[m]) for m in others], use)
+        ell.append(torch.where(used[j], e, 0.0))
+        dell.append(torch.where(used[j], e * s, 0.0))
+    return torch.stack(ell), torch.stack(dell)
+
+
+def error_constant(dist: Tensor, h: Tensor, q: Tensor, a_s: Tensor) -> Tensor:
+    """:func:`~.bdf_flc.error_constant` of order ``q`` (0-d long) on the distances ``dist`` (``a_s``: the table
+    ``-(1 + ... + 1/q)`` indexed by ``q``)."""
+    a = h / dist
+    a_next = pick(a, q)
+    a_0 = -_seq_sum(list(a.unbind()), [q > j for j in range(a.shape[0])])
+    return torch.maximum(a_next, (a_next + pick(a_s, q) - a_0).abs())
+
+
+def order_error(ts: Tensor, ys: Tensor, nhist: Tensor, q: Tensor, scale: Tensor, a_s: Tensor) -> Tensor:
+    """:meth:`~.bdf_flc.FLCMethod.order_error`: order ``q``'s error estimate on the step just accepted (``ts``,
+    ``ys`` newest first, ``nhist`` of them used); ``inf`` when fewer than ``q + 2`` points are known."""
+    H = ts.shape[0]
+    h = ts[0] - ts[1]
+    x = (ts - ts[0]) / h
+    used = [q + 2 > m for m in range(H)]
+    dd = []
+    for j in range(H):
+        others = [m for m in range(H) if m != j]
+        dd.append(torch.where(used[j], 1.0 / _seq_prod([x[j] - x[m] for m in others], [used[m] for m in others]),
+                              0.0))
+    dist = -x[1:]
+    prod = _seq_prod(list(dist.unbind()), used[1:])
+    w = torch.stack(dd) * prod * error_constant(torch.where(torch.stack(used[1:]), dist, 1.0), ts.new_ones(()), q,
+                                                a_s)
+    est = rms_max(torch.tensordot(w, ys, dims=1), scale)
+    return torch.where(nhist < q + 2, math.inf, est)
+
+
+def interpolate(ts: Tensor, ys: Tensor, order: Tensor, nhist: Tensor, theta: Tensor, K: int) -> Tensor:
+    """:meth:`~.bdf_flc.FLCMethod.interpolant` evaluated at ``theta`` (``(S, B)``): ``(S, B, n)``."""
+    k = torch.minimum(order, nhist - 1)
+    h = ts[0] - ts[1]
+    th = (ts[: K + 1] - ts[1]) / h
+    used = torch.arange(K + 1, device=ts.device) <= k
+    powers = [torch.ones_like(th)]
+    for _ in range(K):
+        powers.append(powers[-1] * th)
+    V = torch.stack(powers, 1)  # V[j, p] = theta_j^p
+    both = used[:, None] & used[None, :]
+    V = torch.where(both, V, torch.eye(K + 1, dtype=V.dtype, device=V.device))
+    inv = torch.where(both, torch.linalg.inv_ex(V)[0], 0.0)
+    coeffs = torch.einsum("pj,jbn->pbn", inv, ys[: K + 1])
+    out = coeffs[-1].expand(*theta.shape, -1)
+    for j in range(K - 1, -1, -1):
+        out = out * theta[..., None] + coeffs[j]
+    return out
+
+
+def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t_new: Tensor, y_pred: Tensor,
+            psi: Tensor, c: Tensor, mass: Tensor | None, atol: Tensor, rtol: Tensor, tol: Tensor, max_iters: int,
+            S: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """:meth:`~.bdf.BDFMethod.attempt` for the step to ``t_new`` (``(B,)``) from the prediction ``(y_pred, psi)``
+    with ``c = h / alpha_k``. ``S = (J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta, counts)`` is the
+    method's state (``c_lu`` NaN: no usable factorization; ``counts``: ``njac, nlu, nnonliniter, nf, nsolve``
+    and three more, left alone). Returns ``(converged, y_new, d, iters, finite, *S)``."""
+    b, n = y_pred.shape
+    small = n <= DenseLUSolver.SMALL
+    scale = atol + rtol * y_pred.abs()
+    eps = torch.finfo(y_pred.dtype).eps
+    inv_c = 1.0 / c
+    bump = [torch.zeros(8, dtype=torch.long, device=c.device) for _ in range(5)]
+    for i in range(5):
+        bump[i][i] = 1
+
+    def newton(lu: Tensor, piv: Tensor, inverse: Tensor, ok: Tensor, eta0: Tensor) -> tuple[Tensor, ...]:
+        """BDFMethod._newton after the factorization: ``(status, y, d, iters, finite, eta)``."""
+        def more(it: Tensor, y: Tensor, d: Tensor, norm_old: Tensor, eta: Tensor, status: Tensor,
+                 finite: Tensor) -> Tensor:
+            return (status == 0) & (it < max_iters)
+
+        def iterate(it: Tensor, y: Tensor, d: Tensor, norm_old: Tensor, eta: Tensor, status: Tensor,
+                    finite: Tensor) -> tuple[Tensor, ...]:
+            f = F(p, t_new, y)
+            lag = psi + d if mass is None else (psi + d) @ mass.T
+            dy = lu_apply(lu.mT, piv, inverse if small else None, (c * f - lag) * inv_c)
+            norm = rms_max(dy, scale)
+            rate = norm / norm_old
+            later = it > 0
+            diverged = later & ((rate >= 1.0) | (rate.pow((max_iters - it).to(rate.dtype)) / (1.0 - rate) * norm
+                                                  > tol))
+            eta = torch.where(later & ~diverged, rate / (1.0 - rate), eta)
+            bad = ~torch.isfinite(norm)
+            fail = diverged | bad
+            finite = torch.where(fail, ~bad, finite)
+            conv = ~fail & ((norm == 0.0) | (eta * norm < tol))
+            y = torch.where(fail, y, y + dy)
+            d = torch.where(fail, d, d + dy)
+            status = torch.where(fail, -1, torch.where(conv, 1, status))
+            return it + 1, y, d, norm, eta, status, finite
+
+        eta = torch.clamp(torch.clamp(eta0, min=eps).pow(0.8), min=FIRST_RATE_FLOOR)
+        zero = torch.zeros((), dtype=torch.long, device=c.device)
+        status = torch.where(ok, zero, zero - 1)
+        start = (zero.clone(), y_pred.clone(), torch.zeros_like(y_pred), torch.ones_like(c), eta, status,
+                 torch.ones_like(ok))
+        it, y, d, _, eta, status, finite = while_loop(more, iterate, start)
+        return status, y, d, it, finite, eta
+
+    def more(i: Tensor, retry: Tensor, *rest: Tensor) -> Tensor:
+        return (i == 0) | retry
+
+    def one_try(i: Tensor, retry: Tensor, conv: Tensor, y_new: Tensor, d: Tensor, iters: Tensor, finite: Tensor,
+                J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor, c_lu: Tensor, jac_stale: Tensor,
+                jac_current: Tensor, eta: Tensor, counts: Tensor) -> tuple[Tensor, ...]:
+        J = cond(jac_stale, lambda J: jacobian(p, t_new, y_pred).contiguous(), lambda J: J.clone(), (J,))
+        counts = counts + jac_stale * bump[0]
+        c_lu = torch.where(jac_stale, math.nan, c_lu)
+        jac_current = jac_current | jac_stale
+        refactor = torch.isnan(c_lu) | ((c / c_lu - 1.0).abs() > REFACTOR)
+
+        def fresh(J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor) -> tuple[Tensor, ...]:
+            ok, lu_new, piv_new, inv_new = lu_parts(J, inv_c.expand(b), mass)
+            return lu_new.mT.contiguous(), piv_new.contiguous(), (inv_new if small else inverse).contiguous(), \
+                ok.all()
+
+        def keep(J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor) -> tuple[Tensor, ...]:
+            return lu.clone(), piv.clone(), inverse.clone(), torch.ones((), dtype=torch.bool, device=J.device)
+
+        lu, piv, inverse, ok = cond(refactor, fresh, keep, (J, lu, piv, inverse))
+        counts = counts + refactor * bump[1]
+        c_lu = torch.where(refactor, torch.where(ok, c, math.nan), c_lu)
+        status, y_new, d, iters, finite, eta_new = newton(lu, piv, inverse, ok, eta)
+        counts = counts + iters * (bump[2] + bump[3] + bump[4])
+        conv = status == 1
+        eta = torch.where(conv, eta_new, eta)
+        retry = ~conv & ~jac_current
+        jac_stale = retry | (conv & (eta_new > 1.0))  # a fresh Jacobian now, or for the next step (slow Newton)
+        return (i + 1, retry, conv, y_new, d, iters, finite, J, lu, piv, inverse, c_lu, jac_stale, jac_current,
+                eta, counts)
+
+    zero = torch.zeros((), dtype=torch.long, device=c.device)
+    false = torch.zeros((), dtype=torch.bool, device=c.device)
+    start = (zero, false, false.clone(), y_pred.clone(), torch.zeros_like(y_pred), zero.clone(),
+             false.clone(), *S)
+    out = while_loop(more, one_try, start)
+    return out[2:]

@@ -1,0 +1,352 @@
+"""The whole adaptive FBDF loop as one compiled program (``solve(prob, FBDF(), compile=True)``).
+
+:func:`~.bdf_loop.integrate_bdf` with :class:`~.bdf_flc.FLCMethod`, traced into one ``torch.while_loop`` per
+signature: each iteration is one loop iteration of the eager solve (clip the step onto the next stop, predict,
+Newton with the reused Jacobian and factorization and the retry with a fresh Jacobian, :mod:`.compiled_bdf_step`;
+the error test, the reject rules with CVODE's order drops, the acceptance into the history, the save points passed,
+the next order and step by the FLC rules), with everything the eager loop keeps on the host carried as tensors:
+the time, step, stop and save indices, the counts of equal steps and of failures in a row, the order, the past
+times and values (a fixed ``HISTORY``-long array and its fill), the Jacobian, the LU factors and the ``c`` they
+were made with, the Jacobian's freshness, Newton's rate estimate, the return code and the ``sol.stats`` counters.
+The Jacobian (``torch.cond``) and the factorization (``torch.cond``) are computed only where the eager method
+computes them, so a solve makes the eager solve's ``njac`` and ``nlu``, not one per step. What runs before the
+program is the eager solve's own start: the consistent initial value, ``f(t0, u0)``, the first Jacobian and the
+initial step (:meth:`~.bdf_flc.FLCMethod.start`, :func:`~.controller.initial_dt`).
+
+Covered: FBDF (dense LU, autodiff or supplied Jacobian, a constant mass matrix or none), float64, one trajectory
+or a batch (which shares the step and the order, as the eager loop), adaptive steps, saving at ``saveat`` (values
+inside a step from its interpolating polynomial), ``tstops``, ``dtmin``/``dtmax``, ``maxiters``. Everything else
+(QNDF and QBDF, whose quasi-constant form re-expresses differences at every step-size change and is another
+program; fixed steps, dense output, saving every step, the progress bar, sparse or GMRES linear solvers,
+finite-difference Jacobians, float32, gradients) runs the eager loop after one warning that says why
+(:func:`unsupported`); a program that fails to compile does too (one warning per signature). Values are the eager
+solve's to round-off (the weights' last bits differ, :mod:`.compiled_bdf_step`), counters equal where no decision
+sits at its threshold (``tests/test_compiled_loop_bdf.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+import weakref
+from dataclasses import fields
+from typing import Any
+
+import torch
+from torch._higher_order_ops.while_loop import while_loop
+
+from ..solution import Stats
+from . import compiled_bdf_step as step
+from .bdf import MAX_FACTOR, MIN_FACTOR
+from .bdf_flc import HISTORY, KEEP, FLCMethod
+from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _Program, _user_f, jacobian_fn, tracks_grad
+from .controller import initial_dt
+from .linsolve import DenseLUSolver
+from .loop_records import LoopOptions, LoopResult, save_time_list
+from .loop_saver import _CODES, DTMIN, MAXITERS, RUNNING, SUCCESS, UNSTABLE
+
+__all__ = ["integrate", "unsupported", "warm"]
+
+Tensor = torch.Tensor
+EPS = sys.float_info.epsilon
+COUNTERS = ("njac", "nlu", "nnonliniter", "nf", "nsolve", "naccept", "nreject", "nnonlinconvfail")
+"""The ``Stats`` fields the program counts (its ``counts`` carry, in this order)."""
+
+_FAILED: weakref.WeakSet[_Program] = weakref.WeakSet()  # programs that failed to compile: not retried
+
+
+def unsupported(method: Any, opts: LoopOptions, u0: Tensor) -> str | None:
+    """Why this BDF solve has no compiled program (``None``: :func:`integrate` runs it)."""
+    if not isinstance(method, FLCMethod):
+        return "QNDF and QBDF (the quasi-constant step form) have no compiled program; FBDF has"
+    if not isinstance(method.linsolve, DenseLUSolver):
+        return "only the dense LU linear solver is compiled (not sparse LU or GMRES)"
+    if method.rhs.user_jac is None and not method.rhs.autodiff:
+        return "finite-difference Jacobians (autodiff=False) are not compiled; give the problem a jac"
+    if u0.dtype != torch.float64:
+        return "only float64 states are compiled"
+    if not opts.adaptive:
+        return "fixed steps are not compiled"
+    if opts.dense or opts.saveat is None or opts.save_everystep:
+        return "dense output and saving every step are not compiled; pass saveat"
+    if opts.progress or opts.hooks is not None or opts.events is not None:
+        return "the progress bar, step hooks and callbacks are not compiled"
+    if u0.requires_grad or tracks_grad(method.rhs, u0):
+        return "differentiated solves are not compiled"
+    return None
+
+
+def _program(method: FLCMethod, bsz: int, direction: float, interior: bool) -> _Program:
+    """The loop program of this signature (cached with the other compiled programs)."""
+    rhs = method.rhs
+    key = ("FBDF-loop", bsz, rhs.shape, rhs.batched, rhs.dtype, str(rhs.device), method.mass is not None,
+           (id(rhs.f), rhs.takes_p, id(rhs.user_jac), rhs.jac_takes_p), method.max_order, method.max_iters,
+           direction, interior)
+    prog = _CACHE.get(key)
+    if prog is not None:
+        _CACHE.move_to_end(key)
+        return prog
+    prog = _Program(f"bdf{len(_CACHE)}_{abs(hash(key)) % 10**8}")
+    prog.add("loop", _loop_fn(method, direction, interior))
+    _CACHE[key] = prog
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return prog
+
+
+def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
+    F, jacobian = _user_f(method.rhs), jacobian_fn(method.rhs)
+    K, max_order, max_iters = method.max_order, method.max_order, method.max_iters
+    m = max_iters
+    d = direction
+
+    def bdf_loop(p: Any, slope0: Tensor, C: tuple[Any, ...], X: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        atol, rtol, tol, alphas, a_s, stops, n_stops, keys, saveat, maxiters, dtmin, dtmax, mass = C
+        rows = torch.arange(saveat.shape[0], device=saveat.device)[:, None]
+
+        def more(nloop: Tensor, t: Tensor, h: Tensor, si: Tensor, n_equal: Tensor, n_fail: Tensor,
+                 nonfinite: Tensor, running: Tensor, *rest: Tensor) -> Tensor:
+            return running & (nloop < maxiters)
+
+        def body(nloop: Tensor, t: Tensor, h: Tensor, si: Tensor, n_equal: Tensor, n_fail: Tensor,
+                 nonfinite: Tensor, running: Tensor, status: Tensor, fail_t: Tensor, fail_h: Tensor, order: Tensor,
+                 nhist: Tensor, ts: Tensor, ys: Tensor, u: Tensor, out: Tensor, sidx: Tensor,
+                 *S: Tensor) -> tuple[Tensor, ...]:
+            bsz = u.shape[0]
+            # ---- the step onto the next stop (integrate_bdf)
+            target = step.pick(stops, si)
+            remaining = target - t
+            at_stop = d * remaining <= d * h * (1.0 + 1e-12)
+            h_before = h
+            clip = at_stop & (remaining != h)
+            h = torch.where(clip, remaining, h)
+            n_equal = torch.where(clip, 0, n_equal)
+            t_new = torch.where(at_stop, target, t + h)
+            # ---- FLCMethod.predict
+            alpha = step.pick(alphas, order)
+            first = nhist == 1
+            dist = t_new - ts[: K + 1]
+            ell, dell = step.lagrange(-dist / h, order, K)
+            head = ys[: K + 1]
+            y_pred = torch.where(first, ys[0] + h * slope0, torch.tensordot(ell, head, dims=1))
+            psi = torch.where(first, (h / alpha) * slope0, torch.tensordot(dell / alpha, head, dims=1))
+            lead = torch.stack((h, 2.0 * h, *[torch.ones_like(h)] * (K - 1)))
+            dist = torch.where(first, lead, dist)
+            c = h / alpha
+            conv, y_new, dd, iters, finite, *S = step.attempt(F, jacobian, p, t_new.expand(bsz), y_pred, psi, c,
+                                                              mass, atol, rtol, tol, max_iters, tuple(S))
+            counts = S[-1]
+            nonfinite = nonfinite | ~finite
+            # ---- the error test
+            scale = atol + rtol * y_new.abs()
+            err = step.rms_max(step.error_constant(dist, h, order, a_s) * dd, scale)
+            err = torch.where(conv, err, 0.0)
+            bad = conv & ~torch.isfinite(err)
+            err = torch.where(bad, math.inf, err)
+            nonfinite = nonfinite | bad
+            accept = conv & (err <= 1.0)
+            safety = 0.9 * (2 * m + 1) / (2 * m + iters.to(h.dtype))
+            # ---- rejected: the step shrinks, the order drops after repeated error-test failures
+            f_rej = torch.where(conv, torch.where(err < math.inf, torch.clamp(
+                safety * err.pow(-1.0 / (order + 1).to(h.dtype)), min=MIN_FACTOR), MIN_FACTOR), 0.5)
+            n_fail_r = n_fail + conv.long()
+            order_r = torch.where(conv & (n_fail_r >= 2),
+                                  torch.where(n_fail_r >= 3, 1, torch.clamp(order - 1, min=1)), order)
+            # ---- accepted: the history, the stop index, the save points passed (FLCMethod.accept, _Recorder)
+            ts_a = torch.cat((t_new[None], ts[:-1]))
+            ys_a = torch.cat(((y_pred + dd)[None], ys[:-1]))
+            nhist_a = torch.clamp(nhist + 1, max=HISTORY)
+            si_a = si + at_stop.long()
+            last = at_stop & (si_a == n_stops)
+            n_equal_a = n_equal + 1
+            passed = (rows >= sidx) & (keys[:, None] <= d * t_new) & accept
+            if interior:
+                theta = ((saveat - t) / (t_new - t))[:, None].expand(-1, bsz)
+                inside = step.interpolate(ts_a, ys_a, order, nhist_a, theta, K)
+                vals = torch.where((saveat == t_new)[:, None, None], y_new, inside)
+            else:
+                vals = y_new.expand(saveat.shape[0], -1, -1)
+            out = torch.where(passed[..., None], vals, out)
+            sidx = sidx + passed.sum()
+            # ---- FLCMethod.next_factor
+            k = order
+            raw_k = torch.where(err > 0, err.pow(-1.0 / (k + 1).to(h.dtype)), math.inf)
+            early = n_equal_a < k + 1
+            early_f = torch.where(raw_k >= 1.0, 1.0, torch.clamp(safety * raw_k, min=MIN_FACTOR))
+            early_n = torch.where(raw_k >= 1.0, n_equal_a, 0)
+            e_m = step.order_error(ts_a, ys_a, nhist_a, torch.clamp(k - 1, min=1), scale, a_s)
+            e_p = step.order_error(ts_a, ys_a, nhist_a, torch.clamp(k + 1, max=max_order), scale, a_s)
+            raw_m = torch.where(k > 1, torch.where(e_m > 0, e_m.pow(-1.0 / k.to(h.dtype)), math.inf), -math.inf)
+            raw_p = torch.where(k < max_order, torch.where(e_p > 0, e_p.pow(-1.0 / (k + 2).to(h.dtype)), math.inf),
+                                -math.inf)
+            to_m = (raw_m > raw_k) & (raw_m >= raw_p)
+            to_p = (raw_p > raw_k) & (raw_p > raw_m)
+            best = torch.where(to_m, k - 1, torch.where(to_p, k + 1, k))
+            raw_b = torch.where(to_m, raw_m, torch.where(to_p, raw_p, raw_k))
+            grow = safety * raw_b
+            hold = (raw_b >= 1.0) & (grow < KEEP)
+            late_f = torch.where(hold, 1.0, torch.clamp(grow, min=MIN_FACTOR, max=MAX_FACTOR))
+            late_n = torch.where(hold & (best == k), n_equal_a, 0)
+            f_acc = torch.where(early, early_f, late_f)
+            n_acc = torch.where(early, early_n, late_n)
+            order_a = torch.where(early | last, k, best)
+            f_acc = torch.where(at_stop & (h != h_before), f_acc * torch.clamp(h_before / h, max=MAX_FACTOR), f_acc)
+            f_acc = torch.where((h * f_acc).abs() > dtmax, dtmax / h.abs(), f_acc)
+            change = f_acc != 1.0
+            # ---- the next step, or the end
+            h_cand = h * torch.where(accept, f_acc, f_rej)
+            t_ref = torch.where(accept, t_new, t)
+            tiny = (h_cand.abs() < dtmin) | (h_cand.abs() <= EPS * t_ref.abs())
+            fail_now = torch.where(accept, ~last & change & tiny, tiny)
+            code = torch.where(accept | ~nonfinite, DTMIN, UNSTABLE)
+            h_next = torch.where(fail_now | (accept & (last | ~change)), h, h_cand)
+            ended = accept & last
+            status = torch.where(ended, SUCCESS, torch.where(fail_now, code, status))
+            fail_t = torch.where(fail_now, t_ref, fail_t)
+            fail_h = torch.where(fail_now, h_cand, fail_h)
+            running = running & ~ended & ~fail_now
+            outcome = torch.stack((accept.long() * bsz, (~accept).long() * bsz, (~conv).long()))
+            counts = counts + torch.cat((torch.zeros_like(counts[:5]), outcome))  # naccept, nreject, conv. failures
+            J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta = S[:8]
+            jac_current = jac_current & ~accept
+            return (nloop + 1, torch.where(accept, t_new, t), h_next, torch.where(accept, si_a, si),
+                    torch.where(accept, torch.where(change, 0, n_acc), 0),
+                    torch.where(accept, 0, n_fail_r), nonfinite & ~accept, running, status, fail_t, fail_h,
+                    torch.where(accept, order_a, order_r), torch.where(accept, nhist_a, nhist),
+                    torch.where(accept, ts_a, ts), torch.where(accept, ys_a, ys),
+                    torch.where(accept, y_new, u), out, sidx, J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta,
+                    counts)
+
+        return tuple(while_loop(more, body, tuple(X)))
+
+    return bdf_loop
+
+
+def _start(method: FLCMethod, u0: Tensor, opts: LoopOptions) -> tuple[Any, ...]:
+    """The eager solve's start (integrate_bdf): the method's first point, slope and Jacobian, the first step;
+    returns the program's inputs and the direction."""
+    assert opts.saveat is not None
+    bsz, n = u0.shape
+    dtype, device = u0.dtype, u0.device
+    direction = 1.0 if opts.t1 > opts.t0 else -1.0
+
+    def vec(x: float) -> Tensor:
+        return u0.new_full((bsz,), x)
+
+    t = opts.t0
+    if opts.dt is None:
+        slope = method.start(vec(t), u0)
+        u = method.state
+        with torch.no_grad():
+            f_slope = (lambda tt, uu: method.slope(tt, uu, method.rhs(tt, uu))) if method.mass is not None \
+                else method.rhs
+            h0 = initial_dt(f_slope, vec(t), u.detach(), slope.detach(), vec(opts.t1 - t), 1, opts.atol, opts.rtol)
+            h = direction * float(h0.abs().min())
+    else:
+        h = direction * abs(opts.dt)
+        method.start(vec(t), u0)
+        u = method.state
+    if opts.dtmax is not None:
+        h = direction * min(abs(h), opts.dtmax)
+
+    def f64(x: float) -> Tensor:
+        return torch.tensor(x, dtype=torch.float64, device=device)
+
+    K = method.max_order
+    cf = method.coef
+    save_t = save_time_list(opts)
+    S = max(8, 1 << max(0, len(save_t) - 1).bit_length())  # padded: fewer recompiles (compiled_control._padded)
+    keys = torch.tensor([direction * s for s in save_t] + [math.inf] * (S - len(save_t)), dtype=dtype, device=device)
+    saveat = torch.tensor(save_t + [opts.t1] * (S - len(save_t)), dtype=dtype, device=device)
+    out = torch.full((S, bsz, n), math.nan, dtype=dtype, device=device)
+    first = next((i for i, s in enumerate(save_t) if s != opts.t0), len(save_t))
+    out[:first] = u.detach()[None]
+    stop_list = [s for s in (opts.tstops or []) if direction * opts.t0 < direction * s < direction * opts.t1]
+    stop_list.append(opts.t1)
+    n_stops = len(stop_list)
+    stops = torch.tensor(stop_list + [opts.t1] * (max(8, 1 << (n_stops - 1).bit_length()) - n_stops),
+                         dtype=dtype, device=device)
+    a_s = torch.tensor([-sum(1.0 / j for j in range(1, q + 1)) for q in range(HISTORY)], dtype=dtype, device=device)
+    alphas = torch.tensor([cf.alpha[min(q, K)] for q in range(HISTORY)], dtype=dtype, device=device)
+    long = torch.zeros((), dtype=torch.long, device=device)
+    false = torch.zeros((), dtype=torch.bool, device=device)
+    assert isinstance(method.linsolve, DenseLUSolver) and method.linsolve.J is not None
+    J = method.linsolve.J.detach().expand(bsz, n, n).contiguous()
+    small = n <= DenseLUSolver.SMALL
+    ts = torch.zeros(HISTORY, dtype=dtype, device=device)
+    ts[0] = t
+    ys = torch.zeros(HISTORY, bsz, n, dtype=dtype, device=device)
+    ys[0] = u.detach()
+    C = (method.atol, f64(method.rtol), f64(method.newton_tol), alphas, a_s, stops, long + n_stops, keys, saveat,
+         long + (opts.maxiters), f64(opts.dtmin), f64(opts.dtmax if opts.dtmax is not None else math.inf),
+         method.mass)
+    X = (long.clone(), f64(t), f64(h), long.clone(), long.clone(), long.clone(), false.clone(), ~false,
+         long + RUNNING, f64(0.0), f64(0.0), long + method.order, long + 1, ts, ys, u.detach().clone(), out,
+         long + first, J, torch.zeros_like(J), torch.zeros(bsz, n, dtype=torch.int32, device=device),
+         torch.zeros_like(J) if small else torch.zeros(bsz, 1, 1, dtype=dtype, device=device), f64(math.nan),
+         false.clone(), ~false, f64(method.eta), torch.zeros(len(COUNTERS), dtype=torch.long, device=device))
+    assert method.slope0 is not None
+    return method.rhs.p, method.slope0.detach(), C, X, direction, save_t
+
+
+def _run(method: FLCMethod, u0: Tensor, opts: LoopOptions, stats: Stats, steps: int | None = None
+         ) -> tuple[Any, ...] | None:
+    """The program from the eager start, ``steps`` iterations at most; ``None`` after a failed compile (one warning
+    per signature; ``stats`` as they were)."""
+    before = {f.name: getattr(stats, f.name) for f in fields(stats)}
+    t_setup = time.perf_counter()
+    p, slope0, C, X, direction, save_t = _start(method, u0, opts)
+    interior = any(s not in (opts.t0, opts.t1) for s in save_t)
+    prog = _program(method, u0.shape[0], direction, interior)
+    setup = time.perf_counter() - t_setup
+    if steps is not None:
+        C = (*C[:9], C[9] * 0 + steps, *C[10:])
+    try:
+        if prog in _FAILED:
+            raise CompileFailure("failed before")
+        result = prog.run("loop", stats, p, slope0, C, X)
+    except CompileFailure as exc:
+        if prog not in _FAILED:
+            warnings.warn(f"compile=True: compiling the FBDF loop failed ({exc}); solving eagerly", RuntimeWarning,
+                          stacklevel=5)
+        _FAILED.add(prog)
+        for name, value in before.items():
+            setattr(stats, name, value)
+        return None
+    if stats.compile_time > before["compile_time"]:
+        stats.compile_time += setup
+    return result, save_t
+
+
+def integrate(method: FLCMethod, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult | None:
+    """The FBDF solve as one compiled program (see the module docstring; :func:`unsupported` must be ``None``);
+    ``None`` after a failed compile, for the eager loop."""
+    assert opts.saveat is not None
+    ran = _run(method, u0, opts, stats)
+    if ran is None:
+        return None
+    X, save_t = ran
+    nloop, t, h, _, _, _, _, running, status, fail_t, fail_h, *_ = X
+    out, counts = X[16], X[-1]
+    stats.nloop += int(nloop)
+    for name, value in zip(COUNTERS, counts.tolist(), strict=True):
+        setattr(stats, name, getattr(stats, name) + value)
+    code = int(status)
+    fail: tuple[float, float] | None = None
+    if bool(running):  # stopped on maxiters
+        code, fail = MAXITERS, (float(t), float(h))
+    elif code != SUCCESS:
+        fail = (float(fail_t), float(fail_h))
+    bsz = u0.shape[0]
+    rc = _CODES[code]
+    dt_next: float | Tensor = abs(float(h)) if bsz == 1 else u0.new_full((bsz,), abs(float(h)))
+    return LoopResult(t=opts.saveat, u=out[: len(save_t)], status=[rc] * bsz, fail_info=[fail] * bsz,
+                      reasons=[""] * bsz, dense=None, dt_next=dt_next)
+
+
+def warm(method: FLCMethod, u0: Tensor, opts: LoopOptions, stats: Stats) -> bool:
+    """Compile the program ahead of a solve (:func:`pysciml.warmup`): one step from ``u0``, discarded; ``False``
+    when it failed to compile (one warning)."""
+    return _run(method, u0, opts, stats, steps=1) is not None

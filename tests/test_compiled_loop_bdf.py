@@ -1,0 +1,209 @@
+"""``solve(prob, FBDF(), compile=True)`` as one compiled loop program (pysciml/engine/compiled_loop_bdf.py).
+
+The program must take the eager FBDF solve's steps: the same accepted and rejected steps, orders, Jacobians,
+factorizations, Newton iterations and f calls, and the same values to round-off. Compiling takes minutes on a
+loaded 2-core CPU, so every test that compiles is ``exhaustive``; the default run checks the dispatch, the
+fallbacks and runs the program uncompiled (its ``while_loop`` and ``cond`` calls as Python), which checks its
+bookkeeping (the carried history, order, factorization and counters) without inductor.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+
+import pytest
+import torch
+from loop_programs import run_loops_uncompiled
+
+import pysciml as ps
+from pysciml._validate import SolveOptions, check_solve
+from pysciml.engine import compiled, compiled_bdf_step, compiled_loop_bdf, compiled_parts
+from pysciml.native import _bdf_method, _loop_options
+from pysciml.problems import brusselator_1d, hires, rober
+from pysciml.solution import Stats
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+F64 = torch.float64
+COUNTS = ("nf", "njac", "nlu", "nsolve", "naccept", "nreject", "nloop", "nnonliniter", "nnonlinconvfail")
+
+
+def counts(sol: ps.ODESolution) -> dict[str, int]:
+    return {k: getattr(sol.stats, k) for k in COUNTS}
+
+
+def vdp_batched(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    x, y = u[..., 0], u[..., 1]
+    return torch.stack((y, p[..., 0] * (1 - x * x) * y - x), dim=-1)
+
+
+def batch_problem() -> ps.ODEProblem:
+    """Van der Pol, mu = 10, 30, 100, sharing steps and orders."""
+    u0 = torch.tensor([[2.0, 0.0], [2.0, -0.5], [1.5, 0.0]], dtype=F64)
+    p = torch.tensor([[10.0], [30.0], [100.0]], dtype=F64)
+    return ps.ODEProblem(vdp_batched, u0, (0.0, 3.0), p, batched=True)
+
+
+def why_eager(prob: ps.ODEProblem, alg: ps.Algorithm | None = None, **kw) -> str | None:
+    """:func:`compiled_loop_bdf.unsupported` for ``solve(prob, alg, compile=True, **kw)`` (compiles nothing)."""
+    opts = SolveOptions(compile=True, **kw)
+    c = check_solve(prob, alg or ps.FBDF(), opts)
+    method, u0 = _bdf_method(c.alg, prob, c, Stats())
+    return compiled_loop_bdf.unsupported(method, _loop_options(prob, c, opts, False), u0)
+
+
+def solve_taking_loop(prob: ps.ODEProblem, **kw) -> ps.ODESolution:
+    """``solve(prob, FBDF(), compile=True)`` that must run through the loop program (no fallback warning)."""
+    results: list[bool] = []
+    real = compiled_loop_bdf.integrate
+
+    def spy(*args):
+        out = real(*args)
+        results.append(out is not None)
+        return out
+
+    compiled_loop_bdf.integrate = spy
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            warnings.simplefilter("error", UserWarning)
+            sol = ps.solve(prob, ps.FBDF(), compile=True, **kw)
+    finally:
+        compiled_loop_bdf.integrate = real
+    assert results == [True]
+    return sol
+
+
+def assert_equals_eager(prob: ps.ODEProblem, sol: ps.ODESolution, units: float = 1e-3, **kw) -> None:
+    """The eager counters and return code, and values within ``units`` tolerance units ``atol + rtol |u|``."""
+    eager = ps.solve(prob, ps.FBDF(), **kw)
+    assert eager.retcode == sol.retcode
+    assert counts(sol) == counts(eager)
+    torch.testing.assert_close(sol.t, eager.t, rtol=0.0, atol=0.0)
+    assert sol.u.shape == eager.u.shape
+    if eager.u.numel():
+        off = float(((sol.u - eager.u).abs() / (kw["atol"] + kw["rtol"] * eager.u.abs())).max())
+        assert off <= units, off
+
+
+def run_uncompiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop program as Python: its while_loops as Python loops, ``cond`` as ``if``."""
+    run_loops_uncompiled(monkeypatch, compiled_loop_bdf, compiled_bdf_step)
+
+    def python_cond(pred, true_fn, false_fn, operands):
+        return true_fn(*operands) if bool(pred) else false_fn(*operands)
+
+    monkeypatch.setattr(compiled_bdf_step, "cond", python_cond)
+
+
+def test_dispatch() -> None:
+    """Which compiled BDF solves run as the loop program: FBDF in float64, one trajectory or a batch, saving at
+    fixed times, with tstops; not QNDF, dense output, every step saved, float32, fixed steps, GMRES, finite
+    differences or gradients (each says why)."""
+    prob = rober((0.0, 1.0))
+    kw = {"rtol": 1e-6, "atol": 1e-10}
+    assert why_eager(prob, saveat=[1.0], **kw) is None
+    assert why_eager(prob, saveat=[0.0, 0.5, 1.0], tstops=[0.3], **kw) is None
+    assert why_eager(batch_problem(), saveat=[3.0], **kw) is None
+    assert "QNDF" in why_eager(prob, ps.QNDF(), saveat=[1.0], **kw)
+    assert "saveat" in why_eager(prob, **kw)
+    assert "dense" in why_eager(prob, dense=True, saveat=[1.0], **kw)
+    assert "fixed steps" in why_eager(prob, adaptive=False, dt=1e-3, saveat=[1.0], **kw)
+    assert "GMRES" in why_eager(prob, ps.FBDF(linsolve=ps.GMRES()), saveat=[1.0], **kw)
+    no_jac = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)
+    assert "finite-difference" in why_eager(no_jac, ps.FBDF(autodiff=False), saveat=[1.0], **kw)
+    f32 = ps.ODEProblem(prob.f, prob.u0.float(), prob.tspan, prob.p.float())
+    assert "float64" in why_eager(f32, saveat=[1.0], rtol=1e-4, atol=1e-6)
+    grad = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p.clone().requires_grad_(True))
+    assert "differentiated" in why_eager(grad, saveat=[1.0], **kw)
+
+
+def test_eager_warning_says_why() -> None:
+    """A solve the program does not cover warns once, with the reason, and gives the eager solve."""
+    prob = rober((0.0, 1.0))
+    kw = {"rtol": 1e-6, "atol": 1e-10, "saveat": [1.0]}
+    with pytest.warns(UserWarning, match=r"QNDF\(\) runs eagerly: QNDF and QBDF"):
+        sol = ps.solve(prob, ps.QNDF(), compile=True, **kw)
+    assert counts(sol) == counts(ps.solve(prob, ps.QNDF(), **kw))
+    with pytest.warns(UserWarning, match="nothing to warm up"):
+        assert ps.warmup(prob, ps.FBDF(), rtol=1e-6, atol=1e-10) == 0.0  # every step saved
+
+
+def test_failed_compile_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program that fails to compile warns once and the eager loop solves, with the eager counters."""
+    real = compiled_parts._Program.run
+
+    def failing(self, variant, stats, *args):
+        if variant == "loop" and self.tag.startswith("bdf"):
+            raise compiled_parts.CompileFailure("Unsupported: a graph break (test)")
+        return real(self, variant, stats, *args)
+
+    monkeypatch.setattr(compiled_parts._Program, "run", failing)
+    monkeypatch.setattr(compiled_loop_bdf, "_FAILED", weakref.WeakSet())  # the next tests compile it again
+    prob = rober((0.0, 10.0))
+    kw = {"rtol": 1e-5, "atol": 1e-9, "saveat": [10.0]}
+    with pytest.warns(RuntimeWarning, match="compiling the FBDF loop failed .*a graph break"):
+        sol = ps.solve(prob, ps.FBDF(), compile=True, **kw)
+    assert_equals_eager(prob, sol, units=0.0, **kw)
+
+
+UNCOMPILED = {
+    "rober": (rober((0.0, 1e3)), {"rtol": 1e-6, "atol": 1e-10, "saveat": [1e3]}),
+    "bruss8-saves-tstops": (brusselator_1d(8, tspan=(0.0, 4.0)),
+                            {"rtol": 1e-5, "atol": 1e-8, "saveat": torch.linspace(0.0, 4.0, 5, dtype=F64),
+                             "tstops": [1.1, 3.0]}),
+    "vdp-batch": (batch_problem(), {"rtol": 1e-5, "atol": 1e-8, "saveat": [0.0, 1.0, 3.0]}),
+    "rober-maxiters-dtmax": (rober((0.0, 1e4)), {"rtol": 1e-6, "atol": 1e-10, "saveat": [1e4], "dtmax": 50.0,
+                                                "maxiters": 60}),
+}
+
+
+@pytest.mark.parametrize("case", list(UNCOMPILED))
+def test_uncompiled_program_equals_eager(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """The program's function run as Python gives the eager counters, return code and values: ROBER (Jacobian
+    refreshes, order changes up to 5), the Brusselator with save points inside steps and tstops, a batch with
+    rejections, and a solve stopped by ``maxiters`` under ``dtmax``."""
+    run_uncompiled(monkeypatch)
+    prob, kw = UNCOMPILED[case]
+    sol = solve_taking_loop(prob, **kw)
+    assert_equals_eager(prob, sol, **kw)
+    if case == "vdp-batch":
+        assert sol.stats.nreject > 0
+    if case == "rober-maxiters-dtmax":
+        assert sol.retcode == ps.ReturnCode.MaxIters
+
+
+COMPILED = {
+    "rober": (rober((0.0, 1e5)), 1e-8, 1e-12),
+    "hires": (hires(), 1e-7, 1e-10),  # analytic jac creating tensor constants
+    "bruss32": (brusselator_1d(32, tspan=(0.0, 10.0)), 1e-6, 1e-8),
+}
+
+
+@pytest.mark.exhaustive  # compiles its own program (minutes on a loaded CPU)
+@pytest.mark.parametrize("case", list(COMPILED))
+def test_compiled_program_equals_eager(case: str) -> None:
+    prob, rtol, atol = COMPILED[case]
+    kw = {"rtol": rtol, "atol": atol, "saveat": [prob.tspan[0], prob.tspan[1]]}
+    sol = solve_taking_loop(prob, **kw)
+    assert sol.stats.compile_time > 0.0 or compiled.compile_count() > 0
+    assert_equals_eager(prob, sol, **kw)
+
+
+@pytest.mark.exhaustive
+def test_no_recompilation_across_u0_p_tolerances() -> None:
+    """After warmup, solves with other ``u0``, ``p``, tolerances and end times compile nothing and give the eager
+    counters."""
+    prob = rober((0.0, 1e4))
+    seconds = ps.warmup(prob, ps.FBDF(), rtol=1e-6, atol=1e-10, saveat=[1e4])
+    before = compiled.compile_count()
+    for i, scale in enumerate((1.0, 0.9, 1.1)):
+        other = ps.ODEProblem(prob.f, prob.u0 * scale, (0.0, 1e4 * scale), prob.p * scale)
+        rtol = 10.0 ** -(5 + i)
+        kw = {"rtol": rtol, "atol": 1e-4 * rtol, "saveat": [1e4 * scale]}
+        sol = solve_taking_loop(other, **kw)
+        assert sol.stats.compile_time == 0.0
+        assert_equals_eager(other, sol, **kw)
+    assert compiled.compile_count() == before
+    assert seconds > 0.0
