@@ -51,6 +51,10 @@ from .tableaus.firk import FIRKTableau
 Tensor = torch.Tensor
 
 
+def _plain(x: Tensor) -> Tensor:
+    """``x`` without autograd history (``x`` itself when it has none: a detach is a dispatched op)."""
+    return x.detach() if x.requires_grad else x
+
 class FIRKStepper(Stepper):
     """Per-solve state of a fully implicit RK solve: the Jacobian, its block factorizations, Newton's rate."""
 
@@ -79,6 +83,7 @@ class FIRKStepper(Stepper):
         self.T, self.Tinv, self.Ainv = tens(tr.T), tens(tr.Tinv), tens(tr.Ainv)
         self.A = tens(np.array(tab.a))
         self.c = tens(np.array(tab.c))
+        self.c_col = self.c.view(1, -1, 1)
         self.d = tens(np.array(tab.b) @ tr.Ainv)  # u1 = u + sum d_i Z_i
         self.dense_matrix = tens(np.array(tab.dense))
         self.dense_ainv = tens(np.array(tab.dense) @ tr.Ainv)  # the polynomial's coefficients from Z
@@ -115,34 +120,44 @@ class FIRKStepper(Stepper):
         self.prev: tuple[Tensor, Tensor] | None = None  # (coeffs (B, q+1, n), dt) of the last accepted steps
         self._pending: tuple[Tensor, Tensor] | None = None
         self.J, self._factored = None, None
+        # the step's constant products as batched (B, ., .) views, so each is one bmm (torch.matmul of a 2-D
+        # constant with (B, s, n) dispatches the same bmm through an expand and three reshapes)
+        self.bT, self.bTinv, self.bAinv = (x.expand(b, *x.shape) for x in (self.T, self.Tinv, self.Ainv))
+        self.bdense = self.dense_ainv.expand(b, *self.dense_ainv.shape)
+        self.bez = self.ez.expand(b, 1, -1) if self.err_mu is not None else None
+        self.all_ok = torch.ones(b, dtype=torch.bool, device=u.device)  # StepResult.ok when every row succeeded
 
     def _mass(self, v: Tensor) -> Tensor:
         return v if self.mass is None else v @ self.mass.T
 
-    def _stage_f(self, t: Tensor, u: Tensor, Z: Tensor, h: Tensor, times: list[Tensor] | None = None) -> Tensor:
+    def _stage_f(self, t: Tensor, u: Tensor, Z: Tensor, h: Tensor, times: list[Tensor] | None = None,
+                 u_col: Tensor | None = None) -> Tensor:
         """``f(t + c_i h, u + Z_i)`` for every stage: ``(B, s, n)`` (one call of ``f`` per stage); ``times``: the
-        stage times if the caller has them."""
+        stage times and ``u_col``: ``u[:, None]``, if the caller has them."""
         if times is None:
             times = [t + c * h for c in self.tab.c]
-        return torch.stack([self.rhs(ti, ui) for ti, ui in zip(times, (Z + u[:, None]).unbind(1), strict=True)], 1)
+        stages = (Z + (u[:, None] if u_col is None else u_col)).unbind(1)
+        return torch.stack([self.rhs(ti, ui) for ti, ui in zip(times, stages, strict=True)], 1)
 
-    def _predict(self, u: Tensor, dt: Tensor) -> Tensor:
-        """Starting stage increments: the last accepted step's collocation polynomial at the new stage times."""
+    def _predict(self, u_col: Tensor, dt: Tensor) -> Tensor:
+        """Starting stage increments: the last accepted step's collocation polynomial at the new stage times
+        (``u_col = u[:, None]``, ``(B, 1, n)``)."""
         s = self.tab.stages
         if self.prev is None:
-            return u.new_zeros((u.shape[0], s, u.shape[1]))
+            return u_col.new_zeros((u_col.shape[0], s, u_col.shape[2]))
         coeffs, dt_old = self.prev  # (B, q+1, n), (B,)
-        theta = torch.addcmul(self.one, self.c[None, :, None], (dt / dt_old)[:, None, None])  # (B, s, 1)
-        Z = torch.matmul(theta.pow(self.powers), coeffs) - u[:, None]  # the polynomial at theta, every stage at once
+        theta = torch.addcmul(self.one, self.c_col, (dt / dt_old).view(-1, 1, 1))  # (B, s, 1)
+        Z = torch.bmm(theta.pow(self.powers), coeffs) - u_col  # the polynomial at theta, every stage at once
         if all(self.have):
             return Z
-        return torch.where(torch.tensor(self.have, device=u.device)[:, None, None], Z, torch.zeros_like(Z))
+        return torch.where(torch.tensor(self.have, device=Z.device)[:, None, None], Z, torch.zeros_like(Z))
 
     # ------------------------------------------------------------------ Newton
-    def _newton(self, t: Tensor, u: Tensor, h: Tensor, Z: Tensor,
+    def _newton(self, t: Tensor, u: Tensor, h: Tensor, Z: Tensor, times: list[Tensor], u_col: Tensor,
                 rows: list[bool] | None = None) -> tuple[Tensor, list[bool]]:
         """Simplified Newton on the transformed stage system; returns ``Z (B, s, n)`` and whether each trajectory
-        converged (only the ``rows`` given iterate; the others are left as they are and reported False).
+        converged (only the ``rows`` given iterate; the others are left as they are and reported False). ``times``:
+        the stage times ``t + c_i h``; ``u_col``: ``u[:, None]``.
 
         The rate control (radau5's theta, eta = faccon, the divergence prediction) runs on Python floats per
         trajectory: one transfer of the ``(B,)`` increment norms per iteration instead of a dozen tensor ops."""
@@ -150,8 +165,7 @@ class FIRKStepper(Stepper):
         eps = torch.finfo(u.dtype).eps
         root = 1.0 / math.sqrt(Z.shape[1] * Z.shape[2])
         scale = (root / (self.atol + self.rtol * u.abs()))[:, None]  # (B, 1, n): the RMS norm's weights
-        times = [t + c * h for c in self.tab.c]
-        W = torch.matmul(self.Tinv, Z)
+        W = torch.bmm(self.bTinv, Z)
         faccon = [max(f, eps) ** 0.8 for f in self.faccon]
         theta = [self.jac_reuse] * bsz
         dynold, thqold = [1.0] * bsz, [1.0] * bsz
@@ -159,7 +173,7 @@ class FIRKStepper(Stepper):
         # failed, 2 not asked to iterate
         for it in range(self.max_iters):
             self.stats.nnonliniter += 1
-            dW = self.factors.increment(self._stage_f(t, u, Z, h, times), W)
+            dW = self.factors.increment(self._stage_f(t, u, Z, h, times, u_col), W)
             norms = torch.linalg.vector_norm(dW * scale, dim=(1, 2)).tolist()
             move = [False] * bsz
             noise: list[float] | None = None
@@ -180,7 +194,7 @@ class FIRKStepper(Stepper):
                 dynold[b] = max(dyno, eps)
                 if bad and math.isfinite(dyno):  # increments at round-off level contract no further: converged
                     if noise is None:
-                        mag = (u.abs()[:, None] + Z.abs()) * scale
+                        mag = (u_col.abs() + Z.abs()) * scale
                         noise = (torch.linalg.vector_norm(mag, dim=(1, 2)) * (100 * eps)).tolist()
                     bad = dyno > noise[b]
                 if bad:
@@ -193,7 +207,7 @@ class FIRKStepper(Stepper):
                 W = W + dW
             elif any(move):
                 W = torch.where(torch.tensor(move, device=W.device)[:, None, None], W + dW, W)
-            Z = torch.matmul(self.T, W)
+            Z = torch.bmm(self.bT, W)
             if all(state):
                 break
         converged = [st == 1 for st in state]
@@ -217,38 +231,42 @@ class FIRKStepper(Stepper):
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
         f0 = self.f0
         assert f0 is not None
-        h, td, ud, f0d = dt.detach(), t.detach(), u.detach(), f0.detach()
+        h, td, ud, f0d = _plain(dt), _plain(t), _plain(u), _plain(f0)
         self._refresh(td, ud, f0d, h)
         tracked = torch.is_grad_enabled() and (self.f_tracked or u.requires_grad)
         with torch.no_grad():
-            Z0 = self._predict(ud, h)
-            Z, conv = self._newton(td, ud, h, Z0)
+            u_col = ud[:, None]
+            times = list((td[:, None] + h[:, None] * self.c).unbind(1))  # t + c_i h: (B,) each
+            Z0 = self._predict(u_col, h)
+            Z, conv = self._newton(td, ud, h, Z0, times, u_col)
             # as SciPy's Radau: a Newton failure with a Jacobian from an earlier point retries at the same h with a
             # fresh one (a rejection would shrink the step for what is often only a stale Jacobian)
             retry = [not c and not a for c, a in zip(conv, self.jac_at_start, strict=True)]
             if any(retry):
                 self.need_jac = retry
                 self._refresh(td, ud, f0d, h)
-                Z2, conv2 = self._newton(td, ud, h, Z0, rows=retry)
+                Z2, conv2 = self._newton(td, ud, h, Z0, times, u_col, rows=retry)
                 Z = Z2 if all(retry) else torch.where(torch.tensor(retry, device=u.device)[:, None, None], Z2, Z)
                 conv = [c2 if r else c for c, c2, r in zip(conv, conv2, retry, strict=True)]
         assert self.factors.ok_list is not None
         good = [c and f for c, f in zip(conv, self.factors.ok_list, strict=True)]
-        ok = torch.tensor(good, device=u.device)
-        if not all(good):
+        if all(good):
+            ok = self.all_ok
+        else:
+            ok = torch.tensor(good, device=u.device)
             self.stats.nnonlinconvfail += 1
         if tracked:
             Z = self._attach_gradient(t, u, h, Z)
         u_new = u + (Z[:, -1] if self.tab.stiffly_accurate else torch.matmul(self.d, Z))
-        K = torch.matmul(self.Ainv, Z)  # h k_i
+        K = torch.bmm(self.bAinv, Z)  # h k_i
         with torch.no_grad():
-            Zd = Z.detach()
+            Zd = _plain(Z)
             if self.err_mu is not None:
                 err = self._estimate(td, ud, u_new.detach(), h, Zd, f0d)
             else:  # no estimate (Gauss): the fixed-step checks read zeros, as for ARS222
                 err = torch.zeros_like(ud)
             # the collocation polynomial's coefficients (B, q+1, n), from Z through (dense A^{-1}) in one product
-            self._pending = (torch.cat((ud[:, None], torch.matmul(self.dense_ainv, Zd)), 1), h)
+            self._pending = (torch.cat((u_col, torch.bmm(self.bdense, Zd)), 1), h)
         return StepResult(u_new=u_new, err=err, ok=ok, stages=list(K.unbind(1)), f_start=f0)
 
     def _refresh(self, t: Tensor, u: Tensor, f0: Tensor, h: Tensor) -> None:
@@ -270,7 +288,8 @@ class FIRKStepper(Stepper):
 
     def _estimate(self, t: Tensor, u: Tensor, u_new: Tensor, h: Tensor, Z: Tensor, f0: Tensor) -> Tensor:
         assert self.err_mu is not None
-        mz = self._mass(torch.matmul(self.ez, Z)) / h[:, None]
+        assert self.bez is not None
+        mz = self._mass(torch.bmm(self.bez, Z).view(Z.shape[0], Z.shape[2])) / h[:, None]
         err = self.factors.solve(self.err_mu, f0 + mz)
         if any(self.refine):
             big = (error_norm(err, u, u_new, self.atol, self.rtol) >= 1.0).tolist()

@@ -76,7 +76,8 @@ def transformed_matrix(lam_m: Tensor, eye_s: Tensor, J: Tensor, h: Tensor) -> tu
     b, n, _ = J.shape
     s = eye_s.shape[0]
     lam_mh = lam_m / h[:, None, None]  # (B, s n, s n)
-    eye_j = torch.einsum("ij,bac->biajc", eye_s, J).reshape(b, s * n, s * n)  # I_s (x) J, any strides of J
+    # I_s (x) J as one broadcast product (exact: every entry is J_ac * 1 or * 0), any strides of J
+    eye_j = (eye_s[None, :, None, :, None] * J[:, None, :, None, :]).reshape(b, s * n, s * n)
     return lam_mh, lam_mh - eye_j
 
 
@@ -118,7 +119,7 @@ class BlockFactors:
         self.ok_list: list[bool] | None = None  # ``ok`` on the host, read once per factorization
         self.lam_h: Tensor | None = None  # Lambda / h, (B, s, s)
         self.fused: Tensor | None = None  # the small path's (B, s n, 2 s n) increment matrix
-        self._kron: tuple[Tensor, Tensor, Tensor] | None = None  # T^{-1} (x) I, Lambda (x) M, I_s
+        self._kron: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # T^{-1} (x) I, Lambda (x) M, I_s, M
 
     def _mass(self, v: Tensor) -> Tensor:
         return v if self.mass is None else v @ self.mass.T
@@ -158,9 +159,9 @@ class BlockFactors:
         """Factor ``mu / h M - J`` for every ``mu``; returns ``(B,)`` True where all are nonsingular."""
         b, n, _ = J.shape
         self.factors = {}
-        self.lam_h = self.Lam / h[:, None, None]
         if n <= self.SMALL:
             return self._factor_small(mus, J, h)
+        self.lam_h = self.Lam / h[:, None, None]
         ok = torch.ones(b, dtype=torch.bool, device=J.device)
         eye = torch.eye(n, dtype=J.dtype, device=J.device) if self.mass is None else self.mass
         for mu in mus:
@@ -183,11 +184,11 @@ class BlockFactors:
         no block's (Radau IIA 3) gets its own ``n x n`` inverse."""
         n = J.shape[1]
         s = self.Lam.shape[0]
-        M = torch.eye(n, dtype=J.dtype, device=J.device) if self.mass is None else self.mass
         if self._kron is None or self._kron[0].shape[-1] != s * n:
+            M = torch.eye(n, dtype=J.dtype, device=J.device) if self.mass is None else self.mass
             self._kron = (torch.kron(self.Tinv, torch.eye(n, dtype=J.dtype, device=J.device)),
-                          torch.kron(self.Lam, M), torch.eye(s, dtype=J.dtype, device=J.device))
-        tinv_i, lam_m, eye_s = self._kron
+                          torch.kron(self.Lam, M), torch.eye(s, dtype=J.dtype, device=J.device), M)
+        tinv_i, lam_m, eye_s, M = self._kron
         inv, ok, self.fused = fused_increment(tinv_i, lam_m, eye_s, J, h)
         for k, mu in self.tr.blocks:
             if isinstance(mu, float):
