@@ -123,6 +123,12 @@ def interpolate(ts: Tensor, ys: Tensor, order: Tensor, nhist: Tensor, theta: Ten
     return out
 
 
+def _copies(*xs: Tensor) -> tuple[Tensor, ...]:
+    """New row-major tensors: a ``cond`` branch may not return its inputs, and both branches must give the same
+    strides (the LU factors come column-major: carried as their transpose, ``lu.mT``)."""
+    return tuple(x.clone(memory_format=torch.contiguous_format) for x in xs)
+
+
 def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t_new: Tensor, y_pred: Tensor,
             psi: Tensor, c: Tensor, mass: Tensor | None, atol: Tensor, rtol: Tensor, tol: Tensor, max_iters: int,
             S: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
@@ -187,11 +193,10 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
 
         def fresh(J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor) -> tuple[Tensor, ...]:
             ok, lu_new, piv_new, inv_new = lu_parts(J, inv_c.expand(b), mass)
-            return lu_new.mT.contiguous(), piv_new.contiguous(), (inv_new if small else inverse).contiguous(), \
-                ok.all()
+            return (*_copies(lu_new.mT, piv_new, inv_new if small else inverse), ok.all())
 
         def keep(J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor) -> tuple[Tensor, ...]:
-            return lu.clone(), piv.clone(), inverse.clone(), torch.ones((), dtype=torch.bool, device=J.device)
+            return (*_copies(lu, piv, inverse), torch.ones((), dtype=torch.bool, device=J.device))
 
         lu, piv, inverse, ok = cond(refactor, fresh, keep, (J, lu, piv, inverse))
         counts = counts + refactor * bump[1]
