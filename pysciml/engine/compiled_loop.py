@@ -38,9 +38,11 @@ per iteration for a batch of 3 states of 2 with 5 save times, 0.43x the eager so
 ``docs/guide/compile.md``). The step control is detached inside the body, as the eager loop treats step sizes as
 constants, and a save time the step did not pass is evaluated at ``theta = 0``, not at the padding's ``inf`` (without
 these two, the gradients came out NaN). Two torch 2.13 limits shape this: the C++ wrapper has no
-``while_loop_stack_output`` (such programs use inductor's Python wrapper), and the backward differentiates a carry only
-where its initial value requires grad, dropping the cotangents of later iterations otherwise (a parameter gradient then
-kept only the last step's share), so :func:`_requiring_grad` hands the loop carries that require grad. A differentiated
+``while_loop_stack_output`` (such programs' forward graphs use inductor's Python wrapper; explicit RK's backward
+graphs keep the C++ one, :func:`~.compiled_parts.split_wrapper_backend`, ``CPP_BACKWARD``: 0.9 ms of a 12.8 ms
+spiral training iteration), and the backward differentiates a carry only where its initial value requires grad,
+dropping the cotangents of later iterations otherwise (a parameter gradient then kept only the last step's share), so
+:func:`_requiring_grad` hands the loop carries that require grad. A differentiated
 solve is recognised by ``u0``, a tensor in ``p`` or a parameter of an ``nn.Module`` ``f`` requiring grad; a tensor
 captured by a closure is not, and its solve finds out by one failed compile (the C++ wrapper) and runs the per-step
 programs. A differentiated Rosenbrock loop evaluates its Jacobian by a reverse-mode graph traced before the loop
@@ -83,7 +85,14 @@ from .compiled_control import (
     save_times,
 )
 from .compiled_loop_jac import ReverseJacobian, unsupported
-from .compiled_parts import _user_f, jacobian_fn, python_wrapper_backend, tgrad_fn, tracks_grad
+from .compiled_parts import (
+    _user_f,
+    jacobian_fn,
+    python_wrapper_backend,
+    split_wrapper_backend,
+    tgrad_fn,
+    tracks_grad,
+)
 from .controller import initial_dt
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import evaluate, hermite_coefficients, polynomial_coefficients
@@ -112,6 +121,12 @@ PROLOGUE = True
 """Explicit RK loop programs compute ``f(t0, u0)`` and the first step size (:func:`~.controller.initial_dt`) inside
 the program (the default) rather than eagerly before it (``False``, for comparisons): about 0.7 ms of eager work per
 solve on the spiral benchmark's 2-50-2 MLP, where a solve takes about 4 steps."""
+
+
+CPP_BACKWARD = True
+"""A differentiated explicit-RK loop program's backward graph on inductor's C++ wrapper (its forward keeps the Python
+wrapper, which torch 2.13 requires for ``while_loop_stack_output``): the default. ``False``: both on the Python
+wrapper (for comparisons; the key of the program cache holds it)."""
 
 
 GRADIENT_FAMILIES: tuple[type, ...] = (ExplicitRKStepper, RosenbrockStepper)
@@ -299,7 +314,7 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
     grad = tracks_grad(stepper.rhs, u0)
     stops = any(direction * opts.t0 < direction * s < direction * opts.t1 for s in opts.tstops or [])  # FIRK's
     key = ("whole", interior, direction, opts.dtmin > 0.0, opts.dtmax is not None, opts.controller, stepper.order,
-           grad, stops, opts.dt is None, PROLOGUE)
+           grad, stops, opts.dt is None, PROLOGUE, CPP_BACKWARD)
     prog = base.fused.get(key)
     if prog is not None:
         return prog
@@ -364,7 +379,9 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
         return tuple(while_loop(more, body, (zero, zero.clone(), u, out, *L, *X)))
 
     prog = _Program(f"{base.tag}w{len(base.fused)}")
-    prog.add("loop", whole_loop, python_wrapper_backend if grad else None)
+    backend = split_wrapper_backend if CPP_BACKWARD and getattr(family, "kind", None) == "erk" else \
+        python_wrapper_backend
+    prog.add("loop", whole_loop, backend if grad else None)
     family.grad = grad
     prog.family = family
     base.fused[key] = prog

@@ -45,12 +45,14 @@ def clear_cache() -> None:
     _FRESH_F.clear()
 
 
-def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: bool = True) -> Any:
+def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: bool = True,
+             cpp_backward: bool = False) -> Any:
     """Inductor with its C++ wrapper (the generated Python wrapper's own overhead was a third of a small step:
     150 -> 95 us per Rodas5P step on the Oregonator), counted (``compile_count``). ``cpp_wrapper=False``
     (:func:`python_wrapper_backend`): the Python wrapper, for differentiated ``while_loop`` programs, whose forward
-    (``while_loop_stack_output``) the C++ wrapper cannot generate in torch 2.13."""
-    from torch._inductor.compile_fx import compile_fx
+    (``while_loop_stack_output``) the C++ wrapper cannot generate in torch 2.13; with ``cpp_backward``
+    (:func:`split_wrapper_backend`) their backward graph still gets the C++ wrapper."""
+    from torch._inductor.compile_fx import compile_fx, compile_fx_inner
 
     _COUNT[0] += 1
     quiet = logging.getLogger("torch._inductor.ir")  # "lu_factor_ex has no c-shim, using the proxy executor"
@@ -60,14 +62,34 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: b
         patches: dict[str, Any] = {"cpp_wrapper": cpp_wrapper}
         if cpp_wrapper:  # the C++ wrapper leaves while_loop bodies' tensor constants undeclared: loop_constants
             patches["post_grad_custom_pre_pass"] = LiftLoopConstants()
-        return compile_fx(gm, example_inputs, config_patches=patches)
+        inner = _cpp_backward_inner if cpp_backward and not cpp_wrapper else compile_fx_inner
+        return compile_fx(gm, example_inputs, inner_compile=inner, config_patches=patches)
     finally:
         quiet.setLevel(level)
+
+
+def _cpp_backward_inner(gm: torch.fx.GraphModule, example_inputs: list[Any], **kwargs: Any) -> Any:
+    """Inductor's ``compile_fx_inner`` with the C++ wrapper for a backward graph (and its loop constants lifted,
+    as :func:`_backend` lifts them), the Python wrapper for the forward one."""
+    from torch._inductor import config
+    from torch._inductor.compile_fx import compile_fx_inner
+
+    if not kwargs.get("is_backward"):
+        return compile_fx_inner(gm, example_inputs, **kwargs)
+    with config.patch(post_grad_custom_pre_pass=LiftLoopConstants()):
+        return compile_fx_inner(gm, example_inputs, **{**kwargs, "cpp_wrapper": True})
 
 
 def python_wrapper_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
     """:func:`_backend` with inductor's Python wrapper."""
     return _backend(gm, example_inputs, cpp_wrapper=False)
+
+
+def split_wrapper_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+    """:func:`_backend` with inductor's Python wrapper for the forward graph and its C++ wrapper for the backward
+    graph: a differentiated explicit-RK ``while_loop`` program's backward loop then runs its body without the Python
+    wrapper's per-call work (spiral training: see ``docs/benchmarks.md``)."""
+    return _backend(gm, example_inputs, cpp_wrapper=False, cpp_backward=True)
 
 
 def _own_code(fn: Callable[..., Any], tag: str, backend: Callable[..., Any] | None = None) -> Callable[..., Any]:
