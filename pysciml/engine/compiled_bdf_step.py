@@ -185,7 +185,7 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
     def one_try(i: Tensor, retry: Tensor, conv: Tensor, y_new: Tensor, d: Tensor, iters: Tensor, finite: Tensor,
                 J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor, c_lu: Tensor, jac_stale: Tensor,
                 jac_current: Tensor, eta: Tensor, counts: Tensor) -> tuple[Tensor, ...]:
-        J = cond(jac_stale, lambda J: jacobian(p, t_new, y_pred).contiguous(), lambda J: J.clone(), (J,))
+        J = cond(jac_stale, lambda J: _copies(jacobian(p, t_new, y_pred)), lambda J: _copies(J), (J,))[0]
         counts = counts + jac_stale * bump[0]
         c_lu = torch.where(jac_stale, math.nan, c_lu)
         jac_current = jac_current | jac_stale

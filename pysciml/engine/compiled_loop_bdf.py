@@ -273,7 +273,7 @@ def _start(method: FLCMethod, u0: Tensor, opts: LoopOptions) -> tuple[Any, ...]:
     long = torch.zeros((), dtype=torch.long, device=device)
     false = torch.zeros((), dtype=torch.bool, device=device)
     assert isinstance(method.linsolve, DenseLUSolver) and method.linsolve.J is not None
-    J = method.linsolve.J.detach().expand(bsz, n, n).contiguous()
+    J = method.linsolve.J.detach().expand(bsz, n, n).clone(memory_format=torch.contiguous_format)  # strides as cond's
     small = n <= DenseLUSolver.SMALL
     ts = torch.zeros(HISTORY, dtype=dtype, device=device)
     ts[0] = t
@@ -282,11 +282,13 @@ def _start(method: FLCMethod, u0: Tensor, opts: LoopOptions) -> tuple[Any, ...]:
     C = (method.atol, f64(method.rtol), f64(method.newton_tol), alphas, a_s, stops, long + n_stops, keys, saveat,
          long + (opts.maxiters), f64(opts.dtmin), f64(opts.dtmax if opts.dtmax is not None else math.inf),
          method.mass)
+    lu = torch.zeros(bsz, n, n, dtype=dtype, device=device)  # the LU factors, transposed (compiled_bdf_step)
+    piv = torch.zeros(bsz, n, dtype=torch.int32, device=device)
+    inverse = torch.zeros(bsz, n, n, dtype=dtype, device=device) if small else lu.new_zeros(bsz, 1, 1)
     X = (long.clone(), f64(t), f64(h), long.clone(), long.clone(), long.clone(), false.clone(), ~false,
          long + RUNNING, f64(0.0), f64(0.0), long + method.order, long + 1, ts, ys, u.detach().clone(), out,
-         long + first, J, torch.zeros_like(J), torch.zeros(bsz, n, dtype=torch.int32, device=device),
-         torch.zeros_like(J) if small else torch.zeros(bsz, 1, 1, dtype=dtype, device=device), f64(math.nan),
-         false.clone(), ~false, f64(method.eta), torch.zeros(len(COUNTERS), dtype=torch.long, device=device))
+         long + first, J, lu, piv, inverse, f64(math.nan), false.clone(), ~false, f64(method.eta),
+         torch.zeros(len(COUNTERS), dtype=torch.long, device=device))
     assert method.slope0 is not None
     return method.rhs.p, method.slope0.detach(), C, X, direction, save_t
 
