@@ -10,8 +10,10 @@ condition graph (``while_loop`` passes the carried values, then the additional o
 ``get_attr``. The arithmetic is unchanged; the constant is read, not copied, on each iteration.
 
 :func:`~.compiled_parts._backend` runs it as inductor's ``post_grad_custom_pre_pass``, which inductor applies to
-the subgraphs first and then to the outer graph, where the loop node is rewritten. Loops nested inside a loop's
-body or another higher-order operator (``torch.cond``) are not rewritten.
+the subgraphs first and then to the outer graph, where the loop node is rewritten. A ``torch.cond`` node gets the
+same rewrite (its branches' constants become operands), so a constant in a branch inside a loop's body reaches
+the body graph, and from there the outer graph (the compiled FBDF loop's Jacobian ``cond``). Loops nested inside
+a loop's body are not rewritten.
 """
 
 from __future__ import annotations
@@ -27,13 +29,29 @@ def _tensor_constants(sub: torch.fx.GraphModule) -> list[torch.fx.Node]:
 
 
 def _lift(graph: torch.fx.Graph, loop: torch.fx.Node) -> None:
-    """Rewrite one ``while_loop`` node of ``graph`` (its cond/body graphs are attributes of the owning module)."""
+    """Rewrite one ``while_loop`` node of ``graph`` (its cond/body graphs are attributes of the owning module), or
+    one ``cond`` node (its two branch graphs take its operands: the constants become more operands)."""
     gm = graph.owning_module
+    if loop.target is torch.ops.higher_order.cond:
+        pred, true_attr, false_attr, operands = loop.args[:4]
+        subs = [getattr(gm, a.target) for a in (true_attr, false_attr)]
+        outer = _lift_from(graph, loop, subs)
+        if outer:
+            loop.args = (pred, true_attr, false_attr, (*operands, *outer), *loop.args[4:])
+        return
     cond_attr, body_attr, carried, additional = loop.args[:4]
-    subs = [getattr(gm, a.target) for a in (cond_attr, body_attr)]
+    outer = _lift_from(graph, loop, [getattr(gm, a.target) for a in (cond_attr, body_attr)])
+    if outer:
+        loop.args = (cond_attr, body_attr, carried, (*additional, *outer), *loop.args[4:])
+
+
+def _lift_from(graph: torch.fx.Graph, loop: torch.fx.Node, subs: list[torch.fx.GraphModule]) -> list[torch.fx.Node]:
+    """Move the tensor constants of ``subs`` (graphs that take the same operands) to ``graph`` before ``loop``,
+    each as a new trailing placeholder of every graph in ``subs``; returns the new nodes of ``graph``."""
+    gm = graph.owning_module
     found = [(sub, node) for sub in subs for node in _tensor_constants(sub)]
     if not found:
-        return
+        return []
     outer = []
     for sub, node in found:
         name = f"_loop_constant_{len(outer)}_{node.target}"
@@ -57,14 +75,15 @@ def _lift(graph: torch.fx.Graph, loop: torch.fx.Node) -> None:
                 node.replace_all_uses_with(placeholder)
                 sub.graph.erase_node(node)
         sub.recompile()
-    loop.args = (cond_attr, body_attr, carried, (*additional, *outer), *loop.args[4:])
+    return outer
 
 
 class LiftLoopConstants(CustomGraphPass):
     """The pass (see the module docstring); its ``uuid`` is this file's hash, for inductor's FX graph cache."""
 
     def __call__(self, graph: torch.fx.Graph) -> None:
-        loops = [n for n in graph.nodes if n.op == "call_function" and n.target is torch.ops.higher_order.while_loop]
+        ops = (torch.ops.higher_order.while_loop, torch.ops.higher_order.cond)
+        loops = [n for n in graph.nodes if n.op == "call_function" and n.target in ops]
         for loop in loops:
             _lift(graph, loop)
         if loops:
