@@ -3,9 +3,10 @@
 The scalar loop (engine/loop_scalar.py) keeps time in Python floats; the loop program for one trajectory keeps it
 in float64 tensors and casts ``t`` and the step size to the state's dtype where the scalar loop does
 (engine/compiled_control.py), so a float32 solve takes the scalar loop's steps: the same step counts, values to
-float32 round-off, gradients equal to the eager discrete adjoint's. The default run checks the dispatch and the
-loop's first state (nothing compiled); the solves compile programs of their own (minutes each on a cold inductor
-cache on a small, loaded CPU), so they are ``exhaustive`` (``pytest -m exhaustive tests/test_compiled_loop_f32.py``).
+float32 round-off, gradients equal to the eager discrete adjoint's. The default run checks the dispatch, the
+loop's first state and the explicit-RK program's prologue run uncompiled (nothing compiled); the solves compile
+programs of their own (minutes each on a cold inductor cache on a small, loaded CPU), so they are ``exhaustive``
+(``pytest -m exhaustive tests/test_compiled_loop_f32.py``).
 """
 
 from __future__ import annotations
