@@ -55,7 +55,9 @@ ATOL_PER_RTOL = 1e-4
 PYSCIML = (ps.Rodas5P(), ps.Rodas4(), ps.KenCarp4(), ps.Rosenbrock23())
 RODAS5P, RODAS5P_AD = "pysciml Rodas5P", "pysciml Rodas5P (autodiff J)"
 RODAS5P_C, RODAS5P_C_AD = "pysciml Rodas5P compiled", "pysciml Rodas5P compiled (autodiff J)"  # compile=True
+FBDF_C_AD = "pysciml FBDF compiled (autodiff J)"  # compile=True, FBDF's loop program; only when selected by --rows
 SUMMARY_ROWS = (RODAS5P, RODAS5P_AD, RODAS5P_C, RODAS5P_C_AD)  # the rows the summary compares with SciPy
+SELECTABLE_ROWS = (FBDF_C_AD,)  # run and summarised only when ``rows`` names them
 PYSCIML_ROWS = ("pysciml Rodas4", "pysciml KenCarp4", "pysciml KenCarp4 (IMEX)", "pysciml Rosenbrock23")
 SCIPY = ("Radau", "BDF", "LSODA")
 DIFFRAX = ("Kvaerno5", "KenCarp4")
@@ -87,6 +89,8 @@ def solvers(case: StiffCase, jaxmods, size: str = "full", rows: tuple[str, ...] 
             out.append((RODAS5P_AD, pysciml_solver(case, alg, autodiff_jac=True)))
             out.append((RODAS5P_C, pysciml_solver(case, alg, compile=True)))
             out.append((RODAS5P_C_AD, pysciml_solver(case, alg, autodiff_jac=True, compile=True)))
+    if rows is not None and FBDF_C_AD in rows:
+        out.append((FBDF_C_AD, pysciml_solver(case, ps.FBDF(), autodiff_jac=True, compile=True)))
     out += [(f"SciPy {m}", scipy_solver(case, m)) for m in SCIPY]
     if jaxmods is not None:
         for name in DIFFRAX:
@@ -286,7 +290,8 @@ def main(size: str = "full", device: str = "cpu", rows: tuple[str, ...] | None =
     suffix = ("" if size == "full" else f"_{size}") if task == "stiff" else f"_rows_{size}"
     rtols, max_runs, with_diffrax = SIZES[size]
     jaxmods = jax_modules() if with_diffrax else None  # a diffrax compile alone takes seconds per solver
-    summary_rows = tuple(r for r in SUMMARY_ROWS if rows is None or r in rows)
+    summary_rows = tuple(r for r in SUMMARY_ROWS + SELECTABLE_ROWS if rows is None and r in SUMMARY_ROWS
+                         or rows is not None and r in rows)
     results, compile_rows, sections, summary = [], [], [], []
     text = ""
     for case in make_cases(size):
@@ -376,7 +381,8 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stiff", description=__doc__.splitlines()[0])
     parser.add_argument("size", nargs="?", default="full", choices=tuple(SIZES))
-    parser.add_argument("--rows", nargs="+", help=f"pysciml row labels, any of {SUMMARY_ROWS + (PYSCIML_ROWS)}")
+    parser.add_argument("--rows", nargs="+",
+                        help=f"pysciml row labels, any of {SUMMARY_ROWS + PYSCIML_ROWS + SELECTABLE_ROWS}")
     parser.add_argument("--problems", nargs="+", help="case keys: rober hires vdp oregonator bruss64 bruss256")
     args = parser.parse_args()
     print(main(args.size, "cpu", tuple(args.rows) if args.rows else None,
