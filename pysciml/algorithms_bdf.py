@@ -21,7 +21,11 @@ should know:
 * A batch of trajectories shares the step size and the order (error norm: the largest over the batch).
 * Fixed steps (``adaptive=False, dt=...``) run at order ``max_order`` throughout, started by ``max_order`` Rodas5P
   steps of the same size.
-* ``controller=`` does not apply (the step and order rules are the method's own) and ``compile=True`` runs eagerly.
+* ``controller=`` does not apply (the step and order rules are the method's own).
+* ``compile=True``: an adaptive ``FBDF`` solve in float64 saving at ``saveat`` (dense LU, autodiff or supplied
+  Jacobian; one trajectory or a batch; ``tstops``) runs its whole loop as one compiled program with the eager
+  solve's steps and counters (:mod:`pysciml.engine.compiled_loop_bdf`); ``QNDF``/``QBDF`` and every other ``FBDF``
+  solve run eagerly after a warning that says why.
 """
 
 from __future__ import annotations
