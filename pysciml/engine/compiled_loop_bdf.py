@@ -13,9 +13,10 @@ computes them, so a solve makes the eager solve's ``njac`` and ``nlu``, not one 
 program is the eager solve's own start: the consistent initial value, ``f(t0, u0)``, the first Jacobian and the
 initial step (:meth:`~.bdf_flc.FLCMethod.start`, :func:`~.controller.initial_dt`).
 
-Covered: FBDF (dense LU, autodiff or supplied Jacobian, a constant mass matrix or none), float64, one trajectory
-or a batch (which shares the step and the order, as the eager loop), adaptive steps, saving at ``saveat`` (values
-inside a step from its interpolating polynomial), ``tstops``, ``dtmin``/``dtmax``, ``maxiters``. Everything else
+Covered: FBDF (dense LU, autodiff or supplied Jacobian, a constant mass matrix, so far checked with the program
+run uncompiled only, or none), float64, one trajectory or a batch (which shares the step and the order, as the
+eager loop), adaptive steps, saving at ``saveat`` (values inside a step from its interpolating polynomial),
+``tstops``, ``dtmin``/``dtmax``, ``maxiters``. Everything else
 (QNDF and QBDF, whose quasi-constant form re-expresses differences at every step-size change and is another
 program; fixed steps, dense output, saving every step, the progress bar, sparse or GMRES linear solvers,
 finite-difference Jacobians, float32, gradients) runs the eager loop after one warning that says why
