@@ -103,6 +103,21 @@ class _Recorder:
                           dense=self.dense, dt_next=dt_out)
 
 
+def first_step(method: BDFMethod, u0: Tensor, opts: LoopOptions, direction: float) -> tuple[Tensor, float]:
+    """Start ``method`` at ``opts.t0`` from ``u0`` (``(B, n)``) and choose the first step of an adaptive solve
+    without ``dt``: Hairer & Wanner's initial step for order 1, the smallest over the batch, signed by
+    ``direction``. Returns the start state (a DAE's algebraic components made consistent) and the step."""
+    vec = u0.new_full((u0.shape[0],), opts.t0)
+    slope = method.start(vec, u0)
+    u = method.state
+    with torch.no_grad():
+        f_slope = (lambda tt, uu: method.slope(tt, uu, method.rhs(tt, uu))) if method.mass is not None \
+            else method.rhs
+        h0 = initial_dt(f_slope, vec, u.detach(), slope.detach(), vec.new_full(vec.shape, opts.t1 - opts.t0), 1,
+                        opts.atol, opts.rtol)
+    return u, direction * float(h0.abs().min())
+
+
 def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats, *, name: str,
                   starter: Stepper | None = None) -> LoopResult:
     """Integrate ``u0`` (``(B, n)``) from ``opts.t0`` to ``opts.t1`` with ``method``.
@@ -118,13 +133,7 @@ def integrate_bdf(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats
     t, u = opts.t0, u0
     use_starter = not opts.adaptive and starter is not None and method.max_order > 1
     if opts.adaptive and opts.dt is None:
-        slope = method.start(vec(t), u)
-        u = method.state  # a DAE's algebraic components made consistent
-        with torch.no_grad():
-            f_slope = (lambda tt, uu: method.slope(tt, uu, method.rhs(tt, uu))) if method.mass is not None \
-                else method.rhs
-            h0 = initial_dt(f_slope, vec(t), u.detach(), slope.detach(), vec(opts.t1 - t), 1, opts.atol, opts.rtol)
-            h = direction * float(h0.abs().min())
+        u, h = first_step(method, u, opts, direction)
     else:
         assert opts.dt is not None
         h = direction * abs(opts.dt)

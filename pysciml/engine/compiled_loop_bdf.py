@@ -42,8 +42,8 @@ from ..solution import Stats
 from . import compiled_bdf_step as step
 from .bdf import MAX_FACTOR, MIN_FACTOR
 from .bdf_flc import HISTORY, KEEP, FLCMethod
+from .bdf_loop import first_step
 from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _Program, _user_f, jacobian_fn, tracks_grad
-from .controller import initial_dt
 from .linsolve import DenseLUSolver
 from .loop_records import LoopOptions, LoopResult, save_time_list
 from .loop_saver import _CODES, DTMIN, MAXITERS, RUNNING, SUCCESS, UNSTABLE
@@ -238,13 +238,7 @@ def _start(method: FLCMethod, u0: Tensor, opts: LoopOptions) -> tuple[Any, ...]:
 
     t = opts.t0
     if opts.dt is None:
-        slope = method.start(vec(t), u0)
-        u = method.state
-        with torch.no_grad():
-            f_slope = (lambda tt, uu: method.slope(tt, uu, method.rhs(tt, uu))) if method.mass is not None \
-                else method.rhs
-            h0 = initial_dt(f_slope, vec(t), u.detach(), slope.detach(), vec(opts.t1 - t), 1, opts.atol, opts.rtol)
-            h = direction * float(h0.abs().min())
+        u, h = first_step(method, u0, opts, direction)
     else:
         h = direction * abs(opts.dt)
         method.start(vec(t), u0)
