@@ -21,6 +21,27 @@ from pysciml.engine.loop_records import LoopOptions
 from pysciml.native import _loop_options, make_stepper
 from pysciml.solution import Stats
 
+COUNTS = ("nf", "njac", "nlu", "nsolve", "naccept", "nreject", "nloop", "nnonliniter", "nnonlinconvfail")
+
+
+def counts(sol: ps.ODESolution) -> dict[str, int]:
+    """The work counters a compiled solve must share with the eager one."""
+    return {k: getattr(sol.stats, k) for k in COUNTS}
+
+
+def vdp_batched(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Van der Pol on a ``(B, 2)`` state with a ``(B, 1)`` ``mu``."""
+    x, y = u[..., 0], u[..., 1]
+    return torch.stack((y, p[..., 0] * (1 - x * x) * y - x), dim=-1)
+
+
+def vdp_batch_problem(t1: float = 3.0) -> ps.ODEProblem:
+    """Van der Pol, three trajectories with mu = 10, 30, 100: different stiffness, so they reject, refresh their
+    Jacobians and hold their steps at different times."""
+    u0 = torch.tensor([[2.0, 0.0], [2.0, -0.5], [1.5, 0.0]], dtype=torch.float64)
+    p = torch.tensor([[10.0], [30.0], [100.0]], dtype=torch.float64)
+    return ps.ODEProblem(vdp_batched, u0, (0.0, t1), p, batched=True)
+
 
 def compiled_setup(prob: ps.ODEProblem, alg: ps.Algorithm, **kw: Any) -> tuple[Any, LoopOptions, torch.Tensor]:
     """The stepper ``solve(prob, alg, compile=True, **kw)`` compiles (nothing compiled yet), its loop options and

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import rober_dae
+from loop_programs import counts, vdp_batch_problem
 
 import pysciml as ps
 from pysciml._validate import SolveOptions, check_solve
@@ -24,11 +25,6 @@ from pysciml.solution import Stats
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 F64 = torch.float64
-COUNTS = ("nf", "njac", "nlu", "nsolve", "naccept", "nreject", "nloop", "nnonliniter", "nnonlinconvfail")
-
-
-def counts(sol: ps.ODESolution) -> dict[str, int]:
-    return {k: getattr(sol.stats, k) for k in COUNTS}
 
 
 def assert_compiled_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> None:
@@ -52,19 +48,6 @@ def assert_compiled_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -
         assert units <= 100.0, units
     else:  # a flipped step hold changed the step sequence (the DAE): the saved points lie at other times
         torch.testing.assert_close(comp.u[-1], eager.u[-1], rtol=0.0, atol=1e-9 * float(eager.u.abs().max()))
-
-
-def vdp_batched(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    x, y = u[..., 0], u[..., 1]
-    return torch.stack((y, p[..., 0] * (1 - x * x) * y - x), dim=-1)
-
-
-def batch_problem() -> ps.ODEProblem:
-    """Van der Pol, three trajectories with mu = 10, 30, 100: different stiffness, so they reject, refresh their
-    Jacobians and hold their steps at different times."""
-    u0 = torch.tensor([[2.0, 0.0], [2.0, -0.5], [1.5, 0.0]], dtype=F64)
-    p = torch.tensor([[10.0], [30.0], [100.0]], dtype=F64)
-    return ps.ODEProblem(vdp_batched, u0, (0.0, 3.0), p, batched=True)
 
 
 def compiled_stepper(prob: ps.ODEProblem, alg: ps.Algorithm) -> tuple[CompiledFIRKStepper, torch.Tensor,
@@ -143,7 +126,7 @@ def test_gauss_legendre_fixed_steps_equal_eager() -> None:
 def test_batch_equals_eager() -> None:
     """Three trajectories with their own Jacobian refreshes, holds and rejections (eager batched loop around the
     compiled step)."""
-    prob = batch_problem()
+    prob = vdp_batch_problem()
     eager = ps.solve(prob, ps.RadauIIA5(), rtol=1e-8, atol=1e-10)
     assert eager.stats.nreject > 0
     assert_compiled_equals_eager(prob, ps.RadauIIA5(), rtol=1e-8, atol=1e-10)

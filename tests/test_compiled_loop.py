@@ -14,7 +14,7 @@ import warnings
 
 import pytest
 import torch
-from loop_programs import compiled_setup, counting_calls, run_loops_uncompiled
+from loop_programs import compiled_setup, counting_calls, counts, run_loops_uncompiled
 
 import pysciml as ps
 from pysciml.engine import compiled, compiled_loop
@@ -22,7 +22,6 @@ from pysciml.engine import compiled, compiled_loop
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 F64, F32 = torch.float64, torch.float32
-COUNTS = ("nf", "njac", "nlu", "nsolve", "naccept", "nreject", "nloop", "nnonliniter", "nnonlinconvfail")
 SAVEAT = [0.0, 0.3, 1.0, 1.02, 2.2, 4.0]  # at t0, inside steps, two in one step, at t1
 
 
@@ -58,10 +57,6 @@ def whole_programs() -> int:
     """Whole-loop programs that have run (engine/compiled_loop.py: cached under a "whole" key)."""
     return sum(key[0] == "whole" and "loop" in prog.ran for base in compiled._CACHE.values()
                for key, prog in base.fused.items())
-
-
-def counts(sol: ps.ODESolution) -> dict[str, int]:
-    return {k: getattr(sol.stats, k) for k in COUNTS}
 
 
 def three(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> tuple[ps.ODESolution, ...]:

@@ -14,7 +14,7 @@ import weakref
 
 import pytest
 import torch
-from loop_programs import run_loops_uncompiled
+from loop_programs import counts, run_loops_uncompiled, vdp_batch_problem
 
 import pysciml as ps
 from pysciml._validate import SolveOptions, check_solve
@@ -26,23 +26,6 @@ from pysciml.solution import Stats
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 F64 = torch.float64
-COUNTS = ("nf", "njac", "nlu", "nsolve", "naccept", "nreject", "nloop", "nnonliniter", "nnonlinconvfail")
-
-
-def counts(sol: ps.ODESolution) -> dict[str, int]:
-    return {k: getattr(sol.stats, k) for k in COUNTS}
-
-
-def vdp_batched(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    x, y = u[..., 0], u[..., 1]
-    return torch.stack((y, p[..., 0] * (1 - x * x) * y - x), dim=-1)
-
-
-def batch_problem() -> ps.ODEProblem:
-    """Van der Pol, mu = 10, 30, 100, sharing steps and orders."""
-    u0 = torch.tensor([[2.0, 0.0], [2.0, -0.5], [1.5, 0.0]], dtype=F64)
-    p = torch.tensor([[10.0], [30.0], [100.0]], dtype=F64)
-    return ps.ODEProblem(vdp_batched, u0, (0.0, 3.0), p, batched=True)
 
 
 def why_eager(prob: ps.ODEProblem, alg: ps.Algorithm | None = None, **kw) -> str | None:
@@ -105,7 +88,7 @@ def test_dispatch() -> None:
     kw = {"rtol": 1e-6, "atol": 1e-10}
     assert why_eager(prob, saveat=[1.0], **kw) is None
     assert why_eager(prob, saveat=[0.0, 0.5, 1.0], tstops=[0.3], **kw) is None
-    assert why_eager(batch_problem(), saveat=[3.0], **kw) is None
+    assert why_eager(vdp_batch_problem(), saveat=[3.0], **kw) is None
     assert "QNDF" in why_eager(prob, ps.QNDF(), saveat=[1.0], **kw)
     assert "saveat" in why_eager(prob, **kw)
     assert "dense" in why_eager(prob, dense=True, saveat=[1.0], **kw)
@@ -165,7 +148,7 @@ UNCOMPILED = {
     "bruss8-saves-tstops": (brusselator_1d(8, tspan=(0.0, 4.0)),
                             {"rtol": 1e-5, "atol": 1e-8, "saveat": torch.linspace(0.0, 4.0, 5, dtype=F64),
                              "tstops": [1.1, 3.0]}),
-    "vdp-batch": (batch_problem(), {"rtol": 1e-5, "atol": 1e-8, "saveat": [0.0, 1.0, 3.0]}),
+    "vdp-batch": (vdp_batch_problem(), {"rtol": 1e-5, "atol": 1e-8, "saveat": [0.0, 1.0, 3.0]}),
     "rober-dae-mass": (rober_dae(1.0), {"rtol": 1e-6, "atol": 1e-10, "saveat": [0.0, 0.5, 1.0]}),
     "rober-maxiters-dtmax": (rober((0.0, 1e4)), {"rtol": 1e-6, "atol": 1e-10, "saveat": [1e4], "dtmax": 50.0,
                                                 "maxiters": 60}),
@@ -181,7 +164,9 @@ def test_uncompiled_program_equals_eager(monkeypatch: pytest.MonkeyPatch, case: 
     run_uncompiled(monkeypatch)
     prob, kw = UNCOMPILED[case]
     sol = solve_taking_loop(prob, **kw)
-    assert_equals_eager(prob, sol, **kw)
+    # the DAE's algebraic component magnifies round-off, and eager FBDF alone gives two different last bits run to
+    # run on it (BLAS paths vary with memory alignment): measured 1.6e-3 tolerance units off once, so 1e-2 there
+    assert_equals_eager(prob, sol, units=1e-2 if case == "rober-dae-mass" else 1e-3, **kw)
     if case == "vdp-batch":
         assert sol.stats.nreject > 0
     if case == "rober-maxiters-dtmax":

@@ -14,7 +14,7 @@ import warnings
 
 import pytest
 import torch
-from loop_programs import compiled_setup, run_loops_uncompiled
+from loop_programs import compiled_setup, counts, run_loops_uncompiled, vdp_batch_problem
 
 import pysciml as ps
 from pysciml.engine import compiled, compiled_firk, compiled_loop, compiled_loop_firk
@@ -23,24 +23,6 @@ from pysciml.problems import hires, oregonator, rober, van_der_pol
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 F64 = torch.float64
-COUNTS = ("nf", "njac", "nlu", "nsolve", "naccept", "nreject", "nloop", "nnonliniter", "nnonlinconvfail")
-
-
-def counts(sol: ps.ODESolution) -> dict[str, int]:
-    return {k: getattr(sol.stats, k) for k in COUNTS}
-
-
-def vdp_batched(t: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    x, y = u[..., 0], u[..., 1]
-    return torch.stack((y, p[..., 0] * (1 - x * x) * y - x), dim=-1)
-
-
-def batch_problem(t1: float = 3.0) -> ps.ODEProblem:
-    """Van der Pol, mu = 10, 30, 100: the trajectories reject, refresh their Jacobians and hold their steps at
-    different times."""
-    u0 = torch.tensor([[2.0, 0.0], [2.0, -0.5], [1.5, 0.0]], dtype=F64)
-    p = torch.tensor([[10.0], [30.0], [100.0]], dtype=F64)
-    return ps.ODEProblem(vdp_batched, u0, (0.0, t1), p, batched=True)
 
 
 def takes_loop(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> bool:
@@ -90,7 +72,7 @@ def test_dispatch() -> None:
     for alg in (ps.RadauIIA5(), ps.RadauIIA3()):
         assert takes_loop(vdp, alg, saveat=[1.0], **kw)
         assert takes_loop(vdp, alg, saveat=[0.0, 0.25, 0.5, 1.0], **kw)  # inner save times: tstops
-        assert takes_loop(batch_problem(), alg, saveat=[0.0, 1.0, 3.0], **kw)
+        assert takes_loop(vdp_batch_problem(), alg, saveat=[0.0, 1.0, 3.0], **kw)
     assert not takes_loop(vdp, ps.RadauIIA5(), **kw)  # every step saved
     assert not takes_loop(vdp, ps.RadauIIA5(), dense=True, saveat=[1.0], **kw)
     one32 = ps.ODEProblem(vdp.f, vdp.u0.float(), vdp.tspan, vdp.p.float(), jac=vdp.jac)
@@ -112,7 +94,7 @@ def test_uncompiled_loop_program_equals_eager(monkeypatch: pytest.MonkeyPatch) -
     inner save times the steps land on."""
     run_loops_uncompiled(monkeypatch, compiled_firk, compiled_loop, compiled_loop_firk)
     kw = {"rtol": 1e-4, "atol": 1e-6, "saveat": [0.0, 0.3, 0.6]}
-    prob = batch_problem(0.6)
+    prob = vdp_batch_problem(0.6)
     sol = solve_taking_loop(prob, ps.RadauIIA5(), **kw)
     assert sol.stats.nreject > 0
     assert_equals_eager(prob, ps.RadauIIA5(), sol, **kw)
@@ -137,7 +119,7 @@ def test_loop_program_equals_eager(case: str) -> None:
 
 @pytest.mark.exhaustive
 def test_batch_with_inner_saves_equals_eager() -> None:
-    prob = batch_problem()
+    prob = vdp_batch_problem()
     kw = {"rtol": 1e-8, "atol": 1e-10, "saveat": torch.linspace(0.0, 3.0, 7, dtype=F64)}
     sol = solve_taking_loop(prob, ps.RadauIIA5(), **kw)
     assert sol.stats.nreject > 0
