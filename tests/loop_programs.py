@@ -90,3 +90,29 @@ def run_loops_uncompiled(monkeypatch: pytest.MonkeyPatch, *modules: ModuleType) 
     monkeypatch.setattr(compiled_parts._Program, "run", uncompiled)
     for module in modules:
         monkeypatch.setattr(module, "while_loop", python_while)
+
+
+def solve_through(module: ModuleType, name: str, prob: ps.ODEProblem, alg: ps.Algorithm, *,
+                  strict: bool = False, **kw: Any) -> ps.ODESolution:
+    """``solve(prob, alg, compile=True, **kw)`` that must run through the loop program ``module.name``: it returns a
+    result (``None`` would be a fallback) and fallback ``RuntimeWarning``s are errors (``UserWarning``s too with
+    ``strict``)."""
+    results: list[bool] = []
+    real = getattr(module, name)
+
+    def spy(*args: Any) -> Any:
+        out = real(*args)
+        results.append(out is not None)
+        return out
+
+    setattr(module, name, spy)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            if strict:
+                warnings.simplefilter("error", UserWarning)
+            sol = ps.solve(prob, alg, compile=True, **kw)
+    finally:
+        setattr(module, name, real)
+    assert results == [True]
+    return sol

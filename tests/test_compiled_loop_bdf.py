@@ -9,12 +9,11 @@ bookkeeping (the carried history, order, factorization and counters) without ind
 
 from __future__ import annotations
 
-import warnings
 import weakref
 
 import pytest
 import torch
-from loop_programs import counts, run_loops_uncompiled, vdp_batch_problem
+from loop_programs import counts, run_loops_uncompiled, solve_through, vdp_batch_problem
 
 import pysciml as ps
 from pysciml._validate import SolveOptions, check_solve
@@ -38,24 +37,7 @@ def why_eager(prob: ps.ODEProblem, alg: ps.Algorithm | None = None, **kw) -> str
 
 def solve_taking_loop(prob: ps.ODEProblem, **kw) -> ps.ODESolution:
     """``solve(prob, FBDF(), compile=True)`` that must run through the loop program (no fallback warning)."""
-    results: list[bool] = []
-    real = compiled_loop_bdf.integrate
-
-    def spy(*args):
-        out = real(*args)
-        results.append(out is not None)
-        return out
-
-    compiled_loop_bdf.integrate = spy
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", RuntimeWarning)
-            warnings.simplefilter("error", UserWarning)
-            sol = ps.solve(prob, ps.FBDF(), compile=True, **kw)
-    finally:
-        compiled_loop_bdf.integrate = real
-    assert results == [True]
-    return sol
+    return solve_through(compiled_loop_bdf, "integrate", prob, ps.FBDF(), strict=True, **kw)
 
 
 def assert_equals_eager(prob: ps.ODEProblem, sol: ps.ODESolution, units: float = 1e-3, **kw) -> None:

@@ -14,7 +14,7 @@ import warnings
 
 import pytest
 import torch
-from loop_programs import compiled_setup, counts, run_loops_uncompiled, vdp_batch_problem
+from loop_programs import compiled_setup, counts, run_loops_uncompiled, solve_through, vdp_batch_problem
 
 import pysciml as ps
 from pysciml.engine import compiled, compiled_firk, compiled_loop, compiled_loop_firk
@@ -33,23 +33,7 @@ def takes_loop(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> bool:
 def solve_taking_loop(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> ps.ODESolution:
     """``solve(..., compile=True)`` that must run through the loop program: ``integrate_whole`` returns a result
     (no fallback; its warning would be an error here)."""
-    results: list[bool] = []
-    real = compiled_loop_firk.integrate_whole
-
-    def spy(*args):
-        out = real(*args)
-        results.append(out is not None)
-        return out
-
-    compiled_loop_firk.integrate_whole = spy
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", RuntimeWarning)
-            sol = ps.solve(prob, alg, compile=True, **kw)
-    finally:
-        compiled_loop_firk.integrate_whole = real
-    assert results == [True]
-    return sol
+    return solve_through(compiled_loop_firk, "integrate_whole", prob, alg, **kw)
 
 
 def assert_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, sol: ps.ODESolution, **kw) -> None:
