@@ -411,7 +411,10 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
     prog = _loop_program(stepper, opts, direction, interior, u0, family_type)
     prologue = getattr(prog.family, "prologue", False)
     if prologue and "loop" not in prog.ran:  # f's first-call checks (once per program: f is in its signature)
-        stepper.init(torch.full((u0.shape[0],), opts.t0, dtype=u0.dtype, device=u0.device), u0)
+        # their graph is not the solve's: kept out of enclosing saved-tensor hooks, which torch.utils.checkpoint
+        # counts (its recomputation, a later call of this program, makes no such checks)
+        with torch.autograd.graph.saved_tensors_hooks(lambda x: x, lambda x: x):
+            stepper.init(torch.full((u0.shape[0],), opts.t0, dtype=u0.dtype, device=u0.device), u0)
         stepper.stats.nf -= 1  # counted below, with the program's
     L, C, _, saver, _ = _start(stepper, u0, opts, scalar, eager_setup=not prologue)
     padded = _padded(save_t, math.inf, L[0].dtype, u0.device)
