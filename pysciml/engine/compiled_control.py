@@ -177,21 +177,6 @@ def controlled_step_fn(stepper: CompiledStepper, opts: LoopOptions, direction: f
 class _CountedSaver(_Saver):
     """:class:`~.loop_saver._Saver` told by the program how many save points each trajectory's step passed."""
 
-    @classmethod
-    def started(cls, opts: LoopOptions, u0: Tensor, direction: float, first: int) -> _CountedSaver:
-        """A saver of ``opts.saveat`` whose first ``first`` points hold ``u0`` and the others NaN (as ``_Saver``
-        after its start, with ``first`` decided by the caller)."""
-        assert opts.saveat is not None
-        saver = cls.__new__(cls)
-        saver.direction, saver.everystep, saver.saveat = direction, False, opts.saveat
-        saver.ts_list, saver.us_list = [], []
-        saver.out = torch.full((opts.saveat.shape[0], *u0.shape), math.nan, dtype=u0.dtype, device=u0.device)
-        saver.out[:first] = u0[None]
-        saver.idx = torch.full((u0.shape[0],), first, dtype=torch.long, device=u0.device)
-        saver.keyed = direction * opts.saveat
-        saver._update_next()
-        return saver
-
     def save_counted(self, most: int, inside: bool, n_cross: Tensor, idx: Tensor, t_prev: Tensor, t: Tensor,
                      dt: Tensor, u: Tensor, coeffs: Tensor | Callable[[], Tensor]) -> None:
         assert self.saveat is not None
@@ -257,15 +242,13 @@ def _start(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, scalar: bool
     longs = partial(torch.zeros, bsz, dtype=torch.long, device=device)
     bools = partial(torch.zeros, bsz, dtype=torch.bool, device=device)
     keyed = torch.zeros(1, dtype=tdt, device=device)
-    if opts.saveat is not None and scalar:  # the points saved at t0 as the scalar loop finds them (a float32 save
-        save_t = save_times(opts, scalar)   # time may round past t0), without _Saver's tensor work
-        first = next((i for i, s in enumerate(save_t) if s != opts.t0), len(save_t))
-        saver = _CountedSaver.started(opts, u0, direction, first)
-    else:
-        saver = _CountedSaver(opts, u0, direction)
+    first = None
     if opts.saveat is not None:
         save_t = save_times(opts, scalar)
+        if scalar:  # the points saved at t0 as the scalar loop finds them (a float32 save time may round past t0)
+            first = next((i for i, s in enumerate(save_t) if s != opts.t0), len(save_t))
         keyed = _padded([direction * s for s in save_t], math.inf, tdt, device)
+    saver = _CountedSaver(opts, u0, direction, first)
     C = (_padded([*stop_list, opts.t1], opts.t1, tdt, device), torch.full((1,), n_stops - 1, device=device), keyed,
          torch.tensor([opts.dtmin, opts.dtmax if opts.dtmax is not None else math.inf], dtype=tdt, device=device))
     L = (t, dt, torch.full_like(t, opts.controller.qoldinit), ~bools(), bools(), longs(), longs(), torch.zeros_like(t),

@@ -23,7 +23,9 @@ SUCCESS, MAXITERS, DTMIN, UNSTABLE, CONVFAIL, TERMINATED = 1, 2, 3, 4, 5, 6
 class _Saver:
     """Collects the solution at ``saveat`` (interpolated inside each accepted step) or at every step."""
 
-    def __init__(self, opts: LoopOptions, u0: Tensor, direction: float) -> None:
+    def __init__(self, opts: LoopOptions, u0: Tensor, direction: float, first: int | None = None) -> None:
+        """``first``: the number of leading save points that are ``t0``'s, when the caller has decided it (the
+        compiled loop of one trajectory, whose float64 time compares as the scalar loop's does); else found here."""
         self.direction = direction
         self.everystep = opts.save_everystep
         self.ts_list = [torch.tensor(opts.t0, dtype=u0.dtype, device=u0.device)]
@@ -33,10 +35,13 @@ class _Saver:
             s = self.saveat.shape[0]
             bsz = u0.shape[0]
             self.out = torch.full((s, bsz, u0.shape[1]), float("nan"), dtype=u0.dtype, device=u0.device)
-            at_start = (self.saveat == opts.t0).nonzero().flatten()
-            if at_start.numel():
-                self.out[at_start] = u0[None].expand(at_start.numel(), -1, -1)
-            first = int(at_start.max()) + 1 if at_start.numel() else 0
+            if first is None:
+                at_start = (self.saveat == opts.t0).nonzero().flatten()
+                if at_start.numel():
+                    self.out[at_start] = u0[None].expand(at_start.numel(), -1, -1)
+                first = int(at_start.max()) + 1 if at_start.numel() else 0
+            else:
+                self.out[:first] = u0[None]
             self.idx = torch.full((bsz,), first, dtype=torch.long, device=u0.device)
             self.keyed = self.direction * self.saveat
             self._update_next()
