@@ -55,6 +55,7 @@ def _plain(x: Tensor) -> Tensor:
     """``x`` without autograd history (``x`` itself when it has none: a detach is a dispatched op)."""
     return x.detach() if x.requires_grad else x
 
+
 class FIRKStepper(Stepper):
     """Per-solve state of a fully implicit RK solve: the Jacobian, its block factorizations, Newton's rate."""
 
