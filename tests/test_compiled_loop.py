@@ -92,21 +92,21 @@ def takes_whole_loop(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> bool:
 
 def test_whole_loop_dispatch() -> None:
     """Which compiled solves run as one loop program: Rosenbrock and ARK batches, and one trajectory (float64 or
-    float32: time kept in float64 as the scalar loop keeps it), saving at fixed times; not with dense output, tstops
-    (Kvaerno5's inner save times among them), gradients, a family without a loop program, or with ``ENABLED`` off.
-    (Decides only: compiles nothing.)"""
+    float32: time kept in float64 as the scalar loop keeps it), saving at fixed times, with or without tstops
+    (Kvaerno5's inner save times among them; tests/test_compiled_loop_tstops.py); not with dense output, gradients
+    (ARK), a family without a loop program, or with ``ENABLED`` off. (Decides only: compiles nothing.)"""
     batch, one, one32 = problem(F64, True), problem(F64, False), problem(F32, False)
     kw = {"rtol": 1e-6, "atol": 1e-8, "saveat": SAVEAT}
     for alg in (ps.Rodas5P(), ps.Rodas4(), ps.Rosenbrock23(), ps.KenCarp4(), ps.Kvaerno3(), ps.Tsit5()):
         assert takes_whole_loop(batch, alg, **kw) and takes_whole_loop(one, alg, **kw), alg
     assert not takes_whole_loop(one, ps.Rodas5P(), rtol=1e-6)  # every step saved (and dense output)
     assert not takes_whole_loop(batch, ps.Rodas5P(), dense=True, **kw)
-    assert not takes_whole_loop(batch, ps.Rodas5P(), tstops=[1.5], **kw)
+    assert takes_whole_loop(batch, ps.Rodas5P(), tstops=[1.5], **kw)
     # Kvaerno5's cubic interpolant is two orders below the method: its steps land on inner save times (tstops)
-    assert not takes_whole_loop(batch, ps.Kvaerno5(), **kw)
+    assert takes_whole_loop(batch, ps.Kvaerno5(), **kw)
     assert takes_whole_loop(batch, ps.Kvaerno5(), rtol=1e-6, atol=1e-8, saveat=[0.0, 4.0])
     assert takes_whole_loop(one32, ps.Rodas5P(), **kw) and takes_whole_loop(one32, ps.DP5(), **kw)
-    assert not takes_whole_loop(one32, ps.DP5(), tstops=[1.5], **kw)
+    assert takes_whole_loop(one32, ps.DP5(), tstops=[1.5], **kw)
     assert takes_whole_loop(problem(F32, True), ps.Rodas5P(), **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # "has no compiled step": runs eagerly
@@ -216,15 +216,14 @@ def test_whole_loop_failure_codes() -> None:
 
 @pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache
 def test_whole_loop_fallbacks() -> None:
-    """What the whole loop does not take keeps the per-step design: dense output, tstops, a differentiated
-    implicit solve; results still equal eager."""
+    """What the whole loop does not take keeps the per-step design: dense output, a differentiated implicit
+    solve; results still equal eager."""
     prob = problem(F64, True)
     kw = {"rtol": 1e-6, "atol": 1e-8, "saveat": SAVEAT}
     before = whole_programs()
-    for extra in ({"dense": True}, {"tstops": [1.5]}):
-        a, b = ps.solve(prob, ps.Rodas5P(), **kw, **extra), ps.solve(prob, ps.Rodas5P(), compile=True, **kw, **extra)
-        assert counts(a) == counts(b)
-        torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12)
+    a, b = ps.solve(prob, ps.Rodas5P(), dense=True, **kw), ps.solve(prob, ps.Rodas5P(), compile=True, dense=True, **kw)
+    assert counts(a) == counts(b)
+    torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-12)
     assert whole_programs() == before
     grad = problem(F64, True)
     grad.p.requires_grad_(True)

@@ -249,7 +249,7 @@ def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol
     if why is None and isinstance(stepper, RosenbrockStepper) and tracks_grad(stepper.rhs, u0):
         eager_why = ("the backward pass of compiled Rosenbrock steps fails in inductor when f is an nn.Module "
                      "(an open bug), so differentiated Rosenbrock solves are compiled only as the whole loop (saving "
-                     "at fixed times, no dense output or tstops, autodiff Jacobian, tensors in p)")
+                     "at fixed times, no dense output, autodiff Jacobian, no tgrad, tensors in p)")
         why = eager_why if dense else None
     if why is None and isinstance(stepper, FIRKStepper) and tracks_grad(stepper.rhs, u0):
         why = f"differentiated {stepper.name} solves (the discrete adjoint through the stages) are not compiled yet"

@@ -4,10 +4,13 @@ For the common case, an adaptive solve with ``compile=True`` (a batch, or one tr
 loop and keeps time in float64 as that loop does, whatever the state's dtype) by an explicit Runge-Kutta method whose
 interpolant needs no extra stages, a Rosenbrock method (every :class:`~.rosenbrock.RosenbrockStepper` tableau) or an
 ARK/ESDIRK method with a callable implicit part, saving at fixed times (``saveat``, or only the ends), without dense
-output, ``tstops``, the progress bar or step hooks (differentiated or not, for explicit RK and Rosenbrock; not
+output, the progress bar or step hooks (differentiated or not, for explicit RK and Rosenbrock; not
 differentiated for the other families), :func:`integrate_batched_whole` runs :mod:`.compiled_control`'s controlled step
 (the step with the batched loop's control) inside a ``torch.while_loop`` that turns while some trajectory is running and
-fewer than ``maxiters`` steps were taken. Save points are filled inside the program: each accepted step writes the
+fewer than ``maxiters`` steps were taken. Steps land on ``tstops`` (the control's multi-stop form, as in the eager
+loops: a step that would pass the next stop is shortened to end on it, and the step after it is at least the step
+size before the cut); the stop times are an input, padded as the save times are, but a solve with stops inside the
+span and one without are two programs. Save points are filled inside the program: each accepted step writes the
 points it passed, evaluated on its interpolant (the tableau's dense output, else the cubic Hermite one; its end value
 where a point is the step's end), as :class:`~.loop_saver._Saver` does. The counters come back with the result (steps,
 steps with an acceptance, per-trajectory accepted and attempted steps, fresh Jacobians; ARK's Newton counts), so
@@ -51,7 +54,7 @@ backward's trace, reverse mode silently with a zero Jacobian); its dispatch comp
 (:func:`_rosenbrock_grad_ready`), since its fallback is the eager loop, the per-step programs' backward failing in
 inductor. ARK solves that may be differentiated keep the per-step programs.
 
-Everything else (dense output, ``tstops``) keeps the per-step design of :mod:`.compiled_control`; a loop program
+Everything else (dense output) keeps the per-step design of :mod:`.compiled_control`; a loop program
 that fails to compile falls back to it too, once per signature, with one warning. Tensor constants that ``f`` or
 ``jac`` creates (``torch.tensor(...)`` of literals, as HIRES's analytic ``jac`` does), which torch 2.13's C++
 wrapper leaves undeclared inside a ``while_loop`` body, are lifted out of it by :mod:`.loop_constants`.
@@ -147,8 +150,6 @@ def handles_whole(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     if differentiated and not (GRADIENTS and isinstance(inner, GRADIENT_FAMILIES)):
         return False
     if differentiated and isinstance(inner, RosenbrockStepper) and not _rosenbrock_grad_ready(stepper, opts, u0):
-        return False
-    if [s for s in (opts.tstops or []) if min(opts.t0, opts.t1) < s < max(opts.t0, opts.t1)]:
         return False
     if isinstance(inner, ExplicitRKStepper):
         return not inner.tab.extra_c
