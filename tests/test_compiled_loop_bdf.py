@@ -17,6 +17,7 @@ from loop_programs import counts, run_loops_uncompiled, solve_through, vdp_batch
 
 import pysciml as ps
 from pysciml._validate import SolveOptions, check_solve
+from pysciml.algorithms_bdf import QBDF
 from pysciml.engine import compiled, compiled_bdf_step, compiled_loop_bdf, compiled_parts
 from pysciml.native import _bdf_method, _loop_options
 from pysciml.problems import brusselator_1d, hires, rober
@@ -63,15 +64,16 @@ def run_uncompiled(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_dispatch() -> None:
-    """Which compiled BDF solves run as the loop program: FBDF in float64, one trajectory or a batch, saving at
-    fixed times, with tstops; not QNDF, dense output, every step saved, float32, fixed steps, GMRES, finite
+    """Which compiled BDF solves run as the loop program: FBDF, QNDF and QBDF in float64, one trajectory or a batch,
+    saving at fixed times, with tstops; not dense output, every step saved, float32, fixed steps, GMRES, finite
     differences or gradients (each says why)."""
     prob = rober((0.0, 1.0))
     kw = {"rtol": 1e-6, "atol": 1e-10}
     assert why_eager(prob, saveat=[1.0], **kw) is None
     assert why_eager(prob, saveat=[0.0, 0.5, 1.0], tstops=[0.3], **kw) is None
     assert why_eager(vdp_batch_problem(), saveat=[3.0], **kw) is None
-    assert "QNDF" in why_eager(prob, ps.QNDF(), saveat=[1.0], **kw)
+    assert why_eager(prob, ps.QNDF(), saveat=[1.0], **kw) is None
+    assert why_eager(prob, QBDF(), saveat=[1.0], tstops=[0.3], **kw) is None
     assert "saveat" in why_eager(prob, **kw)
     assert "dense" in why_eager(prob, dense=True, saveat=[1.0], **kw)
     assert "fixed steps" in why_eager(prob, adaptive=False, dt=1e-3, saveat=[1.0], **kw)
@@ -88,9 +90,10 @@ def test_eager_warning_says_why() -> None:
     """A solve the program does not cover warns once, with the reason, and gives the eager solve."""
     prob = rober((0.0, 1.0))
     kw = {"rtol": 1e-6, "atol": 1e-10, "saveat": [1.0]}
-    with pytest.warns(UserWarning, match=r"QNDF\(\) runs eagerly: QNDF and QBDF"):
-        sol = ps.solve(prob, ps.QNDF(), compile=True, **kw)
-    assert counts(sol) == counts(ps.solve(prob, ps.QNDF(), **kw))
+    alg = ps.QNDF(linsolve=ps.GMRES())
+    with pytest.warns(UserWarning, match=r"QNDF\(\) runs eagerly: only the dense LU"):
+        sol = ps.solve(prob, alg, compile=True, **kw)
+    assert counts(sol) == counts(ps.solve(prob, alg, **kw))
     with pytest.warns(UserWarning, match="nothing to warm up"):
         assert ps.warmup(prob, ps.FBDF(), rtol=1e-6, atol=1e-10) == 0.0  # every step saved
 

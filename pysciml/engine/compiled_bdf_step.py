@@ -41,8 +41,9 @@ def pick(x: Tensor, i: Tensor) -> Tensor:
 
 
 def rms_max(x: Tensor, scale: Tensor) -> Tensor:
-    """:func:`~.bdf.rms_max` as a 0-d tensor."""
-    return torch.linalg.vector_norm(x / scale, dim=1).max() / math.sqrt(x.shape[1])
+    """:func:`~.bdf.rms_max` as a 0-d float64 tensor (the eager code divides the state dtype's norm by ``sqrt(n)``
+    in a Python float)."""
+    return torch.linalg.vector_norm(x / scale, dim=1).max().to(torch.float64) / math.sqrt(x.shape[1])
 
 
 def _seq_sum(terms: list[Tensor], use: list[Tensor]) -> Tensor:
@@ -99,7 +100,7 @@ def order_error(ts: Tensor, ys: Tensor, nhist: Tensor, q: Tensor, scale: Tensor,
     prod = _seq_prod(list(dist.unbind()), used[1:])
     w = torch.stack(dd) * prod * error_constant(torch.where(torch.stack(used[1:]), dist, 1.0), ts.new_ones(()), q,
                                                 a_s)
-    est = rms_max(torch.tensordot(w, ys, dims=1), scale)
+    est = rms_max(torch.tensordot(w.to(ys.dtype), ys, dims=1), scale)
     return torch.where(nhist < q + 2, math.inf, est)
 
 
@@ -116,8 +117,9 @@ def interpolate(ts: Tensor, ys: Tensor, order: Tensor, nhist: Tensor, theta: Ten
     both = used[:, None] & used[None, :]
     V = torch.where(both, V, torch.eye(K + 1, dtype=V.dtype, device=V.device))
     inv = torch.where(both, torch.linalg.inv_ex(V)[0], 0.0)
-    coeffs = torch.einsum("pj,jbn->pbn", inv, ys[: K + 1])
+    coeffs = torch.einsum("pj,jbn->pbn", inv.to(ys.dtype), ys[: K + 1])
     out = coeffs[-1].expand(*theta.shape, -1)
+    theta = theta.to(ys.dtype)
     for j in range(K - 1, -1, -1):
         out = out * theta[..., None] + coeffs[j]
     return out
@@ -192,7 +194,7 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
         refactor = torch.isnan(c_lu) | ((c / c_lu - 1.0).abs() > REFACTOR)
 
         def fresh(J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor) -> tuple[Tensor, ...]:
-            ok, lu_new, piv_new, inv_new = lu_parts(J, inv_c.expand(b), mass)
+            ok, lu_new, piv_new, inv_new = lu_parts(J, inv_c.to(J.dtype).expand(b), mass)
             return (*_copies(lu_new.mT, piv_new, inv_new if small else inverse), ok.all())
 
         def keep(J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor) -> tuple[Tensor, ...]:

@@ -13,12 +13,15 @@ computes them, so a solve makes the eager solve's ``njac`` and ``nlu``, not one 
 program is the eager solve's own start: the consistent initial value, ``f(t0, u0)``, the first Jacobian and the
 initial step (:meth:`~.bdf_flc.FLCMethod.start`, :func:`~.controller.initial_dt`).
 
-Covered: FBDF (dense LU, autodiff or supplied Jacobian, a constant mass matrix, so far checked with the program
-run uncompiled only, or none), float64, one trajectory or a batch (which shares the step and the order, as the
-eager loop), adaptive steps, saving at ``saveat`` (values inside a step from its interpolating polynomial),
+The rules that do not depend on the method's form (the stops, the error test, the rejections, the save points,
+the next step or the end) and the start are :mod:`.compiled_bdf_rules`, shared with QNDF's and QBDF's program
+(:mod:`.compiled_bdf_qndf`, the quasi-constant form), which this module dispatches to.
+
+Covered: FBDF, QNDF and QBDF (dense LU, autodiff or supplied Jacobian, a constant mass matrix, so far checked with
+the program run uncompiled only, or none), float64, one trajectory or a batch (which shares the step and the order,
+as the eager loop), adaptive steps, saving at ``saveat`` (values inside a step from its interpolating polynomial),
 ``tstops``, ``dtmin``/``dtmax``, ``maxiters``. Everything else
-(QNDF and QBDF, whose quasi-constant form re-expresses differences at every step-size change and is another
-program; fixed steps, dense output, saving every step, the progress bar, sparse or GMRES linear solvers,
+(fixed steps, dense output, saving every step, the progress bar, sparse or GMRES linear solvers,
 finite-difference Jacobians, float32, gradients) runs the eager loop after one warning that says why
 (:func:`unsupported`); a program that fails to compile does too (one warning per signature). Values are the eager
 solve's to round-off (the weights' last bits differ, :mod:`.compiled_bdf_step`), counters equal where no decision
@@ -28,7 +31,6 @@ sits at its threshold (``tests/test_compiled_loop_bdf.py``).
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 import weakref
@@ -39,19 +41,20 @@ import torch
 from torch._higher_order_ops.while_loop import while_loop
 
 from ..solution import Stats
+from . import compiled_bdf_qndf as qndf
+from . import compiled_bdf_rules as rules
 from . import compiled_bdf_step as step
-from .bdf import MAX_FACTOR, MIN_FACTOR
+from .bdf import MAX_FACTOR, MIN_FACTOR, BDFMethod
 from .bdf_flc import HISTORY, KEEP, FLCMethod
-from .bdf_loop import first_step
 from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _Program, _user_f, jacobian_fn, tracks_grad
 from .linsolve import DenseLUSolver
-from .loop_records import LoopOptions, LoopResult, save_time_list
-from .loop_saver import _CODES, DTMIN, MAXITERS, RUNNING, SUCCESS, UNSTABLE
+from .loop_records import LoopOptions, LoopResult
+from .loop_saver import _CODES, MAXITERS, SUCCESS
 
 __all__ = ["integrate", "unsupported", "warm"]
 
 Tensor = torch.Tensor
-EPS = sys.float_info.epsilon
+T64 = torch.float64
 COUNTERS = ("njac", "nlu", "nnonliniter", "nf", "nsolve", "naccept", "nreject", "nnonlinconvfail")
 """The ``Stats`` fields the program counts (its ``counts`` carry, in this order)."""
 
@@ -60,8 +63,6 @@ _FAILED: weakref.WeakSet[_Program] = weakref.WeakSet()  # programs that failed t
 
 def unsupported(method: Any, opts: LoopOptions, u0: Tensor) -> str | None:
     """Why this BDF solve has no compiled program (``None``: :func:`integrate` runs it)."""
-    if not isinstance(method, FLCMethod):
-        return "QNDF and QBDF (the quasi-constant step form) have no compiled program; FBDF has"
     if not isinstance(method.linsolve, DenseLUSolver):
         return "only the dense LU linear solver is compiled (not sparse LU or GMRES)"
     if method.rhs.user_jac is None and not method.rhs.autodiff:
@@ -79,10 +80,12 @@ def unsupported(method: Any, opts: LoopOptions, u0: Tensor) -> str | None:
     return None
 
 
-def _program(method: FLCMethod, bsz: int, direction: float, interior: bool) -> _Program:
-    """The loop program of this signature (cached with the other compiled programs)."""
+def _program(method: BDFMethod, bsz: int, direction: float, interior: bool) -> _Program:
+    """The loop program of this signature (cached with the other compiled programs): FBDF's, or QNDF's/QBDF's
+    (:mod:`.compiled_bdf_qndf`, keyed by their ``kappa``)."""
     rhs = method.rhs
-    key = ("FBDF-loop", bsz, rhs.shape, rhs.batched, rhs.dtype, str(rhs.device), method.mass is not None,
+    form = "FBDF-loop" if isinstance(method, FLCMethod) else ("QNDF-loop", method.coef.error_const)
+    key = (form, bsz, rhs.shape, rhs.batched, rhs.dtype, str(rhs.device), method.mass is not None,
            (id(rhs.f), rhs.takes_p, id(rhs.user_jac), rhs.jac_takes_p), method.max_order, method.max_iters,
            direction, interior)
     prog = _CACHE.get(key)
@@ -90,7 +93,8 @@ def _program(method: FLCMethod, bsz: int, direction: float, interior: bool) -> _
         _CACHE.move_to_end(key)
         return prog
     prog = _Program(f"bdf{len(_CACHE)}_{abs(hash(key)) % 10**8}")
-    prog.add("loop", _loop_fn(method, direction, interior))
+    prog.add("loop", _loop_fn(method, direction, interior) if isinstance(method, FLCMethod) else
+             qndf.loop_fn(method, direction, interior))
     _CACHE[key] = prog
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -104,8 +108,7 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
     d = direction
 
     def bdf_loop(p: Any, slope0: Tensor, C: tuple[Any, ...], X: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        atol, rtol, tol, alphas, a_s, stops, n_stops, keys, saveat, maxiters, dtmin, dtmax, mass = C
-        rows = torch.arange(saveat.shape[0], device=saveat.device)[:, None]
+        atol, rtol, tol, stops, n_stops, keys, saveat, maxiters, dtmin, dtmax, mass, alphas, a_s = C
 
         def more(nloop: Tensor, t: Tensor, h: Tensor, si: Tensor, n_equal: Tensor, n_fail: Tensor,
                  nonfinite: Tensor, running: Tensor, *rest: Tensor) -> Tensor:
@@ -117,44 +120,28 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
                  *S: Tensor) -> tuple[Tensor, ...]:
             bsz = u.shape[0]
             # ---- the step onto the next stop (integrate_bdf)
-            target = step.pick(stops, si)
-            remaining = target - t
-            at_stop = d * remaining <= d * h * (1.0 + 1e-12)
             h_before = h
-            clip = at_stop & (remaining != h)
-            h = torch.where(clip, remaining, h)
-            n_equal = torch.where(clip, 0, n_equal)
-            t_new = torch.where(at_stop, target, t + h)
+            at_stop, h, n_equal, t_new = rules.onto_stop(stops, si, t, h, n_equal, d)
             # ---- FLCMethod.predict
             alpha = step.pick(alphas, order)
             first = nhist == 1
             dist = t_new - ts[: K + 1]
             ell, dell = step.lagrange(-dist / h, order, K)
             head = ys[: K + 1]
-            y_pred = torch.where(first, ys[0] + h * slope0, torch.tensordot(ell, head, dims=1))
-            psi = torch.where(first, (h / alpha) * slope0, torch.tensordot(dell / alpha, head, dims=1))
+            y_pred = torch.where(first, ys[0] + h * slope0, torch.tensordot(ell.to(u.dtype), head, dims=1))
+            psi = torch.where(first, (h / alpha) * slope0, torch.tensordot((dell / alpha).to(u.dtype), head, dims=1))
             lead = torch.stack((h, 2.0 * h, *[torch.ones_like(h)] * (K - 1)))
             dist = torch.where(first, lead, dist)
             c = h / alpha
-            conv, y_new, dd, iters, finite, *S = step.attempt(F, jacobian, p, t_new.expand(bsz), y_pred, psi, c,
-                                                              mass, atol, rtol, tol, max_iters, tuple(S))
-            counts = S[-1]
+            conv, y_new, dd, iters, finite, *S = step.attempt(F, jacobian, p, t_new.to(u.dtype).expand(bsz), y_pred,
+                                                              psi, c, mass, atol, rtol, tol, max_iters, tuple(S))
             nonfinite = nonfinite | ~finite
-            # ---- the error test
+            # ---- the error test, and the rules after a rejection
             scale = atol + rtol * y_new.abs()
-            err = step.rms_max(step.error_constant(dist, h, order, a_s) * dd, scale)
-            err = torch.where(conv, err, 0.0)
-            bad = conv & ~torch.isfinite(err)
-            err = torch.where(bad, math.inf, err)
-            nonfinite = nonfinite | bad
-            accept = conv & (err <= 1.0)
-            safety = 0.9 * (2 * m + 1) / (2 * m + iters.to(h.dtype))
-            # ---- rejected: the step shrinks, the order drops after repeated error-test failures
-            f_rej = torch.where(conv, torch.where(err < math.inf, torch.clamp(
-                safety * err.pow(-1.0 / (order + 1).to(h.dtype)), min=MIN_FACTOR), MIN_FACTOR), 0.5)
-            n_fail_r = n_fail + conv.long()
-            order_r = torch.where(conv & (n_fail_r >= 2),
-                                  torch.where(n_fail_r >= 3, 1, torch.clamp(order - 1, min=1)), order)
+            err, accept, nonfinite = rules.error_test(
+                step.rms_max(step.error_constant(dist, h, order, a_s) * dd, scale), conv, nonfinite)
+            safety = rules.safety(iters, m)
+            f_rej, n_fail_r, order_r = rules.on_reject(err, conv, order, n_fail, safety)
             # ---- accepted: the history, the stop index, the save points passed (FLCMethod.accept, _Recorder)
             ts_a = torch.cat((t_new[None], ts[:-1]))
             ys_a = torch.cat(((y_pred + dd)[None], ys[:-1]))
@@ -162,15 +149,10 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
             si_a = si + at_stop.long()
             last = at_stop & (si_a == n_stops)
             n_equal_a = n_equal + 1
-            passed = (rows >= sidx) & (keys[:, None] <= d * t_new) & accept
+            inside = None
             if interior:
-                theta = ((saveat - t) / (t_new - t))[:, None].expand(-1, bsz)
-                inside = step.interpolate(ts_a, ys_a, order, nhist_a, theta, K)
-                vals = torch.where((saveat == t_new)[:, None, None], y_new, inside)
-            else:
-                vals = y_new.expand(saveat.shape[0], -1, -1)
-            out = torch.where(passed[..., None], vals, out)
-            sidx = sidx + passed.sum()
+                inside = step.interpolate(ts_a, ys_a, order, nhist_a, rules.theta(saveat, t, t_new, bsz), K)
+            out, sidx = rules.save(out, sidx, keys, saveat, t, t_new, accept, y_new, inside, d)
             # ---- FLCMethod.next_factor
             k = order
             raw_k = torch.where(err > 0, err.pow(-1.0 / (k + 1).to(h.dtype)), math.inf)
@@ -193,27 +175,14 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
             f_acc = torch.where(early, early_f, late_f)
             n_acc = torch.where(early, early_n, late_n)
             order_a = torch.where(early | last, k, best)
-            f_acc = torch.where(at_stop & (h != h_before), f_acc * torch.clamp(h_before / h, max=MAX_FACTOR), f_acc)
-            f_acc = torch.where((h * f_acc).abs() > dtmax, dtmax / h.abs(), f_acc)
-            change = f_acc != 1.0
             # ---- the next step, or the end
-            h_cand = h * torch.where(accept, f_acc, f_rej)
-            t_ref = torch.where(accept, t_new, t)
-            tiny = (h_cand.abs() < dtmin) | (h_cand.abs() <= EPS * t_ref.abs())
-            fail_now = torch.where(accept, ~last & change & tiny, tiny)
-            code = torch.where(accept | ~nonfinite, DTMIN, UNSTABLE)
-            h_next = torch.where(fail_now | (accept & (last | ~change)), h, h_cand)
-            ended = accept & last
-            status = torch.where(ended, SUCCESS, torch.where(fail_now, code, status))
-            fail_t = torch.where(fail_now, t_ref, fail_t)
-            fail_h = torch.where(fail_now, h_cand, fail_h)
-            running = running & ~ended & ~fail_now
-            outcome = torch.stack((accept.long() * bsz, (~accept).long() * bsz, (~conv).long()))
-            counts = counts + torch.cat((torch.zeros_like(counts[:5]), outcome))  # naccept, nreject, conv. failures
+            _, moved, h_next, status, fail_t, fail_h, running, counts = rules.next_or_end(
+                accept, conv, last, at_stop, f_acc, f_rej, t, t_new, h, h_before, nonfinite, dtmin, dtmax, status,
+                fail_t, fail_h, running, S[-1], bsz)
             J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta = S[:8]
             jac_current = jac_current & ~accept
             return (nloop + 1, torch.where(accept, t_new, t), h_next, torch.where(accept, si_a, si),
-                    torch.where(accept, torch.where(change, 0, n_acc), 0),
+                    torch.where(accept & ~moved, n_acc, 0),
                     torch.where(accept, 0, n_fail_r), nonfinite & ~accept, running, status, fail_t, fail_h,
                     torch.where(accept, order_a, order_r), torch.where(accept, nhist_a, nhist),
                     torch.where(accept, ts_a, ts), torch.where(accept, ys_a, ys),
@@ -226,88 +195,54 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
 
 
 def _start(method: FLCMethod, u0: Tensor, opts: LoopOptions) -> tuple[Any, ...]:
-    """The eager solve's start (integrate_bdf): the method's first point, slope and Jacobian, the first step;
-    returns the program's inputs and the direction."""
-    assert opts.saveat is not None
+    """The eager solve's start (:func:`.compiled_bdf_rules.start`) and the program's inputs: ``(p, slope0, C, X,
+    direction, save_t)``."""
+    s = rules.start(method, u0, opts, len(COUNTERS))
     bsz, n = u0.shape
     dtype, device = u0.dtype, u0.device
-    direction = 1.0 if opts.t1 > opts.t0 else -1.0
-
-    def vec(x: float) -> Tensor:
-        return u0.new_full((bsz,), x)
-
-    t = opts.t0
-    if opts.dt is None:
-        u, h = first_step(method, u0, opts, direction)
-    else:
-        h = direction * abs(opts.dt)
-        method.start(vec(t), u0)
-        u = method.state
-    if opts.dtmax is not None:
-        h = direction * min(abs(h), opts.dtmax)
-
-    def f64(x: float) -> Tensor:
-        return torch.tensor(x, dtype=torch.float64, device=device)
-
-    K = method.max_order
-    cf = method.coef
-    save_t = save_time_list(opts)
-    S = max(8, 1 << max(0, len(save_t) - 1).bit_length())  # padded: fewer recompiles (compiled_control._padded)
-    keys = torch.tensor([direction * s for s in save_t] + [math.inf] * (S - len(save_t)), dtype=dtype, device=device)
-    saveat = torch.tensor(save_t + [opts.t1] * (S - len(save_t)), dtype=dtype, device=device)
-    out = torch.full((S, bsz, n), math.nan, dtype=dtype, device=device)
-    first = next((i for i, s in enumerate(save_t) if s != opts.t0), len(save_t))
-    out[:first] = u.detach()[None]
-    stop_list = [s for s in (opts.tstops or []) if direction * opts.t0 < direction * s < direction * opts.t1]
-    stop_list.append(opts.t1)
-    n_stops = len(stop_list)
-    stops = torch.tensor(stop_list + [opts.t1] * (max(8, 1 << (n_stops - 1).bit_length()) - n_stops),
-                         dtype=dtype, device=device)
-    a_s = torch.tensor([-sum(1.0 / j for j in range(1, q + 1)) for q in range(HISTORY)], dtype=dtype, device=device)
-    alphas = torch.tensor([cf.alpha[min(q, K)] for q in range(HISTORY)], dtype=dtype, device=device)
-    long = torch.zeros((), dtype=torch.long, device=device)
-    false = torch.zeros((), dtype=torch.bool, device=device)
-    assert isinstance(method.linsolve, DenseLUSolver) and method.linsolve.J is not None
-    J = method.linsolve.J.detach().expand(bsz, n, n).clone(memory_format=torch.contiguous_format)  # strides as cond's
-    small = n <= DenseLUSolver.SMALL
-    ts = torch.zeros(HISTORY, dtype=dtype, device=device)
-    ts[0] = t
+    K, cf = method.max_order, method.coef
+    a_s = torch.tensor([-sum(1.0 / j for j in range(1, q + 1)) for q in range(HISTORY)], dtype=T64, device=device)
+    alphas = torch.tensor([cf.alpha[min(q, K)] for q in range(HISTORY)], dtype=T64, device=device)
+    ts = torch.zeros(HISTORY, dtype=T64, device=device)
+    ts[0] = opts.t0
     ys = torch.zeros(HISTORY, bsz, n, dtype=dtype, device=device)
-    ys[0] = u.detach()
-    C = (method.atol, f64(method.rtol), f64(method.newton_tol), alphas, a_s, stops, long + n_stops, keys, saveat,
-         long + (opts.maxiters), f64(opts.dtmin), f64(opts.dtmax if opts.dtmax is not None else math.inf),
-         method.mass)
-    lu = torch.zeros(bsz, n, n, dtype=dtype, device=device)  # the LU factors, transposed (compiled_bdf_step)
-    piv = torch.zeros(bsz, n, dtype=torch.int32, device=device)
-    inverse = torch.zeros(bsz, n, n, dtype=dtype, device=device) if small else lu.new_zeros(bsz, 1, 1)
-    X = (long.clone(), f64(t), f64(h), long.clone(), long.clone(), long.clone(), false.clone(), ~false,
-         long + RUNNING, f64(0.0), f64(0.0), long + method.order, long + 1, ts, ys, u.detach().clone(), out,
-         long + first, J, lu, piv, inverse, f64(math.nan), false.clone(), ~false, f64(method.eta),
-         torch.zeros(len(COUNTERS), dtype=torch.long, device=device))
+    ys[0] = s.u.detach()
+    long = torch.zeros((), dtype=torch.long, device=device)
+    X = (*rules.loop_head(opts.t0, s.h, method.order, device), long + 1, ts, ys, s.u.detach().clone(), s.out,
+         long + s.first, *s.newton)
     assert method.slope0 is not None
-    return method.rhs.p, method.slope0.detach(), C, X, direction, save_t
+    return method.rhs.p, method.slope0.detach(), (*s.shared, alphas, a_s), X, s.direction, s.save_t
 
 
-def _run(method: FLCMethod, u0: Tensor, opts: LoopOptions, stats: Stats, steps: int | None = None
+def _name(method: BDFMethod) -> str:
+    return "FBDF" if isinstance(method, FLCMethod) else "QNDF/QBDF"
+
+
+def _run(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats, steps: int | None = None
          ) -> tuple[Any, ...] | None:
     """The program from the eager start, ``steps`` iterations at most; ``None`` after a failed compile (one warning
     per signature; ``stats`` as they were)."""
     before = {f.name: getattr(stats, f.name) for f in fields(stats)}
     t_setup = time.perf_counter()
-    p, slope0, C, X, direction, save_t = _start(method, u0, opts)
+    if isinstance(method, FLCMethod):
+        p, slope0, C, X, direction, save_t = _start(method, u0, opts)
+        args: tuple[Any, ...] = (p, slope0)
+    else:
+        p, C, X, direction, save_t = qndf.start(method, u0, opts, len(COUNTERS))
+        args = (p,)
     interior = any(s not in (opts.t0, opts.t1) for s in save_t)
     prog = _program(method, u0.shape[0], direction, interior)
     setup = time.perf_counter() - t_setup
     if steps is not None:
-        C = (*C[:9], C[9] * 0 + steps, *C[10:])
+        C = (*C[:7], C[7] * 0 + steps, *C[8:])  # maxiters (compiled_bdf_rules.Start.shared)
     try:
         if prog in _FAILED:
             raise CompileFailure("failed before")
-        result = prog.run("loop", stats, p, slope0, C, X)
+        result = prog.run("loop", stats, *args, C, X)
     except CompileFailure as exc:
         if prog not in _FAILED:
-            warnings.warn(f"compile=True: compiling the FBDF loop failed ({exc}); solving eagerly", RuntimeWarning,
-                          stacklevel=5)
+            warnings.warn(f"compile=True: compiling the {_name(method)} loop failed ({exc}); solving eagerly",
+                          RuntimeWarning, stacklevel=5)
         _FAILED.add(prog)
         for name, value in before.items():
             setattr(stats, name, value)
@@ -317,7 +252,7 @@ def _run(method: FLCMethod, u0: Tensor, opts: LoopOptions, stats: Stats, steps: 
     return result, save_t
 
 
-def integrate(method: FLCMethod, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult | None:
+def integrate(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult | None:
     """The FBDF solve as one compiled program (see the module docstring; :func:`unsupported` must be ``None``);
     ``None`` after a failed compile, for the eager loop."""
     assert opts.saveat is not None
@@ -326,7 +261,7 @@ def integrate(method: FLCMethod, u0: Tensor, opts: LoopOptions, stats: Stats) ->
         return None
     X, save_t = ran
     nloop, t, h, _, _, _, _, running, status, fail_t, fail_h, *_ = X
-    out, counts = X[16], X[-1]
+    out, counts = X[16 if isinstance(method, FLCMethod) else qndf.OUT], X[-1]
     stats.nloop += int(nloop)
     for name, value in zip(COUNTERS, counts.tolist(), strict=True):
         setattr(stats, name, getattr(stats, name) + value)
@@ -343,7 +278,7 @@ def integrate(method: FLCMethod, u0: Tensor, opts: LoopOptions, stats: Stats) ->
                       reasons=[""] * bsz, dense=None, dt_next=dt_next)
 
 
-def warm(method: FLCMethod, u0: Tensor, opts: LoopOptions, stats: Stats) -> bool:
+def warm(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats) -> bool:
     """Compile the program ahead of a solve (:func:`pysciml.warmup`): one step from ``u0``, discarded; ``False``
     when it failed to compile (one warning)."""
     return _run(method, u0, opts, stats, steps=1) is not None
