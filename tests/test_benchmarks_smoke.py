@@ -118,3 +118,20 @@ def test_hnn_benchmark_smoke():
         assert 0 < float(rows[name][3]) < 1e3  # ms per training iteration
     assert float(re.search(r"agree to (\S+) \(relative\)", text)[1]) < 1e-12  # same loss and gradients
     assert all(v == v for v in numbers(text))
+
+
+def test_fshare_benchmark_measures_the_rhs_share():
+    """``benchmarks/stiff_fshare.py``: all three solves reach the reference, the clocks count every call, and SciPy
+    on pysciml's torch functions takes the same steps as on the NumPy ones (the same equations)."""
+    pytest.importorskip("scipy")
+    from benchmarks import stiff_fshare
+    from benchmarks.stiff_problems import make_cases
+
+    case = next(c for c in make_cases("small") if c.key == "vdp")
+    own, scipy_np, scipy_torch = stiff_fshare.measure(case, 1e-6)
+    for run in (own, scipy_np, scipy_torch):
+        assert run.err < 1e-6, (run.label, run.err)
+        assert run.clock.nf > 50 and run.clock.njac >= 1
+        assert 0.0 < run.clock.f + run.clock.jac < run.cpu
+    assert scipy_torch.clock.nf == scipy_np.clock.nf and scipy_torch.clock.njac == scipy_np.clock.njac
+    assert abs(scipy_torch.err - scipy_np.err) < 1e-9
