@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from scipy.optimize import brentq
 
 from ..callbacks import CallbackSet, ContinuousCallback, DiscreteCallback
 from ..errors import InputError
@@ -271,6 +270,8 @@ class ScalarEvents:
                 return gb
             with torch.no_grad():
                 return self._values(t_prev + theta * dt, evaluate(coeffs, self._vec(theta)))[c]
+
+        from scipy.optimize import brentq  # here, not at import: scipy.optimize takes 1-2 s to import
 
         xtol = max(self.spec.tol[c] / abs(dt), 1e-15)
         try:
