@@ -67,11 +67,10 @@ def rescale(D: Tensor, order: Tensor, factor: Tensor, U: Tensor) -> Tensor:
 
 
 def _predict(D: Tensor, order: Tensor, weights: Tensor, K: int) -> tuple[Tensor, Tensor]:
-    """:meth:`~.bdf.BDFMethod.predict`: ``(D[0] + ... + D[k], psi)``."""
-    y = D[0]
-    for j in range(1, K + 1):
-        y = torch.where(order >= j, y + D[j], y)
-    return y, torch.tensordot(step.pick(weights, order), D[1:K + 1], dims=1)
+    """:meth:`~.bdf.BDFMethod.predict`: ``(D[0] + ... + D[k], psi)`` (the rows beyond ``k`` summed as zeros: torch's
+    sum then groups the terms as the eager ``D[:k + 1].sum(0)`` does)."""
+    used = (torch.arange(K + 1, device=D.device) <= order)[:, None, None]
+    return torch.where(used, D[:K + 1], 0.0).sum(dim=0), torch.tensordot(step.pick(weights, order), D[1:K + 1], dims=1)
 
 
 def _accept(D: Tensor, order: Tensor, d: Tensor) -> Tensor:

@@ -44,9 +44,11 @@ def onto_stop(stops: Tensor, si: Tensor, t: Tensor, h: Tensor, n_equal: Tensor, 
 
 
 def safety(iters: Tensor, max_iters: int) -> Tensor:
-    """:meth:`~.bdf.BDFMethod.safety` of ``iters`` Newton iterations (float64)."""
+    """:meth:`~.bdf.BDFMethod.safety` of ``iters`` Newton iterations (float64), divided as the eager Python floats
+    are (``float / tensor`` would multiply by the reciprocal: 0.81 for 0.8099999999999999 at 4 and 2 iterations)."""
     m = max_iters
-    return 0.9 * (2 * m + 1) / (2 * m + iters.to(T64))
+    denom = 2 * m + iters.to(T64)
+    return torch.full_like(denom, 0.9 * (2 * m + 1)) / denom
 
 
 def error_test(err: Tensor, conv: Tensor, nonfinite: Tensor) -> tuple[Tensor, Tensor, Tensor]:

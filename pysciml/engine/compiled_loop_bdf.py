@@ -18,14 +18,17 @@ the next step or the end) and the start are :mod:`.compiled_bdf_rules`, shared w
 (:mod:`.compiled_bdf_qndf`, the quasi-constant form), which this module dispatches to.
 
 Covered: FBDF, QNDF and QBDF (dense LU, autodiff or supplied Jacobian, a constant mass matrix, so far checked with
-the program run uncompiled only, or none), float64, one trajectory or a batch (which shares the step and the order,
-as the eager loop), adaptive steps, saving at ``saveat`` (values inside a step from its interpolating polynomial),
-``tstops``, ``dtmin``/``dtmax``, ``maxiters``. Everything else
-(fixed steps, dense output, saving every step, the progress bar, sparse or GMRES linear solvers,
-finite-difference Jacobians, float32, gradients) runs the eager loop after one warning that says why
+the program run uncompiled only, or none), float64 and float32 (times, steps and every step-size decision in
+float64, as the eager loop's Python floats; FBDF's past times as it reads them back from the state's dtype), one
+trajectory or a batch (which shares the step and the order, as the eager loop), adaptive steps, saving at
+``saveat`` (values inside a step from its interpolating polynomial), ``tstops``, ``dtmin``/``dtmax``,
+``maxiters``. Everything else (fixed steps, dense output, saving every step, the progress bar, sparse or GMRES
+linear solvers, finite-difference Jacobians, gradients) runs the eager loop after one warning that says why
 (:func:`unsupported`); a program that fails to compile does too (one warning per signature). Values are the eager
 solve's to round-off (the weights' last bits differ, :mod:`.compiled_bdf_step`), counters equal where no decision
-sits at its threshold (``tests/test_compiled_loop_bdf.py``).
+sits at its threshold (``tests/test_compiled_loop_bdf.py``, ``tests/test_compiled_loop_qndf.py``). In float32 the
+program's autodiff Jacobian (forward mode) rounds differently from the eager one (reverse mode), which can move a
+decision: with a supplied ``jac`` the counters stay the eager ones.
 """
 
 from __future__ import annotations
@@ -67,8 +70,6 @@ def unsupported(method: Any, opts: LoopOptions, u0: Tensor) -> str | None:
         return "only the dense LU linear solver is compiled (not sparse LU or GMRES)"
     if method.rhs.user_jac is None and not method.rhs.autodiff:
         return "finite-difference Jacobians (autodiff=False) are not compiled; give the problem a jac"
-    if u0.dtype != torch.float64:
-        return "only float64 states are compiled"
     if not opts.adaptive:
         return "fixed steps are not compiled"
     if opts.dense or opts.saveat is None or opts.save_everystep:
@@ -125,7 +126,8 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
             # ---- FLCMethod.predict
             alpha = step.pick(alphas, order)
             first = nhist == 1
-            dist = t_new - ts[: K + 1]
+            t_hist = t_new.to(u.dtype).to(T64)  # FLCMethod keeps its times as read back from the state's dtype
+            dist = t_hist - ts[: K + 1]
             ell, dell = step.lagrange(-dist / h, order, K)
             head = ys[: K + 1]
             y_pred = torch.where(first, ys[0] + h * slope0, torch.tensordot(ell.to(u.dtype), head, dims=1))
@@ -143,7 +145,7 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
             safety = rules.safety(iters, m)
             f_rej, n_fail_r, order_r = rules.on_reject(err, conv, order, n_fail, safety)
             # ---- accepted: the history, the stop index, the save points passed (FLCMethod.accept, _Recorder)
-            ts_a = torch.cat((t_new[None], ts[:-1]))
+            ts_a = torch.cat((t_hist[None], ts[:-1]))
             ys_a = torch.cat(((y_pred + dd)[None], ys[:-1]))
             nhist_a = torch.clamp(nhist + 1, max=HISTORY)
             si_a = si + at_stop.long()
@@ -204,7 +206,7 @@ def _start(method: FLCMethod, u0: Tensor, opts: LoopOptions) -> tuple[Any, ...]:
     a_s = torch.tensor([-sum(1.0 / j for j in range(1, q + 1)) for q in range(HISTORY)], dtype=T64, device=device)
     alphas = torch.tensor([cf.alpha[min(q, K)] for q in range(HISTORY)], dtype=T64, device=device)
     ts = torch.zeros(HISTORY, dtype=T64, device=device)
-    ts[0] = opts.t0
+    ts[0] = u0.new_tensor(opts.t0).to(T64)  # as FLCMethod.start reads it back
     ys = torch.zeros(HISTORY, bsz, n, dtype=dtype, device=device)
     ys[0] = s.u.detach()
     long = torch.zeros((), dtype=torch.long, device=device)
