@@ -18,7 +18,7 @@ from loop_programs import counts, run_loops_uncompiled, solve_through, vdp_batch
 import pysciml as ps
 from pysciml._validate import SolveOptions, check_solve
 from pysciml.algorithms_bdf import QBDF
-from pysciml.engine import compiled, compiled_bdf_step, compiled_loop_bdf, compiled_parts
+from pysciml.engine import compiled, compiled_bdf_qndf, compiled_bdf_step, compiled_loop_bdf, compiled_parts
 from pysciml.native import _bdf_method, _loop_options
 from pysciml.problems import brusselator_1d, hires, rober
 from pysciml.solution import Stats
@@ -54,8 +54,8 @@ def assert_equals_eager(prob: ps.ODEProblem, sol: ps.ODESolution, units: float =
 
 
 def run_uncompiled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The loop program as Python: its while_loops as Python loops, ``cond`` as ``if``."""
-    run_loops_uncompiled(monkeypatch, compiled_loop_bdf, compiled_bdf_step)
+    """The loop programs (FBDF's, QNDF's) as Python: their while_loops as Python loops, ``cond`` as ``if``."""
+    run_loops_uncompiled(monkeypatch, compiled_loop_bdf, compiled_bdf_step, compiled_bdf_qndf)
 
     def python_cond(pred, true_fn, false_fn, operands):
         return true_fn(*operands) if bool(pred) else false_fn(*operands)

@@ -1,0 +1,171 @@
+"""``solve(prob, QNDF(), compile=True)`` as one compiled loop program (pysciml/engine/compiled_bdf_qndf.py), and the
+float32 BDF loop programs (FBDF's and QNDF's).
+
+The program must take the eager solve's steps: the same accepted and rejected steps, orders, Jacobians,
+factorizations, Newton iterations and f calls, and the same values to round-off. As in
+``tests/test_compiled_loop_bdf.py``, every test that compiles is ``exhaustive`` (minutes on a loaded 2-core CPU);
+the default run checks the step-size rescaling against the eager method's and runs the program uncompiled (its
+``while_loop`` and ``cond`` calls as Python).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from loop_programs import counts, solve_through, vdp_batch_problem
+from test_compiled_loop_bdf import run_uncompiled
+
+import pysciml as ps
+from pysciml.algorithms_bdf import QBDF
+from pysciml.engine import bdf, compiled, compiled_bdf_qndf, compiled_loop_bdf
+from pysciml.problems import brusselator_1d, hires, rober
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+F64 = torch.float64
+
+
+def solve_taking_loop(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> ps.ODESolution:
+    """``solve(prob, alg, compile=True)`` that must run through the loop program (no fallback warning)."""
+    return solve_through(compiled_loop_bdf, "integrate", prob, alg, strict=True, **kw)
+
+
+def assert_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, sol: ps.ODESolution, units: float = 1e-3,
+                        **kw) -> float:
+    """The eager counters and return code, and values within ``units`` tolerance units ``atol + rtol |u|``;
+    returns the largest difference in those units."""
+    eager = ps.solve(prob, alg, **kw)
+    assert eager.retcode == sol.retcode == ps.ReturnCode.Success
+    assert counts(sol) == counts(eager)
+    torch.testing.assert_close(sol.t, eager.t, rtol=0.0, atol=0.0)
+    assert sol.u.shape == eager.u.shape and sol.u.dtype == eager.u.dtype
+    off = float(((sol.u - eager.u).abs() / (kw["atol"] + kw["rtol"] * eager.u.abs())).max())
+    assert off <= units, off
+    return off
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_rescale_equals_eager(dtype: torch.dtype) -> None:
+    """The program's rescaling of the differences (a fixed ``(K + 1) x (K + 1)`` matrix masked by the order) gives
+    the eager :meth:`~pysciml.engine.bdf.BDFMethod.rescale` to round-off at every order and a spread of factors,
+    and leaves the rows beyond the order as they are."""
+    gen = torch.Generator().manual_seed(3)
+    U = torch.tensor(bdf._difference_map(bdf.MAX_ORDER, 1.0), dtype=F64)
+    worst = 0.0
+    for k in range(1, bdf.MAX_ORDER + 1):
+        for factor in (0.2, 0.5, 0.93, 1.7, 10.0):
+            D = torch.randn(bdf.MAX_ORDER + 3, 2, 4, generator=gen, dtype=F64).to(dtype)
+            method = bdf.BDFMethod.__new__(bdf.BDFMethod)
+            method.D, method.order = D.clone(), k
+            method.rescale(factor)
+            got = compiled_bdf_qndf.rescale(D, torch.tensor(k), torch.tensor(factor, dtype=F64), U)
+            assert torch.equal(got[k + 1:], D[k + 1:])
+            scale = method.D.abs().max()
+            worst = max(worst, float((got - method.D).abs().max() / scale))
+    assert worst <= 64 * torch.finfo(dtype).eps, worst
+
+
+UNCOMPILED = {
+    "rober": (ps.QNDF(), rober((0.0, 1e2)), {"rtol": 1e-6, "atol": 1e-10, "saveat": [1e2]}),
+    "bruss8-saves-tstops": (ps.QNDF(), brusselator_1d(8, tspan=(0.0, 4.0)),
+                            {"rtol": 1e-5, "atol": 1e-8, "saveat": torch.linspace(0.0, 4.0, 5, dtype=F64),
+                             "tstops": [1.1, 3.0]}),
+    "vdp-batch": (ps.QNDF(), vdp_batch_problem(6.0), {"rtol": 1e-4, "atol": 1e-7, "saveat": [0.0, 1.0, 6.0]}),
+    "qbdf-rober": (QBDF(), rober((0.0, 10.0)), {"rtol": 1e-6, "atol": 1e-10, "saveat": [0.0, 5.0, 10.0]}),
+}
+
+
+@pytest.mark.parametrize("case", list(UNCOMPILED))
+def test_uncompiled_program_equals_eager(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """QNDF's program run as Python gives the eager counters (accepted and rejected steps, Jacobians, LUs, Newton
+    iterations, f calls), return code and values to round-off: ROBER (order changes, Jacobian refreshes), the
+    Brusselator with save points inside steps and tstops (each a rescaling onto the stop and back), a Van der Pol
+    batch with rejections, and QBDF (``kappa = 0``) on ROBER with an inner save point."""
+    run_uncompiled(monkeypatch)
+    alg, prob, kw = UNCOMPILED[case]
+    sol = solve_taking_loop(prob, alg, **kw)
+    assert_equals_eager(prob, alg, sol, **kw)
+    if case == "vdp-batch":
+        assert sol.stats.nreject > 0
+
+
+def float32(prob: ps.ODEProblem) -> ps.ODEProblem:
+    """``prob`` in float32 (its ``jac`` kept)."""
+    p = None if prob.p is None else prob.p.float()
+    return ps.ODEProblem(prob.f, prob.u0.float(), prob.tspan, p, jac=prob.jac, batched=prob.batched)
+
+
+F32_CASES = {
+    "fbdf-rober-jac": (ps.FBDF(), float32(rober((0.0, 1e2))), {"rtol": 1e-4, "atol": 1e-7, "saveat": [0.0, 1e2]}),
+    "qndf-rober-jac": (ps.QNDF(), float32(rober((0.0, 1e2))), {"rtol": 1e-4, "atol": 1e-7, "saveat": [0.0, 1e2]}),
+    "fbdf-vdp-batch": (ps.FBDF(), float32(vdp_batch_problem()), {"rtol": 1e-4, "atol": 1e-6,
+                                                                 "saveat": [0.0, 1.0, 3.0]}),
+    "qndf-vdp-batch": (ps.QNDF(), float32(vdp_batch_problem()), {"rtol": 1e-4, "atol": 1e-6,
+                                                                 "saveat": [0.0, 1.0, 3.0]}),
+}
+
+
+@pytest.mark.parametrize("case", list(F32_CASES))
+def test_uncompiled_float32_equals_eager(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """float32 solves: the programs keep times and step decisions in float64 as the eager loop's Python floats,
+    so run uncompiled they take the eager float32 solve's steps (equal counters) with its values to float32
+    round-off (at most 0.05 tolerance units at rtol 1e-4; 0.0023 measured on QNDF's ROBER, 0 elsewhere)."""
+    run_uncompiled(monkeypatch)
+    alg, prob, kw = F32_CASES[case]
+    sol = solve_taking_loop(prob, alg, **kw)
+    assert sol.u.dtype == torch.float32
+    assert_equals_eager(prob, alg, sol, units=0.05, **kw)
+
+
+def autodiff(prob: ps.ODEProblem) -> ps.ODEProblem:
+    """``prob`` without its ``jac`` (the autodiff Jacobian, traced inside the program's ``cond``)."""
+    return ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)
+
+
+COMPILED = {
+    "rober": (rober((0.0, 1e5)), 1e-8, 1e-12),
+    "hires": (hires(), 1e-7, 1e-10),  # analytic jac creating tensor constants
+}
+
+
+@pytest.mark.exhaustive  # compiles its own program (minutes on a loaded CPU)
+@pytest.mark.parametrize("case", list(COMPILED))
+def test_compiled_qndf_equals_eager(case: str) -> None:
+    prob, rtol, atol = COMPILED[case]
+    kw = {"rtol": rtol, "atol": atol, "saveat": [prob.tspan[0], prob.tspan[1]]}
+    assert_equals_eager(prob, ps.QNDF(), solve_taking_loop(prob, ps.QNDF(), **kw), **kw)
+
+
+@pytest.mark.exhaustive
+def test_compiled_float32_fbdf_near_eager() -> None:
+    """Compiled float32 FBDF on ROBER (its analytic jac): inductor's float32 arithmetic rounds differently from
+    eager torch's, which may move a step decision, so the counters agree within a few and the values to a
+    fraction of the tolerance."""
+    prob = float32(rober((0.0, 1e2)))
+    kw = {"rtol": 1e-4, "atol": 1e-7, "saveat": [0.0, 1e2]}
+    sol = solve_taking_loop(prob, ps.FBDF(), **kw)
+    eager = ps.solve(prob, ps.FBDF(), **kw)
+    assert sol.retcode == eager.retcode == ps.ReturnCode.Success and sol.u.dtype == torch.float32
+    for name, value in counts(eager).items():
+        assert abs(counts(sol)[name] - value) <= max(3, 0.05 * value), (name, counts(sol), counts(eager))
+    off = float(((sol.u - eager.u).abs() / (kw["atol"] + kw["rtol"] * eager.u.abs())).max())
+    assert off <= 0.5, off
+
+
+@pytest.mark.exhaustive
+def test_qndf_no_recompilation_across_u0_p_tolerances() -> None:
+    """After warmup, QNDF solves with other ``u0``, ``p``, tolerances and end times compile nothing and give the
+    eager counters."""
+    prob = autodiff(rober((0.0, 1e4)))
+    compiled.clear_cache()
+    seconds = ps.warmup(prob, ps.QNDF(), rtol=1e-6, atol=1e-10, saveat=[1e4])
+    before = compiled.compile_count()
+    for i, scale in enumerate((1.0, 0.9, 1.1)):
+        other = ps.ODEProblem(prob.f, prob.u0 * scale, (0.0, 1e4 * scale), prob.p * scale)
+        rtol = 10.0 ** -(5 + i)
+        kw = {"rtol": rtol, "atol": 1e-4 * rtol, "saveat": [1e4 * scale]}
+        sol = solve_taking_loop(other, ps.QNDF(), **kw)
+        assert sol.stats.compile_time == 0.0
+        assert_equals_eager(other, ps.QNDF(), sol, **kw)
+    assert compiled.compile_count() == before
+    assert seconds > 0.0
