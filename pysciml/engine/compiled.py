@@ -60,7 +60,7 @@ from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled mo
     tracks_grad,
 )
 from .compiled_wrapper import ProgramStepper
-from .explicit_rk import ExplicitRKStepper
+from .explicit_rk import ExplicitRKStepper, combined_error_scale
 from .firk import FIRKStepper
 from .interpolation import polynomial_coefficients
 from .linsolve import DenseLUSolver
@@ -76,6 +76,7 @@ Tensor = torch.Tensor
 def _explicit_program(stepper: ExplicitRKStepper, dense: bool, tag: str) -> _Program:
     tab, F = stepper.tab, _user_f(stepper.rhs)
     rows, b_sum, bt_sum, c_col = stepper._rows, stepper._b, stepper._btilde, stepper._c
+    bt3_sum = stepper._btilde3  # DOP853's two estimators (DP8): combined as the eager step combines them
     D = stepper.dense_matrix if dense and not tab.extra_c else None
     s = tab.stages
 
@@ -96,7 +97,13 @@ def _explicit_program(stepper: ExplicitRKStepper, dense: bool, tag: str) -> _Pro
             assert acc is not None
             u_new, f_end = torch.addcmul(u, h, acc), None
         err = None
-        if bt_sum is not None:
+        if bt3_sum is not None:
+            e5, e3 = (h * e for e in bt3_sum(ks))
+            ud, nd = u.detach(), u_new.detach()
+            scale = atol_n + rtol_n * torch.maximum(ud.abs(), nd.abs())
+            n5, n3 = (torch.linalg.vector_norm(e.detach() / scale, dim=1) for e in (e5, e3))
+            err = e5 * combined_error_scale(n5, n3)[:, None]
+        elif bt_sum is not None:
             (e,) = bt_sum(ks)
             err = h * e if e is not None else torch.zeros_like(u)
         control = _control(err, u, u_new, None, atol_n, rtol_n)
@@ -161,8 +168,6 @@ def _linsolve_reason(linsolve: object) -> str:
 def _unsupported(stepper: Stepper) -> str | None:
     """Why ``stepper`` has no compiled step (``None``: it has one)."""
     if isinstance(stepper, ExplicitRKStepper):
-        if stepper.tab.btilde3 is not None:
-            return f"{stepper.name}'s combined two-estimator error norm (DOP853's) has no compiled step yet"
         return None
     if isinstance(stepper, RosenbrockStepper):
         if not isinstance(stepper.linsolve, DenseLUSolver):

@@ -15,6 +15,14 @@ from .tableaus._base import ExplicitRKTableau, as_tensor
 Tensor = torch.Tensor
 
 
+def combined_error_scale(n5: Tensor, n3: Tensor) -> Tensor:
+    """DOP853's factor ``(B,)`` on the first error estimate, from the RMS norms ``n5``, ``n3`` ``(B,)`` of the two
+    estimates: ``n5 / sqrt(n5**2 + 0.01 n3**2)`` (1 where both are 0). The eager step and the compiled explicit-RK
+    program (:mod:`.compiled`) both use it."""
+    deno = torch.sqrt(n5 * n5 + 0.01 * n3 * n3)
+    return torch.where(deno > 0, n5 / torch.where(deno > 0, deno, torch.ones_like(deno)), torch.ones_like(deno))
+
+
 class ExplicitRKStepper(Stepper):
     """``k_i = f(t + c_i dt, u + dt sum_j a_ij k_j)``; error ``dt sum_i btilde_i k_i``.
 
@@ -93,9 +101,7 @@ class ExplicitRKStepper(Stepper):
         with torch.no_grad():  # a step-size decision: the scale factor carries no gradient
             n5 = error_norm(e5, u, u_new, self.atol, self.rtol)
             n3 = error_norm(e3, u, u_new, self.atol, self.rtol)
-            deno = torch.sqrt(n5 * n5 + 0.01 * n3 * n3)
-            scale = torch.where(deno > 0, n5 / torch.where(deno > 0, deno, torch.ones_like(deno)),
-                                torch.ones_like(deno))
+            scale = combined_error_scale(n5, n3)
         return e5 * scale[:, None]
 
     def interpolant(self, u: Tensor, dt: Tensor, res: StepResult) -> Tensor:
