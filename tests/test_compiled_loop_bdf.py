@@ -36,18 +36,20 @@ def why_eager(prob: ps.ODEProblem, alg: ps.Algorithm | None = None, **kw) -> str
     return compiled_loop_bdf.unsupported(method, _loop_options(prob, c, opts, False), u0)
 
 
-def solve_taking_loop(prob: ps.ODEProblem, **kw) -> ps.ODESolution:
-    """``solve(prob, FBDF(), compile=True)`` that must run through the loop program (no fallback warning)."""
-    return solve_through(compiled_loop_bdf, "integrate", prob, ps.FBDF(), strict=True, **kw)
+def solve_taking_loop(prob: ps.ODEProblem, alg: ps.Algorithm | None = None, **kw) -> ps.ODESolution:
+    """``solve(prob, alg, compile=True)`` (``FBDF()`` by default) that must run through the loop program (no
+    fallback warning)."""
+    return solve_through(compiled_loop_bdf, "integrate", prob, alg or ps.FBDF(), strict=True, **kw)
 
 
-def assert_equals_eager(prob: ps.ODEProblem, sol: ps.ODESolution, units: float = 1e-3, **kw) -> None:
+def assert_equals_eager(prob: ps.ODEProblem, sol: ps.ODESolution, units: float = 1e-3,
+                        alg: ps.Algorithm | None = None, **kw) -> None:
     """The eager counters and return code, and values within ``units`` tolerance units ``atol + rtol |u|``."""
-    eager = ps.solve(prob, ps.FBDF(), **kw)
+    eager = ps.solve(prob, alg or ps.FBDF(), **kw)
     assert eager.retcode == sol.retcode
     assert counts(sol) == counts(eager)
     torch.testing.assert_close(sol.t, eager.t, rtol=0.0, atol=0.0)
-    assert sol.u.shape == eager.u.shape
+    assert sol.u.shape == eager.u.shape and sol.u.dtype == eager.u.dtype
     if eager.u.numel():
         off = float(((sol.u - eager.u).abs() / (kw["atol"] + kw["rtol"] * eager.u.abs())).max())
         assert off <= units, off
@@ -180,19 +182,20 @@ def test_compiled_program_equals_eager(case: str) -> None:
 
 
 @pytest.mark.exhaustive
-def test_no_recompilation_across_u0_p_tolerances() -> None:
+@pytest.mark.parametrize("alg", [ps.FBDF(), ps.QNDF()], ids=["FBDF", "QNDF"])
+def test_no_recompilation_across_u0_p_tolerances(alg: ps.Algorithm) -> None:
     """After warmup, solves with other ``u0``, ``p``, tolerances and end times compile nothing and give the eager
-    counters."""
+    counters (FBDF's program, and QNDF's: engine/compiled_bdf_qndf.py)."""
     prob = autodiff(rober((0.0, 1e4)))  # the solves below have no jac either: one signature
     compiled.clear_cache()  # the other tests may have compiled this signature: warmup compiles it here
-    seconds = ps.warmup(prob, ps.FBDF(), rtol=1e-6, atol=1e-10, saveat=[1e4])
+    seconds = ps.warmup(prob, alg, rtol=1e-6, atol=1e-10, saveat=[1e4])
     before = compiled.compile_count()
     for i, scale in enumerate((1.0, 0.9, 1.1)):
         other = ps.ODEProblem(prob.f, prob.u0 * scale, (0.0, 1e4 * scale), prob.p * scale)
         rtol = 10.0 ** -(5 + i)
         kw = {"rtol": rtol, "atol": 1e-4 * rtol, "saveat": [1e4 * scale]}
-        sol = solve_taking_loop(other, **kw)
+        sol = solve_taking_loop(other, alg, **kw)
         assert sol.stats.compile_time == 0.0
-        assert_equals_eager(other, sol, **kw)
+        assert_equals_eager(other, sol, alg=alg, **kw)
     assert compiled.compile_count() == before
     assert seconds > 0.0
