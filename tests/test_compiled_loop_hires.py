@@ -19,7 +19,7 @@ from torch._higher_order_ops.while_loop import while_loop
 
 import pysciml as ps
 from pysciml.engine import compiled_loop, compiled_parts
-from pysciml.engine.loop_constants import LiftLoopConstants
+from pysciml.engine.loop_constants import lift_loop_constants
 from pysciml.problems import hires
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -79,7 +79,7 @@ def test_pass_moves_loop_constants_out_and_keeps_the_arithmetic():
     gm = loop_graph()
     k0, x0, n = torch.zeros((), dtype=torch.long), torch.tensor([[1.0, 2.0], [-3.0, 0.5]], dtype=F64), torch.tensor(7)
     before = gm(k0, x0, n)
-    LiftLoopConstants()(gm.graph)
+    lift_loop_constants()(gm.graph)
     (loop,) = [node for node in gm.graph.nodes if node.target is torch.ops.higher_order.while_loop]
     assert [a.op for a in loop.args[3]] == ["placeholder", "get_attr", "get_attr", "get_attr"]
     for attr in loop.args[:2]:
@@ -89,7 +89,7 @@ def test_pass_moves_loop_constants_out_and_keeps_the_arithmetic():
     after = gm(k0, x0, n)
     assert int(after[0]) == int(before[0]) == 7
     torch.testing.assert_close(after[1], before[1], rtol=0.0, atol=0.0)
-    assert isinstance(LiftLoopConstants().uuid(), bytes)  # inductor's FX graph cache keys on it
+    assert isinstance(lift_loop_constants().uuid(), bytes)  # inductor's FX graph cache keys on it
 
 
 @pytest.mark.exhaustive

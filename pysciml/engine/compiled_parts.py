@@ -17,7 +17,7 @@ import torch
 from ..problem import call_f
 from ..solution import Stats
 from .linsolve import DenseLUSolver
-from .loop_constants import LiftLoopConstants
+from .loop_constants import lift_loop_constants
 from .loop_records import finite_rows
 from .rhs import RHS
 
@@ -61,7 +61,7 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: b
     try:
         patches: dict[str, Any] = {"cpp_wrapper": cpp_wrapper}
         if cpp_wrapper:  # the C++ wrapper leaves while_loop bodies' tensor constants undeclared: loop_constants
-            patches["post_grad_custom_pre_pass"] = LiftLoopConstants()
+            patches["post_grad_custom_pre_pass"] = lift_loop_constants()
         inner = _cpp_backward_inner if cpp_backward and not cpp_wrapper else compile_fx_inner
         return compile_fx(gm, example_inputs, inner_compile=inner, config_patches=patches)
     finally:
@@ -76,7 +76,7 @@ def _cpp_backward_inner(gm: torch.fx.GraphModule, example_inputs: list[Any], **k
 
     if not kwargs.get("is_backward"):
         return compile_fx_inner(gm, example_inputs, **kwargs)
-    with config.patch(post_grad_custom_pre_pass=LiftLoopConstants()):
+    with config.patch(post_grad_custom_pre_pass=lift_loop_constants()):
         return compile_fx_inner(gm, example_inputs, **{**kwargs, "cpp_wrapper": True})
 
 

@@ -4,8 +4,8 @@ A ``f`` or ``jac`` that builds a tensor from literals (``torch.tensor(...)``, as
 leaves, after AOTAutograd, a ``get_attr`` of a tensor constant inside the ``while_loop``'s body (or condition)
 graph. In torch 2.13, inductor's C++ wrapper declares the constants of the outer graph only, so the generated
 code names an undeclared ``while_loop_body_graph_0__tensor_constant0`` and the C++ build fails.
-:class:`LiftLoopConstants` moves each such constant to the outer graph (a buffer of the outer module) and hands it
-to the loop as one more ``additional_inputs`` operand: a new trailing placeholder in both the body and the
+:func:`lift_loop_constants`'s pass moves each such constant to the outer graph (a buffer of the outer module) and
+hands it to the loop as one more ``additional_inputs`` operand: a new trailing placeholder in both the body and the
 condition graph (``while_loop`` passes the carried values, then the additional ones, to both), which replaces the
 ``get_attr``. The arithmetic is unchanged; the constant is read, not copied, on each iteration.
 
@@ -18,10 +18,11 @@ a loop's body are not rewritten.
 
 from __future__ import annotations
 
-import torch
-from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
+from typing import Any
 
-__all__ = ["LiftLoopConstants"]
+import torch
+
+__all__ = ["lift_loop_constants"]
 
 
 def _tensor_constants(sub: torch.fx.GraphModule) -> list[torch.fx.Node]:
@@ -78,16 +79,28 @@ def _lift_from(graph: torch.fx.Graph, loop: torch.fx.Node, subs: list[torch.fx.G
     return outer
 
 
-class LiftLoopConstants(CustomGraphPass):
-    """The pass (see the module docstring); its ``uuid`` is this file's hash, for inductor's FX graph cache."""
+_PASS_TYPE: Any = None
 
-    def __call__(self, graph: torch.fx.Graph) -> None:
-        ops = (torch.ops.higher_order.while_loop, torch.ops.higher_order.cond)
-        loops = [n for n in graph.nodes if n.op == "call_function" and n.target in ops]
-        for loop in loops:
-            _lift(graph, loop)
-        if loops:
-            graph.owning_module.recompile()
 
-    def uuid(self) -> bytes:
-        return get_hash_for_files((__file__,))
+def lift_loop_constants() -> Any:
+    """A new instance of the pass (see the module docstring), an inductor ``CustomGraphPass`` whose ``uuid`` is this
+    file's hash, for inductor's FX graph cache. The class is built on the first call, so that ``import pysciml``
+    does not import inductor (about 5 s on this machine); a compile imports it anyway."""
+    global _PASS_TYPE
+    if _PASS_TYPE is None:
+        from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
+
+        class LiftLoopConstants(CustomGraphPass):
+            def __call__(self, graph: torch.fx.Graph) -> None:
+                ops = (torch.ops.higher_order.while_loop, torch.ops.higher_order.cond)
+                loops = [n for n in graph.nodes if n.op == "call_function" and n.target in ops]
+                for loop in loops:
+                    _lift(graph, loop)
+                if loops:
+                    graph.owning_module.recompile()
+
+            def uuid(self) -> bytes:
+                return get_hash_for_files((__file__,))
+
+        _PASS_TYPE = LiftLoopConstants
+    return _PASS_TYPE()
