@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.integrate import solve_ivp
 
 from .errors import InputError, SolverError
 from .solution import ReturnCode
@@ -141,6 +140,8 @@ def odeint_scipy(func: Callable[..., Any], y0: Tensor | tuple[Tensor, ...], t: T
     if solver == "LSODA" or min_step != 0.0:
         kwargs["min_step"] = min_step
     y_start = flat.detach().cpu().numpy()
+    from scipy.integrate import solve_ivp  # here, not at import: scipy.integrate takes 1-2 s to import
+
     try:
         sol = solve_ivp(rhs, (times[0], times[-1]), y_start, method=solver, t_eval=times,
                         rtol=_tolerance("rtol", rtol, parts), atol=_tolerance("atol", atol, parts), **kwargs)
