@@ -74,7 +74,8 @@ def solve_native(prob: ODEProblem, alg: Algorithm | None = None, options: SolveO
 def _solve_bdf(alg: BDFAlgorithm, prob: ODEProblem, c: Any, opts: SolveOptions, stats: Stats,
                progress: bool) -> LoopResult:
     """FBDF / QNDF on :func:`~.engine.bdf_loop.integrate_bdf`; fixed steps start with Rodas5P steps; ``compile=True``
-    FBDF solves on :mod:`~.engine.compiled_loop_bdf` where it covers them (else one warning says why)."""
+    FBDF, QNDF and QBDF solves on :mod:`~.engine.compiled_loop_bdf` where it covers them (else one warning says
+    why)."""
     method, u0 = _bdf_method(alg, prob, c, stats)
     loop = _loop_options(prob, c, opts, progress)
     if opts.compile:
@@ -130,7 +131,7 @@ def warmup(prob: ODEProblem, alg: Algorithm | None = None, **solve_kwargs: Any) 
     opts = SolveOptions().replace(**solve_kwargs, compile=True)
     c = check_solve(prob, alg, opts)
     stats = Stats()
-    if isinstance(c.alg, BDFAlgorithm):  # FBDF's loop program (engine/compiled_loop_bdf.py)
+    if isinstance(c.alg, BDFAlgorithm):  # the BDF loop programs (engine/compiled_loop_bdf.py)
         method, u0 = _bdf_method(c.alg, prob, c, stats)
         loop = _loop_options(prob, c, opts, False)
         why = compiled_loop_bdf.unsupported(method, loop, u0)
