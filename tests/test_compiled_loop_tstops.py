@@ -3,10 +3,10 @@
 The loop's control lands each step on the next stop (:func:`~pysciml.engine.compiled_control.controlled_step_fn`
 with more than one stop), as the eager loops do; the save points a step passes are interpolated on the step that
 landed. The default run runs the loop program uncompiled (its ``while_loop`` as a Python loop,
-``tests/loop_programs.py``) against the eager solve: values and counters, one trajectory and a batch, forward and
-differentiated, on a Van der Pol oscillator with a forcing that switches on at a tstop (a kink in ``t``, so landing
-on it matters: without the stop the eager solution moves by ~4e-5). The compiled programs (minutes each on a cold
-inductor cache on a small, loaded CPU) are ``exhaustive``.
+``tests/loop_programs.py``) against the eager solve: values and counters, one trajectory (float64 and float32) and
+a batch, forward and differentiated, on a Van der Pol oscillator with a forcing that switches on at a tstop (a kink
+in ``t``, so landing on it matters: without the stop the eager solution moves by 4e-8 to 4e-5). The compiled
+programs (minutes each on a cold inductor cache on a small, loaded CPU) are ``exhaustive``.
 """
 
 from __future__ import annotations
@@ -82,6 +82,22 @@ def test_uncompiled_loop_lands_on_tstops_as_eager(monkeypatch: pytest.MonkeyPatc
     assert counts(whole) == counts(eager)
     torch.testing.assert_close(whole.u, eager.u, rtol=1e-9, atol=1e-12)
     assert float((free.u - eager.u).abs().max()) > 1e-8  # landing on the kink matters (4e-8 to 4e-5 measured)
+
+
+@pytest.mark.parametrize("alg", ALGS, **IDS)
+def test_uncompiled_float32_trajectory_lands_on_tstops_as_scalar_loop(monkeypatch: pytest.MonkeyPatch,
+                                                                      alg: ps.Algorithm) -> None:
+    """One float32 trajectory (the loop keeps its time and stops in float64, as the scalar loop keeps them in Python
+    floats): the scalar loop's counters, values to float32 round-off (1e-6 measured for Rodas5P, 0 for Tsit5)."""
+    run_loops_uncompiled(monkeypatch, compiled_loop)
+    prob = ps.ODEProblem(kinked, torch.tensor([2.0, 0.0]), (0.0, 3.0), torch.tensor([3.0]), tgrad=kinked_tgrad)
+    kw = {**KW, "rtol": 1e-4, "atol": 1e-6}
+    with torch.no_grad():
+        eager = ps.solve(prob, alg, **kw)
+        whole = solve_through(compiled_loop, "run_whole", prob, alg, **kw)
+    assert eager.success and whole.success and whole.u.dtype == torch.float32
+    assert counts(whole) == counts(eager)
+    torch.testing.assert_close(whole.u, eager.u, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("alg", ALGS, **IDS)
