@@ -56,8 +56,10 @@ PYSCIML = (ps.Rodas5P(), ps.Rodas4(), ps.KenCarp4(), ps.Rosenbrock23())
 RODAS5P, RODAS5P_AD = "pysciml Rodas5P", "pysciml Rodas5P (autodiff J)"
 RODAS5P_C, RODAS5P_C_AD = "pysciml Rodas5P compiled", "pysciml Rodas5P compiled (autodiff J)"  # compile=True
 FBDF_C_AD = "pysciml FBDF compiled (autodiff J)"  # compile=True, FBDF's loop program; only when selected by --rows
+QNDF_C_AD = "pysciml QNDF compiled (autodiff J)"  # compile=True, QNDF's loop program; only when selected by --rows
+QNDF_AD = "pysciml QNDF (autodiff J)"  # eager QNDF beside it; only when selected by --rows
 SUMMARY_ROWS = (RODAS5P, RODAS5P_AD, RODAS5P_C, RODAS5P_C_AD)  # the rows the summary compares with SciPy
-SELECTABLE_ROWS = (FBDF_C_AD,)  # run and summarised only when ``rows`` names them
+SELECTABLE_ROWS = (FBDF_C_AD, QNDF_C_AD, QNDF_AD)  # run and summarised only when ``rows`` names them
 PYSCIML_ROWS = ("pysciml Rodas4", "pysciml KenCarp4", "pysciml KenCarp4 (IMEX)", "pysciml Rosenbrock23")
 SCIPY = ("Radau", "BDF", "LSODA")
 DIFFRAX = ("Kvaerno5", "KenCarp4")
@@ -91,6 +93,10 @@ def solvers(case: StiffCase, jaxmods, size: str = "full", rows: tuple[str, ...] 
             out.append((RODAS5P_C_AD, pysciml_solver(case, alg, autodiff_jac=True, compile=True)))
     if rows is not None and FBDF_C_AD in rows:
         out.append((FBDF_C_AD, pysciml_solver(case, ps.FBDF(), autodiff_jac=True, compile=True)))
+    if rows is not None and QNDF_AD in rows:
+        out.append((QNDF_AD, pysciml_solver(case, ps.QNDF(), autodiff_jac=True)))
+    if rows is not None and QNDF_C_AD in rows:
+        out.append((QNDF_C_AD, pysciml_solver(case, ps.QNDF(), autodiff_jac=True, compile=True)))
     out += [(f"SciPy {m}", scipy_solver(case, m)) for m in SCIPY]
     if jaxmods is not None:
         for name in DIFFRAX:
