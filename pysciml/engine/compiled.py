@@ -59,6 +59,7 @@ from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled mo
     tgrad_fn,
     tracks_grad,
 )
+from .compiled_symplectic import compile_splitting, splitting_unsupported
 from .compiled_wrapper import ProgramStepper
 from .explicit_rk import ExplicitRKStepper, combined_error_scale
 from .firk import FIRKStepper
@@ -67,6 +68,7 @@ from .linsolve import DenseLUSolver
 from .linsolve_sparse import SparseLUSolver
 from .rosenbrock import RosenbrockStepper
 from .stepper import Stepper, StepResult
+from .symplectic import SplittingStepper
 
 __all__ = ["CompiledStepper", "compile_stepper", "compile_count", "clear_cache", "CACHE_SIZE"]
 
@@ -185,6 +187,8 @@ def _unsupported(stepper: Stepper) -> str | None:
         return None
     if isinstance(stepper, FIRKStepper):
         return firk_unsupported(stepper)
+    if isinstance(stepper, SplittingStepper):
+        return splitting_unsupported(stepper)
     return f"the {type(stepper).__name__.removesuffix('Stepper')} family has no compiled step yet"
 
 
@@ -261,6 +265,8 @@ def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol
     if why is not None:
         warnings.warn(f"compile=True: {why}; solving eagerly", RuntimeWarning, stacklevel=4)
         return stepper
+    if isinstance(stepper, SplittingStepper):  # its own program and stepper (engine/compiled_symplectic.py)
+        return compile_splitting(stepper, stats, bsz, atol, rtol)
     start = time.perf_counter()
     program = _program(stepper, bsz, dense)  # a new one imports and sets up torch.compile: compile time too
     stats.compile_time += time.perf_counter() - start

@@ -12,6 +12,7 @@ at order ``min(p, 4)`` for a method of order ``p``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -36,6 +37,35 @@ def _all(mask: Tensor | bool) -> bool:
 
 def _none(mask: Tensor | bool) -> bool:
     return (not mask) if isinstance(mask, bool) else not bool(mask.any())
+
+
+def drift_kick(plan: list[tuple[float, float, float]], t: Any, dt: Any, h: Any, q: Any, p: Any, v: Any, f: Any,
+               velocity: Callable[..., Any], force: Callable[..., Any]) -> tuple[Any, Any, tuple[Any, ...]]:
+    """One splitting step ``D(a_1) K(b_1) ... D(a_s) K(b_s)`` (``plan``: ``(a_i, b_i, c_i)``, ``c_i`` the drift sum
+    so far, the time of the ``i``-th force) from ``(q, p)`` at time ``t`` (engine layout ``(B,)``) by ``dt`` (``h``:
+    ``dt`` broadcastable over ``q``). ``v``, ``f``: the velocity and force at ``(q, p)`` when known, else ``None``;
+    a missing one is evaluated by ``velocity(t, q, p)`` / ``force(t + c dt, q, p)`` only where the plan needs it
+    (first-same-as-last). Returns the new ``(q, p)`` and ``(v_start, f_start, v_end, f_end)``, each ``None`` where
+    the step did not evaluate it. The eager :class:`SplittingStepper`, its compiled program
+    (:mod:`.compiled_symplectic`) and the program's evaluation count (run on Python floats) share it."""
+    v_start, f_start = v, f
+    moved_q = moved_p = False
+    for a, b, c in plan:
+        if a != 0.0:
+            if v is None:
+                v = velocity(t, q, p)
+                if not moved_p:
+                    v_start = v
+            q = q + (a * h) * v
+            f, moved_q = None, True
+        if b != 0.0:
+            if f is None:
+                f = force(t + c * dt, q, p)
+                if not moved_q:
+                    f_start = f
+            p = p + (b * h) * f
+            v, moved_p = None, True
+    return q, p, (v_start, f_start, v, f)
 
 
 class _LazyEnds(Stepper):
@@ -169,26 +199,8 @@ class SplittingStepper(_LazyEnds):
 
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
         q, p = self._split(u)
-        h = self._scalar(dt)
-        v, f = self._v, self._f
-        v_start, f_start = v, f
-        moved_q = moved_p = False
-        for a, b, c in self._plan:
-            if a != 0.0:
-                if v is None:
-                    v = self._velocity(t, q, p)
-                    if not moved_p:
-                        v_start = v
-                q = q + (a * h) * v
-                f, moved_q = None, True
-            if b != 0.0:
-                if f is None:
-                    f = self._force(t + c * dt, q, p)
-                    if not moved_q:
-                        f_start = f
-                p = p + (b * h) * f
-                v, moved_p = None, True
-        self._step = (v_start, f_start, v, f)
+        q, p, self._step = drift_kick(self._plan, t, dt, self._scalar(dt), q, p, self._v, self._f, self._velocity,
+                                      self._force)
         self._t_end = t + dt
         return StepResult(u_new=self._join(q, p, u.shape[0]), err=None, ok=None, stages=[], f_start=u.new_empty(0),
                           t_start=t)

@@ -1,0 +1,127 @@
+"""The compiled step of the explicit symplectic (splitting) methods (``solve(..., compile=True)`` with
+``VelocityVerlet()``, ``Leapfrog()``, ``Yoshida4()``, ``McAte5()``, ... on a :class:`~pysciml.SecondOrderODEProblem`).
+
+A splitting step (:func:`~.symplectic.drift_kick`: the drifts ``q += a h v``, the kicks ``p += b h F`` with the
+user's acceleration at each kick) is traced into one program per signature (method, batch and state shape, dtype,
+device, the acceleration function), with the velocity and force known at the step's start as inputs (Dynamo
+compiles one graph for each pattern of known and missing ones: after the first step, both are known). The fixed-step
+loops stay the eager ones around it (:class:`CompiledSplittingStepper`, a :class:`~.compiled_wrapper.ProgramStepper`):
+saving, the oscillation check (:mod:`.symplectic_check`) and the Hermite interpolant use the wrapped eager stepper,
+which computes the end fields the step did not, eagerly and counted, as in an eager solve. The step's evaluations are
+counted in ``stats.nf`` as the eager step counts them (found once per pattern by running :func:`drift_kick` on Python
+floats).
+
+What has no compiled step: a :class:`~pysciml.HamiltonianProblem`, whose velocity and force are gradients of ``H`` by
+``torch.autograd.grad`` (Dynamo does not trace it: "Attempted to call function marked as skipped"), including an
+HNN's learned ``H``; such solves run eagerly after one warning. An acceleration that does not trace (data-dependent
+Python) falls back at its first step with :class:`~.compiled_wrapper.ProgramStepper`'s warning.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+from typing import Any
+
+import torch
+
+from ..problem_dynamical import SecondOrderODEProblem
+from ..solution import Stats
+from .compiled_parts import _CACHE, CACHE_SIZE, _Program
+from .compiled_wrapper import ProgramStepper
+from .stepper import StepResult
+from .symplectic import SplittingStepper, drift_kick
+
+__all__ = ["CompiledSplittingStepper", "compile_splitting", "splitting_unsupported"]
+
+Tensor = torch.Tensor
+
+
+def splitting_unsupported(stepper: SplittingStepper) -> str | None:
+    """Why ``stepper``'s solve has no compiled step (``None``: it has one)."""
+    if isinstance(stepper.prob, SecondOrderODEProblem):
+        return None
+    return (f"{stepper.name} on a {type(stepper.prob).__name__}: its velocity and force are gradients of H by "
+            "torch.autograd.grad, which does not trace into a compiled program (a SecondOrderODEProblem with its "
+            "acceleration given compiles)")
+
+
+def _splitting_program(stepper: SplittingStepper, tag: str) -> _Program:
+    prob = stepper.prob
+    accel, takes_p = prob.accel, prob.accel_takes_p
+    n, batched, shape, plan = stepper.n, stepper.batched, stepper.shape, stepper._plan
+
+    def split(u: Tensor) -> tuple[Tensor, Tensor]:  # SplittingStepper's layout (_split, _join, _scalar, _time)
+        x = u.reshape(u.shape[0], *shape) if batched else u[0].reshape(shape)
+        return x[..., :n], x[..., n:]
+
+    def splitting_step(params: Any, t: Tensor, u: Tensor, dt: Tensor, v: Tensor | None,
+                       f: Tensor | None) -> tuple[Any, ...]:
+        def velocity(tt: Tensor, x: Tensor, w: Tensor) -> Tensor:  # SecondOrderODEProblem.velocity: v itself
+            return w
+
+        def force(tt: Tensor, x: Tensor, w: Tensor) -> Tensor:  # SecondOrderODEProblem.force, the acceleration
+            tu = tt if batched else tt[0]
+            return accel(tu, x, w, params) if takes_p else accel(tu, x, w)
+
+        x, w = split(u)
+        h = dt.reshape(dt.shape[0], *([1] * len(shape))) if batched else dt[0]
+        x, w, ends = drift_kick(plan, t, dt, h, x, w, v, f, velocity, force)
+        return torch.cat([x, w], dim=-1).reshape(u.shape[0], -1), ends
+
+    prog = _Program(tag)
+    prog.add("step", splitting_step)
+    return prog
+
+
+@cache
+def _evaluations(plan: tuple[tuple[float, float, float], ...], v_known: bool, f_known: bool) -> tuple[int, int]:
+    """How many velocity and force evaluations a step from a state with the velocity / force known makes."""
+    calls = [0, 0]
+
+    def velocity(*args: Any) -> float:
+        calls[0] += 1
+        return 0.0
+
+    def force(*args: Any) -> float:
+        calls[1] += 1
+        return 0.0
+
+    drift_kick(list(plan), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0 if v_known else None, 0.0 if f_known else None, velocity,
+               force)
+    return calls[0], calls[1]
+
+
+def compile_splitting(stepper: SplittingStepper, stats: Stats, bsz: int, atol: Tensor,
+                      rtol: float) -> CompiledSplittingStepper:
+    """``stepper`` with its step compiled (the program cached by signature); ``splitting_unsupported`` must be
+    ``None``."""
+    prob = stepper.prob
+    u0 = prob.u0
+    key = ("Splitting", stepper.name, bsz, stepper.shape, stepper.batched, stepper.n, u0.dtype, str(u0.device),
+           id(prob.accel), prob.accel_takes_p)
+    start = time.perf_counter()
+    prog = _CACHE.get(key)
+    if prog is None:
+        prog = _CACHE[key] = _splitting_program(stepper, f"{len(_CACHE)}_{abs(hash(key)) % 10**8}")
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    stats.compile_time += time.perf_counter() - start
+    return CompiledSplittingStepper(stepper, prog, stats, atol, rtol)
+
+
+class CompiledSplittingStepper(ProgramStepper):
+    """A :class:`~.symplectic.SplittingStepper` (``inner``) whose steps run the compiled program; ``inner`` keeps
+    the velocity and force known at the current state and the step's end fields, and does everything else."""
+
+    def _step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
+        inner = self.inner
+        assert isinstance(inner, SplittingStepper)
+        v, f = inner._v, inner._f
+        u_new, ends = self.program.run("step", self.stats, inner.prob.p, t, u, dt, v, f)
+        n_velocity, n_force = _evaluations(tuple(inner._plan), v is not None, f is not None)
+        self.stats.nf += n_velocity * inner.count_velocity + n_force
+        inner._step, inner._t_end = tuple(ends), t + dt
+        return StepResult(u_new=u_new, err=None, ok=None, stages=[], f_start=u.new_empty(0), t_start=t)
