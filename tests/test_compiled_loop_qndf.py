@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 from loop_programs import counts, vdp_batch_problem
-from test_compiled_loop_bdf import assert_equals_eager, run_uncompiled, solve_taking_loop
+from test_compiled_loop_bdf import assert_equals_eager, rober_dae, run_uncompiled, solve_taking_loop
 
 import pysciml as ps
 from pysciml.algorithms_bdf import QBDF
@@ -53,6 +53,7 @@ UNCOMPILED = {
                              "tstops": [1.1, 3.0]}),
     "vdp-batch": (ps.QNDF(), vdp_batch_problem(6.0), {"rtol": 1e-4, "atol": 1e-7, "saveat": [0.0, 1.0, 6.0]}),
     "qbdf-rober": (QBDF(), rober((0.0, 10.0)), {"rtol": 1e-6, "atol": 1e-10, "saveat": [0.0, 5.0, 10.0]}),
+    "rober-dae-mass": (ps.QNDF(), rober_dae(1.0), {"rtol": 1e-6, "atol": 1e-10, "saveat": [0.0, 0.5, 1.0]}),
 }
 
 
@@ -61,11 +62,12 @@ def test_uncompiled_program_equals_eager(monkeypatch: pytest.MonkeyPatch, case: 
     """QNDF's program run as Python gives the eager counters (accepted and rejected steps, Jacobians, LUs, Newton
     iterations, f calls), return code and values to round-off: ROBER (order changes, Jacobian refreshes), the
     Brusselator with save points inside steps and tstops (each a rescaling onto the stop and back), a Van der Pol
-    batch with rejections, and QBDF (``kappa = 0``) on ROBER with an inner save point."""
+    batch with rejections, QBDF (``kappa = 0``) on ROBER with an inner save point, and ROBER as a DAE with a mass
+    matrix (its algebraic component magnifies round-off: 9.7e-6 tolerance units measured; bound 1e-2 as FBDF's)."""
     run_uncompiled(monkeypatch)
     alg, prob, kw = UNCOMPILED[case]
     sol = solve_taking_loop(prob, alg, **kw)
-    assert_equals_eager(prob, sol, alg=alg, **kw)
+    assert_equals_eager(prob, sol, units=1e-2 if case == "rober-dae-mass" else 1e-3, alg=alg, **kw)
     if case == "vdp-batch":
         assert sol.stats.nreject > 0
 
