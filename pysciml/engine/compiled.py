@@ -21,8 +21,10 @@ Programs are cached at module level by signature (family, tableau, batch and sta
 and its Jacobian functions, grad mode): tolerances, times, ``u0`` and the tensors in ``p`` are inputs, so a
 parameter sweep compiles once. Each program gets its own code object, hence its own Dynamo cache. A compile
 that fails (data-dependent Python in ``f``, a graph break) falls back to the eager stepper with one
-``RuntimeWarning`` that says why; what has no compiled step (symplectic methods, GMRES, finite-difference
-Jacobians, ARK with a linear implicit part) runs eagerly after one warning too.
+``RuntimeWarning`` that says why; what has no compiled step (``ImplicitMidpoint``, the Adams methods, splitting
+methods on a ``HamiltonianProblem``, GMRES, finite-difference Jacobians, ARK with a linear implicit part) runs
+eagerly after one warning too. The explicit symplectic splitting step has its own program and stepper in
+:mod:`.compiled_symplectic`.
 """
 
 from __future__ import annotations
