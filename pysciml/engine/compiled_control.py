@@ -177,6 +177,9 @@ def controlled_step_fn(stepper: CompiledStepper, opts: LoopOptions, direction: f
 class _CountedSaver(_Saver):
     """:class:`~.loop_saver._Saver` told by the program how many save points each trajectory's step passed."""
 
+    def _track(self) -> None:
+        """Nothing: the program counts the save points passed (``_Saver``'s next-save tracking is not used)."""
+
     def save_counted(self, most: int, inside: bool, n_cross: Tensor, idx: Tensor, t_prev: Tensor, t: Tensor,
                      dt: Tensor, u: Tensor, coeffs: Tensor | Callable[[], Tensor]) -> None:
         assert self.saveat is not None

@@ -407,8 +407,11 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
     direction = 1.0 if opts.t1 > opts.t0 else -1.0
     save_t = save_times(opts, scalar)
     tdt = torch.float64 if scalar else u0.dtype
-    times = torch.tensor(save_t, dtype=tdt)  # compared in the time's dtype
-    interior = bool(((times != opts.t0) & (times != opts.t1)).any())
+    if tdt == torch.float64:  # Python floats compare as float64
+        interior = any(s != opts.t0 and s != opts.t1 for s in save_t)
+    else:  # compared in the time's dtype
+        times = torch.tensor(save_t, dtype=tdt)
+        interior = bool(((times != opts.t0) & (times != opts.t1)).any())
     prog = _loop_program(stepper, opts, direction, interior, u0, family_type)
     prologue = getattr(prog.family, "prologue", False)
     if prologue and "loop" not in prog.ran:  # f's first-call checks (once per program: f is in its signature)

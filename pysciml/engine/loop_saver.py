@@ -28,9 +28,9 @@ class _Saver:
         compiled loop of one trajectory, whose float64 time compares as the scalar loop's does); else found here."""
         self.direction = direction
         self.everystep = opts.save_everystep
-        self.ts_list = [torch.tensor(opts.t0, dtype=u0.dtype, device=u0.device)]
-        self.us_list = [u0]
         self.saveat = opts.saveat
+        self.ts_list = [] if self.saveat is not None else [torch.tensor(opts.t0, dtype=u0.dtype, device=u0.device)]
+        self.us_list = [u0]
         if self.saveat is not None:
             s = self.saveat.shape[0]
             bsz = u0.shape[0]
@@ -43,8 +43,13 @@ class _Saver:
             else:
                 self.out[:first] = u0[None]
             self.idx = torch.full((bsz,), first, dtype=torch.long, device=u0.device)
-            self.keyed = self.direction * self.saveat
-            self._update_next()
+            self._track()
+
+    def _track(self) -> None:
+        """Start tracking each trajectory's next save time for :meth:`wants` and :meth:`save`."""
+        assert self.saveat is not None
+        self.keyed = self.direction * self.saveat
+        self._update_next()
 
     def _update_next(self) -> None:
         """``next_keyed`` (``(B,)``): each trajectory's next save time times ``direction``, inf when done."""
