@@ -3,7 +3,7 @@
 The program must take the eager FBDF solve's steps: the same accepted and rejected steps, orders, Jacobians,
 factorizations, Newton iterations and f calls, and the same values to round-off. Compiling takes minutes on a
 loaded 2-core CPU, so every test that compiles is ``exhaustive``; the default run checks the dispatch, the
-fallbacks and runs the program uncompiled (its ``while_loop`` and ``cond`` calls as Python), which checks its
+fallbacks and runs the program uncompiled (its ``while_loop`` calls as Python), which checks its
 bookkeeping (the carried history, order, factorization and counters) without inductor.
 """
 
@@ -56,13 +56,8 @@ def assert_equals_eager(prob: ps.ODEProblem, sol: ps.ODESolution, units: float =
 
 
 def run_uncompiled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The loop programs (FBDF's, QNDF's) as Python: their while_loops as Python loops, ``cond`` as ``if``."""
+    """The loop programs (FBDF's, QNDF's) as Python: their while_loops as Python loops."""
     run_loops_uncompiled(monkeypatch, compiled_loop_bdf, compiled_bdf_step, compiled_bdf_qndf)
-
-    def python_cond(pred, true_fn, false_fn, operands):
-        return true_fn(*operands) if bool(pred) else false_fn(*operands)
-
-    monkeypatch.setattr(compiled_bdf_step, "cond", python_cond)
 
 
 def test_dispatch() -> None:
@@ -162,7 +157,7 @@ def test_uncompiled_program_equals_eager(monkeypatch: pytest.MonkeyPatch, case: 
 
 
 def autodiff(prob: ps.ODEProblem) -> ps.ODEProblem:
-    """``prob`` without its ``jac`` (the autodiff Jacobian, traced inside the program's ``cond``)."""
+    """``prob`` without its ``jac`` (the autodiff Jacobian, traced inside the program's Jacobian renewal)."""
     return ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)
 
 

@@ -8,12 +8,16 @@ computed on the fixed ``HISTORY``-long arrays with the unused entries masked (a 
 term to 0, so the used ones combine in the same order as the eager code's). Values equal the eager ones to
 round-off: the eager weights come from NumPy, whose reductions group terms differently in the last bits.
 
-:func:`attempt` is :meth:`~.bdf.BDFMethod.attempt`: a fresh Jacobian when it is stale (``torch.cond``: computed
-only then), the factorization of ``M/c - J`` renewed only when ``c`` has moved by more than ``REFACTOR``
-(``torch.cond`` again), simplified Newton as a ``torch.while_loop``, and a second try with a fresh Jacobian after
-a failure with an old one, all in one ``while_loop`` of one or two tries (one Newton loop in the body: torch 2.13's
-C++ wrapper mixed up the carries of two sibling ``while_loop`` calls in one body, :mod:`.compiled_loop_firk`).
-``cond`` and ``while_loop`` are module names so the tests can run the code as plain Python.
+:func:`attempt` is :meth:`~.bdf.BDFMethod.attempt`: a fresh Jacobian when it is stale, the factorization of
+``M/c - J`` renewed only when ``c`` has moved by more than ``REFACTOR``, simplified Newton as a
+``torch.while_loop``, and a second try with a fresh Jacobian after a failure with an old one, all in one
+``while_loop`` of one or two tries. The two renewals are ``while_loop`` calls of zero or one iteration (computed
+only when due): a loop that does not run hands its carries on as they are, where a ``torch.cond`` branch that kept
+the Jacobian or the factors had to return copies of the ``(n, n)`` tensors (a branch may not return its inputs),
+two copies per attempt. (Two calls of one Newton loop in a body came out wrong with torch 2.13's C++ wrapper,
+:mod:`.compiled_loop_firk`; these sibling loops have bodies of their own, and the compiled Brusselator solve gives
+the values and counters of the ``cond`` version bit for bit.) ``while_loop`` is a module name so the tests can run
+the code as plain Python.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from .linsolve import DenseLUSolver
 __all__ = ["attempt", "error_constant", "interpolate", "lagrange", "order_error", "pick", "rms_max"]
 
 Tensor = torch.Tensor
-cond = torch.cond
 
 
 def pick(x: Tensor, i: Tensor) -> Tensor:
@@ -125,9 +128,14 @@ def interpolate(ts: Tensor, ys: Tensor, order: Tensor, nhist: Tensor, theta: Ten
     return out
 
 
+def _again(go: Tensor, *rest: Tensor) -> Tensor:
+    """The condition of a ``while_loop`` of zero or one iteration (its body sets ``go`` to ``False``)."""
+    return go.clone()
+
+
 def _copies(*xs: Tensor) -> tuple[Tensor, ...]:
-    """New row-major tensors: a ``cond`` branch may not return its inputs, and both branches must give the same
-    strides (the LU factors come column-major: carried as their transpose, ``lu.mT``)."""
+    """New row-major tensors: a ``while_loop`` body may not return its inputs, and must give its carries' strides
+    (the LU factors come column-major: carried as their transpose, ``lu.mT``)."""
     return tuple(x.clone(memory_format=torch.contiguous_format) for x in xs)
 
 
@@ -187,20 +195,21 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
     def one_try(i: Tensor, retry: Tensor, conv: Tensor, y_new: Tensor, d: Tensor, iters: Tensor, finite: Tensor,
                 J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor, c_lu: Tensor, jac_stale: Tensor,
                 jac_current: Tensor, eta: Tensor, counts: Tensor) -> tuple[Tensor, ...]:
-        J = cond(jac_stale, lambda J: _copies(jacobian(p, t_new, y_pred)), lambda J: _copies(J), (J,))[0]
+        # the renewals: while_loops of zero or one iteration (not torch.cond, whose keeping branch copied J or LU)
+        def renew_jac(go: Tensor, J: Tensor) -> tuple[Tensor, Tensor]:
+            return torch.zeros_like(go), *_copies(jacobian(p, t_new, y_pred))
+
+        _, J = while_loop(_again, renew_jac, (jac_stale.clone(), J))
         counts = counts + jac_stale * bump[0]
         c_lu = torch.where(jac_stale, math.nan, c_lu)
         jac_current = jac_current | jac_stale
         refactor = torch.isnan(c_lu) | ((c / c_lu - 1.0).abs() > REFACTOR)
 
-        def fresh(J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor) -> tuple[Tensor, ...]:
+        def renew_lu(go: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor, ok: Tensor) -> tuple[Tensor, ...]:
             ok, lu_new, piv_new, inv_new = lu_parts(J, inv_c.to(J.dtype).expand(b), mass)
-            return (*_copies(lu_new.mT, piv_new, inv_new if small else inverse), ok.all())
+            return (torch.zeros_like(go), *_copies(lu_new.mT, piv_new, inv_new if small else inverse), ok.all())
 
-        def keep(J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor) -> tuple[Tensor, ...]:
-            return (*_copies(lu, piv, inverse), torch.ones((), dtype=torch.bool, device=J.device))
-
-        lu, piv, inverse, ok = cond(refactor, fresh, keep, (J, lu, piv, inverse))
+        _, lu, piv, inverse, ok = while_loop(_again, renew_lu, (refactor, lu, piv, inverse, torch.ones_like(refactor)))
         counts = counts + refactor * bump[1]
         c_lu = torch.where(refactor, torch.where(ok, c, math.nan), c_lu)
         status, y_new, d, iters, finite, eta_new = newton(lu, piv, inverse, ok, eta)

@@ -8,8 +8,8 @@ the next order and step by the FLC rules), with everything the eager loop keeps 
 the time, step, stop and save indices, the counts of equal steps and of failures in a row, the order, the past
 times and values (a fixed ``HISTORY``-long array and its fill), the Jacobian, the LU factors and the ``c`` they
 were made with, the Jacobian's freshness, Newton's rate estimate, the return code and the ``sol.stats`` counters.
-The Jacobian (``torch.cond``) and the factorization (``torch.cond``) are computed only where the eager method
-computes them, so a solve makes the eager solve's ``njac`` and ``nlu``, not one per step. What runs before the
+The Jacobian and the factorization (``while_loop`` calls of zero or one iteration) are computed only where the eager
+method computes them, so a solve makes the eager solve's ``njac`` and ``nlu``, not one per step. What runs before the
 program is the eager solve's own start: the consistent initial value, ``f(t0, u0)``, the first Jacobian and the
 initial step (:meth:`~.bdf_flc.FLCMethod.start`, :func:`~.controller.initial_dt`).
 
