@@ -175,3 +175,23 @@ def test_untraceable_acceleration_falls_back_once() -> None:
     eager = ps.solve(prob, ps.VelocityVerlet(), dt=0.1)
     assert counts(sol) == counts(eager)
     torch.testing.assert_close(sol.u, eager.u, rtol=0, atol=0)
+
+
+@pytest.mark.exhaustive  # compiles a forward and a backward program
+def test_compiled_splitting_gradients_equal_eager() -> None:
+    """Gradients through the compiled steps (AOTAutograd's backward) in the gravity ``p`` and ``x0``: eager's to
+    round-off (the eager solve differentiates through its steps too)."""
+    results = []
+    for comp in (False, True):
+        g = torch.tensor([2.0], dtype=F64, requires_grad=True)
+        x0 = torch.tensor([1.0], dtype=F64, requires_grad=True)
+        prob = ps.SecondOrderODEProblem(pendulum, x0, torch.tensor([0.0], dtype=F64), (0.0, 2.0), g)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            sol = ps.solve(prob, ps.Yoshida4(), dt=0.05, saveat=torch.linspace(0.0, 2.0, 5, dtype=F64), compile=comp)
+        results.append((sol, torch.autograd.grad(sol.u.pow(2).sum(), (g, x0))))
+    (eager, g_eager), (comp, g_comp) = results
+    assert counts(comp) == counts(eager)
+    torch.testing.assert_close(comp.u.detach(), eager.u.detach(), rtol=1e-12, atol=1e-12)
+    for a, b in zip(g_comp, g_eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
