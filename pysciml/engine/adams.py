@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -141,16 +142,32 @@ class AdamsStepper(Stepper):
         return True
 
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
+        fs = self.history_for(t, dt)
+        if len(fs) < self.tab.min_steps:
+            return self.startup_step(t, u, dt)
+        return self.result(t, u, dt, *self.multistep(t, u, dt, fs, self.rhs))
+
+    def history_for(self, t: Tensor, dt: Tensor) -> list[Tensor]:
+        """The ``f`` values the step from ``t`` by ``dt`` uses, newest first (``f0`` first; the history restarted
+        where the step changed)."""
         assert self.f0 is not None
         if self._step_changed(t, dt):
             self.history = []
-        fs = [self.f0, *self.history][: self.tab.max_steps]
+        return [self.f0, *self.history][: self.tab.max_steps]
+
+    def startup_step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
+        """A step of the one-step starting method (too few history values); its ``err`` is zero."""
+        self.startup.f0 = self.f0
+        res = self.startup.step(t, u, dt)
+        res.err = torch.zeros_like(u)
+        return res
+
+    def multistep(self, t: Tensor, u: Tensor, dt: Tensor, fs: list[Tensor],
+                  rhs: Callable[[Tensor, Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The Adams step on ``fs`` (``k = len(fs)`` values, newest first) with ``rhs(t, u)`` for the corrector's
+        evaluations: ``(u_new, err, f_end)`` (``f_end``: ``f`` at ``u_new``, PECE only). The compiled program
+        (:mod:`.compiled_adams`) traces it with the traceable ``f``."""
         k = len(fs)
-        if k < self.tab.min_steps:
-            self.startup.f0 = self.f0
-            res = self.startup.step(t, u, dt)
-            res.err = torch.zeros_like(u)
-            return res
         h = dt[:, None]
         dy = self._sum(self._beta[k], fs, dt)
         f_end = None
@@ -162,13 +179,19 @@ class AdamsStepper(Stepper):
             gamma = self._gamma[k]
             delta = h * self._sum(gamma[1:], fs, None) if len(gamma) > 1 else torch.zeros_like(u)
             if self.tab.corrector == "pece":
-                dy = self._sum(gamma[:1], [self.rhs(t1, u + dy)], dt) + delta
-                f_end = self.rhs(t1, u + dy)
+                dy = self._sum(gamma[:1], [rhs(t1, u + dy)], dt) + delta
+                f_end = rhs(t1, u + dy)
             else:
                 dy = self._iterate(t1, u, dt, gamma[0], delta, dy)
             err = dy - predicted
-        return StepResult(u_new=u + dy, err=err, ok=None, stages=[self.f0], f_start=self.f0, f_end=f_end,
-                          stage_scale=h, t_start=t)
+        return u + dy, err, f_end
+
+    def result(self, t: Tensor, u: Tensor, dt: Tensor, u_new: Tensor, err: Tensor,
+               f_end: Tensor | None) -> StepResult:
+        """The :class:`StepResult` of a multistep step from ``(t, u)`` by ``dt``."""
+        assert self.f0 is not None
+        return StepResult(u_new=u_new, err=err, ok=None, stages=[self.f0], f_start=self.f0, f_end=f_end,
+                          stage_scale=dt[:, None], t_start=t)
 
     @staticmethod
     def _sum(coeffs: tuple[float, ...], fs: list[Tensor], dt: Tensor | None) -> Tensor:

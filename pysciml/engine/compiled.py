@@ -21,10 +21,10 @@ Programs are cached at module level by signature (family, tableau, batch and sta
 and its Jacobian functions, grad mode): tolerances, times, ``u0`` and the tensors in ``p`` are inputs, so a
 parameter sweep compiles once. Each program gets its own code object, hence its own Dynamo cache. A compile
 that fails (data-dependent Python in ``f``, a graph break) falls back to the eager stepper with one
-``RuntimeWarning`` that says why; what has no compiled step (``ImplicitMidpoint``, the Adams methods, splitting
-methods on a ``HamiltonianProblem``, GMRES, finite-difference Jacobians, ARK with a linear implicit part) runs
-eagerly after one warning too. The explicit symplectic splitting step has its own program and stepper in
-:mod:`.compiled_symplectic`.
+``RuntimeWarning`` that says why; what has no compiled step (``ImplicitMidpoint``, torchdiffeq's iterated Adams
+corrector, splitting methods on a ``HamiltonianProblem``, GMRES, finite-difference Jacobians, ARK with a linear
+implicit part) runs eagerly after one warning too. The explicit symplectic splitting step has its own program and
+stepper in :mod:`.compiled_symplectic`; the fixed-step Adams methods' multistep step, in :mod:`.compiled_adams`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from typing import Any
 import torch
 
 from ..solution import Stats
+from .adams import AdamsStepper
 from .ark import ARKStepper
+from .compiled_adams import CompiledAdamsStepper, adams_program, adams_unsupported
 from .compiled_ark import ark_program
 from .compiled_firk import CompiledFIRKStepper, firk_program, firk_unsupported
 from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled modules and tests use them here)
@@ -191,6 +193,8 @@ def _unsupported(stepper: Stepper) -> str | None:
         return firk_unsupported(stepper)
     if isinstance(stepper, SplittingStepper):
         return splitting_unsupported(stepper)
+    if isinstance(stepper, AdamsStepper):
+        return adams_unsupported(stepper)
     return f"the {type(stepper).__name__.removesuffix('Stepper')} family has no compiled step yet"
 
 
@@ -241,6 +245,8 @@ def _program(stepper: Stepper, bsz: int, dense: bool) -> _Program:
         prog = ark_program(stepper, dense, tag)
     elif isinstance(stepper, FIRKStepper):
         prog = firk_program(stepper, tag)
+    elif isinstance(stepper, AdamsStepper):
+        prog = adams_program(stepper, tag)
     else:
         assert isinstance(stepper, ExplicitRKStepper)
         prog = _explicit_program(stepper, dense, tag)
@@ -274,6 +280,8 @@ def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol
     stats.compile_time += time.perf_counter() - start
     if isinstance(stepper, FIRKStepper):  # its own stepper: the loops around it stay the eager ones
         return CompiledFIRKStepper(stepper, program, stats, atol, rtol)
+    if isinstance(stepper, AdamsStepper):  # engine/compiled_adams.py: the multistep step only
+        return CompiledAdamsStepper(stepper, program, stats, atol, rtol)
     compiled = CompiledStepper(stepper, program, stats, atol, rtol)
     if eager_why is not None:  # the whole loop may take it; any other loop steps eagerly (warning at its first step)
         compiled.compiled, compiled.eager_why, compiled.whole_only = False, eager_why, True
