@@ -121,3 +121,25 @@ def test_compiled_adams_equals_eager(batched: bool) -> None:
             comp = ps.solve(prob, alg, compile=True, **kw)
         assert comp.success and counts(comp) == counts(eager)
         torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
+
+
+def test_warmup_reaches_every_history_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pysciml.warmup`` runs the program at every history length a solve uses (torchdiffeq's variable order: 3 to
+    11 values), so a later solve compiles nothing (programs run uncompiled here; the variants called are recorded)."""
+    seen: list[str] = []
+
+    def run(self: Any, variant: str, stats: Stats, *args: Any) -> Any:
+        seen.append(variant)
+        return self.raw[variant](*args)
+
+    monkeypatch.setattr(compiled_parts._Program, "run", run)
+    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None: fn)
+    prob = ps.ODEProblem(decay, torch.tensor([2.0, 1.0], dtype=F64), (0.0, 3.0))
+    for alg in (ps.AdamsBashforth(), ps.ABM43()):
+        ps.warmup(prob, alg, dt=0.01)
+        warmed = set(seen)
+        seen.clear()
+        ps.solve(prob, alg, dt=0.01, compile=True)
+        assert set(seen) <= warmed and seen
+        assert warmed == ({f"k{k}" for k in range(3, 12)} if alg.name == "AdamsBashforth" else {"k4"})
+        seen.clear()

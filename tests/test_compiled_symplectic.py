@@ -195,3 +195,25 @@ def test_compiled_splitting_gradients_equal_eager() -> None:
     torch.testing.assert_close(comp.u.detach(), eager.u.detach(), rtol=1e-12, atol=1e-12)
     for a, b in zip(g_comp, g_eager, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_warmup_compiles_what_a_solve_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pysciml.warmup`` runs the program from both states a solve's steps start from (after ``init``, and after a
+    step: the force unknown where the method ends with a drift), so a later solve compiles nothing (programs run
+    uncompiled here; the patterns of known velocity and force are recorded)."""
+    seen: list[tuple[bool, bool]] = []
+
+    def run(self: Any, variant: str, stats: Stats, *args: Any) -> Any:
+        seen.append((args[4] is None, args[5] is None))
+        return self.raw[variant](*args)
+
+    monkeypatch.setattr(compiled_parts._Program, "run", run)
+    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None: fn)
+    prob = pendulum_problem()
+    for alg in (ps.VelocityVerlet(), ps.Yoshida4(), ps.McAte5()):
+        ps.warmup(prob, alg, dt=0.05)
+        warmed = set(seen)
+        seen.clear()
+        ps.solve(prob, alg, dt=0.05, saveat=torch.linspace(0.0, 4.0, 7, dtype=F64), compile=True)
+        assert set(seen) == warmed and len(warmed) == 2  # each method's solve starts steps from both states
+        seen.clear()

@@ -125,3 +125,13 @@ class CompiledSplittingStepper(ProgramStepper):
         self.stats.nf += n_velocity * inner.count_velocity + n_force
         inner._step, inner._t_end = tuple(ends), t + dt
         return StepResult(u_new=u_new, err=None, ok=None, stages=[], f_start=u.new_empty(0), t_start=t)
+
+    def warm(self, t: Tensor, u: Tensor, dt: Tensor) -> None:
+        """Compile the step ahead of a solve (:func:`pysciml.warmup`): two throw-away steps from ``(t, u)`` by
+        ``dt``, the first from a state with the velocity and force known (after ``init``), the second from the state
+        a step leaves (its force unknown where the method ends with a drift)."""
+        self.init(t, u)
+        for _ in range(2):
+            res = self.step(t, u, dt)
+            t, u = t + dt, res.u_new.detach()
+            self.accept(True, t, u, res)
