@@ -25,10 +25,10 @@ should know:
 * ``compile=True``: an adaptive ``FBDF``, ``QNDF`` or ``QBDF`` solve in float64 or float32 saving at ``saveat``
   (dense LU, autodiff or supplied Jacobian; one trajectory or a batch; ``tstops``) runs its whole loop as one
   compiled program with the eager solve's steps and counters (:mod:`pysciml.engine.compiled_loop_bdf`; QNDF's and
-  QBDF's in :mod:`pysciml.engine.compiled_bdf_qndf`). In float32 with an autodiff Jacobian the program's
-  forward-mode Jacobian rounds differently from the eager reverse-mode one, so a step decision may differ (values
-  then agree to the tolerance, not to round-off). Every other BDF solve runs eagerly after a warning that says
-  why.
+  QBDF's in :mod:`pysciml.engine.compiled_bdf_qndf`). In float32 a step decision may differ from the eager
+  solve's (the compiled float32 arithmetic, and the program's forward-mode autodiff Jacobian against the eager
+  reverse-mode one, round differently): the values then agree to the tolerance, not to round-off. Every other BDF
+  solve runs eagerly after a warning that says why.
 """
 
 from __future__ import annotations

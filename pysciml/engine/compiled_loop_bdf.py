@@ -28,7 +28,9 @@ linear solvers, finite-difference Jacobians, gradients) runs the eager loop afte
 solve's to round-off (the weights' last bits differ, :mod:`.compiled_bdf_step`), counters equal where no decision
 sits at its threshold (``tests/test_compiled_loop_bdf.py``, ``tests/test_compiled_loop_qndf.py``). In float32 the
 program's autodiff Jacobian (forward mode) rounds differently from the eager one (reverse mode), which can move a
-decision: with a supplied ``jac`` the counters stay the eager ones.
+decision (run uncompiled with a supplied ``jac`` the counters are the eager ones); compiled, inductor's float32
+arithmetic can too (FBDF on ROBER at ``rtol = 1e-4``: 84 loop iterations against 89, the end values 2.7 tolerance
+units apart; QNDF there took the eager steps).
 """
 
 from __future__ import annotations
