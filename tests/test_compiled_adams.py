@@ -109,6 +109,7 @@ def test_adams_solves_take_the_program_and_the_iterated_corrector_warns() -> Non
 
 
 @pytest.mark.exhaustive  # compiles its own programs (CI runs it: .ci/run)
+@pytest.mark.timeout(1200)  # compiling is minutes on a loaded machine
 @pytest.mark.parametrize("batched", [False, True], ids=["one", "batched"])
 def test_compiled_adams_equals_eager(batched: bool) -> None:
     """Compiled AB4 and ABM43 through the restart: no fallback, the eager counters, values to round-off."""

@@ -143,6 +143,7 @@ def test_hamiltonian_problem_warns_once_and_solves_eagerly() -> None:
 
 
 @pytest.mark.exhaustive  # compiles its own programs (CI runs it: .ci/run)
+@pytest.mark.timeout(1200)  # compiling is minutes on a loaded machine
 @pytest.mark.parametrize("batched", [False, True], ids=["one", "batched"])
 def test_compiled_splitting_equals_eager(batched: bool) -> None:
     """Compiled VelocityVerlet and Yoshida4: no fallback, the eager counters, values to round-off."""
@@ -178,6 +179,7 @@ def test_untraceable_acceleration_falls_back_once() -> None:
 
 
 @pytest.mark.exhaustive  # compiles a forward and a backward program
+@pytest.mark.timeout(1200)  # compiling is minutes on a loaded machine
 def test_compiled_splitting_gradients_equal_eager() -> None:
     """Gradients through the compiled steps (AOTAutograd's backward) in the gravity ``p`` and ``x0``: eager's to
     round-off (the eager solve differentiates through its steps too)."""
