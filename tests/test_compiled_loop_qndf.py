@@ -115,17 +115,23 @@ def test_compiled_qndf_equals_eager(case: str) -> None:
 
 
 @pytest.mark.exhaustive
-def test_compiled_float32_fbdf_near_eager() -> None:
-    """Compiled float32 FBDF on ROBER (its analytic jac): inductor's float32 arithmetic rounds differently from
-    eager torch's, which may move a step decision, so the counters agree within a few and the values to a
-    fraction of the tolerance."""
-    prob = float32(rober((0.0, 1e2)))
+@pytest.mark.parametrize("alg", [ps.FBDF(), ps.QNDF()], ids=["FBDF", "QNDF"])
+def test_compiled_float32_near_eager(alg: ps.Algorithm) -> None:
+    """Compiled float32 FBDF and QNDF on ROBER (its analytic jac). Inductor's float32 arithmetic rounds differently
+    from eager torch's, which may move a step decision; then the steps differ and the values agree to the
+    tolerance, not to round-off. Measured (load 5-7): QNDF took the eager steps (equal counters, 7.8e-4 tolerance
+    units apart); FBDF took 84 loop iterations against eager's 89 and ended 2.7 units from it, where eager FBDF is
+    0.1 units from a float64 reference (two eager float32 FBDF solves differing only in their Jacobian's rounding,
+    autodiff against this jac, also end 1.4 units apart: a different step sequence). So: counters within 10 %
+    (3 for small counts), and the solution within 5 tolerance units of the float64 reference."""
+    prob64 = rober((0.0, 1e2))
+    prob = float32(prob64)
     kw = {"rtol": 1e-4, "atol": 1e-7, "saveat": [0.0, 1e2]}
-    sol = solve_taking_loop(prob, ps.FBDF(), **kw)
-    eager = ps.solve(prob, ps.FBDF(), **kw)
+    sol = solve_taking_loop(prob, alg, **kw)
+    eager = ps.solve(prob, alg, **kw)
+    ref = ps.solve(prob64, ps.RadauIIA5(), rtol=1e-12, atol=1e-16, saveat=kw["saveat"]).u
     assert sol.retcode == eager.retcode == ps.ReturnCode.Success and sol.u.dtype == torch.float32
     for name, value in counts(eager).items():
-        assert abs(counts(sol)[name] - value) <= max(3, 0.05 * value), (name, counts(sol), counts(eager))
-    off = float(((sol.u - eager.u).abs() / (kw["atol"] + kw["rtol"] * eager.u.abs())).max())
-    assert off <= 0.5, off
-
+        assert abs(counts(sol)[name] - value) <= max(3, 0.1 * value), (name, counts(sol), counts(eager))
+    off = float(((sol.u.double() - ref).abs() / (kw["atol"] + kw["rtol"] * ref.abs())).max())
+    assert off <= 5.0, off
