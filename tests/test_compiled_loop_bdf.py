@@ -88,10 +88,9 @@ def test_eager_warning_says_why() -> None:
     """A solve the program does not cover warns once, with the reason, and gives the eager solve."""
     prob = rober((0.0, 1.0))
     kw = {"rtol": 1e-6, "atol": 1e-10, "saveat": [1.0]}
-    alg = ps.QNDF(linsolve=ps.GMRES())
-    with pytest.warns(UserWarning, match=r"QNDF\(\) runs eagerly: only the dense LU"):
-        sol = ps.solve(prob, alg, compile=True, **kw)
-    assert counts(sol) == counts(ps.solve(prob, alg, **kw))
+    with pytest.warns(UserWarning, match=r"QNDF\(\) runs eagerly: dense output"):
+        sol = ps.solve(prob, ps.QNDF(), compile=True, dense=True, **kw)
+    assert counts(sol) == counts(ps.solve(prob, ps.QNDF(), dense=True, **kw))
     with pytest.warns(UserWarning, match="nothing to warm up"):
         assert ps.warmup(prob, ps.FBDF(), rtol=1e-6, atol=1e-10) == 0.0  # every step saved
 
