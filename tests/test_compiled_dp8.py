@@ -113,6 +113,7 @@ def test_uncompiled_odeint_dopri8_takes_the_program(uncompiled: None) -> None:
 
 
 @pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
+@pytest.mark.timeout(1200)  # compiling is minutes on a loaded machine
 @pytest.mark.parametrize("batched", [False, True], ids=["one", "batched"])
 def test_compiled_dp8_equals_eager(batched: bool) -> None:
     """Compiled DP8 (the whole loop, saving at fixed times): no fallback, the eager counters, values to 1e-9."""
@@ -141,3 +142,23 @@ def test_uncompiled_differentiated_whole_loop_equals_eager(uncompiled: None) -> 
     assert counts(prog) == counts(eager)
     torch.testing.assert_close(prog.u.detach(), eager.u.detach(), rtol=1e-8, atol=1e-8)
     torch.testing.assert_close(g_prog, g_eager, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.exhaustive  # compiles a forward and a backward loop program
+@pytest.mark.timeout(1200)  # compiling is minutes on a loaded machine
+def test_compiled_differentiated_dp8_equals_eager() -> None:
+    """Compiled and differentiated (the whole loop's ``while_loop`` autograd): the eager discrete adjoint's
+    counters, values and gradient in ``p`` to round-off."""
+    results = []
+    for compile_ in (False, False, True):  # the first eager result is discarded (see the uncompiled test)
+        prob = vdp_batch_problem(1.5)
+        prob.p.requires_grad_(True)
+        extra: dict[str, Any] = {"compile": True} if compile_ else {"sensealg": ps.DiscreteAdjoint()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            sol = ps.solve(prob, ps.DP8(), saveat=torch.linspace(0.0, 1.5, 4, dtype=F64), **extra, **KW)
+        results.append((sol, torch.autograd.grad(sol.u.pow(2).sum(), prob.p)[0]))
+    (eager, g_eager), (comp, g_comp) = results[1:]
+    assert counts(comp) == counts(eager)
+    torch.testing.assert_close(comp.u.detach(), eager.u.detach(), rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(g_comp, g_eager, rtol=1e-7, atol=1e-9)
