@@ -116,3 +116,15 @@ def solve_through(module: ModuleType, name: str, prob: ps.ODEProblem, alg: ps.Al
         setattr(module, name, real)
     assert results == [True]
     return sol
+
+
+def assert_compiled_matches_eager(prob: ps.ODEProblem, algs: tuple[ps.Algorithm, ...], **kw: Any) -> None:
+    """Each of ``algs`` solved eagerly and with ``compile=True`` (a fallback ``RuntimeWarning`` is an error): the
+    compiled solve succeeds with the eager counters (:func:`counts`) and values to 1e-12."""
+    for alg in algs:
+        eager = ps.solve(prob, alg, **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            comp = ps.solve(prob, alg, compile=True, **kw)
+        assert comp.success and counts(comp) == counts(eager), alg.name
+        torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from loop_programs import assert_compiled_matches_eager
 
 import pysciml as ps
 from pysciml.engine import compiled_parts
@@ -115,13 +116,7 @@ def test_compiled_adams_equals_eager(batched: bool) -> None:
     """Compiled AB4 and ABM43 through the restart: no fallback, the eager counters, values to round-off."""
     prob = problem(batched)
     kw = {"dt": 0.01, "saveat": torch.linspace(0.0, T1, 7, dtype=F64)}
-    for alg in (ps.AB4(), ps.ABM43()):
-        eager = ps.solve(prob, alg, **kw)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", RuntimeWarning)
-            comp = ps.solve(prob, alg, compile=True, **kw)
-        assert comp.success and counts(comp) == counts(eager)
-        torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
+    assert_compiled_matches_eager(prob, (ps.AB4(), ps.ABM43()), **kw)
 
 
 def test_warmup_reaches_every_history_length(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from loop_programs import assert_compiled_matches_eager
 
 import pysciml as ps
 from pysciml.engine import compiled_parts
@@ -149,13 +150,7 @@ def test_compiled_splitting_equals_eager(batched: bool) -> None:
     """Compiled VelocityVerlet and Yoshida4: no fallback, the eager counters, values to round-off."""
     prob = pendulum_problem(batched)
     kw = {"dt": 0.05, "saveat": torch.linspace(0.0, 4.0, 7, dtype=F64)}
-    for alg in (ps.VelocityVerlet(), ps.Yoshida4()):
-        eager = ps.solve(prob, alg, **kw)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", RuntimeWarning)
-            comp = ps.solve(prob, alg, compile=True, **kw)
-        assert comp.success and counts(comp) == counts(eager)
-        torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
+    assert_compiled_matches_eager(prob, (ps.VelocityVerlet(), ps.Yoshida4()), **kw)
 
 
 def branchy(t: torch.Tensor, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
