@@ -118,7 +118,8 @@ def test_uncompiled_differentiated_loop_with_tstops(monkeypatch: pytest.MonkeyPa
     torch.testing.assert_close(g_whole, g_eager, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache
+@pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
+@pytest.mark.timeout(1200)  # a Rodas5P compile took minutes on a loaded machine
 @pytest.mark.parametrize("batched", [False, True], ids=["one", "batched"])
 @pytest.mark.parametrize("alg", ALGS, **IDS)
 def test_compiled_loop_with_tstops_equals_eager(alg: ps.Algorithm, batched: bool) -> None:
