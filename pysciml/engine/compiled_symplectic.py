@@ -20,19 +20,21 @@ Python) falls back at its first step with :class:`~.compiled_wrapper.ProgramStep
 from __future__ import annotations
 
 import time
-from functools import cache
 from typing import Any
 
 import torch
 
 from ..problem_dynamical import SecondOrderODEProblem
 from ..solution import Stats
+from . import compiled_loop_symplectic
+from .compiled_loop_symplectic import evaluations, splitting_fields
 from .compiled_parts import _CACHE, CACHE_SIZE, _Program
 from .compiled_wrapper import ProgramStepper
+from .loop_records import LoopOptions, LoopResult
 from .stepper import StepResult
 from .symplectic import SplittingStepper, drift_kick
 
-__all__ = ["CompiledSplittingStepper", "compile_splitting", "splitting_unsupported"]
+__all__ = ["CompiledSplittingStepper", "compile_splitting", "splitting_unsupported", "whole_loop"]
 
 Tensor = torch.Tensor
 
@@ -47,26 +49,14 @@ def splitting_unsupported(stepper: SplittingStepper) -> str | None:
 
 
 def _splitting_program(stepper: SplittingStepper, tag: str) -> _Program:
-    prob = stepper.prob
-    accel, takes_p = prob.accel, prob.accel_takes_p
-    n, batched, shape, plan = stepper.n, stepper.batched, stepper.shape, stepper._plan
-
-    def split(u: Tensor) -> tuple[Tensor, Tensor]:  # SplittingStepper's layout (_split, _join, _scalar, _time)
-        x = u.reshape(u.shape[0], *shape) if batched else u[0].reshape(shape)
-        return x[..., :n], x[..., n:]
+    split, velocity, force = splitting_fields(stepper)
+    batched, shape, plan = stepper.batched, stepper.shape, stepper._plan
 
     def splitting_step(params: Any, t: Tensor, u: Tensor, dt: Tensor, v: Tensor | None,
                        f: Tensor | None) -> tuple[Any, ...]:
-        def velocity(tt: Tensor, x: Tensor, w: Tensor) -> Tensor:  # SecondOrderODEProblem.velocity: v itself
-            return w
-
-        def force(tt: Tensor, x: Tensor, w: Tensor) -> Tensor:  # SecondOrderODEProblem.force, the acceleration
-            tu = tt if batched else tt[0]
-            return accel(tu, x, w, params) if takes_p else accel(tu, x, w)
-
         x, w = split(u)
         h = dt.reshape(dt.shape[0], *([1] * len(shape))) if batched else dt[0]
-        x, w, ends = drift_kick(plan, t, dt, h, x, w, v, f, velocity, force)
+        x, w, ends = drift_kick(plan, t, dt, h, x, w, v, f, velocity, lambda tt, q, p: force(params, tt, q, p))
         return torch.cat([x, w], dim=-1).reshape(u.shape[0], -1), ends
 
     prog = _Program(tag)
@@ -74,22 +64,15 @@ def _splitting_program(stepper: SplittingStepper, tag: str) -> _Program:
     return prog
 
 
-@cache
-def _evaluations(plan: tuple[tuple[float, float, float], ...], v_known: bool, f_known: bool) -> tuple[int, int]:
-    """How many velocity and force evaluations a step from a state with the velocity / force known makes."""
-    calls = [0, 0]
-
-    def velocity(*args: Any) -> float:
-        calls[0] += 1
-        return 0.0
-
-    def force(*args: Any) -> float:
-        calls[1] += 1
-        return 0.0
-
-    drift_kick(list(plan), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0 if v_known else None, 0.0 if f_known else None, velocity,
-               force)
-    return calls[0], calls[1]
+def whole_loop(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult | None:
+    """The fixed-step solve of a compiled splitting stepper as one loop program (:mod:`.compiled_loop_symplectic`);
+    ``None`` where that module does not handle the solve or its program failed to compile (the eager loops then run
+    the per-step program)."""
+    if not isinstance(stepper, CompiledSplittingStepper) or not stepper.compiled:
+        return None
+    if not compiled_loop_symplectic.handles(stepper.inner, opts, u0):
+        return None
+    return compiled_loop_symplectic.integrate_whole(stepper.inner, u0, opts, stats)
 
 
 def compile_splitting(stepper: SplittingStepper, stats: Stats, bsz: int, atol: Tensor,
@@ -121,7 +104,7 @@ class CompiledSplittingStepper(ProgramStepper):
         assert isinstance(inner, SplittingStepper)
         v, f = inner._v, inner._f
         u_new, ends = self.program.run("step", self.stats, inner.prob.p, t, u, dt, v, f)
-        n_velocity, n_force = _evaluations(tuple(inner._plan), v is not None, f is not None)
+        n_velocity, n_force, _ = evaluations(tuple(inner._plan), v is not None, f is not None)
         self.stats.nf += n_velocity * inner.count_velocity + n_force
         inner._step, inner._t_end = tuple(ends), t + dt
         return StepResult(u_new=u_new, err=None, ok=None, stages=[], f_start=u.new_empty(0), t_start=t)

@@ -17,7 +17,7 @@ from functools import partial
 import torch
 
 from ..solution import ReturnCode, Stats
-from . import compiled_control, compiled_loop, compiled_loop_firk
+from . import compiled_control, compiled_loop, compiled_loop_firk, compiled_symplectic
 from .controller import initial_dt, scaled_error_norm
 from .events import BatchEvents, rescale
 from .fixed_step_check import describe
@@ -41,6 +41,9 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> 
         result = compiled_loop_firk.integrate_whole(stepper, u0, opts, stats)
         if result is not None:
             return result
+    result = compiled_symplectic.whole_loop(stepper, u0, opts, stats)  # a fixed-step splitting loop program
+    if result is not None:
+        return result
     if u0.shape[0] == 1:
         return integrate_single(stepper, u0, opts, stats)
     if compiled_control.handles(stepper, opts):  # compiled steps with the control inside the program
