@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -131,10 +133,41 @@ def _check_prototype(proto: Any, n: int) -> Any:
 def takes_params(fn: Callable[..., Any], name: str, base: int, usage: str, hint: str = "") -> bool:
     """Whether ``fn`` takes ``base + 1`` positional arguments (the last being the parameters) rather than ``base``,
     from its signature (an ``nn.Module``'s ``forward``); ``usage`` (e.g. ``"f(t, u, p) or f(t, u)"``) is what the
-    errors say it should look like. Undecidable signatures (builtins, ``*args``) count as taking parameters."""
+    errors say it should look like. Undecidable signatures (builtins, ``*args``) count as taking parameters.
+    The answer for a Python function (or a method of one) is remembered (:func:`_signature_answer`)."""
     if not callable(fn):
         raise InputError(f"{name} must be callable, taking {usage}; got {type(fn).__name__}")
     target = fn.forward if isinstance(fn, torch.nn.Module) else fn
+    func = target.__func__ if isinstance(target, types.MethodType) else target
+    if not isinstance(func, types.FunctionType) or hasattr(func, "__wrapped__"):  # signature read elsewhere too
+        return _takes_params(target, name, base, usage, hint)
+    key = (func is not target, base)
+    stamp = _signature_stamp(func)
+    known = _SIGNATURES.get(func, {}).get(key)
+    if known is not None and _same_stamp(known[0], stamp):
+        return known[1]
+    answer = _takes_params(target, name, base, usage, hint)  # raises for a wrong signature: never remembered
+    _SIGNATURES.setdefault(func, {})[key] = (stamp, answer)
+    return answer
+
+
+_SIGNATURES: weakref.WeakKeyDictionary[types.FunctionType, dict[tuple[bool, int], tuple[tuple, bool]]] = (
+    weakref.WeakKeyDictionary())
+""":func:`takes_params`'s answers, per Python function (weakly held: a closure is not kept alive by the cache) and
+per (called as a bound method, ``base``), with the function's :func:`_signature_stamp` at the time."""
+
+
+def _signature_stamp(func: types.FunctionType) -> tuple:
+    """What ``inspect.signature`` reads of ``func`` (a function without ``__wrapped__``): its code, its defaults
+    and the ``__signature__`` it may carry; a cached answer stands only while each is the very same object."""
+    return func.__code__, func.__defaults__, func.__kwdefaults__, getattr(func, "__signature__", None)
+
+
+def _same_stamp(a: tuple, b: tuple) -> bool:
+    return all(x is y for x, y in zip(a, b, strict=True))
+
+
+def _takes_params(target: Callable[..., Any], name: str, base: int, usage: str, hint: str) -> bool:
     try:
         sig = inspect.signature(target)
     except (TypeError, ValueError):
