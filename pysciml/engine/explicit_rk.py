@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import torch
 
 from .controller import error_norm
@@ -44,29 +47,15 @@ class ExplicitRKStepper(Stepper):
         self.stability_boundary = real_stability_boundary(tab)
         self.order = tab.order
         self.adaptive = tab.btilde is not None
-        if tab.dense is not None:
-            self.dense_matrix = as_tensor(tab.dense, rhs.dtype, rhs.device)
-        s = tab.stages
-        # An extra stage at c = 1 whose row is b is f(t + dt, u_new): after accept() that is self.f0 for
-        # every accepted trajectory, the only ones whose interpolant is used (rejected steps are recorded
-        # with zero width and never saved from), so it costs no further f call.
-        self._end_stage = [
-            cj == 1.0 and tuple(row[:s]) == tuple(tab.b) and not any(row[s:])
-            for cj, row in zip(tab.extra_c, tab.extra_a, strict=True)
-        ]
-        # per-step constants: the stage rows as prepared sums, the nodes as a column (s, 1)
-        dtype, device = rhs.dtype, rhs.device
-        self._rows = [StageSum(tab.a[i], dtype=dtype, device=device) for i in range(s)]
-        self._b = StageSum(tab.b, dtype=dtype, device=device)
-        self._btilde = StageSum(tab.btilde, dtype=dtype, device=device) if tab.btilde is not None else None
-        self._btilde3 = None
         if tab.btilde3 is not None:
             if atol is None or rtol is None:
                 raise ValueError(f"{tab.name}'s combined error estimate needs atol and rtol")
-            self._btilde3 = StageSum(tab.btilde, tab.btilde3, dtype=dtype, device=device)
             self.atol, self.rtol = atol, rtol
-        self._extra = [StageSum(row, dtype=dtype, device=device) for row in tab.extra_a]
-        self._c = torch.tensor([[float(c)] for c in tab.c], dtype=dtype, device=device)
+        k = _constants(tab, rhs.dtype, torch.device(rhs.device), torch.is_inference_mode_enabled())
+        if k.dense is not None:
+            self.dense_matrix = k.dense
+        self._end_stage, self._rows, self._b, self._btilde = k.end_stage, k.rows, k.b, k.btilde
+        self._btilde3, self._extra, self._c = k.btilde3, k.extra, k.c
 
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
         tab = self.tab
@@ -120,3 +109,40 @@ class ExplicitRKStepper(Stepper):
             ui = u if acc is None else torch.addcmul(u, h, acc)
             ks.append(self.rhs(res.t_start + cj * dt, ui))
         return polynomial_coefficients(u, self.dense_matrix, torch.stack(ks) * h)
+
+
+class _Constants(NamedTuple):
+    """A tableau's per-step constants on one dtype and device (:func:`_constants`)."""
+
+    dense: Tensor | None
+    end_stage: list[bool]
+    rows: list[StageSum]
+    b: StageSum
+    btilde: StageSum | None
+    btilde3: StageSum | None
+    extra: list[StageSum]
+    c: Tensor
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(tab: ExplicitRKTableau, dtype: torch.dtype, device: torch.device, inference: bool) -> _Constants:
+    """The stage rows as prepared sums, the nodes as a column ``(s, 1)``, the dense-output matrix, on ``dtype`` and
+    ``device``: built once per (tableau, dtype, device) and shared by every stepper (none of them writes to these
+    tensors). ``inference``: whether inference mode is on (its tensors cannot be saved for backward outside it, so
+    they are kept apart)."""
+    s = tab.stages
+    # An extra stage at c = 1 whose row is b is f(t + dt, u_new): after accept() that is self.f0 for
+    # every accepted trajectory, the only ones whose interpolant is used (rejected steps are recorded
+    # with zero width and never saved from), so it costs no further f call.
+    end_stage = [cj == 1.0 and tuple(row[:s]) == tuple(tab.b) and not any(row[s:])
+                 for cj, row in zip(tab.extra_c, tab.extra_a, strict=True)]
+    return _Constants(
+        dense=as_tensor(tab.dense, dtype, device) if tab.dense is not None else None,
+        end_stage=end_stage,
+        rows=[StageSum(tab.a[i], dtype=dtype, device=device) for i in range(s)],
+        b=StageSum(tab.b, dtype=dtype, device=device),
+        btilde=StageSum(tab.btilde, dtype=dtype, device=device) if tab.btilde is not None else None,
+        btilde3=StageSum(tab.btilde, tab.btilde3, dtype=dtype, device=device) if tab.btilde3 is not None else None,
+        extra=[StageSum(row, dtype=dtype, device=device) for row in tab.extra_a],
+        c=torch.tensor([[float(c)] for c in tab.c], dtype=dtype, device=device),
+    )
