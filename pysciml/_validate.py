@@ -218,6 +218,11 @@ def check_algorithm(alg: Any, prob: ODEProblem, unsplit: bool) -> Algorithm:
     return alg
 
 
+_SCALAR_ATOL: dict[tuple[float, torch.dtype, torch.device, bool], Tensor] = {}
+""":func:`check_tolerances`' ``(1, 1)`` tensor for a number ``atol``, per (value, dtype, device, inference mode): the
+number's checks and conversion done once (nothing writes to these tensors; each solve gets its own expanded view)."""
+
+
 def check_tolerances(rtol: Any, atol: Any, prob: ODEProblem) -> tuple[float, Tensor]:
     """Returns ``rtol`` as a float and ``atol`` as ``(1, n)`` or ``(B, n)``.
 
@@ -237,6 +242,11 @@ def check_tolerances(rtol: Any, atol: Any, prob: ODEProblem) -> tuple[float, Ten
         rtol = finfo.eps
     if isinstance(atol, bool):
         raise InputError(f"atol must be a number or a tensor, got {atol!r}")
+    n = prob.state_size
+    key = (float(atol), dtype, device, torch.is_inference_mode_enabled()) if isinstance(atol, (int, float)) else None
+    known = _SCALAR_ATOL.get(key) if key is not None else None
+    if known is not None:  # a number checked before, on this dtype and device, without a warning
+        return float(rtol), known.expand(1, n)
     raw = torch.as_tensor(atol, dtype=torch.float64).detach().cpu()
     if not bool(torch.isfinite(raw).all()) or bool((raw < 0).any()):
         raise InputError(f"atol must be finite and >= 0 everywhere, got {atol!r}")
@@ -244,9 +254,13 @@ def check_tolerances(rtol: Any, atol: Any, prob: ODEProblem) -> tuple[float, Ten
     if bool(((raw > 0) & (a.cpu() == 0)).any()):
         warn_caller(f"atol={atol!r} underflows to 0 in {dtype}; using atol={finfo.tiny:.3g} (the smallest normal "
                     f"number). Pass an atol representable in {dtype} or solve in float32/float64.")
+        key = None  # warns at every solve: not remembered
     a = a.clamp(min=finfo.tiny)
-    n = prob.state_size
     if a.numel() == 1:
+        if key is not None:
+            if len(_SCALAR_ATOL) >= 64:
+                _SCALAR_ATOL.clear()
+            _SCALAR_ATOL[key] = a.reshape(1, 1)
         return float(rtol), a.reshape(1, 1).expand(1, n)
     if tuple(a.shape) == prob.state_shape:
         return float(rtol), a.reshape(1, n)
