@@ -15,7 +15,7 @@ import torch
 from loop_programs import assert_compiled_matches_eager
 
 import pysciml as ps
-from pysciml.engine import compiled_parts
+from pysciml.engine import compiled_loop_symplectic, compiled_parts
 from pysciml.engine.compiled import _unsupported
 from pysciml.engine.compiled_symplectic import CompiledSplittingStepper
 from pysciml.solution import Stats
@@ -59,7 +59,9 @@ def kepler_energy(u: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture
 def uncompiled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Programs run as their Python functions; fallback warnings are errors."""
+    """Programs run as their Python functions; fallback warnings are errors; the per-step program, not the whole-loop
+    one (tests/test_compiled_loop_symplectic.py)."""
+    monkeypatch.setattr(compiled_loop_symplectic, "ENABLED", False)
 
     def run(self: Any, variant: str, stats: Stats, *args: Any) -> Any:
         return self.raw[variant](*args)
@@ -206,6 +208,7 @@ def test_warmup_compiles_what_a_solve_runs(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(compiled_parts._Program, "run", run)
     monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None: fn)
+    monkeypatch.setattr(compiled_loop_symplectic, "ENABLED", False)
     prob = pendulum_problem()
     for alg in (ps.VelocityVerlet(), ps.Yoshida4(), ps.McAte5()):
         ps.warmup(prob, alg, dt=0.05)

@@ -153,6 +153,10 @@ def _loop_fn(stepper: SplittingStepper, check: OscillationCheck, scalar: bool, d
     step_nf, end_nf = _counts(stepper)
     limit, every, persist, growth_kind = check.limit, check.every, check.persist, check.growth_kind
 
+    def by_pattern(pattern: Tensor, values: list[int]) -> Tensor:  # values[pattern], without a data-dependent index
+        return torch.where(pattern == STEADY, values[STEADY], torch.where(pattern == FRESH, values[FRESH],
+                                                                           values[NONE]))
+
     def join(a: Tensor, b: Tensor, bsz: int) -> Tensor:
         return torch.cat([a, b], dim=-1).reshape(bsz, -1)
 
@@ -161,7 +165,6 @@ def _loop_fn(stepper: SplittingStepper, check: OscillationCheck, scalar: bool, d
         bsz = u.shape[0]
         dev = u.device
         rows = torch.arange(saveat.shape[0], device=dev)[:, None]
-        steps_t, ends_t = (torch.tensor(x, dtype=torch.long, device=dev) for x in (step_nf, end_nf))
         longs = torch.zeros(bsz, dtype=torch.long, device=dev)
         zero = torch.zeros((), dtype=torch.long, device=dev)
 
@@ -208,7 +211,7 @@ def _loop_fn(stepper: SplittingStepper, check: OscillationCheck, scalar: bool, d
 
                 _, f0, f1 = while_loop(more_ends, ends, (zero.clone(), torch.zeros_like(x) if f0 is None else f0,
                                                          torch.zeros_like(x) if f1 is None else f1))
-            nf = nf + steps_t[pattern] + need.long() * ends_t[pattern]
+            nf = nf + by_pattern(pattern, step_nf) + need.long() * by_pattern(pattern, end_nf)
             f_a, f_b = join(v0, f0, bsz), join(v1, f1, bsz)
             coeffs = hermite_coefficients(u, u_new, f_a, f_b, dt_step)
             theta = (saveat[:, None] - t[None]) / dt_step[None]
