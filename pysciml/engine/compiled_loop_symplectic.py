@@ -292,12 +292,10 @@ def integrate_whole(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions, st
     n_fixed = fixed_step_count(opts)
     dt = torch.full((bsz,), direction * abs(opts.dt), dtype=dtype, device=device)
 
-    def scalar_input(x: float, kind: torch.dtype) -> Tensor:  # (1,)-shaped: a 0-d input becomes a Python number
-        return torch.full((1,), x, dtype=kind, device=device)
-
-    args = (stepper.prob.p, u0, stepper._v, stepper._f, t, dt, torch.full_like(t, opts.t1),
-            scalar_input(n_fixed, torch.long)[0], scalar_input(opts.maxiters - stats.nloop, torch.long)[0], saveat,
-            keyed, out, saver.idx)
+    # separate tensors (the velocity is a view of u0; while_loop refuses carries that alias each other)
+    args = (stepper.prob.p, u0.clone(), stepper._v.clone(), stepper._f.clone(), t, dt, torch.full_like(t, opts.t1),
+            torch.tensor(n_fixed, device=device), torch.tensor(opts.maxiters - stats.nloop, device=device), saveat,
+            keyed, out, saver.idx.clone())
     try:
         if key in _FAILED:
             raise CompileFailure("failed before")
