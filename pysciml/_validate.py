@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -175,6 +176,31 @@ def check_times(t: Any, like: Tensor) -> Tensor:
     return t
 
 
+_CHECKED_TIMES: dict[int, tuple[weakref.ref, int, tuple[float, float]]] = {}
+"""Time tensors :func:`check_times` checked, by ``id``: a weak reference (the entry goes with the tensor), the tensor's
+version counter then (an in-place change voids the entry) and its first and last time."""
+
+
+def mark_checked_times(times: Tensor, first: float, last: float) -> None:
+    """Record that ``times`` (a tensor :func:`check_times` returned, or a detached alias of one; ``first``, ``last``:
+    its ends as floats) is 1-D, finite and strictly monotone, so :func:`check_saveat` need not check it again."""
+    key = id(times)
+
+    def drop(ref: weakref.ref, key: int = key) -> None:
+        if _CHECKED_TIMES.get(key, (None,))[0] is ref:
+            del _CHECKED_TIMES[key]
+
+    _CHECKED_TIMES[key] = (weakref.ref(times, drop), times._version, (first, last))
+
+
+def _checked_ends(times: Tensor) -> tuple[float, float] | None:
+    """The ends of ``times`` if :func:`mark_checked_times` recorded this very tensor, unchanged since; else ``None``."""
+    entry = _CHECKED_TIMES.get(id(times))
+    if entry is None or entry[0]() is not times or entry[1] != times._version:
+        return None
+    return entry[2]
+
+
 def check_algorithm(alg: Any, prob: ODEProblem, unsplit: bool) -> Algorithm:
     if isinstance(alg, type) and issubclass(alg, Algorithm):
         raise InputError(f"alg must be an algorithm object: write {alg.__name__}() with parentheses")
@@ -297,6 +323,11 @@ def check_saveat(saveat: Any, prob: ODEProblem) -> Tensor | None:
                          "use pysciml.odeint(func, y0, t) for gradients with respect to t")
     if isinstance(saveat, (int, float)):
         return _spaced_times(float(saveat), t0, t1, dtype, device)
+    if isinstance(saveat, Tensor) and saveat.dtype == dtype and saveat.device == device:
+        ends = _checked_ends(saveat)
+        if ends is not None and min(t0, t1) <= min(ends) and max(ends) <= max(t0, t1) \
+                and (ends[1] - ends[0]) * (t1 - t0) > 0:
+            return saveat.detach()  # finite and strictly monotone (check_times), its ends inside tspan
     s = torch.as_tensor(saveat, dtype=dtype, device=device).detach()
     if s.ndim == 0:
         raise InputError(f"saveat is a 0-d tensor ({float(s):g}); pass a Python number for a spacing or "

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ._validate import SolveOptions, check_times
+from ._validate import SolveOptions, check_times, mark_checked_times
 from ._validate import adjoint_atol as backward_atol  # odeint's own adjoint_atol is a keyword
 from .algorithms import (
     BS3,
@@ -239,6 +239,9 @@ def odeint(
     if complex_shape is not None:  # solved as real pairs: (*shape, 2)
         func, y0 = _as_real(func), torch.view_as_real(y0)
     t = check_times(t, y0)
+    save_t = t.detach()  # the save times: checked here, so solve's check_saveat need not check them again
+    t_first, t_last = float(save_t[0]), float(save_t[-1])
+    mark_checked_times(save_t, t_first, t_last)
     if sensealg is not None and not isinstance(sensealg, SensitivityAlgorithm):
         raise InputError(f"sensealg must be an object from pysciml.sensealg, got {type(sensealg).__name__}")
     if progress and (backend != "torch" or (torch.is_grad_enabled()
@@ -285,7 +288,7 @@ def odeint(
     if sensealg is None:
         sensealg = default_sensealg(algorithm)
     kw = tr.solve_kw
-    direction = 1.0 if float(t[-1].detach()) > float(t[0].detach()) else -1.0
+    direction = 1.0 if t_last > t_first else -1.0
     real = y0.real.dtype if y0.is_complex() else y0.dtype
     norm = tr.norm
     scale_atol = torch.as_tensor(atol, dtype=real, device=y0.device).reshape(-1)
@@ -303,13 +306,13 @@ def odeint(
         kw["progress"] = True
     if compile:
         kw["compile"] = True
-    prob = ODEProblem(func, y0, (float(t[0].detach()), float(t[-1].detach())))
+    prob = ODEProblem(func, y0, (t_first, t_last))
     if isinstance(sensealg, DiscreteAdjoint) or not torch.is_grad_enabled():  # no gradient wanted: plain solve
         if t.requires_grad:  # y0 + eps f(t0, y0) with eps = 0 carries dL/dt0 (see _StartTimeProbe)
             f0 = prob.rhs(t[0].detach(), y0.detach()).detach()
             prob = prob.remake(u0=y0 + _StartTimeProbe.apply(t) * f0)
         discrete = sensealg if isinstance(sensealg, DiscreteAdjoint) else DiscreteAdjoint()
-        ys = _discrete_solve(prob, algorithm, discrete, t.detach(), kw)
+        ys = _discrete_solve(prob, algorithm, discrete, save_t, kw)
         ys = _TimeGradient.apply(ys, t, prob) if t.requires_grad else ys
         if adjoint_params is not None and torch.is_grad_enabled():  # entries f never uses: zero, not None
             ys = _ZeroGradients.apply(ys, *[q for q in adjoint_params if isinstance(q, Tensor) and q.requires_grad])

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import pysciml as ps
-from pysciml._validate import check_tolerances
+from pysciml._validate import check_saveat, check_times, check_tolerances, mark_checked_times
 from pysciml.engine.explicit_rk import ExplicitRKStepper
 from pysciml.engine.rhs import RHS
 from pysciml.engine.tableaus.explicit import DP5 as DP5_TABLEAU
@@ -118,3 +118,19 @@ def test_number_atol_is_checked_again_for_each_dtype_and_value():
         assert float(tiny[0, 0]) == torch.finfo(torch.float32).tiny
     _, a3 = check_tolerances(1e-6, 1e-9, ps.ODEProblem(lambda t, u: -u, torch.ones(2, 3), (0.0, 1.0), batched=True))
     assert a3.shape == (1, 3)
+
+
+def test_times_checked_by_odeint_are_checked_again_once_changed():
+    prob = ps.ODEProblem(lambda t, u: -u, torch.ones(2), (0.0, 1.0))
+    t = check_times(torch.linspace(0.0, 1.0, 5), prob.u0)
+    mark_checked_times(t, 0.0, 1.0)
+    assert torch.equal(check_saveat(t, prob), torch.linspace(0.0, 1.0, 5))
+    with pytest.raises(InputError, match="lies outside tspan"):  # another problem's span: checked in full
+        check_saveat(t, prob.remake(tspan=(0.0, 0.5)))
+    with pytest.raises(InputError, match="strictly decreasing"):
+        check_saveat(t, prob.remake(tspan=(1.0, 0.0)))
+    t[2] = float("nan")  # changed in place after the check
+    with pytest.raises(InputError, match="saveat contains NaN"):
+        check_saveat(t, prob)
+    u = ps.odeint(lambda t, y: -y, torch.ones(2, dtype=torch.float64), torch.linspace(0.0, 1.0, 5, dtype=torch.float64))
+    assert torch.allclose(u[:, 0], torch.exp(-torch.linspace(0.0, 1.0, 5, dtype=torch.float64)), rtol=1e-6)
