@@ -16,6 +16,7 @@ from test_compiled_symplectic import kepler_problem, pendulum_problem
 
 import pysciml as ps
 from pysciml.engine import compiled_loop_symplectic as cls
+from pysciml.engine import compiled_parts
 
 F64 = torch.float64
 COUNTS = ("nf", "naccept", "nreject", "nloop")
@@ -106,3 +107,16 @@ def test_compiled_loop_equals_eager(alg: ps.Algorithm) -> None:
         comp = solve_through(cls, "integrate_whole", prob, alg, **kw)
         assert comp.success and counts(comp) == counts(eager)
         torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
+
+
+def test_warm_builds_the_program_solves_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``warm`` (for ``pysciml.warmup``) runs the loop program of two steps; the program is cached under the key a
+    solve of another span and other save times (as many) looks up."""
+    run_loops_uncompiled(monkeypatch, cls)
+    kw: dict[str, Any] = {"dt": 0.1, "saveat": torch.tensor([0.0, 1.0], dtype=F64)}
+    stepper, opts, u0 = compiled_setup(pendulum_problem(), ps.VelocityVerlet(), **kw)
+    assert cls.warm(stepper.inner, u0, opts)
+    other, opts2, _ = compiled_setup(pendulum_problem(t1=2.5), ps.VelocityVerlet(), dt=0.1,
+                                     saveat=torch.tensor([0.5, 2.0], dtype=F64))
+    assert cls._key(other.inner, opts2, u0) == cls._key(stepper.inner, opts, u0)
+    assert cls._key(stepper.inner, opts, u0) in compiled_parts._CACHE

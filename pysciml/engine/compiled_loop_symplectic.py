@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -39,7 +40,7 @@ from torch.utils._pytree import tree_leaves
 
 from ..problem_dynamical import SecondOrderODEProblem
 from ..solution import Stats
-from .compiled_parts import CompileFailure, _Program
+from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _Program
 from .fixed_step_check import describe
 from .interpolation import evaluate, hermite_coefficients
 from .loop_records import LoopOptions, LoopResult, finite_rows, fixed_step_count, save_time_list
@@ -47,7 +48,7 @@ from .loop_saver import _CODES, MAXITERS, RUNNING, SUCCESS, UNSTABLE, _Saver
 from .symplectic import SplittingStepper, drift_kick
 from .symplectic_check import OscillationCheck
 
-__all__ = ["ENABLED", "evaluations", "handles", "integrate_whole", "splitting_fields"]
+__all__ = ["ENABLED", "evaluations", "handles", "integrate_whole", "splitting_fields", "warm"]
 
 Tensor = torch.Tensor
 
@@ -273,8 +274,6 @@ def integrate_whole(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions, st
     assert stepper._v is not None and stepper._f is not None
     check = stepper.fixed_step_check(bsz, opts.atol, dtype, device)
     assert isinstance(check, OscillationCheck)
-    from .compiled_parts import _CACHE, CACHE_SIZE
-
     prog = _CACHE.get(key)
     if prog is None:
         prog = _CACHE[key] = _Program(f"{len(_CACHE)}_{abs(hash(key)) % 10**8}")
@@ -326,3 +325,9 @@ def integrate_whole(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions, st
     stepper._v, stepper._f = v, f
     return LoopResult(t=opts.saveat, u=out[:s], status=codes, fail_info=infos, reasons=reasons, dense=None,
                       dt_next=abs(opts.dt) if scalar else dt.abs())
+
+
+def warm(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions) -> bool:
+    """Compile the loop program ahead of a solve (for :func:`pysciml.warmup`): a throw-away solve of two steps (the
+    step count is an input, so later solves of any span reuse the program); ``False`` when it failed to compile."""
+    return integrate_whole(stepper, u0, replace(opts, maxiters=2), Stats()) is not None

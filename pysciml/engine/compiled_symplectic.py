@@ -34,7 +34,7 @@ from .loop_records import LoopOptions, LoopResult
 from .stepper import StepResult
 from .symplectic import SplittingStepper, drift_kick
 
-__all__ = ["CompiledSplittingStepper", "compile_splitting", "splitting_unsupported", "whole_loop"]
+__all__ = ["CompiledSplittingStepper", "compile_splitting", "splitting_unsupported", "warm_whole_loop", "whole_loop"]
 
 Tensor = torch.Tensor
 
@@ -73,6 +73,16 @@ def whole_loop(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats) -> Loo
     if not compiled_loop_symplectic.handles(stepper.inner, opts, u0):
         return None
     return compiled_loop_symplectic.integrate_whole(stepper.inner, u0, opts, stats)
+
+
+def warm_whole_loop(stepper: Any, u0: Tensor, opts: LoopOptions) -> bool:
+    """Compile the loop program :func:`whole_loop` would run (for :func:`pysciml.warmup`); ``False`` where that solve
+    has none or it failed to compile (then warm the per-step program)."""
+    if not isinstance(stepper, CompiledSplittingStepper) or not stepper.compiled:
+        return False
+    if not compiled_loop_symplectic.handles(stepper.inner, opts, u0):
+        return False
+    return compiled_loop_symplectic.warm(stepper.inner, u0, opts)
 
 
 def compile_splitting(stepper: SplittingStepper, stats: Stats, bsz: int, atol: Tensor,
