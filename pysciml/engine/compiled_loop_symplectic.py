@@ -1,16 +1,18 @@
 """The whole fixed-step loop of a splitting method (VelocityVerlet, Leapfrog, Yoshida4, McAte*) as one compiled
 program (``torch.while_loop``), for ``solve(..., compile=True)`` on a :class:`~pysciml.SecondOrderODEProblem`.
 
-It runs a solve that :func:`handles` accepts: fixed steps (``dt``), saving at fixed times (``saveat``, or a batch's
-two ends), without dense output, the progress bar, hooks, callbacks, ``tstops`` or gradients, one trajectory in
-float64 or a batch. Everything else (one trajectory saving every step, dense output, ...) keeps the per-step program
-of :mod:`.compiled_symplectic` inside the eager loops. Each iteration does what an iteration of the eager loops does
-(:func:`~.loop.integrate_batched`, and :func:`~.loop_scalar.integrate_single` for one trajectory):
+It runs a solve that :func:`handles` accepts: fixed steps (``dt``), saving at fixed times (``saveat``, or a batch's two
+ends with ``dense=False``), without dense output, the progress bar, hooks, callbacks, ``tstops`` or gradients, one
+trajectory in float64 or a batch. Everything else (one trajectory saving every step, dense output, ...) keeps the
+per-step program of :mod:`.compiled_symplectic` inside the eager loops. Each iteration does what an iteration of the
+eager loops does (:func:`~.loop.integrate_batched`, and :func:`~.loop_scalar.integrate_single` for one trajectory):
 
 * the step times: ``n`` fixed steps of ``dt`` (:func:`~.loop_records.fixed_step_count`), the last one shortened or
   lengthened to end on ``t1`` (fixed steps never land on save times: those are interpolated);
-* the step: :func:`~.symplectic.drift_kick` with the velocity and force known at its start passed in as the eager
-  stepper knows them (a force known at the start is kept as loop state when the plan starts with a kick);
+* the step: :func:`~.symplectic.drift_kick` with the velocity at its start passed in (``v`` itself on a
+  second-order problem: free), and the force too where the plan starts with a kick: evaluated at the previous
+  step's end ``(t + dt, q, p)``, where the eager stepper, not knowing it, evaluates it at the step's start, the
+  same point (the last step, which ends on ``t1`` exactly, has no next step);
 * the step's end fields, needed for the save points strictly inside a step (cubic Hermite, as
   :meth:`~.symplectic.SplittingStepper.interpolant`) and for the oscillation check (:mod:`.symplectic_check`,
   every :data:`~.symplectic_check.CHECK_EVERY` steps, after every step while growth is confirmed, and on the last

@@ -1,15 +1,16 @@
 """The compiled step of the explicit symplectic (splitting) methods (``solve(..., compile=True)`` with
 ``VelocityVerlet()``, ``Leapfrog()``, ``Yoshida4()``, ``McAte5()``, ... on a :class:`~pysciml.SecondOrderODEProblem`).
 
-A splitting step (:func:`~.symplectic.drift_kick`: the drifts ``q += a h v``, the kicks ``p += b h F`` with the
-user's acceleration at each kick) is traced into one program per signature (method, batch and state shape, dtype,
-device, the acceleration function), with the velocity and force known at the step's start as inputs (Dynamo
-compiles one graph for each pattern of known and missing ones: after the first step, both are known). The fixed-step
-loops stay the eager ones around it (:class:`CompiledSplittingStepper`, a :class:`~.compiled_wrapper.ProgramStepper`):
-saving, the oscillation check (:mod:`.symplectic_check`) and the Hermite interpolant use the wrapped eager stepper,
-which computes the end fields the step did not, eagerly and counted, as in an eager solve. The step's evaluations are
-counted in ``stats.nf`` as the eager step counts them (found once per pattern by running :func:`drift_kick` on Python
-floats).
+A splitting step (:func:`~.symplectic.drift_kick`: the drifts ``q += a h v``, the kicks ``p += b h F`` with the user's
+acceleration at each kick) is traced into one program per signature (method, batch and state shape, dtype, device, the
+acceleration function), with the velocity and force known at the step's start as inputs (Dynamo compiles one graph for
+each pattern of known and missing ones: after the first step, both are known). A solve saving at fixed times without
+dense output runs the whole fixed-step loop as one program instead (:func:`whole_loop`,
+:mod:`.compiled_loop_symplectic`); for the others the fixed-step loops stay the eager ones around the step
+(:class:`CompiledSplittingStepper`, a :class:`~.compiled_wrapper.ProgramStepper`): saving, the oscillation check
+(:mod:`.symplectic_check`) and the Hermite interpolant use the wrapped eager stepper, which computes the end fields the
+step did not, eagerly and counted, as in an eager solve. The step's evaluations are counted in ``stats.nf`` as the eager
+step counts them (found once per pattern by running :func:`drift_kick` on Python floats).
 
 What has no compiled step: a :class:`~pysciml.HamiltonianProblem`, whose velocity and force are gradients of ``H`` by
 ``torch.autograd.grad`` (Dynamo does not trace it: "Attempted to call function marked as skipped"), including an
