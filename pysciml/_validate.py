@@ -158,6 +158,12 @@ def check_times(t: Any, like: Tensor) -> Tensor:
     """Output times (``odeint``'s and the models' ``t``): a 1-D tensor of at least two finite, strictly monotone
     times. A sequence becomes a tensor on ``like``'s dtype and device, an integer tensor takes ``like``'s dtype;
     ``t`` is not detached (``odeint`` differentiates the times)."""
+    return check_times_ends(t, like)[0]
+
+
+def check_times_ends(t: Any, like: Tensor) -> tuple[Tensor, float, float]:
+    """:func:`check_times`, also returning the first and last time as floats. Up to :data:`LISTED_TIMES` times are
+    checked as one list of Python floats (one tensor operation; the same comparisons), more as tensors."""
     if not isinstance(t, Tensor):
         try:
             t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
@@ -168,12 +174,26 @@ def check_times(t: Any, like: Tensor) -> Tensor:
                          f"{tuple(t.shape)}")
     if not t.is_floating_point():
         t = t.to(like.dtype)
-    if not bool(torch.isfinite(t).all()):
+    if t.numel() <= LISTED_TIMES:
+        vals = t.detach().tolist()
+        finite = all(math.isfinite(v) for v in vals)
+        pairs = list(zip(vals[:-1], vals[1:], strict=True))
+        monotone = all(a < b for a, b in pairs) or all(a > b for a, b in pairs)
+        first, last = vals[0], vals[-1]
+    else:
+        finite = bool(torch.isfinite(t).all())
+        d = t[1:] - t[:-1]
+        monotone = finite and (bool((d > 0).all()) or bool((d < 0).all()))
+        first, last = float(t[0].detach()), float(t[-1].detach())
+    if not finite:
         raise InputError("t contains NaN or Inf")
-    d = t[1:] - t[:-1]
-    if not (bool((d > 0).all()) or bool((d < 0).all())):
+    if not monotone:
         raise InputError("t must be strictly increasing or strictly decreasing; sort it and drop duplicates")
-    return t
+    return t, first, last
+
+
+LISTED_TIMES = 4096
+""":func:`check_times_ends` checks at most this many times as a Python list."""
 
 
 _CHECKED_TIMES: dict[int, tuple[weakref.ref, int, tuple[float, float]]] = {}

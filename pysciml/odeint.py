@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ._validate import SolveOptions, check_times, mark_checked_times
+from ._validate import SolveOptions, check_times_ends, mark_checked_times
 from ._validate import adjoint_atol as backward_atol  # odeint's own adjoint_atol is a keyword
 from .algorithms import (
     BS3,
@@ -238,9 +238,8 @@ def odeint(
     complex_shape = y0.shape if y0.is_complex() else None
     if complex_shape is not None:  # solved as real pairs: (*shape, 2)
         func, y0 = _as_real(func), torch.view_as_real(y0)
-    t = check_times(t, y0)
+    t, t_first, t_last = check_times_ends(t, y0)
     save_t = t.detach()  # the save times: checked here, so solve's check_saveat need not check them again
-    t_first, t_last = float(save_t[0]), float(save_t[-1])
     mark_checked_times(save_t, t_first, t_last)
     if sensealg is not None and not isinstance(sensealg, SensitivityAlgorithm):
         raise InputError(f"sensealg must be an object from pysciml.sensealg, got {type(sensealg).__name__}")

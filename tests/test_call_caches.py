@@ -13,7 +13,14 @@ import pytest
 import torch
 
 import pysciml as ps
-from pysciml._validate import check_saveat, check_times, check_tolerances, mark_checked_times
+from pysciml._validate import (
+    LISTED_TIMES,
+    check_saveat,
+    check_times,
+    check_times_ends,
+    check_tolerances,
+    mark_checked_times,
+)
 from pysciml.engine.explicit_rk import ExplicitRKStepper
 from pysciml.engine.rhs import RHS
 from pysciml.engine.tableaus.explicit import DP5 as DP5_TABLEAU
@@ -134,3 +141,17 @@ def test_times_checked_by_odeint_are_checked_again_once_changed():
         check_saveat(t, prob)
     u = ps.odeint(lambda t, y: -y, torch.ones(2, dtype=torch.float64), torch.linspace(0.0, 1.0, 5, dtype=torch.float64))
     assert torch.allclose(u[:, 0], torch.exp(-torch.linspace(0.0, 1.0, 5, dtype=torch.float64)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [5, LISTED_TIMES + 5])  # checked as a list of floats, and as tensors
+def test_check_times_refuses_the_same_times_either_way(n):
+    like = torch.ones(1)
+    t, first, last = check_times_ends(torch.linspace(1.0, 0.0, n), like)
+    assert (first, last) == (1.0, 0.0) and t.shape == (n,)
+    for value, match in ((float("nan"), "NaN or Inf"), (float("inf"), "NaN or Inf"), (2.0, "strictly increasing")):
+        bad = torch.linspace(0.0, 1.0, n)
+        bad[n // 2] = value
+        with pytest.raises(InputError, match=match):
+            check_times(bad, like)
+    with pytest.raises(InputError, match="strictly increasing"):  # a repeated time
+        check_times(torch.cat([torch.zeros(1), torch.linspace(0.0, 1.0, n - 1)]), like)
