@@ -7,6 +7,7 @@ step that does not divide the span; and which solves it takes. The exhaustive te
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -120,3 +121,32 @@ def test_warm_builds_the_program_solves_reuse(monkeypatch: pytest.MonkeyPatch) -
                                      saveat=torch.tensor([0.5, 2.0], dtype=F64))
     assert cls._key(other.inner, opts2, u0) == cls._key(stepper.inner, opts, u0)
     assert cls._key(stepper.inner, opts, u0) in compiled_parts._CACHE
+
+
+def harmonic(t: torch.Tensor, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return -x
+
+
+def test_failed_compile_falls_back_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop program that fails to compile: one warning, then the per-step program (run uncompiled here) gives the
+    eager values and counters (the loop's eager ``init`` not counted twice); the next solve goes there directly."""
+    def run(self: Any, variant: str, stats: Any, *args: Any) -> Any:
+        if variant == "loop":
+            raise compiled_parts.CompileFailure("no")
+        return self.raw[variant](*args)
+
+    monkeypatch.setattr(compiled_parts._Program, "run", run)
+    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None: fn)
+    monkeypatch.setattr(cls, "_FAILED", set())
+    prob = ps.SecondOrderODEProblem(harmonic, torch.tensor([1.0], dtype=F64), torch.tensor([0.0], dtype=F64),
+                                    (0.0, 2.0))
+    kw: dict[str, Any] = {"dt": 0.1, "saveat": torch.tensor([0.0, 0.55, 2.0], dtype=F64)}
+    eager = ps.solve(prob, ps.VelocityVerlet(), **kw)
+    for expected in (1, 0):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sol = ps.solve(prob, ps.VelocityVerlet(), compile=True, **kw)
+        mine = [w for w in caught if "loop program failed to compile" in str(w.message)]
+        assert len(mine) == expected
+        assert counts(sol) == counts(eager)
+        torch.testing.assert_close(sol.u, eager.u, rtol=0, atol=0)
