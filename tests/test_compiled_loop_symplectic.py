@@ -150,3 +150,11 @@ def test_failed_compile_falls_back_once(monkeypatch: pytest.MonkeyPatch) -> None
         assert len(mine) == expected
         assert counts(sol) == counts(eager)
         torch.testing.assert_close(sol.u, eager.u, rtol=0, atol=0)
+
+
+def test_uncompiled_loop_backward_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Integrating from t = 4 back to 0 (a batch; save times in the direction of integration)."""
+    run_loops_uncompiled(monkeypatch, cls)
+    fwd = pendulum_problem(batched=True)
+    prob = ps.SecondOrderODEProblem(fwd.accel, fwd.u0[:, :1], fwd.u0[:, 1:], (4.0, 0.0), fwd.p, batched=True)
+    compare(prob, ps.Yoshida4(), dt=0.07, saveat=torch.tensor(SAVES[::-1], dtype=F64))
