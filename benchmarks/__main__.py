@@ -24,6 +24,7 @@ TASKS = {
     "stiff_tight": "benchmarks.stiff_tight",  # RadauIIA5, FBDF, QNDF vs Rodas5P, SciPy, diffrax, rtol 1e-8..1e-10
     "stiff_loop": "benchmarks.stiff_loop",  # compiled Rodas5P per step: eager vs per-step program vs whole loop
     "stiff_fshare": "benchmarks.stiff_fshare",  # eager RadauIIA5 vs SciPy Radau: time inside f and jac
+    "symplectic_loop": "benchmarks.symplectic_loop",  # fixed-step splitting: eager vs per-step vs loop program
 }
 SMALL = {"stiff", "neural_ode"}  # the tasks with a --size small
 

@@ -1,6 +1,7 @@
 """Compiled fixed-step splitting solves, CPU time per step: eager vs the per-step program vs the whole-loop program.
 
-``python -m benchmarks.symplectic_loop``: the pendulum (``x'' = -2 sin x``) and a Kepler orbit (e = 0.5) of
+``python -m benchmarks symplectic_loop`` (writes ``benchmarks/results/symplectic_loop.md``): the pendulum
+(``x'' = -2 sin x``) and a Kepler orbit (e = 0.5) of
 ``tests/test_compiled_symplectic.py``, one trajectory in float64, 2,000 steps of 0.01 by VelocityVerlet and
 Yoshida4, saving at the two ends (``saveat``), ``compile=True`` with :mod:`pysciml.engine.compiled_loop_symplectic`'s
 ``ENABLED`` off (the per-step program in the eager loop) and on (the loop program). Each solve is timed after a
@@ -10,6 +11,7 @@ the median of ``ROUNDS`` rounds that run every variant once.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -17,6 +19,8 @@ import torch
 
 import pysciml as ps
 from pysciml.engine import compiled_loop_symplectic
+
+from .common import environment, start_task, write_result
 
 F64 = torch.float64
 ROUNDS = 5
@@ -50,7 +54,12 @@ def solve(prob: ps.SecondOrderODEProblem, alg: ps.Algorithm, variant: str) -> ps
         compiled_loop_symplectic.ENABLED = True
 
 
-def main() -> str:
+def main(size: str = "full", device: str = "cpu") -> str:
+    """Run the comparison (CPU only; ``size`` is ignored); write and return the markdown report."""
+    if device != "cpu":
+        return "# symplectic_loop: CPU only\n"
+    start_task("symplectic_loop", device)
+    load0 = os.getloadavg()[0]
     variants = ("eager", "per-step program", "loop program")
     rows = []
     for name, prob in problems().items():
@@ -72,10 +81,13 @@ def main() -> str:
                         + f" | {first['loop program']:.0f} |")
     head = ("| problem | method | eager us/step | per-step program us/step | loop program us/step | first loop solve s "
             "(compiling) |\n|---|---|---|---|---|---|")
-    return head + "\n" + "\n".join(rows)
+    text = (f"# Compiled fixed-step splitting solves: CPU time per step\n\nMachine: {environment()}. Load average "
+            f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (shared machine).\n\n"
+            + " ".join(__doc__.split("\n\n")[1].split("\n")).strip() + "\n\n" + head + "\n" + "\n".join(rows)
+            + "\n")
+    write_result("symplectic_loop", text)
+    return text
 
 
 if __name__ == "__main__":
-    print(f"load average: {open('/proc/loadavg').read().split()[:3]}")
     print(main())
-    print(f"load average: {open('/proc/loadavg').read().split()[:3]}")
