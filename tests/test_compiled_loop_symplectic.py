@@ -123,6 +123,19 @@ def test_warm_builds_the_program_solves_reuse(monkeypatch: pytest.MonkeyPatch) -
     assert cls._key(stepper.inner, opts, u0) in compiled_parts._CACHE
 
 
+def test_pysciml_warmup_builds_the_loop_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pysciml.warmup`` of a solve the loop program runs builds that program (run uncompiled here), under the key the
+    solve looks up."""
+    run_loops_uncompiled(monkeypatch, cls)
+    kw: dict[str, Any] = {"dt": 0.1, "saveat": torch.tensor([0.0, 1.0], dtype=F64)}
+    prob = pendulum_problem()
+    stepper, opts, u0 = compiled_setup(prob, ps.VelocityVerlet(), **kw)
+    key = cls._key(stepper.inner, opts, u0)
+    compiled_parts._CACHE.pop(key, None)
+    ps.warmup(prob, ps.VelocityVerlet(), **kw)
+    assert key in compiled_parts._CACHE
+
+
 def harmonic(t: torch.Tensor, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return -x
 
