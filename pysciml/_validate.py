@@ -204,6 +204,8 @@ version counter then (an in-place change voids the entry) and its first and last
 def mark_checked_times(times: Tensor, first: float, last: float) -> None:
     """Record that ``times`` (a tensor :func:`check_times` returned, or a detached alias of one; ``first``, ``last``:
     its ends as floats) is 1-D, finite and strictly monotone, so :func:`check_saveat` need not check it again."""
+    if times.is_inference():  # no version counter: an in-place change could not be seen, so nothing is recorded
+        return
     key = id(times)
 
     def drop(ref: weakref.ref, key: int = key) -> None:
@@ -216,7 +218,7 @@ def mark_checked_times(times: Tensor, first: float, last: float) -> None:
 def _checked_ends(times: Tensor) -> tuple[float, float] | None:
     """The ends of ``times`` if :func:`mark_checked_times` recorded this very tensor, unchanged since; else ``None``."""
     entry = _CHECKED_TIMES.get(id(times))
-    if entry is None or entry[0]() is not times or entry[1] != times._version:
+    if entry is None or entry[0]() is not times or times.is_inference() or entry[1] != times._version:
         return None
     return entry[2]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .._versions import version_of
 from ..errors import InputError, RHSError
 from ..problem import call_f
 from ..solution import Stats
@@ -83,7 +84,7 @@ class RHS:
         self.graph_checked = False  # f checked differentiable (before the first autodiff Jacobian)
         self._basis_cache: Tensor | None = None
         self.tgrad_checked = False
-        self._last: tuple[Tensor, int] | None = None  # the latest output and its version counter
+        self._last: tuple[Tensor, int | None] | None = None  # the latest output and its version counter
         self.flat = len(self.shape) == 1  # state is a vector: no reshapes needed
         self.dtype = prob.u0.dtype
         self.device = prob.u0.device
@@ -100,14 +101,14 @@ class RHS:
         """Call the user's ``fn`` in engine layout; its errors come back as :class:`RHSError` with the time,
         and an ``fn`` that writes into ``u`` in place is refused (the engine's stages share that tensor)."""
         try:
-            version = u._version
+            version = version_of(u)
             out = self._user_call(fn, takes_p, t, u)
         except _PASS_THROUGH:
             raise
         except Exception as exc:  # re-raise with where it happened
             tv = float(t.detach().reshape(-1)[0]) if t.numel() else float("nan")
             raise RHSError(f"{what}(t, u, p) raised {type(exc).__name__} at t={tv:.6g}: {exc}") from exc
-        if u._version != version:
+        if version is not None and u._version != version:
             raise InputError(
                 f"{what} modified its input u in place (u += ..., u[i] = ..., u.mul_(...)); the solver's stages "
                 f"share that tensor, so the answer would be wrong. {what} must leave u unchanged and return a "
@@ -130,13 +131,13 @@ class RHS:
         self.stats.nf += 1
         out = self.raw(t, u)
         last = self._last
-        if last is not None and last[0]._version != last[1]:
+        if last is not None and last[1] is not None and last[0]._version != last[1]:
             raise InputError(
                 f"{self.name} changed a tensor it returned earlier (it fills one buffer in place and returns it "
                 "each call); the solver keeps earlier results as stages, so they must not change. Return a new "
                 "tensor from every call"
             )
-        self._last = (out, out._version)
+        self._last = (out, version_of(out))
         return out
 
     def _check_output(self, out: Any, t: Tensor, u: Tensor) -> None:

@@ -41,7 +41,8 @@ ORIGIN_ATTR = "_pysciml_origin"
 
 def _clone(x: torch.Tensor) -> torch.Tensor:
     c = x.clone()
-    setattr(c, ORIGIN_ATTR, (x, c._version))
+    if not c.is_inference():  # an inference tensor keeps no version counter: it stays a copy of its own
+        setattr(c, ORIGIN_ATTR, (x, c._version))
     return c
 
 
