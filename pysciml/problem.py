@@ -134,7 +134,8 @@ def takes_params(fn: Callable[..., Any], name: str, base: int, usage: str, hint:
     """Whether ``fn`` takes ``base + 1`` positional arguments (the last being the parameters) rather than ``base``,
     from its signature (an ``nn.Module``'s ``forward``); ``usage`` (e.g. ``"f(t, u, p) or f(t, u)"``) is what the
     errors say it should look like. Undecidable signatures (builtins, ``*args``) count as taking parameters.
-    The answer for a Python function (or a method of one) is remembered (:func:`_signature_answer`)."""
+    The answer for a Python function (or a method of one) is remembered (``_SIGNATURES``) while its code, defaults
+    and ``__signature__`` stay the same objects."""
     if not callable(fn):
         raise InputError(f"{name} must be callable, taking {usage}; got {type(fn).__name__}")
     target = fn.forward if isinstance(fn, torch.nn.Module) else fn

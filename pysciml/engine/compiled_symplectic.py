@@ -65,25 +65,27 @@ def _splitting_program(stepper: SplittingStepper, tag: str) -> _Program:
     return prog
 
 
+def _loop_stepper(stepper: Any, u0: Tensor, opts: LoopOptions) -> SplittingStepper | None:
+    """The eager splitting stepper whose solve :mod:`.compiled_loop_symplectic` runs as one loop program, else
+    ``None``."""
+    if not isinstance(stepper, CompiledSplittingStepper) or not stepper.compiled:
+        return None
+    return stepper.inner if compiled_loop_symplectic.handles(stepper.inner, opts, u0) else None
+
+
 def whole_loop(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult | None:
     """The fixed-step solve of a compiled splitting stepper as one loop program (:mod:`.compiled_loop_symplectic`);
     ``None`` where that module does not handle the solve or its program failed to compile (the eager loops then run
     the per-step program)."""
-    if not isinstance(stepper, CompiledSplittingStepper) or not stepper.compiled:
-        return None
-    if not compiled_loop_symplectic.handles(stepper.inner, opts, u0):
-        return None
-    return compiled_loop_symplectic.integrate_whole(stepper.inner, u0, opts, stats)
+    inner = _loop_stepper(stepper, u0, opts)
+    return None if inner is None else compiled_loop_symplectic.integrate_whole(inner, u0, opts, stats)
 
 
 def warm_whole_loop(stepper: Any, u0: Tensor, opts: LoopOptions) -> bool:
     """Compile the loop program :func:`whole_loop` would run (for :func:`pysciml.warmup`); ``False`` where that solve
     has none or it failed to compile (then warm the per-step program)."""
-    if not isinstance(stepper, CompiledSplittingStepper) or not stepper.compiled:
-        return False
-    if not compiled_loop_symplectic.handles(stepper.inner, opts, u0):
-        return False
-    return compiled_loop_symplectic.warm(stepper.inner, u0, opts)
+    inner = _loop_stepper(stepper, u0, opts)
+    return inner is not None and compiled_loop_symplectic.warm(inner, u0, opts)
 
 
 def compile_splitting(stepper: SplittingStepper, stats: Stats, bsz: int, atol: Tensor,

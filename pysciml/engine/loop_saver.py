@@ -29,8 +29,9 @@ class _Saver:
         self.direction = direction
         self.everystep = opts.save_everystep
         self.saveat = opts.saveat
-        self.ts_list = [] if self.saveat is not None else [torch.tensor(opts.t0, dtype=u0.dtype, device=u0.device)]
-        self.us_list = [u0]
+        listed = self.saveat is None  # the lists hold the output only without save times
+        self.ts_list = [torch.tensor(opts.t0, dtype=u0.dtype, device=u0.device)] if listed else []
+        self.us_list = [u0] if listed else []
         if self.saveat is not None:
             s = self.saveat.shape[0]
             bsz = u0.shape[0]
