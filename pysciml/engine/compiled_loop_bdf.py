@@ -63,6 +63,10 @@ T64 = torch.float64
 COUNTERS = ("njac", "nlu", "nnonliniter", "nf", "nsolve", "naccept", "nreject", "nnonlinconvfail")
 """The ``Stats`` fields the program counts (its ``counts`` carry, in this order)."""
 
+OUT = 16
+"""Where the save array sits in FBDF's carry (after :func:`.compiled_bdf_rules.loop_head`'s 12 and ``nhist, ts, ys,
+u``); QNDF's is :data:`.compiled_bdf_qndf.OUT`."""
+
 _FAILED: weakref.WeakSet[_Program] = weakref.WeakSet()  # programs that failed to compile: not retried
 
 
@@ -265,7 +269,7 @@ def integrate(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats) ->
         return None
     X, save_t = ran
     nloop, t, h, _, _, _, _, running, status, fail_t, fail_h, *_ = X
-    out, counts = X[16 if isinstance(method, FLCMethod) else qndf.OUT], X[-1]
+    out, counts = X[OUT if isinstance(method, FLCMethod) else qndf.OUT], X[-1]
     stats.nloop += int(nloop)
     for name, value in zip(COUNTERS, counts.tolist(), strict=True):
         setattr(stats, name, getattr(stats, name) + value)
