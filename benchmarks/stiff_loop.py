@@ -27,12 +27,12 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
 import pysciml as ps
-from pysciml.engine import compiled_control, compiled_loop, compiled_loop_bdf
+from pysciml.engine import compiled_control, compiled_loop, compiled_loop_bdf, compiled_loop_firk
 
 from .common import environment, markdown_table, result_name, write_result
 
@@ -88,12 +88,13 @@ def loop_route() -> Iterator[dict[str, int]]:
     """Count which compiled loop the solves inside the block run: ``{"whole": calls of
     compiled_loop.integrate_batched_whole, "per-step": calls of compiled_control.integrate_batched_compiled,
     "bdf": calls of compiled_loop_bdf.integrate (the FBDF/QNDF/QBDF loop program), "bdf-eager": those of them
-    that returned no result (a failed compile: the eager BDF loop solved)}``. A solve that took the whole loop adds
+    that returned no result (a failed compile: the eager BDF loop solved), "firk" and "firk-eager": the same for
+    compiled_loop_firk.integrate_whole (the RadauIIA loop program)}``. A solve that took the whole loop adds
     1 to ``whole`` only; one that fell back to the per-step programs (a failed loop compile) adds 1 to both; one
     the whole loop does not handle, 1 to ``per-step`` only."""
-    calls = {"whole": 0, "per-step": 0, "bdf": 0, "bdf-eager": 0}
+    calls = {"whole": 0, "per-step": 0, "bdf": 0, "bdf-eager": 0, "firk": 0, "firk-eager": 0}
     real_whole, real_step = compiled_loop.integrate_batched_whole, compiled_control.integrate_batched_compiled
-    real_bdf = compiled_loop_bdf.integrate
+    real_bdf, real_firk = compiled_loop_bdf.integrate, compiled_loop_firk.integrate_whole
 
     def whole(*args, **kwargs):
         calls["whole"] += 1
@@ -103,29 +104,33 @@ def loop_route() -> Iterator[dict[str, int]]:
         calls["per-step"] += 1
         return real_step(*args, **kwargs)
 
-    def bdf(*args, **kwargs):
-        calls["bdf"] += 1
-        result = real_bdf(*args, **kwargs)
-        calls["bdf-eager"] += result is None
-        return result
+    def counted(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def program(*args, **kwargs):
+            calls[name] += 1
+            result = real(*args, **kwargs)
+            calls[f"{name}-eager"] += result is None
+            return result
+        return program
 
     compiled_loop.integrate_batched_whole, compiled_control.integrate_batched_compiled = whole, step
-    compiled_loop_bdf.integrate = bdf
+    compiled_loop_bdf.integrate = counted("bdf", real_bdf)
+    compiled_loop_firk.integrate_whole = counted("firk", real_firk)
     try:
         yield calls
     finally:
         compiled_loop.integrate_batched_whole, compiled_control.integrate_batched_compiled = real_whole, real_step
-        compiled_loop_bdf.integrate = real_bdf
+        compiled_loop_bdf.integrate, compiled_loop_firk.integrate_whole = real_bdf, real_firk
 
 
 def route_name(calls: dict[str, int]) -> str:
     """What :func:`loop_route`'s counts say: ``whole loop``, ``BDF whole loop``, ``per-step programs``, or both,
     with the counts."""
-    if calls.get("bdf"):
-        eager = calls.get("bdf-eager", 0)
-        if not eager:
-            return f"BDF whole loop ({calls['bdf']} solves)"
-        return f"BDF whole loop tried {calls['bdf']}x, eager BDF loop {eager}x (fell back)"
+    for key, family in (("bdf", "BDF"), ("firk", "RadauIIA")):
+        if calls.get(key):
+            eager = calls.get(f"{key}-eager", 0)
+            if not eager:
+                return f"{family} whole loop ({calls[key]} solves)"
+            return f"{family} whole loop tried {calls[key]}x, eager {family} loop {eager}x (fell back)"
     if not calls["whole"] and not calls["per-step"]:
         return "scalar loop (per-step programs)"
     if calls["whole"] and not calls["per-step"]:
