@@ -10,5 +10,9 @@ __all__ = ["version_of"]
 
 
 def version_of(t: torch.Tensor) -> int | None:
-    """``t._version``, or ``None`` for an inference tensor (no version counter: in-place writes cannot be detected)."""
-    return None if t.is_inference() else t._version
+    """``t._version``, or ``None`` for an inference tensor (no version counter: in-place writes cannot be detected).
+    Read first and excused on failure: an ordinary tensor, the common case, costs one attribute read."""
+    try:
+        return t._version
+    except RuntimeError:  # "Inference tensors do not track version counter"
+        return None

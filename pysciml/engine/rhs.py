@@ -85,6 +85,9 @@ class RHS:
         self._basis_cache: Tensor | None = None
         self.tgrad_checked = False
         self._last: tuple[Tensor, int | None] | None = None  # the latest output and its version counter
+        # in-place writes are detected by version counters, which the tensors a solve makes under
+        # torch.inference_mode() lack: decided once per solve, not at every call of f
+        self._versioned = not torch.is_inference_mode_enabled()
         self.flat = len(self.shape) == 1  # state is a vector: no reshapes needed
         self.dtype = prob.u0.dtype
         self.device = prob.u0.device
@@ -101,7 +104,7 @@ class RHS:
         """Call the user's ``fn`` in engine layout; its errors come back as :class:`RHSError` with the time,
         and an ``fn`` that writes into ``u`` in place is refused (the engine's stages share that tensor)."""
         try:
-            version = version_of(u)
+            version = version_of(u) if self._versioned else None
             out = self._user_call(fn, takes_p, t, u)
         except _PASS_THROUGH:
             raise
@@ -137,7 +140,7 @@ class RHS:
                 "each call); the solver keeps earlier results as stages, so they must not change. Return a new "
                 "tensor from every call"
             )
-        self._last = (out, version_of(out))
+        self._last = (out, version_of(out) if self._versioned else None)
         return out
 
     def _check_output(self, out: Any, t: Tensor, u: Tensor) -> None:
