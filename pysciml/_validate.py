@@ -12,7 +12,6 @@ import math
 import os
 import sys
 import warnings
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -196,31 +195,16 @@ LISTED_TIMES = 4096
 """:func:`check_times_ends` checks at most this many times as a Python list."""
 
 
-_CHECKED_TIMES: dict[int, tuple[weakref.ref, int, tuple[float, float]]] = {}
-"""Time tensors :func:`check_times` checked, by ``id``: a weak reference (the entry goes with the tensor), the tensor's
-version counter then (an in-place change voids the entry) and its first and last time."""
+@dataclass(frozen=True)
+class CheckedTimes:
+    """Save times that :func:`check_times_ends` has checked (1-D, finite, strictly monotone), with their ends as
+    floats: ``odeint`` hands them to :func:`pysciml.solve._solve_checked` as ``saveat``, and :func:`check_saveat`
+    takes them as they are when they suit the problem (dtype, device, ends inside ``tspan`` in its direction), so the
+    times are not checked twice. An internal value: ``solve``'s users pass plain times."""
 
-
-def mark_checked_times(times: Tensor, first: float, last: float) -> None:
-    """Record that ``times`` (a tensor :func:`check_times` returned, or a detached alias of one; ``first``, ``last``:
-    its ends as floats) is 1-D, finite and strictly monotone, so :func:`check_saveat` need not check it again."""
-    if times.is_inference():  # no version counter: an in-place change could not be seen, so nothing is recorded
-        return
-    key = id(times)
-
-    def drop(ref: weakref.ref, key: int = key) -> None:
-        if _CHECKED_TIMES.get(key, (None,))[0] is ref:
-            del _CHECKED_TIMES[key]
-
-    _CHECKED_TIMES[key] = (weakref.ref(times, drop), times._version, (first, last))
-
-
-def _checked_ends(times: Tensor) -> tuple[float, float] | None:
-    """The ends of ``times`` if :func:`mark_checked_times` recorded this very tensor, unchanged since; else ``None``."""
-    entry = _CHECKED_TIMES.get(id(times))
-    if entry is None or entry[0]() is not times or times.is_inference() or entry[1] != times._version:
-        return None
-    return entry[2]
+    times: Tensor  #: detached
+    first: float
+    last: float
 
 
 def check_algorithm(alg: Any, prob: ODEProblem, unsplit: bool) -> Algorithm:
@@ -345,12 +329,17 @@ def check_saveat(saveat: Any, prob: ODEProblem) -> Tensor | None:
                          "use pysciml.odeint(func, y0, t) for gradients with respect to t")
     if isinstance(saveat, (int, float)):
         return _spaced_times(float(saveat), t0, t1, dtype, device)
-    if isinstance(saveat, Tensor) and saveat.dtype == dtype and saveat.device == device:
-        ends = _checked_ends(saveat)
-        if ends is not None and min(t0, t1) <= min(ends) and max(ends) <= max(t0, t1) \
-                and (ends[1] - ends[0]) * (t1 - t0) > 0:
-            return saveat.detach()  # finite and strictly monotone (check_times), its ends inside tspan
-    s = torch.as_tensor(saveat, dtype=dtype, device=device).detach()
+    if isinstance(saveat, CheckedTimes):
+        ends, saveat = (saveat.first, saveat.last), saveat.times
+        if saveat.dtype == dtype and saveat.device == device and min(t0, t1) <= min(ends) \
+                and max(ends) <= max(t0, t1) and (ends[1] - ends[0]) * (t1 - t0) > 0:
+            return saveat  # finite and strictly monotone (check_times_ends), its ends inside tspan
+    return _check_listed_saveat(torch.as_tensor(saveat, dtype=dtype, device=device).detach(), t0, t1)
+
+
+def _check_listed_saveat(s: Tensor, t0: float, t1: float) -> Tensor:
+    """:func:`check_saveat` for listed times ``s`` on the problem's dtype and device: 1-D, finite, inside ``tspan``,
+    strictly monotone in the direction of integration."""
     if s.ndim == 0:
         raise InputError(f"saveat is a 0-d tensor ({float(s):g}); pass a Python number for a spacing or "
                          f"[{float(s):g}] for a single save time")

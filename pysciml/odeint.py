@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ._validate import SolveOptions, check_times_ends, mark_checked_times
+from ._validate import CheckedTimes, SolveOptions, check_times_ends
 from ._validate import adjoint_atol as backward_atol  # odeint's own adjoint_atol is a keyword
 from .algorithms import (
     BS3,
@@ -36,7 +36,6 @@ from .algorithms_firk import GaussLegendre4, GaussLegendre6, RadauIIA3, RadauIIA
 from .algorithms_native import DP8, RK38, RKF12, Alexander2, Heun3
 from .algorithms_symplectic import ImplicitMidpoint
 from .errors import InputError
-from .native import solve_native
 from .odeint_grid import integrate_grid, make_grid
 from .odeint_options import (
     FIXED_GRID_METHODS,
@@ -58,9 +57,9 @@ from .sensealg import (
     SensitivityAlgorithm,
 )
 from .sensitivity.continuous import AdjointSetup, ContinuousAdjoint
-from .sensitivity.discrete import checkpoint_count, solve_checkpointed
+from .sensitivity.discrete import checkpoint_count
 from .sensitivity.vjp import discover_params
-from .solve import solve
+from .solve import _solve_checked
 
 __all__ = ["odeint", "odeint_adjoint", "METHOD_ALIASES", "default_sensealg"]
 
@@ -239,15 +238,13 @@ def odeint(
     if complex_shape is not None:  # solved as real pairs: (*shape, 2)
         func, y0 = _as_real(func), torch.view_as_real(y0)
     t, t_first, t_last = check_times_ends(t, y0)
-    save_t = t.detach()  # the save times: checked here, so solve's check_saveat need not check them again
-    mark_checked_times(save_t, t_first, t_last)
+    save_t = CheckedTimes(t.detach(), t_first, t_last)  # checked here: solve's check_saveat takes them as they are
     if sensealg is not None and not isinstance(sensealg, SensitivityAlgorithm):
         raise InputError(f"sensealg must be an object from pysciml.sensealg, got {type(sensealg).__name__}")
-    if progress and (backend != "torch" or (torch.is_grad_enabled()
-                                            and not isinstance(sensealg or default_sensealg(algorithm),
-                                                               DiscreteAdjoint))):
+    if progress and (backend != "torch" or (torch.is_grad_enabled() and not _plain_discrete(sensealg, algorithm))):
         raise InputError("progress=True is supported by odeint on the native engine with the discrete adjoint "
-                         "(the default for explicit methods) only; pass sensealg=DiscreteAdjoint() or drop progress=")
+                         "without checkpoints (the default for explicit methods) only; pass "
+                         "sensealg=DiscreteAdjoint() or drop progress=")
     callbacks = callbacks_of(user_func)
     if backend == "julia":
         from .julia import odeint_julia
@@ -380,16 +377,18 @@ def _tuple_atol(atol: Any, y0: tuple[Tensor, ...]) -> Any:
                       .expand(y.shape).reshape(-1) for a, y in zip(atol, y0, strict=True)])
 
 
-def _discrete_solve(prob: ODEProblem, alg: Algorithm, discrete: DiscreteAdjoint, save_t: Tensor,
+def _plain_discrete(sensealg: SensitivityAlgorithm | None, alg: Algorithm) -> bool:
+    """Whether gradients go through the steps of one native solve (the discrete adjoint without checkpoints)."""
+    chosen = sensealg or default_sensealg(alg)
+    return isinstance(chosen, DiscreteAdjoint) and checkpoint_count(chosen) <= 1
+
+
+def _discrete_solve(prob: ODEProblem, alg: Algorithm, discrete: DiscreteAdjoint, save_t: CheckedTimes,
                     kw: dict[str, Any]) -> Tensor:
-    """The solution at ``save_t`` through the discrete adjoint (``solve``'s path; with step hooks, which ``solve``
-    does not take, the same native or checkpointed solve called directly)."""
-    if "hooks" not in kw:
-        return solve(prob, alg, saveat=save_t, sensealg=discrete, throw=True, **kw).u
+    """The solution at the checked times ``save_t`` through the discrete adjoint: ``solve``'s native path entered
+    behind its keyword checks (:func:`~pysciml.solve._solve_checked`), ``odeint`` having made its own."""
     opts = SolveOptions(saveat=save_t, throw=True).replace(**{k: v for k, v in kw.items() if k != "progress"})
-    if checkpoint_count(discrete) > 1 and torch.is_grad_enabled():
-        return solve_checkpointed(prob, alg, discrete, opts).u
-    return solve_native(prob, alg, opts, progress=bool(kw.get("progress"))).u
+    return _solve_checked(prob, alg, opts, discrete, bool(kw.get("progress"))).u
 
 
 def _adjoint_settings(adjoint_options: dict[str, Any] | None, n_times: int, forward: SolveOptions) -> dict[str, Any]:

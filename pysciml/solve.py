@@ -157,6 +157,16 @@ def solve(
         return solve_julia(prob, alg, opts, sensealg=sensealg)
     if backend != "torch":
         raise InputError(f"backend must be 'torch' or 'julia', got {backend!r}")
+    return _solve_checked(prob, alg, opts, sensealg, progress)
+
+
+def _solve_checked(prob: ODEProblem, alg: Algorithm | None, opts: SolveOptions,
+                   sensealg: SensitivityAlgorithm | None = None, progress: bool = False) -> ODESolution:
+    """The native engine's solve once the keywords that choose the path are checked: by :func:`solve` above, or
+    by ``odeint``, which hands over its own checked times (``opts.saveat`` a :class:`~._validate.CheckedTimes`)
+    and its step hooks, so nothing is checked twice. The checks that need the problem (:func:`~._validate.
+    check_solve`) run in each path; ``progress`` is honoured by the plain solve only (the callers refuse it
+    elsewhere)."""
     if isinstance(sensealg, DiscreteAdjoint) and checkpoint_count(sensealg) > 1 and torch.is_grad_enabled():
         return solve_checkpointed(prob, alg, sensealg, opts)
     if sensealg is not None and not isinstance(sensealg, DiscreteAdjoint) and torch.is_grad_enabled():

@@ -1,6 +1,7 @@
 """The per-call caches of a solve (f's signature, a tableau's tensors, a number ``atol``): a cached answer is reused
 only for the same input, and a changed ``f``, dtype or tolerance is checked again (the error a bad input gets is
-still raised after a good call)."""
+still raised after a good call). Also the times ``odeint`` has checked (``CheckedTimes``), which ``check_saveat``
+takes as they are only where they suit the problem."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ import torch
 import pysciml as ps
 from pysciml._validate import (
     LISTED_TIMES,
+    CheckedTimes,
     check_saveat,
     check_times,
     check_times_ends,
     check_tolerances,
-    mark_checked_times,
 )
 from pysciml.engine.explicit_rk import ExplicitRKStepper
 from pysciml.engine.rhs import RHS
@@ -127,20 +128,22 @@ def test_number_atol_is_checked_again_for_each_dtype_and_value():
     assert a3.shape == (1, 3)
 
 
-def test_times_checked_by_odeint_are_checked_again_once_changed():
+def test_checked_times_are_taken_only_where_they_suit_the_problem():
     prob = ps.ODEProblem(lambda t, u: -u, torch.ones(2), (0.0, 1.0))
-    t = check_times(torch.linspace(0.0, 1.0, 5), prob.u0)
-    mark_checked_times(t, 0.0, 1.0)
-    assert torch.equal(check_saveat(t, prob), torch.linspace(0.0, 1.0, 5))
+    t, first, last = check_times_ends(torch.linspace(0.0, 1.0, 5), prob.u0)
+    checked = CheckedTimes(t.detach(), first, last)
+    assert check_saveat(checked, prob) is checked.times  # taken as they are: no copy, no second check
     with pytest.raises(InputError, match="lies outside tspan"):  # another problem's span: checked in full
-        check_saveat(t, prob.remake(tspan=(0.0, 0.5)))
-    with pytest.raises(InputError, match="strictly decreasing"):
-        check_saveat(t, prob.remake(tspan=(1.0, 0.0)))
-    t[2] = float("nan")  # changed in place after the check
-    with pytest.raises(InputError, match="saveat contains NaN"):
-        check_saveat(t, prob)
-    u = ps.odeint(lambda t, y: -y, torch.ones(2, dtype=torch.float64), torch.linspace(0.0, 1.0, 5, dtype=torch.float64))
-    assert torch.allclose(u[:, 0], torch.exp(-torch.linspace(0.0, 1.0, 5, dtype=torch.float64)), rtol=1e-6)
+        check_saveat(checked, prob.remake(tspan=(0.0, 0.5)))
+    with pytest.raises(InputError, match="strictly decreasing"):  # the other direction: checked in full
+        check_saveat(checked, prob.remake(tspan=(1.0, 0.0)))
+    p64 = prob.remake(u0=torch.ones(2, dtype=torch.float64))  # another dtype: converted and checked in full
+    s64 = check_saveat(checked, p64)
+    assert s64.dtype == torch.float64 and torch.equal(s64, torch.linspace(0.0, 1.0, 5).double())
+    close = torch.tensor([0.0, 0.5, 0.5 + 1e-12, 1.0], dtype=torch.float64)  # distinct in float64 only
+    t, first, last = check_times_ends(close, close)
+    with pytest.raises(InputError, match="strictly increasing"):
+        check_saveat(CheckedTimes(t, first, last), prob)  # float32 problem: the rounded times are checked
 
 
 @pytest.mark.parametrize("n", [5, LISTED_TIMES + 5])  # checked as a list of floats, and as tensors
