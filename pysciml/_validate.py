@@ -66,11 +66,13 @@ class SolveOptions:
 
     def replace(self, **changes: Any) -> SolveOptions:
         """A copy with some keywords changed; an unknown keyword is an :class:`InputError`."""
+        if not changes:
+            return self
         names = [f.name for f in dataclasses.fields(self)]
         unknown = sorted(set(changes) - set(names))
         if unknown:
             raise InputError(f"unknown solve keyword(s) {unknown}; accepted: {names}")
-        return dataclasses.replace(self, **changes) if changes else self
+        return dataclasses.replace(self, **changes)
 
     def on_piece(self, t_a: float, t_b: float, tstops: Sequence[float] | None) -> SolveOptions:
         """The options of a solve over the piece ``[t_a, t_b]`` of the span (a checkpoint segment, a re-solved

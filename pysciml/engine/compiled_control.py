@@ -213,8 +213,9 @@ def initial_span(opts: LoopOptions, t: Tensor, scalar: bool) -> Tensor:
 
 
 def _start(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, scalar: bool = False,
-           eager_setup: bool = True) -> tuple[Any, ...]:
-    """The loop's first state ``L``, its constants ``C``, the program, the saver and the direction. ``scalar``:
+           eager_setup: bool = True, program: bool = True) -> tuple[Any, ...]:
+    """The loop's first state ``L``, its constants ``C``, the per-step program (``None`` with ``program=False``:
+    the whole loop, :mod:`.compiled_loop`, runs its own), the saver and the direction. ``scalar``:
     time in float64, as :func:`~.loop_scalar.integrate_single` keeps it (one trajectory, the whole loop).
     ``eager_setup=False``: ``f(t0, u0)`` and the first step size are left to the program (the whole loop's
     prologue, :mod:`.compiled_loop`): ``stepper.f0`` is not set and ``L``'s step size is a placeholder where
@@ -254,9 +255,10 @@ def _start(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, scalar: bool
     saver = _CountedSaver(opts, u0, direction, first)
     C = (_padded([*stop_list, opts.t1], opts.t1, tdt, device), torch.full((1,), n_stops - 1, device=device), keyed,
          torch.tensor([opts.dtmin, opts.dtmax if opts.dtmax is not None else math.inf], dtype=tdt, device=device))
-    L = (t, dt, torch.full_like(t, opts.controller.qoldinit), ~bools(), bools(), longs(), longs(), torch.zeros_like(t),
-         torch.zeros_like(t), longs(), longs(), saver.idx if opts.saveat is not None else longs())
-    return L, C, _fused_program(stepper, opts, direction, n_stops), saver, direction
+    L = (t, dt, torch.full_like(t, opts.controller.qoldinit), torch.ones(bsz, dtype=torch.bool, device=device),
+         bools(), longs(), longs(), torch.zeros_like(t), torch.zeros_like(t), longs(), longs(),
+         saver.idx if opts.saveat is not None else longs())
+    return L, C, _fused_program(stepper, opts, direction, n_stops) if program else None, saver, direction
 
 
 def _failed(stepper: CompiledStepper, exc: CompileFailure) -> None:
@@ -343,11 +345,15 @@ def finish(stepper: CompiledStepper, L: tuple[Tensor, ...], saver: _CountedSaver
     stats.nreject += n_attempted - n_accepted
     if dense is not None:
         dense.finalize()
-    codes = [_CODES[int(s)] for s in status.tolist()]
-    infos: list[tuple[float, float] | None] = [
-        None if c is _CODES[SUCCESS] else (float(a), float(b))
-        for c, a, b in zip(codes, fail_t.tolist(), fail_dt.tolist(), strict=True)
-    ]
+    raw = status.tolist()
+    codes: list[Any]
+    infos: list[tuple[float, float] | None]
+    if raw.count(SUCCESS) == len(raw):  # the common case: no per-trajectory lists built in Python
+        codes, infos = [_CODES[SUCCESS]] * len(raw), [None] * len(raw)
+    else:
+        codes = [_CODES[s] for s in raw]
+        infos = [None if c is _CODES[SUCCESS] else (float(a), float(b))
+                 for c, a, b in zip(codes, fail_t.tolist(), fail_dt.tolist(), strict=True)]
     reason = describe(0, 0.0, stepper.name, stepper.stability_boundary)
     ts, us = saver.result(u)
     return LoopResult(t=ts, u=us, status=codes, fail_info=infos, reasons=[reason] * len(codes), dense=dense,

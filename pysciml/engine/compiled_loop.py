@@ -420,7 +420,7 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
         with torch.autograd.graph.saved_tensors_hooks(lambda x: x, lambda x: x):
             stepper.init(torch.full((u0.shape[0],), opts.t0, dtype=u0.dtype, device=u0.device), u0)
         stepper.stats.nf -= 1  # counted below, with the program's
-    L, C, _, saver, _ = _start(stepper, u0, opts, scalar, eager_setup=not prologue)
+    L, C, _, saver, _ = _start(stepper, u0, opts, scalar, eager_setup=not prologue, program=False)
     padded = _padded(save_t, math.inf, L[0].dtype, u0.device)
     out = torch.full((padded.shape[0], *saver.out.shape[1:]), math.nan, dtype=u0.dtype, device=u0.device)
     out[: opts.saveat.shape[0]] = saver.out
@@ -504,7 +504,7 @@ def run_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats,
     """The loop program's solve; ``None`` (``stats`` as they were, one warning per signature) when it fails to
     compile, for the caller's fallback."""
     assert opts.saveat is not None
-    before = {f.name: getattr(stats, f.name) for f in fields(stats)}
+    before = dict(vars(stats))  # the counters, restored on a failed compile
     prog, args, saver = _inputs(stepper, u0, opts, opts.maxiters - stats.nloop, family_type)
     try:
         if prog in _FAILED:
@@ -514,8 +514,7 @@ def run_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats,
         if prog not in _FAILED:
             _loop_failed(stepper, exc)
         _FAILED.add(prog)
-        for name, value in before.items():
-            setattr(stats, name, value)
+        vars(stats).update(before)
         return None
     steps, with_acceptance = int(k), int(n_any)
     stats.nloop += steps

@@ -276,7 +276,12 @@ def tracks_grad(rhs: RHS, u0: Tensor | None = None) -> bool:
 
     if not torch.is_grad_enabled():
         return False
-    f = rhs.f
-    params = list(f.parameters()) if isinstance(f, torch.nn.Module) else []
-    leaves = [*tree_leaves(rhs.p), *params, u0]
-    return any(isinstance(x, Tensor) and x.requires_grad for x in leaves)
+    if u0 is not None and u0.requires_grad:
+        return True
+    f, p = rhs.f, rhs.p
+    if isinstance(f, torch.nn.Module) and any(q.requires_grad for q in f.parameters()):  # stops at the first
+        return True
+    if p is None or isinstance(p, (int, float)):
+        return False
+    return p.requires_grad if isinstance(p, Tensor) else any(
+        isinstance(x, Tensor) and x.requires_grad for x in tree_leaves(p))
