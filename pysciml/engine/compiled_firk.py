@@ -7,7 +7,8 @@ start and its control row inside one ``torch.compile`` program, no host synchron
   would recompute it (``need``), else the carried one;
 * the factorization of the transformed stage system ``L = Lambda / h (x) M - I_s (x) J`` (:mod:`.firk_blocks`).
   Inductor handles complex LU poorly, so the complex block is never formed: for ``n <= BlockFactors.SMALL``
-  ``L`` is inverted whole, exactly as the eager small path does (:func:`~.firk_blocks.fused_increment`, shared);
+  ``L`` is inverted whole (:func:`~.firk_blocks.fused_increment`; the eager stepper folds the whole iteration
+  into one matrix instead, :mod:`.firk_fused`, so the two round differently in the last bits);
   above, each diagonal block of ``L`` gets a real LU, the complex pair's being its exact real ``2n x 2n`` form
   ``[[alpha/h M - J, beta/h M], [-beta/h M, alpha/h M - J]]`` (the rows of ``L`` for that pair);
 * the starting values from the last accepted step's collocation polynomial;

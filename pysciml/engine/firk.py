@@ -6,7 +6,8 @@ One step from ``(t, u)`` with step ``h`` solves the ``s n`` stage equations for 
 
 (``u1 = u + Z_s`` for the stiffly accurate Radau methods) by simplified Newton with one Jacobian ``J`` at a step
 start, transformed to one real or complex ``n x n`` system per eigenvalue (pair) of ``A^{-1}``
-(:mod:`.firk_blocks`). As in radau5 (Solving ODEs II, IV.8):
+(:mod:`.firk_blocks`; for ``n <= 8`` a whole iteration is one product with a matrix built per factorization,
+:mod:`.firk_fused`). As in radau5 (Solving ODEs II, IV.8):
 
 * starting values: the previous step's collocation polynomial extrapolated to the new stages (zero on the first
   step);
@@ -35,6 +36,8 @@ dense ``s n x s n`` solve per step), so gradients do not depend on Newton's tole
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,6 +46,7 @@ from ..linsolve_options import DenseLU, SparseLU
 from ..solution import Stats
 from .controller import error_norm
 from .firk_blocks import BlockFactors, transformation
+from .firk_fused import FusedFactors
 from .firk_sparse import SparseBlockFactors
 from .rhs import RHS
 from .stepper import Stepper, StepResult
@@ -54,6 +58,76 @@ Tensor = torch.Tensor
 def _plain(x: Tensor) -> Tensor:
     """``x`` without autograd history (``x`` itself when it has none: a detach is a dispatched op)."""
     return x.detach() if x.requires_grad else x
+
+
+@dataclass
+class FIRKStepResult(StepResult):
+    """A FIRK step's result; ``poly``: the collocation polynomial's coefficients ``(B, q+1, n)`` where the fused
+    small-system step computed them (then ``stages`` is empty: :meth:`FIRKStepper.interpolant` reads ``poly``)."""
+
+    poly: Tensor | None = None
+
+
+class _Rate:
+    """radau5's rate control of one simplified Newton solve (Solving ODEs II, IV.8), per trajectory on Python floats:
+    one transfer of the ``(B,)`` increment norms per iteration instead of a dozen tensor operations.
+
+    ``state``: 0 iterating, 1 converged, -1 failed, 2 not asked to iterate (``rows`` False)."""
+
+    def __init__(self, stepper: FIRKStepper, bsz: int, rows: list[bool] | None) -> None:
+        self.eps = torch.finfo(stepper.rhs.dtype).eps
+        self.max_iters, self.kappa = stepper.max_iters, stepper.kappa
+        self.root = 1.0 / math.sqrt(stepper.tab.stages * stepper.rhs.n)  # the RMS norm's factor
+        self.faccon = [max(f, self.eps) ** 0.8 for f in stepper.faccon]
+        self.theta = [stepper.jac_reuse] * bsz
+        self.dynold, self.thqold = [1.0] * bsz, [1.0] * bsz
+        self.state = [0 if rows is None or r else 2 for r in (rows or [True] * bsz)]
+
+    def noise(self, u_col: Tensor, Z: Tensor, weight: Tensor) -> list[float]:
+        """The norm of the stage values' round-off, ``100 eps ||(|u| + |Z|) weight||``, per trajectory."""
+        mag = (u_col.abs() + Z.abs()) * weight
+        return (torch.linalg.vector_norm(mag, dim=(1, 2)) * (100 * self.eps * self.root)).tolist()
+
+    def update(self, it: int, raw: list[float], noise: Callable[[], list[float]]) -> list[bool]:
+        """Iteration ``it``'s test on the increments' weighted norms ``raw`` (times :attr:`root`: RMS); returns
+        which trajectories take the increment (``noise()`` is asked only when one would fail)."""
+        move = [False] * len(raw)
+        levels: list[float] | None = None
+        for b, st in enumerate(self.state):
+            if st:
+                continue
+            dyno = raw[b] * self.root
+            bad = not math.isfinite(dyno)
+            if it >= 1 and not bad:
+                thq = dyno / self.dynold[b]
+                self.theta[b] = thq if it == 1 else math.sqrt(thq * self.thqold[b])
+                self.thqold[b] = thq
+                if self.theta[b] >= 0.99:
+                    bad = True
+                else:
+                    self.faccon[b] = self.theta[b] / (1.0 - self.theta[b])
+                    bad = self.faccon[b] * dyno * self.theta[b] ** (self.max_iters - 1 - it) >= self.kappa
+            self.dynold[b] = max(dyno, self.eps)
+            if bad and math.isfinite(dyno):  # increments at round-off level contract no further: converged
+                levels = noise() if levels is None else levels
+                bad = dyno > levels[b]
+            if bad:
+                self.state[b] = -1
+                continue
+            move[b] = True
+            if self.faccon[b] * dyno <= self.kappa:
+                self.state[b] = 1
+        return move
+
+    def done(self) -> bool:
+        return all(self.state)
+
+    def finish(self, stepper: FIRKStepper) -> list[bool]:
+        """Which trajectories converged; their rate memory goes to ``stepper`` (``faccon``, ``theta``)."""
+        conv = [st == 1 for st in self.state]
+        stepper.faccon = [fc if ok else old for fc, ok, old in zip(self.faccon, conv, stepper.faccon, strict=True)]
+        stepper.theta = [th if ok else old for th, ok, old in zip(self.theta, conv, stepper.theta, strict=True)]
+        return conv
 
 
 class FIRKStepper(Stepper):
@@ -70,6 +144,7 @@ class FIRKStepper(Stepper):
         self.stats = stats
         self.mass = mass
         self.atol, self.rtol = atol, rtol
+        self.atol_col = atol[:, None]  # (1 or B, 1, n)
         self.max_iters = max_iters
         eps = torch.finfo(rhs.dtype).eps
         self.kappa = kappa if kappa is not None else max(10 * eps / rtol, min(0.03, rtol ** 0.5))
@@ -85,6 +160,7 @@ class FIRKStepper(Stepper):
         self.A = tens(np.array(tab.a))
         self.c = tens(np.array(tab.c))
         self.c_col = self.c.view(1, -1, 1)
+        self.c_rows = self.c.view(-1, 1)
         self.d = tens(np.array(tab.b) @ tr.Ainv)  # u1 = u + sum d_i Z_i
         self.dense_matrix = tens(np.array(tab.dense))
         self.dense_ainv = tens(np.array(tab.dense) @ tr.Ainv)  # the polynomial's coefficients from Z
@@ -98,8 +174,15 @@ class FIRKStepper(Stepper):
             else:
                 self.mus.append(self.err_mu)
             self.ez = tens(np.array(tab.ez))
-        self.factors = (SparseBlockFactors(stats, mass, tr, linsolve, rhs) if isinstance(linsolve, SparseLU)
-                        else BlockFactors(stats, mass, tr, dtype, device))
+        self.factors: BlockFactors
+        if isinstance(linsolve, SparseLU):
+            self.factors = SparseBlockFactors(stats, mass, tr, linsolve, rhs)
+        elif rhs.n <= BlockFactors.SMALL:
+            self.factors = FusedFactors(stats, mass, tr, dtype, device, n=rhs.n, err_mu=self.err_mu,
+                                        ez=None if self.err_mu is None else np.array(tab.ez),
+                                        dense_ainv=np.array(tab.dense) @ tr.Ainv)
+        else:
+            self.factors = BlockFactors(stats, mass, tr, dtype, device)
         self.J: Tensor | None = None
         self.one = torch.ones((), dtype=dtype, device=device)
         self.powers = torch.arange(tab.stages + 1, dtype=dtype, device=device)
@@ -141,80 +224,73 @@ class FIRKStepper(Stepper):
         return torch.stack([self.rhs(ti, ui) for ti, ui in zip(times, stages, strict=True)], 1)
 
     def _predict(self, u_col: Tensor, dt: Tensor) -> Tensor:
-        """Starting stage increments: the last accepted step's collocation polynomial at the new stage times
-        (``u_col = u[:, None]``, ``(B, 1, n)``)."""
-        s = self.tab.stages
+        """Starting stage values ``U`` ``(B, s, n)``: the last accepted step's collocation polynomial at the new stage
+        times (``u`` where there is none; ``u_col = u[:, None]``)."""
+        b, _, n = u_col.shape
         if self.prev is None:
-            return u_col.new_zeros((u_col.shape[0], s, u_col.shape[2]))
+            return u_col.expand(b, self.tab.stages, n)
         coeffs, dt_old = self.prev  # (B, q+1, n), (B,)
         theta = torch.addcmul(self.one, self.c_col, (dt / dt_old).view(-1, 1, 1))  # (B, s, 1)
-        Z = torch.bmm(theta.pow(self.powers), coeffs) - u_col  # the polynomial at theta, every stage at once
+        U = torch.bmm(theta.pow(self.powers), coeffs)  # the polynomial at theta, every stage at once
         if all(self.have):
-            return Z
-        return torch.where(torch.tensor(self.have, device=Z.device)[:, None, None], Z, torch.zeros_like(Z))
+            return U
+        return torch.where(torch.tensor(self.have, device=U.device)[:, None, None], U, u_col)
 
     # ------------------------------------------------------------------ Newton
-    def _newton(self, t: Tensor, u: Tensor, h: Tensor, Z: Tensor, times: list[Tensor], u_col: Tensor,
-                rows: list[bool] | None = None) -> tuple[Tensor, list[bool]]:
-        """Simplified Newton on the transformed stage system; returns ``Z (B, s, n)`` and whether each trajectory
-        converged (only the ``rows`` given iterate; the others are left as they are and reported False). ``times``:
-        the stage times ``t + c_i h``; ``u_col``: ``u[:, None]``.
-
-        The rate control (radau5's theta, eta = faccon, the divergence prediction) runs on Python floats per
-        trajectory: one transfer of the ``(B,)`` increment norms per iteration instead of a dozen tensor ops."""
-        bsz = u.shape[0]
-        eps = torch.finfo(u.dtype).eps
-        root = 1.0 / math.sqrt(Z.shape[1] * Z.shape[2])
-        scale = (root / (self.atol + self.rtol * u.abs()))[:, None]  # (B, 1, n): the RMS norm's weights
+    def _newton(self, t: Tensor, u: Tensor, f0: Tensor, h: Tensor, U0: Tensor, times: list[Tensor],
+                u_col: Tensor, weight: Tensor, rows: list[bool] | None = None) -> tuple[Tensor, list[bool]]:
+        """Simplified Newton on the transformed stage system, one ``n x n`` (complex) solve per block
+        (:class:`~.firk_blocks.BlockFactors`); returns ``Z (B, s, n)`` and whether each trajectory converged (only
+        the ``rows`` given iterate; the others are left as they are and reported False). ``U0``: the starting stage
+        values; ``times``: the stage times ``t + c_i h``; ``u_col``: ``u[:, None]``; ``weight``:
+        ``1 / (atol + rtol |u|)`` ``(B, 1, n)``."""
+        rate = _Rate(self, u.shape[0], rows)
+        Z = U0 - u_col
         W = torch.bmm(self.bTinv, Z)
-        faccon = [max(f, eps) ** 0.8 for f in self.faccon]
-        theta = [self.jac_reuse] * bsz
-        dynold, thqold = [1.0] * bsz, [1.0] * bsz
-        state = [0 if rows is None or r else 2 for r in (rows or [True] * bsz)]  # 0 iterating, 1 converged, -1
-        # failed, 2 not asked to iterate
         for it in range(self.max_iters):
             self.stats.nnonliniter += 1
             dW = self.factors.increment(self._stage_f(t, u, Z, h, times, u_col), W)
-            norms = torch.linalg.vector_norm(dW * scale, dim=(1, 2)).tolist()
-            move = [False] * bsz
-            noise: list[float] | None = None
-            for b in range(bsz):
-                if state[b]:
-                    continue
-                dyno = norms[b]
-                bad = not math.isfinite(dyno)
-                if it >= 1 and not bad:
-                    thq = dyno / dynold[b]
-                    theta[b] = thq if it == 1 else math.sqrt(thq * thqold[b])
-                    thqold[b] = thq
-                    if theta[b] >= 0.99:
-                        bad = True
-                    else:
-                        faccon[b] = theta[b] / (1.0 - theta[b])
-                        bad = faccon[b] * dyno * theta[b] ** (self.max_iters - 1 - it) >= self.kappa
-                dynold[b] = max(dyno, eps)
-                if bad and math.isfinite(dyno):  # increments at round-off level contract no further: converged
-                    if noise is None:
-                        mag = (u_col.abs() + Z.abs()) * scale
-                        noise = (torch.linalg.vector_norm(mag, dim=(1, 2)) * (100 * eps)).tolist()
-                    bad = dyno > noise[b]
-                if bad:
-                    state[b] = -1
-                    continue
-                move[b] = True
-                if faccon[b] * dyno <= self.kappa:
-                    state[b] = 1
+            move = rate.update(it, torch.linalg.vector_norm(dW * weight, dim=(1, 2)).tolist(),
+                               lambda Z=Z: rate.noise(u_col, Z, weight))  # type: ignore[misc]
             if all(move):
                 W = W + dW
             elif any(move):
                 W = torch.where(torch.tensor(move, device=W.device)[:, None, None], W + dW, W)
             Z = torch.bmm(self.bT, W)
-            if all(state):
+            if rate.done():
                 break
-        converged = [st == 1 for st in state]
-        self.faccon = [fc if ok else old for fc, ok, old in zip(faccon, converged, self.faccon, strict=True)]
-        self.theta = [th if ok else old for th, ok, old in zip(theta, converged, self.theta, strict=True)]
-        return Z, converged
+        return Z, rate.finish(self)
+
+    def _newton_fused(self, t: Tensor, u: Tensor, f0: Tensor, h: Tensor, U0: Tensor,
+                      times: list[Tensor], u_col: Tensor, weight: Tensor,
+                      rows: list[bool] | None = None) -> tuple[Tensor | None, list[bool]]:
+        """:meth:`_newton` for small systems (:class:`~.firk_fused.FusedFactors`): one product with ``P`` per
+        iteration gives the increments, the next stage values, the estimate and the polynomial. Returns the last
+        product that moved each trajectory ``(B, slots, n)`` (``None`` if none moved) and the convergence flags."""
+        fac = self.factors
+        assert isinstance(fac, FusedFactors) and fac.P is not None
+        bsz, s, n = U0.shape
+        rate = _Rate(self, bsz, rows)
+        Us, Zs = U0.unbind(1), (U0 - u_col).unbind(1)
+        y: Tensor | None = None
+        for it in range(self.max_iters):
+            self.stats.nnonliniter += 1
+            self.stats.nsolve += len(self.tr.blocks)
+            x = torch.cat([*(self.rhs(ti, ui) for ti, ui in zip(times, Us, strict=True)), *Zs, u, f0], 1)
+            new = torch.bmm(fac.P, x.view(bsz, -1, 1)).view(bsz, fac.slots, n)
+            move = rate.update(it, torch.linalg.vector_norm(new[:, :s] * weight, dim=(1, 2)).tolist(),
+                               lambda Zs=Zs: rate.noise(u_col, torch.stack(Zs, 1), weight))  # type: ignore[misc]
+            if all(move):
+                y = new
+            elif any(move):
+                y = torch.where(torch.tensor(move, device=new.device)[:, None, None], new,
+                                fac.start(U0, u_col) if y is None else y)
+            if rate.done():
+                break
+            assert y is not None  # a trajectory still iterating moved
+            parts = y.unbind(1)
+            Us, Zs = parts[fac.U:fac.U + s], parts[fac.Z:fac.Z + s]
+        return y, rate.finish(self)
 
     def _attach_gradient(self, t: Tensor, u: Tensor, h: Tensor, Zs: Tensor) -> Tensor:
         """``Z*`` carrying the exact derivative of the stage equations (module docstring)."""
@@ -235,19 +311,22 @@ class FIRKStepper(Stepper):
         h, td, ud, f0d = _plain(dt), _plain(t), _plain(u), _plain(f0)
         self._refresh(td, ud, f0d, h)
         tracked = torch.is_grad_enabled() and (self.f_tracked or u.requires_grad)
+        fused = isinstance(self.factors, FusedFactors)
+        newton = self._newton_fused if fused else self._newton
         with torch.no_grad():
             u_col = ud[:, None]
-            times = list((td[:, None] + h[:, None] * self.c).unbind(1))  # t + c_i h: (B,) each
-            Z0 = self._predict(u_col, h)
-            Z, conv = self._newton(td, ud, h, Z0, times, u_col)
+            times = list(torch.addcmul(td, self.c_rows, h).unbind(0))  # t + c_i h: (B,) each
+            weight = torch.add(self.atol_col, u_col.abs(), alpha=self.rtol).reciprocal()  # (B, 1, n)
+            U0 = self._predict(u_col, h)
+            out, conv = newton(td, ud, f0d, h, U0, times, u_col, weight)
             # as SciPy's Radau: a Newton failure with a Jacobian from an earlier point retries at the same h with a
             # fresh one (a rejection would shrink the step for what is often only a stale Jacobian)
             retry = [not c and not a for c, a in zip(conv, self.jac_at_start, strict=True)]
             if any(retry):
                 self.need_jac = retry
                 self._refresh(td, ud, f0d, h)
-                Z2, conv2 = self._newton(td, ud, h, Z0, times, u_col, rows=retry)
-                Z = Z2 if all(retry) else torch.where(torch.tensor(retry, device=u.device)[:, None, None], Z2, Z)
+                out2, conv2 = newton(td, ud, f0d, h, U0, times, u_col, weight, rows=retry)
+                out = out2 if all(retry) else self._merge(out, out2, retry, U0, u_col)
                 conv = [c2 if r else c for c, c2, r in zip(conv, conv2, retry, strict=True)]
         assert self.factors.ok_list is not None
         good = [c and f for c, f in zip(conv, self.factors.ok_list, strict=True)]
@@ -256,6 +335,9 @@ class FIRKStepper(Stepper):
         else:
             ok = torch.tensor(good, device=u.device)
             self.stats.nnonlinconvfail += 1
+        if fused:
+            return self._finish_fused(t, u, h, out, U0, u_col, ok, tracked)
+        Z = out
         if tracked:
             Z = self._attach_gradient(t, u, h, Z)
         u_new = u + (Z[:, -1] if self.tab.stiffly_accurate else torch.matmul(self.d, Z))
@@ -263,12 +345,59 @@ class FIRKStepper(Stepper):
         with torch.no_grad():
             Zd = _plain(Z)
             if self.err_mu is not None:
-                err = self._estimate(td, ud, u_new.detach(), h, Zd, f0d)
+                assert self.bez is not None
+                mz = self._mass(torch.bmm(self.bez, Zd).view(Zd.shape[0], Zd.shape[2])) / h[:, None]
+                err = self._refine(td, ud, u_new.detach(), self.factors.solve(self.err_mu, f0d + mz), lambda: mz)
             else:  # no estimate (Gauss): the fixed-step checks read zeros, as for ARS222
                 err = torch.zeros_like(ud)
             # the collocation polynomial's coefficients (B, q+1, n), from Z through (dense A^{-1}) in one product
             self._pending = (torch.cat((u_col, torch.bmm(self.bdense, Zd)), 1), h)
         return StepResult(u_new=u_new, err=err, ok=ok, stages=list(K.unbind(1)), f_start=f0)
+
+    def _merge(self, out: Tensor | None, out2: Tensor | None, rows: list[bool], U0: Tensor,
+               u_col: Tensor) -> Tensor:
+        """The second Newton pass's result on ``rows``, the first's elsewhere."""
+        if isinstance(self.factors, FusedFactors):
+            out = self.factors.start(U0, u_col) if out is None else out
+            out2 = self.factors.start(U0, u_col) if out2 is None else out2
+        assert out is not None and out2 is not None
+        return torch.where(torch.tensor(rows, device=out.device)[:, None, None], out2, out)
+
+    def _finish_fused(self, t: Tensor, u: Tensor, h: Tensor, y: Tensor | None, U0: Tensor, u_col: Tensor,
+                      ok: Tensor, tracked: bool) -> StepResult:
+        """:meth:`step` after a fused Newton: the new state, the estimate and the polynomial from the last product."""
+        fac = self.factors
+        assert isinstance(fac, FusedFactors)
+        s, q1 = self.tab.stages, self.dense_ainv.shape[0] + 1
+        y = fac.start(U0, u_col) if y is None else y  # Newton failed at its first iteration (the step is rejected)
+        poly: Tensor | None = None
+        if tracked:
+            Z = self._attach_gradient(t, u, h, y[:, fac.Z:fac.Z + s])
+            u_new = u + (Z[:, -1] if self.tab.stiffly_accurate else torch.matmul(self.d, Z))
+            stages = list(torch.bmm(self.bAinv, Z).unbind(1))
+        else:
+            u_new = u + (y[:, fac.Z + s - 1] if self.tab.stiffly_accurate
+                         else torch.matmul(self.d, y[:, fac.Z:fac.Z + s]))
+            stages = []
+        with torch.no_grad():
+            if fac.ERR is None:
+                err = torch.zeros_like(y[:, 0])
+            else:
+                assert self.err_mu is not None
+                self.stats.nsolve += 1
+                err = self._refine(_plain(t), _plain(u), _plain(u_new), y[:, fac.ERR],
+                                   lambda: y[:, fac.V] / h[:, None])
+            coeffs = y[:, fac.UROW:fac.UROW + q1]  # [u, C_1 .. C_q]: the collocation polynomial (B, q+1, n)
+            self._pending = (coeffs, h)
+            if not tracked:
+                poly = coeffs
+        return FIRKStepResult(u_new=u_new, err=err, ok=ok, stages=stages, f_start=self.f0, poly=poly)
+
+    def interpolant(self, u: Tensor, dt: Tensor, res: StepResult) -> Tensor:
+        """The step's collocation polynomial ``(q+1, B, n)``: from the fused product where the step kept it."""
+        if isinstance(res, FIRKStepResult) and res.poly is not None:
+            return res.poly.transpose(0, 1)
+        return super().interpolant(u, dt, res)
 
     def _refresh(self, t: Tensor, u: Tensor, f0: Tensor, h: Tensor) -> None:
         """Recompute the rows of ``J`` that need it (one batched Jacobian) and factor when ``J`` or ``h`` changed."""
@@ -287,16 +416,16 @@ class FIRKStepper(Stepper):
             self.factors.factor(self.mus, self.J, h)
             self._factored = (self._jac_count, h)
 
-    def _estimate(self, t: Tensor, u: Tensor, u_new: Tensor, h: Tensor, Z: Tensor, f0: Tensor) -> Tensor:
+    def _refine(self, t: Tensor, u: Tensor, u_new: Tensor, err: Tensor, mz: Callable[[], Tensor]) -> Tensor:
+        """The estimate ``err`` again with ``f(t, u + err)`` in place of ``f(t, u)`` (``mz()``:
+        ``M sum_i ez_i Z_i / h``) for the trajectories on their first step or after a rejection whose ``err`` is
+        ``>= 1``."""
         assert self.err_mu is not None
-        assert self.bez is not None
-        mz = self._mass(torch.bmm(self.bez, Z).view(Z.shape[0], Z.shape[2])) / h[:, None]
-        err = self.factors.solve(self.err_mu, f0 + mz)
         if any(self.refine):
             big = (error_norm(err, u, u_new, self.atol, self.rtol) >= 1.0).tolist()
             again = [a and b for a, b in zip(self.refine, big, strict=True)]
             if any(again):
-                err2 = self.factors.solve(self.err_mu, self.rhs(t, u + err) + mz)
+                err2 = self.factors.solve(self.err_mu, self.rhs(t, u + err) + mz())
                 err = err2 if all(again) else torch.where(torch.tensor(again, device=u.device)[:, None], err2, err)
         return err
 

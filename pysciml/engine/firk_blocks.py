@@ -11,8 +11,9 @@ eigenvalue and one pair, Radau IIA 3 and Gauss-Legendre 4 one pair: ``s n x s n`
 ``T`` is computed here from the tableau's ``A`` (``numpy.linalg.eig``, float64) instead of transcribed, and
 :func:`transformation` checks ``T^{-1} A^{-1} T`` is the block form to 1e-12. Complex factorizations use
 ``torch.linalg.lu_factor_ex`` on complex tensors (complex128 for float64 states, complex64 for float32); systems of
-at most :attr:`BlockFactors.SMALL` equations instead invert the real block-diagonal form of the transformed system
-once per factorization (:class:`BlockFactors`).
+at most :attr:`BlockFactors.SMALL` equations fold the whole Newton iteration into one matrix instead
+(:class:`~.firk_fused.FusedFactors`; the compiled step inverts the real block-diagonal form of the transformed
+system, :func:`fused_increment`).
 """
 
 from __future__ import annotations
@@ -83,9 +84,9 @@ def transformed_matrix(lam_m: Tensor, eye_s: Tensor, J: Tensor, h: Tensor) -> tu
 
 def fused_increment(tinv_i: Tensor, lam_m: Tensor, eye_s: Tensor, J: Tensor,
                     h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The small path's factorization (:class:`BlockFactors`): ``L^{-1}`` ``(B, s n, s n)``, the ``(B,)`` mask of
-    usable rows and the fused increment matrix ``[L^{-1} (T^{-1} (x) I), -L^{-1} (Lambda / h (x) M)]``
-    ``(B, s n, 2 s n)``; ``tinv_i = T^{-1} (x) I_n``. No host synchronisation (the compiled step uses it too)."""
+    """The compiled step's small-system factorization (:mod:`.compiled_firk`): ``L^{-1}`` ``(B, s n, s n)``, the
+    ``(B,)`` mask of usable rows and the fused increment matrix ``[L^{-1} (T^{-1} (x) I), -L^{-1} (Lambda / h (x) M)]``
+    ``(B, s n, 2 s n)`` (applied to ``[F, W]``); ``tinv_i = T^{-1} (x) I_n``. No host synchronisation."""
     lam_mh, L = transformed_matrix(lam_m, eye_s, J, h)
     inv, info = torch.linalg.inv_ex(L)
     ok = (info == 0) & (inv * 0 == 0).flatten(1).all(dim=1)  # x * 0 == 0: x finite, in 2 ops (isfinite takes 5)
@@ -93,16 +94,10 @@ def fused_increment(tinv_i: Tensor, lam_m: Tensor, eye_s: Tensor, J: Tensor,
 
 
 class BlockFactors:
-    """The factorizations ``mu / h M - J`` of one step, batched over trajectories: ``(B, n, n)`` LU each.
-
-    For ``n <= SMALL`` (tiny systems, where torch's cost per call dominates) the whole transformed system
-    ``L = Lambda / h (x) M - I (x) J`` (``(B, s n, s n)``, block diagonal: the complex pair as its real ``2n x 2n``
-    form) is inverted once per factorization (``torch.linalg.inv_ex``) and folded with the transformation into one
-    matrix ``[L^{-1} (T^{-1} (x) I), -L^{-1} (Lambda / h (x) M)]``, so a Newton increment (:meth:`increment`) is a
-    single batched mat-vec instead of a dozen small operations; the real block's inverse (a diagonal block of
-    ``L^{-1}``) serves the error estimate. The counters stay those of the blockwise factorization (``nlu`` one per
-    ``mu``, ``nsolve`` one per block and increment). The Jacobian is dense ``(B, n, n)`` (:meth:`jacobian`);
-    :class:`~.firk_sparse.SparseBlockFactors` keeps it sparse.
+    """The factorizations ``mu / h M - J`` of one step, batched over trajectories: ``(B, n, n)`` LU each (complex
+    for a complex ``mu``); counters ``nlu`` one per ``mu``, ``nsolve`` one per block solve. The Jacobian is dense
+    ``(B, n, n)`` (:meth:`jacobian`); :class:`~.firk_sparse.SparseBlockFactors` keeps it sparse. Systems of at most
+    ``SMALL`` equations (where torch's cost per call dominates) use :class:`~.firk_fused.FusedFactors`.
     """
 
     SMALL = 8
@@ -118,8 +113,6 @@ class BlockFactors:
         self.ok: Tensor | None = None
         self.ok_list: list[bool] | None = None  # ``ok`` on the host, read once per factorization
         self.lam_h: Tensor | None = None  # Lambda / h, (B, s, s)
-        self.fused: Tensor | None = None  # the small path's (B, s n, 2 s n) increment matrix
-        self._kron: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # T^{-1} (x) I, Lambda (x) M, I_s, M
 
     def _mass(self, v: Tensor) -> Tensor:
         return v if self.mass is None else v @ self.mass.T
@@ -127,10 +120,6 @@ class BlockFactors:
     def increment(self, F: Tensor, W: Tensor) -> Tensor:
         """Newton's increment ``dW = L^{-1} ((T^{-1} (x) I) F - (Lambda / h (x) M) W)`` for the stage values
         ``F = f(t + c_i h, u + Z_i)`` and the transformed stages ``W``, both ``(B, s, n)``."""
-        if self.fused is not None:
-            b, s, n = F.shape
-            self.stats.nsolve += len(self.tr.blocks)
-            return torch.bmm(self.fused, torch.cat((F, W), 1).view(b, 2 * s * n, 1)).view(b, s, n)
         assert self.lam_h is not None
         R = torch.matmul(self.Tinv, F) - self._mass(torch.matmul(self.lam_h, W))
         return self.solve_transformed(self.tr, R)
@@ -155,12 +144,11 @@ class BlockFactors:
                     K[:, i * n:(i + 1) * n, j * n:(j + 1) * n] = blk
         return torch.linalg.solve(K, G.reshape(bsz, s * n)).reshape(bsz, s, n)
 
-    def factor(self, mus: list[complex | float], J: Tensor, h: Tensor) -> Tensor:
-        """Factor ``mu / h M - J`` for every ``mu``; returns ``(B,)`` True where all are nonsingular."""
+    def factor(self, mus: list[complex | float], J: Tensor, h: Tensor) -> list[bool]:
+        """Factor ``mu / h M - J`` for every ``mu``; returns (and keeps as ``ok_list``) per trajectory whether all
+        are nonsingular."""
         b, n, _ = J.shape
         self.factors = {}
-        if n <= self.SMALL:
-            return self._factor_small(mus, J, h)
         self.lam_h = self.Lam / h[:, None, None]
         ok = torch.ones(b, dtype=torch.bool, device=J.device)
         eye = torch.eye(n, dtype=J.dtype, device=J.device) if self.mass is None else self.mass
@@ -175,32 +163,8 @@ class BlockFactors:
             diag = lu.diagonal(dim1=-2, dim2=-1)
             ok = ok & (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
             self.factors[mu] = (lu, piv, None)
-        self.fused = None
         self.ok, self.ok_list = ok, ok.tolist()
-        return ok
-
-    def _factor_small(self, mus: list[complex | float], J: Tensor, h: Tensor) -> Tensor:
-        """The small path (class docstring): ``L^{-1}`` and the fused increment matrix; an estimate ``mu`` that is
-        no block's (Radau IIA 3) gets its own ``n x n`` inverse."""
-        n = J.shape[1]
-        s = self.Lam.shape[0]
-        if self._kron is None or self._kron[0].shape[-1] != s * n:
-            M = torch.eye(n, dtype=J.dtype, device=J.device) if self.mass is None else self.mass
-            self._kron = (torch.kron(self.Tinv, torch.eye(n, dtype=J.dtype, device=J.device)),
-                          torch.kron(self.Lam, M), torch.eye(s, dtype=J.dtype, device=J.device), M)
-        tinv_i, lam_m, eye_s, M = self._kron
-        inv, ok, self.fused = fused_increment(tinv_i, lam_m, eye_s, J, h)
-        for k, mu in self.tr.blocks:
-            if isinstance(mu, float):
-                self.factors[mu] = (None, None, inv[:, k * n:(k + 1) * n, k * n:(k + 1) * n])
-        for mu in mus:
-            if mu not in self.factors and isinstance(mu, float):
-                one, info1 = torch.linalg.inv_ex((mu / h)[:, None, None] * M - J)
-                ok = ok & (info1 == 0) & (one * 0 == 0).flatten(1).all(dim=1)
-                self.factors[mu] = (None, None, one)
-        self.stats.nlu += len(mus)
-        self.ok, self.ok_list = ok, ok.tolist()
-        return ok
+        return self.ok_list
 
     def solve(self, mu: complex | float, rhs: Tensor) -> Tensor:
         """``(mu / h M - J)^{-1} rhs`` for ``rhs (B, n)`` (complex for a complex ``mu``; real ``mu`` only on the

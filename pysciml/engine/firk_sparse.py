@@ -57,8 +57,8 @@ class SparseBlockFactors(BlockFactors):
             self.w = WAssembly(self.sparse.structure, self.mass, u.dtype, u.device)
         return vals
 
-    def factor(self, mus: list[complex | float], J: Tensor, h: Tensor) -> Tensor:
-        """Factor ``mu / h M - J`` for every ``mu`` and trajectory; ``(B,)`` True where all are nonsingular."""
+    def factor(self, mus: list[complex | float], J: Tensor, h: Tensor) -> list[bool]:
+        """Factor ``mu / h M - J`` for every ``mu`` and trajectory; per trajectory whether all are nonsingular."""
         assert self.w is not None
         ok = torch.ones(h.shape[0], dtype=torch.bool, device=h.device)
         self.lu = {}
@@ -73,7 +73,7 @@ class SparseBlockFactors(BlockFactors):
             self.lu[mu], good = superlu(self.w, data, self.opts.permc_spec)
             ok = ok & good
         self.ok, self.ok_list = ok, ok.tolist()
-        return ok
+        return self.ok_list
 
     def solve(self, mu: complex | float, rhs: Tensor) -> Tensor:
         """``(mu / h M - J)^{-1} rhs`` for ``rhs (B, n)`` (complex for a complex ``mu``); no autograd (Newton and
