@@ -271,17 +271,25 @@ def factor(J: Tensor, inv: Tensor, mass: Tensor | None) -> tuple[Tensor, Callabl
 
 def tracks_grad(rhs: RHS, u0: Tensor | None = None) -> bool:
     """Whether a solve of ``rhs`` may be differentiated: grad mode on and ``u0``, a tensor in ``p`` or a parameter
-    of ``f`` (an ``nn.Module``) requiring grad. A tensor captured by a closure in ``f`` is not seen here."""
-    from torch.utils._pytree import tree_leaves
-
+    of ``f`` (an ``nn.Module``) requiring grad. A tensor captured by a closure in ``f`` is not seen here. What ``p``
+    and ``f`` answer is asked once per :class:`~.rhs.RHS`, that is per solve (a module's parameter scan: ~17 us)."""
     if not torch.is_grad_enabled():
         return False
     if u0 is not None and u0.requires_grad:
         return True
-    f, p = rhs.f, rhs.p
-    if isinstance(f, torch.nn.Module) and any(q.requires_grad for q in f.parameters()):  # stops at the first
+    if rhs.leaves_require_grad is None:
+        rhs.leaves_require_grad = _leaves_require_grad(rhs.f, rhs.p)
+    return rhs.leaves_require_grad
+
+
+def _leaves_require_grad(f: Any, p: Any) -> bool:
+    """Whether a parameter of an ``nn.Module`` ``f`` or a tensor in ``p`` requires grad (stops at the first)."""
+    from torch.utils._pytree import tree_leaves
+
+    if isinstance(f, torch.nn.Module) and any(q.requires_grad for q in f.parameters()):
         return True
     if p is None or isinstance(p, (int, float)):
         return False
-    return p.requires_grad if isinstance(p, Tensor) else any(
-        isinstance(x, Tensor) and x.requires_grad for x in tree_leaves(p))
+    if isinstance(p, Tensor):
+        return p.requires_grad
+    return any(isinstance(x, Tensor) and x.requires_grad for x in tree_leaves(p))

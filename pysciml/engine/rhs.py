@@ -88,6 +88,9 @@ class RHS:
         # in-place writes are detected by version counters, which the tensors a solve makes under
         # torch.inference_mode() lack: decided once per solve, not at every call of f
         self._versioned = not torch.is_inference_mode_enabled()
+        #: whether a tensor in ``p`` or a parameter of an ``nn.Module`` ``f`` requires grad (``None``: not asked yet;
+        #: :func:`~.compiled_parts.tracks_grad` answers it once per solve)
+        self.leaves_require_grad: bool | None = None
         self.flat = len(self.shape) == 1  # state is a vector: no reshapes needed
         self.dtype = prob.u0.dtype
         self.device = prob.u0.device
