@@ -39,12 +39,12 @@ counted either (``nf`` counts the eager solve's one call per ``df/dt``).
 Gradients (explicit RK and Rosenbrock; the discrete adjoint, as eager direct backpropagation gives it): ``while_loop``'s
 autograd stacks every iteration's carries in the forward pass and runs a reverse ``while_loop`` of the body's
 vector-Jacobian products in the backward pass, so memory grows as iterations x carry size (the state, the save buffer
-``(S, B, n)`` with ``S`` padded to a power of two, ``f(t, u)`` and the control's ``(B,)`` rows; measured about 0.74 kB
-per iteration for a batch of 3 states of 2 with 5 save times, 0.43x the eager solve's saved tensors:
-``docs/guide/compile.md``). The step control is detached inside the body, as the eager loop treats step sizes as
-constants, and a save time the step did not pass is evaluated at ``theta = 0``, not at the padding's ``inf`` (without
-these two, the gradients came out NaN). Two torch 2.13 limits shape this: the C++ wrapper has no
-``while_loop_stack_output`` (such programs' forward graphs use inductor's Python wrapper; explicit RK's backward
+``(S, B, n)`` with ``S`` padded to a power of two where a save time lies inside the span, ``f(t, u)`` and the control's
+``(B,)`` rows; measured about 0.74 kB per iteration for a batch of 3 states of 2 with 5 save times, 0.43x the eager
+solve's saved tensors: ``docs/guide/compile.md``). The step control is detached inside the body, as the eager loop
+treats step sizes as constants, and a save time the step did not pass is evaluated at ``theta = 0``, not at the
+padding's ``inf`` (without these two, the gradients came out NaN). Two torch 2.13 limits shape this: the C++ wrapper
+has no ``while_loop_stack_output`` (such programs' forward graphs use inductor's Python wrapper; explicit RK's backward
 graphs keep the C++ one, :func:`~.compiled_parts.split_wrapper_backend`, ``CPP_BACKWARD``: 0.9 ms of a 12.8 ms
 spiral training iteration), and the backward differentiates a carry only where its initial value requires grad,
 dropping the cotangents of later iterations otherwise (a parameter gradient then kept only the last step's share), so
