@@ -151,6 +151,23 @@ def test_batched_equals_separate():
     assert batch.stats.naccept == steps
 
 
+def test_batched_newton_failures_per_row_equal_separate():
+    """With two Newton iterations at most, rows fail Newton at different steps: some retry with a fresh Jacobian
+    (the second pass merged into the first per row), some fail before their first increment; each row still takes
+    its separate solve's steps and values."""
+    k = torch.tensor([[0.04, 3e7, 1e4], [0.4, 3e5, 1e2]], dtype=torch.float64)
+    opts = dict(rtol=1e-6, atol=1e-10, saveat=[1.0, 10.0])
+    alg = ps.RadauIIA5(max_newton_iters=2)
+    batch = ps.solve(problems.rober((0.0, 10.0), k=k), alg, **opts)
+    assert batch.success and batch.stats.nnonlinconvfail > 0
+    steps = 0
+    for i in range(2):
+        one = ps.solve(problems.rober((0.0, 10.0), k=k[i]), alg, **opts)
+        torch.testing.assert_close(batch.u[:, i], one.u, rtol=1e-13, atol=0.0)
+        steps += one.stats.naccept
+    assert batch.stats.naccept == steps
+
+
 def test_dense_output_is_the_collocation_polynomial():
     """Fixed steps of GaussLegendre6: the interpolant between steps converges at the stage order 3 (and is exact
     at the steps: the method's order 6)."""
