@@ -287,7 +287,8 @@ def odeint(
     direction = 1.0 if t_last > t_first else -1.0
     real = y0.real.dtype if y0.is_complex() else y0.dtype
     norm = tr.norm
-    scale_atol = torch.as_tensor(atol, dtype=real, device=y0.device).reshape(-1)
+    scaled = norm is not None or tr.min_step > 0.0  # the hooks compute the scaled error (OdeintHooks.error_norm)
+    scale_atol = torch.as_tensor(atol, dtype=real, device=y0.device).reshape(-1) if scaled else None
     hooks = OdeintHooks(callbacks, to_user, norm, scale_atol, rtol, tr.jump_t,
                         torch.promote_types(tr.time_dtype, real), direction, tr.min_step)
     if hooks.active():
