@@ -30,7 +30,6 @@ stepper in :mod:`.compiled_symplectic`; the fixed-step Adams methods' multistep 
 from __future__ import annotations
 
 import time
-import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -46,7 +45,6 @@ from .compiled_firk import CompiledFIRKStepper, firk_program, firk_unsupported
 from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled modules and tests use them here)
     _CACHE,
     _COUNT,
-    _FRESH_F,
     CACHE_SIZE,
     FRESH_F_WARNING,
     CompileFailure,
@@ -61,6 +59,7 @@ from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled mo
     compile_count,
     factor,
     jacobian_fn,
+    note_fresh_f,
     tgrad_fn,
     tracks_grad,
 )
@@ -246,25 +245,13 @@ def _mass(stepper: Stepper) -> Tensor | None:
     return None
 
 
-def _note_fresh_f(f: Any, key: tuple) -> None:
-    """Warn (once per signature) when ``f`` is a new closure or lambda at every solve: each compiles anew."""
-    if not isinstance(f, types.FunctionType):
-        return
-    seen = _FRESH_F.setdefault((key[:-1], f.__code__), set())
-    seen.add(id(f))
-    if len(seen) == FRESH_F_WARNING:
-        warnings.warn(f"compile=True: f ({f.__qualname__}) is a new function object at each solve (a lambda or "
-                      "closure made per call), so each solve compiles its step anew; define f once and pass what "
-                      "changes through p", RuntimeWarning, stacklevel=5)
-
-
 def _program(stepper: Stepper, bsz: int, dense: bool) -> _Program:
     key = _key(stepper, bsz, dense)
     prog = _CACHE.get(key)
     if prog is not None:
         _CACHE.move_to_end(key)
         return prog
-    _note_fresh_f(stepper.rhs.f, key)
+    note_fresh_f(stepper.rhs.f, key[:-1])  # the key less the functions' identities
     tag = f"{len(_CACHE)}_{abs(hash(key)) % 10**8}"
     if isinstance(stepper, RosenbrockStepper):
         prog = _rosenbrock_program(stepper, dense, tag)

@@ -51,7 +51,16 @@ from . import compiled_bdf_rules as rules
 from . import compiled_bdf_step as step
 from .bdf import MAX_FACTOR, MIN_FACTOR, BDFMethod
 from .bdf_flc import HISTORY, KEEP, FLCMethod
-from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _Program, _user_f, jacobian_fn, tracks_grad
+from .compiled_parts import (
+    _CACHE,
+    CACHE_SIZE,
+    CompileFailure,
+    _Program,
+    _user_f,
+    jacobian_fn,
+    note_fresh_f,
+    tracks_grad,
+)
 from .linsolve import DenseLUSolver
 from .loop_records import LoopOptions, LoopResult
 from .loop_saver import _CODES, MAXITERS, SUCCESS
@@ -92,13 +101,14 @@ def _program(method: BDFMethod, bsz: int, direction: float, interior: bool) -> _
     (:mod:`.compiled_bdf_qndf`, keyed by their ``kappa``)."""
     rhs = method.rhs
     form = "FBDF-loop" if isinstance(method, FLCMethod) else ("QNDF-loop", method.coef.error_const)
-    key = (form, bsz, rhs.shape, rhs.batched, rhs.dtype, str(rhs.device), method.mass is not None,
-           (id(rhs.f), rhs.takes_p, id(rhs.user_jac), rhs.jac_takes_p), method.max_order, method.max_iters,
-           direction, interior)
+    signature = (form, bsz, rhs.shape, rhs.batched, rhs.dtype, str(rhs.device), method.mass is not None,
+                 rhs.takes_p, rhs.jac_takes_p, method.max_order, method.max_iters, direction, interior)
+    key = (*signature, id(rhs.f), id(rhs.user_jac))
     prog = _CACHE.get(key)
     if prog is not None:
         _CACHE.move_to_end(key)
         return prog
+    note_fresh_f(rhs.f, signature)
     prog = _Program(f"bdf{len(_CACHE)}_{abs(hash(key)) % 10**8}")
     prog.add("loop", _loop_fn(method, direction, interior) if isinstance(method, FLCMethod) else
              qndf.loop_fn(method, direction, interior))

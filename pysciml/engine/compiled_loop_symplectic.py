@@ -42,7 +42,7 @@ from torch.utils._pytree import tree_leaves
 
 from ..problem_dynamical import SecondOrderODEProblem
 from ..solution import Stats
-from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _Program
+from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _Program, note_fresh_f
 from .fixed_step_check import describe
 from .interpolation import evaluate, hermite_coefficients
 from .loop_records import LoopOptions, LoopResult, finite_rows, fixed_step_count, save_time_list
@@ -136,11 +136,15 @@ def handles(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     return _key(stepper, opts, u0) not in _FAILED
 
 
-def _key(stepper: SplittingStepper, opts: LoopOptions, u0: Tensor) -> tuple:
-    prob = stepper.prob
+def _signature(stepper: SplittingStepper, opts: LoopOptions, u0: Tensor) -> tuple:
+    """The loop program's key less the acceleration's identity."""
     assert opts.saveat is not None
     return ("SplittingLoop", stepper.name, tuple(u0.shape), stepper.shape, stepper.batched, u0.dtype,
-            str(u0.device), id(prob.accel), prob.accel_takes_p, opts.t1 > opts.t0, _padded_len(opts.saveat.shape[0]))
+            str(u0.device), stepper.prob.accel_takes_p, opts.t1 > opts.t0, _padded_len(opts.saveat.shape[0]))
+
+
+def _key(stepper: SplittingStepper, opts: LoopOptions, u0: Tensor) -> tuple:
+    return (*_signature(stepper, opts, u0), id(stepper.prob.accel))
 
 
 def _padded_len(s: int) -> int:
@@ -278,6 +282,7 @@ def integrate_whole(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions, st
     assert isinstance(check, OscillationCheck)
     prog = _CACHE.get(key)
     if prog is None:
+        note_fresh_f(stepper.prob.accel, _signature(stepper, opts, u0), "the acceleration")
         prog = _CACHE[key] = _Program(f"{len(_CACHE)}_{abs(hash(key)) % 10**8}")
         prog.add("loop", _loop_fn(stepper, check, scalar, direction))
         while len(_CACHE) > CACHE_SIZE:

@@ -8,6 +8,7 @@ import logging
 import math
 import time
 import types
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,19 @@ _FRESH_F: dict[tuple, set[int]] = {}  # (signature less f, f's code) -> identiti
 FRESH_F_WARNING = 3
 """After this many distinct function objects with the same code as ``f`` (and otherwise the same signature), a
 warning says that ``f`` is recreated per solve, so every solve compiles anew."""
+
+
+def note_fresh_f(f: Any, signature: tuple, what: str = "f") -> None:
+    """Warn (once per signature) when ``f`` is a new closure or lambda at every solve: programs are cached by the
+    function's identity, so each solve compiles anew. ``signature``: the program's key without ``f``'s identity."""
+    if not isinstance(f, types.FunctionType):
+        return
+    seen = _FRESH_F.setdefault((signature, f.__code__), set())
+    seen.add(id(f))
+    if len(seen) == FRESH_F_WARNING:
+        warnings.warn(f"compile=True: {what} ({f.__qualname__}) is a new function object at each solve (a lambda or "
+                      "closure made per call), so each solve compiles its program anew; define it once and pass "
+                      "what changes through p", RuntimeWarning, stacklevel=5)
 
 
 def compile_count() -> int:

@@ -29,7 +29,7 @@ from ..problem_dynamical import SecondOrderODEProblem
 from ..solution import Stats
 from . import compiled_loop_symplectic
 from .compiled_loop_symplectic import evaluations, splitting_fields
-from .compiled_parts import _CACHE, CACHE_SIZE, _Program
+from .compiled_parts import _CACHE, CACHE_SIZE, _Program, note_fresh_f
 from .compiled_wrapper import ProgramStepper
 from .loop_records import LoopOptions, LoopResult
 from .stepper import StepResult
@@ -94,11 +94,13 @@ def compile_splitting(stepper: SplittingStepper, stats: Stats, bsz: int, atol: T
     ``None``."""
     prob = stepper.prob
     u0 = prob.u0
-    key = ("Splitting", stepper.name, bsz, stepper.shape, stepper.batched, stepper.n, u0.dtype, str(u0.device),
-           id(prob.accel), prob.accel_takes_p)
+    signature = ("Splitting", stepper.name, bsz, stepper.shape, stepper.batched, stepper.n, u0.dtype,
+                 str(u0.device), prob.accel_takes_p)
+    key = (*signature, id(prob.accel))
     start = time.perf_counter()
     prog = _CACHE.get(key)
     if prog is None:
+        note_fresh_f(prob.accel, signature, "the acceleration")
         prog = _CACHE[key] = _splitting_program(stepper, f"{len(_CACHE)}_{abs(hash(key)) % 10**8}")
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
