@@ -75,6 +75,7 @@ def test_benchmark_problems_match_pysciml():
         assert torch_rhs_agrees(case) < 1e-13, case.key
 
 
+@pytest.mark.heavy  # imports and jit-compiles JAX: 9 s on a quiet machine (CI runs it)
 def test_diffrax_kencarp4_runner_smoke():
     pytest.importorskip("diffrax")
     from benchmarks.peers import DiffraxSolver, jax_modules

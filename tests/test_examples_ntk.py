@@ -23,7 +23,7 @@ def test_ntk_poisson1d_smoke(tmp_path: Path) -> None:
     assert (tmp_path / "p.md").exists() and (tmp_path / "p.png").stat().st_size > 1000
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # 12 s on a quiet machine: the default run stays inside its 10 minutes (CI runs it)
 def test_ntk_spectra_smoke(tmp_path: Path) -> None:
     import ntk_spectra
 
