@@ -225,9 +225,8 @@ def make_stepper(alg: Algorithm, prob: ODEProblem, stats: Stats, atol: Tensor, r
 
 def _package(result: LoopResult, prob: ODEProblem, alg: Algorithm, stats: Stats, throw: bool) -> ODESolution:
     t, u = result.t, result.u  # (S,), (S, B, n)
-    succeeded = result.status.count(ReturnCode.Success) == len(result.status)  # the common case, without a loop
-    failures = [] if succeeded else [(b, c, info) for b, (c, info) in
-                                     enumerate(zip(result.status, result.fail_info, strict=True)) if not c.successful]
+    failures = [(b, c, info) for b, (c, info) in enumerate(zip(result.status, result.fail_info, strict=True))
+                if not c.successful]
     parts = []
     for b, code, info in failures:
         tf, dtf = info if info is not None else (float("nan"), float("nan"))
@@ -236,7 +235,7 @@ def _package(result: LoopResult, prob: ODEProblem, alg: Algorithm, stats: Stats,
     first = failures[0] if failures else None
     message = solve_message(alg, stats, parts, first and first[1].value, batched=prob.batched,
                             advise=first is None or not result.reasons[first[0]])
-    terminated = not succeeded and ReturnCode.Terminated in result.status
+    terminated = ReturnCode.Terminated in result.status
     if terminated and not failures:
         message = message.replace(": Success (", ": Terminated by a callback (", 1)
     if not prob.batched:

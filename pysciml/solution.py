@@ -117,12 +117,9 @@ class ODESolution:
         engine: str = "torch",
     ) -> None:
         self.t, self.u, self.retcodes = t, u, retcodes
-        if retcodes.count(ReturnCode.Success) == len(retcodes):  # the common case, without a loop over a batch
-            self.retcode = ReturnCode.Success
-        else:
-            failed = [r for r in retcodes if not r.successful]
-            ended = ReturnCode.Terminated if ReturnCode.Terminated in retcodes else ReturnCode.Success
-            self.retcode = failed[0] if failed else ended
+        failed = [r for r in retcodes if not r.successful]
+        ended = ReturnCode.Terminated if ReturnCode.Terminated in retcodes else ReturnCode.Success
+        self.retcode = failed[0] if failed else ended
         self.message, self.stats, self.alg, self.prob, self.engine = message, stats, alg, prob, engine
         self._dense = dense
         #: step size the controller had planned when the solve reached t1 (unbatched native solves), a good
