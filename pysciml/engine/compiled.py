@@ -71,7 +71,7 @@ from .interpolation import polynomial_coefficients
 from .linsolve import DenseLUSolver
 from .linsolve_sparse import SparseLUSolver
 from .rosenbrock import RosenbrockStepper
-from .stages import StageSum, _scaled_adds
+from .stages import StageSum
 from .stepper import Stepper, StepResult
 from .symplectic import SplittingStepper
 
@@ -90,12 +90,9 @@ def _scaled_sums(stage_sum: StageSum | None) -> Callable[[list[Tensor]], tuple[T
     moved a float32 trajectory's accept decisions (27 steps for the eager 25)."""
     if stage_sum is None:
         return None
-    terms = stage_sum.terms
 
     def sums(vectors: list[Tensor]) -> tuple[Tensor | None, ...]:
-        if not torch.compiler.is_compiling():
-            return stage_sum(vectors)
-        return tuple(_scaled_adds(t, vectors) for t in terms)
+        return stage_sum.by_adds(vectors) if torch.compiler.is_compiling() else stage_sum(vectors)
 
     return sums
 

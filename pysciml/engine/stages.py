@@ -65,7 +65,7 @@ class StageSum:
         if self.all_zero:
             return (None,) * self.r
         if self.matrix is None or (self.r == 1 and vectors[0].numel() > STACK_LIMIT):
-            return tuple(_scaled_adds(t, vectors) for t in self.terms)
+            return self.by_adds(vectors)
         m, shape = self.m, vectors[0].shape
         stacked = torch.stack(vectors[:m]) if m > 1 else vectors[0][None]
         flat = self.matrix @ stacked.reshape(m, -1)
@@ -75,6 +75,11 @@ class StageSum:
         for k in self.zero_rows:
             out[k] = None
         return tuple(out)
+
+    def by_adds(self, vectors: list[Tensor]) -> tuple[Tensor | None, ...]:
+        """The same sums as chains of scaled adds, never a stacked matrix product (what a traced step wants:
+        inductor fuses the adds into the stage kernels; run eagerly they round differently from the product)."""
+        return tuple(_scaled_adds(t, vectors) for t in self.terms)
 
 
 def _scaled_adds(terms: tuple[tuple[int, float], ...], vectors: list[Tensor]) -> Tensor | None:
