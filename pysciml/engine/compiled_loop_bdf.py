@@ -39,7 +39,6 @@ import math
 import time
 import warnings
 import weakref
-from dataclasses import fields
 from typing import Any
 
 import torch
@@ -240,7 +239,7 @@ def _run(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats, steps: 
          ) -> tuple[Any, ...] | None:
     """The program from the eager start, ``steps`` iterations at most; ``None`` after a failed compile (one warning
     per signature; ``stats`` as they were)."""
-    before = {f.name: getattr(stats, f.name) for f in fields(stats)}
+    before = dict(vars(stats))  # the counters, restored on a failed compile (as compiled_loop.run_whole)
     t_setup = time.perf_counter()
     if isinstance(method, FLCMethod):
         p, slope0, C, X, direction, save_t = _start(method, u0, opts)
@@ -262,8 +261,7 @@ def _run(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats, steps: 
             warnings.warn(f"compile=True: compiling the {_name(method)} loop failed ({exc}); solving eagerly",
                           RuntimeWarning, stacklevel=5)
         _FAILED.add(prog)
-        for name, value in before.items():
-            setattr(stats, name, value)
+        vars(stats).update(before)
         return None
     if stats.compile_time > before["compile_time"]:
         stats.compile_time += setup
