@@ -12,11 +12,12 @@ solve one set at a time. pysciml runs Rodas5P in two ways:
 
 Compiled rows start from an empty program cache, either ``cold`` (inductor's on-disk caches disabled: a first
 compile; torch.compile's one-time start-up in this process is already paid by earlier rows) or ``warm disk cache``
-(the same solve was compiled once before, untimed, so inductor's on-disk caches hold its kernels: what a second
-Python process on the same machine sees; Dynamo's tracing and AOTAutograd still run). Inductor compiles in this
-process here (``compile_threads = 1``), so the CPU times include the C++ compiler (a reaped child process).
-Compile time is included in the total and also reported apart (``sol.stats.compile_time`` summed). Times: wall
-and CPU (this process and its reaped children) side by side; on a shared machine wall time carries the other jobs'
+(the same solve was compiled once before, untimed, so inductor's on-disk caches hold it: what a second Python
+process on the same machine sees; Dynamo traces again, and AOTAutograd's and inductor's FX graph caches return the
+compiled graph, whole-loop programs included since ``compiled_parts`` marks ``while_loop`` cacheable). Inductor
+compiles in this process here (``compile_threads = 1``), so the CPU times include the C++ compiler (a reaped child
+process). Compile time is included in the total and also reported apart (``sol.stats.compile_time`` summed). Times:
+wall and CPU (this process and its reaped children) side by side; on a shared machine wall time carries the other jobs'
 load. The error is the max relative error at ``t1`` over the first ``N_REF`` parameter sets, against SciPy Radau at
 rtol 1e-12, atol 1e-16.
 
@@ -227,7 +228,7 @@ def section_text(n: int, rows: list[list], summary: list[list]) -> str:
             f"atol {ATOL:g}, to t1. SciPy: one solve per parameter set. pysciml Rodas5P: one `compile=True` solve per "
             "set, or one batched solve of all sets (eager, compiled); compiled rows start from an empty program "
             "cache, `cold` = inductor's disk caches disabled (a first compile), `warm` = the same solve compiled once "
-            "before, untimed (inductor's disk caches hold the kernels; Dynamo and AOTAutograd run again). Error: max "
+            "before, untimed (inductor's disk caches hold the compiled graphs; Dynamo traces again). Error: max "
             f"relative error at t1 over the first {N_REF} sets against SciPy Radau at rtol 1e-12. CPU: this process "
             "and its reaped children (inductor compiles in-process here, `compile_threads = 1`, so the C++ compiler "
             "is counted).\n\n"

@@ -73,13 +73,30 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: b
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        patches: dict[str, Any] = {"cpp_wrapper": cpp_wrapper}
+        patches: dict[str, Any] = {"cpp_wrapper": cpp_wrapper, "unsafe_marked_cacheable_functions": _cacheable_hops()}
         if cpp_wrapper:  # the C++ wrapper leaves while_loop bodies' tensor constants undeclared: loop_constants
             patches["post_grad_custom_pre_pass"] = lift_loop_constants()
         inner = _cpp_backward_inner if cpp_backward and not cpp_wrapper else compile_fx_inner
         return compile_fx(gm, example_inputs, inner_compile=inner, config_patches=patches)
     finally:
         quiet.setLevel(level)
+
+
+# The control-flow operators of pysciml's programs. torch 2.13's FX graph cache and AOTAutograd cache skip every graph
+# holding a higher-order operator unless it is marked cacheable: the marking opts these three in, so that a second
+# process loads a whole-loop program from inductor's disk cache instead of lowering it again. Their bodies are
+# subgraphs of the cached graph, pickled into its cache key with it (a changed loop body, e.g. another f, misses:
+# tests/test_compiled_disk_cache.py); the value keys the entries by torch's version.
+_CACHEABLE_HOPS = ("torch.ops.higher_order.while_loop", "torch.ops.higher_order.while_loop_stack_output",
+                   "torch.ops.higher_order.cond")
+
+
+def _cacheable_hops() -> dict[str, str]:
+    """inductor's ``unsafe_marked_cacheable_functions`` with pysciml's control-flow operators added (the user's own
+    markings kept)."""
+    from torch._inductor import config
+
+    return {**config.unsafe_marked_cacheable_functions, **dict.fromkeys(_CACHEABLE_HOPS, torch.__version__)}
 
 
 def _cpp_backward_inner(gm: torch.fx.GraphModule, example_inputs: list[Any], **kwargs: Any) -> Any:
