@@ -308,11 +308,64 @@ def spiral_interleaved(iters: int = 60, warm: int = 10) -> str:
     return text
 
 
+def spiral_profile(iters: int = 100, warm: int = 10) -> str:
+    """Where a spiral training iteration of ``odeint(compile=True)`` (the whole-loop row) spends its CPU time:
+    the forward solve, split into the compiled loop program (:meth:`~pysciml.engine.compiled_parts._Program.run`:
+    Dynamo's guards, the runtime wrapper and inductor's wrapper of the ``while_loop`` program) and the Python around
+    it (``odeint``'s entry, checks, set-up, packaging), the loss, the backward (the program's backward) and Adam;
+    medians per iteration after ``warm`` (``python -m benchmarks.neural_ode profile [iters]``; printed, not
+    written: the machine may be shared, so run it beside an interleaved comparison)."""
+    from pysciml.engine import compiled_parts
+
+    start_task("Task 4 (neural ODE, spiral, profile)", "cpu")
+    model = spiral_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    integrate = _spiral_integrator("pysciml", model, True)
+    program = [0.0]
+    run = compiled_parts._Program.run
+
+    def timed_run(self: compiled_parts._Program, *args: object, **kwargs: object) -> object:
+        c0 = time.process_time()
+        try:
+            return run(self, *args, **kwargs)
+        finally:
+            program[0] += time.process_time() - c0
+
+    parts: dict[str, list[float]] = {k: [] for k in ("forward", "program", "around", "loss", "backward", "adam",
+                                                      "iteration")}
+    compiled_parts._Program.run = timed_run  # type: ignore[method-assign]
+    try:
+        for by0, bt, by in spiral_batches(iters):
+            program[0] = 0.0
+            c0 = time.process_time()
+            opt.zero_grad()
+            pred = integrate(by0, bt)
+            c1 = time.process_time()
+            lossv = (pred - by).abs().mean()
+            c2 = time.process_time()
+            lossv.backward()
+            c3 = time.process_time()
+            opt.step()
+            c4 = time.process_time()
+            for key, v in zip(parts, (c1 - c0, program[0], c1 - c0 - program[0], c2 - c1, c3 - c2, c4 - c3, c4 - c0),
+                              strict=True):
+                parts[key].append(v)
+    finally:
+        compiled_parts._Program.run = run  # type: ignore[method-assign]
+    med = {k: statistics.median(v[warm:]) * 1e3 for k, v in parts.items()}
+    rows = [[k, v, 100.0 * v / med["iteration"]] for k, v in med.items()]
+    return (f"Spiral odeint(compile=True), whole loop: CPU time per training iteration (medians after {warm} of "
+            f"{iters}; load average {os.getloadavg()[0]:.1f})\n\n"
+            + markdown_table(["part", "CPU [ms]", "% of iteration"], rows) + "\n")
+
+
 if __name__ == "__main__":
     import sys
 
     if len(sys.argv) > 1 and sys.argv[1] == "interleaved":  # interleaved [iters]
         print(spiral_interleaved(int(sys.argv[2]) if len(sys.argv) > 2 else 60))
+    elif len(sys.argv) > 1 and sys.argv[1] == "profile":  # profile [iters]
+        print(spiral_profile(int(sys.argv[2]) if len(sys.argv) > 2 else 100))
     elif len(sys.argv) > 1 and sys.argv[1] == "spiral":  # spiral [size] [solver,solver,...]
         chosen = sys.argv[3].split(",") if len(sys.argv) > 3 else SOLVERS
         print(spiral_main(sys.argv[2] if len(sys.argv) > 2 else "small", chosen))

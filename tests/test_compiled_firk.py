@@ -1,10 +1,10 @@
 """``solve(..., compile=True)`` with RadauIIA5/RadauIIA3: the compiled FIRK step (pysciml/engine/compiled_firk.py).
 
-The compiled step must take the eager stepper's steps: the same accepted and rejected steps and Jacobians,
-factorizations within 1 %, Newton iterations and f calls within 1 in 1,000 (tests/firk_counts.py), and the same
-values to round-off (float64). Compiling one program
-takes tens of seconds on a loaded 2-core CPU, so every test that compiles is ``exhaustive``; the default run checks
-the traced graph (no graph break, by ``torch._dynamo.explain``, which does not run inductor) and the eager fallbacks.
+The compiled step must take the eager stepper's steps: the same accepted and rejected steps, factorizations within
+1 %, the same Newton iterations, f calls and Jacobians but where tests/firk_counts.py says, and the same values to
+round-off (float64). Compiling one program takes tens of seconds on a loaded 2-core CPU, so every test that compiles
+is ``exhaustive``; the default run checks the traced graph (no graph break, by ``torch._dynamo.explain``, which does
+not run inductor) and the eager fallbacks.
 """
 
 from __future__ import annotations
@@ -29,19 +29,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 F64 = torch.float64
 
 
-def assert_compiled_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> None:
-    """The eager counters (``nlu`` within 1 %, Newton's iterations within 1 in 1,000: tests/firk_counts.py) and
-    values within 100 tolerance units ``atol + rtol |u|`` at every saved step. The program's fused arithmetic
-    differs from the eager kernels in the last bits; through the error estimate this moves step sizes by ~1e-11
-    relative, with the same accept/reject decisions, and the trajectories then drift apart by up to (measured, rtol
-    1e-8) 6 tolerance units mid-run on ROBER, whose end values still agree to 1e-15, and 37 on the oscillating
-    Oregonator. On the ROBER DAE such a shift once moved radau5's step hold (keep ``h`` and the factorization when
-    the proposal grows it by less than 1.2x): 498 LUs against eager's 496, and steps at other times from there on
-    (the same number of steps), so only the end values are compared there (measured 6e-15 apart)."""
+def assert_compiled_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, slack: int = 0, **kw) -> None:
+    """The eager counters (``nlu`` within 1 %, Newton's iterations and Jacobians within ``slack``:
+    tests/firk_counts.py) and values within 100 tolerance units ``atol + rtol |u|`` at every saved step. The
+    program's kernels differ from the eager ones in the last bits (tests/firk_counts.py); through the error estimate
+    this moves step sizes by ~1e-11 relative, with the same accept/reject decisions, and the trajectories then drift
+    apart by up to (measured, rtol 1e-8) 6 tolerance units mid-run on ROBER, whose end values still agree to 1e-15,
+    and 37 on the oscillating Oregonator. On the ROBER DAE such a shift once moved radau5's step hold (keep ``h``
+    and the factorization when the proposal grows it by less than 1.2x): 498 LUs against eager's 496, and steps at
+    other times from there on (the same number of steps), so only the end values are compared there (measured 6e-15
+    apart)."""
     eager = ps.solve(prob, alg, **kw)
     comp = ps.solve(prob, alg, compile=True, **kw)
     assert eager.success and comp.success
-    assert_firk_counts(comp, eager, alg, nlu_share=0.01)
+    assert_firk_counts(comp, eager, alg, nlu_share=0.01, slack=slack)
     rtol, atol = kw["rtol"], kw["atol"]
     if comp.t.shape == eager.t.shape and torch.allclose(comp.t, eager.t, rtol=1e-9, atol=0.0):
         units = float(((comp.u - eager.u).abs() / (atol + rtol * eager.u.abs())).max())
@@ -103,16 +104,16 @@ def test_fallbacks_warn_and_solve() -> None:
 
 
 @pytest.mark.exhaustive  # compiles its own programs (tens of seconds each on a loaded CPU)
-@pytest.mark.parametrize(("prob", "alg", "rtol"), [
-    (rober((0.0, 1e5)), ps.RadauIIA5(), 1e-8),
-    (van_der_pol(1e3), ps.RadauIIA5(), 1e-9),
-    (oregonator(), ps.RadauIIA5(), 1e-8),
-    (van_der_pol(10.0), ps.RadauIIA3(), 1e-7),
-    (brusselator_1d(6), ps.RadauIIA5(), 1e-8),
-    (rober_dae(1e3), ps.RadauIIA5(), 1e-8),
+@pytest.mark.parametrize(("prob", "alg", "rtol", "slack"), [
+    (rober((0.0, 1e5)), ps.RadauIIA5(), 1e-8, 0),
+    (van_der_pol(1e3), ps.RadauIIA5(), 1e-9, 0),
+    (oregonator(), ps.RadauIIA5(), 1e-8, 1),  # one Jacobian-reuse test flips (tests/firk_counts.py)
+    (van_der_pol(10.0), ps.RadauIIA3(), 1e-7, 0),
+    (brusselator_1d(6), ps.RadauIIA5(), 1e-8, 0),
+    (rober_dae(1e3), ps.RadauIIA5(), 1e-8, 0),
 ], ids=["rober", "vdp-1e3", "oregonator", "vdp-radau3", "bruss-large-n", "rober-dae"])
-def test_compiled_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, rtol: float) -> None:
-    assert_compiled_equals_eager(prob, alg, rtol=rtol, atol=1e-4 * rtol)
+def test_compiled_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, rtol: float, slack: int) -> None:
+    assert_compiled_equals_eager(prob, alg, slack, rtol=rtol, atol=1e-4 * rtol)
 
 
 @pytest.mark.exhaustive

@@ -9,6 +9,7 @@ bookkeeping (the carried history, order, factorization and counters) without ind
 
 from __future__ import annotations
 
+import math
 import weakref
 
 import pytest
@@ -82,6 +83,52 @@ def test_dispatch() -> None:
     assert why_eager(f32, ps.QNDF(), saveat=[1.0], rtol=1e-4, atol=1e-6) is None
     grad = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p.clone().requires_grad_(True))
     assert "differentiated" in why_eager(grad, saveat=[1.0], **kw)
+
+
+def test_packed_while_loop_gives_the_carries_back() -> None:
+    """``compiled_bdf_step.packed_while_loop`` packs the 0-d long, bool and float64 carries into one float64
+    vector: the loop sees and ends with the values and dtypes a plain loop gives (exactly, NaN included), and the
+    other carries (a vector, a float32 scalar) pass as they are."""
+    def python_while(cond, body, carried):
+        while bool(cond(*carried)):
+            carried = tuple(body(*carried))
+        return carried
+
+    def cond(i, t, flag, y, w):
+        return i < 7
+
+    def body(i, t, flag, y, w):
+        assert i.dtype == torch.long and t.dtype == F64 and flag.dtype == torch.bool and w.dtype == torch.float32
+        return i + 1, t * 1.1 + 1.0 / 3.0, ~flag, y * t, w + 0.5
+
+    start = (torch.tensor(0), torch.tensor(0.1, dtype=F64), torch.tensor(True), torch.ones(2, 3, dtype=F64),
+             torch.tensor(1.0))
+    plain = python_while(cond, body, start)
+    packed = compiled_bdf_step.packed_while_loop(cond, body, start, loop=python_while)
+    for x, y in zip(plain, packed, strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        torch.testing.assert_close(x, y, rtol=0.0, atol=0.0)
+    assert int(packed[0]) == 7 and not bool(packed[2])
+    nan = compiled_bdf_step.packed_while_loop(lambda i, c: i < 1, lambda i, c: (i + 1, c + math.nan),
+                                             (torch.tensor(0), torch.tensor(1.0, dtype=F64)), loop=python_while)
+    assert math.isnan(float(nan[1]))
+
+
+def test_newton_solves_with_the_inverse_up_to_inverse_max() -> None:
+    """Up to ``INVERSE_MAX`` equations the program's Newton corrections are ``W^{-1} v`` (an ``mm`` of the row for
+    one trajectory, a ``bmm`` for a batch): equal to the LU solve to round-off."""
+    assert compiled_bdf_step.uses_inverse(compiled_bdf_step.INVERSE_MAX)
+    assert not compiled_bdf_step.uses_inverse(compiled_bdf_step.INVERSE_MAX + 1)
+    gen = torch.Generator().manual_seed(3)
+    for b, n in ((1, 40), (3, 40), (2, 5)):
+        W = torch.randn(b, n, n, dtype=F64, generator=gen) + 8.0 * torch.eye(n, dtype=F64)
+        v = torch.randn(b, n, dtype=F64, generator=gen)
+        lu, piv = torch.linalg.lu_factor(W)
+        inverse = torch.linalg.inv(W)
+        want = torch.linalg.solve(W, v)
+        for with_inverse in (True, False):
+            got = compiled_bdf_step._solve(lu.mT.contiguous(), piv, inverse, v, with_inverse, n <= 8)
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
 
 
 def test_eager_warning_says_why() -> None:

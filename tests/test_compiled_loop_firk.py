@@ -1,12 +1,11 @@
 """``solve(..., compile=True)`` with RadauIIA5/RadauIIA3 as one compiled loop program
 (pysciml/engine/compiled_loop_firk.py).
 
-The loop program must take the eager solve's steps: the same accepted and rejected steps, Jacobians,
-factorizations and failures, Newton iterations and f calls within 1 in 1,000 (tests/firk_counts.py), and the same
-values to round-off. Compiling the program
-takes about 1.5 minutes on a loaded 2-core CPU, so every test that compiles is ``exhaustive``; the default run checks
-the dispatch and runs the loop program uncompiled (its ``while_loop`` calls as Python loops), which checks its
-bookkeeping (the carried flags, counters and retries) without inductor.
+The loop program must take the eager solve's steps: the same accepted and rejected steps, Jacobians, factorizations
+and failures, Newton iterations and f calls (equal but where tests/firk_counts.py says), and the same values to
+round-off. Compiling the program takes about 1.5 minutes on a loaded 2-core CPU, so every test that compiles is
+``exhaustive``; the default run checks the dispatch and runs the loop program uncompiled (its ``while_loop`` calls
+as Python loops), which checks its bookkeeping (the carried flags, counters and retries) without inductor.
 """
 
 from __future__ import annotations
@@ -38,13 +37,14 @@ def solve_taking_loop(prob: ps.ODEProblem, alg: ps.Algorithm, **kw) -> ps.ODESol
     return solve_through(compiled_loop_firk, "integrate_whole", prob, alg, **kw)
 
 
-def assert_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, sol: ps.ODESolution, **kw) -> None:
-    """The eager counters (Newton's iterations within 1 in 1,000: tests/firk_counts.py), and values within 100
-    tolerance units ``atol + rtol |u|`` at the saved times (the last bits of the fused arithmetic move step sizes by
-    ~1e-11 relative: compiled_loop_firk's docstring)."""
+def assert_equals_eager(prob: ps.ODEProblem, alg: ps.Algorithm, sol: ps.ODESolution, slack: int = 0,
+                        **kw) -> None:
+    """The eager counters (Newton's iterations and Jacobians within ``slack``: tests/firk_counts.py), and values
+    within 100 tolerance units ``atol + rtol |u|`` at the saved times (the last bits of the compiled kernels move
+    step sizes by ~1e-11 relative: compiled_loop_firk's docstring)."""
     eager = ps.solve(prob, alg, **kw)
     assert eager.success and sol.success
-    assert_firk_counts(sol, eager, alg)
+    assert_firk_counts(sol, eager, alg, slack=slack)
     torch.testing.assert_close(sol.t, eager.t, rtol=0.0, atol=0.0)
     units = float(((sol.u - eager.u).abs() / (kw["atol"] + kw["rtol"] * eager.u.abs())).max())
     assert units <= 100.0, units
@@ -101,7 +101,8 @@ CASES = {
 def test_loop_program_equals_eager(case: str) -> None:
     prob, alg, rtol = CASES[case]
     kw = {"rtol": rtol, "atol": 1e-4 * rtol, "saveat": [prob.tspan[1]]}
-    assert_equals_eager(prob, alg, solve_taking_loop(prob, alg, **kw), **kw)
+    slack = 1 if case == "oregonator" else 0  # one Jacobian-reuse test flips (tests/firk_counts.py)
+    assert_equals_eager(prob, alg, solve_taking_loop(prob, alg, **kw), slack, **kw)
 
 
 @pytest.mark.exhaustive

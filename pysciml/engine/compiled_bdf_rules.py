@@ -174,8 +174,7 @@ def start(method: BDFMethod, u0: Tensor, opts: LoopOptions, n_counters: int) -> 
     J = method.linsolve.J.detach().expand(bsz, n, n).clone(memory_format=torch.contiguous_format)  # strides as cond's
     lu = torch.zeros(bsz, n, n, dtype=dtype, device=device)  # the LU factors, transposed (compiled_bdf_step)
     piv = torch.zeros(bsz, n, dtype=torch.int32, device=device)
-    small = n <= DenseLUSolver.SMALL
-    inverse = torch.zeros(bsz, n, n, dtype=dtype, device=device) if small else lu.new_zeros(bsz, 1, 1)
+    inverse = torch.zeros(bsz, n, n, dtype=dtype, device=device) if step.uses_inverse(n) else lu.new_zeros(bsz, 1, 1)
     shared = (method.atol, f64(method.rtol), f64(method.newton_tol), stops, long + n_stops, keys, saveat,
               long + opts.maxiters, f64(opts.dtmin), f64(opts.dtmax if opts.dtmax is not None else math.inf),
               method.mass)

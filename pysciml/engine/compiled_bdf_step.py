@@ -18,6 +18,13 @@ two copies per attempt. (Two calls of one Newton loop in a body came out wrong w
 :mod:`.compiled_loop_firk`; these sibling loops have bodies of their own, and the compiled Brusselator solve gives
 the values and counters of the ``cond`` version bit for bit.) ``while_loop`` is a module name so the tests can run
 the code as plain Python.
+
+What a compiled step costs beyond its arithmetic (measured on the 128-state Brusselator, C++ wrapper): every carry
+of a ``while_loop`` is a buffer allocated anew, with new tensor handles, at every iteration (``malloc``/``free``
+were ~38% of the step's time), so the loops carry their 0-d scalars packed in one float64 vector
+(:func:`packed_while_loop`); and a ``lu_solve`` per Newton iteration costs ~13 us of dispatch, pivot checks and
+copies, so systems up to :data:`INVERSE_MAX` equations solve with ``W^{-1}``, made once per factorization (values
+then differ from the eager ``lu_solve`` in the last bits only).
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from .bdf import FIRST_RATE_FLOOR, REFACTOR
 from .compiled_parts import lu_apply, lu_parts
 from .linsolve import DenseLUSolver
 
-__all__ = ["attempt", "error_constant", "interpolate", "lagrange", "order_error", "pick", "rms_max"]
+__all__ = ["INVERSE_MAX", "attempt", "error_constant", "interpolate", "lagrange", "order_error", "packed_while_loop",
+           "pick", "rms_max", "uses_inverse"]
 
 Tensor = torch.Tensor
 
@@ -139,6 +147,64 @@ def _copies(*xs: Tensor) -> tuple[Tensor, ...]:
     return tuple(x.clone(memory_format=torch.contiguous_format) for x in xs)
 
 
+_PACKED = (torch.long, torch.bool, torch.float64)
+
+
+def packed_while_loop(cond: Callable[..., Tensor], body: Callable[..., tuple[Tensor, ...]],
+                      carries: tuple[Tensor, ...], loop: Callable[..., Any] | None = None) -> tuple[Tensor, ...]:
+    """``while_loop(cond, body, carries)`` with its 0-d long, bool and float64 carries packed into one float64
+    vector (exact: the longs are counts and indices far below ``2^53``), so ``cond`` and ``body`` see and return
+    them as before. Compiled, each carry of a ``while_loop`` is a buffer allocated anew (and a tensor handle made)
+    at every iteration: on the 128-state Brusselator, memory allocation was ~38% of a compiled FBDF step's time.
+    ``loop``: the ``while_loop`` to call (default this module's; the tests swap a module's for a Python loop)."""
+    kinds = [x.dtype if x.dim() == 0 and x.dtype in _PACKED else None for x in carries]
+    packed = [i for i, k in enumerate(kinds) if k is not None]
+    kept = [i for i, k in enumerate(kinds) if k is None]
+
+    def pack(xs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        return (torch.stack([xs[i].to(torch.float64) for i in packed]), *[xs[i] for i in kept])
+
+    def unpack(v: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        out: list[Tensor] = [*[v] * len(carries)]
+        for j, i in enumerate(packed):
+            out[i] = v[j] != 0.0 if kinds[i] == torch.bool else v[j].to(kinds[i])
+        for x, i in zip(rest, kept, strict=True):
+            out[i] = x
+        return tuple(out)
+
+    def cond_p(v: Tensor, *rest: Tensor) -> Tensor:
+        return cond(*unpack(v, *rest))
+
+    def body_p(v: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        return pack(tuple(body(*unpack(v, *rest))))
+
+    return unpack(*(loop or while_loop)(cond_p, body_p, pack(carries)))
+
+
+INVERSE_MAX = 128
+"""Systems of up to this many equations solve Newton's corrections with ``W^{-1}`` (made once per factorization by
+``n`` solves) instead of one ``lu_solve`` per iteration: on the 128-state Brusselator a ``lu_solve`` costs ~13 us
+(dispatch, pivot checks, copies), the product ~2.5 us, the inverse ~110 us per factorization (which that solve
+reuses for ~23 Newton iterations); the inverse's cost grows as ``n^3``, the saving per iteration does not."""
+
+
+def uses_inverse(n: int) -> bool:
+    """Whether the program solves with ``W^{-1}`` (its ``inverse`` carry is ``(B, n, n)``, else ``(B, 1, 1)``)."""
+    return n <= INVERSE_MAX
+
+
+def _solve(lu: Tensor, piv: Tensor, inverse: Tensor, v: Tensor, with_inverse: bool, small: bool) -> Tensor:
+    """``W^{-1} v`` (``(B, n)``) from the carried factors (``lu`` transposed) or ``inverse``. One trajectory's
+    product is an ``mm`` of the row ``v`` (a library call): inductor turns a matrix-vector ``bmm`` on the CPU into a
+    reduction it fuses with what makes ``v``, and so evaluated ``f`` once per row of ``W^{-1}`` (9 us a product on
+    the 128-state Brusselator)."""
+    if not with_inverse:
+        return lu_apply(lu.mT, piv, None, v)
+    if v.shape[0] == 1 and not small:
+        return v @ inverse[0].mT
+    return lu_apply(lu.mT, piv, inverse, v)
+
+
 def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t_new: Tensor, y_pred: Tensor,
             psi: Tensor, c: Tensor, mass: Tensor | None, atol: Tensor, rtol: Tensor, tol: Tensor, max_iters: int,
             S: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
@@ -147,13 +213,10 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
     method's state (``c_lu`` NaN: no usable factorization; ``counts``: ``njac, nlu, nnonliniter, nf, nsolve``
     and three more, left alone). Returns ``(converged, y_new, d, iters, finite, *S)``."""
     b, n = y_pred.shape
-    small = n <= DenseLUSolver.SMALL
+    small, with_inverse = n <= DenseLUSolver.SMALL, uses_inverse(n)
     scale = atol + rtol * y_pred.abs()
     eps = torch.finfo(y_pred.dtype).eps
     inv_c = 1.0 / c
-    bump = [torch.zeros(8, dtype=torch.long, device=c.device) for _ in range(5)]
-    for i in range(5):
-        bump[i][i] = 1
 
     def newton(lu: Tensor, piv: Tensor, inverse: Tensor, ok: Tensor, eta0: Tensor) -> tuple[Tensor, ...]:
         """BDFMethod._newton after the factorization: ``(status, y, d, iters, finite, eta)``."""
@@ -165,7 +228,7 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
                     finite: Tensor) -> tuple[Tensor, ...]:
             f = F(p, t_new, y)
             lag = psi + d if mass is None else (psi + d) @ mass.T
-            dy = lu_apply(lu.mT, piv, inverse if small else None, (c * f - lag) * inv_c)
+            dy = _solve(lu, piv, inverse, (c * f - lag) * inv_c, with_inverse, small)
             norm = rms_max(dy, scale)
             rate = norm / norm_old
             later = it > 0
@@ -186,7 +249,7 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
         status = torch.where(ok, zero, zero - 1)
         start = (zero.clone(), y_pred.clone(), torch.zeros_like(y_pred), torch.ones_like(c), eta, status,
                  torch.ones_like(ok))
-        it, y, d, _, eta, status, finite = while_loop(more, iterate, start)
+        it, y, d, _, eta, status, finite = packed_while_loop(more, iterate, start)
         return status, y, d, it, finite, eta
 
     def more(i: Tensor, retry: Tensor, *rest: Tensor) -> Tensor:
@@ -200,20 +263,24 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
             return torch.zeros_like(go), *_copies(jacobian(p, t_new, y_pred))
 
         _, J = while_loop(_again, renew_jac, (jac_stale.clone(), J))
-        counts = counts + jac_stale * bump[0]
         c_lu = torch.where(jac_stale, math.nan, c_lu)
         jac_current = jac_current | jac_stale
         refactor = torch.isnan(c_lu) | ((c / c_lu - 1.0).abs() > REFACTOR)
 
         def renew_lu(go: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor, ok: Tensor) -> tuple[Tensor, ...]:
             ok, lu_new, piv_new, inv_new = lu_parts(J, inv_c.to(J.dtype).expand(b), mass)
-            return (torch.zeros_like(go), *_copies(lu_new.mT, piv_new, inv_new if small else inverse), ok.all())
+            if with_inverse and not small:
+                eye = torch.eye(n, dtype=J.dtype, device=J.device).expand(b, n, n)
+                inv_new = torch.linalg.lu_solve(lu_new, piv_new, eye)
+            return (torch.zeros_like(go), *_copies(lu_new.mT, piv_new, inv_new if with_inverse else inverse),
+                    ok.all())
 
         _, lu, piv, inverse, ok = while_loop(_again, renew_lu, (refactor, lu, piv, inverse, torch.ones_like(refactor)))
-        counts = counts + refactor * bump[1]
         c_lu = torch.where(refactor, torch.where(ok, c, math.nan), c_lu)
         status, y_new, d, iters, finite, eta_new = newton(lu, piv, inverse, ok, eta)
-        counts = counts + iters * (bump[2] + bump[3] + bump[4])
+        # njac, nlu, nnonliniter, nf, nsolve (made in the body: a tensor made outside is a loop input, reallocated)
+        counts = counts + torch.cat((torch.stack((jac_stale.long(), refactor.long(), iters, iters, iters)),
+                                     torch.zeros_like(counts[5:])))
         conv = status == 1
         eta = torch.where(conv, eta_new, eta)
         retry = ~conv & ~jac_current
@@ -225,5 +292,5 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
     false = torch.zeros((), dtype=torch.bool, device=c.device)
     start = (zero, false, false.clone(), y_pred.clone(), torch.zeros_like(y_pred), zero.clone(),
              false.clone(), *S)
-    out = while_loop(more, one_try, start)
+    out = packed_while_loop(more, one_try, start)
     return out[2:]

@@ -7,14 +7,18 @@ start and its control row inside one ``torch.compile`` program, no host synchron
   would recompute it (``need``), else the carried one;
 * the factorization of the transformed stage system ``L = Lambda / h (x) M - I_s (x) J`` (:mod:`.firk_blocks`).
   Inductor handles complex LU poorly, so the complex block is never formed: for ``n <= BlockFactors.SMALL``
-  ``L`` is inverted whole (:func:`~.firk_blocks.fused_increment`; the eager stepper folds the whole iteration
-  into one matrix instead, :mod:`.firk_fused`, so the two round differently in the last bits);
-  above, each diagonal block of ``L`` gets a real LU, the complex pair's being its exact real ``2n x 2n`` form
-  ``[[alpha/h M - J, beta/h M], [-beta/h M, alpha/h M - J]]`` (the rows of ``L`` for that pair);
+  the program builds the eager stepper's matrix ``P`` (:meth:`~.firk_fused.FusedFactors.build`, the same
+  operations), whose product with ``[F, Z, u, f0]`` gives a Newton iteration's increments, stage values, the
+  filtered estimate and the collocation polynomial; above, each diagonal block of ``L`` gets a real LU, the
+  complex pair's being its exact real ``2n x 2n`` form ``[[alpha/h M - J, beta/h M], [-beta/h M, alpha/h M - J]]``
+  (the rows of ``L`` for that pair);
 * the starting values from the last accepted step's collocation polynomial;
 * simplified Newton as a ``torch.while_loop`` that runs while a trajectory iterates (at most ``max_iters``
   times), with radau5's rate control and divergence tests per trajectory as masks: the same theta, ``faccon``,
-  predicted-error and round-off tests as :meth:`~.firk.FIRKStepper._newton`;
+  predicted-error and round-off tests as :meth:`~.firk.FIRKStepper._newton` (:func:`_rate`); for small systems
+  one iteration is ``f`` at the stage values, one ``cat`` and one product with ``P``, as
+  :meth:`~.firk.FIRKStepper._newton_fused`, its carry that product's rows (the last one that moved each
+  trajectory: stage values, estimate and polynomial are read from it after the loop);
 * the error estimate with the stiff filter and its refinement ``f(t, u + err)`` for the trajectories that ask
   for it (the extra ``f`` call is made for all trajectories inside the program and kept where the eager stepper
   makes it); the control row (error norm, finiteness, success), the dense-output coefficients and ``f`` at the
@@ -26,9 +30,10 @@ call of the same program for those trajectories, rows merged; rare). The program
 info tensor read with one transfer per call (converged, factor ok, Newton's rate, refinement used, iterations).
 Counters are the eager ones: ``njac``/``nlu`` count the Jacobians and factorizations the eager stepper makes (the
 program evaluates the Jacobian and factors at every call and keeps them where the eager stepper would compute them).
-Values agree with the eager solve to round-off per step; the last bits reach the error estimate and move step sizes
-by ~1e-11 relative, so trajectories can drift apart by a few tolerance units over a long stiff solve with the same
-accept/reject decisions, and a step-hold decision at its threshold can flip (``tests/test_compiled_firk.py``).
+Values agree with the eager solve to round-off per step (inductor's kernels sum and fuse in their own order); the
+last bits reach the error estimate and move step sizes by ~1e-11 relative, so trajectories can drift apart by a
+few tolerance units over a long stiff solve with the same accept/reject decisions, and a step-hold decision at its
+threshold can flip (``tests/test_compiled_firk.py``).
 
 A single graph per signature (no variants): the flags are tensors, ``kappa`` (which depends on ``rtol``) and the
 tolerances are inputs, so tolerances, ``u0`` and ``p`` do not recompile. Not compiled (eager after one warning):
@@ -49,7 +54,8 @@ from ..solution import Stats
 from .compiled_parts import _control, _Program, _user_f, jacobian_fn
 from .compiled_wrapper import ProgramStepper
 from .firk import FIRKStepper
-from .firk_blocks import BlockFactors, fused_increment, transformed_matrix
+from .firk_blocks import transformed_matrix
+from .firk_fused import FusedFactors
 from .firk_sparse import SparseBlockFactors
 from .stepper import StepResult, any_true
 
@@ -67,16 +73,57 @@ def firk_unsupported(stepper: FIRKStepper) -> str | None:
     return None
 
 
-def _constants(stepper: FIRKStepper) -> tuple[Tensor, ...]:
-    """The tableau's tensors the program reads (inputs, not captured constants)."""
+def _constants(stepper: FIRKStepper) -> tuple[Any, ...]:
+    """The tableau's tensors the program reads (inputs, not captured constants); last, the fused matrix's
+    (:meth:`~.firk_fused.FusedFactors.constants`, empty above ``BlockFactors.SMALL``)."""
     n, dtype, device = stepper.rhs.n, stepper.rhs.dtype, stepper.rhs.device
     s = stepper.tab.stages
     eye_n = torch.eye(n, dtype=dtype, device=device)
     M = eye_n if stepper.mass is None else stepper.mass
     lam = torch.tensor(stepper.tr.Lam, dtype=dtype, device=device)
     ez = stepper.ez if stepper.err_mu is not None else torch.zeros(s, dtype=dtype, device=device)
+    fac = stepper.factors
+    fused = fac.constants() if isinstance(fac, FusedFactors) else ()
     return (stepper.T, stepper.Tinv, lam, stepper.c, stepper.d, stepper.dense_ainv, stepper.Ainv, stepper.powers,
-            torch.kron(stepper.Tinv, eye_n), torch.kron(lam, M), torch.eye(s, dtype=dtype, device=device), M, ez)
+            torch.kron(lam, M), torch.eye(s, dtype=dtype, device=device), M, ez, fused)
+
+
+def _lu_blocks(blocks: tuple[tuple[int, complex | float], ...], n: int, L: Tensor,
+               ok: Tensor) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
+    """A real LU of each diagonal block of ``L`` (the complex pair's as its ``2n x 2n`` form) and ``ok`` and-ed
+    with their success per trajectory."""
+    lus = []
+    for k, mu in blocks:
+        w = n if isinstance(mu, float) else 2 * n
+        lu, piv, info = torch.linalg.lu_factor_ex(L[:, k * n:k * n + w, k * n:k * n + w])
+        diag = lu.diagonal(dim1=-2, dim2=-1)
+        ok = ok & (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
+        lus.append((lu, piv))
+    return lus, ok
+
+
+def _rate(k: Tensor, dyno: Tensor, noise: Tensor, kappa: Tensor, max_iters: int, eps: float,
+          carry: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """radau5's rate control of one Newton iteration as masks (:class:`~.firk._Rate`'s ``update``): from the
+    increments' RMS norms ``dyno`` and the stage values' round-off ``noise`` (``(B,)`` each) and the carried
+    ``(faccon, theta, dynold, thqold, state)``, which trajectories take the increment and the new carry."""
+    faccon, theta, dynold, thqold, state = carry
+    active = state == 0
+    finite = torch.isfinite(dyno)
+    upd = active & finite & (k >= 1)
+    thq = dyno / dynold
+    theta = torch.where(upd, torch.where(k == 1, thq, torch.sqrt(thq * thqold)), theta)
+    thqold = torch.where(upd, thq, thqold)
+    diverged = theta >= 0.99
+    faccon = torch.where(upd & ~diverged, theta / (1.0 - theta), faccon)
+    rest = (max_iters - 1 - k).to(theta.dtype)
+    slow = faccon * dyno * theta.pow(rest) >= kappa
+    bad = ~finite | (upd & (diverged | slow))
+    dynold = torch.where(active, dyno.clamp(min=eps), dynold)
+    bad = bad & ~(finite & (dyno <= noise))  # increments at round-off level: converged
+    move = active & ~bad
+    state = torch.where(active & bad, -1, torch.where(move & (faccon * dyno <= kappa), 1, state))
+    return move, (faccon, theta, dynold, thqold, state)
 
 
 def firk_program(stepper: FIRKStepper, tag: str) -> _Program:
@@ -84,7 +131,7 @@ def firk_program(stepper: FIRKStepper, tag: str) -> _Program:
     tab, rhs = stepper.tab, stepper.rhs
     F, jacobian = _user_f(rhs), jacobian_fn(rhs)
     s, n = tab.stages, rhs.n
-    small = n <= BlockFactors.SMALL
+    fac = stepper.factors if isinstance(stepper.factors, FusedFactors) else None
     has_mass = stepper.mass is not None
     blocks = stepper.tr.blocks
     err_mu = stepper.err_mu
@@ -93,119 +140,101 @@ def firk_program(stepper: FIRKStepper, tag: str) -> _Program:
     eps = torch.finfo(rhs.dtype).eps
     root = 1.0 / math.sqrt(s * n)
 
-    def stage_f(p: Any, times: list[Tensor], u: Tensor, Z: Tensor) -> Tensor:
-        return torch.stack([F(p, ti, u + Z[:, i]) for i, ti in enumerate(times)], 1)
+    def stage_f(p: Any, times: list[Tensor], U: Tensor) -> list[Tensor]:
+        return [F(p, ti, U[:, i]) for i, ti in enumerate(times)]
 
     def firk_step(p: Any, t: Tensor, u: Tensor, f0: Tensor, dt: Tensor, atol_n: Tensor, rtol_n: Tensor,
-                  atol: Tensor, rtol: Tensor, kappa: Tensor, consts: tuple[Tensor, ...], J_old: Tensor, need: Tensor,
+                  atol: Tensor, rtol: Tensor, kappa: Tensor, consts: tuple[Any, ...], J_old: Tensor, need: Tensor,
                   rows: Tensor, faccon_in: Tensor, prev: Tensor, dt_old: Tensor, have: Tensor,
                   refine: Tensor) -> tuple[Any, ...]:
-        T, Tinv, lam, c, d, dense_ainv, Ainv, powers, tinv_i, lam_m, eye_s, M, ez = consts
+        T, Tinv, lam, c, d, dense_ainv, Ainv, powers, lam_m, eye_s, M, ez, fused = consts
         bsz = u.shape[0]
         h = dt
         J = torch.where(need[:, None, None], jacobian(p, t, u), J_old)
 
         # ---- factorization (no host synchronisation)
-        if small:
-            inv, ok, fused = fused_increment(tinv_i, lam_m, eye_s, J, h)
+        e_inv: Tensor | None = None
+        if fac is not None:  # the eager stepper's matrix P (firk_fused)
+            P, e_inv, infos = fac.build(fused, J, h)
+            ok = (P * 0 == 0).flatten(1).all(dim=1)  # x * 0 == 0: x finite, in 2 ops (isfinite takes 5)
+            for info in infos:
+                ok = ok & (info == 0)
             lus: list[tuple[Tensor, Tensor]] = []
         else:
             lam_mh, L = transformed_matrix(lam_m, eye_s, J, h)
-            ok = torch.ones(bsz, dtype=torch.bool, device=u.device)
-            lus = []
-            for k, mu in blocks:
-                w = n if isinstance(mu, float) else 2 * n
-                lu, piv, info = torch.linalg.lu_factor_ex(L[:, k * n:k * n + w, k * n:k * n + w])
-                diag = lu.diagonal(dim1=-2, dim2=-1)
-                ok = ok & (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
-                lus.append((lu, piv))
-        lam_h = lam / h[:, None, None]
-
-        def increment(Fz: Tensor, W: Tensor) -> Tensor:
-            if small:
-                return torch.bmm(fused, torch.cat((Fz, W), 1).view(bsz, 2 * s * n, 1)).view(bsz, s, n)
-            LW = torch.matmul(lam_h, W)
-            R = torch.matmul(Tinv, Fz) - (LW @ M.T if has_mass else LW)
-            parts = []
-            for (k, mu), (lu, piv) in zip(blocks, lus, strict=True):
-                w = 1 if isinstance(mu, float) else 2
-                x = torch.linalg.lu_solve(lu, piv, R[:, k:k + w].reshape(bsz, w * n, 1))
-                parts.append(x.view(bsz, w, n))
-            return torch.cat(parts, 1)
-
-        if err_mu is None:
-            solve_err = None
-        elif err_block is not None:
-            if small:
-                e_inv = inv[:, err_block * n:(err_block + 1) * n, err_block * n:(err_block + 1) * n]
-
-                def solve_err(v: Tensor) -> Tensor:
-                    return torch.bmm(e_inv, v.unsqueeze(2)).squeeze(2)
-            else:
+            lus, ok = _lu_blocks(blocks, n, L, torch.ones(bsz, dtype=torch.bool, device=u.device))
+            if err_block is not None:
                 e_lu, e_piv = lus[[k for k, _ in blocks].index(err_block)]
-
-                def solve_err(v: Tensor) -> Tensor:
-                    return torch.linalg.lu_solve(e_lu, e_piv, v.unsqueeze(2)).squeeze(2)
-        else:  # an estimate mu that is no block's (Radau IIA 3): its own n x n matrix, as the eager stepper
-            E = (err_mu / h)[:, None, None] * M - J
-            if small:
-                e_inv, e_info = torch.linalg.inv_ex(E)
-                ok = ok & (e_info == 0) & torch.isfinite(e_inv).flatten(1).all(dim=1)
-
-                def solve_err(v: Tensor) -> Tensor:
-                    return torch.bmm(e_inv, v.unsqueeze(2)).squeeze(2)
-            else:
+            elif err_mu is not None:  # an estimate mu that is no block's: its own n x n matrix, as eager
+                E = (err_mu / h)[:, None, None] * M - J
                 e_lu, e_piv, e_info = torch.linalg.lu_factor_ex(E)
                 e_diag = e_lu.diagonal(dim1=-2, dim2=-1)
                 ok = ok & (e_info == 0) & torch.isfinite(e_diag).all(dim=1) & (e_diag != 0).all(dim=1)
+        lam_h = lam / h[:, None, None]
 
-                def solve_err(v: Tensor) -> Tensor:
-                    return torch.linalg.lu_solve(e_lu, e_piv, v.unsqueeze(2)).squeeze(2)
+        def solve_err(v: Tensor) -> Tensor:
+            if e_inv is not None:  # baddbmm: the eager bmm's kernel (see iterate)
+                return torch.baddbmm(v.unsqueeze(2), e_inv, v.unsqueeze(2), beta=0.0).squeeze(2)
+            return torch.linalg.lu_solve(e_lu, e_piv, v.unsqueeze(2)).squeeze(2)
 
-        # ---- starting values: the last accepted step's collocation polynomial (zero where there is none)
+        # ---- starting values: the last accepted step's collocation polynomial (u where there is none)
         theta_t = torch.addcmul(torch.ones_like(c)[None, :, None], c[None, :, None], (h / dt_old)[:, None, None])
-        Zp = torch.matmul(theta_t.pow(powers), prev) - u[:, None]
-        Z0 = torch.where(have[:, None, None], Zp, torch.zeros_like(Zp))
+        u_col = u[:, None]
+        U0 = torch.where(have[:, None, None], torch.matmul(theta_t.pow(powers), prev), u_col)
+        Z0 = U0 - u_col
 
-        # ---- simplified Newton (FIRKStepper._newton, tensorised)
+        # ---- simplified Newton (FIRKStepper._newton / _newton_fused, tensorised)
         times = [t + c[i] * h for i in range(s)]
-        scale = (root / (atol + rtol * u.abs()))[:, None]  # (B, 1, n)
+        weight = (atol + rtol * u.abs()).reciprocal()[:, None]  # (B, 1, n)
         mag_u = u.abs()[:, None]
         ones = torch.ones_like(faccon_in)
         # state: 0 iterating, 1 converged, -1 failed, 2 not asked to iterate
         state0 = torch.where(rows, torch.zeros_like(rows, dtype=torch.int64), torch.full_like(rows, 2,
                                                                                               dtype=torch.int64))
+        rate0 = (faccon_in.clamp(min=eps).pow(0.8), ones * jac_reuse, ones, ones.clone(), state0)
+        k0 = torch.zeros((), dtype=torch.int64, device=u.device)
 
-        def more(k: Tensor, W: Tensor, Z: Tensor, faccon: Tensor, theta: Tensor, dynold: Tensor, thqold: Tensor,
-                 state: Tensor) -> Tensor:
-            return (k < max_iters) & (state == 0).any()
+        def rms(v: Tensor) -> Tensor:
+            return torch.linalg.vector_norm(v * weight, dim=(1, 2)) * root
 
-        def iterate(k: Tensor, W: Tensor, Z: Tensor, faccon: Tensor, theta: Tensor, dynold: Tensor,
-                    thqold: Tensor, state: Tensor) -> tuple[Tensor, ...]:
-            dW = increment(stage_f(p, times, u, Z), W)
-            dyno = torch.linalg.vector_norm(dW * scale, dim=(1, 2))
-            active = state == 0
-            finite = torch.isfinite(dyno)
-            upd = active & finite & (k >= 1)
-            thq = dyno / dynold
-            theta = torch.where(upd, torch.where(k == 1, thq, torch.sqrt(thq * thqold)), theta)
-            thqold = torch.where(upd, thq, thqold)
-            diverged = theta >= 0.99
-            faccon = torch.where(upd & ~diverged, theta / (1.0 - theta), faccon)
-            rest = (max_iters - 1 - k).to(theta.dtype)
-            slow = faccon * dyno * theta.pow(rest) >= kappa
-            bad = ~finite | (upd & (diverged | slow))
-            dynold = torch.where(active, dyno.clamp(min=eps), dynold)
-            noise = torch.linalg.vector_norm((mag_u + Z.abs()) * scale, dim=(1, 2)) * (100 * eps)
-            bad = bad & ~(finite & (dyno <= noise))  # increments at round-off level: converged
-            move = active & ~bad
-            state = torch.where(active & bad, -1, torch.where(move & (faccon * dyno <= kappa), 1, state))
-            W = torch.where(move[:, None, None], W + dW, W)
-            return k + 1, W, torch.matmul(T, W), faccon, theta, dynold, thqold, state
+        def more(k: Tensor, *carry: Tensor) -> Tensor:
+            return (k < max_iters) & (carry[-1] == 0).any()
 
-        start = (torch.zeros((), dtype=torch.int64, device=u.device), torch.matmul(Tinv, Z0), Z0,
-                 faccon_in.clamp(min=eps).pow(0.8), ones * jac_reuse, ones, ones.clone(), state0)
-        iters, _, Z, faccon, theta, _, _, state = while_loop(more, iterate, start)
+        if fac is not None:
+            def iterate(k: Tensor, y: Tensor, *carry: Tensor) -> tuple[Tensor, ...]:
+                Z = y[:, fac.Z:fac.Z + s]
+                x = torch.cat((*stage_f(p, times, y[:, fac.U:fac.U + s]), Z.reshape(bsz, s * n), u, f0), 1)
+                # baddbmm with beta = 0 is the eager bmm's kernel (BLAS), which inductor calls as is; its bmm with
+                # a single column becomes a multiply and a sum that rounds otherwise
+                new = torch.baddbmm(no_col, P, x.view(bsz, -1, 1), beta=0.0).view(bsz, fac.slots, n)
+                noise = torch.linalg.vector_norm((mag_u + Z.abs()) * weight, dim=(1, 2)) * (100 * eps * root)
+                move, carry = _rate(k, rms(new[:, :s]), noise, kappa, max_iters, eps, carry)
+                return k + 1, torch.where(move[:, None, None], new, y), *carry
+
+            no_col = u.new_zeros(bsz, fac.slots * n, 1)
+            y0 = torch.cat((torch.zeros_like(Z0), Z0, U0, u.new_zeros(bsz, fac.slots - 3 * s, n)), 1)
+            iters, y, faccon, theta, _, _, state = while_loop(more, iterate, (k0, y0, *rate0))
+            Z = y[:, fac.Z:fac.Z + s]
+        else:
+            def increment(Fz: Tensor, W: Tensor) -> Tensor:
+                LW = torch.matmul(lam_h, W)
+                R = torch.matmul(Tinv, Fz) - (LW @ M.T if has_mass else LW)
+                parts = []
+                for (k, mu), (lu, piv) in zip(blocks, lus, strict=True):
+                    w = 1 if isinstance(mu, float) else 2
+                    x = torch.linalg.lu_solve(lu, piv, R[:, k:k + w].reshape(bsz, w * n, 1))
+                    parts.append(x.view(bsz, w, n))
+                return torch.cat(parts, 1)
+
+            def iterate(k: Tensor, W: Tensor, Z: Tensor, *carry: Tensor) -> tuple[Tensor, ...]:
+                dW = increment(torch.stack(stage_f(p, times, Z + u_col), 1), W)
+                noise = torch.linalg.vector_norm((mag_u + Z.abs()) * weight, dim=(1, 2)) * (100 * eps * root)
+                move, carry = _rate(k, rms(dW), noise, kappa, max_iters, eps, carry)
+                W = torch.where(move[:, None, None], W + dW, W)
+                return k + 1, W, torch.matmul(T, W), *carry
+
+            iters, _, Z, faccon, theta, _, _, state = while_loop(more, iterate,
+                                                                 (k0, torch.matmul(Tinv, Z0), Z0, *rate0))
         conv = state == 1
         good = conv & ok
 
@@ -213,19 +242,26 @@ def firk_program(stepper: FIRKStepper, tag: str) -> _Program:
         u_new = u + (Z[:, -1] if stiffly else torch.matmul(d, Z))
         K = torch.matmul(Ainv, Z)
         again = torch.zeros_like(refine)
-        if solve_err is None:
+        if err_mu is None:
             err = torch.zeros_like(u)
         else:
-            mz = torch.matmul(ez, Z)
-            mz = (mz @ M.T if has_mass else mz) / h[:, None]
-            err = solve_err(f0 + mz)
+            if fac is not None:
+                assert fac.ERR is not None
+                err, mz = y[:, fac.ERR], y[:, fac.V] / h[:, None]
+            else:
+                mz = torch.matmul(ez, Z)
+                mz = (mz @ M.T if has_mass else mz) / h[:, None]
+                err = solve_err(f0 + mz)
             size = torch.maximum(u.abs(), u_new.abs())
             big = torch.linalg.vector_norm(err / (atol_n + rtol_n * size), dim=1) >= 1.0
             again = refine & big
             err2 = solve_err(F(p, t, u + err) + mz)
             err = torch.where(again[:, None], err2, err)
         control = _control(err, u, u_new, good, atol_n, rtol_n)
-        coeffs = torch.cat((u[:, None], torch.matmul(dense_ainv, Z)), 1)
+        if fac is not None:
+            coeffs = y[:, fac.UROW:fac.UROW + dense_ainv.shape[0] + 1]
+        else:
+            coeffs = torch.cat((u_col, torch.matmul(dense_ainv, Z)), 1)
         info = torch.stack((conv.to(u.dtype), ok.to(u.dtype), faccon, theta, again.to(u.dtype),
                             iters.to(u.dtype).expand(bsz)), 1)
         f_end = F(p, t + h, u_new)  # Stepper.accept's f(t + h, u_new), kept only where the step is accepted

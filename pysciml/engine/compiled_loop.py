@@ -343,20 +343,23 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
             L = (L[0], dt, *L[2:])
         return L, (f0, *X)
 
-    def whole_loop(L: tuple[Tensor, ...], C: tuple[Tensor, ...], saveat: Tensor, out: Tensor, p: Any, u: Tensor,
-                   atol_n: Tensor, rtol_n: Tensor, maxiters: Tensor, mass: Tensor | None,
+    def whole_loop(P: tuple[Tensor, Tensor], C: tuple[Tensor, ...], saveat: Tensor, out: Tensor, p: Any,
+                   u: Tensor, atol_n: Tensor, rtol_n: Tensor, maxiters: Tensor, mass: Tensor | None,
                    X: tuple[Tensor, ...], S: tuple[Tensor, ...] = ()) -> tuple[Tensor, ...]:
+        L = unpack_control(*P)
         if prologue:
             L, X = start(L, C, p, u, S, X)
+            P = pack_control(L)
         rows = torch.arange(saveat.shape[0], device=saveat.device)[:, None]
-        nL, carried = len(L), 1 if interior else 0  # the save buffer is a carry only with save points inside
+        carried = 1 if interior else 0  # the save buffer is a carry only with save points inside
 
         def more(k: Tensor, n_any: Tensor, u: Tensor, *rest: Tensor) -> Tensor:
-            return (k < maxiters[0]) & rest[carried + 3].any()
+            return (k < maxiters[0]) & (rest[carried + 1][0] != 0).any()  # some trajectory active
 
         def body(k: Tensor, n_any: Tensor, u: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
-            out, LX = (rest[0] if interior else None), rest[carried:]
-            L, X = tuple(x.detach() for x in LX[:nL]), LX[nL:]  # the control is not differentiated (as eager)
+            out, PX = (rest[0] if interior else None), rest[carried:]
+            # the control is not differentiated (as eager)
+            L, X = unpack_control(PX[0].detach(), PX[1].detach()), PX[2:]
             t, sidx = L[0], L[11]
             args = family.args(p, t, u, L[1], atol_n, rtol_n, mass, X)
             res, state, u_new, f0s, dt_step, n_cross, summary = step(L, C, *args)
@@ -374,19 +377,17 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
                 theta = theta.to(u.dtype)
                 vals = torch.where(at_end[..., None], u_new, evaluate(coeffs, theta))
                 saved = (torch.where(passed[..., None], vals, out),)
-            state = tuple(x.clone() if any(x is y for y in L) else x.detach() for x in state)  # no aliasing
-            new = (*state, *X_new)
-            new = tuple(x.clone() if x is y else x for x, y in zip(new, LX, strict=True))  # no aliasing
-            return (k + 1, n_any + summary[1], u_new, *saved, *new)
+            X_new = tuple(x.clone() if x is y else x for x, y in zip(X_new, X, strict=True))  # no aliasing
+            return (k + 1, n_any + summary[1], u_new, *saved, *(x.detach() for x in pack_control(state)), *X_new)
 
         zero = torch.zeros((), dtype=torch.long, device=u.device)
         if interior:
-            return tuple(while_loop(more, body, (zero, zero.clone(), u, out, *L, *X)))
-        k, n_any, u_end, *LX = while_loop(more, body, (zero, zero.clone(), u, *L, *X))
+            return tuple(while_loop(more, body, (zero, zero.clone(), u, out, *P, *X)))
+        k, n_any, u_end, *PX = while_loop(more, body, (zero, zero.clone(), u, *P, *X))
         # no save point inside the span: a point a step passed lies at t1, that step's end, where the trajectory
         # stops, so it holds the final state; the passed ones run from sidx's first value to its last
-        passed = (rows >= L[11]) & (rows < LX[11])
-        return (k, n_any, u_end, torch.where(passed[..., None], u_end, out), *LX)
+        passed = (rows >= L[11]) & (rows < PX[1][6])
+        return (k, n_any, u_end, torch.where(passed[..., None], u_end, out), *PX)
 
     prog = _Program(f"{base.tag}w{len(base.fused)}")
     backend = split_wrapper_backend if CPP_BACKWARD and getattr(family, "kind", None) == "erk" else \
@@ -396,6 +397,23 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
     prog.family = family
     base.fused[key] = prog
     return prog
+
+
+def pack_control(L: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    """The control state ``L`` (:func:`~.compiled_control._start`'s twelve ``(B,)`` tensors) as two loop carries:
+    ``(5, B)`` in the time's dtype (``t, dt, qold, fail_t, fail_dt``) and ``(7, B)`` long (``active, seen, stop,
+    status, n_acc, n_att, sidx``, the flags as 0/1). Every carry costs the loop program per iteration (the Python
+    wrapper's size checks and buffers, a stacked copy for the backward) and per call (guards, the runtime wrapper's
+    per-tensor work), so the whole loop carries these two, not twelve."""
+    t, dt, qold, active, seen, stop, status, fail_t, fail_dt, n_acc, n_att, sidx = L
+    return (torch.stack((t, dt, qold, fail_t, fail_dt)),
+            torch.stack((active.long(), seen.long(), stop, status, n_acc, n_att, sidx)))
+
+
+def unpack_control(times: Tensor, ints: Tensor) -> tuple[Tensor, ...]:
+    """:func:`pack_control`'s inverse: the twelve tensors of ``L``, in its order (the same values)."""
+    return (times[0], times[1], times[2], ints[0] != 0, ints[1] != 0, ints[2], ints[3], times[3], times[4], ints[4],
+            ints[5], ints[6])
 
 
 def _requiring_grad(x: Tensor) -> Tensor:
@@ -448,7 +466,7 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
         prog.family.reverse.prepare(stepper.rhs.p, L[0], u0)
     if prog.family.grad:  # see _requiring_grad
         u, out, X = _requiring_grad(u0), _requiring_grad(out), tuple(_requiring_grad(x) for x in X)
-    args = (L, C, padded, out, stepper.rhs.p, u, stepper.atol_n, stepper.rtol_n, maxiters,
+    args = (pack_control(L), C, padded, out, stepper.rhs.p, u, stepper.atol_n, stepper.rtol_n, maxiters,
             prog.family.constants(stepper), X, S)
     return prog, args, saver
 
@@ -518,7 +536,7 @@ def run_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats,
     try:
         if prog in _FAILED:
             raise CompileFailure("failed before")
-        k, n_any, u, out, *LX = prog.run("loop", stats, *args)
+        k, n_any, u, out, times, ints, *X = prog.run("loop", stats, *args)
     except CompileFailure as exc:
         if prog not in _FAILED:
             _loop_failed(stepper, exc)
@@ -527,8 +545,8 @@ def run_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats,
         return None
     steps, with_acceptance = int(k), int(n_any)
     stats.nloop += steps
-    state = LX[: len(args[0])]
-    prog.family.count(stepper, stats, steps, with_acceptance, tuple(LX[len(args[0]):]))
+    state = list(unpack_control(times, ints))
+    prog.family.count(stepper, stats, steps, with_acceptance, tuple(X))
     if stats.nloop >= opts.maxiters:  # the loop stopped on maxiters: the running trajectories fail there
         active = state[3]
         state[6] = torch.where(active, MAXITERS, state[6])

@@ -206,7 +206,7 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
                     torch.where(accept, y_new, u), out, sidx, J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta,
                     counts)
 
-        return tuple(while_loop(more, body, tuple(X)))
+        return step.packed_while_loop(more, body, tuple(X), while_loop)  # its 18 scalars as one carry
 
     return bdf_loop
 

@@ -28,10 +28,11 @@ there. (Two calls of the step in one body, i.e. two sibling Newton ``while_loop`
 per-step program, the Jacobian and the factorization are computed at every attempt and kept where the eager
 stepper would compute them (``torch.where``), and counted only there; a ``torch.cond`` that skips them was not
 tried. ``f`` at an accepted step's end is evaluated at the merged ``(t, u)``, as :meth:`~.stepper.Stepper.accept`
-does. Values are the eager solve's to round-off; the last bits of the fused arithmetic move step sizes by ~1e-11
-relative (as for the per-step program, :mod:`.compiled_firk`), so a decision at its threshold could flip: on the
-Oregonator at rtol 1e-8 one Newton convergence test did (7,154 iterations against eager's 7,155, every other counter
-equal; ``tests/test_compiled_loop_firk.py``, ``tests/firk_counts.py``).
+does. Values are the eager solve's to round-off; the step's program applies the eager fused Newton matrix with the
+eager kernels (:mod:`.compiled_firk`), but the loop's control rounds its error norm's scale otherwise (the last bit
+of a step size), so a decision at its threshold can still flip: on the Oregonator at rtol 1e-8 one Jacobian-reuse
+test does (7,153 Newton iterations and 1,258 Jacobians against eager's 7,154 and 1,259, every other counter equal;
+``tests/test_compiled_loop_firk.py``, ``tests/firk_counts.py``).
 
 ``ENABLED = False`` keeps FIRK solves on the per-step program (for comparisons; ``compiled_loop.ENABLED = False``
 does too). A loop program that fails to compile falls back to the per-step program, with one warning.

@@ -12,8 +12,7 @@ eigenvalue and one pair, Radau IIA 3 and Gauss-Legendre 4 one pair: ``s n x s n`
 :func:`transformation` checks ``T^{-1} A^{-1} T`` is the block form to 1e-12. Complex factorizations use
 ``torch.linalg.lu_factor_ex`` on complex tensors (complex128 for float64 states, complex64 for float32); systems of
 at most :attr:`BlockFactors.SMALL` equations fold the whole Newton iteration into one matrix instead
-(:class:`~.firk_fused.FusedFactors`; the compiled step inverts the real block-diagonal form of the transformed
-system, :func:`fused_increment`).
+(:class:`~.firk_fused.FusedFactors`, which the compiled programs build too).
 """
 
 from __future__ import annotations
@@ -80,17 +79,6 @@ def transformed_matrix(lam_m: Tensor, eye_s: Tensor, J: Tensor, h: Tensor) -> tu
     # I_s (x) J as one broadcast product (exact: every entry is J_ac * 1 or * 0), any strides of J
     eye_j = (eye_s.view(1, s, 1, s, 1) * J.view(b, 1, n, 1, n)).reshape(b, s * n, s * n)
     return lam_mh, lam_mh - eye_j
-
-
-def fused_increment(tinv_i: Tensor, lam_m: Tensor, eye_s: Tensor, J: Tensor,
-                    h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The compiled step's small-system factorization (:mod:`.compiled_firk`): ``L^{-1}`` ``(B, s n, s n)``, the
-    ``(B,)`` mask of usable rows and the fused increment matrix ``[L^{-1} (T^{-1} (x) I), -L^{-1} (Lambda / h (x) M)]``
-    ``(B, s n, 2 s n)`` (applied to ``[F, W]``); ``tinv_i = T^{-1} (x) I_n``. No host synchronisation."""
-    lam_mh, L = transformed_matrix(lam_m, eye_s, J, h)
-    inv, info = torch.linalg.inv_ex(L)
-    ok = (info == 0) & (inv * 0 == 0).flatten(1).all(dim=1)  # x * 0 == 0: x finite, in 2 ops (isfinite takes 5)
-    return inv, ok, torch.cat((torch.matmul(inv, tinv_i), -torch.bmm(inv, lam_mh)), dim=2)
 
 
 class BlockFactors:

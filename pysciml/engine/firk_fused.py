@@ -102,34 +102,49 @@ class FusedFactors(BlockFactors):
         self._k = k
         self._qb: Tensor | None = None  # _q expanded to the batch
 
-    def factor(self, mus: list[complex | float], J: Tensor, h: Tensor) -> list[bool]:
-        """Build ``P`` for ``J (B, n, n)`` and ``h (B,)``; returns (and keeps as ``ok_list``) per trajectory
-        whether every block is nonsingular and ``P`` finite."""
+    def constants(self) -> tuple[Tensor, ...]:
+        """The tensors :meth:`build` reads, as one tuple (the compiled programs take them as inputs)."""
+        return self._a0, self._c0, self._q, self._off, self._f0_sel, self._lam_m, self._neg_eye, self._mass
+
+    def build(self, consts: tuple[Tensor, ...], J: Tensor, h: Tensor) -> tuple[Tensor, Tensor | None, list[Tensor]]:
+        """``P`` ``(B, slots n, (2 s + 2) n)`` for ``J (B, n, n)`` and ``h (B,)`` from :meth:`constants` (its
+        ``q`` may come expanded to the batch), the estimate's ``(mu_e / h M - J)^{-1}`` ``(B, n, n)`` (``None``
+        without an estimate) and the ``(B,)`` info codes of the solves; no host synchronisation (the compiled
+        programs trace it)."""
+        a0, c0, q, off, f0_sel, lam_m, neg_eye, mass = consts
         b, n, _ = J.shape
         s, k = self.s, self._k
         hv = h.view(b, 1, 1)
-        neg_ij = (self._neg_eye * J.view(b, 1, n, 1, n)).reshape(b, s * n, s * n)  # -(I_s (x) J), exact
-        L = torch.addcdiv(neg_ij, self._lam_m, hv)
-        Y, info = torch.linalg.solve_ex(L, torch.addcdiv(self._a0, self._c0, hv))
+        neg_ij = (neg_eye * J.view(b, 1, n, 1, n)).reshape(b, s * n, s * n)  # -(I_s (x) J), exact
+        L = torch.addcdiv(neg_ij, lam_m, hv)
+        Y, info = torch.linalg.solve_ex(L, torch.addcdiv(a0, c0, hv))
         infos = [info]
-        self.factors = {}
+        qb = q.expand(b, -1, -1) if q.dim() == 2 else q
+        main = torch.baddbmm(off, qb, Y[..., :k] if self.err_block is not None else Y)
+        if self.ERR is None:
+            return main, None, infos
+        if self.err_block is not None:  # the real block of L^{-1}: (mu_e / h M - J)^{-1}
+            e0 = self.err_block * n
+            e_inv = Y[:, e0:e0 + n, k:]
+        else:  # mu_e is no block's (Radau IIA 3): its own inverse
+            assert self.err_mu is not None
+            e_inv, e_info = torch.linalg.inv_ex(torch.addcdiv(-J, self.err_mu * mass, hv))
+            infos.append(e_info)
+        v = main[:, self.V * n:(self.V + 1) * n]
+        return torch.cat((main, torch.bmm(e_inv, torch.addcdiv(f0_sel, v, hv))), 1), e_inv, infos
+
+    def factor(self, mus: list[complex | float], J: Tensor, h: Tensor) -> list[bool]:
+        """Build ``P`` for ``J (B, n, n)`` and ``h (B,)`` (:meth:`build`); returns (and keeps as ``ok_list``) per
+        trajectory whether every block is nonsingular and ``P`` finite."""
+        b = J.shape[0]
         if self._qb is None or self._qb.shape[0] != b:
             self._qb = self._q.expand(b, -1, -1)
-        main = torch.baddbmm(self._off, self._qb, Y[..., :k] if self.err_block is not None else Y)
-        if self.ERR is None:
-            P = main
-        else:
-            if self.err_block is not None:  # the real block of L^{-1}: (mu_e / h M - J)^{-1}
-                e0 = self.err_block * n
-                e_inv = Y[:, e0:e0 + n, k:]
-            else:  # mu_e is no block's (Radau IIA 3): its own inverse
-                assert self.err_mu is not None
-                e_inv, e_info = torch.linalg.inv_ex(torch.addcdiv(-J, self.err_mu * self._mass, hv))
-                infos.append(e_info)
+        consts = self.constants()
+        P, e_inv, infos = self.build((*consts[:2], self._qb, *consts[3:]), J, h)
+        self.factors = {}
+        if e_inv is not None:
             assert self.err_mu is not None
             self.factors[self.err_mu] = (None, None, e_inv)
-            v = main[:, self.V * n:(self.V + 1) * n]
-            P = torch.cat((main, torch.bmm(e_inv, torch.addcdiv(self._f0_sel, v, hv))), 1)
         self.P = P
         self.stats.nlu += len(mus)
         size = torch.linalg.vector_norm(P, float("inf"), dim=(1, 2)).tolist()
