@@ -66,9 +66,11 @@ def test_tsit5_matches_eager(dtype: torch.dtype, batched: bool) -> None:
     assert a.success and b.success and b.u.dtype == dtype
     if dtype == F64:
         assert_same_counts(a, b)
-        # the error estimate is a difference of O(1) stages (cancellation): its round-off moves dt by ~1e-10
-        torch.testing.assert_close(b.t, a.t, rtol=1e-9, atol=1e-12)
-        torch.testing.assert_close(b.u, a.u, rtol=1e-9, atol=1e-9)
+        # the error estimate is a difference of O(1) stages (cancellation): its round-off moves dt by ~1e-10 per
+        # step, and the controller carries it on: step times 2.8e-8 apart (0.03 tolerance units) on an AVX-512
+        # machine, where inductor's vectorized kernels round differently from eager's
+        torch.testing.assert_close(b.t, a.t, rtol=1e-7, atol=1e-12)
+        torch.testing.assert_close(b.u, a.u, rtol=1e-7, atol=1e-8)  # 8.2e-9 apart there, near u = 0
     else:  # float32 round-off may move one accept decision near EEst = 1
         assert abs(a.stats.naccept - b.stats.naccept) <= 2
         torch.testing.assert_close(b.u[-1], a.u[-1], rtol=2e-3, atol=1e-4)

@@ -282,7 +282,8 @@ def test_uncompiled_one_trajectory_ignores_carried_f0_roundoff(monkeypatch: pyte
     assert results == [True]  # the loop program ran, no fallback
     assert eager.success and whole.success and eager.stats.naccept == 17
     assert counts(whole) == counts(eager)
-    torch.testing.assert_close(whole.u, eager.u, rtol=1e-9, atol=1e-12)
+    # 1.9e-9 apart on an AVX-512 machine (MKL's kernels for the MLP's batch of one and the eager shapes differ)
+    torch.testing.assert_close(whole.u, eager.u, rtol=1e-8, atol=1e-12)
 
 
 @pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache

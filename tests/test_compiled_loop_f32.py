@@ -150,10 +150,11 @@ def test_loop_prologue_uncompiled_equals_eager_set_up(monkeypatch: pytest.Monkey
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("alg", [ps.DP5(), ps.Rodas5P()], ids=lambda a: a.name)
 def test_float32_whole_loop_equals_scalar_loop(alg: ps.Algorithm) -> None:
-    """VdP (mu = 4) in float32 from t0 = 0.1 with rejected steps: DP5's step counts in the loop program are the
-    eager scalar loop's and its values agree to float32 round-off. Rodas5P's compiled Jacobian, LU and solves round
-    differently in float32 (the error norm is a small difference), which moved one accept decision near EEst = 1
-    (72 vs 71 accepted steps, measured): a few steps' difference is allowed there, and values within 2e-3."""
+    """VdP (mu = 4) in float32 from t0 = 0.1 with rejected steps: the loop program's step counts within a few
+    steps of the eager scalar loop's and its values within 2e-3. Compiled float32 arithmetic rounds differently from
+    eager (Rodas5P's Jacobian, LU and solves; inductor's vectorized kernels for both), and the error norm is a small
+    difference, so one accept decision near EEst = 1 can move: Rodas5P 72 vs 71 accepted steps; DP5 equal on an
+    AVX2 machine, 60 vs 61 loop iterations on an AVX-512 one (measured)."""
     prob = problem()
     kw = {"rtol": 1e-4, "atol": 1e-6, "saveat": SAVEAT}
     eager = ps.solve(prob, alg, **kw)
@@ -162,12 +163,8 @@ def test_float32_whole_loop_equals_scalar_loop(alg: ps.Algorithm) -> None:
     assert calls == [1] and whole.success and whole.u.dtype == F32
     assert eager.stats.nreject > 0
     assert torch.equal(whole.t, eager.t)
-    if isinstance(alg, ps.DP5):
-        assert _counts(whole) == _counts(eager)
-        torch.testing.assert_close(whole.u, eager.u, rtol=2e-5, atol=2e-5)
-    else:
-        assert abs(whole.stats.naccept - eager.stats.naccept) <= 3
-        torch.testing.assert_close(whole.u, eager.u, rtol=2e-3, atol=1e-4)
+    assert abs(whole.stats.naccept - eager.stats.naccept) <= 3
+    torch.testing.assert_close(whole.u, eager.u, rtol=2e-3, atol=1e-4)
 
 
 def _odeint_grads(field: Field, y0: torch.Tensor, compile: bool) -> tuple[torch.Tensor, ...]:

