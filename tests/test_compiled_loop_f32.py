@@ -153,8 +153,8 @@ def test_float32_whole_loop_equals_scalar_loop(alg: ps.Algorithm) -> None:
     """VdP (mu = 4) in float32 from t0 = 0.1 with rejected steps: the loop program's step counts within a few
     steps of the eager scalar loop's and its values within 2e-3. Compiled float32 arithmetic rounds differently from
     eager (Rodas5P's Jacobian, LU and solves; inductor's vectorized kernels for both), and the error norm is a small
-    difference, so one accept decision near EEst = 1 can move: Rodas5P 72 vs 71 accepted steps; DP5 equal on an
-    AVX2 machine, 60 vs 61 loop iterations on an AVX-512 one (measured)."""
+    difference, so one accept decision near EEst = 1 can move: Rodas5P 72 vs 71 accepted steps; DP5 equal on earlier
+    machines, 60 vs 61 loop iterations on an AVX-512 one (measured)."""
     prob = problem()
     kw = {"rtol": 1e-4, "atol": 1e-6, "saveat": SAVEAT}
     eager = ps.solve(prob, alg, **kw)
