@@ -224,7 +224,8 @@ def test_tstops_in_a_batch_each_trajectory_as_alone(alg: str) -> None:
     for b in range(3):
         alone = ps.solve(ps.ODEProblem(prob.f, u0[b], (0.0, 1.0)), getattr(ps, alg)(), tstops=list(KINKS),
                          saveat=torch.linspace(0, 1, 11, dtype=F64), **TOL)
-        torch.testing.assert_close(batch.u[:, b], alone.u, rtol=1e-12, atol=1e-14)
+        # 1e-9: a batch and a single trajectory run MKL kernels of other shapes: 2.8e-10 apart on an AVX-512 machine
+        torch.testing.assert_close(batch.u[:, b], alone.u, rtol=1e-9, atol=1e-14)
     _, exact1 = kinked()
     assert abs(float(batch.u[-1, 0, 0]) - exact1(1.0)) <= 2 * TSTOP_RUNS[alg][1] + 1e-7
 
