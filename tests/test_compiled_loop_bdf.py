@@ -109,6 +109,12 @@ def test_packed_while_loop_gives_the_carries_back() -> None:
         assert x.dtype == y.dtype and x.shape == y.shape
         torch.testing.assert_close(x, y, rtol=0.0, atol=0.0)
     assert int(packed[0]) == 7 and not bool(packed[2])
+    two = compiled_bdf_step.packed_while_loop(lambda i, a, b: i < 2, lambda i, a, b: (i + 1, a * 2.0, b + a),
+                                             (torch.tensor(0), torch.tensor(1.0, dtype=F64),
+                                              torch.tensor(0.5, dtype=F64)), loop=python_while)
+    assert [float(x) for x in two[1:]] == [4.0, 3.5]
+    # the results are tensors of their own, not views of one vector (which a loop body could not return)
+    assert two[1].untyped_storage().data_ptr() != two[2].untyped_storage().data_ptr()
     nan = compiled_bdf_step.packed_while_loop(lambda i, c: i < 1, lambda i, c: (i + 1, c + math.nan),
                                              (torch.tensor(0), torch.tensor(1.0, dtype=F64)), loop=python_while)
     assert math.isnan(float(nan[1]))

@@ -164,10 +164,10 @@ def packed_while_loop(cond: Callable[..., Tensor], body: Callable[..., tuple[Ten
     def pack(xs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         return (torch.stack([xs[i].to(torch.float64) for i in packed]), *[xs[i] for i in kept])
 
-    def unpack(v: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+    def unpack(v: Tensor, *rest: Tensor, fresh: bool = False) -> tuple[Tensor, ...]:
         out: list[Tensor] = [*[v] * len(carries)]
         for j, i in enumerate(packed):
-            out[i] = v[j] != 0.0 if kinds[i] == torch.bool else v[j].to(kinds[i])
+            out[i] = v[j] != 0.0 if kinds[i] == torch.bool else v[j].to(kinds[i], copy=fresh)
         for x, i in zip(rest, kept, strict=True):
             out[i] = x
         return tuple(out)
@@ -178,7 +178,8 @@ def packed_while_loop(cond: Callable[..., Tensor], body: Callable[..., tuple[Ten
     def body_p(v: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
         return pack(tuple(body(*unpack(v, *rest))))
 
-    return unpack(*(loop or while_loop)(cond_p, body_p, pack(carries)))
+    # the results as tensors of their own: views of one vector would alias, which a loop body may not return
+    return unpack(*(loop or while_loop)(cond_p, body_p, pack(carries)), fresh=True)
 
 
 INVERSE_MAX = 128
