@@ -24,7 +24,12 @@ def test_batch_equals_loop_rober(alg):
     assert batched.u.shape == (8, 4, 3)
     for b in range(4):
         single = ps.solve(problems.rober((0.0, 1e3), k=tuple(k[b].tolist())), alg, rtol=1e-6, atol=1e-10, saveat=save)
-        torch.testing.assert_close(batched.u[:, b], single.u, rtol=1e-9, atol=1e-15)
+        # a batch and a single trajectory run MKL kernels of other shapes; on an AVX-512 machine Rosenbrock23 (order
+        # 2, below its rtol range here) came out 1.5e-11 apart in y2 (~2e-6) in one run and 5e-9 relative in y1 in
+        # another (0.005 tolerance units); Rodas5P and KenCarp4 within 1e-9 relative and 1e-15
+        loose = isinstance(alg, ps.Rosenbrock23)
+        torch.testing.assert_close(batched.u[:, b], single.u, rtol=1e-7 if loose else 1e-9,
+                                   atol=5e-11 if loose else 1e-15)
 
 
 def test_batch_equals_loop_explicit_with_dense():
