@@ -269,10 +269,7 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
         refactor = torch.isnan(c_lu) | ((c / c_lu - 1.0).abs() > REFACTOR)
 
         def renew_lu(go: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor, ok: Tensor) -> tuple[Tensor, ...]:
-            ok, lu_new, piv_new, inv_new = lu_parts(J, inv_c.to(J.dtype).expand(b), mass)
-            if with_inverse and not small:
-                eye = torch.eye(n, dtype=J.dtype, device=J.device).expand(b, n, n)
-                inv_new = torch.linalg.lu_solve(lu_new, piv_new, eye)
+            ok, lu_new, piv_new, inv_new = lu_parts(J, inv_c.to(J.dtype).expand(b), mass, INVERSE_MAX)
             return (torch.zeros_like(go), *_copies(lu_new.mT, piv_new, inv_new if with_inverse else inverse),
                     ok.all())
 

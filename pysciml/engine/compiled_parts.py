@@ -267,16 +267,18 @@ def tgrad_fn(rhs: RHS) -> Callable[[Any, Tensor, Tensor, Tensor, Tensor], Tensor
     return time_derivative
 
 
-def lu_parts(J: Tensor, inv: Tensor, mass: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+def lu_parts(J: Tensor, inv: Tensor, mass: Tensor | None,
+             inverse_max: int = DenseLUSolver.SMALL) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """LU of ``W = M inv - J`` as tensors (:class:`~.linsolve.DenseLUSolver`'s arithmetic): the ``(B,)`` usable
-    mask, the factors ``(lu, piv)`` and, for tiny ``n``, ``W^{-1}`` (else ``None``); :func:`lu_apply` solves."""
+    mask, the factors ``(lu, piv)`` and, for ``n <= inverse_max``, ``W^{-1}`` (else ``None``); :func:`lu_apply`
+    solves."""
     b, n, _ = J.shape
     W = torch.diag_embed(inv[:, None].expand(b, n)) - J if mass is None else inv[:, None, None] * mass - J
     lu, piv, info = torch.linalg.lu_factor_ex(W)
     diag = lu.diagonal(dim1=-2, dim2=-1)
     ok = (info == 0) & torch.isfinite(diag).all(dim=1) & (diag != 0).all(dim=1)
     inverse = None
-    if n <= DenseLUSolver.SMALL:
+    if n <= inverse_max:
         eye = torch.eye(n, dtype=W.dtype, device=W.device).expand(b, n, n)
         inverse = torch.linalg.lu_solve(lu, piv, eye)
     return ok, lu, piv, inverse
