@@ -39,7 +39,31 @@ def environment() -> str:
 
     return (f"{platform.processor() or platform.machine()}, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"numpy {numpy.__version__}, scipy {scipy.__version__}, date {time.strftime('%Y-%m-%d')}")
+            f"numpy {numpy.__version__}, scipy {scipy.__version__}, {blas_threads()}, date {time.strftime('%Y-%m-%d')}")
+
+
+def one_thread() -> None:
+    """Limit torch and NumPy's / SciPy's BLAS libraries to one thread each (threadpoolctl, the ``bench`` extra), so
+    that process CPU times compare one thread with one thread: SciPy's BDF on a 128-state system otherwise ran its
+    BLAS on two threads, counting twice its wall time as CPU time."""
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(1)
+
+
+def blas_threads() -> str:
+    """NumPy's / SciPy's BLAS thread counts for the machine line (``BLAS threads not known`` without threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "BLAS threads not known (threadpoolctl not installed: not limited)"
+    counts = sorted({i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"})
+    return f"BLAS {'/'.join(map(str, counts)) or '-'} thread{'s' if counts != [1] else ''}"
 
 
 def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -92,12 +116,11 @@ def synced(fn: Callable[[], Any], device: str) -> Callable[[], Any]:
 def start_task(task: str, device: str) -> str | None:
     """The prelude of a task's ``main``: the skip notice (printed, then returned) when ``device`` is CUDA and
     none is present; otherwise ``None``, after limiting torch to one thread on the CPU (the tables' setting)."""
-    import torch
 
     skip = cuda_skip(task, device)
     if skip is not None:
         print(skip)
         return skip
     if device == "cpu":
-        torch.set_num_threads(1)
+        one_thread()
     return None

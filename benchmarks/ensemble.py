@@ -23,7 +23,7 @@ import torch
 import pysciml as ps
 from pysciml import problems
 
-from .common import cuda_skip, environment, markdown_table, result_name, time_call, write_result
+from .common import cuda_skip, environment, markdown_table, one_thread, result_name, time_call, write_result
 from .peers import jax_modules
 from .stiff_problems import rober_jac, rober_rhs
 
@@ -88,7 +88,7 @@ def main(size: str = "full", device: str = "cpu") -> str:
     skip = cuda_skip("ensemble", device)
     if skip is not None:
         return skip
-    torch.set_num_threads(1)
+    one_thread()
     t_task, cpu_task = time.perf_counter(), time.process_time()
     cuda = device == "cuda"
     B = 8 if size == "smoke" else 100_000 if cuda else 1024

@@ -28,7 +28,7 @@ import torch
 
 import pysciml as ps
 
-from .common import markdown_table
+from .common import markdown_table, one_thread
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "stiff_neural_ode.py"
 
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iters", type=int, default=6)
     parser.add_argument("--t-end", type=float, default=100.0)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    one_thread()
     load = os.getloadavg()
     text = compile_vs_diffrax(args.iters, args.t_end)
     after = os.getloadavg()

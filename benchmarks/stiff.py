@@ -39,12 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import pysciml as ps
 from pysciml.devtools import BENCHMARK_TIMING, time_at_error
 
-from .common import RESULTS, environment, markdown_table, result_name, write_result
+from .common import RESULTS, environment, markdown_table, one_thread, result_name, write_result
 from .peers import DiffraxSolver, Outcome, jax_modules, pysciml_solver, scipy_solver
 from .stiff_loop import loop_route, route_name, timed
 from .stiff_problems import StiffCase, make_cases, max_rel_err, reference
@@ -290,7 +289,7 @@ def main(size: str = "full", device: str = "cpu", rows: tuple[str, ...] | None =
     The results file is rewritten after each problem, so a run stopped early leaves what it measured."""
     if device != "cpu":
         return "Task 1 (stiff work-precision) is single-trajectory CPU work; it is not run with --device cuda.\n"
-    torch.set_num_threads(1)
+    one_thread()
     start = Start(time.perf_counter(), time.process_time(), os.getloadavg()[0])
     task = "stiff" if rows is None and problems is None else "stiff_rows"
     suffix = ("" if size == "full" else f"_{size}") if task == "stiff" else f"_rows_{size}"

@@ -22,12 +22,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 import pysciml as ps
 from pysciml.algorithms_bdf import QBDF
 
-from .common import environment, markdown_table, write_result
+from .common import environment, markdown_table, one_thread, write_result
 from .peers import Outcome, pysciml_solver, scipy_solver
 from .stiff_problems import StiffCase, make_cases, max_rel_err, reference
 from .stiff_sparse import revision
@@ -136,7 +135,7 @@ def main(size: str = "full", device: str = "cpu") -> str:
     """Run the comparison; write ``benchmarks/results/stiff_bdf[_smoke].md``; return the markdown."""
     if device != "cpu":
         return "stiff_bdf is single-trajectory CPU work; it is not run with --device cuda.\n"
-    torch.set_num_threads(1)
+    one_thread()
     cases, rtols = _cases(size)
     rows, summary = [], []
     for case in cases:

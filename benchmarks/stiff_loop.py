@@ -34,7 +34,7 @@ import torch
 import pysciml as ps
 from pysciml.engine import compiled_control, compiled_loop, compiled_loop_bdf, compiled_loop_firk
 
-from .common import environment, markdown_table, result_name, write_result
+from .common import environment, markdown_table, one_thread, result_name, write_result
 
 RTOL, ATOL = 1e-6, 1e-10
 COUNTS = ("naccept", "nreject", "nloop", "njac", "nlu", "nf")
@@ -169,7 +169,7 @@ def measure(prob: ps.ODEProblem, way: str) -> tuple[float, float, int, float | N
 
 
 def main(size: str = "full", device: str = "cpu") -> str:
-    torch.set_num_threads(1)
+    one_thread()
     batches = (1, 4) if size == "smoke" else (1, 256)
     rows, compile_rows, ratio_rows = [], [], []
     text = ""

@@ -42,7 +42,7 @@ import pysciml as ps
 from pysciml import problems
 from pysciml.engine.compiled import clear_cache
 
-from .common import environment, markdown_table, result_name, write_result
+from .common import environment, markdown_table, one_thread, result_name, write_result
 from .peers import scipy_solver
 from .stiff_loop import loop_route, route_name
 from .stiff_problems import StiffCase, make_cases, max_rel_err
@@ -244,7 +244,7 @@ def main(size: str = "small", device: str = "cpu", labels: tuple[str, ...] | Non
          keys: tuple[str, ...] | None = None) -> str:
     """The repeated-solve section on its own (``labels``: the pysciml rows to run, default all; ``keys``: the
     problems); writes ``benchmarks/results/stiff_repeat[_SIZE][_KEY...].md`` after each problem."""
-    torch.set_num_threads(1)
+    one_thread()
     load0, t0 = os.getloadavg()[0], time.perf_counter()
     ways = None if labels is None else tuple(w for w in WAYS if w.label in labels)
 

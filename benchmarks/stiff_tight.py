@@ -29,12 +29,10 @@ import sys
 import time
 from collections.abc import Callable
 
-import torch
-
 import pysciml as ps
 from pysciml.engine import compiled_loop_firk
 
-from .common import environment, markdown_table, write_result
+from .common import environment, markdown_table, one_thread, write_result
 from .peers import DiffraxSolver, Outcome, jax_modules, pysciml_solver, scipy_solver
 from .stiff_bdf import _at_error
 from .stiff_problems import StiffCase, make_cases, max_rel_err, reference
@@ -169,7 +167,7 @@ def main(size: str = "full", device: str = "cpu", solvers: list[str] | None = No
     :data:`SOLVER_KEYS`: ``stiff_tight_<keys>.md``); return the markdown."""
     if device != "cpu":
         return "stiff_tight is single-trajectory CPU work; it is not run with --device cuda.\n"
-    torch.set_num_threads(1)
+    one_thread()
     cases, own, peer = _cases(size)
     only = None if solvers is None else {SOLVER_KEYS[k] for k in solvers}
     jaxmods = jax_modules() if size != "smoke" and (only is None or KVAERNO in only) else None
