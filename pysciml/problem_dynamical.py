@@ -122,6 +122,8 @@ def hamiltonian_gradient(fn: Callable[..., Tensor], args: tuple[Tensor, ...], ar
     leaves in the result's graph) or inside a torch.func transform that refuses autograd (forward mode); inside
     ``torch.utils.checkpoint`` (where a backward pass would recompute the segment and torch.func's reverse mode is
     refused) forward mode, one JVP per component of the last dimension."""
+    if torch.compiler.is_compiling():  # Dynamo traces torch.func.grad, not torch.autograd.grad (compile=True)
+        return _functorch_grad(fn, args, argnums)
     hooks = _saved_tensor_hooks_active()
     if hooks and torch.is_grad_enabled():
         # a backward pass inside a checkpointed forward would unpack the segment's saved tensors, i.e. recompute the
@@ -138,11 +140,18 @@ def hamiltonian_gradient(fn: Callable[..., Tensor], args: tuple[Tensor, ...], ar
         if "functorch" not in str(exc) and "torch.func" not in str(exc):
             raise
     try:
-        g = torch.func.grad(lambda *a: fn(*a).sum(), argnums=argnums)(*args)
+        return _functorch_grad(fn, args, argnums)
     except RuntimeError as exc:
         if _HOOKS not in str(exc):
             raise
         return _forward_mode_grad(fn, args, argnums)
+
+
+def _functorch_grad(fn: Callable[..., Tensor], args: tuple[Tensor, ...], argnums: tuple[int, ...]
+                    ) -> tuple[Tensor, ...]:
+    """Per-sample gradients by ``torch.func.grad`` of the sum (differentiable with respect to what ``fn`` closes
+    over; traced by Dynamo)."""
+    g = torch.func.grad(lambda *a: fn(*a).sum(), argnums=argnums)(*args)
     return g if isinstance(g, tuple) else (g,)
 
 
@@ -228,6 +237,9 @@ class HamiltonianProblem(ODEProblem):
         H, separable, q0, p0: as given (``q0``, ``p0`` as tensors).
     """
 
+    #: compiled programs differentiate this vector field (itself a gradient of ``H``) by reverse mode
+    reverse_jacobian = True
+
     def __init__(self, H: Callable[..., Tensor], q0: Any, p0: Any, tspan: Any, p: Any = None, *,
                  separable: bool = False, batched: bool = False) -> None:
         self.H = H
@@ -242,6 +254,11 @@ class HamiltonianProblem(ODEProblem):
         self._quadratic_kinetic: bool | None = None
         if self.separable:
             self._check_separable()
+
+    def closure_modules(self) -> tuple[Any, ...]:
+        """The callables the vector field calls (``H``, or ``T`` and ``V``): compiled solves look for parameters
+        requiring grad among them (an HNN's ``nn.Module``) to compile a differentiated program."""
+        return (self.H,) if self._parts is None else (self._parts[0], self._parts[2])
 
     # ------------------------------------------------------------------ the physics
     def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
@@ -287,15 +304,23 @@ class HamiltonianProblem(ODEProblem):
 
     def velocity(self, t: Tensor, q: Tensor, p: Tensor) -> Tensor:
         """``dq/dt = dH/dp`` at ``(q, p)`` (shape of ``p``); ``t`` is unused (``H`` is autonomous)."""
-        if self._parts is not None:
-            return hamiltonian_gradient(self._part(0, self.p), (p,), (0,))[0]
-        return hamiltonian_gradient(self._energy(self.p), (q, p), (1,))[0]
+        return self.velocity_with(self.p, q, p)
 
     def force(self, t: Tensor, q: Tensor, p: Tensor) -> Tensor:
         """``dp/dt = -dH/dq`` at ``(q, p)`` (shape of ``q``); ``t`` is unused."""
+        return self.force_with(self.p, q, p)
+
+    def velocity_with(self, params: Any, q: Tensor, p: Tensor) -> Tensor:
+        """:meth:`velocity` with the parameters ``params`` (a compiled program's input) for the problem's own."""
         if self._parts is not None:
-            return -hamiltonian_gradient(self._part(1, self.p), (q,), (0,))[0]
-        return -hamiltonian_gradient(self._energy(self.p), (q, p), (0,))[0]
+            return hamiltonian_gradient(self._part(0, params), (p,), (0,))[0]
+        return hamiltonian_gradient(self._energy(params), (q, p), (1,))[0]
+
+    def force_with(self, params: Any, q: Tensor, p: Tensor) -> Tensor:
+        """:meth:`force` with the parameters ``params`` for the problem's own."""
+        if self._parts is not None:
+            return -hamiltonian_gradient(self._part(1, params), (q,), (0,))[0]
+        return -hamiltonian_gradient(self._energy(params), (q, p), (0,))[0]
 
     def _check_energy_shape(self) -> None:
         """``H(q0, p0)`` must be a tensor of one value per leading index: shape ``q0.shape[:-1]`` (or with a

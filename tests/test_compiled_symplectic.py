@@ -1,8 +1,8 @@
 """``compile=True`` for the explicit symplectic (splitting) methods (pysciml/engine/compiled_symplectic.py).
 
 The default run executes the program's Python function against the eager solve (the same arithmetic: equal values
-and counters); a HamiltonianProblem (forces by ``torch.autograd.grad``) falls back with one warning. The exhaustive
-tests compile.
+and counters); a HamiltonianProblem compiles too (``tests/test_compiled_hamiltonian.py``). The exhaustive tests
+compile.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from loop_programs import assert_compiled_matches_eager
 
 import pysciml as ps
 from pysciml.engine import compiled_loop_symplectic, compiled_parts
-from pysciml.engine.compiled import _unsupported
 from pysciml.engine.compiled_symplectic import CompiledSplittingStepper
 from pysciml.solution import Stats
 
@@ -119,30 +118,6 @@ def test_splitting_solves_take_the_program() -> None:
     stepper = compile_stepper(make_stepper(ps.VelocityVerlet(), prob, stats, atol, 1e-3, False), stats, 1, atol,
                               1e-3, False, prob.u0.reshape(1, 2))
     assert isinstance(stepper, CompiledSplittingStepper)
-
-
-def hamiltonian(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (p * p).sum(-1) - torch.cos(q).sum(-1)
-
-
-def test_hamiltonian_problem_warns_once_and_solves_eagerly() -> None:
-    """Forces by ``torch.autograd.grad`` of ``H`` (a HamiltonianProblem, an HNN's learned ``H``): one warning that
-    says why, then the eager solve (equal values)."""
-    prob = ps.HamiltonianProblem(hamiltonian, torch.tensor([1.0], dtype=F64), torch.tensor([0.0], dtype=F64),
-                                 (0.0, 2.0), separable=True)
-    hnn = ps.models.SeparableHNN(1, hidden=(8,))
-    learned = hnn.as_problem(torch.tensor([1.0], dtype=F64), torch.tensor([0.0], dtype=F64), (0.0, 2.0))
-    for problem in (prob, learned):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            sol = ps.solve(problem, ps.VelocityVerlet(), dt=0.1, compile=True)
-        mine = [w for w in caught if issubclass(w.category, RuntimeWarning)]
-        assert len(mine) == 1 and "torch.autograd.grad, which does not trace" in str(mine[0].message)
-        assert "solving eagerly" in str(mine[0].message)
-        with torch.no_grad():
-            eager = ps.solve(problem, ps.VelocityVerlet(), dt=0.1)
-        torch.testing.assert_close(sol.u.detach(), eager.u, rtol=0, atol=0)
-    assert _unsupported(ps.native.make_stepper(ps.Yoshida4(), prob, Stats(), torch.ones(1, 2), 1e-3, False))
 
 
 @pytest.mark.exhaustive  # compiles its own programs (CI runs it: .ci/run)

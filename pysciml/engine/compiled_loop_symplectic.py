@@ -40,7 +40,7 @@ import torch
 from torch._higher_order_ops.while_loop import while_loop
 from torch.utils._pytree import tree_leaves
 
-from ..problem_dynamical import SecondOrderODEProblem
+from ..problem_dynamical import HamiltonianProblem, SecondOrderODEProblem
 from ..solution import Stats
 from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _Program, note_fresh_f
 from .fixed_step_check import describe
@@ -61,16 +61,22 @@ _FAILED: set[tuple] = set()  # loop signatures that failed to compile (the per-s
 
 
 def splitting_fields(stepper: SplittingStepper) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
-    """The traceable pieces of a splitting step on a second-order problem: ``split(u)`` (engine layout to the
-    user's ``(q, p)``), ``velocity(t, q, p)`` (``p`` itself) and ``force(params, t, q, p)`` (the acceleration),
-    ``t`` in engine layout ``(B,)``."""
+    """The traceable pieces of a splitting step on a second-order or separable Hamiltonian problem: ``split(u)``
+    (engine layout to the user's ``(q, p)``), ``velocity(t, q, p)`` (``p`` itself; ``dH/dp``) and
+    ``force(params, t, q, p)`` (the acceleration; ``-dH/dq``), ``t`` in engine layout ``(B,)``."""
     prob = stepper.prob
-    accel, takes_p = prob.accel, prob.accel_takes_p
     n, batched, shape = stepper.n, stepper.batched, stepper.shape
 
     def split(u: Tensor) -> tuple[Tensor, Tensor]:  # SplittingStepper's layout (_split, _join, _scalar, _time)
         x = u.reshape(u.shape[0], *shape) if batched else u[0].reshape(shape)
         return x[..., :n], x[..., n:]
+
+    if isinstance(prob, HamiltonianProblem):  # gradients of H (torch.func.grad while Dynamo traces); autonomous
+        def hamiltonian_force(params: Any, tt: Tensor, x: Tensor, w: Tensor) -> Tensor:
+            return prob.force_with(params, x, w)
+
+        return split, lambda tt, x, w: prob.velocity(tt, x, w), hamiltonian_force
+    accel, takes_p = prob.accel, prob.accel_takes_p
 
     def velocity(tt: Tensor, x: Tensor, w: Tensor) -> Tensor:  # SecondOrderODEProblem.velocity: v itself
         return w
@@ -119,9 +125,30 @@ def _counts(stepper: SplittingStepper) -> tuple[list[int], list[int]]:
     return steps, ends
 
 
+def field_function(prob: Any) -> tuple[Any, tuple[Any, ...]]:
+    """A splitting problem's user function (the acceleration; ``H``, or ``T``) and its identity in program keys:
+    the ids of the functions and whether each takes the parameters."""
+    if isinstance(prob, HamiltonianProblem):
+        fns = prob.closure_modules()
+        takes = (prob.H_takes_p,) if prob._parts is None else (prob._parts[1], prob._parts[3])
+        return fns[0], (*map(id, fns), *takes)
+    return prob.accel, (id(prob.accel), prob.accel_takes_p)
+
+
+def _differentiated(prob: Any, u0: Tensor) -> bool:
+    """Whether a solve may be differentiated: grad mode, and ``u0``, a tensor in ``p`` or a parameter of an
+    ``nn.Module`` the problem's functions are (an HNN's ``H``) requiring grad."""
+    if not torch.is_grad_enabled():
+        return False
+    modules = prob.closure_modules() if isinstance(prob, HamiltonianProblem) else (prob.accel,)
+    return any(isinstance(x, Tensor) and x.requires_grad for x in [u0, *tree_leaves(prob.p)]) or any(
+        isinstance(m, torch.nn.Module) and any(w.requires_grad for w in m.parameters()) for m in modules)
+
+
 def handles(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     """Whether :func:`integrate_whole` may run this solve (``stepper``: a compiled splitting stepper's ``inner``)."""
-    if not ENABLED or not isinstance(stepper, SplittingStepper) or not isinstance(stepper.prob, SecondOrderODEProblem):
+    if not ENABLED or not isinstance(stepper, SplittingStepper) or \
+            not isinstance(stepper.prob, (SecondOrderODEProblem, HamiltonianProblem)):
         return False
     if opts.adaptive or opts.dt is None or opts.saveat is None or opts.save_everystep or opts.dense:
         return False
@@ -130,21 +157,20 @@ def handles(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     stops = [s for s in (opts.tstops or []) if min(opts.t0, opts.t1) < s < max(opts.t0, opts.t1)]
     if stops or (u0.shape[0] == 1 and u0.dtype != torch.float64):  # the scalar loop keeps time in float64
         return False
-    if torch.is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad
-                                       for x in [u0, *tree_leaves(stepper.prob.p)]):
+    if _differentiated(stepper.prob, u0):
         return False
     return _key(stepper, opts, u0) not in _FAILED
 
 
 def _signature(stepper: SplittingStepper, opts: LoopOptions, u0: Tensor) -> tuple:
-    """The loop program's key less the acceleration's identity."""
+    """The loop program's key less the user function's identity."""
     assert opts.saveat is not None
     return ("SplittingLoop", stepper.name, tuple(u0.shape), stepper.shape, stepper.batched, u0.dtype,
-            str(u0.device), stepper.prob.accel_takes_p, opts.t1 > opts.t0, _padded_len(opts.saveat.shape[0]))
+            str(u0.device), type(stepper.prob).__name__, opts.t1 > opts.t0, _padded_len(opts.saveat.shape[0]))
 
 
 def _key(stepper: SplittingStepper, opts: LoopOptions, u0: Tensor) -> tuple:
-    return (*_signature(stepper, opts, u0), id(stepper.prob.accel))
+    return (*_signature(stepper, opts, u0), *field_function(stepper.prob)[1])
 
 
 def _padded_len(s: int) -> int:
@@ -282,7 +308,7 @@ def integrate_whole(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions, st
     assert isinstance(check, OscillationCheck)
     prog = _CACHE.get(key)
     if prog is None:
-        note_fresh_f(stepper.prob.accel, _signature(stepper, opts, u0), "the acceleration")
+        note_fresh_f(field_function(stepper.prob)[0], _signature(stepper, opts, u0), "the problem's function")
         prog = _CACHE[key] = _Program(f"{len(_CACHE)}_{abs(hash(key)) % 10**8}")
         prog.add("loop", _loop_fn(stepper, check, scalar, direction))
         while len(_CACHE) > CACHE_SIZE:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.autograd import forward_ad
 
 from ..problem import call_f
 from ..solution import Stats
@@ -68,6 +69,7 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: b
     (:func:`split_wrapper_backend`) their backward graph still gets the C++ wrapper."""
     from torch._inductor.compile_fx import compile_fx, compile_fx_inner
 
+    _refuse_grad_in_loop(gm, example_inputs)
     _COUNT[0] += 1
     quiet = logging.getLogger("torch._inductor.ir")  # "lu_factor_ex has no c-shim, using the proxy executor"
     level = quiet.level
@@ -109,6 +111,23 @@ def _cpp_backward_inner(gm: torch.fx.GraphModule, example_inputs: list[Any], **k
         return compile_fx_inner(gm, example_inputs, **kwargs)
     with config.patch(post_grad_custom_pre_pass=lift_loop_constants()):
         return compile_fx_inner(gm, example_inputs, **{**kwargs, "cpp_wrapper": True})
+
+
+def _refuse_grad_in_loop(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> None:
+    """Raise where a subgraph (a ``while_loop`` body) of a program with inputs requiring grad calls
+    ``torch.func.grad`` (an HNN's vector field, :class:`~pysciml.HamiltonianProblem` under ``compile=True``): torch
+    2.13 computes such a loop's values wrongly when the parameters ``grad``'s function closes over require grad (under
+    the ``aot_eager`` backend too; ``tests/test_compiled_hamiltonian.py``), so the solve falls back to the per-step
+    programs, which are right."""
+    if not torch.is_grad_enabled() or not any(getattr(x, "requires_grad", False) for x in example_inputs):
+        return  # (Dynamo compiles in the caller's grad mode: no_grad programs are not differentiated)
+    grad_calls = ("_grad_increment_nesting",)
+    for name, module in gm.named_modules():
+        if name and isinstance(module, torch.fx.GraphModule) and any(
+                node.op == "call_function" and getattr(node.target, "__name__", "") in grad_calls
+                for node in module.graph.nodes):
+            raise NotImplementedError("torch.func.grad inside a differentiated while_loop (wrong values in torch "
+                                      f"{torch.__version__})")
 
 
 def python_wrapper_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
@@ -197,10 +216,11 @@ class _Program:
 
     def run(self, variant: str, stats: Stats, *args: Any) -> Any:
         fn = self.variants[variant]
-        before, start = _COUNT[0], time.perf_counter()
+        before, start, level = _COUNT[0], time.perf_counter(), forward_ad._current_level
         try:
             out = fn(*args)
         except Exception as exc:
+            _exit_dual_levels(level)
             compiler_error = type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
             if variant in self.ran and not compiler_error:
                 raise
@@ -215,8 +235,27 @@ class _Program:
         return out
 
 
+def _exit_dual_levels(level: int) -> None:
+    """Leave the forward-AD level a failed trace left entered: Dynamo enters ``torch.func.jvp``'s dual level in
+    torch's C++ state while it traces, and a trace that fails inside a ``while_loop`` body holding the autodiff
+    Jacobian's JVPs left it entered (torch 2.13), so every later JVP, the eager fallback's included, failed with
+    "Nested forward mode AD is not supported". ``level``: ``forward_ad._current_level`` before the call (a caller
+    inside a dual level of its own, ``>= 0``, keeps it)."""
+    if level >= 0:
+        return
+    try:
+        torch._C._exit_dual_level(level=0)
+    except RuntimeError:  # none held
+        return
+    forward_ad._current_level = -1
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    """The message's first line; with the next one where it only says which backend raised, e.g.
+    ``backend='python_wrapper_backend' raised: NotImplementedError: ...``."""
+    text = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if len(text) > 1 and text[0].rstrip().endswith("raised:"):
+        return f"{text[0].rstrip()} {text[1].strip()}"
     return text[0] if text else ""
 
 def _user_call(rhs: RHS) -> Callable[..., Tensor]:
@@ -233,14 +272,21 @@ def _user_call(rhs: RHS) -> Callable[..., Tensor]:
 
 def jacobian_fn(rhs: RHS) -> Callable[[Any, Tensor, Tensor], Tensor]:
     """The traceable ``J(p, t, u)``, ``(B, n, n)``: the problem's ``jac``, else forward-mode autodiff (columns by
-    JVPs vmapped over the unit basis, each trajectory's tangent in its own row)."""
+    JVPs vmapped over the unit basis, each trajectory's tangent in its own row), or reverse mode (rows by VJPs)
+    where ``f`` is itself a gradient (``rhs.reverse_jacobian``: a ``HamiltonianProblem``, whose ``torch.func.grad``
+    under a JVP fails to trace inside a ``while_loop`` body in torch 2.13)."""
     F, call, user_jac, takes_p, dtype = _user_f(rhs), _user_call(rhs), rhs.user_jac, rhs.jac_takes_p, rhs.dtype
+    reverse = rhs.reverse_jacobian
 
     def jacobian(p: Any, t: Tensor, u: Tensor) -> Tensor:
         b, n = u.shape
         if user_jac is not None:
             return call(user_jac, takes_p, p, t, u).reshape(b, n, n).to(dtype)
         basis = torch.eye(n, dtype=u.dtype, device=u.device)[:, None, :].expand(n, b, n)
+        if reverse:
+            pullback = torch.func.vjp(lambda x: F(p, t, x), u)[1]
+            rows = torch.func.vmap(lambda v: pullback(v)[0])(basis).permute(1, 0, 2)
+            return rows.to(dtype).clone(memory_format=torch.contiguous_format)  # a loop carry's strides
         cols = torch.func.vmap(lambda v: torch.func.jvp(lambda x: F(p, t, x), (u,), (v,))[1])(basis)
         return cols.permute(1, 2, 0).to(dtype)
 
@@ -316,10 +362,13 @@ def tracks_grad(rhs: RHS, u0: Tensor | None = None) -> bool:
 
 
 def _leaves_require_grad(f: Any, p: Any) -> bool:
-    """Whether a parameter of an ``nn.Module`` ``f`` or a tensor in ``p`` requires grad (stops at the first)."""
+    """Whether a parameter of an ``nn.Module`` ``f`` (or of the modules a problem's own vector field calls, its
+    ``closure_modules()``) or a tensor in ``p`` requires grad (stops at the first)."""
     from torch.utils._pytree import tree_leaves
 
-    if isinstance(f, torch.nn.Module) and any(q.requires_grad for q in f.parameters()):
+    owner = getattr(f, "__self__", None)  # a problem's own vector field (HamiltonianProblem): its energy modules
+    modules = (f, *owner.closure_modules()) if hasattr(owner, "closure_modules") else (f,)
+    if any(isinstance(m, torch.nn.Module) and any(q.requires_grad for q in m.parameters()) for m in modules):
         return True
     if p is None or isinstance(p, (int, float)):
         return False

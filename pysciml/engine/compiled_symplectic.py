@@ -12,10 +12,10 @@ dense output runs the whole fixed-step loop as one program instead (:func:`whole
 step did not, eagerly and counted, as in an eager solve. The step's evaluations are counted in ``stats.nf`` as the eager
 step counts them (found once per pattern by running :func:`drift_kick` on Python floats).
 
-What has no compiled step: a :class:`~pysciml.HamiltonianProblem`, whose velocity and force are gradients of ``H`` by
-``torch.autograd.grad`` (Dynamo does not trace it: "Attempted to call function marked as skipped"), including an
-HNN's learned ``H``; such solves run eagerly after one warning. An acceleration that does not trace (data-dependent
-Python) falls back at its first step with :class:`~.compiled_wrapper.ProgramStepper`'s warning.
+A separable :class:`~pysciml.HamiltonianProblem` compiles too (an HNN's learned ``H`` included): its velocity and
+force are gradients of ``H``, by ``torch.func.grad`` while Dynamo traces (it does not trace ``torch.autograd.grad``).
+An acceleration or ``H`` that does not trace (data-dependent Python) falls back at its first step with
+:class:`~.compiled_wrapper.ProgramStepper`'s warning.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-from ..problem_dynamical import SecondOrderODEProblem
+from ..problem_dynamical import HamiltonianProblem, SecondOrderODEProblem
 from ..solution import Stats
 from . import compiled_loop_symplectic
-from .compiled_loop_symplectic import evaluations, splitting_fields
+from .compiled_loop_symplectic import evaluations, field_function, splitting_fields
 from .compiled_parts import _CACHE, CACHE_SIZE, _Program, note_fresh_f
 from .compiled_wrapper import ProgramStepper
 from .loop_records import LoopOptions, LoopResult
@@ -42,11 +42,9 @@ Tensor = torch.Tensor
 
 def splitting_unsupported(stepper: SplittingStepper) -> str | None:
     """Why ``stepper``'s solve has no compiled step (``None``: it has one)."""
-    if isinstance(stepper.prob, SecondOrderODEProblem):
+    if isinstance(stepper.prob, (SecondOrderODEProblem, HamiltonianProblem)):
         return None
-    return (f"{stepper.name} on a {type(stepper.prob).__name__}: its velocity and force are gradients of H by "
-            "torch.autograd.grad, which does not trace into a compiled program (a SecondOrderODEProblem with its "
-            "acceleration given compiles)")
+    return f"{stepper.name} on a {type(stepper.prob).__name__} has no compiled splitting step"
 
 
 def _splitting_program(stepper: SplittingStepper, tag: str) -> _Program:
@@ -95,12 +93,13 @@ def compile_splitting(stepper: SplittingStepper, stats: Stats, bsz: int, atol: T
     prob = stepper.prob
     u0 = prob.u0
     signature = ("Splitting", stepper.name, bsz, stepper.shape, stepper.batched, stepper.n, u0.dtype,
-                 str(u0.device), prob.accel_takes_p)
-    key = (*signature, id(prob.accel))
+                 str(u0.device), type(prob).__name__)
+    fn, identity = field_function(prob)
+    key = (*signature, *identity)
     start = time.perf_counter()
     prog = _CACHE.get(key)
     if prog is None:
-        note_fresh_f(prob.accel, signature, "the acceleration")
+        note_fresh_f(fn, signature, "the problem's function")
         prog = _CACHE[key] = _splitting_program(stepper, f"{len(_CACHE)}_{abs(hash(key)) % 10**8}")
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)

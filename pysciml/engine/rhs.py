@@ -78,6 +78,8 @@ class RHS:
         self.name = name
         # the Jacobian's sparsity pattern, as the problem holds it (None: dense); read by engine/linsolve_sparse.py
         self.jac_prototype = getattr(prob, "jac_prototype", None)
+        # compiled autodiff Jacobians by reverse mode (the problem's f is itself a gradient: HamiltonianProblem)
+        self.reverse_jacobian = bool(getattr(prob, "reverse_jacobian", False))
         self.checked = False
         self.jac_modes = list(JAC_MODES)  # autodiff Jacobians: what this solve tries, in order
         self.jac_checked = False

@@ -296,15 +296,11 @@ class HNN(nn.Module):
         if not self.canonical:
             raise InputError("as_problem needs the canonical J (x = (q, p)); this model was built with a custom J")
         n = self.n
-
-        def H(q: Tensor, p: Tensor) -> Tensor:
-            return self._energy(torch.cat([q, p], dim=-1))
-
         for name, v in (("q0", q0), ("p0", p0)):
             if not isinstance(v, Tensor) or v.ndim == 0 or v.shape[-1] != n:
                 raise InputError(f"{name} must be a tensor of shape (..., {n}), got "
                                  f"{tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__}")
-        return HamiltonianProblem(H, q0, p0, tspan, separable=self.is_separable, batched=batched)
+        return HamiltonianProblem(_LearnedEnergy(self), q0, p0, tspan, separable=self.is_separable, batched=batched)
 
     @property
     def is_separable(self) -> bool:
@@ -388,6 +384,18 @@ class _SeparableEnergy(nn.Module):
             return v + t
         w, b = self.combine.weight[0], self.combine.bias[0]
         return w[0] * v + w[1] * t + b
+
+
+class _LearnedEnergy(torch.nn.Module):
+    """``H(q, p)`` of an HNN for :meth:`HNN.as_problem`: a module (holding the HNN), so that a compiled solve finds
+    the parameters it is differentiated by."""
+
+    def __init__(self, hnn: HNN) -> None:
+        super().__init__()
+        self.hnn = hnn
+
+    def forward(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.hnn._energy(torch.cat([q, p], dim=-1))
 
 
 class SeparableHNN(HNN):
