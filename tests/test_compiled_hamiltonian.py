@@ -193,16 +193,14 @@ def test_learned_hamiltonian_adaptive_solves_equal_eager() -> None:
     warning (its per-step programs' backward does not compile), and gives the eager values."""
     prob = learned_problem()
     kw = {"rtol": 1e-8, "atol": 1e-10, "saveat": [0.5, 1.0]}
+    ps.solve(prob, ps.Tsit5(), **kw)  # f's differentiability check, once per f and process: 3 counted f calls
     eager = ps.solve(prob, ps.Tsit5(), **kw)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         comp = ps.solve(prob, ps.Tsit5(), compile=True, **kw)
     why = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(why) == 1 and "torch.func.grad inside a differentiated while_loop" in why[0], why
-    # the steps are eager's; the differentiated eager solve counts 3 f calls more, as for any ODEProblem (an MLP f,
-    # Tsit5 with gradients: 41 against 38 compiled; 38 and 38 without)
-    assert comp.stats.naccept == eager.stats.naccept and comp.stats.nreject == eager.stats.nreject
-    assert eager.stats.nf - comp.stats.nf == 3
+    assert counts(comp) == counts(eager)
     torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
     ws = parameters(prob)
     for a, b in zip(torch.autograd.grad(comp.u[-1].square().sum(), ws),
@@ -222,3 +220,61 @@ def test_learned_hamiltonian_adaptive_solves_equal_eager() -> None:
         comp = ps.solve(prob, ps.Rodas5P(), compile=True, **kw)
     assert comp.success and comp.u.requires_grad
     torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
+
+
+MIDPOINT_COUNTS = ("nf", "njac", "nlu", "nnonliniter", "nsolve", "nnonlinconvfail", "naccept")
+
+
+def midpoint_solves(prob: ps.HamiltonianProblem, grad: bool) -> tuple[ps.ODESolution, ps.ODESolution]:
+    """``ImplicitMidpoint`` eagerly and with ``compile=True`` (a fallback warning is an error)."""
+    kw = {"dt": 0.05, "saveat": [0.5, 1.0]}
+    with torch.set_grad_enabled(grad):
+        ps.solve(prob, ps.ImplicitMidpoint(), **kw)  # f's differentiability check, once per f and process: 3 f calls
+        eager = ps.solve(prob, ps.ImplicitMidpoint(), **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            comp = ps.solve(prob, ps.ImplicitMidpoint(), compile=True, **kw)
+    assert comp.success
+    assert {k: getattr(comp.stats, k) for k in MIDPOINT_COUNTS} == {k: getattr(eager.stats, k) for k in MIDPOINT_COUNTS}
+    return eager, comp
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["values", "gradients"])
+def test_midpoint_program_uncompiled_equals_eager(monkeypatch: pytest.MonkeyPatch, grad: bool) -> None:
+    """The implicit midpoint rule's stage-solve program run as its Python function (its ``while_loop`` a Python
+    loop): the eager counters (every Newton iteration, Jacobian, LU), values and parameter gradients to 1e-13."""
+    from pysciml.engine import compiled_midpoint
+
+    def python_while(cond: object, body: object, carried: tuple) -> tuple:
+        while bool(cond(*carried)):  # type: ignore[operator]
+            carried = tuple(body(*carried))  # type: ignore[operator]
+        return carried
+
+    monkeypatch.setattr(compiled_parts._Program, "run", lambda self, variant, stats, *a: self.raw[variant](*a))
+    monkeypatch.setattr(compiled_midpoint, "while_loop", python_while)
+    prob = learned_problem()
+    eager, comp = midpoint_solves(prob, grad)
+    torch.testing.assert_close(comp.u, eager.u, rtol=1e-13, atol=1e-13)
+    assert eager.stats.nnonliniter > eager.stats.naccept  # Newton iterated
+    if grad:
+        ws = parameters(prob)
+        for a, b in zip(torch.autograd.grad(comp.u[-1].square().sum(), ws),
+                        torch.autograd.grad(eager.u[-1].square().sum(), ws), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(900)
+def test_compiled_midpoint_equals_eager() -> None:
+    """``ImplicitMidpoint`` compiled on a non-separable learned ``H``: no fallback, the eager counters, values to
+    1e-12, and with gradients (the stage derivative attached eagerly around the program) the eager parameter
+    gradients to 1e-10."""
+    prob = learned_problem()
+    eager, comp = midpoint_solves(prob, False)
+    torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
+    eager, comp = midpoint_solves(prob, True)
+    torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
+    ws = parameters(prob)
+    for a, b in zip(torch.autograd.grad(comp.u[-1].square().sum(), ws),
+                    torch.autograd.grad(eager.u[-1].square().sum(), ws), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

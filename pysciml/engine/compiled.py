@@ -21,10 +21,11 @@ Programs are cached at module level by signature (family, tableau, batch and sta
 and its Jacobian functions, grad mode): tolerances, times, ``u0`` and the tensors in ``p`` are inputs, so a
 parameter sweep compiles once. Each program gets its own code object, hence its own Dynamo cache. A compile
 that fails (data-dependent Python in ``f``, a graph break) falls back to the eager stepper with one
-``RuntimeWarning`` that says why; what has no compiled step (``ImplicitMidpoint``, torchdiffeq's iterated Adams
-corrector, splitting methods on a ``HamiltonianProblem``, GMRES, finite-difference Jacobians, ARK with a linear
-implicit part) runs eagerly after one warning too. The explicit symplectic splitting step has its own program and
-stepper in :mod:`.compiled_symplectic`; the fixed-step Adams methods' multistep step, in :mod:`.compiled_adams`.
+``RuntimeWarning`` that says why; what has no compiled step (torchdiffeq's iterated Adams corrector, GMRES,
+finite-difference Jacobians, ARK with a linear implicit part) runs eagerly after one warning too. The explicit
+symplectic splitting step has its own program and stepper in :mod:`.compiled_symplectic`; the fixed-step Adams
+methods' multistep step, in :mod:`.compiled_adams`; the implicit midpoint rule's stage solve, in
+:mod:`.compiled_midpoint`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from .ark import ARKStepper
 from .compiled_adams import CompiledAdamsStepper, adams_program, adams_unsupported
 from .compiled_ark import ark_program
 from .compiled_firk import CompiledFIRKStepper, firk_program, firk_unsupported
+from .compiled_midpoint import CompiledMidpointStepper, midpoint_program, midpoint_unsupported
 from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled modules and tests use them here)
     _CACHE,
     _COUNT,
@@ -73,7 +75,7 @@ from .linsolve_sparse import SparseLUSolver
 from .rosenbrock import RosenbrockStepper
 from .stages import StageSum
 from .stepper import Stepper, StepResult
-from .symplectic import SplittingStepper
+from .symplectic import ImplicitMidpointStepper, SplittingStepper
 
 __all__ = ["CompiledStepper", "compile_stepper", "compile_count", "clear_cache", "CACHE_SIZE"]
 
@@ -218,6 +220,8 @@ def _unsupported(stepper: Stepper) -> str | None:
         return splitting_unsupported(stepper)
     if isinstance(stepper, AdamsStepper):
         return adams_unsupported(stepper)
+    if isinstance(stepper, ImplicitMidpointStepper):
+        return midpoint_unsupported(stepper)
     return f"the {type(stepper).__name__.removesuffix('Stepper')} family has no compiled step yet"
 
 
@@ -229,6 +233,8 @@ def _key(stepper: Stepper, bsz: int, dense: bool) -> tuple:
         ids += (id(rhs_e.f) if rhs_e is not None else None, stepper.max_iters, stepper.kappa, stepper.smooth_est)
     if isinstance(stepper, FIRKStepper):  # Newton's options baked into the program (kappa is an input)
         ids += (stepper.max_iters, stepper.jac_reuse)
+    if isinstance(stepper, ImplicitMidpointStepper):
+        ids += (stepper.max_iters, stepper.tol)
     mass = _mass(stepper) is not None
     return (type(stepper).__name__, stepper.name, bsz, rhs.shape, rhs.batched, rhs.dtype, str(rhs.device), dense,
             mass, ids)
@@ -258,6 +264,8 @@ def _program(stepper: Stepper, bsz: int, dense: bool) -> _Program:
         prog = firk_program(stepper, tag)
     elif isinstance(stepper, AdamsStepper):
         prog = adams_program(stepper, tag)
+    elif isinstance(stepper, ImplicitMidpointStepper):
+        prog = midpoint_program(stepper, tag)
     else:
         assert isinstance(stepper, ExplicitRKStepper)
         prog = _explicit_program(stepper, dense, tag)
@@ -293,6 +301,8 @@ def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol
         return CompiledFIRKStepper(stepper, program, stats, atol, rtol)
     if isinstance(stepper, AdamsStepper):  # engine/compiled_adams.py: the multistep step only
         return CompiledAdamsStepper(stepper, program, stats, atol, rtol)
+    if isinstance(stepper, ImplicitMidpointStepper):  # engine/compiled_midpoint.py: the stage solve only
+        return CompiledMidpointStepper(stepper, program, stats, atol, rtol)
     compiled = CompiledStepper(stepper, program, stats, atol, rtol)
     if eager_why is not None:  # the whole loop may take it; any other loop steps eagerly (warning at its first step)
         compiled.compiled, compiled.eager_why, compiled.whole_only = False, eager_why, True

@@ -277,11 +277,17 @@ class ImplicitMidpointStepper(_LazyEnds):
         return y, done
 
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
+        return self.step_with(self._newton, t, u, dt)
+
+    def step_with(self, newton: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]], t: Tensor, u: Tensor,
+                  dt: Tensor) -> StepResult:
+        """The step with the stage solved by ``newton(t_mid, u, gh) -> (y, converged)`` (without a graph): this
+        stepper's :meth:`_newton`, or a compiled program's (:mod:`.compiled_midpoint`)."""
         h = dt[:, None]
         gh = 0.5 * h
         tm = t + 0.5 * dt
         with torch.no_grad():
-            y, ok = self._newton(tm.detach(), u.detach(), gh.detach())
+            y, ok = newton(tm.detach(), u.detach(), gh.detach())
             z = y - u.detach()
         if torch.is_grad_enabled():
             z = attach_stage_gradient(self.rhs, tm, u, z, gh, None)
