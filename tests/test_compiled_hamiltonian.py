@@ -82,6 +82,15 @@ def parameters(prob: ps.HamiltonianProblem) -> list[torch.Tensor]:
             if w.ndim == 2]  # the weights (the last layer's bias has no effect on the dynamics)
 
 
+def assert_same_gradients(prob: ps.HamiltonianProblem, comp: ps.ODESolution, eager: ps.ODESolution,
+                          tol: float) -> None:
+    """The gradients of ``|u(t1)|^2`` with respect to ``H``'s weights agree to ``tol``."""
+    ws = parameters(prob)
+    for a, b in zip(torch.autograd.grad(comp.u[-1].square().sum(), ws),
+                    torch.autograd.grad(eager.u[-1].square().sum(), ws), strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
 def test_vector_field_traces_with_func_grad() -> None:
     """The vector field under ``torch.compile(fullgraph=True)`` (Dynamo only): the eager values and parameter
     gradients to round-off; before, ``torch.autograd.grad`` broke the graph."""
@@ -178,10 +187,7 @@ def test_compiled_splitting_equals_eager(alg: ps.Algorithm) -> None:
         comp = ps.solve(prob, alg, compile=True, **kw)
     assert counts(comp) == counts(eager)
     torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
-    ws = parameters(prob)
-    for a, b in zip(torch.autograd.grad(comp.u[-1].square().sum(), ws),
-                    torch.autograd.grad(eager.u[-1].square().sum(), ws), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert_same_gradients(prob, comp, eager, 1e-10)
 
 
 @pytest.mark.heavy
@@ -202,10 +208,7 @@ def test_learned_hamiltonian_adaptive_solves_equal_eager() -> None:
     assert len(why) == 1 and "torch.func.grad inside a differentiated while_loop" in why[0], why
     assert counts(comp) == counts(eager)
     torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
-    ws = parameters(prob)
-    for a, b in zip(torch.autograd.grad(comp.u[-1].square().sum(), ws),
-                    torch.autograd.grad(eager.u[-1].square().sum(), ws), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert_same_gradients(prob, comp, eager, 1e-10)
 
     with torch.no_grad():
         eager = ps.solve(prob, ps.Rodas5P(), **kw)
@@ -257,10 +260,7 @@ def test_midpoint_program_uncompiled_equals_eager(monkeypatch: pytest.MonkeyPatc
     torch.testing.assert_close(comp.u, eager.u, rtol=1e-13, atol=1e-13)
     assert eager.stats.nnonliniter > eager.stats.naccept  # Newton iterated
     if grad:
-        ws = parameters(prob)
-        for a, b in zip(torch.autograd.grad(comp.u[-1].square().sum(), ws),
-                        torch.autograd.grad(eager.u[-1].square().sum(), ws), strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        assert_same_gradients(prob, comp, eager, 1e-12)
 
 
 @pytest.mark.heavy
@@ -274,7 +274,4 @@ def test_compiled_midpoint_equals_eager() -> None:
     torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
     eager, comp = midpoint_solves(prob, True)
     torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
-    ws = parameters(prob)
-    for a, b in zip(torch.autograd.grad(comp.u[-1].square().sum(), ws),
-                    torch.autograd.grad(eager.u[-1].square().sum(), ws), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert_same_gradients(prob, comp, eager, 1e-10)
