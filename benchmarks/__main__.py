@@ -25,6 +25,7 @@ TASKS = {
     "stiff_loop": "benchmarks.stiff_loop",  # compiled Rodas5P per step: eager vs per-step program vs whole loop
     "stiff_fshare": "benchmarks.stiff_fshare",  # eager RadauIIA5 vs SciPy Radau: time inside f and jac
     "symplectic_loop": "benchmarks.symplectic_loop",  # fixed-step splitting: eager vs per-step vs loop program
+    "hnn_compile": "benchmarks.hnn_compile",  # learned Hamiltonians: eager vs compile=True, rollout and training
 }
 SMALL = {"stiff", "neural_ode"}  # the tasks with a --size small
 

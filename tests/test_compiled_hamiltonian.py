@@ -275,3 +275,20 @@ def test_compiled_midpoint_equals_eager() -> None:
     eager, comp = midpoint_solves(prob, True)
     torch.testing.assert_close(comp.u, eager.u, rtol=1e-12, atol=1e-12)
     assert_same_gradients(prob, comp, eager, 1e-10)
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("alg", [ps.KenCarp4(), ps.RadauIIA5(), ps.FBDF()], ids=lambda a: a.name)
+def test_implicit_families_compile_a_learned_hamiltonian(alg: ps.Algorithm) -> None:
+    """ARK, FIRK and BDF programs on a non-separable learned ``H`` without gradients (their autodiff Jacobians by
+    reverse mode): no fallback, the eager steps, values to 1e-10."""
+    prob = learned_problem()
+    kw = {"rtol": 1e-7, "atol": 1e-9, "saveat": [0.5, 1.0]}
+    with torch.no_grad():
+        eager = ps.solve(prob, alg, **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            comp = ps.solve(prob, alg, compile=True, **kw)
+    assert comp.success and comp.stats.naccept == eager.stats.naccept and comp.stats.nreject == eager.stats.nreject
+    torch.testing.assert_close(comp.u, eager.u, rtol=1e-10, atol=1e-10)
