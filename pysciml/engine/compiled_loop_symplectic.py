@@ -125,14 +125,14 @@ def _counts(stepper: SplittingStepper) -> tuple[list[int], list[int]]:
     return steps, ends
 
 
-def field_function(prob: Any) -> tuple[Any, tuple[Any, ...]]:
-    """A splitting problem's user function (the acceleration; ``H``, or ``T``) and its identity in program keys:
-    the ids of the functions and whether each takes the parameters."""
+def field_function(prob: Any) -> tuple[Any, tuple[Any, ...], str]:
+    """A splitting problem's user function (the acceleration; ``H``, or ``V``), its identity in program keys (the
+    ids of the functions and whether each takes the parameters) and its name in the fresh-function warning."""
     if isinstance(prob, HamiltonianProblem):
         fns = prob.closure_modules()
         takes = (prob.H_takes_p,) if prob._parts is None else (prob._parts[1], prob._parts[3])
-        return fns[0], (*map(id, fns), *takes)
-    return prob.accel, (id(prob.accel), prob.accel_takes_p)
+        return fns[-1], (*map(id, fns), *takes), "H" if prob._parts is None else "V"
+    return prob.accel, (id(prob.accel), prob.accel_takes_p), "the acceleration"
 
 
 def _differentiated(prob: Any, u0: Tensor) -> bool:
@@ -308,7 +308,8 @@ def integrate_whole(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions, st
     assert isinstance(check, OscillationCheck)
     prog = _CACHE.get(key)
     if prog is None:
-        note_fresh_f(field_function(stepper.prob)[0], _signature(stepper, opts, u0), "the problem's function")
+        fn, _, name = field_function(stepper.prob)
+        note_fresh_f(fn, _signature(stepper, opts, u0), name)
         prog = _CACHE[key] = _Program(f"{len(_CACHE)}_{abs(hash(key)) % 10**8}")
         prog.add("loop", _loop_fn(stepper, check, scalar, direction))
         while len(_CACHE) > CACHE_SIZE:

@@ -94,12 +94,12 @@ def compile_splitting(stepper: SplittingStepper, stats: Stats, bsz: int, atol: T
     u0 = prob.u0
     signature = ("Splitting", stepper.name, bsz, stepper.shape, stepper.batched, stepper.n, u0.dtype,
                  str(u0.device), type(prob).__name__)
-    fn, identity = field_function(prob)
+    fn, identity, name = field_function(prob)
     key = (*signature, *identity)
     start = time.perf_counter()
     prog = _CACHE.get(key)
     if prog is None:
-        note_fresh_f(fn, signature, "the problem's function")
+        note_fresh_f(fn, signature, name)
         prog = _CACHE[key] = _splitting_program(stepper, f"{len(_CACHE)}_{abs(hash(key)) % 10**8}")
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
