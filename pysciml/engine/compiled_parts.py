@@ -4,6 +4,7 @@ and LU factorisation, the control row a step returns, and the ``_Program`` wrapp
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -17,6 +18,7 @@ import torch
 
 from ..problem import call_f
 from ..solution import Stats
+from .compiled_cpp_loop import has_stack_output, stack_output_codegen
 from .linsolve import DenseLUSolver
 from .loop_constants import lift_loop_constants
 from .loop_records import finite_rows
@@ -99,16 +101,33 @@ def _cacheable_hops() -> dict[str, str]:
     return {**config.unsafe_marked_cacheable_functions, **dict.fromkeys(_CACHEABLE_HOPS, torch.__version__)}
 
 
+CPP_FORWARD = True
+"""A differentiated loop program's forward graph (``while_loop_stack_output``) on inductor's C++ wrapper, generated
+by :mod:`.compiled_cpp_loop` (the default; the Python wrapper where that fails). ``False``: the Python wrapper (for
+comparisons; programs compiled before keep their wrapper)."""
+
+
 def _cpp_backward_inner(gm: torch.fx.GraphModule, example_inputs: list[Any], **kwargs: Any) -> Any:
-    """Inductor's ``compile_fx_inner`` with the C++ wrapper for a backward graph (and its loop constants lifted,
-    as :func:`_backend` lifts them), the Python wrapper for the forward one."""
+    """Inductor's ``compile_fx_inner`` with the C++ wrapper (and the loop constants lifted, as :func:`_backend`
+    lifts them) for a backward graph and, with ``CPP_FORWARD``, for a forward graph running
+    ``while_loop_stack_output`` (:func:`~.compiled_cpp_loop.stack_output_codegen`); a forward graph that fails
+    there, or holds no such loop, compiles on the Python wrapper."""
     from torch._inductor import config
     from torch._inductor.compile_fx import compile_fx_inner
 
-    if not kwargs.get("is_backward"):
-        return compile_fx_inner(gm, example_inputs, **kwargs)
-    with config.patch(post_grad_custom_pre_pass=lift_loop_constants()):
-        return compile_fx_inner(gm, example_inputs, **{**kwargs, "cpp_wrapper": True})
+    if kwargs.get("is_backward"):
+        with config.patch(post_grad_custom_pre_pass=lift_loop_constants()):
+            return compile_fx_inner(gm, example_inputs, **{**kwargs, "cpp_wrapper": True})
+    if CPP_FORWARD and has_stack_output(gm):
+        original = copy.deepcopy(gm)  # inductor's graph passes rewrite gm in place: the fallback starts afresh
+        try:
+            with stack_output_codegen(), config.patch(post_grad_custom_pre_pass=lift_loop_constants()):
+                return compile_fx_inner(gm, example_inputs, **{**kwargs, "cpp_wrapper": True})
+        except Exception as exc:  # noqa: BLE001 - any failure of the C++ form: the Python wrapper's form below
+            logging.getLogger(__name__).info("while_loop_stack_output on the C++ wrapper failed (%s): Python "
+                                             "wrapper", _first_line(exc))
+        gm = original
+    return compile_fx_inner(gm, example_inputs, **kwargs)
 
 
 def python_wrapper_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
