@@ -23,13 +23,14 @@ graph on the Python wrapper instead.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-__all__ = ["has_stack_output", "stack_output_codegen"]
+__all__ = ["has_stack_output", "stack_output_codegen", "stack_output_key"]
 
 
 def has_stack_output(gm: torch.fx.GraphModule) -> bool:
@@ -39,6 +40,15 @@ def has_stack_output(gm: torch.fx.GraphModule) -> bool:
 
 
 _WRAPPER_TYPE: Any = None
+_KEY: list[str] = []
+
+
+def stack_output_key() -> str:
+    """A hash of this file, for the cache keys of the programs whose forward graphs it generates."""
+    if not _KEY:
+        with open(__file__, "rb") as source:
+            _KEY.append("cpp forward " + hashlib.sha256(source.read()).hexdigest()[:16])
+    return _KEY[0]
 
 
 def _static(values: Any) -> list[int] | None:
