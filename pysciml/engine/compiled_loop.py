@@ -44,9 +44,10 @@ vector-Jacobian products in the backward pass, so memory grows as iterations x c
 solve's saved tensors: ``docs/guide/compile.md``). The step control is detached inside the body, as the eager loop
 treats step sizes as constants, and a save time the step did not pass is evaluated at ``theta = 0``, not at the
 padding's ``inf`` (without these two, the gradients came out NaN). Two torch 2.13 limits shape this: the C++ wrapper
-has no ``while_loop_stack_output`` (such programs' forward graphs use inductor's Python wrapper; explicit RK's backward
-graphs keep the C++ one, :func:`~.compiled_parts.split_wrapper_backend`, ``CPP_BACKWARD``: 0.9 ms of a 12.8 ms
-spiral training iteration), and the backward differentiates a carry only where its initial value requires grad,
+has no ``while_loop_stack_output`` (explicit RK's programs get it from :mod:`.compiled_cpp_loop`, forward and backward
+graphs on the C++ wrapper, :func:`~.compiled_parts.split_wrapper_backend`, ``CPP_BACKWARD``: the backward 0.9 ms of
+a 12.8 ms spiral training iteration, the forward 19 % of a 4.1-4.9 ms one; Rosenbrock's keep inductor's Python
+wrapper), and the backward differentiates a carry only where its initial value requires grad,
 dropping the cotangents of later iterations otherwise (a parameter gradient then kept only the last step's share), so
 :func:`_requiring_grad` hands the loop carries that require grad. A differentiated
 solve is recognised by ``u0``, a tensor in ``p`` or a parameter of an ``nn.Module`` ``f`` requiring grad; a tensor
@@ -77,6 +78,7 @@ import torch
 from torch._higher_order_ops.while_loop import while_loop
 
 from ..solution import Stats
+from . import compiled_parts
 from .ark import ARKStepper
 from .compiled import CompiledStepper, CompileFailure, _mass, _Program
 from .compiled_control import (
@@ -130,9 +132,10 @@ solve on the spiral benchmark's 2-50-2 MLP, where a solve takes about 4 steps.""
 
 
 CPP_BACKWARD = True
-"""A differentiated explicit-RK loop program's backward graph on inductor's C++ wrapper (its forward keeps the Python
-wrapper, which torch 2.13 requires for ``while_loop_stack_output``): the default. ``False``: both on the Python
-wrapper (for comparisons; the key of the program cache holds it)."""
+"""A differentiated explicit-RK loop program's backward graph on inductor's C++ wrapper, and its forward graph too
+with :data:`~.compiled_parts.CPP_FORWARD` (whose ``while_loop_stack_output`` torch 2.13's C++ wrapper cannot generate:
+:mod:`.compiled_cpp_loop` does): the default. ``False``: both on the Python wrapper (for comparisons; the key of the
+program cache holds it, and ``CPP_FORWARD``)."""
 
 
 GRADIENT_FAMILIES: tuple[type, ...] = (ExplicitRKStepper, RosenbrockStepper)
@@ -318,7 +321,7 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
     grad = tracks_grad(stepper.rhs, u0)
     stops = any(direction * opts.t0 < direction * s < direction * opts.t1 for s in opts.tstops or [])  # FIRK's
     key = ("whole", interior, direction, opts.dtmin > 0.0, opts.dtmax is not None, opts.controller, stepper.order,
-           grad, stops, opts.dt is None, PROLOGUE, CPP_BACKWARD)
+           grad, stops, opts.dt is None, PROLOGUE, CPP_BACKWARD, compiled_parts.CPP_FORWARD)
     prog = base.fused.get(key)
     if prog is not None:
         return prog

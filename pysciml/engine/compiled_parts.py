@@ -4,6 +4,7 @@ and LU factorisation, the control row a step returns, and the ``_Program`` wrapp
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -18,6 +19,7 @@ from torch.autograd import forward_ad
 
 from ..problem import call_f
 from ..solution import Stats
+from .compiled_cpp_loop import has_stack_output, stack_output_codegen, stack_output_key
 from .linsolve import DenseLUSolver
 from .loop_constants import lift_loop_constants
 from .loop_records import finite_rows
@@ -65,8 +67,9 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: b
     """Inductor with its C++ wrapper (the generated Python wrapper's own overhead was a third of a small step:
     150 -> 95 us per Rodas5P step on the Oregonator), counted (``compile_count``). ``cpp_wrapper=False``
     (:func:`python_wrapper_backend`): the Python wrapper, for differentiated ``while_loop`` programs, whose forward
-    (``while_loop_stack_output``) the C++ wrapper cannot generate in torch 2.13; with ``cpp_backward``
-    (:func:`split_wrapper_backend`) their backward graph still gets the C++ wrapper."""
+    (``while_loop_stack_output``) torch 2.13's C++ wrapper cannot generate; with ``cpp_backward``
+    (:func:`split_wrapper_backend`) their backward graph gets the C++ wrapper, and their forward graph too where
+    :mod:`.compiled_cpp_loop` generates it (``CPP_FORWARD``)."""
     from torch._inductor.compile_fx import compile_fx, compile_fx_inner
 
     _refuse_grad_in_loop(gm, example_inputs)
@@ -75,7 +78,9 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: b
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        patches: dict[str, Any] = {"cpp_wrapper": cpp_wrapper, "unsafe_marked_cacheable_functions": _cacheable_hops()}
+        cpp_forward = CPP_FORWARD and cpp_backward and not cpp_wrapper
+        patches: dict[str, Any] = {"cpp_wrapper": cpp_wrapper,
+                                   "unsafe_marked_cacheable_functions": _cacheable_hops(cpp_forward)}
         if cpp_wrapper:  # the C++ wrapper leaves while_loop bodies' tensor constants undeclared: loop_constants
             patches["post_grad_custom_pre_pass"] = lift_loop_constants()
         inner = _cpp_backward_inner if cpp_backward and not cpp_wrapper else compile_fx_inner
@@ -88,29 +93,50 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: b
 # holding a higher-order operator unless it is marked cacheable: the marking opts these three in, so that a second
 # process loads a whole-loop program from inductor's disk cache instead of lowering it again. Their bodies are
 # subgraphs of the cached graph, pickled into its cache key with it (a changed loop body, e.g. another f, misses:
-# tests/test_compiled_disk_cache.py); the value keys the entries by torch's version.
+# tests/test_compiled_disk_cache.py); the value keys the entries by torch's version and by the forward graphs' wrapper
+# where :mod:`.compiled_cpp_loop` may generate them (``CPP_FORWARD``; its source's hash: AOTAutograd's cache key does
+# not see the inner compile function, so without it a program compiled with another setting or version of that
+# module would be loaded).
 _CACHEABLE_HOPS = ("torch.ops.higher_order.while_loop", "torch.ops.higher_order.while_loop_stack_output",
                    "torch.ops.higher_order.cond")
 
 
-def _cacheable_hops() -> dict[str, str]:
+def _cacheable_hops(cpp_forward: bool = False) -> dict[str, str]:
     """inductor's ``unsafe_marked_cacheable_functions`` with pysciml's control-flow operators added (the user's own
-    markings kept)."""
+    markings kept); ``cpp_forward``: for a program whose forward graph may take :mod:`.compiled_cpp_loop`."""
     from torch._inductor import config
 
-    return {**config.unsafe_marked_cacheable_functions, **dict.fromkeys(_CACHEABLE_HOPS, torch.__version__)}
+    version = f"{torch.__version__} {stack_output_key()}" if cpp_forward else torch.__version__
+    return {**config.unsafe_marked_cacheable_functions, **dict.fromkeys(_CACHEABLE_HOPS, version)}
+
+
+CPP_FORWARD = True
+"""A differentiated loop program's forward graph (``while_loop_stack_output``) on inductor's C++ wrapper, generated
+by :mod:`.compiled_cpp_loop` (the default; the Python wrapper where that fails). ``False``: the Python wrapper (for
+comparisons; programs compiled before keep their wrapper)."""
 
 
 def _cpp_backward_inner(gm: torch.fx.GraphModule, example_inputs: list[Any], **kwargs: Any) -> Any:
-    """Inductor's ``compile_fx_inner`` with the C++ wrapper for a backward graph (and its loop constants lifted,
-    as :func:`_backend` lifts them), the Python wrapper for the forward one."""
+    """Inductor's ``compile_fx_inner`` with the C++ wrapper (and the loop constants lifted, as :func:`_backend`
+    lifts them) for a backward graph and, with ``CPP_FORWARD``, for a forward graph running
+    ``while_loop_stack_output`` (:func:`~.compiled_cpp_loop.stack_output_codegen`); a forward graph that fails
+    there, or holds no such loop, compiles on the Python wrapper."""
     from torch._inductor import config
     from torch._inductor.compile_fx import compile_fx_inner
 
-    if not kwargs.get("is_backward"):
-        return compile_fx_inner(gm, example_inputs, **kwargs)
-    with config.patch(post_grad_custom_pre_pass=lift_loop_constants()):
-        return compile_fx_inner(gm, example_inputs, **{**kwargs, "cpp_wrapper": True})
+    if kwargs.get("is_backward"):
+        with config.patch(post_grad_custom_pre_pass=lift_loop_constants()):
+            return compile_fx_inner(gm, example_inputs, **{**kwargs, "cpp_wrapper": True})
+    if CPP_FORWARD and has_stack_output(gm):
+        original = copy.deepcopy(gm)  # inductor's graph passes rewrite gm in place: the fallback starts afresh
+        try:
+            with stack_output_codegen(), config.patch(post_grad_custom_pre_pass=lift_loop_constants()):
+                return compile_fx_inner(gm, example_inputs, **{**kwargs, "cpp_wrapper": True})
+        except Exception as exc:  # noqa: BLE001 - any failure of the C++ form: the Python wrapper's form below
+            logging.getLogger(__name__).info("while_loop_stack_output on the C++ wrapper failed (%s): Python "
+                                             "wrapper", _first_line(exc))
+        gm = original
+    return compile_fx_inner(gm, example_inputs, **kwargs)
 
 
 def _refuse_grad_in_loop(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> None:
@@ -136,9 +162,10 @@ def python_wrapper_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) 
 
 
 def split_wrapper_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
-    """:func:`_backend` with inductor's Python wrapper for the forward graph and its C++ wrapper for the backward
-    graph: a differentiated explicit-RK ``while_loop`` program's backward loop then runs its body without the Python
-    wrapper's per-call work (spiral training: see ``docs/benchmarks.md``)."""
+    """:func:`_backend` with inductor's C++ wrapper for the backward graph and for the forward graph where
+    :mod:`.compiled_cpp_loop` generates it (``CPP_FORWARD``; else the Python wrapper): a differentiated explicit-RK
+    ``while_loop`` program's loops then run their bodies without the Python wrapper's per-call work (spiral
+    training: see ``docs/benchmarks.md``)."""
     return _backend(gm, example_inputs, cpp_wrapper=False, cpp_backward=True)
 
 
