@@ -74,6 +74,13 @@ def counting_calls(module: ModuleType, name: str) -> Iterator[list[int]]:
         setattr(module, name, real)
 
 
+def python_while(cond: Any, body: Any, carried: tuple) -> tuple:
+    """``torch.while_loop`` as a Python loop (for programs run uncompiled)."""
+    while bool(cond(*carried)):
+        carried = tuple(body(*carried))
+    return carried
+
+
 def run_loops_uncompiled(monkeypatch: pytest.MonkeyPatch, *modules: ModuleType) -> None:
     """Loop programs run as their Python functions, and ``while_loop`` in ``modules`` as a Python loop (torch's
     eager ``while_loop`` traces its body first: tens of seconds); other programs still compile."""
@@ -81,11 +88,6 @@ def run_loops_uncompiled(monkeypatch: pytest.MonkeyPatch, *modules: ModuleType) 
 
     def uncompiled(self: Any, variant: str, stats: Stats, *args: Any) -> Any:
         return self.raw[variant](*args) if variant == "loop" else real(self, variant, stats, *args)
-
-    def python_while(cond: Any, body: Any, carried: tuple) -> tuple:
-        while bool(cond(*carried)):
-            carried = tuple(body(*carried))
-        return carried
 
     monkeypatch.setattr(compiled_parts._Program, "run", uncompiled)
     for module in modules:

@@ -83,7 +83,8 @@ def test_no_graph_break(prob: ps.ODEProblem, alg: ps.Algorithm) -> None:
 
 
 def test_fallbacks_warn_and_solve() -> None:
-    """SparseLU, finite-difference Jacobians and differentiated solves keep the eager stepper, after a warning."""
+    """SparseLU and finite-difference Jacobians keep the eager stepper, after a warning (differentiated solves
+    compile: tests/test_compiled_firk_grad.py)."""
     prob = van_der_pol(10.0, (0.0, 1.0))
     plain = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p)
     sparse = ps.ODEProblem(prob.f, prob.u0, prob.tspan, prob.p, jac_prototype=torch.ones(2, 2, dtype=torch.bool))
@@ -95,12 +96,6 @@ def test_fallbacks_warn_and_solve() -> None:
     with pytest.warns(RuntimeWarning, match="finite-difference Jacobians"):
         sol = ps.solve(plain, ps.RadauIIA5(autodiff=False), rtol=1e-6, atol=1e-9, compile=True)
     assert sol.success
-    p = prob.p.clone().requires_grad_(True)
-    diff = ps.ODEProblem(prob.f, prob.u0, (0.0, 0.5), p, jac=prob.jac)
-    with pytest.warns(RuntimeWarning, match="differentiated RadauIIA5 solves"):
-        sol = ps.solve(diff, ps.RadauIIA5(), rtol=1e-6, atol=1e-9, compile=True, saveat=[0.5])
-    grad = torch.autograd.grad(sol.u[-1].sum(), p)[0]
-    assert torch.isfinite(grad).all()
 
 
 @pytest.mark.exhaustive  # compiles its own programs (tens of seconds each on a loaded CPU)

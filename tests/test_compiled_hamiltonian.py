@@ -20,6 +20,7 @@ import warnings
 
 import pytest
 import torch
+from loop_programs import python_while
 from torch._higher_order_ops.while_loop import while_loop
 
 import pysciml as ps
@@ -247,11 +248,6 @@ def test_midpoint_program_uncompiled_equals_eager(monkeypatch: pytest.MonkeyPatc
     """The implicit midpoint rule's stage-solve program run as its Python function (its ``while_loop`` a Python
     loop): the eager counters (every Newton iteration, Jacobian, LU), values and parameter gradients to 1e-13."""
     from pysciml.engine import compiled_midpoint
-
-    def python_while(cond: object, body: object, carried: tuple) -> tuple:
-        while bool(cond(*carried)):  # type: ignore[operator]
-            carried = tuple(body(*carried))  # type: ignore[operator]
-        return carried
 
     monkeypatch.setattr(compiled_parts._Program, "run", lambda self, variant, stats, *a: self.raw[variant](*a))
     monkeypatch.setattr(compiled_midpoint, "while_loop", python_while)

@@ -287,8 +287,6 @@ def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol
                      "(an open bug), so differentiated Rosenbrock solves are compiled only as the whole loop (saving "
                      "at fixed times, no dense output, autodiff Jacobian, no tgrad, tensors in p)")
         why = eager_why if dense else None
-    if why is None and isinstance(stepper, FIRKStepper) and tracks_grad(stepper.rhs, u0):
-        why = f"differentiated {stepper.name} solves (the discrete adjoint through the stages) are not compiled yet"
     if why is not None:
         warnings.warn(f"compile=True: {why}; solving eagerly", RuntimeWarning, stacklevel=4)
         return stepper

@@ -44,6 +44,7 @@ the loops around it are the eager ones (the batched control-in-program and whole
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -265,7 +266,7 @@ def firk_program(stepper: FIRKStepper, tag: str) -> _Program:
         info = torch.stack((conv.to(u.dtype), ok.to(u.dtype), faccon, theta, again.to(u.dtype),
                             iters.to(u.dtype).expand(bsz)), 1)
         f_end = F(p, t + h, u_new)  # Stepper.accept's f(t + h, u_new), kept only where the step is accepted
-        return u_new, err, good, K, control, coeffs, f_end, J, info
+        return u_new, err, good, K, control, coeffs, f_end, J, info, Z
 
     prog = _Program(tag)
     prog.add("step", firk_step)
@@ -335,19 +336,24 @@ class CompiledFIRKStepper(ProgramStepper):
         assert f0 is not None
         h = dt.detach()
         bsz = u.shape[0]
-        out, info, conv = self._call(t, u, h, [True] * bsz)
-        retry = [not c and not a for c, a in zip(conv, inner.jac_at_start, strict=True)]
-        if any(retry):  # FIRKStepper.step: a fresh Jacobian and the same h for those trajectories
-            inner.need_jac = retry
-            out2, info2, conv2 = self._call(t, u, h, retry)
-            mask = torch.tensor(retry, device=u.device)
-            merged = []
-            for a, b in zip(out[:7], out2[:7], strict=True):
-                m = mask.view(-1, *([1] * (a.ndim - 1)))
-                merged.append(torch.where(m, b, a))
-            out = (*merged, out2[7], out2[8])
-            info = [r2 if r else r1 for r1, r2, r in zip(info, info2, retry, strict=True)]
-        u_new, err, good, K, control, coeffs, f_end, _, _ = out
+        # under gradients the program runs without a graph (Newton is not differentiated; its own graph would be)
+        tracked = torch.is_grad_enabled() and (inner.f_tracked or u.requires_grad)
+        with torch.no_grad() if tracked else contextlib.nullcontext():
+            out, info, conv = self._call(t, u, h, [True] * bsz)
+            retry = [not c and not a for c, a in zip(conv, inner.jac_at_start, strict=True)]
+            if any(retry):  # FIRKStepper.step: a fresh Jacobian and the same h for those trajectories
+                inner.need_jac = retry
+                out2, info2, conv2 = self._call(t, u, h, retry)
+                mask = torch.tensor(retry, device=u.device)
+                merged = [torch.where(mask.view(-1, *([1] * (a.ndim - 1))), b, a)
+                          for a, b in zip((*out[:7], out[9]), (*out2[:7], out2[9]), strict=True)]
+                out = (*merged[:7], out2[7], out2[8], merged[7])
+                info = [r2 if r else r1 for r1, r2, r in zip(info, info2, retry, strict=True)]
+        u_new, err, good, K, control, coeffs, f_end, _, _, Z = out
+        if tracked:  # FIRKStepper.step: the converged stages carry the exact derivative of the stage equations
+            Z = inner._attach_gradient(t, u, h, Z)
+            u_new = u + (Z[:, -1] if inner.tab.stiffly_accurate else torch.matmul(inner.d, Z))
+            K = torch.bmm(inner.bAinv, Z)
         if not all(r[0] == 1.0 and r[1] == 1.0 for r in info):
             stats.nnonlinconvfail += 1
         if inner.err_mu is not None:
