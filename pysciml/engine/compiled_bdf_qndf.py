@@ -119,14 +119,15 @@ def loop_fn(method: BDFMethod, direction: float, interior: bool) -> Any:
                  nonfinite: Tensor, running: Tensor, status: Tensor, fail_t: Tensor, fail_h: Tensor, order: Tensor,
                  D: Tensor, u: Tensor, out: Tensor, sidx: Tensor, *S: Tensor) -> tuple[Tensor, ...]:
             bsz = u.shape[0]
-            h_before = h
+            h_before, before = h, (nloop, t, h, si, n_equal, n_fail, nonfinite, running, status, fail_t, fail_h,
+                                   order, D)
             at_stop, h, n_equal, t_new = rules.onto_stop(stops, si, t, h, n_equal, d)
             D = torch.where(h != h_before, rescale(D, order, h / h_before, U), D)
             y_pred, psi = _predict(D, order, weights, K)
             c = h / step.pick(alphas, order)
-            conv, y_new, dd, iters, finite, *S = step.attempt(F, jacobian, p, t_new.to(u.dtype).expand(bsz),
-                                                              y_pred, psi, c, mass, atol, rtol, tol, max_iters,
-                                                              tuple(S))
+            conv, retry, y_new, dd, iters, finite, *S = step.attempt(
+                F, jacobian, p, t_new.to(u.dtype).expand(bsz), y_pred, psi, c, mass, atol, rtol, tol, max_iters,
+                tuple(S))
             nonfinite = nonfinite | ~finite
             scale = atol + rtol * y_new.abs()
             err, accept, nonfinite = rules.error_test(step.rms_max(step.pick(ec, order) * dd, scale), conv,
@@ -158,11 +159,13 @@ def loop_fn(method: BDFMethod, direction: float, interior: bool) -> Any:
             D_next = torch.where(accept, D_a, D)
             D_next = torch.where(moved, rescale(D_next, order_next, factor, U), D_next)
             J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta = S[:8]
-            return (nloop + 1, torch.where(accept, t_new, t), h_next, torch.where(accept, si_a, si),
-                    torch.where(accept & ~moved & early, n_equal_a, 0), torch.where(accept, 0, n_fail_r),
-                    nonfinite & ~accept, running, status, fail_t, fail_h, order_next, D_next,
-                    torch.where(accept, y_new, u), out, sidx, J, lu, piv, inverse, c_lu, jac_stale,
-                    jac_current & ~accept, eta, counts)
+            head = rules.hold(retry, before, (
+                nloop + 1, torch.where(accept, t_new, t), h_next, torch.where(accept, si_a, si),
+                torch.where(accept & ~moved & early, n_equal_a, 0), torch.where(accept, 0, n_fail_r),
+                nonfinite & ~accept, running, status, fail_t, fail_h, order_next, D_next))
+            # (on a retry accept is False: the state and the save points stay as they were)
+            return (*head, torch.where(accept, y_new, u), out, sidx, J, lu, piv, inverse, c_lu, jac_stale,
+                    jac_current & ~accept, eta, torch.where(retry, S[-1], counts))
 
         return tuple(while_loop(more, body, tuple(X)))
 

@@ -209,22 +209,27 @@ def _solve(lu: Tensor, piv: Tensor, inverse: Tensor, v: Tensor, with_inverse: bo
 def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t_new: Tensor, y_pred: Tensor,
             psi: Tensor, c: Tensor, mass: Tensor | None, atol: Tensor, rtol: Tensor, tol: Tensor, max_iters: int,
             S: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """:meth:`~.bdf.BDFMethod.attempt` for the step to ``t_new`` (``(B,)``) from the prediction ``(y_pred, psi)``
-    with ``c = h / alpha_k``. ``S = (J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta, counts)`` is the
-    method's state (``c_lu`` NaN: no usable factorization; ``counts``: ``njac, nlu, nnonliniter, nf, nsolve``
-    and three more, left alone). Returns ``(converged, y_new, d, iters, finite, *S)``."""
+    """One try of :meth:`~.bdf.BDFMethod.attempt` for the step to ``t_new`` (``(B,)``) from the prediction
+    ``(y_pred, psi)`` with ``c = h / alpha_k``. ``S = (J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta,
+    counts)`` is the method's state (``c_lu`` NaN: no usable factorization; ``counts``: ``njac, nlu, nnonliniter,
+    nf, nsolve`` and three more, left alone). Returns ``(converged, retry, y_new, d, iters, finite, *S)``:
+    ``retry`` where Newton failed with a Jacobian that was not fresh in this step, for which the eager method
+    tries the same step again at once with a fresh one (``jac_stale`` is then set): the loop programs run that
+    second try as one more iteration of their loop, the step's carries kept (:func:`.compiled_bdf_rules.hold`),
+    not as a loop of tries here (a ``while_loop`` level per step less: each level costs a condition and a handle
+    per carry per iteration in the C++ wrapper)."""
     b, n = y_pred.shape
     small, with_inverse = n <= DenseLUSolver.SMALL, uses_inverse(n)
     scale = atol + rtol * y_pred.abs()
     eps = torch.finfo(y_pred.dtype).eps
     inv_c = 1.0 / c
 
+    def more(it: Tensor, y: Tensor, d: Tensor, norm_old: Tensor, eta: Tensor, status: Tensor,
+             finite: Tensor) -> Tensor:
+        return (status == 0) & (it < max_iters)
+
     def newton(lu: Tensor, piv: Tensor, inverse: Tensor, ok: Tensor, eta0: Tensor) -> tuple[Tensor, ...]:
         """BDFMethod._newton after the factorization: ``(status, y, d, iters, finite, eta)``."""
-        def more(it: Tensor, y: Tensor, d: Tensor, norm_old: Tensor, eta: Tensor, status: Tensor,
-                 finite: Tensor) -> Tensor:
-            return (status == 0) & (it < max_iters)
-
         def iterate(it: Tensor, y: Tensor, d: Tensor, norm_old: Tensor, eta: Tensor, status: Tensor,
                     finite: Tensor) -> tuple[Tensor, ...]:
             f = F(p, t_new, y)
@@ -248,47 +253,37 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
         eta = torch.clamp(torch.clamp(eta0, min=eps).pow(0.8), min=FIRST_RATE_FLOOR)
         zero = torch.zeros((), dtype=torch.long, device=c.device)
         status = torch.where(ok, zero, zero - 1)
-        start = (zero.clone(), y_pred.clone(), torch.zeros_like(y_pred), torch.ones_like(c), eta, status,
-                 torch.ones_like(ok))
-        it, y, d, _, eta, status, finite = packed_while_loop(more, iterate, start)
+        start = (zero, y_pred, torch.zeros_like(y_pred), torch.ones_like(c), eta, status, torch.ones_like(ok))
+        # the first iteration (every try with usable factors makes one) outside the loop: a loop iteration less
+        go = more(*start)
+        first = tuple(torch.where(go, x, x0) for x, x0 in zip(iterate(*start), start, strict=True))
+        it, y, d, _, eta, status, finite = packed_while_loop(more, iterate, first)
         return status, y, d, it, finite, eta
 
-    def more(i: Tensor, retry: Tensor, *rest: Tensor) -> Tensor:
-        return (i == 0) | retry
+    J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta, counts = S
 
-    def one_try(i: Tensor, retry: Tensor, conv: Tensor, y_new: Tensor, d: Tensor, iters: Tensor, finite: Tensor,
-                J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor, c_lu: Tensor, jac_stale: Tensor,
-                jac_current: Tensor, eta: Tensor, counts: Tensor) -> tuple[Tensor, ...]:
-        # the renewals: while_loops of zero or one iteration (not torch.cond, whose keeping branch copied J or LU)
-        def renew_jac(go: Tensor, J: Tensor) -> tuple[Tensor, Tensor]:
-            return torch.zeros_like(go), *_copies(jacobian(p, t_new, y_pred))
+    # the renewals: while_loops of zero or one iteration (not torch.cond, whose keeping branch copied J or LU)
+    def renew_jac(go: Tensor, J: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.zeros_like(go), *_copies(jacobian(p, t_new, y_pred))
 
-        _, J = while_loop(_again, renew_jac, (jac_stale.clone(), J))
-        c_lu = torch.where(jac_stale, math.nan, c_lu)
-        jac_current = jac_current | jac_stale
-        refactor = torch.isnan(c_lu) | ((c / c_lu - 1.0).abs() > REFACTOR)
+    _, J = while_loop(_again, renew_jac, (jac_stale.clone(), J))
+    c_lu = torch.where(jac_stale, math.nan, c_lu)
+    jac_current = jac_current | jac_stale
+    refactor = torch.isnan(c_lu) | ((c / c_lu - 1.0).abs() > REFACTOR)
 
-        def renew_lu(go: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor, ok: Tensor) -> tuple[Tensor, ...]:
-            ok, lu_new, piv_new, inv_new = lu_parts(J, inv_c.to(J.dtype).expand(b), mass, INVERSE_MAX)
-            return (torch.zeros_like(go), *_copies(lu_new.mT, piv_new, inv_new if with_inverse else inverse),
-                    ok.all())
+    def renew_lu(go: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor, ok: Tensor) -> tuple[Tensor, ...]:
+        ok, lu_new, piv_new, inv_new = lu_parts(J, inv_c.to(J.dtype).expand(b), mass, INVERSE_MAX)
+        return (torch.zeros_like(go), *_copies(lu_new.mT, piv_new, inv_new if with_inverse else inverse),
+                ok.all())
 
-        _, lu, piv, inverse, ok = while_loop(_again, renew_lu, (refactor, lu, piv, inverse, torch.ones_like(refactor)))
-        c_lu = torch.where(refactor, torch.where(ok, c, math.nan), c_lu)
-        status, y_new, d, iters, finite, eta_new = newton(lu, piv, inverse, ok, eta)
-        # njac, nlu, nnonliniter, nf, nsolve (made in the body: a tensor made outside is a loop input, reallocated)
-        counts = counts + torch.cat((torch.stack((jac_stale.long(), refactor.long(), iters, iters, iters)),
-                                     torch.zeros_like(counts[5:])))
-        conv = status == 1
-        eta = torch.where(conv, eta_new, eta)
-        retry = ~conv & ~jac_current
-        jac_stale = retry | (conv & (eta_new > 1.0))  # a fresh Jacobian now, or for the next step (slow Newton)
-        return (i + 1, retry, conv, y_new, d, iters, finite, J, lu, piv, inverse, c_lu, jac_stale, jac_current,
-                eta, counts)
-
-    zero = torch.zeros((), dtype=torch.long, device=c.device)
-    false = torch.zeros((), dtype=torch.bool, device=c.device)
-    start = (zero, false, false.clone(), y_pred.clone(), torch.zeros_like(y_pred), zero.clone(),
-             false.clone(), *S)
-    out = packed_while_loop(more, one_try, start)
-    return out[2:]
+    _, lu, piv, inverse, ok = while_loop(_again, renew_lu, (refactor, lu, piv, inverse, torch.ones_like(refactor)))
+    c_lu = torch.where(refactor, torch.where(ok, c, math.nan), c_lu)
+    status, y_new, d, iters, finite, eta_new = newton(lu, piv, inverse, ok, eta)
+    # njac, nlu, nnonliniter, nf, nsolve
+    counts = counts + torch.cat((torch.stack((jac_stale.long(), refactor.long(), iters, iters, iters)),
+                                 torch.zeros_like(counts[5:])))
+    conv = status == 1
+    eta = torch.where(conv, eta_new, eta)
+    retry = ~conv & ~jac_current
+    jac_stale = retry | (conv & (eta_new > 1.0))  # a fresh Jacobian now, or for the next step (slow Newton)
+    return conv, retry, y_new, d, iters, finite, J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta, counts

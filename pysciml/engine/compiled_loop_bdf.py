@@ -136,7 +136,7 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
                  *S: Tensor) -> tuple[Tensor, ...]:
             bsz = u.shape[0]
             # ---- the step onto the next stop (integrate_bdf)
-            h_before = h
+            h_before, n_equal_in = h, n_equal
             at_stop, h, n_equal, t_new = rules.onto_stop(stops, si, t, h, n_equal, d)
             # ---- FLCMethod.predict
             alpha = step.pick(alphas, order)
@@ -150,8 +150,11 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
             lead = torch.stack((h, 2.0 * h, *[torch.ones_like(h)] * (K - 1)))
             dist = torch.where(first, lead, dist)
             c = h / alpha
-            conv, y_new, dd, iters, finite, *S = step.attempt(F, jacobian, p, t_new.to(u.dtype).expand(bsz), y_pred,
-                                                              psi, c, mass, atol, rtol, tol, max_iters, tuple(S))
+            before = (nloop, t, h_before, si, n_equal_in, n_fail, nonfinite, running, status, fail_t, fail_h, order,
+                      nhist)
+            conv, retry, y_new, dd, iters, finite, *S = step.attempt(
+                F, jacobian, p, t_new.to(u.dtype).expand(bsz), y_pred, psi, c, mass, atol, rtol, tol, max_iters,
+                tuple(S))
             nonfinite = nonfinite | ~finite
             # ---- the error test, and the rules after a rejection
             scale = atol + rtol * y_new.abs()
@@ -198,13 +201,15 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
                 fail_t, fail_h, running, S[-1], bsz)
             J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta = S[:8]
             jac_current = jac_current & ~accept
-            return (nloop + 1, torch.where(accept, t_new, t), h_next, torch.where(accept, si_a, si),
-                    torch.where(accept & ~moved, n_acc, 0),
-                    torch.where(accept, 0, n_fail_r), nonfinite & ~accept, running, status, fail_t, fail_h,
-                    torch.where(accept, order_a, order_r), torch.where(accept, nhist_a, nhist),
-                    torch.where(accept, ts_a, ts), torch.where(accept, ys_a, ys),
+            head = rules.hold(retry, before, (
+                nloop + 1, torch.where(accept, t_new, t), h_next, torch.where(accept, si_a, si),
+                torch.where(accept & ~moved, n_acc, 0), torch.where(accept, 0, n_fail_r), nonfinite & ~accept,
+                running, status, fail_t, fail_h, torch.where(accept, order_a, order_r),
+                torch.where(accept, nhist_a, nhist)))
+            # (on a retry accept is False: the history, the state and the save points stay as they were)
+            return (*head, torch.where(accept, ts_a, ts), torch.where(accept, ys_a, ys),
                     torch.where(accept, y_new, u), out, sidx, J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta,
-                    counts)
+                    torch.where(retry, S[-1], counts))
 
         return step.packed_while_loop(more, body, tuple(X), while_loop)  # its 18 scalars as one carry
 
