@@ -86,7 +86,7 @@ def _accept(D: Tensor, order: Tensor, d: Tensor) -> Tensor:
         acc = torch.where(order >= i, acc + D[i], acc)
         rows.append(torch.where(order >= i, acc.to(d.dtype), torch.where(
             order + 1 == i, d, torch.where(order + 2 == i, d - D[max(i - 1, 0)], D[i]))))
-    return torch.stack(rows[::-1])
+    return step.stacked(rows[::-1])
 
 
 def _choose_order(D: Tensor, order: Tensor, err: Tensor, scale: Tensor, ec: Tensor, max_order: int

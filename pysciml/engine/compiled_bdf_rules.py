@@ -112,8 +112,8 @@ def next_or_end(accept: Tensor, conv: Tensor, last: Tensor, at_stop: Tensor, f_a
     code = torch.where(accept | ~nonfinite, DTMIN, UNSTABLE)
     moved = ~fail_now & ~(accept & (last | ~change))
     ended = accept & last
-    outcome = torch.stack((accept.long() * bsz, (~accept).long() * bsz, (~conv).long()))
-    counts = counts + torch.cat((torch.zeros_like(counts[:5]), outcome))
+    zero = torch.zeros_like(accept, dtype=counts.dtype)
+    counts = counts + step.stacked((*[zero] * 5, accept.long() * bsz, (~accept).long() * bsz, (~conv).long()))
     return (factor, moved, torch.where(moved, h_cand, h), torch.where(ended, SUCCESS, torch.where(fail_now, code,
             status)), torch.where(fail_now, t_ref, fail_t), torch.where(fail_now, h_cand, fail_h),
             running & ~ended & ~fail_now, counts)

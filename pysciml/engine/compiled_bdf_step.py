@@ -30,7 +30,7 @@ then differ from the eager ``lu_solve`` in the last bits only).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -41,7 +41,7 @@ from .compiled_parts import lu_apply, lu_parts
 from .linsolve import DenseLUSolver
 
 __all__ = ["INVERSE_MAX", "attempt", "error_constant", "interpolate", "lagrange", "order_error", "packed_while_loop",
-           "pick", "rms_max", "uses_inverse"]
+           "pick", "pushed", "rms_max", "stacked", "uses_inverse"]
 
 Tensor = torch.Tensor
 
@@ -55,6 +55,26 @@ def rms_max(x: Tensor, scale: Tensor) -> Tensor:
     """:func:`~.bdf.rms_max` as a 0-d float64 tensor (the eager code divides the state dtype's norm by ``sqrt(n)``
     in a Python float)."""
     return torch.linalg.vector_norm(x / scale, dim=1).max().to(torch.float64) / math.sqrt(x.shape[1])
+
+
+def stacked(xs: Sequence[Tensor], dtype: torch.dtype | None = None) -> Tensor:
+    """``torch.stack(xs)`` (tensors of one shape, cast to ``dtype``) as one elementwise ``where`` over the row index.
+    Inductor lowers a ``stack`` or ``cat`` to a buffer of which every piece is an alias, and the C++ wrapper makes a
+    tensor handle for each alias at every loop iteration (on the 128-state Brusselator, 90 of a compiled FBDF
+    step's ~150 handles); the ``where`` makes none. Exact: each entry is selected, not computed."""
+    xs = [x if dtype is None else x.to(dtype) for x in xs]
+    shape = xs[0].shape
+    row = torch.arange(len(xs), device=xs[0].device).reshape(-1, *[1] * len(shape))
+    out = xs[-1].expand(len(xs), *shape)
+    for i in range(len(xs) - 2, -1, -1):
+        out = torch.where(row == i, xs[i], out)
+    return out
+
+
+def pushed(x: Tensor, history: Tensor) -> Tensor:
+    """``torch.cat((x[None], history[:-1]))``, the newest first, as :func:`stacked` builds it (no aliases)."""
+    row = torch.arange(history.shape[0], device=history.device).reshape(-1, *[1] * x.dim())
+    return torch.where(row == 0, x, history.roll(1, 0))
 
 
 def _seq_sum(terms: list[Tensor], use: list[Tensor]) -> Tensor:
@@ -83,7 +103,7 @@ def lagrange(x: Tensor, k: Tensor, K: int) -> tuple[Tensor, Tensor]:
         s = _seq_sum([1.0 / (0.0 - x[m]) for m in others], use)
         ell.append(torch.where(used[j], e, 0.0))
         dell.append(torch.where(used[j], e * s, 0.0))
-    return torch.stack(ell), torch.stack(dell)
+    return stacked(ell), stacked(dell)
 
 
 def error_constant(dist: Tensor, h: Tensor, q: Tensor, a_s: Tensor) -> Tensor:
@@ -109,7 +129,7 @@ def order_error(ts: Tensor, ys: Tensor, nhist: Tensor, q: Tensor, scale: Tensor,
                               0.0))
     dist = -x[1:]
     prod = _seq_prod(list(dist.unbind()), used[1:])
-    w = torch.stack(dd) * prod * error_constant(torch.where(torch.stack(used[1:]), dist, 1.0), ts.new_ones(()), q,
+    w = stacked(dd) * prod * error_constant(torch.where(stacked(used[1:]), dist, 1.0), ts.new_ones(()), q,
                                                 a_s)
     est = rms_max(torch.tensordot(w.to(ys.dtype), ys, dims=1), scale)
     return torch.where(nhist < q + 2, math.inf, est)
@@ -162,7 +182,7 @@ def packed_while_loop(cond: Callable[..., Tensor], body: Callable[..., tuple[Ten
     kept = [i for i, k in enumerate(kinds) if k is None]
 
     def pack(xs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        return (torch.stack([xs[i].to(torch.float64) for i in packed]), *[xs[i] for i in kept])
+        return (stacked([xs[i] for i in packed], torch.float64), *[xs[i] for i in kept])
 
     def unpack(v: Tensor, *rest: Tensor, fresh: bool = False) -> tuple[Tensor, ...]:
         out: list[Tensor] = [*[v] * len(carries)]
@@ -280,8 +300,9 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
     c_lu = torch.where(refactor, torch.where(ok, c, math.nan), c_lu)
     status, y_new, d, iters, finite, eta_new = newton(lu, piv, inverse, ok, eta)
     # njac, nlu, nnonliniter, nf, nsolve
-    counts = counts + torch.cat((torch.stack((jac_stale.long(), refactor.long(), iters, iters, iters)),
-                                 torch.zeros_like(counts[5:])))
+    zero = torch.zeros_like(iters)
+    counts = counts + stacked((jac_stale.long(), refactor.long(), iters, iters, iters,
+                               *[zero] * (counts.shape[0] - 5)))
     conv = status == 1
     eta = torch.where(conv, eta_new, eta)
     retry = ~conv & ~jac_current

@@ -147,7 +147,7 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
             head = ys[: K + 1]
             y_pred = torch.where(first, ys[0] + h * slope0, torch.tensordot(ell.to(u.dtype), head, dims=1))
             psi = torch.where(first, (h / alpha) * slope0, torch.tensordot((dell / alpha).to(u.dtype), head, dims=1))
-            lead = torch.stack((h, 2.0 * h, *[torch.ones_like(h)] * (K - 1)))
+            lead = step.stacked((h, 2.0 * h, *[torch.ones_like(h)] * (K - 1)))
             dist = torch.where(first, lead, dist)
             c = h / alpha
             before = (nloop, t, h_before, si, n_equal_in, n_fail, nonfinite, running, status, fail_t, fail_h, order,
@@ -163,8 +163,8 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
             safety = rules.safety(iters, m)
             f_rej, n_fail_r, order_r = rules.on_reject(err, conv, order, n_fail, safety)
             # ---- accepted: the history, the stop index, the save points passed (FLCMethod.accept, _Recorder)
-            ts_a = torch.cat((t_hist[None], ts[:-1]))
-            ys_a = torch.cat(((y_pred + dd)[None], ys[:-1]))
+            ts_a = step.pushed(t_hist, ts)
+            ys_a = step.pushed(y_pred + dd, ys)
             nhist_a = torch.clamp(nhist + 1, max=HISTORY)
             si_a = si + at_stop.long()
             last = at_stop & (si_a == n_stops)
