@@ -86,7 +86,10 @@ def _accept(D: Tensor, order: Tensor, d: Tensor) -> Tensor:
         acc = torch.where(order >= i, acc + D[i], acc)
         rows.append(torch.where(order >= i, acc.to(d.dtype), torch.where(
             order + 1 == i, d, torch.where(order + 2 == i, d - D[max(i - 1, 0)], D[i]))))
-    return step.stacked(rows[::-1])
+    # torch.stack, not compiled_bdf_step.stacked: built as a where, the rows reached the rescaling product another
+    # way, whose last bits moved a Newton decision on bruss64 at rtol 1e-5 (2 iterations at the 11th step where
+    # the eager solve and this stack take 1; the solve then made 400 f evaluations to the eager 408)
+    return torch.stack(rows[::-1])
 
 
 def _choose_order(D: Tensor, order: Tensor, err: Tensor, scale: Tensor, ec: Tensor, max_order: int
@@ -167,7 +170,7 @@ def loop_fn(method: BDFMethod, direction: float, interior: bool) -> Any:
             return (*head, torch.where(accept, y_new, u), out, sidx, J, lu, piv, inverse, c_lu, jac_stale,
                     jac_current & ~accept, eta, torch.where(retry, S[-1], counts))
 
-        return tuple(while_loop(more, body, tuple(X)))
+        return step.packed_while_loop(more, body, tuple(X), while_loop)  # its 12 scalars as one carry
 
     return qndf_loop
 
