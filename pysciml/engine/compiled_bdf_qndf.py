@@ -2,9 +2,9 @@
 
 :func:`~.bdf_loop.integrate_bdf` with :class:`~.bdf.BDFMethod` (the quasi-constant step-size form), traced into one
 ``torch.while_loop`` per signature, as FBDF's program (:mod:`.compiled_loop_bdf`, whose dispatch, compile-failure
-fallback and result assembly it uses): each iteration is one loop iteration of the eager solve. What differs from
-FBDF is the method's state, the array ``D`` of backward differences ``(MAX_ORDER + 3, B, n)``, and what the eager
-method does with it:
+fallback and result assembly it uses): each iteration is one loop iteration of the eager solve (or its second try
+with a fresh Jacobian, :func:`.compiled_bdf_rules.hold`). What differs from FBDF is the method's state, the array
+``D`` of backward differences ``(MAX_ORDER + 3, B, n)``, and what the eager method does with it:
 
 * the prediction ``D[0] + ... + D[k]`` and ``psi`` (the weights ``gamma_j / alpha_k`` of order ``k`` from a table
   with zeros beyond ``k``);

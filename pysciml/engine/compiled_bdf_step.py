@@ -8,23 +8,26 @@ computed on the fixed ``HISTORY``-long arrays with the unused entries masked (a 
 term to 0, so the used ones combine in the same order as the eager code's). Values equal the eager ones to
 round-off: the eager weights come from NumPy, whose reductions group terms differently in the last bits.
 
-:func:`attempt` is :meth:`~.bdf.BDFMethod.attempt`: a fresh Jacobian when it is stale, the factorization of
-``M/c - J`` renewed only when ``c`` has moved by more than ``REFACTOR``, simplified Newton as a
-``torch.while_loop``, and a second try with a fresh Jacobian after a failure with an old one, all in one
-``while_loop`` of one or two tries. The two renewals are ``while_loop`` calls of zero or one iteration (computed
-only when due): a loop that does not run hands its carries on as they are, where a ``torch.cond`` branch that kept
-the Jacobian or the factors had to return copies of the ``(n, n)`` tensors (a branch may not return its inputs),
-two copies per attempt. (Two calls of one Newton loop in a body came out wrong with torch 2.13's C++ wrapper,
-:mod:`.compiled_loop_firk`; these sibling loops have bodies of their own, and the compiled Brusselator solve gives
-the values and counters of the ``cond`` version bit for bit.) ``while_loop`` is a module name so the tests can run
-the code as plain Python.
+:func:`attempt` is one try of :meth:`~.bdf.BDFMethod.attempt`: a fresh Jacobian when it is stale, the
+factorization of ``M/c - J`` renewed only when ``c`` has moved by more than ``REFACTOR``, simplified Newton (its first
+iteration in line, the others a ``torch.while_loop``). The second try with a fresh Jacobian after a failure with an
+old one is one more iteration of the loop program (:func:`.compiled_bdf_rules.hold` keeps the step's carries), not a
+loop of tries inside the step: a ``while_loop`` level less per step. The two renewals are ``while_loop`` calls of zero
+or one iteration (computed only when due): a loop that does not run hands its carries on as they are, where a
+``torch.cond`` branch that kept the Jacobian or the factors had to return copies of the ``(n, n)`` tensors (a branch
+may not return its inputs), two copies per attempt. (Two calls of one Newton loop in a body came out wrong with
+torch 2.13's C++ wrapper, :mod:`.compiled_loop_firk`; these sibling loops have bodies of their own, and the compiled
+Brusselator solve gives the values and counters of the ``cond`` version bit for bit.) ``while_loop`` is a module name
+so the tests can run the code as plain Python.
 
 What a compiled step costs beyond its arithmetic (measured on the 128-state Brusselator, C++ wrapper): every carry
-of a ``while_loop`` is a buffer allocated anew, with new tensor handles, at every iteration (``malloc``/``free``
-were ~38% of the step's time), so the loops carry their 0-d scalars packed in one float64 vector
-(:func:`packed_while_loop`); and a ``lu_solve`` per Newton iteration costs ~13 us of dispatch, pivot checks and
-copies, so systems up to :data:`INVERSE_MAX` equations solve with ``W^{-1}``, made once per factorization (values
-then differ from the eager ``lu_solve`` in the last bits only).
+of a ``while_loop`` is a buffer allocated anew, with new tensor handles, at every iteration, and so is every alias
+that inductor's ``stack``/``cat`` makes of its pieces (``malloc``/``free`` were ~38% of the step's time), so the
+loops carry their 0-d scalars packed in one float64 vector (:func:`packed_while_loop`), vectors of scalars are built
+by :func:`stacked` (one ``where``, no aliases), and a step runs no loop of tries and its first Newton iteration in
+line (above): 1048 ``malloc`` calls per loop iteration before these three, 587 after; and a ``lu_solve`` per Newton
+iteration costs ~13 us of dispatch, pivot checks and copies, so systems up to :data:`INVERSE_MAX` equations solve
+with ``W^{-1}``, made once per factorization (values then differ from the eager ``lu_solve`` in the last bits only).
 """
 
 from __future__ import annotations

@@ -2,16 +2,17 @@
 
 :func:`~.bdf_loop.integrate_bdf` with :class:`~.bdf_flc.FLCMethod`, traced into one ``torch.while_loop`` per
 signature: each iteration is one loop iteration of the eager solve (clip the step onto the next stop, predict,
-Newton with the reused Jacobian and factorization and the retry with a fresh Jacobian, :mod:`.compiled_bdf_step`;
-the error test, the reject rules with CVODE's order drops, the acceptance into the history, the save points passed,
-the next order and step by the FLC rules), with everything the eager loop keeps on the host carried as tensors:
-the time, step, stop and save indices, the counts of equal steps and of failures in a row, the order, the past
-times and values (a fixed ``HISTORY``-long array and its fill), the Jacobian, the LU factors and the ``c`` they
-were made with, the Jacobian's freshness, Newton's rate estimate, the return code and the ``sol.stats`` counters.
-The Jacobian and the factorization (``while_loop`` calls of zero or one iteration) are computed only where the eager
-method computes them, so a solve makes the eager solve's ``njac`` and ``nlu``, not one per step. What runs before the
-program is the eager solve's own start: the consistent initial value, ``f(t0, u0)``, the first Jacobian and the
-initial step (:meth:`~.bdf_flc.FLCMethod.start`, :func:`~.controller.initial_dt`).
+Newton with the reused Jacobian and factorization, :mod:`.compiled_bdf_step`; the error test, the reject rules with
+CVODE's order drops, the acceptance into the history, the save points passed, the next order and step by the FLC
+rules), or the second try of one with a fresh Jacobian after Newton failed with an old one (the step's carries kept,
+``nloop`` not counted: :func:`.compiled_bdf_rules.hold`), with everything the eager loop keeps on the host carried
+as tensors: the time, step, stop and save indices, the counts of equal steps and of failures in a row, the order,
+the past times and values (a fixed ``HISTORY``-long array and its fill), the Jacobian, the LU factors and the ``c``
+they were made with, the Jacobian's freshness, Newton's rate estimate, the return code and the ``sol.stats``
+counters. The Jacobian and the factorization (``while_loop`` calls of zero or one iteration) are computed only where
+the eager method computes them, so a solve makes the eager solve's ``njac`` and ``nlu``, not one per step. What runs
+before the program is the eager solve's own start: the consistent initial value, ``f(t0, u0)``, the first Jacobian
+and the initial step (:meth:`~.bdf_flc.FLCMethod.start`, :func:`~.controller.initial_dt`).
 
 The rules that do not depend on the method's form (the stops, the error test, the rejections, the save points,
 the next step or the end) and the start are :mod:`.compiled_bdf_rules`, shared with QNDF's and QBDF's program
