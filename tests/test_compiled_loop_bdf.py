@@ -19,7 +19,14 @@ from loop_programs import counts, run_loops_uncompiled, solve_through, vdp_batch
 import pysciml as ps
 from pysciml._validate import SolveOptions, check_solve
 from pysciml.algorithms_bdf import QBDF
-from pysciml.engine import compiled, compiled_bdf_qndf, compiled_bdf_step, compiled_loop_bdf, compiled_parts
+from pysciml.engine import (
+    compiled,
+    compiled_bdf_qndf,
+    compiled_bdf_rules,
+    compiled_bdf_step,
+    compiled_loop_bdf,
+    compiled_parts,
+)
 from pysciml.native import _bdf_method, _loop_options
 from pysciml.problems import brusselator_1d, hires, rober
 from pysciml.solution import Stats
@@ -118,6 +125,50 @@ def test_packed_while_loop_gives_the_carries_back() -> None:
     nan = compiled_bdf_step.packed_while_loop(lambda i, c: i < 1, lambda i, c: (i + 1, c + math.nan),
                                              (torch.tensor(0), torch.tensor(1.0, dtype=F64)), loop=python_while)
     assert math.isnan(float(nan[1]))
+
+
+def test_stacked_and_pushed_equal_stack_and_cat() -> None:
+    """``compiled_bdf_step.stacked`` (a ``where`` over the row index, which inductor lowers without an alias per
+    piece) gives ``torch.stack``'s values bit for bit (NaN, infinities, -0.0, bools, longs cast to float64, rows of
+    a history), and ``pushed`` gives ``torch.cat((x[None], history[:-1]))``."""
+    xs = [torch.tensor(v, dtype=F64) for v in (1.0 / 3.0, math.nan, -math.inf, -0.0, 2.5e-300)]
+    got = compiled_bdf_step.stacked(xs)
+    assert got.shape == (5,) and got.dtype == F64
+    assert torch.equal(got.isnan(), torch.stack(xs).isnan())
+    assert torch.equal(torch.nan_to_num(got), torch.nan_to_num(torch.stack(xs)))
+    assert math.copysign(1.0, float(got[3])) == -1.0
+    mixed = [torch.tensor(True), torch.tensor(7), torch.tensor(0.1, dtype=F64)]
+    assert compiled_bdf_step.stacked(mixed, F64).tolist() == [1.0, 7.0, 0.1]
+    assert compiled_bdf_step.stacked([torch.tensor(False), torch.tensor(True)]).tolist() == [False, True]
+    gen = torch.Generator().manual_seed(5)
+    rows = [torch.randn(2, 4, dtype=F64, generator=gen) for _ in range(3)]
+    assert torch.equal(compiled_bdf_step.stacked(rows), torch.stack(rows))
+    history = torch.randn(7, 2, 4, dtype=F64, generator=gen)
+    assert torch.equal(compiled_bdf_step.pushed(rows[0], history), torch.cat((rows[0][None], history[:-1])))
+    ts = torch.randn(7, dtype=F64, generator=gen)
+    assert torch.equal(compiled_bdf_step.pushed(xs[0], ts), torch.cat((xs[0][None], ts[:-1])))
+
+
+@pytest.mark.parametrize("alg", [ps.FBDF(), ps.QNDF()], ids=["FBDF", "QNDF"])
+def test_retry_is_one_more_program_iteration(monkeypatch: pytest.MonkeyPatch, alg: ps.Algorithm) -> None:
+    """After Newton fails with an old Jacobian the eager method tries the same step again with a fresh one in the
+    same loop iteration; the program runs that try as one more iteration of its loop with the step's carries held
+    (``compiled_bdf_rules.hold``): ROBER makes such retries, and the solve still gives the eager counters
+    (``nloop`` included), return code and values (the program run uncompiled)."""
+    run_uncompiled(monkeypatch)
+    retries: list[bool] = []
+    real = compiled_bdf_rules.hold
+
+    def spy(retry: torch.Tensor, before: tuple, after: tuple) -> tuple:
+        retries.append(bool(retry))
+        return real(retry, before, after)
+
+    monkeypatch.setattr(compiled_bdf_rules, "hold", spy)
+    prob, kw = UNCOMPILED["rober"]
+    sol = solve_through(compiled_loop_bdf, "integrate", prob, alg, strict=True, **kw)
+    assert sum(retries) >= 2  # measured: 4 for FBDF and for QNDF
+    assert len(retries) == sol.stats.nloop + sum(retries)
+    assert_equals_eager(prob, sol, alg=alg, **kw)
 
 
 def test_newton_solves_with_the_inverse_up_to_inverse_max() -> None:

@@ -2,9 +2,9 @@
 
 :func:`~.bdf_loop.integrate_bdf` with :class:`~.bdf.BDFMethod` (the quasi-constant step-size form), traced into one
 ``torch.while_loop`` per signature, as FBDF's program (:mod:`.compiled_loop_bdf`, whose dispatch, compile-failure
-fallback and result assembly it uses): each iteration is one loop iteration of the eager solve. What differs from
-FBDF is the method's state, the array ``D`` of backward differences ``(MAX_ORDER + 3, B, n)``, and what the eager
-method does with it:
+fallback and result assembly it uses): each iteration is one loop iteration of the eager solve (or its second try
+with a fresh Jacobian, :func:`.compiled_bdf_rules.hold`). What differs from FBDF is the method's state, the array
+``D`` of backward differences ``(MAX_ORDER + 3, B, n)``, and what the eager method does with it:
 
 * the prediction ``D[0] + ... + D[k]`` and ``psi`` (the weights ``gamma_j / alpha_k`` of order ``k`` from a table
   with zeros beyond ``k``);
@@ -86,6 +86,9 @@ def _accept(D: Tensor, order: Tensor, d: Tensor) -> Tensor:
         acc = torch.where(order >= i, acc + D[i], acc)
         rows.append(torch.where(order >= i, acc.to(d.dtype), torch.where(
             order + 1 == i, d, torch.where(order + 2 == i, d - D[max(i - 1, 0)], D[i]))))
+    # torch.stack, not compiled_bdf_step.stacked: built as a where, the rows reached the rescaling product another
+    # way, whose last bits moved a Newton decision on bruss64 at rtol 1e-5 (2 iterations at the 11th step where
+    # the eager solve and this stack take 1; the solve then made 400 f evaluations to the eager 408)
     return torch.stack(rows[::-1])
 
 
@@ -119,14 +122,15 @@ def loop_fn(method: BDFMethod, direction: float, interior: bool) -> Any:
                  nonfinite: Tensor, running: Tensor, status: Tensor, fail_t: Tensor, fail_h: Tensor, order: Tensor,
                  D: Tensor, u: Tensor, out: Tensor, sidx: Tensor, *S: Tensor) -> tuple[Tensor, ...]:
             bsz = u.shape[0]
-            h_before = h
+            h_before, before = h, (nloop, t, h, si, n_equal, n_fail, nonfinite, running, status, fail_t, fail_h,
+                                   order, D)
             at_stop, h, n_equal, t_new = rules.onto_stop(stops, si, t, h, n_equal, d)
             D = torch.where(h != h_before, rescale(D, order, h / h_before, U), D)
             y_pred, psi = _predict(D, order, weights, K)
             c = h / step.pick(alphas, order)
-            conv, y_new, dd, iters, finite, *S = step.attempt(F, jacobian, p, t_new.to(u.dtype).expand(bsz),
-                                                              y_pred, psi, c, mass, atol, rtol, tol, max_iters,
-                                                              tuple(S))
+            conv, retry, y_new, dd, iters, finite, *S = step.attempt(
+                F, jacobian, p, t_new.to(u.dtype).expand(bsz), y_pred, psi, c, mass, atol, rtol, tol, max_iters,
+                tuple(S))
             nonfinite = nonfinite | ~finite
             scale = atol + rtol * y_new.abs()
             err, accept, nonfinite = rules.error_test(step.rms_max(step.pick(ec, order) * dd, scale), conv,
@@ -158,13 +162,15 @@ def loop_fn(method: BDFMethod, direction: float, interior: bool) -> Any:
             D_next = torch.where(accept, D_a, D)
             D_next = torch.where(moved, rescale(D_next, order_next, factor, U), D_next)
             J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta = S[:8]
-            return (nloop + 1, torch.where(accept, t_new, t), h_next, torch.where(accept, si_a, si),
-                    torch.where(accept & ~moved & early, n_equal_a, 0), torch.where(accept, 0, n_fail_r),
-                    nonfinite & ~accept, running, status, fail_t, fail_h, order_next, D_next,
-                    torch.where(accept, y_new, u), out, sidx, J, lu, piv, inverse, c_lu, jac_stale,
-                    jac_current & ~accept, eta, counts)
+            head = rules.hold(retry, before, (
+                nloop + 1, torch.where(accept, t_new, t), h_next, torch.where(accept, si_a, si),
+                torch.where(accept & ~moved & early, n_equal_a, 0), torch.where(accept, 0, n_fail_r),
+                nonfinite & ~accept, running, status, fail_t, fail_h, order_next, D_next))
+            # (on a retry accept is False: the state and the save points stay as they were)
+            return (*head, torch.where(accept, y_new, u), out, sidx, J, lu, piv, inverse, c_lu, jac_stale,
+                    jac_current & ~accept, eta, torch.where(retry, S[-1], counts))
 
-        return tuple(while_loop(more, body, tuple(X)))
+        return step.packed_while_loop(more, body, tuple(X), while_loop)  # its 12 scalars as one carry
 
     return qndf_loop
 

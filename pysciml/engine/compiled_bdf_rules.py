@@ -23,8 +23,8 @@ from .linsolve import DenseLUSolver
 from .loop_records import LoopOptions, save_time_list
 from .loop_saver import DTMIN, RUNNING, SUCCESS, UNSTABLE
 
-__all__ = ["Start", "error_test", "loop_head", "next_or_end", "on_reject", "onto_stop", "safety", "save", "start",
-           "theta"]
+__all__ = ["Start", "error_test", "hold", "loop_head", "next_or_end", "on_reject", "onto_stop", "safety", "save",
+           "start", "theta"]
 
 Tensor = torch.Tensor
 EPS = sys.float_info.epsilon
@@ -112,11 +112,18 @@ def next_or_end(accept: Tensor, conv: Tensor, last: Tensor, at_stop: Tensor, f_a
     code = torch.where(accept | ~nonfinite, DTMIN, UNSTABLE)
     moved = ~fail_now & ~(accept & (last | ~change))
     ended = accept & last
-    outcome = torch.stack((accept.long() * bsz, (~accept).long() * bsz, (~conv).long()))
-    counts = counts + torch.cat((torch.zeros_like(counts[:5]), outcome))
+    zero = torch.zeros_like(accept, dtype=counts.dtype)
+    counts = counts + step.stacked((*[zero] * 5, accept.long() * bsz, (~accept).long() * bsz, (~conv).long()))
     return (factor, moved, torch.where(moved, h_cand, h), torch.where(ended, SUCCESS, torch.where(fail_now, code,
             status)), torch.where(fail_now, t_ref, fail_t), torch.where(fail_now, h_cand, fail_h),
             running & ~ended & ~fail_now, counts)
+
+
+def hold(retry: Tensor, before: tuple[Tensor, ...], after: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """The carries ``after`` the attempt, or ``before`` it where the attempt is tried again with a fresh Jacobian
+    (:func:`~.compiled_bdf_step.attempt`'s ``retry``): the next loop iteration repeats the same step (the same stop,
+    prediction and ``c``; ``nloop`` not counted, as the eager loop's second try is in the same iteration)."""
+    return tuple(a if a is b else torch.where(retry, b, a) for b, a in zip(before, after, strict=True))
 
 
 @dataclass

@@ -8,29 +8,32 @@ computed on the fixed ``HISTORY``-long arrays with the unused entries masked (a 
 term to 0, so the used ones combine in the same order as the eager code's). Values equal the eager ones to
 round-off: the eager weights come from NumPy, whose reductions group terms differently in the last bits.
 
-:func:`attempt` is :meth:`~.bdf.BDFMethod.attempt`: a fresh Jacobian when it is stale, the factorization of
-``M/c - J`` renewed only when ``c`` has moved by more than ``REFACTOR``, simplified Newton as a
-``torch.while_loop``, and a second try with a fresh Jacobian after a failure with an old one, all in one
-``while_loop`` of one or two tries. The two renewals are ``while_loop`` calls of zero or one iteration (computed
-only when due): a loop that does not run hands its carries on as they are, where a ``torch.cond`` branch that kept
-the Jacobian or the factors had to return copies of the ``(n, n)`` tensors (a branch may not return its inputs),
-two copies per attempt. (Two calls of one Newton loop in a body came out wrong with torch 2.13's C++ wrapper,
-:mod:`.compiled_loop_firk`; these sibling loops have bodies of their own, and the compiled Brusselator solve gives
-the values and counters of the ``cond`` version bit for bit.) ``while_loop`` is a module name so the tests can run
-the code as plain Python.
+:func:`attempt` is one try of :meth:`~.bdf.BDFMethod.attempt`: a fresh Jacobian when it is stale, the
+factorization of ``M/c - J`` renewed only when ``c`` has moved by more than ``REFACTOR``, simplified Newton (its first
+iteration in line, the others a ``torch.while_loop``). The second try with a fresh Jacobian after a failure with an
+old one is one more iteration of the loop program (:func:`.compiled_bdf_rules.hold` keeps the step's carries), not a
+loop of tries inside the step: a ``while_loop`` level less per step. The two renewals are ``while_loop`` calls of zero
+or one iteration (computed only when due): a loop that does not run hands its carries on as they are, where a
+``torch.cond`` branch that kept the Jacobian or the factors had to return copies of the ``(n, n)`` tensors (a branch
+may not return its inputs), two copies per attempt. (Two calls of one Newton loop in a body came out wrong with
+torch 2.13's C++ wrapper, :mod:`.compiled_loop_firk`; these sibling loops have bodies of their own, and the compiled
+Brusselator solve gives the values and counters of the ``cond`` version bit for bit.) ``while_loop`` is a module name
+so the tests can run the code as plain Python.
 
 What a compiled step costs beyond its arithmetic (measured on the 128-state Brusselator, C++ wrapper): every carry
-of a ``while_loop`` is a buffer allocated anew, with new tensor handles, at every iteration (``malloc``/``free``
-were ~38% of the step's time), so the loops carry their 0-d scalars packed in one float64 vector
-(:func:`packed_while_loop`); and a ``lu_solve`` per Newton iteration costs ~13 us of dispatch, pivot checks and
-copies, so systems up to :data:`INVERSE_MAX` equations solve with ``W^{-1}``, made once per factorization (values
-then differ from the eager ``lu_solve`` in the last bits only).
+of a ``while_loop`` is a buffer allocated anew, with new tensor handles, at every iteration, and so is every alias
+that inductor's ``stack``/``cat`` makes of its pieces (``malloc``/``free`` were ~38% of the step's time), so the
+loops carry their 0-d scalars packed in one float64 vector (:func:`packed_while_loop`), vectors of scalars are built
+by :func:`stacked` (one ``where``, no aliases), and a step runs no loop of tries and its first Newton iteration in
+line (above): 1048 ``malloc`` calls per loop iteration before these three, 587 after; and a ``lu_solve`` per Newton
+iteration costs ~13 us of dispatch, pivot checks and copies, so systems up to :data:`INVERSE_MAX` equations solve
+with ``W^{-1}``, made once per factorization (values then differ from the eager ``lu_solve`` in the last bits only).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -41,7 +44,7 @@ from .compiled_parts import lu_apply, lu_parts
 from .linsolve import DenseLUSolver
 
 __all__ = ["INVERSE_MAX", "attempt", "error_constant", "interpolate", "lagrange", "order_error", "packed_while_loop",
-           "pick", "rms_max", "uses_inverse"]
+           "pick", "pushed", "rms_max", "stacked", "uses_inverse"]
 
 Tensor = torch.Tensor
 
@@ -55,6 +58,26 @@ def rms_max(x: Tensor, scale: Tensor) -> Tensor:
     """:func:`~.bdf.rms_max` as a 0-d float64 tensor (the eager code divides the state dtype's norm by ``sqrt(n)``
     in a Python float)."""
     return torch.linalg.vector_norm(x / scale, dim=1).max().to(torch.float64) / math.sqrt(x.shape[1])
+
+
+def stacked(xs: Sequence[Tensor], dtype: torch.dtype | None = None) -> Tensor:
+    """``torch.stack(xs)`` (tensors of one shape, cast to ``dtype``) as one elementwise ``where`` over the row index.
+    Inductor lowers a ``stack`` or ``cat`` to a buffer of which every piece is an alias, and the C++ wrapper makes a
+    tensor handle for each alias at every loop iteration (on the 128-state Brusselator, 90 of a compiled FBDF
+    step's ~150 handles); the ``where`` makes none. Exact: each entry is selected, not computed."""
+    xs = [x if dtype is None else x.to(dtype) for x in xs]
+    shape = xs[0].shape
+    row = torch.arange(len(xs), device=xs[0].device).reshape(-1, *[1] * len(shape))
+    out = xs[-1].expand(len(xs), *shape)
+    for i in range(len(xs) - 2, -1, -1):
+        out = torch.where(row == i, xs[i], out)
+    return out
+
+
+def pushed(x: Tensor, history: Tensor) -> Tensor:
+    """``torch.cat((x[None], history[:-1]))``, the newest first, as :func:`stacked` builds it (no aliases)."""
+    row = torch.arange(history.shape[0], device=history.device).reshape(-1, *[1] * x.dim())
+    return torch.where(row == 0, x, history.roll(1, 0))
 
 
 def _seq_sum(terms: list[Tensor], use: list[Tensor]) -> Tensor:
@@ -83,7 +106,7 @@ def lagrange(x: Tensor, k: Tensor, K: int) -> tuple[Tensor, Tensor]:
         s = _seq_sum([1.0 / (0.0 - x[m]) for m in others], use)
         ell.append(torch.where(used[j], e, 0.0))
         dell.append(torch.where(used[j], e * s, 0.0))
-    return torch.stack(ell), torch.stack(dell)
+    return stacked(ell), stacked(dell)
 
 
 def error_constant(dist: Tensor, h: Tensor, q: Tensor, a_s: Tensor) -> Tensor:
@@ -109,7 +132,7 @@ def order_error(ts: Tensor, ys: Tensor, nhist: Tensor, q: Tensor, scale: Tensor,
                               0.0))
     dist = -x[1:]
     prod = _seq_prod(list(dist.unbind()), used[1:])
-    w = torch.stack(dd) * prod * error_constant(torch.where(torch.stack(used[1:]), dist, 1.0), ts.new_ones(()), q,
+    w = stacked(dd) * prod * error_constant(torch.where(stacked(used[1:]), dist, 1.0), ts.new_ones(()), q,
                                                 a_s)
     est = rms_max(torch.tensordot(w.to(ys.dtype), ys, dims=1), scale)
     return torch.where(nhist < q + 2, math.inf, est)
@@ -162,7 +185,7 @@ def packed_while_loop(cond: Callable[..., Tensor], body: Callable[..., tuple[Ten
     kept = [i for i, k in enumerate(kinds) if k is None]
 
     def pack(xs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        return (torch.stack([xs[i].to(torch.float64) for i in packed]), *[xs[i] for i in kept])
+        return (stacked([xs[i] for i in packed], torch.float64), *[xs[i] for i in kept])
 
     def unpack(v: Tensor, *rest: Tensor, fresh: bool = False) -> tuple[Tensor, ...]:
         out: list[Tensor] = [*[v] * len(carries)]
@@ -209,22 +232,27 @@ def _solve(lu: Tensor, piv: Tensor, inverse: Tensor, v: Tensor, with_inverse: bo
 def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t_new: Tensor, y_pred: Tensor,
             psi: Tensor, c: Tensor, mass: Tensor | None, atol: Tensor, rtol: Tensor, tol: Tensor, max_iters: int,
             S: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """:meth:`~.bdf.BDFMethod.attempt` for the step to ``t_new`` (``(B,)``) from the prediction ``(y_pred, psi)``
-    with ``c = h / alpha_k``. ``S = (J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta, counts)`` is the
-    method's state (``c_lu`` NaN: no usable factorization; ``counts``: ``njac, nlu, nnonliniter, nf, nsolve``
-    and three more, left alone). Returns ``(converged, y_new, d, iters, finite, *S)``."""
+    """One try of :meth:`~.bdf.BDFMethod.attempt` for the step to ``t_new`` (``(B,)``) from the prediction
+    ``(y_pred, psi)`` with ``c = h / alpha_k``. ``S = (J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta,
+    counts)`` is the method's state (``c_lu`` NaN: no usable factorization; ``counts``: ``njac, nlu, nnonliniter,
+    nf, nsolve`` and three more, left alone). Returns ``(converged, retry, y_new, d, iters, finite, *S)``:
+    ``retry`` where Newton failed with a Jacobian that was not fresh in this step, for which the eager method
+    tries the same step again at once with a fresh one (``jac_stale`` is then set): the loop programs run that
+    second try as one more iteration of their loop, the step's carries kept (:func:`.compiled_bdf_rules.hold`),
+    not as a loop of tries here (a ``while_loop`` level per step less: each level costs a condition and a handle
+    per carry per iteration in the C++ wrapper)."""
     b, n = y_pred.shape
     small, with_inverse = n <= DenseLUSolver.SMALL, uses_inverse(n)
     scale = atol + rtol * y_pred.abs()
     eps = torch.finfo(y_pred.dtype).eps
     inv_c = 1.0 / c
 
+    def more(it: Tensor, y: Tensor, d: Tensor, norm_old: Tensor, eta: Tensor, status: Tensor,
+             finite: Tensor) -> Tensor:
+        return (status == 0) & (it < max_iters)
+
     def newton(lu: Tensor, piv: Tensor, inverse: Tensor, ok: Tensor, eta0: Tensor) -> tuple[Tensor, ...]:
         """BDFMethod._newton after the factorization: ``(status, y, d, iters, finite, eta)``."""
-        def more(it: Tensor, y: Tensor, d: Tensor, norm_old: Tensor, eta: Tensor, status: Tensor,
-                 finite: Tensor) -> Tensor:
-            return (status == 0) & (it < max_iters)
-
         def iterate(it: Tensor, y: Tensor, d: Tensor, norm_old: Tensor, eta: Tensor, status: Tensor,
                     finite: Tensor) -> tuple[Tensor, ...]:
             f = F(p, t_new, y)
@@ -248,47 +276,38 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
         eta = torch.clamp(torch.clamp(eta0, min=eps).pow(0.8), min=FIRST_RATE_FLOOR)
         zero = torch.zeros((), dtype=torch.long, device=c.device)
         status = torch.where(ok, zero, zero - 1)
-        start = (zero.clone(), y_pred.clone(), torch.zeros_like(y_pred), torch.ones_like(c), eta, status,
-                 torch.ones_like(ok))
-        it, y, d, _, eta, status, finite = packed_while_loop(more, iterate, start)
+        start = (zero, y_pred, torch.zeros_like(y_pred), torch.ones_like(c), eta, status, torch.ones_like(ok))
+        # the first iteration (every try with usable factors makes one) outside the loop: a loop iteration less
+        go = more(*start)
+        first = tuple(torch.where(go, x, x0) for x, x0 in zip(iterate(*start), start, strict=True))
+        it, y, d, _, eta, status, finite = packed_while_loop(more, iterate, first)
         return status, y, d, it, finite, eta
 
-    def more(i: Tensor, retry: Tensor, *rest: Tensor) -> Tensor:
-        return (i == 0) | retry
+    J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta, counts = S
 
-    def one_try(i: Tensor, retry: Tensor, conv: Tensor, y_new: Tensor, d: Tensor, iters: Tensor, finite: Tensor,
-                J: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor, c_lu: Tensor, jac_stale: Tensor,
-                jac_current: Tensor, eta: Tensor, counts: Tensor) -> tuple[Tensor, ...]:
-        # the renewals: while_loops of zero or one iteration (not torch.cond, whose keeping branch copied J or LU)
-        def renew_jac(go: Tensor, J: Tensor) -> tuple[Tensor, Tensor]:
-            return torch.zeros_like(go), *_copies(jacobian(p, t_new, y_pred))
+    # the renewals: while_loops of zero or one iteration (not torch.cond, whose keeping branch copied J or LU)
+    def renew_jac(go: Tensor, J: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.zeros_like(go), *_copies(jacobian(p, t_new, y_pred))
 
-        _, J = while_loop(_again, renew_jac, (jac_stale.clone(), J))
-        c_lu = torch.where(jac_stale, math.nan, c_lu)
-        jac_current = jac_current | jac_stale
-        refactor = torch.isnan(c_lu) | ((c / c_lu - 1.0).abs() > REFACTOR)
+    _, J = while_loop(_again, renew_jac, (jac_stale.clone(), J))
+    c_lu = torch.where(jac_stale, math.nan, c_lu)
+    jac_current = jac_current | jac_stale
+    refactor = torch.isnan(c_lu) | ((c / c_lu - 1.0).abs() > REFACTOR)
 
-        def renew_lu(go: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor, ok: Tensor) -> tuple[Tensor, ...]:
-            ok, lu_new, piv_new, inv_new = lu_parts(J, inv_c.to(J.dtype).expand(b), mass, INVERSE_MAX)
-            return (torch.zeros_like(go), *_copies(lu_new.mT, piv_new, inv_new if with_inverse else inverse),
-                    ok.all())
+    def renew_lu(go: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor, ok: Tensor) -> tuple[Tensor, ...]:
+        ok, lu_new, piv_new, inv_new = lu_parts(J, inv_c.to(J.dtype).expand(b), mass, INVERSE_MAX)
+        return (torch.zeros_like(go), *_copies(lu_new.mT, piv_new, inv_new if with_inverse else inverse),
+                ok.all())
 
-        _, lu, piv, inverse, ok = while_loop(_again, renew_lu, (refactor, lu, piv, inverse, torch.ones_like(refactor)))
-        c_lu = torch.where(refactor, torch.where(ok, c, math.nan), c_lu)
-        status, y_new, d, iters, finite, eta_new = newton(lu, piv, inverse, ok, eta)
-        # njac, nlu, nnonliniter, nf, nsolve (made in the body: a tensor made outside is a loop input, reallocated)
-        counts = counts + torch.cat((torch.stack((jac_stale.long(), refactor.long(), iters, iters, iters)),
-                                     torch.zeros_like(counts[5:])))
-        conv = status == 1
-        eta = torch.where(conv, eta_new, eta)
-        retry = ~conv & ~jac_current
-        jac_stale = retry | (conv & (eta_new > 1.0))  # a fresh Jacobian now, or for the next step (slow Newton)
-        return (i + 1, retry, conv, y_new, d, iters, finite, J, lu, piv, inverse, c_lu, jac_stale, jac_current,
-                eta, counts)
-
-    zero = torch.zeros((), dtype=torch.long, device=c.device)
-    false = torch.zeros((), dtype=torch.bool, device=c.device)
-    start = (zero, false, false.clone(), y_pred.clone(), torch.zeros_like(y_pred), zero.clone(),
-             false.clone(), *S)
-    out = packed_while_loop(more, one_try, start)
-    return out[2:]
+    _, lu, piv, inverse, ok = while_loop(_again, renew_lu, (refactor, lu, piv, inverse, torch.ones_like(refactor)))
+    c_lu = torch.where(refactor, torch.where(ok, c, math.nan), c_lu)
+    status, y_new, d, iters, finite, eta_new = newton(lu, piv, inverse, ok, eta)
+    # njac, nlu, nnonliniter, nf, nsolve
+    zero = torch.zeros_like(iters)
+    counts = counts + stacked((jac_stale.long(), refactor.long(), iters, iters, iters,
+                               *[zero] * (counts.shape[0] - 5)))
+    conv = status == 1
+    eta = torch.where(conv, eta_new, eta)
+    retry = ~conv & ~jac_current
+    jac_stale = retry | (conv & (eta_new > 1.0))  # a fresh Jacobian now, or for the next step (slow Newton)
+    return conv, retry, y_new, d, iters, finite, J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta, counts

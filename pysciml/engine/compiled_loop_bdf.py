@@ -2,16 +2,17 @@
 
 :func:`~.bdf_loop.integrate_bdf` with :class:`~.bdf_flc.FLCMethod`, traced into one ``torch.while_loop`` per
 signature: each iteration is one loop iteration of the eager solve (clip the step onto the next stop, predict,
-Newton with the reused Jacobian and factorization and the retry with a fresh Jacobian, :mod:`.compiled_bdf_step`;
-the error test, the reject rules with CVODE's order drops, the acceptance into the history, the save points passed,
-the next order and step by the FLC rules), with everything the eager loop keeps on the host carried as tensors:
-the time, step, stop and save indices, the counts of equal steps and of failures in a row, the order, the past
-times and values (a fixed ``HISTORY``-long array and its fill), the Jacobian, the LU factors and the ``c`` they
-were made with, the Jacobian's freshness, Newton's rate estimate, the return code and the ``sol.stats`` counters.
-The Jacobian and the factorization (``while_loop`` calls of zero or one iteration) are computed only where the eager
-method computes them, so a solve makes the eager solve's ``njac`` and ``nlu``, not one per step. What runs before the
-program is the eager solve's own start: the consistent initial value, ``f(t0, u0)``, the first Jacobian and the
-initial step (:meth:`~.bdf_flc.FLCMethod.start`, :func:`~.controller.initial_dt`).
+Newton with the reused Jacobian and factorization, :mod:`.compiled_bdf_step`; the error test, the reject rules with
+CVODE's order drops, the acceptance into the history, the save points passed, the next order and step by the FLC
+rules), or the second try of one with a fresh Jacobian after Newton failed with an old one (the step's carries kept,
+``nloop`` not counted: :func:`.compiled_bdf_rules.hold`), with everything the eager loop keeps on the host carried
+as tensors: the time, step, stop and save indices, the counts of equal steps and of failures in a row, the order,
+the past times and values (a fixed ``HISTORY``-long array and its fill), the Jacobian, the LU factors and the ``c``
+they were made with, the Jacobian's freshness, Newton's rate estimate, the return code and the ``sol.stats``
+counters. The Jacobian and the factorization (``while_loop`` calls of zero or one iteration) are computed only where
+the eager method computes them, so a solve makes the eager solve's ``njac`` and ``nlu``, not one per step. What runs
+before the program is the eager solve's own start: the consistent initial value, ``f(t0, u0)``, the first Jacobian
+and the initial step (:meth:`~.bdf_flc.FLCMethod.start`, :func:`~.controller.initial_dt`).
 
 The rules that do not depend on the method's form (the stops, the error test, the rejections, the save points,
 the next step or the end) and the start are :mod:`.compiled_bdf_rules`, shared with QNDF's and QBDF's program
@@ -136,7 +137,7 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
                  *S: Tensor) -> tuple[Tensor, ...]:
             bsz = u.shape[0]
             # ---- the step onto the next stop (integrate_bdf)
-            h_before = h
+            h_before, n_equal_in = h, n_equal
             at_stop, h, n_equal, t_new = rules.onto_stop(stops, si, t, h, n_equal, d)
             # ---- FLCMethod.predict
             alpha = step.pick(alphas, order)
@@ -147,11 +148,14 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
             head = ys[: K + 1]
             y_pred = torch.where(first, ys[0] + h * slope0, torch.tensordot(ell.to(u.dtype), head, dims=1))
             psi = torch.where(first, (h / alpha) * slope0, torch.tensordot((dell / alpha).to(u.dtype), head, dims=1))
-            lead = torch.stack((h, 2.0 * h, *[torch.ones_like(h)] * (K - 1)))
+            lead = step.stacked((h, 2.0 * h, *[torch.ones_like(h)] * (K - 1)))
             dist = torch.where(first, lead, dist)
             c = h / alpha
-            conv, y_new, dd, iters, finite, *S = step.attempt(F, jacobian, p, t_new.to(u.dtype).expand(bsz), y_pred,
-                                                              psi, c, mass, atol, rtol, tol, max_iters, tuple(S))
+            before = (nloop, t, h_before, si, n_equal_in, n_fail, nonfinite, running, status, fail_t, fail_h, order,
+                      nhist)
+            conv, retry, y_new, dd, iters, finite, *S = step.attempt(
+                F, jacobian, p, t_new.to(u.dtype).expand(bsz), y_pred, psi, c, mass, atol, rtol, tol, max_iters,
+                tuple(S))
             nonfinite = nonfinite | ~finite
             # ---- the error test, and the rules after a rejection
             scale = atol + rtol * y_new.abs()
@@ -160,8 +164,8 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
             safety = rules.safety(iters, m)
             f_rej, n_fail_r, order_r = rules.on_reject(err, conv, order, n_fail, safety)
             # ---- accepted: the history, the stop index, the save points passed (FLCMethod.accept, _Recorder)
-            ts_a = torch.cat((t_hist[None], ts[:-1]))
-            ys_a = torch.cat(((y_pred + dd)[None], ys[:-1]))
+            ts_a = step.pushed(t_hist, ts)
+            ys_a = step.pushed(y_pred + dd, ys)
             nhist_a = torch.clamp(nhist + 1, max=HISTORY)
             si_a = si + at_stop.long()
             last = at_stop & (si_a == n_stops)
@@ -198,13 +202,15 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
                 fail_t, fail_h, running, S[-1], bsz)
             J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta = S[:8]
             jac_current = jac_current & ~accept
-            return (nloop + 1, torch.where(accept, t_new, t), h_next, torch.where(accept, si_a, si),
-                    torch.where(accept & ~moved, n_acc, 0),
-                    torch.where(accept, 0, n_fail_r), nonfinite & ~accept, running, status, fail_t, fail_h,
-                    torch.where(accept, order_a, order_r), torch.where(accept, nhist_a, nhist),
-                    torch.where(accept, ts_a, ts), torch.where(accept, ys_a, ys),
+            head = rules.hold(retry, before, (
+                nloop + 1, torch.where(accept, t_new, t), h_next, torch.where(accept, si_a, si),
+                torch.where(accept & ~moved, n_acc, 0), torch.where(accept, 0, n_fail_r), nonfinite & ~accept,
+                running, status, fail_t, fail_h, torch.where(accept, order_a, order_r),
+                torch.where(accept, nhist_a, nhist)))
+            # (on a retry accept is False: the history, the state and the save points stay as they were)
+            return (*head, torch.where(accept, ts_a, ts), torch.where(accept, ys_a, ys),
                     torch.where(accept, y_new, u), out, sidx, J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta,
-                    counts)
+                    torch.where(retry, S[-1], counts))
 
         return step.packed_while_loop(more, body, tuple(X), while_loop)  # its 18 scalars as one carry
 
