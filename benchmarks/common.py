@@ -53,6 +53,9 @@ def one_thread() -> None:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return
+    import numpy.linalg  # noqa: F401  (threadpoolctl limits the BLAS libraries loaded so far: load SciPy's own too)
+    import scipy.linalg  # noqa: F401
+
     threadpool_limits(1)
 
 
