@@ -268,8 +268,14 @@ def firk_program(stepper: FIRKStepper, tag: str) -> _Program:
         f_end = F(p, t + h, u_new)  # Stepper.accept's f(t + h, u_new), kept only where the step is accepted
         return u_new, err, good, K, control, coeffs, f_end, J, info, Z
 
+    def stage_jacobians(p: Any, t: Tensor, u: Tensor, h: Tensor, Z: Tensor) -> Tensor:
+        """``J`` at every stage point ``(t + c_j h, u + Z_j)``, ``(B, s, n, n)``: for the stage derivative of a
+        differentiated step (:meth:`~.firk.FIRKStepper._attach_gradient`)."""
+        return torch.stack([jacobian(p, t + c * h, u + Z[:, j]) for j, c in enumerate(tab.c)], 1)
+
     prog = _Program(tag)
     prog.add("step", firk_step)
+    prog.add("stage_jacobians", stage_jacobians)
     return prog
 
 
@@ -351,7 +357,7 @@ class CompiledFIRKStepper(ProgramStepper):
                 info = [r2 if r else r1 for r1, r2, r in zip(info, info2, retry, strict=True)]
         u_new, err, good, K, control, coeffs, f_end, _, _, Z = out
         if tracked:  # FIRKStepper.step: the converged stages carry the exact derivative of the stage equations
-            Z = inner._attach_gradient(t, u, h, Z)
+            Z = inner._attach_gradient(t, u, h, Z, lambda: self._stage_jacobians(t, u, h, Z))
             u_new = u + (Z[:, -1] if inner.tab.stiffly_accurate else torch.matmul(inner.d, Z))
             K = torch.bmm(inner.bAinv, Z)
         if not all(r[0] == 1.0 and r[1] == 1.0 for r in info):
@@ -364,6 +370,12 @@ class CompiledFIRKStepper(ProgramStepper):
         inner._pending = (coeffs, h)
         return StepResult(u_new=u_new, err=err, ok=good, stages=list(K.unbind(1)), f_start=f0, f_end=f_end,
                           control=control)
+
+    def _stage_jacobians(self, t: Tensor, u: Tensor, h: Tensor, Z: Tensor) -> list[Tensor]:
+        """The stage Jacobians by the program (counted as the eager step counts its ``s`` Jacobians there)."""
+        Js = self.program.run("stage_jacobians", self.stats, self.rhs.p, t.detach(), u.detach(), h, Z.detach())
+        self.stats.njac += self.inner.tab.stages
+        return list(Js.unbind(1))
 
     def accept(self, accepted: Tensor | bool, t: Tensor, u: Tensor, res: StepResult) -> None:
         if res.f_end is not None and any_true(accepted):  # the eager stepper's f(t, u) here, counted as it

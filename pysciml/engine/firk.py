@@ -292,15 +292,18 @@ class FIRKStepper(Stepper):
             Us, Zs = parts[fac.U:fac.U + s], parts[fac.Z:fac.Z + s]
         return y, rate.finish(self)
 
-    def _attach_gradient(self, t: Tensor, u: Tensor, h: Tensor, Zs: Tensor) -> Tensor:
-        """``Z*`` carrying the exact derivative of the stage equations (module docstring)."""
+    def _attach_gradient(self, t: Tensor, u: Tensor, h: Tensor, Zs: Tensor,
+                         stage_jacobians: Callable[[], list[Tensor]] | None = None) -> Tensor:
+        """``Z*`` carrying the exact derivative of the stage equations (module docstring). ``stage_jacobians``:
+        ``J`` at each stage point, ``[(B, n, n)] * s``, where the caller computes them (a compiled program)."""
         s = self.tab.stages
         F = self._stage_f(t, u, Zs, h)  # recorded: depends on u and f's parameters
         G = self._mass(Zs) - h[:, None, None] * torch.matmul(self.A, F)
         if not G.requires_grad:
             return Zs
         with torch.no_grad():
-            Js = [self.factors.jacobian(self.rhs, t + self.tab.c[j] * h, (u + Zs[:, j]).detach()) for j in range(s)]
+            Js = [self.factors.jacobian(self.rhs, t + self.tab.c[j] * h, (u + Zs[:, j]).detach()) for j in range(s)] \
+                if stage_jacobians is None else stage_jacobians()
         dz = self.factors.stage_solve(self.tab.a, h, Js, G)
         return Zs - (dz - dz.detach())
 
