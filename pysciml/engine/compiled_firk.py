@@ -35,10 +35,11 @@ last bits reach the error estimate and move step sizes by ~1e-11 relative, so tr
 few tolerance units over a long stiff solve with the same accept/reject decisions, and a step-hold decision at its
 threshold can flip (``tests/test_compiled_firk.py``).
 
-A single graph per signature (no variants): the flags are tensors, ``kappa`` (which depends on ``rtol``) and the
-tolerances are inputs, so tolerances, ``u0`` and ``p`` do not recompile. Not compiled (eager after one warning):
-:class:`~pysciml.SparseLU`, finite-difference Jacobians and differentiated solves (the eager stepper's discrete
-adjoint). This stepper is not a :class:`~.compiled.CompiledStepper`:
+One step graph per signature: the flags are tensors, ``kappa`` (which depends on ``rtol``) and the tolerances are
+inputs, so tolerances, ``u0`` and ``p`` do not recompile. A differentiated step runs that program without a graph
+(Newton is not differentiated) and attaches the exact stage derivative after it, as the eager step does, with the
+stage Jacobians from a second program (``stage_jacobians``). Not compiled (eager after one warning):
+:class:`~pysciml.SparseLU` and finite-difference Jacobians. This stepper is not a :class:`~.compiled.CompiledStepper`:
 the loops around it are the eager ones (the batched control-in-program and whole-loop designs carry no FIRK state).
 """
 
