@@ -71,8 +71,9 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
+from collections import OrderedDict
 from dataclasses import fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch._higher_order_ops.while_loop import while_loop
@@ -82,13 +83,14 @@ from . import compiled_parts
 from .ark import ARKStepper
 from .compiled import CompiledStepper, CompileFailure, _mass, _Program
 from .compiled_control import (
+    _CountedSaver,
     _fsal,
     _padded,
     _start,
     controlled_step_fn,
-    finish,
     handles,
     initial_span,
+    loop_result,
     options_ok,
     save_times,
 )
@@ -105,7 +107,7 @@ from .controller import initial_dt
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import evaluate, hermite_coefficients, polynomial_coefficients
 from .loop_records import LoopOptions, LoopResult
-from .loop_saver import MAXITERS
+from .loop_saver import MAXITERS, RUNNING, SUCCESS
 from .rosenbrock import RosenbrockStepper
 
 __all__ = ["handles_whole", "integrate_batched_whole", "warm_whole"]
@@ -429,6 +431,68 @@ def _requiring_grad(x: Tensor) -> Tensor:
     return x.detach().requires_grad_()
 
 
+class _Constants(NamedTuple):
+    """The loop program's inputs that depend only on the solve's options and ``u0``'s batch size, width, dtype and
+    device (:func:`_constants`): built by :func:`~.compiled_control._start` once per such signature, then shared
+    by the calls (the program reads them, nothing writes them)."""
+
+    P: tuple[Tensor, Tensor]  #: the packed first control state (:func:`pack_control`)
+    C: tuple[Tensor, ...]  #: the control's constants (stops, last stop, keyed save times, step-size limits)
+    padded: Tensor  #: the save times, padded with inf
+    maxiters: Tensor  #: ``(1,)`` long: the most loop iterations
+    t: Tensor  #: ``(B,)`` the start time in the time's dtype (``L[0]``)
+    span: Tensor | None  #: the prologue's ``initial_dt`` span (``None``: no prologue, or a given ``dt``)
+    rtol: Tensor | None  #: ``(1,)`` ``rtol`` in the state's dtype, beside ``span``
+    first: int  #: how many leading save points are ``t0``'s (they hold ``u0``)
+
+
+_CONSTANTS: OrderedDict[tuple, _Constants] = OrderedDict()
+""":func:`_constants`' entries (the 32 most recent), by every value they are built from."""
+
+
+def _floats_key(values: list[float] | tuple[float, ...]) -> tuple:
+    """``values`` as a cache key that also tells ``-0.0`` from ``0.0`` (equal as floats, not as the tensors
+    built from them). A NaN never equals itself, so a key holding one never hits: such a call builds afresh."""
+    return tuple(values), tuple(i for i, v in enumerate(values) if v == 0.0 and math.copysign(1.0, v) < 0.0)
+
+
+def _constants(u0: Tensor, opts: LoopOptions, scalar: bool, save_t: list[float], steps: int,
+               prologue: bool) -> _Constants:
+    """The inputs of a loop program call that do not depend on ``u0``'s values, ``p`` or ``f``: cached per the
+    options and ``u0``'s batch size, dtype and device, so a training loop's repeated solves of one signature skip
+    :func:`~.compiled_control._start`'s two dozen small tensor operations (a spiral benchmark solve's set-up)."""
+    assert opts.saveat is not None
+    key = (tuple(u0.shape), u0.dtype, u0.device, scalar, steps, prologue, opts.saveat.dtype,
+           _floats_key((opts.t0, opts.t1, opts.rtol, opts.dtmin, opts.controller.qoldinit)),
+           opts.dt is None, opts.dtmax is None, _floats_key([v for v in (opts.dt, opts.dtmax) if v is not None]),
+           _floats_key(list(opts.tstops or [])), _floats_key(save_t))
+    hit = _CONSTANTS.get(key)
+    if hit is not None:
+        _CONSTANTS.move_to_end(key)
+        return hit
+    entry = _CONSTANTS[key] = _built(None, u0, opts, scalar, save_t, steps, prologue)
+    while len(_CONSTANTS) > 32:
+        _CONSTANTS.popitem(last=False)
+    return entry
+
+
+def _built(stepper: CompiledStepper | None, u0: Tensor, opts: LoopOptions, scalar: bool, save_t: list[float],
+           steps: int, prologue: bool) -> _Constants:
+    """The :class:`_Constants` of a call, built by :func:`~.compiled_control._start`; with a ``stepper`` and
+    without a ``prologue``, ``_start`` computes ``f(t0, u0)`` (``stepper.f0``) and the first step size eagerly (a
+    Rosenbrock or ARK loop: then they depend on ``u0``'s values and ``f``, and are not cached)."""
+    L, C, _, saver, _ = _start(stepper, u0, opts, scalar, eager_setup=not prologue,  # type: ignore[arg-type]
+                               program=False)
+    span = rtol = None
+    if prologue and opts.dt is None:
+        t_state = torch.full((u0.shape[0],), opts.t0, dtype=u0.dtype, device=u0.device)
+        span = initial_span(opts, t_state, scalar)
+        rtol = torch.full((1,), opts.rtol, dtype=u0.dtype, device=u0.device)
+    first = int(saver.idx[0]) if u0.shape[0] else 0
+    return _Constants(pack_control(L), C, _padded(save_t, math.inf, L[0].dtype, u0.device),
+                      torch.full((1,), steps, dtype=torch.long, device=u0.device), L[0], span, rtol, first)
+
+
 def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
             family_type: Any = _Family) -> tuple[Any, ...]:
     """The loop program, its arguments (at most ``steps`` steps) and the saver."""
@@ -450,26 +514,26 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
         with torch.autograd.graph.saved_tensors_hooks(lambda x: x, lambda x: x):
             stepper.init(torch.full((u0.shape[0],), opts.t0, dtype=u0.dtype, device=u0.device), u0)
         stepper.stats.nf -= 1  # counted below, with the program's
-    L, C, _, saver, _ = _start(stepper, u0, opts, scalar, eager_setup=not prologue, program=False)
-    padded = _padded(save_t, math.inf, L[0].dtype, u0.device)
-    out = torch.full((padded.shape[0], *saver.out.shape[1:]), math.nan, dtype=u0.dtype, device=u0.device)
-    out[: opts.saveat.shape[0]] = saver.out
-    maxiters = torch.full((1,), steps, dtype=torch.long, device=u0.device)
+    # explicit RK (the prologue): the inputs of this signature, cached; else f(t0, u0) and dt eagerly, each call
+    k = _constants(u0, opts, scalar, save_t, steps, prologue) if prologue else \
+        _built(stepper, u0, opts, scalar, save_t, steps, prologue)
+    out = torch.full((k.padded.shape[0], *u0.shape), math.nan, dtype=u0.dtype, device=u0.device)
+    out[: k.first] = u0[None]  # the save points at t0 (saveat is sorted: they lead)
+    saver = _CountedSaver(opts, u0, direction, k.first, out[: opts.saveat.shape[0]])
     X = prog.family.start(stepper, u0)
     S: tuple[Tensor, ...] = ()
     if prologue:  # the eager set-up's f calls, made in the program: f(t0, u0) and initial_dt's
         X = X[1:]
         stepper.stats.nf += 1 + (opts.dt is None)
         if opts.dt is None:
-            t_state = torch.full((u0.shape[0],), opts.t0, dtype=u0.dtype, device=u0.device)
-            S = (initial_span(opts, t_state, scalar), opts.atol,
-                 torch.full((1,), opts.rtol, dtype=u0.dtype, device=u0.device))
+            assert k.span is not None and k.rtol is not None
+            S = (k.span, opts.atol, k.rtol)
     u = u0
     if prog.family.grad and prog.family.kind == "ros":  # the traced reverse-mode Jacobian, for these shapes
-        prog.family.reverse.prepare(stepper.rhs.p, L[0], u0)
+        prog.family.reverse.prepare(stepper.rhs.p, k.t, u0)
     if prog.family.grad:  # see _requiring_grad
         u, out, X = _requiring_grad(u0), _requiring_grad(out), tuple(_requiring_grad(x) for x in X)
-    args = (pack_control(L), C, padded, out, stepper.rhs.p, u, stepper.atol_n, stepper.rtol_n, maxiters,
+    args = (k.P, k.C, k.padded, out, stepper.rhs.p, u, stepper.atol_n, stepper.rtol_n, k.maxiters,
             prog.family.constants(stepper), X, S)
     return prog, args, saver
 
@@ -548,15 +612,17 @@ def run_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats,
         return None
     steps, with_acceptance = int(k), int(n_any)
     stats.nloop += steps
-    state = list(unpack_control(times, ints))
     prog.family.count(stepper, stats, steps, with_acceptance, tuple(X))
+    # the final control state read in one go (pack_control's rows: t, dt, qold, fail_t, fail_dt; active, seen, stop,
+    # status, n_acc, n_att, sidx), not as twelve tensors
+    t, dt, _, fail_t, fail_dt = times.tolist()
+    active, _, _, status, n_acc, n_att, _ = ints.tolist()
     if stats.nloop >= opts.maxiters:  # the loop stopped on maxiters: the running trajectories fail there
-        active = state[3]
-        state[6] = torch.where(active, MAXITERS, state[6])
-        state[7] = torch.where(active, state[0], state[7])
-        state[8] = torch.where(active, state[1], state[8])
+        status = [MAXITERS if a else s for a, s in zip(active, status, strict=True)]
+        fail_t = [tb if a else f for a, tb, f in zip(active, t, fail_t, strict=True)]
+        fail_dt = [db if a else f for a, db, f in zip(active, dt, fail_dt, strict=True)]
+    raw = [SUCCESS if s == RUNNING and not a else s for a, s in zip(active, status, strict=True)]
     saver.out = out[: opts.saveat.shape[0]]
-    result = finish(stepper, tuple(state), saver, u, None, stats)
-    if u0.shape[0] == 1:  # as the scalar loop returns it
-        result.dt_next = float(state[1].detach().abs()[0])
-    return result
+    # one trajectory: |dt| as a float, as the scalar loop returns it; a batch: the (B,) tensor
+    dt_next = abs(dt[0]) if u0.shape[0] == 1 else times[1].abs()
+    return loop_result(stepper, raw, sum(n_acc), sum(n_att), fail_t, fail_dt, saver, u, None, stats, dt_next)
