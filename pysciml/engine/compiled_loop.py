@@ -463,6 +463,7 @@ def _constants(u0: Tensor, opts: LoopOptions, scalar: bool, save_t: list[float],
     :func:`~.compiled_control._start`'s two dozen small tensor operations (a spiral benchmark solve's set-up)."""
     assert opts.saveat is not None
     key = (tuple(u0.shape), u0.dtype, u0.device, scalar, steps, prologue, opts.saveat.dtype,
+           torch.is_inference_mode_enabled(),  # inference tensors cannot be saved for a later backward
            _floats_key((opts.t0, opts.t1, opts.rtol, opts.dtmin, opts.controller.qoldinit)),
            opts.dt is None, opts.dtmax is None, _floats_key([v for v in (opts.dt, opts.dtmax) if v is not None]),
            _floats_key(list(opts.tstops or [])), _floats_key(save_t))
