@@ -71,9 +71,8 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
-from collections import OrderedDict
 from dataclasses import fields
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch._higher_order_ops.while_loop import while_loop
@@ -85,15 +84,13 @@ from .compiled import CompiledStepper, CompileFailure, _mass, _Program
 from .compiled_control import (
     _CountedSaver,
     _fsal,
-    _padded,
-    _start,
     controlled_step_fn,
     handles,
-    initial_span,
     loop_result,
     options_ok,
     save_times,
 )
+from .compiled_loop_inputs import built, constants, final_state, pack_control, unpack_control
 from .compiled_loop_jac import ReverseJacobian, unsupported
 from .compiled_parts import (
     _user_f,
@@ -107,7 +104,6 @@ from .controller import initial_dt
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import evaluate, hermite_coefficients, polynomial_coefficients
 from .loop_records import LoopOptions, LoopResult
-from .loop_saver import MAXITERS, RUNNING, SUCCESS
 from .rosenbrock import RosenbrockStepper
 
 __all__ = ["handles_whole", "integrate_batched_whole", "warm_whole"]
@@ -404,23 +400,6 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
     return prog
 
 
-def pack_control(L: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-    """The control state ``L`` (:func:`~.compiled_control._start`'s twelve ``(B,)`` tensors) as two loop carries:
-    ``(5, B)`` in the time's dtype (``t, dt, qold, fail_t, fail_dt``) and ``(7, B)`` long (``active, seen, stop,
-    status, n_acc, n_att, sidx``, the flags as 0/1). Every carry costs the loop program per iteration (the Python
-    wrapper's size checks and buffers, a stacked copy for the backward) and per call (guards, the runtime wrapper's
-    per-tensor work), so the whole loop carries these two, not twelve."""
-    t, dt, qold, active, seen, stop, status, fail_t, fail_dt, n_acc, n_att, sidx = L
-    return (torch.stack((t, dt, qold, fail_t, fail_dt)),
-            torch.stack((active.long(), seen.long(), stop, status, n_acc, n_att, sidx)))
-
-
-def unpack_control(times: Tensor, ints: Tensor) -> tuple[Tensor, ...]:
-    """:func:`pack_control`'s inverse: the twelve tensors of ``L``, in its order (the same values)."""
-    return (times[0], times[1], times[2], ints[0] != 0, ints[1] != 0, ints[2], ints[3], times[3], times[4], ints[4],
-            ints[5], ints[6])
-
-
 def _requiring_grad(x: Tensor) -> Tensor:
     """``x``, or a leaf copy that requires grad where a floating ``x`` does not: torch 2.13's ``while_loop``
     backward differentiates a carry at every iteration only where its initial value requires grad (else the
@@ -431,72 +410,10 @@ def _requiring_grad(x: Tensor) -> Tensor:
     return x.detach().requires_grad_()
 
 
-class _Constants(NamedTuple):
-    """The loop program's inputs that depend only on the solve's options and ``u0``'s batch size, width, dtype and
-    device (:func:`_constants`): built by :func:`~.compiled_control._start` once per such signature, then shared
-    by the calls (the program reads them, nothing writes them)."""
-
-    P: tuple[Tensor, Tensor]  #: the packed first control state (:func:`pack_control`)
-    C: tuple[Tensor, ...]  #: the control's constants (stops, last stop, keyed save times, step-size limits)
-    padded: Tensor  #: the save times, padded with inf
-    maxiters: Tensor  #: ``(1,)`` long: the most loop iterations
-    t: Tensor  #: ``(B,)`` the start time in the time's dtype (``L[0]``)
-    span: Tensor | None  #: the prologue's ``initial_dt`` span (``None``: no prologue, or a given ``dt``)
-    rtol: Tensor | None  #: ``(1,)`` ``rtol`` in the state's dtype, beside ``span``
-    first: int  #: how many leading save points are ``t0``'s (they hold ``u0``)
-
-
-_CONSTANTS: OrderedDict[tuple, _Constants] = OrderedDict()
-""":func:`_constants`' entries (the 32 most recent), by every value they are built from."""
-
-
-def _floats_key(values: list[float] | tuple[float, ...]) -> tuple:
-    """``values`` as a cache key that also tells ``-0.0`` from ``0.0`` (equal as floats, not as the tensors
-    built from them). A NaN never equals itself, so a key holding one never hits: such a call builds afresh."""
-    return tuple(values), tuple(i for i, v in enumerate(values) if v == 0.0 and math.copysign(1.0, v) < 0.0)
-
-
-def _constants(u0: Tensor, opts: LoopOptions, scalar: bool, save_t: list[float], steps: int,
-               prologue: bool) -> _Constants:
-    """The inputs of a loop program call that do not depend on ``u0``'s values, ``p`` or ``f``: cached per the
-    options and ``u0``'s batch size, dtype and device, so a training loop's repeated solves of one signature skip
-    :func:`~.compiled_control._start`'s two dozen small tensor operations (a spiral benchmark solve's set-up)."""
-    assert opts.saveat is not None
-    key = (tuple(u0.shape), u0.dtype, u0.device, scalar, steps, prologue, opts.saveat.dtype,
-           torch.is_inference_mode_enabled(),  # inference tensors cannot be saved for a later backward
-           _floats_key((opts.t0, opts.t1, opts.rtol, opts.dtmin, opts.controller.qoldinit)),
-           opts.dt is None, opts.dtmax is None, _floats_key([v for v in (opts.dt, opts.dtmax) if v is not None]),
-           _floats_key(list(opts.tstops or [])), _floats_key(save_t))
-    hit = _CONSTANTS.get(key)
-    if hit is not None:
-        _CONSTANTS.move_to_end(key)
-        return hit
-    entry = _CONSTANTS[key] = _built(None, u0, opts, scalar, save_t, steps, prologue)
-    while len(_CONSTANTS) > 32:
-        _CONSTANTS.popitem(last=False)
-    return entry
-
-
-def _built(stepper: CompiledStepper | None, u0: Tensor, opts: LoopOptions, scalar: bool, save_t: list[float],
-           steps: int, prologue: bool) -> _Constants:
-    """The :class:`_Constants` of a call, built by :func:`~.compiled_control._start`; with a ``stepper`` and
-    without a ``prologue``, ``_start`` computes ``f(t0, u0)`` (``stepper.f0``) and the first step size eagerly (a
-    Rosenbrock or ARK loop: then they depend on ``u0``'s values and ``f``, and are not cached)."""
-    L, C, _, saver, _ = _start(stepper, u0, opts, scalar, eager_setup=not prologue,  # type: ignore[arg-type]
-                               program=False)
-    span = rtol = None
-    if prologue and opts.dt is None:
-        t_state = torch.full((u0.shape[0],), opts.t0, dtype=u0.dtype, device=u0.device)
-        span = initial_span(opts, t_state, scalar)
-        rtol = torch.full((1,), opts.rtol, dtype=u0.dtype, device=u0.device)
-    first = int(saver.idx[0]) if u0.shape[0] else 0
-    return _Constants(pack_control(L), C, _padded(save_t, math.inf, L[0].dtype, u0.device),
-                      torch.full((1,), steps, dtype=torch.long, device=u0.device), L[0], span, rtol, first)
-
-
 def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
             family_type: Any = _Family) -> tuple[Any, ...]:
-    """The loop program, its arguments (at most ``steps`` steps) and the saver."""
+    """The loop program, its arguments (at most ``steps`` steps) and the saver; an explicit-RK program's inputs
+    that depend only on the options are built once per signature (:func:`~.compiled_loop_inputs.constants`)."""
     assert opts.saveat is not None
     scalar = u0.shape[0] == 1  # time in float64, as the scalar loop keeps it
     direction = 1.0 if opts.t1 > opts.t0 else -1.0
@@ -516,8 +433,8 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
             stepper.init(torch.full((u0.shape[0],), opts.t0, dtype=u0.dtype, device=u0.device), u0)
         stepper.stats.nf -= 1  # counted below, with the program's
     # explicit RK (the prologue): the inputs of this signature, cached; else f(t0, u0) and dt eagerly, each call
-    k = _constants(u0, opts, scalar, save_t, steps, prologue) if prologue else \
-        _built(stepper, u0, opts, scalar, save_t, steps, prologue)
+    k = constants(u0, opts, scalar, save_t, steps, prologue) if prologue else \
+        built(stepper, u0, opts, scalar, save_t, steps, prologue)
     out = torch.full((k.padded.shape[0], *u0.shape), math.nan, dtype=u0.dtype, device=u0.device)
     out[: k.first] = u0[None]  # the save points at t0 (saveat is sorted: they lead)
     saver = _CountedSaver(opts, u0, direction, k.first, out[: opts.saveat.shape[0]])
@@ -614,16 +531,8 @@ def run_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats,
     steps, with_acceptance = int(k), int(n_any)
     stats.nloop += steps
     prog.family.count(stepper, stats, steps, with_acceptance, tuple(X))
-    # the final control state read in one go (pack_control's rows: t, dt, qold, fail_t, fail_dt; active, seen, stop,
-    # status, n_acc, n_att, sidx), not as twelve tensors
-    t, dt, _, fail_t, fail_dt = times.tolist()
-    active, _, _, status, n_acc, n_att, _ = ints.tolist()
-    if stats.nloop >= opts.maxiters:  # the loop stopped on maxiters: the running trajectories fail there
-        status = [MAXITERS if a else s for a, s in zip(active, status, strict=True)]
-        fail_t = [tb if a else f for a, tb, f in zip(active, t, fail_t, strict=True)]
-        fail_dt = [db if a else f for a, db, f in zip(active, dt, fail_dt, strict=True)]
-    raw = [SUCCESS if s == RUNNING and not a else s for a, s in zip(active, status, strict=True)]
+    raw, n_acc, n_att, fail_t, fail_dt, dt = final_state(times, ints, stats.nloop >= opts.maxiters)
     saver.out = out[: opts.saveat.shape[0]]
     # one trajectory: |dt| as a float, as the scalar loop returns it; a batch: the (B,) tensor
     dt_next = abs(dt[0]) if u0.shape[0] == 1 else times[1].abs()
-    return loop_result(stepper, raw, sum(n_acc), sum(n_att), fail_t, fail_dt, saver, u, None, stats, dt_next)
+    return loop_result(stepper, raw, n_acc, n_att, fail_t, fail_dt, saver, u, None, stats, dt_next)
