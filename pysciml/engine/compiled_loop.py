@@ -68,7 +68,6 @@ those of differentiated solves (for comparisons).
 
 from __future__ import annotations
 
-import math
 import warnings
 import weakref
 from dataclasses import fields
@@ -435,8 +434,8 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
     # explicit RK (the prologue): the inputs of this signature, cached; else f(t0, u0) and dt eagerly, each call
     k = constants(u0, opts, scalar, save_t, steps, prologue) if prologue else \
         built(stepper, u0, opts, scalar, save_t, steps, prologue)
-    out = torch.full((k.padded.shape[0], *u0.shape), math.nan, dtype=u0.dtype, device=u0.device)
-    out[: k.first] = u0[None]  # the save points at t0 (saveat is sorted: they lead)
+    # the output buffer: u0 at the save points at t0 (saveat is sorted: they lead), NaN after them
+    out = torch.cat((u0[None].expand(k.first, *u0.shape), k.tail))
     saver = _CountedSaver(opts, u0, direction, k.first, out[: opts.saveat.shape[0]])
     X = prog.family.start(stepper, u0)
     S: tuple[Tensor, ...] = ()
@@ -450,7 +449,9 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
     if prog.family.grad and prog.family.kind == "ros":  # the traced reverse-mode Jacobian, for these shapes
         prog.family.reverse.prepare(stepper.rhs.p, k.t, u0)
     if prog.family.grad:  # see _requiring_grad
-        u, out, X = _requiring_grad(u0), _requiring_grad(out), tuple(_requiring_grad(x) for x in X)
+        u, X = _requiring_grad(u0), tuple(_requiring_grad(x) for x in X)
+        if not out.requires_grad:  # a fresh tensor of this call: made a leaf in place
+            out.requires_grad_()
     args = (k.P, k.C, k.padded, out, stepper.rhs.p, u, stepper.atol_n, stepper.rtol_n, k.maxiters,
             prog.family.constants(stepper), X, S)
     return prog, args, saver

@@ -55,6 +55,7 @@ class Constants(NamedTuple):
     span: Tensor | None  #: the prologue's ``initial_dt`` span (``None``: no prologue, or a given ``dt``)
     rtol: Tensor | None  #: ``(1,)`` ``rtol`` in the state's dtype, beside ``span``
     first: int  #: how many leading save points are ``t0``'s (they hold ``u0``)
+    tail: Tensor  #: the NaN rows of the output buffer after those (``(len(padded) - first, B, n)``)
 
 
 _CONSTANTS: OrderedDict[tuple, Constants] = OrderedDict()
@@ -102,8 +103,10 @@ def built(stepper: CompiledStepper | None, u0: Tensor, opts: LoopOptions, scalar
         span = initial_span(opts, t_state, scalar)
         rtol = torch.full((1,), opts.rtol, dtype=u0.dtype, device=u0.device)
     first = int(saver.idx[0]) if u0.shape[0] else 0
-    return Constants(pack_control(L), C, _padded(save_t, math.inf, L[0].dtype, u0.device),
-                     torch.full((1,), steps, dtype=torch.long, device=u0.device), L[0], span, rtol, first)
+    padded = _padded(save_t, math.inf, L[0].dtype, u0.device)
+    tail = torch.full((padded.shape[0] - first, *u0.shape), math.nan, dtype=u0.dtype, device=u0.device)
+    return Constants(pack_control(L), C, padded, torch.full((1,), steps, dtype=torch.long, device=u0.device), L[0],
+                     span, rtol, first, tail)
 
 
 def final_state(times: Tensor, ints: Tensor,
