@@ -91,6 +91,16 @@ def test_a_changed_value_builds_its_own_entry(change: str) -> None:
                                  True))
 
 
+def test_large_tail_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An output buffer's NaN tail above ``TAIL_CACHED`` elements is not held by the entry."""
+    cli._CONSTANTS.clear()
+    _, opts, u0 = setup()
+    assert entry(opts, u0).tail is not None
+    monkeypatch.setattr(cli, "TAIL_CACHED", 2)
+    cli._CONSTANTS.clear()
+    assert entry(opts, u0).tail is None
+
+
 def test_signed_zero_keys() -> None:
     """``-0.0`` and ``0.0`` are equal floats but not equal tensors: their keys differ."""
     assert cli._floats_key((0.0, 1.0)) != cli._floats_key((-0.0, 1.0))
@@ -147,10 +157,12 @@ class Spiral(torch.nn.Sequential):
 
 
 @pytest.mark.exhaustive
-def test_odeint_spiral_calls_equal_uncached() -> None:
+@pytest.mark.parametrize("tail_cached", [cli.TAIL_CACHED, 0])
+def test_odeint_spiral_calls_equal_uncached(monkeypatch: pytest.MonkeyPatch, tail_cached: int) -> None:
     """``odeint(compile=True)`` as the spiral benchmark calls it, on two save grids in turn and once under
     ``torch.inference_mode()``: values and parameter gradients equal bit for bit to the same calls with the cache
-    emptied before each."""
+    emptied before each (with the output buffer's NaN tail cached, and made at each call)."""
+    monkeypatch.setattr(cli, "TAIL_CACHED", tail_cached)
     torch.manual_seed(0)
     model = Spiral(torch.nn.Linear(2, 50), torch.nn.Tanh(), torch.nn.Linear(50, 2))
     y0 = torch.tensor([[2.0, 0.0], [1.5, 0.3]])

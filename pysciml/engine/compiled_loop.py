@@ -89,7 +89,7 @@ from .compiled_control import (
     options_ok,
     save_times,
 )
-from .compiled_loop_inputs import built, constants, final_state, pack_control, unpack_control
+from .compiled_loop_inputs import built, constants, final_state, nan_rows, pack_control, unpack_control
 from .compiled_loop_jac import ReverseJacobian, unsupported
 from .compiled_parts import (
     _user_f,
@@ -435,7 +435,8 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
     k = constants(u0, opts, scalar, save_t, steps, prologue) if prologue else \
         built(stepper, u0, opts, scalar, save_t, steps, prologue)
     # the output buffer: u0 at the save points at t0 (saveat is sorted: they lead), NaN after them
-    out = torch.cat((u0[None].expand(k.first, *u0.shape), k.tail))
+    tail = k.tail if k.tail is not None else nan_rows((k.padded.shape[0] - k.first, *u0.shape), u0)
+    out = torch.cat((u0[None].expand(k.first, *u0.shape), tail))
     saver = _CountedSaver(opts, u0, direction, k.first, out[: opts.saveat.shape[0]])
     X = prog.family.start(stepper, u0)
     S: tuple[Tensor, ...] = ()

@@ -20,7 +20,7 @@ from .compiled_control import _padded, _start, initial_span
 from .loop_records import LoopOptions
 from .loop_saver import MAXITERS, RUNNING, SUCCESS
 
-__all__ = ["pack_control", "unpack_control", "constants", "built", "final_state"]
+__all__ = ["pack_control", "unpack_control", "constants", "built", "final_state", "nan_rows"]
 
 Tensor = torch.Tensor
 
@@ -55,7 +55,18 @@ class Constants(NamedTuple):
     span: Tensor | None  #: the prologue's ``initial_dt`` span (``None``: no prologue, or a given ``dt``)
     rtol: Tensor | None  #: ``(1,)`` ``rtol`` in the state's dtype, beside ``span``
     first: int  #: how many leading save points are ``t0``'s (they hold ``u0``)
-    tail: Tensor  #: the NaN rows of the output buffer after those (``(len(padded) - first, B, n)``)
+    #: the NaN rows of the output buffer after those, ``(len(padded) - first, B, n)``; ``None`` where larger than
+    #: :data:`TAIL_CACHED` elements (made at each call: the cache should not hold output-sized buffers)
+    tail: Tensor | None
+
+
+TAIL_CACHED = 1 << 16
+"""The largest NaN tail of the output buffer (elements) a :class:`Constants` entry holds."""
+
+
+def nan_rows(shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """NaN of ``shape`` in ``like``'s dtype and on its device."""
+    return torch.full(shape, math.nan, dtype=like.dtype, device=like.device)
 
 
 _CONSTANTS: OrderedDict[tuple, Constants] = OrderedDict()
@@ -104,7 +115,8 @@ def built(stepper: CompiledStepper | None, u0: Tensor, opts: LoopOptions, scalar
         rtol = torch.full((1,), opts.rtol, dtype=u0.dtype, device=u0.device)
     first = int(saver.idx[0]) if u0.shape[0] else 0
     padded = _padded(save_t, math.inf, L[0].dtype, u0.device)
-    tail = torch.full((padded.shape[0] - first, *u0.shape), math.nan, dtype=u0.dtype, device=u0.device)
+    shape = (padded.shape[0] - first, *u0.shape)
+    tail = nan_rows(shape, u0) if math.prod(shape) <= TAIL_CACHED else None
     return Constants(pack_control(L), C, padded, torch.full((1,), steps, dtype=torch.long, device=u0.device), L[0],
                      span, rtol, first, tail)
 
