@@ -238,12 +238,11 @@ def _package(result: LoopResult, prob: ODEProblem, alg: Algorithm, stats: Stats,
     terminated = ReturnCode.Terminated in result.status
     if terminated and not failures:
         message = message.replace(": Success (", ": Terminated by a callback (", 1)
-    if not prob.batched:
-        u = u[:, 0]
+    if not prob.batched:  # (S, 1, n) -> (S, *state): one view (no select, whose backward copies into zeros)
+        u = u.reshape(u.shape[0], *prob.state_shape)
         if (failures and result.dense is None or terminated) and t.shape[0] and bool(torch.isnan(u).any()):
             keep = ~torch.isnan(u.reshape(u.shape[0], -1)).any(dim=1)
             t, u = t[keep], u[keep]
-        u = u.reshape(u.shape[0], *prob.state_shape)
     else:
         u = u.reshape(u.shape[0], *prob.u0.shape)
     sol = ODESolution(t, u, tuple(result.status), message, stats, alg, prob, result.dense)

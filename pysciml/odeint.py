@@ -388,7 +388,7 @@ def _discrete_solve(prob: ODEProblem, alg: Algorithm, discrete: DiscreteAdjoint,
                     kw: dict[str, Any]) -> Tensor:
     """The solution at the checked times ``save_t`` through the discrete adjoint: ``solve``'s native path entered
     behind its keyword checks (:func:`~pysciml.solve._solve_checked`), ``odeint`` having made its own."""
-    opts = SolveOptions(saveat=save_t, throw=True).replace(**{k: v for k, v in kw.items() if k != "progress"})
+    opts = SolveOptions(saveat=save_t, throw=True, **{k: v for k, v in kw.items() if k != "progress"})  # kw: solve's
     return _solve_checked(prob, alg, opts, discrete, bool(kw.get("progress"))).u
 
 

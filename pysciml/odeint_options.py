@@ -38,6 +38,8 @@ GRID_KEYS = frozenset({"step_size", "grid_constructor", "interp", "perturb", "no
 ADAMS_KEYS = frozenset({"max_order", "max_iters", "implicit"})
 #: pysciml's own additions (``step_size`` with an adaptive method: fixed steps of that size; dtmin/dtmax)
 EXTRA_KEYS = frozenset({"dtmin", "dtmax"})
+#: every key :func:`translate_options` accepts
+KNOWN_KEYS = ADAPTIVE_KEYS | GRID_KEYS | EXTRA_KEYS | ADAMS_KEYS | {"step_size"}
 CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
 #: torchdiffeq's method strings whose solvers step on a fixed grid (``FixedGridODESolver``): with ``odeint`` they
 #: step on ``t``'s grid even where pysciml's algorithm of that name is adaptive (``implicit_euler``, ``trapezoid``)
@@ -101,10 +103,9 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
     (``perturb`` with ``dopri5``, ``first_step`` with ``rk4``) are ignored with a warning, as torchdiffeq does;
     keys torchdiffeq does not know are an :class:`InputError`."""
     opts = dict(options or {})
-    known = ADAPTIVE_KEYS | GRID_KEYS | EXTRA_KEYS | ADAMS_KEYS | {"step_size"}
-    unknown = set(opts) - known
+    unknown = set(opts) - KNOWN_KEYS
     if unknown:
-        raise InputError(f"unknown options {sorted(unknown)}; accepted keys: {sorted(known)}")
+        raise InputError(f"unknown options {sorted(unknown)}; accepted keys: {sorted(KNOWN_KEYS)}")
     out = Translated(solve_kw={"rtol": rtol, "atol": atol})
     adams = isinstance(alg, (AdamsBashforth, AdamsBashforthMoulton))
     if adams:
@@ -164,11 +165,11 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
         if not isinstance(dt, torch.dtype) or not dt.is_floating_point:
             raise InputError(f"options['dtype'] must be a floating torch dtype, got {dt!r}")
         out.time_dtype = dt
-    ta, tb = float(t[0].detach()), float(t[-1].detach())
-    lo, hi = min(ta, tb), max(ta, tb)
     stops: list[float] = []
     for key in ("step_t", "jump_t"):
         if opts.get(key) is not None:
+            ta, tb = float(t[0].detach()), float(t[-1].detach())  # read only here: two host reads per solve
+            lo, hi = min(ta, tb), max(ta, tb)
             vals = [v for v in _times(key, opts[key]) if lo < v < hi]  # torchdiffeq ignores times outside
             stops += vals
             if key == "jump_t":

@@ -44,7 +44,7 @@ from .loop_records import LoopOptions, LoopResult, save_time_list
 from .loop_saver import _CODES, DTMIN, MAXITERS, RUNNING, SUCCESS, UNSTABLE, _Saver
 from .rosenbrock import RosenbrockStepper
 
-__all__ = ["integrate_batched_compiled", "handles", "warm"]
+__all__ = ["integrate_batched_compiled", "handles", "warm", "finish", "loop_result"]
 
 Tensor = torch.Tensor
 REACH = 1.0 + 1e-12  # as in engine/loop.py: a step within this factor of the remaining span ends on the stop
@@ -340,21 +340,30 @@ def finish(stepper: CompiledStepper, L: tuple[Tensor, ...], saver: _CountedSaver
     """The loop's result from its last state ``L``: return codes, failure points, counters, saved values."""
     t, dt, _, active, _, _, status, fail_t, fail_dt, n_acc, n_att, _ = L
     status = torch.where((status == RUNNING) & ~active, SUCCESS, status)
-    n_accepted, n_attempted = int(n_acc.sum()), int(n_att.sum())
+    return loop_result(stepper, status.tolist(), int(n_acc.sum()), int(n_att.sum()), fail_t, fail_dt, saver, u,
+                       dense, stats, dt.abs())
+
+
+def loop_result(stepper: CompiledStepper, raw: list[int], n_accepted: int, n_attempted: int,
+                fail_t: Tensor | list[float], fail_dt: Tensor | list[float], saver: _CountedSaver, u: Tensor,
+                dense: DenseOutput | None, stats: Stats, dt_next: Any) -> LoopResult:
+    """:func:`finish`'s result from the final return codes ``raw`` (one per trajectory), the accepted and
+    attempted steps of all trajectories and where each stopped (``fail_t``, ``fail_dt``: read only for failed
+    trajectories); the whole loop (:mod:`.compiled_loop`) hands them as Python lists, read in one go."""
     stats.naccept += n_accepted
     stats.nreject += n_attempted - n_accepted
     if dense is not None:
         dense.finalize()
-    raw = status.tolist()
     codes: list[Any]
     infos: list[tuple[float, float] | None]
     if raw.count(SUCCESS) == len(raw):  # the common case: no per-trajectory lists built in Python
         codes, infos = [_CODES[SUCCESS]] * len(raw), [None] * len(raw)
     else:
         codes = [_CODES[s] for s in raw]
-        infos = [None if c is _CODES[SUCCESS] else (float(a), float(b))
-                 for c, a, b in zip(codes, fail_t.tolist(), fail_dt.tolist(), strict=True)]
+        ft = fail_t.tolist() if isinstance(fail_t, Tensor) else fail_t
+        fdt = fail_dt.tolist() if isinstance(fail_dt, Tensor) else fail_dt
+        infos = [None if c is _CODES[SUCCESS] else (float(a), float(b)) for c, a, b in zip(codes, ft, fdt, strict=True)]
     reason = describe(0, 0.0, stepper.name, stepper.stability_boundary)
     ts, us = saver.result(u)
     return LoopResult(t=ts, u=us, status=codes, fail_info=infos, reasons=[reason] * len(codes), dense=dense,
-                      dt_next=dt.abs())
+                      dt_next=dt_next)

@@ -68,7 +68,6 @@ those of differentiated solves (for comparisons).
 
 from __future__ import annotations
 
-import math
 import warnings
 import weakref
 from dataclasses import fields
@@ -82,16 +81,15 @@ from . import compiled_parts
 from .ark import ARKStepper
 from .compiled import CompiledStepper, CompileFailure, _mass, _Program
 from .compiled_control import (
+    _CountedSaver,
     _fsal,
-    _padded,
-    _start,
     controlled_step_fn,
-    finish,
     handles,
-    initial_span,
+    loop_result,
     options_ok,
     save_times,
 )
+from .compiled_loop_inputs import built, constants, final_state, nan_rows, pack_control, unpack_control
 from .compiled_loop_jac import ReverseJacobian, unsupported
 from .compiled_parts import (
     _user_f,
@@ -105,7 +103,6 @@ from .controller import initial_dt
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import evaluate, hermite_coefficients, polynomial_coefficients
 from .loop_records import LoopOptions, LoopResult
-from .loop_saver import MAXITERS
 from .rosenbrock import RosenbrockStepper
 
 __all__ = ["handles_whole", "integrate_batched_whole", "warm_whole"]
@@ -402,23 +399,6 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
     return prog
 
 
-def pack_control(L: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-    """The control state ``L`` (:func:`~.compiled_control._start`'s twelve ``(B,)`` tensors) as two loop carries:
-    ``(5, B)`` in the time's dtype (``t, dt, qold, fail_t, fail_dt``) and ``(7, B)`` long (``active, seen, stop,
-    status, n_acc, n_att, sidx``, the flags as 0/1). Every carry costs the loop program per iteration (the Python
-    wrapper's size checks and buffers, a stacked copy for the backward) and per call (guards, the runtime wrapper's
-    per-tensor work), so the whole loop carries these two, not twelve."""
-    t, dt, qold, active, seen, stop, status, fail_t, fail_dt, n_acc, n_att, sidx = L
-    return (torch.stack((t, dt, qold, fail_t, fail_dt)),
-            torch.stack((active.long(), seen.long(), stop, status, n_acc, n_att, sidx)))
-
-
-def unpack_control(times: Tensor, ints: Tensor) -> tuple[Tensor, ...]:
-    """:func:`pack_control`'s inverse: the twelve tensors of ``L``, in its order (the same values)."""
-    return (times[0], times[1], times[2], ints[0] != 0, ints[1] != 0, ints[2], ints[3], times[3], times[4], ints[4],
-            ints[5], ints[6])
-
-
 def _requiring_grad(x: Tensor) -> Tensor:
     """``x``, or a leaf copy that requires grad where a floating ``x`` does not: torch 2.13's ``while_loop``
     backward differentiates a carry at every iteration only where its initial value requires grad (else the
@@ -431,7 +411,8 @@ def _requiring_grad(x: Tensor) -> Tensor:
 
 def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
             family_type: Any = _Family) -> tuple[Any, ...]:
-    """The loop program, its arguments (at most ``steps`` steps) and the saver."""
+    """The loop program, its arguments (at most ``steps`` steps) and the saver; an explicit-RK program's inputs
+    that depend only on the options are built once per signature (:func:`~.compiled_loop_inputs.constants`)."""
     assert opts.saveat is not None
     scalar = u0.shape[0] == 1  # time in float64, as the scalar loop keeps it
     direction = 1.0 if opts.t1 > opts.t0 else -1.0
@@ -450,26 +431,29 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int,
         with torch.autograd.graph.saved_tensors_hooks(lambda x: x, lambda x: x):
             stepper.init(torch.full((u0.shape[0],), opts.t0, dtype=u0.dtype, device=u0.device), u0)
         stepper.stats.nf -= 1  # counted below, with the program's
-    L, C, _, saver, _ = _start(stepper, u0, opts, scalar, eager_setup=not prologue, program=False)
-    padded = _padded(save_t, math.inf, L[0].dtype, u0.device)
-    out = torch.full((padded.shape[0], *saver.out.shape[1:]), math.nan, dtype=u0.dtype, device=u0.device)
-    out[: opts.saveat.shape[0]] = saver.out
-    maxiters = torch.full((1,), steps, dtype=torch.long, device=u0.device)
+    # explicit RK (the prologue): the inputs of this signature, cached; else f(t0, u0) and dt eagerly, each call
+    k = constants(u0, opts, scalar, save_t, steps, prologue) if prologue else \
+        built(stepper, u0, opts, scalar, save_t, steps, prologue)
+    # the output buffer: u0 at the save points at t0 (saveat is sorted: they lead), NaN after them
+    tail = k.tail if k.tail is not None else nan_rows((k.padded.shape[0] - k.first, *u0.shape), u0)
+    out = torch.cat((u0[None].expand(k.first, *u0.shape), tail))
+    saver = _CountedSaver(opts, u0, direction, k.first, out[: opts.saveat.shape[0]])
     X = prog.family.start(stepper, u0)
     S: tuple[Tensor, ...] = ()
     if prologue:  # the eager set-up's f calls, made in the program: f(t0, u0) and initial_dt's
         X = X[1:]
         stepper.stats.nf += 1 + (opts.dt is None)
         if opts.dt is None:
-            t_state = torch.full((u0.shape[0],), opts.t0, dtype=u0.dtype, device=u0.device)
-            S = (initial_span(opts, t_state, scalar), opts.atol,
-                 torch.full((1,), opts.rtol, dtype=u0.dtype, device=u0.device))
+            assert k.span is not None and k.rtol is not None
+            S = (k.span, opts.atol, k.rtol)
     u = u0
     if prog.family.grad and prog.family.kind == "ros":  # the traced reverse-mode Jacobian, for these shapes
-        prog.family.reverse.prepare(stepper.rhs.p, L[0], u0)
+        prog.family.reverse.prepare(stepper.rhs.p, k.t, u0)
     if prog.family.grad:  # see _requiring_grad
-        u, out, X = _requiring_grad(u0), _requiring_grad(out), tuple(_requiring_grad(x) for x in X)
-    args = (pack_control(L), C, padded, out, stepper.rhs.p, u, stepper.atol_n, stepper.rtol_n, maxiters,
+        u, X = _requiring_grad(u0), tuple(_requiring_grad(x) for x in X)
+        if not out.requires_grad:  # a fresh tensor of this call: made a leaf in place
+            out.requires_grad_()
+    args = (k.P, k.C, k.padded, out, stepper.rhs.p, u, stepper.atol_n, stepper.rtol_n, k.maxiters,
             prog.family.constants(stepper), X, S)
     return prog, args, saver
 
@@ -548,15 +532,9 @@ def run_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats,
         return None
     steps, with_acceptance = int(k), int(n_any)
     stats.nloop += steps
-    state = list(unpack_control(times, ints))
     prog.family.count(stepper, stats, steps, with_acceptance, tuple(X))
-    if stats.nloop >= opts.maxiters:  # the loop stopped on maxiters: the running trajectories fail there
-        active = state[3]
-        state[6] = torch.where(active, MAXITERS, state[6])
-        state[7] = torch.where(active, state[0], state[7])
-        state[8] = torch.where(active, state[1], state[8])
+    raw, n_acc, n_att, fail_t, fail_dt, dt = final_state(times, ints, stats.nloop >= opts.maxiters)
     saver.out = out[: opts.saveat.shape[0]]
-    result = finish(stepper, tuple(state), saver, u, None, stats)
-    if u0.shape[0] == 1:  # as the scalar loop returns it
-        result.dt_next = float(state[1].detach().abs()[0])
-    return result
+    # one trajectory: |dt| as a float, as the scalar loop returns it; a batch: the (B,) tensor
+    dt_next = abs(dt[0]) if u0.shape[0] == 1 else times[1].abs()
+    return loop_result(stepper, raw, n_acc, n_att, fail_t, fail_dt, saver, u, None, stats, dt_next)

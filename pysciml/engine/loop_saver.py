@@ -23,9 +23,12 @@ SUCCESS, MAXITERS, DTMIN, UNSTABLE, CONVFAIL, TERMINATED = 1, 2, 3, 4, 5, 6
 class _Saver:
     """Collects the solution at ``saveat`` (interpolated inside each accepted step) or at every step."""
 
-    def __init__(self, opts: LoopOptions, u0: Tensor, direction: float, first: int | None = None) -> None:
+    def __init__(self, opts: LoopOptions, u0: Tensor, direction: float, first: int | None = None,
+                 out: Tensor | None = None) -> None:
         """``first``: the number of leading save points that are ``t0``'s, when the caller has decided it (the
-        compiled loop of one trajectory, whose float64 time compares as the scalar loop's does); else found here."""
+        compiled loop of one trajectory, whose float64 time compares as the scalar loop's does); else found here.
+        ``out``: the ``(S, B, n)`` output buffer, made by the caller (with ``first``) and already holding ``u0`` in
+        its first ``first`` rows and NaN in the others (the whole loop's, :mod:`.compiled_loop`)."""
         self.direction = direction
         self.everystep = opts.save_everystep
         self.saveat = opts.saveat
@@ -35,8 +38,14 @@ class _Saver:
         if self.saveat is not None:
             s = self.saveat.shape[0]
             bsz = u0.shape[0]
-            self.out = torch.full((s, bsz, u0.shape[1]), float("nan"), dtype=u0.dtype, device=u0.device)
-            if first is None:
+            if out is not None:  # filled by the caller
+                assert first is not None
+                self.out = out
+            else:
+                self.out = torch.full((s, bsz, u0.shape[1]), float("nan"), dtype=u0.dtype, device=u0.device)
+            if out is not None:
+                pass
+            elif first is None:
                 at_start = (self.saveat == opts.t0).nonzero().flatten()
                 if at_start.numel():
                     self.out[at_start] = u0[None].expand(at_start.numel(), -1, -1)
