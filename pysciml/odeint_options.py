@@ -166,10 +166,12 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
             raise InputError(f"options['dtype'] must be a floating torch dtype, got {dt!r}")
         out.time_dtype = dt
     stops: list[float] = []
+    lo = hi = 0.0
+    if opts.get("step_t") is not None or opts.get("jump_t") is not None:  # two host reads, only where needed
+        ta, tb = float(t[0].detach()), float(t[-1].detach())
+        lo, hi = min(ta, tb), max(ta, tb)
     for key in ("step_t", "jump_t"):
         if opts.get(key) is not None:
-            ta, tb = float(t[0].detach()), float(t[-1].detach())  # read only here: two host reads per solve
-            lo, hi = min(ta, tb), max(ta, tb)
             vals = [v for v in _times(key, opts[key]) if lo < v < hi]  # torchdiffeq ignores times outside
             stops += vals
             if key == "jump_t":

@@ -38,11 +38,10 @@ from typing import Any
 
 import torch
 from torch._higher_order_ops.while_loop import while_loop
-from torch.utils._pytree import tree_leaves
 
 from ..problem_dynamical import HamiltonianProblem, SecondOrderODEProblem
 from ..solution import Stats
-from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _Program, note_fresh_f
+from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _leaves_require_grad, _Program, note_fresh_f
 from .fixed_step_check import describe
 from .interpolation import evaluate, hermite_coefficients
 from .loop_records import LoopOptions, LoopResult, finite_rows, fixed_step_count, save_time_list
@@ -138,11 +137,8 @@ def field_function(prob: Any) -> tuple[Any, tuple[Any, ...], str]:
 def _differentiated(prob: Any, u0: Tensor) -> bool:
     """Whether a solve may be differentiated: grad mode, and ``u0``, a tensor in ``p`` or a parameter of an
     ``nn.Module`` the problem's functions are (an HNN's ``H``) requiring grad."""
-    if not torch.is_grad_enabled():
-        return False
-    modules = prob.closure_modules() if isinstance(prob, HamiltonianProblem) else (prob.accel,)
-    return any(isinstance(x, Tensor) and x.requires_grad for x in [u0, *tree_leaves(prob.p)]) or any(
-        isinstance(m, torch.nn.Module) and any(w.requires_grad for w in m.parameters()) for m in modules)
+    f = prob.f if isinstance(prob, HamiltonianProblem) else prob.accel  # prob.f: its own field, H's modules seen
+    return torch.is_grad_enabled() and (u0.requires_grad or _leaves_require_grad(f, prob.p))
 
 
 def handles(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:

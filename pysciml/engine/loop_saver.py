@@ -43,15 +43,13 @@ class _Saver:
                 self.out = out
             else:
                 self.out = torch.full((s, bsz, u0.shape[1]), float("nan"), dtype=u0.dtype, device=u0.device)
-            if out is not None:
-                pass
-            elif first is None:
-                at_start = (self.saveat == opts.t0).nonzero().flatten()
-                if at_start.numel():
-                    self.out[at_start] = u0[None].expand(at_start.numel(), -1, -1)
-                first = int(at_start.max()) + 1 if at_start.numel() else 0
-            else:
-                self.out[:first] = u0[None]
+                if first is None:
+                    at_start = (self.saveat == opts.t0).nonzero().flatten()
+                    if at_start.numel():
+                        self.out[at_start] = u0[None].expand(at_start.numel(), -1, -1)
+                    first = int(at_start.max()) + 1 if at_start.numel() else 0
+                else:
+                    self.out[:first] = u0[None]
             self.idx = torch.full((bsz,), first, dtype=torch.long, device=u0.device)
             self._track()
 
