@@ -73,18 +73,27 @@ class DenseOutput:
         if self.coeffs is None:
             self.finalize()
         assert self.coeffs is not None and self.t_start is not None and self.t_end is not None
-        d = self.direction
-        ends = (d * self.t_end).T.contiguous()  # (B, N), sorted per trajectory
-        nb = ends.shape[0]
-        tq = t.to(self.t_end.dtype)
-        idx = torch.searchsorted(ends, (d * tq).expand(nb, -1).contiguous())  # (B, M)
-        idx = idx.clamp(max=ends.shape[1] - 1)
-        b_idx = torch.arange(nb, device=idx.device)[:, None].expand_as(idx)
-        t0 = self.t_start[idx, b_idx]
-        t1 = self.t_end[idx, b_idx]
-        width = t1 - t0
-        safe = torch.where(width == 0, torch.ones_like(width), width)
-        theta = torch.where(width == 0, torch.zeros_like(width), (tq[None, :] - t0) / safe)
-        c = self.coeffs.permute(0, 2, 1, 3)[idx, b_idx]  # (B, M, q+1, n)
-        vals = evaluate(c.permute(2, 0, 1, 3), theta)  # (B, M, n)
-        return vals.transpose(0, 1)
+        return interpolate(self.t_start, self.t_end, self.coeffs, self.direction, t)
+
+
+def interpolate(t_start: Tensor, t_end: Tensor, coeffs: Tensor, direction: float, t: Tensor,
+                last: Tensor | None = None) -> Tensor:
+    """:class:`DenseOutput`'s values at times ``t`` ``(M,)``: ``(M, B, n)`` from its ``t_start``/``t_end`` ``(N, B)``
+    and ``coeffs`` ``(N, q+1, B, n)``. A time past the last step extrapolates it; ``last`` (a 0-d integer tensor):
+    the last real step, where the arrays are padded past it (equal ends, zero width) to a fixed shape for a
+    compiled program. Traceable: no host reads."""
+    d = direction
+    ends = (d * t_end).T.contiguous()  # (B, N), sorted per trajectory
+    nb = ends.shape[0]
+    tq = t.to(t_end.dtype)
+    idx = torch.searchsorted(ends, (d * tq).expand(nb, -1).contiguous())  # (B, M)
+    idx = idx.clamp(max=ends.shape[1] - 1) if last is None else torch.minimum(idx, last)
+    b_idx = torch.arange(nb, device=idx.device)[:, None].expand_as(idx)
+    t0 = t_start[idx, b_idx]
+    t1 = t_end[idx, b_idx]
+    width = t1 - t0
+    safe = torch.where(width == 0, torch.ones_like(width), width)
+    theta = torch.where(width == 0, torch.zeros_like(width), (tq[None, :] - t0) / safe)
+    c = coeffs.permute(0, 2, 1, 3)[idx, b_idx]  # (B, M, q+1, n)
+    vals = evaluate(c.permute(2, 0, 1, 3), theta)  # (B, M, n)
+    return vals.transpose(0, 1)

@@ -32,6 +32,7 @@ from ..native import solve_native as solve
 from ..problem import ODEProblem, SplitODEProblem
 from ..sensealg import BacksolveAdjoint, InterpolatingAdjoint, QuadratureAdjoint, SensitivityAlgorithm
 from ..solution import Stats, raise_if_failed
+from .augmented import field_for, padded_dense
 from .vjp import refuse_new_leaves, vjp
 
 Tensor = torch.Tensor
@@ -60,6 +61,8 @@ class AdjointSetup:
     failed: tuple[Any, Tensor] | None = None
     checkpoint_every: int = 50
     dt_carry: float | None = None  # last step size of the previous adjoint interval
+    #: the forward solve's dense output padded for the augmented field (:func:`.augmented.padded_dense`)
+    dense_inputs: tuple[Tensor, ...] | None = None
     #: work of the forward solve, to which the backward pass adds that of its re-solves and adjoint solves
     stats: Stats = field(default_factory=Stats)
 
@@ -110,6 +113,8 @@ class ContinuousAdjoint(torch.autograd.Function):
         prob, ts = setup.prob, setup.save_t
         need_t = ctx.needs_input_grad[2]
         a = grad_ys[-1].clone()
+        if ctx.dense is not None and not _quadrature(setup):
+            setup.dense_inputs = padded_dense(ctx.dense._dense)
         g: list[Tensor | None] = [None] * len(setup.params)
         grad_t = torch.zeros_like(ts) if need_t else None
         for i in range(len(ts) - 1, 0, -1):
@@ -121,6 +126,7 @@ class ContinuousAdjoint(torch.autograd.Function):
             if grad_t is not None and i == 1:
                 grad_t[0] = -(a * prob.rhs(ts[0], ys[0])).sum()
             a = a + grad_ys[i - 1]
+        setup.dense_inputs = None
         # a parameter f never uses has gradient exactly zero (it is an input of this Function: not None)
         grads = [torch.zeros_like(q) if gi is None else gi for gi, q in zip(g, setup.params, strict=True)]
         return (None, a, grad_t, *grads)
@@ -203,47 +209,43 @@ def _interpolator(sol: Any) -> Callable[[Tensor], Tensor]:
 def _adjoint_interval(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] | None, y_hi: Tensor, a: Tensor,
                       t_hi: Tensor, t_lo: Tensor) -> tuple[Tensor, list[Tensor | None]]:
     """Solve the adjoint from ``t_hi`` back to ``t_lo``; returns ``a(t_lo)`` and the parameter increments."""
-    implicit = isinstance(setup.adj_alg, ImplicitAlgorithm)
-    quadrature = implicit or isinstance(setup.sensealg, QuadratureAdjoint)
-    if quadrature:
+    if _quadrature(setup):
         return _core_then_quadrature(setup, y_of_t, y_hi, a, t_hi, t_lo)
     return _augmented_explicit(setup, y_of_t, y_hi, a, t_hi, t_lo)
 
 
+def _quadrature(setup: AdjointSetup) -> bool:
+    """Whether the backward pass solves ``a`` alone and ``g`` by quadrature (implicit methods, QuadratureAdjoint)."""
+    return isinstance(setup.adj_alg, ImplicitAlgorithm) or isinstance(setup.sensealg, QuadratureAdjoint)
+
+
 def _augmented_explicit(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] | None, y_hi: Tensor,
                         a: Tensor, t_hi: Tensor, t_lo: Tensor) -> tuple[Tensor, list[Tensor | None]]:
-    """``[a, g]`` (Interpolating) or ``[y, a, g]`` (Backsolve) as one explicit system, torchdiffeq-style."""
+    """``[a, g]`` (Interpolating) or ``[y, a, g]`` (Backsolve) as one explicit system, torchdiffeq-style; with
+    ``compile=True`` its solves are compiled where :func:`.augmented.field_for` allows."""
     prob, params = setup.prob, setup.params
     shape, n = prob.state_shape, prob.state_size
-    sizes = [q.numel() for q in params]
     backsolve = y_of_t is None
     offset = 2 * n if backsolve else n
-    used: list[bool] = [False] * len(params)
-
-    def rhs(t: Tensor, z: Tensor) -> Tensor:
-        y = z[:n].reshape(shape) if backsolve else y_of_t(t)
-        aa = z[offset - n: offset].reshape(shape)
-        fy, gy, gp, _ = vjp(prob.f, prob.f_takes_p, prob.p, t, y, aa, params,
-                            known=params if setup.discovered else None)
-        parts = [fy.reshape(-1)] if backsolve else []
-        parts.append(-gy.reshape(-1))
-        for k, (gk, q) in enumerate(zip(gp, params, strict=True)):
-            used[k] = used[k] or gk is not None
-            parts.append(-(gk if gk is not None else torch.zeros_like(q)).reshape(-1))
-        return torch.cat(parts)
-
-    z0 = torch.cat([y_hi.reshape(-1)] * backsolve + [a.reshape(-1)] + [a.new_zeros(sum(sizes))])
-    adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)))
-    sol = solve(adj, setup.adj_alg, _interval_options(setup, y_of_t, t_hi, t_lo), saveat=[float(t_lo)])
-    setup.dt_carry = sol.dt_next
+    direction = 1.0 if prob.tspan[1] > prob.tspan[0] else -1.0
+    dense = None if backsolve else setup.dense_inputs if setup.dense_inputs is not None else y_of_t
+    # compiled: not checkpointed pieces (a Python y(t)), hooks (the eager loop) or a differentiated backward pass
+    want = (setup.options.compile and not callable(dense) and setup.adj_options.hooks is None
+            and not torch.is_grad_enabled())
+    field, compiled = field_for(prob, params, backsolve, setup.discovered, direction, want)
+    z0 = torch.cat([y_hi.reshape(-1)] * backsolve + [a.reshape(-1)] + [a.new_zeros(sum(field.sizes))])
+    adj = ODEProblem(field, z0, (float(t_hi), float(t_lo)), p=(prob.p, dense, tuple(params)))
+    opts = _interval_options(setup, y_of_t, t_hi, t_lo).replace(compile=compiled)
+    sol = solve(adj, setup.adj_alg, opts, saveat=[float(t_lo)])
+    setup.dt_carry = None if sol.dt_next is None else float(sol.dt_next)
     raise_if_failed(sol, f"backward (adjoint) solve from t={float(t_hi):.6g} to t={float(t_lo):.6g}")
     setup.stats += sol.stats
     z = sol.u[-1]
     a_lo = z[offset - n: offset].reshape(shape)
     g_inc: list[Tensor | None] = []
     pos = offset
-    for k, (sz, q) in enumerate(zip(sizes, params, strict=True)):
-        g_inc.append(z[pos: pos + sz].reshape(q.shape) if used[k] else None)
+    for sz, q in zip(field.sizes, params, strict=True):
+        g_inc.append(z[pos: pos + sz].reshape(q.shape))
         pos += sz
     return a_lo, g_inc
 
