@@ -22,7 +22,7 @@ and its Jacobian functions, grad mode): tolerances, times, ``u0`` and the tensor
 parameter sweep compiles once. Each program gets its own code object, hence its own Dynamo cache. A compile
 that fails (data-dependent Python in ``f``, a graph break) falls back to the eager stepper with one
 ``RuntimeWarning`` that says why; what has no compiled step (torchdiffeq's iterated Adams corrector, GMRES,
-finite-difference Jacobians, ARK with a linear implicit part) runs eagerly after one warning too. The explicit
+finite-difference Jacobians) runs eagerly after one warning too. The explicit
 symplectic splitting step has its own program and stepper in :mod:`.compiled_symplectic`; the fixed-step Adams
 methods' multistep step, in :mod:`.compiled_adams`; the implicit midpoint rule's stage solve, in
 :mod:`.compiled_midpoint`.
@@ -207,11 +207,9 @@ def _unsupported(stepper: Stepper) -> str | None:
             return "finite-difference Jacobians (autodiff=False) have no compiled step yet; give the problem a jac"
         return None
     if isinstance(stepper, ARKStepper):
-        if stepper.linear:
-            return "a linear implicit part (a matrix operator) has no compiled step yet"
         if not isinstance(stepper.linsolve, DenseLUSolver):
             return _linsolve_reason(stepper.linsolve)
-        if stepper.rhs.user_jac is None and not stepper.rhs.autodiff:
+        if not stepper.linear and stepper.rhs.user_jac is None and not stepper.rhs.autodiff:
             return "finite-difference Jacobians (autodiff=False) have no compiled step yet; give the problem a jac"
         return None
     if isinstance(stepper, FIRKStepper):
@@ -228,6 +226,8 @@ def _unsupported(stepper: Stepper) -> str | None:
 def _key(stepper: Stepper, bsz: int, dense: bool) -> tuple:
     rhs = stepper.rhs
     ids = (id(rhs.f), rhs.takes_p, id(rhs.user_jac), rhs.jac_takes_p, id(rhs.user_tgrad), rhs.tgrad_takes_p)
+    if isinstance(stepper, ARKStepper) and stepper.linear:  # the program never calls L u (each problem's own method)
+        ids = ("linear",)
     if isinstance(stepper, ARKStepper):  # the explicit part, and the Newton options baked into the program
         rhs_e = stepper.rhs_e
         ids += (id(rhs_e.f) if rhs_e is not None else None, stepper.max_iters, stepper.kappa, stepper.smooth_est)
@@ -254,7 +254,9 @@ def _program(stepper: Stepper, bsz: int, dense: bool) -> _Program:
     if prog is not None:
         _CACHE.move_to_end(key)
         return prog
-    note_fresh_f(stepper.rhs.f, key[:-1])  # the key less the functions' identities
+    linear_ark = isinstance(stepper, ARKStepper) and stepper.linear and stepper.rhs_e is not None
+    watched = stepper.rhs_e.f if linear_ark and stepper.rhs_e is not None else stepper.rhs.f
+    note_fresh_f(watched, key[:-1])  # the key less the functions' identities
     tag = f"{len(_CACHE)}_{abs(hash(key)) % 10**8}"
     if isinstance(stepper, RosenbrockStepper):
         prog = _rosenbrock_program(stepper, dense, tag)
@@ -344,6 +346,16 @@ class CompiledStepper(ProgramStepper):
             fresh = not inner.fresh
             J, ft = (None, None) if fresh else (self._J, self._ft)
             return ("fresh" if fresh else "reuse"), (*args, inner.mass, J, ft)
+        if isinstance(inner, ARKStepper) and inner.linear:  # the eager factorization (reused as it is eagerly)
+            ls = inner.linsolve
+            assert isinstance(ls, DenseLUSolver)
+            if not inner.fresh:
+                ls.set_jacobian(inner.rhs, t, u, inner.fI0)
+                inner.fresh = True
+            ok = ls.factor(1.0 / (inner.tab.gamma * dt))
+            assert ls.lu is not None
+            return "linear", (self.rhs.p, t, u, inner.fI0, inner.fE0, dt, self.atol_n, self.rtol_n, ok, *ls.lu,
+                              ls.inverse, ls.shared)
         if isinstance(inner, ARKStepper):
             fresh = not inner.fresh
             args = (self.rhs.p, t, u, inner.fI0, inner.fE0, dt, self.atol_n, self.rtol_n, _mass(inner), inner.eta,
@@ -381,18 +393,22 @@ class CompiledStepper(ProgramStepper):
                               f_end=f_last if inner.fsal else None, control=control, coeffs=coeffs)
         if isinstance(inner, ARKStepper):
             u_new, err, ok, ks, control, coeffs, J, eta, kI, kE, counts = out
-            self._J, inner.eta, inner._last = J, eta, (kI, kE)
+            inner._last = (kI, kE)
             self._pending = counts if self._pending is None else self._pending + counts
-            stats.njac += variant == "fresh"
-            inner.fresh = True
-            stats.nlu += 1
-            stats.nsolve += inner.smooth_est
             implicit_stages = inner.tab.stages - 1
             if inner.rhs_e is not None:
                 stats.nf += implicit_stages
-            if torch.is_grad_enabled() and (inner.f_tracked or u.requires_grad):  # each stage's exact derivative
-                stats.nf += implicit_stages
-                stats.njac += implicit_stages
+            if variant == "linear":  # the factorization was counted where it was made (program_args)
+                stats.nsolve += implicit_stages + inner.smooth_est
+            else:
+                self._J, inner.eta = J, eta
+                stats.njac += variant == "fresh"
+                inner.fresh = True
+                stats.nlu += 1
+                stats.nsolve += inner.smooth_est
+                if torch.is_grad_enabled() and (inner.f_tracked or u.requires_grad):  # each stage's exact derivative
+                    stats.nf += implicit_stages
+                    stats.njac += implicit_stages
             return StepResult(u_new=u_new, err=err, ok=ok, stages=list(ks.unbind(0)), f_start=f0,
                               f_end=ks[-1] if inner.fsal else None, stage_scale=dt[:, None], control=control,
                               coeffs=coeffs)

@@ -12,8 +12,11 @@ Under gradients (the discrete adjoint) Newton runs without a graph and each conv
 derivative of the stage equation by the implicit function theorem, as :mod:`.stage_gradient` gives the eager
 step (dense solve with the Jacobian at the converged stage), so gradients equal the eager ones.
 
-Not compiled (the caller runs these eagerly after a warning): a linear implicit part (a matrix operator),
-matrix-free GMRES, finite-difference Jacobians.
+A linear implicit part (a matrix operator ``L``, SINODE's) has its own variant, ``linear``: each stage is one solve
+with the factors of ``W = M/(gamma h) - L`` that the eager solver computes (and reuses while the step size stays the
+same: once per solve with fixed steps, one factorization for the whole batch), passed in; no Newton iteration, as
+in the eager step. Not compiled (the caller runs these eagerly after a warning): matrix-free GMRES,
+finite-difference Jacobians.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from torch._higher_order_ops.while_loop import while_loop
 from .ark import ARKStepper
 from .compiled_parts import _control, _Program, _user_f, factor, jacobian_fn
 from .interpolation import polynomial_coefficients
+from .linsolve import apply_factors
 
 __all__ = ["ark_program"]
 
@@ -110,6 +114,42 @@ def ark_program(stepper: ARKStepper, dense: bool, tag: str) -> _Program:
             kI.append(z / gh)
             if FE is not None:
                 kE.append(FE(p, t_i, U))
+        u_new, err, ok, K, control, coeffs, k_i, k_e, counts = end(u, U, h, kI, kE, ok, solve, inv, atol_n, rtol_n,
+                                                                   iters)
+        return u_new, err, ok, K, control, coeffs, J, eta, k_i, k_e, counts
+
+    def linear_step(p: Any, t: Tensor, u: Tensor, fI0: Tensor, fE0: Tensor | None, dt: Tensor, atol_n: Tensor,
+                    rtol_n: Tensor, ok: Tensor, lu: Tensor, piv: Tensor, inverse: Tensor | None, shared: bool
+                    ) -> tuple[Any, ...]:
+        """The step on a linear implicit part ``L u``: each stage one solve with the eager factorization of
+        ``W = M/(gamma h) - L`` (its factors are inputs: the eager solver factors once while the step size stays the
+        same, shared by the batch), no Newton iteration; differentiable through the stages and the factors."""
+        inv = 1.0 / (tab.gamma * dt)
+        h = dt[:, None]
+        gh = tab.gamma * h
+        kI = [fI0]
+        kE = [fE0] if fE0 is not None else []
+        U = u
+
+        def solve(v: Tensor) -> Tensor:
+            return apply_factors(lu, piv, inverse, shared, v)
+
+        for i in range(1, s):
+            (acc,) = sums[i](kI + kE)
+            psi = u if acc is None else torch.addcmul(u, h, acc)
+            U = solve(psi * inv[:, None])
+            kI.append((U - psi) / gh)
+            if FE is not None:
+                kE.append(FE(p, t + tab.c[i] * dt, U))
+        none = torch.zeros((), dtype=torch.int64, device=u.device)
+        u_new, err, ok, K, control, coeffs, k_i, k_e, counts = end(u, U, h, kI, kE, ok, solve, inv, atol_n, rtol_n,
+                                                                   none)
+        return u_new, err, ok, K, control, coeffs, None, None, k_i, k_e, counts  # ark_step's layout (no J, eta)
+
+    def end(u: Tensor, U: Tensor, h: Tensor, kI: list[Tensor], kE: list[Tensor], ok: Tensor, solve: Any,
+            inv: Tensor, atol_n: Tensor, rtol_n: Tensor, iters: Tensor) -> tuple[Any, ...]:
+        """The step's end, both forms: the solution, the error (smoothed with ``smooth_est``), the control row,
+        the stages, the dense coefficients, the last stages of each part and the Newton counts."""
         ks = [a + b for a, b in zip(kI, kE, strict=True)] if kE else kI
         if error_sum is not None:  # the parts have their own weights (ARS222)
             (acc,) = final_sum(kI + kE)
@@ -124,6 +164,10 @@ def ark_program(stepper: ARKStepper, dense: bool, tag: str) -> _Program:
         K = torch.stack(ks)
         coeffs = None if D is None else polynomial_coefficients(u, D, K * h)
         counts = torch.stack((iters, (~ok).any().to(torch.int64)))
-        return u_new, err, ok, K, control, coeffs, J, eta, kI[-1], kE[-1] if kE else None, counts
+        return u_new, err, ok, K, control, coeffs, kI[-1], kE[-1] if kE else None, counts
 
-    return _Program(tag).with_variants(ark_step)
+    program = _Program(tag)
+    if stepper.linear:
+        program.add("linear", linear_step)
+        return program
+    return program.with_variants(ark_step)

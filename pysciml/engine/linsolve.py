@@ -93,14 +93,19 @@ class DenseLUSolver:
     def solve(self, rhs_vec: Tensor) -> tuple[Tensor, Tensor | None]:
         assert self.lu is not None
         self.stats.nsolve += 1
-        if self.shared:  # one (n, n) factorization, B right-hand sides
-            if self.inverse is not None:
-                return rhs_vec @ self.inverse[0].T, None
-            return torch.linalg.lu_solve(self.lu[0][0], self.lu[1][0], rhs_vec.T).T, None
-        if self.inverse is not None:
-            return torch.bmm(self.inverse, rhs_vec.unsqueeze(2)).squeeze(2), None
-        x = torch.linalg.lu_solve(self.lu[0], self.lu[1], rhs_vec.unsqueeze(2)).squeeze(2)
-        return x, None
+        return apply_factors(self.lu[0], self.lu[1], self.inverse, self.shared, rhs_vec), None
+
+
+def apply_factors(lu: Tensor, piv: Tensor, inverse: Tensor | None, shared: bool, v: Tensor) -> Tensor:
+    """``W^{-1} v`` ``(B, n)`` from :class:`DenseLUSolver`'s factors (``shared``: one ``(1, n, n)`` factorization
+    for every row of ``v``); traceable, for the compiled ARK step on a linear implicit part too."""
+    if shared:  # one (n, n) factorization, B right-hand sides
+        if inverse is not None:
+            return v @ inverse[0].T
+        return torch.linalg.lu_solve(lu[0], piv[0], v.T).T
+    if inverse is not None:
+        return torch.bmm(inverse, v.unsqueeze(2)).squeeze(2)
+    return torch.linalg.lu_solve(lu, piv, v.unsqueeze(2)).squeeze(2)
 
 
 class KrylovSolver:

@@ -57,17 +57,21 @@ class SemiImplicitNeuralODE(nn.Module):
         linsolve: ``DenseLU()`` or ``GMRES(...)``; default: LU for a matrix, GMRES for a matrix-free ``L``.
         batched: ``y0``'s leading dimension indexes independent trajectories (own steps, own return code);
             ``nonlinear`` then gets ``t`` of shape ``(B,)``.
-        compile: ``pysciml.solve(..., compile=True)``; a linear (matrix) or matrix-free implicit part has no
-            compiled step yet, so this solves eagerly after a ``RuntimeWarning`` (kept so code written for it
-            works unchanged when it comes).
+        compile: ``pysciml.solve(..., compile=True)``: with a matrix ``L`` solved by LU, each step (the stages'
+            solves with the eager factorization of ``I/(gamma h) - L``, the network's calls, the stage sums and
+            the error) is one compiled program, cached across forwards; a matrix-free ``L`` (GMRES) solves
+            eagerly after a ``RuntimeWarning``. ``nfe_explicit`` and ``nfe_implicit`` are then ``None`` (a
+            counter inside the program would recompile it at every call); ``last_solution.stats.nf`` counts
+            both parts' calls.
         **solve_kwargs: passed to :func:`pysciml.solve` (``maxiters``, ``dtmax`` ...).
 
     Attributes:
         last_solution: :class:`ODESolution` of the last forward (``stats``: ``nlu`` factorizations,
             ``nsolve`` linear solves, ``naccept`` steps ...).
-        nfe_explicit: calls of ``nonlinear`` in the last forward.
+        nfe_explicit: calls of ``nonlinear`` in the last forward (``None`` with ``compile=True``).
         nfe_implicit: applications of ``L`` in the last forward (``None`` when a continuous adjoint with a
-            matrix ``L`` keeps no forward statistics); linear solves are in ``last_solution.stats.nsolve``.
+            matrix ``L`` keeps no forward statistics, and with ``compile=True``); linear solves are in
+            ``last_solution.stats.nsolve``.
     """
 
     def __init__(self, linear: Tensor | nn.Module | Callable[[Tensor], Tensor], nonlinear: nn.Module,
@@ -111,8 +115,9 @@ class SemiImplicitNeuralODE(nn.Module):
         self.batched = bool(batched)
         self.kw = make_solve_kwargs(dt, adaptive, rtol, atol, {**solve_kwargs, "compile": bool(compile)})
         self.last_solution: ODESolution | None = None
-        self.nfe_explicit = 0
+        self.nfe_explicit: int | None = 0
         self.nfe_implicit: int | None = 0
+        self._rows: dict[tuple[int, ...], _Rows] = {}  # compiled: the row-wise network per state shape
 
     # ------------------------------------------------------------------------------------------ set-up
     def _matrix(self) -> Tensor | None:
@@ -138,20 +143,21 @@ class SemiImplicitNeuralODE(nn.Module):
         L = L.to(dtype=y0.dtype, device=y0.device) if not L.requires_grad else L
         state = y0[0].numel() if self.batched else y0.numel()
         default: LinearSolver = DenseLU() if n <= 4096 else GMRES()
+        compiled = bool(self.kw.get("compile"))
         if n == state:
-            return SplitODEProblem(L, n_calls, y0, tspan, batched=self.batched), self._with_linsolve(default), same
+            explicit = self.nonlinear if compiled else n_calls  # compiled: the same function at every forward
+            return SplitODEProblem(L, explicit, y0, tspan, batched=self.batched), self._with_linsolve(default), same
         if y0.shape[-1] != n or self.batched:
             raise InputError(f"linear is ({n}, {n}) but the state has shape {tuple(y0.shape)}: L must act on the "
                              f"whole state ({state} values) or on its last dimension (size {y0.shape[-1]})")
         if self._fixed_discrete():  # rows advance in lock step as trajectories of one batched solve
-            shape = y0.shape
-
-            def rows_n(tb: Tensor, u: Tensor) -> Tensor:
-                return n_calls(tb[0], u.reshape(shape)).reshape(-1, n)
-
-            setattr(rows_n, OWNER_ATTR, n_calls)
-
-            prob = SplitODEProblem(L, rows_n, y0.reshape(-1, n), tspan, batched=True)
+            shape = tuple(y0.shape)
+            rows: Callable[[Tensor, Tensor], Tensor]
+            if compiled:  # one function per state shape, kept: a compiled program is cached by its identity
+                rows = self._rows.get(shape) or self._rows.setdefault(shape, _Rows(self.nonlinear, shape))
+            else:
+                rows = _Rows(n_calls, shape)
+            prob = SplitODEProblem(L, rows, y0.reshape(-1, n), tspan, batched=True)
             return prob, self._with_linsolve(default), lambda ys: ys.reshape(ys.shape[0], *shape)
         l_calls.fn = lambda u: u @ L.transpose(0, 1)  # row-wise, matrix-free
         return (SplitODEProblem(l_calls, n_calls, y0, tspan, batched=False), self._with_linsolve(GMRES()), same)
@@ -165,6 +171,14 @@ class SemiImplicitNeuralODE(nn.Module):
         prob, alg, reshape = self._problem(y0, t, n_calls, l_calls)
         ys, sol = solve_at(prob, alg, t, self.sensealg, self.kw)
         self.last_solution = sol
+        if self.kw.get("compile"):
+            self.nfe_explicit = self.nfe_implicit = None
+        else:
+            self._count_calls(prob, sol, n_calls, l_calls)
+        return reshape(ys)
+
+    def _count_calls(self, prob: SplitODEProblem, sol: ODESolution, n_calls: CallCounter,
+                     l_calls: _LinearPart) -> None:
         self.nfe_explicit = n_calls.count
         if prob.linear_operator is None:
             self.nfe_implicit = l_calls.count
@@ -172,11 +186,22 @@ class SemiImplicitNeuralODE(nn.Module):
             self.nfe_implicit = sol.stats.nf - n_calls.count
         else:
             self.nfe_implicit = None
-        return reshape(ys)
 
     def extra_repr(self) -> str:
         kind = "matrix" if self.is_matrix else "matrix-free"
         return f"linear={kind}, alg={self.alg!r}, sensealg={self.sensealg!r}, batched={self.batched}"
+
+
+class _Rows:
+    """The network on a state of shape ``shape`` seen as rows of the last dimension (trajectories of one batched
+    solve, advancing in lock step): ``fn(t[0], u.reshape(shape))`` back as rows."""
+
+    def __init__(self, fn: Callable[[Tensor, Tensor], Tensor], shape: tuple[int, ...]) -> None:
+        self.fn, self.shape = fn, shape
+        setattr(self, OWNER_ATTR, fn)
+
+    def __call__(self, tb: Tensor, u: Tensor) -> Tensor:
+        return self.fn(tb[0], u.reshape(self.shape)).reshape(-1, self.shape[-1])
 
 
 class _LinearPart:
