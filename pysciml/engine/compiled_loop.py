@@ -50,9 +50,10 @@ a 12.8 ms spiral training iteration, the forward 19 % of a 4.1-4.9 ms one; Rosen
 wrapper), and the backward differentiates a carry only where its initial value requires grad,
 dropping the cotangents of later iterations otherwise (a parameter gradient then kept only the last step's share), so
 :func:`_requiring_grad` hands the loop carries that require grad. A differentiated
-solve is recognised by ``u0``, a tensor in ``p`` or a parameter of an ``nn.Module`` ``f`` requiring grad; a tensor
-captured by a closure is not, and its solve finds out by one failed compile (the C++ wrapper) and runs the per-step
-programs. A differentiated Rosenbrock loop evaluates its Jacobian by a reverse-mode graph traced before the loop
+solve is recognised by ``u0``, a tensor in ``p``, a parameter of an ``nn.Module`` ``f`` or a tensor ``f`` reads from
+a closure cell or a global requiring grad (:func:`~.compiled_parts.tracks_grad`); a tensor reached otherwise is not,
+and its solve finds out by one failed compile (the C++ wrapper) and runs the per-step programs. A differentiated
+Rosenbrock loop evaluates its Jacobian by a reverse-mode graph traced before the loop
 (:mod:`.compiled_loop_jac`: autodiff transforms inside the differentiated body fail in torch 2.13, forward mode in the
 backward's trace, reverse mode silently with a zero Jacobian); its dispatch compiles the program
 (:func:`_rosenbrock_grad_ready`), since its fallback is the eager loop, the per-step programs' backward failing in

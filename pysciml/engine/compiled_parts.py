@@ -377,8 +377,9 @@ def factor(J: Tensor, inv: Tensor, mass: Tensor | None) -> tuple[Tensor, Callabl
 
 def tracks_grad(rhs: RHS, u0: Tensor | None = None) -> bool:
     """Whether a solve of ``rhs`` may be differentiated: grad mode on and ``u0``, a tensor in ``p`` or a parameter
-    of ``f`` (an ``nn.Module``) requiring grad. A tensor captured by a closure in ``f`` is not seen here. What ``p``
-    and ``f`` answer is asked once per :class:`~.rhs.RHS`, that is per solve (a module's parameter scan: ~17 us)."""
+    of ``f`` (an ``nn.Module``) requiring grad, or one that ``f``'s code reads from outside (a closure's cell or a
+    global it names, :func:`_captures_grad`). What ``p`` and ``f`` answer is asked once per :class:`~.rhs.RHS`, that
+    is per solve (a module's parameter scan: ~17 us)."""
     if not torch.is_grad_enabled():
         return False
     if u0 is not None and u0.requires_grad:
@@ -395,10 +396,40 @@ def _leaves_require_grad(f: Any, p: Any) -> bool:
 
     owner = getattr(f, "__self__", None)  # a problem's own vector field (HamiltonianProblem): its energy modules
     modules = (f, *owner.closure_modules()) if hasattr(owner, "closure_modules") else (f,)
-    if any(isinstance(m, torch.nn.Module) and any(q.requires_grad for q in m.parameters()) for m in modules):
+    if any(_requires_grad(m) for m in modules) or _captures_grad(f):
         return True
     if p is None or isinstance(p, (int, float)):
         return False
     if isinstance(p, Tensor):
         return p.requires_grad
     return any(isinstance(x, Tensor) and x.requires_grad for x in tree_leaves(p))
+
+
+def _requires_grad(x: Any) -> bool:
+    """A tensor requiring grad, or an ``nn.Module`` with a parameter that does."""
+    if isinstance(x, Tensor):
+        return x.requires_grad
+    return isinstance(x, torch.nn.Module) and any(q.requires_grad for q in x.parameters())
+
+
+def _captures_grad(f: Any, depth: int = 2) -> bool:
+    """Whether ``f``'s code reads a tensor requiring grad (or a module with such parameters) from outside: a cell of
+    its closure or a global it names, looking ``depth`` functions deep into the functions found there (a wrapper's
+    ``fn``). A differentiated solve of such an ``f`` then takes the differentiated loop program at once, instead of
+    failing to compile the plain one first."""
+    fn = getattr(f, "__func__", f)  # a bound method: its function
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return False
+    found: list[Any] = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            found.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    names = getattr(fn, "__globals__", {})
+    found += [names[name] for name in code.co_names if name in names]
+    if any(_requires_grad(x) for x in found):
+        return True
+    return depth > 0 and any(_captures_grad(x, depth - 1) for x in found if isinstance(x, types.FunctionType))
+
