@@ -8,7 +8,10 @@ Spiral (torchdiffeq's ``examples/ode_demo.py`` setup): true dynamics ``dy/dt = (
 pysciml also with ``compile=True`` (rows "... compile"; one float32 trajectory, so ``odeint`` runs the whole loop as
 one program, "pysciml-perstep compile" the scalar loop's per-step programs instead), and as a batch ("pysciml-batch":
 ``solve`` of a batched problem, each of the 20 starts its own trajectory with its own steps, DP5, discrete adjoint;
-compiled, the whole loop and its backward run as ``torch.while_loop`` programs). Wall and process CPU time per
+compiled, the whole loop and its backward run as ``torch.while_loop`` programs). Rows not in the default list:
+"pysciml-rk4" and "torchdiffeq-rk4", torchdiffeq's fixed grid (``method="rk4"``, ``step_size`` ``GRID_STEP``;
+compiled, each grid step one program), chosen by name (``spiral small "pysciml-rk4 compile,..."``). Wall and
+process CPU time per
 iteration are both reported (the machine may be shared). ``spiral_main`` runs the spiral table alone. diffrax (full
 and small sizes, CPU): :mod:`benchmarks.neural_ode_jax`. Sizes: ``full`` 100 iterations, ``small`` 20, ``smoke`` 4.
 The stiff surrogate (an MLP-corrected ROBER, Rodas5P vs dopri5 and diffrax Kvaerno5):
@@ -137,6 +140,12 @@ def _spiral_integrator(solver: str, field: torch.nn.Module, compile: bool = Fals
         return batch
     if solver == "pysciml-adjoint":
         return lambda y0, t: ps.odeint_adjoint(field, y0, t, method="dopri5", compile=compile)
+    if solver.endswith("-rk4"):  # torchdiffeq's fixed grid: rk4 with step_size (GRID_STEP), discrete gradients
+        import torchdiffeq
+
+        fn = ps.odeint if solver == "pysciml-rk4" else torchdiffeq.odeint
+        extra = {"compile": compile} if solver == "pysciml-rk4" else {}
+        return lambda y0, t: fn(field, y0, t, method="rk4", options={"step_size": GRID_STEP}, **extra)
     if solver.startswith("torchdiffeq"):
         import torchdiffeq
 
@@ -158,6 +167,9 @@ def _spiral_integrator(solver: str, field: torch.nn.Module, compile: bool = Fals
         return run
     raise ValueError(solver)
 
+
+GRID_STEP = 0.025
+"""The rk4 rows' grid step (``options={"step_size": ...}``): 9 steps over a batch's 10 save times (0.225 apart)."""
 
 SOLVERS = ["pysciml", "pysciml compile", "pysciml-perstep compile", "pysciml-batch", "pysciml-batch compile",
            "torchdiffeq", "pysciml-adjoint",
@@ -197,12 +209,24 @@ def _or_dash(v: float | None) -> float | str:
 PAIRS = (("torchdiffeq", "pysciml"), ("torchdiffeq-adjoint", "pysciml-adjoint"))
 
 
+def _grid_speedups(r: dict) -> list[str]:
+    """torchdiffeq's fixed-grid rk4 against pysciml's, eager and compiled (CPU time), where those rows ran."""
+    if "torchdiffeq-rk4" not in r:
+        return []
+    ref = r["torchdiffeq-rk4"]["cpu"]
+    parts = [f"{what} {ref / r[row]['cpu']:.2f}x" for row, what in (("pysciml-rk4", "eager"),
+                                                                      ("pysciml-rk4 compile", "compile=True"))
+             if row in r]
+    return [f"Spiral on torchdiffeq's fixed grid (rk4, step_size {GRID_STEP}), speed-up per iteration of pysciml over "
+            f"torchdiffeq, CPU time: {', '.join(parts)}."]
+
+
 def speedups(r: dict) -> list[str]:
     """The per-iteration speed-ups over torchdiffeq (target >= 3x), eager and compiled: process CPU time (the
     verdict: the machine may be shared) and wall time."""
+    lines = _grid_speedups(r)
     if "torchdiffeq" not in r:
-        return ["torchdiffeq not installed (pip install -e .[bench]): no ratio."]
-    lines = []
+        return lines or ["torchdiffeq not installed (pip install -e .[bench]): no ratio."]
     for suffix, what in (("", "eager"), (" compile", "compile=True")):
         if "pysciml" + suffix not in r or "pysciml-adjoint" + suffix not in r:
             continue

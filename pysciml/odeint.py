@@ -207,9 +207,10 @@ def odeint(
             ``event_t``. Native engine only. Fixed-grid methods need ``options={"step_size": dt}`` and locate the
             event on each grid step's interpolant, as torchdiffeq's do.
         progress: a tqdm bar over ``t`` (see :func:`pysciml.solve`); with the discrete adjoint only.
-        compile: run the (forward) steps as compiled programs (see :func:`pysciml.solve`'s ``compile``); the
-            backward solves of the continuous adjoints stay eager. Native engine only; with step callbacks,
-            ``norm`` or ``jump_t`` the steps run eagerly after a warning.
+        compile: run the steps as compiled programs (see :func:`pysciml.solve`'s ``compile``), the backward
+            solves of the explicit continuous adjoints too (``docs/guide/compile.md``); fixed-grid methods run each
+            grid step as one program (not with ``perturb``). Native engine only; with ``norm`` or ``jump_t`` (and,
+            adaptive, step callbacks) the steps run eagerly after a warning.
 
     Returns:
         ``(len(t), *y0.shape)`` tensor (a tuple of them for tuple ``y0``), dtype and device of ``y0``.
@@ -274,10 +275,15 @@ def odeint(
     tr = translate_options(algorithm, options, rtol, atol, t, fixed_grid)
     algorithm = tr.alg or algorithm  # an Adams method's max_order / max_iters / implicit options
     if tr.grid is not None:
-        if compile or progress:
-            warnings.warn(f"odeint: {algorithm.name}() steps on a fixed grid, eagerly and without a progress bar; "
-                          "compile= and progress= are ignored", RuntimeWarning, stacklevel=2)
-        ys = _fixed_grid(func, y0, t, algorithm, tr.grid, rtol, atol, callbacks, to_user, user_func, user_y0)
+        if progress:
+            warnings.warn(f"odeint: {algorithm.name}() steps on a fixed grid without a progress bar; progress= is "
+                          "ignored", RuntimeWarning, stacklevel=2)
+        if compile and tr.grid.perturb:
+            warnings.warn(f"odeint: {algorithm.name}() on a fixed grid with perturb=True moves each stage's time on "
+                          "the host; its steps run eagerly (compile= is ignored)", RuntimeWarning, stacklevel=2)
+            compile = False
+        ys = _fixed_grid(func, y0, t, algorithm, tr.grid, rtol, atol, callbacks, to_user, user_func, user_y0,
+                         compile)
         if adjoint_params is not None and torch.is_grad_enabled():
             ys = _ZeroGradients.apply(ys, *[q for q in adjoint_params if isinstance(q, Tensor) and q.requires_grad])
         return finish(ys)
@@ -412,8 +418,9 @@ def _adjoint_settings(adjoint_options: dict[str, Any] | None, n_times: int, forw
 
 def _fixed_grid(func: Callable[..., Tensor], y0: Tensor, t: Tensor, alg: Algorithm, grid: GridSettings, rtol: float,
                 atol: Any, callbacks: dict[str, Callable[..., Any]], to_user: Callable[[Tensor], Any],
-                user_func: Any, user_y0: Any) -> Tensor:
-    """A fixed-step method on its grid (:mod:`pysciml.odeint_grid`), with torchdiffeq's ``callback_step``."""
+                user_func: Any, user_y0: Any, compile: bool = False) -> Tensor:
+    """A fixed-step method on its grid (:mod:`pysciml.odeint_grid`), with torchdiffeq's ``callback_step``;
+    ``compile``: each step as a compiled program."""
     others = sorted(set(callbacks) - {"callback_step"})
     if others:
         warnings.warn(f"Solver {alg.name}() steps on a fixed grid and does not support callbacks {others}",
@@ -421,7 +428,8 @@ def _fixed_grid(func: Callable[..., Tensor], y0: Tensor, t: Tensor, alg: Algorit
     cb = callbacks.get("callback_step")
     callback = None if cb is None else (lambda t0, row, dt: cb(t0, to_user(row), dt))
     times = make_grid(grid, user_func, user_y0, t)
-    return integrate_grid(func, y0, t, alg, grid, rtol=rtol, atol=atol, grid=times, callback=callback)
+    return integrate_grid(func, y0, t, alg, grid, rtol=rtol, atol=atol, grid=times, callback=callback,
+                          compile=compile)
 
 
 def odeint_adjoint(func: Callable[..., Any], y0: Tensor | tuple[Tensor, ...], t: Tensor, *, rtol: float = 1e-7,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,8 @@ import torch
 
 from ._validate import SolveOptions, check_solve
 from .algorithms import Algorithm
+from .engine.compiled import compile_stepper
+from .engine.compiled_grid import grid_solve
 from .engine.fixed_step_check import describe
 from .errors import InputError, SolverError
 from .native import make_stepper
@@ -81,6 +84,21 @@ class _GridFunc:
         return self.func(t, y)
 
 
+_PLAIN: OrderedDict[int, _GridFunc] = OrderedDict()  # the 16 most recent; each holds its func (ids not reused)
+
+
+def _plain(func: Callable[[Tensor, Tensor], Tensor]) -> _GridFunc:
+    """``func`` as ``f(t, y)`` without ``perturb``: the same object for the same ``func`` (a compiled step is cached by
+    its function's identity), and two arguments whatever ``func``'s signature (no ``p`` is passed to it)."""
+    wrapped = _PLAIN.get(id(func))
+    if wrapped is None or wrapped.func is not func:
+        wrapped = _PLAIN[id(func)] = _GridFunc(func, False)
+        while len(_PLAIN) > 16:
+            _PLAIN.popitem(last=False)
+    _PLAIN.move_to_end(id(func))
+    return wrapped
+
+
 def _linear(t0: Tensor, t1: Tensor, y0: Tensor, y1: Tensor, t: Tensor) -> Tensor:
     if bool(t == t0):
         return y0
@@ -105,14 +123,18 @@ class _GridRun:
 
     def __init__(self, func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, tspan: tuple[float, float],
                  alg: Algorithm, settings: GridSettings, rtol: float, atol: Any, t_first: Tensor,
-                 t_second: Tensor) -> None:
+                 t_second: Tensor, compile: bool = False) -> None:
         self.real = y0.real.dtype if y0.is_complex() else y0.dtype
-        self.wrapped = _GridFunc(func, settings.perturb)
+        self.wrapped = _GridFunc(func, True) if settings.perturb else _plain(func)
         self.perturb = settings.perturb
         prob = ODEProblem(self.wrapped, y0, tspan)
         span = abs(tspan[1] - tspan[0])
         checked = check_solve(prob, alg, SolveOptions(rtol=rtol, atol=atol, adaptive=False, dt=span or 1.0))
-        self.stepper = make_stepper(checked.alg, prob, Stats(), checked.atol, checked.rtol, False)
+        self.stats = stats = Stats()
+        self.stepper = make_stepper(checked.alg, prob, stats, checked.atol, checked.rtol, False)
+        if compile:
+            self.stepper = compile_stepper(self.stepper, stats, 1, checked.atol, checked.rtol, False,
+                                           y0.reshape(1, -1))
         self.check = self.stepper.fixed_step_check(1, checked.atol, self.real, y0.device)
         self.wrapped.t0, self.wrapped.t1 = t_first, t_second
         self.stepper.init(t_first.reshape(1), y0.reshape(1, -1))
@@ -134,15 +156,31 @@ class _GridRun:
             self.stepper.f0 = self.stepper.f_total(t1.reshape(1), u1)
         if self.check is not None and (self.check.due(i + 1) or last):
             f_start, f_end = self.stepper.check_fields(u, res)
-            kind, z = self.check.check_one(u.detach(), u1.detach(), f_start.detach(), f_end.detach(),
-                                           float((t1 - t0).detach()), None if res.err is None else res.err.detach())
-            if kind:  # torchdiffeq returns such numbers silently; pysciml returns them too (same numbers), warned
-                why = describe(kind, z, self.stepper.name, self.stepper.stability_boundary)
-                warnings.warn(f"odeint: the fixed-grid solve is unreliable from t={float(t1.detach()):.6g}: {why} "
-                              "(odeint: a finer grid, options step_size, or an adaptive method)", RuntimeWarning,
-                              stacklevel=5)
-                self.check = None
+            self._check(u, u1, f_start, f_end, t0, t1, res.err)
         return u1, res.f_start
+
+    def _check(self, u: Tensor, u1: Tensor, f_start: Tensor, f_end: Tensor, t0: Tensor, t1: Tensor,
+               err: Tensor | None) -> None:
+        """The fixed-step check of the step from ``t0`` to ``t1`` (rows ``(1, n)``): a warning, then no more."""
+        assert self.check is not None
+        kind, z = self.check.check_one(u.detach(), u1.detach(), f_start.detach(), f_end.detach(),
+                                       float((t1 - t0).detach()), None if err is None else err.detach())
+        if kind:  # torchdiffeq returns such numbers silently; pysciml returns them too (same numbers), warned
+            why = describe(kind, z, self.stepper.name, self.stepper.stability_boundary)
+            warnings.warn(f"odeint: the fixed-grid solve is unreliable from t={float(t1.detach()):.6g}: {why} "
+                          "(odeint: a finer grid, options step_size, or an adaptive method)", RuntimeWarning,
+                          stacklevel=6)
+            self.check = None
+
+    def check_taken(self, gt: Tensor, U: Tensor, Fs: Tensor, E: Tensor | None) -> None:
+        """The fixed-step check on the steps of a whole compiled grid solve (states and ``f`` rows ``U``, ``Fs``,
+        errors ``E``), at the steps where :meth:`step` runs it."""
+        for i in range(len(U) - 1):
+            if self.check is None:
+                return
+            if self.check.due(i + 1) or i + 2 == len(gt):
+                self._check(U[i:i + 1], U[i + 1:i + 2], Fs[i:i + 1], Fs[i + 1:i + 2], gt[i], gt[i + 1],
+                            None if E is None else E[i:i + 1])
 
 
 def _interpolant(settings: GridSettings, func: Callable[[Tensor, Tensor], Tensor], shape: torch.Size, t0: Tensor,
@@ -165,20 +203,28 @@ def _interpolant(settings: GridSettings, func: Callable[[Tensor, Tensor], Tensor
 
 def integrate_grid(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, alg: Algorithm,
                    settings: GridSettings, *, rtol: float, atol: Any, grid: Tensor,
-                   callback: Callable[[Tensor, Tensor, Tensor], Any] | None = None) -> Tensor:
+                   callback: Callable[[Tensor, Tensor, Tensor], Any] | None = None, compile: bool = False) -> Tensor:
     """``y`` at the times ``t`` (``(len(t), *y0.shape)``) by fixed steps of ``alg`` on ``grid``.
 
     Args:
         func: ``func(t, y)`` with ``y`` shaped like ``y0`` (a tuple state already flattened).
         callback: called as ``callback(t0, y0, dt)`` before each step (``t0`` a grid time, ``y0`` the engine row
             ``(n,)``, ``dt`` the step's size, positive in both directions as in torchdiffeq).
+        compile: each step as a compiled program (:func:`~pysciml.engine.compiled.compile_stepper`: the solve's
+            values and gradients; not with ``perturb``, whose stage times are moved on the host).
     """
     direction = 1.0 if float(t[-1].detach()) >= float(t[0].detach()) else -1.0
     real = y0.real.dtype if y0.is_complex() else y0.dtype
     gt = grid.to(real)
     run = _GridRun(func, y0, (float(t[0].detach()), float(t[-1].detach())), alg, settings, rtol, atol, gt[0],
-                   gt[1] if len(gt) > 1 else gt[0])
+                   gt[1] if len(gt) > 1 else gt[0], compile)
     u = y0.reshape(1, -1)
+    if compile and callback is None and not settings.perturb:  # the whole solve as one program, where it can be
+        whole = grid_solve(run.stepper, u, gt, t, settings.interp == "cubic", direction, run.stats)
+        if whole is not None:
+            vals, U, Fs, E = whole
+            run.check_taken(gt, U, Fs, E)
+            return torch.cat((u, vals)).reshape(len(t), *y0.shape)
     out = [u[0]]
     j = 1
     for i in range(len(gt) - 1):
