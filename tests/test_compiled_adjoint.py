@@ -204,3 +204,21 @@ def test_untraceable_f_warns_and_keeps_gradient() -> None:
     assert any("compil" in str(w.message) for w in caught)
     for ge, gc in zip(eager, compiled, strict=True):
         torch.testing.assert_close(gc, ge, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.heavy
+def test_compiled_backward_subset_and_reversed_time() -> None:
+    """``adjoint_params`` naming some of the module's parameters (the others are constants of the backward solves),
+    and a solve backwards in time: the eager adjoint's gradients to round-off."""
+    field = Field(3)
+    subset = [field.net[0].weight, field.net[2].bias]
+    for t, params in ((torch.linspace(0.0, 1.0, 4, dtype=F64), subset),
+                      (torch.linspace(1.2, 0.0, 4, dtype=F64), None)):
+        grads = []
+        for flag in (False, True):
+            y0 = Y0.clone().requires_grad_(True)
+            out = ps.odeint_adjoint(field, y0, t, method="dopri5", rtol=1e-8, atol=1e-10, adjoint_params=params,
+                                    compile=flag)
+            grads.append(torch.autograd.grad(out.pow(2).sum(), [y0, *(params or field.parameters())]))
+        for gc, ge in zip(grads[1], grads[0], strict=True):
+            torch.testing.assert_close(gc, ge, rtol=1e-11, atol=1e-13)
