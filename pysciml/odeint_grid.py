@@ -227,19 +227,29 @@ def integrate_grid(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
             return torch.cat((u, vals)).reshape(len(t), *y0.shape)
     out = [u[0]]
     j = 1
-    for i in range(len(gt) - 1):
-        if j >= len(t):
+    # the times as Python floats, read once: the sign of a difference of two floats, and their equality, are the
+    # tensors' (IEEE subtraction rounds to zero only when they are equal), without a host read per comparison
+    tq = t.to(real)
+    grid_f, t_f = gt.detach().tolist(), tq.detach().tolist()
+    n_grid, n_t = len(grid_f), len(t_f)
+    linear = settings.interp != "cubic"
+    for i in range(n_grid - 1):
+        if j >= n_t:
             break
         t0, t1 = gt[i], gt[i + 1]
         if callback is not None:
             callback(grid[i], u[0], direction * (grid[i + 1] - grid[i]))
-        u1, f0 = run.step(i, t0, t1, gt[i + 2] if i + 2 < len(gt) else t1, u, i + 2 == len(gt))
-        interp = _interpolant(settings, func, y0.shape, t0, t1, u[0], u1[0], f0)
-        while j < len(t) and direction * float((t1 - t[j].to(real)).detach()) >= 0:
-            out.append(interp(t[j].to(real)))
+        u1, f0 = run.step(i, t0, t1, gt[i + 2] if i + 2 < n_grid else t1, u, i + 2 == n_grid)
+        interp = None
+        while j < n_t and direction * (grid_f[i + 1] - t_f[j]) >= 0:
+            if linear and t_f[j] in (grid_f[i], grid_f[i + 1]):  # _linear's ends, exactly
+                out.append(u[0] if t_f[j] == grid_f[i] else u1[0])
+            else:
+                interp = interp or _interpolant(settings, func, y0.shape, t0, t1, u[0], u1[0], f0)
+                out.append(interp(tq[j]))
             j += 1
         u = u1
-    if j < len(t):
+    if j < n_t:
         raise InputError("the time grid ended before the last output time")
     return torch.stack(out).reshape(len(t), *y0.shape)
 
