@@ -19,7 +19,15 @@ from fd import check_gradient
 import pysciml as ps
 from pysciml.engine import compiled_parts
 from pysciml.engine.interpolation import DenseOutput, interpolate
-from pysciml.sensitivity.augmented import PAD_MIN, AugmentedField, field_for, padded_dense, traceable_slots
+from pysciml.sensitivity.augmented import (
+    PAD_MIN,
+    AugmentedField,
+    CoreField,
+    CoreJacobian,
+    field_for,
+    padded_dense,
+    traceable_slots,
+)
 
 F64 = torch.float64
 
@@ -144,6 +152,56 @@ def test_padded_dense_interpolates_like_dense_output(steps: int) -> None:
         torch.testing.assert_close(interpolate(*padded[:3], direction, t, padded[3]), dense(t), rtol=0, atol=0)
 
 
+def test_pieces_join_into_one_table() -> None:
+    """Consecutive pieces of a solve's dense output (the re-solved checkpoint pieces) padded as one table give each
+    piece's values inside it, the join's end value at the joint (the earlier piece's, as the eager pieces' lookup
+    picks it) and extrapolation past both ends."""
+    gen = torch.Generator().manual_seed(7)
+    edges = torch.cumsum(torch.rand(12, generator=gen, dtype=F64) + 0.1, 0)
+    pieces = []
+    for lo, hi in ((0, 4), (4, 9), (9, 11)):
+        dense = DenseOutput(1.0)
+        for i in range(lo, hi):
+            dense.record(edges[i:i + 1], edges[i + 1:i + 2], torch.randn(5, 1, 3, generator=gen, dtype=F64))
+        dense.finalize()
+        pieces.append(dense)
+    table = padded_dense(*pieces)
+    assert table[0].shape[0] == PAD_MIN and int(table[3]) == 10
+    for k, (lo, hi) in enumerate(((0, 4), (4, 9), (9, 11))):
+        inside = edges[lo] + (edges[hi] - edges[lo]) * torch.rand(6, generator=gen, dtype=F64)
+        torch.testing.assert_close(interpolate(*table[:3], 1.0, inside, table[3]), pieces[k](inside), rtol=0, atol=0)
+        end = edges[hi:hi + 1]
+        torch.testing.assert_close(interpolate(*table[:3], 1.0, end, table[3]), pieces[k](end), rtol=0, atol=0)
+    outside = torch.stack([edges[0] - 0.2, edges[11] + 0.2])
+    want = torch.cat([pieces[0](outside[:1]), pieces[2](outside[1:])])
+    torch.testing.assert_close(interpolate(*table[:3], 1.0, outside, table[3]), want, rtol=0, atol=0)
+
+
+def test_core_field_and_jacobian_traced_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The implicit adjoints' ``a`` system: its traced branch (``torch.func.vjp``, ``jacfwd``; run eagerly by making
+    ``torch.compiler.is_compiling`` answer yes) equals the eager one (autograd's VJP; the forward solve's autodiff
+    Jacobian) on random points, with ``y(t)`` from a padded table; and the field is its Jacobian times ``a``."""
+    from pysciml.sensitivity.continuous import _forward_jacobian
+
+    prob = ps.ODEProblem(Field(), Y0, (0.0, 1.0))
+    core = CoreField(prob, 1.0, None)
+    jac = CoreJacobian(core, prob, _forward_jacobian(prob))
+    gen = torch.Generator().manual_seed(2)
+    dense = DenseOutput(1.0)
+    dense.record(torch.zeros(1, dtype=F64), torch.ones(1, dtype=F64), torch.randn(4, 1, 6, generator=gen, dtype=F64))
+    P = (None, padded_dense(dense))
+    for _ in range(3):
+        t = torch.rand((), generator=gen, dtype=F64)
+        a = torch.randn(6, generator=gen, dtype=F64)
+        eager_f, eager_j = core(t, a, P), jac(t, a, P)
+        with monkeypatch.context() as m:
+            m.setattr(torch.compiler, "is_compiling", lambda: True)
+            traced_f, traced_j = core(t, a, P), jac(t, a, P)
+        torch.testing.assert_close(traced_f, eager_f, rtol=1e-13, atol=1e-14)
+        torch.testing.assert_close(traced_j, eager_j, rtol=1e-13, atol=1e-14)
+        torch.testing.assert_close(eager_j @ a, eager_f, rtol=1e-12, atol=1e-13)  # the system is linear in a
+
+
 # ---------------------------------------------------------------------------------------------------- heavy
 @pytest.mark.heavy  # compiles the forward and backward programs (about 5-40 s)
 @pytest.mark.parametrize("sensealg", [ps.BacksolveAdjoint(), ps.InterpolatingAdjoint()], ids=["backsolve", "interp"])
@@ -222,3 +280,55 @@ def test_compiled_backward_subset_and_reversed_time() -> None:
             grads.append(torch.autograd.grad(out.pow(2).sum(), [y0, *(params or field.parameters())]))
         for gc, ge in zip(grads[1], grads[0], strict=True):
             torch.testing.assert_close(gc, ge, rtol=1e-11, atol=1e-13)
+
+
+class StiffField(torch.nn.Module):
+    """ROBER's kinetics plus a small MLP correction (the stiff surrogate's shape): stiff, three states."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        a, b, c = y[..., 0], y[..., 1], y[..., 2]
+        base = torch.stack([-0.04 * a + 1e4 * b * c, 0.04 * a - 1e4 * b * c - 3e7 * b * b, 3e7 * b * b], -1)
+        return base + 0.01 * self.net(y)
+
+
+@pytest.mark.heavy  # compiles the stiff backward programs (about 30 s each)
+@pytest.mark.parametrize("alg", [ps.Rodas5P(), ps.KenCarp4()], ids=["Rodas5P", "KenCarp4"])
+def test_compiled_stiff_adjoint_matches_eager(alg: ps.Algorithm) -> None:
+    """``odeint_adjoint`` with an implicit method (checkpointed InterpolatingAdjoint, the ``a`` system solved stiffly,
+    the parameter gradient by quadrature): the compiled backward's gradients equal the eager one's to 1e-8 relative
+    (the traced Jacobian's last bits can move a step decision of the adaptive backward solve), and a second round
+    with another ``y0`` compiles nothing."""
+    field = StiffField()
+    t = torch.tensor([0.0, 0.1, 1.0, 10.0], dtype=F64)
+    for round_ in range(2):
+        if round_ == 1:
+            before = compiled_parts.compile_count()
+        grads = []
+        for flag in (False, True):
+            y0 = torch.tensor([1.0, 0.0, 0.01 * round_], dtype=F64, requires_grad=True)
+            out = ps.odeint_adjoint(field, y0, t, alg=alg, rtol=1e-6, atol=1e-9, compile=flag)
+            grads.append(torch.autograd.grad(out.pow(2).sum(), [y0, *field.parameters()]))
+        for gc, ge in zip(grads[1], grads[0], strict=True):
+            torch.testing.assert_close(gc, ge, rtol=1e-8, atol=1e-10 * float(ge.abs().max()))
+    assert compiled_parts.compile_count() == before
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("sensealg", [ps.InterpolatingAdjoint(checkpointing=True), ps.QuadratureAdjoint()],
+                         ids=["checkpointed", "quadrature"])
+def test_compiled_explicit_checkpointed_and_quadrature(sensealg: ps.SensitivityAlgorithm) -> None:
+    """With an explicit method: the checkpointed adjoint (its re-solved pieces joined into one table) and the
+    quadrature adjoint (the ``a`` system compiled, ``f`` at the quadrature nodes by one vmap call) give the eager
+    gradients to round-off."""
+    field = Field(5)
+    t = torch.linspace(0.0, 1.5, 6, dtype=F64)
+    eager = grads_of(field, Y0, t, sensealg, False)
+    compiled = grads_of(field, Y0, t, sensealg, True)
+    for gc, ge in zip(compiled, eager, strict=True):
+        torch.testing.assert_close(gc, ge, rtol=1e-11, atol=1e-13)
+

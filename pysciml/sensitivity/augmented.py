@@ -123,6 +123,80 @@ class AugmentedField:
         return fy, gy, list(gp)
 
 
+class CoreField:
+    """``F(t, a, P) = -(a^T df/dy)(t, y(t))`` of the implicit adjoints' ``a`` system (``P = (p, dense)``, ``a`` flat
+    ``(n,)``; ``dense`` as for :class:`AugmentedField`): autograd's VJP eagerly (``known``: the tensors whose use
+    is allowed, see :func:`.vjp.vjp`), ``torch.func.vjp`` while Dynamo traces. Its Jacobian: :class:`CoreJacobian`."""
+
+    def __init__(self, prob: ODEProblem, direction: float, known: list[Tensor] | None) -> None:
+        self.f, self.takes_p = prob.f, prob.f_takes_p
+        self.shape, self.direction, self.known = prob.state_shape, direction, known
+
+    def y(self, t: Tensor, dense: Any) -> Tensor:
+        """``y(t)`` shaped like the state, from the forward dense output (or a callable, eagerly)."""
+        if callable(dense):
+            return dense(t)
+        return interpolate(*dense[:3], self.direction, t.reshape(1), dense[3])[0, 0].reshape(self.shape)
+
+    def __call__(self, t: Tensor, a: Tensor, P: tuple[Any, Any]) -> Tensor:
+        p, dense = P
+        y, aa = self.y(t, dense), a.reshape(self.shape)
+        if torch.compiler.is_compiling():
+            gy = torch.func.vjp(lambda yy: call_f(self.f, self.takes_p, p, t, yy), y)[1](aa)[0]
+        else:
+            gy = vjp(self.f, self.takes_p, p, t, y, aa, [], known=self.known)[1]
+        return -gy.reshape(-1)
+
+
+class CoreJacobian:
+    """``-J(t, y(t))^T`` ``(n, n)``, the Jacobian of :class:`CoreField`'s (linear) system: the problem's ``jac``
+    (not a split problem's, which covers its implicit part only), else forward-mode autodiff while Dynamo traces,
+    and eagerly the forward solve's own Jacobian source (``jac``, autodiff or finite differences)."""
+
+    def __init__(self, field: CoreField, prob: ODEProblem, eager_jacobian: Callable[[Tensor, Tensor], Tensor]
+                 ) -> None:
+        self.field, self.eager = field, eager_jacobian
+        split = isinstance(prob, SplitODEProblem)
+        self.jac, self.jac_takes_p = (None, True) if split else (prob.jac, prob.jac_takes_p)
+        self.n = prob.state_size
+
+    def __call__(self, t: Tensor, a: Tensor, P: tuple[Any, Any]) -> Tensor:
+        p, dense = P
+        y = self.field.y(t, dense)
+        if not torch.compiler.is_compiling():
+            return -self.eager(t, y.reshape(-1)).T
+        f, takes_p, shape = self.field.f, self.field.takes_p, self.field.shape
+        if self.jac is not None:
+            J = call_f(self.jac, self.jac_takes_p, p, t, y).reshape(self.n, self.n)
+        else:
+            J = torch.func.jacfwd(lambda yf: call_f(f, takes_p, p, t, yf.reshape(shape)).reshape(-1))(y.reshape(-1))
+        return -J.T
+
+
+_CORE: OrderedDict[tuple, tuple[CoreField, CoreJacobian]] = OrderedDict()
+
+
+def core_for(prob: ODEProblem, direction: float, known: list[Tensor] | None,
+             eager_jacobian: Callable[[Tensor, Tensor], Tensor], compiled: bool) -> tuple[CoreField, CoreJacobian]:
+    """The ``a`` system's field and Jacobian for ``prob``: with ``compiled``, one pair per ``f`` and signature (kept,
+    least recently used dropped after :data:`CACHE_SIZE`), else a pair for this backward pass."""
+    if not compiled:
+        field = CoreField(prob, direction, known)
+        return field, CoreJacobian(field, prob, eager_jacobian)
+    key = (id(prob.f), prob.f_takes_p, id(prob.jac), prob.state_shape, direction, known is None,
+           isinstance(prob, SplitODEProblem))
+    pair = _CORE.get(key)
+    if pair is None or pair[0].f is not prob.f or pair[1].jac is not (None if key[-1] else prob.jac):
+        field = CoreField(prob, direction, known)
+        pair = _CORE[key] = (field, CoreJacobian(field, prob, eager_jacobian))
+        while len(_CORE) > CACHE_SIZE:
+            _CORE.popitem(last=False)
+    _CORE.move_to_end(key)
+    field, jac = pair
+    field.known, jac.eager = known, eager_jacobian  # this pass's (eager-only) settings
+    return pair
+
+
 def traceable_slots(prob: ODEProblem, params: Sequence[Tensor]) -> list[Slot] | None:
     """Where each of ``params`` sits: a parameter of the ``nn.Module`` behind ``f`` (its name under
     :class:`_Call`) or a tensor leaf of ``p`` (its index); ``None`` if one is neither (a tensor captured by a
@@ -164,13 +238,19 @@ def field_for(prob: ODEProblem, params: Sequence[Tensor], backsolve: bool, stric
     return field, True
 
 
-def padded_dense(dense: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """A single-trajectory :class:`~pysciml.engine.interpolation.DenseOutput`'s arrays padded to a fixed number of
-    steps (:data:`PAD_MIN`, powers of two): the pads repeat the last end time with zero width (a query past the end
-    finds them and is sent back to the last real step by ``last``) and zero coefficients."""
-    if dense.coeffs is None:
-        dense.finalize()
-    t_start, t_end, coeffs = dense.t_start, dense.t_end, dense.coeffs
+def padded_dense(*denses: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Single-trajectory :class:`~pysciml.engine.interpolation.DenseOutput` arrays (one, or consecutive pieces of
+    one solve, joined in order) padded to a fixed number of steps (:data:`PAD_MIN`, powers of two): the pads repeat
+    the last end time with zero width (a query past the end finds them and is sent back to the last real step by
+    ``last``) and zero coefficients."""
+    for dense in denses:
+        if dense.coeffs is None:
+            dense.finalize()
+    q = max(d.coeffs.shape[1] for d in denses)
+    t_start = torch.cat([d.t_start for d in denses])
+    t_end = torch.cat([d.t_end for d in denses])
+    coeffs = torch.cat([torch.cat((d.coeffs, d.coeffs.new_zeros((d.coeffs.shape[0], q - d.coeffs.shape[1],
+                                                                  *d.coeffs.shape[2:]))), 1) for d in denses])
     steps = t_end.shape[0]
     size = max(PAD_MIN, 1 << (steps - 1).bit_length())
     last = torch.tensor(steps - 1, device=t_end.device)

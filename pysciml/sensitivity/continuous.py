@@ -32,7 +32,7 @@ from ..native import solve_native as solve
 from ..problem import ODEProblem, SplitODEProblem
 from ..sensealg import BacksolveAdjoint, InterpolatingAdjoint, QuadratureAdjoint, SensitivityAlgorithm
 from ..solution import Stats, raise_if_failed
-from .augmented import field_for, padded_dense
+from .augmented import core_for, field_for, padded_dense
 from .vjp import refuse_new_leaves, vjp
 
 Tensor = torch.Tensor
@@ -113,7 +113,7 @@ class ContinuousAdjoint(torch.autograd.Function):
         prob, ts = setup.prob, setup.save_t
         need_t = ctx.needs_input_grad[2]
         a = grad_ys[-1].clone()
-        if ctx.dense is not None and not _quadrature(setup):
+        if ctx.dense is not None and (setup.options.compile or not _quadrature(setup)):
             setup.dense_inputs = padded_dense(ctx.dense._dense)
         g: list[Tensor | None] = [None] * len(setup.params)
         grad_t = torch.zeros_like(ts) if need_t else None
@@ -154,7 +154,9 @@ def _state_provider(ctx: Any, setup: AdjointSetup, ckpt: tuple[Tensor, Tensor] |
     if isinstance(setup.sensealg, BacksolveAdjoint):
         return None
     if ctx.dense is not None:
-        return _interpolator(ctx.dense)
+        whole = _interpolator(ctx.dense)
+        whole.table = setup.dense_inputs  # type: ignore[attr-defined]
+        return whole
     assert ckpt is not None
     ct, cy = ckpt
     direction = 1.0 if float(ct[-1]) > float(ct[0]) else -1.0
@@ -190,6 +192,9 @@ def _state_provider(ctx: Any, setup: AdjointSetup, ckpt: tuple[Tensor, Tensor] |
         return out.reshape(*tt.shape, *setup.prob.state_shape)
 
     y_of_t.kinks = sorted({k for _, _, interp in pieces for k in interp.kinks})  # type: ignore[attr-defined]
+    # the pieces' dense outputs as one table, for a compiled backward solve (the same values: consecutive steps)
+    y_of_t.table = (padded_dense(*(cache[k]._dense for k in range(start, end)))  # type: ignore[attr-defined]
+                    if setup.options.compile else None)
     return y_of_t
 
 
@@ -228,8 +233,9 @@ def _augmented_explicit(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor] 
     backsolve = y_of_t is None
     offset = 2 * n if backsolve else n
     direction = 1.0 if prob.tspan[1] > prob.tspan[0] else -1.0
-    dense = None if backsolve else setup.dense_inputs if setup.dense_inputs is not None else y_of_t
-    # compiled: not checkpointed pieces (a Python y(t)), hooks (the eager loop) or a differentiated backward pass
+    table = getattr(y_of_t, "table", None)  # the forward dense output (its re-solved pieces) as arrays
+    dense = None if backsolve else table if table is not None else y_of_t
+    # compiled: not with a Python y(t), hooks (the eager loop) or a differentiated backward pass
     want = (setup.options.compile and not callable(dense) and setup.adj_options.hooks is None
             and not torch.is_grad_enabled())
     field, compiled = field_for(prob, params, backsolve, setup.discovered, direction, want)
@@ -260,28 +266,28 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
     # tensors f uses only at some times: with parameters, the quadrature's graph shows them; without, the
     # adjoint's own f evaluations are watched
     watch = [] if setup.discovered and not setup.params else None
-
-    def state_at(t: Tensor, z: Tensor) -> Tensor:
-        return z[:n].reshape(shape) if backsolve else y_of_t(t)
-
-    def rhs(t: Tensor, z: Tensor) -> Tensor:
-        y = state_at(t, z)
-        aa = z[n:].reshape(shape) if backsolve else z.reshape(shape)
-        fy, gy, _, _ = vjp(prob.f, prob.f_takes_p, prob.p, t, y, aa, [], known=watch)
-        return torch.cat([fy.reshape(-1), -gy.reshape(-1)]) if backsolve else -gy.reshape(-1)
-
-    def jac(t: Tensor, z: Tensor) -> Tensor:  # the a-system is linear: its Jacobian is -J(t, y(t))^T
-        return -jac_rhs(t, state_at(t, z).reshape(-1)).T
-
-    z0 = torch.cat([y_hi.reshape(-1), a.reshape(-1)]) if backsolve else a.reshape(-1)
+    opts = _interval_options(setup, y_of_t, t_hi, t_lo)
     adj_alg = setup.adj_alg
-    if backsolve and isinstance(adj_alg, ImplicitAlgorithm):
-        adj_alg = type(adj_alg)(autodiff=False)  # vjp inside forward-mode AD is not supported by torch.func
-        adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)))
-    else:
-        adj = ODEProblem(rhs, z0, (float(t_hi), float(t_lo)), jac=None if backsolve else jac)
+    if backsolve:
+        def rhs(t: Tensor, z: Tensor) -> Tensor:
+            y, aa = z[:n].reshape(shape), z[n:].reshape(shape)
+            fy, gy, _, _ = vjp(prob.f, prob.f_takes_p, prob.p, t, y, aa, [], known=watch)
+            return torch.cat([fy.reshape(-1), -gy.reshape(-1)])
+
+        if isinstance(adj_alg, ImplicitAlgorithm):
+            adj_alg = type(adj_alg)(autodiff=False)  # vjp inside forward-mode AD is not supported by torch.func
+        adj = ODEProblem(rhs, torch.cat([y_hi.reshape(-1), a.reshape(-1)]), (float(t_hi), float(t_lo)))
+    else:  # the a-system, linear: its Jacobian is -J(t, y(t))^T; compiled like any solve where it can be
+        table = getattr(y_of_t, "table", None)
+        compiled = (setup.options.compile and table is not None and setup.adj_options.hooks is None
+                    and not torch.is_grad_enabled())
+        direction = 1.0 if prob.tspan[1] > prob.tspan[0] else -1.0
+        field, jac = core_for(prob, direction, watch, jac_rhs, compiled)
+        adj = ODEProblem(field, a.reshape(-1), (float(t_hi), float(t_lo)), p=(prob.p, table if compiled else y_of_t),
+                         jac=jac)
+        opts = opts.replace(compile=compiled)
     with torch.no_grad():
-        sol = solve(adj, adj_alg, _interval_options(setup, y_of_t, t_hi, t_lo), dense=True)
+        sol = solve(adj, adj_alg, opts, dense=True)
     setup.dt_carry = sol.dt_next
     raise_if_failed(sol, f"backward (adjoint) solve from t={float(t_hi):.6g} to t={float(t_lo):.6g}")
     setup.stats += sol.stats
@@ -292,7 +298,8 @@ def _core_then_quadrature(setup: AdjointSetup, y_of_t: Callable[[Tensor], Tensor
     zs = _interpolator(sol)(nodes)
     ys = zs[:, :n].reshape(-1, *shape) if backsolve else y_of_t(nodes)
     aas = (zs[:, n:] if backsolve else zs).reshape(-1, *shape)
-    return a_lo, _weighted_param_vjp(prob, nodes, ys, aas, weights, setup.params, setup.discovered)
+    return a_lo, _weighted_param_vjp(prob, nodes, ys, aas, weights, setup.params, setup.discovered,
+                                     setup.options.compile)
 
 
 def _interval_options(setup: AdjointSetup, y_of_t: Any, t_hi: Tensor, t_lo: Tensor) -> SolveOptions:
@@ -329,17 +336,32 @@ def _gauss_nodes(sol: Any) -> tuple[Tensor, Tensor]:
 
 
 def _weighted_param_vjp(prob: ODEProblem, ts: Tensor, ys: Tensor, aas: Tensor, weights: Tensor,
-                        params: list[Tensor], strict: bool) -> list[Tensor | None]:
+                        params: list[Tensor], strict: bool, vectorized: bool = False) -> list[Tensor | None]:
     """``sum_k w_k a_k^T df/dp (t_k, y_k)``: all nodes in one graph, one reverse pass (which also shows, with
-    ``strict``, any tensor requiring grad that f uses at these nodes but that is not among ``params``)."""
+    ``strict``, any tensor requiring grad that f uses at these nodes but that is not among ``params``).
+    ``vectorized`` (``compile=True``): ``f`` at every node in one ``torch.func.vmap`` call where it vectorizes (one
+    call of ``f`` instead of one per node; a Python counter in ``f`` then counts one), else node by node."""
     with torch.enable_grad():
-        total = ts.new_zeros(())
-        for tk, yk, ak, wk in zip(ts, ys, aas, weights, strict=True):
-            total = total + wk * (ak * prob.rhs(tk, yk.detach())).sum()
+        values = _node_values(prob, ts, ys.detach()) if vectorized else None
+        if values is not None:
+            total = (weights.reshape(-1, *([1] * (values.ndim - 1))) * aas * values).sum()
+        else:
+            total = ts.new_zeros(())
+            for tk, yk, ak, wk in zip(ts, ys, aas, weights, strict=True):
+                total = total + wk * (ak * prob.rhs(tk, yk.detach())).sum()
         if strict:
             refuse_new_leaves(total, params, ts[0])
         grads = torch.autograd.grad(total, params, allow_unused=True, retain_graph=True)  # see vjp()
     return list(grads)
+
+
+def _node_values(prob: ODEProblem, ts: Tensor, ys: Tensor) -> Tensor | None:
+    """``f(t_k, y_k)`` for every node ``k`` by one ``torch.func.vmap`` call, ``(N, *state)``; ``None`` where ``f``
+    does not vectorize (data-dependent Python, an operation vmap lacks)."""
+    try:
+        return torch.func.vmap(prob.rhs)(ts, ys)
+    except Exception:  # noqa: BLE001 - any failure of vmap: node by node, as without it
+        return None
 
 
 def _forward_jacobian(prob: ODEProblem) -> Callable[[Tensor, Tensor], Tensor]:
