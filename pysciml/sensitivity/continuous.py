@@ -14,6 +14,10 @@ Explicit adjoint methods integrate ``[a, g]`` (or ``[y, a, g]``) as one system. 
 ``n``-dimensional ``a`` (or ``[y, a]``) system, stiffly, with Jacobian ``-J^T`` (the forward Jacobian at
 ``y(t)``, from the problem's ``jac``, forward-mode autodiff or finite differences), and obtain ``g`` by
 quadrature on its steps: the parameter part never feeds back, so it needs no implicit treatment.
+
+With ``compile=True`` the backward solves are compiled too: their right-hand sides (and the ``a`` system's
+Jacobian) are objects kept per ``f`` (:mod:`.augmented`), with ``y(t)`` an input table (the forward dense output,
+or the checkpoints' re-solved pieces joined), so each signature compiles once.
 """
 
 from __future__ import annotations
