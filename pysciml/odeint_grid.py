@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from ._lru import LRU
 from ._validate import SolveOptions, check_solve
 from .algorithms import Algorithm
 from .engine.compiled import compile_stepper
 from .engine.compiled_grid import grid_solve
 from .engine.fixed_step_check import describe
+from .engine.interpolation import hermite_value
 from .errors import InputError, SolverError
 from .native import make_stepper
 from .odeint_options import GridSettings
@@ -84,19 +85,13 @@ class _GridFunc:
         return self.func(t, y)
 
 
-_PLAIN: OrderedDict[int, _GridFunc] = OrderedDict()  # the 16 most recent; each holds its func (ids not reused)
+_PLAIN: LRU[_GridFunc] = LRU(16)  # each holds its func, so an id is not reused while cached
 
 
 def _plain(func: Callable[[Tensor, Tensor], Tensor]) -> _GridFunc:
     """``func`` as ``f(t, y)`` without ``perturb``: the same object for the same ``func`` (a compiled step is cached by
     its function's identity), and two arguments whatever ``func``'s signature (no ``p`` is passed to it)."""
-    wrapped = _PLAIN.get(id(func))
-    if wrapped is None or wrapped.func is not func:
-        wrapped = _PLAIN[id(func)] = _GridFunc(func, False)
-        while len(_PLAIN) > 16:
-            _PLAIN.popitem(last=False)
-    _PLAIN.move_to_end(id(func))
-    return wrapped
+    return _PLAIN.get(id(func), lambda: _GridFunc(func, False), lambda wrapped: wrapped.func is func)
 
 
 def _linear(t0: Tensor, t1: Tensor, y0: Tensor, y1: Tensor, t: Tensor) -> Tensor:
@@ -105,16 +100,6 @@ def _linear(t0: Tensor, t1: Tensor, y0: Tensor, y1: Tensor, t: Tensor) -> Tensor
     if bool(t == t1):
         return y1
     return y0 + ((t - t0) / (t1 - t0)).to(y0.dtype) * (y1 - y0)
-
-
-def _cubic(t0: Tensor, y0: Tensor, f0: Tensor, t1: Tensor, y1: Tensor, f1: Tensor, t: Tensor) -> Tensor:
-    h = ((t - t0) / (t1 - t0)).to(y0.dtype)
-    dt = (t1 - t0).to(y0.dtype)
-    h00 = (1 + 2 * h) * (1 - h) * (1 - h)
-    h10 = h * (1 - h) * (1 - h)
-    h01 = h * h * (3 - 2 * h)
-    h11 = h * h * (h - 1)
-    return h00 * y0 + h10 * dt * f0 + h01 * y1 + h11 * dt * f1
 
 
 class _GridRun:
@@ -197,7 +182,7 @@ def _interpolant(settings: GridSettings, func: Callable[[Tensor, Tensor], Tensor
         if mode not in f1:
             f1[mode] = func(t1, u1.reshape(shape)).reshape(-1)
         start = f0[0] if f0.numel() else func(t0, u0.reshape(shape)).reshape(-1)  # a stepper without f_start
-        return _cubic(t0, u0, start, t1, u1, f1[mode], tj)
+        return hermite_value(t0, u0, start, t1, u1, f1[mode], tj)
     return cubic
 
 

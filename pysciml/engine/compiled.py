@@ -254,9 +254,9 @@ def _program(stepper: Stepper, bsz: int, dense: bool) -> _Program:
     if prog is not None:
         _CACHE.move_to_end(key)
         return prog
-    linear_ark = isinstance(stepper, ARKStepper) and stepper.linear and stepper.rhs_e is not None
-    watched = stepper.rhs_e.f if linear_ark and stepper.rhs_e is not None else stepper.rhs.f
-    note_fresh_f(watched, key[:-1])  # the key less the functions' identities
+    explicit = stepper.rhs_e if isinstance(stepper, ARKStepper) and stepper.linear else None
+    note_fresh_f((explicit or stepper.rhs).f, key[:-1])  # the key less the functions' identities; on a linear L,
+    # the explicit part's function (the program never calls L u)
     tag = f"{len(_CACHE)}_{abs(hash(key)) % 10**8}"
     if isinstance(stepper, RosenbrockStepper):
         prog = _rosenbrock_program(stepper, dense, tag)

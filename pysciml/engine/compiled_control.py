@@ -53,7 +53,7 @@ REACH = 1.0 + 1e-12  # as in engine/loop.py: a step within this factor of the re
 def handles(stepper: Any, opts: LoopOptions) -> bool:
     """Whether :func:`integrate_batched_compiled` runs this batched solve (else the eager loop does)."""
     return (isinstance(stepper, CompiledStepper) and stepper.compiled and options_ok(opts)
-            and not getattr(stepper.inner, "linear", False))  # ARK on a linear part: the eager factorization
+            and not (isinstance(stepper.inner, ARKStepper) and stepper.inner.linear))  # its factors are eager
 
 
 def options_ok(opts: LoopOptions) -> bool:

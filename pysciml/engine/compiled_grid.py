@@ -16,24 +16,23 @@ after the program on the states and ``f`` values it returns, at the steps where 
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import warnings
 from typing import Any
 
 import torch
 
 from ..solution import Stats
-from .compiled import _explicit_program, _key
-from .compiled_parts import CompileFailure, _Program, _user_f
+from .compiled import _key
+from .compiled import _program as step_program
+from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _Program, _user_f
 from .explicit_rk import ExplicitRKStepper
+from .interpolation import hermite_value
 
 Tensor = torch.Tensor
 
 MAX_STEPS = 16
 """The longest grid traced as one program (each step is unrolled: compile time grows with it, about 37 s for the
 spiral's 9 rk4 steps with the backward on this project's CPU; longer grids run the per-step programs)."""
-
-_CACHE: OrderedDict[tuple, _Program] = OrderedDict()
-CACHE_SIZE = 16
 
 
 def output_steps(grid: list[float], times: list[float], direction: float) -> list[int]:
@@ -48,12 +47,13 @@ def output_steps(grid: list[float], times: list[float], direction: float) -> lis
 
 
 def _program(stepper: ExplicitRKStepper, n_steps: int, n_out: int, cubic: bool) -> _Program:
+    """The grid program of this signature, in the compiled programs' cache (``clear_cache`` forgets it too)."""
     key = ("grid", _key(stepper, 1, False), n_steps, n_out, cubic)
     prog = _CACHE.get(key)
     if prog is not None:
         _CACHE.move_to_end(key)
         return prog
-    step = _explicit_program(stepper, False, "unused").raw["step"]
+    step = step_program(stepper, 1, False).raw["step"]  # the per-step program's traceable step
     F = _user_f(stepper.rhs)
     fsal = stepper.tab.fsal
 
@@ -76,12 +76,8 @@ def _program(stepper: ExplicitRKStepper, n_steps: int, n_out: int, cubic: bool) 
         E = None if es[0] is None else torch.cat(es)
         ta, tb = grid[at], grid[at + 1]
         ya, yb = U[at], U[at + 1]
-        if cubic:  # odeint_grid._cubic's arithmetic
-            h = ((tq - ta) / (tb - ta)).to(U.dtype)[:, None]
-            dt = (tb - ta).to(U.dtype)[:, None]
-            h00, h10 = (1 + 2 * h) * (1 - h) * (1 - h), h * (1 - h) * (1 - h)
-            h01, h11 = h * h * (3 - 2 * h), h * h * (h - 1)
-            vals = h00 * ya + h10 * dt * Fs[at] + h01 * yb + h11 * dt * Fs[at + 1]
+        if cubic:  # the eager grid loop's arithmetic
+            vals = hermite_value(ta[:, None], ya, Fs[at], tb[:, None], yb, Fs[at + 1], tq[:, None])
         else:  # odeint_grid._linear's: the ends exactly
             w = ((tq - ta) / (tb - ta)).to(U.dtype)[:, None]
             vals = torch.where((tq == ta)[:, None], ya, torch.where((tq == tb)[:, None], yb, ya + w * (yb - ya)))
@@ -117,8 +113,6 @@ def grid_solve(stepper: Any, u0: Tensor, grid: Tensor, t: Tensor, cubic: bool, d
         return prog.run("grid", stats, inner.rhs.p, grid[:n_steps + 1], u0, inner.f0, idx,
                         t[1:].to(grid.dtype), stepper.atol_n, stepper.rtol_n)
     except CompileFailure as exc:
-        import warnings
-
         prog.ran.add("failed")
         warnings.warn(f"compile=True: compiling the whole {inner.name} grid solve as one program failed ({exc}); "
                       "stepping it with per-step programs", RuntimeWarning, stacklevel=4)

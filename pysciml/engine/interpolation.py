@@ -22,6 +22,18 @@ def hermite_coefficients(u0: Tensor, u1: Tensor, f0: Tensor, f1: Tensor, dt: Ten
     return torch.stack((u0, hf0, 3 * du - 2 * hf0 - hf1, hf0 + hf1 - 2 * du))
 
 
+def hermite_value(t0: Tensor, y0: Tensor, f0: Tensor, t1: Tensor, y1: Tensor, f1: Tensor, t: Tensor) -> Tensor:
+    """The cubic Hermite interpolant through ``(t0, y0, f0)`` and ``(t1, y1, f1)`` at ``t`` (torchdiffeq's fixed-grid
+    ``interp="cubic"`` arithmetic); the times broadcast against the values (``(M, 1)`` times for ``(M, n)`` rows)."""
+    h = ((t - t0) / (t1 - t0)).to(y0.dtype)
+    dt = (t1 - t0).to(y0.dtype)
+    h00 = (1 + 2 * h) * (1 - h) * (1 - h)
+    h10 = h * (1 - h) * (1 - h)
+    h01 = h * h * (3 - 2 * h)
+    h11 = h * h * (h - 1)
+    return h00 * y0 + h10 * dt * f0 + h01 * y1 + h11 * dt * f1
+
+
 def polynomial_coefficients(u0: Tensor, dense: Tensor, stages: Tensor) -> Tensor:
     """Coefficients from a tableau's dense matrix ``(q, s)`` and stage increments ``(s, B, n)``."""
     s, b, n = stages.shape

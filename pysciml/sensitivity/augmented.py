@@ -22,13 +22,13 @@ backward solves eager.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from .._lru import LRU
 from ..engine.graph_check import owner_of
 from ..engine.interpolation import interpolate
 from ..problem import ODEProblem, SplitODEProblem, call_f
@@ -40,7 +40,7 @@ Slot = tuple[str, Any]  # ("module", parameter name) or ("p", index of the leaf 
 CACHE_SIZE = 16
 """Fields kept for compiled backward solves (least recently used dropped first); each holds its ``f``."""
 
-_FIELDS: OrderedDict[tuple, AugmentedField] = OrderedDict()
+_FIELDS: LRU[AugmentedField] = LRU(CACHE_SIZE)
 PAD_MIN = 16
 """The forward dense output is padded to ``max(PAD_MIN, next power of two)`` steps: a new number of forward steps
 compiles anew only when it crosses a power of two."""
@@ -173,7 +173,7 @@ class CoreJacobian:
         return -J.T
 
 
-_CORE: OrderedDict[tuple, tuple[CoreField, CoreJacobian]] = OrderedDict()
+_CORE: LRU[tuple[CoreField, CoreJacobian]] = LRU(CACHE_SIZE)
 
 
 def core_for(prob: ODEProblem, direction: float, known: list[Tensor] | None,
@@ -185,13 +185,12 @@ def core_for(prob: ODEProblem, direction: float, known: list[Tensor] | None,
         return field, CoreJacobian(field, prob, eager_jacobian)
     key = (id(prob.f), prob.f_takes_p, id(prob.jac), prob.state_shape, direction, known is None,
            isinstance(prob, SplitODEProblem))
-    pair = _CORE.get(key)
-    if pair is None or pair[0].f is not prob.f or pair[1].jac is not (None if key[-1] else prob.jac):
+
+    def make() -> tuple[CoreField, CoreJacobian]:
         field = CoreField(prob, direction, known)
-        pair = _CORE[key] = (field, CoreJacobian(field, prob, eager_jacobian))
-        while len(_CORE) > CACHE_SIZE:
-            _CORE.popitem(last=False)
-    _CORE.move_to_end(key)
+        return field, CoreJacobian(field, prob, eager_jacobian)
+
+    pair = _CORE.get(key, make, lambda old: old[0].f is prob.f and old[1].jac is (None if key[-1] else prob.jac))
     field, jac = pair
     field.known, jac.eager = known, eager_jacobian  # this pass's (eager-only) settings
     return pair
@@ -229,12 +228,8 @@ def field_for(prob: ODEProblem, params: Sequence[Tensor], backsolve: bool, stric
     if slots is None:
         return AugmentedField(prob, sizes, backsolve, strict, direction, None), False
     key = (id(prob.f), prob.f_takes_p, prob.state_shape, tuple(sizes), tuple(slots), backsolve, strict, direction)
-    field = _FIELDS.get(key)
-    if field is None or field.f is not prob.f:
-        field = _FIELDS[key] = AugmentedField(prob, sizes, backsolve, strict, direction, slots)
-        while len(_FIELDS) > CACHE_SIZE:
-            _FIELDS.popitem(last=False)
-    _FIELDS.move_to_end(key)
+    field = _FIELDS.get(key, lambda: AugmentedField(prob, sizes, backsolve, strict, direction, slots),
+                        lambda old: old.f is prob.f)
     return field, True
 
 
