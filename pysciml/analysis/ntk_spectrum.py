@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._lstsq import lstsq
 from ..errors import InputError
 
 Tensor = torch.Tensor
@@ -148,7 +149,7 @@ def fit_decay(eigs: Tensor | np.ndarray, *, start: int = 1, stop: int | None = N
     lk = torch.log(torch.arange(start, stop + 1, dtype=torch.float64))
     ll = torch.log(sel)
     a = torch.stack([torch.ones_like(lk), lk], 1)
-    coef = torch.linalg.lstsq(a, ll[:, None]).solution[:, 0]
+    coef = lstsq(a, ll[:, None])[:, 0]
     pred = a @ coef
     ss_res = float(((ll - pred) ** 2).sum())
     ss_tot = float(((ll - ll.mean()) ** 2).sum())

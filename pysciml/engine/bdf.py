@@ -36,6 +36,7 @@ from functools import cache
 import numpy as np
 import torch
 
+from .._lstsq import lstsq
 from ..solution import Stats
 from .linsolve import KrylovSolver, LinearSolverImpl
 from .rhs import RHS
@@ -211,7 +212,7 @@ class BDFMethod:
         Ut = U.mT
         A = torch.where(null[None, :, None], Ut @ J, (Ut @ M).expand_as(J))
         b = torch.where(null[None, :], -(ft @ U), f0 @ U)
-        return torch.linalg.lstsq(A, b[:, :, None]).solution[:, :, 0]
+        return lstsq(A, b[:, :, None])[:, :, 0]
 
     @property
     def state(self) -> Tensor:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .._lstsq import lstsq
 from ..linsolve_options import GMRES, DenseLU, SparseLU
 from ..solution import Stats
 from .linsolve_sparse import Preconditioner, SparseLUSolver
@@ -237,7 +238,7 @@ def gmres(matvec: Callable[[Tensor], Tensor], b: Tensor, *, rtol: float, restart
     """Solve ``A x = b`` for each row of ``b (B, n)``; returns ``x`` and a ``(B,)`` converged mask.
 
     Arnoldi with modified Gram-Schmidt; the small least-squares problem is solved per trajectory with
-    ``torch.linalg.lstsq``. Converged trajectories stop changing (their columns get zero weight).
+    ``_lstsq.lstsq``. Converged trajectories stop changing (their columns get zero weight).
     """
     bsz, n = b.shape
     x = torch.zeros_like(b)
@@ -269,7 +270,7 @@ def gmres(matvec: Callable[[Tensor], Tensor], b: Tensor, *, rtol: float, restart
             H = torch.stack(cols, dim=2)[:, : j + 2, :]  # (B, j+2, j+1)
             rhs = torch.zeros(bsz, j + 2, dtype=b.dtype, device=b.device)
             rhs[:, 0] = beta
-            y = torch.linalg.lstsq(H, rhs[:, :, None]).solution[:, :, 0]
+            y = lstsq(H, rhs[:, :, None])[:, :, 0]
             res = (rhs - (H @ y[:, :, None])[:, :, 0]).norm(dim=1)
             if bool(((res <= target) | done).all()) or bool((hnext <= tiny * 1e3).all()):
                 break

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .._lstsq import lstsq
 from ..errors import InputError
 from .lysep_multipliers import _Multipliers
 from .lysep_ops import ACTIVATIONS, Activation, LayerValues, LinearPDE, Sine, mlp, network_layers, propagate
@@ -308,7 +309,7 @@ class LySep(_Multipliers):
         m, t = self.layer_least_squares(k)
         # solved in float64 whatever the model's dtype: in float32 the rounding of ill-conditioned designs
         # made training erratic (rel. L2 after 10 sweeps anywhere in 0.04-0.8 from run to run)
-        theta = torch.linalg.lstsq(m.double(), t.double()).solution.to(m.dtype)
+        theta = lstsq(m.double(), t.double()).to(m.dtype)
         self.weights[k] = theta[:-1].T.contiguous()
         self.biases[k] = theta[-1].clone()
 
