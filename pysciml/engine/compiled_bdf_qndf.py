@@ -35,10 +35,12 @@ import numpy as np
 import torch
 from torch._higher_order_ops.while_loop import while_loop
 
+from . import compiled_bdf_record as record
 from . import compiled_bdf_rules as rules
 from . import compiled_bdf_step as step
 from .bdf import MAX_FACTOR, MAX_ORDER, BDFMethod, _difference_map, interpolation_matrix
 from .compiled_parts import _user_f, jacobian_fn
+from .interpolation import evaluate
 from .loop_records import LoopOptions
 
 __all__ = ["OUT", "loop_fn", "rescale", "start"]
@@ -106,7 +108,7 @@ def _choose_order(D: Tensor, order: Tensor, err: Tensor, scale: Tensor, ec: Tens
     return best, torch.where(to_m, f[0], torch.where(to_k, f[1], f[2]))
 
 
-def loop_fn(method: BDFMethod, direction: float, interior: bool) -> Any:
+def loop_fn(method: BDFMethod, direction: float, interior: bool, rec: record.Plan | None) -> Any:
     """The loop program's function ``(p, C, X) -> X`` (``C``, ``X``: :func:`start`)."""
     F, jacobian = _user_f(method.rhs), jacobian_fn(method.rhs)
     K, max_iters, d = method.max_order, method.max_iters, direction
@@ -115,13 +117,15 @@ def loop_fn(method: BDFMethod, direction: float, interior: bool) -> Any:
         atol, rtol, tol, stops, n_stops, keys, saveat, maxiters, dtmin, dtmax, mass = C[:11]
         alphas, weights, ec, interp, U = C[11:]
 
-        def more(nloop: Tensor, *rest: Tensor) -> Tensor:
-            return rest[6] & (nloop < maxiters)
+        def more(*X: Tensor) -> Tensor:
+            go = X[7] & (X[0] < maxiters)
+            return go if rec is None else go & (X[OUT + 2] < rec.cap)  # room in the record buffer
 
         def body(nloop: Tensor, t: Tensor, h: Tensor, si: Tensor, n_equal: Tensor, n_fail: Tensor,
                  nonfinite: Tensor, running: Tensor, status: Tensor, fail_t: Tensor, fail_h: Tensor, order: Tensor,
                  D: Tensor, u: Tensor, out: Tensor, sidx: Tensor, *S: Tensor) -> tuple[Tensor, ...]:
             bsz = u.shape[0]
+            R, S = (S[:rec.size], S[rec.size:]) if rec is not None else ((), S)
             h_before, before = h, (nloop, t, h, si, n_equal, n_fail, nonfinite, running, status, fail_t, fail_h,
                                    order, D)
             at_stop, h, n_equal, t_new = rules.onto_stop(stops, si, t, h, n_equal, d)
@@ -141,14 +145,15 @@ def loop_fn(method: BDFMethod, direction: float, interior: bool) -> Any:
             D_a = _accept(D, order, dd)
             si_a = si + at_stop.long()
             last = at_stop & (si_a == n_stops)
-            inside = None
-            if interior:
+            inside, coeffs = None, None
+            if interior or (rec is not None and rec.dense):
                 coeffs = torch.einsum("pj,jbn->pbn", step.pick(interp, order), D_a[:K + 1])
-                th = rules.theta(saveat, t, t_new, bsz).to(u.dtype)[..., None]
-                inside = coeffs[-1].expand(*th.shape[:-1], -1)
-                for j in range(K - 1, -1, -1):
-                    inside = inside * th + coeffs[j]
+            if interior:
+                assert coeffs is not None
+                inside = evaluate(coeffs, rules.theta(saveat, t, t_new, bsz).to(u.dtype))
             out, sidx = rules.save(out, sidx, keys, saveat, t, t_new, accept, y_new, inside, d)
+            if rec is not None:
+                R = record.write(rec, R, accept, t, t_new, order, y_new, coeffs)
             # ---- BDFMethod.next_factor: the order and step after k + 1 steps of one size
             n_equal_a = n_equal + 1
             early = n_equal_a < order + 1
@@ -167,7 +172,7 @@ def loop_fn(method: BDFMethod, direction: float, interior: bool) -> Any:
                 torch.where(accept & ~moved & early, n_equal_a, 0), torch.where(accept, 0, n_fail_r),
                 nonfinite & ~accept, running, status, fail_t, fail_h, order_next, D_next))
             # (on a retry accept is False: the state and the save points stay as they were)
-            return (*head, torch.where(accept, y_new, u), out, sidx, J, lu, piv, inverse, c_lu, jac_stale,
+            return (*head, torch.where(accept, y_new, u), out, sidx, *R, J, lu, piv, inverse, c_lu, jac_stale,
                     jac_current & ~accept, eta, torch.where(retry, S[-1], counts))
 
         return step.packed_while_loop(more, body, tuple(X), while_loop)  # its 12 scalars as one carry
@@ -175,7 +180,8 @@ def loop_fn(method: BDFMethod, direction: float, interior: bool) -> Any:
     return qndf_loop
 
 
-def start(method: BDFMethod, u0: Tensor, opts: LoopOptions, n_counters: int) -> tuple[Any, ...]:
+def start(method: BDFMethod, u0: Tensor, opts: LoopOptions, n_counters: int, rec: record.Plan | None
+          ) -> tuple[Any, ...]:
     """The eager solve's start (:func:`.compiled_bdf_rules.start`) and the program's inputs: ``(p, C, X, direction,
     save_t)``."""
     s = rules.start(method, u0, opts, n_counters)
@@ -191,5 +197,6 @@ def start(method: BDFMethod, u0: Tensor, opts: LoopOptions, n_counters: int) -> 
          torch.tensor(_difference_map(K, 1.0), dtype=T64, device=device))
     assert method.D is not None
     X = (*rules.loop_head(opts.t0, s.h, method.order, device), method.D.detach().clone(), s.u.detach().clone(),
-         s.out, torch.tensor(s.first, device=device), *s.newton)
+         s.out, torch.tensor(s.first, device=device),
+         *(record.carries(rec, *u0.shape, dtype, device) if rec is not None else ()), *s.newton)
     return method.rhs.p, C, X, s.direction, s.save_t

@@ -41,6 +41,7 @@ from torch._higher_order_ops.while_loop import while_loop
 
 from .bdf import FIRST_RATE_FLOOR, REFACTOR
 from .compiled_parts import lu_apply, lu_parts
+from .interpolation import evaluate
 from .linsolve import DenseLUSolver
 
 __all__ = ["INVERSE_MAX", "attempt", "error_constant", "interpolate", "lagrange", "order_error", "packed_while_loop",
@@ -138,8 +139,9 @@ def order_error(ts: Tensor, ys: Tensor, nhist: Tensor, q: Tensor, scale: Tensor,
     return torch.where(nhist < q + 2, math.inf, est)
 
 
-def interpolate(ts: Tensor, ys: Tensor, order: Tensor, nhist: Tensor, theta: Tensor, K: int) -> Tensor:
-    """:meth:`~.bdf_flc.FLCMethod.interpolant` evaluated at ``theta`` (``(S, B)``): ``(S, B, n)``."""
+def coefficients(ts: Tensor, ys: Tensor, order: Tensor, nhist: Tensor, K: int) -> Tensor:
+    """:meth:`~.bdf_flc.FLCMethod.interpolant`: the coefficients ``(K + 1, B, n)`` in ``theta`` of the polynomial
+    through the newest ``k + 1`` points (``k = min(order, nhist - 1)``), zero beyond degree ``k``."""
     k = torch.minimum(order, nhist - 1)
     h = ts[0] - ts[1]
     th = (ts[: K + 1] - ts[1]) / h
@@ -151,12 +153,12 @@ def interpolate(ts: Tensor, ys: Tensor, order: Tensor, nhist: Tensor, theta: Ten
     both = used[:, None] & used[None, :]
     V = torch.where(both, V, torch.eye(K + 1, dtype=V.dtype, device=V.device))
     inv = torch.where(both, torch.linalg.inv_ex(V)[0], 0.0)
-    coeffs = torch.einsum("pj,jbn->pbn", inv.to(ys.dtype), ys[: K + 1])
-    out = coeffs[-1].expand(*theta.shape, -1)
-    theta = theta.to(ys.dtype)
-    for j in range(K - 1, -1, -1):
-        out = out * theta[..., None] + coeffs[j]
-    return out
+    return torch.einsum("pj,jbn->pbn", inv.to(ys.dtype), ys[: K + 1])
+
+
+def interpolate(ts: Tensor, ys: Tensor, order: Tensor, nhist: Tensor, theta: Tensor, K: int) -> Tensor:
+    """:meth:`~.bdf_flc.FLCMethod.interpolant` evaluated at ``theta`` (``(S, B)``): ``(S, B, n)``."""
+    return evaluate(coefficients(ts, ys, order, nhist, K), theta.to(ys.dtype))
 
 
 def _again(go: Tensor, *rest: Tensor) -> Tensor:

@@ -22,8 +22,9 @@ Covered: FBDF, QNDF and QBDF (dense LU, autodiff or supplied Jacobian, a constan
 the program run uncompiled only, or none), float64 and float32 (times, steps and every step-size decision in
 float64, as the eager loop's Python floats; FBDF's past times as it reads them back from the state's dtype), one
 trajectory or a batch (which shares the step and the order, as the eager loop), adaptive steps, saving at
-``saveat`` (values inside a step from its interpolating polynomial), ``tstops``, ``dtmin``/``dtmax``,
-``maxiters``. Everything else (fixed steps, dense output, saving every step, the progress bar, sparse or GMRES
+``saveat`` (values inside a step from its interpolating polynomial), saving every step and dense output (the
+accepted steps recorded in a buffer the host empties when full, running the program on: :mod:`.compiled_bdf_record`),
+``tstops``, ``dtmin``/``dtmax``, ``maxiters``. Everything else (fixed steps, the progress bar, sparse or GMRES
 linear solvers, finite-difference Jacobians, gradients) runs the eager loop after one warning that says why
 (:func:`unsupported`); a program that fails to compile does too (one warning per signature). Values are the eager
 solve's to round-off (the weights' last bits differ, :mod:`.compiled_bdf_step`), counters equal where no decision
@@ -47,6 +48,7 @@ from torch._higher_order_ops.while_loop import while_loop
 
 from ..solution import Stats
 from . import compiled_bdf_qndf as qndf
+from . import compiled_bdf_record as record
 from . import compiled_bdf_rules as rules
 from . import compiled_bdf_step as step
 from .bdf import MAX_FACTOR, MIN_FACTOR, BDFMethod
@@ -59,6 +61,7 @@ from .compiled_parts import (
     _user_f,
     jacobian_fn,
     note_fresh_f,
+    python_lifted_backend,
     tracks_grad,
 )
 from .linsolve import DenseLUSolver
@@ -87,8 +90,6 @@ def unsupported(method: Any, opts: LoopOptions, u0: Tensor) -> str | None:
         return "finite-difference Jacobians (autodiff=False) are not compiled; give the problem a jac"
     if not opts.adaptive:
         return "fixed steps are not compiled"
-    if opts.dense or opts.saveat is None or opts.save_everystep:
-        return "dense output and saving every step are not compiled; pass saveat"
     if opts.progress or opts.hooks is not None or opts.events is not None:
         return "the progress bar, step hooks and callbacks are not compiled"
     if u0.requires_grad or tracks_grad(method.rhs, u0):
@@ -96,13 +97,13 @@ def unsupported(method: Any, opts: LoopOptions, u0: Tensor) -> str | None:
     return None
 
 
-def _program(method: BDFMethod, bsz: int, direction: float, interior: bool) -> _Program:
+def _program(method: BDFMethod, bsz: int, direction: float, interior: bool, rec: record.Plan | None) -> _Program:
     """The loop program of this signature (cached with the other compiled programs): FBDF's, or QNDF's/QBDF's
     (:mod:`.compiled_bdf_qndf`, keyed by their ``kappa``)."""
     rhs = method.rhs
     form = "FBDF-loop" if isinstance(method, FLCMethod) else ("QNDF-loop", method.coef.error_const)
     signature = (form, bsz, rhs.shape, rhs.batched, rhs.dtype, str(rhs.device), method.mass is not None,
-                 rhs.takes_p, rhs.jac_takes_p, method.max_order, method.max_iters, direction, interior)
+                 rhs.takes_p, rhs.jac_takes_p, method.max_order, method.max_iters, direction, interior, rec)
     key = (*signature, id(rhs.f), id(rhs.user_jac))
     prog = _CACHE.get(key)
     if prog is not None:
@@ -110,15 +111,17 @@ def _program(method: BDFMethod, bsz: int, direction: float, interior: bool) -> _
         return prog
     note_fresh_f(rhs.f, signature)
     prog = _Program(f"bdf{len(_CACHE)}_{abs(hash(key)) % 10**8}")
-    prog.add("loop", _loop_fn(method, direction, interior) if isinstance(method, FLCMethod) else
-             qndf.loop_fn(method, direction, interior))
+    # a recording loop on inductor's Python wrapper: on the C++ wrapper (torch 2.13) the same program with the record
+    # buffers as more carries took other steps, or failed, where uncompiled it took the eager ones (compiled_bdf_record)
+    prog.add("loop", _loop_fn(method, direction, interior, rec) if isinstance(method, FLCMethod) else
+             qndf.loop_fn(method, direction, interior, rec), python_lifted_backend if rec is not None else None)
     _CACHE[key] = prog
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
     return prog
 
 
-def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
+def _loop_fn(method: FLCMethod, direction: float, interior: bool, rec: record.Plan | None) -> Any:
     F, jacobian = _user_f(method.rhs), jacobian_fn(method.rhs)
     K, max_order, max_iters = method.max_order, method.max_order, method.max_iters
     m = max_iters
@@ -127,15 +130,16 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
     def bdf_loop(p: Any, slope0: Tensor, C: tuple[Any, ...], X: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         atol, rtol, tol, stops, n_stops, keys, saveat, maxiters, dtmin, dtmax, mass, alphas, a_s = C
 
-        def more(nloop: Tensor, t: Tensor, h: Tensor, si: Tensor, n_equal: Tensor, n_fail: Tensor,
-                 nonfinite: Tensor, running: Tensor, *rest: Tensor) -> Tensor:
-            return running & (nloop < maxiters)
+        def more(*X: Tensor) -> Tensor:
+            go = X[7] & (X[0] < maxiters)
+            return go if rec is None else go & (X[OUT + 2] < rec.cap)  # room in the record buffer
 
         def body(nloop: Tensor, t: Tensor, h: Tensor, si: Tensor, n_equal: Tensor, n_fail: Tensor,
                  nonfinite: Tensor, running: Tensor, status: Tensor, fail_t: Tensor, fail_h: Tensor, order: Tensor,
                  nhist: Tensor, ts: Tensor, ys: Tensor, u: Tensor, out: Tensor, sidx: Tensor,
                  *S: Tensor) -> tuple[Tensor, ...]:
             bsz = u.shape[0]
+            R, S = (S[:rec.size], S[rec.size:]) if rec is not None else ((), S)
             # ---- the step onto the next stop (integrate_bdf)
             h_before, n_equal_in = h, n_equal
             at_stop, h, n_equal, t_new = rules.onto_stop(stops, si, t, h, n_equal, d)
@@ -174,6 +178,9 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
             if interior:
                 inside = step.interpolate(ts_a, ys_a, order, nhist_a, rules.theta(saveat, t, t_new, bsz), K)
             out, sidx = rules.save(out, sidx, keys, saveat, t, t_new, accept, y_new, inside, d)
+            if rec is not None:
+                coeffs = step.coefficients(ts_a, ys_a, order, nhist_a, K) if rec.dense else None
+                R = record.write(rec, R, accept, t, t_new, torch.minimum(order, nhist_a - 1), y_new, coeffs)
             # ---- FLCMethod.next_factor
             k = order
             raw_k = torch.where(err > 0, err.pow(-1.0 / (k + 1).to(h.dtype)), math.inf)
@@ -209,15 +216,15 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool) -> Any:
                 torch.where(accept, nhist_a, nhist)))
             # (on a retry accept is False: the history, the state and the save points stay as they were)
             return (*head, torch.where(accept, ts_a, ts), torch.where(accept, ys_a, ys),
-                    torch.where(accept, y_new, u), out, sidx, J, lu, piv, inverse, c_lu, jac_stale, jac_current, eta,
-                    torch.where(retry, S[-1], counts))
+                    torch.where(accept, y_new, u), out, sidx, *R, J, lu, piv, inverse, c_lu, jac_stale, jac_current,
+                    eta, torch.where(retry, S[-1], counts))
 
-        return step.packed_while_loop(more, body, tuple(X), while_loop)  # its 18 scalars as one carry
+        return step.packed_while_loop(more, body, tuple(X), while_loop)  # its 18 (19) scalars as one carry
 
     return bdf_loop
 
 
-def _start(method: FLCMethod, u0: Tensor, opts: LoopOptions) -> tuple[Any, ...]:
+def _start(method: FLCMethod, u0: Tensor, opts: LoopOptions, rec: record.Plan | None) -> tuple[Any, ...]:
     """The eager solve's start (:func:`.compiled_bdf_rules.start`) and the program's inputs: ``(p, slope0, C, X,
     direction, save_t)``."""
     s = rules.start(method, u0, opts, len(COUNTERS))
@@ -231,8 +238,9 @@ def _start(method: FLCMethod, u0: Tensor, opts: LoopOptions) -> tuple[Any, ...]:
     ys = torch.zeros(HISTORY, bsz, n, dtype=dtype, device=device)
     ys[0] = s.u.detach()
     long = torch.zeros((), dtype=torch.long, device=device)
+    R = record.carries(rec, bsz, n, dtype, device) if rec is not None else ()
     X = (*rules.loop_head(opts.t0, s.h, method.order, device), long + 1, ts, ys, s.u.detach().clone(), s.out,
-         long + s.first, *s.newton)
+         long + s.first, *R, *s.newton)
     assert method.slope0 is not None
     return method.rhs.p, method.slope0.detach(), (*s.shared, alphas, a_s), X, s.direction, s.save_t
 
@@ -243,25 +251,32 @@ def _name(method: BDFMethod) -> str:
 
 def _run(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats, steps: int | None = None
          ) -> tuple[Any, ...] | None:
-    """The program from the eager start, ``steps`` iterations at most; ``None`` after a failed compile (one warning
-    per signature; ``stats`` as they were)."""
+    """The program from the eager start, ``steps`` iterations at most, run on after every full record buffer
+    (:mod:`.compiled_bdf_record`); ``(X, save_t, drain)`` (``drain``: the recorded steps, ``None`` without
+    recording), or ``None`` after a failed compile (one warning per signature; ``stats`` as they were)."""
     before = dict(vars(stats))  # the counters, restored on a failed compile (as compiled_loop.run_whole)
     t_setup = time.perf_counter()
-    if isinstance(method, FLCMethod):
-        p, slope0, C, X, direction, save_t = _start(method, u0, opts)
+    flc = isinstance(method, FLCMethod)
+    rec = record.plan(opts, method.max_order, *u0.shape)
+    if flc:
+        p, slope0, C, X, direction, save_t = _start(method, u0, opts, rec)
         args: tuple[Any, ...] = (p, slope0)
     else:
-        p, C, X, direction, save_t = qndf.start(method, u0, opts, len(COUNTERS))
+        p, C, X, direction, save_t = qndf.start(method, u0, opts, len(COUNTERS), rec)
         args = (p,)
+    out_at = OUT if flc else qndf.OUT
+    drain = record.Drain(rec, direction, opts.t0, X[out_at - 1]) if rec is not None else None
     interior = any(s not in (opts.t0, opts.t1) for s in save_t)
-    prog = _program(method, u0.shape[0], direction, interior)
+    prog = _program(method, u0.shape[0], direction, interior, rec)
     setup = time.perf_counter() - t_setup
     if steps is not None:
         C = (*C[:7], C[7] * 0 + steps, *C[8:])  # maxiters (compiled_bdf_rules.Start.shared)
     try:
         if prog in _FAILED:
             raise CompileFailure("failed before")
-        result = prog.run("loop", stats, *args, C, X)
+        X = prog.run("loop", stats, *args, C, X)
+        while drain is not None and drain.take(X[out_at + 2:out_at + 2 + drain.p.size]) and bool(X[7]):
+            X = prog.run("loop", stats, *args, C, record.reset(X, out_at + 2))  # the buffer was full: run on
     except CompileFailure as exc:
         if prog not in _FAILED:
             warnings.warn(f"compile=True: compiling the {_name(method)} loop failed ({exc}); solving eagerly",
@@ -271,17 +286,16 @@ def _run(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats, steps: 
         return None
     if stats.compile_time > before["compile_time"]:
         stats.compile_time += setup
-    return result, save_t
+    return X, save_t, drain
 
 
 def integrate(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult | None:
     """The FBDF solve as one compiled program (see the module docstring; :func:`unsupported` must be ``None``);
     ``None`` after a failed compile, for the eager loop."""
-    assert opts.saveat is not None
     ran = _run(method, u0, opts, stats)
     if ran is None:
         return None
-    X, save_t = ran
+    X, save_t, drain = ran
     nloop, t, h, _, _, _, _, running, status, fail_t, fail_h, *_ = X
     out, counts = X[OUT if isinstance(method, FLCMethod) else qndf.OUT], X[-1]
     stats.nloop += int(nloop)
@@ -296,8 +310,16 @@ def integrate(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats) ->
     bsz = u0.shape[0]
     rc = _CODES[code]
     dt_next: float | Tensor = abs(float(h)) if bsz == 1 else u0.new_full((bsz,), abs(float(h)))
-    return LoopResult(t=opts.saveat, u=out[: len(save_t)], status=[rc] * bsz, fail_info=[fail] * bsz,
-                      reasons=[""] * bsz, dense=None, dt_next=dt_next)
+    if opts.saveat is None:
+        assert drain is not None
+        t_out, u_out = drain.saved()
+    else:
+        t_out, u_out = opts.saveat, out[: len(save_t)]
+    dense = drain.dense if drain is not None else None
+    if dense is not None:
+        dense.finalize()
+    return LoopResult(t=t_out, u=u_out, status=[rc] * bsz, fail_info=[fail] * bsz, reasons=[""] * bsz, dense=dense,
+                      dt_next=dt_next)
 
 
 def warm(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats) -> bool:

@@ -63,13 +63,14 @@ def clear_cache() -> None:
 
 
 def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: bool = True,
-             cpp_backward: bool = False) -> Any:
+             cpp_backward: bool = False, lift: bool = False) -> Any:
     """Inductor with its C++ wrapper (the generated Python wrapper's own overhead was a third of a small step:
     150 -> 95 us per Rodas5P step on the Oregonator), counted (``compile_count``). ``cpp_wrapper=False``
     (:func:`python_wrapper_backend`): the Python wrapper, for differentiated ``while_loop`` programs, whose forward
     (``while_loop_stack_output``) torch 2.13's C++ wrapper cannot generate; with ``cpp_backward``
     (:func:`split_wrapper_backend`) their backward graph gets the C++ wrapper, and their forward graph too where
-    :mod:`.compiled_cpp_loop` generates it (``CPP_FORWARD``)."""
+    :mod:`.compiled_cpp_loop` generates it (``CPP_FORWARD``). ``lift``: the loop constants lifted on the Python
+    wrapper too (:func:`python_lifted_backend`)."""
     from torch._inductor.compile_fx import compile_fx, compile_fx_inner
 
     _refuse_grad_in_loop(gm, example_inputs)
@@ -81,7 +82,7 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: b
         cpp_forward = CPP_FORWARD and cpp_backward and not cpp_wrapper
         patches: dict[str, Any] = {"cpp_wrapper": cpp_wrapper,
                                    "unsafe_marked_cacheable_functions": _cacheable_hops(cpp_forward)}
-        if cpp_wrapper:  # the C++ wrapper leaves while_loop bodies' tensor constants undeclared: loop_constants
+        if cpp_wrapper or lift:  # the C++ wrapper leaves while_loop bodies' tensor constants undeclared: loop_constants
             patches["post_grad_custom_pre_pass"] = lift_loop_constants()
         inner = _cpp_backward_inner if cpp_backward and not cpp_wrapper else compile_fx_inner
         return compile_fx(gm, example_inputs, inner_compile=inner, config_patches=patches)
@@ -159,6 +160,12 @@ def _refuse_grad_in_loop(gm: torch.fx.GraphModule, example_inputs: list[Any]) ->
 def python_wrapper_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
     """:func:`_backend` with inductor's Python wrapper."""
     return _backend(gm, example_inputs, cpp_wrapper=False)
+
+
+def python_lifted_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+    """:func:`_backend` with inductor's Python wrapper and the loop constants lifted (:mod:`.loop_constants`): the
+    Python wrapper passes a constant of a loop nested in a loop's body to its kernel as a non-tensor (torch 2.13)."""
+    return _backend(gm, example_inputs, cpp_wrapper=False, lift=True)
 
 
 def split_wrapper_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:

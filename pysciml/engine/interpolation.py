@@ -66,18 +66,24 @@ class DenseOutput:
         self.coeffs: Tensor | None = None
 
     def record(self, t0: Tensor, t1: Tensor, coeffs: Tensor) -> None:
+        """One step: its ends ``(B,)`` and coefficients ``(q+1, B, n)``."""
+        self.record_block(t0[None], t1[None], coeffs[None])
+
+    def record_block(self, t0: Tensor, t1: Tensor, coeffs: Tensor) -> None:
+        """``N`` consecutive steps at once: ends ``(N, B)``, coefficients ``(N, q+1, B, n)`` (a compiled loop's
+        record of its accepted steps)."""
         self._t0.append(t0)
         self._t1.append(t1)
         self._c.append(coeffs)
 
     def finalize(self) -> None:
         if self._c:
-            q = max(c.shape[0] for c in self._c)
-            padded = [c if c.shape[0] == q else torch.cat((c, c.new_zeros((q - c.shape[0], *c.shape[1:]))))
-                      for c in self._c]
-            self.t_start = torch.stack(self._t0)
-            self.t_end = torch.stack(self._t1)
-            self.coeffs = torch.stack(padded)
+            q = max(c.shape[1] for c in self._c)
+            padded = [c if c.shape[1] == q else torch.cat((c, c.new_zeros((c.shape[0], q - c.shape[1], *c.shape[2:]))),
+                                                          dim=1) for c in self._c]
+            self.t_start = torch.cat(self._t0)
+            self.t_end = torch.cat(self._t1)
+            self.coeffs = torch.cat(padded)
         self._t0, self._t1, self._c = [], [], []
 
     def __call__(self, t: Tensor) -> Tensor:
