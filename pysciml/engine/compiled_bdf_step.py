@@ -41,10 +41,9 @@ from torch._higher_order_ops.while_loop import while_loop
 
 from .bdf import FIRST_RATE_FLOOR, REFACTOR
 from .compiled_parts import lu_apply, lu_parts
-from .interpolation import evaluate
 from .linsolve import DenseLUSolver
 
-__all__ = ["INVERSE_MAX", "attempt", "error_constant", "interpolate", "lagrange", "order_error", "packed_while_loop",
+__all__ = ["INVERSE_MAX", "attempt", "coefficients", "error_constant", "lagrange", "order_error", "packed_while_loop",
            "pick", "pushed", "rms_max", "stacked", "uses_inverse"]
 
 Tensor = torch.Tensor
@@ -154,11 +153,6 @@ def coefficients(ts: Tensor, ys: Tensor, order: Tensor, nhist: Tensor, K: int) -
     V = torch.where(both, V, torch.eye(K + 1, dtype=V.dtype, device=V.device))
     inv = torch.where(both, torch.linalg.inv_ex(V)[0], 0.0)
     return torch.einsum("pj,jbn->pbn", inv.to(ys.dtype), ys[: K + 1])
-
-
-def interpolate(ts: Tensor, ys: Tensor, order: Tensor, nhist: Tensor, theta: Tensor, K: int) -> Tensor:
-    """:meth:`~.bdf_flc.FLCMethod.interpolant` evaluated at ``theta`` (``(S, B)``): ``(S, B, n)``."""
-    return evaluate(coefficients(ts, ys, order, nhist, K), theta.to(ys.dtype))
 
 
 def _again(go: Tensor, *rest: Tensor) -> Tensor:

@@ -64,6 +64,7 @@ from .compiled_parts import (
     python_lifted_backend,
     tracks_grad,
 )
+from .interpolation import evaluate
 from .linsolve import DenseLUSolver
 from .loop_records import LoopOptions, LoopResult
 from .loop_saver import _CODES, MAXITERS, SUCCESS
@@ -111,8 +112,7 @@ def _program(method: BDFMethod, bsz: int, direction: float, interior: bool, rec:
         return prog
     note_fresh_f(rhs.f, signature)
     prog = _Program(f"bdf{len(_CACHE)}_{abs(hash(key)) % 10**8}")
-    # a recording loop on inductor's Python wrapper: on the C++ wrapper (torch 2.13) the same program with the record
-    # buffers as more carries took other steps, or failed, where uncompiled it took the eager ones (compiled_bdf_record)
+    # a recording loop on inductor's Python wrapper (compiled_bdf_record's docstring says why)
     prog.add("loop", _loop_fn(method, direction, interior, rec) if isinstance(method, FLCMethod) else
              qndf.loop_fn(method, direction, interior, rec), python_lifted_backend if rec is not None else None)
     _CACHE[key] = prog
@@ -174,12 +174,15 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool, rec: record.Pl
             si_a = si + at_stop.long()
             last = at_stop & (si_a == n_stops)
             n_equal_a = n_equal + 1
+            # the step's polynomial, made once for the save points inside it and for the dense output
+            coeffs = step.coefficients(ts_a, ys_a, order, nhist_a, K) \
+                if interior or (rec is not None and rec.dense) else None
             inside = None
             if interior:
-                inside = step.interpolate(ts_a, ys_a, order, nhist_a, rules.theta(saveat, t, t_new, bsz), K)
+                assert coeffs is not None
+                inside = evaluate(coeffs, rules.theta(saveat, t, t_new, bsz).to(u.dtype))
             out, sidx = rules.save(out, sidx, keys, saveat, t, t_new, accept, y_new, inside, d)
             if rec is not None:
-                coeffs = step.coefficients(ts_a, ys_a, order, nhist_a, K) if rec.dense else None
                 R = record.write(rec, R, accept, t, t_new, torch.minimum(order, nhist_a - 1), y_new, coeffs)
             # ---- FLCMethod.next_factor
             k = order

@@ -82,7 +82,9 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], cpp_wrapper: b
         cpp_forward = CPP_FORWARD and cpp_backward and not cpp_wrapper
         patches: dict[str, Any] = {"cpp_wrapper": cpp_wrapper,
                                    "unsafe_marked_cacheable_functions": _cacheable_hops(cpp_forward)}
-        if cpp_wrapper or lift:  # the C++ wrapper leaves while_loop bodies' tensor constants undeclared: loop_constants
+        # the C++ wrapper leaves while_loop bodies' tensor constants undeclared, and the Python wrapper passes those of
+        # a loop nested in a loop's body to its kernel as non-tensors: loop_constants lifts them
+        if cpp_wrapper or lift:
             patches["post_grad_custom_pre_pass"] = lift_loop_constants()
         inner = _cpp_backward_inner if cpp_backward and not cpp_wrapper else compile_fx_inner
         return compile_fx(gm, example_inputs, inner_compile=inner, config_patches=patches)
