@@ -66,7 +66,9 @@ EXHAUSTIVE = [
     (ps.Ralston(), kepler, [60, 120, 240]), (ps.BS3(), kepler, [40, 80, 160]), (ps.DP5(), kepler, [80, 160, 320]),
     (ps.RKF12(), kepler, [80, 160, 320]), (ps.Heun3(), kepler, [80, 160, 320]), (ps.DP8(), rotation, [1.0, 0.5, 0.25]),
     (ps.Rosenbrock23(), kepler, [60, 120, 240]), (ps.ROS3P(), kepler, [80, 160, 320]),
-    (ps.Rodas4(), kepler, [160, 320, 640]), (ps.Rodas5(), kepler, [80, 160, 320]),
+    (ps.Rodas4(), kepler, [160, 320, 640]),
+    # Rodas5 at 320 steps reaches round-off (3.5e-11 on an AVX-512 machine, fitted order 4.14): 40/80/160 give 5.06
+    (ps.Rodas5(), kepler, [40, 80, 160]),
     (ps.KenCarp3(), kepler, [80, 160, 320]), (ps.KenCarp5(), kepler, [80, 160, 320]),
     (ps.Kvaerno3(), kepler, [80, 160, 320]), (ps.Kvaerno5(), kepler, [80, 160, 320]),
     (ps.ImplicitEuler(), smooth, [0.01, 0.005, 0.0025]), (ps.Trapezoid(), kepler, [60, 120, 240]),
