@@ -283,14 +283,18 @@ def warm(stepper: Any, u0: Tensor, opts: LoopOptions) -> None:
     stepper._pending = None
 
 
-def integrate_batched_compiled(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult:
+def integrate_batched_compiled(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult | None:
     """The adaptive batched loop with the control inside the compiled program (see the module docstring);
-    ``stepper`` is a :class:`~.compiled.CompiledStepper` (:func:`handles`)."""
+    ``stepper`` is a :class:`~.compiled.CompiledStepper` (:func:`handles`). ``None`` where the program fails to
+    compile at the first step (one warning per signature): the caller runs the eager loops (:func:`_give_up`)."""
     assert isinstance(stepper, CompiledStepper)
     inner = stepper.inner
     u = u0
+    before = dict(vars(stats))
     L, C, prog, saver, direction = _start(stepper, u0, opts)
-    eager = False  # after a failed compile: the same function, uncompiled
+    if prog.failed is not None:  # an earlier solve of the signature failed to compile it (and said why)
+        return _give_up(stepper, stats, before)
+    eager = False  # after a failed compile past the first step: the same function, uncompiled
     dense = DenseOutput(direction) if opts.dense else None
     f_evals = 0 if _fsal(inner) else 1 + (isinstance(inner, ARKStepper) and inner.rhs_e is not None)
 
@@ -310,8 +314,11 @@ def integrate_batched_compiled(stepper: Any, u0: Tensor, opts: LoopOptions, stat
             try:
                 result = prog.run(variant, stats, L, C, *args)
             except CompileFailure as exc:
-                eager = True
                 _failed(stepper, exc)
+                if stats.nloop == before["nloop"] + 1:  # the first step: the eager loop from the start
+                    stepper.program.failed = prog.failed  # the step alone would fail as well: not traced again
+                    return _give_up(stepper, stats, before)
+                eager = True
                 result = prog.raw[variant](L, C, *args)
         out, state, u_new, (fI0, fE0, f0), dt_step, n_cross, summary = result
         res = stepper.absorb(variant, out, t, u, dt_step)
@@ -334,6 +341,16 @@ def integrate_batched_compiled(stepper: Any, u0: Tensor, opts: LoopOptions, stat
         L = state
 
     return finish(stepper, L, saver, u, dense, stats)
+
+
+def _give_up(stepper: CompiledStepper, stats: Stats, before: dict[str, Any]) -> None:
+    """When the program fails to compile at the first step: the counters set back to ``before`` (as the solve found
+    them) and the stepper marked eager, for the caller to run the eager loops with ``stepper.inner``
+    (:func:`~.loop.integrate`). Not the program's functions run uncompiled: an ARK step's Newton iteration is a
+    ``torch.while_loop``, which torch traces with Dynamo even outside a compile, so an ``f`` that failed to trace
+    fails there too."""
+    vars(stats).update(before)
+    stepper.on_compile_failure()
 
 
 def finish(stepper: CompiledStepper, L: tuple[Tensor, ...], saver: _CountedSaver, u: Tensor,

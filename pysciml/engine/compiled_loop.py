@@ -498,9 +498,10 @@ def warm_whole(stepper: Any, u0: Tensor, opts: LoopOptions) -> None:
             warm(stepper, u0, opts)
 
 
-def integrate_batched_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult:
+def integrate_batched_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult | None:
     """The batched loop as one compiled program (see the module docstring); on a failed compile, the per-step
-    design (:func:`~.compiled_control.integrate_batched_compiled`) from the start."""
+    design (:func:`~.compiled_control.integrate_batched_compiled`) from the start, and ``None`` where that fails to
+    compile too (the caller runs the eager loops)."""
     from .compiled_control import integrate_batched_compiled
 
     assert isinstance(stepper, CompiledStepper)

@@ -238,6 +238,7 @@ class _Program:
         self.ran: set[str] = set()
         self.fused: dict[tuple, _Program] = {}  # batched loops: this step with the control (.compiled_control)
         self.family: Any = None  # a whole-loop program's family (.compiled_loop._Family)
+        self.failed: str | None = None  # why it failed to compile: later solves of the signature run eagerly at once
 
     def add(self, variant: str, fn: Callable[..., Any], backend: Callable[..., Any] | None = None) -> None:
         self.raw[variant] = fn
@@ -251,6 +252,8 @@ class _Program:
         return self
 
     def run(self, variant: str, stats: Stats, *args: Any) -> Any:
+        if self.failed is not None and variant not in self.ran:  # no second trace (seconds) of what failed
+            raise CompileFailure(self.failed)
         fn = self.variants[variant]
         before, start, level = _COUNT[0], time.perf_counter(), forward_ad._current_level
         try:
@@ -264,7 +267,8 @@ class _Program:
             if isinstance(exc, torch._dynamo.exc.FailOnRecompileLimitHit):
                 hint = ("; every new value of a Python number in p, or of anything else f reads that is not a tensor, "
                         "recompiles: keep what changes between solves in tensors")
-            raise CompileFailure(f"{type(exc).__name__}: {_first_line(exc)}{hint}") from exc
+            self.failed = f"{type(exc).__name__}: {_first_line(exc)}{hint}"
+            raise CompileFailure(self.failed) from exc
         if _COUNT[0] != before:
             stats.compile_time += time.perf_counter() - start
         self.ran.add(variant)

@@ -41,7 +41,7 @@ class ProgramStepper(Stepper):
         self.atol_n = atol * root_n
         # (1,), not 0-d: Dynamo turns a 0-d tensor input into a Python float and restarts its analysis
         self.rtol_n = torch.full((1,), rtol * root_n, dtype=atol.dtype, device=atol.device)
-        self.compiled = True
+        self.compiled = program.failed is None  # a signature that failed to compile before: eager, said then
 
     @property  # type: ignore[override]
     def f0(self) -> Tensor | None:

@@ -36,7 +36,10 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> 
     """Integrate ``u0`` (``(B, n)``) from ``opts.t0`` to ``opts.t1`` with ``stepper``: one trajectory
     (``B == 1``) on the scalar loop, a batch on :func:`integrate_batched`."""
     if compiled_loop.handles_whole(stepper, opts, u0):  # the whole loop as one compiled program
-        return compiled_loop.integrate_batched_whole(stepper, u0, opts, stats)
+        result = compiled_loop.integrate_batched_whole(stepper, u0, opts, stats)
+        if result is not None:
+            return result
+        stepper = stepper.inner  # no program compiles (an f Dynamo cannot trace): the eager loops
     if compiled_loop_firk.handles(stepper, opts, u0):  # the FIRK family's whole loop (None: it failed to compile)
         result = compiled_loop_firk.integrate_whole(stepper, u0, opts, stats)
         if result is not None:
@@ -47,7 +50,10 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> 
     if u0.shape[0] == 1:
         return integrate_single(stepper, u0, opts, stats)
     if compiled_control.handles(stepper, opts):  # compiled steps with the control inside the program
-        return compiled_control.integrate_batched_compiled(stepper, u0, opts, stats)
+        result = compiled_control.integrate_batched_compiled(stepper, u0, opts, stats)
+        if result is not None:
+            return result
+        stepper = stepper.inner
     return integrate_batched(stepper, u0, opts, stats)
 
 
