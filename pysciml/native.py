@@ -17,7 +17,14 @@ from .algorithms_adams import AdamsAlgorithm, AdamsBashforthMoulton
 from .algorithms_bdf import BDFAlgorithm
 from .algorithms_firk import FIRKAlgorithm
 from .algorithms_symplectic import ExplicitSymplecticAlgorithm, ImplicitMidpoint
-from .engine import compiled_control, compiled_loop, compiled_loop_bdf, compiled_loop_firk, compiled_symplectic
+from .engine import (
+    compiled_control,
+    compiled_loop,
+    compiled_loop_bdf,
+    compiled_loop_firk,
+    compiled_loop_fixed,
+    compiled_symplectic,
+)
 from .engine.adams import AdamsStepper
 from .engine.ark import ARKStepper
 from .engine.bdf import BDFMethod
@@ -148,6 +155,8 @@ def warmup(prob: ODEProblem, alg: Algorithm | None = None, **solve_kwargs: Any) 
         compiled_loop.warm_whole(compiled, u0, loop)
     elif compiled_loop_firk.handles(compiled, loop, u0) and compiled_loop_firk.warm(compiled, u0, loop):
         pass  # the FIRK loop program (after a failed compile, the per-step program below)
+    elif compiled_loop_fixed.handles(compiled, loop, u0) and compiled_loop_fixed.warm(compiled, u0, loop):
+        pass  # the fixed-step explicit-RK loop program (after a failed compile, the per-step program below)
     elif compiled_symplectic.warm_whole_loop(compiled, u0, loop):
         pass  # the fixed-step splitting loop program (after a failed compile, the per-step program below)
     elif u0.shape[0] > 1 and compiled_control.handles(compiled, loop):

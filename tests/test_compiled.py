@@ -223,8 +223,8 @@ def test_batched_whole_loop_matches_eager() -> None:
 
 @pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_loop_features_with_compiled_steps() -> None:
-    """tstops with saveat (the whole-loop program) and fixed steps (the scalar loop around the compiled step) agree
-    with the eager solve."""
+    """tstops with saveat (the whole-loop program) and fixed steps (the fixed-step loop program,
+    ``engine/compiled_loop_fixed.py``) agree with the eager solve."""
     prob = vdp_problem(F64, False)
     a, b = both(prob, ps.Tsit5(), rtol=1e-6, atol=1e-8, tstops=[0.7, 2.5], saveat=[0.5, 1.0, 3.0])
     assert_same_counts(a, b)

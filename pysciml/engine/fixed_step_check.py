@@ -116,8 +116,15 @@ class FixedStepCheck:
               err: Tensor | None) -> tuple[Tensor, Tensor]:
         """``(kind, z)`` per trajectory after one accepted fixed step from ``u`` to ``u_new`` (all detached,
         ``(B, n)``; ``dt`` ``(B,)``): ``kind`` is :data:`NONE`, :data:`TOO_COARSE` or :data:`BEYOND_STABILITY`."""
+        kind, z, self.prev_dd, self.streak = self.update(self.prev_dd, self.streak, u, u_new, f_start, f_end, dt, err)
+        return kind, z
+
+    def update(self, prev_dd: Tensor, streak: Tensor, u: Tensor, u_new: Tensor, f_start: Tensor, f_end: Tensor,
+               dt: Tensor, err: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`check`'s arithmetic with its state passed in and returned, ``(kind, z, prev_dd, streak)``: no
+        side effect, so a loop program (:mod:`.compiled_loop_fixed`) can carry the state."""
         prods = self._products(u, u_new, f_start, f_end, err)
-        kind = torch.zeros_like(self.streak)
+        kind = torch.zeros_like(streak)
         z = torch.zeros_like(dt)
         if err is not None:
             before, after, e2 = prods[-3:].sqrt()
@@ -126,11 +133,11 @@ class FixedStepCheck:
         if self.limit is not None:
             dd = prods[0]
             z = self._rate(prods, dt)
-            bad = (z < self.limit) & (dd > self.prev_dd)
-            self.streak = torch.where(bad, self.streak + 1, 0)
-            self.prev_dd = dd
-            kind = torch.where((self.streak >= self.persist) & (kind == NONE), self.growth_kind, kind)
-        return kind, z
+            bad = (z < self.limit) & (dd > prev_dd)
+            streak = torch.where(bad, streak + 1, 0)
+            prev_dd = dd
+            kind = torch.where((streak >= self.persist) & (kind == NONE), self.growth_kind, kind)
+        return kind, z, prev_dd, streak
 
     def due(self, nloop: int) -> bool:
         """Whether the loop runs the check after its step number ``nloop`` (the last step is always checked)."""

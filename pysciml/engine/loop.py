@@ -17,7 +17,7 @@ from functools import partial
 import torch
 
 from ..solution import ReturnCode, Stats
-from . import compiled_control, compiled_loop, compiled_loop_firk, compiled_symplectic
+from . import compiled_control, compiled_loop, compiled_loop_firk, compiled_loop_fixed, compiled_symplectic
 from .controller import initial_dt, scaled_error_norm
 from .events import BatchEvents, rescale
 from .fixed_step_check import describe
@@ -42,6 +42,10 @@ def integrate(stepper: Stepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> 
         stepper = stepper.inner  # no program compiles (an f Dynamo cannot trace): the eager loops
     if compiled_loop_firk.handles(stepper, opts, u0):  # the FIRK family's whole loop (None: it failed to compile)
         result = compiled_loop_firk.integrate_whole(stepper, u0, opts, stats)
+        if result is not None:
+            return result
+    if compiled_loop_fixed.handles(stepper, opts, u0):  # fixed explicit-RK steps (None: it failed to compile)
+        result = compiled_loop_fixed.integrate_whole(stepper, u0, opts, stats)
         if result is not None:
             return result
     result = compiled_symplectic.whole_loop(stepper, u0, opts, stats)  # a fixed-step splitting loop program
