@@ -78,10 +78,11 @@ def _program(stepper: CompiledStepper, check: FixedStepCheck, scalar: bool, dire
 
     def fixed_loop(p: Any, u: Tensor, f0: Tensor, t: Tensor, dt: Tensor, t1: Tensor, counts: Tensor,
                    saveat: Tensor, out: Tensor, sidx: Tensor, atol_n: Tensor, rtol_n: Tensor,
-                   prev_dd: Tensor) -> tuple[Tensor, ...]:
+                   prev_dd: Tensor, atol_norm: Tensor) -> tuple[Tensor, ...]:
         """``counts``: ``(2,)`` long, the steps and the most loop iterations; ``saveat``: the save times padded
         with ``direction * inf``, in the time's dtype; ``out``: the ``(S, B, n)`` save buffer; ``sidx``: each
-        trajectory's next save point; ``prev_dd``: the check's first state."""
+        trajectory's next save point; ``prev_dd``: the check's first state; ``atol_norm``: its ``|atol|`` per
+        trajectory (the check object is the first solve's: only its constants are read)."""
         rows = torch.arange(saveat.shape[0], device=u.device)[:, None]
         keyed = direction * saveat
         bsz = u.shape[0]
@@ -106,7 +107,8 @@ def _program(stepper: CompiledStepper, check: FixedStepCheck, scalar: bool, dire
             f0_new = torch.where(accepted[:, None], f_end, f0)
             # the check, where it is due (its state changes only then, for every trajectory, as eagerly)
             due = (k % every == 0) | (k >= counts[0])
-            kind_now, z_now, dd, streak_now = check.update(prev_dd, streak, u, u_new, f0, f0_new, dt_step, err)
+            kind_now, z_now, dd, streak_now = check.update(prev_dd, streak, u, u_new, f0, f0_new, dt_step, err,
+                                                           atol_norm)
             prev_dd = torch.where(due, dd, prev_dd)
             streak = torch.where(due, streak_now, streak)
             flagged = accepted & due & (kind_now > NONE)
@@ -169,7 +171,7 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int)
     args = (stepper.rhs.p, u0, stepper.f0, t, torch.full_like(t, direction * abs(opts.dt)),
             torch.full_like(t, opts.t1), counts, saveat, out, torch.full((bsz,), first, dtype=torch.long,
                                                                               device=device),
-            stepper.atol_n, stepper.rtol_n, check.prev_dd)
+            stepper.atol_n, stepper.rtol_n, check.prev_dd, check.atol_norm)
     return prog, args, saver, check
 
 

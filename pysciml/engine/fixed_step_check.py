@@ -120,15 +120,17 @@ class FixedStepCheck:
         return kind, z
 
     def update(self, prev_dd: Tensor, streak: Tensor, u: Tensor, u_new: Tensor, f_start: Tensor, f_end: Tensor,
-               dt: Tensor, err: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+               dt: Tensor, err: Tensor | None,
+               atol_norm: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """:meth:`check`'s arithmetic with its state passed in and returned, ``(kind, z, prev_dd, streak)``: no
-        side effect, so a loop program (:mod:`.compiled_loop_fixed`) can carry the state."""
+        side effect, so a loop program (:mod:`.compiled_loop_fixed`) can carry the state; ``atol_norm``: the
+        program's input in place of this check's own (a program serves solves with other tolerances)."""
         prods = self._products(u, u_new, f_start, f_end, err)
         kind = torch.zeros_like(streak)
         z = torch.zeros_like(dt)
         if err is not None:
             before, after, e2 = prods[-3:].sqrt()
-            rel = e2 / (self.atol_norm + torch.maximum(before, after))
+            rel = e2 / ((self.atol_norm if atol_norm is None else atol_norm) + torch.maximum(before, after))
             kind = torch.where((rel > MAX_RELATIVE_ERROR) & (after > before), TOO_COARSE, kind)
         if self.limit is not None:
             dd = prods[0]
