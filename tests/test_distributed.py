@@ -32,10 +32,14 @@ def _free_port() -> int:
 
 
 def _spawn(fn, out: Path, nprocs: int = 2) -> None:
-    """Run ``fn(rank, port, out)`` on ``nprocs`` processes; fail (killing them) if they take over TIMEOUT s."""
+    """Run ``fn(rank, port, out)`` on ``nprocs`` processes; fail (killing them) if they take over TIMEOUT s.
+
+    Spawned, not forked: a pytest worker that ran other tests first holds threads (OpenMP's, inductor's compile
+    workers), and a fork copies the locks they held without them. Forked, the gloo test sometimes hung until the
+    deadline (seen in earlier sessions and in one default run of 2026-12-03: the two ranks never finished)."""
     import torch.multiprocessing as mp
 
-    ctx = mp.start_processes(fn, args=(_free_port(), str(out)), nprocs=nprocs, join=False, start_method="fork")
+    ctx = mp.start_processes(fn, args=(_free_port(), str(out)), nprocs=nprocs, join=False, start_method="spawn")
     deadline = time.monotonic() + TIMEOUT
     while not ctx.join(timeout=1.0):
         if time.monotonic() > deadline:
