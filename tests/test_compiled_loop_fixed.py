@@ -108,6 +108,27 @@ def test_uncompiled_overflow_as_eager(monkeypatch: pytest.MonkeyPatch) -> None:
     assert_same(eager, comp)
 
 
+def square(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    return u * u
+
+
+def test_uncompiled_error_check_reads_each_solves_atol(monkeypatch: pytest.MonkeyPatch) -> None:
+    """u' = u^2 across its blow-up at t = 1, Tsit5 steps of 0.13: with atol 1e-6 the error-size check stops it at
+    t = 1.04 (``Unstable``, the estimate above half the growing solution); with atol 1e6 the check stays quiet and the
+    state turns non-finite at t = 1.17. One program serves both solves (its check's ``|atol|`` is an input)."""
+    run_loops_uncompiled(monkeypatch, compiled_loop_fixed)
+    prob = ps.ODEProblem(square, torch.tensor([1.0], dtype=F64), (0.0, 2.0))
+    for atol, where in ((1e-6, "t=1.04"), (1e6, "t=1.17")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # overflow in the eager arithmetic
+            eager = ps.solve(prob, ps.Tsit5(), adaptive=False, dt=0.13, saveat=[2.0], atol=atol)
+        comp = solve_through(compiled_loop_fixed, "integrate_whole", prob, ps.Tsit5(), adaptive=False, dt=0.13,
+                             saveat=[2.0], atol=atol)
+        assert eager.retcode is ps.ReturnCode.Unstable and where in eager.message
+        assert_same(eager, comp)
+        assert comp.message == eager.message
+
+
 def test_warmup_builds_the_loop_program(monkeypatch: pytest.MonkeyPatch) -> None:
     """``pysciml.warmup`` of such a solve builds this program (run uncompiled here); the solve then runs it."""
     from loop_programs import counting_calls
