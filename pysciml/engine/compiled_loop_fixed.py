@@ -4,7 +4,7 @@ It runs a solve that :func:`handles` accepts: ``compile=True``, fixed steps (``d
 Runge-Kutta method whose interpolant needs no extra stages, saving at fixed times (``saveat``) without dense output,
 the progress bar, hooks or events, not differentiated, in float64 (one trajectory or a batch). Before it, such a
 solve ran the per-step program inside the eager fixed-step loop, one host round trip per step (RK4 on Van der Pol:
-114 us CPU per step eager, 94 us so, 12.4 us as this program; docs/guide/compile.md). Each iteration does what an
+109 us CPU per step eager, 90 us so, 11.2 us as this program; docs/guide/compile.md). Each iteration does what an
 iteration of the eager loops does (:func:`~.loop.integrate_batched`, and :func:`~.loop_scalar.integrate_single` for
 one trajectory):
 
@@ -51,9 +51,6 @@ Tensor = torch.Tensor
 ENABLED = True
 """Fixed-step explicit-RK solves through the whole-loop program (the default); ``False``: the per-step program."""
 
-_FAILED: set[_Program] = set()  # loop programs that failed to compile (the per-step programs run their solves)
-
-
 def handles(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     """Whether :func:`integrate_whole` runs this solve (see the module docstring)."""
     if not ENABLED or not isinstance(stepper, CompiledStepper) or not stepper.compiled:
@@ -61,15 +58,17 @@ def handles(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
     inner = stepper.inner
     return (isinstance(inner, ExplicitRKStepper) and not inner.tab.extra_c and not opts.adaptive
             and opts.dt is not None and opts.saveat is not None and not opts.dense and not opts.progress
-            and not opts.save_everystep and getattr(opts, "hooks", None) is None and opts.events is None
+            and not opts.save_everystep and opts.hooks is None and opts.events is None
             and u0.dtype == torch.float64 and not u0.requires_grad and not tracks_grad(stepper.rhs, u0)
             and inner.checks_fixed_steps)
 
 
-def _program(stepper: CompiledStepper, check: FixedStepCheck, scalar: bool, direction: float) -> _Program:
-    """The loop program of this stepper's signature (cached on its step program)."""
+def _program(stepper: CompiledStepper, check: FixedStepCheck, scalar: bool, direction: float,
+             interior: bool) -> _Program:
+    """The loop program of this stepper's signature (cached on its step program); ``interior``: some save time
+    lies strictly inside the span (else a step's save points are its end: no interpolant is made)."""
     base, inner = stepper.program, stepper.inner
-    key = ("fixed", scalar, direction, check.limit, check.every)
+    key = ("fixed", scalar, direction, check.limit, check.every, interior)
     prog = base.fused.get(key)
     if prog is not None:
         return prog
@@ -116,11 +115,12 @@ def _program(stepper: CompiledStepper, check: FixedStepCheck, scalar: bool, dire
             saving = accepted & ~flagged if scalar else accepted
             n_cross = ((keyed <= (direction * t_new)[:, None]).sum(1) - sidx).clamp(min=0) * saving
             passed = (rows >= sidx) & (rows < sidx + n_cross)  # (S, B)
-            h = dt_step[:, None]
-            coeffs = polynomial_coefficients(u, D, ks * h) if D is not None else \
-                hermite_coefficients(u, u_new, f0, f0_new, dt_step)
-            theta = torch.where(passed, (saveat[:, None] - t) / dt_step, 0.0)
-            vals = torch.where((saveat[:, None] == t_new)[..., None], u_new, evaluate(coeffs, theta))
+            vals = u_new
+            if interior:
+                coeffs = polynomial_coefficients(u, D, ks * dt_step[:, None]) if D is not None else \
+                    hermite_coefficients(u, u_new, f0, f0_new, dt_step)
+                theta = torch.where(passed, (saveat[:, None] - t) / dt_step, 0.0)
+                vals = torch.where((saveat[:, None] == t_new)[..., None], u_new, evaluate(coeffs, theta))
             out = torch.where(passed[..., None], vals, out)
             sidx = sidx + n_cross
             # the step's end: finished, flagged and non-finite trajectories stop
@@ -158,10 +158,10 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int)
     dtype, device = u0.dtype, u0.device
     direction = 1.0 if opts.t1 > opts.t0 else -1.0
     check = stepper.fixed_step_check(bsz, opts.atol, dtype, device)
-    prog = _program(stepper, check, scalar, direction)
+    save_t = save_times(opts, scalar)
+    prog = _program(stepper, check, scalar, direction, any(s != opts.t0 and s != opts.t1 for s in save_t))
     t = torch.full((bsz,), opts.t0, dtype=dtype, device=device)
     stepper.init(t, u0)  # f(t0, u0), eagerly (f's first-call checks)
-    save_t = save_times(opts, scalar)
     first = next((i for i, s in enumerate(save_t) if s != opts.t0), len(save_t))
     saveat = _padded(save_t, direction * math.inf, dtype, device)  # padding: never passed (direction * inf)
     out = torch.cat((u0[None].expand(first, *u0.shape),
@@ -172,41 +172,42 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int)
             torch.full_like(t, opts.t1), counts, saveat, out, torch.full((bsz,), first, dtype=torch.long,
                                                                               device=device),
             stepper.atol_n, stepper.rtol_n, check.prev_dd, check.atol_norm)
-    return prog, args, saver, check
+    return prog, args, saver
 
 
-def _failed(stepper: CompiledStepper, prog: _Program, exc: CompileFailure) -> None:
-    if prog not in _FAILED:
+def _run(stepper: CompiledStepper, prog: _Program, stats: Stats, args: tuple[Any, ...]) -> tuple[Tensor, ...] | None:
+    """The program's outputs, or ``None`` where it fails to compile (warned once: the failure is remembered on the
+    program, and a later solve of the signature is handed to the per-step programs without a word)."""
+    if prog.failed is not None:
+        return None
+    try:
+        return prog.run("loop", stats, *args)
+    except CompileFailure as exc:
         warnings.warn(f"compile=True: compiling the whole fixed-step {stepper.name} loop as one program failed "
                       f"({exc}); running the per-step compiled programs", RuntimeWarning, stacklevel=6)
-    _FAILED.add(prog)
+        return None
 
 
 def integrate_whole(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult | None:
     """The solve as one loop program (see the module docstring); ``None`` (``stats`` as they were, one warning per
     signature) when it fails to compile, for the caller's per-step loops."""
     before = dict(vars(stats))
-    prog, args, saver, check = _inputs(stepper, u0, opts, opts.maxiters - stats.nloop)
-    try:
-        if prog in _FAILED:
-            raise CompileFailure("failed before")
-        k, n_any, t, u, f0, out, _, active, status, fail_t, fail_dt, kind, z, _, _, n_acc, n_att = prog.run(
-            "loop", stats, *args)
-    except CompileFailure as exc:
-        _failed(stepper, prog, exc)
+    prog, args, saver = _inputs(stepper, u0, opts, opts.maxiters - stats.nloop)
+    outs = _run(stepper, prog, stats, args)
+    if outs is None:
         vars(stats).update(before)
         return None
+    k, n_any, t, u, f0, out, _, active, status, fail_t, fail_dt, kind, z, _, _, n_acc, n_att = outs
     inner = stepper.inner
     assert isinstance(inner, ExplicitRKStepper)
     steps, with_acceptance = int(k), int(n_any)
     stats.nloop += steps
     stats.nf += (inner.tab.stages - 1) * steps + (0 if _fsal(inner) else 1) * with_acceptance
     inner.f0 = f0
-    stopped = bool(active.any())  # only where the loop ran out of iterations
-    status = torch.where(active, MAXITERS, status) if stopped else status
-    fail_t = torch.where(active, t, fail_t) if stopped else fail_t
-    fail_dt = torch.where(active, args[4], fail_dt) if stopped else fail_dt
-    status = torch.where((status == RUNNING) & ~active, SUCCESS, status)
+    # still active: the loop ran out of iterations (MaxIters at the trajectory's t and dt, as eagerly)
+    status = torch.where(active, MAXITERS, torch.where(status == RUNNING, SUCCESS, status))
+    fail_t = torch.where(active, t, fail_t)
+    fail_dt = torch.where(active, args[4], fail_dt)
     n_accepted = int(n_acc.sum())
     stats.naccept += n_accepted
     stats.nreject += int(n_att.sum()) - n_accepted
@@ -224,12 +225,5 @@ def integrate_whole(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, sta
 def warm(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions) -> bool:
     """Compile the loop program ahead of a solve (:func:`pysciml.warmup`): one step, discarded; ``False`` (one
     warning) when it fails to compile."""
-    prog, args, _, _ = _inputs(stepper, u0, opts, 1)
-    try:
-        if prog in _FAILED:
-            raise CompileFailure("failed before")
-        prog.run("loop", stepper.stats, *args)
-    except CompileFailure as exc:
-        _failed(stepper, prog, exc)
-        return False
-    return True
+    prog, args, _ = _inputs(stepper, u0, opts, 1)
+    return _run(stepper, prog, stepper.stats, args) is not None
