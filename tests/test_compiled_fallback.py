@@ -2,7 +2,7 @@
 
 The first solve of the signature warns (the whole-loop program, then the step program failed) and gives the eager
 solve's values and counters; later solves of the same signature run eagerly at once: no warning and no second trace
-of ``f`` (each failed trace cost seconds, every solve, before the failure was remembered on the program). KenCarp4's
+of ``f`` (each failed trace cost 0.1-2 s, every solve, before the failure was remembered on the program). KenCarp4's
 fallback after the whole loop failed used to run the program's functions uncompiled, whose Newton ``torch.while_loop``
 Dynamo traces even outside a compile: the solve raised ``UserError`` instead of solving.
 """

@@ -252,7 +252,7 @@ class _Program:
         return self
 
     def run(self, variant: str, stats: Stats, *args: Any) -> Any:
-        if self.failed is not None and variant not in self.ran:  # no second trace (seconds) of what failed
+        if self.failed is not None and variant not in self.ran:  # no second trace (0.1-2 s per solve) of what failed
             raise CompileFailure(self.failed)
         fn = self.variants[variant]
         before, start, level = _COUNT[0], time.perf_counter(), forward_ad._current_level
