@@ -66,17 +66,6 @@ def _cases(default: bool):
                         yield method, problem, dtype, reverse
 
 
-def _dense_roundoff(alg, real: torch.dtype) -> float:
-    """Round-off of an interpolated value of the constant field (|f| = 0.5, steps at most the span 1): the monomial
-    coefficients ``P_j = sum_i D_ji k_i`` cancel exactly in exact arithmetic, leaving ``sum |D| * |h f| * eps``.
-    Vern7's interpolant has sum |D| = 17,509 (entries up to 1,207): 5e-4 in float32, where it measured 1.2e-4 (a
-    step of 0.33); Tsit5's 389 and DP5's 67 stay below the floor."""
-    dense = getattr(getattr(alg, "tableau", None), "dense", None)
-    if dense is None or torch.as_tensor(dense).ndim != 2:
-        return 0.0
-    return float(torch.as_tensor(dense, dtype=F64).abs().sum()) * 0.5 * torch.finfo(real).eps
-
-
 def _check(method: str, problem: str, dtype: str, reverse: bool) -> None:
     dt = DTYPES[dtype]
     real = torch.float32 if dt == torch.float32 else F64
@@ -95,8 +84,6 @@ def _check(method: str, problem: str, dtype: str, reverse: bool) -> None:
     if problem == "constant" or (problem == "sine" and method in ("gl4", "gl6", "radauiia5")):
         bound = floor * 10  # every method integrates constants; high-order collocation nearly integrates sin(3t)
         bound = max(bound, 5e-6 if method in FIXED_GRID_METHODS and problem == "sine" else bound)
-        if problem == "constant":  # save points between steps: the dense output's monomial coefficients sum the stage
-            bound = max(bound, _dense_roundoff(alg, real))  # increments with the interpolant's weights (below)
     elif method == "explicit_adams":  # raises its order to 11 (torchdiffeq's rule): unstable at h = 0.025 on the
         bound = 0.1  # oscillator in float32; torchdiffeq 0.2.5 gives the same numbers (test_odeint_torchdiffeq.py)
     elif method in FIXED_GRID_METHODS or not alg.is_adaptive:

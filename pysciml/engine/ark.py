@@ -17,12 +17,13 @@ import torch
 
 from ..solution import Stats
 from .controller import error_norm
+from .interpolation import dense_output_matrix
 from .linsolve import DenseLUSolver, KrylovSolver
 from .rhs import RHS
 from .stage_gradient import attach_stage_gradient
 from .stages import StageSum
 from .stepper import Stepper, StepResult, any_true, select
-from .tableaus._base import ARKTableau, as_tensor
+from .tableaus._base import ARKTableau
 
 Tensor = torch.Tensor
 
@@ -66,7 +67,7 @@ class ARKStepper(Stepper):
             and (rhs_explicit is None or last_e == tuple(self.bE or tab.b))
         )
         if tab.dense is not None:
-            self.dense_matrix = as_tensor(tab.dense, rhs_implicit.dtype, rhs_implicit.device)
+            self.dense_matrix = dense_output_matrix(tab.dense, rhs_implicit.dtype, rhs_implicit.device)
         # Stage i sums aI[i][:i] . kI (+ aE[i] . kE); with an explicit part the two run as one sum over the
         # list kI + kE. The end of the step sums (b, btilde) . (kI + kE), or, when the parts have their own
         # weights (ARS222), (b, bE) . [kI, kE] and btilde . (kI + kE).

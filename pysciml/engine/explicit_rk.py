@@ -9,11 +9,11 @@ import torch
 
 from .controller import error_norm
 from .fixed_step_check import real_stability_boundary
-from .interpolation import polynomial_coefficients
+from .interpolation import dense_output_matrix, polynomial_coefficients
 from .rhs import RHS
 from .stages import StageSum
 from .stepper import Stepper, StepResult
-from .tableaus._base import ExplicitRKTableau, as_tensor
+from .tableaus._base import ExplicitRKTableau
 
 Tensor = torch.Tensor
 
@@ -137,7 +137,7 @@ def _constants(tab: ExplicitRKTableau, dtype: torch.dtype, device: torch.device,
     end_stage = [cj == 1.0 and tuple(row[:s]) == tuple(tab.b) and not any(row[s:])
                  for cj, row in zip(tab.extra_c, tab.extra_a, strict=True)]
     return _Constants(
-        dense=as_tensor(tab.dense, dtype, device) if tab.dense is not None else None,
+        dense=dense_output_matrix(tab.dense, dtype, device) if tab.dense is not None else None,
         end_stage=end_stage,
         rows=[StageSum(tab.a[i], dtype=dtype, device=device) for i in range(s)],
         b=StageSum(tab.b, dtype=dtype, device=device),

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import torch
 
+from .interpolation import dense_output_matrix
 from .linsolve import DenseLUSolver, KrylovSolver
 from .rhs import RHS
 from .stages import StageSum
 from .stepper import Stepper, StepResult, any_true
-from .tableaus._base import RosenbrockTableau, as_tensor
+from .tableaus._base import RosenbrockTableau
 
 Tensor = torch.Tensor
 
@@ -31,7 +32,7 @@ class RosenbrockStepper(Stepper):
         self.fresh = False  # Jacobian at the current point already computed
         self.ft: Tensor | None = None
         if tab.dense is not None:
-            self.dense_matrix = as_tensor(tab.dense, rhs.dtype, rhs.device)
+            self.dense_matrix = dense_output_matrix(tab.dense, rhs.dtype, rhs.device)
         # stage i needs (a[i], C[i]) . (k_0..k_{i-1}); the end of the step needs (b, btilde) . k
         dtype, device = rhs.dtype, rhs.device
         self.stage_sums = [StageSum(tab.a[i], tab.C[i], dtype=dtype, device=device) for i in range(tab.stages)]
