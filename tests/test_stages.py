@@ -115,3 +115,39 @@ def test_gradients_flow_through(rows):
             assert g is None or bool((g == 0).all())
         else:
             torch.testing.assert_close(g, w, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("rows", [[(0.1, 0.2, 0.3, 0.4, 0.5)], [(1.0, 2.0)], [(1.0,), (0.5, 0.5, 0.25)]])
+@pytest.mark.parametrize("n", [3, STACK_LIMIT + 1])  # the matrix product and, past STACK_LIMIT, the scaled adds
+def test_wide_sums_of_float32_round_once(rows, n):
+    """``wide=True``: a float32 state's sums are the float64 sums of its (exact) float64 values rounded once to
+    float32, bit for bit, on every path; a float64 state's are unchanged."""
+    gen = torch.Generator().manual_seed(5)
+    vectors = [torch.randn(1, n, generator=gen, dtype=torch.float32) for _ in range(6)]
+    got = StageSum(*rows, dtype=torch.float32, device=CPU, wide=True)(vectors)
+    wide = StageSum(*rows, dtype=torch.float64, device=CPU)([v.double() for v in vectors])
+    for out, ref in zip(got, wide, strict=True):
+        assert out is not None and ref is not None and out.dtype == torch.float32
+        torch.testing.assert_close(out, ref.float(), rtol=0, atol=0)
+    vectors64 = [v.double() for v in vectors]
+    for a, b in zip(StageSum(*rows, dtype=torch.float64, device=CPU, wide=True)(vectors64), wide, strict=True):
+        assert a is not None and b is not None and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["Rosenbrock23", "Rodas4", "Rodas5", "Rodas5P"])
+def test_rosenbrock_float32_step_is_consistent(name):
+    """One float32 step on u' = 1 (h = 0.1): the step moves u by h to float32's round-off and the error estimate
+    reads (nearly) zero. With the stage sums formed in float32, Rodas5P's C rows rounded to float32 moved the step
+    by 2.6e-6 h and its estimate read 6.2e-7 h (Rodas5 9.5e-7 and 7.8e-7, Rodas4 1.8e-7 for the estimate)."""
+    import pysciml as ps
+    from pysciml.native import make_stepper
+    from pysciml.solution import Stats
+
+    prob = ps.ODEProblem(lambda t, y, p: torch.ones_like(y), torch.tensor([1.0, 0.3]), (0.0, 1.0))
+    stepper = make_stepper(getattr(ps, name)(), prob, Stats(), torch.tensor(1e-6), 1e-4, False)
+    t, u, h = torch.zeros(1), prob.u0[None], 0.1
+    stepper.init(t, u)
+    res = stepper.step(t, u, torch.full((1,), h))
+    eps = torch.finfo(torch.float32).eps
+    assert float((res.u_new.double() - u.double() - h).abs().max()) <= 2 * eps * 1.1  # the sum's own rounding
+    assert float(res.err.abs().max()) <= 0.5 * eps * h

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .stages import wide_dtype
+
 Tensor = torch.Tensor
 
 
@@ -37,11 +39,6 @@ def hermite_value(t0: Tensor, y0: Tensor, f0: Tensor, t1: Tensor, y1: Tensor, f1
     return h00 * y0 + h10 * dt * f0 + h01 * y1 + h11 * dt * f1
 
 
-# The dtype in which a narrow state's monomial coefficients are formed (:func:`dense_output_matrix`).
-_WIDER = {torch.float32: torch.float64, torch.float16: torch.float64, torch.bfloat16: torch.float64,
-          torch.complex64: torch.complex128}
-
-
 def dense_output_matrix(values: Sequence[Sequence[float]], dtype: torch.dtype, device: torch.device) -> Tensor:
     """A tableau's dense-output matrix ``(q, s)`` for states of ``dtype`` on ``device``: held in float64
     (complex128) for a narrower state, so :func:`polynomial_coefficients` forms the coefficients there.
@@ -51,8 +48,7 @@ def dense_output_matrix(values: Sequence[Sequence[float]], dtype: torch.dtype, d
     interpolated value carried about ``sum |D| * eps * |h f|`` of round-off (Vern7: 1e-4 on ``u' = 1/2`` over a unit
     span); formed in float64 and rounded once, it carries what the stages' own round-off gives, weighted by the
     interpolant's weights ``b_i(theta)``. MPS has no float64: there the state's dtype is kept."""
-    wide = _WIDER.get(dtype, dtype) if torch.device(device).type != "mps" else dtype
-    return torch.as_tensor(np.asarray(values, dtype=np.float64), device=device).to(wide)
+    return torch.as_tensor(np.asarray(values, dtype=np.float64), device=device).to(wide_dtype(dtype, device))
 
 
 def polynomial_coefficients(u0: Tensor, dense: Tensor, stages: Tensor) -> Tensor:
