@@ -91,11 +91,16 @@ def test_rodas5p_rober_matches_eager() -> None:
 
 @pytest.mark.exhaustive  # compiles its own programs: minutes on a cold cache (CI runs it: .ci/run)
 def test_rodas5p_batched_float32() -> None:
+    """ROBER in float32 with atol 1e-7, below float32's resolution of y1 ~ 1 (1.2e-7): accept decisions turn on
+    round-off, and compiled arithmetic rounds otherwise than eager, so step counts agree within 5%. Measured: eager
+    103, compiled 107 accepted steps (float64: 97). Before Rosenbrock's float32 stage sums were formed in float64,
+    both took 117 steps: Rodas5P's error estimate then carried a floor of 6e-7 h |f| from its coefficients'
+    rounding, the same in both paths."""
     k = torch.tensor([0.04, 3e7, 1e4], dtype=F32) * torch.tensor([[1.0], [1.5], [0.7]], dtype=F32)
     prob = rober((0.0, 40.0), k=k, dtype=F32)
     a, b = both(prob, ps.Rodas5P(), rtol=1e-4, atol=1e-7)
     assert a.success and b.success and b.u.dtype == F32
-    assert abs(a.stats.naccept - b.stats.naccept) <= 3
+    assert abs(a.stats.naccept - b.stats.naccept) <= 0.05 * a.stats.naccept
     torch.testing.assert_close(b.u[-1], a.u[-1], rtol=1e-3, atol=1e-6)
 
 
