@@ -106,14 +106,14 @@ def grid_solve(stepper: Any, u0: Tensor, grid: Tensor, t: Tensor, cubic: bool, d
         return None
     n_steps = max(at) + 1
     prog = _program(inner, n_steps, len(at), cubic)
-    if "failed" in prog.ran:
+    if prog.failed is not None:
         return None
     idx = torch.tensor(at, device=grid.device)
     try:
         return prog.run("grid", stats, inner.rhs.p, grid[:n_steps + 1], u0, inner.f0, idx,
                         t[1:].to(grid.dtype), stepper.atol_n, stepper.rtol_n)
     except CompileFailure as exc:
-        prog.ran.add("failed")
+        prog.failed = str(exc)
         warnings.warn(f"compile=True: compiling the whole {inner.name} grid solve as one program failed ({exc}); "
                       "stepping it with per-step programs", RuntimeWarning, stacklevel=4)
         return None

@@ -70,7 +70,6 @@ those of differentiated solves (for comparisons).
 from __future__ import annotations
 
 import warnings
-import weakref
 from dataclasses import fields
 from typing import Any
 
@@ -110,8 +109,6 @@ __all__ = ["handles_whole", "integrate_batched_whole", "warm_whole"]
 
 Tensor = torch.Tensor
 
-
-_FAILED: weakref.WeakSet[_Program] = weakref.WeakSet()  # loop programs that failed to compile: not retried
 
 ENABLED = True
 """Whole-loop programs on (the default). ``False`` keeps every compiled solve on the per-step design, for
@@ -171,14 +168,14 @@ def _rosenbrock_grad_ready(stepper: CompiledStepper, opts: LoopOptions, u0: Tens
     before = {f.name: getattr(stats, f.name) for f in fields(stats) if f.name != "compile_time"}
     try:
         prog, args, _ = _inputs(stepper, u0, opts, 1)
-        if prog in _FAILED:
+        if prog.failed is not None:
             return False
         if "loop" in prog.ran:
             return True
         try:
             prog.run("loop", stats, *args)
         except CompileFailure as exc:
-            _FAILED.add(prog)
+            prog.failed = str(exc)
             stepper.eager_why = None  # one warning
             warnings.warn(f"compile=True: compiling the whole {stepper.name} loop with gradients as one program "
                           f"failed ({exc}); solving eagerly", RuntimeWarning, stacklevel=5)
@@ -465,7 +462,10 @@ def _scalar_fallback(u0: Tensor) -> bool:
     return u0.shape[0] == 1 and u0.dtype != torch.float64
 
 
-def _loop_failed(stepper: CompiledStepper, exc: CompileFailure) -> None:
+def _failed(prog: _Program, stepper: CompiledStepper, exc: CompileFailure) -> None:
+    """The loop program failed to compile (its first failure: the callers skip a program whose ``failed`` is set):
+    remember it on the program, so later solves of the signature fall back at once, and warn once."""
+    prog.failed = str(exc)  # _Program.run set it for a failure of its own; this covers any other CompileFailure
     warnings.warn(f"compile=True: compiling the whole {stepper.name} loop as one program failed ({exc}); running "
                   "the per-step compiled programs", RuntimeWarning, stacklevel=6)
 
@@ -473,14 +473,12 @@ def _loop_failed(stepper: CompiledStepper, exc: CompileFailure) -> None:
 def warm_program(stepper: Any, u0: Tensor, opts: LoopOptions, family_type: Any = _Family) -> bool:
     """Compile the loop program: it runs one step, discarded; ``False`` (one warning) when it fails to compile."""
     prog, args, _ = _inputs(stepper, u0, opts, 1, family_type)
+    if prog.failed is not None:
+        return False
     try:
-        if prog in _FAILED:
-            raise CompileFailure("failed before")
         prog.run("loop", stepper.stats, *args)
     except CompileFailure as exc:
-        if prog not in _FAILED:
-            _loop_failed(stepper, exc)
-        _FAILED.add(prog)
+        _failed(prog, stepper, exc)
         return False
     return True
 
@@ -522,14 +520,12 @@ def run_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats,
     assert opts.saveat is not None
     before = dict(vars(stats))  # the counters, restored on a failed compile
     prog, args, saver = _inputs(stepper, u0, opts, opts.maxiters - stats.nloop, family_type)
+    if prog.failed is not None:
+        return None
     try:
-        if prog in _FAILED:
-            raise CompileFailure("failed before")
         k, n_any, u, out, times, ints, *X = prog.run("loop", stats, *args)
     except CompileFailure as exc:
-        if prog not in _FAILED:
-            _loop_failed(stepper, exc)
-        _FAILED.add(prog)
+        _failed(prog, stepper, exc)
         vars(stats).update(before)
         return None
     steps, with_acceptance = int(k), int(n_any)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-import weakref
 from typing import Any
 
 import torch
@@ -80,7 +79,6 @@ OUT = 16
 """Where the save array sits in FBDF's carry (after :func:`.compiled_bdf_rules.loop_head`'s 12 and ``nhist, ts, ys,
 u``); QNDF's is :data:`.compiled_bdf_qndf.OUT`."""
 
-_FAILED: weakref.WeakSet[_Program] = weakref.WeakSet()  # programs that failed to compile: not retried
 
 
 def unsupported(method: Any, opts: LoopOptions, u0: Tensor) -> str | None:
@@ -274,17 +272,16 @@ def _run(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats, steps: 
     setup = time.perf_counter() - t_setup
     if steps is not None:
         C = (*C[:7], C[7] * 0 + steps, *C[8:])  # maxiters (compiled_bdf_rules.Start.shared)
+    if prog.failed is not None:  # failed to compile before (_Program.failed): solved eagerly, silently
+        return None
     try:
-        if prog in _FAILED:
-            raise CompileFailure("failed before")
         X = prog.run("loop", stats, *args, C, X)
         while drain is not None and drain.take(X[out_at + 2:out_at + 2 + drain.p.size]) and bool(X[7]):
             X = prog.run("loop", stats, *args, C, record.reset(X, out_at + 2))  # the buffer was full: run on
     except CompileFailure as exc:
-        if prog not in _FAILED:
-            warnings.warn(f"compile=True: compiling the {_name(method)} loop failed ({exc}); solving eagerly",
-                          RuntimeWarning, stacklevel=5)
-        _FAILED.add(prog)
+        prog.failed = str(exc)  # set by _Program.run for its own failures; this covers any other
+        warnings.warn(f"compile=True: compiling the {_name(method)} loop failed ({exc}); solving eagerly",
+                      RuntimeWarning, stacklevel=5)
         vars(stats).update(before)
         return None
     if stats.compile_time > before["compile_time"]:
