@@ -252,7 +252,8 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
         def iterate(it: Tensor, y: Tensor, d: Tensor, norm_old: Tensor, eta: Tensor, status: Tensor,
                     finite: Tensor) -> tuple[Tensor, ...]:
             f = F(p, t_new, y)
-            lag = psi + d if mass is None else (psi + d) @ mass.T
+            # M (psi + d) as einsum, not @ mass.T: that view would be a second while_loop input aliasing mass
+            lag = psi + d if mass is None else torch.einsum("bj,ij->bi", psi + d, mass)
             dy = _solve(lu, piv, inverse, (c * f - lag) * inv_c, with_inverse, small)
             norm = rms_max(dy, scale)
             rate = norm / norm_old
