@@ -150,7 +150,7 @@ def test_mass_matrix_whole_loop_matches_eager(alg: ps.Algorithm) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="compile=True")
         a, b = both(prob, alg, rtol=1e-4, atol=1e-8, saveat=[1.0, 1e3])
-    assert a.success and b.success and b.stats.compile_time >= 0
+    assert a.success and b.success
     assert_same_counts(a, b)
     torch.testing.assert_close(b.u, a.u, rtol=1e-8, atol=1e-12)
 

@@ -61,6 +61,7 @@ from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled mo
     compile_count,
     factor,
     jacobian_fn,
+    mass_times,
     note_fresh_f,
     tgrad_fn,
     tracks_grad,
@@ -173,9 +174,7 @@ def _rosenbrock_program(stepper: RosenbrockStepper, dense: bool, tag: str) -> _P
                 if c_k is None:
                     rhs_i = f_last
                 else:
-                    # M v per row as einsum, not v @ mass.T: inside a while_loop the view mass.T is a second body
-                    # input aliasing mass, which torch.while_loop refuses (the whole loop fell back)
-                    rhs_i = torch.addcmul(f_last, inv_dt, c_k if mass is None else torch.einsum("bj,ij->bi", c_k, mass))
+                    rhs_i = torch.addcmul(f_last, inv_dt, mass_times(c_k, mass))
             if needs_tgrad and tab.d[i] != 0.0:
                 assert ft is not None
                 rhs_i = torch.addcmul(rhs_i, (tab.d[i] * dt)[:, None], ft)

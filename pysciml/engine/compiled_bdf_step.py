@@ -40,7 +40,7 @@ import torch
 from torch._higher_order_ops.while_loop import while_loop
 
 from .bdf import FIRST_RATE_FLOOR, REFACTOR
-from .compiled_parts import lu_apply, lu_parts
+from .compiled_parts import lu_apply, lu_parts, mass_times
 from .linsolve import DenseLUSolver
 
 __all__ = ["INVERSE_MAX", "attempt", "coefficients", "error_constant", "lagrange", "order_error", "packed_while_loop",
@@ -252,8 +252,7 @@ def attempt(F: Callable[..., Tensor], jacobian: Callable[..., Tensor], p: Any, t
         def iterate(it: Tensor, y: Tensor, d: Tensor, norm_old: Tensor, eta: Tensor, status: Tensor,
                     finite: Tensor) -> tuple[Tensor, ...]:
             f = F(p, t_new, y)
-            # M (psi + d) as einsum, not @ mass.T: that view would be a second while_loop input aliasing mass
-            lag = psi + d if mass is None else torch.einsum("bj,ij->bi", psi + d, mass)
+            lag = mass_times(psi + d, mass)
             dy = _solve(lu, piv, inverse, (c * f - lag) * inv_c, with_inverse, small)
             norm = rms_max(dy, scale)
             rate = norm / norm_old

@@ -370,6 +370,13 @@ def lu_parts(J: Tensor, inv: Tensor, mass: Tensor | None,
     return ok, lu, piv, inverse
 
 
+def mass_times(v: Tensor, mass: Tensor | None) -> Tensor:
+    """``M v`` for each row of ``v`` ``(B, n)`` (``v`` itself without a mass matrix), for a program's loop body: an
+    ``einsum``, not ``v @ mass.T``, because inside a ``torch.while_loop`` the view ``mass.T`` is a second body input
+    aliasing ``mass``, which torch refuses (every Rosenbrock and BDF loop with a mass matrix fell back)."""
+    return v if mass is None else torch.einsum("bj,ij->bi", v, mass)
+
+
 def lu_apply(lu: Tensor, piv: Tensor, inverse: Tensor | None, v: Tensor) -> Tensor:
     """``W^{-1} v`` ``(B, n)`` from :func:`lu_parts`' factors."""
     if inverse is not None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .stages import wide_dtype
+from .stages import fixed_product, wide_dtype
 
 Tensor = torch.Tensor
 
@@ -53,10 +53,9 @@ def dense_output_matrix(values: Sequence[Sequence[float]], dtype: torch.dtype, d
 
 def polynomial_coefficients(u0: Tensor, dense: Tensor, stages: Tensor) -> Tensor:
     """Coefficients ``(q+1, B, n)`` from a tableau's dense matrix ``(q, s)`` (:func:`dense_output_matrix`) and stage
-    increments ``(s, B, n)``, formed in the wider of the two dtypes and returned in the stages' dtype."""
+    increments ``(s, B, n)``, in the stages' dtype (formed in float64 for a float32 state: ``fixed_product``)."""
     s, b, n = stages.shape
-    work = torch.promote_types(dense.dtype, stages.dtype)  # dense_output_matrix's float64 for a float32 state
-    terms = (dense.to(work) @ stages.reshape(s, b * n).to(work)).to(stages.dtype)
+    terms = fixed_product(dense, stages.reshape(s, b * n))
     return torch.cat((u0[None], terms.reshape(dense.shape[0], b, n)))
 
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["SCALED_ADD_TERMS", "STACK_LIMIT", "StageSum", "wide_dtype"]
+__all__ = ["SCALED_ADD_TERMS", "STACK_LIMIT", "StageSum", "fixed_product", "wide_dtype"]
 
 Tensor = torch.Tensor
 
@@ -44,6 +44,14 @@ def wide_dtype(dtype: torch.dtype, device: torch.device | str) -> torch.dtype:
     """The dtype in which fixed coefficient sums of a ``dtype`` state are formed where round-off matters: float64
     (complex128) for narrower states, ``dtype`` itself otherwise and on MPS (no float64 there)."""
     return dtype if torch.device(device).type == "mps" else _WIDER.get(dtype, dtype)
+
+
+def fixed_product(matrix: Tensor, flat: Tensor) -> Tensor:
+    """``matrix @ flat`` for a coefficient matrix ``(r, m)`` and stacked vectors ``(m, N)``, in the vectors' dtype:
+    formed in the matrix's dtype and rounded once where that is wider (:func:`wide_dtype`)."""
+    if matrix.dtype == flat.dtype:
+        return matrix @ flat
+    return (matrix @ flat.to(matrix.dtype)).to(flat.dtype)
 
 
 class StageSum:
@@ -88,10 +96,7 @@ class StageSum:
             return self.by_adds(vectors)
         m, shape = self.m, vectors[0].shape
         stacked = torch.stack(vectors[:m]) if m > 1 else vectors[0][None]
-        if self.matrix.dtype == stacked.dtype:
-            flat = self.matrix @ stacked.reshape(m, -1)
-        else:  # wide: formed in float64, rounded once
-            flat = (self.matrix @ stacked.reshape(m, -1).to(self.matrix.dtype)).to(stacked.dtype)
+        flat = fixed_product(self.matrix, stacked.reshape(m, -1))
         if self.r == 1:
             return (flat.reshape(shape),)
         out: list[Tensor | None] = list(flat.reshape(self.r, *shape).unbind(0))
