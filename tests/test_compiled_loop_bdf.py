@@ -211,7 +211,7 @@ def test_failed_compile_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(self, variant, stats, *args)
 
     monkeypatch.setattr(compiled_parts._Program, "run", failing)
-    monkeypatch.setattr(compiled_loop_bdf, "_CACHE", OrderedDict())  # its failed program goes with the test
+    monkeypatch.setattr(compiled_parts, "_CACHE", OrderedDict())  # its failed program goes with the test
     prob = rober((0.0, 10.0))
     kw = {"rtol": 1e-5, "atol": 1e-9, "saveat": [10.0]}
     with pytest.warns(RuntimeWarning, match="compiling the FBDF loop failed .*a graph break"):

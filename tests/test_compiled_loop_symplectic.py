@@ -145,12 +145,13 @@ def test_failed_compile_falls_back_once(monkeypatch: pytest.MonkeyPatch) -> None
     eager values and counters (the loop's eager ``init`` not counted twice); the next solve goes there directly."""
     def run(self: Any, variant: str, stats: Any, *args: Any) -> Any:
         if variant == "loop":
+            self.failed = "no"  # as _Program.run remembers a failed compile
             raise compiled_parts.CompileFailure("no")
         return self.raw[variant](*args)
 
     monkeypatch.setattr(compiled_parts._Program, "run", run)
-    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None: fn)
-    monkeypatch.setattr(cls, "_FAILED", set())
+    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None, per_solve=False: fn)
+    monkeypatch.setattr(compiled_parts, "_CACHE", type(compiled_parts._CACHE)())  # its failed program goes too
     prob = ps.SecondOrderODEProblem(harmonic, torch.tensor([1.0], dtype=F64), torch.tensor([0.0], dtype=F64),
                                     (0.0, 2.0))
     kw: dict[str, Any] = {"dt": 0.1, "saveat": torch.tensor([0.0, 0.55, 2.0], dtype=F64)}

@@ -57,6 +57,7 @@ from .compiled_parts import (  # noqa: F401  (re-exported: the other compiled mo
     _Program,
     _user_call,
     _user_f,
+    cached_program,
     clear_cache,
     compile_count,
     factor,
@@ -251,31 +252,25 @@ def _mass(stepper: Stepper) -> Tensor | None:
 
 def _program(stepper: Stepper, bsz: int, dense: bool) -> _Program:
     key = _key(stepper, bsz, dense)
-    prog = _CACHE.get(key)
-    if prog is not None:
-        _CACHE.move_to_end(key)
-        return prog
-    explicit = stepper.rhs_e if isinstance(stepper, ARKStepper) and stepper.linear else None
-    note_fresh_f((explicit or stepper.rhs).f, key[:-1])  # the key less the functions' identities; on a linear L,
-    # the explicit part's function (the program never calls L u)
-    tag = f"{len(_CACHE)}_{abs(hash(key)) % 10**8}"
-    if isinstance(stepper, RosenbrockStepper):
-        prog = _rosenbrock_program(stepper, dense, tag)
-    elif isinstance(stepper, ARKStepper):
-        prog = ark_program(stepper, dense, tag)
-    elif isinstance(stepper, FIRKStepper):
-        prog = firk_program(stepper, tag)
-    elif isinstance(stepper, AdamsStepper):
-        prog = adams_program(stepper, tag)
-    elif isinstance(stepper, ImplicitMidpointStepper):
-        prog = midpoint_program(stepper, tag)
-    else:
+
+    def make(tag: str) -> _Program:
+        explicit = stepper.rhs_e if isinstance(stepper, ARKStepper) and stepper.linear else None
+        note_fresh_f((explicit or stepper.rhs).f, key[:-1])  # the key less the functions' identities; on a linear
+        # L, the explicit part's function (the program never calls L u)
+        if isinstance(stepper, RosenbrockStepper):
+            return _rosenbrock_program(stepper, dense, tag)
+        if isinstance(stepper, ARKStepper):
+            return ark_program(stepper, dense, tag)
+        if isinstance(stepper, FIRKStepper):
+            return firk_program(stepper, tag)
+        if isinstance(stepper, AdamsStepper):
+            return adams_program(stepper, tag)
+        if isinstance(stepper, ImplicitMidpointStepper):
+            return midpoint_program(stepper, tag)
         assert isinstance(stepper, ExplicitRKStepper)
-        prog = _explicit_program(stepper, dense, tag)
-    _CACHE[key] = prog
-    while len(_CACHE) > CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return prog
+        return _explicit_program(stepper, dense, tag)
+
+    return cached_program(key, make)
 
 
 def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol: float, dense: bool,

@@ -24,7 +24,7 @@ import torch
 from ..solution import Stats
 from .compiled import _key
 from .compiled import _program as step_program
-from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _Program, _user_f
+from .compiled_parts import CompileFailure, _Program, _user_f, cached_program
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import hermite_value
 
@@ -49,10 +49,11 @@ def output_steps(grid: list[float], times: list[float], direction: float) -> lis
 def _program(stepper: ExplicitRKStepper, n_steps: int, n_out: int, cubic: bool) -> _Program:
     """The grid program of this signature, in the compiled programs' cache (``clear_cache`` forgets it too)."""
     key = ("grid", _key(stepper, 1, False), n_steps, n_out, cubic)
-    prog = _CACHE.get(key)
-    if prog is not None:
-        _CACHE.move_to_end(key)
-        return prog
+    return cached_program(key, lambda tag: _grid_program(stepper, n_steps, cubic, tag), "grid")
+
+
+def _grid_program(stepper: ExplicitRKStepper, n_steps: int, cubic: bool, tag: str) -> _Program:
+    """A new grid program (:func:`_program`'s key)."""
     step = step_program(stepper, 1, False).raw["step"]  # the per-step program's traceable step
     F = _user_f(stepper.rhs)
     fsal = stepper.tab.fsal
@@ -83,11 +84,8 @@ def _program(stepper: ExplicitRKStepper, n_steps: int, n_out: int, cubic: bool) 
             vals = torch.where((tq == ta)[:, None], ya, torch.where((tq == tb)[:, None], yb, ya + w * (yb - ya)))
         return vals, U, Fs, E
 
-    prog = _Program(f"grid{len(_CACHE)}_{abs(hash(key)) % 10**8}")
+    prog = _Program(tag)
     prog.add("grid", grid_solve)
-    _CACHE[key] = prog
-    while len(_CACHE) > CACHE_SIZE:
-        _CACHE.popitem(last=False)
     return prog
 
 

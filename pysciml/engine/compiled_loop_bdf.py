@@ -53,11 +53,10 @@ from . import compiled_bdf_step as step
 from .bdf import MAX_FACTOR, MIN_FACTOR, BDFMethod
 from .bdf_flc import HISTORY, KEEP, FLCMethod
 from .compiled_parts import (
-    _CACHE,
-    CACHE_SIZE,
     CompileFailure,
     _Program,
     _user_f,
+    cached_program,
     jacobian_fn,
     note_fresh_f,
     python_lifted_backend,
@@ -104,19 +103,16 @@ def _program(method: BDFMethod, bsz: int, direction: float, interior: bool, rec:
     signature = (form, bsz, rhs.shape, rhs.batched, rhs.dtype, str(rhs.device), method.mass is not None,
                  rhs.takes_p, rhs.jac_takes_p, method.max_order, method.max_iters, direction, interior, rec)
     key = (*signature, id(rhs.f), id(rhs.user_jac))
-    prog = _CACHE.get(key)
-    if prog is not None:
-        _CACHE.move_to_end(key)
+
+    def make(tag: str) -> _Program:
+        note_fresh_f(rhs.f, signature)
+        prog = _Program(tag)
+        # a recording loop on inductor's Python wrapper (compiled_bdf_record's docstring says why)
+        prog.add("loop", _loop_fn(method, direction, interior, rec) if isinstance(method, FLCMethod) else
+                 qndf.loop_fn(method, direction, interior, rec), python_lifted_backend if rec is not None else None)
         return prog
-    note_fresh_f(rhs.f, signature)
-    prog = _Program(f"bdf{len(_CACHE)}_{abs(hash(key)) % 10**8}")
-    # a recording loop on inductor's Python wrapper (compiled_bdf_record's docstring says why)
-    prog.add("loop", _loop_fn(method, direction, interior, rec) if isinstance(method, FLCMethod) else
-             qndf.loop_fn(method, direction, interior, rec), python_lifted_backend if rec is not None else None)
-    _CACHE[key] = prog
-    while len(_CACHE) > CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return prog
+
+    return cached_program(key, make, "bdf")
 
 
 def _loop_fn(method: FLCMethod, direction: float, interior: bool, rec: record.Plan | None) -> Any:

@@ -41,7 +41,14 @@ from torch._higher_order_ops.while_loop import while_loop
 
 from ..problem_dynamical import HamiltonianProblem, SecondOrderODEProblem
 from ..solution import Stats
-from .compiled_parts import _CACHE, CACHE_SIZE, CompileFailure, _leaves_require_grad, _Program, note_fresh_f
+from .compiled_parts import (
+    CompileFailure,
+    _leaves_require_grad,
+    _Program,
+    cached,
+    cached_program,
+    note_fresh_f,
+)
 from .fixed_step_check import describe
 from .interpolation import evaluate, hermite_coefficients
 from .loop_records import LoopOptions, LoopResult, finite_rows, fixed_step_count, save_time_list
@@ -55,9 +62,6 @@ Tensor = torch.Tensor
 
 ENABLED = True
 """Fixed-step splitting solves through the whole-loop program (the default); ``False``: the per-step program."""
-
-_FAILED: set[tuple] = set()  # loop signatures that failed to compile (the per-step program runs them)
-
 
 def splitting_fields(stepper: SplittingStepper) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
     """The traceable pieces of a splitting step on a second-order or separable Hamiltonian problem: ``split(u)``
@@ -155,7 +159,8 @@ def handles(stepper: Any, opts: LoopOptions, u0: Tensor) -> bool:
         return False
     if _differentiated(stepper.prob, u0):
         return False
-    return _key(stepper, opts, u0) not in _FAILED
+    prog = cached(_key(stepper, opts, u0))
+    return prog is None or prog.failed is None  # a failed compile is remembered on its program (_Program.failed)
 
 
 def _signature(stepper: SplittingStepper, opts: LoopOptions, u0: Tensor) -> tuple:
@@ -302,14 +307,15 @@ def integrate_whole(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions, st
     assert stepper._v is not None and stepper._f is not None
     check = stepper.fixed_step_check(bsz, opts.atol, dtype, device)
     assert isinstance(check, OscillationCheck)
-    prog = _CACHE.get(key)
-    if prog is None:
+
+    def make(tag: str) -> _Program:
         fn, _, name = field_function(stepper.prob)
         note_fresh_f(fn, _signature(stepper, opts, u0), name)
-        prog = _CACHE[key] = _Program(f"{len(_CACHE)}_{abs(hash(key)) % 10**8}")
+        prog = _Program(tag)
         prog.add("loop", _loop_fn(stepper, check, scalar, direction))
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        return prog
+
+    prog = cached_program(key, make)
     save_t = save_time_list(opts) if scalar else opts.saveat.tolist()
     first = next((i for i, s in enumerate(save_t) if s != opts.t0), len(save_t)) if scalar else None
     saver = _Saver(opts, u0, direction, first)
@@ -326,15 +332,11 @@ def integrate_whole(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions, st
             torch.tensor(n_fixed, device=device), torch.tensor(opts.maxiters - stats.nloop, device=device), saveat,
             keyed, out, saver.idx.clone())
     try:
-        if key in _FAILED:
-            raise CompileFailure("failed before")
         with torch.no_grad():
             res = prog.run("loop", stats, *args)
-    except CompileFailure as exc:
-        if key not in _FAILED:
-            warnings.warn(f"compile=True: the {stepper.name} loop program failed to compile ({exc}); running the "
-                          "per-step program", RuntimeWarning, stacklevel=4)
-        _FAILED.add(key)
+    except CompileFailure as exc:  # remembered on the program (handles() is False for the signature from now on)
+        warnings.warn(f"compile=True: the {stepper.name} loop program failed to compile ({exc}); running the "
+                      "per-step program", RuntimeWarning, stacklevel=4)
         stats.nf = nf_before
         return None
     (k, _, _, active, u, v, f, t, out, _, status, fail_t, fail_dt, fail_kind, fail_z, _, _, n_acc, n_att,

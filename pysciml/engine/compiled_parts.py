@@ -51,6 +51,25 @@ def note_fresh_f(f: Any, signature: tuple, what: str = "f") -> None:
                       "what changes through p", RuntimeWarning, stacklevel=5)
 
 
+def cached(key: tuple) -> _Program | None:
+    """The compiled program cached under ``key``, if any (its place in the cache's order unchanged)."""
+    return _CACHE.get(key)
+
+
+def cached_program(key: tuple, make: Callable[[str], _Program], prefix: str = "") -> _Program:
+    """The compiled program cached under ``key`` (marked most recently used), else ``make(tag)``'s, cached (the
+    least recently used dropped beyond :data:`CACHE_SIZE`). ``tag``: ``prefix``, the cache's size and the key's
+    hash, which name the program's code objects."""
+    prog = _CACHE.get(key)
+    if prog is not None:
+        _CACHE.move_to_end(key)
+        return prog
+    prog = _CACHE[key] = make(f"{prefix}{len(_CACHE)}_{abs(hash(key)) % 10**8}")
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return prog
+
+
 def compile_count() -> int:
     """How many graphs the compiled path has compiled in this process (a recompile counts as one more)."""
     return _COUNT[0]

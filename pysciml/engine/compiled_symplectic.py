@@ -29,7 +29,7 @@ from ..problem_dynamical import HamiltonianProblem, SecondOrderODEProblem
 from ..solution import Stats
 from . import compiled_loop_symplectic
 from .compiled_loop_symplectic import evaluations, field_function, splitting_fields
-from .compiled_parts import _CACHE, CACHE_SIZE, _Program, note_fresh_f
+from .compiled_parts import _Program, cached_program, note_fresh_f
 from .compiled_wrapper import ProgramStepper
 from .loop_records import LoopOptions, LoopResult
 from .stepper import StepResult
@@ -97,14 +97,12 @@ def compile_splitting(stepper: SplittingStepper, stats: Stats, bsz: int, atol: T
     fn, identity, name = field_function(prob)
     key = (*signature, *identity)
     start = time.perf_counter()
-    prog = _CACHE.get(key)
-    if prog is None:
+
+    def make(tag: str) -> _Program:
         note_fresh_f(fn, signature, name)
-        prog = _CACHE[key] = _splitting_program(stepper, f"{len(_CACHE)}_{abs(hash(key)) % 10**8}")
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
+        return _splitting_program(stepper, tag)
+
+    prog = cached_program(key, make)
     stats.compile_time += time.perf_counter() - start
     return CompiledSplittingStepper(stepper, prog, stats, atol, rtol)
 
