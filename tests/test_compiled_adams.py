@@ -51,7 +51,7 @@ def uncompiled(monkeypatch: pytest.MonkeyPatch) -> None:
         return self.raw[variant](*args)
 
     monkeypatch.setattr(compiled_parts._Program, "run", run)
-    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None: fn)
+    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None, per_solve=False: fn)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         yield
@@ -129,7 +129,7 @@ def test_warmup_reaches_every_history_length(monkeypatch: pytest.MonkeyPatch) ->
         return self.raw[variant](*args)
 
     monkeypatch.setattr(compiled_parts._Program, "run", run)
-    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None: fn)
+    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None, per_solve=False: fn)
     prob = ps.ODEProblem(decay, torch.tensor([2.0, 1.0], dtype=F64), (0.0, 3.0))
     for alg in (ps.AdamsBashforth(), ps.ABM43()):
         ps.warmup(prob, alg, dt=0.01)

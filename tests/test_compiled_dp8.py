@@ -43,7 +43,8 @@ def uncompiled(monkeypatch: pytest.MonkeyPatch) -> None:
         return carried
 
     monkeypatch.setattr(compiled_parts._Program, "run", run)
-    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None: fn)  # nothing handed to Dynamo
+    # nothing handed to Dynamo
+    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None, per_solve=False: fn)
     monkeypatch.setattr(compiled_loop, "while_loop", python_while)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)

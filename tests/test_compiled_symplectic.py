@@ -66,7 +66,8 @@ def uncompiled(monkeypatch: pytest.MonkeyPatch) -> None:
         return self.raw[variant](*args)
 
     monkeypatch.setattr(compiled_parts._Program, "run", run)
-    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None: fn)  # nothing handed to Dynamo
+    # nothing handed to Dynamo
+    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None, per_solve=False: fn)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         yield
@@ -182,7 +183,7 @@ def test_warmup_compiles_what_a_solve_runs(monkeypatch: pytest.MonkeyPatch) -> N
         return self.raw[variant](*args)
 
     monkeypatch.setattr(compiled_parts._Program, "run", run)
-    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None: fn)
+    monkeypatch.setattr(compiled_parts, "_own_code", lambda fn, tag, backend=None, per_solve=False: fn)
     monkeypatch.setattr(compiled_loop_symplectic, "ENABLED", False)
     prob = pendulum_problem()
     for alg in (ps.VelocityVerlet(), ps.Yoshida4(), ps.McAte5()):

@@ -85,7 +85,7 @@ def _grid_program(stepper: ExplicitRKStepper, n_steps: int, cubic: bool, tag: st
         return vals, U, Fs, E
 
     prog = _Program(tag)
-    prog.add("grid", grid_solve)
+    prog.add("grid", grid_solve, per_solve=True)
     return prog
 
 

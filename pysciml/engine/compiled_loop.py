@@ -390,7 +390,7 @@ def _loop_program(stepper: CompiledStepper, opts: LoopOptions, direction: float,
     prog = _Program(f"{base.tag}w{len(base.fused)}")
     backend = split_wrapper_backend if CPP_BACKWARD and getattr(family, "kind", None) == "erk" else \
         python_wrapper_backend
-    prog.add("loop", whole_loop, backend if grad else None)
+    prog.add("loop", whole_loop, backend if grad else None, per_solve=True)
     family.grad = grad
     prog.family = family
     base.fused[key] = prog

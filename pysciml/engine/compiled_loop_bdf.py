@@ -109,7 +109,8 @@ def _program(method: BDFMethod, bsz: int, direction: float, interior: bool, rec:
         prog = _Program(tag)
         # a recording loop on inductor's Python wrapper (compiled_bdf_record's docstring says why)
         prog.add("loop", _loop_fn(method, direction, interior, rec) if isinstance(method, FLCMethod) else
-                 qndf.loop_fn(method, direction, interior, rec), python_lifted_backend if rec is not None else None)
+                 qndf.loop_fn(method, direction, interior, rec), python_lifted_backend if rec is not None else None,
+                 per_solve=True)
         return prog
 
     return cached_program(key, make, "bdf")

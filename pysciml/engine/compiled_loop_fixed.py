@@ -146,7 +146,7 @@ def _program(stepper: CompiledStepper, check: FixedStepCheck, scalar: bool, dire
                                              longs.clone())))
 
     prog = _Program(f"{base.tag}x{len(base.fused)}")
-    prog.add("loop", fixed_loop)
+    prog.add("loop", fixed_loop, per_solve=True)
     base.fused[key] = prog
     return prog
 

@@ -312,7 +312,7 @@ def integrate_whole(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions, st
         fn, _, name = field_function(stepper.prob)
         note_fresh_f(fn, _signature(stepper, opts, u0), name)
         prog = _Program(tag)
-        prog.add("loop", _loop_fn(stepper, check, scalar, direction))
+        prog.add("loop", _loop_fn(stepper, check, scalar, direction), per_solve=True)
         return prog
 
     prog = cached_program(key, make)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
 from torch.autograd import forward_ad
 
 from ..problem import call_f
@@ -197,13 +198,51 @@ def split_wrapper_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -
     return _backend(gm, example_inputs, cpp_wrapper=False, cpp_backward=True)
 
 
-def _own_code(fn: Callable[..., Any], tag: str, backend: Callable[..., Any] | None = None) -> Callable[..., Any]:
-    """``fn`` with a code object of its own: Dynamo keeps its compiled entries (and its recompile limit) per code
-    object, so each cached program must not share one with programs of other signatures. ``backend``: default
-    :func:`_backend`."""
+_ITEM_DTYPES = (torch.float64, torch.int64, torch.int32, torch.int16, torch.int8)
+
+
+def _is_item_scalar(x: Any) -> bool:
+    """A 0-d CPU tensor of a dtype for which Dynamo (torch 2.13) records the value as a symbol (``item_memo``)."""
+    return isinstance(x, Tensor) and x.dim() == 0 and x.dtype in _ITEM_DTYPES and x.device.type == "cpu"
+
+
+def _own_code(fn: Callable[..., Any], tag: str, backend: Callable[..., Any] | None = None,
+              per_solve: bool = False) -> Callable[..., Any]:
+    """``fn`` compiled with a code object of its own: Dynamo keeps its compiled entries (and its recompile limit)
+    per code object, so each cached program must not share one with programs of other signatures. ``backend``:
+    default :func:`_backend`.
+
+    ``per_solve`` (a program called once per solve: a whole loop): the 0-d CPU float64 and integer tensors among
+    the arguments (the BDF loops' scalar carries, a scalar in ``p``) reach the program as one-element views,
+    reshaped back to 0-d inside it. Dynamo gives such an input a symbol for its value, and torch 2.13's pass that
+    turns float symbols back into tensors then restarts the whole trace once (``TensorifyScalarRestartAnalysis``):
+    on the compiled FBDF loop of the 128-state Brusselator that threw away 9.4 s of a 39 s compile. The program's
+    arithmetic is the same. Per-step programs are called without this (flattening the arguments at every call cost
+    a Tsit5 step ~17 us here); with a scalar in ``p`` their first compile still traces twice."""
     code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}")
     new = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
-    return torch.compile(new, fullgraph=True, dynamic=False, backend=backend or _backend)
+    if not per_solve:
+        return torch.compile(new, fullgraph=True, dynamic=False, backend=backend or _backend)
+
+    def entry(scalars: tuple[bool, ...], *args: Any) -> Any:  # traced: the marked leaves back to 0-d, then fn
+        leaves, spec = pytree.tree_flatten(args)
+        return new(*pytree.tree_unflatten([x.reshape(()) if s else x for x, s in zip(leaves, scalars, strict=True)],
+                                          spec))
+
+    name = f"entry_{fn.__name__}_{tag}"  # a code object of its own for the traced entry too
+    traced = types.FunctionType(entry.__code__.replace(co_name=name), entry.__globals__, name, None,
+                                entry.__closure__)
+    compiled = torch.compile(traced, fullgraph=True, dynamic=False, backend=backend or _backend)
+
+    def call(*args: Any) -> Any:
+        leaves, spec = pytree.tree_flatten(args)
+        scalars = tuple(_is_item_scalar(x) for x in leaves)
+        if not any(scalars):
+            return compiled(scalars, *args)
+        return compiled(scalars, *pytree.tree_unflatten([x.reshape(1) if s else x for x, s in
+                                                         zip(leaves, scalars, strict=True)], spec))
+
+    return call
 
 
 class CompileFailure(Exception):
@@ -259,9 +298,11 @@ class _Program:
         self.family: Any = None  # a whole-loop program's family (.compiled_loop._Family)
         self.failed: str | None = None  # why it failed to compile: later solves of the signature run eagerly at once
 
-    def add(self, variant: str, fn: Callable[..., Any], backend: Callable[..., Any] | None = None) -> None:
+    def add(self, variant: str, fn: Callable[..., Any], backend: Callable[..., Any] | None = None,
+            per_solve: bool = False) -> None:
+        """``fn`` as the compiled ``variant`` (``per_solve``: a whole-loop program, see :func:`_own_code`)."""
         self.raw[variant] = fn
-        self.variants[variant] = _own_code(fn, self.tag, backend)
+        self.variants[variant] = _own_code(fn, self.tag, backend, per_solve)
 
     def with_variants(self, step: Callable[..., Any]) -> _Program:
         """``step`` as the ``fresh`` and ``reuse`` variants: one compiled function, in which Dynamo compiles one
