@@ -6,6 +6,8 @@ loop of the 128-state Brusselator 9.4 s of a 39 s compile."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch._dynamo.symbolic_convert import TensorifyState
@@ -81,3 +83,26 @@ def test_fbdf_loop_compiles_without_a_restarted_trace(monkeypatch: pytest.Monkey
     assert sol.stats.compile_time > 0.0
     assert (sol.stats.naccept, sol.stats.nreject, sol.stats.nf) == (eager.stats.naccept, eager.stats.nreject,
                                                                    eager.stats.nf)
+
+
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("alg", [ps.Tsit5(), ps.Rodas5P()], ids=lambda a: a.name)
+def test_differentiated_loop_with_a_scalar_p(alg: ps.Algorithm) -> None:
+    """A 0-d ``p`` that requires grad reaches the differentiated whole loop as a view: the eager values and the
+    gradients to ``p`` and ``u0`` (no fallback warning)."""
+    def f(t, u, mu):
+        return torch.stack((u[1], mu * ((1 - u[0] ** 2) * u[1]) - u[0]))
+
+    mu = torch.tensor(2.0, dtype=F64, requires_grad=True)
+    u0 = torch.tensor([2.0, 0.0], dtype=F64, requires_grad=True)
+    prob = ps.ODEProblem(f, u0, (0.0, 3.0), mu)
+    results = []
+    for compile in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            sol = ps.solve(prob, alg, rtol=1e-7, atol=1e-9, saveat=[1.0, 3.0], compile=compile)
+        results.append((sol.u.detach(), torch.autograd.grad(sol.u.pow(2).sum(), (mu, u0))))
+    (u_e, g_e), (u_c, g_c) = results
+    torch.testing.assert_close(u_c, u_e, rtol=1e-12, atol=1e-14)
+    for a, b in zip(g_c, g_e, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
