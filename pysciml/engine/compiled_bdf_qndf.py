@@ -116,10 +116,7 @@ def loop_fn(method: BDFMethod, direction: float, interior: bool, rec: record.Pla
     def qndf_loop(p: Any, C: tuple[Any, ...], X: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         atol, rtol, tol, stops, n_stops, keys, saveat, maxiters, dtmin, dtmax, mass = C[:11]
         alphas, weights, ec, interp, U = C[11:]
-
-        def more(*X: Tensor) -> Tensor:
-            go = X[7] & (X[0] < maxiters)
-            return go if rec is None else go & (X[OUT + 2] < rec.cap)  # room in the record buffer
+        more = rules.running(maxiters, rec, OUT)
 
         def body(nloop: Tensor, t: Tensor, h: Tensor, si: Tensor, n_equal: Tensor, n_fail: Tensor,
                  nonfinite: Tensor, running: Tensor, status: Tensor, fail_t: Tensor, fail_h: Tensor, order: Tensor,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -23,12 +25,22 @@ from .linsolve import DenseLUSolver
 from .loop_records import LoopOptions, save_time_list
 from .loop_saver import DTMIN, RUNNING, SUCCESS, UNSTABLE
 
-__all__ = ["Start", "error_test", "hold", "loop_head", "next_or_end", "on_reject", "onto_stop", "safety", "save",
-           "start", "theta"]
+__all__ = ["Start", "error_test", "hold", "loop_head", "next_or_end", "on_reject", "onto_stop", "running", "safety",
+           "save", "start", "theta"]
 
 Tensor = torch.Tensor
 EPS = sys.float_info.epsilon
 T64 = torch.float64
+
+
+def running(maxiters: Tensor, rec: Any, out_at: int) -> Callable[..., Tensor]:
+    """Both loop programs' condition on their carries ``X``: the solve runs (``X[7]``), below ``maxiters`` loop
+    iterations (``X[0]``), with room in the record buffer where it records (its count at ``X[out_at + 2]``)."""
+    def more(*X: Tensor) -> Tensor:
+        go = X[7] & (X[0] < maxiters)
+        return go if rec is None else go & (X[out_at + 2] < rec.cap)
+
+    return more
 
 
 def onto_stop(stops: Tensor, si: Tensor, t: Tensor, h: Tensor, n_equal: Tensor, d: float

@@ -124,10 +124,7 @@ def _loop_fn(method: FLCMethod, direction: float, interior: bool, rec: record.Pl
 
     def bdf_loop(p: Any, slope0: Tensor, C: tuple[Any, ...], X: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         atol, rtol, tol, stops, n_stops, keys, saveat, maxiters, dtmin, dtmax, mass, alphas, a_s = C
-
-        def more(*X: Tensor) -> Tensor:
-            go = X[7] & (X[0] < maxiters)
-            return go if rec is None else go & (X[OUT + 2] < rec.cap)  # room in the record buffer
+        more = rules.running(maxiters, rec, OUT)
 
         def body(nloop: Tensor, t: Tensor, h: Tensor, si: Tensor, n_equal: Tensor, n_fail: Tensor,
                  nonfinite: Tensor, running: Tensor, status: Tensor, fail_t: Tensor, fail_h: Tensor, order: Tensor,
