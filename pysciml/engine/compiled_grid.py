@@ -110,8 +110,7 @@ def grid_solve(stepper: Any, u0: Tensor, grid: Tensor, t: Tensor, cubic: bool, d
     try:
         return prog.run("grid", stats, inner.rhs.p, grid[:n_steps + 1], u0, inner.f0, idx,
                         t[1:].to(grid.dtype), stepper.atol_n, stepper.rtol_n)
-    except CompileFailure as exc:
-        prog.failed = str(exc)
+    except CompileFailure as exc:  # remembered on the program by _Program.run (prog.failed)
         warnings.warn(f"compile=True: compiling the whole {inner.name} grid solve as one program failed ({exc}); "
                       "stepping it with per-step programs", RuntimeWarning, stacklevel=4)
         return None

@@ -174,8 +174,7 @@ def _rosenbrock_grad_ready(stepper: CompiledStepper, opts: LoopOptions, u0: Tens
             return True
         try:
             prog.run("loop", stats, *args)
-        except CompileFailure as exc:
-            prog.failed = str(exc)
+        except CompileFailure as exc:  # remembered on the program by _Program.run (prog.failed)
             stepper.eager_why = None  # one warning
             warnings.warn(f"compile=True: compiling the whole {stepper.name} loop with gradients as one program "
                           f"failed ({exc}); solving eagerly", RuntimeWarning, stacklevel=5)
@@ -462,10 +461,9 @@ def _scalar_fallback(u0: Tensor) -> bool:
     return u0.shape[0] == 1 and u0.dtype != torch.float64
 
 
-def _failed(prog: _Program, stepper: CompiledStepper, exc: CompileFailure) -> None:
-    """The loop program failed to compile (its first failure: the callers skip a program whose ``failed`` is set):
-    remember it on the program, so later solves of the signature fall back at once, and warn once."""
-    prog.failed = str(exc)  # _Program.run set it for a failure of its own; this covers any other CompileFailure
+def _loop_failed(stepper: CompiledStepper, exc: CompileFailure) -> None:
+    """The one warning for a loop program that failed to compile: ``_Program.run`` remembers the failure on the
+    program (``failed``), and the callers skip such a program silently from then on."""
     warnings.warn(f"compile=True: compiling the whole {stepper.name} loop as one program failed ({exc}); running "
                   "the per-step compiled programs", RuntimeWarning, stacklevel=6)
 
@@ -478,7 +476,7 @@ def warm_program(stepper: Any, u0: Tensor, opts: LoopOptions, family_type: Any =
     try:
         prog.run("loop", stepper.stats, *args)
     except CompileFailure as exc:
-        _failed(prog, stepper, exc)
+        _loop_failed(stepper, exc)
         return False
     return True
 
@@ -525,7 +523,7 @@ def run_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats,
     try:
         k, n_any, u, out, times, ints, *X = prog.run("loop", stats, *args)
     except CompileFailure as exc:
-        _failed(prog, stepper, exc)
+        _loop_failed(stepper, exc)
         vars(stats).update(before)
         return None
     steps, with_acceptance = int(k), int(n_any)

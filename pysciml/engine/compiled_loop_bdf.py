@@ -79,7 +79,6 @@ OUT = 16
 u``); QNDF's is :data:`.compiled_bdf_qndf.OUT`."""
 
 
-
 def unsupported(method: Any, opts: LoopOptions, u0: Tensor) -> str | None:
     """Why this BDF solve has no compiled program (``None``: :func:`integrate` runs it)."""
     if not isinstance(method.linsolve, DenseLUSolver):
@@ -272,8 +271,7 @@ def _run(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats, steps: 
         X = prog.run("loop", stats, *args, C, X)
         while drain is not None and drain.take(X[out_at + 2:out_at + 2 + drain.p.size]) and bool(X[7]):
             X = prog.run("loop", stats, *args, C, record.reset(X, out_at + 2))  # the buffer was full: run on
-    except CompileFailure as exc:
-        prog.failed = str(exc)  # set by _Program.run for its own failures; this covers any other
+    except CompileFailure as exc:  # remembered on the program by _Program.run (prog.failed)
         warnings.warn(f"compile=True: compiling the {_name(method)} loop failed ({exc}); solving eagerly",
                       RuntimeWarning, stacklevel=5)
         vars(stats).update(before)

@@ -63,6 +63,7 @@ Tensor = torch.Tensor
 ENABLED = True
 """Fixed-step splitting solves through the whole-loop program (the default); ``False``: the per-step program."""
 
+
 def splitting_fields(stepper: SplittingStepper) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
     """The traceable pieces of a splitting step on a second-order or separable Hamiltonian problem: ``split(u)``
     (engine layout to the user's ``(q, p)``), ``velocity(t, q, p)`` (``p`` itself; ``dH/dp``) and
@@ -334,7 +335,7 @@ def integrate_whole(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions, st
     try:
         with torch.no_grad():
             res = prog.run("loop", stats, *args)
-    except CompileFailure as exc:  # remembered on the program (handles() is False for the signature from now on)
+    except CompileFailure as exc:  # remembered on the program by _Program.run: handles() is False from now on
         warnings.warn(f"compile=True: the {stepper.name} loop program failed to compile ({exc}); running the "
                       "per-step program", RuntimeWarning, stacklevel=4)
         stats.nf = nf_before
