@@ -8,14 +8,16 @@ The task is benchmarks/neural_ode.py's spiral (torchdiffeq's ode_demo: ``dy/dt =
 rank draws the same batches (seeded); rank ``r`` of ``R`` takes the contiguous share ``[rB/R, (r+1)B/R)`` of each
 batch. ``NeuralODE(batched=True)`` gives every trajectory its own steps, so a share's solve computes the same rows
 as the full batch's, and DDP's average of the ranks' mean losses' gradients is the gradient of the full batch's
-mean loss. ``--check`` verifies that at the first iteration on rank 0 against one process's full-batch gradient.
-Gloo on CPUs; with CUDA, ``--backend nccl`` puts rank ``LOCAL_RANK`` on ``cuda:LOCAL_RANK``.
+mean loss. ``--check`` verifies that at the first iteration on rank 0 against one process's full-batch gradient,
+and that ``destroy_process_group`` released the process group (see ``release``). Gloo on CPUs; with CUDA,
+``--backend nccl`` puts rank ``LOCAL_RANK`` on ``cuda:LOCAL_RANK``.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import os
 import sys
 import time
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional  # noqa: F401  before init_process_group: see release()
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks/ holds the task
@@ -51,20 +54,35 @@ def check_gradient(ddp: DistributedDataParallel, batch: tuple, device: torch.dev
                for p, q in zip(ddp.module.parameters(), ref.parameters(), strict=True))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iters", type=int, default=200)
-    parser.add_argument("--backend", default="gloo", choices=("gloo", "nccl"))
-    parser.add_argument("--check", action="store_true", help="compare the first DDP gradient with one process's")
-    args = parser.parse_args()
-    dist.init_process_group(args.backend, timeout=datetime.timedelta(minutes=5))
-    rank, world = dist.get_rank(), dist.get_world_size()
-    if args.backend == "nccl":
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-        torch.set_num_threads(1)  # one thread per process: the processes share the cores
+def gloo_threads() -> list[str]:
+    """Names of this process's gloo worker threads (Linux; an empty list elsewhere)."""
+    names = []
+    for task in Path("/proc/self/task").glob("*/comm"):
+        try:
+            names.append(task.read_text().strip())
+        except OSError:  # the thread ended meanwhile
+            pass
+    return [name for name in names if "gloo" in name]
+
+
+def release() -> None:
+    """Destroy the process group while Python is alive.
+
+    A gloo worker thread drops its last reference to a finished collective a moment after ``wait`` returns. If
+    that falls in the interpreter's shutdown and the collective's tensors have Python objects, the thread cannot
+    take the GIL and the process aborts ("terminate called without an active exception"; torch 2.13, in about
+    one run of ten of this script on 2 cores before this function). The process group's destructor joins those
+    threads, but it runs only with the group's last reference, so:
+
+    - ``torch.distributed.nn.functional`` is imported before ``init_process_group``: DDP imports it, and its
+      functions' default ``group=group.WORLD`` would otherwise hold the group for good;
+    - the DDP model and optimizer have gone with ``train``'s frame, and ``gc.collect`` frees their cycles.
+    """
+    gc.collect()
+    dist.destroy_process_group()
+
+
+def train(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> None:
     model = make_model(device)
     ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     opt = torch.optim.Adam(ddp.parameters(), lr=1e-3)
@@ -91,7 +109,28 @@ def main() -> None:
         if rank == 0 and (it % 20 == 0 or it == args.iters - 1):
             print(f"iter {it:4d}  loss {float(mean_loss) / world:.4f}  nfe {model.nfe}  "
                   f"{time.perf_counter() - start:.1f} s", flush=True)
-    dist.destroy_process_group()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iters", type=int, default=200)
+    parser.add_argument("--backend", default="gloo", choices=("gloo", "nccl"))
+    parser.add_argument("--check", action="store_true", help="compare the first DDP gradient with one process's")
+    args = parser.parse_args()
+    dist.init_process_group(args.backend, timeout=datetime.timedelta(minutes=5))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if args.backend == "nccl":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+        torch.set_num_threads(1)  # one thread per process: the processes share the cores
+    train(args, rank, world, device)
+    release()
+    if args.check and (left := gloo_threads()):
+        raise SystemExit(f"rank {rank}: gloo threads still running after destroy_process_group: {left}")
+    if args.check:
+        print(f"rank {rank}: process group released")
 
 
 if __name__ == "__main__":
