@@ -24,6 +24,9 @@ from pysciml.models import NeuralODE, SemiImplicitNeuralODE
 
 F64 = torch.float64
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+from ddp_spiral import gloo_threads  # noqa: E402
+
 TIMEOUT = 240.0  # seconds the parent waits for the workers before killing them (a hang fails, never blocks)
 
 
@@ -122,7 +125,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     result.update(_ddp_gradients(rank))
     gc.collect()  # the DDP models' cycles: the process group's last reference goes with destroy_process_group
     torch.distributed.destroy_process_group()
-    result["gloo threads"] = _gloo_threads()
+    result["gloo threads"] = gloo_threads()
     torch.save(result, Path(out) / f"rank{rank}.pt")
 
 
@@ -131,17 +134,6 @@ def _ddp_gradients(rank: int) -> dict[str, list[torch.Tensor]]:
     shard = slice(4 * rank, 4 * rank + 4)
     return {name: gradients(torch.nn.parallel.DistributedDataParallel(model), y0, t, target, shard)
             for name, model in models().items()}
-
-
-def _gloo_threads() -> list[str]:
-    """This process's gloo worker threads, by name (Linux)."""
-    names = []
-    for task in Path("/proc/self/task").glob("*/comm"):
-        try:
-            names.append(task.read_text().strip())
-        except OSError:  # the thread ended meanwhile
-            pass
-    return [name for name in names if "gloo" in name]
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
