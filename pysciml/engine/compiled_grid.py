@@ -16,7 +16,6 @@ after the program on the states and ``f`` values it returns, at the steps where 
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -24,7 +23,7 @@ import torch
 from ..solution import Stats
 from .compiled import _key
 from .compiled import _program as step_program
-from .compiled_parts import CompileFailure, _Program, _user_f, cached_program
+from .compiled_parts import _Program, _user_f, cached_program
 from .explicit_rk import ExplicitRKStepper
 from .interpolation import hermite_value
 
@@ -104,13 +103,7 @@ def grid_solve(stepper: Any, u0: Tensor, grid: Tensor, t: Tensor, cubic: bool, d
         return None
     n_steps = max(at) + 1
     prog = _program(inner, n_steps, len(at), cubic)
-    if prog.failed is not None:
-        return None
     idx = torch.tensor(at, device=grid.device)
-    try:
-        return prog.run("grid", stats, inner.rhs.p, grid[:n_steps + 1], u0, inner.f0, idx,
-                        t[1:].to(grid.dtype), stepper.atol_n, stepper.rtol_n)
-    except CompileFailure as exc:  # remembered on the program by _Program.run (prog.failed)
-        warnings.warn(f"compile=True: compiling the whole {inner.name} grid solve as one program failed ({exc}); "
-                      "stepping it with per-step programs", RuntimeWarning, stacklevel=4)
-        return None
+    return prog.attempt("grid", stats, inner.rhs.p, grid[:n_steps + 1], u0, inner.f0, idx, t[1:].to(grid.dtype),
+                        stepper.atol_n, stepper.rtol_n, what=f"the whole {inner.name} grid solve as one program",
+                        instead="stepping it with per-step programs", stacklevel=4)

@@ -69,7 +69,6 @@ those of differentiated solves (for comparisons).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import fields
 from typing import Any
 
@@ -79,7 +78,7 @@ from torch._higher_order_ops.while_loop import while_loop
 from ..solution import Stats
 from . import compiled_parts
 from .ark import ARKStepper
-from .compiled import CompiledStepper, CompileFailure, _mass, _Program
+from .compiled import CompiledStepper, _mass, _Program
 from .compiled_control import (
     _CountedSaver,
     _fsal,
@@ -168,16 +167,11 @@ def _rosenbrock_grad_ready(stepper: CompiledStepper, opts: LoopOptions, u0: Tens
     before = {f.name: getattr(stats, f.name) for f in fields(stats) if f.name != "compile_time"}
     try:
         prog, args, _ = _inputs(stepper, u0, opts, 1)
-        if prog.failed is not None:
-            return False
         if "loop" in prog.ran:
             return True
-        try:
-            prog.run("loop", stats, *args)
-        except CompileFailure as exc:  # remembered on the program by _Program.run (prog.failed)
-            stepper.eager_why = None  # one warning
-            warnings.warn(f"compile=True: compiling the whole {stepper.name} loop with gradients as one program "
-                          f"failed ({exc}); solving eagerly", RuntimeWarning, stacklevel=5)
+        if prog.attempt("loop", stats, *args, what=f"the whole {stepper.name} loop with gradients as one program",
+                        instead="solving eagerly", stacklevel=5) is None:
+            stepper.eager_why = None  # the one warning was that
             return False
         return True
     finally:
@@ -461,24 +455,17 @@ def _scalar_fallback(u0: Tensor) -> bool:
     return u0.shape[0] == 1 and u0.dtype != torch.float64
 
 
-def _loop_failed(stepper: CompiledStepper, exc: CompileFailure) -> None:
-    """The one warning for a loop program that failed to compile: ``_Program.run`` remembers the failure on the
-    program (``failed``), and the callers skip such a program silently from then on."""
-    warnings.warn(f"compile=True: compiling the whole {stepper.name} loop as one program failed ({exc}); running "
-                  "the per-step compiled programs", RuntimeWarning, stacklevel=6)
+def _attempt(stepper: CompiledStepper, prog: _Program, stats: Stats, args: tuple[Any, ...]) -> Any | None:
+    """The loop program's outputs, or ``None`` where it does not compile (:meth:`_Program.attempt`; the callers
+    fall back to the per-step compiled programs)."""
+    return prog.attempt("loop", stats, *args, what=f"the whole {stepper.name} loop as one program",
+                        instead="running the per-step compiled programs", stacklevel=6)
 
 
 def warm_program(stepper: Any, u0: Tensor, opts: LoopOptions, family_type: Any = _Family) -> bool:
     """Compile the loop program: it runs one step, discarded; ``False`` (one warning) when it fails to compile."""
     prog, args, _ = _inputs(stepper, u0, opts, 1, family_type)
-    if prog.failed is not None:
-        return False
-    try:
-        prog.run("loop", stepper.stats, *args)
-    except CompileFailure as exc:
-        _loop_failed(stepper, exc)
-        return False
-    return True
+    return _attempt(stepper, prog, stepper.stats, args) is not None
 
 
 def warm_whole(stepper: Any, u0: Tensor, opts: LoopOptions) -> None:
@@ -518,14 +505,11 @@ def run_whole(stepper: Any, u0: Tensor, opts: LoopOptions, stats: Stats,
     assert opts.saveat is not None
     before = dict(vars(stats))  # the counters, restored on a failed compile
     prog, args, saver = _inputs(stepper, u0, opts, opts.maxiters - stats.nloop, family_type)
-    if prog.failed is not None:
-        return None
-    try:
-        k, n_any, u, out, times, ints, *X = prog.run("loop", stats, *args)
-    except CompileFailure as exc:
-        _loop_failed(stepper, exc)
+    outs = _attempt(stepper, prog, stats, args)
+    if outs is None:
         vars(stats).update(before)
         return None
+    k, n_any, u, out, times, ints, *X = outs
     steps, with_acceptance = int(k), int(n_any)
     stats.nloop += steps
     prog.family.count(stepper, stats, steps, with_acceptance, tuple(X))

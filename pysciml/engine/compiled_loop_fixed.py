@@ -28,14 +28,13 @@ one trajectory):
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import torch
 from torch._higher_order_ops.while_loop import while_loop
 
 from ..solution import Stats
-from .compiled import CompiledStepper, CompileFailure, _Program, _user_f
+from .compiled import CompiledStepper, _Program, _user_f
 from .compiled_control import _fsal, _padded, save_times
 from .compiled_parts import tracks_grad
 from .explicit_rk import ExplicitRKStepper
@@ -176,16 +175,9 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int)
 
 
 def _run(stepper: CompiledStepper, prog: _Program, stats: Stats, args: tuple[Any, ...]) -> tuple[Tensor, ...] | None:
-    """The program's outputs, or ``None`` where it fails to compile (warned once: the failure is remembered on the
-    program, and a later solve of the signature is handed to the per-step programs without a word)."""
-    if prog.failed is not None:
-        return None
-    try:
-        return prog.run("loop", stats, *args)
-    except CompileFailure as exc:
-        warnings.warn(f"compile=True: compiling the whole fixed-step {stepper.name} loop as one program failed "
-                      f"({exc}); running the per-step compiled programs", RuntimeWarning, stacklevel=6)
-        return None
+    """The program's outputs, or ``None`` where it does not compile (:meth:`_Program.attempt`)."""
+    return prog.attempt("loop", stats, *args, what=f"the whole fixed-step {stepper.name} loop as one program",
+                        instead="running the per-step compiled programs", stacklevel=6)
 
 
 def integrate_whole(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult | None:

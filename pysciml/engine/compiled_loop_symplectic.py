@@ -30,7 +30,6 @@ back to the per-step program (one warning per signature, ``stats`` as they were)
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
@@ -42,7 +41,6 @@ from torch._higher_order_ops.while_loop import while_loop
 from ..problem_dynamical import HamiltonianProblem, SecondOrderODEProblem
 from ..solution import Stats
 from .compiled_parts import (
-    CompileFailure,
     _leaves_require_grad,
     _Program,
     cached,
@@ -332,12 +330,10 @@ def integrate_whole(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions, st
     args = (stepper.prob.p, u0.clone(), stepper._v.clone(), stepper._f.clone(), t, dt, torch.full_like(t, opts.t1),
             torch.tensor(n_fixed, device=device), torch.tensor(opts.maxiters - stats.nloop, device=device), saveat,
             keyed, out, saver.idx.clone())
-    try:
-        with torch.no_grad():
-            res = prog.run("loop", stats, *args)
-    except CompileFailure as exc:  # remembered on the program by _Program.run: handles() is False from now on
-        warnings.warn(f"compile=True: the {stepper.name} loop program failed to compile ({exc}); running the "
-                      "per-step program", RuntimeWarning, stacklevel=4)
+    with torch.no_grad():  # a failed compile is remembered on the program: handles() is False from now on
+        res = prog.attempt("loop", stats, *args, what=f"the whole {stepper.name} loop as one program",
+                           instead="running the per-step program", stacklevel=4)
+    if res is None:
         stats.nf = nf_before
         return None
     (k, _, _, active, u, v, f, t, out, _, status, fail_t, fail_dt, fail_kind, fail_z, _, _, n_acc, n_att,

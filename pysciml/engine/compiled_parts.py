@@ -334,6 +334,25 @@ class _Program:
         self.ran.add(variant)
         return out
 
+    def attempt(self, variant: str, stats: Stats, *args: Any, what: str, instead: str, stacklevel: int) -> Any | None:
+        """:meth:`run`, or ``None`` where the program does not compile: at once and silently when an earlier solve of
+        the signature failed (``failed``), else after the one warning ``compile=True: compiling {what} failed (why);
+        {instead}``, its ``stacklevel`` counted from the caller."""
+        if self.failed is not None:
+            return None
+        try:
+            return self.run(variant, stats, *args)
+        except CompileFailure as exc:
+            warnings.warn(f"compile=True: compiling {what} failed ({exc}); {instead}", RuntimeWarning,
+                          stacklevel=stacklevel + 1)
+            return None
+        try:
+            return self.run(next(iter(self.variants)), stats, *args)
+        except CompileFailure as exc:
+            warnings.warn(f"compile=True: compiling {what} failed ({exc}); {instead}", RuntimeWarning,
+                          stacklevel=stacklevel + 1)
+            return None
+
 
 def _exit_dual_levels(level: int) -> None:
     """Leave the forward-AD level a failed trace left entered: Dynamo enters ``torch.func.jvp``'s dual level in
