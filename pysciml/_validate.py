@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +29,7 @@ from .algorithms_bdf import BDFAlgorithm
 from .algorithms_firk import FIRKAlgorithm
 from .algorithms_symplectic import SymplecticAlgorithm, check_symplectic
 from .callbacks import CallbackSet, as_callback_set
-from .errors import InputError
+from .errors import InputError, warn_caller
 from .linsolve_options import GMRES, SparseLU
 from .problem import ODEProblem, SplitODEProblem
 
@@ -132,16 +129,6 @@ def solve_message(alg: Algorithm, stats: Any, failures: Sequence[tuple[int, str]
     text = (f"{label} failed: " + "; ".join(parts) + more
             + f" after {stats.naccept} accepted and {stats.nreject} rejected steps.")
     return text + (" " + advice(alg, code) if advise and code is not None else "")
-
-
-def warn_caller(message: str) -> None:
-    """A ``UserWarning`` attributed to the first caller outside pysciml, whichever path (solve, odeint, a model,
-    an adjoint's inner solves) led here."""
-    package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(0), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 def adjoint_atol(atol: Any) -> Any:

@@ -6,12 +6,11 @@ sensitivity code calls :func:`solve_native` directly, so it never reaches back u
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 
-from ._validate import SolveOptions, check_solve, solve_message, warn_caller
+from ._validate import SolveOptions, check_solve, solve_message
 from .algorithms import Algorithm, ESDIRKAlgorithm, ExplicitAlgorithm, ImplicitAlgorithm, RosenbrockAlgorithm
 from .algorithms_adams import AdamsAlgorithm, AdamsBashforthMoulton
 from .algorithms_bdf import BDFAlgorithm
@@ -45,6 +44,7 @@ from .engine.rosenbrock import RosenbrockStepper
 from .engine.stepper import Stepper
 from .engine.symplectic import ImplicitMidpointStepper, SplittingStepper
 from .engine.tableaus.rosenbrock import RODAS5P
+from .errors import warn_caller
 from .problem import ODEProblem, SplitODEProblem
 from .problem_dynamical import SecondOrderODEProblem
 from .solution import ODESolution, ReturnCode, Stats, raise_if_failed
@@ -68,8 +68,7 @@ def solve_native(prob: ODEProblem, alg: Algorithm | None = None, options: SolveO
     loop = _loop_options(prob, c, opts, bool(progress))
     u0 = prob.u0.reshape(prob.u0.shape[0] if prob.batched else 1, prob.state_size)
     if opts.compile and c.callbacks is not None:
-        warnings.warn("solve: callbacks run on the eager loop; compile=True is ignored for this solve",
-                      RuntimeWarning, stacklevel=3)
+        warn_caller("solve: callbacks run on the eager loop; compile=True is ignored for this solve", RuntimeWarning)
     elif opts.compile:
         stepper = compile_stepper(stepper, stats, u0.shape[0], c.atol, c.rtol, c.dense, u0)
     result = integrate(stepper, u0, loop, stats)

@@ -7,7 +7,6 @@ differentiable with respect to ``y0``, ``func``'s parameters (or ``adjoint_param
 from __future__ import annotations
 
 import math
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,7 +34,7 @@ from .algorithms_adams import AdamsBashforth, AdamsBashforthMoulton
 from .algorithms_firk import GaussLegendre4, GaussLegendre6, RadauIIA3, RadauIIA5
 from .algorithms_native import DP8, RK38, RKF12, Alexander2, Heun3
 from .algorithms_symplectic import ImplicitMidpoint
-from .errors import InputError
+from .errors import InputError, warn_caller
 from .odeint_grid import integrate_grid, make_grid
 from .odeint_options import (
     FIXED_GRID_METHODS,
@@ -276,11 +275,11 @@ def odeint(
     algorithm = tr.alg or algorithm  # an Adams method's max_order / max_iters / implicit options
     if tr.grid is not None:
         if progress:
-            warnings.warn(f"odeint: {algorithm.name}() steps on a fixed grid without a progress bar; progress= is "
-                          "ignored", RuntimeWarning, stacklevel=2)
+            warn_caller(f"odeint: {algorithm.name}() steps on a fixed grid without a progress bar; progress= is "
+                        "ignored", RuntimeWarning)
         if compile and tr.grid.perturb:
-            warnings.warn(f"odeint: {algorithm.name}() on a fixed grid with perturb=True moves each stage's time on "
-                          "the host; its steps run eagerly (compile= is ignored)", RuntimeWarning, stacklevel=2)
+            warn_caller(f"odeint: {algorithm.name}() on a fixed grid with perturb=True moves each stage's time on "
+                        "the host; its steps run eagerly (compile= is ignored)", RuntimeWarning)
             compile = False
         ys = _fixed_grid(func, y0, t, algorithm, tr.grid, rtol, atol, callbacks, to_user, user_func, user_y0,
                          compile)
@@ -299,8 +298,8 @@ def odeint(
                         torch.promote_types(tr.time_dtype, real), direction, tr.min_step)
     if hooks.active():
         if compile:
-            warnings.warn("odeint: step callbacks, norm and jump_t run on the eager loop; compile=True is ignored",
-                          RuntimeWarning, stacklevel=2)
+            warn_caller("odeint: step callbacks, norm and jump_t run on the eager loop; compile=True is ignored",
+                        RuntimeWarning)
             compile = False
         if tr.jump_t:
             func = JumpAwareFunc(func, hooks)
@@ -337,9 +336,9 @@ def odeint(
         ys = ContinuousAdjoint.apply(setup, y0, t, *params)
     hooks.callbacks = {}  # forward pieces re-solved in the backward pass (checkpoints) call no forward callbacks
     if hooks.forced:
-        warnings.warn(f"odeint: {hooks.forced} steps at options['min_step'] = {tr.min_step:g} were accepted with an "
-                      "error estimate above the tolerance (torchdiffeq's min_step rule): the result may miss "
-                      "rtol/atol; lower min_step, or drop it to let the step shrink", RuntimeWarning, stacklevel=2)
+        warn_caller(f"odeint: {hooks.forced} steps at options['min_step'] = {tr.min_step:g} were accepted with an "
+                    "error estimate above the tolerance (torchdiffeq's min_step rule): the result may miss "
+                    "rtol/atol; lower min_step, or drop it to let the step shrink", RuntimeWarning)
     return finish(ys)
 
 
@@ -404,8 +403,8 @@ def _adjoint_settings(adjoint_options: dict[str, Any] | None, n_times: int, forw
     known = {"norm", "max_num_steps", "max_step", "dtmax"}
     ignored = sorted(set(opts) - known)
     if ignored:
-        warnings.warn(f"odeint: adjoint_options {ignored} are ignored (the backward solves take the forward solve's "
-                      f"step settings); honoured: {sorted(known)}", stacklevel=3)
+        warn_caller(f"odeint: adjoint_options {ignored} are ignored (the backward solves take the forward solve's "
+                    f"step settings); honoured: {sorted(known)}")
     out: dict[str, Any] = {}
     if opts.get("norm") is not None:
         out["norm"] = opts["norm"]
@@ -423,8 +422,7 @@ def _fixed_grid(func: Callable[..., Tensor], y0: Tensor, t: Tensor, alg: Algorit
     ``compile``: each step as a compiled program."""
     others = sorted(set(callbacks) - {"callback_step"})
     if others:
-        warnings.warn(f"Solver {alg.name}() steps on a fixed grid and does not support callbacks {others}",
-                      stacklevel=3)
+        warn_caller(f"Solver {alg.name}() steps on a fixed grid and does not support callbacks {others}")
     cb = callbacks.get("callback_step")
     callback = None if cb is None else (lambda t0, row, dt: cb(t0, to_user(row), dt))
     times = make_grid(grid, user_func, user_y0, t)

@@ -14,7 +14,6 @@ steps too; here it only warns, since torchdiffeq returns such results silently a
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ from .engine.compiled import compile_stepper
 from .engine.compiled_grid import grid_solve
 from .engine.fixed_step_check import describe
 from .engine.interpolation import hermite_value
-from .errors import InputError, SolverError
+from .errors import InputError, SolverError, warn_caller
 from .native import make_stepper
 from .odeint_options import GridSettings
 from .problem import ODEProblem
@@ -152,9 +151,8 @@ class _GridRun:
                                        float((t1 - t0).detach()), None if err is None else err.detach())
         if kind:  # torchdiffeq returns such numbers silently; pysciml returns them too (same numbers), warned
             why = describe(kind, z, self.stepper.name, self.stepper.stability_boundary)
-            warnings.warn(f"odeint: the fixed-grid solve is unreliable from t={float(t1.detach()):.6g}: {why} "
-                          "(odeint: a finer grid, options step_size, or an adaptive method)", RuntimeWarning,
-                          stacklevel=6)
+            warn_caller(f"odeint: the fixed-grid solve is unreliable from t={float(t1.detach()):.6g}: {why} "
+                        "(odeint: a finer grid, options step_size, or an adaptive method)", RuntimeWarning)
             self.check = None
 
     def check_taken(self, gt: Tensor, U: Tensor, Fs: Tensor, E: Tensor | None) -> None:

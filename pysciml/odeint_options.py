@@ -10,7 +10,6 @@ solves of the continuous adjoints (the ``_adjoint`` callbacks and ``adjoint_opti
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -22,7 +21,7 @@ from .algorithms_adams import AdamsBashforth, AdamsBashforthMoulton
 from .engine.controller import PIController
 from .engine.step_hooks import StepHooks
 from .engine.stepper import Stepper
-from .errors import InputError
+from .errors import InputError, warn_caller
 from .native import default_controller
 
 __all__ = ["FIXED_GRID_METHODS", "GridSettings", "OdeintHooks", "translate_options", "callbacks_of", "adjoint_hooks",
@@ -113,8 +112,8 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
     if fixed_grid or not alg.is_adaptive:
         ignored = sorted(set(opts) - GRID_KEYS - (ADAMS_KEYS if adams else frozenset()))
         if ignored:
-            warnings.warn(f"{alg.name}() steps on a fixed grid here: options {ignored} are ignored (as torchdiffeq "
-                          "ignores them)", stacklevel=3)
+            warn_caller(f"{alg.name}() steps on a fixed grid here: options {ignored} are ignored (as torchdiffeq "
+                        "ignores them)")
         if opts.get("step_size") is not None and opts.get("grid_constructor") is not None:
             raise InputError("step_size and grid_constructor are mutually exclusive options")
         interp = opts.get("interp", "linear")
@@ -131,8 +130,8 @@ def translate_options(alg: Algorithm, options: dict[str, Any] | None, rtol: floa
         return out
     ignored = sorted(set(opts) & (GRID_KEYS - {"norm", "step_size"} | ADAMS_KEYS))
     if ignored:
-        warnings.warn(f"{alg.name}() is adaptive: options {ignored} are for fixed-grid methods and are ignored "
-                      "(as torchdiffeq ignores them)", stacklevel=3)
+        warn_caller(f"{alg.name}() is adaptive: options {ignored} are for fixed-grid methods and are ignored "
+                    "(as torchdiffeq ignores them)")
     kw = out.solve_kw
     if "step_size" in opts:  # pysciml's extension: fixed steps of an adaptive method's tableau
         kw.update(adaptive=False, dt=float(opts["step_size"]))

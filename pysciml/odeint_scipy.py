@@ -12,14 +12,13 @@ dtype of ``y0`` (torchdiffeq gives it ``y0``'s dtype, complex for complex states
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import InputError, SolverError
+from .errors import InputError, SolverError, warn_caller
 from .solution import ReturnCode
 
 __all__ = ["odeint_scipy", "SCIPY_OPTIONS", "check_scipy_call"]
@@ -54,8 +53,8 @@ def _options(options: dict[str, Any] | None) -> tuple[str, float, float]:
                          f"{sorted(SCIPY_OPTIONS)}")
     other = sorted(set(opts) & _OTHER_SOLVERS)
     if other:
-        warnings.warn(f"scipy_solver: options {other} are for other solvers and are ignored (as torchdiffeq ignores "
-                      "them)", stacklevel=4)
+        warn_caller(f"scipy_solver: options {other} are for other solvers and are ignored (as torchdiffeq ignores "
+                    "them)")
     solver = opts.get("solver", "LSODA")
     if not (isinstance(solver, str) and solver in _SOLVERS) and not isinstance(solver, type):
         raise InputError(f"options['solver'] must be one of {list(_SOLVERS)} (scipy.integrate.solve_ivp's "

@@ -22,13 +22,13 @@ cost what their Runge-Kutta method costs.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from functools import cache
 
 import numpy as np
 import torch
 
+from ..errors import warn_caller
 from .explicit_rk import ExplicitRKStepper
 from .fixed_step_check import real_stability_boundary
 from .rhs import RHS
@@ -132,12 +132,13 @@ class AdamsStepper(Stepper):
         if self.tab.equal_steps_only:
             if not self._warned_steps:
                 self._warned_steps = True
-                warnings.warn(
+                warn_caller(
                     f"{self.name}: the step changed from {float(last[0]):.6g} to {float(dt[0]):.6g} at "
                     f"t={float(t[0]):.6g}; torchdiffeq's Adams methods keep their equal-step coefficients (so does "
                     "this one, giving torchdiffeq's numbers), which costs accuracy: use a uniform grid "
                     "(options step_size with a span it divides), or alg=ABM43() / AB4(), which restart",
-                    RuntimeWarning, stacklevel=2)
+                    RuntimeWarning,
+                )
             return False
         return True
 
@@ -218,9 +219,9 @@ class AdamsStepper(Stepper):
             if not bool(active.any()):
                 return dy
         self._drop_oldest = True
-        warnings.warn(f"{self.name}: the corrector's functional iteration did not converge in {self.max_iters} "
-                      "iterations; the solution may be inaccurate (use a smaller step, or options max_iters)",
-                      RuntimeWarning, stacklevel=3)
+        warn_caller(f"{self.name}: the corrector's functional iteration did not converge in {self.max_iters} "
+                    "iterations; the solution may be inaccurate (use a smaller step, or options max_iters)",
+                    RuntimeWarning)
         return dy
 
     def accept(self, accepted: Tensor | bool, t: Tensor, u: Tensor, res: StepResult) -> None:

@@ -31,12 +31,12 @@ methods' multistep step, in :mod:`.compiled_adams`; the implicit midpoint rule's
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from ..errors import warn_caller
 from ..solution import Stats
 from .adams import AdamsStepper
 from .ark import ARKStepper
@@ -286,7 +286,7 @@ def compile_stepper(stepper: Stepper, stats: Stats, bsz: int, atol: Tensor, rtol
                      "at fixed times, no dense output, autodiff Jacobian, no tgrad, tensors in p)")
         why = eager_why if dense else None
     if why is not None:
-        warnings.warn(f"compile=True: {why}; solving eagerly", RuntimeWarning, stacklevel=4)
+        warn_caller(f"compile=True: {why}; solving eagerly", RuntimeWarning)
         return stepper
     if isinstance(stepper, SplittingStepper):  # its own program and stepper (engine/compiled_symplectic.py)
         return compile_splitting(stepper, stats, bsz, atol, rtol)
@@ -361,7 +361,7 @@ class CompiledStepper(ProgramStepper):
 
     def step(self, t: Tensor, u: Tensor, dt: Tensor) -> StepResult:
         if self.eager_why is not None:
-            warnings.warn(f"compile=True: {self.eager_why}; solving eagerly", RuntimeWarning, stacklevel=5)
+            warn_caller(f"compile=True: {self.eager_why}; solving eagerly", RuntimeWarning)
             self.eager_why = None
         return super().step(t, u, dt)
 

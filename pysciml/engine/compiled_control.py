@@ -26,13 +26,13 @@ fixed steps, the progress bar, ``save_everystep`` and step hooks keep the eager 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import torch
 
+from ..errors import warn_caller
 from ..solution import Stats
 from .ark import ARKStepper
 from .compiled import CompiledStepper, CompileFailure, _Program, _user_f
@@ -263,8 +263,7 @@ def _start(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, scalar: bool
 
 
 def _failed(stepper: CompiledStepper, exc: CompileFailure) -> None:
-    warnings.warn(f"compile=True: compiling the {stepper.name} step failed ({exc}); solving eagerly",
-                  RuntimeWarning, stacklevel=5)
+    warn_caller(f"compile=True: compiling the {stepper.name} step failed ({exc}); solving eagerly", RuntimeWarning)
 
 
 def warm(stepper: Any, u0: Tensor, opts: LoopOptions) -> None:

@@ -106,4 +106,4 @@ def grid_solve(stepper: Any, u0: Tensor, grid: Tensor, t: Tensor, cubic: bool, d
     idx = torch.tensor(at, device=grid.device)
     return prog.attempt("grid", stats, inner.rhs.p, grid[:n_steps + 1], u0, inner.f0, idx, t[1:].to(grid.dtype),
                         stepper.atol_n, stepper.rtol_n, what=f"the whole {inner.name} grid solve as one program",
-                        instead="stepping it with per-step programs", stacklevel=4)
+                        instead="stepping it with per-step programs")

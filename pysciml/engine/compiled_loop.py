@@ -170,7 +170,7 @@ def _rosenbrock_grad_ready(stepper: CompiledStepper, opts: LoopOptions, u0: Tens
         if "loop" in prog.ran:
             return True
         if prog.attempt("loop", stats, *args, what=f"the whole {stepper.name} loop with gradients as one program",
-                        instead="solving eagerly", stacklevel=5) is None:
+                        instead="solving eagerly") is None:
             stepper.eager_why = None  # the one warning was that
             return False
         return True
@@ -459,7 +459,7 @@ def _attempt(stepper: CompiledStepper, prog: _Program, stats: Stats, args: tuple
     """The loop program's outputs, or ``None`` where it does not compile (:meth:`_Program.attempt`; the callers
     fall back to the per-step compiled programs)."""
     return prog.attempt("loop", stats, *args, what=f"the whole {stepper.name} loop as one program",
-                        instead="running the per-step compiled programs", stacklevel=6)
+                        instead="running the per-step compiled programs")
 
 
 def warm_program(stepper: Any, u0: Tensor, opts: LoopOptions, family_type: Any = _Family) -> bool:

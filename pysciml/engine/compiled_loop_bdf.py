@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from typing import Any
 
 import torch
 from torch._higher_order_ops.while_loop import while_loop
 
+from ..errors import warn_caller
 from ..solution import Stats
 from . import compiled_bdf_qndf as qndf
 from . import compiled_bdf_record as record
@@ -272,8 +272,7 @@ def _run(method: BDFMethod, u0: Tensor, opts: LoopOptions, stats: Stats, steps: 
         while drain is not None and drain.take(X[out_at + 2:out_at + 2 + drain.p.size]) and bool(X[7]):
             X = prog.run("loop", stats, *args, C, record.reset(X, out_at + 2))  # the buffer was full: run on
     except CompileFailure as exc:  # remembered on the program by _Program.run (prog.failed)
-        warnings.warn(f"compile=True: compiling the {_name(method)} loop failed ({exc}); solving eagerly",
-                      RuntimeWarning, stacklevel=5)
+        warn_caller(f"compile=True: compiling the {_name(method)} loop failed ({exc}); solving eagerly", RuntimeWarning)
         vars(stats).update(before)
         return None
     if stats.compile_time > before["compile_time"]:

@@ -177,7 +177,7 @@ def _inputs(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, steps: int)
 def _run(stepper: CompiledStepper, prog: _Program, stats: Stats, args: tuple[Any, ...]) -> tuple[Tensor, ...] | None:
     """The program's outputs, or ``None`` where it does not compile (:meth:`_Program.attempt`)."""
     return prog.attempt("loop", stats, *args, what=f"the whole fixed-step {stepper.name} loop as one program",
-                        instead="running the per-step compiled programs", stacklevel=6)
+                        instead="running the per-step compiled programs")
 
 
 def integrate_whole(stepper: CompiledStepper, u0: Tensor, opts: LoopOptions, stats: Stats) -> LoopResult | None:

@@ -332,7 +332,7 @@ def integrate_whole(stepper: SplittingStepper, u0: Tensor, opts: LoopOptions, st
             keyed, out, saver.idx.clone())
     with torch.no_grad():  # a failed compile is remembered on the program: handles() is False from now on
         res = prog.attempt("loop", stats, *args, what=f"the whole {stepper.name} loop as one program",
-                           instead="running the per-step program", stacklevel=4)
+                           instead="running the per-step program")
     if res is None:
         stats.nf = nf_before
         return None

@@ -9,7 +9,6 @@ import logging
 import math
 import time
 import types
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 import torch.utils._pytree as pytree
 from torch.autograd import forward_ad
 
+from ..errors import warn_caller
 from ..problem import call_f
 from ..solution import Stats
 from .compiled_cpp_loop import has_stack_output, stack_output_codegen, stack_output_key
@@ -47,9 +47,9 @@ def note_fresh_f(f: Any, signature: tuple, what: str = "f") -> None:
     seen = _FRESH_F.setdefault((signature, f.__code__), set())
     seen.add(id(f))
     if len(seen) == FRESH_F_WARNING:
-        warnings.warn(f"compile=True: {what} ({f.__qualname__}) is a new function object at each solve (a lambda or "
-                      "closure made per call), so each solve compiles its program anew; define it once and pass "
-                      "what changes through p", RuntimeWarning, stacklevel=5)
+        warn_caller(f"compile=True: {what} ({f.__qualname__}) is a new function object at each solve (a lambda or "
+                    "closure made per call), so each solve compiles its program anew; define it once and pass "
+                    "what changes through p", RuntimeWarning)
 
 
 def cached(key: tuple) -> _Program | None:
@@ -334,23 +334,16 @@ class _Program:
         self.ran.add(variant)
         return out
 
-    def attempt(self, variant: str, stats: Stats, *args: Any, what: str, instead: str, stacklevel: int) -> Any | None:
+    def attempt(self, variant: str, stats: Stats, *args: Any, what: str, instead: str) -> Any | None:
         """:meth:`run`, or ``None`` where the program does not compile: at once and silently when an earlier solve of
         the signature failed (``failed``), else after the one warning ``compile=True: compiling {what} failed (why);
-        {instead}``, its ``stacklevel`` counted from the caller."""
+        {instead}``."""
         if self.failed is not None:
             return None
         try:
             return self.run(variant, stats, *args)
         except CompileFailure as exc:
-            warnings.warn(f"compile=True: compiling {what} failed ({exc}); {instead}", RuntimeWarning,
-                          stacklevel=stacklevel + 1)
-            return None
-        try:
-            return self.run(next(iter(self.variants)), stats, *args)
-        except CompileFailure as exc:
-            warnings.warn(f"compile=True: compiling {what} failed ({exc}); {instead}", RuntimeWarning,
-                          stacklevel=stacklevel + 1)
+            warn_caller(f"compile=True: compiling {what} failed ({exc}); {instead}", RuntimeWarning)
             return None
 
 

@@ -12,11 +12,11 @@ solve to the eager stepper with one warning. Subclasses implement ``_step`` (one
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import torch
 
+from ..errors import warn_caller
 from ..solution import Stats
 from .compiled_parts import CompileFailure, _Program
 from .stepper import Stepper, StepResult
@@ -72,8 +72,8 @@ class ProgramStepper(Stepper):
                 return self._step(t, u, dt)
             except CompileFailure as exc:
                 self.on_compile_failure()
-                warnings.warn(f"compile=True: compiling the {self.name} step failed ({exc}); solving eagerly",
-                              RuntimeWarning, stacklevel=5)
+                warn_caller(f"compile=True: compiling the {self.name} step failed ({exc}); solving eagerly",
+                            RuntimeWarning)
         return self.inner.step(t, u, dt)
 
     def warm(self, t: Tensor, u: Tensor, dt: Tensor) -> None:

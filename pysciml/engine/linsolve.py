@@ -9,13 +9,13 @@ preconditioners) live in ``linsolve_sparse.py``; :func:`make_linear_solver` pick
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from .._lstsq import lstsq
+from ..errors import warn_caller
 from ..linsolve_options import GMRES, DenseLU, SparseLU
 from ..solution import Stats
 from .linsolve_sparse import Preconditioner, SparseLUSolver
@@ -210,9 +210,9 @@ class KrylovSolver:
             with torch.no_grad():
                 lam, converged = self._gmres(matvec_t, pt, g)
             if not bool(converged.all()):
-                warnings.warn("GMRES: the transposed solve of the backward did not reach its rtol for "
-                              f"{int((~converged).sum())} trajectories, so gradients through this step are "
-                              "approximate; raise GMRES(maxiter=...) or use SparseLU()", RuntimeWarning, stacklevel=2)
+                warn_caller("GMRES: the transposed solve of the backward did not reach its rtol for "
+                            f"{int((~converged).sum())} trajectories, so gradients through this step are "
+                            "approximate; raise GMRES(maxiter=...) or use SparseLU()", RuntimeWarning)
             return lam
 
         return solve_t

@@ -9,14 +9,13 @@ output, re-raises its errors with the time at which they happened, and provides 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from .._versions import version_of
-from ..errors import InputError, RHSError
+from ..errors import InputError, RHSError, warn_caller
 from ..problem import call_f
 from ..solution import Stats
 from .graph_check import ensure_differentiable
@@ -234,10 +233,11 @@ class RHS:
     def _give_up_autodiff(self, failure: Exception) -> None:
         """``f`` is not differentiable by autodiff: finite differences from now on, said once."""
         self.autodiff = False
-        warnings.warn(
+        warn_caller(
             f"autodiff of {self.name} failed ({type(failure).__name__}: {failure}); "
             "using finite-difference Jacobians instead (pass autodiff=False to silence this, "
-            "or give the problem a jac)", RuntimeWarning, stacklevel=5,
+            "or give the problem a jac)",
+            RuntimeWarning,
         )
 
     def _user_jacobian(self, t: Tensor, u: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..engine.graph_check import ensure_differentiable, owner_of
-from ..errors import InputError
+from ..errors import InputError, warn_caller
 from ..problem import call_f
 
 Tensor = torch.Tensor
@@ -100,7 +100,6 @@ def discover_params(f: Callable[..., Tensor], takes_p: bool, p: object, t: Tenso
 
     Also checks, once per function, that ``f`` is differentiable by autograd with respect to the state
     (:func:`~pysciml.engine.graph_check.ensure_differentiable`) when gradients are requested."""
-    import warnings
 
     owner = owner_of(f)
     module = [q for q in owner.parameters() if q.requires_grad] if isinstance(owner, torch.nn.Module) else []
@@ -118,9 +117,8 @@ def discover_params(f: Callable[..., Tensor], takes_p: bool, p: object, t: Tenso
     given = check_params(given)
     missing = [x for x in used if all(x is not g for g in given)]
     if missing:
-        warnings.warn(
+        warn_caller(
             f"func uses {len(missing)} tensor(s) that require grad but are not in adjoint_params; they will get "
             "no gradient (pass adjoint_params=None to differentiate everything func uses)", UserWarning,
-            stacklevel=3,
         )
     return given
