@@ -75,6 +75,37 @@ def test_fixed_step_beyond_stability_is_unstable(alg, batch):
     assert sol.stats.naccept <= 3 * 20  # noticed within a few checks, not at the end
 
 
+def fast_decay(t, u, p):
+    return -50.0 * u
+
+
+@pytest.mark.parametrize("steps", [3, 4, 7])
+@pytest.mark.parametrize("path", ["eager", "compiled step", "compiled loop"])
+def test_a_short_fixed_grid_beyond_stability_is_unstable(steps, path):
+    """The first check only records the increment, and the check ran every 4 steps: grids shorter than 12 steps
+    returned an amplified solution as Success (Euler on u' = -50 u, dt = 0.25: 1.7e4 where the solution is 4e-6).
+    The first steps are each checked now, so from 3 steps on the growth is confirmed: by the eager loop, the
+    per-step compiled programs' loop (saving every step) and the whole-loop program (saving at fixed times)."""
+    prob = ps.ODEProblem(fast_decay, torch.ones(2, dtype=F64), (0.0, 0.25 * steps))
+    kw = {"compile": path != "eager"} | ({"saveat": [0.25 * steps]} if path == "compiled loop" else {})
+    sol = ps.solve(prob, ps.Euler(), adaptive=False, dt=0.25, **kw)
+    assert sol.retcode == ps.ReturnCode.Unstable, sol.message
+    with pytest.warns(RuntimeWarning, match="stability region"):
+        ps.odeint(lambda t, y: -50.0 * y, torch.ones(2, dtype=F64),
+                  torch.linspace(0.0, 0.25 * steps, steps + 1, dtype=F64), method="euler")
+
+
+@pytest.mark.parametrize("steps", [2, 3, 4, 7])
+def test_a_short_stable_fixed_grid_is_not_flagged(steps):
+    """The same short grids inside the stability interval (dt * lambda = -1.5 for Euler, -2 for RK4, which
+    contracts but overshoots) or forced to grow (u' = -20 (u - exp(3 t))): no false alarm."""
+    decaying = ps.ODEProblem(lambda t, u, p: -50.0 * u, torch.ones(2, dtype=F64), (0.0, 0.03 * steps))
+    assert ps.solve(decaying, ps.Euler(), adaptive=False, dt=0.03).retcode == ps.ReturnCode.Success
+    forced = ps.ODEProblem(lambda t, u, p: -20.0 * (u - torch.exp(3 * t)), torch.ones(1, dtype=F64),
+                           (0.0, 0.1 * steps))
+    assert ps.solve(forced, ps.RK4(), adaptive=False, dt=0.1).retcode == ps.ReturnCode.Success
+
+
 @pytest.mark.parametrize("alg", [ps.Rodas5P(), ps.Rosenbrock23(), ps.KenCarp4(), ps.Kvaerno5()],
                          ids=lambda a: a.name)
 def test_fixed_step_across_a_singularity_is_unstable(alg):

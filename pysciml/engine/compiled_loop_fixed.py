@@ -15,7 +15,8 @@ one trajectory):
 * the save points the step passed, on its interpolant (the tableau's dense output, else the cubic Hermite one; the
   step's end value where a point is the step's end);
 * the fixed-step stability check (:mod:`.fixed_step_check`, its arithmetic :meth:`~.fixed_step_check.FixedStepCheck.
-  update`, the state carried by the loop) every :data:`~.fixed_step_check.CHECK_EVERY` steps and on the last step: a
+  update`, the state carried by the loop) at the steps :meth:`~.fixed_step_check.FixedStepCheck.due` says and on the
+  last step: a
   trajectory it flags ends ``Unstable`` with the eager reason; one whose state turns non-finite ``Unstable`` too. One
   trajectory keeps the scalar loop's order (the flagged step's save points are not written), a batch the batched
   loop's (they are);
@@ -67,12 +68,12 @@ def _program(stepper: CompiledStepper, check: FixedStepCheck, scalar: bool, dire
     """The loop program of this stepper's signature (cached on its step program); ``interior``: some save time
     lies strictly inside the span (else a step's save points are its end: no interpolant is made)."""
     base, inner = stepper.program, stepper.inner
-    key = ("fixed", scalar, direction, check.limit, check.every, interior)
+    key = ("fixed", scalar, direction, check.limit, check.every, check.first, interior)
     prog = base.fused.get(key)
     if prog is not None:
         return prog
     step, F, D, fsal = base.raw["step"], _user_f(inner.rhs), inner.dense_matrix, _fsal(inner)
-    every = check.every
+    every, first = check.every, check.first
 
     def fixed_loop(p: Any, u: Tensor, f0: Tensor, t: Tensor, dt: Tensor, t1: Tensor, counts: Tensor,
                    saveat: Tensor, out: Tensor, sidx: Tensor, atol_n: Tensor, rtol_n: Tensor,
@@ -104,7 +105,7 @@ def _program(stepper: CompiledStepper, check: FixedStepCheck, scalar: bool, dire
                 f_end = F(p, t_new, u_out)
             f0_new = torch.where(accepted[:, None], f_end, f0)
             # the check, where it is due (its state changes only then, for every trajectory, as eagerly)
-            due = (k % every == 0) | (k >= counts[0])
+            due = (k % every == 0) | (k <= first) | (k >= counts[0])
             kind_now, z_now, dd, streak_now = check.update(prev_dd, streak, u, u_new, f0, f0_new, dt_step, err,
                                                            atol_norm)
             prev_dd = torch.where(due, dd, prev_dd)

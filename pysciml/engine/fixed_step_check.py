@@ -3,8 +3,8 @@
 An adaptive solve rejects steps whose error estimate exceeds the tolerance; a fixed-step solve takes every
 step it is given, so a step far beyond the method's stability region (``dt * lambda = -5`` for RK4 returns
 ``5e22`` where the solution is ``4e-44``) or across a singularity returns a finite, meaningless number. Two
-signs, checked every :data:`CHECK_EVERY` steps (explicit methods) and on the last step (a few tensor
-operations each time):
+signs, checked after each of the first ``PERSIST + 1`` steps, then every :data:`CHECK_EVERY` steps (explicit
+methods), and on the last step (a few tensor operations each time):
 
 * **Error estimate as large as the solution** (methods with an embedded estimator; implicit methods check
   every step, their steps being expensive anyway): the estimate's 2-norm, relative to the solution's
@@ -100,6 +100,9 @@ class FixedStepCheck:
         self.atol_scalar = float(self.atol_norm[0])
         self.prev_dd_one, self.streak_one = math.inf, 0  # check_one's state
         self.persist = PERSIST
+        # the first steps are each checked: the first check only sets the increment to compare with, so a grid of a
+        # few steps would otherwise return an amplified solution unchecked (odeint on 4 output times, say)
+        self.first = PERSIST + 1
 
     def _products(self, u: Tensor, u_new: Tensor, f_start: Tensor, f_end: Tensor, err: Tensor | None) -> Tensor:
         """The inner products the checks need, per trajectory, in one reduction: ``(k, B)`` with rows
@@ -143,7 +146,7 @@ class FixedStepCheck:
 
     def due(self, nloop: int) -> bool:
         """Whether the loop runs the check after its step number ``nloop`` (the last step is always checked)."""
-        return nloop % self.every == 0
+        return nloop % self.every == 0 or nloop <= self.first
 
     def _rate(self, prods: Tensor, dt: Tensor) -> Tensor:
         """``dt`` times the Rayleigh quotient of the field's change along the increment (rows 0 and 1)."""
