@@ -116,10 +116,11 @@ def test_force_evaluations_per_step():
     """Velocity Verlet reuses the last force (one force per step); Yoshida6 needs seven; second-order velocity is
     free. nf counts velocities and forces (gradients of H, or calls of the acceleration), including those of the
     stability check (engine/symplectic_check.py: after the last step here, the forces at both ends of the step when
-    the method's last substep is a drift: 2 for Leapfrog and Yoshida4, one for McAte5)."""
+    the method's last substep is a drift: 2 for Leapfrog and Yoshida4, one for McAte5; after steps 1 and 2, the
+    force at each one's end for those two, the force at step 1's end serving as step 2's start)."""
     prob = SecondOrderODEProblem(lambda t, x, v: -torch.sin(x), Q0, P0, (0.0, 1.0))
     # the force at u0 (computed once at the start) serves the first kick when it comes before any drift
-    cases = ((VelocityVerlet(), 1, 11), (Leapfrog(), 1, 11 + 2), (Yoshida4(), 3, 31 + 2), (McAte5(), 6, 60 + 1),
+    cases = ((VelocityVerlet(), 1, 11), (Leapfrog(), 1, 11 + 2 + 2), (Yoshida4(), 3, 31 + 2 + 2), (McAte5(), 6, 60 + 1),
              (Yoshida6(), 7, 71))
     for alg, forces, total in cases:
         sol = solve(prob, alg, dt=0.1, saveat=[1.0])
@@ -466,9 +467,10 @@ def test_from_parts_evaluates_each_part_alone():
     calls.update(T=0, V=0)
     a = solve(parts, Yoshida4(), dt=0.1, saveat=[2.0])  # no interpolation: 3 forces and 3 velocities per step
     # plus the stability check's after steps 16 and 20 (engine/symplectic_check.py): the force at both ends
-    # (the method ends on a drift; the velocities at both ends are known)
+    # (the method ends on a drift; the velocities at both ends are known); after steps 1 and 2: the force at
+    # each one's end (step 1's end is step 2's start)
     assert calls["T"] + calls["V"] == a.stats.nf
-    assert calls["V"] == 1 + 20 * 3 + 2 * 2 and calls["T"] == 1 + 20 * 3
+    assert calls["V"] == 1 + 20 * 3 + 2 * 2 + 2 and calls["T"] == 1 + 20 * 3
     piece = parts.remake(u0=parts.u0 * 0.5, tspan=(0.0, 1.0))
     assert piece._parts is parts._parts and piece.separable
     with pytest.raises(InputError, match="not separable"):

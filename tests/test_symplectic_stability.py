@@ -66,6 +66,20 @@ def test_beyond_the_limit_is_unstable_below_it_success(alg):
         assert float(good.u[-1].abs().max()) < 20.0
 
 
+@pytest.mark.parametrize("steps", [7, 10, 20])
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled loop"])
+def test_a_short_rollout_beyond_the_limit_is_unstable(steps, compile):
+    """The first check ran after step 16 and only recorded the increment, so a rollout of fewer than 23 steps was
+    never confirmed: Verlet at dt * omega = 3 (the state x 6.9 per step) returned Success with 8.8e16 after 20
+    steps. Checking after steps 1 and 2 confirms it after PERSIST + 1 = 7 steps (six growing increments in a row;
+    a 6-step rollout is still not flagged). The whole-loop program (saving at fixed times) does the same."""
+    prob = _oscillator(3.0, t1=float(steps))
+    kw = {"compile": True, "saveat": [float(steps)]} if compile else {}
+    sol = ps.solve(prob, ps.VelocityVerlet(), dt=1.0, **kw)
+    assert str(sol.retcode) == "Unstable" and "dt * omega" in sol.message, sol.message
+    assert "at t=7 " in sol.message, sol.message
+
+
 @pytest.mark.parametrize("alg", METHODS, ids=lambda a: a.name)
 def test_nonlinear_stable_runs_are_not_flagged(alg):
     """A batch of pendulums up to amplitude 3 (local omega^2 = cos q <= 1) at 0.97 x the limit for 2,000 time

@@ -15,9 +15,10 @@ eager loops does (:func:`~.loop.integrate_batched`, and :func:`~.loop_scalar.int
   same point (the last step, which ends on ``t1`` exactly, has no next step);
 * the step's end fields, needed for the save points strictly inside a step (cubic Hermite, as
   :meth:`~.symplectic.SplittingStepper.interpolant`) and for the oscillation check (:mod:`.symplectic_check`,
-  every :data:`~.symplectic_check.CHECK_EVERY` steps, after every step while growth is confirmed, and on the last
-  step), computed in a ``while_loop`` of zero or one iteration where the plan leaves a force missing; a trajectory
-  the check flags ends ``Unstable`` with the eager reason, one whose state turns non-finite ``Unstable`` too;
+  after steps 1 and 2, every :data:`~.symplectic_check.CHECK_EVERY` steps, after every step while growth
+  is confirmed, and on the last step), computed in a ``while_loop`` of zero or one iteration where the plan leaves a
+  force missing; a trajectory the check flags ends ``Unstable`` with the eager reason, one whose state turns
+  non-finite ``Unstable`` too;
 * the counters: ``nf`` is counted as the eager stepper counts it (which velocities and forces each step
   evaluates depends on whether the previous step's end fields were computed: three patterns, found once per plan
   by running :func:`~.symplectic.drift_kick` on Python floats), ``naccept``, ``nreject`` and ``nloop`` as the
@@ -184,7 +185,7 @@ def _loop_fn(stepper: SplittingStepper, check: OscillationCheck, scalar: bool, d
     first_kick = next(a == 0.0 for a, b, _ in plan if a != 0.0 or b != 0.0)  # the plan needs f at its start
     _, _, (_, f0_miss, _, f1_miss) = evaluations(tuple(plan), True, first_kick)
     step_nf, end_nf = _counts(stepper)
-    limit, every, persist, growth_kind = check.limit, check.every, check.persist, check.growth_kind
+    limit, every, first, persist, growth_kind = check.limit, check.every, check.first, check.persist, check.growth_kind
 
     def by_pattern(pattern: Tensor, values: list[int]) -> Tensor:  # values[pattern], without a data-dependent index
         return torch.where(pattern == STEADY, values[STEADY], torch.where(pattern == FRESH, values[FRESH],
@@ -225,7 +226,7 @@ def _loop_fn(stepper: SplittingStepper, check: OscillationCheck, scalar: bool, d
             # save points passed (S, B); those strictly inside the step need the interpolant
             passed = accepted[None] & (rows >= sidx[None]) & (keyed[:, None] <= direction * t_new[None])
             at_end = saveat[:, None] == t_new[None]
-            due = (k % every == 0) | streaking | last
+            due = (k % every == 0) | (k <= first) | streaking | last
             if scalar:
                 due = due & accepted.any()
             need = (passed & ~at_end).any() | due
