@@ -69,7 +69,7 @@ def test_beyond_the_limit_is_unstable_below_it_success(alg):
 @pytest.mark.parametrize("steps", [7, 10, 20])
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled loop"])
 def test_a_short_rollout_beyond_the_limit_is_unstable(steps, compile):
-    """The first check ran after step 16 and only recorded the increment, so a rollout of fewer than 23 steps was
+    """The first check ran after step 16 and only recorded the increment, so a rollout of fewer than 37 steps was
     never confirmed: Verlet at dt * omega = 3 (the state x 6.9 per step) returned Success with 8.8e16 after 20
     steps. Checking after steps 1 and 2 confirms it after PERSIST + 1 = 7 steps (six growing increments in a row;
     a 6-step rollout is still not flagged). The whole-loop program (saving at fixed times) does the same."""

@@ -73,7 +73,6 @@ def _program(stepper: CompiledStepper, check: FixedStepCheck, scalar: bool, dire
     if prog is not None:
         return prog
     step, F, D, fsal = base.raw["step"], _user_f(inner.rhs), inner.dense_matrix, _fsal(inner)
-    every, first = check.every, check.first
 
     def fixed_loop(p: Any, u: Tensor, f0: Tensor, t: Tensor, dt: Tensor, t1: Tensor, counts: Tensor,
                    saveat: Tensor, out: Tensor, sidx: Tensor, atol_n: Tensor, rtol_n: Tensor,
@@ -105,7 +104,7 @@ def _program(stepper: CompiledStepper, check: FixedStepCheck, scalar: bool, dire
                 f_end = F(p, t_new, u_out)
             f0_new = torch.where(accepted[:, None], f_end, f0)
             # the check, where it is due (its state changes only then, for every trajectory, as eagerly)
-            due = (k % every == 0) | (k <= first) | (k >= counts[0])
+            due = check.scheduled(k) | (k >= counts[0])
             kind_now, z_now, dd, streak_now = check.update(prev_dd, streak, u, u_new, f0, f0_new, dt_step, err,
                                                            atol_norm)
             prev_dd = torch.where(due, dd, prev_dd)

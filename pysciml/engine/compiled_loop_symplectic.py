@@ -185,7 +185,7 @@ def _loop_fn(stepper: SplittingStepper, check: OscillationCheck, scalar: bool, d
     first_kick = next(a == 0.0 for a, b, _ in plan if a != 0.0 or b != 0.0)  # the plan needs f at its start
     _, _, (_, f0_miss, _, f1_miss) = evaluations(tuple(plan), True, first_kick)
     step_nf, end_nf = _counts(stepper)
-    limit, every, first, persist, growth_kind = check.limit, check.every, check.first, check.persist, check.growth_kind
+    limit, persist, growth_kind = check.limit, check.persist, check.growth_kind
 
     def by_pattern(pattern: Tensor, values: list[int]) -> Tensor:  # values[pattern], without a data-dependent index
         return torch.where(pattern == STEADY, values[STEADY], torch.where(pattern == FRESH, values[FRESH],
@@ -226,7 +226,7 @@ def _loop_fn(stepper: SplittingStepper, check: OscillationCheck, scalar: bool, d
             # save points passed (S, B); those strictly inside the step need the interpolant
             passed = accepted[None] & (rows >= sidx[None]) & (keyed[:, None] <= direction * t_new[None])
             at_end = saveat[:, None] == t_new[None]
-            due = (k % every == 0) | (k <= first) | streaking | last
+            due = check.scheduled(k) | streaking | last
             if scalar:
                 due = due & accepted.any()
             need = (passed & ~at_end).any() | due

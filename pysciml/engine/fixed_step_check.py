@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from functools import cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -144,9 +145,14 @@ class FixedStepCheck:
             kind = torch.where((streak >= self.persist) & (kind == NONE), self.growth_kind, kind)
         return kind, z, prev_dd, streak
 
+    def scheduled(self, k: Any) -> Any:
+        """Whether the schedule alone puts a check after step ``k`` (an ``int``, or a loop program's tensor): each
+        of the first :attr:`first` steps, then every :attr:`every`."""
+        return (k % self.every == 0) | (k <= self.first)
+
     def due(self, nloop: int) -> bool:
         """Whether the loop runs the check after its step number ``nloop`` (the last step is always checked)."""
-        return nloop % self.every == 0 or nloop <= self.first
+        return self.scheduled(nloop)
 
     def _rate(self, prods: Tensor, dt: Tensor) -> Tensor:
         """``dt`` times the Rayleigh quotient of the field's change along the increment (rows 0 and 1)."""

@@ -14,11 +14,11 @@ growing while ``dt^2 kappa mu`` exceeds the method's limit squared (by the facto
 ``dt * omega``) at :data:`PERSIST` consecutive checks is ended as ``Unstable``. The rate is stored as
 ``z = -dt^2 kappa mu`` so that the base class's comparison ``z < limit`` applies unchanged.
 
-Checks run after steps 1 and 2 (the first check only records the increment; without them a rollout shorter than
-``CHECK_EVERY + 1 + PERSIST`` steps went unchecked), every :data:`CHECK_EVERY` steps, after every step while growth
-beyond the limit is being confirmed, and on the last step; each needs the velocity and force at both ends
-of the step, which costs up to two velocity and two force evaluations when they are not already known (counted
-in ``stats.nf``).
+Checks run after steps 1 and 2 (the first check only records the increment; without them the first two checks
+came at steps 16 and 32, and a rollout shorter than ``2 CHECK_EVERY + PERSIST - 1 = 37`` steps went unchecked),
+every :data:`CHECK_EVERY` steps, after every step while growth beyond the limit is being confirmed, and on the last
+step; each needs the velocity and force at both ends of the step, which costs up to two velocity and two force
+evaluations when they are not already known (counted in ``stats.nf``).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class OscillationCheck(FixedStepCheck):
         self.every = CHECK_EVERY
         self.persist = PERSIST
         # steps 1 (the increment to compare with) and 2 are checked, so that a streak can begin at once; while it
-        # lasts every step is checked: a rollout of PERSIST + 1 steps is confirmed (it needed 16 + 1 + PERSIST)
+        # lasts every step is checked: a rollout of PERSIST + 1 steps is confirmed (it needed 37)
         self.first = 2
         self.split = split
         self._streaking = False
@@ -96,7 +96,7 @@ class OscillationCheck(FixedStepCheck):
     def due(self, nloop: int) -> bool:
         """After steps 1 and 2, every :data:`CHECK_EVERY` steps, and after every step while a trajectory's streak
         has begun."""
-        return nloop % self.every == 0 or nloop <= self.first or self.streak_one > 0 or self._streaking
+        return self.scheduled(nloop) or self.streak_one > 0 or self._streaking
 
     def check(self, u: Tensor, u_new: Tensor, f_start: Tensor, f_end: Tensor, dt: Tensor,
               err: Tensor | None) -> tuple[Tensor, Tensor]:
